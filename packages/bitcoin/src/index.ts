@@ -1,0 +1,4 @@
+export * from "./amounts.js";
+export * from "./hashes.js";
+export * from "./txid.js";
+export * from "./locktime.js";
