@@ -2,7 +2,9 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["**/dist/**", "**/node_modules/**", "packages/proto/gen/**", "**/*.js", "**/*.cjs"] },
+  {
+    ignores: ["**/dist/**", "**/node_modules/**", "packages/proto/gen/**", "**/*.js", "**/*.cjs", "**/*.mjs"],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
