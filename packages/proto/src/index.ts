@@ -1,0 +1,3 @@
+export * from "./pkt.js";
+export { WireError, type WireErrorCode } from "./wire-error.js";
+export { lightningRoot } from "./schema.js";

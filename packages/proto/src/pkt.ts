@@ -1,0 +1,295 @@
+import { MAX_ANCHOR_SAT, msat, sat, txidFromInternal, txidToInternal } from "@ln/bitcoin";
+import type { Locktime, Msat, Sat, Txid } from "@ln/bitcoin";
+import * as ecc from "tiny-secp256k1";
+import { decodeMessage, encodeMessage, type RawMessage } from "./raw.js";
+import { PKT_SPEC } from "./schema.js";
+import { WireError } from "./wire-error.js";
+
+/** The transport's frame limit (BOLT #8): no encoded `pkt` may be larger. */
+export const MAX_PKT_BYTES = 65535;
+
+export type AnchorOffer = "WILL_CREATE_ANCHOR" | "WONT_CREATE_ANCHOR";
+
+/**
+ * One `pkt` of the draft, as typed plain data. Hashes are 32-byte Buffers in wire order, signatures
+ * 64-byte compact (R || S), keys 33-byte compressed points; 64-bit values are bigint.
+ */
+export type Pkt =
+  | {
+      kind: "update_add_htlc";
+      id: bigint;
+      amountMsat: Msat;
+      rHash: Buffer;
+      expiry: Locktime;
+      route: Buffer;
+    }
+  | { kind: "update_fulfill_htlc"; id: bigint; r: Buffer }
+  | { kind: "update_fail_htlc"; id: bigint; reason: Buffer }
+  | { kind: "update_fee"; feeRate: number }
+  | { kind: "update_commit"; sig: Buffer; ack?: bigint }
+  | { kind: "update_revocation"; revocationPreimage: Buffer; nextRevocationHash: Buffer }
+  | {
+      kind: "open_channel";
+      delay: Locktime;
+      revocationHash: Buffer;
+      nextRevocationHash: Buffer;
+      commitKey: Buffer;
+      finalKey: Buffer;
+      anch: AnchorOffer;
+      minDepth: number;
+      initialFeeRate: number;
+    }
+  | { kind: "open_anchor"; txid: Txid; outputIndex: number; amount: Sat; commitSig: Buffer }
+  | { kind: "open_commit_sig"; sig: Buffer }
+  | { kind: "open_complete"; blockid?: Buffer }
+  | { kind: "close_clearing" }
+  | { kind: "close_signature"; closeFee: Sat; sig: Buffer }
+  | { kind: "error"; problem?: string }
+  | { kind: "authenticate"; nodeId: Buffer; sessionSig: Buffer; ack?: bigint };
+
+export type PktKind = Pkt["kind"];
+export type PktOf<K extends PktKind> = Extract<Pkt, { kind: K }>;
+
+/** The `pkt` oneof member that carries each kind (DESIGN.md 2). */
+const MEMBER: Readonly<Record<PktKind, string>> = {
+  update_add_htlc: "update_add_htlc",
+  update_fulfill_htlc: "update_fulfill_htlc",
+  update_fail_htlc: "update_fail_htlc",
+  update_fee: "update_fee",
+  update_commit: "update_commit",
+  update_revocation: "update_revocation",
+  open_channel: "open",
+  open_anchor: "open_anchor",
+  open_commit_sig: "open_commit_sig",
+  open_complete: "open_complete",
+  close_clearing: "close_clearing",
+  close_signature: "close_signature",
+  error: "error",
+  authenticate: "auth",
+};
+const KIND_OF_MEMBER = new Map(Object.entries(MEMBER).map(([kind, member]) => [member, kind as PktKind]));
+
+const ANCHOR_OFFER: Readonly<Record<AnchorOffer, bigint>> = {
+  WILL_CREATE_ANCHOR: 1n,
+  WONT_CREATE_ANCHOR: 2n,
+};
+
+// ---- field helpers: each both checks and converts, so encode and decode enforce the same rules
+
+function words(bytes: Buffer, names: readonly string[], what: string, path: string): RawMessage {
+  if (bytes.length !== names.length * 8)
+    throw new WireError(
+      "FIELD_RANGE",
+      `${path}: a ${what} is ${names.length * 8} bytes, got ${bytes.length}`,
+      path,
+    );
+  return Object.fromEntries(names.map((n, i) => [n, bytes.readBigUInt64LE(i * 8)]));
+}
+function unwords(raw: RawMessage, names: readonly string[]): Buffer {
+  const out = Buffer.alloc(names.length * 8);
+  names.forEach((n, i) => out.writeBigUInt64LE(raw[n] as bigint, i * 8));
+  return out;
+}
+const HASH_WORDS = ["a", "b", "c", "d"];
+const SIG_WORDS = ["r1", "r2", "r3", "r4", "s1", "s2", "s3", "s4"];
+const hashOut = (h: Buffer, path: string): RawMessage => words(h, HASH_WORDS, "sha256_hash", path);
+const hashIn = (raw: unknown): Buffer => unwords(raw as RawMessage, HASH_WORDS);
+const sigOut = (s: Buffer, path: string): RawMessage => words(s, SIG_WORDS, "signature", path);
+const sigIn = (raw: unknown): Buffer => unwords(raw as RawMessage, SIG_WORDS);
+
+function checkKey(key: Buffer, path: string): Buffer {
+  if (key.length !== 33 || (key[0] !== 2 && key[0] !== 3))
+    throw new WireError("BAD_PUBKEY", `${path}: a bitcoin_pubkey is 33 bytes starting 02 or 03`, path);
+  if (!ecc.isPoint(key)) throw new WireError("BAD_PUBKEY", `${path}: not a point on secp256k1`, path);
+  return key;
+}
+const keyOut = (key: Buffer, path: string): RawMessage => ({ key: checkKey(key, `${path}.key`) });
+const keyIn = (raw: unknown, path: string): Buffer =>
+  checkKey((raw as RawMessage)["key"] as Buffer, `${path}.key`);
+
+function locktimeOut(l: Locktime, path: string): RawMessage {
+  const [unit, value] = "blocks" in l ? ["blocks", l.blocks] : ["seconds", l.seconds];
+  return { [unit]: u32(value, `${path}.${unit}`) };
+}
+function locktimeIn(raw: unknown): Locktime {
+  const r = raw as RawMessage;
+  return r["blocks"] !== undefined ? { blocks: Number(r["blocks"]) } : { seconds: Number(r["seconds"]) };
+}
+
+function u32(n: number, path: string): bigint {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff)
+    throw new WireError("FIELD_RANGE", `${path}: ${n} is not a uint32`, path);
+  return BigInt(n);
+}
+
+function checkAmountMsat(v: bigint, path: string): Msat {
+  if (v <= 0n) throw new WireError("BAD_AMOUNT", `${path}: amount_msat must be greater than 0`, path);
+  return msat(v);
+}
+function checkAnchorAmount(v: bigint, path: string): Sat {
+  if (v > MAX_ANCHOR_SAT)
+    throw new WireError("BAD_AMOUNT", `${path}: anchor amount ${v} exceeds ${MAX_ANCHOR_SAT} satoshi`, path);
+  return sat(v);
+}
+
+// ---- Pkt <-> RawMessage
+
+function toRaw(p: Pkt): RawMessage {
+  const at = `pkt.${MEMBER[p.kind]}`;
+  switch (p.kind) {
+    case "update_add_htlc":
+      return {
+        id: p.id,
+        amount_msat: checkAmountMsat(p.amountMsat, `${at}.amount_msat`),
+        r_hash: hashOut(p.rHash, `${at}.r_hash`),
+        expiry: locktimeOut(p.expiry, `${at}.expiry`),
+        route: { info: p.route },
+      };
+    case "update_fulfill_htlc":
+      return { id: p.id, r: hashOut(p.r, `${at}.r`) };
+    case "update_fail_htlc":
+      return { id: p.id, reason: { info: p.reason } };
+    case "update_fee":
+      return { fee_rate: u32(p.feeRate, `${at}.fee_rate`) };
+    case "update_commit":
+      return { sig: sigOut(p.sig, `${at}.sig`), ack: p.ack };
+    case "update_revocation":
+      return {
+        revocation_preimage: hashOut(p.revocationPreimage, `${at}.revocation_preimage`),
+        next_revocation_hash: hashOut(p.nextRevocationHash, `${at}.next_revocation_hash`),
+      };
+    case "open_channel":
+      return {
+        delay: locktimeOut(p.delay, `${at}.delay`),
+        revocation_hash: hashOut(p.revocationHash, `${at}.revocation_hash`),
+        commit_key: keyOut(p.commitKey, `${at}.commit_key`),
+        final_key: keyOut(p.finalKey, `${at}.final_key`),
+        anch: ANCHOR_OFFER[p.anch],
+        min_depth: u32(p.minDepth, `${at}.min_depth`),
+        initial_fee_rate: u32(p.initialFeeRate, `${at}.initial_fee_rate`),
+        next_revocation_hash: hashOut(p.nextRevocationHash, `${at}.next_revocation_hash`),
+      };
+    case "open_anchor":
+      return {
+        txid: hashOut(txidToInternal(p.txid), `${at}.txid`),
+        output_index: u32(p.outputIndex, `${at}.output_index`),
+        amount: checkAnchorAmount(p.amount, `${at}.amount`),
+        commit_sig: sigOut(p.commitSig, `${at}.commit_sig`),
+      };
+    case "open_commit_sig":
+      return { sig: sigOut(p.sig, `${at}.sig`) };
+    case "open_complete":
+      return { blockid: p.blockid && hashOut(p.blockid, `${at}.blockid`) };
+    case "close_clearing":
+      return {};
+    case "close_signature":
+      return { close_fee: p.closeFee, sig: sigOut(p.sig, `${at}.sig`) };
+    case "error":
+      return { problem: p.problem };
+    case "authenticate":
+      return {
+        node_id: keyOut(p.nodeId, `${at}.node_id`),
+        session_sig: sigOut(p.sessionSig, `${at}.session_sig`),
+        ack: p.ack,
+      };
+  }
+}
+
+function fromRaw(kind: PktKind, m: RawMessage): Pkt {
+  const at = `pkt.${MEMBER[kind]}`;
+  const n = (f: string): number => Number(m[f] as bigint);
+  const b = (f: string): bigint => m[f] as bigint;
+  switch (kind) {
+    case "update_add_htlc":
+      return {
+        kind,
+        id: b("id"),
+        amountMsat: checkAmountMsat(b("amount_msat"), `${at}.amount_msat`),
+        rHash: hashIn(m["r_hash"]),
+        expiry: locktimeIn(m["expiry"]),
+        route: (m["route"] as RawMessage)["info"] as Buffer,
+      };
+    case "update_fulfill_htlc":
+      return { kind, id: b("id"), r: hashIn(m["r"]) };
+    case "update_fail_htlc":
+      return { kind, id: b("id"), reason: (m["reason"] as RawMessage)["info"] as Buffer };
+    case "update_fee":
+      return { kind, feeRate: n("fee_rate") };
+    case "update_commit":
+      return withOptional({ kind, sig: sigIn(m["sig"]) }, "ack", m["ack"] as bigint | undefined);
+    case "update_revocation":
+      return {
+        kind,
+        revocationPreimage: hashIn(m["revocation_preimage"]),
+        nextRevocationHash: hashIn(m["next_revocation_hash"]),
+      };
+    case "open_channel":
+      return {
+        kind,
+        delay: locktimeIn(m["delay"]),
+        revocationHash: hashIn(m["revocation_hash"]),
+        nextRevocationHash: hashIn(m["next_revocation_hash"]),
+        commitKey: keyIn(m["commit_key"], `${at}.commit_key`),
+        finalKey: keyIn(m["final_key"], `${at}.final_key`),
+        anch: b("anch") === 1n ? "WILL_CREATE_ANCHOR" : "WONT_CREATE_ANCHOR",
+        minDepth: m["min_depth"] === undefined ? 0 : n("min_depth"),
+        initialFeeRate: n("initial_fee_rate"),
+      };
+    case "open_anchor":
+      return {
+        kind,
+        txid: txidFromInternal(hashIn(m["txid"])),
+        outputIndex: n("output_index"),
+        amount: checkAnchorAmount(b("amount"), `${at}.amount`),
+        commitSig: sigIn(m["commit_sig"]),
+      };
+    case "open_commit_sig":
+      return { kind, sig: sigIn(m["sig"]) };
+    case "open_complete":
+      return withOptional({ kind }, "blockid", m["blockid"] === undefined ? undefined : hashIn(m["blockid"]));
+    case "close_clearing":
+      return { kind };
+    case "close_signature":
+      return { kind, closeFee: sat(b("close_fee")), sig: sigIn(m["sig"]) };
+    case "error":
+      return withOptional({ kind }, "problem", m["problem"] as string | undefined);
+    case "authenticate":
+      return withOptional(
+        { kind, nodeId: keyIn(m["node_id"], `${at}.node_id`), sessionSig: sigIn(m["session_sig"]) },
+        "ack",
+        m["ack"] as bigint | undefined,
+      );
+  }
+}
+
+/** exactOptionalPropertyTypes: an absent optional field is absent, not `undefined`. */
+function withOptional<T extends object, K extends string, V>(
+  o: T,
+  key: K,
+  v: V | undefined,
+): T & { [P in K]?: V } {
+  return v === undefined ? o : { ...o, [key]: v };
+}
+
+/** Encodes a `pkt`. Throws WireError if the value breaks a field rule: we never send what we would reject. */
+export function encodePkt(p: Pkt): Buffer {
+  const bytes = encodeMessage(PKT_SPEC, { [MEMBER[p.kind]]: toRaw(p) });
+  if (bytes.length > MAX_PKT_BYTES)
+    throw new WireError("TOO_LARGE", `pkt: ${bytes.length} bytes, the limit is ${MAX_PKT_BYTES}`);
+  return bytes;
+}
+
+/**
+ * Decodes and validates one `pkt`. Any rejection is a WireError whose `problem` is the text for
+ * the `error` message that fails the connection (draft 6.3). Never throws anything else.
+ */
+export function decodePkt(bytes: Uint8Array): Pkt {
+  if (bytes.length > MAX_PKT_BYTES)
+    throw new WireError("TOO_LARGE", `pkt: ${bytes.length} bytes, the limit is ${MAX_PKT_BYTES}`);
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const envelope = decodeMessage(PKT_SPEC, buf, 0, buf.length, "pkt");
+  const [member, body] = Object.entries(envelope)[0] as [string, RawMessage];
+  return fromRaw(KIND_OF_MEMBER.get(member) as PktKind, body);
+}
+
+export const isPkt = <K extends PktKind>(p: Pkt, kind: K): p is PktOf<K> => p.kind === kind;

@@ -1,0 +1,5 @@
+export * from "./errors.js";
+export * from "./cipher.js";
+export * from "./handshake.js";
+export * from "./connection.js";
+export * from "./authenticate.js";
