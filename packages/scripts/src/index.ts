@@ -1,1 +1,2 @@
-export {};
+export * from "./scripts.js";
+export * from "./timelocks.js";
