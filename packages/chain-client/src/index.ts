@@ -1,1 +1,3 @@
-export {};
+export * from "./errors.js";
+export * from "./rpc.js";
+export * from "./follower.js";
