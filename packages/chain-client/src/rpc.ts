@@ -74,6 +74,9 @@ export interface SmartFee {
 
 /** Methods that only read state: a transport failure is retried. */
 const IDEMPOTENT = new Set([
+  // Safe to resend: the same transaction is accepted again or reported as already known. A
+  // resend matters: an HTTP keep-alive socket the node closes while idle resets the next request.
+  "sendrawtransaction",
   "getblockchaininfo",
   "getblockcount",
   "getbestblockhash",
@@ -294,7 +297,7 @@ export class BitcoinRpc {
     return s.array(await this.call("getrawmempool", [false])).map((t) => toTxid(s, t));
   }
 
-  /** Never retried: a resend after a lost answer would be harmless, but we keep submits explicit. */
+  /** Retried after a transport failure: resending the same transaction is harmless. */
   async sendRawTransaction(hex: string): Promise<Txid> {
     const s = new Shape("sendrawtransaction", "result");
     return toTxid(s, await this.call("sendrawtransaction", [hex]));

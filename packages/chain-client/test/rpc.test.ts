@@ -127,14 +127,14 @@ describe("BitcoinRpc", () => {
     expect(node.seen).toHaveLength(3);
   });
 
-  it("never retries sendrawtransaction or generatetoaddress", async () => {
+  it("never retries generatetoaddress (each attempt would mine more); retries sendrawtransaction (idempotent)", async () => {
     const node = await fakeNode((_req, res) => reply(res, 503, "busy"));
     const rpc = new BitcoinRpc({ url: node.url, retries: 3, retryDelayMs: 1 });
+    await rpc.generateToAddress(1, "bcrt1qxyz").catch(() => undefined);
+    expect(node.seen).toHaveLength(1);
     const e1 = await rpc.sendRawTransaction("00").catch((e: unknown) => e);
     expect((e1 as RpcTransportError).code).toBe("HTTP");
-    expect(node.seen).toHaveLength(1);
-    await rpc.generateToAddress(1, "bcrt1qxyz").catch(() => undefined);
-    expect(node.seen).toHaveLength(2);
+    expect(node.seen).toHaveLength(5);
   });
 
   it("reports a timeout with the URL and what to check, and retries it for reads", async () => {

@@ -1,1 +1,4 @@
-export {};
+export { ackFor, createChannel, MAX_OFFERED_HTLCS, stagedViews, step } from "./channel.js";
+export * from "./types.js";
+export * from "./views.js";
+export * from "./serialize.js";

@@ -47,7 +47,7 @@ declare module "bcoin" {
     readonly rpc: NodeRpc;
     readonly pool: { forceSync: () => void };
     readonly miner: { readonly options: { minWeight: number } };
-    readonly http: { readonly http: { address(): AddressInfo | string | null } };
+    readonly http: { readonly http: { address(): AddressInfo | string | null; keepAliveTimeout: number } };
     open(): Promise<void>;
     close(): Promise<void>;
     getCoinsByAddress(addrs: readonly string[]): Promise<Coin[]>;

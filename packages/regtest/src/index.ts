@@ -136,6 +136,10 @@ export async function startRegtest(opts: RegtestOptions = {}): Promise<Regtest> 
     });
   }
   installBitcoindCompat(node);
+  // The node runs in the test's own process: a long synchronous stretch there (signing a big
+  // transaction) can let the server's 5 s keep-alive timer close a socket the client is about to
+  // reuse. Idle sockets are closed by the client (undici, after 4 s) instead.
+  node.http.http.keepAliveTimeout = 10 * 60_000;
   // bcoin's miner skips "free" transactions (fee below the min relay fee for their size, which
   // includes the rounding of fee estimates); bitcoind's regtest mines whatever its mempool took.
   node.miner.options.minWeight = 4_000_000;

@@ -1,0 +1,1044 @@
+import { MAX_ANCHOR_SAT, msat, sat, sha256, type Locktime, type OutPoint, type Sat } from "@ln/bitcoin";
+import { encodePkt, WireError, type Pkt, type PktOf } from "@ln/proto";
+import { absoluteExpiry, relativeDelay } from "@ln/scripts";
+import { commitmentIndex, emptyShachainStore, insertSecret, ShachainError } from "@ln/shachain";
+import {
+  anchorSighash,
+  buildClose,
+  buildCommitment,
+  COMMITMENT_BASE_BYTES,
+  commitmentBytecount,
+  feeForBytes,
+  isDustMsat,
+  verifyDigest,
+  type CloseParams,
+  type CommitmentParams,
+} from "@ln/tx";
+import { DEFAULT_POLICY } from "./types.js";
+import type {
+  Broadcast,
+  ChainEvent,
+  ChannelPolicy,
+  ChannelState,
+  Command,
+  FailureCode,
+  Input,
+  OpenTerms,
+  Output,
+  SignerReply,
+  Step,
+} from "./types.js";
+import {
+  applyUpdates,
+  emptyLog,
+  logLength,
+  logSlice,
+  pruneLog,
+  updatesAcked,
+  UpdateError,
+  type CommitmentView,
+  type Htlc,
+  type Side,
+  type Update,
+  type UpdateLog,
+} from "./views.js";
+
+/** Draft 3.2: at most this many HTLCs offered by one side in either commitment. */
+export const MAX_OFFERED_HTLCS = 1500;
+const MAX_AMOUNT_MSAT = 0xffff_ffffn;
+
+/** The peer broke a rule: the connection fails (draft 6.3). Never escapes `step`. */
+class Violation extends Error {
+  constructor(
+    readonly problem: string,
+    readonly code: FailureCode = "PROTOCOL_VIOLATION",
+  ) {
+    super(problem);
+  }
+}
+/** The operator asked for something the channel cannot do now; nothing changes. */
+class Rejected extends Error {}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+const buf = (h: string): Buffer => Buffer.from(h, "hex");
+
+// ---------------------------------------------------------------- creation
+
+export function createChannel(p: {
+  role: "creator" | "acceptor";
+  local: OpenTerms;
+  /** Creator only: the anchor amount. */
+  fundingSat?: Sat;
+  policy?: Partial<ChannelPolicy>;
+  chain: { height: number; time: number };
+}): Step {
+  const state: ChannelState = {
+    phase: "opening",
+    role: p.role,
+    policy: { ...DEFAULT_POLICY, ...p.policy },
+    local: p.local,
+    remote: undefined,
+    anchor: undefined,
+    fundingSat: p.fundingSat,
+    opening: {
+      sentOpenAnchor: false,
+      anchorSigned: false,
+      sentComplete: false,
+      receivedComplete: false,
+      depthReachedAt: undefined,
+    },
+    createdAt: p.chain.height,
+    chain: { ...p.chain },
+    localCommit: undefined,
+    remoteCommit: undefined,
+    remotePending: undefined,
+    localRevocationHash: { current: p.local.revocationHash, next: p.local.nextRevocationHash },
+    remoteRevocationHash: { current: "", next: "" },
+    localLog: emptyLog(),
+    remoteLog: emptyLog(),
+    sentCount: 0,
+    receivedCount: 0,
+    peerAck: 0,
+    peerCommitAck: 0,
+    theirSecrets: emptyShachainStore(),
+    nextHtlcId: 0n,
+    everHadHtlc: false,
+    failedByPeer: [],
+    close: {
+      sentClearing: false,
+      receivedClearing: false,
+      ourLastFee: undefined,
+      theirLastFee: undefined,
+      theirLastSig: undefined,
+      failOnceCommitted: [],
+    },
+    awaiting: undefined,
+    deferred: [],
+    failure: undefined,
+  };
+  if (p.role === "creator" && (p.fundingSat === undefined || p.fundingSat <= 0n))
+    throw new Error("the anchor creator needs a funding amount");
+  if (p.fundingSat !== undefined && p.fundingSat > MAX_ANCHOR_SAT)
+    throw new Error(`the anchor amount must not exceed ${MAX_ANCHOR_SAT} satoshi (draft 2.2)`);
+  const out: Output[] = [];
+  send(state, out, {
+    kind: "open_channel",
+    delay: p.local.delay,
+    revocationHash: buf(p.local.revocationHash),
+    nextRevocationHash: buf(p.local.nextRevocationHash),
+    commitKey: buf(p.local.commitKey),
+    finalKey: buf(p.local.finalKey),
+    anch: p.role === "creator" ? "WILL_CREATE_ANCHOR" : "WONT_CREATE_ANCHOR",
+    minDepth: p.local.minDepth,
+    initialFeeRate: p.local.initialFeeRate,
+  });
+  return { state, outputs: out };
+}
+
+// ---------------------------------------------------------------- the step function
+
+/**
+ * The channel state machine: (state, input) -> (state, outputs), with no I/O. A peer's
+ * violation fails the channel (outputs say what to send and broadcast); an operator command
+ * that cannot be done now is rejected with a reason and changes nothing.
+ */
+export function step(state: ChannelState, input: Input): Step {
+  const d = structuredClone(state);
+  const out: Output[] = [];
+  if (isOver(d)) {
+    if (input.type === "command") out.push(rejected(input.command, `the channel is ${d.phase}`));
+    if (input.type === "chain" && input.event.kind === "block")
+      d.chain = { height: input.event.height, time: input.event.time };
+    return { state: d, outputs: out };
+  }
+  if (d.awaiting && input.type !== "signer") {
+    d.deferred.push(input);
+    return { state: d, outputs: out };
+  }
+  try {
+    handle(d, input, out);
+    while (!d.awaiting && d.deferred.length > 0 && !isOver(d)) handle(d, d.deferred.shift() as Input, out);
+  } catch (e) {
+    if (e instanceof Rejected && input.type === "command")
+      return { state, outputs: [rejected(input.command, e.message)] };
+    if (e instanceof Violation) {
+      fail(d, out, e.code, e.problem);
+      return { state: d, outputs: out };
+    }
+    throw e;
+  }
+  return { state: d, outputs: out };
+}
+
+const isOver = (d: ChannelState): boolean => d.phase === "failed" || d.phase === "closed";
+const rejected = (c: Command, problem: string): Output => ({
+  type: "command_rejected",
+  command: c.kind,
+  problem,
+});
+
+function handle(d: ChannelState, input: Input, out: Output[]): void {
+  switch (input.type) {
+    case "pkt":
+      d.receivedCount++;
+      onPkt(d, input.pkt, out);
+      break;
+    case "command":
+      onCommand(d, input.command, out);
+      break;
+    case "chain":
+      onChain(d, input.event, out);
+      break;
+    case "signer":
+      onSigner(d, input.reply, out);
+      break;
+    case "anchor_built":
+      onAnchorBuilt(d, input.outpoint, input.amount, out);
+      break;
+    case "reconnected":
+      if (input.theirAck < d.peerAck || input.theirAck > d.sentCount)
+        throw new Violation(
+          `authenticate: ack ${input.theirAck} is outside ${d.peerAck}..${d.sentCount}, the messages we sent and they acknowledged`,
+        );
+      d.peerAck = input.theirAck;
+      out.push({ type: "retransmit", afterSeq: input.theirAck });
+      return;
+  }
+  afterEveryStep(d, out);
+}
+
+/** Our `authenticate.ack`: non-authenticate messages processed from the peer (draft 1.2). */
+export const ackFor = (s: ChannelState): number => s.receivedCount;
+
+function send(d: ChannelState, out: Output[], pkt: Pkt): void {
+  d.sentCount++;
+  out.push({ type: "send", seq: d.sentCount, pkt });
+}
+
+function sendUpdate(d: ChannelState, out: Output[], pkt: Pkt, update: Update): void {
+  send(d, out, pkt);
+  d.localLog.entries.push({ update, seq: d.sentCount });
+}
+
+// ---------------------------------------------------------------- failing (6.3)
+
+function fail(d: ChannelState, out: Output[], code: FailureCode, problem: string): void {
+  if (d.phase === "failed" || d.phase === "closed") return;
+  if (code !== "PEER_ERROR") send(d, out, { kind: "error", problem });
+  const broadcast = whatToBroadcast(d);
+  d.phase = "failed";
+  d.failure = { code, problem };
+  d.awaiting = undefined;
+  d.deferred = [];
+  out.push({ type: "failed", code, problem });
+  if (broadcast.tx !== "nothing") out.push({ type: "broadcast", broadcast });
+}
+
+/** Draft 6.3: nothing before the anchor can exist; a close we were offered; else our latest commitment. */
+function whatToBroadcast(d: ChannelState): Broadcast {
+  if (!d.localCommit || !d.opening.anchorSigned || !d.anchor || !d.remote) return { tx: "nothing" };
+  if (d.close.theirLastSig !== undefined && d.close.theirLastFee !== undefined)
+    return {
+      tx: "close",
+      closeFee: d.close.theirLastFee,
+      params: closeParams(d, d.close.theirLastFee),
+      theirSig: d.close.theirLastSig,
+    };
+  return {
+    tx: "commitment",
+    number: d.localCommit.number,
+    params: commitmentParams(d, d.localCommit, "local"),
+    theirSig: d.localCommit.theirSig,
+  };
+}
+
+// ---------------------------------------------------------------- transactions from views
+
+function commitmentParams(
+  d: ChannelState,
+  v: CommitmentView,
+  owner: Side,
+  revocationHash?: string,
+): CommitmentParams {
+  const remote = need(d.remote);
+  const anchor = need(d.anchor);
+  const local = owner === "local";
+  return {
+    anchor: {
+      outpoint: anchor.outpoint,
+      amount: anchor.amount,
+      commitKeys: [buf(d.local.commitKey), buf(remote.commitKey)],
+    },
+    ownerFinal: buf(local ? d.local.finalKey : remote.finalKey),
+    otherFinal: buf(local ? remote.finalKey : d.local.finalKey),
+    revocationHash: buf(
+      revocationHash ?? (local ? d.localRevocationHash.current : d.remoteRevocationHash.current),
+    ),
+    // DESIGN.md 6: the owner's outputs wait the delay the *other* node asked for.
+    delay: local ? remote.delay : d.local.delay,
+    ownerMsat: local ? v.localMsat : v.remoteMsat,
+    otherMsat: local ? v.remoteMsat : v.localMsat,
+    htlcs: v.htlcs.map((h) => ({
+      id: h.id,
+      offeredByOwner: h.offerer === owner,
+      amountMsat: h.amountMsat,
+      rHash: buf(h.rHash),
+      expiry: h.expiry,
+    })),
+    feeRate: v.feeRate,
+  };
+}
+
+function closeParams(d: ChannelState, closeFee: Sat): CloseParams {
+  const v = need(d.localCommit);
+  const anchor = need(d.anchor);
+  const remote = need(d.remote);
+  return {
+    anchor: {
+      outpoint: anchor.outpoint,
+      amount: anchor.amount,
+      commitKeys: [buf(d.local.commitKey), buf(remote.commitKey)],
+    },
+    a: { finalKey: buf(d.local.finalKey), msat: v.localMsat },
+    b: { finalKey: buf(remote.finalKey), msat: v.remoteMsat },
+    closeFee,
+  };
+}
+
+function signatureValid(d: ChannelState, params: CommitmentParams | CloseParams, sig: Buffer): boolean {
+  const built = "htlcs" in params ? buildCommitment(params) : buildClose(params);
+  return verifyDigest(buf(need(d.remote).commitKey), anchorSighash(built.tx, built.anchorRedeemScript), sig);
+}
+
+/** Draft 3.6's fee of a commitment, by arithmetic alone (no transaction built). */
+const commitmentFee = (v: CommitmentView): Sat =>
+  feeForBytes(commitmentBytecount(v.htlcs.filter((h) => !isDustMsat(h.amountMsat)).length), v.feeRate);
+
+function need<T>(v: T | undefined): T {
+  if (v === undefined) throw new Violation("message out of order: the channel is not set up for it");
+  return v;
+}
+
+// ---------------------------------------------------------------- received messages
+
+function onPkt(d: ChannelState, pkt: Pkt, out: Output[]): void {
+  if (pkt.kind === "error")
+    throw new Violation(`the peer failed the channel: ${pkt.problem ?? "(no problem given)"}`, "PEER_ERROR");
+  if (pkt.kind === "authenticate")
+    throw new Violation("authenticate is only the first message of a connection");
+  // Field rules (valid 33-byte keys, amount_msat > 0, the anchor amount cap, ...): the gateway's
+  // decoder enforces them, and so does the core, which is handed typed values.
+  try {
+    encodePkt(pkt);
+  } catch (e) {
+    if (e instanceof WireError) throw new Violation(e.message);
+    throw e;
+  }
+  if (d.phase === "opening") return onOpeningPkt(d, pkt, out);
+  if (!d.opening.receivedComplete || !d.opening.sentComplete)
+    throw new Violation(`${pkt.kind} before both open_complete (draft 2.4)`);
+  switch (pkt.kind) {
+    case "update_add_htlc":
+      return receiveAdd(d, pkt, out);
+    case "update_fulfill_htlc":
+    case "update_fail_htlc":
+      return receiveRemoval(d, pkt, out);
+    case "update_fee":
+      checkFeeRate(d.policy, pkt.feeRate, "update_fee");
+      d.remoteLog.entries.push({ update: { kind: "fee", feeRate: pkt.feeRate }, seq: d.receivedCount });
+      return;
+    case "update_commit":
+      return receiveCommit(d, pkt, out);
+    case "update_revocation":
+      return receiveRevocation(d, pkt, out);
+    case "close_clearing":
+      if (d.close.receivedClearing) throw new Violation("a second close_clearing (draft 4.1)");
+      d.close.receivedClearing = true;
+      d.phase = "clearing";
+      if (!d.close.sentClearing) {
+        d.close.sentClearing = true;
+        send(d, out, { kind: "close_clearing" });
+      }
+      return;
+    case "close_signature":
+      return receiveCloseSignature(d, pkt, out);
+    default:
+      throw new Violation(`${pkt.kind} after the channel is open`);
+  }
+}
+
+function checkFeeRate(p: ChannelPolicy, rate: number, what: string): void {
+  if (rate < p.minFeeRate || rate > p.maxFeeRate)
+    throw new Violation(
+      `${what}: fee rate ${rate} is outside ${p.minFeeRate}..${p.maxFeeRate} satoshi per 1000 bytes`,
+      "POLICY",
+    );
+}
+
+function onOpeningPkt(d: ChannelState, pkt: Pkt, out: Output[]): void {
+  switch (pkt.kind) {
+    case "open_channel":
+      return receiveOpen(d, pkt, out);
+    case "open_anchor": {
+      if (d.role !== "acceptor")
+        throw new Violation("open_anchor from the node that will not create the anchor");
+      if (!d.remote || d.anchor) throw new Violation("open_anchor out of order (draft 2.2)");
+      d.anchor = { outpoint: { txid: pkt.txid, vout: pkt.outputIndex }, amount: pkt.amount };
+      initialViews(d);
+      const local = need(d.localCommit);
+      if (!signatureValid(d, commitmentParams(d, local, "local"), pkt.commitSig))
+        throw new Violation("open_anchor: commit_sig does not sign our initial commitment (draft 2.2)");
+      local.theirSig = hex(pkt.commitSig);
+      requestRemoteSignature(d, out, need(d.remoteCommit));
+      return;
+    }
+    case "open_commit_sig": {
+      if (d.role !== "creator" || !d.opening.sentOpenAnchor || d.opening.anchorSigned)
+        throw new Violation("open_commit_sig out of order (draft 2.3)");
+      const local = need(d.localCommit);
+      if (!signatureValid(d, commitmentParams(d, local, "local"), pkt.sig))
+        throw new Violation("open_commit_sig: sig does not sign our initial commitment (draft 2.3)");
+      local.theirSig = hex(pkt.sig);
+      d.opening.anchorSigned = true;
+      const anchor = need(d.anchor);
+      out.push({ type: "broadcast_anchor", outpoint: anchor.outpoint });
+      out.push({ type: "watch_anchor", outpoint: anchor.outpoint, depth: requiredDepth(d) });
+      return;
+    }
+    case "open_complete":
+      if (!d.opening.anchorSigned || d.opening.receivedComplete)
+        throw new Violation("open_complete out of order (draft 2.4)");
+      d.opening.receivedComplete = true;
+      maybeOpened(d, out);
+      return;
+    default:
+      throw new Violation(`${pkt.kind} before the channel is open (draft 2.4)`);
+  }
+}
+
+function receiveOpen(d: ChannelState, pkt: PktOf<"open_channel">, out: Output[]): void {
+  if (d.remote) throw new Violation("a second open_channel");
+  const expected = d.role === "creator" ? "WONT_CREATE_ANCHOR" : "WILL_CREATE_ANCHOR";
+  if (pkt.anch !== expected)
+    throw new Violation(
+      `open_channel: anch is ${pkt.anch}, but the ${d.role === "creator" ? "receiver" : "creator"} of the connection must send ${expected} (draft 2.1)`,
+    );
+  const p = d.policy;
+  if ("blocks" in pkt.delay ? pkt.delay.blocks > p.maxDelayBlocks : pkt.delay.seconds > p.maxDelaySeconds)
+    throw new Violation(
+      `open_channel: delay ${JSON.stringify(pkt.delay)} is larger than we accept (${p.maxDelayBlocks} blocks, ${p.maxDelaySeconds} s)`,
+      "POLICY",
+    );
+  try {
+    relativeDelay(pkt.delay);
+  } catch (e) {
+    throw new Violation(`open_channel: delay: ${(e as Error).message}`, "POLICY");
+  }
+  if (pkt.minDepth > p.maxMinDepth)
+    throw new Violation(
+      `open_channel: min_depth ${pkt.minDepth} is larger than we accept (${p.maxMinDepth})`,
+      "POLICY",
+    );
+  checkFeeRate(p, pkt.initialFeeRate, "open_channel: initial_fee_rate");
+  if (hex(pkt.commitKey) === d.local.commitKey)
+    throw new Violation("open_channel: commit_key is our own key");
+  d.remote = {
+    delay: pkt.delay,
+    minDepth: pkt.minDepth,
+    initialFeeRate: pkt.initialFeeRate,
+    commitKey: hex(pkt.commitKey),
+    finalKey: hex(pkt.finalKey),
+    anch: pkt.anch,
+  };
+  d.remoteRevocationHash = { current: hex(pkt.revocationHash), next: hex(pkt.nextRevocationHash) };
+  if (d.role === "creator")
+    out.push({
+      type: "build_anchor",
+      amount: need(d.fundingSat),
+      commitKeys: [d.local.commitKey, d.remote.commitKey],
+    });
+}
+
+/** Commitments 0: the creator holds the whole anchor; each owner's own initial fee rate. */
+function initialViews(d: ChannelState): void {
+  const total = msat(need(d.anchor).amount * 1000n);
+  const [localMsat, remoteMsat] = d.role === "creator" ? [total, msat(0)] : [msat(0), total];
+  const base = { number: 0n, localUpdates: 0, remoteUpdates: 0, localMsat, remoteMsat, htlcs: [] };
+  d.localCommit = { ...base, feeRate: d.local.initialFeeRate, theirSig: "" };
+  d.remoteCommit = { ...base, feeRate: need(d.remote).initialFeeRate };
+  const fees = [commitmentFee(d.localCommit), commitmentFee(d.remoteCommit)];
+  for (const fee of fees)
+    if (need(d.anchor).amount < fee)
+      throw new Violation(
+        `anchor amount ${need(d.anchor).amount} does not cover the initial commitment fee ${fee} (draft 2.2)`,
+      );
+}
+
+function onAnchorBuilt(d: ChannelState, outpoint: OutPoint, amount: Sat, out: Output[]): void {
+  if (d.role !== "creator" || d.anchor || !d.remote || d.phase !== "opening")
+    throw new Error("anchor_built out of order");
+  if (amount !== d.fundingSat)
+    throw new Error(`the wallet built an anchor of ${amount} sat, not ${d.fundingSat}`);
+  d.anchor = { outpoint, amount };
+  initialViews(d);
+  requestRemoteSignature(d, out, need(d.remoteCommit));
+}
+
+const requiredDepth = (d: ChannelState): number => Math.max(d.local.minDepth, need(d.remote).minDepth, 1);
+
+function maybeOpened(d: ChannelState, out: Output[]): void {
+  if (d.opening.sentComplete && d.opening.receivedComplete && d.phase === "opening") {
+    d.phase = "normal";
+    out.push({ type: "opened" });
+  }
+}
+
+// ---- normal operation (section 3)
+
+/** Both commitments with every staged update applied: what the next commitments will hold. */
+export function stagedViews(d: ChannelState): Record<Side, CommitmentView> {
+  const lc = need(d.localCommit);
+  const rc = d.remotePending ?? need(d.remoteCommit);
+  const all = (log: UpdateLog, from: number): Update[] => logSlice(log, from, logLength(log));
+  try {
+    return {
+      local: applyUpdates(
+        lc,
+        "local",
+        all(d.localLog, lc.localUpdates),
+        all(d.remoteLog, lc.remoteUpdates),
+        lc.number + 1n,
+      ),
+      remote: applyUpdates(
+        rc,
+        "remote",
+        all(d.localLog, rc.localUpdates),
+        all(d.remoteLog, rc.remoteUpdates),
+        rc.number + 1n,
+      ),
+    };
+  } catch (e) {
+    if (e instanceof UpdateError) throw new Violation(e.message);
+    throw e;
+  }
+}
+
+/** Draft 3.2: the offerer must be able to pay the HTLC and its share of the fee in both commitments. */
+function checkOffer(d: ChannelState, offerer: Side, htlc: Htlc): void {
+  const views = stagedViews(d);
+  for (const owner of ["local", "remote"] as const) {
+    const v = views[owner];
+    const offered = v.htlcs.filter((h) => h.offerer === offerer);
+    if (offered.length > MAX_OFFERED_HTLCS)
+      throw new Violation(
+        `HTLC ${htlc.id}: more than ${MAX_OFFERED_HTLCS} HTLCs offered in one commitment (draft 3.2)`,
+      );
+    const fee = commitmentFee(v);
+    const balance = offerer === "local" ? v.localMsat : v.remoteMsat;
+    if (balance < (fee * 1000n) / 2n)
+      throw new Violation(
+        `HTLC ${htlc.id} of ${htlc.amountMsat} msat: the offerer cannot pay it and its half of the ${fee} sat fee in the ${owner} commitment (draft 3.2)`,
+      );
+  }
+}
+
+function receiveAdd(d: ChannelState, pkt: PktOf<"update_add_htlc">, out: Output[]): void {
+  if (d.close.receivedClearing) throw new Violation("update_add_htlc after close_clearing (draft 4.1)");
+  try {
+    absoluteExpiry(pkt.expiry);
+  } catch (e) {
+    throw new Violation(`update_add_htlc: expiry: ${(e as Error).message}`);
+  }
+  const views = stagedViews(d);
+  if (
+    views.local.htlcs.some((h) => h.offerer === "remote" && h.id === pkt.id) ||
+    views.remote.htlcs.some((h) => h.offerer === "remote" && h.id === pkt.id)
+  )
+    throw new Violation(`update_add_htlc: id ${pkt.id} is already staged (draft 3.2)`);
+  const htlc: Htlc = {
+    id: pkt.id,
+    offerer: "remote",
+    amountMsat: pkt.amountMsat,
+    rHash: hex(pkt.rHash),
+    expiry: pkt.expiry,
+    route: hex(pkt.route),
+  };
+  d.remoteLog.entries.push({ update: { kind: "add", htlc }, seq: d.receivedCount });
+  checkOffer(d, "remote", htlc);
+  d.everHadHtlc = true;
+  // Draft 4.1: after our close_clearing, every new HTLC is failed (once it is committed).
+  if (d.close.sentClearing) d.close.failOnceCommitted.push(pkt.id);
+  else out.push({ type: "htlc_added", id: pkt.id, offerer: "remote" });
+}
+
+/** True if the HTLC has a removal staged already (by either of our logs). */
+function removalStaged(log: UpdateLog, id: bigint): boolean {
+  return log.entries.some(
+    (e) => (e.update.kind === "fulfill" || e.update.kind === "fail") && e.update.id === id,
+  );
+}
+
+function receiveRemoval(
+  d: ChannelState,
+  pkt: PktOf<"update_fulfill_htlc" | "update_fail_htlc">,
+  out: Output[],
+): void {
+  const what = pkt.kind;
+  // Draft 3.3: the id must be an HTLC (ours) in our current commitment.
+  const htlc = need(d.localCommit).htlcs.find((h) => h.offerer === "local" && h.id === pkt.id);
+  if (!htlc) throw new Violation(`${what}: no HTLC ${pkt.id} of ours in our current commitment (draft 3.3)`);
+  if (removalStaged(d.remoteLog, pkt.id))
+    throw new Violation(`${what}: HTLC ${pkt.id} is already being removed`);
+  if (pkt.kind === "update_fulfill_htlc") {
+    if (!sha256(pkt.r).equals(buf(htlc.rHash)))
+      throw new Violation(`update_fulfill_htlc: r does not hash to HTLC ${pkt.id}'s r_hash (draft 3.3)`);
+    d.remoteLog.entries.push({
+      update: { kind: "fulfill", id: pkt.id, r: hex(pkt.r) },
+      seq: d.receivedCount,
+    });
+    // R in hand is enough to claim upstream: reported at once.
+    out.push({
+      type: "htlc_result",
+      id: pkt.id,
+      offerer: "local",
+      result: { kind: "fulfilled", r: hex(pkt.r) },
+    });
+  } else {
+    d.remoteLog.entries.push({
+      update: { kind: "fail", id: pkt.id, reason: hex(pkt.reason) },
+      seq: d.receivedCount,
+    });
+    d.failedByPeer.push({ id: pkt.id, reason: hex(pkt.reason) });
+  }
+}
+
+function receiveCommit(d: ChannelState, pkt: PktOf<"update_commit">, out: Output[]): void {
+  const ack = Number(pkt.ack ?? 0n);
+  if (ack < d.peerCommitAck || ack > d.sentCount)
+    throw new Violation(
+      `update_commit: ack ${ack} is outside ${d.peerCommitAck}..${d.sentCount} (draft 1.2)`,
+    );
+  d.peerCommitAck = ack;
+  const lc = need(d.localCommit);
+  const localTo = updatesAcked(d.localLog, ack);
+  const remoteTo = logLength(d.remoteLog);
+  if (localTo < lc.localUpdates) throw new Violation("update_commit: ack excludes updates already committed");
+  if (localTo === lc.localUpdates && remoteTo === lc.remoteUpdates)
+    throw new Violation("update_commit without any update (draft 3.5)");
+  let next: CommitmentView;
+  try {
+    next = applyUpdates(
+      lc,
+      "local",
+      logSlice(d.localLog, lc.localUpdates, localTo),
+      logSlice(d.remoteLog, lc.remoteUpdates, remoteTo),
+      lc.number + 1n,
+    );
+  } catch (e) {
+    if (e instanceof UpdateError) throw new Violation(`update_commit: ${e.message}`);
+    throw e;
+  }
+  const params = commitmentParams(d, next, "local", d.localRevocationHash.next);
+  if (!signatureValid(d, params, pkt.sig))
+    throw new Violation(`update_commit: sig does not sign our commitment ${next.number} (draft 3.5)`);
+  d.localCommit = { ...next, theirSig: hex(pkt.sig) };
+  d.awaiting = "reveal_revocation";
+  out.push({
+    type: "signer",
+    request: {
+      kind: "reveal_revocation",
+      revoke: lc.number,
+      next: next.number + 1n,
+      signedCommitment: { number: next.number, params, theirSig: hex(pkt.sig) },
+    },
+  });
+}
+
+function receiveRevocation(d: ChannelState, pkt: PktOf<"update_revocation">, out: Output[]): void {
+  const pending = d.remotePending;
+  if (!pending) throw new Violation("update_revocation without a commitment of ours to answer (draft 3.5)");
+  const old = need(d.remoteCommit);
+  if (!sha256(pkt.revocationPreimage).equals(buf(d.remoteRevocationHash.current)))
+    throw new Violation(
+      `update_revocation: the preimage does not hash to the revocation hash of commitment ${old.number} (draft 3.5)`,
+    );
+  try {
+    d.theirSecrets = insertSecret(d.theirSecrets, commitmentIndex(old.number), pkt.revocationPreimage);
+  } catch (e) {
+    if (e instanceof ShachainError)
+      throw new Violation(
+        `update_revocation: preimage ${old.number} does not derive the earlier ones (draft 5)`,
+      );
+    throw e;
+  }
+  out.push({
+    type: "revoked",
+    number: old.number,
+    preimage: hex(pkt.revocationPreimage),
+    params: commitmentParams(d, old, "remote"),
+  });
+  d.remoteCommit = pending;
+  d.remotePending = undefined;
+  d.remoteRevocationHash = { current: d.remoteRevocationHash.next, next: hex(pkt.nextRevocationHash) };
+}
+
+// ---- closing (section 4)
+
+const noHtlcsLeft = (d: ChannelState): boolean => {
+  const lc = need(d.localCommit);
+  const rc = need(d.remoteCommit);
+  return (
+    lc.htlcs.length === 0 &&
+    rc.htlcs.length === 0 &&
+    !d.remotePending &&
+    lc.localUpdates === logLength(d.localLog) &&
+    rc.localUpdates === logLength(d.localLog) &&
+    lc.remoteUpdates === logLength(d.remoteLog) &&
+    rc.remoteUpdates === logLength(d.remoteLog)
+  );
+};
+
+/** Draft 4.2: at most the final commitment's fee; we take the larger of the two commitments'. */
+const maxCloseFee = (d: ChannelState): Sat => {
+  const a = commitmentFee(need(d.localCommit));
+  const b = commitmentFee(need(d.remoteCommit));
+  return a > b ? a : b;
+};
+
+function receiveCloseSignature(d: ChannelState, pkt: PktOf<"close_signature">, out: Output[]): void {
+  if (!d.close.sentClearing && !d.close.receivedClearing)
+    throw new Violation("close_signature before close_clearing (draft 4.2)");
+  if (!noHtlcsLeft(d))
+    throw new Violation("close_signature while HTLCs or updates are still pending (draft 4.2)");
+  const fee = pkt.closeFee;
+  if (fee % 2n !== 0n) throw new Violation(`close_signature: close_fee ${fee} is odd (draft 4.2)`);
+  if (fee > maxCloseFee(d))
+    throw new Violation(
+      `close_signature: close_fee ${fee} exceeds the final commitment's fee ${maxCloseFee(d)} (draft 4.2)`,
+    );
+  const { ourLastFee, theirLastFee } = d.close;
+  if (ourLastFee !== undefined && theirLastFee !== undefined && fee !== ourLastFee) {
+    const [lo, hi] = ourLastFee < theirLastFee ? [ourLastFee, theirLastFee] : [theirLastFee, ourLastFee];
+    if (!(fee > lo && fee < hi))
+      throw new Violation(
+        `close_signature: close_fee ${fee} is not strictly between ${theirLastFee} and ${ourLastFee} (draft 4.2)`,
+      );
+  }
+  if (!signatureValid(d, closeParams(d, sat(fee)), pkt.sig))
+    throw new Violation(
+      `close_signature: sig does not sign the close transaction with fee ${fee} (draft 4.2)`,
+    );
+  d.close.theirLastFee = sat(fee);
+  d.close.theirLastSig = hex(pkt.sig);
+  if (fee === ourLastFee) return finishClose(d, out);
+  // Counter-offer halfway (even); when nothing even lies strictly between, accept theirs.
+  const ours = ourLastFee ?? initialCloseFee(d);
+  const mid = ((ours + fee) / 4n) * 2n;
+  const counter = mid > (ours < fee ? ours : fee) && mid < (ours < fee ? fee : ours) ? mid : fee;
+  offerClose(d, out, sat(counter));
+}
+
+const initialCloseFee = (d: ChannelState): Sat => {
+  const wanted = feeForBytes(COMMITMENT_BASE_BYTES, d.policy.closeFeeRate);
+  const cap = minCommitmentFee(d);
+  return wanted < cap ? wanted : cap;
+};
+const minCommitmentFee = (d: ChannelState): Sat => {
+  const a = commitmentFee(need(d.localCommit));
+  const b = commitmentFee(need(d.remoteCommit));
+  return a < b ? a : b;
+};
+
+function offerClose(d: ChannelState, out: Output[], fee: Sat): void {
+  d.close.ourLastFee = fee;
+  d.awaiting = "sign_close";
+  out.push({ type: "signer", request: { kind: "sign_close", closeFee: fee, params: closeParams(d, fee) } });
+}
+
+function finishClose(d: ChannelState, out: Output[]): void {
+  const fee = need(d.close.theirLastFee);
+  d.phase = "closed";
+  out.push({
+    type: "closed",
+    broadcast: {
+      tx: "close",
+      closeFee: fee,
+      params: closeParams(d, fee),
+      theirSig: need(d.close.theirLastSig),
+    },
+  });
+}
+
+// ---------------------------------------------------------------- signer replies
+
+function requestRemoteSignature(
+  d: ChannelState,
+  out: Output[],
+  v: CommitmentView,
+  revocationHash?: string,
+): void {
+  d.awaiting = "sign_remote_commitment";
+  out.push({
+    type: "signer",
+    request: {
+      kind: "sign_remote_commitment",
+      number: v.number,
+      params: commitmentParams(d, v, "remote", revocationHash),
+    },
+  });
+}
+
+function onSigner(d: ChannelState, reply: SignerReply, out: Output[]): void {
+  if (reply.kind !== d.awaiting)
+    throw new Error(`signer reply ${reply.kind} while awaiting ${d.awaiting ?? "nothing"}`);
+  d.awaiting = undefined;
+  switch (reply.kind) {
+    case "sign_remote_commitment": {
+      if (d.phase === "opening") {
+        const anchor = need(d.anchor);
+        if (d.role === "creator") {
+          d.opening.sentOpenAnchor = true;
+          send(d, out, {
+            kind: "open_anchor",
+            txid: anchor.outpoint.txid,
+            outputIndex: anchor.outpoint.vout,
+            amount: anchor.amount,
+            commitSig: buf(reply.sig),
+          });
+        } else {
+          d.opening.anchorSigned = true;
+          send(d, out, { kind: "open_commit_sig", sig: buf(reply.sig) });
+          out.push({ type: "watch_anchor", outpoint: anchor.outpoint, depth: requiredDepth(d) });
+        }
+        return;
+      }
+      send(d, out, { kind: "update_commit", sig: buf(reply.sig), ack: BigInt(d.receivedCount) });
+      return;
+    }
+    case "reveal_revocation":
+      if (!sha256(buf(reply.preimage)).equals(buf(d.localRevocationHash.current)))
+        throw new Error("the signer revealed a preimage that does not match our revocation hash");
+      send(d, out, {
+        kind: "update_revocation",
+        revocationPreimage: buf(reply.preimage),
+        nextRevocationHash: buf(reply.nextHash),
+      });
+      d.localRevocationHash = { current: d.localRevocationHash.next, next: reply.nextHash };
+      return;
+    case "sign_close":
+      send(d, out, { kind: "close_signature", closeFee: need(d.close.ourLastFee), sig: buf(reply.sig) });
+      if (d.close.theirLastFee === d.close.ourLastFee) finishClose(d, out);
+      return;
+  }
+}
+
+// ---------------------------------------------------------------- operator commands
+
+function onCommand(d: ChannelState, c: Command, out: Output[]): void {
+  if (c.kind === "force_close") throw new Violation("force close requested by the operator", "OPERATOR");
+  if (d.phase === "opening") throw new Rejected("the channel is still opening");
+  switch (c.kind) {
+    case "add_htlc":
+      return addHtlc(d, c, out);
+    case "fulfill_htlc":
+    case "fail_htlc": {
+      const lc = need(d.localCommit);
+      const rc = need(d.remoteCommit);
+      const inBoth = (v: CommitmentView): Htlc | undefined =>
+        v.htlcs.find((h) => h.offerer === "remote" && h.id === c.id);
+      const htlc = inBoth(lc);
+      if (!htlc || !inBoth(rc))
+        throw new Rejected(`HTLC ${c.id} from the peer is not committed in both commitments`);
+      if (removalStaged(d.localLog, c.id)) throw new Rejected(`HTLC ${c.id} is already being removed`);
+      if (c.kind === "fulfill_htlc") {
+        if (!sha256(buf(c.r)).equals(buf(htlc.rHash)))
+          throw new Rejected(`r does not hash to HTLC ${c.id}'s r_hash`);
+        sendUpdate(
+          d,
+          out,
+          { kind: "update_fulfill_htlc", id: c.id, r: buf(c.r) },
+          { kind: "fulfill", id: c.id, r: c.r },
+        );
+      } else
+        sendUpdate(
+          d,
+          out,
+          { kind: "update_fail_htlc", id: c.id, reason: buf(c.reason) },
+          { kind: "fail", id: c.id, reason: c.reason },
+        );
+      return;
+    }
+    case "update_fee":
+      if (c.feeRate < d.policy.minFeeRate || c.feeRate > d.policy.maxFeeRate)
+        throw new Rejected(`fee rate ${c.feeRate} is outside our policy`);
+      sendUpdate(d, out, { kind: "update_fee", feeRate: c.feeRate }, { kind: "fee", feeRate: c.feeRate });
+      return;
+    case "commit":
+      if (!canCommit(d))
+        throw new Rejected(d.remotePending ? "waiting for the peer's revocation" : "nothing to commit");
+      return commit(d, out);
+    case "close":
+      if (d.close.sentClearing) throw new Rejected("close_clearing was already sent");
+      d.close.sentClearing = true;
+      d.phase = "clearing";
+      send(d, out, { kind: "close_clearing" });
+      return;
+  }
+}
+
+function offeredDeadlinePassed(d: ChannelState, expiry: Locktime): boolean {
+  const delay = need(d.remote).delay;
+  const delaySeconds = "seconds" in delay ? delay.seconds : delay.blocks * 600;
+  if ("blocks" in expiry) {
+    const delayBlocks = "blocks" in delay ? delay.blocks : Math.ceil(delay.seconds / 600);
+    return d.chain.height >= expiry.blocks - delayBlocks - d.policy.deadlineMarginBlocks;
+  }
+  return d.chain.time >= expiry.seconds - delaySeconds - d.policy.deadlineMarginSeconds;
+}
+
+function addHtlc(d: ChannelState, c: Extract<Command, { kind: "add_htlc" }>, out: Output[]): void {
+  if (d.close.sentClearing || d.close.receivedClearing)
+    throw new Rejected("the channel is closing: no new HTLCs (draft 4.1)");
+  if (c.amountMsat <= 0n || c.amountMsat > MAX_AMOUNT_MSAT)
+    throw new Rejected(`amount_msat must be 1..${MAX_AMOUNT_MSAT}`);
+  if (buf(c.rHash).length !== 32) throw new Rejected("r_hash must be 32 bytes");
+  try {
+    absoluteExpiry(c.expiry);
+  } catch (e) {
+    throw new Rejected((e as Error).message);
+  }
+  if (offeredDeadlinePassed(d, c.expiry))
+    throw new Rejected("the expiry leaves no time to redeem on chain after the delay (draft 3.1)");
+  const htlc: Htlc = {
+    id: d.nextHtlcId,
+    offerer: "local",
+    amountMsat: c.amountMsat,
+    rHash: c.rHash,
+    expiry: c.expiry,
+    route: c.route ?? "",
+  };
+  const before = structuredClone(d.localLog);
+  d.localLog.entries.push({ update: { kind: "add", htlc }, seq: d.sentCount + 1 });
+  try {
+    checkOffer(d, "local", htlc);
+  } catch (e) {
+    d.localLog = before;
+    if (e instanceof Violation) throw new Rejected(e.problem);
+    throw e;
+  }
+  d.localLog = before;
+  d.nextHtlcId++;
+  d.everHadHtlc = true;
+  sendUpdate(
+    d,
+    out,
+    {
+      kind: "update_add_htlc",
+      id: htlc.id,
+      amountMsat: htlc.amountMsat,
+      rHash: buf(htlc.rHash),
+      expiry: htlc.expiry,
+      route: buf(htlc.route),
+    },
+    { kind: "add", htlc },
+  );
+  out.push({ type: "htlc_added", id: htlc.id, offerer: "local" });
+}
+
+function canCommit(d: ChannelState): boolean {
+  if (d.remotePending || d.awaiting || (d.phase !== "normal" && d.phase !== "clearing")) return false;
+  const rc = need(d.remoteCommit);
+  return logLength(d.localLog) > rc.localUpdates || logLength(d.remoteLog) > rc.remoteUpdates;
+}
+
+/** Signs the peer's next commitment: all our updates, and all of theirs we processed (draft 3.5). */
+function commit(d: ChannelState, out: Output[]): void {
+  const rc = need(d.remoteCommit);
+  const next = applyUpdates(
+    rc,
+    "remote",
+    logSlice(d.localLog, rc.localUpdates, logLength(d.localLog)),
+    logSlice(d.remoteLog, rc.remoteUpdates, logLength(d.remoteLog)),
+    rc.number + 1n,
+  );
+  d.remotePending = next;
+  requestRemoteSignature(d, out, next, d.remoteRevocationHash.next);
+}
+
+// ---------------------------------------------------------------- chain events
+
+function onChain(d: ChannelState, e: ChainEvent, out: Output[]): void {
+  switch (e.kind) {
+    case "block":
+      d.chain = { height: e.height, time: e.time };
+      if (d.phase === "opening") {
+        const since = d.opening.depthReachedAt ?? d.createdAt;
+        if (d.chain.height - since > d.policy.openTimeoutBlocks)
+          throw new Violation(
+            `the opening did not complete within ${d.policy.openTimeoutBlocks} blocks (draft 2.4)`,
+            "TIMEOUT",
+          );
+        return;
+      }
+      for (const v of [d.localCommit, d.remoteCommit])
+        for (const h of v?.htlcs ?? [])
+          if (h.offerer === "local" && offeredDeadlinePassed(d, h.expiry))
+            throw new Violation(
+              `HTLC ${h.id} we offered is past its deadline in a current commitment (draft 3.1)`,
+              "HTLC_DEADLINE",
+            );
+      return;
+    case "anchor_depth":
+      if (d.phase !== "opening" || !d.opening.anchorSigned || d.opening.sentComplete) return;
+      if (e.depth >= requiredDepth(d)) {
+        d.opening.depthReachedAt = d.chain.height;
+        d.opening.sentComplete = true;
+        send(d, out, { kind: "open_complete" });
+        maybeOpened(d, out);
+      }
+      return;
+    case "anchor_spent":
+      if (e.ours) return;
+      throw new Violation(`the anchor was spent by ${e.txid} (draft 6.1)`, "ANCHOR_SPENT");
+  }
+}
+
+// ---------------------------------------------------------------- after each input
+
+function afterEveryStep(d: ChannelState, out: Output[]): void {
+  if (d.phase !== "normal" && d.phase !== "clearing") return;
+  if (!d.localCommit || !d.remoteCommit) return;
+  const lc = d.localCommit;
+  const rc = d.remoteCommit;
+  const current = (h: bigint, offerer: Side): boolean =>
+    [lc, rc, d.remotePending].some((v) => v?.htlcs.some((x) => x.offerer === offerer && x.id === h));
+  // Offered HTLCs the peer failed: report once the removal is in every commitment.
+  d.failedByPeer = d.failedByPeer.filter((f) => {
+    if (current(f.id, "local")) return true;
+    out.push({
+      type: "htlc_result",
+      id: f.id,
+      offerer: "local",
+      result: { kind: "failed", reason: f.reason },
+    });
+    return false;
+  });
+  // Draft 4.1: HTLCs received after our close_clearing are failed once committed.
+  if (!d.awaiting) {
+    const committed = (id: bigint): boolean =>
+      lc.htlcs.some((h) => h.offerer === "remote" && h.id === id) &&
+      rc.htlcs.some((h) => h.offerer === "remote" && h.id === id);
+    d.close.failOnceCommitted = d.close.failOnceCommitted.filter((id) => {
+      if (!committed(id) || removalStaged(d.localLog, id)) return true;
+      const reason = hex(Buffer.from("closing"));
+      sendUpdate(d, out, { kind: "update_fail_htlc", id, reason: buf(reason) }, { kind: "fail", id, reason });
+      return false;
+    });
+  }
+  // Logs: entries both commitments include are no longer needed.
+  d.localLog = pruneLog(d.localLog, Math.min(lc.localUpdates, rc.localUpdates));
+  d.remoteLog = pruneLog(d.remoteLog, Math.min(lc.remoteUpdates, rc.remoteUpdates));
+  if (d.policy.autoCommit && canCommit(d)) commit(d, out);
+  if (d.phase === "clearing" && !d.awaiting && d.close.ourLastFee === undefined && noHtlcsLeft(d))
+    offerClose(d, out, initialCloseFee(d));
+}

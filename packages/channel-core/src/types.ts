@@ -1,0 +1,206 @@
+import type { Locktime, Msat, OutPoint, Sat } from "@ln/bitcoin";
+import type { Pkt, AnchorOffer } from "@ln/proto";
+import type { ShachainStore } from "@ln/shachain";
+import type { CloseParams, CommitmentParams } from "@ln/tx";
+import type { CommitmentView, Side, UpdateLog } from "./views.js";
+
+/** Our side of `open_channel`: keys and revocation hashes come from the signer. */
+export interface OpenTerms {
+  /** The CSV delay we ask the other node to put on its own outputs. */
+  delay: Locktime;
+  minDepth: number;
+  initialFeeRate: number;
+  commitKey: string;
+  finalKey: string;
+  /** Our revocation hashes for commitments 0 and 1. */
+  revocationHash: string;
+  nextRevocationHash: string;
+}
+
+/** What we accept from the other node, and how we run the channel. Every bound is a clear error. */
+export interface ChannelPolicy {
+  maxDelayBlocks: number;
+  maxDelaySeconds: number;
+  maxMinDepth: number;
+  minFeeRate: number;
+  maxFeeRate: number;
+  /** Blocks we wait for the other node's part of the opening (and for its open_complete). */
+  openTimeoutBlocks: number;
+  /** Safety margin before an offered HTLC's expiry, beyond the delay (draft 3.1). */
+  deadlineMarginBlocks: number;
+  deadlineMarginSeconds: number;
+  /** Satoshi per 1000 bytes for our first close_signature offer. */
+  closeFeeRate: number;
+  /** Sign the other node's commitment by ourselves whenever there is something to commit. */
+  autoCommit: boolean;
+}
+
+export const DEFAULT_POLICY: ChannelPolicy = {
+  maxDelayBlocks: 2016,
+  maxDelaySeconds: 14 * 24 * 3600,
+  maxMinDepth: 100,
+  minFeeRate: 1000,
+  maxFeeRate: 1_000_000,
+  openTimeoutBlocks: 144,
+  deadlineMarginBlocks: 6,
+  deadlineMarginSeconds: 3600,
+  closeFeeRate: 2000,
+  autoCommit: true,
+};
+
+export interface PeerTerms {
+  delay: Locktime;
+  minDepth: number;
+  initialFeeRate: number;
+  commitKey: string;
+  finalKey: string;
+  anch: AnchorOffer;
+}
+
+export type Phase = "opening" | "normal" | "clearing" | "closed" | "failed";
+
+export interface OpeningProgress {
+  sentOpenAnchor: boolean;
+  /** Creator: the peer's open_commit_sig arrived. Acceptor: we sent open_commit_sig. */
+  anchorSigned: boolean;
+  sentComplete: boolean;
+  receivedComplete: boolean;
+  /** Height at which the anchor reached the depth we wait for. */
+  depthReachedAt: number | undefined;
+}
+
+export interface CloseNegotiation {
+  sentClearing: boolean;
+  receivedClearing: boolean;
+  ourLastFee: Sat | undefined;
+  theirLastFee: Sat | undefined;
+  /** The peer's signature for its last offer: what we broadcast if the connection fails (6.3). */
+  theirLastSig: string | undefined;
+  /** HTLCs the peer added after our close_clearing: we fail them once committed (4.1). */
+  failOnceCommitted: bigint[];
+}
+
+/** One channel, as plain data: it lives in Postgres (see `serializeState`). */
+export interface ChannelState {
+  phase: Phase;
+  role: "creator" | "acceptor";
+  policy: ChannelPolicy;
+  local: OpenTerms;
+  remote: PeerTerms | undefined;
+  anchor: { outpoint: OutPoint; amount: Sat } | undefined;
+  /** Creator: the amount it will fund. */
+  fundingSat: Sat | undefined;
+  opening: OpeningProgress;
+  createdAt: number;
+  chain: { height: number; time: number };
+
+  /** Our current commitment, with the peer's signature on it (the one we would broadcast). */
+  localCommit: (CommitmentView & { theirSig: string }) | undefined;
+  /** The peer's current commitment. */
+  remoteCommit: CommitmentView | undefined;
+  /** The peer's next commitment: signed and sent by us, its revocation of the current one awaited. */
+  remotePending: CommitmentView | undefined;
+  localRevocationHash: { current: string; next: string };
+  remoteRevocationHash: { current: string; next: string };
+  localLog: UpdateLog;
+  remoteLog: UpdateLog;
+  /** Non-authenticate messages sent and processed: the draft's acknowledge counters (1.2). */
+  sentCount: number;
+  receivedCount: number;
+  /**
+   * The peer's last `authenticate.ack` and last `update_commit.ack`: each never decreases (1.2).
+   * Kept apart because a retransmitted update_commit carries the ack it was first signed with.
+   */
+  peerAck: number;
+  peerCommitAck: number;
+  /** The peer's revocation preimages, compactly (draft 5). */
+  theirSecrets: ShachainStore;
+  nextHtlcId: bigint;
+  everHadHtlc: boolean;
+  /** Offered HTLCs the peer failed: reported once the removal is in both commitments. */
+  failedByPeer: { id: bigint; reason: string }[];
+  close: CloseNegotiation;
+  /** A signer request is out: other inputs wait in `deferred`, so replies apply in order. */
+  awaiting: SignerRequest["kind"] | undefined;
+  deferred: Input[];
+  failure: { code: FailureCode; problem: string } | undefined;
+}
+
+export type Command =
+  | { kind: "add_htlc"; amountMsat: Msat; rHash: string; expiry: Locktime; route?: string }
+  | { kind: "fulfill_htlc"; id: bigint; r: string }
+  | { kind: "fail_htlc"; id: bigint; reason: string }
+  | { kind: "update_fee"; feeRate: number }
+  | { kind: "commit" }
+  | { kind: "close" }
+  | { kind: "force_close" };
+
+export type ChainEvent =
+  | { kind: "block"; height: number; time: number }
+  | { kind: "anchor_depth"; depth: number }
+  | { kind: "anchor_spent"; txid: string; ours: boolean };
+
+export type SignerRequest =
+  | { kind: "sign_remote_commitment"; number: bigint; params: CommitmentParams }
+  /** Reveal our preimage for `revoke`, and give the hash for `next`: only with a valid signature on `revoke + 1` shown. */
+  | {
+      kind: "reveal_revocation";
+      revoke: bigint;
+      next: bigint;
+      signedCommitment: { number: bigint; params: CommitmentParams; theirSig: string };
+    }
+  | { kind: "sign_close"; closeFee: Sat; params: CloseParams };
+
+export type SignerReply =
+  | { kind: "sign_remote_commitment"; sig: string }
+  | { kind: "reveal_revocation"; preimage: string; nextHash: string }
+  | { kind: "sign_close"; sig: string };
+
+export type Input =
+  | { type: "pkt"; pkt: Pkt }
+  | { type: "command"; command: Command }
+  | { type: "chain"; event: ChainEvent }
+  | { type: "signer"; reply: SignerReply }
+  /** The wallet built the anchor we asked for (creator). */
+  | { type: "anchor_built"; outpoint: OutPoint; amount: Sat }
+  /** A new transport connection authenticated, with the peer's `authenticate.ack`. */
+  | { type: "reconnected"; theirAck: number };
+
+export type HtlcResult = { kind: "fulfilled"; r: string } | { kind: "failed"; reason: string };
+
+export type Broadcast =
+  | { tx: "nothing" }
+  | { tx: "commitment"; number: bigint; params: CommitmentParams; theirSig: string }
+  | { tx: "close"; closeFee: Sat; params: CloseParams; theirSig: string };
+
+export type FailureCode =
+  | "PROTOCOL_VIOLATION" // the peer broke a rule of the draft
+  | "PEER_ERROR" // the peer sent `error`
+  | "POLICY" // the peer's terms are outside our policy
+  | "TIMEOUT"
+  | "HTLC_DEADLINE" // draft 3.1
+  | "ANCHOR_SPENT" // draft 6.1
+  | "OPERATOR"; // force close
+
+export type Output =
+  | { type: "send"; seq: number; pkt: Pkt }
+  | { type: "signer"; request: SignerRequest }
+  | { type: "build_anchor"; amount: Sat; commitKeys: [string, string] }
+  | { type: "broadcast_anchor"; outpoint: OutPoint }
+  | { type: "watch_anchor"; outpoint: OutPoint; depth: number }
+  | { type: "broadcast"; broadcast: Broadcast }
+  | { type: "htlc_result"; id: bigint; offerer: Side; result: HtlcResult }
+  | { type: "htlc_added"; id: bigint; offerer: Side }
+  /** The peer revoked its commitment `number`: the record for the watchtower (DESIGN.md 7). */
+  | { type: "revoked"; number: bigint; preimage: string; params: CommitmentParams }
+  /** Resend every stored message after `afterSeq`, bitwise identical (draft 1.2). */
+  | { type: "retransmit"; afterSeq: number }
+  | { type: "opened" }
+  | { type: "closed"; broadcast: Broadcast }
+  | { type: "failed"; code: FailureCode; problem: string }
+  | { type: "command_rejected"; command: Command["kind"]; problem: string };
+
+export interface Step {
+  state: ChannelState;
+  outputs: Output[];
+}
