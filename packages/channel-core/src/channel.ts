@@ -143,7 +143,7 @@ export function createChannel(p: {
  * that cannot be done now is rejected with a reason and changes nothing.
  */
 export function step(state: ChannelState, input: Input): Step {
-  const d = structuredClone(state);
+  let d = structuredClone(state);
   const out: Output[] = [];
   if (isOver(d)) {
     if (input.type === "command") out.push(rejected(input.command, `the channel is ${d.phase}`));
@@ -155,19 +155,32 @@ export function step(state: ChannelState, input: Input): Step {
     d.deferred.push(input);
     return { state: d, outputs: out };
   }
+  d = applyInput(d, input, out);
+  while (!d.awaiting && d.deferred.length > 0 && !isOver(d))
+    d = applyInput(d, d.deferred.shift() as Input, out);
+  return { state: d, outputs: out };
+}
+
+/** One input: a violation fails the channel; a rejected command leaves the state as it was. */
+function applyInput(d: ChannelState, input: Input, out: Output[]): ChannelState {
+  const before = input.type === "command" ? structuredClone(d) : d;
+  const produced: Output[] = [];
   try {
-    handle(d, input, out);
-    while (!d.awaiting && d.deferred.length > 0 && !isOver(d)) handle(d, d.deferred.shift() as Input, out);
+    handle(d, input, produced);
+    out.push(...produced);
+    return d;
   } catch (e) {
-    if (e instanceof Rejected && input.type === "command")
-      return { state, outputs: [rejected(input.command, e.message)] };
+    if (e instanceof Rejected && input.type === "command") {
+      out.push(rejected(input.command, e.message));
+      return before;
+    }
     if (e instanceof Violation) {
+      out.push(...produced);
       fail(d, out, e.code, e.problem);
-      return { state: d, outputs: out };
+      return d;
     }
     throw e;
   }
-  return { state: d, outputs: out };
 }
 
 const isOver = (d: ChannelState): boolean => d.phase === "failed" || d.phase === "closed";
@@ -1039,6 +1052,14 @@ function afterEveryStep(d: ChannelState, out: Output[]): void {
   d.localLog = pruneLog(d.localLog, Math.min(lc.localUpdates, rc.localUpdates));
   d.remoteLog = pruneLog(d.remoteLog, Math.min(lc.remoteUpdates, rc.remoteUpdates));
   if (d.policy.autoCommit && canCommit(d)) commit(d, out);
-  if (d.phase === "clearing" && !d.awaiting && d.close.ourLastFee === undefined && noHtlcsLeft(d))
+  // Draft 4.2: only once close_clearing was received (our clearing alone may cross an HTLC the
+  // peer is adding; it answers our clearing with its own, or offers first and we counter).
+  if (
+    d.phase === "clearing" &&
+    d.close.receivedClearing &&
+    !d.awaiting &&
+    d.close.ourLastFee === undefined &&
+    noHtlcsLeft(d)
+  )
     offerClose(d, out, initialCloseFee(d));
 }

@@ -103,18 +103,26 @@ export interface HtlcScriptParams extends CommitmentScriptKeys {
 }
 
 /**
+ * Both HTLC scripts start alike: a 32-byte preimage (OP_SIZE 32, so a short push cannot slip
+ * through), its HASH160 kept for the revocation check, compared with R's hash lock.
+ */
+const rPrefix = (rHash: Uint8Array): Chunk[] => [
+  OP_SIZE,
+  scriptNumber(32),
+  OP_EQUALVERIFY,
+  OP_HASH160,
+  OP_DUP,
+  hashLock(rHash),
+  OP_EQUAL,
+];
+
+/**
  * An HTLC the owner offered: the other side takes it with R or with the revocation preimage;
  * the owner takes it back after the expiry and its own delay.
  */
 export function htlcOfferedScript(p: HtlcScriptParams): Buffer {
   return compile([
-    OP_SIZE,
-    scriptNumber(32),
-    OP_EQUALVERIFY,
-    OP_HASH160,
-    OP_DUP,
-    hashLock(p.rHash),
-    OP_EQUAL,
+    ...rPrefix(p.rHash),
     OP_SWAP,
     hashLock(p.revocationHash),
     OP_EQUAL,
@@ -139,13 +147,7 @@ export function htlcOfferedScript(p: HtlcScriptParams): Buffer {
  */
 export function htlcReceivedScript(p: HtlcScriptParams): Buffer {
   return compile([
-    OP_SIZE,
-    scriptNumber(32),
-    OP_EQUALVERIFY,
-    OP_HASH160,
-    OP_DUP,
-    hashLock(p.rHash),
-    OP_EQUAL,
+    ...rPrefix(p.rHash),
     OP_IF,
     scriptNumber(relativeDelay(p.delay)),
     OP_CHECKSEQUENCEVERIFY,

@@ -1,0 +1,36 @@
+import { msat } from "@ln/bitcoin";
+import { step } from "@ln/channel-core";
+import { describe, expect, it } from "vitest";
+import { openPair, rHash } from "./harness.js";
+
+describe("inputs while a signer request is out", () => {
+  it("wait their turn, and a deferred command that fails is rejected without disturbing the rest", () => {
+    const p = openPair();
+    p.input(p.a, {
+      type: "command",
+      command: { kind: "add_htlc", amountMsat: msat(5_000_000), rHash: rHash(1), expiry: { blocks: 5000 } },
+    });
+    // Drive the core by hand, so the signer's answer comes later.
+    const asked = step(p.a.state, { type: "command", command: { kind: "commit" } });
+    const request = asked.outputs.find((o) => o.type === "signer");
+    expect(request?.type === "signer" && request.request.kind).toBe("sign_remote_commitment");
+    expect(asked.state.awaiting).toBe("sign_remote_commitment");
+
+    const waiting = step(asked.state, {
+      type: "command",
+      command: { kind: "fulfill_htlc", id: 42n, r: "00".repeat(32) },
+    });
+    expect(waiting.outputs).toEqual([]);
+    expect(waiting.state.deferred).toHaveLength(1);
+
+    const reply = request?.type === "signer" ? p.a.signer.answer(request.request) : undefined;
+    const done = step(waiting.state, { type: "signer", reply: reply as NonNullable<typeof reply> });
+    expect(done.outputs.map((o) => (o.type === "send" ? o.pkt.kind : o.type))).toEqual([
+      "update_commit",
+      "command_rejected",
+    ]);
+    expect(done.state.deferred).toEqual([]);
+    expect(done.state.awaiting).toBeUndefined();
+    expect(done.state.phase).toBe("normal");
+  });
+});
