@@ -208,14 +208,17 @@ function handle(d: ChannelState, input: Input, out: Output[]): void {
     case "anchor_built":
       onAnchorBuilt(d, input.outpoint, input.amount, out);
       break;
-    case "reconnected":
-      if (input.theirAck < d.peerAck || input.theirAck > d.sentCount)
+    case "reconnected": {
+      // Draft 1.2: never below an earlier acknowledge field, authenticate's or update_commit's.
+      const floor = Math.max(d.peerAck, d.peerCommitAck);
+      if (input.theirAck < floor || input.theirAck > d.sentCount)
         throw new Violation(
-          `authenticate: ack ${input.theirAck} is outside ${d.peerAck}..${d.sentCount}, the messages we sent and they acknowledged`,
+          `authenticate: ack ${input.theirAck} is outside ${floor}..${d.sentCount}, the messages we sent and they acknowledged`,
         );
       d.peerAck = input.theirAck;
       out.push({ type: "retransmit", afterSeq: input.theirAck });
       return;
+    }
   }
   afterEveryStep(d, out);
 }
