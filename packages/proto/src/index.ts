@@ -1,3 +1,4 @@
 export * from "./pkt.js";
 export { WireError, type WireErrorCode } from "./wire-error.js";
 export { lightningRoot } from "./schema.js";
+export * from "./events.js";

@@ -1,0 +1,85 @@
+import type { ChainEvent, WatchAnchor } from "@ln/proto";
+
+/**
+ * Which anchors the chain watcher follows for the channel service, and what it has reported:
+ * a pure function of the blocks it is shown, connected and disconnected (DESIGN.md 7: anchor
+ * reached depth, anchor spent by anything, new block).
+ */
+export interface Watch extends WatchAnchor {
+  /** Height of the block that confirmed the anchor, while it is on the best chain. */
+  confirmedHeight: number | undefined;
+  /** The last depth reported; reports stop once it reaches `depth`. */
+  reported: number;
+  /** Height of the block holding the first confirmed spend. */
+  spentHeight: number | undefined;
+}
+
+export interface BlockTx {
+  txid: string;
+  /** The outpoints this transaction spends, as "txid:vout". */
+  spends: readonly string[];
+}
+
+export interface Block {
+  height: number;
+  hash: string;
+  time: number;
+  txs: readonly BlockTx[];
+}
+
+export const newWatch = (w: WatchAnchor): Watch => ({
+  ...w,
+  confirmedHeight: undefined,
+  reported: 0,
+  spentHeight: undefined,
+});
+
+export function connectBlock(
+  watches: readonly Watch[],
+  block: Block,
+): { watches: Watch[]; events: ChainEvent[] } {
+  const events: ChainEvent[] = [
+    { kind: "block_connected", height: block.height, hash: block.hash, time: block.time },
+  ];
+  const next = watches.map((w) => {
+    const u = { ...w };
+    if (u.confirmedHeight === undefined && block.txs.some((t) => t.txid === u.txid))
+      u.confirmedHeight = block.height;
+    const spender = block.txs.find((t) => t.spends.includes(`${u.txid}:${u.vout}`));
+    if (spender && u.spentHeight === undefined) {
+      u.spentHeight = block.height;
+      events.push({ kind: "anchor_spent", channelId: u.channelId, txid: spender.txid, height: block.height });
+    }
+    if (u.confirmedHeight !== undefined) {
+      const depth = block.height - u.confirmedHeight + 1;
+      if (depth > u.reported && u.reported < u.depth) {
+        u.reported = depth;
+        events.push({ kind: "anchor_depth", channelId: u.channelId, depth });
+      }
+    }
+    return u;
+  });
+  return { watches: next, events };
+}
+
+/** A block left the best chain: what it confirmed is unconfirmed again, and said so. */
+export function disconnectBlock(
+  watches: readonly Watch[],
+  block: { height: number; hash: string },
+): { watches: Watch[]; events: ChainEvent[] } {
+  const events: ChainEvent[] = [{ kind: "block_disconnected", height: block.height, hash: block.hash }];
+  const next = watches.map((w) => {
+    const u = { ...w };
+    if (u.spentHeight !== undefined && u.spentHeight >= block.height) u.spentHeight = undefined;
+    if (u.confirmedHeight !== undefined && u.confirmedHeight >= block.height) {
+      u.confirmedHeight = undefined;
+      u.reported = 0;
+      events.push({ kind: "anchor_depth", channelId: u.channelId, depth: 0 });
+    } else if (u.confirmedHeight !== undefined) {
+      const depth = block.height - 1 - u.confirmedHeight + 1;
+      if (depth < u.reported) u.reported = depth;
+    }
+    return u;
+  });
+  return { watches: next, events };
+}

@@ -1,0 +1,42 @@
+import { describe, expect, it } from "vitest";
+import { connectBlock, disconnectBlock, newWatch, type Block } from "../src/anchor-watch.js";
+
+const ANCHOR = "aa".repeat(32);
+const block = (height: number, txs: Block["txs"] = []): Block => ({
+  height,
+  hash: `h${height}`,
+  time: 1000 + height,
+  txs,
+});
+
+describe("anchor watch (pure)", () => {
+  it("reports each new depth up to the one asked for, a spend, and a reorg that undoes them", () => {
+    let w = [newWatch({ channelId: "c1", txid: ANCHOR, vout: 1, depth: 2 })];
+    let r = connectBlock(w, block(100));
+    expect(r.events.map((e) => e.kind)).toEqual(["block_connected"]);
+    r = connectBlock(r.watches, block(101, [{ txid: ANCHOR, spends: [] }]));
+    expect(r.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 1 });
+    r = connectBlock(r.watches, block(102));
+    expect(r.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 2 });
+    r = connectBlock(r.watches, block(103));
+    expect(r.events.filter((e) => e.kind === "anchor_depth")).toEqual([]); // enough said
+    r = connectBlock(r.watches, block(104, [{ txid: "bb".repeat(32), spends: [`${ANCHOR}:0`] }]));
+    expect(r.events.filter((e) => e.kind === "anchor_spent")).toEqual([]); // another output
+    r = connectBlock(r.watches, block(105, [{ txid: "cc".repeat(32), spends: [`${ANCHOR}:1`] }]));
+    expect(r.events).toContainEqual({
+      kind: "anchor_spent",
+      channelId: "c1",
+      txid: "cc".repeat(32),
+      height: 105,
+    });
+    w = r.watches;
+    // Reorg back below the anchor's block: the spend and the confirmation are undone.
+    for (const h of [105, 104, 103, 102]) w = disconnectBlock(w, { height: h, hash: `h${h}` }).watches;
+    const d = disconnectBlock(w, { height: 101, hash: "h101" });
+    expect(d.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 0 });
+    expect(d.watches[0]).toMatchObject({ confirmedHeight: undefined, spentHeight: undefined, reported: 0 });
+    // Confirmed again on the new branch: reported again from 1.
+    const again = connectBlock(d.watches, block(101, [{ txid: ANCHOR, spends: [] }]));
+    expect(again.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 1 });
+  });
+});
