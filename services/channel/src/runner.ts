@@ -1,0 +1,66 @@
+import { step, type Input, type Output, type SignerReply, type SignerRequest } from "@ln/channel-core";
+import type { ChannelStore, OutboxMessage } from "./store.js";
+
+/** The signer, as the shell sees it (gRPC in production). */
+export interface SignerClient {
+  answer(channelId: string, request: SignerRequest): Promise<SignerReply>;
+}
+
+/** Where encoded messages go: the peer gateway (NATS in production). */
+export interface PeerLink {
+  send(channelId: string, message: OutboxMessage): Promise<void>;
+}
+
+/** Everything else the core asks for: broadcasts, anchors, HTLC results, chain watches. */
+export type EffectSink = (
+  channelId: string,
+  output: Exclude<Output, { type: "send" | "signer" | "retransmit" }>,
+) => Promise<void>;
+
+/**
+ * The thin shell around the pure core for the channels this replica holds leases on: each input
+ * runs as one Postgres transaction (state and outbox together); only after it commits are messages
+ * sent and the signer asked. So a revocation preimage is requested only once the commitment that
+ * replaces it is durable, and a crash between commit and send is healed by retransmission.
+ */
+export class ChannelRunner {
+  private readonly queues = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly store: ChannelStore,
+    private readonly owner: string,
+    private readonly signer: SignerClient,
+    private readonly peer: PeerLink,
+    private readonly effects: EffectSink,
+  ) {}
+
+  /** Feeds one input to a channel; inputs to the same channel run one after another. */
+  input(channelId: string, input: Input): Promise<Output[]> {
+    const prev = this.queues.get(channelId) ?? Promise.resolve();
+    const run = prev.catch(() => undefined).then(() => this.run(channelId, input));
+    this.queues.set(channelId, run);
+    return run;
+  }
+
+  private async run(channelId: string, first: Input): Promise<Output[]> {
+    const all: Output[] = [];
+    const queue: Input[] = [first];
+    for (let input = queue.shift(); input; input = queue.shift()) {
+      const current = input;
+      const t = await this.store.transition(channelId, this.owner, (s) => step(s, current));
+      all.push(...t.outputs);
+      // Durable now: send, then carry out the rest.
+      for (const m of t.sends) await this.peer.send(channelId, m);
+      for (const o of t.outputs) {
+        if (o.type === "send") continue;
+        if (o.type === "signer")
+          queue.push({ type: "signer", reply: await this.signer.answer(channelId, o.request) });
+        else if (o.type === "retransmit")
+          for (const m of await this.store.outboxAfter(channelId, o.afterSeq))
+            await this.peer.send(channelId, m);
+        else await this.effects(channelId, o);
+      }
+    }
+    return all;
+  }
+}
