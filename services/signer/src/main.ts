@@ -1,3 +1,70 @@
 /*~ The signer: the only process that holds private keys and shachain seeds. It answers gRPC
- * over mTLS and refuses what its policy forbids (DESIGN.md 4). Not yet wired: see "The running node". */
-export {};
+ * over mTLS and refuses what its policy forbids (DESIGN.md 4). Composition root: configuration
+ * from the environment (config.ts), the seed file, Postgres, the server; graceful SIGTERM. */
+import { readFile } from "node:fs/promises";
+import { loadConfig } from "./config.js";
+import { SignerError } from "./errors.js";
+import { KeyRing, loadOrCreateSeed } from "./keys.js";
+import { startServer } from "./server.js";
+import { SignerService } from "./service.js";
+import { SignerStore } from "./store.js";
+
+const log = (line: string): void => void process.stderr.write(`signer: ${line}\n`);
+
+async function readPem(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    throw new SignerError(
+      "CONFIG",
+      `cannot read ${what} ${path}: ${e instanceof Error ? e.message : String(e)}`,
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const cfg = loadConfig();
+  const tls = {
+    ca: await readPem(cfg.tls.caFile, "SIGNER_TLS_CA"),
+    cert: await readPem(cfg.tls.certFile, "SIGNER_TLS_CERT"),
+    key: await readPem(cfg.tls.keyFile, "SIGNER_TLS_KEY"),
+  };
+  const { seed, created } = await loadOrCreateSeed(cfg.seedFile, cfg.seedKey);
+  const keys = new KeyRing(seed);
+  seed.fill(0);
+  cfg.seedKey.fill(0);
+  if (created) log(`created a new seed file at ${cfg.seedFile}: back it up together with SIGNER_SEED_KEY`);
+  const store = SignerStore.connect(cfg.databaseUrl, cfg.databaseSchema);
+  const applied = await store.migrate();
+  if (applied.length > 0) log(`applied migrations ${applied.join(", ")} to schema ${cfg.databaseSchema}`);
+  const running = await startServer({
+    service: new SignerService(keys, store, cfg),
+    listen: cfg.listen,
+    tls,
+    log,
+  });
+  log(`listening on ${cfg.listen} (port ${running.port}), node key ${keys.nodePub.toString("hex")}`);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: finishing calls in flight`);
+    void running
+      .shutdown()
+      .then(() => store.close())
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+main().catch((e: unknown) => {
+  // A SignerError's message is written for the operator and holds no secret.
+  log(
+    e instanceof SignerError ? e.message : `failed to start: ${e instanceof Error ? e.message : String(e)}`,
+  );
+  process.exit(1);
+});

@@ -1,0 +1,76 @@
+/**
+ * The signer's one error class. A policy refusal, a malformed request, or a start-up problem, each
+ * with an enumerated `code` (tests assert on it; the gRPC layer puts it in the status message and
+ * in the "signer-refusal" metadata).
+ */
+export type RefusalCode =
+  /** The channel index was never allocated by NewChannel. */
+  | "UNKNOWN_CHANNEL"
+  /** The commitment/close does not spend the anchor outpoint recorded for this channel. */
+  | "WRONG_ANCHOR"
+  /** Our commit key is not in the anchor's 2-of-2, or the peer's differs from the recorded one. */
+  | "WRONG_COMMIT_KEY"
+  /** Our final key is not where it belongs, or the peer's differs from the recorded one. */
+  | "WRONG_FINAL_KEY"
+  /** Our commitment's revocation hash is not ours for that number, or the peer's changed. */
+  | "WRONG_REVOCATION_HASH"
+  /** RevealRevocation: the signed commitment is not number revoke + 1. */
+  | "NOT_NEXT_COMMITMENT"
+  /** The counterparty's signature does not sign this commitment with the channel's peer commit key. */
+  | "BAD_COUNTERPARTY_SIG"
+  /** RevealRevocation: the next commitment (revoke + 1) is itself already revoked. */
+  | "NEXT_COMMITMENT_REVOKED"
+  /** RevealRevocation: we signed commitment `revoke` (or a later one) for broadcast. */
+  | "REVOKE_AFTER_BROADCAST"
+  /** SignLocalCommitment: that commitment of ours is revoked (number <= highest revealed). */
+  | "COMMITMENT_REVOKED"
+  /** SignRemoteCommitment: the peer already revoked that commitment number. */
+  | "REMOTE_REVOKED"
+  /** A close (or wallet spend) fee above the bound. */
+  | "FEE_TOO_HIGH"
+  /** RecordPeerRevocation: we never signed the peer's commitment number + 1. */
+  | "NOT_SUPERSEDED"
+  /** RecordPeerRevocation: the preimage does not hash to the commitment's revocation hash. */
+  | "PREIMAGE_MISMATCH"
+  /** SignJustice: no record that the peer revoked that commitment. */
+  | "NOT_REVOKED"
+  /** SignJustice: the transaction or commitment is not the recorded revoked commitment. */
+  | "JUSTICE_MISMATCH"
+  /** An output pays a script that is not one of our own keys (or the channel's anchor). */
+  | "FOREIGN_OUTPUT";
+
+export type SignerErrorCode =
+  | RefusalCode
+  /** The request is malformed (wrong lengths, missing fields, undecodable transaction). */
+  | "INVALID_REQUEST"
+  /** A setting is missing or invalid (start-up). */
+  | "CONFIG"
+  /** The seed file does not decrypt under SIGNER_SEED_KEY (start-up). */
+  | "WRONG_SEED_KEY"
+  /** The seed file is not a seed file (start-up). */
+  | "BAD_SEED_FILE";
+
+const NOT_REFUSALS: ReadonlySet<SignerErrorCode> = new Set([
+  "INVALID_REQUEST",
+  "CONFIG",
+  "WRONG_SEED_KEY",
+  "BAD_SEED_FILE",
+]);
+
+export class SignerError extends Error {
+  override readonly name = "SignerError";
+  constructor(
+    readonly code: SignerErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+
+  /** A refusal of the policy (as opposed to a malformed request or a start-up problem). */
+  get isRefusal(): boolean {
+    return !NOT_REFUSALS.has(this.code);
+  }
+}
+
+export const refuse = (code: RefusalCode, message: string): SignerError => new SignerError(code, message);
+export const invalid = (message: string): SignerError => new SignerError("INVALID_REQUEST", message);

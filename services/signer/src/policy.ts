@@ -1,0 +1,429 @@
+/**
+ * The signer's policy (DESIGN.md 4): pure checks over the durable per-channel state a
+ * `PolicyStore` gives (one Postgres transaction, the channel row locked), each refusal a
+ * `SignerError` with a reason code. The functions return what may be signed; they never sign.
+ */
+import { sha256, txidFromInternal, type Sat, type Txid } from "@ln/bitcoin";
+import {
+  anchorSighash,
+  buildClose,
+  buildCommitment,
+  CommitmentError,
+  normalizedTxid,
+  p2wpkhOutput,
+  verifyDigest,
+  type CloseParams,
+  type Commitment,
+  type CommitmentParams,
+} from "@ln/tx";
+import { anchorScript, p2shOutput, toOtherScript } from "@ln/scripts";
+import type { Transaction } from "bitcoinjs-lib";
+import { invalid, refuse } from "./errors.js";
+import type { ChannelKeys } from "./keys.js";
+
+/** What the signer remembers about one channel. Commitment numbers are 0 for the first. */
+export interface ChannelState {
+  readonly index: number;
+  /** Recorded the first time the signer signs (or verifies a signature) for the channel. */
+  anchor: { txid: Txid; vout: number; amount: Sat } | undefined;
+  peerCommitKey: Buffer | undefined;
+  peerFinalKey: Buffer | undefined;
+  /** Our highest commitment whose preimage we revealed: every commitment <= it is revoked. */
+  highestRevealed: bigint | undefined;
+  /** Our highest commitment for which we were shown a valid peer signature. */
+  highestLocalSigned: bigint | undefined;
+  /** Our lowest commitment we signed for broadcast: never revealed afterwards. */
+  lowestBroadcast: bigint | undefined;
+  /** The peer's highest commitment we signed. */
+  highestRemoteSigned: bigint | undefined;
+  /** The peer's highest commitment it revoked (recorded through RecordPeerRevocation). */
+  highestPeerRevoked: bigint | undefined;
+  /** The draft 3.6 fee of the latest commitment signed or verified (the close fee bound). */
+  latestFee: Sat | undefined;
+}
+
+export type ChannelPatch = Partial<Omit<ChannelState, "index">>;
+
+/** The durable state the policy reads and updates, inside one transaction with the channel locked. */
+export interface PolicyStore {
+  readonly channel: ChannelState;
+  update(patch: ChannelPatch): Promise<void>;
+  /** The peer's revocation hash of its commitment `number`, as in the commitment we signed. */
+  remoteRevocationHash(number: bigint): Promise<Buffer | undefined>;
+  putRemoteCommitment(number: bigint, revocationHash: Buffer): Promise<void>;
+  /** The revocation hash of the peer's commitment `number` if the peer revoked it. */
+  peerRevocation(number: bigint): Promise<Buffer | undefined>;
+  putPeerRevocation(number: bigint, revocationHash: Buffer): Promise<void>;
+}
+
+export interface PolicyConfig {
+  /** Absolute bound on a close fee and a wallet spend fee. */
+  maxFeeSat: bigint;
+}
+
+/** Our keys for the channel, and the hash of our commitment `n` (derived, never stored). */
+export interface OurChannel {
+  keys: ChannelKeys;
+  revocationHash(number: bigint): Buffer;
+}
+
+const max = (a: bigint | undefined, b: bigint): bigint => (a === undefined || b > a ? b : a);
+const min = (a: bigint | undefined, b: bigint): bigint => (a === undefined || b < a ? b : a);
+const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(b);
+
+function build<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof CommitmentError || e instanceof RangeError || e instanceof TypeError)
+      throw invalid(`cannot build the transaction: ${e.message}`);
+    throw e;
+  }
+}
+
+/** The anchor's keys and outpoint against ours and the recorded ones; returns what to record. */
+function checkAnchor(ch: ChannelState, ours: ChannelKeys, anchor: CommitmentParams["anchor"]): ChannelPatch {
+  const [k1, k2] = anchor.commitKeys;
+  const mine = ours.commit.pub;
+  if (same(k1, mine) === same(k2, mine))
+    throw refuse(
+      "WRONG_COMMIT_KEY",
+      `channel ${ch.index}: the anchor's 2-of-2 must hold our commit key exactly once`,
+    );
+  const peer = Buffer.from(same(k1, mine) ? k2 : k1);
+  if (ch.peerCommitKey !== undefined && !ch.peerCommitKey.equals(peer))
+    throw refuse(
+      "WRONG_COMMIT_KEY",
+      `channel ${ch.index}: the peer's commit key differs from the recorded one`,
+    );
+  const o = anchor.outpoint;
+  if (
+    ch.anchor !== undefined &&
+    (ch.anchor.txid !== o.txid || ch.anchor.vout !== o.vout || ch.anchor.amount !== anchor.amount)
+  )
+    throw refuse(
+      "WRONG_ANCHOR",
+      `channel ${ch.index}: spends ${o.txid}:${o.vout} (${anchor.amount} sat), not the channel's anchor ${ch.anchor.txid}:${ch.anchor.vout} (${ch.anchor.amount} sat)`,
+    );
+  const patch: ChannelPatch = {};
+  if (ch.peerCommitKey === undefined) patch.peerCommitKey = peer;
+  if (ch.anchor === undefined) patch.anchor = { txid: o.txid, vout: o.vout, amount: anchor.amount };
+  return patch;
+}
+
+function checkPeerFinal(ch: ChannelState, ours: ChannelKeys, peerFinal: Uint8Array): ChannelPatch {
+  if (same(peerFinal, ours.final.pub))
+    throw refuse("WRONG_FINAL_KEY", `channel ${ch.index}: both final keys are ours`);
+  if (ch.peerFinalKey !== undefined && !ch.peerFinalKey.equals(peerFinal))
+    throw refuse(
+      "WRONG_FINAL_KEY",
+      `channel ${ch.index}: the peer's final key differs from the recorded one`,
+    );
+  return ch.peerFinalKey === undefined ? { peerFinalKey: Buffer.from(peerFinal) } : {};
+}
+
+/**
+ * A commitment of this channel: spends its anchor with our commit key, pays our final key where
+ * it belongs and the peer's recorded final key; ours carries our revocation hash for `number`.
+ */
+export function checkCommitment(
+  ch: ChannelState,
+  ours: OurChannel,
+  side: "local" | "remote",
+  number: bigint,
+  p: CommitmentParams,
+): { commitment: Commitment; patch: ChannelPatch } {
+  const patch = checkAnchor(ch, ours.keys, p.anchor);
+  const [ourFinal, peerFinal] =
+    side === "local" ? [p.ownerFinal, p.otherFinal] : [p.otherFinal, p.ownerFinal];
+  if (!same(ourFinal, ours.keys.final.pub))
+    throw refuse(
+      "WRONG_FINAL_KEY",
+      `channel ${ch.index}: the ${side === "local" ? "owner" : "other"} final key of a ${side} commitment must be our final key`,
+    );
+  Object.assign(patch, checkPeerFinal(ch, ours.keys, peerFinal));
+  if (side === "local" && !same(p.revocationHash, ours.revocationHash(number)))
+    throw refuse(
+      "WRONG_REVOCATION_HASH",
+      `channel ${ch.index}: commitment ${number} of ours must carry our revocation hash for ${number}`,
+    );
+  return { commitment: build(() => buildCommitment(p)), patch };
+}
+
+const anchorDigest = (c: Commitment): Buffer => anchorSighash(c.tx, c.anchorRedeemScript);
+
+function checkCounterpartySig(
+  ch: ChannelState,
+  patch: ChannelPatch,
+  c: Commitment,
+  theirSig: Uint8Array,
+): void {
+  const peerKey = patch.peerCommitKey ?? ch.peerCommitKey;
+  if (peerKey === undefined || !verifyDigest(peerKey, anchorDigest(c), theirSig))
+    throw refuse(
+      "BAD_COUNTERPARTY_SIG",
+      `channel ${ch.index}: the counterparty's signature does not sign this commitment with the channel's peer commit key`,
+    );
+}
+
+/** SignRemoteCommitment: the peer's commitment `number`. Returns the commitment whose anchor spend to sign. */
+export async function authorizeRemoteCommitment(
+  store: PolicyStore,
+  ours: OurChannel,
+  number: bigint,
+  p: CommitmentParams,
+): Promise<Commitment> {
+  const ch = store.channel;
+  if (ch.highestPeerRevoked !== undefined && number <= ch.highestPeerRevoked)
+    throw refuse(
+      "REMOTE_REVOKED",
+      `channel ${ch.index}: the peer revoked its commitment ${ch.highestPeerRevoked}; not signing ${number}`,
+    );
+  const { commitment, patch } = checkCommitment(ch, ours, "remote", number, p);
+  const known = await store.remoteRevocationHash(number);
+  if (known !== undefined && !known.equals(p.revocationHash))
+    throw refuse(
+      "WRONG_REVOCATION_HASH",
+      `channel ${ch.index}: the peer's commitment ${number} was signed with another revocation hash`,
+    );
+  if (known === undefined) await store.putRemoteCommitment(number, Buffer.from(p.revocationHash));
+  await store.update({
+    ...patch,
+    highestRemoteSigned: max(ch.highestRemoteSigned, number),
+    latestFee: commitment.fee,
+  });
+  return commitment;
+}
+
+export interface RevealRequest {
+  revoke: bigint;
+  next: bigint;
+  signedCommitment: { number: bigint; params: CommitmentParams; theirSig: Uint8Array };
+}
+
+/**
+ * RevealRevocation: the preimage of our commitment `revoke` only once the peer's valid signature on
+ * our commitment `revoke + 1` (of this channel's anchor and keys) has been shown, that commitment is
+ * not itself revoked, and we never signed `revoke` (or later) for broadcast. Records the reveal
+ * before the caller answers.
+ */
+export async function authorizeReveal(store: PolicyStore, ours: OurChannel, r: RevealRequest): Promise<void> {
+  const ch = store.channel;
+  const signed = r.signedCommitment;
+  if (signed.number !== r.revoke + 1n)
+    throw refuse(
+      "NOT_NEXT_COMMITMENT",
+      `channel ${ch.index}: revoking ${r.revoke} needs the signed commitment ${r.revoke + 1n}, got ${signed.number}`,
+    );
+  if (ch.lowestBroadcast !== undefined && r.revoke >= ch.lowestBroadcast)
+    throw refuse(
+      "REVOKE_AFTER_BROADCAST",
+      `channel ${ch.index}: our commitment ${ch.lowestBroadcast} was signed for broadcast; not revoking ${r.revoke}`,
+    );
+  if (ch.highestRevealed !== undefined && signed.number <= ch.highestRevealed)
+    throw refuse(
+      "NEXT_COMMITMENT_REVOKED",
+      `channel ${ch.index}: commitment ${signed.number} is already revoked (revealed up to ${ch.highestRevealed})`,
+    );
+  const { commitment, patch } = checkCommitment(ch, ours, "local", signed.number, signed.params);
+  checkCounterpartySig(ch, patch, commitment, signed.theirSig);
+  await store.update({
+    ...patch,
+    highestRevealed: max(ch.highestRevealed, r.revoke),
+    highestLocalSigned: max(ch.highestLocalSigned, signed.number),
+    latestFee: commitment.fee,
+  });
+}
+
+/** SignLocalCommitment: our commitment `number` for broadcast, never a revoked one. */
+export async function authorizeLocalBroadcast(
+  store: PolicyStore,
+  ours: OurChannel,
+  number: bigint,
+  p: CommitmentParams,
+  theirSig: Uint8Array,
+): Promise<Commitment> {
+  const ch = store.channel;
+  if (ch.highestRevealed !== undefined && number <= ch.highestRevealed)
+    throw refuse(
+      "COMMITMENT_REVOKED",
+      `channel ${ch.index}: our commitment ${number} is revoked (revealed up to ${ch.highestRevealed})`,
+    );
+  const { commitment, patch } = checkCommitment(ch, ours, "local", number, p);
+  checkCounterpartySig(ch, patch, commitment, theirSig);
+  await store.update({ ...patch, lowestBroadcast: min(ch.lowestBroadcast, number) });
+  return commitment;
+}
+
+/**
+ * SignClose: spends the recorded anchor, pays exactly our final key and the peer's recorded final
+ * key, with a fee at most the latest commitment's fee and at most the configured maximum.
+ */
+export function authorizeClose(
+  store: PolicyStore,
+  ours: OurChannel,
+  p: CloseParams,
+  cfg: PolicyConfig,
+): ReturnType<typeof buildClose> {
+  const ch = store.channel;
+  if (ch.anchor === undefined || ch.peerFinalKey === undefined)
+    throw refuse("WRONG_ANCHOR", `channel ${ch.index}: no commitment was ever signed; nothing to close`);
+  checkAnchor(ch, ours.keys, p.anchor);
+  const finals = [p.a.finalKey, p.b.finalKey];
+  const ourFinal = ours.keys.final.pub;
+  if (!(
+    (same(finals[0]!, ourFinal) && same(finals[1]!, ch.peerFinalKey)) ||
+    (same(finals[1]!, ourFinal) && same(finals[0]!, ch.peerFinalKey))
+  ))
+    throw refuse(
+      "WRONG_FINAL_KEY",
+      `channel ${ch.index}: a close pays exactly our final key and the peer's recorded final key`,
+    );
+  const bound = ch.latestFee !== undefined && ch.latestFee < cfg.maxFeeSat ? ch.latestFee : cfg.maxFeeSat;
+  if (p.closeFee > bound)
+    throw refuse(
+      "FEE_TOO_HIGH",
+      `channel ${ch.index}: close fee ${p.closeFee} sat is above ${bound} sat (the latest commitment fee / the configured maximum)`,
+    );
+  return build(() => buildClose(p));
+}
+
+/**
+ * RecordPeerRevocation: the peer revoked its commitment `number`. Only for a commitment we signed
+ * and superseded (we signed `number + 1`), with a preimage that hashes to its revocation hash.
+ */
+export async function recordPeerRevocation(
+  store: PolicyStore,
+  number: bigint,
+  preimage: Uint8Array,
+): Promise<void> {
+  const ch = store.channel;
+  const hash = await store.remoteRevocationHash(number);
+  if (hash === undefined || ch.highestRemoteSigned === undefined || number >= ch.highestRemoteSigned)
+    throw refuse(
+      "NOT_SUPERSEDED",
+      `channel ${ch.index}: the peer's commitment ${number} was not signed and superseded by a signed ${number + 1n}`,
+    );
+  if (!sha256(preimage).equals(hash))
+    throw refuse(
+      "PREIMAGE_MISMATCH",
+      `channel ${ch.index}: the preimage does not hash to the revocation hash of the peer's commitment ${number}`,
+    );
+  if ((await store.peerRevocation(number)) === undefined) await store.putPeerRevocation(number, hash);
+  await store.update({ highestPeerRevoked: max(ch.highestPeerRevoked, number) });
+}
+
+export interface JusticeRequest {
+  revokedNumber: bigint;
+  params: CommitmentParams;
+  commitmentTx: Transaction;
+  justiceTx: Transaction;
+  /** Scripts of our own wallet keys the justice transaction may pay. */
+  walletScripts: readonly Buffer[];
+}
+
+/** Which key signs which input, over which redeem script. */
+export interface InputToSign {
+  inputIndex: number;
+  redeemScript: Buffer;
+}
+
+/**
+ * SignJustice: only against a peer commitment recorded as revoked, whose parameters rebuild the
+ * transaction seen on chain (same normalized txid), every input spending one of its outputs, every
+ * output paying only our own keys (our final key of the channel, or our wallet keys given).
+ */
+export async function authorizeJustice(
+  store: PolicyStore,
+  ours: OurChannel,
+  r: JusticeRequest,
+): Promise<InputToSign[]> {
+  const ch = store.channel;
+  const revoked = await store.peerRevocation(r.revokedNumber);
+  if (revoked === undefined)
+    throw refuse(
+      "NOT_REVOKED",
+      `channel ${ch.index}: no record that the peer revoked its commitment ${r.revokedNumber}`,
+    );
+  if (!revoked.equals(r.params.revocationHash))
+    throw refuse(
+      "JUSTICE_MISMATCH",
+      `channel ${ch.index}: the commitment's revocation hash is not the one the peer revoked for ${r.revokedNumber}`,
+    );
+  const { commitment } = checkCommitment(ch, ours, "remote", r.revokedNumber, r.params);
+  if (normalizedTxid(commitment.tx) !== normalizedTxid(r.commitmentTx))
+    throw refuse(
+      "JUSTICE_MISMATCH",
+      `channel ${ch.index}: the transaction is not the peer's commitment ${r.revokedNumber} (normalized txid differs)`,
+    );
+  const onChain = r.commitmentTx.getId();
+  if (r.justiceTx.ins.length === 0) throw invalid("the justice transaction has no inputs");
+  const inputs = r.justiceTx.ins.map((input, inputIndex) => {
+    const out = commitment.outputs.find((o) => o.vout === input.index);
+    if (txidFromInternal(input.hash) !== onChain || out === undefined)
+      throw refuse(
+        "JUSTICE_MISMATCH",
+        `channel ${ch.index}: justice input ${inputIndex} does not spend an output of the revoked commitment ${onChain}`,
+      );
+    return { inputIndex, redeemScript: out.redeemScript };
+  });
+  const allowed = [
+    p2shOutput(toOtherScript(ours.keys.final.pub)),
+    p2wpkhOutput(ours.keys.final.pub),
+    ...r.walletScripts,
+  ];
+  checkOutputsOurs(ch.index, r.justiceTx, allowed);
+  return inputs;
+}
+
+function checkOutputsOurs(channel: number | undefined, tx: Transaction, allowed: readonly Buffer[]): void {
+  tx.outs.forEach((o, vout) => {
+    if (!allowed.some((s) => s.equals(o.script)))
+      throw refuse(
+        "FOREIGN_OUTPUT",
+        `${channel === undefined ? "" : `channel ${channel}: `}output ${vout} pays a script that is not one of our keys`,
+      );
+  });
+}
+
+export type OutputOwner =
+  | { kind: "wallet"; index: number; pubkey: Buffer }
+  | { kind: "anchor"; store: PolicyStore; ours: OurChannel; peerCommitKey: Buffer };
+
+export interface WalletSpendRequest {
+  tx: Transaction;
+  inputs: readonly { pubkey: Buffer; amount: Sat }[];
+  outputs: readonly OutputOwner[];
+}
+
+/**
+ * SignWalletSpend: every output is one of our wallet keys (P2WPKH) or a channel's anchor (the
+ * 2-of-2 of our commit key and the peer's, recorded for the channel if not yet known), with a fee
+ * at most the configured maximum.
+ */
+export async function authorizeWalletSpend(r: WalletSpendRequest, cfg: PolicyConfig): Promise<void> {
+  if (r.inputs.length !== r.tx.ins.length) throw invalid("one WalletInput per transaction input");
+  if (r.outputs.length !== r.tx.outs.length) throw invalid("one OutputOwner per transaction output");
+  for (const [vout, owner] of r.outputs.entries()) {
+    const script = r.tx.outs[vout]!.script;
+    if (owner.kind === "wallet") {
+      if (!p2wpkhOutput(owner.pubkey).equals(script))
+        throw refuse("FOREIGN_OUTPUT", `output ${vout} does not pay wallet key ${owner.index}`);
+      continue;
+    }
+    const ch = owner.store.channel;
+    if (!p2shOutput(anchorScript(owner.ours.keys.commit.pub, owner.peerCommitKey)).equals(script))
+      throw refuse("FOREIGN_OUTPUT", `output ${vout} does not pay the anchor of channel ${ch.index}`);
+    if (ch.peerCommitKey !== undefined && !ch.peerCommitKey.equals(owner.peerCommitKey))
+      throw refuse(
+        "WRONG_COMMIT_KEY",
+        `channel ${ch.index}: the peer's commit key differs from the recorded one`,
+      );
+    if (ch.peerCommitKey === undefined) await owner.store.update({ peerCommitKey: owner.peerCommitKey });
+  }
+  const inTotal = r.inputs.reduce<bigint>((a, i) => a + i.amount, 0n);
+  const outTotal = r.tx.outs.reduce<bigint>((a, o) => a + o.value, 0n);
+  if (outTotal > inTotal) throw invalid(`the outputs (${outTotal} sat) exceed the inputs (${inTotal} sat)`);
+  if (inTotal - outTotal > cfg.maxFeeSat)
+    throw refuse("FEE_TOO_HIGH", `wallet spend fee ${inTotal - outTotal} sat is above ${cfg.maxFeeSat} sat`);
+}

@@ -1,0 +1,197 @@
+/**
+ * The gRPC server over mutual TLS: the client must present a certificate chaining to the
+ * configured CA. A policy refusal is FAILED_PRECONDITION, a malformed request INVALID_ARGUMENT;
+ * both carry the reason code at the start of the message ("CODE: ...") and in the trailing
+ * metadata "signer-refusal". Nothing secret is logged: only the method and the code.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { sat } from "@ln/bitcoin";
+import { SignerError } from "./errors.js";
+import {
+  bytes,
+  closeParams,
+  commitmentParams,
+  present,
+  transaction,
+  u64,
+  type SignerMethod,
+  type SignerMethods,
+} from "./messages.js";
+import { loadSignerService } from "./proto.js";
+import type { SignerService, WalletOutputOwner } from "./service.js";
+
+export const REFUSAL_METADATA_KEY = "signer-refusal";
+
+export interface TlsFiles {
+  /** PEM of the CA that client certificates must chain to. */
+  ca: Buffer;
+  /** PEM of the server certificate chain and its private key. */
+  cert: Buffer;
+  key: Buffer;
+}
+
+export type Log = (line: string) => void;
+
+type Handlers = {
+  [M in SignerMethod]: (req: SignerMethods[M][0]) => Promise<SignerMethods[M][1]> | SignerMethods[M][1];
+};
+
+function toStatus(e: unknown, method: string, log: Log): Partial<grpc.StatusObject> {
+  if (e instanceof SignerError) {
+    const metadata = new grpc.Metadata();
+    metadata.set(REFUSAL_METADATA_KEY, e.code);
+    const code = e.isRefusal ? grpc.status.FAILED_PRECONDITION : grpc.status.INVALID_ARGUMENT;
+    log(`${method}: ${e.isRefusal ? "refused" : "invalid request"} ${e.code}`);
+    return { code, details: `${e.code}: ${e.message}`, metadata };
+  }
+  log(`${method}: internal error ${e instanceof Error ? e.name : typeof e}`);
+  return { code: grpc.status.INTERNAL, details: "internal error" };
+}
+
+function handlers(s: SignerService): Handlers {
+  return {
+    NodeInfo: () => ({ node_pubkey: s.nodeInfo().nodePubkey }),
+    Ecdh: (r) => ({ shared_secret: s.ecdh(r.point) }),
+    SignSession: (r) => ({ signature: s.signSession(r.digest) }),
+    NewChannel: async () => {
+      const c = await s.newChannel();
+      return {
+        channel: c.channel,
+        commit_pubkey: c.commitPubkey,
+        final_pubkey: c.finalPubkey,
+        revocation_hash_0: c.revocationHash0,
+        revocation_hash_1: c.revocationHash1,
+      };
+    },
+    RevocationHash: async (r) => ({
+      revocation_hash: await s.revocationHash(r.channel, u64(r.number, "number")),
+    }),
+    RevealRevocation: async (r) => {
+      const signed = present(r.signed_commitment, "signed_commitment");
+      const out = await s.revealRevocation(r.channel, {
+        revoke: u64(r.revoke, "revoke"),
+        next: u64(r.next, "next"),
+        signedCommitment: {
+          number: u64(signed.number, "signed_commitment.number"),
+          params: commitmentParams(signed.params, "signed_commitment.params"),
+          theirSig: bytes(signed.their_sig, 64, "signed_commitment.their_sig"),
+        },
+      });
+      return { preimage: out.preimage, next_hash: out.nextHash };
+    },
+    SignRemoteCommitment: async (r) => ({
+      signature: await s.signRemoteCommitment(r.channel, u64(r.number, "number"), commitmentParams(r.params)),
+    }),
+    SignLocalCommitment: async (r) => {
+      const out = await s.signLocalCommitment(
+        r.channel,
+        u64(r.number, "number"),
+        commitmentParams(r.params),
+        bytes(r.their_sig, 64, "their_sig"),
+      );
+      return { tx_hex: out.tx.toHex(), txid: out.txid };
+    },
+    SignClose: async (r) => ({ signature: await s.signClose(r.channel, closeParams(r.params)) }),
+    RecordPeerRevocation: async (r) => {
+      await s.recordPeerRevocation(r.channel, u64(r.number, "number"), bytes(r.preimage, 32, "preimage"));
+      return {};
+    },
+    SignJustice: async (r) => {
+      const sigs = await s.signJustice(r.channel, {
+        revokedNumber: u64(r.revoked_number, "revoked_number"),
+        params: commitmentParams(r.params),
+        commitmentTx: transaction(r.commitment_tx_hex, "commitment_tx_hex"),
+        justiceTx: transaction(r.justice_tx_hex, "justice_tx_hex"),
+        walletKeyIndexes: r.wallet_key_indexes,
+      });
+      return {
+        signatures: sigs.map((x) => ({
+          input_index: x.inputIndex,
+          pubkey: x.pubkey,
+          signature: x.signature,
+        })),
+      };
+    },
+    WalletKey: (r) => ({ pubkey: s.walletKey(r.index) }),
+    SignWalletSpend: async (r) => {
+      const outputs = r.outputs.map((o, i): WalletOutputOwner => {
+        if (o.owner === "wallet_key_index" && o.wallet_key_index !== undefined)
+          return { walletKeyIndex: o.wallet_key_index };
+        if (o.owner === "anchor" && o.anchor)
+          return { anchor: { channel: o.anchor.channel, peerCommitKey: o.anchor.peer_commit_key } };
+        throw new SignerError("INVALID_REQUEST", `outputs[${i}] names no owner`);
+      });
+      const sigs = await s.signWalletSpend(
+        transaction(r.tx_hex, "tx_hex"),
+        r.inputs.map((i, n) => ({
+          keyIndex: i.key_index,
+          amount: sat(u64(i.amount_sat, `inputs[${n}].amount_sat`)),
+        })),
+        outputs,
+      );
+      return {
+        signatures: sigs.map((x) => ({
+          input_index: x.inputIndex,
+          pubkey: x.pubkey,
+          signature: x.signature,
+        })),
+      };
+    },
+  };
+}
+
+function implementation(s: SignerService, log: Log): grpc.UntypedServiceImplementation {
+  const h = handlers(s);
+  const impl: grpc.UntypedServiceImplementation = {};
+  for (const method of Object.keys(h) as SignerMethod[]) {
+    const fn = h[method] as (req: unknown) => unknown;
+    const call: grpc.handleUnaryCall<unknown, unknown> = (c, callback) => {
+      Promise.resolve()
+        .then(() => fn(c.request))
+        .then(
+          (reply) => callback(null, reply),
+          (e: unknown) => callback(toStatus(e, method, log)),
+        );
+    };
+    impl[method] = call;
+  }
+  return impl;
+}
+
+export interface RunningServer {
+  server: grpc.Server;
+  port: number;
+  /** Stops accepting calls and waits for those in flight (forcing after `graceMs`). */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+export async function startServer(opts: {
+  service: SignerService;
+  listen: string;
+  tls: TlsFiles;
+  log?: Log;
+}): Promise<RunningServer> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`signer: ${line}\n`));
+  const server = new grpc.Server();
+  server.addService(loadSignerService(), implementation(opts.service, log));
+  const credentials = grpc.ServerCredentials.createSsl(
+    opts.tls.ca,
+    [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }],
+    true,
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(opts.listen, credentials, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return {
+    server,
+    port,
+    shutdown: (graceMs = 10_000) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}

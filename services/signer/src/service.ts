@@ -1,0 +1,226 @@
+/**
+ * The signer's operations over domain types: the policy decides inside a Postgres transaction,
+ * signatures are made only after it passed, and a preimage is returned only after the reveal is
+ * durable (the transaction committed).
+ */
+import { sha256, type Sat } from "@ln/bitcoin";
+import {
+  anchorSighash,
+  finalizeAnchorSpend,
+  p2shSighash,
+  p2wpkhOutput,
+  p2wpkhSighash,
+  signDigest,
+  type CloseParams,
+  type CommitmentParams,
+} from "@ln/tx";
+import type { Transaction } from "bitcoinjs-lib";
+import * as ecc from "tiny-secp256k1";
+import { invalid } from "./errors.js";
+import { checkNumber, type KeyRing } from "./keys.js";
+import {
+  authorizeClose,
+  authorizeJustice,
+  authorizeLocalBroadcast,
+  authorizeRemoteCommitment,
+  authorizeReveal,
+  authorizeWalletSpend,
+  recordPeerRevocation,
+  type OurChannel,
+  type OutputOwner,
+  type PolicyConfig,
+  type RevealRequest,
+} from "./policy.js";
+import type { SignerStore } from "./store.js";
+
+export interface InputSignature {
+  inputIndex: number;
+  pubkey: Buffer;
+  signature: Buffer;
+}
+
+export interface NewChannel {
+  channel: number;
+  commitPubkey: Buffer;
+  finalPubkey: Buffer;
+  revocationHash0: Buffer;
+  revocationHash1: Buffer;
+}
+
+export type WalletOutputOwner =
+  { walletKeyIndex: number } | { anchor: { channel: number; peerCommitKey: Buffer } };
+
+function check32(b: Uint8Array, what: string): void {
+  if (b.length !== 32) throw invalid(`${what} must be 32 bytes, got ${b.length}`);
+}
+
+function checkSig(b: Uint8Array, what: string): void {
+  if (b.length !== 64) throw invalid(`${what} must be a 64-byte compact signature, got ${b.length} bytes`);
+}
+
+export class SignerService {
+  constructor(
+    private readonly keys: KeyRing,
+    private readonly store: SignerStore,
+    private readonly cfg: PolicyConfig,
+  ) {}
+
+  #ours(channel: number): OurChannel {
+    const keys = this.keys.channel(channel);
+    return { keys, revocationHash: (n) => this.keys.revocationHash(channel, n) };
+  }
+
+  nodeInfo(): { nodePubkey: Buffer } {
+    return { nodePubkey: this.keys.nodePub };
+  }
+
+  /** BOLT #8 ECDH: SHA256 of the compressed point priv * P. */
+  ecdh(point: Uint8Array): Buffer {
+    if (point.length !== 33 || !ecc.isPoint(point))
+      throw invalid("the ECDH point must be a 33-byte compressed point");
+    const shared = ecc.pointMultiply(point, this.keys.node.priv, true);
+    if (shared === null) throw invalid("ECDH produced the point at infinity");
+    return sha256(shared);
+  }
+
+  /** The transport's authenticate digest, SHA256(SHA256(h)): signed as given with the node key. */
+  signSession(digest: Uint8Array): Buffer {
+    check32(digest, "the session digest");
+    return signDigest(this.keys.node.priv, digest);
+  }
+
+  async newChannel(): Promise<NewChannel> {
+    const channel = await this.store.newChannel();
+    const k = this.keys.channel(channel);
+    return {
+      channel,
+      commitPubkey: k.commit.pub,
+      finalPubkey: k.final.pub,
+      revocationHash0: this.keys.revocationHash(channel, 0n),
+      revocationHash1: this.keys.revocationHash(channel, 1n),
+    };
+  }
+
+  async revocationHash(channel: number, number: bigint): Promise<Buffer> {
+    checkNumber(number);
+    await this.store.withChannel(channel, () => Promise.resolve());
+    return this.keys.revocationHash(channel, number);
+  }
+
+  async revealRevocation(channel: number, r: RevealRequest): Promise<{ preimage: Buffer; nextHash: Buffer }> {
+    checkNumber(r.revoke);
+    checkNumber(r.next);
+    checkNumber(r.signedCommitment.number);
+    checkSig(r.signedCommitment.theirSig, "their_sig");
+    const ours = this.#ours(channel);
+    await this.store.withChannel(channel, (s) => authorizeReveal(s, ours, r));
+    // Committed: the reveal is durable before the preimage leaves.
+    return {
+      preimage: this.keys.revocationPreimage(channel, r.revoke),
+      nextHash: this.keys.revocationHash(channel, r.next),
+    };
+  }
+
+  async signRemoteCommitment(channel: number, number: bigint, params: CommitmentParams): Promise<Buffer> {
+    checkNumber(number);
+    const ours = this.#ours(channel);
+    const c = await this.store.withChannel(channel, (s) =>
+      authorizeRemoteCommitment(s, ours, number, params),
+    );
+    return signDigest(ours.keys.commit.priv, anchorSighash(c.tx, c.anchorRedeemScript));
+  }
+
+  async signLocalCommitment(
+    channel: number,
+    number: bigint,
+    params: CommitmentParams,
+    theirSig: Uint8Array,
+  ): Promise<{ tx: Transaction; txid: string }> {
+    checkNumber(number);
+    checkSig(theirSig, "their_sig");
+    const ours = this.#ours(channel);
+    const c = await this.store.withChannel(channel, (s) =>
+      authorizeLocalBroadcast(s, ours, number, params, theirSig),
+    );
+    const sig = signDigest(ours.keys.commit.priv, anchorSighash(c.tx, c.anchorRedeemScript));
+    const peerKey = params.anchor.commitKeys.find((k) => !Buffer.from(k).equals(ours.keys.commit.pub))!;
+    const tx = finalizeAnchorSpend(c.tx, c.anchorRedeemScript, [
+      { pubkey: ours.keys.commit.pub, compact: sig },
+      { pubkey: peerKey, compact: theirSig },
+    ]);
+    return { tx, txid: tx.getId() };
+  }
+
+  async signClose(channel: number, params: CloseParams): Promise<Buffer> {
+    const ours = this.#ours(channel);
+    const close = await this.store.withChannel(channel, (s) =>
+      Promise.resolve(authorizeClose(s, ours, params, this.cfg)),
+    );
+    return signDigest(ours.keys.commit.priv, anchorSighash(close.tx, close.anchorRedeemScript));
+  }
+
+  async recordPeerRevocation(channel: number, number: bigint, preimage: Uint8Array): Promise<void> {
+    checkNumber(number);
+    check32(preimage, "the preimage");
+    await this.store.withChannel(channel, (s) => recordPeerRevocation(s, number, preimage));
+  }
+
+  async signJustice(
+    channel: number,
+    r: {
+      revokedNumber: bigint;
+      params: CommitmentParams;
+      commitmentTx: Transaction;
+      justiceTx: Transaction;
+      walletKeyIndexes: readonly number[];
+    },
+  ): Promise<InputSignature[]> {
+    checkNumber(r.revokedNumber);
+    const ours = this.#ours(channel);
+    const walletScripts = r.walletKeyIndexes.map((i) => p2wpkhOutput(this.keys.wallet(i).pub));
+    const inputs = await this.store.withChannel(channel, (s) =>
+      authorizeJustice(s, ours, { ...r, walletScripts }),
+    );
+    return inputs.map(({ inputIndex, redeemScript }) => ({
+      inputIndex,
+      pubkey: ours.keys.final.pub,
+      signature: signDigest(ours.keys.final.priv, p2shSighash(r.justiceTx, inputIndex, redeemScript)),
+    }));
+  }
+
+  walletKey(index: number): Buffer {
+    return this.keys.wallet(index).pub;
+  }
+
+  async signWalletSpend(
+    tx: Transaction,
+    inputs: readonly { keyIndex: number; amount: Sat }[],
+    outputs: readonly WalletOutputOwner[],
+  ): Promise<InputSignature[]> {
+    const inputKeys = inputs.map((i) => ({ ...this.keys.wallet(i.keyIndex), amount: i.amount }));
+    const channels = outputs.flatMap((o) => ("anchor" in o ? [o.anchor.channel] : []));
+    await this.store.withChannels(channels, async (stores) => {
+      const owners: OutputOwner[] = outputs.map((o) => {
+        if ("walletKeyIndex" in o)
+          return { kind: "wallet", index: o.walletKeyIndex, pubkey: this.keys.wallet(o.walletKeyIndex).pub };
+        if (o.anchor.peerCommitKey.length !== 33 || !ecc.isPoint(o.anchor.peerCommitKey))
+          throw invalid("peer_commit_key must be a 33-byte compressed point");
+        return {
+          kind: "anchor",
+          store: stores.get(o.anchor.channel)!,
+          ours: this.#ours(o.anchor.channel),
+          peerCommitKey: o.anchor.peerCommitKey,
+        };
+      });
+      await authorizeWalletSpend(
+        { tx, inputs: inputKeys.map((k) => ({ pubkey: k.pub, amount: k.amount })), outputs: owners },
+        this.cfg,
+      );
+    });
+    return inputKeys.map((k, inputIndex) => ({
+      inputIndex,
+      pubkey: k.pub,
+      signature: signDigest(k.priv, p2wpkhSighash(tx, inputIndex, k.pub, k.amount)),
+    }));
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * The signer's durable state in its own Postgres schema: versioned migrations applied at start
+ * (`schema_migrations`), and every policy check and update in one transaction holding the
+ * channel's row lock (SELECT ... FOR UPDATE), so two concurrent requests cannot both pass a check.
+ */
+import { sat, txidFromHex } from "@ln/bitcoin";
+import pg from "pg";
+import { refuse } from "./errors.js";
+import type { ChannelPatch, ChannelState, PolicyStore } from "./policy.js";
+
+const MIGRATIONS: readonly { version: number; sql: (s: string) => string }[] = [
+  {
+    version: 1,
+    sql: (s) => `
+      CREATE TABLE ${s}.channels (
+        idx integer GENERATED ALWAYS AS IDENTITY (MINVALUE 0 START WITH 0) PRIMARY KEY,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        anchor_txid text,
+        anchor_vout integer,
+        anchor_amount_sat bigint,
+        peer_commit_key bytea,
+        peer_final_key bytea,
+        highest_revealed numeric(20, 0),
+        highest_local_signed numeric(20, 0),
+        lowest_broadcast numeric(20, 0),
+        highest_remote_signed numeric(20, 0),
+        highest_peer_revoked numeric(20, 0),
+        latest_fee_sat bigint
+      );
+      CREATE TABLE ${s}.remote_commitments (
+        channel integer NOT NULL REFERENCES ${s}.channels (idx),
+        number numeric(20, 0) NOT NULL,
+        revocation_hash bytea NOT NULL,
+        PRIMARY KEY (channel, number)
+      );
+      CREATE TABLE ${s}.peer_revocations (
+        channel integer NOT NULL REFERENCES ${s}.channels (idx),
+        number numeric(20, 0) NOT NULL,
+        revocation_hash bytea NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (channel, number)
+      );`,
+  },
+];
+
+interface ChannelRow {
+  idx: number;
+  anchor_txid: string | null;
+  anchor_vout: number | null;
+  anchor_amount_sat: string | null;
+  peer_commit_key: Buffer | null;
+  peer_final_key: Buffer | null;
+  highest_revealed: string | null;
+  highest_local_signed: string | null;
+  lowest_broadcast: string | null;
+  highest_remote_signed: string | null;
+  highest_peer_revoked: string | null;
+  latest_fee_sat: string | null;
+}
+
+const big = (v: string | null): bigint | undefined => (v === null ? undefined : BigInt(v));
+
+function toState(r: ChannelRow): ChannelState {
+  return {
+    index: r.idx,
+    anchor:
+      r.anchor_txid !== null && r.anchor_vout !== null && r.anchor_amount_sat !== null
+        ? { txid: txidFromHex(r.anchor_txid), vout: r.anchor_vout, amount: sat(BigInt(r.anchor_amount_sat)) }
+        : undefined,
+    peerCommitKey: r.peer_commit_key ?? undefined,
+    peerFinalKey: r.peer_final_key ?? undefined,
+    highestRevealed: big(r.highest_revealed),
+    highestLocalSigned: big(r.highest_local_signed),
+    lowestBroadcast: big(r.lowest_broadcast),
+    highestRemoteSigned: big(r.highest_remote_signed),
+    highestPeerRevoked: big(r.highest_peer_revoked),
+    latestFee: r.latest_fee_sat === null ? undefined : sat(BigInt(r.latest_fee_sat)),
+  };
+}
+
+type Param = string | number | Buffer | null;
+
+function columns(patch: ChannelPatch): [string, Param][] {
+  const out: [string, Param][] = [];
+  const num = (v: bigint | undefined): string | null => (v === undefined ? null : v.toString());
+  for (const key of Object.keys(patch) as (keyof ChannelPatch)[]) {
+    switch (key) {
+      case "anchor": {
+        const a = patch.anchor;
+        out.push(["anchor_txid", a?.txid ?? null], ["anchor_vout", a?.vout ?? null]);
+        out.push(["anchor_amount_sat", num(a?.amount)]);
+        break;
+      }
+      case "peerCommitKey":
+        out.push(["peer_commit_key", patch.peerCommitKey ?? null]);
+        break;
+      case "peerFinalKey":
+        out.push(["peer_final_key", patch.peerFinalKey ?? null]);
+        break;
+      case "highestRevealed":
+        out.push(["highest_revealed", num(patch.highestRevealed)]);
+        break;
+      case "highestLocalSigned":
+        out.push(["highest_local_signed", num(patch.highestLocalSigned)]);
+        break;
+      case "lowestBroadcast":
+        out.push(["lowest_broadcast", num(patch.lowestBroadcast)]);
+        break;
+      case "highestRemoteSigned":
+        out.push(["highest_remote_signed", num(patch.highestRemoteSigned)]);
+        break;
+      case "highestPeerRevoked":
+        out.push(["highest_peer_revoked", num(patch.highestPeerRevoked)]);
+        break;
+      case "latestFee":
+        out.push(["latest_fee_sat", num(patch.latestFee)]);
+        break;
+    }
+  }
+  return out;
+}
+
+/** One locked channel inside an open transaction. */
+class TxChannel implements PolicyStore {
+  constructor(
+    private readonly client: pg.PoolClient,
+    private readonly s: string,
+    readonly channel: ChannelState,
+  ) {}
+
+  async update(patch: ChannelPatch): Promise<void> {
+    const cols = columns(patch);
+    if (cols.length === 0) return;
+    const set = cols.map(([c], i) => `${c} = $${i + 2}`).join(", ");
+    await this.client.query(`UPDATE ${this.s}.channels SET ${set} WHERE idx = $1`, [
+      this.channel.index,
+      ...cols.map(([, v]) => v),
+    ]);
+    Object.assign(this.channel, patch);
+  }
+
+  async remoteRevocationHash(number: bigint): Promise<Buffer | undefined> {
+    const r = await this.client.query<{ revocation_hash: Buffer }>(
+      `SELECT revocation_hash FROM ${this.s}.remote_commitments WHERE channel = $1 AND number = $2`,
+      [this.channel.index, number.toString()],
+    );
+    return r.rows[0]?.revocation_hash;
+  }
+
+  async putRemoteCommitment(number: bigint, revocationHash: Buffer): Promise<void> {
+    await this.client.query(
+      `INSERT INTO ${this.s}.remote_commitments (channel, number, revocation_hash) VALUES ($1, $2, $3)`,
+      [this.channel.index, number.toString(), revocationHash],
+    );
+  }
+
+  async peerRevocation(number: bigint): Promise<Buffer | undefined> {
+    const r = await this.client.query<{ revocation_hash: Buffer }>(
+      `SELECT revocation_hash FROM ${this.s}.peer_revocations WHERE channel = $1 AND number = $2`,
+      [this.channel.index, number.toString()],
+    );
+    return r.rows[0]?.revocation_hash;
+  }
+
+  async putPeerRevocation(number: bigint, revocationHash: Buffer): Promise<void> {
+    await this.client.query(
+      `INSERT INTO ${this.s}.peer_revocations (channel, number, revocation_hash) VALUES ($1, $2, $3)`,
+      [this.channel.index, number.toString(), revocationHash],
+    );
+  }
+}
+
+export class SignerStore {
+  readonly #pool: pg.Pool;
+  readonly #s: string;
+
+  constructor(pool: pg.Pool, schema: string) {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`bad schema name ${JSON.stringify(schema)}`);
+    this.#pool = pool;
+    this.#s = `"${schema}"`;
+  }
+
+  static connect(databaseUrl: string, schema: string): SignerStore {
+    return new SignerStore(new pg.Pool({ connectionString: databaseUrl, max: 10 }), schema);
+  }
+
+  /** Creates the schema and applies the migrations not yet applied (serialized by an advisory lock). */
+  async migrate(): Promise<number[]> {
+    return this.#transaction(async (c) => {
+      await c.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`ln-signer-migrate:${this.#s}`]);
+      await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.#s}`);
+      await c.query(
+        `CREATE TABLE IF NOT EXISTS ${this.#s}.schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
+      const done = await c.query<{ version: number }>(`SELECT version FROM ${this.#s}.schema_migrations`);
+      const have = new Set(done.rows.map((r) => r.version));
+      const applied: number[] = [];
+      for (const m of MIGRATIONS) {
+        if (have.has(m.version)) continue;
+        await c.query(m.sql(this.#s));
+        await c.query(`INSERT INTO ${this.#s}.schema_migrations (version) VALUES ($1)`, [m.version]);
+        applied.push(m.version);
+      }
+      return applied;
+    });
+  }
+
+  /** Allocates the next channel index. */
+  async newChannel(): Promise<number> {
+    const r = await this.#pool.query<{ idx: number }>(
+      `INSERT INTO ${this.#s}.channels DEFAULT VALUES RETURNING idx`,
+    );
+    return r.rows[0]!.idx;
+  }
+
+  /** Runs `fn` in one transaction holding the channel's row lock; UNKNOWN_CHANNEL if there is none. */
+  async withChannel<T>(index: number, fn: (store: PolicyStore) => Promise<T>): Promise<T> {
+    return this.withChannels([index], (stores) => fn(stores.get(index)!));
+  }
+
+  /** Several channels locked in index order (no deadlock between two such requests). */
+  async withChannels<T>(
+    indexes: readonly number[],
+    fn: (stores: Map<number, PolicyStore>) => Promise<T>,
+  ): Promise<T> {
+    const sorted = [...new Set(indexes)].sort((a, b) => a - b);
+    return this.#transaction(async (c) => {
+      const stores = new Map<number, PolicyStore>();
+      for (const index of sorted) {
+        const r = await c.query<ChannelRow>(`SELECT * FROM ${this.#s}.channels WHERE idx = $1 FOR UPDATE`, [
+          index,
+        ]);
+        const row = r.rows[0];
+        if (row === undefined)
+          throw refuse("UNKNOWN_CHANNEL", `channel ${index} was never allocated by this signer`);
+        stores.set(index, new TxChannel(c, this.#s, toState(row)));
+      }
+      return fn(stores);
+    });
+  }
+
+  async #transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.#pool.connect();
+    try {
+      await c.query("BEGIN");
+      const result = await fn(c);
+      await c.query("COMMIT");
+      return result;
+    } catch (e) {
+      await c.query("ROLLBACK").catch(() => undefined);
+      throw e;
+    } finally {
+      c.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+}
