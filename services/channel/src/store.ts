@@ -6,32 +6,17 @@ import {
   type Step,
 } from "@ln/channel-core";
 import { encodePkt } from "@ln/proto";
+import { inTransaction, quoteSchema } from "@ln/postgres";
 import type pg from "pg";
+import { migrateChannelService } from "./migrations.js";
 
 /**
  * The channel service's own tables (DESIGN.md 6): each channel's state, the numbered messages it
  * sent (the durable outbox retransmission reads), and a lease so one replica at a time runs a
  * channel. Every transition is one transaction: state and outbox commit together, then send.
  */
-const MIGRATIONS: readonly string[] = [
-  `CREATE TABLE channels (
-     id text PRIMARY KEY,
-     state text NOT NULL,
-     version bigint NOT NULL DEFAULT 0,
-     lease_owner text,
-     lease_expires timestamptz,
-     updated_at timestamptz NOT NULL DEFAULT now()
-   );
-   CREATE TABLE outbox (
-     channel_id text NOT NULL REFERENCES channels(id),
-     seq integer NOT NULL,
-     pkt bytea NOT NULL,
-     created_at timestamptz NOT NULL DEFAULT now(),
-     PRIMARY KEY (channel_id, seq)
-   );`,
-];
 
-export type StoreErrorCode = "LEASE_NOT_HELD" | "NO_SUCH_CHANNEL" | "CHANNEL_EXISTS" | "BAD_SCHEMA_NAME";
+export type StoreErrorCode = "LEASE_NOT_HELD" | "NO_SUCH_CHANNEL" | "CHANNEL_EXISTS";
 
 export class StoreError extends Error {
   override readonly name = "StoreError";
@@ -42,8 +27,6 @@ export class StoreError extends Error {
     super(message);
   }
 }
-
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 export interface OutboxMessage {
   seq: number;
@@ -57,47 +40,23 @@ export interface Transition extends Step {
 
 export class ChannelStore {
   readonly schema: string;
+  private readonly quoted: string;
 
   constructor(
     private readonly pool: pg.Pool,
     schema = "channel",
   ) {
-    if (!SCHEMA_NAME.test(schema))
-      throw new StoreError("BAD_SCHEMA_NAME", `invalid schema name ${JSON.stringify(schema)}`);
+    this.quoted = quoteSchema(schema);
     this.schema = schema;
   }
 
   private t(table: string): string {
-    return `"${this.schema}".${table}`;
+    return `${this.quoted}.${table}`;
   }
 
-  /** Applies the migrations this database has not seen yet, each in its own transaction. */
+  /** Applies the service's migrations this database has not seen yet. */
   async migrate(): Promise<void> {
-    const c = await this.pool.connect();
-    try {
-      await c.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
-      await c.query(
-        `CREATE TABLE IF NOT EXISTS ${this.t("schema_migrations")} (version integer PRIMARY KEY)`,
-      );
-      for (const [i, sql] of MIGRATIONS.entries()) {
-        await c.query("BEGIN");
-        await c.query(`LOCK TABLE ${this.t("schema_migrations")} IN EXCLUSIVE MODE`);
-        const done = await c.query(`SELECT 1 FROM ${this.t("schema_migrations")} WHERE version = $1`, [
-          i + 1,
-        ]);
-        if (done.rowCount === 0) {
-          await c.query(`SET LOCAL search_path TO "${this.schema}"`);
-          await c.query(sql);
-          await c.query(`INSERT INTO ${this.t("schema_migrations")} (version) VALUES ($1)`, [i + 1]);
-        }
-        await c.query("COMMIT");
-      }
-    } catch (e) {
-      await c.query("ROLLBACK").catch(() => undefined);
-      throw e;
-    } finally {
-      c.release();
-    }
+    await migrateChannelService(this.pool, this.schema);
   }
 
   /** Stores a new channel with the messages its creation produced. */
@@ -203,18 +162,7 @@ export class ChannelStore {
     return sends;
   }
 
-  private async inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect();
-    try {
-      await c.query("BEGIN");
-      const result = await fn(c);
-      await c.query("COMMIT");
-      return result;
-    } catch (e) {
-      await c.query("ROLLBACK").catch(() => undefined);
-      throw e;
-    } finally {
-      c.release();
-    }
+  private inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, fn);
   }
 }

@@ -4,11 +4,12 @@
  * channel's row lock (SELECT ... FOR UPDATE), so two concurrent requests cannot both pass a check.
  */
 import { sat, txidFromHex } from "@ln/bitcoin";
+import { inTransaction, migrate, quoteSchema, type Migration } from "@ln/postgres";
 import pg from "pg";
 import { refuse } from "./errors.js";
 import type { ChannelPatch, ChannelState, PolicyStore } from "./policy.js";
 
-const MIGRATIONS: readonly { version: number; sql: (s: string) => string }[] = [
+const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     sql: (s) => `
@@ -172,37 +173,22 @@ class TxChannel implements PolicyStore {
 
 export class SignerStore {
   readonly #pool: pg.Pool;
+  readonly #schema: string;
   readonly #s: string;
 
   constructor(pool: pg.Pool, schema: string) {
-    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`bad schema name ${JSON.stringify(schema)}`);
     this.#pool = pool;
-    this.#s = `"${schema}"`;
+    this.#schema = schema;
+    this.#s = quoteSchema(schema);
   }
 
   static connect(databaseUrl: string, schema: string): SignerStore {
     return new SignerStore(new pg.Pool({ connectionString: databaseUrl, max: 10 }), schema);
   }
 
-  /** Creates the schema and applies the migrations not yet applied (serialized by an advisory lock). */
-  async migrate(): Promise<number[]> {
-    return this.#transaction(async (c) => {
-      await c.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`ln-signer-migrate:${this.#s}`]);
-      await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.#s}`);
-      await c.query(
-        `CREATE TABLE IF NOT EXISTS ${this.#s}.schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
-      );
-      const done = await c.query<{ version: number }>(`SELECT version FROM ${this.#s}.schema_migrations`);
-      const have = new Set(done.rows.map((r) => r.version));
-      const applied: number[] = [];
-      for (const m of MIGRATIONS) {
-        if (have.has(m.version)) continue;
-        await c.query(m.sql(this.#s));
-        await c.query(`INSERT INTO ${this.#s}.schema_migrations (version) VALUES ($1)`, [m.version]);
-        applied.push(m.version);
-      }
-      return applied;
-    });
+  /** Creates the schema and applies the migrations not yet applied. */
+  migrate(): Promise<number[]> {
+    return migrate(this.#pool, this.#schema, MIGRATIONS);
   }
 
   /** Allocates the next channel index. */
@@ -239,19 +225,8 @@ export class SignerStore {
     });
   }
 
-  async #transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.#pool.connect();
-    try {
-      await c.query("BEGIN");
-      const result = await fn(c);
-      await c.query("COMMIT");
-      return result;
-    } catch (e) {
-      await c.query("ROLLBACK").catch(() => undefined);
-      throw e;
-    } finally {
-      c.release();
-    }
+  #transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.#pool, fn);
   }
 
   async close(): Promise<void> {

@@ -9,10 +9,18 @@ import {
 import { encodeChainEvent, type ChainEvent, type WatchAnchor } from "@ln/proto";
 import { Transaction } from "bitcoinjs-lib";
 import type { JetStreamClient } from "nats";
+import { migrate, quoteSchema, type Migration } from "@ln/postgres";
 import type pg from "pg";
 import { connectBlock, disconnectBlock, newWatch, type Block, type Watch } from "./anchor-watch.js";
 
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+/** The chain watcher's tables, in its own schema. */
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: (s) => `CREATE TABLE ${s}.cursor (id integer PRIMARY KEY CHECK (id = 1), cursor jsonb NOT NULL);
+                 CREATE TABLE ${s}.anchor_watches (channel_id text PRIMARY KEY, watch jsonb NOT NULL);`,
+  },
+];
 
 export interface ChainWatcherOptions {
   pool: pg.Pool;
@@ -37,11 +45,12 @@ export interface ChainWatcherOptions {
 export class ChainWatcher {
   readonly follower: BlockFollower;
   private readonly schema: string;
+  private readonly quoted: string;
   private readonly prefix: string;
 
   constructor(private readonly opts: ChainWatcherOptions) {
     this.schema = opts.schema ?? "watchtower";
-    if (!SCHEMA_NAME.test(this.schema)) throw new Error(`invalid schema name ${JSON.stringify(this.schema)}`);
+    this.quoted = quoteSchema(this.schema);
     this.prefix = opts.subjectPrefix ?? "chain";
     this.follower = new BlockFollower({
       rpc: opts.rpc,
@@ -54,15 +63,11 @@ export class ChainWatcher {
   }
 
   private t(table: string): string {
-    return `"${this.schema}".${table}`;
+    return `${this.quoted}.${table}`;
   }
 
   async migrate(): Promise<void> {
-    await this.opts.pool.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
-    await this.opts.pool.query(
-      `CREATE TABLE IF NOT EXISTS ${this.t("cursor")} (id integer PRIMARY KEY CHECK (id = 1), cursor jsonb NOT NULL);
-       CREATE TABLE IF NOT EXISTS ${this.t("anchor_watches")} (channel_id text PRIMARY KEY, watch jsonb NOT NULL);`,
-    );
+    await migrate(this.opts.pool, this.schema, MIGRATIONS);
   }
 
   /** Starts (or updates) watching a channel's anchor. */
