@@ -1,0 +1,110 @@
+import type { Locktime, Msat, Sat } from "@ln/bitcoin";
+
+/**
+ * What the HTTP control API needs from the node. Implemented over the ChannelRunner and the wallet
+ * when the node is wired; `MemoryBackend` is the in-memory stand-in for tests and local runs.
+ * Amounts are bigint here (branded Sat/Msat); the API turns them into decimal strings.
+ */
+export interface NodeBackend {
+  nodeInfo(): Promise<NodeInfo>;
+  connectPeer(peer: { host: string; port: number; nodeId: string }): Promise<PeerInfo>;
+  openChannel(req: { nodeId: string; fundingSat: Sat }): Promise<ChannelSummary>;
+  listChannels(): Promise<ChannelSummary[]>;
+  /** Undefined when there is no such channel. */
+  getChannel(id: string): Promise<ChannelDetail | undefined>;
+  /** The preimage is generated and kept by the backend; only its hash leaves. */
+  createInvoice(req: { amountMsat: Msat; description?: string }): Promise<Invoice>;
+  pay(req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime }): Promise<Payment>;
+  listPayments(): Promise<Payment[]>;
+  closeChannel(id: string): Promise<ChannelSummary>;
+  forceClose(id: string): Promise<ChannelSummary>;
+  walletAddress(): Promise<{ address: string }>;
+  walletBalance(): Promise<WalletBalance>;
+  withdraw(req: { address: string; amountSat: Sat }): Promise<Withdrawal>;
+}
+
+export interface NodeInfo {
+  nodeId: string;
+  network: string;
+  version: string;
+  blockHeight: number;
+  peerCount: number;
+  channelCount: number;
+}
+
+export interface PeerInfo {
+  nodeId: string;
+  host: string;
+  port: number;
+  connected: boolean;
+}
+
+export type ChannelPhase = "opening" | "normal" | "clearing" | "closed" | "failed";
+
+export interface ChannelSummary {
+  id: string;
+  peerNodeId: string;
+  phase: ChannelPhase;
+  role: "creator" | "acceptor";
+  capacitySat: Sat;
+  localBalanceMsat: Msat;
+  remoteBalanceMsat: Msat;
+}
+
+export interface HtlcInfo {
+  id: bigint;
+  direction: "offered" | "received";
+  amountMsat: Msat;
+  rHash: string;
+  expiry: Locktime;
+}
+
+export interface ChannelDetail extends ChannelSummary {
+  htlcs: HtlcInfo[];
+  failure: { code: string; problem: string } | undefined;
+}
+
+export interface Invoice {
+  rHash: string;
+  amountMsat: Msat;
+  description: string;
+  createdAt: Date;
+}
+
+export type PaymentStatus = "pending" | "succeeded" | "failed";
+
+export interface Payment {
+  id: string;
+  channelId: string;
+  rHash: string;
+  amountMsat: Msat;
+  expiry: Locktime;
+  status: PaymentStatus;
+  failureReason: string | undefined;
+  createdAt: Date;
+}
+
+export interface WalletBalance {
+  confirmedSat: Sat;
+  unconfirmedSat: Sat;
+}
+
+export interface Withdrawal {
+  txid: string;
+  address: string;
+  amountSat: Sat;
+}
+
+export type BackendErrorCode =
+  "NOT_FOUND" | "INVALID" | "CONFLICT" | "INSUFFICIENT_FUNDS" | "PEER_UNREACHABLE" | "UNAVAILABLE";
+
+/** A failure the backend can name; anything else it throws becomes a 500. */
+export class BackendError extends Error {
+  override readonly name = "BackendError";
+  constructor(
+    readonly code: BackendErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,72 @@
+import { BackendError, type BackendErrorCode } from "./backend.js";
+
+/** An error the API reports as `{ error: { code, message } }` with this HTTP status. */
+export class ApiError extends Error {
+  override readonly name = "ApiError";
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const BACKEND_STATUS: Record<BackendErrorCode, { status: number; next: string }> = {
+  NOT_FOUND: { status: 404, next: "check the id (GET /v1/channels lists channels)" },
+  INVALID: { status: 400, next: "fix the request and retry" },
+  CONFLICT: { status: 409, next: "check the channel's state with GET /v1/channels/{id}" },
+  INSUFFICIENT_FUNDS: { status: 422, next: "use a smaller amount or add funds" },
+  PEER_UNREACHABLE: { status: 502, next: "connect the peer with POST /v1/peers, then retry" },
+  UNAVAILABLE: { status: 503, next: "retry later" },
+};
+
+export interface ErrorJson {
+  error: { code: string; message: string; requestId?: string };
+}
+
+export interface MappedError {
+  status: number;
+  body: ErrorJson;
+  /** Server faults are logged in full; the client gets a generic message. */
+  internal: boolean;
+}
+
+interface FastifyLikeError {
+  statusCode?: unknown;
+  code?: unknown;
+  message?: unknown;
+  validation?: unknown;
+}
+
+const isObject = (e: unknown): e is FastifyLikeError => typeof e === "object" && e !== null;
+
+export function mapError(err: unknown, requestId: string): MappedError {
+  const body = (code: string, message: string): ErrorJson => ({ error: { code, message, requestId } });
+  if (err instanceof ApiError)
+    return { status: err.statusCode, body: body(err.code, err.message), internal: false };
+  if (err instanceof BackendError) {
+    const m = BACKEND_STATUS[err.code];
+    return { status: m.status, body: body(err.code, `${err.message}; ${m.next}`), internal: m.status >= 500 };
+  }
+  if (isObject(err) && err.validation !== undefined)
+    return {
+      status: 400,
+      body: body("VALIDATION_FAILED", `${String(err.message)}; fix the request (see /docs) and retry`),
+      internal: false,
+    };
+  if (isObject(err) && typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500)
+    return {
+      status: err.statusCode,
+      body: body(
+        typeof err.code === "string" ? err.code : "BAD_REQUEST",
+        `${String(err.message)}; see /docs`,
+      ),
+      internal: false,
+    };
+  return {
+    status: 500,
+    body: body("INTERNAL", `internal error; retry later, and report request id ${requestId} if it persists`),
+    internal: true,
+  };
+}

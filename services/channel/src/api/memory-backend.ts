@@ -1,0 +1,183 @@
+import { createHash, randomBytes } from "node:crypto";
+import { msat, sat, type Locktime, type Msat, type Sat } from "@ln/bitcoin";
+import {
+  BackendError,
+  type ChannelDetail,
+  type ChannelSummary,
+  type Invoice,
+  type NodeBackend,
+  type NodeInfo,
+  type Payment,
+  type PeerInfo,
+  type WalletBalance,
+  type Withdrawal,
+} from "./backend.js";
+
+/**
+ * An in-memory NodeBackend: channels open instantly, payments settle at once against the local
+ * balance. For tests and for running the API without a node. It counts calls per method so tests
+ * can check that a retried request did not pay twice.
+ */
+export class MemoryBackend implements NodeBackend {
+  readonly calls = new Map<keyof NodeBackend, number>();
+  readonly nodeId = `02${"11".repeat(32)}`;
+  private readonly peers = new Map<string, PeerInfo>();
+  private readonly channels = new Map<string, ChannelDetail>();
+  private readonly invoices = new Map<string, Invoice & { preimage: string }>();
+  private readonly payments: Payment[] = [];
+  private confirmedSat: Sat = sat(10_000_000n);
+
+  count(method: keyof NodeBackend): number {
+    return this.calls.get(method) ?? 0;
+  }
+
+  private called(method: keyof NodeBackend): void {
+    this.calls.set(method, this.count(method) + 1);
+  }
+
+  private channel(id: string): ChannelDetail {
+    const c = this.channels.get(id);
+    if (!c) throw new BackendError("NOT_FOUND", `no channel ${id}`);
+    return c;
+  }
+
+  async nodeInfo(): Promise<NodeInfo> {
+    this.called("nodeInfo");
+    return {
+      nodeId: this.nodeId,
+      network: "regtest",
+      version: "0.0.0-memory",
+      blockHeight: 100,
+      peerCount: this.peers.size,
+      channelCount: this.channels.size,
+    };
+  }
+
+  async connectPeer(peer: { host: string; port: number; nodeId: string }): Promise<PeerInfo> {
+    this.called("connectPeer");
+    const info: PeerInfo = { ...peer, connected: true };
+    this.peers.set(peer.nodeId, info);
+    return info;
+  }
+
+  async openChannel(req: { nodeId: string; fundingSat: Sat }): Promise<ChannelSummary> {
+    this.called("openChannel");
+    if (!this.peers.has(req.nodeId))
+      throw new BackendError("PEER_UNREACHABLE", `not connected to ${req.nodeId}`);
+    if (req.fundingSat > this.confirmedSat)
+      throw new BackendError("INSUFFICIENT_FUNDS", `wallet holds ${this.confirmedSat} sat`);
+    this.confirmedSat = sat(this.confirmedSat - req.fundingSat);
+    const id = randomBytes(16).toString("hex");
+    const c: ChannelDetail = {
+      id,
+      peerNodeId: req.nodeId,
+      phase: "normal",
+      role: "creator",
+      capacitySat: req.fundingSat,
+      localBalanceMsat: msat(req.fundingSat * 1000n),
+      remoteBalanceMsat: msat(0n),
+      htlcs: [],
+      failure: undefined,
+    };
+    this.channels.set(id, c);
+    return summary(c);
+  }
+
+  async listChannels(): Promise<ChannelSummary[]> {
+    this.called("listChannels");
+    return [...this.channels.values()].map(summary);
+  }
+
+  async getChannel(id: string): Promise<ChannelDetail | undefined> {
+    this.called("getChannel");
+    return this.channels.get(id);
+  }
+
+  async createInvoice(req: { amountMsat: Msat; description?: string }): Promise<Invoice> {
+    this.called("createInvoice");
+    const preimage = randomBytes(32);
+    const invoice = {
+      rHash: createHash("sha256").update(preimage).digest("hex"),
+      amountMsat: req.amountMsat,
+      description: req.description ?? "",
+      createdAt: new Date(),
+      preimage: preimage.toString("hex"),
+    };
+    this.invoices.set(invoice.rHash, invoice);
+    const { preimage: _kept, ...visible } = invoice;
+    return visible;
+  }
+
+  async pay(req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime }): Promise<Payment> {
+    this.called("pay");
+    const c = this.channel(req.channelId);
+    if (c.phase !== "normal") throw new BackendError("CONFLICT", `channel ${c.id} is ${c.phase}`);
+    if (req.amountMsat > c.localBalanceMsat)
+      throw new BackendError("INSUFFICIENT_FUNDS", `channel ${c.id} can send ${c.localBalanceMsat} msat`);
+    c.localBalanceMsat = msat(c.localBalanceMsat - req.amountMsat);
+    c.remoteBalanceMsat = msat(c.remoteBalanceMsat + req.amountMsat);
+    const p: Payment = {
+      id: randomBytes(16).toString("hex"),
+      channelId: c.id,
+      rHash: req.rHash,
+      amountMsat: req.amountMsat,
+      expiry: req.expiry,
+      status: "succeeded",
+      failureReason: undefined,
+      createdAt: new Date(),
+    };
+    this.payments.push(p);
+    return p;
+  }
+
+  async listPayments(): Promise<Payment[]> {
+    this.called("listPayments");
+    return [...this.payments];
+  }
+
+  async closeChannel(id: string): Promise<ChannelSummary> {
+    this.called("closeChannel");
+    const c = this.channel(id);
+    if (c.phase !== "normal") throw new BackendError("CONFLICT", `channel ${id} is ${c.phase}`);
+    c.phase = "clearing";
+    return summary(c);
+  }
+
+  async forceClose(id: string): Promise<ChannelSummary> {
+    this.called("forceClose");
+    const c = this.channel(id);
+    if (c.phase === "closed") throw new BackendError("CONFLICT", `channel ${id} is already closed`);
+    c.phase = "closed";
+    return summary(c);
+  }
+
+  async walletAddress(): Promise<{ address: string }> {
+    this.called("walletAddress");
+    return { address: `bcrt1q${randomBytes(20).toString("hex")}` };
+  }
+
+  async walletBalance(): Promise<WalletBalance> {
+    this.called("walletBalance");
+    return { confirmedSat: this.confirmedSat, unconfirmedSat: sat(0n) };
+  }
+
+  async withdraw(req: { address: string; amountSat: Sat }): Promise<Withdrawal> {
+    this.called("withdraw");
+    if (req.amountSat > this.confirmedSat)
+      throw new BackendError("INSUFFICIENT_FUNDS", `wallet holds ${this.confirmedSat} sat`);
+    this.confirmedSat = sat(this.confirmedSat - req.amountSat);
+    return { txid: randomBytes(32).toString("hex"), address: req.address, amountSat: req.amountSat };
+  }
+}
+
+function summary(c: ChannelDetail): ChannelSummary {
+  return {
+    id: c.id,
+    peerNodeId: c.peerNodeId,
+    phase: c.phase,
+    role: c.role,
+    capacitySat: c.capacitySat,
+    localBalanceMsat: c.localBalanceMsat,
+    remoteBalanceMsat: c.remoteBalanceMsat,
+  };
+}

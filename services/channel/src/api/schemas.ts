@@ -1,0 +1,153 @@
+import { Type, type TSchema } from "@fastify/type-provider-typebox";
+
+/** Amounts travel as decimal strings: JSON numbers lose precision past 2^53. */
+const DECIMAL = "^(0|[1-9][0-9]{0,19})$";
+export const SatString = Type.String({ pattern: DECIMAL, description: "satoshi, decimal string" });
+export const MsatString = Type.String({ pattern: DECIMAL, description: "millisatoshi, decimal string" });
+export const Hex32 = Type.String({ pattern: "^[0-9a-f]{64}$", description: "32 bytes, lowercase hex" });
+export const NodeId = Type.String({
+  pattern: "^0[23][0-9a-f]{64}$",
+  description: "compressed secp256k1 public key, lowercase hex",
+});
+export const ChannelId = Type.String({ minLength: 1, maxLength: 128, pattern: "^[A-Za-z0-9_-]+$" });
+export const Timestamp = Type.String({ format: "date-time" });
+
+export const Locktime = Type.Union(
+  [
+    Type.Object(
+      { blocks: Type.Integer({ minimum: 1, maximum: 499_999_999 }) },
+      { additionalProperties: false },
+    ),
+    Type.Object({ seconds: Type.Integer({ minimum: 1 }) }, { additionalProperties: false }),
+  ],
+  { description: "absolute HTLC expiry: a block height or a unix time in seconds" },
+);
+
+export const ErrorBody = Type.Object({
+  error: Type.Object({
+    code: Type.String(),
+    message: Type.String({ description: "what went wrong and what to do next" }),
+    requestId: Type.Optional(Type.String()),
+  }),
+});
+
+export const Status = Type.Object({ status: Type.String() });
+
+export const NodeInfo = Type.Object({
+  nodeId: Type.String(),
+  network: Type.String(),
+  version: Type.String(),
+  blockHeight: Type.Integer(),
+  peerCount: Type.Integer(),
+  channelCount: Type.Integer(),
+});
+
+export const ConnectPeerBody = Type.Object(
+  {
+    host: Type.String({ minLength: 1, maxLength: 253 }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    nodeId: NodeId,
+  },
+  { additionalProperties: false },
+);
+export const PeerInfo = Type.Object({
+  nodeId: Type.String(),
+  host: Type.String(),
+  port: Type.Integer(),
+  connected: Type.Boolean(),
+});
+
+export const OpenChannelBody = Type.Object(
+  { nodeId: NodeId, fundingSat: SatString },
+  { additionalProperties: false },
+);
+
+const Phase = Type.Union([
+  Type.Literal("opening"),
+  Type.Literal("normal"),
+  Type.Literal("clearing"),
+  Type.Literal("closed"),
+  Type.Literal("failed"),
+]);
+
+const channelFields = {
+  id: Type.String(),
+  peerNodeId: Type.String(),
+  phase: Phase,
+  role: Type.Union([Type.Literal("creator"), Type.Literal("acceptor")]),
+  capacitySat: SatString,
+  localBalanceMsat: MsatString,
+  remoteBalanceMsat: MsatString,
+};
+export const ChannelSummary = Type.Object(channelFields);
+export const ChannelList = Type.Object({ channels: Type.Array(ChannelSummary) });
+export const Htlc = Type.Object({
+  id: Type.String({ description: "HTLC id, decimal string" }),
+  direction: Type.Union([Type.Literal("offered"), Type.Literal("received")]),
+  amountMsat: MsatString,
+  rHash: Type.String(),
+  expiry: Locktime,
+});
+export const ChannelDetail = Type.Object({
+  ...channelFields,
+  htlcs: Type.Array(Htlc),
+  failure: Type.Union([Type.Object({ code: Type.String(), problem: Type.String() }), Type.Null()]),
+});
+export const ChannelParams = Type.Object({ id: ChannelId });
+
+export const CreateInvoiceBody = Type.Object(
+  { amountMsat: MsatString, description: Type.Optional(Type.String({ maxLength: 640 })) },
+  { additionalProperties: false },
+);
+export const Invoice = Type.Object({
+  rHash: Type.String(),
+  amountMsat: MsatString,
+  description: Type.String(),
+  createdAt: Timestamp,
+});
+
+export const PayBody = Type.Object(
+  { channelId: ChannelId, rHash: Hex32, amountMsat: MsatString, expiry: Locktime },
+  { additionalProperties: false },
+);
+export const IdempotencyHeaders = Type.Object({
+  "idempotency-key": Type.String({
+    minLength: 1,
+    maxLength: 255,
+    pattern: "^[\\x21-\\x7e]+$",
+    description: "a fresh key per payment; a retry with the same key returns the first result",
+  }),
+});
+export const Payment = Type.Object({
+  id: Type.String(),
+  channelId: Type.String(),
+  rHash: Type.String(),
+  amountMsat: MsatString,
+  expiry: Locktime,
+  status: Type.Union([Type.Literal("pending"), Type.Literal("succeeded"), Type.Literal("failed")]),
+  failureReason: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Timestamp,
+});
+export const PaymentList = Type.Object({ payments: Type.Array(Payment) });
+export const ListQuery = Type.Object(
+  { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) },
+  { additionalProperties: false },
+);
+
+export const WalletAddress = Type.Object({ address: Type.String() });
+export const WalletBalance = Type.Object({ confirmedSat: SatString, unconfirmedSat: SatString });
+export const WithdrawBody = Type.Object(
+  { address: Type.String({ minLength: 14, maxLength: 90 }), amountSat: SatString },
+  { additionalProperties: false },
+);
+export const Withdrawal = Type.Object({ txid: Type.String(), address: Type.String(), amountSat: SatString });
+
+/** Every route declares the error shape for 4xx and 5xx alongside its success response. */
+export const withErrors = <S extends Record<number, TSchema>>(
+  ok: S,
+): S & { "4xx": typeof ErrorBody; "5xx": typeof ErrorBody } => ({
+  ...ok,
+  "4xx": ErrorBody,
+  "5xx": ErrorBody,
+});
+export const MetricsText = Type.String({ description: "Prometheus text exposition format" });
