@@ -1,0 +1,372 @@
+import net, { type AddressInfo, type Server, type Socket } from "node:net";
+import { once } from "node:events";
+import type { NatsConnection, Subscription } from "nats";
+import { decodePkt, encodePkt, WireError } from "@ln/proto";
+import {
+  AuthenticateError,
+  ConnectionClosed,
+  authenticate,
+  initiate,
+  respond,
+  type NoiseConnection,
+  type SignSession,
+  type StaticEcdh,
+} from "@ln/transport";
+import { encodePeerEvent, peerSubjects, type DisconnectReason, type PeerEvent } from "./events.js";
+
+export interface PeerGatewayOptions {
+  /** Our node id: the 33-byte compressed node public key. */
+  nodeId: Buffer;
+  /** Handshake ECDH with the node key (the signer in production). */
+  staticEcdh: StaticEcdh;
+  /** The authenticate `session_sig` with the node key (the signer in production). */
+  signSession: SignSession;
+  nats: NatsConnection;
+  /** Subjects are `<prefix>.<peerNodeIdHex>.{in,out,events}`. Default "peer". */
+  subjectPrefix?: string;
+  /** Deadline for the three acts, and separately for ackFor + authenticate. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Per-connection, per-direction buffer cap (transport). Default 1 MiB. */
+  maxBufferedBytes?: number;
+  /** Inbound connections mid-handshake (acts or authenticate) at once. Default 256. */
+  maxPendingHandshakes?: number;
+  /** The `ack` to put in our authenticate to this peer (the channel service's count). */
+  ackFor: (peerNodeId: Buffer) => Promise<bigint>;
+  /** One JSON object per line. Never given keys, preimages or tokens. */
+  log?: (line: object) => void;
+}
+
+export interface Connected {
+  peerNodeId: string;
+  /** The peer's authenticate ack. */
+  theirAck: bigint;
+}
+
+interface Session {
+  readonly peer: string;
+  readonly conn: NoiseConnection;
+  readonly sub: Subscription;
+  readonly subjects: { in: string; out: string; events: string };
+  ended: boolean;
+  /** Inbound pkts published since the last NATS flush. */
+  unflushed: number;
+}
+
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_PENDING = 256;
+const MAX_LOGGED_TEXT = 200;
+const FLUSH_EVERY = 256;
+const MAX_U64 = (1n << 64n) - 1n;
+
+const clip = (s: string): string => (s.length > MAX_LOGGED_TEXT ? `${s.slice(0, MAX_LOGGED_TEXT)}...` : s);
+const errorText = (e: unknown): string => clip(e instanceof Error ? e.message : String(e));
+
+/**
+ * The peer gateway (DESIGN.md 1, 3): accepts and dials BOLT #8 connections, runs `authenticate`,
+ * keeps one live connection per peer node id, and relays raw `pkt` bytes to and from NATS.
+ */
+export class PeerGateway {
+  readonly #o: PeerGatewayOptions;
+  readonly #prefix: string;
+  readonly #timeoutMs: number;
+  readonly #maxPending: number;
+  readonly #log: (line: object) => void;
+  readonly #sessions = new Map<string, Session>();
+  /** Inbound sockets between accept and a finished authenticate, oldest first. */
+  readonly #pending = new Set<Socket>();
+  /** Every socket we hold (pending, dialling or live), so close() can end them all. */
+  readonly #sockets = new Set<Socket>();
+  readonly #servers = new Set<Server>();
+  #evicted = 0;
+  #evictedLoggedAt = 0;
+  #closed = false;
+
+  constructor(opts: PeerGatewayOptions) {
+    if (opts.nodeId.length !== 33) throw new Error("nodeId must be a 33-byte compressed public key");
+    this.#o = opts;
+    this.#prefix = opts.subjectPrefix ?? "peer";
+    this.#timeoutMs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    this.#maxPending = Math.max(1, opts.maxPendingHandshakes ?? DEFAULT_MAX_PENDING);
+    const log = opts.log;
+    this.#log = log
+      ? (line) => {
+          try {
+            log(line);
+          } catch {
+            // a broken logger must not take the gateway down
+          }
+        }
+      : () => undefined;
+  }
+
+  /** Peers with a live, authenticated connection (node ids as hex). */
+  get peers(): string[] {
+    return [...this.#sessions.keys()];
+  }
+
+  /** Inbound connections currently mid-handshake. */
+  get pendingHandshakes(): number {
+    return this.#pending.size;
+  }
+
+  /** Starts accepting connections; resolves with the bound port (pass 0 for any). */
+  async listen(port: number, host: string): Promise<number> {
+    if (this.#closed) throw new Error("gateway closed");
+    const server = net.createServer((s) => this.#accept(s));
+    server.on("error", (e) => this.#log({ event: "listen_error", error: errorText(e) }));
+    server.listen(port, host);
+    await once(server, "listening");
+    this.#servers.add(server);
+    const bound = (server.address() as AddressInfo).port;
+    this.#log({ event: "listening", host, port: bound });
+    return bound;
+  }
+
+  /** Dials a peer, runs the handshake (authenticating `remoteNodeId`) and authenticate. */
+  async connect(host: string, port: number, remoteNodeId: Buffer): Promise<Connected> {
+    if (this.#closed) throw new Error("gateway closed");
+    const socket = net.connect(port, host);
+    this.#track(socket);
+    const deadline = setTimeout(() => socket.destroy(), 2 * this.#timeoutMs); // acts + authenticate
+    try {
+      await once(socket, "connect");
+      const conn = await initiate(socket, { ...this.#connOpts(), remoteStatic: remoteNodeId });
+      const theirAck = await this.#authenticate(conn);
+      clearTimeout(deadline);
+      this.#attach(conn, theirAck);
+      return { peerNodeId: conn.remoteStatic.toString("hex"), theirAck };
+    } catch (e) {
+      socket.destroy();
+      this.#log({
+        event: "dial_failed",
+        host,
+        port,
+        peer: remoteNodeId.toString("hex"),
+        error: errorText(e),
+      });
+      throw e;
+    } finally {
+      clearTimeout(deadline);
+    }
+  }
+
+  /** Stops listening, closes every connection (publishing `disconnected`) and unsubscribes. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const servers = [...this.#servers].map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const s of [...this.#sessions.values()]) this.#end(s, "GATEWAY_CLOSED");
+    for (const s of this.#sockets) s.destroy();
+    this.#pending.clear();
+    await Promise.all(servers);
+    this.#servers.clear();
+    if (!this.#o.nats.isClosed()) await this.#o.nats.flush().catch(() => undefined);
+  }
+
+  #connOpts(): {
+    localStatic: Buffer;
+    staticEcdh: StaticEcdh;
+    handshakeTimeoutMs: number;
+    maxBufferedBytes?: number;
+  } {
+    const base = {
+      localStatic: this.#o.nodeId,
+      staticEcdh: this.#o.staticEcdh,
+      handshakeTimeoutMs: this.#timeoutMs,
+    };
+    return this.#o.maxBufferedBytes === undefined
+      ? base
+      : { ...base, maxBufferedBytes: this.#o.maxBufferedBytes };
+  }
+
+  #track(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.on("error", () => undefined); // reported through the transport's close reasons
+    socket.once("close", () => {
+      this.#sockets.delete(socket);
+      this.#pending.delete(socket);
+    });
+  }
+
+  #accept(socket: Socket): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    this.#track(socket);
+    // At the cap the oldest pending handshake makes room: a flood of stuck connections then only
+    // shortens how long each may take, it cannot hold every slot against a peer that completes.
+    if (this.#pending.size >= this.#maxPending) {
+      const oldest = this.#pending.values().next().value;
+      if (oldest) {
+        this.#pending.delete(oldest);
+        oldest.destroy();
+        this.#noteEvicted();
+      }
+    }
+    this.#pending.add(socket);
+    const remote = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
+    // The transport's deadline covers the three acts; this one covers the acts plus authenticate.
+    const deadline = setTimeout(() => socket.destroy(), 2 * this.#timeoutMs);
+    void (async () => {
+      try {
+        const conn = await respond(socket, this.#connOpts());
+        const theirAck = await this.#authenticate(conn);
+        if (!this.#pending.delete(socket)) {
+          conn.close(); // evicted or the gateway closed meanwhile
+          return;
+        }
+        this.#attach(conn, theirAck);
+      } catch (e) {
+        socket.destroy();
+        const line: Record<string, unknown> = { event: "inbound_failed", remote, error: errorText(e) };
+        if (e instanceof ConnectionClosed) line["code"] = e.handshakeCode ?? e.code;
+        if (e instanceof AuthenticateError) line["code"] = e.code;
+        this.#log(line);
+      } finally {
+        clearTimeout(deadline);
+        this.#pending.delete(socket);
+      }
+    })();
+  }
+
+  #noteEvicted(): void {
+    this.#evicted += 1;
+    const now = Date.now();
+    if (now - this.#evictedLoggedAt >= 1000) {
+      this.#log({ event: "pending_handshakes_full", evicted: this.#evicted, cap: this.#maxPending });
+      this.#evictedLoggedAt = now;
+      this.#evicted = 0;
+    }
+  }
+
+  /** ackFor, then authenticate both ways; failures close the connection (after an `error`). */
+  async #authenticate(conn: NoiseConnection): Promise<bigint> {
+    let ack: bigint;
+    try {
+      ack = await this.#o.ackFor(conn.remoteStatic);
+    } catch (e) {
+      conn.close();
+      throw new Error(`ackFor failed: ${errorText(e)}`);
+    }
+    if (ack < 0n || ack > MAX_U64) {
+      conn.close();
+      throw new Error(`ackFor returned ${ack}, not a uint64`);
+    }
+    const { remoteAck } = await authenticate(conn, {
+      nodeId: this.#o.nodeId,
+      signSession: this.#o.signSession,
+      ack,
+    });
+    return remoteAck;
+  }
+
+  #attach(conn: NoiseConnection, theirAck: bigint): void {
+    if (this.#closed || !conn.isOpen) {
+      conn.close();
+      return;
+    }
+    const peer = conn.remoteStatic.toString("hex");
+    const old = this.#sessions.get(peer);
+    if (old) this.#end(old, "REPLACED");
+    const subjects = peerSubjects(this.#prefix, peer);
+    // Subscribe before announcing: the channel service's retransmission after `connected`
+    // reaches the server after our SUB, on the same NATS connection.
+    const sub = this.#o.nats.subscribe(subjects.out);
+    const s: Session = { peer, conn, sub, subjects, ended: false, unflushed: 0 };
+    this.#sessions.set(peer, s);
+    this.#publishEvent(s, { type: "connected", theirAck: theirAck.toString() });
+    this.#log({ event: "connected", peer, theirAck: theirAck.toString() });
+    void conn.closed.then((c) => this.#end(s, c.code));
+    void this.#pumpIn(s);
+    void this.#pumpOut(s);
+  }
+
+  #publishEvent(s: Session, e: PeerEvent): void {
+    try {
+      this.#o.nats.publish(s.subjects.events, encodePeerEvent(e));
+    } catch (err) {
+      this.#log({ event: "nats_publish_failed", peer: s.peer, error: errorText(err) });
+    }
+  }
+
+  /** Peer → NATS: every valid non-authenticate pkt, as the bytes the peer sent. */
+  async #pumpIn(s: Session): Promise<void> {
+    for (;;) {
+      let raw: Buffer;
+      try {
+        raw = await s.conn.receive();
+      } catch {
+        return; // closed: the reason arrives through conn.closed
+      }
+      let kind: string;
+      try {
+        kind = decodePkt(raw).kind;
+      } catch (e) {
+        const problem = e instanceof WireError ? e.problem : "pkt: malformed";
+        this.#log({
+          event: "bad_pkt",
+          peer: s.peer,
+          code: e instanceof WireError ? e.code : "MALFORMED",
+          problem: clip(problem),
+        });
+        s.conn.send(encodePkt({ kind: "error", problem })).catch(() => undefined); // written before close
+        this.#end(s, "BAD_PKT");
+        return;
+      }
+      if (kind === "authenticate") {
+        this.#log({ event: "extra_authenticate_ignored", peer: s.peer });
+        continue;
+      }
+      if (kind === "error") this.#log({ event: "peer_error", peer: s.peer });
+      try {
+        this.#o.nats.publish(s.subjects.in, raw);
+      } catch (e) {
+        this.#log({ event: "nats_publish_failed", peer: s.peer, error: errorText(e) });
+      }
+      // NATS publish never blocks: every so often wait for the server, so a fast peer is held
+      // back by TCP (we stop calling receive) rather than growing the NATS client's buffer.
+      if (++s.unflushed >= FLUSH_EVERY) {
+        s.unflushed = 0;
+        await this.#o.nats.flush().catch(() => undefined);
+      }
+    }
+  }
+
+  /** NATS → peer, in order; a message that would not decode (or an authenticate) is not sent. */
+  async #pumpOut(s: Session): Promise<void> {
+    try {
+      for await (const m of s.sub) {
+        if (s.ended) break;
+        let kind: string;
+        try {
+          kind = decodePkt(m.data).kind;
+        } catch (e) {
+          this.#log({ event: "bad_outbound_dropped", peer: s.peer, error: errorText(e) });
+          continue;
+        }
+        if (kind === "authenticate") {
+          this.#log({ event: "outbound_authenticate_dropped", peer: s.peer });
+          continue;
+        }
+        await s.conn.send(m.data);
+      }
+    } catch {
+      // the connection closed under a send: the rest is dropped; the channel service retransmits
+    }
+  }
+
+  #end(s: Session, reason: DisconnectReason): void {
+    if (s.ended) return;
+    s.ended = true;
+    try {
+      s.sub.unsubscribe();
+    } catch {
+      // the NATS connection is already closed
+    }
+    if (this.#sessions.get(s.peer) === s) this.#sessions.delete(s.peer);
+    this.#publishEvent(s, { type: "disconnected", reason });
+    this.#log({ event: "disconnected", peer: s.peer, reason });
+    s.conn.close();
+  }
+}
