@@ -12,7 +12,7 @@ import {
   type SignSession,
   type StaticEcdh,
 } from "@ln/transport";
-import { encodePeerEvent, peerSubjects, type DisconnectReason, type PeerEvent } from "./events.js";
+import { encodePeerEvent, peerSubjects, type DisconnectReason, type PeerEvent } from "@ln/proto";
 
 export interface PeerGatewayOptions {
   /** Our node id: the 33-byte compressed node public key. */

@@ -3,7 +3,8 @@ import type { NatsConnection } from "nats";
 import * as ecc from "tiny-secp256k1";
 import { decodePkt, encodePkt } from "@ln/proto";
 import { authenticate, initiate, localSignSession, localStaticEcdh, sessionDigest } from "@ln/transport";
-import { decodePeerEvent, type PeerGateway } from "../src/main.js";
+import { decodePeerEvent } from "@ln/proto";
+import type { PeerGateway } from "../src/main.js";
 import {
   collect,
   dial,

@@ -1,8 +1,14 @@
-import type { CloseCode } from "@ln/transport";
-
+/** Between the peer gateway and the channel service on NATS: per-peer subjects and connection events. */
 /** Why a peer's connection ended: the transport's reasons plus the gateway's own. */
 export type DisconnectReason =
-  | CloseCode
+  // the transport's close codes (@ln/transport CloseCode)
+  | "LOCAL_CLOSE"
+  | "PEER_CLOSED"
+  | "HANDSHAKE_TIMEOUT"
+  | "HANDSHAKE_FAILED"
+  | "BAD_MAC"
+  | "SLOW_PEER"
+  | "SOCKET_ERROR"
   | "REPLACED" // a newer connection from the same node took over
   | "BAD_PKT" // the peer sent a pkt that failed decodePkt; we sent `error` and closed
   | "GATEWAY_CLOSED"; // PeerGateway.close()
@@ -53,11 +59,14 @@ export function decodePeerEvent(bytes: Uint8Array): PeerEvent {
   throw new PeerEventDecodeError("peer event: unknown type or bad fields");
 }
 
-/** The NATS subjects for one peer (node id as 66 lowercase hex). */
+/**
+ * The NATS subjects for one peer (node id as 66 lowercase hex): pkts in and out, connection
+ * events, and `ack`, a request the channel service answers with our authenticate ack (decimal).
+ */
 export function peerSubjects(
   prefix: string,
   peerNodeIdHex: string,
-): { in: string; out: string; events: string } {
+): { in: string; out: string; events: string; ack: string } {
   const base = `${prefix}.${peerNodeIdHex}`;
-  return { in: `${base}.in`, out: `${base}.out`, events: `${base}.events` };
+  return { in: `${base}.in`, out: `${base}.out`, events: `${base}.events`, ack: `${base}.ack` };
 }

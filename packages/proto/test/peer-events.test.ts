@@ -5,7 +5,7 @@ import {
   peerSubjects,
   PeerEventDecodeError,
   type PeerEvent,
-} from "../src/main.js";
+} from "@ln/proto";
 
 describe("peer events", () => {
   it("round-trips both kinds", () => {
@@ -42,6 +42,7 @@ describe("peer events", () => {
       in: "peer.02ab.in",
       out: "peer.02ab.out",
       events: "peer.02ab.events",
+      ack: "peer.02ab.ack",
     });
   });
 });
