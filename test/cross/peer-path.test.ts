@@ -1,19 +1,29 @@
 /**
- * Across services: two channel services (store + runner on real Postgres) talking through two
- * peer gateways (real TCP, BOLT #8, authenticate) over real NATS. A channel opens, pays, loses
- * its connection mid-payment and finishes after the reconnect retransmits from the outbox.
+ * Across services: two nodes, each a signer service (gRPC over mutual TLS, its own Postgres
+ * schema), a channel service (store + runner on Postgres) and a peer gateway (TCP, BOLT #8,
+ * authenticate, with the handshake ECDH and session signature done by the signer), over real
+ * NATS. A channel opens, pays, loses its connection mid-payment and finishes after the reconnect
+ * retransmits from the outbox. Every signature and preimage comes from the signers' policy.
  */
 import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
 import { msat, sat, sha256, txidFromHex } from "@ln/bitcoin";
 import { createChannel, type ChannelState, type Input } from "@ln/channel-core";
-import { TestSigner } from "@ln/channel-core/testing";
-import { attachPeer, ChannelRunner, ChannelStore, NatsPeerLink } from "@ln/channel-service";
+import { attachPeer, ChannelRunner, ChannelStore, grpcCoreSigner, NatsPeerLink } from "@ln/channel-service";
 import { PeerGateway } from "@ln/peer-service";
 import { peerSubjects } from "@ln/proto";
-import { localSignSession, localStaticEcdh } from "@ln/transport";
+import { SignerClient } from "@ln/signer-client";
+import {
+  KeyRing,
+  SignerService,
+  SignerStore,
+  startServer,
+  type RunningServer,
+} from "@ln/signer-service/embedded";
 import { connect, type NatsConnection } from "nats";
 import pg from "pg";
-import * as ecc from "tiny-secp256k1";
+// The signer's own test certificates (a CA, a server and a client certificate, by openssl).
+import { CLIENT_OPTIONS, makePems } from "../../services/signer/test/helpers.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const run = randomBytes(4).toString("hex");
@@ -25,27 +35,26 @@ type Side = "A" | "B";
 interface Node {
   side: Side;
   prefix: string;
-  nodeKey: { priv: Buffer; pub: Buffer };
-  signer: TestSigner;
+  nodeId: Buffer;
+  signer: SignerClient;
+  signerServer: RunningServer;
   store: ChannelStore;
   runner: ChannelRunner;
   gateway: PeerGateway;
 }
 
-const nodeKey = (fill: number): { priv: Buffer; pub: Buffer } => {
-  const priv = Buffer.alloc(32, fill);
-  return { priv, pub: Buffer.from(ecc.pointFromScalar(priv, true) as Uint8Array) };
-};
-const keys = { A: nodeKey(0x71), B: nodeKey(0x72) };
+const pems = makePems();
+const ids = {} as Record<Side, Buffer>;
 const other = (s: Side): Side => (s === "A" ? "B" : "A");
 const nodes = {} as Record<Side, Node>;
 
-function gatewayFor(side: Side): PeerGateway {
-  const prefix = nodes[side]?.prefix ?? `t${run}.${side.toLowerCase()}.peer`;
+function gatewayFor(side: Side, signer: SignerClient): PeerGateway {
+  const prefix = `t${run}.${side.toLowerCase()}.peer`;
   return new PeerGateway({
-    nodeId: keys[side].pub,
-    staticEcdh: localStaticEcdh(keys[side].priv),
-    signSession: localSignSession(keys[side].priv),
+    nodeId: ids[side],
+    // The node key stays in the signer.
+    staticEcdh: async (point) => (await signer.call("Ecdh", { point })).shared_secret,
+    signSession: async (digest) => (await signer.call("SignSession", { digest })).signature,
     nats: nc,
     subjectPrefix: prefix,
     handshakeTimeoutMs: 2000,
@@ -61,17 +70,39 @@ function gatewayFor(side: Side): PeerGateway {
   });
 }
 
-async function makeNode(side: Side, fill: number): Promise<Node> {
+async function startSigner(
+  side: Side,
+  fill: number,
+): Promise<{ signer: SignerClient; signerServer: RunningServer }> {
+  const store = new SignerStore(pool, `cross_${run}_signer_${side.toLowerCase()}`);
+  await store.migrate();
+  const signerServer = await startServer({
+    service: new SignerService(new KeyRing(Buffer.alloc(32, fill)), store, { maxFeeSat: 100_000n }),
+    listen: "127.0.0.1:0",
+    tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
+    log: () => undefined,
+  });
+  const signer = new SignerClient(
+    `127.0.0.1:${signerServer.port}`,
+    { ca: pems.ca, cert: pems.clientCert, key: pems.clientKey },
+    CLIENT_OPTIONS,
+  );
+  ids[side] = (await signer.call("NodeInfo", {})).node_pubkey;
+  return { signer, signerServer };
+}
+
+async function makeNode(side: Side, signer: SignerClient, signerServer: RunningServer): Promise<Node> {
   const prefix = `t${run}.${side.toLowerCase()}.peer`;
-  const peerHex = keys[other(side)].pub.toString("hex");
-  const signer = new TestSigner(fill);
+  const peerHex = ids[other(side)].toString("hex");
+  const keys = await signer.call("NewChannel", {});
+  const hex = (b: Buffer): string => b.toString("hex");
   const store = new ChannelStore(pool, `cross_${run}_${side.toLowerCase()}`);
   await store.migrate();
   const link = new NatsPeerLink(nc, prefix, () => peerHex);
   const runner: ChannelRunner = new ChannelRunner(
     store,
     "replica-1",
-    { answer: async (_id, r) => signer.answer(r) },
+    grpcCoreSigner(signer, () => keys.channel),
     link,
     async (id, o) => {
       // The wallet's part, faked: the anchor is "built" at once (no chain in this test).
@@ -92,10 +123,10 @@ async function makeNode(side: Side, fill: number): Promise<Node> {
       delay: { blocks: 144 },
       minDepth: 1,
       initialFeeRate: 10_000,
-      commitKey: signer.commitKey,
-      finalKey: signer.finalKey,
-      revocationHash: signer.revocationHash(0n),
-      nextRevocationHash: signer.revocationHash(1n),
+      commitKey: hex(keys.commit_pubkey),
+      finalKey: hex(keys.final_pubkey),
+      revocationHash: hex(keys.revocation_hash_0),
+      nextRevocationHash: hex(keys.revocation_hash_1),
     },
     ...(side === "A" ? { fundingSat: sat(1_000_000) } : {}),
     policy: { autoCommit: true },
@@ -107,14 +138,14 @@ async function makeNode(side: Side, fill: number): Promise<Node> {
   const node: Node = {
     side,
     prefix,
-    nodeKey: keys[side],
+    nodeId: ids[side],
     signer,
+    signerServer,
     store,
     runner,
-    gateway: undefined as unknown as PeerGateway,
+    gateway: gatewayFor(side, signer),
   };
   nodes[side] = node;
-  node.gateway = gatewayFor(side);
   return node;
 }
 
@@ -131,20 +162,28 @@ const input = (s: Side, i: Input): Promise<unknown> => nodes[s].runner.input(CHA
 
 beforeAll(async () => {
   nc = await connect({ servers: "127.0.0.1:4222" });
-  await makeNode("A", 0x10);
-  await makeNode("B", 0x20);
-});
+  const a = await startSigner("A", 0x10);
+  const b = await startSigner("B", 0x20);
+  await makeNode("A", a.signer, a.signerServer);
+  await makeNode("B", b.signer, b.signerServer);
+}, 60_000);
 afterAll(async () => {
-  for (const n of Object.values(nodes)) await n.gateway.close();
+  for (const n of Object.values(nodes)) {
+    await n.gateway.close();
+    n.signer.close();
+    await n.signerServer.shutdown(1000);
+  }
   await nc?.drain();
-  for (const s of ["a", "b"]) await pool.query(`DROP SCHEMA IF EXISTS "cross_${run}_${s}" CASCADE`);
+  for (const s of ["a", "b", "signer_a", "signer_b"])
+    await pool.query(`DROP SCHEMA IF EXISTS "cross_${run}_${s}" CASCADE`);
+  rmSync(pems.dir, { recursive: true, force: true });
   await pool.end();
 });
 
-describe("channel service <-> peer gateway <-> peer gateway <-> channel service", () => {
+describe("signer + channel service + peer gateway, twice, over NATS", () => {
   it("opens, pays, and finishes a payment across a lost connection", async () => {
     const port = await nodes.B.gateway.listen(0, "127.0.0.1");
-    await nodes.A.gateway.connect("127.0.0.1", port, keys.B.pub);
+    await nodes.A.gateway.connect("127.0.0.1", port, ids.B);
     await until(
       "both anchors signed",
       async () => (await state("A")).opening.anchorSigned && (await state("B")).opening.anchorSigned,
@@ -190,8 +229,8 @@ describe("channel service <-> peer gateway <-> peer gateway <-> channel service"
     // The gateway on A's side goes away; A offers an HTLC meanwhile (it is stored, not delivered).
     await nodes.A.gateway.close();
     await pay(2, 5_000_000);
-    nodes.A.gateway = gatewayFor("A");
-    await nodes.A.gateway.connect("127.0.0.1", port, keys.B.pub); // authenticate acks -> retransmission
+    nodes.A.gateway = gatewayFor("A", nodes.A.signer);
+    await nodes.A.gateway.connect("127.0.0.1", port, ids.B); // authenticate acks -> retransmission
     await settle(2);
     await until(
       "second payment settled",

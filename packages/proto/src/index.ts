@@ -3,3 +3,4 @@ export { WireError, type WireErrorCode } from "./wire-error.js";
 export { lightningRoot } from "./schema.js";
 export * from "./events.js";
 export * from "./peer-events.js";
+export * from "./signer-proto.js";

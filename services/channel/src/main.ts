@@ -8,3 +8,4 @@ export * from "./store.js";
 export * from "./runner.js";
 export * from "./peer-link.js";
 export * from "./migrations.js";
+export * from "./signer-adapter.js";

@@ -1,8 +1,8 @@
 import { step, type Input, type Output, type SignerReply, type SignerRequest } from "@ln/channel-core";
 import type { ChannelStore, OutboxMessage } from "./store.js";
 
-/** The signer, as the shell sees it (gRPC in production). */
-export interface SignerClient {
+/** The signer, as the shell sees it: the core's requests (gRPC in production: signer-adapter.ts). */
+export interface CoreSigner {
   answer(channelId: string, request: SignerRequest): Promise<SignerReply>;
 }
 
@@ -29,7 +29,7 @@ export class ChannelRunner {
   constructor(
     private readonly store: ChannelStore,
     private readonly owner: string,
-    private readonly signer: SignerClient,
+    private readonly signer: CoreSigner,
     private readonly peer: PeerLink,
     private readonly effects: EffectSink,
   ) {}

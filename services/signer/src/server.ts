@@ -17,7 +17,7 @@ import {
   type SignerMethod,
   type SignerMethods,
 } from "./messages.js";
-import { loadSignerService } from "./proto.js";
+import { loadSignerService } from "@ln/signer-client";
 import type { SignerService, WalletOutputOwner } from "./service.js";
 
 export const REFUSAL_METADATA_KEY = "signer-refusal";

@@ -23,7 +23,7 @@ import {
 import { Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeParamsMsg, commitmentParamsMsg } from "../src/messages.js";
+import { closeParamsMsg, commitmentParamsMsg } from "@ln/signer-client";
 import {
   makePeer,
   randomAnchor,

@@ -10,7 +10,7 @@ import { commitmentIndex, generateFromSeed } from "@ln/shachain";
 import type { CommitmentHtlc, CommitmentParams } from "@ln/tx";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
-import { SignerClient } from "../src/client.js";
+import { SignerClient } from "@ln/signer-client";
 import { KeyRing } from "../src/keys.js";
 import { REFUSAL_METADATA_KEY, startServer, type RunningServer } from "../src/server.js";
 import { SignerService } from "../src/service.js";

@@ -13,8 +13,8 @@ import {
 import { script, Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SignerClient } from "../src/client.js";
-import { commitmentParamsMsg } from "../src/messages.js";
+import { SignerClient } from "@ln/signer-client";
+import { commitmentParamsMsg } from "@ln/signer-client";
 import {
   CLIENT_OPTIONS,
   localParams,

@@ -1,12 +1,7 @@
-/** Loads packages/proto/signer.proto at run time (@grpc/proto-loader), 64-bit values as strings. */
-import { fileURLToPath } from "node:url";
+/** Loads signer.proto (from @ln/proto) at run time (@grpc/proto-loader), 64-bit values as strings. */
+import { SIGNER_PROTO_PATH } from "@ln/proto";
 import * as protoLoader from "@grpc/proto-loader";
 import type { ServiceDefinition } from "@grpc/grpc-js";
-
-/** The .proto lives with every other one in packages/proto; this file is in services/signer/{src,dist}. */
-export const SIGNER_PROTO_PATH = fileURLToPath(
-  new URL("../../../packages/proto/signer.proto", import.meta.url),
-);
 
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,

@@ -1,0 +1,238 @@
+/**
+ * The protobuf messages of packages/proto/signer.proto as @grpc/proto-loader gives them (keepCase,
+ * longs as decimal strings, bytes as Buffer, defaults, oneofs), and their encoding from the
+ * domain types of @ln/tx. uint64 values never pass through a JS number.
+ */
+import type { Locktime } from "@ln/bitcoin";
+import type { CloseParams, CommitmentParams } from "@ln/tx";
+
+/** A uint64 as proto-loader gives it (`longs: String`); a bigint or string may be sent. */
+export type U64 = string;
+export type U64In = string | bigint;
+
+export interface LocktimeMsg {
+  unit?: "blocks" | "seconds";
+  blocks?: number;
+  seconds?: number;
+}
+export interface OutPointMsg {
+  txid: string;
+  vout: number;
+}
+export interface AnchorInputMsg {
+  outpoint: OutPointMsg | null;
+  amount_sat: U64;
+  commit_keys: Buffer[];
+}
+export interface CommitmentHtlcMsg {
+  id: U64;
+  offered_by_owner: boolean;
+  amount_msat: U64;
+  r_hash: Buffer;
+  expiry: LocktimeMsg | null;
+}
+export interface CommitmentParamsMsg {
+  anchor: AnchorInputMsg | null;
+  owner_final: Buffer;
+  other_final: Buffer;
+  revocation_hash: Buffer;
+  delay: LocktimeMsg | null;
+  owner_msat: U64;
+  other_msat: U64;
+  htlcs: CommitmentHtlcMsg[];
+  fee_rate: number;
+}
+export interface CloseSideMsg {
+  final_key: Buffer;
+  msat: U64;
+}
+export interface CloseParamsMsg {
+  anchor: AnchorInputMsg | null;
+  a: CloseSideMsg | null;
+  b: CloseSideMsg | null;
+  close_fee_sat: U64;
+}
+
+export type NodeInfoRequest = Record<string, never>;
+export interface NodeInfoReply {
+  node_pubkey: Buffer;
+}
+export interface EcdhRequest {
+  point: Buffer;
+}
+export interface EcdhReply {
+  shared_secret: Buffer;
+}
+export interface SignSessionRequest {
+  digest: Buffer;
+}
+export interface SignatureReply {
+  signature: Buffer;
+}
+export type NewChannelRequest = Record<string, never>;
+export interface NewChannelReply {
+  channel: number;
+  commit_pubkey: Buffer;
+  final_pubkey: Buffer;
+  revocation_hash_0: Buffer;
+  revocation_hash_1: Buffer;
+}
+export interface RevocationHashRequest {
+  channel: number;
+  number: U64;
+}
+export interface RevocationHashReply {
+  revocation_hash: Buffer;
+}
+export interface SignedCommitmentMsg {
+  number: U64;
+  params: CommitmentParamsMsg | null;
+  their_sig: Buffer;
+}
+export interface RevealRevocationRequest {
+  channel: number;
+  revoke: U64;
+  next: U64;
+  signed_commitment: SignedCommitmentMsg | null;
+}
+export interface RevealRevocationReply {
+  preimage: Buffer;
+  next_hash: Buffer;
+}
+export interface SignRemoteCommitmentRequest {
+  channel: number;
+  number: U64;
+  params: CommitmentParamsMsg | null;
+}
+export interface SignLocalCommitmentRequest {
+  channel: number;
+  number: U64;
+  params: CommitmentParamsMsg | null;
+  their_sig: Buffer;
+}
+export interface SignedTxReply {
+  tx_hex: string;
+  txid: string;
+}
+export interface SignCloseRequest {
+  channel: number;
+  params: CloseParamsMsg | null;
+}
+export interface RecordPeerRevocationRequest {
+  channel: number;
+  number: U64;
+  preimage: Buffer;
+}
+export type RecordPeerRevocationReply = Record<string, never>;
+export interface SignJusticeRequest {
+  channel: number;
+  revoked_number: U64;
+  params: CommitmentParamsMsg | null;
+  commitment_tx_hex: string;
+  justice_tx_hex: string;
+  wallet_key_indexes: number[];
+}
+export interface InputSignatureMsg {
+  input_index: number;
+  pubkey: Buffer;
+  signature: Buffer;
+}
+export interface SignaturesReply {
+  signatures: InputSignatureMsg[];
+}
+export interface WalletKeyRequest {
+  index: number;
+}
+export interface WalletKeyReply {
+  pubkey: Buffer;
+}
+export interface WalletInputMsg {
+  key_index: number;
+  amount_sat: U64;
+}
+export interface AnchorFundingMsg {
+  channel: number;
+  peer_commit_key: Buffer;
+}
+export interface OutputOwnerMsg {
+  owner?: "wallet_key_index" | "anchor";
+  wallet_key_index?: number;
+  anchor?: AnchorFundingMsg | null;
+}
+export interface SignWalletSpendRequest {
+  tx_hex: string;
+  inputs: WalletInputMsg[];
+  outputs: OutputOwnerMsg[];
+}
+
+/** Every RPC: [request, reply]. */
+export interface SignerMethods {
+  NodeInfo: [NodeInfoRequest, NodeInfoReply];
+  Ecdh: [EcdhRequest, EcdhReply];
+  SignSession: [SignSessionRequest, SignatureReply];
+  NewChannel: [NewChannelRequest, NewChannelReply];
+  RevocationHash: [RevocationHashRequest, RevocationHashReply];
+  RevealRevocation: [RevealRevocationRequest, RevealRevocationReply];
+  SignRemoteCommitment: [SignRemoteCommitmentRequest, SignatureReply];
+  SignLocalCommitment: [SignLocalCommitmentRequest, SignedTxReply];
+  SignClose: [SignCloseRequest, SignatureReply];
+  RecordPeerRevocation: [RecordPeerRevocationRequest, RecordPeerRevocationReply];
+  SignJustice: [SignJusticeRequest, SignaturesReply];
+  WalletKey: [WalletKeyRequest, WalletKeyReply];
+  SignWalletSpend: [SignWalletSpendRequest, SignaturesReply];
+}
+export type SignerMethod = keyof SignerMethods;
+
+/** What a client may send: uint64 fields also as bigint, omitted fields default. */
+export type Sendable<T> = T extends Buffer
+  ? Uint8Array
+  : T extends string
+    ? T | bigint
+    : T extends (infer E)[]
+      ? Sendable<E>[]
+      : T extends object
+        ? { [K in keyof T]?: Sendable<T[K]> }
+        : T;
+export type SignerRequestOf<M extends SignerMethod> = Sendable<SignerMethods[M][0]>;
+
+// ---- encoding (client side) ----
+
+const locktimeMsg = (l: Locktime): Sendable<LocktimeMsg> =>
+  "blocks" in l ? { blocks: l.blocks } : { seconds: l.seconds };
+
+function anchorMsg(a: CommitmentParams["anchor"]): Sendable<AnchorInputMsg> {
+  return {
+    outpoint: { txid: a.outpoint.txid, vout: a.outpoint.vout },
+    amount_sat: a.amount,
+    commit_keys: [a.commitKeys[0], a.commitKeys[1]],
+  };
+}
+
+export function commitmentParamsMsg(p: CommitmentParams): Sendable<CommitmentParamsMsg> {
+  return {
+    anchor: anchorMsg(p.anchor),
+    owner_final: p.ownerFinal,
+    other_final: p.otherFinal,
+    revocation_hash: p.revocationHash,
+    delay: locktimeMsg(p.delay),
+    owner_msat: p.ownerMsat,
+    other_msat: p.otherMsat,
+    htlcs: p.htlcs.map((h) => ({
+      id: h.id,
+      offered_by_owner: h.offeredByOwner,
+      amount_msat: h.amountMsat,
+      r_hash: h.rHash,
+      expiry: locktimeMsg(h.expiry),
+    })),
+    fee_rate: p.feeRate,
+  };
+}
+
+export function closeParamsMsg(p: CloseParams): Sendable<CloseParamsMsg> {
+  return {
+    anchor: anchorMsg(p.anchor),
+    a: { final_key: p.a.finalKey, msat: p.a.msat },
+    b: { final_key: p.b.finalKey, msat: p.b.msat },
+    close_fee_sat: p.closeFee,
+  };
+}

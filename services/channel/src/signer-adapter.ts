@@ -1,0 +1,47 @@
+import type { SignerReply, SignerRequest } from "@ln/channel-core";
+import { closeParamsMsg, commitmentParamsMsg, type SignerClient } from "@ln/signer-client";
+import type { CoreSigner } from "./runner.js";
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+/**
+ * The core's signer requests as calls to the signer service. Its policy (DESIGN.md 4) judges each
+ * one; a refusal surfaces as the gRPC error and the transition that asked is not continued.
+ */
+export function grpcCoreSigner(
+  client: SignerClient,
+  channelIndexOf: (channelId: string) => number,
+): CoreSigner {
+  return {
+    async answer(channelId: string, r: SignerRequest): Promise<SignerReply> {
+      const channel = channelIndexOf(channelId);
+      switch (r.kind) {
+        case "sign_remote_commitment": {
+          const reply = await client.call("SignRemoteCommitment", {
+            channel,
+            number: r.number,
+            params: commitmentParamsMsg(r.params),
+          });
+          return { kind: r.kind, sig: hex(reply.signature) };
+        }
+        case "reveal_revocation": {
+          const reply = await client.call("RevealRevocation", {
+            channel,
+            revoke: r.revoke,
+            next: r.next,
+            signed_commitment: {
+              number: r.signedCommitment.number,
+              params: commitmentParamsMsg(r.signedCommitment.params),
+              their_sig: Buffer.from(r.signedCommitment.theirSig, "hex"),
+            },
+          });
+          return { kind: r.kind, preimage: hex(reply.preimage), nextHash: hex(reply.next_hash) };
+        }
+        case "sign_close": {
+          const reply = await client.call("SignClose", { channel, params: closeParamsMsg(r.params) });
+          return { kind: r.kind, sig: hex(reply.signature) };
+        }
+      }
+    },
+  };
+}
