@@ -2,14 +2,26 @@
  * Across services: two nodes, each a signer service (gRPC over mutual TLS, its own Postgres
  * schema), a channel service (store + runner on Postgres) and a peer gateway (TCP, BOLT #8,
  * authenticate, with the handshake ECDH and session signature done by the signer), over real
- * NATS. A channel opens, pays, loses its connection mid-payment and finishes after the reconnect
+ * NATS, and a chain watcher each on a regtest node. A channel opens on a real anchor, pays, loses its connection mid-payment and finishes after the reconnect
  * retransmits from the outbox. Every signature and preimage comes from the signers' policy.
  */
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { msat, sat, sha256, txidFromHex } from "@ln/bitcoin";
 import { createChannel, type ChannelState, type Input } from "@ln/channel-core";
-import { attachPeer, ChannelRunner, ChannelStore, grpcCoreSigner, NatsPeerLink } from "@ln/channel-service";
+import {
+  attachChain,
+  attachPeer,
+  ChannelRunner,
+  ChannelStore,
+  grpcCoreSigner,
+  NatsPeerLink,
+  requestWatch,
+} from "@ln/channel-service";
+import { startRegtest, type Regtest } from "@ln/regtest";
+import { anchorScript } from "@ln/scripts";
+import { ChainWatcher, serveWatchRequests } from "@ln/watchtower-service";
+import { networks, payments } from "bitcoinjs-lib";
 import { PeerGateway } from "@ln/peer-service";
 import { peerSubjects } from "@ln/proto";
 import { SignerClient } from "@ln/signer-client";
@@ -93,6 +105,22 @@ async function startSigner(
 
 async function makeNode(side: Side, signer: SignerClient, signerServer: RunningServer): Promise<Node> {
   const prefix = `t${run}.${side.toLowerCase()}.peer`;
+  // This node's chain watcher: its own schema, its own subjects and JetStream stream.
+  const chainPrefix = `t${run}.${side.toLowerCase()}.chain`;
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.add({ name: `CROSS_${run}_${side}`, subjects: [`${chainPrefix}.>`] });
+  streams.push(`CROSS_${run}_${side}`);
+  const watcher = new ChainWatcher({
+    pool,
+    schema: `cross_${run}_tower_${side.toLowerCase()}`,
+    rpc: rt.rpc,
+    js: nc.jetstream(),
+    subjectPrefix: chainPrefix,
+    startHeight: rt.height() + 1,
+  });
+  await watcher.migrate();
+  watchers.push(watcher);
+  serveWatchRequests(nc, chainPrefix, watcher);
   const peerHex = ids[other(side)].toString("hex");
   const keys = await signer.call("NewChannel", {});
   const hex = (b: Buffer): string => b.toString("hex");
@@ -105,16 +133,23 @@ async function makeNode(side: Side, signer: SignerClient, signerServer: RunningS
     grpcCoreSigner(signer, () => keys.channel),
     link,
     async (id, o) => {
-      // The wallet's part, faked: the anchor is "built" at once (no chain in this test).
-      if (o.type === "build_anchor")
+      // The wallet's part, stood in for by the regtest node's wallet: it pays the 2-of-2 anchor
+      // script (left unconfirmed until both watches are in place).
+      if (o.type === "build_anchor") {
+        const redeem = anchorScript(Buffer.from(o.commitKeys[0], "hex"), Buffer.from(o.commitKeys[1], "hex"));
+        const address = payments.p2sh({ redeem: { output: redeem }, network: networks.regtest })
+          .address as string;
+        const funded = await rt.fund(address, o.amount, { confirm: false });
         setImmediate(
           () =>
             void runner.input(id, {
               type: "anchor_built",
-              outpoint: { txid: txidFromHex("cd".repeat(32)), vout: 0 },
+              outpoint: { txid: txidFromHex(funded.txid), vout: funded.vout },
               amount: o.amount,
             }),
         );
+      }
+      if (o.type === "watch_anchor") requestWatch(nc, chainPrefix, id, o);
     },
   );
   const created = createChannel({
@@ -134,7 +169,22 @@ async function makeNode(side: Side, signer: SignerClient, signerServer: RunningS
   });
   await store.create(CHANNEL, created); // its open_channel goes out with the first connection
   expect(await store.acquireLease(CHANNEL, "replica-1", 120_000)).toBe(true);
-  attachPeer({ nc, prefix, peerNodeIdHex: peerHex, channelId: CHANNEL, runner, store });
+  attachPeer({
+    nc,
+    prefix,
+    peerNodeIdHex: peerHex,
+    channelId: CHANNEL,
+    runner,
+    store,
+    onError: (e) => errors.push(e.message),
+  });
+  attachChain({
+    nc,
+    prefix: chainPrefix,
+    runner,
+    channels: () => [CHANNEL],
+    onError: (e) => errors.push(e.message),
+  });
   const node: Node = {
     side,
     prefix,
@@ -160,7 +210,14 @@ async function until(what: string, pred: () => Promise<boolean>, ms = 15_000): P
 const state = async (s: Side): Promise<ChannelState> => (await nodes[s].store.load(CHANNEL)) as ChannelState;
 const input = (s: Side, i: Input): Promise<unknown> => nodes[s].runner.input(CHANNEL, i);
 
+let rt: Regtest;
+const watchers: ChainWatcher[] = [];
+const streams: string[] = [];
+/** Anything the NATS adapters could not deliver: must stay empty. */
+const errors: string[] = [];
+
 beforeAll(async () => {
+  rt = await startRegtest();
   nc = await connect({ servers: "127.0.0.1:4222" });
   const a = await startSigner("A", 0x10);
   const b = await startSigner("B", 0x20);
@@ -173,27 +230,39 @@ afterAll(async () => {
     n.signer.close();
     await n.signerServer.shutdown(1000);
   }
+  const jsm = await nc.jetstreamManager();
+  for (const name of streams) await jsm.streams.delete(name).catch(() => undefined);
   await nc?.drain();
-  for (const s of ["a", "b", "signer_a", "signer_b"])
+  await rt?.stop();
+  for (const s of ["a", "b", "signer_a", "signer_b", "tower_a", "tower_b"])
     await pool.query(`DROP SCHEMA IF EXISTS "cross_${run}_${s}" CASCADE`);
   rmSync(pems.dir, { recursive: true, force: true });
   await pool.end();
 });
 
 describe("signer + channel service + peer gateway, twice, over NATS", () => {
-  it("opens, pays, and finishes a payment across a lost connection", async () => {
+  it("opens on a real anchor, pays, and finishes a payment across a lost connection", async () => {
     const port = await nodes.B.gateway.listen(0, "127.0.0.1");
     await nodes.A.gateway.connect("127.0.0.1", port, ids.B);
     await until(
       "both anchors signed",
       async () => (await state("A")).opening.anchorSigned && (await state("B")).opening.anchorSigned,
     );
-    for (const s of ["A", "B"] as const)
-      await input(s, { type: "chain", event: { kind: "anchor_depth", depth: 1 } });
-    await until(
-      "both open",
-      async () => (await state("A")).phase === "normal" && (await state("B")).phase === "normal",
-    );
+    // Both chain watchers follow the anchor; a block confirms it, the watchers report the depth,
+    // each channel sends open_complete.
+    await until("both watches registered", async () => {
+      const counts = await Promise.all(
+        ["a", "b"].map(
+          async (x) => (await pool.query(`SELECT 1 FROM "cross_${run}_tower_${x}".anchor_watches`)).rowCount,
+        ),
+      );
+      return counts.every((c) => c === 1);
+    });
+    await rt.mine(1);
+    await until("both open", async () => {
+      for (const w of watchers) await w.syncOnce();
+      return (await state("A")).phase === "normal" && (await state("B")).phase === "normal";
+    });
 
     const pay = async (n: number, amount: number): Promise<void> => {
       await input("A", {
@@ -239,5 +308,6 @@ describe("signer + channel service + peer gateway, twice, over NATS", () => {
     expect((await state("A")).phase).toBe("normal");
     expect((await state("B")).phase).toBe("normal");
     expect((await state("A")).localCommit?.remoteMsat).toBe(25_000_000n);
+    expect(errors).toEqual([]);
   }, 60_000);
 });

@@ -112,7 +112,7 @@ declare module "bcoin" {
 
   export interface NetworkInstance {
     readonly type: string;
-    readonly addressPrefix: { bech32: string };
+    readonly addressPrefix: { bech32: string; pubkeyhash: number; scripthash: number };
     readonly deployments: { readonly csv: Deployment; readonly segwit: Deployment };
   }
 

@@ -16,7 +16,7 @@ export const COINBASE_MATURITY = 100;
  * height on; startRegtest always mines at least this many blocks.
  */
 export const SEGWIT_CSV_HEIGHT = 3;
-/** bcoin's regtest bech32 prefix is "rb"; the harness switches it to bitcoind's "bcrt". */
+/** bcoin's regtest bech32 prefix is "rb"; the harness switches it (and the base58 prefixes) to bitcoind's. */
 export const REGTEST_BECH32_HRP = "bcrt";
 
 export interface RegtestProgress {
@@ -110,6 +110,9 @@ const MINE_CHUNK = 250;
 export async function startRegtest(opts: RegtestOptions = {}): Promise<Regtest> {
   const network = bcoin.Network.get("regtest");
   network.addressPrefix.bech32 = REGTEST_BECH32_HRP;
+  // And bitcoind's base58 prefixes (bcoin's regtest uses 0x3c and 0x26): "m/n..." and "2..." addresses.
+  network.addressPrefix.pubkeyhash = 0x6f;
+  network.addressPrefix.scripthash = 0xc4;
   for (const d of [network.deployments.csv, network.deployments.segwit]) {
     d.window = 1;
     d.threshold = 1;

@@ -9,3 +9,4 @@ export * from "./runner.js";
 export * from "./peer-link.js";
 export * from "./migrations.js";
 export * from "./signer-adapter.js";
+export * from "./chain-link.js";

@@ -6,9 +6,15 @@ import {
   type FollowerProgress,
   type FollowerRpc,
 } from "@ln/chain-client";
-import { encodeChainEvent, type ChainEvent, type WatchAnchor } from "@ln/proto";
+import {
+  decodeWatchAnchor,
+  encodeChainEvent,
+  EventDecodeError,
+  type ChainEvent,
+  type WatchAnchor,
+} from "@ln/proto";
 import { Transaction } from "bitcoinjs-lib";
-import type { JetStreamClient } from "nats";
+import type { JetStreamClient, NatsConnection, Subscription } from "nats";
 import { migrate, quoteSchema, type Migration } from "@ln/postgres";
 import type pg from "pg";
 import { connectBlock, disconnectBlock, newWatch, type Block, type Watch } from "./anchor-watch.js";
@@ -136,3 +142,23 @@ function toBlock(e: Extract<FollowerEvent, { type: "connected" }>): Block {
 }
 
 export type { ChainEvent };
+
+/** Serves the channel service's watch requests (`<prefix>.watch`, events.proto watch_anchor). */
+export function serveWatchRequests(
+  nc: NatsConnection,
+  prefix: string,
+  watcher: ChainWatcher,
+  onError?: (e: Error) => void,
+): Subscription {
+  return nc.subscribe(`${prefix}.watch`, {
+    callback: (err, msg) => {
+      if (err) return onError?.(err);
+      try {
+        void watcher.watch(decodeWatchAnchor(msg.data)).catch((e: unknown) => onError?.(e as Error));
+      } catch (e) {
+        if (e instanceof EventDecodeError) onError?.(e);
+        else throw e;
+      }
+    },
+  });
+}
