@@ -10,3 +10,4 @@ export * from "./peer-link.js";
 export * from "./migrations.js";
 export * from "./signer-adapter.js";
 export * from "./chain-link.js";
+export * from "./broadcast.js";

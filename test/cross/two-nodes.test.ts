@@ -17,9 +17,10 @@ import {
   grpcCoreSigner,
   NatsPeerLink,
   requestWatch,
+  signedBroadcast,
 } from "@ln/channel-service";
 import { startRegtest, type Regtest } from "@ln/regtest";
-import { anchorScript } from "@ln/scripts";
+import { anchorScript, p2shOutput, toOtherScript } from "@ln/scripts";
 import { ChainWatcher, serveWatchRequests } from "@ln/watchtower-service";
 import { networks, payments } from "bitcoinjs-lib";
 import { PeerGateway } from "@ln/peer-service";
@@ -53,6 +54,7 @@ interface Node {
   store: ChannelStore;
   runner: ChannelRunner;
   gateway: PeerGateway;
+  finalKey: Buffer;
 }
 
 const pems = makePems();
@@ -150,6 +152,10 @@ async function makeNode(side: Side, signer: SignerClient, signerServer: RunningS
         );
       }
       if (o.type === "watch_anchor") requestWatch(nc, chainPrefix, id, o);
+      if (o.type === "closed" || o.type === "broadcast") {
+        const hex = await signedBroadcast(signer, keys.channel, o.broadcast);
+        if (hex !== undefined) broadcasts.push(await rt.rpc.sendRawTransaction(hex));
+      }
     },
   );
   const created = createChannel({
@@ -194,6 +200,7 @@ async function makeNode(side: Side, signer: SignerClient, signerServer: RunningS
     store,
     runner,
     gateway: gatewayFor(side, signer),
+    finalKey: keys.final_pubkey,
   };
   nodes[side] = node;
   return node;
@@ -215,6 +222,8 @@ const watchers: ChainWatcher[] = [];
 const streams: string[] = [];
 /** Anything the NATS adapters could not deliver: must stay empty. */
 const errors: string[] = [];
+/** Txids the channel services broadcast. */
+const broadcasts: string[] = [];
 
 beforeAll(async () => {
   rt = await startRegtest();
@@ -241,7 +250,7 @@ afterAll(async () => {
 });
 
 describe("signer + channel service + peer gateway, twice, over NATS", () => {
-  it("opens on a real anchor, pays, and finishes a payment across a lost connection", async () => {
+  it("opens on a real anchor, pays, finishes a payment across a lost connection, and closes on chain", async () => {
     const port = await nodes.B.gateway.listen(0, "127.0.0.1");
     await nodes.A.gateway.connect("127.0.0.1", port, ids.B);
     await until(
@@ -308,6 +317,29 @@ describe("signer + channel service + peer gateway, twice, over NATS", () => {
     expect((await state("A")).phase).toBe("normal");
     expect((await state("B")).phase).toBe("normal");
     expect((await state("A")).localCommit?.remoteMsat).toBe(25_000_000n);
+
+    // Cooperative close (draft 4): clearing, fee negotiation by close_signature, the signer signs,
+    // both broadcast the same close transaction; the node mines it.
+    await input("A", { type: "command", command: { kind: "close" } });
+    await until(
+      "both closed",
+      async () => (await state("A")).phase === "closed" && (await state("B")).phase === "closed",
+    );
+    const closeFee = (await state("A")).close.ourLastFee as bigint;
+    expect(closeFee % 2n).toBe(0n);
+    expect(new Set(broadcasts).size).toBe(1);
+    await rt.mine(1);
+    const closeTx = await rt.rpc.getRawTransaction(broadcasts[0] as string, true);
+    expect(typeof closeTx === "object" && (closeTx.confirmations ?? 0) >= 1).toBe(true);
+    const paid = (finalKey: Buffer): bigint => {
+      const script = p2shOutput(toOtherScript(finalKey)).toString("hex");
+      const out =
+        typeof closeTx === "object" ? closeTx.vout.find((v) => v.scriptPubKey.hex === script) : undefined;
+      return BigInt(Math.round((out?.value ?? 0) * 1e8));
+    };
+    // Each side's balance less half the close fee (draft 3.6's split), to its final key.
+    expect(paid(nodes.A.finalKey)).toBe(975_000n - closeFee / 2n);
+    expect(paid(nodes.B.finalKey)).toBe(25_000n - closeFee / 2n);
     expect(errors).toEqual([]);
   }, 60_000);
 });
