@@ -325,6 +325,8 @@ describe("signer + channel service + peer gateway, twice, over NATS", () => {
       "both closed",
       async () => (await state("A")).phase === "closed" && (await state("B")).phase === "closed",
     );
+    // Effects run after the state is stored: wait for both broadcasts themselves.
+    await until("both broadcast the close", () => Promise.resolve(broadcasts.length === 2));
     const closeFee = (await state("A")).close.ourLastFee as bigint;
     expect(closeFee % 2n).toBe(0n);
     expect(new Set(broadcasts).size).toBe(1);
