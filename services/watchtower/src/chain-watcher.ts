@@ -1,5 +1,7 @@
 import {
   BlockFollower,
+  RpcError,
+  type BitcoinRpc,
   type Cursor,
   type CursorStore,
   type FollowerEvent,
@@ -32,7 +34,7 @@ export interface ChainWatcherOptions {
   pool: pg.Pool;
   /** Postgres schema of its own tables. Default "watchtower". */
   schema?: string;
-  rpc: FollowerRpc;
+  rpc: FollowerRpc & Pick<BitcoinRpc, "getRawTransaction">;
   js: JetStreamClient;
   /** Events go to `<subjectPrefix>.<kind>`. Default "chain". */
   subjectPrefix?: string;
@@ -78,11 +80,25 @@ export class ChainWatcher {
 
   /** Starts (or updates) watching a channel's anchor. */
   async watch(w: WatchAnchor): Promise<void> {
+    // An anchor that confirmed before the request arrived: its depth counts from that block.
+    const watch = newWatch(w);
+    const confirmations = await this.confirmations(w.txid);
+    if (confirmations > 0) watch.confirmedHeight = (await this.opts.rpc.getBlockCount()) - confirmations + 1;
     await this.opts.pool.query(
       `INSERT INTO ${this.t("anchor_watches")} (channel_id, watch) VALUES ($1, $2)
        ON CONFLICT (channel_id) DO UPDATE SET watch = jsonb_set(${this.t("anchor_watches")}.watch, '{depth}', to_jsonb($3::integer))`,
-      [w.channelId, JSON.stringify(newWatch(w)), w.depth],
+      [w.channelId, JSON.stringify(watch), w.depth],
     );
+  }
+
+  private async confirmations(txid: string): Promise<number> {
+    try {
+      const tx = await this.opts.rpc.getRawTransaction(txid, true);
+      return typeof tx === "object" ? (tx.confirmations ?? 0) : 0;
+    } catch (e) {
+      if (e instanceof RpcError) return 0; // not known to the node (yet)
+      throw e;
+    }
   }
 
   /** One pass: catch up with the node's tip. */
