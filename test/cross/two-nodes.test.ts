@@ -17,6 +17,7 @@ import {
   grpcCoreSigner,
   NatsPeerLink,
   requestWatch,
+  recordPeerRevocation,
   signedBroadcast,
 } from "@ln/channel-service";
 import { startRegtest, type Regtest } from "@ln/regtest";
@@ -152,6 +153,10 @@ async function makeNode(side: Side, signer: SignerClient, signerServer: RunningS
         );
       }
       if (o.type === "watch_anchor") requestWatch(nc, chainPrefix, id, o);
+      if (o.type === "revoked") {
+        await recordPeerRevocation(signer, keys.channel, o);
+        revocationsRecorded[side]++;
+      }
       if (o.type === "closed" || o.type === "broadcast") {
         const hex = await signedBroadcast(signer, keys.channel, o.broadcast);
         if (hex !== undefined) broadcasts.push(await rt.rpc.sendRawTransaction(hex));
@@ -224,6 +229,8 @@ const streams: string[] = [];
 const errors: string[] = [];
 /** Txids the channel services broadcast. */
 const broadcasts: string[] = [];
+/** Peer revocations each node's signer accepted. */
+const revocationsRecorded: Record<Side, number> = { A: 0, B: 0 };
 
 beforeAll(async () => {
   rt = await startRegtest();
@@ -342,6 +349,9 @@ describe("signer + channel service + peer gateway, twice, over NATS", () => {
     // Each side's balance less half the close fee (draft 3.6's split), to its final key.
     expect(paid(nodes.A.finalKey)).toBe(975_000n - closeFee / 2n);
     expect(paid(nodes.B.finalKey)).toBe(25_000n - closeFee / 2n);
+    // Every commitment the peer revoked was recorded by our signer (its policy checked each).
+    expect(revocationsRecorded.A).toBeGreaterThan(0);
+    expect(revocationsRecorded.B).toBeGreaterThan(0);
     expect(errors).toEqual([]);
   }, 60_000);
 });

@@ -44,23 +44,33 @@ export class ChannelRunner {
 
   private async run(channelId: string, first: Input): Promise<Output[]> {
     const all: Output[] = [];
+    const failedEffects: unknown[] = [];
     const queue: Input[] = [first];
     for (let input = queue.shift(); input; input = queue.shift()) {
       const current = input;
       const t = await this.store.transition(channelId, this.owner, (s) => step(s, current));
       all.push(...t.outputs);
-      // Durable now: send, then carry out the rest.
+      // Durable now: send, then carry out the rest. A failed effect (a broadcast, a record) must
+      // not hold up the channel: the signer's answers and retransmissions go first, and effect
+      // failures are raised together once the channel has moved as far as it can.
       for (const m of t.sends) await this.peer.send(channelId, m);
       for (const o of t.outputs) {
-        if (o.type === "send") continue;
         if (o.type === "signer")
           queue.push({ type: "signer", reply: await this.signer.answer(channelId, o.request) });
         else if (o.type === "retransmit")
           for (const m of await this.store.outboxAfter(channelId, o.afterSeq))
             await this.peer.send(channelId, m);
-        else await this.effects(channelId, o);
+      }
+      for (const o of t.outputs) {
+        if (o.type === "send" || o.type === "signer" || o.type === "retransmit") continue;
+        await this.effects(channelId, o).catch((e: unknown) => failedEffects.push(e));
       }
     }
+    if (failedEffects.length > 0)
+      throw new AggregateError(
+        failedEffects,
+        `channel ${channelId}: ${failedEffects.length} effect(s) failed`,
+      );
     return all;
   }
 }

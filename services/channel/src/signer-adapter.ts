@@ -45,3 +45,19 @@ export function grpcCoreSigner(
     },
   };
 }
+
+/**
+ * The peer revoked its commitment: the signer records it (DESIGN.md 4), so that later it signs
+ * justice for that commitment and nothing else.
+ */
+export async function recordPeerRevocation(
+  client: SignerClient,
+  channel: number,
+  revoked: { number: bigint; preimage: string },
+): Promise<void> {
+  await client.call("RecordPeerRevocation", {
+    channel,
+    number: revoked.number,
+    preimage: Buffer.from(revoked.preimage, "hex"),
+  });
+}

@@ -34,12 +34,16 @@ class TwoNodes {
   /** Every send, with whether its outbox row was already committed when it went out. */
   readonly sendLog: { from: Side; seq: number; durable: boolean }[] = [];
   drop: ((from: Side, m: OutboxMessage) => boolean) | undefined;
+  failEffect: ((type: string) => boolean) | undefined;
+  /** Inputs whose processing ended in an error (after the state was stored). */
+  readonly failures: unknown[] = [];
 
   constructor(owner = "replica-1") {
     this.stores = { A: new ChannelStore(pool, schema()), B: new ChannelStore(pool, schema()) };
     const make = (side: Side): ChannelRunner => {
       const other: Side = side === "A" ? "B" : "A";
       const effects: EffectSink = async (_id, o) => {
+        if (this.failEffect?.(o.type)) throw new Error(`${o.type} failed (test)`);
         if (o.type === "build_anchor")
           this.queue.push({
             to: side,
@@ -99,7 +103,7 @@ class TwoNodes {
 
   async drain(): Promise<void> {
     for (let next = this.queue.shift(); next; next = this.queue.shift())
-      await this.runners[next.to].input(CHANNEL, next.input);
+      await this.runners[next.to].input(CHANNEL, next.input).catch((e: unknown) => this.failures.push(e));
   }
 
   async state(side: Side): Promise<ChannelState> {
@@ -141,6 +145,23 @@ describe("the channel service's shell over real Postgres", () => {
     expect(a.localCommit?.remoteMsat).toBe(50_000_000n);
     expect(n.sendLog.length).toBeGreaterThan(10);
     expect(n.sendLog.every((s) => s.durable)).toBe(true);
+  });
+
+  it("keeps a channel moving when an effect fails, and reports the failure", async () => {
+    const n = await opened();
+    n.failEffect = (type) => type === "revoked"; // e.g. the watchtower record could not be written
+    const rHash = sha256(Buffer.alloc(32, 9)).toString("hex");
+    await n.runners.A.input(CHANNEL, {
+      type: "command",
+      command: { kind: "add_htlc", amountMsat: msat(10_000_000), rHash, expiry: { blocks: 5000 } },
+    });
+    await n.drain();
+    // The signer's answers came before the failed effects: both commitments hold the HTLC.
+    expect((await n.state("A")).remoteCommit?.htlcs).toHaveLength(1);
+    expect((await n.state("B")).remoteCommit?.htlcs).toHaveLength(1);
+    expect((await n.state("A")).awaiting).toBeUndefined();
+    expect(n.failures.length).toBeGreaterThan(0);
+    expect(n.failures.every((e) => e instanceof AggregateError)).toBe(true);
   });
 
   it("heals a message lost after commit: the reconnect retransmits it from the outbox", async () => {
