@@ -26,6 +26,7 @@ import type {
   OpenTerms,
   Output,
   SignerReply,
+  SignerRequest,
   Step,
 } from "./types.js";
 import {
@@ -151,7 +152,7 @@ export function step(state: ChannelState, input: Input): Step {
       d.chain = { height: input.event.height, time: input.event.time };
     return { state: d, outputs: out };
   }
-  if (d.awaiting && input.type !== "signer") {
+  if (d.awaiting && input.type !== "signer" && input.type !== "resume") {
     d.deferred.push(input);
     return { state: d, outputs: out };
   }
@@ -208,6 +209,9 @@ function handle(d: ChannelState, input: Input, out: Output[]): void {
     case "anchor_built":
       onAnchorBuilt(d, input.outpoint, input.amount, out);
       break;
+    case "resume":
+      if (d.awaiting) out.push({ type: "signer", request: pendingRequest(d) });
+      return;
     case "reconnected": {
       // Draft 1.2: never below an earlier acknowledge field, authenticate's or update_commit's.
       const floor = Math.max(d.peerAck, d.peerCommitAck);
@@ -802,6 +806,40 @@ function requestRemoteSignature(
       params: commitmentParams(d, v, "remote", revocationHash),
     },
   });
+}
+
+/** The signer request the state awaits, rebuilt from the state alone (it is not stored). */
+function pendingRequest(d: ChannelState): SignerRequest {
+  switch (d.awaiting) {
+    case "sign_remote_commitment":
+      return d.phase === "opening"
+        ? {
+            kind: "sign_remote_commitment",
+            number: need(d.remoteCommit).number,
+            params: commitmentParams(d, need(d.remoteCommit), "remote"),
+          }
+        : {
+            kind: "sign_remote_commitment",
+            number: need(d.remotePending).number,
+            params: commitmentParams(d, need(d.remotePending), "remote", d.remoteRevocationHash.next),
+          };
+    case "reveal_revocation": {
+      const lc = need(d.localCommit);
+      const params = commitmentParams(d, lc, "local", d.localRevocationHash.next);
+      return {
+        kind: "reveal_revocation",
+        revoke: lc.number - 1n,
+        next: lc.number + 1n,
+        signedCommitment: { number: lc.number, params, theirSig: lc.theirSig },
+      };
+    }
+    case "sign_close": {
+      const fee = need(d.close.ourLastFee);
+      return { kind: "sign_close", closeFee: fee, params: closeParams(d, fee) };
+    }
+    case undefined:
+      throw new Error("no signer request is pending");
+  }
 }
 
 function onSigner(d: ChannelState, reply: SignerReply, out: Output[]): void {

@@ -164,7 +164,9 @@ export type Input =
   /** The wallet built the anchor we asked for (creator). */
   | { type: "anchor_built"; outpoint: OutPoint; amount: Sat }
   /** A new transport connection authenticated, with the peer's `authenticate.ack`. */
-  | { type: "reconnected"; theirAck: number };
+  | { type: "reconnected"; theirAck: number }
+  /** Asks again for the signer request the state awaits (after a failed call or a restart). */
+  | { type: "resume" };
 
 export type HtlcResult = { kind: "fulfilled"; r: string } | { kind: "failed"; reason: string };
 

@@ -34,3 +34,30 @@ describe("inputs while a signer request is out", () => {
     expect(done.state.phase).toBe("normal");
   });
 });
+
+describe("resume: the request a stored state awaits, asked again", () => {
+  it("rebuilds sign_remote_commitment and reveal_revocation exactly as first asked", () => {
+    const p = openPair();
+    p.input(p.a, {
+      type: "command",
+      command: { kind: "add_htlc", amountMsat: msat(5_000_000), rHash: rHash(2), expiry: { blocks: 5000 } },
+    });
+    p.settle();
+    // A asks to sign B's commitment; the signer call "fails": only the stored state is left.
+    const asked = step(p.a.state, { type: "command", command: { kind: "commit" } });
+    const first = asked.outputs.find((o) => o.type === "signer");
+    const again = step(asked.state, { type: "resume" });
+    expect(again.outputs).toEqual([first]);
+    expect(again.state.awaiting).toBe("sign_remote_commitment");
+    expect(step(p.a.state, { type: "resume" }).outputs).toEqual([]); // nothing pending, nothing asked
+
+    // B receives the commit and asks to reveal its old preimage: resume asks the same again.
+    const reply = first?.type === "signer" ? p.a.signer.answer(first.request) : undefined;
+    const signed = step(asked.state, { type: "signer", reply: reply as NonNullable<typeof reply> });
+    const commit = signed.outputs.find((o) => o.type === "send");
+    const atB = step(p.b.state, { type: "pkt", pkt: commit?.type === "send" ? commit.pkt : ({} as never) });
+    const reveal = atB.outputs.find((o) => o.type === "signer");
+    expect(reveal?.type === "signer" && reveal.request.kind).toBe("reveal_revocation");
+    expect(step(atB.state, { type: "resume" }).outputs).toEqual([reveal]);
+  });
+});

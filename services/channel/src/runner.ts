@@ -42,6 +42,14 @@ export class ChannelRunner {
     return run;
   }
 
+  /**
+   * Asks the signer again for whatever the stored state awaits: after a failed signer call, and
+   * for every channel when a replica takes it over.
+   */
+  resume(channelId: string): Promise<Output[]> {
+    return this.input(channelId, { type: "resume" });
+  }
+
   private async run(channelId: string, first: Input): Promise<Output[]> {
     const all: Output[] = [];
     const failedEffects: unknown[] = [];

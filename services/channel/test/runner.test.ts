@@ -35,6 +35,7 @@ class TwoNodes {
   readonly sendLog: { from: Side; seq: number; durable: boolean }[] = [];
   drop: ((from: Side, m: OutboxMessage) => boolean) | undefined;
   failEffect: ((type: string) => boolean) | undefined;
+  signerDown = false;
   /** Inputs whose processing ended in an error (after the state was stored). */
   readonly failures: unknown[] = [];
 
@@ -57,7 +58,12 @@ class TwoNodes {
       return new ChannelRunner(
         this.stores[side],
         owner,
-        { answer: async (_id, r) => this.signers[side].answer(r) },
+        {
+          answer: async (_id, r) => {
+            if (this.signerDown) throw new Error("signer unreachable (test)");
+            return this.signers[side].answer(r);
+          },
+        },
         {
           send: async (id, m) => {
             const row = await pool.query(
@@ -162,6 +168,24 @@ describe("the channel service's shell over real Postgres", () => {
     expect((await n.state("A")).awaiting).toBeUndefined();
     expect(n.failures.length).toBeGreaterThan(0);
     expect(n.failures.every((e) => e instanceof AggregateError)).toBe(true);
+  });
+
+  it("asks the signer again after a failed call: resume finishes what the stored state awaits", async () => {
+    const n = await opened();
+    n.signerDown = true;
+    const rHash = sha256(Buffer.alloc(32, 10)).toString("hex");
+    await expect(
+      n.runners.A.input(CHANNEL, {
+        type: "command",
+        command: { kind: "add_htlc", amountMsat: msat(10_000_000), rHash, expiry: { blocks: 5000 } },
+      }),
+    ).rejects.toThrow(/signer unreachable/);
+    expect((await n.state("A")).awaiting).toBe("sign_remote_commitment");
+    n.signerDown = false;
+    await n.runners.A.resume(CHANNEL);
+    await n.drain();
+    expect((await n.state("A")).awaiting).toBeUndefined();
+    expect((await n.state("B")).localCommit?.htlcs.map((h) => h.rHash)).toEqual([rHash]);
   });
 
   it("heals a message lost after commit: the reconnect retransmits it from the outbox", async () => {
