@@ -118,8 +118,13 @@ function checkResults(n: TestNode): void {
       .map((o) => (o.type === "htlc_added" ? `${o.offerer}:${o.id}` : "")),
   );
   for (const k of keys) expect(added.has(k)).toBe(true);
+  // A fulfilment's R hashes to the r_hash of the HTLC we offered (our own update_add_htlc).
+  const offeredHash = new Map(
+    n.sent.flatMap((m) => (m.kind === "update_add_htlc" ? [[m.id, m.rHash.toString("hex")] as const] : [])),
+  );
   for (const r of results)
-    if (r.result.kind === "fulfilled") expect(sha256(Buffer.from(r.result.r, "hex")).length).toBe(32);
+    if (r.result.kind === "fulfilled")
+      expect(sha256(Buffer.from(r.result.r, "hex")).toString("hex")).toBe(offeredHash.get(r.id));
 }
 
 /** After convergence every HTLC we offered is either still in our commitment or resolved, not both. */

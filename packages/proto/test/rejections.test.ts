@@ -117,9 +117,10 @@ describe("structure", () => {
   });
   it("bounds the size at 65535 bytes, both ways", () => {
     const reason = (n: number): Pkt => ({ kind: "update_fail_htlc", id: 1n, reason: Buffer.alloc(n) });
-    // 2 (id) + 1 + 3 (len) + 1 + 3 (len) + 3 outer tag/len overhead: find the largest that fits.
-    expect(encodePkt(reason(65520)).length).toBeLessThanOrEqual(MAX_PKT_BYTES);
-    expect(() => encodePkt(reason(65535))).toThrow(WireError);
+    // reason of n bytes: fail_reason 1 + 3 (varint len) + n; update_fail_htlc 2 (id) + 1 + 3 + that;
+    // pkt 1 + 3 + that: n + 14 bytes, so 65521 is exactly the limit.
+    expect(encodePkt(reason(65521)).length).toBe(MAX_PKT_BYTES);
+    expect(() => encodePkt(reason(65522))).toThrow(WireError);
     rejects(Buffer.alloc(MAX_PKT_BYTES + 1), "TOO_LARGE");
   });
 });

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { sha256d } from "@ln/bitcoin";
 import { decodePkt, encodePkt, WireError, type Pkt, type PktOf } from "@ln/proto";
 import * as ecc from "tiny-secp256k1";
 import { ConnectionClosed, type NoiseConnection } from "./connection.js";
@@ -13,10 +13,7 @@ export function localSignSession(nodePriv: Uint8Array): SignSession {
 }
 
 /** What `session_sig` signs (DESIGN.md 3): SHA256(SHA256(h)), h the handshake hash after act three. */
-export function sessionDigest(handshakeHash: Uint8Array): Buffer {
-  const once = createHash("sha256").update(handshakeHash).digest();
-  return createHash("sha256").update(once).digest();
-}
+export const sessionDigest = (handshakeHash: Uint8Array): Buffer => sha256d(handshakeHash);
 
 export type AuthenticateErrorCode =
   | "NOT_AUTHENTICATE" // the first message was another kind

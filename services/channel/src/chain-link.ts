@@ -1,6 +1,7 @@
 import type { Output } from "@ln/channel-core";
-import { decodeChainEvent, encodeWatchAnchor, EventDecodeError } from "@ln/proto";
+import { decodeChainEvent, encodeWatchAnchor, EventDecodeError, type ChainEvent } from "@ln/proto";
 import type { NatsConnection, Subscription } from "nats";
+import { serialWork } from "./serial.js";
 import type { ChannelRunner } from "./runner.js";
 
 /** Subjects of the chain watcher (services/watchtower) for one node: `<prefix>.<event kind>`, `<prefix>.watch`. */
@@ -36,23 +37,19 @@ export function attachChain(opts: {
   isOurs?: (channelId: string, txid: string) => boolean;
   onError?: (e: Error) => void;
 }): Subscription {
-  const report = (e: unknown): void => opts.onError?.(e instanceof Error ? e : new Error(String(e)));
-  let chain: Promise<unknown> = Promise.resolve();
-  const enqueue = (work: () => Promise<unknown>): void => {
-    chain = chain.then(work).catch(report);
-  };
+  // One chain of work, so pkts and events keep their order.
+  const { report, enqueue } = serialWork(opts.onError);
   return opts.nc.subscribe(chainSubjects(opts.prefix).events, {
     callback: (err, msg) => {
       if (err) return report(err);
       if (msg.subject === chainSubjects(opts.prefix).watch) return;
-      let ev;
+      let event: ChainEvent;
       try {
-        ev = decodeChainEvent(msg.data);
+        event = decodeChainEvent(msg.data);
       } catch (e) {
         if (e instanceof EventDecodeError) return report(e);
         throw e;
       }
-      const event = ev;
       switch (event.kind) {
         case "anchor_depth":
           enqueue(() =>

@@ -1,6 +1,7 @@
 import { ackFor } from "@ln/channel-core";
 import { decodePeerEvent, decodePkt, peerSubjects, PeerEventDecodeError, WireError } from "@ln/proto";
 import type { NatsConnection, Subscription } from "nats";
+import { serialWork } from "./serial.js";
 import type { ChannelRunner, PeerLink } from "./runner.js";
 import type { ChannelStore, OutboxMessage } from "./store.js";
 
@@ -38,12 +39,8 @@ export function attachPeer(opts: {
   onError?: (e: Error) => void;
 }): Subscription[] {
   const s = peerSubjects(opts.prefix, opts.peerNodeIdHex);
-  const report = (e: unknown): void => opts.onError?.(e instanceof Error ? e : new Error(String(e)));
-  // One chain of work per channel, so inbound pkts and events keep their order.
-  let chain: Promise<unknown> = Promise.resolve();
-  const enqueue = (work: () => Promise<unknown>): void => {
-    chain = chain.then(work).catch(report);
-  };
+  // One chain of work, so pkts and events keep their order.
+  const { report, enqueue } = serialWork(opts.onError);
   const inbound = opts.nc.subscribe(s.in, {
     callback: (err, msg) => {
       if (err) return report(err);

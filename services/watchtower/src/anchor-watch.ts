@@ -76,7 +76,7 @@ export function disconnectBlock(
       u.reported = 0;
       events.push({ kind: "anchor_depth", channelId: u.channelId, depth: 0 });
     } else if (u.confirmedHeight !== undefined) {
-      const depth = block.height - 1 - u.confirmedHeight + 1;
+      const depth = block.height - u.confirmedHeight; // the tip is now block.height - 1
       if (depth < u.reported) u.reported = depth;
     }
     return u;

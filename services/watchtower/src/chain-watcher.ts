@@ -15,6 +15,7 @@ import {
   type ChainEvent,
   type WatchAnchor,
 } from "@ln/proto";
+import { txidFromInternal } from "@ln/bitcoin";
 import { Transaction } from "bitcoinjs-lib";
 import type { JetStreamClient, NatsConnection, Subscription } from "nats";
 import { migrate, quoteSchema, type Migration } from "@ln/postgres";
@@ -150,9 +151,7 @@ function toBlock(e: Extract<FollowerEvent, { type: "connected" }>): Block {
     time: e.block.time,
     txs: e.block.tx.map((t) => ({
       txid: t.txid,
-      spends: Transaction.fromHex(t.hex).ins.map(
-        (i) => `${Buffer.from(i.hash).reverse().toString("hex")}:${i.index}`,
-      ),
+      spends: Transaction.fromHex(t.hex).ins.map((i) => `${txidFromInternal(i.hash)}:${i.index}`),
     })),
   };
 }
