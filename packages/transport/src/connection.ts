@@ -221,21 +221,23 @@ export class NoiseConnection {
     if (reason.code === "LOCAL_CLOSE") this.#socket.end();
     else this.#socket.destroy();
     this.#resolveClosed(reason);
+    for (const wake of this.#drainWaiters) wake();
     return reason;
   }
 
+  /** Sends waiting for the socket to drain; woken by the drain or by the close, then removed. */
+  readonly #drainWaiters = new Set<() => void>();
+
   #drained(): Promise<void> {
     return new Promise((resolve, reject) => {
-      let settled = false;
       const settle = (): void => {
-        if (settled) return;
-        settled = true;
+        if (!this.#drainWaiters.delete(settle)) return;
         this.#socket.off("drain", settle);
         if (this.#reason && this.#reason.code !== "LOCAL_CLOSE") reject(this.#reason);
         else resolve();
       };
+      this.#drainWaiters.add(settle);
       this.#socket.once("drain", settle);
-      void this.closed.then(settle);
     });
   }
 }
