@@ -4,7 +4,7 @@ import * as ecc from "tiny-secp256k1";
 import { decodePkt, encodePkt } from "@ln/proto";
 import { authenticate, initiate, localSignSession, localStaticEcdh, sessionDigest } from "@ln/transport";
 import { decodePeerEvent } from "@ln/proto";
-import type { PeerGateway } from "../src/main.js";
+import type { PeerGateway } from "../src/index.js";
 import {
   collect,
   dial,

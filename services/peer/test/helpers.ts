@@ -5,7 +5,7 @@ import * as ecc from "tiny-secp256k1";
 import { connect as natsConnect, type NatsConnection } from "nats";
 import { encodePkt, type Pkt } from "@ln/proto";
 import { initiate, localSignSession, localStaticEcdh, type NoiseConnection } from "@ln/transport";
-import { PeerGateway, type PeerGatewayOptions } from "../src/main.js";
+import { PeerGateway, type PeerGatewayOptions } from "../src/index.js";
 
 export const NATS_URL = "127.0.0.1:4222";
 
