@@ -6,7 +6,33 @@ export type ChainEvent =
   | { kind: "block_connected"; height: number; hash: string; time: number }
   | { kind: "block_disconnected"; height: number; hash: string }
   | { kind: "anchor_depth"; channelId: string; depth: number }
-  | { kind: "anchor_spent"; channelId: string; txid: string; height: number };
+  | { kind: "anchor_spent"; channelId: string; txid: string; height: number }
+  | {
+      kind: "wallet_output";
+      txid: string;
+      vout: number;
+      amountSat: bigint;
+      scriptHex: string;
+      height: number;
+      blockHash: string;
+    };
+
+/** The chain watcher's answer to `<prefix>.broadcast`: a txid, or the error and its code. */
+export type BroadcastReply = { txid: string } | { error: string; code: BroadcastErrorCode };
+
+/**
+ * REJECTED: the node judged the transaction (invalid, conflicting, missing inputs, fee too low).
+ * UNAVAILABLE: the node could not be asked (down, timeout, bad credentials).
+ * BAD_REQUEST: the request was not a transaction.
+ */
+export type BroadcastErrorCode = "REJECTED" | "UNAVAILABLE" | "BAD_REQUEST";
+
+/** The node's best block (`<prefix>.tip`); height 0 with hash "" when nothing is known. */
+export interface ChainTip {
+  height: number;
+  hash: string;
+  time: number;
+}
 
 export interface WatchAnchor {
   channelId: string;
@@ -24,6 +50,11 @@ const root = protobuf.Root.fromJSON(
 );
 const ChainEventType = root.lookupType("events.chain_event");
 const WatchAnchorType = root.lookupType("events.watch_anchor");
+const WatchScriptsType = root.lookupType("events.watch_scripts");
+const RequestReplyType = root.lookupType("events.request_reply");
+const BroadcastRequestType = root.lookupType("events.broadcast_request");
+const BroadcastReplyType = root.lookupType("events.broadcast_reply");
+const TipType = root.lookupType("events.tip");
 
 const camel = (s: string): string => s.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
 const snake = (s: string): string => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
@@ -32,15 +63,28 @@ const rename = (o: object, f: (s: string) => string): Record<string, unknown> =>
 
 function decode(type: protobuf.Type, bytes: Uint8Array): Record<string, unknown> {
   try {
-    return type.toObject(type.decode(bytes), { defaults: true, oneofs: true }) as Record<string, unknown>;
+    return type.toObject(type.decode(bytes), {
+      defaults: true,
+      oneofs: true,
+      longs: String,
+    }) as Record<string, unknown>;
   } catch (e) {
     throw new EventDecodeError(`not a ${type.name}: ${(e as Error).message}`);
   }
 }
 
+const U64_MAX = (1n << 64n) - 1n;
+/** A uint64 for protobufjs's writer, without precision loss. */
+function u64(v: bigint): { low: number; high: number; unsigned: true } {
+  if (v < 0n || v > U64_MAX) throw new RangeError(`uint64 out of range: ${v}`);
+  return { low: Number(v & 0xffffffffn), high: Number(v >> 32n), unsigned: true };
+}
+
 export function encodeChainEvent(e: ChainEvent): Buffer {
   const { kind, ...fields } = e;
-  return Buffer.from(ChainEventType.encode({ [kind]: rename(fields, snake) }).finish());
+  const f = rename(fields, snake);
+  if (e.kind === "wallet_output") f["amount_sat"] = u64(e.amountSat);
+  return Buffer.from(ChainEventType.encode({ [kind]: f }).finish());
 }
 
 export function decodeChainEvent(bytes: Uint8Array): ChainEvent {
@@ -48,8 +92,16 @@ export function decodeChainEvent(bytes: Uint8Array): ChainEvent {
   const kind = o["event"];
   if (typeof kind !== "string" || typeof o[kind] !== "object" || o[kind] === null)
     throw new EventDecodeError("chain_event without an event");
-  return { kind, ...rename(o[kind], camel) } as ChainEvent;
+  const fields = rename(o[kind], camel);
+  if (kind === "wallet_output") {
+    if (!/^[0-9a-f]{64}$/.test(String(fields["txid"])) || !isHex(fields["scriptHex"]))
+      throw new EventDecodeError("wallet_output needs a 64-hex txid and a hex script");
+    fields["amountSat"] = BigInt(String(fields["amountSat"]));
+  }
+  return { kind, ...fields } as ChainEvent;
 }
+
+const isHex = (v: unknown): v is string => typeof v === "string" && /^(?:[0-9a-f]{2})*$/.test(v);
 
 export const encodeWatchAnchor = (w: WatchAnchor): Buffer =>
   Buffer.from(WatchAnchorType.encode(rename(w, snake)).finish());
@@ -59,4 +111,72 @@ export function decodeWatchAnchor(bytes: Uint8Array): WatchAnchor {
   if (typeof o["channelId"] !== "string" || !/^[0-9a-f]{64}$/.test(String(o["txid"])))
     throw new EventDecodeError("watch_anchor needs a channel_id and a 64-hex txid");
   return o as unknown as WatchAnchor;
+}
+
+/** `<prefix>.watch_script`: output scripts (lowercase hex) of the channel service's wallet. */
+export const encodeWatchScripts = (scriptsHex: readonly string[]): Buffer =>
+  Buffer.from(WatchScriptsType.encode({ script_hex: scriptsHex }).finish());
+
+/** The scripts, lowercased; each must be non-empty hex of at most 10,000 bytes (consensus limit). */
+export function decodeWatchScripts(bytes: Uint8Array): string[] {
+  const list = decode(WatchScriptsType, bytes)["script_hex"];
+  if (!Array.isArray(list)) throw new EventDecodeError("watch_scripts without script_hex");
+  return list.map((v: unknown) => {
+    const h = typeof v === "string" ? v.toLowerCase() : "";
+    if (h === "" || h.length > 20_000 || !isHex(h))
+      throw new EventDecodeError(
+        "watch_scripts: every script_hex must be non-empty hex (at most 10,000 bytes)",
+      );
+    return h;
+  });
+}
+
+/** A reply with nothing but an error; "" means done. */
+export const encodeRequestReply = (error: string): Buffer =>
+  Buffer.from(RequestReplyType.encode({ error }).finish());
+
+export function decodeRequestReply(bytes: Uint8Array): { error: string } {
+  const error = decode(RequestReplyType, bytes)["error"];
+  if (typeof error !== "string") throw new EventDecodeError("request_reply without error");
+  return { error };
+}
+
+/** `<prefix>.broadcast`: a serialized transaction. */
+export const encodeBroadcastRequest = (tx: Uint8Array): Buffer =>
+  Buffer.from(BroadcastRequestType.encode({ tx }).finish());
+
+export function decodeBroadcastRequest(bytes: Uint8Array): { tx: Buffer } {
+  const tx = decode(BroadcastRequestType, bytes)["tx"];
+  if (!(tx instanceof Uint8Array) || tx.length === 0)
+    throw new EventDecodeError("broadcast_request without a tx");
+  return { tx: Buffer.from(tx) };
+}
+
+export const encodeBroadcastReply = (r: BroadcastReply): Buffer =>
+  Buffer.from(BroadcastReplyType.encode("txid" in r ? { txid: r.txid } : r).finish());
+
+const BROADCAST_CODES: readonly string[] = ["REJECTED", "UNAVAILABLE", "BAD_REQUEST"];
+
+export function decodeBroadcastReply(bytes: Uint8Array): BroadcastReply {
+  const o = decode(BroadcastReplyType, bytes);
+  const { txid, error, code } = o;
+  if (typeof txid !== "string" || typeof error !== "string" || typeof code !== "string")
+    throw new EventDecodeError("broadcast_reply fields missing");
+  if (error === "" && code === "") {
+    if (!/^[0-9a-f]{64}$/.test(txid)) throw new EventDecodeError("broadcast_reply: txid must be 64 hex");
+    return { txid };
+  }
+  if (!BROADCAST_CODES.includes(code))
+    throw new EventDecodeError(`broadcast_reply: unknown code ${JSON.stringify(code)}`);
+  return { error, code: code as BroadcastErrorCode };
+}
+
+export const encodeTip = (t: ChainTip): Buffer => Buffer.from(TipType.encode(t).finish());
+
+export function decodeTip(bytes: Uint8Array): ChainTip {
+  const { height, hash, time } = decode(TipType, bytes);
+  if (typeof height !== "number" || typeof time !== "number" || typeof hash !== "string")
+    throw new EventDecodeError("tip fields missing");
+  if (hash !== "" && !/^[0-9a-f]{64}$/.test(hash)) throw new EventDecodeError("tip: hash must be 64 hex");
+  return { height, hash, time };
 }

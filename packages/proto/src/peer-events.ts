@@ -1,4 +1,4 @@
-/** Between the peer gateway and the channel service on NATS: per-peer subjects and connection events. */
+/** Between the peer gateway and the channel service on NATS: per-peer subjects, connection events and control requests. */
 /** Why a peer's connection ended: the transport's reasons plus the gateway's own. */
 export type DisconnectReason =
   // the transport's close codes (@ln/transport CloseCode)
@@ -69,4 +69,157 @@ export function peerSubjects(
 ): { in: string; out: string; events: string; ack: string } {
   const base = `${prefix}.${peerNodeIdHex}`;
   return { in: `${base}.in`, out: `${base}.out`, events: `${base}.events`, ack: `${base}.ack` };
+}
+
+/*
+ * Control requests from the channel service to the peer gateway (JSON, NATS request/reply):
+ * `<prefix>.ctl.connect` dials a peer, `<prefix>.ctl.peers` lists live connections. The gateway
+ * serves both in the queue group `PEER_CONTROL_QUEUE`, so each request reaches one replica.
+ * ("ctl" is never a node id, so these never meet the per-peer subjects.)
+ */
+
+/** The NATS queue group the gateway replicas serve the control subjects in. */
+export const PEER_CONTROL_QUEUE = "peer-gateway";
+
+/** The control subjects under a peer prefix (e.g. "ln1.peer" → "ln1.peer.ctl.connect"). */
+export function peerControlSubjects(prefix: string): { connect: string; peers: string } {
+  return { connect: `${prefix}.ctl.connect`, peers: `${prefix}.ctl.peers` };
+}
+
+/** Why a connect request failed (`{ok:false, code, message}`); `message` says what to do. */
+export type PeerConnectErrorCode =
+  | "BAD_REQUEST" // the request did not decode: message names the field
+  | "UNREACHABLE" // no TCP connection to host:port (refused, no route, DNS, timed out)
+  | "HANDSHAKE_FAILED" // BOLT #8 failed: usually nodeId is not the node listening at host:port
+  | "HANDSHAKE_TIMEOUT" // the acts or authenticate did not finish in time
+  | "AUTHENTICATE_FAILED" // the peer's authenticate was invalid, or it sent `error`
+  | "ACK_UNAVAILABLE" // the channel service's answer to the ack request was an error
+  | "GATEWAY_CLOSED" // the gateway is shutting down
+  | "INTERNAL";
+
+const CONNECT_ERROR_CODES: ReadonlySet<string> = new Set<PeerConnectErrorCode>([
+  "BAD_REQUEST",
+  "UNREACHABLE",
+  "HANDSHAKE_FAILED",
+  "HANDSHAKE_TIMEOUT",
+  "AUTHENTICATE_FAILED",
+  "ACK_UNAVAILABLE",
+  "GATEWAY_CLOSED",
+  "INTERNAL",
+]);
+
+/** `<prefix>.ctl.connect` request: dial `host:port`, expecting the node `nodeId` (66 hex). */
+export interface PeerConnectRequest {
+  host: string;
+  port: number;
+  nodeId: string;
+}
+
+export type PeerConnectReply =
+  { ok: true; nodeId: string } | { ok: false; code: PeerConnectErrorCode; message: string };
+
+/** One live, authenticated connection of the answering gateway replica. */
+export interface PeerConnectionInfo {
+  nodeId: string;
+  /** What we dialled (outbound), or the remote socket address (inbound). */
+  host: string;
+  port: number;
+  direction: "inbound" | "outbound";
+}
+
+/** `<prefix>.ctl.peers` reply (the request payload is ignored). */
+export interface PeersReply {
+  peers: PeerConnectionInfo[];
+}
+
+export class PeerControlDecodeError extends Error {
+  override readonly name = "PeerControlDecodeError";
+}
+
+const NODE_ID_HEX = /^0[23][0-9a-f]{64}$/;
+// A DNS name or an IP literal: printable, no spaces, no control characters.
+const HOST = /^[\x21-\x7e]{1,255}$/;
+const MAX_MESSAGE = 1000;
+
+function parseObject(bytes: Uint8Array, what: string): Record<string, unknown> {
+  let o: unknown;
+  try {
+    o = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("utf8"));
+  } catch {
+    throw new PeerControlDecodeError(`${what}: not JSON`);
+  }
+  if (typeof o !== "object" || o === null || Array.isArray(o))
+    throw new PeerControlDecodeError(`${what}: not a JSON object`);
+  return o as Record<string, unknown>;
+}
+
+const isPort = (v: unknown, min: number): v is number =>
+  typeof v === "number" && Number.isInteger(v) && v >= min && v <= 65535;
+
+const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v), "utf8");
+
+export const encodePeerConnectRequest = (r: PeerConnectRequest): Buffer =>
+  json({ host: r.host, port: r.port, nodeId: r.nodeId });
+
+export function decodePeerConnectRequest(bytes: Uint8Array): PeerConnectRequest {
+  const r = parseObject(bytes, "connect request");
+  const host = r["host"];
+  const port = r["port"];
+  const nodeId = r["nodeId"];
+  if (typeof host !== "string" || !HOST.test(host))
+    throw new PeerControlDecodeError(
+      "connect request: host must be a hostname or IP address (1-255 printable characters, no spaces)",
+    );
+  if (!isPort(port, 1))
+    throw new PeerControlDecodeError("connect request: port must be an integer from 1 to 65535");
+  if (typeof nodeId !== "string" || !NODE_ID_HEX.test(nodeId))
+    throw new PeerControlDecodeError(
+      "connect request: nodeId must be the peer's compressed public key as 66 lowercase hex (02... or 03...)",
+    );
+  return { host, port, nodeId };
+}
+
+export const encodePeerConnectReply = (r: PeerConnectReply): Buffer =>
+  json(r.ok ? { ok: true, nodeId: r.nodeId } : { ok: false, code: r.code, message: r.message });
+
+export function decodePeerConnectReply(bytes: Uint8Array): PeerConnectReply {
+  const r = parseObject(bytes, "connect reply");
+  if (r["ok"] === true && typeof r["nodeId"] === "string" && NODE_ID_HEX.test(r["nodeId"]))
+    return { ok: true, nodeId: r["nodeId"] };
+  if (
+    r["ok"] === false &&
+    typeof r["code"] === "string" &&
+    CONNECT_ERROR_CODES.has(r["code"]) &&
+    typeof r["message"] === "string" &&
+    r["message"].length <= MAX_MESSAGE
+  )
+    return { ok: false, code: r["code"] as PeerConnectErrorCode, message: r["message"] };
+  throw new PeerControlDecodeError("connect reply: neither {ok:true,nodeId} nor {ok:false,code,message}");
+}
+
+export const encodePeersReply = (r: PeersReply): Buffer =>
+  json({
+    peers: r.peers.map((p) => ({ nodeId: p.nodeId, host: p.host, port: p.port, direction: p.direction })),
+  });
+
+export function decodePeersReply(bytes: Uint8Array): PeersReply {
+  const r = parseObject(bytes, "peers reply");
+  const list = r["peers"];
+  if (!Array.isArray(list)) throw new PeerControlDecodeError("peers reply: peers is not an array");
+  const peers = list.map((p: unknown, i): PeerConnectionInfo => {
+    if (typeof p !== "object" || p === null) throw new PeerControlDecodeError(`peers reply: peers[${i}]`);
+    const q = p as Record<string, unknown>;
+    const { nodeId, host, port, direction } = q;
+    if (
+      typeof nodeId !== "string" ||
+      !NODE_ID_HEX.test(nodeId) ||
+      typeof host !== "string" ||
+      host.length > 255 ||
+      !isPort(port, 0) ||
+      (direction !== "inbound" && direction !== "outbound")
+    )
+      throw new PeerControlDecodeError(`peers reply: peers[${i}] is not {nodeId, host, port, direction}`);
+    return { nodeId, host, port, direction };
+  });
+  return { peers };
 }

@@ -154,15 +154,32 @@ export interface AnchorFundingMsg {
   channel: number;
   peer_commit_key: Buffer;
 }
+/** A withdrawal output: a P2WPKH, P2WSH, P2SH or P2PKH script that is not ours. */
+export interface ExternalOutputMsg {
+  script: Buffer;
+}
 export interface OutputOwnerMsg {
-  owner?: "wallet_key_index" | "anchor";
+  owner?: "wallet_key_index" | "anchor" | "external";
   wallet_key_index?: number;
   anchor?: AnchorFundingMsg | null;
+  external?: ExternalOutputMsg | null;
 }
 export interface SignWalletSpendRequest {
   tx_hex: string;
   inputs: WalletInputMsg[];
   outputs: OutputOwnerMsg[];
+}
+export interface InvoiceHashRequest {
+  index: number;
+}
+export interface InvoiceHashReply {
+  r_hash: Buffer;
+}
+export interface RevealInvoiceRequest {
+  index: number;
+}
+export interface RevealInvoiceReply {
+  r: Buffer;
 }
 
 /** Every RPC: [request, reply]. */
@@ -180,6 +197,8 @@ export interface SignerMethods {
   SignJustice: [SignJusticeRequest, SignaturesReply];
   WalletKey: [WalletKeyRequest, WalletKeyReply];
   SignWalletSpend: [SignWalletSpendRequest, SignaturesReply];
+  InvoiceHash: [InvoiceHashRequest, InvoiceHashReply];
+  RevealInvoice: [RevealInvoiceRequest, RevealInvoiceReply];
 }
 export type SignerMethod = keyof SignerMethods;
 

@@ -1,6 +1,6 @@
 import type { Output } from "@ln/channel-core";
 import { decodeChainEvent, encodeWatchAnchor, EventDecodeError, type ChainEvent } from "@ln/proto";
-import type { NatsConnection, Subscription } from "nats";
+import { AckPolicy, DeliverPolicy, type NatsConnection, type Subscription } from "nats";
 import { serialWork } from "./serial.js";
 import type { ChannelRunner } from "./runner.js";
 
@@ -83,4 +83,69 @@ export function attachChain(opts: {
       }
     },
   });
+}
+
+/**
+ * Takes the chain watcher's events from its JetStream stream through a durable consumer of this
+ * replica, in order, acknowledging each once handled: a restart resumes after the last handled
+ * event. A failed event is redelivered after `retryMs`; one that does not decode is dropped and
+ * reported. Waits (reporting it) until the watcher has created its stream.
+ */
+export async function consumeChainEvents(opts: {
+  nc: NatsConnection;
+  prefix: string;
+  /** Durable consumer name: one per replica. */
+  durable: string;
+  handle: (event: ChainEvent) => Promise<void>;
+  log: (line: string) => void;
+  retryMs?: number;
+}): Promise<{ stop: () => Promise<void> }> {
+  const jsm = await opts.nc.jetstreamManager();
+  const subject = `${opts.prefix}.block_connected`;
+  let stream: string | undefined;
+  for (let waited = 0; stream === undefined; waited++) {
+    stream = await jsm.streams.find(subject).catch(() => undefined);
+    if (stream === undefined) {
+      if (waited % 10 === 0)
+        opts.log(
+          `waiting for the chain watcher's stream (subject ${subject}); start the watchtower for this node`,
+        );
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  const durable = opts.durable.replace(/[^A-Za-z0-9_-]/g, "_");
+  await jsm.consumers.add(stream, {
+    durable_name: durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: `${opts.prefix}.>`,
+    max_ack_pending: 1,
+  });
+  const consumer = await opts.nc.jetstream().consumers.get(stream, durable);
+  const messages = await consumer.consume();
+  const done = (async () => {
+    for await (const m of messages) {
+      let event: ChainEvent;
+      try {
+        event = decodeChainEvent(m.data);
+      } catch (e) {
+        opts.log(`dropping a chain event that does not decode (${m.subject}): ${(e as Error).message}`);
+        m.term();
+        continue;
+      }
+      try {
+        await opts.handle(event);
+        m.ack();
+      } catch (e) {
+        opts.log(`chain event ${event.kind} failed, retrying: ${e instanceof Error ? e.message : String(e)}`);
+        m.nak(opts.retryMs ?? 2000);
+      }
+    }
+  })();
+  return {
+    stop: async () => {
+      await messages.close();
+      await done;
+    },
+  };
 }

@@ -53,6 +53,92 @@ export const MIGRATIONS: readonly Migration[] = [
      PRIMARY KEY (token_id, key)
    );`,
   },
+  {
+    version: 3, // the running node: who each channel is with, payments, invoices, the on-chain wallet
+    sql: (s) => `ALTER TABLE ${s}.channels
+     ADD COLUMN peer_node_id text,
+     ADD COLUMN signer_channel integer,
+     ADD COLUMN phase text NOT NULL DEFAULT 'opening',
+     ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();
+   -- One live channel per peer (the draft has no channel ids on the wire).
+   CREATE UNIQUE INDEX channels_live_peer ON ${s}.channels (peer_node_id)
+     WHERE phase NOT IN ('closed', 'failed');
+   CREATE TABLE ${s}.payments (
+     id text PRIMARY KEY,
+     channel_id text NOT NULL REFERENCES ${s}.channels(id),
+     htlc_id numeric(20) NOT NULL,
+     r_hash text NOT NULL,
+     amount_msat numeric(20) NOT NULL,
+     expiry jsonb NOT NULL,
+     status text NOT NULL DEFAULT 'pending',
+     failure_reason text,
+     preimage text,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     settled_at timestamptz,
+     UNIQUE (channel_id, htlc_id)
+   );
+   CREATE TABLE ${s}.invoices (
+     r_hash text PRIMARY KEY,
+     signer_index integer NOT NULL UNIQUE,
+     amount_msat numeric(20) NOT NULL,
+     description text NOT NULL,
+     status text NOT NULL DEFAULT 'open',
+     created_at timestamptz NOT NULL DEFAULT now(),
+     settled_at timestamptz
+   );
+   CREATE TABLE ${s}.chain_tip (
+     id integer PRIMARY KEY CHECK (id = 1),
+     height integer NOT NULL,
+     hash text NOT NULL,
+     time integer NOT NULL
+   );
+   CREATE TABLE ${s}.wallet_keys (
+     key_index integer PRIMARY KEY,
+     script_hex text NOT NULL UNIQUE,
+     address text NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE TABLE ${s}.wallet_utxos (
+     txid text NOT NULL,
+     vout integer NOT NULL,
+     amount_sat numeric(20) NOT NULL,
+     key_index integer NOT NULL REFERENCES ${s}.wallet_keys(key_index),
+     height integer NOT NULL,
+     block_hash text NOT NULL,
+     -- The transaction of ours that spends it (an anchor or a withdrawal), once signed.
+     spent_by text,
+     PRIMARY KEY (txid, vout)
+   );
+   -- Closes and commitments we broadcast: to tell our spend of an anchor from theirs, and to
+   -- broadcast again until confirmed.
+   CREATE TABLE ${s}.broadcasts (
+     txid text PRIMARY KEY,
+     channel_id text NOT NULL REFERENCES ${s}.channels(id),
+     kind text NOT NULL,
+     tx_hex text NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now()
+   );
+   -- Our signed wallet spends, kept until confirmed so they can be re-broadcast.
+   CREATE TABLE ${s}.wallet_spends (
+     txid text PRIMARY KEY,
+     tx_hex text NOT NULL,
+     purpose text NOT NULL,
+     channel_id text,
+     created_at timestamptz NOT NULL DEFAULT now()
+   );`,
+  },
+  {
+    version: 4, // the wallet's spends (wallet.ts): when handed to the chain, when seen in a block, their change
+    sql: (s) => `ALTER TABLE ${s}.wallet_spends
+     -- First handed to the chain: a withdrawal at once, an anchor when the core asks for it to
+     -- broadcast (never before open_commit_sig). Only these are re-broadcast.
+     ADD COLUMN broadcast_at timestamptz,
+     -- A block holding it was seen (0: seen, height unknown); cleared when that block is disconnected.
+     ADD COLUMN confirmed_height integer,
+     -- What it pays back to our own wallet keys (the unconfirmed balance until it confirms).
+     ADD COLUMN change_sat numeric(20) NOT NULL DEFAULT 0;
+   CREATE INDEX wallet_spends_channel ON ${s}.wallet_spends (channel_id) WHERE channel_id IS NOT NULL;`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

@@ -38,6 +38,37 @@ export interface Transition extends Step {
   sends: OutboxMessage[];
 }
 
+/** A channel's row without its state. `leaseHeld`: someone's lease on it has not expired. */
+export interface ChannelRow {
+  id: string;
+  peerNodeId: string | undefined;
+  signerChannel: number | undefined;
+  phase: ChannelState["phase"];
+  leaseOwner: string | undefined;
+  leaseHeld: boolean;
+  createdAt: Date;
+}
+
+interface ChannelDbRow {
+  id: string;
+  peer_node_id: string | null;
+  signer_channel: number | null;
+  phase: ChannelState["phase"];
+  lease_owner: string | null;
+  held: boolean | null;
+  created_at: Date;
+}
+
+const toRow = (r: ChannelDbRow): ChannelRow => ({
+  id: r.id,
+  peerNodeId: r.peer_node_id ?? undefined,
+  signerChannel: r.signer_channel ?? undefined,
+  phase: r.phase,
+  leaseOwner: r.lease_owner ?? undefined,
+  leaseHeld: r.held === true,
+  createdAt: r.created_at,
+});
+
 export class ChannelStore {
   readonly schema: string;
   private readonly quoted: string;
@@ -59,13 +90,40 @@ export class ChannelStore {
     await migrateChannelService(this.pool, this.schema);
   }
 
-  /** Stores a new channel with the messages its creation produced. */
-  async create(id: string, created: Step): Promise<Transition> {
+  /**
+   * Stores a new channel with the messages its creation produced; with `owner`, under a fresh
+   * lease of `leaseMs`. A second live channel with the same peer is refused (CHANNEL_EXISTS).
+   */
+  async create(
+    id: string,
+    created: Step,
+    meta: { peerNodeId?: string; signerChannel?: number; owner?: string; leaseMs?: number } = {},
+  ): Promise<Transition> {
     return this.inTransaction(async (c) => {
-      const r = await c.query(
-        `INSERT INTO ${this.t("channels")} (id, state) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-        [id, serializeState(created.state)],
-      );
+      let r: pg.QueryResult;
+      try {
+        r = await c.query(
+          `INSERT INTO ${this.t("channels")} (id, state, phase, peer_node_id, signer_channel, lease_owner, lease_expires)
+           VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6::text IS NULL THEN NULL ELSE now() + make_interval(secs => $7::double precision / 1000) END)
+           ON CONFLICT (id) DO NOTHING`,
+          [
+            id,
+            serializeState(created.state),
+            created.state.phase,
+            meta.peerNodeId ?? null,
+            meta.signerChannel ?? null,
+            meta.owner ?? null,
+            meta.leaseMs ?? 0,
+          ],
+        );
+      } catch (e) {
+        if ((e as { code?: string }).code === "23505")
+          throw new StoreError(
+            "CHANNEL_EXISTS",
+            `there is already a live channel with peer ${meta.peerNodeId}`,
+          );
+        throw e;
+      }
       if (r.rowCount === 0) throw new StoreError("CHANNEL_EXISTS", `channel ${id} already exists`);
       return { ...created, sends: await this.appendOutbox(c, id, created.outputs) };
     });
@@ -111,11 +169,39 @@ export class ChannelStore {
         );
       const next = run(deserializeState(row.state));
       await c.query(
-        `UPDATE ${this.t("channels")} SET state = $2, version = version + 1, updated_at = now() WHERE id = $1`,
-        [id, serializeState(next.state)],
+        `UPDATE ${this.t("channels")} SET state = $2, phase = $3, version = version + 1, updated_at = now() WHERE id = $1`,
+        [id, serializeState(next.state), next.state.phase],
       );
       return { ...next, sends: await this.appendOutbox(c, id, next.outputs) };
     });
+  }
+
+  /** Every channel's row, newest first: who it is with, its phase and its lease. */
+  async rows(): Promise<ChannelRow[]> {
+    const r = await this.pool.query<ChannelDbRow>(
+      `SELECT id, peer_node_id, signer_channel, phase, lease_owner, (lease_expires > now()) AS held, created_at
+         FROM ${this.t("channels")} ORDER BY created_at DESC, id`,
+    );
+    return r.rows.map(toRow);
+  }
+
+  async row(id: string): Promise<ChannelRow | undefined> {
+    const r = await this.pool.query<ChannelDbRow>(
+      `SELECT id, peer_node_id, signer_channel, phase, lease_owner, (lease_expires > now()) AS held, created_at
+         FROM ${this.t("channels")} WHERE id = $1`,
+      [id],
+    );
+    return r.rows[0] ? toRow(r.rows[0]) : undefined;
+  }
+
+  /** The live (not closed, not failed) channel with a peer, if any. */
+  async liveWith(peerNodeId: string): Promise<ChannelRow | undefined> {
+    const r = await this.pool.query<ChannelDbRow>(
+      `SELECT id, peer_node_id, signer_channel, phase, lease_owner, (lease_expires > now()) AS held, created_at
+         FROM ${this.t("channels")} WHERE peer_node_id = $1 AND phase NOT IN ('closed', 'failed')`,
+      [peerNodeId],
+    );
+    return r.rows[0] ? toRow(r.rows[0]) : undefined;
   }
 
   async load(id: string): Promise<ChannelState | undefined> {

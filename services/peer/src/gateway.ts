@@ -12,7 +12,14 @@ import {
   type SignSession,
   type StaticEcdh,
 } from "@ln/transport";
-import { encodePeerEvent, peerSubjects, type DisconnectReason, type PeerEvent } from "@ln/proto";
+import {
+  encodePeerEvent,
+  peerSubjects,
+  type DisconnectReason,
+  type PeerConnectErrorCode,
+  type PeerConnectionInfo,
+  type PeerEvent,
+} from "@ln/proto";
 
 export interface PeerGatewayOptions {
   /** Our node id: the 33-byte compressed node public key. */
@@ -42,8 +49,28 @@ export interface Connected {
   theirAck: bigint;
 }
 
+/** Why `PeerGateway.connect` failed; `message` is written for an operator and holds no secret. */
+export class DialError extends Error {
+  override readonly name = "DialError";
+  constructor(
+    readonly code: Exclude<PeerConnectErrorCode, "BAD_REQUEST">,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Where a connection came from: for `connections`. */
+interface Origin {
+  host: string;
+  port: number;
+  direction: "inbound" | "outbound";
+}
+
 interface Session {
   readonly peer: string;
+  readonly origin: Origin;
   readonly conn: NoiseConnection;
   readonly sub: Subscription;
   readonly subjects: { in: string; out: string; events: string };
@@ -60,6 +87,94 @@ const MAX_U64 = (1n << 64n) - 1n;
 
 const clip = (s: string): string => (s.length > MAX_LOGGED_TEXT ? `${s.slice(0, MAX_LOGGED_TEXT)}...` : s);
 const errorText = (e: unknown): string => clip(e instanceof Error ? e.message : String(e));
+
+/** Resolves once the socket connects; rejects if it errors or is destroyed (our deadline) first. */
+function connected(socket: Socket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      socket.off("connect", onConnect);
+      socket.off("error", onError);
+      socket.off("close", onClose);
+    };
+    const onConnect = (): void => (done(), resolve());
+    const onError = (e: Error): void => (done(), reject(e));
+    const onClose = (): void => (done(), reject(new Error("closed before the TCP connection was made")));
+    socket.once("connect", onConnect);
+    socket.once("error", onError);
+    socket.once("close", onClose);
+  });
+}
+
+/** A failed dial as a DialError with a message that says what to check. */
+function dialError(
+  e: unknown,
+  c: {
+    stage: "tcp" | "handshake" | "authenticate";
+    timedOut: boolean;
+    where: string;
+    peerHex: string;
+    timeoutMs: number;
+  },
+): DialError {
+  const opts = { cause: e };
+  if (c.stage === "tcp") {
+    const code = (e as { code?: unknown }).code;
+    const why = c.timedOut
+      ? `no TCP connection within ${2 * c.timeoutMs} ms`
+      : typeof code === "string"
+        ? code
+        : errorText(e);
+    return new DialError(
+      "UNREACHABLE",
+      `cannot reach ${c.where} (${why}): check the host and port, and that the peer is listening there`,
+      opts,
+    );
+  }
+  if (c.timedOut || (e instanceof ConnectionClosed && e.code === "HANDSHAKE_TIMEOUT"))
+    return new DialError(
+      "HANDSHAKE_TIMEOUT",
+      `the ${c.stage === "handshake" ? "BOLT #8 handshake" : "authenticate exchange"} with ${c.where} did not finish in time: the peer is slow or not a Lightning node of this protocol`,
+      opts,
+    );
+  if (c.stage === "handshake" && e instanceof ConnectionClosed)
+    return new DialError(
+      "HANDSHAKE_FAILED",
+      `the BOLT #8 handshake with ${c.where} failed (${e.handshakeCode ?? e.code}): check that ${c.peerHex} is the node id of the node listening there`,
+      opts,
+    );
+  if (c.stage === "handshake")
+    return new DialError(
+      "INTERNAL",
+      `the BOLT #8 handshake with ${c.where} failed on our side (${errorText(e)}): check that the signer is reachable`,
+      opts,
+    );
+  if (e instanceof AckError)
+    return new DialError(
+      "ACK_UNAVAILABLE",
+      `could not get our ack for ${c.peerHex} from the channel service (${errorText(e.cause)}): check the channel service's logs`,
+      opts,
+    );
+  if (e instanceof AuthenticateError)
+    return new DialError(
+      "AUTHENTICATE_FAILED",
+      e.code === "PEER_ERROR"
+        ? `the peer at ${c.where} refused the session: ${clip(e.problem)}`
+        : `the peer at ${c.where} sent an invalid authenticate (${e.code})`,
+      opts,
+    );
+  if (e instanceof ConnectionClosed)
+    return new DialError(
+      "AUTHENTICATE_FAILED",
+      `the connection to ${c.where} closed during authenticate (${e.code}): the peer may have refused us, see its logs`,
+      opts,
+    );
+  return new DialError("INTERNAL", `connecting to ${c.where} failed: ${errorText(e)}`, opts);
+}
+
+/** ackFor failed (the channel service's answer was an error). */
+class AckError extends Error {
+  override readonly name = "AckError";
+}
 
 /**
  * The peer gateway (DESIGN.md 1, 3): accepts and dials BOLT #8 connections, runs `authenticate`,
@@ -104,6 +219,11 @@ export class PeerGateway {
     return [...this.#sessions.keys()];
   }
 
+  /** Live, authenticated connections: who, where, which way. */
+  get connections(): PeerConnectionInfo[] {
+    return [...this.#sessions.values()].map((s) => ({ nodeId: s.peer, ...s.origin }));
+  }
+
   /** Inbound connections currently mid-handshake. */
   get pendingHandshakes(): number {
     return this.#pending.size;
@@ -122,29 +242,38 @@ export class PeerGateway {
     return bound;
   }
 
-  /** Dials a peer, runs the handshake (authenticating `remoteNodeId`) and authenticate. */
+  /**
+   * Dials a peer, runs the handshake (authenticating `remoteNodeId`) and authenticate. Fails
+   * with a `DialError` (its `cause` is the underlying error).
+   */
   async connect(host: string, port: number, remoteNodeId: Buffer): Promise<Connected> {
-    if (this.#closed) throw new Error("gateway closed");
+    const where = `${host}:${port}`;
+    const peerHex = remoteNodeId.toString("hex");
+    if (this.#closed) throw new DialError("GATEWAY_CLOSED", "the peer gateway is shutting down");
     const socket = net.connect(port, host);
     this.#track(socket);
-    const deadline = setTimeout(() => socket.destroy(), 2 * this.#timeoutMs); // acts + authenticate
+    let timedOut = false;
+    const deadline = setTimeout(() => {
+      timedOut = true;
+      socket.destroy();
+    }, 2 * this.#timeoutMs); // acts + authenticate
+    let stage: "tcp" | "handshake" | "authenticate" = "tcp";
     try {
-      await once(socket, "connect");
+      await connected(socket);
+      stage = "handshake";
       const conn = await initiate(socket, { ...this.#connOpts(), remoteStatic: remoteNodeId });
+      stage = "authenticate";
       const theirAck = await this.#authenticate(conn);
       clearTimeout(deadline);
-      this.#attach(conn, theirAck);
+      this.#attach(conn, theirAck, { host, port, direction: "outbound" });
       return { peerNodeId: conn.remoteStatic.toString("hex"), theirAck };
     } catch (e) {
       socket.destroy();
-      this.#log({
-        event: "dial_failed",
-        host,
-        port,
-        peer: remoteNodeId.toString("hex"),
-        error: errorText(e),
-      });
-      throw e;
+      const err = this.#closed
+        ? new DialError("GATEWAY_CLOSED", "the peer gateway is shutting down", { cause: e })
+        : dialError(e, { stage, timedOut, where, peerHex, timeoutMs: this.#timeoutMs });
+      this.#log({ event: "dial_failed", host, port, peer: peerHex, code: err.code, error: errorText(e) });
+      throw err;
     } finally {
       clearTimeout(deadline);
     }
@@ -206,6 +335,11 @@ export class PeerGateway {
     }
     this.#pending.add(socket);
     const remote = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
+    const origin: Origin = {
+      host: socket.remoteAddress ?? "",
+      port: socket.remotePort ?? 0,
+      direction: "inbound",
+    };
     // The transport's deadline covers the three acts; this one covers the acts plus authenticate.
     const deadline = setTimeout(() => socket.destroy(), 2 * this.#timeoutMs);
     void (async () => {
@@ -216,7 +350,7 @@ export class PeerGateway {
           conn.close(); // evicted or the gateway closed meanwhile
           return;
         }
-        this.#attach(conn, theirAck);
+        this.#attach(conn, theirAck, origin);
       } catch (e) {
         socket.destroy();
         const line: Record<string, unknown> = { event: "inbound_failed", remote, error: errorText(e) };
@@ -247,11 +381,13 @@ export class PeerGateway {
       ack = await this.#o.ackFor(conn.remoteStatic);
     } catch (e) {
       conn.close();
-      throw new Error(`ackFor failed: ${errorText(e)}`);
+      throw new AckError(`ackFor failed: ${errorText(e)}`, { cause: e });
     }
     if (ack < 0n || ack > MAX_U64) {
       conn.close();
-      throw new Error(`ackFor returned ${ack}, not a uint64`);
+      throw new AckError(`ackFor returned ${ack}, not a uint64`, {
+        cause: new Error(`${ack} is not a uint64`),
+      });
     }
     const { remoteAck } = await authenticate(conn, {
       nodeId: this.#o.nodeId,
@@ -261,7 +397,7 @@ export class PeerGateway {
     return remoteAck;
   }
 
-  #attach(conn: NoiseConnection, theirAck: bigint): void {
+  #attach(conn: NoiseConnection, theirAck: bigint, origin: Origin): void {
     if (this.#closed || !conn.isOpen) {
       conn.close();
       return;
@@ -273,7 +409,7 @@ export class PeerGateway {
     // Subscribe before announcing: the channel service's retransmission after `connected`
     // reaches the server after our SUB, on the same NATS connection.
     const sub = this.#o.nats.subscribe(subjects.out);
-    const s: Session = { peer, conn, sub, subjects, ended: false, unflushed: 0 };
+    const s: Session = { peer, origin, conn, sub, subjects, ended: false, unflushed: 0 };
     this.#sessions.set(peer, s);
     this.#publishEvent(s, { type: "connected", theirAck: theirAck.toString() });
     this.#log({ event: "connected", peer, theirAck: theirAck.toString() });

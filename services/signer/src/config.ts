@@ -13,6 +13,11 @@ export interface Config {
   seedKey: Buffer;
   /** Upper bound for a close fee and a wallet spend fee, in satoshi. */
   maxFeeSat: bigint;
+  /**
+   * Upper bound of the external outputs (withdrawals) of one wallet spend, in satoshi. 0 (the
+   * default): no withdrawals at all.
+   */
+  maxWithdrawalSat: bigint;
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -45,11 +50,14 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       problems.push("SIGNER_SEED_KEY must be 64 hex characters (32 bytes)");
     else seedKey = Buffer.from(seedKeyHex, "hex");
   }
-  const maxFeeText = env["SIGNER_MAX_FEE_SAT"]?.trim() || "100000";
-  let maxFeeSat = 0n;
-  if (!/^[0-9]{1,15}$/.test(maxFeeText))
-    problems.push(`SIGNER_MAX_FEE_SAT must be a whole number of satoshi, got ${JSON.stringify(maxFeeText)}`);
-  else maxFeeSat = BigInt(maxFeeText);
+  const satoshi = (name: string, fallback: string): bigint => {
+    const text = env[name]?.trim() || fallback;
+    if (/^[0-9]{1,15}$/.test(text)) return BigInt(text);
+    problems.push(`${name} must be a whole number of satoshi, got ${JSON.stringify(text)}`);
+    return 0n;
+  };
+  const maxFeeSat = satoshi("SIGNER_MAX_FEE_SAT", "100000");
+  const maxWithdrawalSat = satoshi("SIGNER_MAX_WITHDRAWAL_SAT", "0");
   if (problems.length > 0)
     throw new SignerError("CONFIG", `signer configuration:\n  ${problems.join("\n  ")}`);
   return {
@@ -60,5 +68,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     seedFile,
     seedKey,
     maxFeeSat,
+    maxWithdrawalSat,
   };
 }

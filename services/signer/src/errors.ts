@@ -37,7 +37,13 @@ export type RefusalCode =
   /** SignJustice: the transaction or commitment is not the recorded revoked commitment. */
   | "JUSTICE_MISMATCH"
   /** An output pays a script that is not one of our own keys (or the channel's anchor). */
-  | "FOREIGN_OUTPUT";
+  | "FOREIGN_OUTPUT"
+  /** A wallet spend has external outputs while SIGNER_MAX_WITHDRAWAL_SAT is 0 (the default). */
+  | "WITHDRAWALS_DISABLED"
+  /** A wallet spend's external outputs total more than SIGNER_MAX_WITHDRAWAL_SAT. */
+  | "WITHDRAWAL_TOO_LARGE"
+  /** An external output's script is not P2WPKH, P2WSH, P2SH or P2PKH. */
+  | "UNSUPPORTED_SCRIPT";
 
 export type SignerErrorCode =
   | RefusalCode

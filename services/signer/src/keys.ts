@@ -2,7 +2,7 @@
  * The master seed (encrypted at rest) and every key derived from it (README.md "Keys").
  * Private keys never leave this module except to sign inside the signer process.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import { sha256 } from "@ln/bitcoin";
@@ -89,7 +89,11 @@ export const PATHS = {
   final: (channel: number): string => `m/1017'/1'/${channel}'/1'`,
   shachain: (channel: number): string => `m/1017'/1'/${channel}'/2'`,
   wallet: (index: number): string => `m/1017'/2'/${index}'`,
+  /** Its private key is the HMAC key of the invoice preimages (never a signing key). */
+  invoice: "m/1017'/3'/0'",
 } as const;
+
+const INVOICE_LABEL = Buffer.from("ln-signer invoice");
 
 /** A hardened index: 0 .. 2^31 - 1. */
 export const MAX_INDEX = 0x7fff_ffff;
@@ -123,11 +127,13 @@ export class KeyRing {
   readonly #root: BIP32Interface;
   readonly #node: KeyPair;
   readonly #channels = new Map<number, ChannelKeys>();
+  readonly #invoiceKey: Buffer;
 
   constructor(seed: Uint8Array) {
     if (seed.length !== 32) throw new SignerError("BAD_SEED_FILE", "the master seed is 32 bytes");
     this.#root = bip32.fromSeed(Buffer.from(seed));
     this.#node = pair(this.#root.derivePath(PATHS.node));
+    this.#invoiceKey = pair(this.#root.derivePath(PATHS.invoice)).priv;
   }
 
   get nodePub(): Buffer {
@@ -157,6 +163,23 @@ export class KeyRing {
   wallet(index: number): KeyPair {
     checkIndex(index, "wallet key index");
     return pair(this.#root.derivePath(PATHS.wallet(index)));
+  }
+
+  /**
+   * R of invoice `index`: HMAC-SHA256(key = the private key at PATHS.invoice, message =
+   * "ln-signer invoice" || uint32be(index)). Secret until RevealInvoice.
+   */
+  invoicePreimage(index: number): Buffer {
+    checkIndex(index, "invoice index");
+    const msg = Buffer.alloc(INVOICE_LABEL.length + 4);
+    INVOICE_LABEL.copy(msg);
+    msg.writeUInt32BE(index, INVOICE_LABEL.length);
+    return createHmac("sha256", this.#invoiceKey).update(msg).digest();
+  }
+
+  /** The payment hash of invoice `index`: SHA256(R). */
+  invoiceHash(index: number): Buffer {
+    return sha256(this.invoicePreimage(index));
   }
 
   /** Our revocation preimage for commitment `number` of channel `index`. Secret until revealed. */

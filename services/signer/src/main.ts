@@ -44,6 +44,10 @@ async function main(): Promise<void> {
     log,
   });
   log(`listening on ${cfg.listen} (port ${running.port}), node key ${keys.nodePub.toString("hex")}`);
+  // The machine-readable ready line that supervisors (the lab, tests) wait for.
+  process.stdout.write(
+    `signer: ready ${JSON.stringify({ port: running.port, nodeId: keys.nodePub.toString("hex") })}\n`,
+  );
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

@@ -59,6 +59,8 @@ export interface PolicyStore {
 export interface PolicyConfig {
   /** Absolute bound on a close fee and a wallet spend fee. */
   maxFeeSat: bigint;
+  /** Bound on the external outputs (withdrawals) of one wallet spend; 0 or absent: none allowed. */
+  maxWithdrawalSat?: bigint;
 }
 
 /** Our keys for the channel, and the hash of our commitment `n` (derived, never stored). */
@@ -388,7 +390,19 @@ function checkOutputsOurs(channel: number | undefined, tx: Transaction, allowed:
 
 export type OutputOwner =
   | { kind: "wallet"; index: number; pubkey: Buffer }
-  | { kind: "anchor"; store: PolicyStore; ours: OurChannel; peerCommitKey: Buffer };
+  | { kind: "anchor"; store: PolicyStore; ours: OurChannel; peerCommitKey: Buffer }
+  | { kind: "external"; script: Buffer };
+
+/** P2WPKH, P2WSH, P2SH or P2PKH: the scripts a withdrawal may pay (anything else could be unspendable or non-standard). */
+export function isWithdrawalScript(s: Uint8Array): boolean {
+  const b = Buffer.from(s);
+  if (b.length === 22 && b[0] === 0x00 && b[1] === 0x14) return true; // OP_0 <20>
+  if (b.length === 34 && b[0] === 0x00 && b[1] === 0x20) return true; // OP_0 <32>
+  if (b.length === 23 && b[0] === 0xa9 && b[1] === 0x14 && b[22] === 0x87) return true; // OP_HASH160 <20> OP_EQUAL
+  return (
+    b.length === 25 && b[0] === 0x76 && b[1] === 0xa9 && b[2] === 0x14 && b[23] === 0x88 && b[24] === 0xac
+  ); // OP_DUP OP_HASH160 <20> OP_EQUALVERIFY OP_CHECKSIG
+}
 
 export interface WalletSpendRequest {
   tx: Transaction;
@@ -397,15 +411,28 @@ export interface WalletSpendRequest {
 }
 
 /**
- * SignWalletSpend: every output is one of our wallet keys (P2WPKH) or a channel's anchor (the
- * 2-of-2 of our commit key and the peer's, recorded for the channel if not yet known), with a fee
- * at most the configured maximum.
+ * SignWalletSpend: every output is one of our wallet keys (P2WPKH), a channel's anchor (the
+ * 2-of-2 of our commit key and the peer's, recorded for the channel if not yet known), or an
+ * external script (a withdrawal: P2WPKH/P2WSH/P2SH/P2PKH only, all of them together at most
+ * `maxWithdrawalSat`, none when it is 0), with a fee at most the configured maximum.
  */
 export async function authorizeWalletSpend(r: WalletSpendRequest, cfg: PolicyConfig): Promise<void> {
   if (r.inputs.length !== r.tx.ins.length) throw invalid("one WalletInput per transaction input");
   if (r.outputs.length !== r.tx.outs.length) throw invalid("one OutputOwner per transaction output");
+  let withdrawn = 0n;
   for (const [vout, owner] of r.outputs.entries()) {
     const script = r.tx.outs[vout]!.script;
+    if (owner.kind === "external") {
+      if (!owner.script.equals(script))
+        throw refuse("FOREIGN_OUTPUT", `output ${vout} does not pay the external script named for it`);
+      if (!isWithdrawalScript(script))
+        throw refuse(
+          "UNSUPPORTED_SCRIPT",
+          `output ${vout}: a withdrawal pays only a P2WPKH, P2WSH, P2SH or P2PKH script`,
+        );
+      withdrawn += r.tx.outs[vout]!.value;
+      continue;
+    }
     if (owner.kind === "wallet") {
       if (!p2wpkhOutput(owner.pubkey).equals(script))
         throw refuse("FOREIGN_OUTPUT", `output ${vout} does not pay wallet key ${owner.index}`);
@@ -420,6 +447,19 @@ export async function authorizeWalletSpend(r: WalletSpendRequest, cfg: PolicyCon
         `channel ${ch.index}: the peer's commit key differs from the recorded one`,
       );
     if (ch.peerCommitKey === undefined) await owner.store.update({ peerCommitKey: owner.peerCommitKey });
+  }
+  if (withdrawn > 0n || r.outputs.some((o) => o.kind === "external")) {
+    const limit = cfg.maxWithdrawalSat ?? 0n;
+    if (limit === 0n)
+      throw refuse(
+        "WITHDRAWALS_DISABLED",
+        `withdrawals to external scripts are disabled: set SIGNER_MAX_WITHDRAWAL_SAT to the largest total (satoshi) one spend may pay out`,
+      );
+    if (withdrawn > limit)
+      throw refuse(
+        "WITHDRAWAL_TOO_LARGE",
+        `the external outputs total ${withdrawn} sat, above SIGNER_MAX_WITHDRAWAL_SAT (${limit} sat); split the withdrawal or raise the limit`,
+      );
   }
   const inTotal = r.inputs.reduce<bigint>((a, i) => a + i.amount, 0n);
   const outTotal = r.tx.outs.reduce<bigint>((a, o) => a + o.value, 0n);

@@ -113,12 +113,15 @@ function handlers(s: SignerService): Handlers {
       };
     },
     WalletKey: (r) => ({ pubkey: s.walletKey(r.index) }),
+    InvoiceHash: (r) => ({ r_hash: s.invoiceHash(r.index) }),
+    RevealInvoice: async (r) => ({ r: await s.revealInvoice(r.index) }),
     SignWalletSpend: async (r) => {
       const outputs = r.outputs.map((o, i): WalletOutputOwner => {
         if (o.owner === "wallet_key_index" && o.wallet_key_index !== undefined)
           return { walletKeyIndex: o.wallet_key_index };
         if (o.owner === "anchor" && o.anchor)
           return { anchor: { channel: o.anchor.channel, peerCommitKey: o.anchor.peer_commit_key } };
+        if (o.owner === "external" && o.external) return { external: { script: o.external.script } };
         throw new SignerError("INVALID_REQUEST", `outputs[${i}] names no owner`);
       });
       const sigs = await s.signWalletSpend(

@@ -48,7 +48,9 @@ export interface NewChannel {
 }
 
 export type WalletOutputOwner =
-  { walletKeyIndex: number } | { anchor: { channel: number; peerCommitKey: Buffer } };
+  | { walletKeyIndex: number }
+  | { anchor: { channel: number; peerCommitKey: Buffer } }
+  | { external: { script: Buffer } };
 
 function check32(b: Uint8Array, what: string): void {
   if (b.length !== 32) throw invalid(`${what} must be 32 bytes, got ${b.length}`);
@@ -188,6 +190,22 @@ export class SignerService {
     }));
   }
 
+  /** The payment hash of invoice `index` (public; nothing recorded). */
+  invoiceHash(index: number): Buffer {
+    return this.keys.invoiceHash(index);
+  }
+
+  /**
+   * R of invoice `index`, after the reveal is recorded (audit: first and last time, count). No
+   * policy beyond the index range: revealing R is what the payee does to get paid, and asking
+   * again for the same index (after a crash) gets the same R.
+   */
+  async revealInvoice(index: number): Promise<Buffer> {
+    const r = this.keys.invoicePreimage(index);
+    await this.store.recordInvoiceReveal(index);
+    return r;
+  }
+
   walletKey(index: number): Buffer {
     return this.keys.wallet(index).pub;
   }
@@ -203,6 +221,7 @@ export class SignerService {
       const owners: OutputOwner[] = outputs.map((o) => {
         if ("walletKeyIndex" in o)
           return { kind: "wallet", index: o.walletKeyIndex, pubkey: this.keys.wallet(o.walletKeyIndex).pub };
+        if ("external" in o) return { kind: "external", script: o.external.script };
         if (o.anchor.peerCommitKey.length !== 33 || !ecc.isPoint(o.anchor.peerCommitKey))
           throw invalid("peer_commit_key must be a 33-byte compressed point");
         return {

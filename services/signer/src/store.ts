@@ -42,6 +42,16 @@ const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (channel, number)
       );`,
   },
+  {
+    version: 2, // the audit of invoice preimages revealed (RevealInvoice)
+    sql: (s) => `
+      CREATE TABLE ${s}.invoice_reveals (
+        idx integer PRIMARY KEY,
+        first_revealed_at timestamptz NOT NULL DEFAULT now(),
+        last_revealed_at timestamptz NOT NULL DEFAULT now(),
+        reveals integer NOT NULL DEFAULT 1
+      );`,
+  },
 ];
 
 interface ChannelRow {
@@ -197,6 +207,33 @@ export class SignerStore {
       `INSERT INTO ${this.#s}.channels DEFAULT VALUES RETURNING idx`,
     );
     return r.rows[0]!.idx;
+  }
+
+  /** Records that invoice `index`'s preimage is being revealed (again). */
+  async recordInvoiceReveal(index: number): Promise<void> {
+    await this.#pool.query(
+      `INSERT INTO ${this.#s}.invoice_reveals (idx) VALUES ($1)
+       ON CONFLICT (idx) DO UPDATE SET last_revealed_at = now(), reveals = invoice_reveals.reveals + 1`,
+      [index],
+    );
+  }
+
+  /** The audit record of invoice `index`: undefined if never revealed. */
+  async invoiceReveal(
+    index: number,
+  ): Promise<{ firstRevealedAt: Date; lastRevealedAt: Date; reveals: number } | undefined> {
+    const r = await this.#pool.query<{ first_revealed_at: Date; last_revealed_at: Date; reveals: number }>(
+      `SELECT first_revealed_at, last_revealed_at, reveals FROM ${this.#s}.invoice_reveals WHERE idx = $1`,
+      [index],
+    );
+    const row = r.rows[0];
+    return row === undefined
+      ? undefined
+      : {
+          firstRevealedAt: row.first_revealed_at,
+          lastRevealedAt: row.last_revealed_at,
+          reveals: row.reveals,
+        };
   }
 
   /** Runs `fn` in one transaction holding the channel's row lock; UNKNOWN_CHANNEL if there is none. */

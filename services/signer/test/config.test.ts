@@ -17,8 +17,19 @@ describe("config", () => {
     const c = loadConfig(full);
     expect(c.databaseSchema).toBe("signer");
     expect(c.maxFeeSat).toBe(100000n);
+    expect(c.maxWithdrawalSat).toBe(0n);
     expect(c.seedKey.equals(Buffer.alloc(32, 0xab))).toBe(true);
     expect(c.tls).toEqual({ caFile: "/tls/ca.crt", certFile: "/tls/tls.crt", keyFile: "/tls/tls.key" });
+  });
+
+  it("reads the withdrawal limit, and refuses one that is not a whole number of satoshi", () => {
+    expect(loadConfig({ ...full, SIGNER_MAX_WITHDRAWAL_SAT: "250000" }).maxWithdrawalSat).toBe(250000n);
+    expect(() => loadConfig({ ...full, SIGNER_MAX_WITHDRAWAL_SAT: "1.5" })).toThrow(
+      /SIGNER_MAX_WITHDRAWAL_SAT must be a whole number of satoshi/,
+    );
+    expect(() => loadConfig({ ...full, SIGNER_MAX_WITHDRAWAL_SAT: "-1" })).toThrow(
+      /SIGNER_MAX_WITHDRAWAL_SAT/,
+    );
   });
 
   it("names every missing setting", () => {

@@ -130,7 +130,7 @@ export interface TestSigner {
   close(): Promise<void>;
 }
 
-export async function startTestSigner(maxFeeSat = 5000n): Promise<TestSigner> {
+export async function startTestSigner(maxFeeSat = 5000n, maxWithdrawalSat = 0n): Promise<TestSigner> {
   const pems = makePems();
   const schema = `signer_test_${randomBytes(6).toString("hex")}`;
   const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 10 });
@@ -139,7 +139,7 @@ export async function startTestSigner(maxFeeSat = 5000n): Promise<TestSigner> {
   const keys = new KeyRing(TEST_SEED);
   const logs: string[] = [];
   const running = await startServer({
-    service: new SignerService(keys, store, { maxFeeSat }),
+    service: new SignerService(keys, store, { maxFeeSat, maxWithdrawalSat }),
     listen: "127.0.0.1:0",
     tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
     log: (l) => logs.push(l),

@@ -18,6 +18,8 @@ export interface BlockTx {
   txid: string;
   /** The outpoints this transaction spends, as "txid:vout". */
   spends: readonly string[];
+  /** Its outputs in order: amount and output script (lowercase hex). */
+  outputs?: readonly { amountSat: bigint; scriptHex: string }[];
 }
 
 export interface Block {
@@ -82,4 +84,29 @@ export function disconnectBlock(
     return u;
   });
   return { watches: next, events };
+}
+
+export type WalletOutput = Extract<ChainEvent, { kind: "wallet_output" }>;
+
+/**
+ * Every output of a connected block that pays one of the wallet's scripts (lowercase hex), in
+ * block order. Nothing is needed on disconnect: the consumer drops what it had from heights at or
+ * above the disconnected one, and the new branch reports its own outputs.
+ */
+export function walletOutputs(block: Block, scripts: ReadonlySet<string>): WalletOutput[] {
+  const out: WalletOutput[] = [];
+  if (scripts.size === 0) return out;
+  for (const t of block.txs)
+    for (const [vout, o] of (t.outputs ?? []).entries())
+      if (scripts.has(o.scriptHex))
+        out.push({
+          kind: "wallet_output",
+          txid: t.txid,
+          vout,
+          amountSat: o.amountSat,
+          scriptHex: o.scriptHex,
+          height: block.height,
+          blockHash: block.hash,
+        });
+  return out;
 }

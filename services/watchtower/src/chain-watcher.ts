@@ -1,6 +1,7 @@
 import {
   BlockFollower,
   RpcError,
+  RpcTransportError,
   type BitcoinRpc,
   type Cursor,
   type CursorStore,
@@ -9,18 +10,32 @@ import {
   type FollowerRpc,
 } from "@ln/chain-client";
 import {
+  decodeBroadcastRequest,
   decodeWatchAnchor,
+  decodeWatchScripts,
+  encodeBroadcastReply,
   encodeChainEvent,
+  encodeRequestReply,
+  encodeTip,
   EventDecodeError,
+  type BroadcastReply,
   type ChainEvent,
+  type ChainTip,
   type WatchAnchor,
 } from "@ln/proto";
 import { txidFromInternal } from "@ln/bitcoin";
 import { Transaction } from "bitcoinjs-lib";
-import type { JetStreamClient, NatsConnection, Subscription } from "nats";
+import type { JetStreamClient, Msg, NatsConnection, Subscription } from "nats";
 import { migrate, quoteSchema, type Migration } from "@ln/postgres";
 import type pg from "pg";
-import { connectBlock, disconnectBlock, newWatch, type Block, type Watch } from "./anchor-watch.js";
+import {
+  connectBlock,
+  disconnectBlock,
+  newWatch,
+  walletOutputs,
+  type Block,
+  type Watch,
+} from "./anchor-watch.js";
 
 /** The chain watcher's tables, in its own schema. */
 const MIGRATIONS: readonly Migration[] = [
@@ -29,19 +44,31 @@ const MIGRATIONS: readonly Migration[] = [
     sql: (s) => `CREATE TABLE ${s}.cursor (id integer PRIMARY KEY CHECK (id = 1), cursor jsonb NOT NULL);
                  CREATE TABLE ${s}.anchor_watches (channel_id text PRIMARY KEY, watch jsonb NOT NULL);`,
   },
+  {
+    version: 2,
+    sql: (s) => `CREATE TABLE ${s}.wallet_scripts (
+                   script_hex text PRIMARY KEY CHECK (script_hex ~ '^([0-9a-f]{2})+$'),
+                   added_at timestamptz NOT NULL DEFAULT now());`,
+  },
 ];
+
+/** What the watcher asks of the node: following blocks, anchor lookups, broadcasts, the tip. */
+export type ChainWatcherRpc = FollowerRpc &
+  Pick<BitcoinRpc, "getRawTransaction" | "sendRawTransaction" | "getBestBlockHash" | "getBlockHeader">;
 
 export interface ChainWatcherOptions {
   pool: pg.Pool;
   /** Postgres schema of its own tables. Default "watchtower". */
   schema?: string;
-  rpc: FollowerRpc & Pick<BitcoinRpc, "getRawTransaction">;
+  rpc: ChainWatcherRpc;
   js: JetStreamClient;
   /** Events go to `<subjectPrefix>.<kind>`. Default "chain". */
   subjectPrefix?: string;
   startHeight?: number;
   intervalMs?: number;
   onProgress?: (p: FollowerProgress) => void;
+  /** Node unreachable during a poll of follower.start(): reported here, and the next poll retries. */
+  onPollError?: (e: RpcTransportError) => void;
 }
 
 /**
@@ -52,31 +79,111 @@ export interface ChainWatcherOptions {
  * JetStream drops the duplicates.
  */
 export class ChainWatcher {
-  readonly follower: BlockFollower;
+  private currentFollower: BlockFollower;
   private readonly schema: string;
   private readonly quoted: string;
   private readonly prefix: string;
+  /** The wallet's scripts, loaded on the first block; watchScripts adds to it once stored. */
+  private scripts: Set<string> | undefined;
 
   constructor(private readonly opts: ChainWatcherOptions) {
     this.schema = opts.schema ?? "watchtower";
     this.quoted = quoteSchema(this.schema);
     this.prefix = opts.subjectPrefix ?? "chain";
-    this.follower = new BlockFollower({
+    this.currentFollower = this.newFollower();
+  }
+
+  private newFollower(): BlockFollower {
+    const opts = this.opts;
+    return new BlockFollower({
       rpc: opts.rpc,
       store: this.cursorStore(),
       onEvent: (e) => this.onEvent(e),
       ...(opts.startHeight !== undefined ? { startHeight: opts.startHeight } : {}),
       ...(opts.intervalMs !== undefined ? { intervalMs: opts.intervalMs } : {}),
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...(opts.onPollError ? { onPollError: opts.onPollError } : {}),
     });
+  }
+
+  /** The block follower; replaced by restartFollower(). */
+  get follower(): BlockFollower {
+    return this.currentFollower;
+  }
+
+  /**
+   * After the follower stopped on an error (a failed handler, a judged RPC error): a fresh one that
+   * resumes from the stored cursor, as a process restart would. Stop the old one first.
+   */
+  restartFollower(): BlockFollower {
+    this.currentFollower = this.newFollower();
+    return this.currentFollower;
   }
 
   private t(table: string): string {
     return `${this.quoted}.${table}`;
   }
 
-  async migrate(): Promise<void> {
-    await migrate(this.opts.pool, this.schema, MIGRATIONS);
+  /** Applies the migrations this schema has not seen; returns their versions. */
+  migrate(): Promise<number[]> {
+    return migrate(this.opts.pool, this.schema, MIGRATIONS);
+  }
+
+  /**
+   * Reports outputs paying these scripts (lowercase hex) as wallet_output from the next connected
+   * block on. Resolves once they are stored.
+   */
+  async watchScripts(scriptsHex: readonly string[]): Promise<void> {
+    if (scriptsHex.length === 0) return;
+    await this.opts.pool.query(
+      `INSERT INTO ${this.t("wallet_scripts")} (script_hex) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`,
+      [scriptsHex],
+    );
+    if (this.scripts) for (const h of scriptsHex) this.scripts.add(h);
+  }
+
+  private async walletScripts(): Promise<ReadonlySet<string>> {
+    if (this.scripts === undefined) {
+      const r = await this.opts.pool.query<{ script_hex: string }>(
+        `SELECT script_hex FROM ${this.t("wallet_scripts")}`,
+      );
+      this.scripts ??= new Set(r.rows.map((row) => row.script_hex));
+    }
+    return this.scripts;
+  }
+
+  /**
+   * Sends a transaction to the node. Accepted, already in the mempool, or already confirmed: its
+   * txid. Otherwise REJECTED with the node's reason, or UNAVAILABLE when the node could not be asked.
+   */
+  async broadcast(tx: Buffer): Promise<BroadcastReply> {
+    let txid: string;
+    try {
+      txid = Transaction.fromBuffer(tx).getId();
+    } catch (e) {
+      return { error: `not a transaction: ${(e as Error).message}`, code: "BAD_REQUEST" };
+    }
+    try {
+      return { txid: await this.opts.rpc.sendRawTransaction(tx.toString("hex")) };
+    } catch (e) {
+      // -27 RPC_VERIFY_ALREADY_IN_CHAIN: the transaction is confirmed, which is what was wanted.
+      if (e instanceof RpcError && e.code === -27) return { txid };
+      if (e instanceof RpcError) return { error: `${e.rpcMessage} (node code ${e.code})`, code: "REJECTED" };
+      if (e instanceof RpcTransportError) return { error: e.message, code: "UNAVAILABLE" };
+      throw e;
+    }
+  }
+
+  /** The node's best block; if the node cannot be asked, the last block this watcher handled. */
+  async tip(): Promise<ChainTip> {
+    try {
+      const header = await this.opts.rpc.getBlockHeader(await this.opts.rpc.getBestBlockHash());
+      return { height: header.height, hash: header.hash, time: header.time };
+    } catch (e) {
+      if (!(e instanceof RpcTransportError) && !(e instanceof RpcError)) throw e;
+      const c = this.follower.cursor ?? (await this.cursorStore().load());
+      return c ? { height: c.height, hash: c.hash, time: 0 } : { height: 0, hash: "", time: 0 };
+    }
   }
 
   /** Starts (or updates) watching a channel's anchor. */
@@ -112,12 +219,20 @@ export class ChainWatcher {
       `SELECT watch FROM ${this.t("anchor_watches")}`,
     );
     const watches = rows.rows.map((r) => r.watch);
-    const result = e.type === "connected" ? connectBlock(watches, toBlock(e)) : disconnectBlock(watches, e);
+    const block = e.type === "connected" ? toBlock(e) : undefined;
+    const result = block ? connectBlock(watches, block) : disconnectBlock(watches, e);
     const js = this.opts.js;
     for (const [i, ev] of result.events.entries())
       await js.publish(`${this.prefix}.${ev.kind}`, encodeChainEvent(ev), {
         msgID: `${e.type}:${e.hash}:${i}`,
       });
+    if (block && e.type === "connected")
+      // Ids by outpoint, not position: a script added between a crash and the replay of the
+      // block must not shift the ids of what was already published.
+      for (const out of walletOutputs(block, await this.walletScripts()))
+        await js.publish(`${this.prefix}.wallet_output`, encodeChainEvent(out), {
+          msgID: `connected:${e.hash}:${out.txid}:${out.vout}`,
+        });
     for (const w of result.watches)
       await this.opts.pool.query(`UPDATE ${this.t("anchor_watches")} SET watch = $2 WHERE channel_id = $1`, [
         w.channelId,
@@ -143,16 +258,23 @@ export class ChainWatcher {
   }
 }
 
-/** Which outpoints each transaction spends, from its serialization. */
+/** Which outpoints each transaction spends and what it pays, from its serialization. */
 function toBlock(e: Extract<FollowerEvent, { type: "connected" }>): Block {
   return {
     height: e.height,
     hash: e.hash,
     time: e.block.time,
-    txs: e.block.tx.map((t) => ({
-      txid: t.txid,
-      spends: Transaction.fromHex(t.hex).ins.map((i) => `${txidFromInternal(i.hash)}:${i.index}`),
-    })),
+    txs: e.block.tx.map((t) => {
+      const tx = Transaction.fromHex(t.hex);
+      return {
+        txid: t.txid,
+        spends: tx.ins.map((i) => `${txidFromInternal(i.hash)}:${i.index}`),
+        outputs: tx.outs.map((o) => ({
+          amountSat: o.value,
+          scriptHex: Buffer.from(o.script).toString("hex"),
+        })),
+      };
+    }),
   };
 }
 
@@ -176,4 +298,73 @@ export function serveWatchRequests(
       }
     },
   });
+}
+
+/** The request subjects the chain watcher answers (core NATS, never captured by the stream). */
+export const chainRequestSubjects = (
+  prefix: string,
+): { watch: string; watchScript: string; broadcast: string; tip: string } => ({
+  watch: `${prefix}.watch`,
+  watchScript: `${prefix}.watch_script`,
+  broadcast: `${prefix}.broadcast`,
+  tip: `${prefix}.tip`,
+});
+
+/**
+ * Serves every request of the channel service: `<prefix>.watch` (watch_anchor, no reply),
+ * `<prefix>.watch_script` (watch_scripts -> request_reply, after the scripts are stored),
+ * `<prefix>.broadcast` (broadcast_request -> broadcast_reply) and `<prefix>.tip` (-> tip).
+ * Requests are handled concurrently; a request that cannot be decoded is answered with an error
+ * where the request has a reply, and reported to onError.
+ */
+export function serveChainRequests(
+  nc: NatsConnection,
+  prefix: string,
+  watcher: ChainWatcher,
+  onError?: (e: Error) => void,
+): Subscription[] {
+  const subjects = chainRequestSubjects(prefix);
+  const serve = (subject: string, handle: (msg: Msg) => Promise<Uint8Array>): Subscription =>
+    nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) return onError?.(err);
+        handle(msg).then(
+          (reply) => {
+            if (msg.reply) msg.respond(reply);
+          },
+          (e: unknown) => onError?.(e instanceof Error ? e : new Error(String(e))),
+        );
+      },
+    });
+  return [
+    serveWatchRequests(nc, prefix, watcher, onError),
+    serve(subjects.watchScript, async (msg) => {
+      let scripts: string[];
+      try {
+        scripts = decodeWatchScripts(msg.data);
+      } catch (e) {
+        if (!(e instanceof EventDecodeError)) throw e;
+        onError?.(e);
+        return encodeRequestReply(e.message);
+      }
+      try {
+        await watcher.watchScripts(scripts);
+        return encodeRequestReply("");
+      } catch (e) {
+        onError?.(e instanceof Error ? e : new Error(String(e)));
+        return encodeRequestReply(`could not store the scripts: ${(e as Error).message}`);
+      }
+    }),
+    serve(subjects.broadcast, async (msg) => {
+      let tx: Buffer;
+      try {
+        tx = decodeBroadcastRequest(msg.data).tx;
+      } catch (e) {
+        if (!(e instanceof EventDecodeError)) throw e;
+        return encodeBroadcastReply({ error: e.message, code: "BAD_REQUEST" });
+      }
+      return encodeBroadcastReply(await watcher.broadcast(tx));
+    }),
+    serve(subjects.tip, async () => encodeTip(await watcher.tip())),
+  ];
 }

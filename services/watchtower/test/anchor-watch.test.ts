@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { connectBlock, disconnectBlock, newWatch, type Block } from "../src/anchor-watch.js";
+import { connectBlock, disconnectBlock, newWatch, walletOutputs, type Block } from "../src/anchor-watch.js";
 
 const ANCHOR = "aa".repeat(32);
 const block = (height: number, txs: Block["txs"] = []): Block => ({
@@ -38,5 +38,53 @@ describe("anchor watch (pure)", () => {
     // Confirmed again on the new branch: reported again from 1.
     const again = connectBlock(d.watches, block(101, [{ txid: ANCHOR, spends: [] }]));
     expect(again.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 1 });
+  });
+});
+
+describe("wallet outputs (pure)", () => {
+  const ours = "0014" + "aa".repeat(20);
+  const other = "0014" + "bb".repeat(20);
+  const block: Block = {
+    height: 10,
+    hash: "0a".repeat(32),
+    time: 0,
+    txs: [
+      {
+        txid: "01".repeat(32),
+        spends: [],
+        outputs: [
+          { amountSat: 5000n, scriptHex: other },
+          { amountSat: 7000n, scriptHex: ours },
+        ],
+      },
+      { txid: "02".repeat(32), spends: [] },
+      { txid: "03".repeat(32), spends: [], outputs: [{ amountSat: 1n, scriptHex: ours }] },
+    ],
+  };
+  it("reports every output paying a watched script, in block order, with its vout", () => {
+    expect(walletOutputs(block, new Set([ours]))).toEqual([
+      {
+        kind: "wallet_output",
+        txid: "01".repeat(32),
+        vout: 1,
+        amountSat: 7000n,
+        scriptHex: ours,
+        height: 10,
+        blockHash: "0a".repeat(32),
+      },
+      {
+        kind: "wallet_output",
+        txid: "03".repeat(32),
+        vout: 0,
+        amountSat: 1n,
+        scriptHex: ours,
+        height: 10,
+        blockHash: "0a".repeat(32),
+      },
+    ]);
+  });
+  it("reports nothing without watched scripts", () => {
+    expect(walletOutputs(block, new Set())).toEqual([]);
+    expect(walletOutputs(block, new Set(["51"]))).toEqual([]);
   });
 });

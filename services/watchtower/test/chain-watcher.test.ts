@@ -126,4 +126,53 @@ describe("chain watcher on a regtest node, publishing to JetStream", () => {
     const last = (await published()).slice(count);
     expect(last.map((e) => e.kind)).toEqual(["block_connected"]);
   }, 120_000);
+
+  it("reports outputs paying the wallet's scripts, and again on the new branch after a reorg", async () => {
+    const pub = Buffer.from(ecc.pointFromScalar(Buffer.alloc(32, 0x66), true) as Uint8Array);
+    const pay = payments.p2wpkh({ pubkey: pub, network: networks.regtest });
+    const scriptHex = Buffer.from(pay.output as Uint8Array).toString("hex");
+    const w = watcher();
+    await w.migrate();
+    await w.syncOnce();
+    await w.watchScripts([scriptHex]);
+    await w.watchScripts([scriptHex]); // idempotent
+    const before = (await published()).length;
+    const funding = await rt.fund(pay.address as string, sat(70_000)); // mined
+    await rt.fund(rt.newAddress(), sat(10_000)); // not ours
+    await w.syncOnce();
+    const outputs = (await published()).slice(before).filter((e) => e.kind === "wallet_output");
+    expect(outputs).toEqual([
+      {
+        kind: "wallet_output",
+        txid: funding.txid,
+        vout: funding.vout,
+        amountSat: 70_000n,
+        scriptHex,
+        height: rt.height() - 1,
+        blockHash: await rt.rpc.getBlockHash(rt.height() - 1),
+      },
+    ]);
+
+    // The block holding it leaves the chain: disconnected, and the new branch reports it again.
+    const mark = (await published()).length;
+    await rt.reorg(2);
+    // Whether or not the node put it back in its mempool, it confirms again on the new branch.
+    await rt.submit(funding.hex).catch(() => undefined);
+    await rt.mine(1);
+    await w.syncOnce();
+    const after = (await published()).slice(mark);
+    expect(after[0]).toMatchObject({ kind: "block_disconnected" });
+    const again = after.filter((e) => e.kind === "wallet_output");
+    expect(again).toHaveLength(1);
+    expect(again[0]).toMatchObject({ txid: funding.txid, vout: funding.vout, amountSat: 70_000n });
+    expect(again[0]).not.toMatchObject({
+      blockHash: outputs[0]?.kind === "wallet_output" ? outputs[0].blockHash : "",
+    });
+
+    // A restarted watcher (fresh follower over the stored cursor) publishes nothing twice.
+    const count = (await published()).length;
+    w.restartFollower();
+    await w.syncOnce();
+    expect((await published()).length).toBe(count);
+  }, 60_000);
 });

@@ -67,6 +67,19 @@ export class ApiStore {
     return { id, label, scopes: [...scopes], token };
   }
 
+  /**
+   * Stores an operator-provided token (e.g. from a Kubernetes Secret) under `label`, once: its hash
+   * only. A second call with the same token changes nothing.
+   */
+  async ensureToken(label: string, token: string, scopes: readonly Scope[]): Promise<void> {
+    if (token.length < 24) throw new Error("a provided token must be at least 24 characters");
+    await this.pool.query(
+      `INSERT INTO ${this.t("api_tokens")} (id, label, scopes, token_hash) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (token_hash) DO NOTHING`,
+      [randomUUID(), label, [...scopes], hashToken(token)],
+    );
+  }
+
   async revokeToken(id: string): Promise<boolean> {
     const r = await this.pool.query(
       `UPDATE ${this.t("api_tokens")} SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`,

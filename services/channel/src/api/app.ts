@@ -310,6 +310,8 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, metric
           expiry: locktimeJson(h.expiry),
         })),
         failure: c.failure ?? null,
+        anchorTxid: c.anchorTxid ?? null,
+        transactions: c.transactions,
       };
     },
   );

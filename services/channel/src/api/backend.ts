@@ -62,6 +62,9 @@ export interface HtlcInfo {
 export interface ChannelDetail extends ChannelSummary {
   htlcs: HtlcInfo[];
   failure: { code: string; problem: string } | undefined;
+  anchorTxid: string | undefined;
+  /** What this node broadcast for the channel: its close or our commitment. */
+  transactions: { kind: string; txid: string }[];
 }
 
 export interface Invoice {

@@ -78,6 +78,8 @@ export class MemoryBackend implements NodeBackend {
       remoteBalanceMsat: msat(0n),
       htlcs: [],
       failure: undefined,
+      anchorTxid: undefined,
+      transactions: [],
     };
     this.channels.set(id, c);
     return summary(c);

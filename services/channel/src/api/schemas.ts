@@ -92,6 +92,11 @@ export const ChannelDetail = Type.Object({
   ...channelFields,
   htlcs: Type.Array(Htlc),
   failure: Type.Union([Type.Object({ code: Type.String(), problem: Type.String() }), Type.Null()]),
+  anchorTxid: Type.Union([Type.String(), Type.Null()]),
+  transactions: Type.Array(
+    Type.Object({ kind: Type.String({ description: "close or commitment" }), txid: Type.String() }),
+    { description: "what this node broadcast for the channel" },
+  ),
 });
 export const ChannelParams = Type.Object({ id: ChannelId });
 

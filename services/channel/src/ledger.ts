@@ -1,0 +1,226 @@
+import { msat, type Locktime, type Msat } from "@ln/bitcoin";
+import { quoteSchema } from "@ln/postgres";
+import type pg from "pg";
+
+/**
+ * The node's books beside the channels (migration 3): payments we offered, invoices we issued
+ * (their preimages stay in the signer: only the index that derives R is kept here), the chain tip
+ * as the chain watcher last reported it, and the transactions we broadcast for each channel.
+ */
+
+export type PaymentStatus = "pending" | "succeeded" | "failed";
+
+export interface PaymentRow {
+  id: string;
+  channelId: string;
+  htlcId: bigint;
+  rHash: string;
+  amountMsat: Msat;
+  expiry: Locktime;
+  status: PaymentStatus;
+  failureReason: string | undefined;
+  createdAt: Date;
+}
+
+export interface InvoiceRow {
+  rHash: string;
+  signerIndex: number;
+  amountMsat: Msat;
+  description: string;
+  status: "open" | "settled";
+  createdAt: Date;
+}
+
+export interface ChainTip {
+  height: number;
+  hash: string;
+  time: number;
+}
+
+/** A payment's id: its channel and the HTLC id we gave it (unique per channel, draft 3.2). */
+export const paymentId = (channelId: string, htlcId: bigint): string => `${channelId}:${htlcId}`;
+
+interface PaymentDbRow {
+  id: string;
+  channel_id: string;
+  htlc_id: string;
+  r_hash: string;
+  amount_msat: string;
+  expiry: Locktime;
+  status: PaymentStatus;
+  failure_reason: string | null;
+  created_at: Date;
+}
+
+const toPayment = (r: PaymentDbRow): PaymentRow => ({
+  id: r.id,
+  channelId: r.channel_id,
+  htlcId: BigInt(r.htlc_id),
+  rHash: r.r_hash,
+  amountMsat: msat(BigInt(r.amount_msat)),
+  expiry: r.expiry,
+  status: r.status,
+  failureReason: r.failure_reason ?? undefined,
+  createdAt: r.created_at,
+});
+
+export class Ledger {
+  private readonly q: string;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    schema: string,
+  ) {
+    this.q = quoteSchema(schema);
+  }
+
+  private t(table: string): string {
+    return `${this.q}.${table}`;
+  }
+
+  /** Records an HTLC we offered; a second record of the same HTLC is ignored. */
+  async addPayment(p: Omit<PaymentRow, "id" | "status" | "failureReason" | "createdAt">): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO ${this.t("payments")} (id, channel_id, htlc_id, r_hash, amount_msat, expiry)
+       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
+      [
+        paymentId(p.channelId, p.htlcId),
+        p.channelId,
+        p.htlcId.toString(),
+        p.rHash,
+        p.amountMsat.toString(),
+        JSON.stringify(p.expiry),
+      ],
+    );
+  }
+
+  /** The HTLC's outcome; only a pending payment changes (a result is final). */
+  async settlePayment(
+    channelId: string,
+    htlcId: bigint,
+    result: { kind: "fulfilled"; r: string } | { kind: "failed"; reason: string },
+  ): Promise<void> {
+    await this.pool.query(
+      `UPDATE ${this.t("payments")} SET status = $2, preimage = $3, failure_reason = $4, settled_at = now()
+       WHERE id = $1 AND status = 'pending'`,
+      [
+        paymentId(channelId, htlcId),
+        result.kind === "fulfilled" ? "succeeded" : "failed",
+        result.kind === "fulfilled" ? result.r : null,
+        result.kind === "failed" ? result.reason : null,
+      ],
+    );
+  }
+
+  async payment(id: string): Promise<PaymentRow | undefined> {
+    const r = await this.pool.query<PaymentDbRow>(`SELECT * FROM ${this.t("payments")} WHERE id = $1`, [id]);
+    return r.rows[0] ? toPayment(r.rows[0]) : undefined;
+  }
+
+  async payments(limit = 1000): Promise<PaymentRow[]> {
+    const r = await this.pool.query<PaymentDbRow>(
+      `SELECT * FROM ${this.t("payments")} ORDER BY created_at DESC, id LIMIT $1`,
+      [limit],
+    );
+    return r.rows.map(toPayment);
+  }
+
+  /** A new invoice under the next signer index (the signer derives R from it). */
+  async addInvoice(
+    deriveHash: (signerIndex: number) => Promise<string>,
+    amountMsat: Msat,
+    description: string,
+  ): Promise<InvoiceRow> {
+    const next = await this.pool.query<{ n: number }>(
+      `SELECT COALESCE(MAX(signer_index) + 1, 0)::integer AS n FROM ${this.t("invoices")}`,
+    );
+    // Concurrent callers may pick the same index; the unique index makes the loser retry.
+    for (let index = next.rows[0]?.n ?? 0; ; index++) {
+      const rHash = await deriveHash(index);
+      const r = await this.pool.query<{ created_at: Date }>(
+        `INSERT INTO ${this.t("invoices")} (r_hash, signer_index, amount_msat, description)
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING created_at`,
+        [rHash, index, amountMsat.toString(), description],
+      );
+      const row = r.rows[0];
+      if (row)
+        return {
+          rHash,
+          signerIndex: index,
+          amountMsat,
+          description,
+          status: "open",
+          createdAt: row.created_at,
+        };
+    }
+  }
+
+  async invoice(rHash: string): Promise<InvoiceRow | undefined> {
+    const r = await this.pool.query<{
+      r_hash: string;
+      signer_index: number;
+      amount_msat: string;
+      description: string;
+      status: "open" | "settled";
+      created_at: Date;
+    }>(`SELECT * FROM ${this.t("invoices")} WHERE r_hash = $1`, [rHash]);
+    const row = r.rows[0];
+    return row
+      ? {
+          rHash: row.r_hash,
+          signerIndex: row.signer_index,
+          amountMsat: msat(BigInt(row.amount_msat)),
+          description: row.description,
+          status: row.status,
+          createdAt: row.created_at,
+        }
+      : undefined;
+  }
+
+  async markInvoiceSettled(rHash: string): Promise<void> {
+    await this.pool.query(
+      `UPDATE ${this.t("invoices")} SET status = 'settled', settled_at = now() WHERE r_hash = $1 AND status = 'open'`,
+      [rHash],
+    );
+  }
+
+  async setTip(tip: ChainTip): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO ${this.t("chain_tip")} (id, height, hash, time) VALUES (1, $1, $2, $3)
+       ON CONFLICT (id) DO UPDATE SET height = $1, hash = $2, time = $3`,
+      [tip.height, tip.hash, tip.time],
+    );
+  }
+
+  async tip(): Promise<ChainTip | undefined> {
+    const r = await this.pool.query<ChainTip>(
+      `SELECT height, hash, time FROM ${this.t("chain_tip")} WHERE id = 1`,
+    );
+    return r.rows[0];
+  }
+
+  async recordBroadcast(channelId: string, kind: string, txid: string, txHex: string): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO ${this.t("broadcasts")} (txid, channel_id, kind, tx_hex) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (txid) DO NOTHING`,
+      [txid, channelId, kind, txHex],
+    );
+  }
+
+  /** Whether we broadcast `txid` for this channel (its close or our commitment). */
+  async isOurBroadcast(channelId: string, txid: string): Promise<boolean> {
+    const r = await this.pool.query(
+      `SELECT 1 FROM ${this.t("broadcasts")} WHERE channel_id = $1 AND txid = $2`,
+      [channelId, txid],
+    );
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  async broadcastsOf(channelId: string): Promise<{ txid: string; kind: string }[]> {
+    const r = await this.pool.query<{ txid: string; kind: string }>(
+      `SELECT txid, kind FROM ${this.t("broadcasts")} WHERE channel_id = $1 ORDER BY created_at`,
+      [channelId],
+    );
+    return r.rows;
+  }
+}

@@ -1,0 +1,193 @@
+/*~ The channel service as a process: configuration from the environment (config.ts), Postgres,
+ * NATS, the signer over gRPC, the node (node.ts), the chain watcher's events through a durable
+ * consumer, and the control API. Graceful on SIGTERM: the API stops taking requests, leases are
+ * released so another replica takes the channels at once. */
+import { readFile } from "node:fs/promises";
+import { sha256 } from "@ln/bitcoin";
+import { SignerClient } from "@ln/signer-client";
+import { networks } from "bitcoinjs-lib";
+import { connect } from "nats";
+import pg from "pg";
+import { ApiStore, buildApi } from "./api/index.js";
+import { broadcastTx, chainTip, watchScripts } from "./chain-requests.js";
+import { consumeChainEvents, requestWatch } from "./chain-link.js";
+import { ConfigError, loadConfig } from "./config.js";
+import { Ledger } from "./ledger.js";
+import { ChannelNodeBackend } from "./node-backend.js";
+import { ChannelNode } from "./node.js";
+import { connectPeer, listPeers } from "./peer-requests.js";
+import { ChannelStore } from "./store.js";
+import { Wallet } from "./wallet.js";
+
+const VERSION = "0.1.0";
+const log = (line: string): void => void process.stderr.write(`channel: ${line}\n`);
+
+async function readPem(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    throw new ConfigError(`cannot read ${what} ${path}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** The signer may start after us: wait for it, saying so. */
+async function nodeIdFrom(signer: SignerClient, addr: string): Promise<Buffer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await signer.call("NodeInfo", {})).node_pubkey;
+    } catch (e) {
+      if (attempt % 5 === 1)
+        log(
+          `the signer at ${addr} does not answer yet (${e instanceof Error ? e.message : String(e)}); retrying`,
+        );
+      await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const cfg = loadConfig();
+  const tls = {
+    ca: await readPem(cfg.signer.caFile, "SIGNER_CLIENT_CA"),
+    cert: await readPem(cfg.signer.certFile, "SIGNER_CLIENT_CERT"),
+    key: await readPem(cfg.signer.keyFile, "SIGNER_CLIENT_KEY"),
+  };
+  const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: 10 });
+  pool.on("error", (e) => log(`postgres: ${e.message}`));
+  const store = new ChannelStore(pool, cfg.databaseSchema);
+  await store.migrate();
+  const ledger = new Ledger(pool, cfg.databaseSchema);
+  const nc = await connect({ servers: cfg.natsUrl, name: `channel-${cfg.replicaId}` });
+  const signer = new SignerClient(
+    cfg.signer.addr,
+    tls,
+    cfg.signer.serverName ? { "grpc.ssl_target_name_override": cfg.signer.serverName } : {},
+  );
+  const nodeId = await nodeIdFrom(signer, cfg.signer.addr);
+  const chainPrefix = `${cfg.prefix}.chain`;
+  const peerPrefix = `${cfg.prefix}.peer`;
+  const wallet = new Wallet({
+    pool,
+    schema: cfg.databaseSchema,
+    signer,
+    chain: {
+      watchScripts: (scripts) => watchScripts(nc, chainPrefix, scripts),
+      broadcast: (hex) => broadcastTx(nc, chainPrefix, hex),
+    },
+    network:
+      cfg.network === "bitcoin"
+        ? networks.bitcoin
+        : cfg.network === "testnet"
+          ? networks.testnet
+          : networks.regtest,
+    feeRatePerKvb: cfg.walletFeeRate,
+  });
+  const node = new ChannelNode({
+    store,
+    ledger,
+    signer,
+    nodeId,
+    nc,
+    peerPrefix,
+    chain: {
+      broadcast: (hex) => broadcastTx(nc, chainPrefix, hex),
+      tip: () => chainTip(nc, chainPrefix),
+      watchAnchor: (id, o) => requestWatch(nc, chainPrefix, id, o),
+    },
+    wallet,
+    replicaId: cfg.replicaId,
+    leaseMs: cfg.leaseMs,
+    terms: cfg.terms,
+    log,
+  });
+  await node.start();
+  const chain = await consumeChainEvents({
+    nc,
+    prefix: chainPrefix,
+    durable: `channel-${cfg.prefix}-${cfg.replicaId}`,
+    handle: async (ev) => {
+      await wallet.onChainEvent(ev);
+      await node.onChainEvent(ev);
+    },
+    log,
+  });
+  void wallet
+    .rebroadcastUnconfirmed()
+    .then((n) => n > 0 && log(`re-broadcast ${n} unconfirmed wallet transaction(s)`))
+    .catch((e: unknown) =>
+      log(`re-broadcasting wallet transactions: ${e instanceof Error ? e.message : String(e)}`),
+    );
+
+  const backend = new ChannelNodeBackend({
+    node,
+    store,
+    ledger,
+    wallet,
+    peers: {
+      connect: (p) => connectPeer(nc, peerPrefix, p),
+      list: () => listPeers(nc, peerPrefix),
+    },
+    nodeId: nodeId.toString("hex"),
+    network: cfg.network,
+    version: VERSION,
+    invoiceHash: async (index) => {
+      const { r_hash } = await signer.call("InvoiceHash", { index });
+      return r_hash.toString("hex");
+    },
+  });
+  if (cfg.adminToken !== undefined)
+    await new ApiStore(pool, cfg.databaseSchema).ensureToken("admin (CHANNEL_ADMIN_TOKEN)", cfg.adminToken, [
+      "admin",
+    ]);
+  const app = await buildApi({
+    pool,
+    backend,
+    schema: cfg.databaseSchema,
+    version: VERSION,
+    // Server faults only (JSON, to stdout); the API never logs tokens or bodies.
+    logger: { level: "warn" },
+  });
+  await app.listen({ host: cfg.apiListen.host, port: cfg.apiListen.port });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : cfg.apiListen.port;
+  const api = `http://${cfg.apiListen.host === "0.0.0.0" ? "127.0.0.1" : cfg.apiListen.host}:${port}`;
+  log(`replica ${cfg.replicaId}, schema ${cfg.databaseSchema}, node ${nodeId.toString("hex")}`);
+  log(`ready ${JSON.stringify({ api, nodeId: nodeId.toString("hex") })}`);
+  // The token is never printed; its hash tells the operator which one is configured.
+  if (cfg.adminToken !== undefined)
+    log(
+      `admin token configured (sha256 ${sha256(Buffer.from(cfg.adminToken)).toString("hex").slice(0, 12)}…)`,
+    );
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: stopping`);
+    void (async () => {
+      await app.close();
+      await chain.stop();
+      await node.stop();
+      await nc.drain();
+      signer.close();
+      await pool.end();
+    })().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        log(`stopping: ${e instanceof Error ? e.message : String(e)}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+main().catch((e: unknown) => {
+  log(
+    e instanceof ConfigError
+      ? e.message
+      : `failed to start: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,
+  );
+  process.exit(1);
+});

@@ -1,0 +1,228 @@
+import { msat, sat, satToMsat, type Locktime, type Msat, type Sat } from "@ln/bitcoin";
+import type { ChannelState } from "@ln/channel-core";
+import {
+  BackendError,
+  type BackendErrorCode,
+  type ChannelDetail,
+  type ChannelSummary,
+  type Invoice,
+  type NodeBackend,
+  type NodeInfo,
+  type Payment,
+  type PeerInfo,
+  type WalletBalance,
+  type Withdrawal,
+} from "./api/backend.js";
+import { paymentId, type Ledger, type PaymentRow } from "./ledger.js";
+import type { ChannelNode } from "./node.js";
+import type { ChannelRow, ChannelStore } from "./store.js";
+
+/** The wallet as the API sees it (wallet.ts). */
+export interface WalletApi {
+  newAddress(): Promise<{ address: string }>;
+  balance(): Promise<WalletBalance>;
+  withdraw(p: { address: string; amountSat: Sat }): Promise<{ txid: string }>;
+}
+
+/** The peer gateway's control requests (peer-requests.ts). */
+export interface PeerControl {
+  connect(p: { host: string; port: number; nodeId: string }): Promise<unknown>;
+  list(): Promise<{ nodeId: string; host: string; port: number }[]>;
+}
+
+export interface ChannelNodeBackendOptions {
+  node: ChannelNode;
+  store: ChannelStore;
+  ledger: Ledger;
+  wallet: WalletApi;
+  peers: PeerControl;
+  nodeId: string;
+  network: string;
+  version: string;
+  /** The signer's invoice hash for an index (R stays in the signer). */
+  invoiceHash: (index: number) => Promise<string>;
+}
+
+/** Error codes of the node's parts, as the API names them. */
+const CODES: Record<string, BackendErrorCode> = {
+  NOT_FOUND: "NOT_FOUND",
+  CONFLICT: "CONFLICT",
+  INVALID: "INVALID",
+  INVALID_ADDRESS: "INVALID",
+  UNAVAILABLE: "UNAVAILABLE",
+  INSUFFICIENT_FUNDS: "INSUFFICIENT_FUNDS",
+  NO_SEGWIT_COINS: "INSUFFICIENT_FUNDS",
+  UNREACHABLE: "PEER_UNREACHABLE",
+  HANDSHAKE_FAILED: "PEER_UNREACHABLE",
+  BAD_REQUEST: "INVALID",
+  REJECTED: "INVALID",
+  WITHDRAWAL_LIMIT: "INVALID",
+  INVALID_AMOUNT: "INVALID",
+  SIGNER_REFUSED: "UNAVAILABLE",
+};
+
+/** Turns a typed error of the node's parts (they carry a `code`) into the API's; others pass on. */
+function named<T>(p: Promise<T>): Promise<T> {
+  return p.catch((e: unknown) => {
+    const code = e instanceof Error && "code" in e && typeof e.code === "string" ? CODES[e.code] : undefined;
+    throw code && e instanceof Error ? new BackendError(code, e.message) : e;
+  });
+}
+
+/** The control API's backend over the running node: the channels, the books, the wallet, the gateway. */
+export class ChannelNodeBackend implements NodeBackend {
+  constructor(private readonly o: ChannelNodeBackendOptions) {}
+
+  async nodeInfo(): Promise<NodeInfo> {
+    const [peers, rows] = await Promise.all([this.o.peers.list().catch(() => []), this.o.store.rows()]);
+    return {
+      nodeId: this.o.nodeId,
+      network: this.o.network,
+      version: this.o.version,
+      blockHeight: this.o.node.height,
+      peerCount: peers.length,
+      channelCount: rows.length,
+    };
+  }
+
+  async connectPeer(peer: { host: string; port: number; nodeId: string }): Promise<PeerInfo> {
+    await named(this.o.peers.connect(peer));
+    return { ...peer, connected: true };
+  }
+
+  async openChannel(req: { nodeId: string; fundingSat: Sat }): Promise<ChannelSummary> {
+    const balance = await this.o.wallet.balance();
+    if (balance.confirmedSat < req.fundingSat)
+      throw new BackendError(
+        "INSUFFICIENT_FUNDS",
+        `the wallet holds ${balance.confirmedSat} sat confirmed, less than ${req.fundingSat} sat plus fees; deposit to an address from GET /v1/wallet/address`,
+      );
+    const id = await named(this.o.node.open(req.nodeId, req.fundingSat));
+    return this.summaryOf(id);
+  }
+
+  async listChannels(): Promise<ChannelSummary[]> {
+    const rows = await this.o.store.rows();
+    const out: ChannelSummary[] = [];
+    for (const row of rows) {
+      const state = await this.o.store.load(row.id);
+      if (state) out.push(summary(row, state));
+    }
+    return out;
+  }
+
+  async getChannel(id: string): Promise<ChannelDetail | undefined> {
+    const row = await this.o.store.row(id);
+    const state = row && (await this.o.store.load(id));
+    if (!row || !state) return undefined;
+    return {
+      ...summary(row, state),
+      htlcs: (state.localCommit?.htlcs ?? []).map((h) => ({
+        id: h.id,
+        direction: h.offerer === "local" ? ("offered" as const) : ("received" as const),
+        amountMsat: h.amountMsat,
+        rHash: h.rHash,
+        expiry: h.expiry,
+      })),
+      failure: state.failure,
+      anchorTxid: state.anchor?.outpoint.txid,
+      transactions: await this.o.ledger.broadcastsOf(id),
+    };
+  }
+
+  async createInvoice(req: { amountMsat: Msat; description?: string }): Promise<Invoice> {
+    const inv = await this.o.ledger.addInvoice(this.o.invoiceHash, req.amountMsat, req.description ?? "");
+    return {
+      rHash: inv.rHash,
+      amountMsat: inv.amountMsat,
+      description: inv.description,
+      createdAt: inv.createdAt,
+    };
+  }
+
+  async pay(req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime }): Promise<Payment> {
+    const outputs = await named(
+      this.o.node.command(req.channelId, {
+        kind: "add_htlc",
+        amountMsat: req.amountMsat,
+        rHash: req.rHash,
+        expiry: req.expiry,
+      }),
+    );
+    const added = outputs.find((x) => x.type === "htlc_added" && x.offerer === "local");
+    const row =
+      added?.type === "htlc_added" && (await this.o.ledger.payment(paymentId(req.channelId, added.id)));
+    if (!row)
+      throw new BackendError(
+        "UNAVAILABLE",
+        `channel ${req.channelId} is waiting for the signer; the payment is queued and will appear in GET /v1/payments`,
+      );
+    return payment(row);
+  }
+
+  async listPayments(): Promise<Payment[]> {
+    return (await this.o.ledger.payments()).map(payment);
+  }
+
+  async closeChannel(id: string): Promise<ChannelSummary> {
+    await named(this.o.node.command(id, { kind: "close" }));
+    return this.summaryOf(id);
+  }
+
+  async forceClose(id: string): Promise<ChannelSummary> {
+    await named(this.o.node.command(id, { kind: "force_close" }));
+    return this.summaryOf(id);
+  }
+
+  walletAddress(): Promise<{ address: string }> {
+    return named(this.o.wallet.newAddress()).then((a) => ({ address: a.address }));
+  }
+
+  walletBalance(): Promise<WalletBalance> {
+    return named(this.o.wallet.balance());
+  }
+
+  async withdraw(req: { address: string; amountSat: Sat }): Promise<Withdrawal> {
+    const { txid } = await named(this.o.wallet.withdraw(req));
+    return { txid, address: req.address, amountSat: req.amountSat };
+  }
+
+  private async summaryOf(id: string): Promise<ChannelSummary> {
+    const c = await this.getChannel(id);
+    if (!c) throw new BackendError("NOT_FOUND", `no channel ${id}`);
+    return summary({ id: c.id, peerNodeId: c.peerNodeId }, await this.stateOf(id));
+  }
+
+  private async stateOf(id: string): Promise<ChannelState> {
+    const s = await this.o.store.load(id);
+    if (!s) throw new BackendError("NOT_FOUND", `no channel ${id}`);
+    return s;
+  }
+}
+
+function summary(row: Pick<ChannelRow, "id" | "peerNodeId">, s: ChannelState): ChannelSummary {
+  const capacity = s.anchor?.amount ?? s.fundingSat ?? sat(0n);
+  // Before the first commitment: the creator's funding is all its own (draft 2.2).
+  const local = s.localCommit?.localMsat ?? (s.role === "creator" ? satToMsat(capacity) : msat(0n));
+  const remote = s.localCommit?.remoteMsat ?? (s.role === "acceptor" ? satToMsat(capacity) : msat(0n));
+  return {
+    id: row.id,
+    peerNodeId: row.peerNodeId ?? "",
+    phase: s.phase,
+    role: s.role,
+    capacitySat: capacity,
+    localBalanceMsat: local,
+    remoteBalanceMsat: remote,
+  };
+}
+
+const payment = (p: PaymentRow): Payment => ({
+  id: p.id,
+  channelId: p.channelId,
+  rHash: p.rHash,
+  amountMsat: p.amountMsat,
+  expiry: p.expiry,
+  status: p.status,
+  failureReason: p.failureReason,
+  createdAt: p.createdAt,
+});

@@ -1,0 +1,542 @@
+import { randomUUID } from "node:crypto";
+import { isBlocks, MAX_ANCHOR_SAT, type OutPoint, type Sat } from "@ln/bitcoin";
+import {
+  ackFor,
+  createChannel,
+  type ChannelState,
+  type Command,
+  type Input,
+  type Output,
+} from "@ln/channel-core";
+import { decodePeerEvent, decodePkt, peerSubjects, type ChainEvent, type Pkt } from "@ln/proto";
+import type { SignerClient } from "@ln/signer-client";
+import { Transaction } from "bitcoinjs-lib";
+import type { NatsConnection, Subscription } from "nats";
+import { signedBroadcast } from "./broadcast.js";
+import { Ledger } from "./ledger.js";
+import { ChannelRunner, type EffectSink } from "./runner.js";
+import { grpcCoreSigner, recordPeerRevocation } from "./signer-adapter.js";
+import { StoreError, type ChannelRow, type ChannelStore } from "./store.js";
+
+/** What the node needs from the chain watcher (chain-requests.ts over NATS in production). */
+export interface ChainPort {
+  broadcast(txHex: string): Promise<string>;
+  /** The node's best block, asked when we have not seen a block event yet. */
+  tip(): Promise<{ height: number; time: number }>;
+  watchAnchor(channelId: string, o: Extract<Output, { type: "watch_anchor" }>): void;
+}
+
+/** What the node needs from its wallet (wallet.ts). */
+export interface WalletPort {
+  fundAnchor(p: {
+    channelId: string;
+    signerChannel: number;
+    amount: Sat;
+    commitKeys: [string, string];
+  }): Promise<{ outpoint: OutPoint; amount: Sat; txid: string }>;
+  anchorTx(channelId: string): Promise<string | undefined>;
+  /** Frees the coins of an anchor never handed out for broadcast (the opening failed). */
+  releaseAnchor(channelId: string): Promise<boolean>;
+}
+
+/** The terms we open channels with (our side of open_channel). */
+export interface LocalTerms {
+  delayBlocks: number;
+  minDepth: number;
+  feeRate: number;
+}
+
+export interface ChannelNodeOptions {
+  store: ChannelStore;
+  ledger: Ledger;
+  signer: SignerClient;
+  nodeId: Buffer;
+  nc: NatsConnection;
+  /** The peer gateway's subject prefix (`<LN_PREFIX>.peer`). */
+  peerPrefix: string;
+  chain: ChainPort;
+  wallet: WalletPort;
+  replicaId: string;
+  /** Lease length; renewed every third of it. */
+  leaseMs: number;
+  terms: LocalTerms;
+  log: (line: string) => void;
+}
+
+/** A failure the control API can name (see api/backend.ts BackendError). */
+export class NodeError extends Error {
+  override readonly name = "NodeError";
+  constructor(
+    readonly code: "NOT_FOUND" | "CONFLICT" | "INVALID" | "UNAVAILABLE",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 60_000;
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+const LIVE = (phase: ChannelState["phase"]): boolean => phase !== "closed" && phase !== "failed";
+
+/**
+ * The channel service's shell around the runner: routes each peer's pkts and connection events to
+ * its channel (creating the acceptor's channel on a peer's open_channel), feeds chain events to
+ * the channels, carries out the core's effects (anchor funding, broadcasts, watches, payment
+ * outcomes, peer revocations to the signer), settles incoming HTLCs against our invoices, holds and
+ * renews the leases of the channels this replica runs and takes over channels whose lease expired,
+ * and asks the signer again, with backoff, when a request failed.
+ */
+export class ChannelNode {
+  readonly runner: ChannelRunner;
+  private readonly held = new Set<string>();
+  private readonly meta = new Map<string, { peer: string; signerChannel: number }>();
+  private readonly peerQueues = new Map<string, Promise<unknown>>();
+  private readonly retries = new Map<string, { attempt: number; at: number; since: number }>();
+  /** Incoming HTLCs we are settling (channel:id), so each is decided once. */
+  private readonly settling = new Set<string>();
+  private readonly subs: Subscription[] = [];
+  private timers: NodeJS.Timeout[] = [];
+  private tipHeight = 0;
+  private tipTime = 0;
+
+  constructor(private readonly o: ChannelNodeOptions) {
+    const effects: EffectSink = (id, out) => this.effect(id, out);
+    this.runner = new ChannelRunner(
+      o.store,
+      o.replicaId,
+      grpcCoreSigner(o.signer, (id) => this.signerChannel(id)),
+      { send: (id, m) => Promise.resolve(this.o.nc.publish(this.subjects(id).out, m.bytes)) },
+      effects,
+    );
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  /** Takes the leases it can, subscribes to the peer gateway, and starts its timers. */
+  async start(): Promise<void> {
+    const tip = await this.o.ledger.tip();
+    if (tip) [this.tipHeight, this.tipTime] = [tip.height, tip.time];
+    await this.leaseRound();
+    const p = this.o.peerPrefix;
+    this.subs.push(
+      this.o.nc.subscribe(`${p}.*.in`, {
+        callback: (e, m) => !e && this.onPeerMessage(m.subject, "in", m.data),
+      }),
+      this.o.nc.subscribe(`${p}.*.events`, {
+        callback: (e, m) => !e && this.onPeerMessage(m.subject, "events", m.data),
+      }),
+      this.o.nc.subscribe(`${p}.*.ack`, {
+        callback: (e, m) => {
+          if (e) return;
+          const peer = m.subject.split(".").at(-2) ?? "";
+          // Only the replica running the peer's channel answers; with none, the gateway uses 0.
+          void this.forPeer(peer, async () => {
+            const row = await this.o.store.liveWith(peer);
+            // No channel with the peer: every replica agrees on 0 (nothing received).
+            if (!row) return m.respond(Buffer.from("0"));
+            if (!this.held.has(row.id)) return;
+            const state = await this.o.store.load(row.id);
+            m.respond(Buffer.from(String(state ? ackFor(state) : 0)));
+          });
+        },
+      }),
+    );
+    this.timers.push(
+      setInterval(
+        () => void this.leaseRound().catch((e: unknown) => this.report("lease round", e)),
+        this.o.leaseMs / 3,
+      ),
+      setInterval(() => void this.retryRound(), 500),
+    );
+  }
+
+  /** Stops timers and subscriptions and releases our leases, so another replica takes over at once. */
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    for (const s of this.subs) s.unsubscribe();
+    await Promise.allSettled([...this.peerQueues.values()]);
+    for (const id of this.held) await this.o.store.releaseLease(id, this.o.replicaId).catch(() => undefined);
+    this.held.clear();
+  }
+
+  holds(id: string): boolean {
+    return this.held.has(id);
+  }
+
+  get height(): number {
+    return this.tipHeight;
+  }
+
+  // ------------------------------------------------------------ operator commands
+
+  /** Opens a channel to a connected peer, funding the anchor from our wallet. */
+  async open(peerNodeId: string, fundingSat: Sat): Promise<string> {
+    if (fundingSat <= 0n || fundingSat > MAX_ANCHOR_SAT)
+      throw new NodeError("INVALID", `fundingSat must be from 1 to ${MAX_ANCHOR_SAT} satoshi (draft 2.2)`);
+    if (await this.o.store.liveWith(peerNodeId))
+      throw new NodeError("CONFLICT", `there is already a live channel with ${peerNodeId}; close it first`);
+    return this.createChannel(peerNodeId, "creator", fundingSat);
+  }
+
+  /** An operator command on a channel this replica runs; a rejection names its reason. */
+  async command(channelId: string, command: Command): Promise<Output[]> {
+    const row = await this.o.store.row(channelId);
+    if (!row) throw new NodeError("NOT_FOUND", `no channel ${channelId}`);
+    if (!this.held.has(channelId))
+      throw new NodeError(
+        "UNAVAILABLE",
+        `channel ${channelId} is run by replica ${row.leaseOwner ?? "(none yet)"}; retry in a few seconds or send the request to that replica`,
+      );
+    const outputs = await this.input(channelId, { type: "command", command });
+    const rejected = outputs.find((x) => x.type === "command_rejected");
+    if (rejected) throw new NodeError("INVALID", rejected.problem);
+    return outputs;
+  }
+
+  /** Feeds one input to a channel, then settles incoming HTLCs; failures are retried with backoff. */
+  async input(channelId: string, input: Input): Promise<Output[]> {
+    try {
+      const out = await this.runner.input(channelId, input);
+      this.retries.delete(channelId);
+      // Incoming HTLCs become committed on both sides only in steps that send something.
+      if (out.length > 0) void this.settleIncoming(channelId);
+      return out;
+    } catch (e) {
+      if (e instanceof StoreError && e.code === "LEASE_NOT_HELD") this.held.delete(channelId);
+      else this.noteFailure(channelId, e);
+      throw e;
+    }
+  }
+
+  // ------------------------------------------------------------ chain events
+
+  /** One event from the chain watcher's stream; the wallet's kinds are handled by the caller. */
+  async onChainEvent(ev: ChainEvent): Promise<void> {
+    switch (ev.kind) {
+      case "block_connected": {
+        await this.o.ledger.setTip({ height: ev.height, hash: ev.hash, time: ev.time });
+        [this.tipHeight, this.tipTime] = [ev.height, ev.time];
+        const event = { kind: "block" as const, height: ev.height, time: ev.time };
+        await this.eachHeld((id) => this.input(id, { type: "chain", event }));
+        return;
+      }
+      case "anchor_depth":
+        if (this.held.has(ev.channelId))
+          await this.input(ev.channelId, { type: "chain", event: { kind: "anchor_depth", depth: ev.depth } });
+        return;
+      case "anchor_spent":
+        if (this.held.has(ev.channelId)) {
+          const ours = await this.o.ledger.isOurBroadcast(ev.channelId, ev.txid);
+          await this.input(ev.channelId, {
+            type: "chain",
+            event: { kind: "anchor_spent", txid: ev.txid, ours },
+          });
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  private async eachHeld(fn: (id: string) => Promise<unknown>): Promise<void> {
+    const failures: unknown[] = [];
+    for (const id of [...this.held]) await fn(id).catch((e: unknown) => failures.push(e));
+    for (const e of failures) this.report("block", e);
+  }
+
+  // ------------------------------------------------------------ peers
+
+  private subjects(channelId: string): ReturnType<typeof peerSubjects> {
+    const m = this.meta.get(channelId);
+    if (!m) throw new NodeError("NOT_FOUND", `channel ${channelId} is not run here`);
+    return peerSubjects(this.o.peerPrefix, m.peer);
+  }
+
+  private signerChannel(channelId: string): number {
+    const m = this.meta.get(channelId);
+    if (!m) throw new NodeError("NOT_FOUND", `channel ${channelId} is not run here`);
+    return m.signerChannel;
+  }
+
+  /** Work for one peer, in arrival order. */
+  private forPeer(peer: string, work: () => Promise<unknown>): Promise<unknown> {
+    const prev = this.peerQueues.get(peer) ?? Promise.resolve();
+    const next = prev.then(work).catch((e: unknown) => this.report(`peer ${peer.slice(0, 16)}`, e));
+    this.peerQueues.set(peer, next);
+    return next;
+  }
+
+  private onPeerMessage(subject: string, kind: "in" | "events", data: Uint8Array): void {
+    const peer = subject.split(".").at(-2) ?? "";
+    // Decoded at once (the gateway checked it already): a bad one is reported, never queued.
+    let pkt: Pkt | undefined;
+    let connectedAck: number | undefined;
+    try {
+      if (kind === "in") pkt = decodePkt(data);
+      else {
+        const ev = decodePeerEvent(data);
+        if (ev.type !== "connected") return;
+        connectedAck = Number(ev.theirAck);
+      }
+    } catch (e) {
+      this.report(`peer ${peer.slice(0, 16)}`, e);
+      return;
+    }
+    void this.forPeer(peer, async () => {
+      let row = await this.o.store.liveWith(peer);
+      if (!row && pkt?.kind === "open_channel") {
+        // A peer opens a channel to us: we are the acceptor.
+        await this.createChannel(peer, "acceptor", undefined).catch((e: unknown) => {
+          if (!(e instanceof StoreError && e.code === "CHANNEL_EXISTS")) throw e;
+        });
+        row = await this.o.store.liveWith(peer);
+      }
+      if (!row || !this.held.has(row.id)) return;
+      if (pkt) await this.input(row.id, { type: "pkt", pkt });
+      else if (connectedAck !== undefined)
+        await this.input(row.id, { type: "reconnected", theirAck: connectedAck });
+    });
+  }
+
+  private async createChannel(
+    peer: string,
+    role: "creator" | "acceptor",
+    fundingSat: Sat | undefined,
+  ): Promise<string> {
+    // The opening's deadlines count from this height: never from an unknown one.
+    if (this.tipHeight === 0) {
+      const tip = await this.o.chain.tip();
+      [this.tipHeight, this.tipTime] = [tip.height, tip.time];
+    }
+    const keys = await this.o.signer.call("NewChannel", {});
+    const id = randomUUID();
+    const created = createChannel({
+      role,
+      local: {
+        delay: { blocks: this.o.terms.delayBlocks },
+        minDepth: this.o.terms.minDepth,
+        initialFeeRate: this.o.terms.feeRate,
+        commitKey: hex(keys.commit_pubkey),
+        finalKey: hex(keys.final_pubkey),
+        revocationHash: hex(keys.revocation_hash_0),
+        nextRevocationHash: hex(keys.revocation_hash_1),
+      },
+      ...(fundingSat !== undefined ? { fundingSat } : {}),
+      policy: { autoCommit: true },
+      chain: { height: this.tipHeight, time: this.tipTime },
+    });
+    const t = await this.o.store
+      .create(id, created, {
+        peerNodeId: peer,
+        signerChannel: keys.channel,
+        owner: this.o.replicaId,
+        leaseMs: this.o.leaseMs,
+      })
+      .catch((e: unknown) => {
+        if (e instanceof StoreError && e.code === "CHANNEL_EXISTS")
+          throw new NodeError("CONFLICT", `there is already a live channel with ${peer}; close it first`);
+        throw e;
+      });
+    this.held.add(id);
+    this.meta.set(id, { peer, signerChannel: keys.channel });
+    this.o.log(`channel ${id}: created as ${role} with ${peer.slice(0, 16)}…`);
+    // Sent now if the peer is connected; otherwise on its next connection (retransmission).
+    for (const m of t.sends) this.o.nc.publish(peerSubjects(this.o.peerPrefix, peer).out, m.bytes);
+    return id;
+  }
+
+  // ------------------------------------------------------------ effects
+
+  private async effect(id: string, out: Parameters<EffectSink>[1]): Promise<void> {
+    const m = this.meta.get(id);
+    if (!m) throw new NodeError("NOT_FOUND", `channel ${id} is not run here`);
+    switch (out.type) {
+      case "build_anchor": {
+        const funded = await this.o.wallet.fundAnchor({
+          channelId: id,
+          signerChannel: m.signerChannel,
+          amount: out.amount,
+          commitKeys: out.commitKeys,
+        });
+        this.o.log(`channel ${id}: anchor ${funded.txid} built (not yet broadcast)`);
+        // Not awaited: this runs inside the channel's current input.
+        setImmediate(
+          () =>
+            void this.input(id, {
+              type: "anchor_built",
+              outpoint: funded.outpoint,
+              amount: funded.amount,
+            }).catch((e: unknown) => this.report(`channel ${id}`, e)),
+        );
+        return;
+      }
+      case "broadcast_anchor": {
+        const txHex = await this.o.wallet.anchorTx(id);
+        if (!txHex) throw new Error(`channel ${id}: no stored anchor transaction to broadcast`);
+        const txid = await this.o.chain.broadcast(txHex);
+        this.o.log(`channel ${id}: anchor ${txid} broadcast`);
+        return;
+      }
+      case "watch_anchor":
+        this.o.chain.watchAnchor(id, out);
+        return;
+      case "broadcast":
+      case "closed": {
+        const txHex = await signedBroadcast(this.o.signer, m.signerChannel, out.broadcast);
+        if (txHex === undefined) return;
+        const txid = Transaction.fromHex(txHex).getId();
+        await this.o.ledger.recordBroadcast(id, out.broadcast.tx, txid, txHex);
+        await this.o.chain.broadcast(txHex);
+        this.o.log(`channel ${id}: ${out.broadcast.tx} ${txid} broadcast`);
+        return;
+      }
+      case "htlc_added":
+        if (out.offerer === "local") {
+          const state = await this.o.store.load(id);
+          const add = state?.localLog.entries.find(
+            (e) => e.update.kind === "add" && e.update.htlc.id === out.id,
+          );
+          if (add?.update.kind === "add")
+            await this.o.ledger.addPayment({
+              channelId: id,
+              htlcId: out.id,
+              rHash: add.update.htlc.rHash,
+              amountMsat: add.update.htlc.amountMsat,
+              expiry: add.update.htlc.expiry,
+            });
+        }
+        return;
+      case "htlc_result":
+        if (out.offerer === "local") await this.o.ledger.settlePayment(id, out.id, out.result);
+        return;
+      case "revoked":
+        await recordPeerRevocation(this.o.signer, m.signerChannel, out);
+        return;
+      case "opened":
+        this.o.log(`channel ${id}: open`);
+        return;
+      case "failed":
+        this.o.log(`channel ${id}: failed (${out.code}): ${out.problem}`);
+        if (await this.o.wallet.releaseAnchor(id))
+          this.o.log(`channel ${id}: its unbroadcast anchor's coins are free again`);
+        return;
+      case "command_rejected":
+        return;
+    }
+  }
+
+  // ------------------------------------------------------------ the payee
+
+  /**
+   * Settles the peer's HTLCs committed on both sides: fulfilled with R from the signer when they
+   * pay one of our invoices in full with time to spare, failed otherwise.
+   */
+  private async settleIncoming(id: string): Promise<void> {
+    if (!this.held.has(id)) return;
+    const state = await this.o.store.load(id);
+    if (
+      !state?.localCommit ||
+      !state.remoteCommit ||
+      (state.phase !== "normal" && state.phase !== "clearing")
+    )
+      return;
+    const inRemote = new Set(state.remoteCommit.htlcs.filter((h) => h.offerer === "remote").map((h) => h.id));
+    const removing = new Set(
+      state.localLog.entries.flatMap((e) =>
+        e.update.kind === "fulfill" || e.update.kind === "fail" ? [e.update.id] : [],
+      ),
+    );
+    for (const h of state.localCommit.htlcs) {
+      const key = `${id}:${h.id}`;
+      if (h.offerer !== "remote" || !inRemote.has(h.id) || removing.has(h.id) || this.settling.has(key))
+        continue;
+      this.settling.add(key);
+      try {
+        const invoice = await this.o.ledger.invoice(h.rHash);
+        const margin = state.policy.deadlineMarginBlocks;
+        let command: Command;
+        if (!invoice) command = { kind: "fail_htlc", id: h.id, reason: "unknown payment hash" };
+        else if (h.amountMsat < invoice.amountMsat)
+          command = {
+            kind: "fail_htlc",
+            id: h.id,
+            reason: `amount below the invoice's ${invoice.amountMsat} msat`,
+          };
+        else if (isBlocks(h.expiry) && h.expiry.blocks <= this.tipHeight + margin)
+          command = { kind: "fail_htlc", id: h.id, reason: "expiry too soon" };
+        else {
+          const { r } = await this.o.signer.call("RevealInvoice", { index: invoice.signerIndex });
+          command = { kind: "fulfill_htlc", id: h.id, r: hex(r) };
+        }
+        await this.input(id, { type: "command", command });
+        if (command.kind === "fulfill_htlc") await this.o.ledger.markInvoiceSettled(h.rHash);
+      } catch (e) {
+        this.report(`channel ${id}: settling HTLC ${h.id}`, e);
+      } finally {
+        this.settling.delete(key);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ leases and retries
+
+  /** Renews our leases and takes channels whose lease expired (a replica died or stopped). */
+  private async leaseRound(): Promise<void> {
+    for (const row of await this.o.store.rows()) {
+      const ours = this.held.has(row.id);
+      if (!ours && (!LIVE(row.phase) || (row.leaseHeld && row.leaseOwner !== this.o.replicaId))) continue;
+      if (!(await this.o.store.acquireLease(row.id, this.o.replicaId, this.o.leaseMs))) {
+        if (ours) this.o.log(`channel ${row.id}: lease lost to another replica`);
+        this.held.delete(row.id);
+        continue;
+      }
+      if (ours) continue;
+      await this.adopt(row);
+    }
+  }
+
+  private async adopt(row: ChannelRow): Promise<void> {
+    if (row.peerNodeId === undefined || row.signerChannel === undefined) return;
+    this.meta.set(row.id, { peer: row.peerNodeId, signerChannel: row.signerChannel });
+    this.held.add(row.id);
+    this.o.log(`channel ${row.id}: running it here (lease taken)`);
+    // Whatever the last holder left half done: the signer request the state awaits, payee work.
+    await this.input(row.id, { type: "resume" }).catch((e: unknown) => this.report(`channel ${row.id}`, e));
+  }
+
+  private noteFailure(id: string, e: unknown): void {
+    const now = Date.now();
+    const prev = this.retries.get(id);
+    const attempt = (prev?.attempt ?? 0) + 1;
+    const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (attempt - 1));
+    this.retries.set(id, { attempt, at: now + delay, since: prev?.since ?? now });
+    const down = Math.round((now - (prev?.since ?? now)) / 1000);
+    this.o.log(
+      `ALERT channel ${id}: ${message(e)} (attempt ${attempt}, failing for ${down} s); retrying in ${delay / 1000} s`,
+    );
+  }
+
+  private async retryRound(): Promise<void> {
+    const now = Date.now();
+    for (const [id, r] of this.retries) {
+      if (r.at > now || !this.held.has(id)) continue;
+      r.at = Number.POSITIVE_INFINITY; // until this attempt ends
+      await this.input(id, { type: "resume" }).catch(() => undefined);
+    }
+  }
+
+  private report(what: string, e: unknown): void {
+    this.o.log(`${what}: ${message(e)}`);
+  }
+}
+
+const message = (e: unknown): string =>
+  e instanceof AggregateError
+    ? `${e.message}: ${e.errors.map(message).join("; ")}`
+    : e instanceof Error
+      ? e.message
+      : String(e);
+
+export { LIVE as isLivePhase };

@@ -1,0 +1,59 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.js";
+
+const full = {
+  CHANNEL_DATABASE_URL: "postgres://channel@db/node",
+  LN_PREFIX: "ln.node1",
+  SIGNER_ADDR: "signer:50051",
+  SIGNER_CLIENT_CA: "/tls/ca.crt",
+  SIGNER_CLIENT_CERT: "/tls/tls.crt",
+  SIGNER_CLIENT_KEY: "/tls/tls.key",
+  CHANNEL_API_LISTEN: "0.0.0.0:8080",
+};
+
+describe("channel service config", () => {
+  it("reads every setting, with defaults", () => {
+    const c = loadConfig(full);
+    expect(c.databaseSchema).toBe("channel");
+    expect(c.natsUrl).toBe("nats://127.0.0.1:4222");
+    expect(c.apiListen).toEqual({ host: "0.0.0.0", port: 8080 });
+    expect(c.leaseMs).toBe(15_000);
+    expect(c.network).toBe("regtest");
+    expect(c.terms).toEqual({ delayBlocks: 144, minDepth: 1, feeRate: 10_000 });
+    expect(c.adminToken).toBeUndefined();
+    expect(c.signer.serverName).toBeUndefined();
+  });
+
+  it("reports every problem at once, one line each, naming the variable", () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        ...full,
+        CHANNEL_DATABASE_URL: "",
+        SIGNER_ADDR: undefined,
+        CHANNEL_API_LISTEN: "8080",
+        CHANNEL_LEASE_MS: "5s",
+        CHANNEL_ADMIN_TOKEN: "short",
+        CHANNEL_NETWORK: "mainnet",
+        LN_PREFIX: "a..b",
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const lines = (error as Error).message.split("\n").slice(1);
+    expect(lines.map((l) => l.trim().split(" ")[0])).toEqual([
+      "CHANNEL_DATABASE_URL",
+      "LN_PREFIX",
+      "SIGNER_ADDR",
+      "CHANNEL_API_LISTEN",
+      "CHANNEL_ADMIN_TOKEN",
+      "CHANNEL_NETWORK",
+      "CHANNEL_LEASE_MS",
+    ]);
+  });
+
+  it("accepts an operator's admin token of 24 printable characters or more", () => {
+    expect(loadConfig({ ...full, CHANNEL_ADMIN_TOKEN: "x".repeat(24) }).adminToken).toBe("x".repeat(24));
+  });
+});

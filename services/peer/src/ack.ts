@@ -1,0 +1,40 @@
+/** The gateway's `ackFor`, asked of the channel service over NATS. */
+import { ErrorCode, NatsError, type NatsConnection } from "nats";
+import { peerSubjects } from "@ln/proto";
+
+const DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
+
+/**
+ * `ackFor` by a NATS request on `<prefix>.<peer>.ack`; the channel service answers with a decimal
+ * count (0 when it has no live channel with the peer). No responders, no answer within
+ * `timeoutMs`, or an answer that is not a decimal rejects, and the connection is closed: a guessed
+ * 0 would be below the floor of a peer whose messages we had acknowledged, and it would fail the
+ * channel (draft 1.2). The peer reconnects once the channel service is back.
+ */
+export function natsAckFor(
+  nc: NatsConnection,
+  prefix: string,
+  timeoutMs: number,
+): (peerNodeId: Buffer) => Promise<bigint> {
+  return async (peerNodeId) => {
+    let text: string;
+    try {
+      const m = await nc.request(peerSubjects(prefix, peerNodeId.toString("hex")).ack, new Uint8Array(), {
+        timeout: timeoutMs,
+      });
+      text = m.string();
+    } catch (e) {
+      if (e instanceof NatsError && (e.code === ErrorCode.NoResponders || e.code === ErrorCode.Timeout))
+        throw new Error(
+          `the channel service did not answer the ack request for this peer (${e.code}); is it running for ${prefix}?`,
+          { cause: e },
+        );
+      throw e;
+    }
+    if (!DECIMAL.test(text))
+      throw new Error(
+        `the channel service answered the ack request with ${JSON.stringify(text.slice(0, 40))}`,
+      );
+    return BigInt(text);
+  };
+}

@@ -1,0 +1,150 @@
+/*~ The peer gateway process. Composition root: configuration from the environment (config.ts),
+ * NATS, the signer over gRPC/mTLS (the node key never leaves it: ECDH and session_sig are calls),
+ * the gateway's listener, the control requests; graceful SIGTERM/SIGINT. Every stderr line starts
+ * with "peer: "; once serving, exactly one `peer: ready {"port":N,"nodeId":"<hex>"}`.
+ * The processes of a node start in any order: NATS and the signer are retried until they answer. */
+import { readFile } from "node:fs/promises";
+import { connect, type NatsConnection } from "nats";
+import { SignerClient } from "@ln/signer-client";
+import { natsAckFor } from "./ack.js";
+import { ConfigError, loadConfig, type PeerConfig } from "./config.js";
+import { serveControl } from "./control.js";
+import { PeerGateway } from "./gateway.js";
+
+const log = (line: string): void => void process.stderr.write(`peer: ${line}\n`);
+const text = (e: unknown): string => {
+  const s = e instanceof Error ? e.message : String(e);
+  return s.length > 300 ? `${s.slice(0, 300)}...` : s;
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+let stopping = false;
+let stop: (signal: string) => void = () => process.exit(0); // before anything is open
+
+/** Calls `f` until it resolves, doubling the wait (max 5 s), one log line per failure. */
+async function retry<T>(what: string, hint: string, f: () => Promise<T>): Promise<T | undefined> {
+  for (let wait = 250; ; wait = Math.min(wait * 2, 5000)) {
+    if (stopping) return undefined;
+    try {
+      return await f();
+    } catch (e) {
+      log(`${what} not reachable yet (${text(e)}); retrying in ${wait} ms. ${hint}`);
+    }
+    await sleep(wait);
+  }
+}
+
+async function readPems(cfg: PeerConfig): Promise<{ ca: Buffer; cert: Buffer; key: Buffer }> {
+  const problems: string[] = [];
+  const read = async (path: string, name: string): Promise<Buffer> => {
+    try {
+      return await readFile(path);
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      problems.push(
+        `cannot read ${name} ${path} (${typeof code === "string" ? code : text(e)}): set ${name} to a readable PEM file`,
+      );
+      return Buffer.alloc(0);
+    }
+  };
+  const [ca, cert, key] = await Promise.all([
+    read(cfg.signer.caFile, "SIGNER_CLIENT_CA"),
+    read(cfg.signer.certFile, "SIGNER_CLIENT_CERT"),
+    read(cfg.signer.keyFile, "SIGNER_CLIENT_KEY"),
+  ]);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { ca, cert, key };
+}
+
+async function main(): Promise<void> {
+  const cfg = loadConfig();
+  const tls = await readPems(cfg);
+  // What is open so far, for stop().
+  const open: { nc?: NatsConnection; signer?: SignerClient; gateway?: PeerGateway } = {};
+  stop = (signal) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: closing connections`);
+    setTimeout(() => {
+      log("shutdown took longer than 10 s; exiting");
+      process.exit(1);
+    }, 10_000).unref();
+    void (async () => {
+      await open.gateway?.close();
+      if (open.nc && !open.nc.isClosed()) await open.nc.drain();
+      open.signer?.close();
+    })().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        log(`shutdown: ${text(e)}`);
+        process.exit(1);
+      },
+    );
+  };
+
+  const s = new SignerClient(
+    cfg.signer.address,
+    tls,
+    cfg.signer.serverName === undefined ? {} : { "grpc.ssl_target_name_override": cfg.signer.serverName },
+  );
+  open.signer = s;
+  const info = await retry(
+    `the signer at ${cfg.signer.address}`,
+    "Start the signer, or check SIGNER_ADDR, the SIGNER_CLIENT_* certificates and SIGNER_SERVERNAME.",
+    () => s.call("NodeInfo", {}, 3000),
+  );
+  if (info === undefined) return;
+  const nodeId = info.node_pubkey;
+  if (nodeId.length !== 33) throw new Error(`the signer's node_pubkey has ${nodeId.length} bytes, not 33`);
+  const nodeHex = nodeId.toString("hex");
+  log(`node id ${nodeHex} (from the signer at ${cfg.signer.address})`);
+
+  const nats = await retry(`NATS at ${cfg.natsUrl}`, "Start the NATS server, or check NATS_URL.", () =>
+    connect({ servers: cfg.natsUrl, name: `peer-gateway ${cfg.prefix}`, maxReconnectAttempts: -1 }),
+  );
+  if (nats === undefined) return;
+  open.nc = nats;
+  void (async () => {
+    for await (const st of nats.status())
+      if (st.type === "disconnect" || st.type === "reconnect") log(`NATS ${st.type} (${String(st.data)})`);
+  })();
+  void nats.closed().then((err) => {
+    if (stopping) return;
+    log(`NATS connection closed${err ? `: ${text(err)}` : ""}; exiting`);
+    process.exit(1);
+  });
+
+  const gateway = new PeerGateway({
+    nodeId,
+    staticEcdh: async (point) => (await s.call("Ecdh", { point })).shared_secret,
+    signSession: async (digest) => (await s.call("SignSession", { digest })).signature,
+    nats,
+    subjectPrefix: cfg.prefix,
+    handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+    maxPendingHandshakes: cfg.maxPendingHandshakes,
+    ackFor: natsAckFor(
+      nats,
+      cfg.prefix,
+      Math.min(5000, Math.max(50, Math.floor(cfg.handshakeTimeoutMs / 2))),
+    ),
+    log: (line) => log(JSON.stringify(line)),
+  });
+  open.gateway = gateway;
+  const port = await gateway.listen(cfg.listen.port, cfg.listen.host);
+  serveControl({ nats, prefix: cfg.prefix, gateway, log: (line) => log(JSON.stringify(line)) });
+  await nats.flush(); // the control subscriptions are in place before we say ready
+  if (stopping) return;
+  log(`subjects ${cfg.prefix}.<peer>.{in,out,events,ack}, control ${cfg.prefix}.ctl.{connect,peers}`);
+  log(`ready ${JSON.stringify({ port, nodeId: nodeHex })}`);
+}
+
+process.on("SIGTERM", () => stop("SIGTERM"));
+process.on("SIGINT", () => stop("SIGINT"));
+
+main().catch((e: unknown) => {
+  if (e instanceof ConfigError) {
+    log("cannot start, the configuration is incomplete or wrong:");
+    for (const p of e.problems) log(`  ${p}`);
+  } else log(`failed to start: ${text(e)}`);
+  process.exit(1);
+});

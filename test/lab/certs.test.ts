@@ -1,0 +1,54 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SignerClient } from "@ln/signer-client";
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+import { makeDevPki, OpensslMissingError, signerServerTlsEnv } from "./certs.js";
+import { DEFAULT_DATABASE_URL } from "./infra.js";
+import { Supervisor } from "./procs.js";
+
+describe("makeDevPki", () => {
+  const dir = mkdtempSync(join(tmpdir(), "dev-pki-test-"));
+  const schema = `lab_certs_test_${randomBytes(4).toString("hex")}`;
+  const sup = new Supervisor({ logDir: join(dir, "logs") });
+  afterAll(async () => {
+    await sup.stopAll(2000);
+    const c = new pg.Client(DEFAULT_DATABASE_URL);
+    await c.connect();
+    await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await c.end();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("names a missing openssl", () => {
+    expect(() => makeDevPki(join(dir, "none"), { openssl: "/nonexistent/openssl" })).toThrow(
+      OpensslMissingError,
+    );
+  });
+
+  it("makes certificates the signer serves and a SignerClient accepts", async () => {
+    const pki = makeDevPki(join(dir, "pki"));
+    const ready = await sup.start("signer", "services/signer/src/main.ts", {
+      SIGNER_DATABASE_URL: DEFAULT_DATABASE_URL,
+      SIGNER_DATABASE_SCHEMA: schema,
+      SIGNER_LISTEN: "127.0.0.1:0",
+      ...signerServerTlsEnv(pki),
+      SIGNER_SEED_FILE: join(dir, "seed.enc"),
+      SIGNER_SEED_KEY: randomBytes(32).toString("hex"),
+    });
+    expect(ready["nodeId"]).toMatch(/^0[23][0-9a-f]{64}$/);
+    const client = new SignerClient(
+      `127.0.0.1:${String(ready["port"])}`,
+      { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey },
+      { "grpc.ssl_target_name_override": pki.serverName },
+    );
+    try {
+      const info = await client.call("NodeInfo", {});
+      expect(info.node_pubkey.toString("hex")).toBe(ready["nodeId"]);
+    } finally {
+      client.close();
+    }
+  });
+});

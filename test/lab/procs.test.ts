@@ -1,0 +1,89 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ProcessError, Supervisor } from "./procs.js";
+
+const FAKE = "test/lab/fixtures/fake-service.ts";
+
+describe("Supervisor", () => {
+  let dir: string;
+  let sup: Supervisor;
+  const logs: string[] = [];
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "procs-test-"));
+    sup = new Supervisor({ logDir: dir, log: (l) => logs.push(l) });
+  });
+  afterEach(async () => {
+    await sup.stopAll(1000);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("resolves with the JSON of the ready line and logs the output to a file", async () => {
+    const info = await sup.start("one", FAKE, { FAKE_MODE: "ready" }, { service: "fake" });
+    expect(info["port"]).toBe(1234);
+    expect(info["pid"]).toBe(sup.pid("one"));
+    expect(sup.readyInfo("one")).toEqual(info);
+    expect(sup.lastLines("one")).toContain("fake: starting in mode ready");
+    expect(logs.some((l) => l.includes(join(dir, "one.log")))).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(readFileSync(sup.logFile("one"), "utf8")).toContain("fake: ready {");
+  });
+
+  it("takes the service name from a services/<name>/ entry path by default", async () => {
+    // No "services/" in the path: the process name is the service name.
+    await expect(sup.start("fake", FAKE, {})).resolves.toMatchObject({ port: 1234 });
+  });
+
+  it("rejects with the last lines when the process exits before it is ready", async () => {
+    const err = await sup
+      .start("bad", FAKE, { FAKE_MODE: "exit" }, { service: "fake" })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProcessError);
+    const pe = err as ProcessError;
+    expect(pe.message).toMatch(/bad exited \(code 3\) before printing "fake: ready/);
+    expect(pe.message).toContain("cannot start: FAKE_MODE=exit");
+    expect(pe.lastLines).toContain("fake: cannot start: FAKE_MODE=exit");
+    expect(sup.isRunning("bad")).toBe(false);
+  });
+
+  it("rejects after the ready timeout", async () => {
+    const err = await sup
+      .start("slow", FAKE, { FAKE_MODE: "silent" }, { service: "fake", readyTimeoutMs: 3000 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProcessError);
+    expect((err as Error).message).toMatch(/printed no "fake: ready \{\.\.\.\}" line within 3000 ms/);
+  });
+
+  it("kills with a signal, reports unexpected exits, and restarts with a new pid", async () => {
+    const unexpected: string[] = [];
+    const s = new Supervisor({ logDir: dir, onUnexpectedExit: (n) => unexpected.push(n) });
+    try {
+      const first = await s.start("k", FAKE, {}, { service: "fake" });
+      const exit = await s.kill("k", "SIGKILL");
+      expect(exit).toEqual({ code: null, signal: "SIGKILL" });
+      expect(s.isRunning("k")).toBe(false);
+      expect(unexpected).toEqual([]); // we asked for it
+      const second = await s.restart("k");
+      expect(second["pid"]).not.toBe(first["pid"]);
+      expect(s.isRunning("k")).toBe(true);
+      // An exit nobody asked for is reported.
+      process.kill(s.pid("k") ?? 0, "SIGKILL");
+      await s.exited("k");
+      expect(unexpected).toEqual(["k"]);
+    } finally {
+      await s.stopAll(1000);
+    }
+  });
+
+  it("stopAll sends SIGTERM, then SIGKILL after the grace period", async () => {
+    await sup.start("polite", FAKE, {}, { service: "fake" });
+    await sup.start("stubborn", FAKE, { FAKE_MODE: "ignore-term" }, { service: "fake" });
+    const t0 = Date.now();
+    await sup.stopAll(1500);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
+    expect(await sup.exited("polite")).toEqual({ code: null, signal: "SIGTERM" });
+    expect(await sup.exited("stubborn")).toEqual({ code: null, signal: "SIGKILL" });
+    expect(sup.lastLines("stubborn")).toContain("fake: ignoring SIGTERM");
+  });
+});
