@@ -164,6 +164,16 @@ export class ChannelNodeBackend implements NodeBackend {
     return (await this.o.ledger.payments()).map(payment);
   }
 
+  async getPayment(id: string): Promise<Payment | undefined> {
+    const p = await this.o.ledger.payment(id);
+    return p && payment(p);
+  }
+
+  async updateFee(id: string, feeRate: number): Promise<ChannelSummary> {
+    await named(this.o.node.command(id, { kind: "update_fee", feeRate }));
+    return this.summaryOf(id);
+  }
+
   async closeChannel(id: string): Promise<ChannelSummary> {
     await named(this.o.node.command(id, { kind: "close" }));
     return this.summaryOf(id);

@@ -31,6 +31,8 @@ const ROUTES: RouteCase[] = [
   R("POST", "/v1/invoices", "invoice"),
   R("POST", "/v1/payments", "admin"),
   R("GET", "/v1/payments", "read"),
+  R("GET", "/v1/payments/{id}", "read"),
+  R("POST", "/v1/channels/{id}/fee", "admin"),
   R("POST", "/v1/channels/{id}/close", "admin"),
   R("POST", "/v1/channels/{id}/force-close", "admin"),
   R("GET", "/v1/wallet/address", "read"),

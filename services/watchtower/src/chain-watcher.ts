@@ -83,8 +83,8 @@ export class ChainWatcher {
   private readonly schema: string;
   private readonly quoted: string;
   private readonly prefix: string;
-  /** The wallet's scripts, loaded on the first block; watchScripts adds to it once stored. */
-  private scripts: Set<string> | undefined;
+  /** The wallet's scripts, loaded once from Postgres; watchScripts adds to it once stored. */
+  private scripts: Promise<Set<string>> | undefined;
 
   constructor(private readonly opts: ChainWatcherOptions) {
     this.schema = opts.schema ?? "watchtower";
@@ -135,19 +135,25 @@ export class ChainWatcher {
    */
   async watchScripts(scriptsHex: readonly string[]): Promise<void> {
     if (scriptsHex.length === 0) return;
+    // Loaded before the insert, so a concurrent first load cannot miss these.
+    const scripts = await this.walletScripts();
     await this.opts.pool.query(
       `INSERT INTO ${this.t("wallet_scripts")} (script_hex) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`,
       [scriptsHex],
     );
-    if (this.scripts) for (const h of scriptsHex) this.scripts.add(h);
+    for (const h of scriptsHex) scripts.add(h);
   }
 
-  private async walletScripts(): Promise<ReadonlySet<string>> {
+  private walletScripts(): Promise<Set<string>> {
     if (this.scripts === undefined) {
-      const r = await this.opts.pool.query<{ script_hex: string }>(
-        `SELECT script_hex FROM ${this.t("wallet_scripts")}`,
-      );
-      this.scripts ??= new Set(r.rows.map((row) => row.script_hex));
+      const loading = this.opts.pool
+        .query<{ script_hex: string }>(`SELECT script_hex FROM ${this.t("wallet_scripts")}`)
+        .then((r) => new Set(r.rows.map((row) => row.script_hex)));
+      this.scripts = loading;
+      // A failed load is retried by the next caller.
+      loading.catch(() => {
+        if (this.scripts === loading) this.scripts = undefined;
+      });
     }
     return this.scripts;
   }

@@ -339,6 +339,21 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, metric
     );
 
   app.post(
+    "/v1/channels/:id/fee",
+    {
+      config: { access: "admin" },
+      schema: {
+        tags: ["channels"],
+        summary: "Propose a new commitment fee rate to the peer (draft 3.5) (admin)",
+        params: S.ChannelParams,
+        body: S.UpdateFeeBody,
+        response: S.withErrors({ 200: S.ChannelSummary }),
+      },
+    },
+    async (req) => channelJson(await backend.updateFee(req.params.id, req.body.feeRate)),
+  );
+
+  app.post(
     "/v1/invoices",
     {
       config: { access: "invoice" },
@@ -449,6 +464,25 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, metric
       const all = await backend.listPayments();
       const newest = [...all].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime());
       return { payments: newest.slice(0, req.query.limit ?? 100).map(paymentJson) };
+    },
+  );
+
+  app.get(
+    "/v1/payments/:id",
+    {
+      config: { access: "read" },
+      schema: {
+        tags: ["payments"],
+        summary: "One payment and its outcome (any scope)",
+        params: S.PaymentParams,
+        response: S.withErrors({ 200: S.Payment }),
+      },
+    },
+    async (req) => {
+      const p = await backend.getPayment(req.params.id);
+      if (!p)
+        throw new ApiError(404, "NOT_FOUND", `no payment ${req.params.id}; GET /v1/payments lists payments`);
+      return paymentJson(p);
     },
   );
 

@@ -16,6 +16,9 @@ export interface NodeBackend {
   createInvoice(req: { amountMsat: Msat; description?: string }): Promise<Invoice>;
   pay(req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime }): Promise<Payment>;
   listPayments(): Promise<Payment[]>;
+  /** Undefined when there is no such payment. */
+  getPayment(id: string): Promise<Payment | undefined>;
+  updateFee(id: string, feeRate: number): Promise<ChannelSummary>;
   closeChannel(id: string): Promise<ChannelSummary>;
   forceClose(id: string): Promise<ChannelSummary>;
   walletAddress(): Promise<{ address: string }>;

@@ -137,6 +137,20 @@ export class MemoryBackend implements NodeBackend {
     return [...this.payments];
   }
 
+  async getPayment(id: string): Promise<Payment | undefined> {
+    this.called("getPayment");
+    return this.payments.find((p) => p.id === id);
+  }
+
+  async updateFee(id: string, feeRate: number): Promise<ChannelSummary> {
+    this.called("updateFee");
+    const c = this.channel(id);
+    if (c.phase !== "normal") throw new BackendError("CONFLICT", `channel ${id} is ${c.phase}`);
+    if (feeRate < 1000)
+      throw new BackendError("INVALID", "the fee rate is below 1000 satoshi per 1000 bytes");
+    return summary(c);
+  }
+
   async closeChannel(id: string): Promise<ChannelSummary> {
     this.called("closeChannel");
     const c = this.channel(id);

@@ -99,6 +99,13 @@ export const ChannelDetail = Type.Object({
   ),
 });
 export const ChannelParams = Type.Object({ id: ChannelId });
+export const UpdateFeeBody = Type.Object(
+  { feeRate: Type.Integer({ minimum: 1, maximum: 1_000_000_000, description: "satoshi per 1000 bytes" }) },
+  { additionalProperties: false },
+);
+export const PaymentParams = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 200, pattern: "^[A-Za-z0-9_:-]+$" }),
+});
 
 export const CreateInvoiceBody = Type.Object(
   { amountMsat: MsatString, description: Type.Optional(Type.String({ maxLength: 640 })) },
