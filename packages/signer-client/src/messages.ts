@@ -169,6 +169,21 @@ export interface SignWalletSpendRequest {
   inputs: WalletInputMsg[];
   outputs: OutputOwnerMsg[];
 }
+/** A sweep input paying `P2SH(<our final key> OP_CHECKSIG)`: signed with the channel's final key. */
+export type FinalKeySpendMsg = Record<string, never>;
+/** One input of a sweep; `kind` names the spend path (more kinds to come: delayed, HTLC). */
+export interface SweepInputMsg {
+  input_index: number;
+  amount_sat: U64;
+  kind?: "final_key";
+  final_key?: FinalKeySpendMsg | null;
+}
+export interface SignSweepRequest {
+  channel: number;
+  tx_hex: string;
+  inputs: SweepInputMsg[];
+  outputs: OutputOwnerMsg[];
+}
 export interface InvoiceHashRequest {
   index: number;
 }
@@ -197,6 +212,7 @@ export interface SignerMethods {
   SignJustice: [SignJusticeRequest, SignaturesReply];
   WalletKey: [WalletKeyRequest, WalletKeyReply];
   SignWalletSpend: [SignWalletSpendRequest, SignaturesReply];
+  SignSweep: [SignSweepRequest, SignaturesReply];
   InvoiceHash: [InvoiceHashRequest, InvoiceHashReply];
   RevealInvoice: [RevealInvoiceRequest, RevealInvoiceReply];
 }

@@ -5,7 +5,6 @@
  * events, effects, the payee, leases), the wallet, the NATS links and the control API. */
 export * from "./store.js";
 export * from "./runner.js";
-export * from "./peer-link.js";
 export * from "./migrations.js";
 export * from "./signer-adapter.js";
 export * from "./chain-link.js";

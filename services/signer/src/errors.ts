@@ -43,7 +43,9 @@ export type RefusalCode =
   /** A wallet spend's external outputs total more than SIGNER_MAX_WITHDRAWAL_SAT. */
   | "WITHDRAWAL_TOO_LARGE"
   /** An external output's script is not P2WPKH, P2WSH, P2SH or P2PKH. */
-  | "UNSUPPORTED_SCRIPT";
+  | "UNSUPPORTED_SCRIPT"
+  /** A sweep input of a kind the signer does not sign (or does not name one). */
+  | "UNSUPPORTED_INPUT";
 
 export type SignerErrorCode =
   | RefusalCode

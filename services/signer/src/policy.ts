@@ -467,3 +467,77 @@ export async function authorizeWalletSpend(r: WalletSpendRequest, cfg: PolicyCon
   if (inTotal - outTotal > cfg.maxFeeSat)
     throw refuse("FEE_TOO_HIGH", `wallet spend fee ${inTotal - outTotal} sat is above ${cfg.maxFeeSat} sat`);
 }
+
+/**
+ * How a sweep input is spent. Each kind says which of the channel's scripts the input spends, so
+ * the signer derives the redeem script (and the key) itself; "justice and on-chain resolution"
+ * adds the delayed and HTLC paths here.
+ */
+export type SweepInputKind = { kind: "final_key" };
+
+export interface SweepInput {
+  inputIndex: number;
+  amount: Sat;
+  spend: SweepInputKind;
+}
+
+export interface SweepRequest {
+  tx: Transaction;
+  inputs: readonly SweepInput[];
+  /** One per transaction output: the wallet key it must pay (P2WPKH), or anything else (refused). */
+  outputs: readonly ({ kind: "wallet"; index: number; pubkey: Buffer } | { kind: "other"; what: string })[];
+}
+
+/**
+ * SignSweep: every transaction input described exactly once and of a kind we sign, every output
+ * one of our wallet keys, and the fee (inputs named minus outputs) at most the configured
+ * maximum. Returns what to sign: input `inputIndex` over its redeem script.
+ *
+ * The amounts are the caller's word (a legacy sighash does not commit to them); since every
+ * output is ours and the input is a coin of our final key, a lie can only waste the caller's
+ * own fee, never pay anyone else.
+ */
+export function authorizeSweep(
+  channel: number,
+  ours: OurChannel,
+  r: SweepRequest,
+  cfg: PolicyConfig,
+): InputToSign[] {
+  if (r.tx.ins.length === 0) throw invalid("the sweep has no inputs");
+  if (r.inputs.length !== r.tx.ins.length) throw invalid("one SweepInput per transaction input");
+  if (r.outputs.length !== r.tx.outs.length) throw invalid("one OutputOwner per transaction output");
+  const seen = new Set<number>();
+  const toSign = r.inputs.map((input): InputToSign => {
+    if (!Number.isInteger(input.inputIndex) || input.inputIndex < 0 || input.inputIndex >= r.tx.ins.length)
+      throw invalid(`input_index ${input.inputIndex} is not an input of the transaction`);
+    if (seen.has(input.inputIndex)) throw invalid(`input ${input.inputIndex} is described twice`);
+    seen.add(input.inputIndex);
+    switch (input.spend.kind) {
+      case "final_key":
+        return { inputIndex: input.inputIndex, redeemScript: toOtherScript(ours.keys.final.pub) };
+      default: {
+        const unknown: { kind: string } = input.spend;
+        throw refuse("UNSUPPORTED_INPUT", `channel ${channel}: sweep input ${input.inputIndex} is of kind ${unknown.kind}`);
+      }
+    }
+  });
+  r.outputs.forEach((owner, vout) => {
+    const script = r.tx.outs[vout]!.script;
+    if (owner.kind !== "wallet")
+      throw refuse(
+        "FOREIGN_OUTPUT",
+        `channel ${channel}: sweep output ${vout} is named as ${owner.what}; a sweep pays only our wallet keys`,
+      );
+    if (!p2wpkhOutput(owner.pubkey).equals(script))
+      throw refuse("FOREIGN_OUTPUT", `channel ${channel}: sweep output ${vout} does not pay wallet key ${owner.index}`);
+  });
+  const inTotal = r.inputs.reduce<bigint>((a, i) => a + i.amount, 0n);
+  const outTotal = r.tx.outs.reduce<bigint>((a, o) => a + o.value, 0n);
+  if (outTotal > inTotal) throw invalid(`the outputs (${outTotal} sat) exceed the inputs (${inTotal} sat)`);
+  if (inTotal - outTotal > cfg.maxFeeSat)
+    throw refuse(
+      "FEE_TOO_HIGH",
+      `channel ${channel}: sweep fee ${inTotal - outTotal} sat is above ${cfg.maxFeeSat} sat`,
+    );
+  return toSign.sort((a, b) => a.inputIndex - b.inputIndex);
+}
