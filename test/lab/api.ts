@@ -158,6 +158,9 @@ export class LabApi {
   forceClose(id: string): Promise<ChannelSummary> {
     return this.request("POST", `/v1/channels/${encodeURIComponent(id)}/force-close`);
   }
+  updateFee(id: string, feeRate: number): Promise<ChannelSummary> {
+    return this.request("POST", `/v1/channels/${encodeURIComponent(id)}/fee`, { feeRate });
+  }
   createInvoice(amountMsat: bigint, description?: string): Promise<Invoice> {
     return this.request("POST", "/v1/invoices", {
       amountMsat: amountMsat.toString(),
@@ -178,6 +181,9 @@ export class LabApi {
   async payments(limit?: number): Promise<Payment[]> {
     const q = limit !== undefined ? `?limit=${limit}` : "";
     return (await this.request<{ payments: Payment[] }>("GET", `/v1/payments${q}`)).payments;
+  }
+  payment(id: string): Promise<Payment> {
+    return this.request("GET", `/v1/payments/${encodeURIComponent(id)}`);
   }
   async walletAddress(): Promise<string> {
     return (await this.request<{ address: string }>("GET", "/v1/wallet/address")).address;

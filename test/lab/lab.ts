@@ -11,380 +11,60 @@
  * Postgres), NATS_URL (default nats://127.0.0.1:4222, else a nats-server spawned for the run),
  * LAB_DIR (default a fresh directory under the OS temp dir).
  */
-import { randomBytes, randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { sat } from "@ln/bitcoin";
-import { startRegtest, type Regtest } from "@ln/regtest";
-import { connect } from "nats";
-import pg from "pg";
-import { LabApi, type ChannelSummary, type Payment } from "./api.js";
-import { makeDevPki, signerClientTlsEnv, signerServerTlsEnv, type DevPki } from "./certs.js";
-import { ensureNats, ensurePostgres, redactUrl, type InfraHandle } from "./infra.js";
-import { describeExit, REPO_ROOT, Supervisor, type ReadyInfo } from "./procs.js";
+import { type Payment } from "./api.js";
+import { redactUrl } from "./infra.js";
+import { channelWith, errText, Network, short, WaitAbort, type NetNode } from "./network.js";
 
 const NODES = ["A", "B", "C"] as const;
 type NodeName = (typeof NODES)[number];
-
-const ENTRIES = {
-  signer: "services/signer/src/main.ts",
-  watchtower: "services/watchtower/src/main.ts",
-  peer: "services/peer/src/main.ts",
-  channel: "services/channel/src/main.ts",
-} as const;
 
 const FUND_SAT = 10_000_000n; // 0.1 BTC per node
 const CHANNEL_SAT = 4_000_000n; // 0.04 BTC per channel (the draft caps an anchor at 4 294 967 sat)
 const PAY_A_MSAT = 25_000_000n; // 25 000 sat
 const PAY_C_MSAT = 12_345_000n; // 12 345 sat
-// Past the 144-block delay and the safety margin (draft 3.1), with room to spare.
-const PAYMENT_EXPIRY_BLOCKS = 300;
-const READY_TIMEOUT_MS = 120_000;
 
 const log = (line: string): void => console.log(`[lab] ${line}`);
-const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-const short = (hex: string): string => `${hex.slice(0, 10)}…`;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Thrown by a waitFor check to stop waiting at once (a state that will not get better). */
-class WaitAbort extends Error {
-  override readonly name = "WaitAbort";
-}
-
-interface LabNode {
-  readonly name: NodeName;
-  readonly lower: string;
-  readonly schemas: { signer: string; channel: string; tower: string };
-  readonly prefix: string;
-  readonly token: string;
-  signerPort: number;
-  nodeId: string;
-  peerPort: number;
-  apiUrl: string;
-  api: LabApi;
-}
-
-function readyString(name: string, info: ReadyInfo, key: string): string {
-  const v = info[key];
-  if (typeof v !== "string" || v === "")
-    throw new Error(`${name}'s ready line has no string "${key}": ${JSON.stringify(info)}`);
-  return v;
-}
-function readyPort(name: string, info: ReadyInfo, key: string): number {
-  const v = info[key];
-  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0 || v > 65535)
-    throw new Error(`${name}'s ready line has no port "${key}": ${JSON.stringify(info)}`);
-  return v;
-}
-
+/** The network plus what the scenario got to, for the summary (also after a failure). */
 class Lab {
-  readonly runId = randomBytes(3).toString("hex");
-  readonly dir: string;
-  readonly sup: Supervisor;
-  readonly nodes: LabNode[];
-  rt: Regtest | undefined;
-  pgInfra: InfraHandle | undefined;
-  natsInfra: InfraHandle | undefined;
-  pki: DevPki | undefined;
-  /** Set when a ready process exits on its own: waits fail fast with it. */
-  crashed: string | undefined;
+  readonly net = new Network({ nodes: NODES, log });
   /** What the lab is doing, for the failure message. */
   step = "starting the infrastructure";
-  readonly fundings: { node: NodeName; txid: string }[] = [];
-  /** What the scenario got to, for the summary (also after a failure). */
+  readonly fundings: { node: string; txid: string }[] = [];
   readonly channels: { from: NodeName; id: string }[] = [];
   readonly payments: { from: NodeName; payment: Payment }[] = [];
-  #cleaned: Promise<void> | undefined;
 
-  constructor() {
-    const base = process.env["LAB_DIR"];
-    if (base !== undefined && base !== "") {
-      this.dir = join(base, `run-${this.runId}`);
-      mkdirSync(this.dir, { recursive: true });
-    } else this.dir = mkdtempSync(join(tmpdir(), `ln-lab-${this.runId}-`));
-    this.sup = new Supervisor({
-      logDir: join(this.dir, "logs"),
-      log: (l) => log(l),
-      onUnexpectedExit: (name, exit, lines) => {
-        this.crashed ??= `${name} exited (${describeExit(exit)}); last lines:\n${lines.slice(-15).join("\n")}`;
-        console.error(`[lab] !! ${name} exited unexpectedly (${describeExit(exit)})`);
-      },
-    });
-    this.nodes = NODES.map((name) => {
-      const lower = name.toLowerCase();
-      const s = `lab_${this.runId}_${lower}`;
-      return {
-        name,
-        lower,
-        schemas: { signer: `${s}_signer`, channel: `${s}_channel`, tower: `${s}_tower` },
-        prefix: `lab${this.runId}.${lower}`,
-        token: randomBytes(24).toString("base64url"),
-        signerPort: 0,
-        nodeId: "",
-        peerPort: 0,
-        apiUrl: "",
-        api: new LabApi("http://127.0.0.1:1", ""),
-      };
-    });
+  get nodes(): NetNode[] {
+    return this.net.nodes;
   }
-
-  node(name: NodeName): LabNode {
-    const n = this.nodes.find((x) => x.name === name);
-    if (n === undefined) throw new Error(`no node ${name}`);
-    return n;
+  node(name: NodeName): NetNode {
+    return this.net.node(name);
   }
-
-  get regtest(): Regtest {
-    if (this.rt === undefined) throw new Error("regtest is not running");
-    return this.rt;
-  }
-
-  async infra(): Promise<void> {
-    log(`run ${this.runId}; lab directory ${this.dir}`);
-    const missing = Object.values(ENTRIES).filter((e) => !existsSync(join(REPO_ROOT, e)));
-    if (missing.length > 0)
-      throw new Error(`service entry points missing (not written yet?): ${missing.join(", ")}`);
-    log("regtest: starting the embedded bcoin regtest node");
-    this.rt = await startRegtest({
-      onProgress: (p) => log(`regtest: mining ${p.height}/${p.target}`),
-    });
-    log(`regtest: RPC ${this.rt.url} at height ${this.rt.height()}`);
-    this.pgInfra = await ensurePostgres({ log });
-    this.natsInfra = await ensureNats({ log });
-    log("pki: making a dev CA, a server certificate (localhost, 127.0.0.1) and a client certificate");
-    this.pki = makeDevPki(join(this.dir, "pki"));
-    log(`pki: ${this.pki.dir}`);
-  }
-
-  async startNode(n: LabNode): Promise<void> {
-    const pki = this.pki;
-    const pgUrl = this.pgInfra?.url;
-    const natsUrl = this.natsInfra?.url;
-    if (pki === undefined || pgUrl === undefined || natsUrl === undefined)
-      throw new Error("infrastructure is not up");
-    const rt = this.regtest;
-    const name = (svc: string): string => `${n.name}.${svc}`;
-    const opts = { readyTimeoutMs: READY_TIMEOUT_MS };
-
-    const signer = await this.sup.start(
-      name("signer"),
-      ENTRIES.signer,
-      {
-        SIGNER_DATABASE_URL: pgUrl,
-        SIGNER_DATABASE_SCHEMA: n.schemas.signer,
-        SIGNER_LISTEN: "127.0.0.1:0",
-        ...signerServerTlsEnv(pki),
-        SIGNER_SEED_FILE: join(this.dir, `${n.lower}-seed.enc`),
-        SIGNER_SEED_KEY: randomBytes(32).toString("hex"),
-      },
-      { ...opts, service: "signer" },
-    );
-    n.signerPort = readyPort(name("signer"), signer, "port");
-    n.nodeId = readyString(name("signer"), signer, "nodeId");
-    log(`${n.name}: signer ready (node ${short(n.nodeId)}, port ${n.signerPort})`);
-
-    const signerClient = {
-      SIGNER_ADDR: `127.0.0.1:${n.signerPort}`,
-      ...signerClientTlsEnv(pki),
-    };
-    const tower = await this.sup.start(
-      name("watchtower"),
-      ENTRIES.watchtower,
-      {
-        WATCHTOWER_DATABASE_URL: pgUrl,
-        WATCHTOWER_DATABASE_SCHEMA: n.schemas.tower,
-        BITCOIN_RPC_URL: rt.url,
-        BITCOIN_RPC_USER: rt.user,
-        BITCOIN_RPC_PASSWORD: rt.password,
-        NATS_URL: natsUrl,
-        LN_PREFIX: n.prefix,
-        WATCHTOWER_POLL_MS: "250",
-        WATCHTOWER_START_HEIGHT: String(rt.height()),
-      },
-      { ...opts, service: "watchtower" },
-    );
-    log(`${n.name}: watchtower ready (height ${String(tower["height"])}, stream ${String(tower["stream"])})`);
-
-    const peer = await this.sup.start(
-      name("peer"),
-      ENTRIES.peer,
-      { NATS_URL: natsUrl, LN_PREFIX: n.prefix, PEER_LISTEN: "127.0.0.1:0", ...signerClient },
-      { ...opts, service: "peer" },
-    );
-    n.peerPort = readyPort(name("peer"), peer, "port");
-    const peerId = readyString(name("peer"), peer, "nodeId");
-    if (peerId !== n.nodeId)
-      throw new Error(`${n.name}: peer reports node ${peerId}, the signer ${n.nodeId}`);
-    log(`${n.name}: peer ready (port ${n.peerPort})`);
-
-    const channel = await this.sup.start(
-      name("channel"),
-      ENTRIES.channel,
-      {
-        CHANNEL_DATABASE_URL: pgUrl,
-        CHANNEL_DATABASE_SCHEMA: n.schemas.channel,
-        NATS_URL: natsUrl,
-        LN_PREFIX: n.prefix,
-        ...signerClient,
-        CHANNEL_API_LISTEN: "127.0.0.1:0",
-        CHANNEL_ADMIN_TOKEN: n.token,
-        CHANNEL_REPLICA_ID: `${n.lower}-1`,
-      },
-      { ...opts, service: "channel" },
-    );
-    n.apiUrl = readyString(name("channel"), channel, "api");
-    const channelId = readyString(name("channel"), channel, "nodeId");
-    if (channelId !== n.nodeId)
-      throw new Error(`${n.name}: channel service reports node ${channelId}, the signer ${n.nodeId}`);
-    n.api = new LabApi(n.apiUrl, n.token);
-    log(`${n.name}: channel ready (API ${n.apiUrl})`);
-  }
-
-  /**
-   * Polls `check` (true when done, else a description of what it sees) every second, mining one
-   * block per poll when `mine` is set, until done or `timeoutMs`. Errors of `check` count as the
-   * observed state; a crashed service fails the wait at once.
-   */
-  async waitFor(
-    what: string,
-    check: () => Promise<true | string>,
-    opts: { mine?: boolean; timeoutMs?: number } = {},
-  ): Promise<void> {
-    const timeoutMs = opts.timeoutMs ?? 120_000;
-    const deadline = Date.now() + timeoutMs;
-    let last = "not checked yet";
-    let mined = 0;
-    log(`waiting for ${what}${opts.mine === true ? " (mining a block a second)" : ""}`);
-    for (;;) {
-      if (this.crashed !== undefined) throw new Error(`while waiting for ${what}: ${this.crashed}`);
-      try {
-        const r = await check();
-        if (r === true) {
-          log(`ok: ${what}${mined > 0 ? ` (${mined} blocks mined)` : ""}`);
-          return;
-        }
-        last = r;
-      } catch (e) {
-        if (e instanceof WaitAbort) throw new Error(`while waiting for ${what}: ${e.message}`);
-        last = `error: ${errText(e)}`;
-      }
-      if (Date.now() > deadline)
-        throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}; last seen: ${last}`);
-      if (opts.mine === true) {
-        await this.regtest.mine(1);
-        mined++;
-      }
-      await sleep(1000);
-    }
-  }
-
-  async cleanup(): Promise<void> {
-    return (this.#cleaned ??= (async () => {
-      log("stopping the services");
-      await this.sup.stopAll().catch((e: unknown) => log(`stopAll: ${errText(e)}`));
-      if (this.rt !== undefined) {
-        log("stopping regtest");
-        await this.rt.stop().catch((e: unknown) => log(`regtest stop: ${errText(e)}`));
-      }
-      if (this.pgInfra !== undefined) {
-        const client = new pg.Client({ connectionString: this.pgInfra.url, connectionTimeoutMillis: 3000 });
-        try {
-          await client.connect();
-          const schemas = this.nodes.flatMap((n) => Object.values(n.schemas));
-          for (const s of schemas) await client.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
-          log(`dropped schemas lab_${this.runId}_*`);
-        } catch (e) {
-          log(`could not drop the lab schemas: ${errText(e)}`);
-        } finally {
-          await client.end().catch(() => undefined);
-        }
-        await this.pgInfra.stop();
-      }
-      if (this.natsInfra !== undefined) {
-        await this.dropStreams(this.natsInfra.url).catch((e: unknown) =>
-          log(`could not delete the lab's JetStream streams: ${errText(e)}`),
-        );
-        await this.natsInfra.stop();
-      }
-    })());
-  }
-
-  /** Deletes the JetStream streams whose subjects are under this run's prefixes. */
-  async dropStreams(url: string): Promise<void> {
-    const nc = await connect({ servers: url, timeout: 2000, reconnect: false });
-    try {
-      const jsm = await nc.jetstreamManager();
-      const mine = `lab${this.runId}.`;
-      const doomed: string[] = [];
-      for await (const s of jsm.streams.list())
-        if ((s.config.subjects ?? []).some((subj) => subj.startsWith(mine))) doomed.push(s.config.name);
-      for (const name of doomed) await jsm.streams.delete(name);
-      if (doomed.length > 0) log(`deleted JetStream streams ${doomed.join(", ")}`);
-    } finally {
-      await nc.close();
-    }
-  }
-}
-
-/** Finds the channel of `n` with `peer`: by id when the id is shared, else by the peer's node id. */
-async function channelOf(n: LabNode, id: string, peer: LabNode): Promise<ChannelSummary | undefined> {
-  const list = await n.api.channels();
-  return list.find((c) => c.id === id) ?? list.find((c) => c.peerNodeId === peer.nodeId);
 }
 
 async function scenario(lab: Lab): Promise<void> {
+  const net = lab.net;
   const [A, B, C] = [lab.node("A"), lab.node("B"), lab.node("C")];
-  const rt = lab.regtest;
 
   // 1. Fund each node's wallet.
   lab.step = "funding the nodes' wallets";
-  for (const n of lab.nodes) {
-    const address = await n.api.walletAddress();
-    const f = await rt.fund(address, sat(FUND_SAT));
-    lab.fundings.push({ node: n.name, txid: f.txid });
-    log(`${n.name}: funded ${FUND_SAT} sat to ${address} (tx ${f.txid})`);
-  }
-  for (const n of lab.nodes)
-    await lab.waitFor(
-      `${n.name}'s wallet to show ${FUND_SAT} sat confirmed`,
-      async () => {
-        const b = await n.api.walletBalance();
-        return (
-          BigInt(b.confirmedSat) >= FUND_SAT || `confirmed ${b.confirmedSat}, unconfirmed ${b.unconfirmedSat}`
-        );
-      },
-      { mine: true },
-    );
+  lab.fundings.push(...(await net.fund(lab.nodes, FUND_SAT)));
 
   // 2. Connect A and C to B, open A-B and C-B.
   lab.step = "connecting A and C to B";
-  for (const n of [A, C]) {
-    const p = await n.api.connectPeer("127.0.0.1", B.peerPort, B.nodeId);
-    log(`${n.name}: connected to B (${short(p.nodeId)}, connected=${p.connected})`);
-  }
+  for (const n of [A, C]) await net.connect(n, B);
   lab.step = "opening A-B and C-B";
-  const ab = await A.api.openChannel(B.nodeId, CHANNEL_SAT);
+  const ab = await net.openStart(A, B, CHANNEL_SAT);
   lab.channels.push({ from: "A", id: ab.id });
-  log(`A: opening channel ${ab.id} to B (${CHANNEL_SAT} sat)`);
-  const cb = await C.api.openChannel(B.nodeId, CHANNEL_SAT);
+  const cb = await net.openStart(C, B, CHANNEL_SAT);
   lab.channels.push({ from: "C", id: cb.id });
-  log(`C: opening channel ${cb.id} to B (${CHANNEL_SAT} sat)`);
-  const bothNormal = async (x: LabNode, id: string): Promise<true | string> => {
-    const mineSide = await channelOf(x, id, B);
-    const theirs = await channelOf(B, id, x);
-    if (mineSide?.phase === "failed" || theirs?.phase === "failed")
-      throw new WaitAbort(
-        `${x.name}-B failed: ${x.name} ${mineSide?.phase ?? "absent"}, B ${theirs?.phase ?? "absent"}` +
-          ` (GET /v1/channels/${id} on each end shows the failure)`,
-      );
-    if (mineSide?.phase === "normal" && theirs?.phase === "normal") return true;
-    return `${x.name}: ${mineSide?.phase ?? "absent"}, B: ${theirs?.phase ?? "absent"}`;
-  };
-  await lab.waitFor(
+  const [abNormal, cbNormal] = [net.bothNormal(A, B, ab.id), net.bothNormal(C, B, cb.id)];
+  await net.waitFor(
     "A-B and C-B to be normal on both ends",
     async () => {
-      const [a, c] = [await bothNormal(A, ab.id), await bothNormal(C, cb.id)];
+      const [a, c] = [await abNormal(), await cbNormal()];
       return (
         (a === true && c === true) || `A-B ${a === true ? "normal" : a}; C-B ${c === true ? "normal" : c}`
       );
@@ -399,43 +79,28 @@ async function scenario(lab: Lab): Promise<void> {
     [A, ab.id, PAY_A_MSAT],
     [C, cb.id, PAY_C_MSAT],
   ] as const) {
-    const inv = await B.api.createInvoice(amount, `lab ${lab.runId}: from ${payer.name}`);
-    log(`B: invoice ${short(inv.rHash)} for ${inv.amountMsat} msat`);
-    const p = await payer.api.pay(
-      {
-        channelId,
-        rHash: inv.rHash,
-        amountMsat: amount,
-        expiry: { blocks: rt.height() + PAYMENT_EXPIRY_BLOCKS },
-      },
-      `lab-${lab.runId}-${randomUUID()}`,
-    );
-    log(`${payer.name}: payment ${p.id} ${p.status}`);
-    payments.push({ from: payer.name, payment: p });
+    const p = await net.pay(payer, B, amount, { channelId, wait: false });
+    payments.push({ from: payer.name as NodeName, payment: p });
   }
   for (const entry of payments) {
     const payer = lab.node(entry.from);
-    await lab.waitFor(`${entry.from}'s payment ${entry.payment.id} to succeed`, async () => {
-      const p = (await payer.api.payments()).find((x) => x.id === entry.payment.id);
-      if (p === undefined) return "not listed";
-      entry.payment = p;
-      if (p.status === "failed")
-        throw new WaitAbort(`payment failed: ${p.failureReason ?? "no reason given"}`);
-      return p.status === "succeeded" || p.status;
-    });
-    if (entry.payment.status === "failed")
-      throw new Error(`${entry.from}'s payment failed: ${entry.payment.failureReason ?? "no reason"}`);
+    try {
+      entry.payment = await net.waitPayment(payer, entry.payment.id);
+    } finally {
+      const seen = await payer.api.payment(entry.payment.id).catch(() => undefined);
+      if (seen !== undefined) entry.payment = seen;
+    }
   }
 
   // 4. A closes A-B cooperatively.
   lab.step = "closing A-B cooperatively";
   const closing = await A.api.closeChannel(ab.id);
   log(`A: closing ${ab.id} (${closing.phase})`);
-  await lab.waitFor(
+  await net.waitFor(
     "A-B to be closed on both ends",
     async () => {
-      const a = await channelOf(A, ab.id, B);
-      const b = await channelOf(B, ab.id, A);
+      const a = await channelWith(A, B, ab.id);
+      const b = await channelWith(B, A);
       if (a?.phase === "failed" || b?.phase === "failed")
         throw new WaitAbort(`A-B failed: A ${a?.phase ?? "absent"}, B ${b?.phase ?? "absent"}`);
       return (

@@ -149,7 +149,7 @@ describe("PeerGateway", () => {
     gc.close();
   });
 
-  it("survives 300 stuck handshakes with maxPendingHandshakes 50; they are dropped at the deadline", async () => {
+  it("survives 500 stuck handshakes with maxPendingHandshakes 50; they are dropped at the deadline", async () => {
     const [g, normal] = [nodeKey(), nodeKey()];
     const p = runPrefix("flood");
     const gw = keep(
@@ -158,14 +158,17 @@ describe("PeerGateway", () => {
     const port = await gw.listen(0, "127.0.0.1");
     const net = await import("node:net");
     const started = Date.now();
-    const stuck = Array.from({ length: 300 }, () => {
+    // What the gateway holds for them is bounded by the cap, sampled all along.
+    let mostPending = 0;
+    const sampler = setInterval(() => (mostPending = Math.max(mostPending, gw.pendingHandshakes)), 5);
+    const stuck = Array.from({ length: 500 }, () => {
       const s = net.connect(port, "127.0.0.1");
       s.on("error", () => undefined);
       return s;
     });
     let closed = 0;
     for (const s of stuck) s.on("close", () => (closed += 1));
-    await until(() => closed >= 250, 5000, "extra connections closed");
+    await until(() => closed >= 450, 5000, "extra connections closed");
     expect(gw.pendingHandshakes).toBeLessThanOrEqual(50);
 
     const nc = await handPeer(port, normal, g);
@@ -175,15 +178,34 @@ describe("PeerGateway", () => {
       ack: 9n,
     });
     expect(auth.remoteNodeId).toEqual(g.pub);
-    expect(closed).toBeLessThan(300); // some stuck ones are still waiting for their deadline
+    expect(closed).toBeLessThan(500); // some stuck ones are still waiting for their deadline
     await until(() => gw.peers.includes(normal.hex), 2000, "normal peer registered");
 
-    await until(() => closed === 300, 3000, "stuck handshakes dropped");
+    await until(() => closed === 500, 3000, "stuck handshakes dropped");
+    clearInterval(sampler);
+    expect(mostPending).toBeLessThanOrEqual(50);
     expect(Date.now() - started).toBeGreaterThanOrEqual(450);
     expect(gw.pendingHandshakes).toBe(0);
     expect(nc.isOpen).toBe(true);
     expect(logs.some((l) => (l as { event?: string }).event === "pending_handshakes_full")).toBe(true);
     nc.close();
+  });
+
+  it("drops a handshake that dribbles act one a byte at a time at the deadline", async () => {
+    const g = nodeKey();
+    const gw = keep(gateway(g, nats, { subjectPrefix: runPrefix("dribble"), handshakeTimeoutMs: 400, log }));
+    const port = await gw.listen(0, "127.0.0.1");
+    const s = await dial(port);
+    s.on("error", () => undefined);
+    const started = Date.now();
+    const closed = new Promise((r) => s.on("close", r));
+    // Act one is 50 bytes: one every 50 ms would take 2.5 s, far past the deadline.
+    const drip = setInterval(() => !s.destroyed && s.write(Buffer.from([0])), 50);
+    await closed;
+    clearInterval(drip);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(350);
+    expect(Date.now() - started).toBeLessThan(2000);
+    await until(() => gw.pendingHandshakes === 0, 2000, "pending cleared");
   });
 
   it("drops a peer that finishes the acts but never authenticates", async () => {

@@ -14,10 +14,13 @@ import {
   present,
   transaction,
   u64,
+  type OutputOwnerMsg,
   type SignerMethod,
   type SignerMethods,
+  type SweepInputMsg,
 } from "./messages.js";
 import { loadSignerService } from "@ln/signer-client";
+import type { SweepInput } from "./policy.js";
 import type { SignerService, WalletOutputOwner } from "./service.js";
 
 export const REFUSAL_METADATA_KEY = "signer-refusal";
@@ -46,6 +49,25 @@ function toStatus(e: unknown, method: string, log: Log): Partial<grpc.StatusObje
   }
   log(`${method}: internal error ${e instanceof Error ? e.name : typeof e}`);
   return { code: grpc.status.INTERNAL, details: "internal error" };
+}
+
+function outputOwners(outputs: readonly OutputOwnerMsg[]): WalletOutputOwner[] {
+  return outputs.map((o, i): WalletOutputOwner => {
+    if (o.owner === "wallet_key_index" && o.wallet_key_index !== undefined)
+      return { walletKeyIndex: o.wallet_key_index };
+    if (o.owner === "anchor" && o.anchor)
+      return { anchor: { channel: o.anchor.channel, peerCommitKey: o.anchor.peer_commit_key } };
+    if (o.owner === "external" && o.external) return { external: { script: o.external.script } };
+    throw new SignerError("INVALID_REQUEST", `outputs[${i}] names no owner`);
+  });
+}
+
+function sweepInputs(inputs: readonly SweepInputMsg[]): SweepInput[] {
+  return inputs.map((i, n): SweepInput => {
+    const amount = sat(u64(i.amount_sat, `inputs[${n}].amount_sat`));
+    if (i.kind === "final_key") return { inputIndex: i.input_index, amount, spend: { kind: "final_key" } };
+    throw new SignerError("INVALID_REQUEST", `inputs[${n}] names no kind of spend`);
+  });
 }
 
 function handlers(s: SignerService): Handlers {
@@ -115,15 +137,23 @@ function handlers(s: SignerService): Handlers {
     WalletKey: (r) => ({ pubkey: s.walletKey(r.index) }),
     InvoiceHash: (r) => ({ r_hash: s.invoiceHash(r.index) }),
     RevealInvoice: async (r) => ({ r: await s.revealInvoice(r.index) }),
+    SignSweep: async (r) => {
+      const sigs = await s.signSweep(
+        r.channel,
+        transaction(r.tx_hex, "tx_hex"),
+        sweepInputs(r.inputs),
+        outputOwners(r.outputs),
+      );
+      return {
+        signatures: sigs.map((x) => ({
+          input_index: x.inputIndex,
+          pubkey: x.pubkey,
+          signature: x.signature,
+        })),
+      };
+    },
     SignWalletSpend: async (r) => {
-      const outputs = r.outputs.map((o, i): WalletOutputOwner => {
-        if (o.owner === "wallet_key_index" && o.wallet_key_index !== undefined)
-          return { walletKeyIndex: o.wallet_key_index };
-        if (o.owner === "anchor" && o.anchor)
-          return { anchor: { channel: o.anchor.channel, peerCommitKey: o.anchor.peer_commit_key } };
-        if (o.owner === "external" && o.external) return { external: { script: o.external.script } };
-        throw new SignerError("INVALID_REQUEST", `outputs[${i}] names no owner`);
-      });
+      const outputs = outputOwners(r.outputs);
       const sigs = await s.signWalletSpend(
         transaction(r.tx_hex, "tx_hex"),
         r.inputs.map((i, n) => ({

@@ -24,12 +24,14 @@ import {
   authorizeLocalBroadcast,
   authorizeRemoteCommitment,
   authorizeReveal,
+  authorizeSweep,
   authorizeWalletSpend,
   recordPeerRevocation,
   type OurChannel,
   type OutputOwner,
   type PolicyConfig,
   type RevealRequest,
+  type SweepInput,
 } from "./policy.js";
 import type { SignerStore } from "./store.js";
 
@@ -240,6 +242,33 @@ export class SignerService {
       inputIndex,
       pubkey: k.pub,
       signature: signDigest(k.priv, p2wpkhSighash(tx, inputIndex, k.pub, k.amount)),
+    }));
+  }
+
+  /**
+   * Signs a sweep of channel `channel`'s outputs to our wallet keys (policy: authorizeSweep), each
+   * input with the key of its kind over its legacy P2SH SIGHASH_ALL digest. The channel must have
+   * been allocated (UNKNOWN_CHANNEL otherwise); nothing is recorded.
+   */
+  async signSweep(
+    channel: number,
+    tx: Transaction,
+    inputs: readonly SweepInput[],
+    outputs: readonly WalletOutputOwner[],
+  ): Promise<InputSignature[]> {
+    const ours = this.#ours(channel);
+    const owners = outputs.map((o) =>
+      "walletKeyIndex" in o
+        ? { kind: "wallet" as const, index: o.walletKeyIndex, pubkey: this.keys.wallet(o.walletKeyIndex).pub }
+        : { kind: "other" as const, what: "anchor" in o ? "a channel anchor" : "an external script" },
+    );
+    const toSign = await this.store.withChannel(channel, () =>
+      Promise.resolve(authorizeSweep(channel, ours, { tx, inputs, outputs: owners }, this.cfg)),
+    );
+    return toSign.map(({ inputIndex, redeemScript }) => ({
+      inputIndex,
+      pubkey: ours.keys.final.pub,
+      signature: signDigest(ours.keys.final.priv, p2shSighash(tx, inputIndex, redeemScript)),
     }));
   }
 }

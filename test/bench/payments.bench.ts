@@ -1,0 +1,640 @@
+/**
+ * pnpm bench:payments — settled payments per second and p50/p99 latency between two nodes through
+ * the whole stack (each node: signer, watchtower, peer and channel service as real processes, on
+ * durable Postgres and NATS), with 1 and with 16 concurrent payers over one A→B channel; and, in
+ * the same run, the throughput of the signatures alone that each payment needs (the crypto bound),
+ * with the ratio. Figures only: nothing here asserts on timing.
+ *
+ *   pnpm bench:payments
+ *
+ * Environment: as the lab (DATABASE_URL, NATS_URL, LAB_DIR), plus BENCH_SECONDS (per phase,
+ * default 10), BENCH_INVOICES (made up front, default 2000) and BENCH_KEEP_LOGS=1 (keep the
+ * services' log files; otherwise the run directory is removed at the end).
+ *
+ * Latency is from the start of POST /v1/payments to the moment the payment is seen "succeeded".
+ * Rather than have every payer poll GET /v1/payments/:id (16 payers polling every 2 ms would load
+ * the very service being measured), one watcher reads A's payments table every ~2 ms for the ids
+ * in flight: the status the API reports, seen when it flips, at the cost of one small query.
+ * "succeeded" is set when A receives update_fulfill_htlc (R in hand); the fulfill's two
+ * commitment rounds follow, and a single channel serialises them, so they are in the throughput.
+ */
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sat } from "@ln/bitcoin";
+import { startRegtest, type Regtest } from "@ln/regtest";
+import { connect } from "nats";
+import pg from "pg";
+import * as ecc from "tiny-secp256k1";
+import { LabApi, type Invoice } from "../lab/api.js";
+import { makeDevPki, signerClientTlsEnv, signerServerTlsEnv, type DevPki } from "../lab/certs.js";
+import { ensureNats, ensurePostgres, type InfraHandle } from "../lab/infra.js";
+import { describeExit, Supervisor, type ReadyInfo } from "../lab/procs.js";
+
+const SECONDS = Number(process.env["BENCH_SECONDS"] ?? "10");
+const INVOICES = Number(process.env["BENCH_INVOICES"] ?? "2000");
+const KEEP_LOGS = process.env["BENCH_KEEP_LOGS"] === "1";
+const CONCURRENCY = [1, 16] as const;
+const FUND_SAT = 10_000_000n;
+const CHANNEL_SAT = 4_000_000n; // the draft caps an anchor at 4 294 967 sat
+const PAY_MSAT = 600_000n; // 600 sat: above the 546-sat dust limit, so each HTLC is a real output
+const WARMUP_PAYMENTS = 5;
+const PAYMENT_EXPIRY_BLOCKS = 300;
+const WATCH_INTERVAL_MS = 2;
+const READY_TIMEOUT_MS = 120_000;
+
+const ENTRIES = {
+  signer: "services/signer/src/main.ts",
+  watchtower: "services/watchtower/src/main.ts",
+  peer: "services/peer/src/main.ts",
+  channel: "services/channel/src/main.ts",
+} as const;
+
+const log = (line: string): void => console.log(`[bench] ${line}`);
+const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+// ---------------------------------------------------------------- the two-node network
+// test/lab/lab.ts runs its scenario on import, so the pieces it needs are repeated here in brief.
+
+interface BenchNode {
+  readonly name: "A" | "B";
+  readonly lower: string;
+  readonly schemas: { signer: string; channel: string; tower: string };
+  readonly prefix: string;
+  readonly token: string;
+  nodeId: string;
+  peerPort: number;
+  api: LabApi;
+}
+
+function readyField(name: string, info: ReadyInfo, key: string): string | number {
+  const v = info[key];
+  if ((typeof v !== "string" || v === "") && typeof v !== "number")
+    throw new Error(`${name}'s ready line has no "${key}": ${JSON.stringify(info)}`);
+  return v;
+}
+
+class Network {
+  readonly runId = randomBytes(3).toString("hex");
+  readonly dir: string;
+  readonly sup: Supervisor;
+  readonly nodes: [BenchNode, BenchNode];
+  rt: Regtest | undefined;
+  pgInfra: InfraHandle | undefined;
+  natsInfra: InfraHandle | undefined;
+  pki: DevPki | undefined;
+  crashed: string | undefined;
+  #cleaned: Promise<void> | undefined;
+
+  constructor() {
+    const base = process.env["LAB_DIR"];
+    if (base !== undefined && base !== "") {
+      this.dir = join(base, `bench-${this.runId}`);
+      mkdirSync(this.dir, { recursive: true });
+    } else this.dir = mkdtempSync(join(tmpdir(), `ln-bench-${this.runId}-`));
+    this.sup = new Supervisor({
+      logDir: join(this.dir, "logs"),
+      log: (l) => log(l),
+      onUnexpectedExit: (name, exit, lines) => {
+        this.crashed ??= `${name} exited (${describeExit(exit)}); last lines:\n${lines.slice(-15).join("\n")}`;
+        console.error(`[bench] !! ${name} exited unexpectedly (${describeExit(exit)})`);
+      },
+    });
+    const node = (name: "A" | "B"): BenchNode => {
+      const lower = name.toLowerCase();
+      const s = `bench_${this.runId}_${lower}`;
+      return {
+        name,
+        lower,
+        schemas: { signer: `${s}_signer`, channel: `${s}_channel`, tower: `${s}_tower` },
+        prefix: `bench${this.runId}.${lower}`,
+        token: randomBytes(24).toString("base64url"),
+        nodeId: "",
+        peerPort: 0,
+        api: new LabApi("http://127.0.0.1:1", ""),
+      };
+    };
+    this.nodes = [node("A"), node("B")];
+  }
+
+  get regtest(): Regtest {
+    if (this.rt === undefined) throw new Error("regtest is not running");
+    return this.rt;
+  }
+  get pgUrl(): string {
+    if (this.pgInfra === undefined) throw new Error("Postgres is not up");
+    return this.pgInfra.url;
+  }
+
+  async infra(): Promise<void> {
+    log(`run ${this.runId}; directory ${this.dir}`);
+    log("regtest: starting the embedded bcoin regtest node");
+    this.rt = await startRegtest({ onProgress: (p) => log(`regtest: mining ${p.height}/${p.target}`) });
+    this.pgInfra = await ensurePostgres({ log });
+    this.natsInfra = await ensureNats({ log });
+    this.pki = makeDevPki(join(this.dir, "pki"));
+  }
+
+  async startNode(n: BenchNode): Promise<void> {
+    const pki = this.pki;
+    const natsUrl = this.natsInfra?.url;
+    if (pki === undefined || natsUrl === undefined) throw new Error("infrastructure is not up");
+    const pgUrl = this.pgUrl;
+    const rt = this.regtest;
+    const name = (svc: string): string => `${n.name}.${svc}`;
+    const opts = { readyTimeoutMs: READY_TIMEOUT_MS };
+    const t0 = Date.now();
+    const signer = await this.sup.start(
+      name("signer"),
+      ENTRIES.signer,
+      {
+        SIGNER_DATABASE_URL: pgUrl,
+        SIGNER_DATABASE_SCHEMA: n.schemas.signer,
+        SIGNER_LISTEN: "127.0.0.1:0",
+        ...signerServerTlsEnv(pki),
+        SIGNER_SEED_FILE: join(this.dir, `${n.lower}-seed.enc`),
+        SIGNER_SEED_KEY: randomBytes(32).toString("hex"),
+      },
+      { ...opts, service: "signer" },
+    );
+    n.nodeId = String(readyField(name("signer"), signer, "nodeId"));
+    const signerClient = {
+      SIGNER_ADDR: `127.0.0.1:${readyField(name("signer"), signer, "port")}`,
+      ...signerClientTlsEnv(pki),
+    };
+    log(`${n.name}: signer ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    await this.sup.start(
+      name("watchtower"),
+      ENTRIES.watchtower,
+      {
+        WATCHTOWER_DATABASE_URL: pgUrl,
+        WATCHTOWER_DATABASE_SCHEMA: n.schemas.tower,
+        BITCOIN_RPC_URL: rt.url,
+        BITCOIN_RPC_USER: rt.user,
+        BITCOIN_RPC_PASSWORD: rt.password,
+        NATS_URL: natsUrl,
+        LN_PREFIX: n.prefix,
+        WATCHTOWER_POLL_MS: "250",
+        WATCHTOWER_START_HEIGHT: String(rt.height()),
+      },
+      { ...opts, service: "watchtower" },
+    );
+    log(`${n.name}: watchtower ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const peer = await this.sup.start(
+      name("peer"),
+      ENTRIES.peer,
+      { NATS_URL: natsUrl, LN_PREFIX: n.prefix, PEER_LISTEN: "127.0.0.1:0", ...signerClient },
+      { ...opts, service: "peer" },
+    );
+    n.peerPort = Number(readyField(name("peer"), peer, "port"));
+    log(`${n.name}: peer ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const channel = await this.sup.start(
+      name("channel"),
+      ENTRIES.channel,
+      {
+        CHANNEL_DATABASE_URL: pgUrl,
+        CHANNEL_DATABASE_SCHEMA: n.schemas.channel,
+        NATS_URL: natsUrl,
+        LN_PREFIX: n.prefix,
+        ...signerClient,
+        CHANNEL_API_LISTEN: "127.0.0.1:0",
+        CHANNEL_ADMIN_TOKEN: n.token,
+        CHANNEL_REPLICA_ID: `${n.lower}-1`,
+      },
+      { ...opts, service: "channel" },
+    );
+    n.api = new LabApi(String(readyField(name("channel"), channel, "api")), n.token);
+    log(`${n.name}: channel ready after ${((Date.now() - t0) / 1000).toFixed(1)} s (API ${n.api.baseUrl})`);
+  }
+
+  /** Polls `check` every second (mining a block each time when `mine`), until true or timeout. */
+  async waitFor(
+    what: string,
+    check: () => Promise<true | string>,
+    mine = false,
+    timeoutMs = 180_000,
+  ): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = "not checked yet";
+    log(`waiting for ${what}${mine ? " (mining a block a second)" : ""}`);
+    for (;;) {
+      if (this.crashed !== undefined) throw new Error(`while waiting for ${what}: ${this.crashed}`);
+      try {
+        const r = await check();
+        if (r === true) return log(`ok: ${what}`);
+        last = r;
+      } catch (e) {
+        last = `error: ${errText(e)}`;
+      }
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last seen: ${last}`);
+      if (mine) await this.regtest.mine(1);
+      await sleep(1000);
+    }
+  }
+
+  cleanup(): Promise<void> {
+    return (this.#cleaned ??= (async () => {
+      log("cleanup: stopping the services");
+      await this.sup.stopAll().catch((e: unknown) => log(`stopAll: ${errText(e)}`));
+      if (this.rt !== undefined)
+        await this.rt.stop().catch((e: unknown) => log(`regtest stop: ${errText(e)}`));
+      if (this.pgInfra !== undefined) {
+        const client = new pg.Client({ connectionString: this.pgInfra.url, connectionTimeoutMillis: 3000 });
+        try {
+          await client.connect();
+          for (const s of this.nodes.flatMap((n) => Object.values(n.schemas)))
+            await client.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+          log(`cleanup: dropped schemas bench_${this.runId}_*`);
+        } catch (e) {
+          log(`cleanup: could not drop the schemas: ${errText(e)}`);
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+        await this.pgInfra.stop();
+      }
+      if (this.natsInfra !== undefined) {
+        await this.dropStreams(this.natsInfra.url).catch((e: unknown) =>
+          log(`cleanup: could not delete the JetStream streams: ${errText(e)}`),
+        );
+        await this.natsInfra.stop();
+      }
+      if (KEEP_LOGS) log(`cleanup: logs kept in ${join(this.dir, "logs")}`);
+      else rmSync(this.dir, { recursive: true, force: true });
+    })());
+  }
+
+  async dropStreams(url: string): Promise<void> {
+    const nc = await connect({ servers: url, timeout: 2000, reconnect: false });
+    try {
+      const jsm = await nc.jetstreamManager();
+      const mine = `bench${this.runId}.`;
+      const doomed: string[] = [];
+      for await (const s of jsm.streams.list())
+        if ((s.config.subjects ?? []).some((subj) => subj.startsWith(mine))) doomed.push(s.config.name);
+      for (const name of doomed) await jsm.streams.delete(name);
+      if (doomed.length > 0) log(`cleanup: deleted JetStream streams ${doomed.join(", ")}`);
+    } finally {
+      await nc.close();
+    }
+  }
+}
+
+// ---------------------------------------------------------------- watching payments settle
+
+type Outcome = { status: "succeeded" | "failed"; seenMs: number; reason: string | null };
+
+/** One loop reading A's payments table for the ids in flight, every WATCH_INTERVAL_MS. */
+class SettlementWatcher {
+  readonly #waiting = new Map<string, (o: Outcome) => void>();
+  readonly #client: pg.Client;
+  #running = true;
+  #loop: Promise<void> | undefined;
+  queries = 0;
+
+  constructor(
+    url: string,
+    private readonly table: string,
+  ) {
+    this.#client = new pg.Client({ connectionString: url });
+  }
+
+  async start(): Promise<void> {
+    await this.#client.connect();
+    this.#loop = this.#run();
+  }
+
+  wait(id: string): Promise<Outcome> {
+    return new Promise((resolve) => this.#waiting.set(id, resolve));
+  }
+
+  async #run(): Promise<void> {
+    while (this.#running) {
+      if (this.#waiting.size > 0) {
+        const r = await this.#client.query<{ id: string; status: string; failure_reason: string | null }>(
+          `SELECT id, status, failure_reason FROM ${this.table} WHERE id = ANY($1) AND status <> 'pending'`,
+          [[...this.#waiting.keys()]],
+        );
+        this.queries++;
+        const seenMs = nowMs();
+        for (const row of r.rows) {
+          const done = this.#waiting.get(row.id);
+          if (done === undefined) continue;
+          this.#waiting.delete(row.id);
+          done({
+            status: row.status === "succeeded" ? "succeeded" : "failed",
+            seenMs,
+            reason: row.failure_reason,
+          });
+        }
+      }
+      await sleep(WATCH_INTERVAL_MS);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    await this.#loop?.catch(() => undefined);
+    await this.#client.end().catch(() => undefined);
+  }
+}
+
+// ---------------------------------------------------------------- the measured phases
+
+interface PhaseResult {
+  payers: number;
+  succeeded: number;
+  failed: number;
+  seconds: number;
+  latenciesMs: number[];
+  failures: string[];
+  ranOut: boolean;
+}
+
+const quantile = (sorted: number[], q: number): number =>
+  sorted.length === 0 ? NaN : (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number);
+
+async function runPhase(
+  payers: number,
+  seconds: number,
+  invoices: Invoice[],
+  pay: (inv: Invoice) => Promise<Outcome & { startMs: number }>,
+  stopping: () => boolean,
+): Promise<PhaseResult> {
+  const res: PhaseResult = {
+    payers,
+    succeeded: 0,
+    failed: 0,
+    seconds: 0,
+    latenciesMs: [],
+    failures: [],
+    ranOut: false,
+  };
+  const t0 = nowMs();
+  const end = t0 + seconds * 1000;
+  let lastReport = t0;
+  const worker = async (): Promise<void> => {
+    while (nowMs() < end && !stopping()) {
+      const inv = invoices.shift();
+      if (inv === undefined) {
+        res.ranOut = true;
+        return;
+      }
+      try {
+        const o = await pay(inv);
+        if (o.status === "succeeded") {
+          res.succeeded++;
+          res.latenciesMs.push(o.seenMs - o.startMs);
+        } else {
+          res.failed++;
+          if (res.failures.length < 5) res.failures.push(o.reason ?? "no reason");
+        }
+      } catch (e) {
+        res.failed++;
+        if (res.failures.length < 5) res.failures.push(errText(e));
+      }
+      const t = nowMs();
+      if (t - lastReport >= 2000) {
+        lastReport = t;
+        log(
+          `  ${payers} payer(s): ${res.succeeded} settled, ${res.failed} failed after ${((t - t0) / 1000).toFixed(0)} s`,
+        );
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: payers }, worker));
+  res.seconds = (nowMs() - t0) / 1000;
+  res.latenciesMs.sort((a, b) => a - b);
+  return res;
+}
+
+// ---------------------------------------------------------------- the crypto bound
+
+/**
+ * What one payment costs in secp256k1, read from packages/channel-core and services/signer:
+ * a payment is update_add_htlc + update_fulfill_htlc, each committed in both directions, so four
+ * commitment rounds (update_commit + update_revocation). Per round:
+ *   - the sender's signer signs the peer's commitment (service.ts signRemoteCommitment): 1 sign;
+ *   - the receiver's channel core checks that signature (channel.ts receiveCommit →
+ *     signatureValid): 1 verify;
+ *   - the receiver's signer checks it again before revealing the revocation preimage
+ *     (policy.ts authorizeReveal → checkCounterpartySig): 1 verify;
+ *   - each of those three builds the commitment and hashes its anchor sighash (double SHA-256 of
+ *     the ~300-byte transaction): 3 sighashes. Revocation preimages (shachain) are SHA-256s only.
+ * So 4 signs + 8 verifies + 12 sighashes per payment. (Transport MACs and the once-per-session
+ * node-key signature are left out.)
+ */
+const ROUNDS_PER_PAYMENT = 4;
+const SIGNS_PER_ROUND = 1;
+const VERIFIES_PER_ROUND = 2;
+const SIGHASHES_PER_ROUND = 3;
+const TX_BYTES = 300;
+
+function cryptoBound(): { paymentsPerSecond: number; signsPerSecond: number; verifiesPerSecond: number } {
+  const priv = randomBytes(32);
+  const pub = Buffer.from(ecc.pointFromScalar(priv, true) as Uint8Array);
+  const tx = randomBytes(TX_BYTES);
+  const sha256d = (b: Buffer): Buffer =>
+    createHash("sha256").update(createHash("sha256").update(b).digest()).digest();
+  const onePayment = (i: number): void => {
+    for (let r = 0; r < ROUNDS_PER_PAYMENT; r++) {
+      tx.writeUInt32LE(i * ROUNDS_PER_PAYMENT + r, 0); // a fresh transaction each round
+      let digest = sha256d(tx);
+      for (let s = 1; s < SIGHASHES_PER_ROUND; s++) digest = sha256d(tx);
+      let sig: Uint8Array = Buffer.alloc(64);
+      for (let s = 0; s < SIGNS_PER_ROUND; s++) sig = ecc.sign(digest, priv);
+      for (let v = 0; v < VERIFIES_PER_ROUND; v++)
+        if (!ecc.verify(digest, pub, sig, true)) throw new Error("a fresh signature did not verify");
+    }
+  };
+  const rate = (n: number, f: (i: number) => void): number => {
+    const t0 = nowMs();
+    for (let i = 0; i < n; i++) f(i);
+    return n / ((nowMs() - t0) / 1000);
+  };
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+  rate(200, onePayment); // warm up
+  const payments: number[] = [];
+  const signs: number[] = [];
+  const verifies: number[] = [];
+  const digest = sha256d(tx);
+  const sig = ecc.sign(digest, priv);
+  for (let round = 0; round < 5; round++) {
+    payments.push(rate(300, onePayment));
+    signs.push(rate(1000, () => ecc.sign(digest, priv)));
+    verifies.push(rate(1000, () => ecc.verify(digest, pub, sig, true)));
+  }
+  return {
+    paymentsPerSecond: median(payments),
+    signsPerSecond: median(signs),
+    verifiesPerSecond: median(verifies),
+  };
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<number> {
+  const net = new Network();
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    console.error(`[bench] ${sig}: cleaning up (again to force)`);
+    void net.cleanup().then(() => process.exit(130));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  let watcher: SettlementWatcher | undefined;
+
+  try {
+    const tStart = Date.now();
+    await net.infra();
+    log("starting nodes A and B (4 processes each; ~30 s)");
+    await Promise.all(net.nodes.map((n) => net.startNode(n)));
+    log(`both nodes up after ${((Date.now() - tStart) / 1000).toFixed(1)} s`);
+    const [A, B] = net.nodes;
+    const rt = net.regtest;
+
+    const address = await A.api.walletAddress();
+    await rt.fund(address, sat(FUND_SAT));
+    log(`A: funded ${FUND_SAT} sat`);
+    await net.waitFor(
+      "A's wallet to confirm the funds",
+      async () => {
+        const b = await A.api.walletBalance();
+        return BigInt(b.confirmedSat) >= FUND_SAT || `confirmed ${b.confirmedSat}`;
+      },
+      true,
+    );
+    await A.api.connectPeer("127.0.0.1", B.peerPort, B.nodeId);
+    log("A: connected to B");
+    const ch = await A.api.openChannel(B.nodeId, CHANNEL_SAT);
+    log(`A: opening channel ${ch.id} (${CHANNEL_SAT} sat) to B`);
+    await net.waitFor(
+      "the channel to be normal on both ends",
+      async () => {
+        const a = (await A.api.channels()).find((c) => c.id === ch.id || c.peerNodeId === B.nodeId);
+        const b = (await B.api.channels()).find((c) => c.id === ch.id || c.peerNodeId === A.nodeId);
+        if (a?.phase === "failed" || b?.phase === "failed") throw new Error("the channel failed");
+        return (
+          (a?.phase === "normal" && b?.phase === "normal") || `A ${a?.phase ?? "-"}, B ${b?.phase ?? "-"}`
+        );
+      },
+      true,
+    );
+
+    const need = INVOICES + WARMUP_PAYMENTS;
+    log(`B: creating ${need} invoices of ${PAY_MSAT} msat (8 at a time)`);
+    const invoices: Invoice[] = [];
+    const tInv = nowMs();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < need && !interrupted) {
+          next++;
+          invoices.push(await B.api.createInvoice(PAY_MSAT, `bench ${net.runId}`));
+          if (invoices.length % 500 === 0) log(`  ${invoices.length} invoices`);
+        }
+      }),
+    );
+    const invRate = invoices.length / ((nowMs() - tInv) / 1000);
+    log(
+      `B: ${invoices.length} invoices in ${((nowMs() - tInv) / 1000).toFixed(1)} s (${invRate.toFixed(0)}/s)`,
+    );
+
+    watcher = new SettlementWatcher(net.pgUrl, `"${A.schemas.channel}".payments`);
+    await watcher.start();
+    const w = watcher;
+    const expiry = { blocks: rt.height() + PAYMENT_EXPIRY_BLOCKS };
+    const pay = async (inv: Invoice): Promise<Outcome & { startMs: number }> => {
+      const startMs = nowMs();
+      const p = await A.api.pay(
+        { channelId: ch.id, rHash: inv.rHash, amountMsat: BigInt(inv.amountMsat), expiry },
+        `bench-${net.runId}-${randomUUID()}`,
+      );
+      const o = await w.wait(p.id);
+      return { ...o, startMs };
+    };
+
+    log(`warm-up: ${WARMUP_PAYMENTS} sequential payments`);
+    const warm = await runPhase(1, 3600, invoices.splice(0, WARMUP_PAYMENTS), pay, () => interrupted);
+    if (warm.failed > 0) throw new Error(`warm-up payments failed: ${warm.failures.join("; ")}`);
+
+    const results: PhaseResult[] = [];
+    for (const payers of CONCURRENCY) {
+      if (interrupted) break;
+      log(`measuring: ${payers} concurrent payer(s) for ${SECONDS} s`);
+      const queries0 = watcher.queries;
+      const r = await runPhase(payers, SECONDS, invoices, pay, () => interrupted);
+      results.push(r);
+      log(
+        `  done: ${r.succeeded} settled, ${r.failed} failed in ${r.seconds.toFixed(1)} s` +
+          ` (watcher: ${watcher.queries - queries0} queries)`,
+      );
+      if (r.ranOut) log(`  !! ran out of invoices (raise BENCH_INVOICES)`);
+    }
+    if (interrupted) return 130;
+
+    log("crypto bound: timing the signatures of one payment in-process");
+    const bound = cryptoBound();
+
+    const chan = await A.api.channel(ch.id);
+    const fmt = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : "-");
+    const out: string[] = ["", "==================== payments benchmark ===================="];
+    out.push(
+      `two nodes, one channel of ${CHANNEL_SAT} sat, payments of ${PAY_MSAT / 1000n} sat, durable Postgres ` +
+        `(${net.pgUrl.replace(/\/\/[^@]*@/, "//")}), ${SECONDS} s per phase`,
+    );
+    for (const r of results) {
+      const pps = r.succeeded / r.seconds;
+      out.push(
+        `  ${String(r.payers).padStart(2)} payer(s): ${fmt(pps)} payments/s settled (${r.succeeded} in ${fmt(r.seconds)} s` +
+          `${r.failed > 0 ? `, ${r.failed} FAILED: ${r.failures.join("; ")}` : ""}); ` +
+          `latency p50 ${fmt(quantile(r.latenciesMs, 0.5))} ms, p99 ${fmt(quantile(r.latenciesMs, 0.99))} ms, ` +
+          `max ${fmt(r.latenciesMs.at(-1) ?? NaN)} ms`,
+      );
+    }
+    out.push(
+      `crypto bound: per payment ${ROUNDS_PER_PAYMENT} commitment rounds × (${SIGNS_PER_ROUND} sign + ${VERIFIES_PER_ROUND} verify + ` +
+        `${SIGHASHES_PER_ROUND} sighash) = ${ROUNDS_PER_PAYMENT * SIGNS_PER_ROUND} signs + ` +
+        `${ROUNDS_PER_PAYMENT * VERIFIES_PER_ROUND} verifies + ${ROUNDS_PER_PAYMENT * SIGHASHES_PER_ROUND} double-SHA-256 of ${TX_BYTES} bytes`,
+    );
+    out.push(
+      `  tiny-secp256k1 in-process, one core: ${fmt(bound.paymentsPerSecond, 0)} payments/s ` +
+        `(${fmt(bound.signsPerSecond, 0)} signs/s, ${fmt(bound.verifiesPerSecond, 0)} verifies/s)`,
+    );
+    for (const r of results)
+      out.push(
+        `  ratio with ${String(r.payers).padStart(2)} payer(s): ${(r.succeeded / r.seconds / bound.paymentsPerSecond).toFixed(4)}` +
+          ` (payments/s ÷ crypto-bound payments/s)`,
+      );
+    out.push(
+      `channel after the run: A local ${BigInt(chan.localBalanceMsat) / 1000n} sat, remote ${BigInt(chan.remoteBalanceMsat) / 1000n} sat, ` +
+        `${chan.htlcs.length} HTLCs pending; invoices made up front at ${fmt(invRate, 0)}/s`,
+    );
+    out.push("(figures only; nothing is asserted on timing; the machine may be shared)");
+    out.push("============================================================");
+    console.log(out.join("\n"));
+    return 0;
+  } catch (e) {
+    console.error(`[bench] FAILED: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    for (const name of net.sup.names().filter((n) => n.endsWith(".channel"))) {
+      const lines = net.sup.lastLines(name).slice(-6);
+      if (lines.length > 0) console.error(`[bench] last lines of ${name}:\n    ${lines.join("\n    ")}`);
+    }
+    return 1;
+  } finally {
+    await watcher?.stop();
+    await net.cleanup(); // the same promise the signal handler waits on
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(`[bench] ${errText(e)}`);
+    process.exit(1);
+  },
+);

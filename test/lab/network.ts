@@ -1,0 +1,645 @@
+/**
+ * A regtest network of Lightning nodes for the lab, the cross-service tests and benchmarks: an
+ * in-process regtest node, Postgres and NATS (see infra.ts), a dev PKI, and per node its four
+ * services as separate processes (signer → watchtower → peer → channel, the channel service
+ * possibly as several replicas), with helpers to fund, connect, open channels and pay.
+ *
+ *   const net = await startNetwork({ nodes: ["A", "B"] });
+ *   try {
+ *     await net.fund([net.node("A")], 10_000_000n);
+ *     await net.connect(net.node("A"), net.node("B"));
+ *     const ch = await net.open(net.node("A"), net.node("B"), 4_000_000n);
+ *     await net.pay(net.node("A"), net.node("B"), 1_000_000n);
+ *   } finally {
+ *     await net.cleanup();
+ *   }
+ *
+ * Process names are `<node>.signer`, `<node>.watchtower`, `<node>.peer`, `<node>.channel` (the
+ * first channel replica) and `<node>.channel-<i>` for replica i ≥ 2 (replica ids `<node>-<i>`).
+ * `restart()` keeps each service's port, so the other services and peers find it again.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sat } from "@ln/bitcoin";
+import { startRegtest, type Regtest } from "@ln/regtest";
+import { connect as natsConnect } from "nats";
+import pg from "pg";
+import { LabApi, type ChannelSummary, type Payment, type PeerInfo } from "./api.js";
+import { makeDevPki, signerClientTlsEnv, signerServerTlsEnv, type DevPki } from "./certs.js";
+import { ensureNats, ensurePostgres, type InfraHandle } from "./infra.js";
+import { describeExit, REPO_ROOT, Supervisor, type ReadyInfo } from "./procs.js";
+
+export const ENTRIES = {
+  signer: "services/signer/src/main.ts",
+  watchtower: "services/watchtower/src/main.ts",
+  peer: "services/peer/src/main.ts",
+  channel: "services/channel/src/main.ts",
+} as const;
+
+export type Service = keyof typeof ENTRIES;
+
+/** Past the 144-block delay and the safety margin (draft 3.1), with room to spare. */
+export const PAYMENT_EXPIRY_BLOCKS = 300;
+const READY_TIMEOUT_MS = 120_000;
+
+export const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+export const short = (hex: string): string => `${hex.slice(0, 10)}…`;
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Thrown by a waitFor check to stop waiting at once (a state that will not get better). */
+export class WaitAbort extends Error {
+  override readonly name = "WaitAbort";
+}
+
+export interface ChannelReplica {
+  /** 1-based. */
+  readonly index: number;
+  /** The supervisor's process name. */
+  readonly process: string;
+  /** CHANNEL_REPLICA_ID. */
+  readonly replicaId: string;
+  apiUrl: string;
+  api: LabApi;
+}
+
+export interface NetNode {
+  readonly name: string;
+  readonly lower: string;
+  readonly schemas: { signer: string; channel: string; tower: string };
+  /** LN_PREFIX of the node's services. */
+  readonly prefix: string;
+  /** The admin token (CHANNEL_ADMIN_TOKEN). */
+  readonly token: string;
+  /** Supervisor process names. */
+  readonly processes: { signer: string; watchtower: string; peer: string; channel: string[] };
+  readonly replicas: ChannelReplica[];
+  signerPort: number;
+  nodeId: string;
+  peerPort: number;
+  /** The control API of the first running channel replica (of the first replica before start). */
+  readonly apiUrl: string;
+  readonly api: LabApi;
+}
+
+export interface NetworkOptions {
+  readonly nodes: readonly string[];
+  /** Channel-service replicas per node name (default 1). */
+  readonly channelReplicas?: Readonly<Record<string, number>>;
+  /** Extra environment of every channel-service process (e.g. CHANNEL_LEASE_MS). */
+  readonly channelEnv?: Readonly<Record<string, string>>;
+  /** Progress lines. Default: none. */
+  readonly log?: (line: string) => void;
+  /** Working directory (logs, PKI, seeds). Default: LAB_DIR/run-<id>, else a fresh temp dir. */
+  readonly dir?: string;
+  /** Schema and subject name part. Default: 6 random hex digits. */
+  readonly runId?: string;
+  /** Blocks mined by startRegtest (default: its own minimum). */
+  readonly regtestHeight?: number;
+}
+
+export interface WaitOptions {
+  /** Mine one block per poll. */
+  readonly mine?: boolean;
+  /** Default 120 000 ms. */
+  readonly timeoutMs?: number;
+  /** Poll interval, default 1000 ms. */
+  readonly intervalMs?: number;
+  /** Log the start and end of the wait (default true). */
+  readonly quiet?: boolean;
+}
+
+export interface PayOptions {
+  /** The payer's channel id (default: its live channel with the payee). */
+  readonly channelId?: string;
+  /** The payer's API to pay through (default: the payer's `api`). */
+  readonly via?: LabApi;
+  /** The payee's API to invoice through (default: the payee's `api`). */
+  readonly invoiceVia?: LabApi;
+  /** Wait until the payment succeeded (default true); a failure rejects. */
+  readonly wait?: boolean;
+  readonly expiryBlocks?: number;
+  readonly idempotencyKey?: string;
+  readonly description?: string;
+  readonly timeoutMs?: number;
+}
+
+const LIVE_PHASES = new Set(["opening", "normal", "clearing"]);
+
+/** The channel of `n` with `peer`: by `id` if given and found, else the live one (else the newest). */
+export async function channelWith(
+  n: NetNode,
+  peer: NetNode,
+  id?: string,
+  api: LabApi = n.api,
+): Promise<ChannelSummary | undefined> {
+  const list = await api.channels();
+  if (id !== undefined) {
+    const byId = list.find((c) => c.id === id);
+    if (byId !== undefined) return byId;
+  }
+  const withPeer = list.filter((c) => c.peerNodeId === peer.nodeId);
+  return withPeer.find((c) => LIVE_PHASES.has(c.phase)) ?? withPeer[0];
+}
+
+function readyString(name: string, info: ReadyInfo, key: string): string {
+  const v = info[key];
+  if (typeof v !== "string" || v === "")
+    throw new Error(`${name}'s ready line has no string "${key}": ${JSON.stringify(info)}`);
+  return v;
+}
+function readyPort(name: string, info: ReadyInfo, key: string): number {
+  const v = info[key];
+  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0 || v > 65535)
+    throw new Error(`${name}'s ready line has no port "${key}": ${JSON.stringify(info)}`);
+  return v;
+}
+const portOf = (url: string): number => Number(new URL(url).port);
+
+export class Network {
+  readonly runId: string;
+  readonly dir: string;
+  readonly supervisor: Supervisor;
+  readonly nodes: NetNode[];
+  readonly log: (line: string) => void;
+  rt: Regtest | undefined;
+  pgInfra: InfraHandle | undefined;
+  natsInfra: InfraHandle | undefined;
+  pki: DevPki | undefined;
+  /** Set when a ready process exits on its own: waits fail fast with it. */
+  crashed: string | undefined;
+  readonly #opts: NetworkOptions;
+  #cleaned: Promise<void> | undefined;
+
+  constructor(opts: NetworkOptions) {
+    this.#opts = opts;
+    this.log = opts.log ?? (() => undefined);
+    this.runId = opts.runId ?? randomBytes(3).toString("hex");
+    if (opts.dir !== undefined) {
+      this.dir = opts.dir;
+      mkdirSync(this.dir, { recursive: true });
+    } else {
+      const base = process.env["LAB_DIR"];
+      if (base !== undefined && base !== "") {
+        this.dir = join(base, `run-${this.runId}`);
+        mkdirSync(this.dir, { recursive: true });
+      } else this.dir = mkdtempSync(join(tmpdir(), `ln-lab-${this.runId}-`));
+    }
+    this.supervisor = new Supervisor({
+      logDir: join(this.dir, "logs"),
+      log: (l) => this.log(l),
+      onUnexpectedExit: (name, exit, lines) => {
+        this.crashed ??= `${name} exited (${describeExit(exit)}); last lines:\n${lines.slice(-15).join("\n")}`;
+        this.log(`!! ${name} exited unexpectedly (${describeExit(exit)})`);
+      },
+    });
+    const names = new Set<string>();
+    this.nodes = opts.nodes.map((name) => {
+      if (!/^[A-Za-z0-9]+$/.test(name) || names.has(name.toLowerCase()))
+        throw new Error(`node names must be distinct and alphanumeric, got ${JSON.stringify(name)}`);
+      names.add(name.toLowerCase());
+      const lower = name.toLowerCase();
+      const s = `lab_${this.runId}_${lower}`;
+      const count = opts.channelReplicas?.[name] ?? 1;
+      if (!Number.isInteger(count) || count < 1) throw new Error(`${name}: channel replicas must be ≥ 1`);
+      const replicas: ChannelReplica[] = Array.from({ length: count }, (_, i) => ({
+        index: i + 1,
+        process: i === 0 ? `${name}.channel` : `${name}.channel-${i + 1}`,
+        replicaId: `${lower}-${i + 1}`,
+        apiUrl: "",
+        api: new LabApi("http://127.0.0.1:1", ""),
+      }));
+      const sup = this.supervisor;
+      const node: NetNode = {
+        name,
+        lower,
+        schemas: { signer: `${s}_signer`, channel: `${s}_channel`, tower: `${s}_tower` },
+        prefix: `lab${this.runId}.${lower}`,
+        token: randomBytes(24).toString("base64url"),
+        processes: {
+          signer: `${name}.signer`,
+          watchtower: `${name}.watchtower`,
+          peer: `${name}.peer`,
+          channel: replicas.map((r) => r.process),
+        },
+        replicas,
+        signerPort: 0,
+        nodeId: "",
+        peerPort: 0,
+        get apiUrl(): string {
+          return (replicas.find((r) => sup.isRunning(r.process)) ?? replicas[0])?.apiUrl ?? "";
+        },
+        get api(): LabApi {
+          const r = replicas.find((x) => sup.isRunning(x.process)) ?? replicas[0];
+          if (r === undefined) throw new Error(`${name} has no channel replica`);
+          return r.api;
+        },
+      };
+      return node;
+    });
+  }
+
+  node(name: string): NetNode {
+    const n = this.nodes.find((x) => x.name === name);
+    if (n === undefined) throw new Error(`no node ${name}`);
+    return n;
+  }
+
+  get regtest(): Regtest {
+    if (this.rt === undefined) throw new Error("regtest is not running");
+    return this.rt;
+  }
+
+  /** Starts regtest, makes sure Postgres and NATS run, and makes the dev PKI. */
+  async infra(): Promise<void> {
+    const log = this.log;
+    log(`run ${this.runId}; lab directory ${this.dir}`);
+    const missing = Object.values(ENTRIES).filter((e) => !existsSync(join(REPO_ROOT, e)));
+    if (missing.length > 0)
+      throw new Error(`service entry points missing (not written yet?): ${missing.join(", ")}`);
+    log("regtest: starting the embedded bcoin regtest node");
+    this.rt = await startRegtest({
+      ...(this.#opts.regtestHeight !== undefined ? { height: this.#opts.regtestHeight } : {}),
+      onProgress: (p) => log(`regtest: mining ${p.height}/${p.target}`),
+    });
+    log(`regtest: RPC ${this.rt.url} at height ${this.rt.height()}`);
+    this.pgInfra = await ensurePostgres({ log });
+    this.natsInfra = await ensureNats({ log });
+    log("pki: making a dev CA, a server certificate (localhost, 127.0.0.1) and a client certificate");
+    this.pki = makeDevPki(join(this.dir, "pki"));
+    log(`pki: ${this.pki.dir}`);
+  }
+
+  /** infra(), then every node's services (the nodes in parallel). */
+  async start(): Promise<void> {
+    await this.infra();
+    await Promise.all(this.nodes.map((n) => this.startNode(n)));
+  }
+
+  #infra(): { pki: DevPki; pgUrl: string; natsUrl: string; rt: Regtest } {
+    const pki = this.pki;
+    const pgUrl = this.pgInfra?.url;
+    const natsUrl = this.natsInfra?.url;
+    if (pki === undefined || pgUrl === undefined || natsUrl === undefined)
+      throw new Error("infrastructure is not up");
+    return { pki, pgUrl, natsUrl, rt: this.regtest };
+  }
+
+  /** Starts a node's signer, watchtower, peer and channel replicas, in that order. */
+  async startNode(n: NetNode): Promise<void> {
+    const { pki, pgUrl, natsUrl, rt } = this.#infra();
+    const log = this.log;
+    const opts = { readyTimeoutMs: READY_TIMEOUT_MS };
+
+    const signer = await this.supervisor.start(
+      n.processes.signer,
+      ENTRIES.signer,
+      {
+        SIGNER_DATABASE_URL: pgUrl,
+        SIGNER_DATABASE_SCHEMA: n.schemas.signer,
+        SIGNER_LISTEN: "127.0.0.1:0",
+        ...signerServerTlsEnv(pki),
+        SIGNER_SEED_FILE: join(this.dir, `${n.lower}-seed.enc`),
+        SIGNER_SEED_KEY: randomBytes(32).toString("hex"),
+      },
+      { ...opts, service: "signer" },
+    );
+    this.#signerReady(n, signer);
+    log(`${n.name}: signer ready (node ${short(n.nodeId)}, port ${n.signerPort})`);
+
+    const signerClient = {
+      SIGNER_ADDR: `127.0.0.1:${n.signerPort}`,
+      ...signerClientTlsEnv(pki),
+    };
+    const tower = await this.supervisor.start(
+      n.processes.watchtower,
+      ENTRIES.watchtower,
+      {
+        WATCHTOWER_DATABASE_URL: pgUrl,
+        WATCHTOWER_DATABASE_SCHEMA: n.schemas.tower,
+        BITCOIN_RPC_URL: rt.url,
+        BITCOIN_RPC_USER: rt.user,
+        BITCOIN_RPC_PASSWORD: rt.password,
+        NATS_URL: natsUrl,
+        LN_PREFIX: n.prefix,
+        WATCHTOWER_POLL_MS: "250",
+        WATCHTOWER_START_HEIGHT: String(rt.height()),
+      },
+      { ...opts, service: "watchtower" },
+    );
+    log(`${n.name}: watchtower ready (height ${String(tower["height"])}, stream ${String(tower["stream"])})`);
+
+    const peer = await this.supervisor.start(
+      n.processes.peer,
+      ENTRIES.peer,
+      { NATS_URL: natsUrl, LN_PREFIX: n.prefix, PEER_LISTEN: "127.0.0.1:0", ...signerClient },
+      { ...opts, service: "peer" },
+    );
+    this.#peerReady(n, peer);
+    log(`${n.name}: peer ready (port ${n.peerPort})`);
+
+    for (const r of n.replicas) {
+      const channel = await this.supervisor.start(
+        r.process,
+        ENTRIES.channel,
+        {
+          CHANNEL_DATABASE_URL: pgUrl,
+          CHANNEL_DATABASE_SCHEMA: n.schemas.channel,
+          NATS_URL: natsUrl,
+          LN_PREFIX: n.prefix,
+          ...signerClient,
+          CHANNEL_API_LISTEN: "127.0.0.1:0",
+          CHANNEL_ADMIN_TOKEN: n.token,
+          CHANNEL_REPLICA_ID: r.replicaId,
+          ...this.#opts.channelEnv,
+        },
+        { ...opts, service: "channel" },
+      );
+      this.#channelReady(n, r, channel);
+      log(
+        `${n.name}: channel ready (API ${r.apiUrl}${n.replicas.length > 1 ? `, replica ${r.replicaId}` : ""})`,
+      );
+    }
+  }
+
+  #signerReady(n: NetNode, info: ReadyInfo): void {
+    const name = n.processes.signer;
+    n.signerPort = readyPort(name, info, "port");
+    const id = readyString(name, info, "nodeId");
+    if (n.nodeId !== "" && id !== n.nodeId)
+      throw new Error(`${n.name}: the restarted signer reports node ${id}, before ${n.nodeId}`);
+    n.nodeId = id;
+  }
+  #peerReady(n: NetNode, info: ReadyInfo): void {
+    n.peerPort = readyPort(n.processes.peer, info, "port");
+    const peerId = readyString(n.processes.peer, info, "nodeId");
+    if (peerId !== n.nodeId) throw new Error(`${n.name}: peer reports node ${peerId}, the signer ${n.nodeId}`);
+  }
+  #channelReady(n: NetNode, r: ChannelReplica, info: ReadyInfo): void {
+    r.apiUrl = readyString(r.process, info, "api");
+    const id = readyString(r.process, info, "nodeId");
+    if (id !== n.nodeId)
+      throw new Error(`${n.name}: channel service reports node ${id}, the signer ${n.nodeId}`);
+    r.api = new LabApi(r.apiUrl, n.token);
+  }
+
+  #processOf(n: NetNode, svc: Service, replica = 1): string {
+    if (svc !== "channel") return n.processes[svc];
+    const p = n.processes.channel[replica - 1];
+    if (p === undefined) throw new Error(`${n.name} has no channel replica ${replica}`);
+    return p;
+  }
+
+  /** SIGKILLs (or sends `signal` to) one service of a node and waits for its exit. */
+  async kill(n: NetNode, svc: Service, opts: { replica?: number; signal?: NodeJS.Signals } = {}): Promise<void> {
+    const name = this.#processOf(n, svc, opts.replica);
+    const exit = await this.supervisor.kill(name, opts.signal ?? "SIGKILL");
+    this.log(`${name}: killed (${describeExit(exit)})`);
+  }
+
+  /**
+   * Restarts one service of a node (stopping it first if it runs) on the port it had, so the
+   * node's other services (signer address) and peers (peer port) still find it.
+   */
+  async restart(n: NetNode, svc: Service, replica = 1): Promise<ReadyInfo> {
+    const name = this.#processOf(n, svc, replica);
+    const overrides: Record<string, string> = {};
+    if (svc === "signer") overrides["SIGNER_LISTEN"] = `127.0.0.1:${n.signerPort}`;
+    if (svc === "peer") overrides["PEER_LISTEN"] = `127.0.0.1:${n.peerPort}`;
+    const r = svc === "channel" ? n.replicas[replica - 1] : undefined;
+    if (r !== undefined) overrides["CHANNEL_API_LISTEN"] = `127.0.0.1:${portOf(r.apiUrl)}`;
+    const info = await this.supervisor.restart(name, overrides);
+    if (svc === "signer") this.#signerReady(n, info);
+    if (svc === "peer") this.#peerReady(n, info);
+    if (r !== undefined) this.#channelReady(n, r, info);
+    this.log(`${name}: restarted`);
+    return info;
+  }
+
+  /**
+   * Polls `check` (true when done, else a description of what it sees) every second, mining one
+   * block per poll when `mine` is set, until done or `timeoutMs`. Errors of `check` count as the
+   * observed state; a WaitAbort or a crashed service fails the wait at once.
+   */
+  async waitFor(what: string, check: () => Promise<true | string>, opts: WaitOptions = {}): Promise<void> {
+    const timeoutMs = opts.timeoutMs ?? 120_000;
+    const deadline = Date.now() + timeoutMs;
+    const log = opts.quiet === true ? (): void => undefined : this.log;
+    let last = "not checked yet";
+    let mined = 0;
+    log(`waiting for ${what}${opts.mine === true ? " (mining a block a second)" : ""}`);
+    for (;;) {
+      if (this.crashed !== undefined) throw new Error(`while waiting for ${what}: ${this.crashed}`);
+      try {
+        const r = await check();
+        if (r === true) {
+          log(`ok: ${what}${mined > 0 ? ` (${mined} blocks mined)` : ""}`);
+          return;
+        }
+        last = r;
+      } catch (e) {
+        if (e instanceof WaitAbort) throw new Error(`while waiting for ${what}: ${e.message}`);
+        last = `error: ${errText(e)}`;
+      }
+      if (Date.now() > deadline)
+        throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}; last seen: ${last}`);
+      if (opts.mine === true) {
+        await this.regtest.mine(1);
+        mined++;
+      }
+      await sleep(opts.intervalMs ?? 1000);
+    }
+  }
+
+  /** Funds each node's wallet with `amountSat` and waits until every one shows it confirmed. */
+  async fund(nodes: NetNode | readonly NetNode[], amountSat: bigint): Promise<{ node: string; txid: string }[]> {
+    const list = Array.isArray(nodes) ? (nodes as readonly NetNode[]) : [nodes as NetNode];
+    const out: { node: string; txid: string }[] = [];
+    for (const n of list) {
+      const address = await n.api.walletAddress();
+      const f = await this.regtest.fund(address, sat(amountSat));
+      out.push({ node: n.name, txid: f.txid });
+      this.log(`${n.name}: funded ${amountSat} sat to ${address} (tx ${f.txid})`);
+    }
+    for (const n of list)
+      await this.waitFor(
+        `${n.name}'s wallet to show ${amountSat} sat confirmed`,
+        async () => {
+          const b = await n.api.walletBalance();
+          return (
+            BigInt(b.confirmedSat) >= amountSat || `confirmed ${b.confirmedSat}, unconfirmed ${b.unconfirmedSat}`
+          );
+        },
+        { mine: true },
+      );
+    return out;
+  }
+
+  /** `a` connects to `b` (POST /v1/peers on a); also to reconnect after a restart. */
+  async connect(a: NetNode, b: NetNode, via: LabApi = a.api): Promise<PeerInfo> {
+    const p = await via.connectPeer("127.0.0.1", b.peerPort, b.nodeId);
+    this.log(`${a.name}: connected to ${b.name} (${short(p.nodeId)}, connected=${p.connected})`);
+    return p;
+  }
+
+  /** Asks `a` to open a channel of `amountSat` to `b`; returns a's channel. */
+  async openStart(a: NetNode, b: NetNode, amountSat: bigint, via: LabApi = a.api): Promise<ChannelSummary> {
+    const c = await via.openChannel(b.nodeId, amountSat);
+    this.log(`${a.name}: opening channel ${c.id} to ${b.name} (${amountSat} sat)`);
+    return c;
+  }
+
+  /** A check for waitFor: both ends of a-b (a's id `aId`) are normal; a failed end aborts. */
+  bothNormal(a: NetNode, b: NetNode, aId: string): () => Promise<true | string> {
+    return async () => {
+      const mine = await channelWith(a, b, aId);
+      const theirs = await channelWith(b, a);
+      if (mine?.phase === "failed" || theirs?.phase === "failed")
+        throw new WaitAbort(
+          `${a.name}-${b.name} failed: ${a.name} ${mine?.phase ?? "absent"}, ${b.name} ${theirs?.phase ?? "absent"}` +
+            ` (GET /v1/channels/{id} on each end shows the failure)`,
+        );
+      if (mine?.phase === "normal" && theirs?.phase === "normal") return true;
+      return `${a.name}: ${mine?.phase ?? "absent"}, ${b.name}: ${theirs?.phase ?? "absent"}`;
+    };
+  }
+
+  /**
+   * Opens a channel a→b of `amountSat` (a must be connected to b), mines until both ends are
+   * normal, and returns each side's channel id.
+   */
+  async open(
+    a: NetNode,
+    b: NetNode,
+    amountSat: bigint,
+    opts: { via?: LabApi; timeoutMs?: number } = {},
+  ): Promise<{ a: string; b: string }> {
+    const c = await this.openStart(a, b, amountSat, opts.via);
+    await this.waitFor(`${a.name}-${b.name} to be normal on both ends`, this.bothNormal(a, b, c.id), {
+      mine: true,
+      timeoutMs: opts.timeoutMs ?? 180_000,
+    });
+    const theirs = await channelWith(b, a);
+    if (theirs === undefined) throw new Error(`${b.name} does not list the channel with ${a.name}`);
+    return { a: c.id, b: theirs.id };
+  }
+
+  /** Waits until payment `id` of `payer` succeeded; a failure rejects with its reason. */
+  async waitPayment(
+    payer: NetNode,
+    id: string,
+    opts: { via?: LabApi; timeoutMs?: number; quiet?: boolean } = {},
+  ): Promise<Payment> {
+    let last: Payment | undefined;
+    await this.waitFor(
+      `${payer.name}'s payment ${id} to succeed`,
+      async () => {
+        const p = await (opts.via ?? payer.api).payment(id);
+        last = p;
+        if (p.status === "failed") throw new WaitAbort(`payment failed: ${p.failureReason ?? "no reason given"}`);
+        return p.status === "succeeded" || p.status;
+      },
+      {
+        intervalMs: 250,
+        ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+        ...(opts.quiet !== undefined ? { quiet: opts.quiet } : {}),
+      },
+    );
+    if (last === undefined) throw new Error(`payment ${id} not seen`);
+    return last;
+  }
+
+  /** `payee` invoices `amountMsat`, `payer` pays it over their channel; by default waits for success. */
+  async pay(payer: NetNode, payee: NetNode, amountMsat: bigint, opts: PayOptions = {}): Promise<Payment> {
+    const inv = await (opts.invoiceVia ?? payee.api).createInvoice(
+      amountMsat,
+      opts.description ?? `lab ${this.runId}: from ${payer.name}`,
+    );
+    this.log(`${payee.name}: invoice ${short(inv.rHash)} for ${inv.amountMsat} msat`);
+    const via = opts.via ?? payer.api;
+    let channelId = opts.channelId;
+    if (channelId === undefined) {
+      const c = await channelWith(payer, payee, undefined, via);
+      if (c === undefined) throw new Error(`${payer.name} has no channel with ${payee.name}`);
+      channelId = c.id;
+    }
+    const p = await via.pay(
+      {
+        channelId,
+        rHash: inv.rHash,
+        amountMsat,
+        expiry: { blocks: this.regtest.height() + (opts.expiryBlocks ?? PAYMENT_EXPIRY_BLOCKS) },
+      },
+      opts.idempotencyKey ?? `lab-${this.runId}-${randomUUID()}`,
+    );
+    this.log(`${payer.name}: payment ${p.id} ${p.status}`);
+    if (opts.wait === false) return p;
+    return this.waitPayment(payer, p.id, {
+      via,
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+    });
+  }
+
+  /** Stops the services and regtest, drops the run's schemas and JetStream streams. Idempotent. */
+  async cleanup(opts: { removeDir?: boolean } = {}): Promise<void> {
+    const log = this.log;
+    await (this.#cleaned ??= (async () => {
+      log("stopping the services");
+      await this.supervisor.stopAll().catch((e: unknown) => log(`stopAll: ${errText(e)}`));
+      if (this.rt !== undefined) {
+        log("stopping regtest");
+        await this.rt.stop().catch((e: unknown) => log(`regtest stop: ${errText(e)}`));
+      }
+      if (this.pgInfra !== undefined) {
+        const client = new pg.Client({ connectionString: this.pgInfra.url, connectionTimeoutMillis: 3000 });
+        try {
+          await client.connect();
+          const schemas = this.nodes.flatMap((n) => Object.values(n.schemas));
+          for (const s of schemas) await client.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+          log(`dropped schemas lab_${this.runId}_*`);
+        } catch (e) {
+          log(`could not drop the lab schemas: ${errText(e)}`);
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+        await this.pgInfra.stop();
+      }
+      if (this.natsInfra !== undefined) {
+        await this.#dropStreams(this.natsInfra.url).catch((e: unknown) =>
+          log(`could not delete the lab's JetStream streams: ${errText(e)}`),
+        );
+        await this.natsInfra.stop();
+      }
+    })());
+    if (opts.removeDir === true) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Deletes the JetStream streams whose subjects are under this run's prefixes. */
+  async #dropStreams(url: string): Promise<void> {
+    const nc = await natsConnect({ servers: url, timeout: 2000, reconnect: false });
+    try {
+      const jsm = await nc.jetstreamManager();
+      const mine = `lab${this.runId}.`;
+      const doomed: string[] = [];
+      for await (const s of jsm.streams.list())
+        if ((s.config.subjects ?? []).some((subj) => subj.startsWith(mine))) doomed.push(s.config.name);
+      for (const name of doomed) await jsm.streams.delete(name);
+      if (doomed.length > 0) this.log(`deleted JetStream streams ${doomed.join(", ")}`);
+    } finally {
+      await nc.close();
+    }
+  }
+}
+
+/** Creates a Network and starts it (infra and every node); cleans up if the start fails. */
+export async function startNetwork(opts: NetworkOptions): Promise<Network> {
+  const net = new Network(opts);
+  try {
+    await net.start();
+  } catch (e) {
+    await net.cleanup().catch(() => undefined);
+    throw e;
+  }
+  return net;
+}
