@@ -149,8 +149,8 @@ async function summary(lab: Lab): Promise<void> {
     const rows = [["channel", "ends", "capacity", "phase (creator/B)", "creator local", "B local"]];
     for (const { from, id } of lab.channels) {
       const x = lab.node(from);
-      const mine = await safe(() => channelOf(x, id, B));
-      const theirs = await safe(() => channelOf(B, id, x));
+      const mine = await safe(() => channelWith(x, B, id));
+      const theirs = await safe(() => channelWith(B, x));
       rows.push([
         id,
         `${x.name}-B`,
@@ -198,7 +198,7 @@ async function summary(lab: Lab): Promise<void> {
     for (const t of d?.transactions ?? []) channelTxs.push([`${t.kind} of ${from}-B`, t.txid]);
   }
   if (channelTxs.length > 0) out.push(table(channelTxs));
-  out.push(`regtest height ${lab.rt?.height() ?? "?"}; logs in ${join(lab.dir, "logs")}`);
+  out.push(`regtest height ${lab.net.rt?.height() ?? "?"}; logs in ${join(lab.net.dir, "logs")}`);
   out.push("=====================================================");
   console.log(out.join("\n"));
 }
@@ -210,7 +210,7 @@ function printAccess(lab: Lab): void {
     `  e.g. curl -H 'Authorization: Bearer ${lab.node("A").token}' ${lab.node("A").apiUrl}/v1/channels`,
   );
   lines.push(
-    `Postgres ${redactUrl(lab.pgInfra?.url ?? "?")}, NATS ${lab.natsInfra?.url ?? "?"}, regtest RPC ${lab.rt?.url ?? "?"}`,
+    `Postgres ${redactUrl(lab.net.pgInfra?.url ?? "?")}, NATS ${lab.net.natsInfra?.url ?? "?"}, regtest RPC ${lab.net.rt?.url ?? "?"}`,
   );
   lines.push("Press Ctrl-C to stop everything.");
   console.log(lines.join("\n"));
@@ -236,39 +236,39 @@ async function main(): Promise<number> {
 
   let failure: unknown;
   const work = (async () => {
-    await lab.infra();
+    await lab.net.infra();
     lab.step = "starting the nodes' services";
-    await Promise.all(lab.nodes.map((n) => lab.startNode(n)));
+    await Promise.all(lab.nodes.map((n) => lab.net.startNode(n)));
     lab.step = "running the scenario";
     await scenario(lab);
   })();
   await Promise.race([work.catch((e: unknown) => (failure = e)), stopped]);
   if (interrupted) {
-    await lab.cleanup();
+    await lab.net.cleanup();
     return 130;
   }
   if (failure === undefined || lab.nodes.every((n) => n.apiUrl !== "")) await summary(lab);
   if (failure !== undefined) {
     console.error(`\n[lab] FAILED while ${lab.step}: ${errText(failure)}`);
-    for (const name of lab.sup.names().filter((n) => n.endsWith(".channel"))) {
-      const lines = lab.sup.lastLines(name).slice(-6);
+    for (const name of lab.net.supervisor.names().filter((n) => n.endsWith(".channel"))) {
+      const lines = lab.net.supervisor.lastLines(name).slice(-6);
       if (lines.length > 0) console.error(`[lab] last lines of ${name}:\n    ${lines.join("\n    ")}`);
     }
-    console.error(`[lab] logs are kept in ${join(lab.dir, "logs")}`);
+    console.error(`[lab] logs are kept in ${join(lab.net.dir, "logs")}`);
     if (exitAfter) {
-      await lab.cleanup();
+      await lab.net.cleanup();
       return 1;
     }
     console.error("[lab] the services that did start keep running for inspection; Ctrl-C to stop");
   } else log("scenario passed: funded, opened A-B and C-B, paid A→B and C→B, closed A-B cooperatively");
   if (exitAfter) {
-    await lab.cleanup();
+    await lab.net.cleanup();
     rmSync(lab.dir, { recursive: true, force: true });
     return 0;
   }
   printAccess(lab);
   await stopped;
-  await lab.cleanup();
+  await lab.net.cleanup();
   return failure === undefined ? 0 : 1;
 }
 

@@ -374,7 +374,8 @@ export class Network {
   #peerReady(n: NetNode, info: ReadyInfo): void {
     n.peerPort = readyPort(n.processes.peer, info, "port");
     const peerId = readyString(n.processes.peer, info, "nodeId");
-    if (peerId !== n.nodeId) throw new Error(`${n.name}: peer reports node ${peerId}, the signer ${n.nodeId}`);
+    if (peerId !== n.nodeId)
+      throw new Error(`${n.name}: peer reports node ${peerId}, the signer ${n.nodeId}`);
   }
   #channelReady(n: NetNode, r: ChannelReplica, info: ReadyInfo): void {
     r.apiUrl = readyString(r.process, info, "api");
@@ -392,7 +393,11 @@ export class Network {
   }
 
   /** SIGKILLs (or sends `signal` to) one service of a node and waits for its exit. */
-  async kill(n: NetNode, svc: Service, opts: { replica?: number; signal?: NodeJS.Signals } = {}): Promise<void> {
+  async kill(
+    n: NetNode,
+    svc: Service,
+    opts: { replica?: number; signal?: NodeJS.Signals } = {},
+  ): Promise<void> {
     const name = this.#processOf(n, svc, opts.replica);
     const exit = await this.supervisor.kill(name, opts.signal ?? "SIGKILL");
     this.log(`${name}: killed (${describeExit(exit)})`);
@@ -453,7 +458,10 @@ export class Network {
   }
 
   /** Funds each node's wallet with `amountSat` and waits until every one shows it confirmed. */
-  async fund(nodes: NetNode | readonly NetNode[], amountSat: bigint): Promise<{ node: string; txid: string }[]> {
+  async fund(
+    nodes: NetNode | readonly NetNode[],
+    amountSat: bigint,
+  ): Promise<{ node: string; txid: string }[]> {
     const list = Array.isArray(nodes) ? (nodes as readonly NetNode[]) : [nodes as NetNode];
     const out: { node: string; txid: string }[] = [];
     for (const n of list) {
@@ -468,7 +476,8 @@ export class Network {
         async () => {
           const b = await n.api.walletBalance();
           return (
-            BigInt(b.confirmedSat) >= amountSat || `confirmed ${b.confirmedSat}, unconfirmed ${b.unconfirmedSat}`
+            BigInt(b.confirmedSat) >= amountSat ||
+            `confirmed ${b.confirmedSat}, unconfirmed ${b.unconfirmedSat}`
           );
         },
         { mine: true },
@@ -537,7 +546,8 @@ export class Network {
       async () => {
         const p = await (opts.via ?? payer.api).payment(id);
         last = p;
-        if (p.status === "failed") throw new WaitAbort(`payment failed: ${p.failureReason ?? "no reason given"}`);
+        if (p.status === "failed")
+          throw new WaitAbort(`payment failed: ${p.failureReason ?? "no reason given"}`);
         return p.status === "succeeded" || p.status;
       },
       {

@@ -139,6 +139,30 @@ export const MIGRATIONS: readonly Migration[] = [
      ADD COLUMN change_sat numeric(20) NOT NULL DEFAULT 0;
    CREATE INDEX wallet_spends_channel ON ${s}.wallet_spends (channel_id) WHERE channel_id IS NOT NULL;`,
   },
+  {
+    version: 5, // the wallet's sweeps (wallet.ts): close outputs to our final keys, swept to wallet keys
+    sql: (s) => `CREATE TABLE ${s}.final_scripts (
+     -- P2SH(<final_pubkey> OP_CHECKSIG): what a cooperative close pays us.
+     script_hex text PRIMARY KEY,
+     channel_id text NOT NULL,
+     signer_channel integer NOT NULL,
+     final_pubkey text NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE TABLE ${s}.final_coins (
+     txid text NOT NULL,
+     vout integer NOT NULL,
+     amount_sat numeric(20) NOT NULL,
+     script_hex text NOT NULL REFERENCES ${s}.final_scripts(script_hex),
+     height integer NOT NULL,
+     block_hash text NOT NULL,
+     -- The sweep (a wallet_spends row, purpose 'sweep') that spends it, once signed.
+     swept_by text,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     PRIMARY KEY (txid, vout)
+   );
+   CREATE INDEX final_coins_unswept ON ${s}.final_coins (created_at) WHERE swept_by IS NULL;`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>
