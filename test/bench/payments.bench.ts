@@ -19,18 +19,11 @@
  * commitment rounds follow, and a single channel serialises them, so they are in the throughput.
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sat } from "@ln/bitcoin";
-import { startRegtest, type Regtest } from "@ln/regtest";
-import { connect } from "nats";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
-import { LabApi, type Invoice } from "../lab/api.js";
-import { makeDevPki, signerClientTlsEnv, signerServerTlsEnv, type DevPki } from "../lab/certs.js";
-import { ensureNats, ensurePostgres, type InfraHandle } from "../lab/infra.js";
-import { describeExit, Supervisor, type ReadyInfo } from "../lab/procs.js";
+import type { Invoice } from "../lab/api.js";
+import { errText, Network, PAYMENT_EXPIRY_BLOCKS, sleep } from "../lab/network.js";
 
 const SECONDS = Number(process.env["BENCH_SECONDS"] ?? "10");
 const INVOICES = Number(process.env["BENCH_INVOICES"] ?? "2000");
@@ -40,247 +33,10 @@ const FUND_SAT = 10_000_000n;
 const CHANNEL_SAT = 4_000_000n; // the draft caps an anchor at 4 294 967 sat
 const PAY_MSAT = 600_000n; // 600 sat: above the 546-sat dust limit, so each HTLC is a real output
 const WARMUP_PAYMENTS = 5;
-const PAYMENT_EXPIRY_BLOCKS = 300;
 const WATCH_INTERVAL_MS = 2;
-const READY_TIMEOUT_MS = 120_000;
-
-const ENTRIES = {
-  signer: "services/signer/src/main.ts",
-  watchtower: "services/watchtower/src/main.ts",
-  peer: "services/peer/src/main.ts",
-  channel: "services/channel/src/main.ts",
-} as const;
 
 const log = (line: string): void => console.log(`[bench] ${line}`);
-const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
-
-// ---------------------------------------------------------------- the two-node network
-// test/lab/lab.ts runs its scenario on import, so the pieces it needs are repeated here in brief.
-
-interface BenchNode {
-  readonly name: "A" | "B";
-  readonly lower: string;
-  readonly schemas: { signer: string; channel: string; tower: string };
-  readonly prefix: string;
-  readonly token: string;
-  nodeId: string;
-  peerPort: number;
-  api: LabApi;
-}
-
-function readyField(name: string, info: ReadyInfo, key: string): string | number {
-  const v = info[key];
-  if ((typeof v !== "string" || v === "") && typeof v !== "number")
-    throw new Error(`${name}'s ready line has no "${key}": ${JSON.stringify(info)}`);
-  return v;
-}
-
-class Network {
-  readonly runId = randomBytes(3).toString("hex");
-  readonly dir: string;
-  readonly sup: Supervisor;
-  readonly nodes: [BenchNode, BenchNode];
-  rt: Regtest | undefined;
-  pgInfra: InfraHandle | undefined;
-  natsInfra: InfraHandle | undefined;
-  pki: DevPki | undefined;
-  crashed: string | undefined;
-  #cleaned: Promise<void> | undefined;
-
-  constructor() {
-    const base = process.env["LAB_DIR"];
-    if (base !== undefined && base !== "") {
-      this.dir = join(base, `bench-${this.runId}`);
-      mkdirSync(this.dir, { recursive: true });
-    } else this.dir = mkdtempSync(join(tmpdir(), `ln-bench-${this.runId}-`));
-    this.sup = new Supervisor({
-      logDir: join(this.dir, "logs"),
-      log: (l) => log(l),
-      onUnexpectedExit: (name, exit, lines) => {
-        this.crashed ??= `${name} exited (${describeExit(exit)}); last lines:\n${lines.slice(-15).join("\n")}`;
-        console.error(`[bench] !! ${name} exited unexpectedly (${describeExit(exit)})`);
-      },
-    });
-    const node = (name: "A" | "B"): BenchNode => {
-      const lower = name.toLowerCase();
-      const s = `bench_${this.runId}_${lower}`;
-      return {
-        name,
-        lower,
-        schemas: { signer: `${s}_signer`, channel: `${s}_channel`, tower: `${s}_tower` },
-        prefix: `bench${this.runId}.${lower}`,
-        token: randomBytes(24).toString("base64url"),
-        nodeId: "",
-        peerPort: 0,
-        api: new LabApi("http://127.0.0.1:1", ""),
-      };
-    };
-    this.nodes = [node("A"), node("B")];
-  }
-
-  get regtest(): Regtest {
-    if (this.rt === undefined) throw new Error("regtest is not running");
-    return this.rt;
-  }
-  get pgUrl(): string {
-    if (this.pgInfra === undefined) throw new Error("Postgres is not up");
-    return this.pgInfra.url;
-  }
-
-  async infra(): Promise<void> {
-    log(`run ${this.runId}; directory ${this.dir}`);
-    log("regtest: starting the embedded bcoin regtest node");
-    this.rt = await startRegtest({ onProgress: (p) => log(`regtest: mining ${p.height}/${p.target}`) });
-    this.pgInfra = await ensurePostgres({ log });
-    this.natsInfra = await ensureNats({ log });
-    this.pki = makeDevPki(join(this.dir, "pki"));
-  }
-
-  async startNode(n: BenchNode): Promise<void> {
-    const pki = this.pki;
-    const natsUrl = this.natsInfra?.url;
-    if (pki === undefined || natsUrl === undefined) throw new Error("infrastructure is not up");
-    const pgUrl = this.pgUrl;
-    const rt = this.regtest;
-    const name = (svc: string): string => `${n.name}.${svc}`;
-    const opts = { readyTimeoutMs: READY_TIMEOUT_MS };
-    const t0 = Date.now();
-    const signer = await this.sup.start(
-      name("signer"),
-      ENTRIES.signer,
-      {
-        SIGNER_DATABASE_URL: pgUrl,
-        SIGNER_DATABASE_SCHEMA: n.schemas.signer,
-        SIGNER_LISTEN: "127.0.0.1:0",
-        ...signerServerTlsEnv(pki),
-        SIGNER_SEED_FILE: join(this.dir, `${n.lower}-seed.enc`),
-        SIGNER_SEED_KEY: randomBytes(32).toString("hex"),
-      },
-      { ...opts, service: "signer" },
-    );
-    n.nodeId = String(readyField(name("signer"), signer, "nodeId"));
-    const signerClient = {
-      SIGNER_ADDR: `127.0.0.1:${readyField(name("signer"), signer, "port")}`,
-      ...signerClientTlsEnv(pki),
-    };
-    log(`${n.name}: signer ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    await this.sup.start(
-      name("watchtower"),
-      ENTRIES.watchtower,
-      {
-        WATCHTOWER_DATABASE_URL: pgUrl,
-        WATCHTOWER_DATABASE_SCHEMA: n.schemas.tower,
-        BITCOIN_RPC_URL: rt.url,
-        BITCOIN_RPC_USER: rt.user,
-        BITCOIN_RPC_PASSWORD: rt.password,
-        NATS_URL: natsUrl,
-        LN_PREFIX: n.prefix,
-        WATCHTOWER_POLL_MS: "250",
-        WATCHTOWER_START_HEIGHT: String(rt.height()),
-      },
-      { ...opts, service: "watchtower" },
-    );
-    log(`${n.name}: watchtower ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    const peer = await this.sup.start(
-      name("peer"),
-      ENTRIES.peer,
-      { NATS_URL: natsUrl, LN_PREFIX: n.prefix, PEER_LISTEN: "127.0.0.1:0", ...signerClient },
-      { ...opts, service: "peer" },
-    );
-    n.peerPort = Number(readyField(name("peer"), peer, "port"));
-    log(`${n.name}: peer ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    const channel = await this.sup.start(
-      name("channel"),
-      ENTRIES.channel,
-      {
-        CHANNEL_DATABASE_URL: pgUrl,
-        CHANNEL_DATABASE_SCHEMA: n.schemas.channel,
-        NATS_URL: natsUrl,
-        LN_PREFIX: n.prefix,
-        ...signerClient,
-        CHANNEL_API_LISTEN: "127.0.0.1:0",
-        CHANNEL_ADMIN_TOKEN: n.token,
-        CHANNEL_REPLICA_ID: `${n.lower}-1`,
-      },
-      { ...opts, service: "channel" },
-    );
-    n.api = new LabApi(String(readyField(name("channel"), channel, "api")), n.token);
-    log(`${n.name}: channel ready after ${((Date.now() - t0) / 1000).toFixed(1)} s (API ${n.api.baseUrl})`);
-  }
-
-  /** Polls `check` every second (mining a block each time when `mine`), until true or timeout. */
-  async waitFor(
-    what: string,
-    check: () => Promise<true | string>,
-    mine = false,
-    timeoutMs = 180_000,
-  ): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let last = "not checked yet";
-    log(`waiting for ${what}${mine ? " (mining a block a second)" : ""}`);
-    for (;;) {
-      if (this.crashed !== undefined) throw new Error(`while waiting for ${what}: ${this.crashed}`);
-      try {
-        const r = await check();
-        if (r === true) return log(`ok: ${what}`);
-        last = r;
-      } catch (e) {
-        last = `error: ${errText(e)}`;
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last seen: ${last}`);
-      if (mine) await this.regtest.mine(1);
-      await sleep(1000);
-    }
-  }
-
-  cleanup(): Promise<void> {
-    return (this.#cleaned ??= (async () => {
-      log("cleanup: stopping the services");
-      await this.sup.stopAll().catch((e: unknown) => log(`stopAll: ${errText(e)}`));
-      if (this.rt !== undefined)
-        await this.rt.stop().catch((e: unknown) => log(`regtest stop: ${errText(e)}`));
-      if (this.pgInfra !== undefined) {
-        const client = new pg.Client({ connectionString: this.pgInfra.url, connectionTimeoutMillis: 3000 });
-        try {
-          await client.connect();
-          for (const s of this.nodes.flatMap((n) => Object.values(n.schemas)))
-            await client.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
-          log(`cleanup: dropped schemas bench_${this.runId}_*`);
-        } catch (e) {
-          log(`cleanup: could not drop the schemas: ${errText(e)}`);
-        } finally {
-          await client.end().catch(() => undefined);
-        }
-        await this.pgInfra.stop();
-      }
-      if (this.natsInfra !== undefined) {
-        await this.dropStreams(this.natsInfra.url).catch((e: unknown) =>
-          log(`cleanup: could not delete the JetStream streams: ${errText(e)}`),
-        );
-        await this.natsInfra.stop();
-      }
-      if (KEEP_LOGS) log(`cleanup: logs kept in ${join(this.dir, "logs")}`);
-      else rmSync(this.dir, { recursive: true, force: true });
-    })());
-  }
-
-  async dropStreams(url: string): Promise<void> {
-    const nc = await connect({ servers: url, timeout: 2000, reconnect: false });
-    try {
-      const jsm = await nc.jetstreamManager();
-      const mine = `bench${this.runId}.`;
-      const doomed: string[] = [];
-      for await (const s of jsm.streams.list())
-        if ((s.config.subjects ?? []).some((subj) => subj.startsWith(mine))) doomed.push(s.config.name);
-      for (const name of doomed) await jsm.streams.delete(name);
-      if (doomed.length > 0) log(`cleanup: deleted JetStream streams ${doomed.join(", ")}`);
-    } finally {
-      await nc.close();
-    }
-  }
-}
 
 // ---------------------------------------------------------------- watching payments settle
 
@@ -476,54 +232,32 @@ function cryptoBound(): { paymentsPerSecond: number; signsPerSecond: number; ver
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<number> {
-  const net = new Network();
+  const net = new Network({ nodes: ["A", "B"], log });
   let interrupted = false;
   const onSignal = (sig: NodeJS.Signals): void => {
     if (interrupted) process.exit(130);
     interrupted = true;
     console.error(`[bench] ${sig}: cleaning up (again to force)`);
-    void net.cleanup().then(() => process.exit(130));
+    void net.cleanup({ removeDir: !KEEP_LOGS }).then(() => process.exit(130));
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   let watcher: SettlementWatcher | undefined;
+  let ok = false;
 
   try {
     const tStart = Date.now();
-    await net.infra();
-    log("starting nodes A and B (4 processes each; ~30 s)");
-    await Promise.all(net.nodes.map((n) => net.startNode(n)));
+    log("starting regtest, Postgres, NATS, then nodes A and B (4 processes each; ~30 s)");
+    await net.start();
     log(`both nodes up after ${((Date.now() - tStart) / 1000).toFixed(1)} s`);
-    const [A, B] = net.nodes;
+    const [A, B] = [net.node("A"), net.node("B")];
     const rt = net.regtest;
+    const pgUrl = net.pgInfra?.url;
+    if (pgUrl === undefined) throw new Error("Postgres is not up");
 
-    const address = await A.api.walletAddress();
-    await rt.fund(address, sat(FUND_SAT));
-    log(`A: funded ${FUND_SAT} sat`);
-    await net.waitFor(
-      "A's wallet to confirm the funds",
-      async () => {
-        const b = await A.api.walletBalance();
-        return BigInt(b.confirmedSat) >= FUND_SAT || `confirmed ${b.confirmedSat}`;
-      },
-      true,
-    );
-    await A.api.connectPeer("127.0.0.1", B.peerPort, B.nodeId);
-    log("A: connected to B");
-    const ch = await A.api.openChannel(B.nodeId, CHANNEL_SAT);
-    log(`A: opening channel ${ch.id} (${CHANNEL_SAT} sat) to B`);
-    await net.waitFor(
-      "the channel to be normal on both ends",
-      async () => {
-        const a = (await A.api.channels()).find((c) => c.id === ch.id || c.peerNodeId === B.nodeId);
-        const b = (await B.api.channels()).find((c) => c.id === ch.id || c.peerNodeId === A.nodeId);
-        if (a?.phase === "failed" || b?.phase === "failed") throw new Error("the channel failed");
-        return (
-          (a?.phase === "normal" && b?.phase === "normal") || `A ${a?.phase ?? "-"}, B ${b?.phase ?? "-"}`
-        );
-      },
-      true,
-    );
+    await net.fund(A, FUND_SAT);
+    await net.connect(A, B);
+    const ch = { id: (await net.open(A, B, CHANNEL_SAT)).a };
 
     const need = INVOICES + WARMUP_PAYMENTS;
     log(`B: creating ${need} invoices of ${PAY_MSAT} msat (8 at a time)`);
@@ -544,7 +278,7 @@ async function main(): Promise<number> {
       `B: ${invoices.length} invoices in ${((nowMs() - tInv) / 1000).toFixed(1)} s (${invRate.toFixed(0)}/s)`,
     );
 
-    watcher = new SettlementWatcher(net.pgUrl, `"${A.schemas.channel}".payments`);
+    watcher = new SettlementWatcher(pgUrl, `"${A.schemas.channel}".payments`);
     await watcher.start();
     const w = watcher;
     const expiry = { blocks: rt.height() + PAYMENT_EXPIRY_BLOCKS };
@@ -585,7 +319,7 @@ async function main(): Promise<number> {
     const out: string[] = ["", "==================== payments benchmark ===================="];
     out.push(
       `two nodes, one channel of ${CHANNEL_SAT} sat, payments of ${PAY_MSAT / 1000n} sat, durable Postgres ` +
-        `(${net.pgUrl.replace(/\/\/[^@]*@/, "//")}), ${SECONDS} s per phase`,
+        `(${pgUrl.replace(/\/\/[^@]*@/, "//")}), ${SECONDS} s per phase`,
     );
     for (const r of results) {
       const pps = r.succeeded / r.seconds;
@@ -617,17 +351,19 @@ async function main(): Promise<number> {
     out.push("(figures only; nothing is asserted on timing; the machine may be shared)");
     out.push("============================================================");
     console.log(out.join("\n"));
+    ok = true;
     return 0;
   } catch (e) {
     console.error(`[bench] FAILED: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    for (const name of net.sup.names().filter((n) => n.endsWith(".channel"))) {
-      const lines = net.sup.lastLines(name).slice(-6);
+    for (const name of net.supervisor.names().filter((n) => n.endsWith(".channel"))) {
+      const lines = net.supervisor.lastLines(name).slice(-6);
       if (lines.length > 0) console.error(`[bench] last lines of ${name}:\n    ${lines.join("\n    ")}`);
     }
     return 1;
   } finally {
     await watcher?.stop();
-    await net.cleanup(); // the same promise the signal handler waits on
+    await net.cleanup({ removeDir: ok && !KEEP_LOGS }); // the same promise the signal handler waits on
+    if (!ok || KEEP_LOGS) log(`logs kept in ${join(net.dir, "logs")}`);
   }
 }
 

@@ -22,6 +22,7 @@ import {
 } from "@ln/channel-service";
 import { natsAckFor, PeerGateway } from "@ln/peer-service";
 import { startRegtest, type Regtest } from "@ln/regtest";
+import { decodePkt, encodePkt, peerSubjects } from "@ln/proto";
 import { anchorScript, p2shOutput, toOtherScript } from "@ln/scripts";
 import { SignerClient } from "@ln/signer-client";
 import {
@@ -268,11 +269,15 @@ describe("signer + channel node + peer gateway + chain watcher, twice, over NATS
     };
     const bBalance = async (): Promise<bigint> => (await state("B")).localCommit?.localMsat ?? 0n;
     const settled = async (): Promise<boolean> =>
-      (await state("A")).localCommit?.htlcs.length === 0 && (await state("B")).localCommit?.htlcs.length === 0;
+      (await state("A")).localCommit?.htlcs.length === 0 &&
+      (await state("B")).localCommit?.htlcs.length === 0;
 
     const first = await invoice(20_000_000);
     await pay(first, 20_000_000);
-    await until("first payment settled on both sides", async () => (await bBalance()) === 20_000_000n && (await settled()));
+    await until(
+      "first payment settled on both sides",
+      async () => (await bBalance()) === 20_000_000n && (await settled()),
+    );
     const [paid] = await nodes.A.ledger.payments();
     expect(paid?.status).toBe("succeeded");
     // The R A learned hashes to the invoice's r_hash (checked here independently of the core).
@@ -291,7 +296,10 @@ describe("signer + channel node + peer gateway + chain watcher, twice, over NATS
     await pay(second, 5_000_000);
     nodes.A.gateway = gatewayFor(nodes.A);
     await nodes.A.gateway.connect("127.0.0.1", port, nodes.B.nodeId); // authenticate acks -> retransmission
-    await until("second payment settled", async () => (await bBalance()) === 25_000_000n && (await settled()));
+    await until(
+      "second payment settled",
+      async () => (await bBalance()) === 25_000_000n && (await settled()),
+    );
     expect((await state("A")).phase).toBe("normal");
     expect((await state("B")).phase).toBe("normal");
     expect((await state("A")).localCommit?.remoteMsat).toBe(25_000_000n);
@@ -327,5 +335,51 @@ describe("signer + channel node + peer gateway + chain watcher, twice, over NATS
     expect(paidTo(await finalKey("B"))).toBe(25_000n - closeFee / 2n);
     // What both nodes record as broadcast for the channel is that close.
     expect(await nodes.A.ledger.isOurBroadcast(await channelOf("A"), closeTxid)).toBe(true);
+  }, 90_000);
+
+  it("fails the channel on a forged commitment signature, tells the peer, and keeps serving", async () => {
+    const opened = async (): Promise<void> => {
+      await nodes.A.node.open(nodes.B.nodeId.toString("hex"), sat(500_000));
+      await until("anchors signed", async () => {
+        const [a, b] = [
+          await nodes.A.store.liveWith(nodes.B.nodeId.toString("hex")),
+          await nodes.B.store.liveWith(nodes.A.nodeId.toString("hex")),
+        ];
+        return Boolean(
+          a && b && (await state("A")).opening.anchorSigned && (await state("B")).opening.anchorSigned,
+        );
+      });
+      await until("open", async () => {
+        await rt.mine(1);
+        for (const n of Object.values(nodes)) await n.watcher.syncOnce();
+        return (await state("A")).phase === "normal" && (await state("B")).phase === "normal";
+      });
+    };
+    await opened();
+    const aId = await channelOf("A");
+    const bId = await channelOf("B");
+    // "B" (forged on A's inbound subject, as a compromised gateway or peer would) proposes a fee
+    // and commits to it with a signature that signs nothing of A's.
+    const aIn = peerSubjects(nodes.A.peerPrefix, nodes.B.nodeId.toString("hex")).in;
+    const sentByA = (await state("A")).sentCount;
+    nc.publish(aIn, encodePkt({ kind: "update_fee", feeRate: 12_000 }));
+    nc.publish(aIn, encodePkt({ kind: "update_commit", sig: randomBytes(64), ack: BigInt(sentByA) }));
+    await until("A failed the channel", async () => (await nodes.A.store.load(aId))?.phase === "failed");
+    expect((await nodes.A.store.load(aId))?.failure).toMatchObject({
+      code: "PROTOCOL_VIOLATION",
+      problem: expect.stringMatching(/sig does not sign our commitment/),
+    });
+    // A sent B an `error` (its last message), and B's channel failed too: on that error, or first
+    // on A's update_commit, which acknowledged the forged messages B never sent (draft 1.2).
+    const outbox = await pool.query<{ pkt: Buffer }>(
+      `SELECT pkt FROM "cross_${run}_a".outbox WHERE channel_id = $1 ORDER BY seq DESC LIMIT 1`,
+      [aId],
+    );
+    expect(decodePkt(outbox.rows[0]?.pkt as Buffer)).toMatchObject({ kind: "error" });
+    await until("B failed", async () => (await nodes.B.store.load(bId))?.phase === "failed");
+    expect((await nodes.B.store.load(bId))?.failure?.problem).toMatch(/failed the channel|ack/);
+    // Nothing else stopped: the same nodes open a new channel between them.
+    await opened();
+    expect(await channelOf("A")).not.toBe(aId);
   }, 90_000);
 });

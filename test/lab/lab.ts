@@ -263,7 +263,7 @@ async function main(): Promise<number> {
   } else log("scenario passed: funded, opened A-B and C-B, paid A→B and C→B, closed A-B cooperatively");
   if (exitAfter) {
     await lab.net.cleanup();
-    rmSync(lab.dir, { recursive: true, force: true });
+    rmSync(lab.net.dir, { recursive: true, force: true });
     return 0;
   }
   printAccess(lab);

@@ -16,6 +16,17 @@
  *   new branch reports its own again); coins already spent by one of our transactions are kept
  *   and nothing is un-spent: our spend stays valid if the coin comes back (the re-report updates
  *   its block), and is re-broadcast at start while not seen confirmed.
+ * - Sweeps (migration 5: final_scripts, final_coins): a cooperative close pays us to
+ *   P2SH(<final key> OP_CHECKSIG), a script of the signer's channel keys, not a wallet key.
+ *   `watchFinalKey` watches it when the channel is created; each such confirmed output (a "final
+ *   coin") is recorded and swept at once, alone, to a fresh wallet key (`SignSweep`; stored in
+ *   wallet_spends as purpose 'sweep', then broadcast). The swept output comes back as an
+ *   ordinary wallet coin. Until the sweep is signed the coin counts in `unconfirmedSat`, and
+ *   from then on the sweep's output (the coin less the fee) does, until it is seen in a block.
+ *   A coin whose sweep failed (signer unreachable, refusal, too small for the fee) stays unswept
+ *   and is tried again by `sweepPending` (at each new block and from `rebroadcastUnconfirmed`).
+ *   Reorg: unswept final coins at heights >= h are forgotten; a signed sweep is kept and
+ *   re-broadcast like any other spend.
  */
 import { sat, txidFromHex, type OutPoint, type Sat } from "@ln/bitcoin";
 import { inTransaction, quoteSchema } from "@ln/postgres";
@@ -23,14 +34,25 @@ import type { ChainEvent } from "@ln/proto";
 import type { OutputOwnerMsg, Sendable, SignerClient } from "@ln/signer-client";
 import {
   buildAnchor,
+  buildSpend,
   buildWalletSpend,
+  finalizeSpend,
   finalizeWalletSpend,
   p2wpkhOutput,
+  SpendError,
   WalletError as TxWalletError,
+  type Spend,
   type WalletSpend,
   type WalletUtxo,
 } from "@ln/tx";
-import { address as bjsAddress, payments, Transaction, type Network } from "bitcoinjs-lib";
+import {
+  address as bjsAddress,
+  opcodes,
+  payments,
+  script as bscript,
+  Transaction,
+  type Network,
+} from "bitcoinjs-lib";
 import type pg from "pg";
 
 /** What the wallet needs from the chain watcher (chain-requests.ts over NATS in production). */
@@ -97,6 +119,27 @@ interface SpendRow {
   tx_hex: string;
 }
 
+interface FinalCoinRow {
+  txid: string;
+  vout: number;
+  amount_sat: string;
+  channel_id: string;
+  signer_channel: number;
+  final_pubkey: string;
+}
+
+/** `<final key> OP_CHECKSIG`: what a cooperative close's output to us locks (packages/scripts toOtherScript). */
+export function finalRedeemScript(finalPubkey: Uint8Array): Buffer {
+  return Buffer.from(bscript.compile([Buffer.from(finalPubkey), opcodes.OP_CHECKSIG]));
+}
+
+/** The P2SH output script of `finalRedeemScript`. */
+export function finalOutputScript(finalPubkey: Uint8Array): Buffer {
+  return Buffer.from(payments.p2sh({ redeem: { output: finalRedeemScript(finalPubkey) } }).output!);
+}
+
+const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
 /** The signer's refusal code and text from a gRPC error ("CODE: text" in `details`). */
 function signerRefusal(e: unknown): { code: string; details: string } | undefined {
   if (!(e instanceof Error) || !("details" in e) || typeof e.details !== "string") return undefined;
@@ -141,13 +184,37 @@ export class Wallet {
     });
   }
 
+  /**
+   * Watches the output a cooperative close of `channelId` pays us: P2SH(<final key> OP_CHECKSIG)
+   * of the signer's channel `signerChannel` (NewChannel's final_pubkey). Watched first, then
+   * stored; idempotent. Its confirmed outputs are then swept to the wallet (see the top).
+   */
+  async watchFinalKey(p: { channelId: string; signerChannel: number; finalPubkeyHex: string }): Promise<void> {
+    const pubkey = Buffer.from(p.finalPubkeyHex, "hex");
+    if (pubkey.length !== 33 || (pubkey[0] !== 0x02 && pubkey[0] !== 0x03))
+      throw new Error(`channel ${p.channelId}: the final key is not a 33-byte compressed point`);
+    const scriptHex = finalOutputScript(pubkey).toString("hex");
+    await this.o.chain.watchScripts([scriptHex]);
+    await this.o.pool.query(
+      `INSERT INTO ${this.#s}.final_scripts (script_hex, channel_id, signer_channel, final_pubkey)
+       VALUES ($1, $2, $3, $4) ON CONFLICT (script_hex) DO NOTHING`,
+      [scriptHex, p.channelId, p.signerChannel, pubkey.toString("hex")],
+    );
+  }
+
   // ------------------------------------------------------------ books
 
+  /**
+   * `confirmedSat`: confirmed wallet coins not spent by us. `unconfirmedSat`: what our own spends
+   * not yet seen in a block pay back to wallet keys (change, a sweep's output), plus the final
+   * coins (close outputs) not swept yet.
+   */
   async balance(): Promise<{ confirmedSat: Sat; unconfirmedSat: Sat }> {
     const r = await this.o.pool.query<{ confirmed: string; unconfirmed: string }>(
       `SELECT
          (SELECT COALESCE(SUM(amount_sat), 0) FROM ${this.#s}.wallet_utxos WHERE spent_by IS NULL)::text AS confirmed,
-         (SELECT COALESCE(SUM(change_sat), 0) FROM ${this.#s}.wallet_spends WHERE confirmed_height IS NULL)::text AS unconfirmed`,
+         ((SELECT COALESCE(SUM(change_sat), 0) FROM ${this.#s}.wallet_spends WHERE confirmed_height IS NULL)
+          + (SELECT COALESCE(SUM(amount_sat), 0) FROM ${this.#s}.final_coins WHERE swept_by IS NULL))::text AS unconfirmed`,
     );
     const row = r.rows[0]!;
     return { confirmedSat: sat(BigInt(row.confirmed)), unconfirmedSat: sat(BigInt(row.unconfirmed)) };
@@ -157,10 +224,15 @@ export class Wallet {
   async onChainEvent(e: ChainEvent): Promise<void> {
     switch (e.kind) {
       case "block_connected":
+        // Retries the sweeps that failed (nothing to do, one query, in the usual case).
+        await this.sweepPending();
         return;
       case "block_disconnected":
         await inTransaction(this.o.pool, async (c) => {
           await c.query(`DELETE FROM ${this.#s}.wallet_utxos WHERE height >= $1 AND spent_by IS NULL`, [
+            e.height,
+          ]);
+          await c.query(`DELETE FROM ${this.#s}.final_coins WHERE height >= $1 AND swept_by IS NULL`, [
             e.height,
           ]);
           await c.query(
@@ -185,8 +257,8 @@ export class Wallet {
           [e.channelId],
         );
         return;
-      case "wallet_output":
-        await inTransaction(this.o.pool, async (c) => {
+      case "wallet_output": {
+        const final = await inTransaction(this.o.pool, async (c) => {
           // Any output of one of our spends in a block (our change, or a watched withdrawal
           // destination) confirms that spend.
           await c.query(`UPDATE ${this.#s}.wallet_spends SET confirmed_height = $2 WHERE txid = $1`, [
@@ -199,9 +271,144 @@ export class Wallet {
              ON CONFLICT (txid, vout) DO UPDATE SET height = EXCLUDED.height, block_hash = EXCLUDED.block_hash`,
             [e.txid, e.vout, e.amountSat.toString(), e.scriptHex.toLowerCase(), e.height, e.blockHash],
           );
+          // A close output to one of our final keys: recorded, then swept below.
+          const f = await c.query<{ swept_by: string | null }>(
+            `INSERT INTO ${this.#s}.final_coins (txid, vout, amount_sat, script_hex, height, block_hash)
+             SELECT $1, $2, $3, script_hex, $5, $6 FROM ${this.#s}.final_scripts WHERE script_hex = $4
+             ON CONFLICT (txid, vout) DO UPDATE SET height = EXCLUDED.height, block_hash = EXCLUDED.block_hash
+             RETURNING swept_by`,
+            [e.txid, e.vout, e.amountSat.toString(), e.scriptHex.toLowerCase(), e.height, e.blockHash],
+          );
+          return f.rows[0] !== undefined && f.rows[0].swept_by === null;
         });
+        if (final) {
+          // A failure leaves the coin unswept for sweepPending; the event itself is handled.
+          try {
+            await this.#sweepCoin(e.txid, e.vout);
+          } catch (err) {
+            this.o.log?.(`wallet: sweeping ${e.txid}:${e.vout} failed: ${message(err)}`);
+          }
+        }
         return;
+      }
     }
+  }
+
+  // ------------------------------------------------------------ sweeps
+
+  /**
+   * Sweeps every final coin not swept yet (one transaction each); returns how many sweeps were
+   * signed and handed to the chain. Failures are logged and left for the next call.
+   */
+  async sweepPending(): Promise<number> {
+    const r = await this.o.pool.query<{ txid: string; vout: number }>(
+      `SELECT txid, vout FROM ${this.#s}.final_coins WHERE swept_by IS NULL ORDER BY created_at, txid, vout`,
+    );
+    let swept = 0;
+    for (const row of r.rows) {
+      try {
+        if ((await this.#sweepCoin(row.txid, row.vout)) !== undefined) swept++;
+      } catch (e) {
+        this.o.log?.(`wallet: sweeping ${row.txid}:${row.vout} failed: ${message(e)}`);
+      }
+    }
+    return swept;
+  }
+
+  /**
+   * Sweeps one final coin, if not swept yet (nor being swept by a concurrent call: the row is
+   * locked, SKIP LOCKED), to a fresh wallet key at `feeRatePerKvb` of its signed size (worst-case
+   * signature); signed by SignSweep, stored (purpose 'sweep', its output as the spend's change)
+   * and the coin marked in one transaction, then broadcast (a failed broadcast is retried by
+   * rebroadcastUnconfirmed). The sweep's txid, or undefined if there was nothing to do.
+   */
+  async #sweepCoin(txid: string, vout: number): Promise<string | undefined> {
+    const unswept = await this.o.pool.query(
+      `SELECT 1 FROM ${this.#s}.final_coins WHERE txid = $1 AND vout = $2 AND swept_by IS NULL`,
+      [txid, vout],
+    );
+    if (unswept.rowCount === 0) return undefined;
+    const dest = await this.#newKey();
+    const tx = await inTransaction(this.o.pool, async (c) => {
+      const r = await c.query<FinalCoinRow>(
+        `SELECT fc.txid, fc.vout, fc.amount_sat::text, fs.channel_id, fs.signer_channel, fs.final_pubkey
+         FROM ${this.#s}.final_coins fc JOIN ${this.#s}.final_scripts fs USING (script_hex)
+         WHERE fc.txid = $1 AND fc.vout = $2 AND fc.swept_by IS NULL
+         FOR UPDATE OF fc SKIP LOCKED`,
+        [txid, vout],
+      );
+      const row = r.rows[0];
+      if (row === undefined) return undefined;
+      const pubkey = Buffer.from(row.final_pubkey, "hex");
+      const amount = sat(BigInt(row.amount_sat));
+      let spend: Spend;
+      try {
+        spend = buildSpend(
+          [
+            {
+              coin: {
+                outpoint: { txid: txidFromHex(row.txid), vout: row.vout },
+                amount,
+                redeemScript: finalRedeemScript(pubkey),
+                pubkey,
+              },
+              path: { kind: "key" },
+            },
+          ],
+          dest.script,
+          this.o.feeRatePerKvb,
+        );
+      } catch (e) {
+        if (!(e instanceof SpendError)) throw e;
+        throw new WalletError(
+          "INSUFFICIENT_FUNDS",
+          `the close output ${row.txid}:${row.vout} (${amount} sat) does not cover a sweep at ${this.o.feeRatePerKvb} sat/kvB: ${e.message}`,
+        );
+      }
+      const signed = await this.#signSweep(spend, row.signer_channel, [amount], [dest.keyIndex]);
+      const sweepTxid = signed.getId();
+      await c.query(
+        `INSERT INTO ${this.#s}.wallet_spends (txid, tx_hex, purpose, channel_id, change_sat, broadcast_at)
+         VALUES ($1, $2, 'sweep', $3, $4, now())`,
+        [sweepTxid, signed.toHex(), row.channel_id, signed.outs[0]!.value.toString()],
+      );
+      await c.query(`UPDATE ${this.#s}.final_coins SET swept_by = $3 WHERE txid = $1 AND vout = $2`, [
+        row.txid,
+        row.vout,
+        sweepTxid,
+      ]);
+      return signed;
+    });
+    if (tx === undefined) return undefined;
+    try {
+      await this.o.chain.broadcast(tx.toHex());
+    } catch (e) {
+      this.o.log?.(`wallet: broadcast of sweep ${tx.getId()} failed (re-broadcast later): ${message(e)}`);
+    }
+    return tx.getId();
+  }
+
+  async #signSweep(
+    spend: Spend,
+    signerChannel: number,
+    amounts: readonly Sat[],
+    walletKeys: readonly number[],
+  ): Promise<Transaction> {
+    let reply;
+    try {
+      reply = await this.o.signer.call("SignSweep", {
+        channel: signerChannel,
+        tx_hex: spend.tx.toHex(),
+        inputs: amounts.map((amount, input_index) => ({ input_index, amount_sat: amount, final_key: {} })),
+        outputs: walletKeys.map((wallet_key_index) => ({ wallet_key_index })),
+      });
+    } catch (e) {
+      const r = signerRefusal(e);
+      if (r === undefined) throw e;
+      throw new WalletError("SIGNER_REFUSED", `the signer refused the sweep: ${r.details}`);
+    }
+    const sigs = [...reply.signatures].sort((a, b) => a.input_index - b.input_index).map((x) => x.signature);
+    return finalizeSpend(spend, sigs);
   }
 
   // ------------------------------------------------------------ spends
@@ -458,8 +665,9 @@ export class Wallet {
   }
 
   /**
-   * Re-sends every spend handed out for broadcast and not yet seen in a block (call at start).
-   * Returns how many the chain took; the others are logged and tried again next time.
+   * Re-sends every spend handed out for broadcast and not yet seen in a block (call at start),
+   * then sweeps the final coins not swept yet (`sweepPending`). Returns how many the chain took
+   * plus how many sweeps were made; the others are logged and tried again next time.
    */
   async rebroadcastUnconfirmed(): Promise<number> {
     const r = await this.o.pool.query<SpendRow>(
@@ -477,6 +685,7 @@ export class Wallet {
         );
       }
     }
-    return sent;
+    // Close outputs whose sweep was never signed (a crash, the signer down): swept now.
+    return sent + (await this.sweepPending());
   }
 }
