@@ -1,0 +1,266 @@
+/**
+ * The wallet sweeps cooperative-close outputs to our final key (P2SH(<final> OP_CHECKSIG)) into
+ * wallet coins: an embedded signer (gRPC/mTLS, its own Postgres schema) and a real regtest node;
+ * the chain watcher is faked and its wallet_output events are built here, as in wallet.test.ts.
+ */
+import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
+import { sat } from "@ln/bitcoin";
+import type { ChainEvent } from "@ln/proto";
+import { startRegtest, type Regtest } from "@ln/regtest";
+import { SignerClient } from "@ln/signer-client";
+import {
+  KeyRing,
+  SignerService,
+  SignerStore,
+  startServer,
+  type RunningServer,
+} from "@ln/signer-service/embedded";
+import { networks, payments, script as bscript, Transaction } from "bitcoinjs-lib";
+import pg from "pg";
+import * as ecc from "tiny-secp256k1";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { migrateChannelService } from "../src/migrations.js";
+import { Wallet, type WalletChain } from "../src/wallet.js";
+import { CLIENT_OPTIONS, makePems, type Pems } from "../../signer/test/helpers.js";
+
+const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
+const FEE_RATE = 2000;
+const run = randomBytes(4).toString("hex");
+const schemas: string[] = [];
+
+let rt: Regtest;
+let pool: pg.Pool;
+let pems: Pems;
+let signerServer: RunningServer;
+let signer: SignerClient;
+
+class FakeChain implements WalletChain {
+  readonly watched: string[] = [];
+  readonly broadcasts: string[] = [];
+  watchScripts(scriptsHex: string[]): Promise<void> {
+    this.watched.push(...scriptsHex);
+    return Promise.resolve();
+  }
+  async broadcast(txHex: string): Promise<string> {
+    this.broadcasts.push(txHex);
+    try {
+      return await rt.submit(txHex);
+    } catch (e) {
+      const txid = Transaction.fromHex(txHex).getId();
+      if ((await rt.rpc.getRawTransaction(txid).catch(() => undefined)) !== undefined) return txid;
+      throw e;
+    }
+  }
+}
+
+async function newSchema(): Promise<string> {
+  const schema = `sweep_${run}_${schemas.length}`;
+  schemas.push(schema);
+  await migrateChannelService(pool, schema);
+  return schema;
+}
+
+const walletOn = (schema: string, chain: WalletChain, client = signer, logs: string[] = []): Wallet =>
+  new Wallet({
+    pool,
+    schema,
+    signer: client,
+    chain,
+    network: networks.regtest,
+    feeRatePerKvb: FEE_RATE,
+    log: (l) => logs.push(l),
+  });
+
+beforeAll(async () => {
+  rt = await startRegtest();
+  pool = new pg.Pool({ connectionString: DATABASE_URL, max: 20 });
+  pems = makePems();
+  const signerSchema = `sweep_${run}_signer`;
+  schemas.push(signerSchema);
+  const store = new SignerStore(pool, signerSchema);
+  await store.migrate();
+  signerServer = await startServer({
+    service: new SignerService(new KeyRing(randomBytes(32)), store, { maxFeeSat: 100_000n }),
+    listen: "127.0.0.1:0",
+    tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
+    log: () => undefined,
+  });
+  signer = new SignerClient(
+    `127.0.0.1:${signerServer.port}`,
+    { ca: pems.ca, cert: pems.clientCert, key: pems.clientKey },
+    CLIENT_OPTIONS,
+  );
+}, 120_000);
+
+afterAll(async () => {
+  signer?.close();
+  await signerServer?.shutdown(1000);
+  await rt?.stop();
+  for (const s of schemas) await pool.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+  await pool?.end();
+  if (pems) rmSync(pems.dir, { recursive: true, force: true });
+});
+
+/** The wallet_output events of `txHex` paying `scripts`, as the chain watcher would send them. */
+async function outputsOf(txHex: string, scripts: readonly string[]): Promise<ChainEvent[]> {
+  const tx = Transaction.fromHex(txHex);
+  const height = rt.height();
+  const blockHash = await rt.rpc.getBlockHash(height);
+  return tx.outs.flatMap((o, vout): ChainEvent[] => {
+    const scriptHex = Buffer.from(o.script).toString("hex");
+    if (!scripts.includes(scriptHex)) return [];
+    return [{ kind: "wallet_output", txid: tx.getId(), vout, amountSat: o.value, scriptHex, height, blockHash }];
+  });
+}
+
+/** A channel's final key from the signer, and the close output script, built here by hand. */
+async function channelFinal(): Promise<{ signerChannel: number; final: Buffer; scriptHex: string; address: string }> {
+  const r = await signer.call("NewChannel", {});
+  const redeem = Buffer.concat([Buffer.of(0x21), r.final_pubkey, Buffer.of(0xac)]); // <final> OP_CHECKSIG
+  const p2sh = payments.p2sh({ redeem: { output: redeem }, network: networks.regtest });
+  return {
+    signerChannel: r.channel,
+    final: r.final_pubkey,
+    scriptHex: Buffer.from(p2sh.output!).toString("hex"),
+    address: p2sh.address!,
+  };
+}
+
+const walletScripts = async (schema: string): Promise<string[]> =>
+  (await pool.query<{ script_hex: string }>(`SELECT script_hex FROM "${schema}".wallet_keys`)).rows.map(
+    (r) => r.script_hex,
+  );
+
+/** Checks a sweep independently: spends exactly `coin`, signed by `final`, pays one wallet key. */
+async function checkSweep(
+  hex: string,
+  coin: { txid: string; vout: number; amount: bigint },
+  final: Buffer,
+  schema: string,
+): Promise<{ tx: Transaction; fee: bigint }> {
+  const tx = Transaction.fromHex(hex);
+  expect(tx.ins).toHaveLength(1);
+  expect(Buffer.from(tx.ins[0]!.hash).reverse().toString("hex")).toBe(coin.txid);
+  expect(tx.ins[0]!.index).toBe(coin.vout);
+  expect(tx.outs).toHaveLength(1);
+  expect(await walletScripts(schema)).toContain(Buffer.from(tx.outs[0]!.script).toString("hex"));
+  const [sig, redeem] = bscript.decompile(tx.ins[0]!.script)! as Uint8Array[];
+  const redeemHex = Buffer.concat([Buffer.of(0x21), final, Buffer.of(0xac)]).toString("hex");
+  expect(Buffer.from(redeem!).toString("hex")).toBe(redeemHex);
+  const decoded = bscript.signature.decode(sig!);
+  const digest = tx.hashForSignature(0, Buffer.from(redeem!), Transaction.SIGHASH_ALL);
+  expect(ecc.verify(digest, final, decoded.signature, true)).toBe(true);
+  const fee = coin.amount - tx.outs[0]!.value;
+  // At FEE_RATE per 1000 bytes of the signed (legacy: virtual = real) size, within a few bytes
+  // (sized with a worst-case 73-byte signature).
+  const size = BigInt(tx.virtualSize());
+  expect(fee).toBeGreaterThanOrEqual((size * BigInt(FEE_RATE)) / 1000n);
+  expect(fee).toBeLessThanOrEqual(((size + 3n) * BigInt(FEE_RATE)) / 1000n + 1n);
+  return { tx, fee };
+}
+
+describe("sweeping close outputs", () => {
+  it("sweeps a close output to our final key into the wallet, once", async () => {
+    const schema = await newSchema();
+    const chain = new FakeChain();
+    const wallet = walletOn(schema, chain);
+    const ch = await channelFinal();
+    const channelId = `c-${run}-1`;
+    await wallet.watchFinalKey({
+      channelId,
+      signerChannel: ch.signerChannel,
+      finalPubkeyHex: ch.final.toString("hex"),
+    });
+    await wallet.watchFinalKey({
+      channelId,
+      signerChannel: ch.signerChannel,
+      finalPubkeyHex: ch.final.toString("hex"),
+    }); // idempotent
+    expect(chain.watched).toContain(ch.scriptHex);
+    expect(await wallet.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: 0n });
+
+    // The close's output to us, confirmed.
+    const amount = 700_000n;
+    const f = await rt.fund(ch.address, sat(amount));
+    const [event, ...more] = await outputsOf(f.hex, [ch.scriptHex]);
+    expect(more).toHaveLength(0);
+    await wallet.onChainEvent(event!);
+    await wallet.onChainEvent(event!); // delivered twice: still one sweep
+    expect(chain.broadcasts).toHaveLength(1);
+    const sweepHex = chain.broadcasts[0]!;
+    const { tx, fee } = await checkSweep(sweepHex, { txid: f.txid, vout: f.vout, amount }, ch.final, schema);
+    // The node took it.
+    expect(await rt.rpc.getRawMempool()).toContain(tx.getId());
+    const spends = await pool.query<{ purpose: string; channel_id: string; broadcast_at: Date | null }>(
+      `SELECT purpose, channel_id, broadcast_at FROM "${schema}".wallet_spends WHERE txid = $1`,
+      [tx.getId()],
+    );
+    expect(spends.rows).toMatchObject([{ purpose: "sweep", channel_id: channelId }]);
+    expect(spends.rows[0]!.broadcast_at).not.toBeNull();
+    // Until the sweep is in a block, its output is unconfirmed.
+    expect(await wallet.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: amount - fee });
+    expect(await wallet.sweepPending()).toBe(0);
+
+    await rt.mine(1);
+    const block = await rt.rpc.getBlock(await rt.rpc.getBlockHash(rt.height()));
+    expect(block.tx).toContain(tx.getId());
+    const swept = await outputsOf(sweepHex, await walletScripts(schema));
+    expect(swept).toHaveLength(1);
+    for (const e of swept) await wallet.onChainEvent(e);
+    expect(await wallet.balance()).toEqual({ confirmedSat: amount - fee, unconfirmedSat: 0n });
+    expect(await wallet.rebroadcastUnconfirmed()).toBe(0);
+    expect(chain.broadcasts).toHaveLength(1);
+  });
+
+  it("keeps an unswept coin when the signer is down, forgets it on a reorg, sweeps it after a restart", async () => {
+    const schema = await newSchema();
+    const chain = new FakeChain();
+    const logs: string[] = [];
+    // A signer client to nowhere: every call fails (UNAVAILABLE).
+    const down = new SignerClient("127.0.0.1:1", { ca: pems.ca, cert: pems.clientCert, key: pems.clientKey });
+    const ch = await channelFinal();
+    const channelId = `c-${run}-2`;
+    // The final key is watched while the signer was still up (keys come from NewChannel).
+    await walletOn(schema, chain).watchFinalKey({
+      channelId,
+      signerChannel: ch.signerChannel,
+      finalPubkeyHex: ch.final.toString("hex"),
+    });
+    const broken = walletOn(schema, chain, down, logs);
+    const amount = 300_000n;
+    const f = await rt.fund(ch.address, sat(amount));
+    const [event] = await outputsOf(f.hex, [ch.scriptHex]);
+    await broken.onChainEvent(event!); // recorded, the sweep fails and is logged, the event is handled
+    expect(chain.broadcasts).toHaveLength(0);
+    expect(logs.some((l) => l.includes(`sweeping ${f.txid}:${f.vout} failed`))).toBe(true);
+    expect(await broken.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: amount });
+
+    // Its block is disconnected: the unswept coin is forgotten; the new branch reports it again.
+    await broken.onChainEvent({ kind: "block_disconnected", height: event!.height, hash: "00".repeat(32) });
+    expect(await broken.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: 0n });
+    await broken.onChainEvent(event!);
+    expect(await broken.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: amount });
+    down.close();
+
+    // Restarted with the signer up: swept at start.
+    const wallet = walletOn(schema, chain);
+    expect(await wallet.rebroadcastUnconfirmed()).toBe(1);
+    expect(chain.broadcasts).toHaveLength(1);
+    const { tx, fee } = await checkSweep(
+      chain.broadcasts[0]!,
+      { txid: f.txid, vout: f.vout, amount },
+      ch.final,
+      schema,
+    );
+    expect(await wallet.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: amount - fee });
+    // A disconnected block no longer forgets the coin: the sweep is kept and re-broadcast.
+    await wallet.onChainEvent({ kind: "block_disconnected", height: event!.height, hash: "00".repeat(32) });
+    expect(await wallet.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: amount - fee });
+    expect(await wallet.rebroadcastUnconfirmed()).toBe(1);
+    expect(chain.broadcasts).toHaveLength(2);
+    await rt.mine(1);
+    for (const e of await outputsOf(tx.toHex(), await walletScripts(schema))) await wallet.onChainEvent(e);
+    expect(await wallet.balance()).toEqual({ confirmedSat: amount - fee, unconfirmedSat: 0n });
+  });
+});
