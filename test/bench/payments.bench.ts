@@ -8,17 +8,18 @@
  *   pnpm bench:payments
  *
  * Environment: as the lab (DATABASE_URL, NATS_URL, LAB_DIR), plus BENCH_SECONDS (per phase,
- * default 10), BENCH_INVOICES (made up front, default 2000) and BENCH_KEEP_LOGS=1 (keep the
+ * default 10), BENCH_INVOICES (made up front, default 1000) and BENCH_KEEP_LOGS=1 (keep the
  * services' log files; otherwise the run directory is removed at the end).
  *
  * Latency is from the start of POST /v1/payments to the moment the payment is seen "succeeded".
  * Rather than have every payer poll GET /v1/payments/:id (16 payers polling every 2 ms would load
- * the very service being measured), one watcher reads A's payments table every ~2 ms for the ids
- * in flight: the status the API reports, seen when it flips, at the cost of one small query.
+ * the very service being measured), a trigger the bench adds to A's payments table NOTIFYs when a
+ * payment leaves "pending" and the bench LISTENs: the status the API reports, seen when it flips.
  * "succeeded" is set when A receives update_fulfill_htlc (R in hand); the fulfill's two
  * commitment rounds follow, and a single channel serialises them, so they are in the throughput.
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
@@ -26,14 +27,13 @@ import type { Invoice } from "../lab/api.js";
 import { errText, Network, PAYMENT_EXPIRY_BLOCKS, sleep } from "../lab/network.js";
 
 const SECONDS = Number(process.env["BENCH_SECONDS"] ?? "10");
-const INVOICES = Number(process.env["BENCH_INVOICES"] ?? "2000");
+const INVOICES = Number(process.env["BENCH_INVOICES"] ?? "1000");
 const KEEP_LOGS = process.env["BENCH_KEEP_LOGS"] === "1";
 const CONCURRENCY = [1, 16] as const;
 const FUND_SAT = 10_000_000n;
 const CHANNEL_SAT = 4_000_000n; // the draft caps an anchor at 4 294 967 sat
 const PAY_MSAT = 600_000n; // 600 sat: above the 546-sat dust limit, so each HTLC is a real output
 const WARMUP_PAYMENTS = 5;
-const WATCH_INTERVAL_MS = 2;
 
 const log = (line: string): void => console.log(`[bench] ${line}`);
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
@@ -42,57 +42,76 @@ const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 type Outcome = { status: "succeeded" | "failed"; seenMs: number; reason: string | null };
 
-/** One loop reading A's payments table for the ids in flight, every WATCH_INTERVAL_MS. */
+/**
+ * Sees each payment of A's flip out of "pending" the moment it commits: a trigger on A's
+ * payments table (added by the bench, dropped with the schema) NOTIFYs, and this LISTENs.
+ * No polling, so nothing loads the services being measured.
+ */
 class SettlementWatcher {
   readonly #waiting = new Map<string, (o: Outcome) => void>();
+  /** Outcomes seen before their payer asked (the POST can return after the payment settled). */
+  readonly #early = new Map<string, Outcome>();
   readonly #client: pg.Client;
-  #running = true;
-  #loop: Promise<void> | undefined;
-  queries = 0;
+  readonly #channel: string;
+  notifications = 0;
 
   constructor(
     url: string,
-    private readonly table: string,
+    private readonly schema: string,
+    runId: string,
   ) {
     this.#client = new pg.Client({ connectionString: url });
+    this.#channel = `bench_settled_${runId}`;
   }
 
   async start(): Promise<void> {
     await this.#client.connect();
-    this.#loop = this.#run();
+    const s = `"${this.schema}"`;
+    await this.#client.query(
+      `CREATE FUNCTION ${s}.bench_notify_settled() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN PERFORM pg_notify('${this.#channel}', NEW.id || ' ' || NEW.status); RETURN NEW; END $$`,
+    );
+    await this.#client.query(
+      `CREATE TRIGGER bench_notify_settled AFTER UPDATE OF status ON ${s}.payments FOR EACH ROW
+       WHEN (NEW.status <> 'pending') EXECUTE FUNCTION ${s}.bench_notify_settled()`,
+    );
+    this.#client.on("notification", (n) => {
+      const seenMs = nowMs();
+      this.notifications++;
+      const [id = "", status = ""] = (n.payload ?? "").split(" ");
+      void this.#settled(id, status === "succeeded" ? "succeeded" : "failed", seenMs);
+    });
+    await this.#client.query(`LISTEN ${this.#channel}`);
   }
 
-  wait(id: string): Promise<Outcome> {
-    return new Promise((resolve) => this.#waiting.set(id, resolve));
-  }
-
-  async #run(): Promise<void> {
-    while (this.#running) {
-      if (this.#waiting.size > 0) {
-        const r = await this.#client.query<{ id: string; status: string; failure_reason: string | null }>(
-          `SELECT id, status, failure_reason FROM ${this.table} WHERE id = ANY($1) AND status <> 'pending'`,
-          [[...this.#waiting.keys()]],
-        );
-        this.queries++;
-        const seenMs = nowMs();
-        for (const row of r.rows) {
-          const done = this.#waiting.get(row.id);
-          if (done === undefined) continue;
-          this.#waiting.delete(row.id);
-          done({
-            status: row.status === "succeeded" ? "succeeded" : "failed",
-            seenMs,
-            reason: row.failure_reason,
-          });
-        }
-      }
-      await sleep(WATCH_INTERVAL_MS);
+  async #settled(id: string, status: Outcome["status"], seenMs: number): Promise<void> {
+    let reason: string | null = null;
+    if (status === "failed") {
+      const r = await this.#client.query<{ failure_reason: string | null }>(
+        `SELECT failure_reason FROM "${this.schema}".payments WHERE id = $1`,
+        [id],
+      );
+      reason = r.rows[0]?.failure_reason ?? null;
+    }
+    const o: Outcome = { status, seenMs, reason };
+    const done = this.#waiting.get(id);
+    if (done === undefined) this.#early.set(id, o);
+    else {
+      this.#waiting.delete(id);
+      done(o);
     }
   }
 
+  wait(id: string): Promise<Outcome> {
+    const early = this.#early.get(id);
+    if (early !== undefined) {
+      this.#early.delete(id);
+      return Promise.resolve(early);
+    }
+    return new Promise((resolve) => this.#waiting.set(id, resolve));
+  }
+
   async stop(): Promise<void> {
-    this.#running = false;
-    await this.#loop?.catch(() => undefined);
     await this.#client.end().catch(() => undefined);
   }
 }
@@ -107,6 +126,8 @@ interface PhaseResult {
   latenciesMs: number[];
   failures: string[];
   ranOut: boolean;
+  /** CPU milliseconds per settled payment, by process. */
+  cpuMsPerPayment?: Map<string, number>;
 }
 
 const quantile = (sorted: number[], q: number): number =>
@@ -164,6 +185,29 @@ async function runPhase(
   res.seconds = (nowMs() - t0) / 1000;
   res.latenciesMs.sort((a, b) => a - b);
   return res;
+}
+
+// ---------------------------------------------------------------- where the CPU went
+
+/** CPU seconds (user + system) of a process so far, from /proc (Linux); NaN elsewhere. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in USER_HZ (100)
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU seconds of each service process and of this process (the payers and the watcher). */
+function cpuSnapshot(net: Network): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const name of net.supervisor.names()) m.set(name, cpuSeconds(net.supervisor.pid(name)));
+  const own = process.cpuUsage();
+  m.set("bench (payers, watcher)", (own.user + own.system) / 1e6);
+  return m;
 }
 
 // ---------------------------------------------------------------- the crypto bound
@@ -278,7 +322,7 @@ async function main(): Promise<number> {
       `B: ${invoices.length} invoices in ${((nowMs() - tInv) / 1000).toFixed(1)} s (${invRate.toFixed(0)}/s)`,
     );
 
-    watcher = new SettlementWatcher(pgUrl, `"${A.schemas.channel}".payments`);
+    watcher = new SettlementWatcher(pgUrl, A.schemas.channel, net.runId);
     await watcher.start();
     const w = watcher;
     const expiry = { blocks: rt.height() + PAYMENT_EXPIRY_BLOCKS };
@@ -296,16 +340,30 @@ async function main(): Promise<number> {
     const warm = await runPhase(1, 3600, invoices.splice(0, WARMUP_PAYMENTS), pay, () => interrupted);
     if (warm.failed > 0) throw new Error(`warm-up payments failed: ${warm.failures.join("; ")}`);
 
+    // The services' CPU while no payment runs (timers, polling), to read the per-payment figures by.
+    const IDLE_SECONDS = 3;
+    const idle0 = cpuSnapshot(net);
+    await sleep(IDLE_SECONDS * 1000);
+    const idle1 = cpuSnapshot(net);
+    const idleMsPerSecond = [...idle1]
+      .map(([name, t]): [string, number] => [name, ((t - (idle0.get(name) ?? NaN)) * 1000) / IDLE_SECONDS])
+      .filter(([, ms]) => Number.isFinite(ms));
+
     const results: PhaseResult[] = [];
     for (const payers of CONCURRENCY) {
       if (interrupted) break;
       log(`measuring: ${payers} concurrent payer(s) for ${SECONDS} s`);
-      const queries0 = watcher.queries;
+      const notified0 = watcher.notifications;
+      const cpu0 = cpuSnapshot(net);
       const r = await runPhase(payers, SECONDS, invoices, pay, () => interrupted);
+      const cpu1 = cpuSnapshot(net);
+      r.cpuMsPerPayment = new Map(
+        [...cpu1].map(([name, t]) => [name, ((t - (cpu0.get(name) ?? NaN)) * 1000) / r.succeeded]),
+      );
       results.push(r);
       log(
         `  done: ${r.succeeded} settled, ${r.failed} failed in ${r.seconds.toFixed(1)} s` +
-          ` (watcher: ${watcher.queries - queries0} queries)`,
+          ` (${watcher.notifications - notified0} settlements notified)`,
       );
       if (r.ranOut) log(`  !! ran out of invoices (raise BENCH_INVOICES)`);
     }
@@ -330,6 +388,30 @@ async function main(): Promise<number> {
           `max ${fmt(r.latenciesMs.at(-1) ?? NaN)} ms`,
       );
     }
+    for (const r of results) {
+      const cpu = [...(r.cpuMsPerPayment ?? new Map<string, number>())].filter(([, ms]) =>
+        Number.isFinite(ms),
+      );
+      if (cpu.length === 0) continue;
+      const total = cpu.reduce((a, [, ms]) => a + ms, 0);
+      out.push(
+        `  CPU per payment with ${String(r.payers).padStart(2)} payer(s): ${fmt(total)} ms in our processes ` +
+          `(Postgres and NATS not counted): ` +
+          cpu
+            .sort((a, b) => b[1] - a[1])
+            .map(([name, ms]) => `${name} ${fmt(ms)}`)
+            .join(", "),
+      );
+    }
+    if (idleMsPerSecond.length > 0)
+      out.push(
+        `  idle CPU (no payments, ${IDLE_SECONDS} s): ` +
+          `${fmt(idleMsPerSecond.reduce((a, [, ms]) => a + ms, 0))} ms/s in all: ` +
+          idleMsPerSecond
+            .sort((a, b) => b[1] - a[1])
+            .map(([name, ms]) => `${name} ${fmt(ms)}`)
+            .join(", "),
+      );
     out.push(
       `crypto bound: per payment ${ROUNDS_PER_PAYMENT} commitment rounds × (${SIGNS_PER_ROUND} sign + ${VERIFIES_PER_ROUND} verify + ` +
         `${SIGHASHES_PER_ROUND} sighash) = ${ROUNDS_PER_PAYMENT * SIGNS_PER_ROUND} signs + ` +

@@ -145,6 +145,7 @@ async function startNode(side: Side, fill: number): Promise<Node> {
       },
       anchorTx: (channelId) => Promise.resolve(anchors.get(channelId)),
       releaseAnchor: () => Promise.resolve(false),
+      watchFinalKey: () => Promise.resolve(),
     },
     replicaId: "replica-1",
     leaseMs: 60_000,

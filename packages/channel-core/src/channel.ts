@@ -211,6 +211,9 @@ function handle(d: ChannelState, input: Input, out: Output[]): void {
       break;
     case "resume":
       if (d.awaiting) out.push({ type: "signer", request: pendingRequest(d) });
+      // A depth report may have gone to a replica that no longer runs the channel: ask again.
+      if (d.phase === "opening" && d.opening.anchorSigned && !d.opening.sentComplete && d.anchor)
+        out.push({ type: "watch_anchor", outpoint: d.anchor.outpoint, depth: requiredDepth(d) });
       return;
     case "reconnected": {
       // Draft 1.2: never below an earlier acknowledge field, authenticate's or update_commit's.

@@ -165,7 +165,10 @@ export type Input =
   | { type: "anchor_built"; outpoint: OutPoint; amount: Sat }
   /** A new transport connection authenticated, with the peer's `authenticate.ack`. */
   | { type: "reconnected"; theirAck: number }
-  /** Asks again for the signer request the state awaits (after a failed call or a restart). */
+  /**
+   * Asks again for the signer request the state awaits (after a failed call or a restart), and
+   * for the anchor's depth while the opening waits for it.
+   */
   | { type: "resume" };
 
 export type HtlcResult = { kind: "fulfilled"; r: string } | { kind: "failed"; reason: string };

@@ -35,6 +35,8 @@ export interface WalletPort {
     commitKeys: [string, string];
   }): Promise<{ outpoint: OutPoint; amount: Sat; txid: string }>;
   anchorTx(channelId: string): Promise<string | undefined>;
+  /** Watches the channel's final-key output (a close or their commitment pays it) to sweep it. */
+  watchFinalKey(p: { channelId: string; signerChannel: number; finalPubkeyHex: string }): Promise<void>;
   /** Frees the coins of an anchor never handed out for broadcast (the opening failed). */
   releaseAnchor(channelId: string): Promise<boolean>;
 }
@@ -327,6 +329,13 @@ export class ChannelNode {
       policy: { autoCommit: true },
       chain: { height: this.tipHeight, time: this.tipTime },
     });
+    // Whatever the channel ends with on our final key comes back to the wallet: watched before
+    // the channel exists, so a chain watcher that is down fails the opening, not the channel.
+    await this.o.wallet.watchFinalKey({
+      channelId: id,
+      signerChannel: keys.channel,
+      finalPubkeyHex: hex(keys.final_pubkey),
+    });
     const t = await this.o.store
       .create(id, created, {
         peerNodeId: peer,
@@ -409,7 +418,15 @@ export class ChannelNode {
         }
         return;
       case "htlc_result":
-        if (out.offerer === "local") await this.o.ledger.settlePayment(id, out.id, out.result);
+        if (out.offerer === "local")
+          await this.o.ledger.settlePayment(
+            id,
+            out.id,
+            // The core's reasons are hex (the wire bytes); the payment keeps the text.
+            out.result.kind === "failed"
+              ? { kind: "failed", reason: reasonText(out.result.reason) }
+              : out.result,
+          );
         return;
       case "revoked":
         await recordPeerRevocation(this.o.signer, m.signerChannel, out);
@@ -457,15 +474,15 @@ export class ChannelNode {
         const invoice = await this.o.ledger.invoice(h.rHash);
         const margin = state.policy.deadlineMarginBlocks;
         let command: Command;
-        if (!invoice) command = { kind: "fail_htlc", id: h.id, reason: "unknown payment hash" };
+        if (!invoice) command = { kind: "fail_htlc", id: h.id, reason: reasonHex("unknown payment hash") };
         else if (h.amountMsat < invoice.amountMsat)
           command = {
             kind: "fail_htlc",
             id: h.id,
-            reason: `amount below the invoice's ${invoice.amountMsat} msat`,
+            reason: reasonHex(`amount below the invoice's ${invoice.amountMsat} msat`),
           };
         else if (isBlocks(h.expiry) && h.expiry.blocks <= this.tipHeight + margin)
-          command = { kind: "fail_htlc", id: h.id, reason: "expiry too soon" };
+          command = { kind: "fail_htlc", id: h.id, reason: reasonHex("expiry too soon") };
         else {
           const { r } = await this.o.signer.call("RevealInvoice", { index: invoice.signerIndex });
           command = { kind: "fulfill_htlc", id: h.id, r: hex(r) };
@@ -531,6 +548,11 @@ export class ChannelNode {
     this.o.log(`${what}: ${message(e)}`);
   }
 }
+
+/** A failure reason as the core's fail_htlc wants it: the wire bytes in hex (UTF-8 text). */
+const reasonHex = (text: string): string => Buffer.from(text, "utf8").toString("hex");
+/** A peer's fail reason (hex of the wire bytes) as text for the payment record. */
+const reasonText = (hex: string): string => Buffer.from(hex, "hex").toString("utf8");
 
 const message = (e: unknown): string =>
   e instanceof AggregateError

@@ -189,7 +189,11 @@ export class Wallet {
    * of the signer's channel `signerChannel` (NewChannel's final_pubkey). Watched first, then
    * stored; idempotent. Its confirmed outputs are then swept to the wallet (see the top).
    */
-  async watchFinalKey(p: { channelId: string; signerChannel: number; finalPubkeyHex: string }): Promise<void> {
+  async watchFinalKey(p: {
+    channelId: string;
+    signerChannel: number;
+    finalPubkeyHex: string;
+  }): Promise<void> {
     const pubkey = Buffer.from(p.finalPubkeyHex, "hex");
     if (pubkey.length !== 33 || (pubkey[0] !== 0x02 && pubkey[0] !== 0x03))
       throw new Error(`channel ${p.channelId}: the final key is not a 33-byte compressed point`);

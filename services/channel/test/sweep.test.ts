@@ -110,12 +110,19 @@ async function outputsOf(txHex: string, scripts: readonly string[]): Promise<Cha
   return tx.outs.flatMap((o, vout): ChainEvent[] => {
     const scriptHex = Buffer.from(o.script).toString("hex");
     if (!scripts.includes(scriptHex)) return [];
-    return [{ kind: "wallet_output", txid: tx.getId(), vout, amountSat: o.value, scriptHex, height, blockHash }];
+    return [
+      { kind: "wallet_output", txid: tx.getId(), vout, amountSat: o.value, scriptHex, height, blockHash },
+    ];
   });
 }
 
 /** A channel's final key from the signer, and the close output script, built here by hand. */
-async function channelFinal(): Promise<{ signerChannel: number; final: Buffer; scriptHex: string; address: string }> {
+async function channelFinal(): Promise<{
+  signerChannel: number;
+  final: Buffer;
+  scriptHex: string;
+  address: string;
+}> {
   const r = await signer.call("NewChannel", {});
   const redeem = Buffer.concat([Buffer.of(0x21), r.final_pubkey, Buffer.of(0xac)]); // <final> OP_CHECKSIG
   const p2sh = payments.p2sh({ redeem: { output: redeem }, network: networks.regtest });
@@ -230,6 +237,7 @@ describe("sweeping close outputs", () => {
     const broken = walletOn(schema, chain, down, logs);
     const amount = 300_000n;
     const f = await rt.fund(ch.address, sat(amount));
+    const height = rt.height();
     const [event] = await outputsOf(f.hex, [ch.scriptHex]);
     await broken.onChainEvent(event!); // recorded, the sweep fails and is logged, the event is handled
     expect(chain.broadcasts).toHaveLength(0);
@@ -237,7 +245,7 @@ describe("sweeping close outputs", () => {
     expect(await broken.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: amount });
 
     // Its block is disconnected: the unswept coin is forgotten; the new branch reports it again.
-    await broken.onChainEvent({ kind: "block_disconnected", height: event!.height, hash: "00".repeat(32) });
+    await broken.onChainEvent({ kind: "block_disconnected", height, hash: "00".repeat(32) });
     expect(await broken.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: 0n });
     await broken.onChainEvent(event!);
     expect(await broken.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: amount });
@@ -255,7 +263,7 @@ describe("sweeping close outputs", () => {
     );
     expect(await wallet.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: amount - fee });
     // A disconnected block no longer forgets the coin: the sweep is kept and re-broadcast.
-    await wallet.onChainEvent({ kind: "block_disconnected", height: event!.height, hash: "00".repeat(32) });
+    await wallet.onChainEvent({ kind: "block_disconnected", height, hash: "00".repeat(32) });
     expect(await wallet.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: amount - fee });
     expect(await wallet.rebroadcastUnconfirmed()).toBe(1);
     expect(chain.broadcasts).toHaveLength(2);

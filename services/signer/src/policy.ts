@@ -517,7 +517,10 @@ export function authorizeSweep(
         return { inputIndex: input.inputIndex, redeemScript: toOtherScript(ours.keys.final.pub) };
       default: {
         const unknown: { kind: string } = input.spend;
-        throw refuse("UNSUPPORTED_INPUT", `channel ${channel}: sweep input ${input.inputIndex} is of kind ${unknown.kind}`);
+        throw refuse(
+          "UNSUPPORTED_INPUT",
+          `channel ${channel}: sweep input ${input.inputIndex} is of kind ${unknown.kind}`,
+        );
       }
     }
   });
@@ -529,7 +532,10 @@ export function authorizeSweep(
         `channel ${channel}: sweep output ${vout} is named as ${owner.what}; a sweep pays only our wallet keys`,
       );
     if (!p2wpkhOutput(owner.pubkey).equals(script))
-      throw refuse("FOREIGN_OUTPUT", `channel ${channel}: sweep output ${vout} does not pay wallet key ${owner.index}`);
+      throw refuse(
+        "FOREIGN_OUTPUT",
+        `channel ${channel}: sweep output ${vout} does not pay wallet key ${owner.index}`,
+      );
   });
   const inTotal = r.inputs.reduce<bigint>((a, i) => a + i.amount, 0n);
   const outTotal = r.tx.outs.reduce<bigint>((a, o) => a + o.value, 0n);

@@ -62,9 +62,9 @@ describe("SignSweep", () => {
     expect(s.pubkey.equals(c.final)).toBe(true);
     // Checked independently: the redeem script <final> OP_CHECKSIG, its P2SH, the legacy digest.
     const redeem = Buffer.concat([Buffer.of(0x21), c.final, Buffer.of(0xac)]);
-    expect(Buffer.from(payments.p2sh({ redeem: { output: redeem } }).output!).equals(p2shOutput(redeem))).toBe(
-      true,
-    );
+    expect(
+      Buffer.from(payments.p2sh({ redeem: { output: redeem } }).output!).equals(p2shOutput(redeem)),
+    ).toBe(true);
     const digest = Transaction.fromHex(spend.tx.toHex()).hashForSignature(0, redeem, Transaction.SIGHASH_ALL);
     expect(ecc.verify(digest, c.final, s.signature, true)).toBe(true);
     // The finished scriptSig: <DER sig + SIGHASH_ALL> <redeem script>.

@@ -203,6 +203,16 @@ export class ChainWatcher {
        ON CONFLICT (channel_id) DO UPDATE SET watch = jsonb_set(${this.t("anchor_watches")}.watch, '{depth}', to_jsonb($3::integer))`,
       [w.channelId, JSON.stringify(watch), w.depth],
     );
+    // Already confirmed: report the depth now, for a channel service that asks again after a
+    // restart or a takeover (the block that reached it may have been reported to another replica).
+    if (confirmations > 0) {
+      const depth = Math.min(confirmations, w.depth);
+      await this.opts.js.publish(
+        `${this.prefix}.anchor_depth`,
+        encodeChainEvent({ kind: "anchor_depth", channelId: w.channelId, depth }),
+        { msgID: `watch:${w.channelId}:${w.txid}:${depth}` },
+      );
+    }
   }
 
   private async confirmations(txid: string): Promise<number> {

@@ -107,13 +107,15 @@ describe("chain watcher on a regtest node, publishing to JetStream", () => {
     expect(after).toContain(`block_connected@${tipBefore}`);
     expect(after).toContain(`block_connected@${tipBefore + 1}`);
 
-    // An anchor confirmed before its watch request: the next block reports its whole depth.
+    // An anchor confirmed before its watch request: the request reports its depth at once (for a
+    // channel service asking again after a restart), the next block its whole depth.
     const early = await rt.fund(address, sat(50_000)); // mined, 1 confirmation
     await w.syncOnce(); // the watcher has seen that block before the request
     await w.watch({ channelId: "c2", txid: early.txid, vout: early.vout, depth: 2 });
     await rt.mine(1);
     await w.syncOnce();
     expect((await published()).filter((e) => e.kind === "anchor_depth" && e.channelId === "c2")).toEqual([
+      { kind: "anchor_depth", channelId: "c2", depth: 1 },
       { kind: "anchor_depth", channelId: "c2", depth: 2 },
     ]);
 

@@ -1,0 +1,662 @@
+/**
+ * The Kubernetes manifests of deploy/: every overlay rendered (`kubectl kustomize`, or
+ * render.ts when kubectl is absent or LN_DEPLOY_RENDERER=builtin), every object validated
+ * against the Kubernetes / cert-manager / prometheus-operator schemas of kubernetes-models, and
+ * the operating rules of deploy/README.md checked as policy. Custom resources without a model
+ * (CloudNativePG) get a structural check only (apiVersion, kind, metadata.name, spec).
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { parseAllDocuments } from "yaml";
+import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
+import { Namespace } from "kubernetes-models/v1/Namespace";
+import { PersistentVolumeClaim } from "kubernetes-models/v1/PersistentVolumeClaim";
+import { Secret } from "kubernetes-models/v1/Secret";
+import { Service } from "kubernetes-models/v1/Service";
+import { Deployment } from "kubernetes-models/apps/v1/Deployment";
+import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
+import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
+import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
+import { Certificate } from "@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate";
+import { Issuer } from "@kubernetes-models/cert-manager/cert-manager.io/v1/Issuer";
+import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor";
+import { loadConfig as loadSignerConfig } from "../../services/signer/src/config.js";
+import { loadConfig as loadChannelConfig } from "../../services/channel/src/config.js";
+import { loadConfig as loadPeerConfig } from "../../services/peer/src/config.js";
+import { loadConfig as loadWatchtowerConfig } from "../../services/watchtower/src/config.js";
+import { renderKustomization, type K8sObject } from "./render.js";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const DEPLOY = join(ROOT, "deploy");
+const OVERLAYS = ["dev", "production"] as const;
+type Overlay = (typeof OVERLAYS)[number];
+
+// ---- rendering ---------------------------------------------------------------------------------
+
+function findKubectl(): string | undefined {
+  if (process.env["LN_DEPLOY_RENDERER"] === "builtin") return undefined;
+  for (const candidate of ["/usr/bin/kubectl", "kubectl"]) {
+    try {
+      execFileSync(candidate, ["version", "--client"], { stdio: "ignore", timeout: 10_000 });
+      return candidate;
+    } catch {
+      // not this one
+    }
+  }
+  return undefined;
+}
+const KUBECTL = findKubectl();
+
+function kubectlKustomize(dir: string): K8sObject[] {
+  const text = execFileSync(KUBECTL as string, ["kustomize", dir], { encoding: "utf8", timeout: 30_000 });
+  return parseAllDocuments(text)
+    .map((d) => d.toJS() as K8sObject | null)
+    .filter((o): o is K8sObject => o !== null);
+}
+
+const rendered = new Map<string, K8sObject[]>();
+function render(overlay: Overlay): K8sObject[] {
+  let objs = rendered.get(overlay);
+  if (!objs) {
+    const dir = join(DEPLOY, "overlays", overlay);
+    objs = KUBECTL ? kubectlKustomize(dir) : renderKustomization(dir);
+    rendered.set(overlay, objs);
+  }
+  return structuredClone(objs);
+}
+
+const id = (o: K8sObject): string => `${o.kind}/${o.metadata.namespace ?? ""}/${o.metadata.name}`;
+const byId = (objs: K8sObject[]): Record<string, K8sObject> =>
+  Object.fromEntries(objs.map((o) => [id(o), o]));
+
+// ---- typed access to the parts the policies look at ----------------------------------------------
+
+interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: unknown[];
+}
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: {
+    secretKeyRef?: { name: string; key: string };
+    fieldRef?: { fieldPath: string };
+    configMapKeyRef?: { name: string; key: string };
+  };
+}
+interface Probe {
+  httpGet?: { path: string; port: string | number };
+  tcpSocket?: { port: string | number };
+  exec?: { command: string[] };
+  grpc?: unknown;
+}
+interface Container {
+  name: string;
+  image: string;
+  ports?: { name?: string; containerPort: number }[];
+  env?: EnvVar[];
+  envFrom?: { configMapRef?: { name: string }; secretRef?: { name: string } }[];
+  readinessProbe?: Probe;
+  livenessProbe?: Probe;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  securityContext?: {
+    runAsNonRoot?: boolean;
+    readOnlyRootFilesystem?: boolean;
+    allowPrivilegeEscalation?: boolean;
+    capabilities?: { drop?: string[]; add?: string[] };
+    seccompProfile?: { type: string };
+  };
+  volumeMounts?: { name: string; mountPath: string }[];
+}
+interface Volume {
+  name: string;
+  secret?: { secretName: string };
+  emptyDir?: unknown;
+  persistentVolumeClaim?: { claimName: string };
+}
+interface PodSpec {
+  containers: Container[];
+  initContainers?: Container[];
+  volumes?: Volume[];
+  securityContext?: { runAsNonRoot?: boolean; seccompProfile?: { type: string } };
+}
+interface DeploymentObj extends K8sObject {
+  spec: {
+    replicas?: number;
+    strategy?: { type: string };
+    selector: LabelSelector;
+    template: { metadata: { labels: Record<string, string> }; spec: PodSpec };
+  };
+}
+interface NetworkPeer {
+  podSelector?: LabelSelector;
+  namespaceSelector?: LabelSelector;
+  ipBlock?: { cidr: string };
+}
+interface NetworkPolicyRule {
+  from?: NetworkPeer[];
+  to?: NetworkPeer[];
+  ports?: { protocol?: string; port?: number | string }[];
+}
+interface NetworkPolicyObj extends K8sObject {
+  spec: {
+    podSelector: LabelSelector;
+    policyTypes: string[];
+    ingress?: NetworkPolicyRule[];
+    egress?: NetworkPolicyRule[];
+  };
+}
+interface HpaObj extends K8sObject {
+  spec: { scaleTargetRef: { kind: string; name: string }; minReplicas?: number; maxReplicas: number };
+}
+
+const ofKind = <T extends K8sObject>(objs: K8sObject[], kind: string): T[] =>
+  objs.filter((o) => o.kind === kind) as T[];
+const deployments = (objs: K8sObject[]): DeploymentObj[] => ofKind<DeploymentObj>(objs, "Deployment");
+const deployment = (objs: K8sObject[], name: string): DeploymentObj => {
+  const d = deployments(objs).find((o) => o.metadata.name === name);
+  if (!d) throw new Error(`no Deployment ${name}`);
+  return d;
+};
+const allContainers = (d: DeploymentObj): Container[] => [
+  ...d.spec.template.spec.containers,
+  ...(d.spec.template.spec.initContainers ?? []),
+];
+
+/** Whether a selector selects these labels (matchLabels only: the manifests use nothing else). */
+function selects(sel: LabelSelector, labels: Record<string, string>): boolean {
+  if (sel.matchExpressions?.length) throw new Error("matchExpressions: extend selects()");
+  return Object.entries(sel.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+}
+
+const SERVICES = ["ln-signer", "ln-channel", "ln-peer", "ln-watchtower"] as const;
+
+// ---- schema validation ----------------------------------------------------------------------
+
+interface Validatable {
+  validate(): void;
+}
+const MODELS: Record<string, new (data: never) => Validatable> = {
+  "v1/ConfigMap": ConfigMap,
+  "v1/Namespace": Namespace,
+  "v1/PersistentVolumeClaim": PersistentVolumeClaim,
+  "v1/Secret": Secret,
+  "v1/Service": Service,
+  "apps/v1/Deployment": Deployment,
+  "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler,
+  "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
+  "policy/v1/PodDisruptionBudget": PodDisruptionBudget,
+  "cert-manager.io/v1/Certificate": Certificate,
+  "cert-manager.io/v1/Issuer": Issuer,
+  "monitoring.coreos.com/v1/ServiceMonitor": ServiceMonitor,
+};
+/** Custom resources without a kubernetes-models package: structural checks only. */
+const UNMODELLED = new Set(["postgresql.cnpg.io/v1/Cluster", "postgresql.cnpg.io/v1/ScheduledBackup"]);
+
+// ---- the Secrets the operator creates (deploy/README.md) and stand-in values for them ----------
+
+const OPERATOR_SECRETS: Record<string, Record<string, string>> = {
+  "ln-signer-seed-key": { key: "11".repeat(32) },
+  "ln-signer-db": { url: "postgres://signer:pw@ln-pg-rw:5432/ln" },
+  "ln-channel-db": { url: "postgres://channel:pw@ln-pg-rw:5432/ln" },
+  "ln-watchtower-db": { url: "postgres://watchtower:pw@ln-pg-rw:5432/ln" },
+  "ln-channel-admin-token": { token: "t".repeat(40) },
+  "ln-bitcoin-rpc": { user: "rpc", password: "rpcpassword" },
+};
+/** Secrets referenced by other objects (CNPG roles and backups, the production CA Issuer). */
+const OTHER_OPERATOR_SECRETS = [
+  "ln-pg-signer",
+  "ln-pg-channel",
+  "ln-pg-watchtower",
+  "ln-pg-backup",
+  "ln-signer-ca-keypair",
+];
+
+const SECRET_NAME = /KEY|TOKEN|PASSWORD|SECRET|SEED/;
+/** Secret-looking names that are not secrets, and why. */
+const NOT_SECRET: Record<string, string> = {
+  SIGNER_SEED_FILE: "the path of the encrypted seed file on the PVC; its key SIGNER_SEED_KEY is a Secret",
+};
+
+/** The environment a container would see, with stand-ins for Secret values. */
+function containerEnv(objs: K8sObject[], c: Container): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const from of c.envFrom ?? []) {
+    if (from.secretRef)
+      throw new Error(`${c.name}: envFrom secretRef hides which keys are secret; use secretKeyRef`);
+    const cm = objs.find((o) => o.kind === "ConfigMap" && o.metadata.name === from.configMapRef?.name);
+    if (!cm) throw new Error(`${c.name}: ConfigMap ${from.configMapRef?.name} is missing`);
+    Object.assign(env, cm["data"]);
+  }
+  for (const e of c.env ?? []) {
+    if (e.value !== undefined) env[e.name] = e.value;
+    else if (e.valueFrom?.secretKeyRef) {
+      const { name, key } = e.valueFrom.secretKeyRef;
+      const v = OPERATOR_SECRETS[name]?.[key];
+      if (v === undefined)
+        throw new Error(`${c.name}: Secret ${name}/${key} is not one deploy/README.md lists`);
+      env[e.name] = v;
+    } else if (e.valueFrom?.fieldRef) env[e.name] = "pod-name-0";
+    else throw new Error(`${c.name}: env ${e.name} has an unsupported source`);
+  }
+  return env;
+}
+
+// ---- policy checks (each returns its findings; the negative tests below prove they find) -------
+
+/** Secrets with values; secret-looking settings that are neither secretKeyRefs nor Secret files. */
+function secretProblems(objs: K8sObject[]): string[] {
+  const problems: string[] = [];
+  for (const s of objs.filter((x) => x.kind === "Secret"))
+    if (s["data"] !== undefined || s["stringData"] !== undefined) problems.push(`${id(s)} holds values`);
+  for (const d of deployments(objs)) {
+    const pod = d.spec.template.spec;
+    for (const c of allContainers(d)) {
+      const fromSecret = new Set((c.env ?? []).filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.name));
+      const plain = Object.entries(containerEnv(objs, c)).filter(([name]) => !fromSecret.has(name));
+      for (const [name, value] of plain) {
+        const where = `${d.metadata.name}/${c.name}: ${name}`;
+        if (/DATABASE_URL$/.test(name)) problems.push(`${where}: a database URL not from a Secret`);
+        if (!SECRET_NAME.test(name) || name in NOT_SECRET) continue;
+        // Allowed only as the path of a file in a Secret volume (a cert-manager key).
+        const mount = c.volumeMounts?.find((m) => value.startsWith(`${m.mountPath}/`));
+        if (!pod.volumes?.find((v) => v.name === mount?.name)?.secret)
+          problems.push(`${where} is neither a secretKeyRef nor a path in a Secret volume`);
+      }
+    }
+  }
+  return problems;
+}
+
+const PINNED_IMAGE =
+  /^([a-z0-9.-]+\/)?[a-z0-9._/-]+:([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})(@sha256:[0-9a-f]{64})?$/;
+
+/** Images without a tag, or tagged latest. */
+function imageProblems(objs: K8sObject[]): string[] {
+  const problems: string[] = [];
+  for (const d of deployments(objs))
+    for (const c of allContainers(d)) {
+      const m = PINNED_IMAGE.exec(c.image);
+      if (!m || m[2] === "latest") problems.push(`${d.metadata.name}/${c.name}: ${c.image}`);
+    }
+  return problems;
+}
+
+/** Anything but channel and peer pods admitted to the signer, on anything but its gRPC port. */
+function signerIngressProblems(objs: K8sObject[]): string[] {
+  const problems: string[] = [];
+  const labelsOf = (name: string): Record<string, string> =>
+    deployment(objs, name).spec.template.metadata.labels;
+  const policies = ofKind<NetworkPolicyObj>(objs, "NetworkPolicy").filter((p) =>
+    selects(p.spec.podSelector, labelsOf("ln-signer")),
+  );
+  if (!policies.some((p) => p.spec.policyTypes.includes("Ingress"))) problems.push("no ingress policy");
+  const admitted = new Set<string>();
+  for (const rule of policies.flatMap((p) => p.spec.ingress ?? [])) {
+    if (!rule.from?.length) problems.push("an ingress rule without from admits everyone");
+    if (JSON.stringify(rule.ports?.map((p) => p.port)) !== "[50051]")
+      problems.push(`ports ${JSON.stringify(rule.ports)}`);
+    for (const peer of rule.from ?? []) {
+      if (peer.ipBlock || peer.namespaceSelector || !peer.podSelector) {
+        problems.push(`a peer not limited to this namespace's pods: ${JSON.stringify(peer)}`);
+        continue;
+      }
+      // Each peer selects exactly one service's pods, by its name label.
+      const keys = Object.keys(peer.podSelector.matchLabels ?? {});
+      if (keys.length !== 1 || keys[0] !== "app.kubernetes.io/name")
+        problems.push(`a peer selecting more than one service: ${JSON.stringify(peer)}`);
+      for (const s of SERVICES) if (selects(peer.podSelector, labelsOf(s))) admitted.add(s);
+    }
+  }
+  const extra = [...admitted].filter((s) => s !== "ln-channel" && s !== "ln-peer");
+  if (extra.length > 0) problems.push(`admits ${extra.join(", ")}`);
+  for (const s of ["ln-channel", "ln-peer"]) if (!admitted.has(s)) problems.push(`does not admit ${s}`);
+  return problems;
+}
+
+// ---- tests ------------------------------------------------------------------------------------
+
+describe("rendering", () => {
+  it.skipIf(!KUBECTL)("render.ts renders every kustomization exactly as kubectl kustomize does", () => {
+    for (const dir of ["base", "overlays/dev", "overlays/production"]) {
+      const ours = byId(renderKustomization(join(DEPLOY, dir)));
+      const theirs = byId(kubectlKustomize(join(DEPLOY, dir)));
+      expect(Object.keys(ours).sort(), dir).toEqual(Object.keys(theirs).sort());
+      expect(ours, dir).toEqual(theirs);
+    }
+  });
+
+  it("every object has a unique kind/namespace/name", () => {
+    for (const overlay of OVERLAYS) {
+      const objs = render(overlay);
+      expect(Object.keys(byId(objs)).length).toBe(objs.length);
+    }
+  });
+});
+
+describe.each(OVERLAYS)("overlay %s", (overlay) => {
+  const objs = (): K8sObject[] => render(overlay);
+
+  it("every object is valid against the schema of its kind", () => {
+    for (const o of objs()) {
+      const key = `${o.apiVersion}/${o.kind}`;
+      const Model = MODELS[key];
+      if (Model) {
+        expect(() => new Model(o as never).validate(), `${id(o)}`).not.toThrow();
+      } else {
+        expect(UNMODELLED.has(key), `${key} has neither a model nor a structural check`).toBe(true);
+        expect(o.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+        expect(o["spec"], id(o)).toBeTypeOf("object");
+      }
+      if (o.kind !== "Namespace")
+        expect(o.metadata.namespace, id(o)).toBe(overlay === "dev" ? "ln-dev" : "ln-prod");
+    }
+  });
+
+  it("has the four services with a Deployment, a PodDisruptionBudget, a ConfigMap and a NetworkPolicy each", () => {
+    const o = objs();
+    for (const name of SERVICES) {
+      const d = deployment(o, name);
+      const labels = d.spec.template.metadata.labels;
+      expect(selects(d.spec.selector, labels)).toBe(true);
+      expect(
+        ofKind<K8sObject & { spec: { selector: LabelSelector } }>(o, "PodDisruptionBudget").some((p) =>
+          selects(p.spec.selector, labels),
+        ),
+        name,
+      ).toBe(true);
+      expect(
+        o.some((x) => x.kind === "ConfigMap" && x.metadata.name === name),
+        name,
+      ).toBe(true);
+      expect(
+        ofKind<NetworkPolicyObj>(o, "NetworkPolicy").some(
+          (p) => p.metadata.name === name && selects(p.spec.podSelector, labels),
+        ),
+      ).toBe(true);
+    }
+    for (const name of ["ln-signer", "ln-channel", "ln-peer"])
+      expect(
+        o.some((x) => x.kind === "Service" && x.metadata.name === name),
+        name,
+      ).toBe(true);
+  });
+
+  it("every container has readiness and liveness probes, requests and limits, and the restricted securityContext", () => {
+    for (const d of deployments(objs())) {
+      const pod = d.spec.template.spec;
+      expect(pod.securityContext?.runAsNonRoot, d.metadata.name).toBe(true);
+      expect(pod.securityContext?.seccompProfile?.type, d.metadata.name).toBe("RuntimeDefault");
+      for (const c of allContainers(d)) {
+        const where = `${d.metadata.name}/${c.name}`;
+        if (!pod.initContainers?.includes(c)) {
+          expect(c.readinessProbe, where).toBeDefined();
+          expect(c.livenessProbe, where).toBeDefined();
+        }
+        for (const r of ["cpu", "memory"]) {
+          expect(c.resources?.requests?.[r], `${where} requests.${r}`).toBeDefined();
+          expect(c.resources?.limits?.[r], `${where} limits.${r}`).toBeDefined();
+        }
+        const sc = c.securityContext;
+        expect(sc?.runAsNonRoot, where).toBe(true);
+        expect(sc?.readOnlyRootFilesystem, where).toBe(true);
+        expect(sc?.allowPrivilegeEscalation, where).toBe(false);
+        expect(sc?.capabilities?.drop, where).toEqual(["ALL"]);
+        expect(sc?.capabilities?.add ?? [], where).toEqual([]);
+        expect(sc?.seccompProfile?.type, where).toBe("RuntimeDefault");
+        // A read-only root filesystem needs a writable /tmp.
+        const tmp = c.volumeMounts?.find((m) => m.mountPath === "/tmp");
+        expect(pod.volumes?.find((v) => v.name === tmp?.name)?.emptyDir, `${where} /tmp`).toBeDefined();
+      }
+    }
+  });
+
+  it("probes point at the ports the services listen on", () => {
+    const o = objs();
+    const port = (c: Container, p: string | number | undefined): number | undefined =>
+      typeof p === "number" ? p : c.ports?.find((x) => x.name === p)?.containerPort;
+    const c = (name: string): Container => deployment(o, name).spec.template.spec.containers[0] as Container;
+    const listenPort = (c: Container, v: string): number =>
+      Number(/:(\d+)$/.exec(containerEnv(o, c)[v] ?? "")?.[1]);
+    const channel = c("ln-channel");
+    expect(channel.readinessProbe?.httpGet?.path).toBe("/readyz");
+    expect(channel.livenessProbe?.httpGet?.path).toBe("/healthz");
+    expect(port(channel, channel.readinessProbe?.httpGet?.port)).toBe(
+      listenPort(channel, "CHANNEL_API_LISTEN"),
+    );
+    const signer = c("ln-signer");
+    expect(port(signer, signer.readinessProbe?.tcpSocket?.port)).toBe(listenPort(signer, "SIGNER_LISTEN"));
+    expect(port(signer, signer.livenessProbe?.tcpSocket?.port)).toBe(listenPort(signer, "SIGNER_LISTEN"));
+    const peer = c("ln-peer");
+    expect(port(peer, peer.readinessProbe?.tcpSocket?.port)).toBe(listenPort(peer, "PEER_LISTEN"));
+    expect(port(peer, peer.livenessProbe?.tcpSocket?.port)).toBe(listenPort(peer, "PEER_LISTEN"));
+    const tower = c("ln-watchtower");
+    expect(tower.readinessProbe?.exec?.command.length).toBeGreaterThan(0);
+    expect(tower.livenessProbe?.exec?.command.length).toBeGreaterThan(0);
+  });
+
+  it("no Secret carries values, and secret-looking settings come from secretKeyRef", () => {
+    expect(secretProblems(objs())).toEqual([]);
+  });
+
+  it("each service's configuration loads from the environment the manifests give it", () => {
+    const o = objs();
+    const loaders: Record<string, (env: Record<string, string>) => unknown> = {
+      "ln-signer": loadSignerConfig,
+      "ln-channel": loadChannelConfig,
+      "ln-peer": loadPeerConfig,
+      "ln-watchtower": loadWatchtowerConfig,
+    };
+    for (const name of SERVICES) {
+      const c = deployment(o, name).spec.template.spec.containers[0] as Container;
+      const env = containerEnv(o, c);
+      expect(() => loaders[name]?.(env), name).not.toThrow();
+      // Every file path the service reads lies in one of its volumes.
+      for (const [k, v] of Object.entries(env))
+        if (/^\/(etc|var)\//.test(v))
+          expect(
+            c.volumeMounts?.some((m) => v.startsWith(`${m.mountPath}/`)),
+            `${name}: ${k}=${v}`,
+          ).toBe(true);
+    }
+  });
+
+  it("mounted TLS Secrets are issued by cert-manager Certificates from the Issuer ln-signer-ca", () => {
+    const o = objs();
+    const certs = ofKind<
+      K8sObject & { spec: { secretName: string; issuerRef: { kind: string; name: string } } }
+    >(o, "Certificate");
+    const issuers = o.filter((x) => x.kind === "Issuer").map((x) => x.metadata.name);
+    for (const cert of certs) expect(issuers, id(cert)).toContain(cert.spec.issuerRef.name);
+    for (const d of deployments(o))
+      for (const v of d.spec.template.spec.volumes ?? [])
+        if (v.secret) {
+          const cert = certs.find((c) => c.spec.secretName === v.secret?.secretName);
+          expect(cert, `${d.metadata.name}: volume ${v.name}`).toBeDefined();
+          expect(cert?.spec.issuerRef.name).toBe("ln-signer-ca");
+        }
+  });
+
+  it("every image is pinned by a tag that is not latest", () => {
+    expect(imageProblems(objs())).toEqual([]);
+  });
+
+  it("the signer runs alone: 1 replica, Recreate, no autoscaler", () => {
+    const o = objs();
+    const signer = deployment(o, "ln-signer");
+    expect(signer.spec.replicas).toBe(1);
+    expect(signer.spec.strategy?.type).toBe("Recreate");
+    expect(
+      ofKind<HpaObj>(o, "HorizontalPodAutoscaler").filter((h) => h.spec.scaleTargetRef.name === "ln-signer"),
+    ).toEqual([]);
+  });
+
+  it("network policies: default deny, DNS for all, the signer reached only by channel and peer", () => {
+    const o = objs();
+    const policies = ofKind<NetworkPolicyObj>(o, "NetworkPolicy");
+    const labelsOf = (name: string): Record<string, string> =>
+      deployment(o, name).spec.template.metadata.labels;
+
+    for (const name of SERVICES) {
+      const labels = labelsOf(name);
+      const applying = policies.filter((p) => selects(p.spec.podSelector, labels));
+      // Default deny: some policy selects the pod for both directions with no rules at all.
+      expect(
+        applying.some(
+          (p) =>
+            p.spec.policyTypes.includes("Ingress") &&
+            p.spec.policyTypes.includes("Egress") &&
+            !p.spec.ingress &&
+            !p.spec.egress,
+        ),
+        name,
+      ).toBe(true);
+      // DNS
+      expect(
+        applying.some((p) =>
+          p.spec.egress?.some((r) => r.ports?.some((x) => x.port === 53 && x.protocol === "UDP")),
+        ),
+        name,
+      ).toBe(true);
+    }
+
+    expect(signerIngressProblems(o)).toEqual([]);
+    const signerPolicies = policies.filter((p) => selects(p.spec.podSelector, labelsOf("ln-signer")));
+    // The signer reaches only Postgres (and DNS).
+    for (const rule of signerPolicies.flatMap((p) => p.spec.egress ?? [])) {
+      const isDns = rule.ports?.every((x) => x.port === 53);
+      if (isDns) continue;
+      expect(rule.to).toEqual([{ podSelector: { matchLabels: { "cnpg.io/cluster": "ln-pg" } } }]);
+      expect(rule.ports).toEqual([{ protocol: "TCP", port: 5432 }]);
+    }
+    // Only the peer gateway accepts connections from anywhere, on the Lightning port only.
+    for (const p of policies)
+      for (const rule of p.spec.ingress ?? [])
+        if (!rule.from) {
+          expect(p.metadata.name).toBe("ln-peer");
+          expect(rule.ports).toEqual([{ protocol: "TCP", port: 9735 }]);
+        }
+  });
+
+  it("deploy/README.md names every Secret the operator must create", () => {
+    const readme = readFileSync(join(DEPLOY, "README.md"), "utf8");
+    for (const name of [...Object.keys(OPERATOR_SECRETS), ...OTHER_OPERATOR_SECRETS])
+      expect(readme, name).toContain(name);
+  });
+
+  if (overlay === "dev")
+    it("dev runs one replica of each service", () => {
+      const o = objs();
+      const hpas = ofKind<HpaObj>(o, "HorizontalPodAutoscaler");
+      for (const d of deployments(o)) {
+        const hpa = hpas.find((h) => h.spec.scaleTargetRef.name === d.metadata.name);
+        if (hpa) expect([hpa.spec.minReplicas, hpa.spec.maxReplicas], d.metadata.name).toEqual([1, 1]);
+        else expect(d.spec.replicas ?? 1, d.metadata.name).toBe(1);
+      }
+    });
+
+  if (overlay === "production")
+    it("production scales channel, peer and watchtower and runs a CloudNativePG cluster", () => {
+      const o = objs();
+      const hpas = ofKind<HpaObj>(o, "HorizontalPodAutoscaler");
+      const hpa = (name: string): HpaObj | undefined =>
+        hpas.find((h) => h.spec.scaleTargetRef.kind === "Deployment" && h.spec.scaleTargetRef.name === name);
+      expect(hpa("ln-peer")?.spec.minReplicas).toBeGreaterThanOrEqual(2);
+      expect(hpa("ln-watchtower")?.spec.minReplicas).toBe(2);
+      // With an HPA the Deployment leaves spec.replicas to it.
+      expect(deployment(o, "ln-peer").spec.replicas).toBeUndefined();
+      expect(deployment(o, "ln-watchtower").spec.replicas).toBeUndefined();
+      expect(deployment(o, "ln-channel").spec.replicas).toBeGreaterThanOrEqual(2);
+      for (const name of ["ln-channel", "ln-peer", "ln-watchtower"]) {
+        const spec = deployment(o, name).spec.template.spec as PodSpec & {
+          topologySpreadConstraints?: unknown[];
+          affinity?: { podAntiAffinity?: unknown };
+        };
+        expect(
+          Boolean(spec.topologySpreadConstraints?.length) || Boolean(spec.affinity?.podAntiAffinity),
+          name,
+        ).toBe(true);
+      }
+      const pg = o.find((x) => x.kind === "Cluster" && x.apiVersion === "postgresql.cnpg.io/v1") as
+        (K8sObject & { spec: { instances: number; backup?: unknown } }) | undefined;
+      expect(pg?.metadata.name).toBe("ln-pg");
+      expect(pg?.spec.instances).toBeGreaterThanOrEqual(3);
+      expect(pg?.spec.backup).toBeDefined();
+      expect(o.some((x) => x.kind === "ScheduledBackup")).toBe(true);
+    });
+});
+
+describe("the policy checks find violations", () => {
+  const prod = (): K8sObject[] => render("production");
+  const find = (objs: K8sObject[], kind: string, name: string): K8sObject & { spec: never } => {
+    const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
+    if (!o) throw new Error(`no ${kind} ${name}`);
+    return o as K8sObject & { spec: never };
+  };
+
+  it("a Secret with data, a token as a plain value", () => {
+    const o = prod();
+    o.push({ apiVersion: "v1", kind: "Secret", metadata: { name: "x" }, data: { a: "Yg==" } });
+    const env = deployment(o, "ln-channel").spec.template.spec.containers[0]?.env ?? [];
+    const token = env.find((e) => e.name === "CHANNEL_ADMIN_TOKEN") as EnvVar;
+    delete token.valueFrom;
+    token.value = "t".repeat(40);
+    expect(secretProblems(o)).toEqual([
+      "Secret//x holds values",
+      "ln-channel/channel: CHANNEL_ADMIN_TOKEN is neither a secretKeyRef nor a path in a Secret volume",
+    ]);
+  });
+
+  it("an image tagged latest or untagged", () => {
+    const o = prod();
+    (deployment(o, "ln-peer").spec.template.spec.containers[0] as Container).image =
+      "ghcr.io/example/ln-peer:latest";
+    (deployment(o, "ln-signer").spec.template.spec.containers[0] as Container).image =
+      "ghcr.io/example/ln-signer";
+    expect(imageProblems(o)).toHaveLength(2);
+  });
+
+  it("the watchtower or another namespace admitted to the signer", () => {
+    const o = prod();
+    const np = find(o, "NetworkPolicy", "ln-signer") as unknown as NetworkPolicyObj;
+    np.spec.ingress?.[0]?.from?.push({
+      podSelector: { matchLabels: { "app.kubernetes.io/name": "ln-watchtower" } },
+    });
+    expect(signerIngressProblems(o)).toEqual(["admits ln-watchtower"]);
+    np.spec.ingress?.[0]?.from?.push({ namespaceSelector: {} });
+    expect(signerIngressProblems(o)).toHaveLength(2);
+  });
+
+  it("render.ts refuses what it does not implement", async () => {
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "kustomize-"));
+    writeFileSync(join(dir, "kustomization.yaml"), "resources: []\ncommonLabels: { a: b }\n");
+    expect(() => renderKustomization(dir)).toThrow(/commonLabels/);
+  });
+});
+
+describe("container images", () => {
+  it.each(["signer", "channel", "peer", "watchtower"])(
+    "services/%s/Dockerfile: multi-stage, pinned node:20-slim, non-root, the right package and entry point",
+    (svc) => {
+      const file = join(ROOT, "services", svc, "Dockerfile");
+      expect(existsSync(file)).toBe(true);
+      const text = readFileSync(file, "utf8");
+      const pkg = (
+        JSON.parse(readFileSync(join(ROOT, "services", svc, "package.json"), "utf8")) as { name: string }
+      ).name;
+      expect(text).toMatch(/^ARG NODE_IMAGE=node:20\.\d+\.\d+-slim$/m);
+      expect(text.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(2);
+      expect(text).toContain("npm install --global pnpm@10.34.9");
+      expect(text).toContain("pnpm install --frozen-lockfile");
+      expect(text).toContain("pnpm run build");
+      expect(text).toContain(`--filter "${pkg}..."`);
+      expect(text).toMatch(/^USER node$/m);
+      expect(text).toContain(`CMD ["node", "services/${svc}/dist/main.js"]`);
+    },
+  );
+});
