@@ -51,6 +51,7 @@ interface Outcome {
   recoveryMs: number;
 }
 const outcomes: Outcome[] = [];
+const SERVICES: readonly Service[] = ["signer", "watchtower", "peer", "channel"];
 
 async function balancesAgree(): Promise<true | string> {
   const a = await A.api.channel(ids.a);
@@ -190,10 +191,12 @@ describe("B's services SIGKILLed mid-payment and restarted", () => {
             )
             .join("\n"),
       );
-    await net?.cleanup({ removeDir: true });
+    const ok = outcomes.length === SERVICES.length;
+    await net?.cleanup({ removeDir: ok });
+    if (!ok && net !== undefined) console.log(`[restart] logs kept in ${net.dir}/logs`);
   }, 60_000);
 
-  for (const service of ["signer", "watchtower", "peer", "channel"] as const)
+  for (const service of SERVICES)
     it(`B.${service}: the payment completes once, HTLCs clear, balances agree`, async () => {
       await killDuringPayment(service);
       const all = await A.api.payments();

@@ -147,6 +147,11 @@ async function startNode(side: Side, fill: number): Promise<Node> {
       releaseAnchor: () => Promise.resolve(false),
       watchFinalKey: () => Promise.resolve(),
     },
+    // The test dials by itself (it drops A's connection on purpose); no address is remembered.
+    peers: {
+      connect: () => Promise.reject(new Error("the test dials by itself")),
+      list: () => Promise.resolve(nodes[side]?.gateway.connections ?? []),
+    },
     replicaId: "replica-1",
     leaseMs: 60_000,
     terms: { delayBlocks: 144, minDepth: 1, feeRate: 10_000 },

@@ -223,4 +223,21 @@ export class Ledger {
     );
     return r.rows;
   }
+
+  /** Where a peer listens, as the operator gave it: we reconnect there. */
+  async rememberPeer(nodeId: string, host: string, port: number): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO ${this.t("peer_addresses")} (node_id, host, port) VALUES ($1, $2, $3)
+       ON CONFLICT (node_id) DO UPDATE SET host = $2, port = $3, updated_at = now()`,
+      [nodeId, host, port],
+    );
+  }
+
+  async peerAddress(nodeId: string): Promise<{ host: string; port: number } | undefined> {
+    const r = await this.pool.query<{ host: string; port: number }>(
+      `SELECT host, port FROM ${this.t("peer_addresses")} WHERE node_id = $1`,
+      [nodeId],
+    );
+    return r.rows[0];
+  }
 }

@@ -82,6 +82,10 @@ async function main(): Promise<void> {
           : networks.regtest,
     feeRatePerKvb: cfg.walletFeeRate,
   });
+  const peers = {
+    connect: (p: { host: string; port: number; nodeId: string }) => connectPeer(nc, peerPrefix, p),
+    list: () => listPeers(nc, peerPrefix),
+  };
   const node = new ChannelNode({
     store,
     ledger,
@@ -95,6 +99,7 @@ async function main(): Promise<void> {
       watchAnchor: (id, o) => requestWatch(nc, chainPrefix, id, o),
     },
     wallet,
+    peers,
     replicaId: cfg.replicaId,
     leaseMs: cfg.leaseMs,
     terms: cfg.terms,
@@ -123,10 +128,7 @@ async function main(): Promise<void> {
     store,
     ledger,
     wallet,
-    peers: {
-      connect: (p) => connectPeer(nc, peerPrefix, p),
-      list: () => listPeers(nc, peerPrefix),
-    },
+    peers,
     nodeId: nodeId.toString("hex"),
     network: cfg.network,
     version: VERSION,

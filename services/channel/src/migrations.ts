@@ -163,6 +163,15 @@ export const MIGRATIONS: readonly Migration[] = [
    );
    CREATE INDEX final_coins_unswept ON ${s}.final_coins (created_at) WHERE swept_by IS NULL;`,
   },
+  {
+    version: 6, // where each peer listens, to reconnect to it (node.ts)
+    sql: (s) => `CREATE TABLE ${s}.peer_addresses (
+     node_id text PRIMARY KEY,
+     host text NOT NULL,
+     port integer NOT NULL,
+     updated_at timestamptz NOT NULL DEFAULT now()
+   );`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

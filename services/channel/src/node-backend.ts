@@ -14,7 +14,7 @@ import {
   type Withdrawal,
 } from "./api/backend.js";
 import { paymentId, type Ledger, type PaymentRow } from "./ledger.js";
-import type { ChannelNode } from "./node.js";
+import type { ChannelNode, PeerControl } from "./node.js";
 import type { ChannelRow, ChannelStore } from "./store.js";
 
 /** The wallet as the API sees it (wallet.ts). */
@@ -22,12 +22,6 @@ export interface WalletApi {
   newAddress(): Promise<{ address: string }>;
   balance(): Promise<WalletBalance>;
   withdraw(p: { address: string; amountSat: Sat }): Promise<{ txid: string }>;
-}
-
-/** The peer gateway's control requests (peer-requests.ts). */
-export interface PeerControl {
-  connect(p: { host: string; port: number; nodeId: string }): Promise<unknown>;
-  list(): Promise<{ nodeId: string; host: string; port: number }[]>;
 }
 
 export interface ChannelNodeBackendOptions {
@@ -86,7 +80,7 @@ export class ChannelNodeBackend implements NodeBackend {
   }
 
   async connectPeer(peer: { host: string; port: number; nodeId: string }): Promise<PeerInfo> {
-    await named(this.o.peers.connect(peer));
+    await named(this.o.node.connect(peer));
     return { ...peer, connected: true };
   }
 

@@ -41,6 +41,12 @@ export interface WalletPort {
   releaseAnchor(channelId: string): Promise<boolean>;
 }
 
+/** The peer gateway's control requests (peer-requests.ts over NATS in production). */
+export interface PeerControl {
+  connect(p: { host: string; port: number; nodeId: string }): Promise<unknown>;
+  list(): Promise<{ nodeId: string; host: string; port: number }[]>;
+}
+
 /** The terms we open channels with (our side of open_channel). */
 export interface LocalTerms {
   delayBlocks: number;
@@ -58,6 +64,7 @@ export interface ChannelNodeOptions {
   peerPrefix: string;
   chain: ChainPort;
   wallet: WalletPort;
+  peers: PeerControl;
   replicaId: string;
   /** Lease length; renewed every third of it. */
   leaseMs: number;
@@ -77,6 +84,8 @@ export class NodeError extends Error {
 }
 
 const RETRY_MIN_MS = 1000;
+/** How often we check that the peers of our live channels are connected. */
+const RECONNECT_EVERY_MS = 5000;
 const RETRY_MAX_MS = 60_000;
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 const LIVE = (phase: ChannelState["phase"]): boolean => phase !== "closed" && phase !== "failed";
@@ -150,6 +159,10 @@ export class ChannelNode {
         this.o.leaseMs / 3,
       ),
       setInterval(() => void this.retryRound(), 500),
+      setInterval(
+        () => void this.reconnectRound().catch((e: unknown) => this.report("reconnecting", e)),
+        RECONNECT_EVERY_MS,
+      ),
     );
   }
 
@@ -172,6 +185,12 @@ export class ChannelNode {
   }
 
   // ------------------------------------------------------------ operator commands
+
+  /** Connects to a peer through the gateway, and remembers where, to reconnect after a drop. */
+  async connect(p: { host: string; port: number; nodeId: string }): Promise<void> {
+    await this.o.peers.connect(p);
+    await this.o.ledger.rememberPeer(p.nodeId, p.host, p.port);
+  }
 
   /** Opens a channel to a connected peer, funding the anchor from our wallet. */
   async open(peerNodeId: string, fundingSat: Sat): Promise<string> {
@@ -521,6 +540,27 @@ export class ChannelNode {
     this.o.log(`channel ${row.id}: running it here (lease taken)`);
     // Whatever the last holder left half done: the signer request the state awaits, payee work.
     await this.input(row.id, { type: "resume" }).catch((e: unknown) => this.report(`channel ${row.id}`, e));
+  }
+
+  /**
+   * Redials the peers of the live channels we run whose connection dropped (a gateway restart, a
+   * network fault), where the operator told us their address; the authenticate exchange then
+   * retransmits what is missing (draft 1.2). Peers that connected to us redial by themselves.
+   */
+  private async reconnectRound(): Promise<void> {
+    const live = (await this.o.store.rows()).filter((r) => this.held.has(r.id) && LIVE(r.phase));
+    if (live.length === 0) return;
+    const connected = new Set((await this.o.peers.list()).map((p) => p.nodeId));
+    for (const row of live) {
+      const peer = row.peerNodeId;
+      if (peer === undefined || connected.has(peer)) continue;
+      const at = await this.o.ledger.peerAddress(peer);
+      if (!at) continue;
+      await this.o.peers
+        .connect({ ...at, nodeId: peer })
+        .then(() => this.o.log(`reconnected to ${peer.slice(0, 16)}… at ${at.host}:${at.port}`))
+        .catch((e: unknown) => this.report(`reconnecting to ${peer.slice(0, 16)}…`, e));
+    }
   }
 
   private noteFailure(id: string, e: unknown): void {
