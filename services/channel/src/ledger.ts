@@ -132,27 +132,23 @@ export class Ledger {
     description: string,
   ): Promise<InvoiceRow> {
     const next = await this.pool.query<{ n: number }>(
-      `SELECT COALESCE(MAX(signer_index) + 1, 0)::integer AS n FROM ${this.t("invoices")}`,
+      `SELECT nextval('${this.t("invoice_index")}')::integer AS n`,
     );
-    // Concurrent callers may pick the same index; the unique index makes the loser retry.
-    for (let index = next.rows[0]?.n ?? 0; ; index++) {
-      const rHash = await deriveHash(index);
-      const r = await this.pool.query<{ created_at: Date }>(
-        `INSERT INTO ${this.t("invoices")} (r_hash, signer_index, amount_msat, description)
-         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING created_at`,
-        [rHash, index, amountMsat.toString(), description],
-      );
-      const row = r.rows[0];
-      if (row)
-        return {
-          rHash,
-          signerIndex: index,
-          amountMsat,
-          description,
-          status: "open",
-          createdAt: row.created_at,
-        };
-    }
+    const index = next.rows[0]?.n ?? 0;
+    const rHash = await deriveHash(index);
+    const r = await this.pool.query<{ created_at: Date }>(
+      `INSERT INTO ${this.t("invoices")} (r_hash, signer_index, amount_msat, description)
+       VALUES ($1, $2, $3, $4) RETURNING created_at`,
+      [rHash, index, amountMsat.toString(), description],
+    );
+    return {
+      rHash,
+      signerIndex: index,
+      amountMsat,
+      description,
+      status: "open",
+      createdAt: (r.rows[0] as { created_at: Date }).created_at,
+    };
   }
 
   async invoice(rHash: string): Promise<InvoiceRow | undefined> {

@@ -172,6 +172,11 @@ export const MIGRATIONS: readonly Migration[] = [
      updated_at timestamptz NOT NULL DEFAULT now()
    );`,
   },
+  {
+    version: 7, // invoice indices from a sequence: concurrent invoices never contend for one
+    sql: (s) => `CREATE SEQUENCE ${s}.invoice_index MINVALUE 0 START 0;
+   SELECT setval('${s}.invoice_index', COALESCE((SELECT MAX(signer_index) + 1 FROM ${s}.invoices), 0), false);`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

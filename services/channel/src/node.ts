@@ -112,7 +112,7 @@ export class ChannelNode {
   private tipTime = 0;
 
   constructor(private readonly o: ChannelNodeOptions) {
-    const effects: EffectSink = (id, out) => this.effect(id, out);
+    const effects: EffectSink = (id, out, state) => this.effect(id, out, state);
     this.runner = new ChannelRunner(
       o.store,
       o.replicaId,
@@ -219,14 +219,19 @@ export class ChannelNode {
   /** Feeds one input to a channel, then settles incoming HTLCs; failures are retried with backoff. */
   async input(channelId: string, input: Input): Promise<Output[]> {
     try {
-      const out = await this.runner.input(channelId, input);
+      const { state, outputs } = await this.runner.input(channelId, input);
       this.retries.delete(channelId);
-      // Incoming HTLCs become committed on both sides only in steps that send something.
-      if (out.length > 0) void this.settleIncoming(channelId);
-      return out;
+      // Incoming HTLCs become committed on both sides only in steps that send something; a
+      // resume (a retry, a takeover, a restart) also finishes payee work left half done.
+      if (outputs.length > 0 || input.type === "resume") void this.settleIncoming(channelId, state);
+      return outputs;
     } catch (e) {
       if (e instanceof StoreError && e.code === "LEASE_NOT_HELD") this.held.delete(channelId);
-      else this.noteFailure(channelId, e);
+      else {
+        this.noteFailure(channelId, e);
+        // The state may have moved before an effect failed (the runner commits each step first).
+        void this.settleIncoming(channelId);
+      }
       throw e;
     }
   }
@@ -377,7 +382,7 @@ export class ChannelNode {
 
   // ------------------------------------------------------------ effects
 
-  private async effect(id: string, out: Parameters<EffectSink>[1]): Promise<void> {
+  private async effect(id: string, out: Parameters<EffectSink>[1], state: ChannelState): Promise<void> {
     const m = this.meta.get(id);
     if (!m) throw new NodeError("NOT_FOUND", `channel ${id} is not run here`);
     switch (out.type) {
@@ -422,8 +427,7 @@ export class ChannelNode {
       }
       case "htlc_added":
         if (out.offerer === "local") {
-          const state = await this.o.store.load(id);
-          const add = state?.localLog.entries.find(
+          const add = state.localLog.entries.find(
             (e) => e.update.kind === "add" && e.update.htlc.id === out.id,
           );
           if (add?.update.kind === "add")
@@ -469,9 +473,9 @@ export class ChannelNode {
    * Settles the peer's HTLCs committed on both sides: fulfilled with R from the signer when they
    * pay one of our invoices in full with time to spare, failed otherwise.
    */
-  private async settleIncoming(id: string): Promise<void> {
+  private async settleIncoming(id: string, stored?: ChannelState): Promise<void> {
     if (!this.held.has(id)) return;
-    const state = await this.o.store.load(id);
+    const state = stored ?? (await this.o.store.load(id));
     if (
       !state?.localCommit ||
       !state.remoteCommit ||

@@ -1,4 +1,12 @@
-import { step, type Input, type Output, type SignerReply, type SignerRequest } from "@ln/channel-core";
+import {
+  step,
+  type ChannelState,
+  type Input,
+  type Output,
+  type SignerReply,
+  type SignerRequest,
+  type Step,
+} from "@ln/channel-core";
 import type { ChannelStore, OutboxMessage } from "./store.js";
 
 /** The signer, as the shell sees it: the core's requests (gRPC in production: signer-adapter.ts). */
@@ -11,10 +19,14 @@ export interface PeerLink {
   send(channelId: string, message: OutboxMessage): Promise<void>;
 }
 
-/** Everything else the core asks for: broadcasts, anchors, HTLC results, chain watches. */
+/**
+ * Everything else the core asks for: broadcasts, anchors, HTLC results, chain watches; with the
+ * stored state of the transition that asked.
+ */
 export type EffectSink = (
   channelId: string,
   output: Exclude<Output, { type: "send" | "signer" | "retransmit" }>,
+  state: ChannelState,
 ) => Promise<void>;
 
 /**
@@ -34,8 +46,11 @@ export class ChannelRunner {
     private readonly effects: EffectSink,
   ) {}
 
-  /** Feeds one input to a channel; inputs to the same channel run one after another. */
-  input(channelId: string, input: Input): Promise<Output[]> {
+  /**
+   * Feeds one input to a channel; inputs to the same channel run one after another. Resolves
+   * with every output and the state as stored at the end.
+   */
+  input(channelId: string, input: Input): Promise<Step> {
     const prev = this.queues.get(channelId) ?? Promise.resolve();
     const run = prev.catch(() => undefined).then(() => this.run(channelId, input));
     this.queues.set(channelId, run);
@@ -46,18 +61,20 @@ export class ChannelRunner {
    * Asks the signer again for whatever the stored state awaits: after a failed signer call, and
    * for every channel when a replica takes it over.
    */
-  resume(channelId: string): Promise<Output[]> {
+  resume(channelId: string): Promise<Step> {
     return this.input(channelId, { type: "resume" });
   }
 
-  private async run(channelId: string, first: Input): Promise<Output[]> {
+  private async run(channelId: string, first: Input): Promise<Step> {
     const all: Output[] = [];
+    let state: ChannelState | undefined;
     const failedEffects: unknown[] = [];
     const queue: Input[] = [first];
     for (let input = queue.shift(); input; input = queue.shift()) {
       const current = input;
       const t = await this.store.transition(channelId, this.owner, (s) => step(s, current));
       all.push(...t.outputs);
+      state = t.state;
       // Durable now: send, then carry out the rest. A failed effect (a broadcast, a record) must
       // not hold up the channel: the signer's answers and retransmissions go first, and effect
       // failures are raised together once the channel has moved as far as it can.
@@ -71,7 +88,7 @@ export class ChannelRunner {
       }
       for (const o of t.outputs) {
         if (o.type === "send" || o.type === "signer" || o.type === "retransmit") continue;
-        await this.effects(channelId, o).catch((e: unknown) => failedEffects.push(e));
+        await this.effects(channelId, o, t.state).catch((e: unknown) => failedEffects.push(e));
       }
     }
     if (failedEffects.length > 0)
@@ -79,6 +96,6 @@ export class ChannelRunner {
         failedEffects,
         `channel ${channelId}: ${failedEffects.length} effect(s) failed`,
       );
-    return all;
+    return { state: state as ChannelState, outputs: all };
   }
 }

@@ -167,11 +167,17 @@ export class ChannelStore {
           "LEASE_NOT_HELD",
           `${owner} does not hold the lease on channel ${id}; acquire it first`,
         );
-      const next = run(deserializeState(row.state));
+      const prev = deserializeState(row.state);
+      const acked = Math.max(prev.peerAck, prev.peerCommitAck); // before the core moves it
+      const next = run(prev);
       await c.query(
         `UPDATE ${this.t("channels")} SET state = $2, phase = $3, version = version + 1, updated_at = now() WHERE id = $1`,
         [id, serializeState(next.state), next.state.phase],
       );
+      // The peer's acknowledgement never decreases (draft 1.2): what it covers is never resent.
+      const nowAcked = Math.max(next.state.peerAck, next.state.peerCommitAck);
+      if (nowAcked > acked)
+        await c.query(`DELETE FROM ${this.t("outbox")} WHERE channel_id = $1 AND seq <= $2`, [id, nowAcked]);
       return { ...next, sends: await this.appendOutbox(c, id, next.outputs) };
     });
   }
@@ -219,14 +225,6 @@ export class ChannelStore {
       [id, afterSeq],
     );
     return r.rows.map((row) => ({ seq: row.seq, bytes: row.pkt }));
-  }
-
-  /** Drops messages the peer has acknowledged: they are never resent. */
-  async pruneOutbox(id: string, ackedSeq: number): Promise<void> {
-    await this.pool.query(`DELETE FROM ${this.t("outbox")} WHERE channel_id = $1 AND seq <= $2`, [
-      id,
-      ackedSeq,
-    ]);
   }
 
   private async appendOutbox(
