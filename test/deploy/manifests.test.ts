@@ -6,7 +6,7 @@
  * (CloudNativePG) get a structural check only (apiVersion, kind, metadata.name, spec).
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";

@@ -4,11 +4,13 @@
  * released so another replica takes the channels at once. */
 import { readFile } from "node:fs/promises";
 import { sha256 } from "@ln/bitcoin";
+import { newRegistry } from "@ln/metrics";
 import { SignerClient } from "@ln/signer-client";
 import { networks } from "bitcoinjs-lib";
 import { connect } from "nats";
 import pg from "pg";
 import { ApiStore, buildApi } from "./api/index.js";
+import { registerNodeMetrics } from "./api/metrics.js";
 import { broadcastTx, chainTip, watchScripts } from "./chain-requests.js";
 import { consumeChainEvents, requestWatch } from "./chain-link.js";
 import { ConfigError, loadConfig } from "./config.js";
@@ -141,11 +143,24 @@ async function main(): Promise<void> {
     await new ApiStore(pool, cfg.databaseSchema).ensureToken("admin (CHANNEL_ADMIN_TOKEN)", cfg.adminToken, [
       "admin",
     ]);
+  // /metrics on the control API: the process, the API's requests, and the node's books at scrape time.
+  const registry = newRegistry("channel");
+  let metricsErrorLoggedAt = 0;
+  registerNodeMetrics(registry, {
+    pool,
+    schema: cfg.databaseSchema,
+    onError: (what, e) => {
+      if (Date.now() - metricsErrorLoggedAt < 60_000) return;
+      metricsErrorLoggedAt = Date.now();
+      log(`metrics: ${what} not collected: ${e instanceof Error ? e.message : String(e)}`);
+    },
+  });
   const app = await buildApi({
     pool,
     backend,
     schema: cfg.databaseSchema,
     version: VERSION,
+    registry,
     // Server faults only (JSON, to stdout); the API never logs tokens or bodies.
     logger: { level: "warn" },
   });
@@ -154,7 +169,7 @@ async function main(): Promise<void> {
   const port = typeof address === "object" && address ? address.port : cfg.apiListen.port;
   const api = `http://${cfg.apiListen.host === "0.0.0.0" ? "127.0.0.1" : cfg.apiListen.host}:${port}`;
   log(`replica ${cfg.replicaId}, schema ${cfg.databaseSchema}, node ${nodeId.toString("hex")}`);
-  log(`ready ${JSON.stringify({ api, nodeId: nodeId.toString("hex") })}`);
+  log(`ready ${JSON.stringify({ api, nodeId: nodeId.toString("hex"), ops: api })}`);
   // The token is never printed; its hash tells the operator which one is configured.
   if (cfg.adminToken !== undefined)
     log(

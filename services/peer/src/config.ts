@@ -13,6 +13,8 @@ export interface PeerConfig {
   listen: HostPort;
   handshakeTimeoutMs: number;
   maxPendingHandshakes: number;
+  /** PEER_OPS_LISTEN: where to serve /metrics, /healthz and /readyz over HTTP; none if unset. */
+  opsListen: HostPort | undefined;
   signer: {
     /** host:port of the signer's gRPC server. */
     address: string;
@@ -103,6 +105,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     100_000,
     "inbound connections mid-handshake at once; default 256",
   );
+  const opsText = get("PEER_OPS_LISTEN");
+  const opsListen = opsText === undefined ? undefined : parseHostPort(opsText, true);
+  if (opsText !== undefined && opsListen === undefined)
+    problems.push(
+      `PEER_OPS_LISTEN must be host:port for the HTTP /metrics, /healthz and /readyz (e.g. 0.0.0.0:9101; port 0: any free port), got ${JSON.stringify(opsText)}`,
+    );
   const address = need("SIGNER_ADDR", "host:port of the signer's gRPC server, e.g. signer:50051");
   if (address !== "" && !parseHostPort(address, false))
     problems.push(`SIGNER_ADDR must be host:port (e.g. signer:50051), got ${JSON.stringify(address)}`);
@@ -127,6 +135,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     listen,
     handshakeTimeoutMs,
     maxPendingHandshakes,
+    opsListen,
     signer: { address, caFile, certFile, keyFile, ...(serverName === undefined ? {} : { serverName }) },
   };
 }

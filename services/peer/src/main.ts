@@ -1,9 +1,11 @@
 /*~ The peer gateway process. Composition root: configuration from the environment (config.ts),
  * NATS, the signer over gRPC/mTLS (the node key never leaves it: ECDH and session_sig are calls),
  * the gateway's listener, the control requests; graceful SIGTERM/SIGINT. Every stderr line starts
- * with "peer: "; once serving, exactly one `peer: ready {"port":N,"nodeId":"<hex>"}`.
+ * with "peer: "; once serving, exactly one `peer: ready {"port":N,"nodeId":"<hex>"}` (with
+ * "ops":"http://host:port" when PEER_OPS_LISTEN serves /metrics, /healthz and /readyz).
  * The processes of a node start in any order: NATS and the signer are retried until they answer. */
 import { readFile } from "node:fs/promises";
+import { Counter, Gauge, newRegistry, serveOps, type OpsServer, type Registry } from "@ln/metrics";
 import { connect, type NatsConnection } from "nats";
 import { SignerClient } from "@ln/signer-client";
 import { natsAckFor } from "./ack.js";
@@ -56,11 +58,60 @@ async function readPems(cfg: PeerConfig): Promise<{ ca: Buffer; cert: Buffer; ke
   return { ca, cert, key };
 }
 
+/**
+ * The gateway's metrics: live connections and pending handshakes read from the gateway at
+ * scrape time; handshakes and disconnects counted from its log events. Labels are outcomes and
+ * reason codes only, never a node id or an address.
+ */
+function gatewayMetrics(registry: Registry, gateway: () => PeerGateway | undefined): (line: object) => void {
+  const registers = [registry];
+  new Gauge({
+    name: "peer_connections",
+    help: "Live, authenticated peer connections.",
+    registers,
+    collect() {
+      this.set(gateway()?.peers.length ?? 0);
+    },
+  });
+  new Gauge({
+    name: "peer_pending_handshakes",
+    help: "Inbound connections mid-handshake (BOLT #8 acts or authenticate).",
+    registers,
+    collect() {
+      this.set(gateway()?.pendingHandshakes ?? 0);
+    },
+  });
+  const handshakes = new Counter({
+    name: "peer_handshakes_total",
+    help: "Handshakes (BOLT #8 and authenticate) by outcome: ok (either direction), inbound_failed, dial_failed.",
+    labelNames: ["outcome"] as const,
+    registers,
+  });
+  const disconnects = new Counter({
+    name: "peer_disconnects_total",
+    help: "Authenticated connections that ended, by reason (the peer event's DisconnectReason).",
+    labelNames: ["reason"] as const,
+    registers,
+  });
+  for (const outcome of ["ok", "inbound_failed", "dial_failed"]) handshakes.inc({ outcome }, 0);
+  const REASON = /^[A-Z_]{1,40}$/;
+  return (line) => {
+    const { event, reason } = line as { event?: unknown; reason?: unknown };
+    if (event === "connected") handshakes.inc({ outcome: "ok" });
+    else if (event === "inbound_failed" || event === "dial_failed") handshakes.inc({ outcome: event });
+    else if (event === "disconnected")
+      disconnects.inc({ reason: typeof reason === "string" && REASON.test(reason) ? reason : "OTHER" });
+  };
+}
+
 async function main(): Promise<void> {
   const cfg = loadConfig();
   const tls = await readPems(cfg);
   // What is open so far, for stop().
-  const open: { nc?: NatsConnection; signer?: SignerClient; gateway?: PeerGateway } = {};
+  const open: { nc?: NatsConnection; signer?: SignerClient; gateway?: PeerGateway; ops?: OpsServer } = {};
+  const registry = newRegistry("peer");
+  const countEvent = gatewayMetrics(registry, () => open.gateway);
+  let serving = false;
   stop = (signal) => {
     if (stopping) return;
     stopping = true;
@@ -73,6 +124,7 @@ async function main(): Promise<void> {
       await open.gateway?.close();
       if (open.nc && !open.nc.isClosed()) await open.nc.drain();
       open.signer?.close();
+      await open.ops?.close();
     })().then(
       () => process.exit(0),
       (e: unknown) => {
@@ -81,6 +133,26 @@ async function main(): Promise<void> {
       },
     );
   };
+
+  // Served from the start: /healthz answers while we wait for the signer and NATS.
+  if (cfg.opsListen) {
+    open.ops = await serveOps({
+      listen: cfg.opsListen,
+      registry,
+      ready: () =>
+        Promise.resolve(
+          stopping
+            ? "shutting down"
+            : !serving
+              ? "starting: waiting for the signer and NATS"
+              : open.nc === undefined || open.nc.isClosed()
+                ? "the NATS connection is closed"
+                : true,
+        ),
+      log,
+    });
+    log(`serving /metrics, /healthz and /readyz at ${open.ops.url}`);
+  }
 
   const s = new SignerClient(
     cfg.signer.address,
@@ -127,7 +199,10 @@ async function main(): Promise<void> {
       cfg.prefix,
       Math.min(5000, Math.max(50, Math.floor(cfg.handshakeTimeoutMs / 2))),
     ),
-    log: (line) => log(JSON.stringify(line)),
+    log: (line) => {
+      countEvent(line);
+      log(JSON.stringify(line));
+    },
   });
   open.gateway = gateway;
   const port = await gateway.listen(cfg.listen.port, cfg.listen.host);
@@ -135,7 +210,8 @@ async function main(): Promise<void> {
   await nats.flush(); // the control subscriptions are in place before we say ready
   if (stopping) return;
   log(`subjects ${cfg.prefix}.<peer>.{in,out,events,ack}, control ${cfg.prefix}.ctl.{connect,peers}`);
-  log(`ready ${JSON.stringify({ port, nodeId: nodeHex })}`);
+  serving = true;
+  log(`ready ${JSON.stringify({ port, nodeId: nodeHex, ...(open.ops ? { ops: open.ops.url } : {}) })}`);
 }
 
 process.on("SIGTERM", () => stop("SIGTERM"));

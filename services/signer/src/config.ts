@@ -1,4 +1,5 @@
 /** The signer's settings: the only place that reads the environment. */
+import { parseListen, type HostPort } from "@ln/metrics";
 import { SignerError } from "./errors.js";
 
 export interface Config {
@@ -18,6 +19,8 @@ export interface Config {
    * default): no withdrawals at all.
    */
   maxWithdrawalSat: bigint;
+  /** SIGNER_OPS_LISTEN: where to serve /metrics, /healthz and /readyz over HTTP; none if unset. */
+  opsListen: HostPort | undefined;
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -58,6 +61,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   };
   const maxFeeSat = satoshi("SIGNER_MAX_FEE_SAT", "100000");
   const maxWithdrawalSat = satoshi("SIGNER_MAX_WITHDRAWAL_SAT", "0");
+  const opsText = env["SIGNER_OPS_LISTEN"]?.trim() || undefined;
+  const opsListen = opsText === undefined ? undefined : parseListen(opsText);
+  if (opsText !== undefined && opsListen === undefined)
+    problems.push(
+      `SIGNER_OPS_LISTEN must be host:port for the HTTP /metrics, /healthz and /readyz (e.g. 0.0.0.0:9100; port 0: any free port), got ${JSON.stringify(opsText)}`,
+    );
   if (problems.length > 0)
     throw new SignerError("CONFIG", `signer configuration:\n  ${problems.join("\n  ")}`);
   return {
@@ -69,5 +78,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     seedKey,
     maxFeeSat,
     maxWithdrawalSat,
+    opsListen,
   };
 }

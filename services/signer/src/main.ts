@@ -2,10 +2,11 @@
  * over mTLS and refuses what its policy forbids (DESIGN.md 4). Composition root: configuration
  * from the environment (config.ts), the seed file, Postgres, the server; graceful SIGTERM. */
 import { readFile } from "node:fs/promises";
+import { newRegistry, serveOps, type OpsServer } from "@ln/metrics";
 import { loadConfig } from "./config.js";
 import { SignerError } from "./errors.js";
 import { KeyRing, loadOrCreateSeed } from "./keys.js";
-import { startServer } from "./server.js";
+import { signerMetrics, startServer } from "./server.js";
 import { SignerService } from "./service.js";
 import { SignerStore } from "./store.js";
 
@@ -37,24 +38,41 @@ async function main(): Promise<void> {
   const store = SignerStore.connect(cfg.databaseUrl, cfg.databaseSchema);
   const applied = await store.migrate();
   if (applied.length > 0) log(`applied migrations ${applied.join(", ")} to schema ${cfg.databaseSchema}`);
+  const registry = newRegistry("signer");
   const running = await startServer({
     service: new SignerService(keys, store, cfg),
     listen: cfg.listen,
     tls,
     log,
+    metrics: signerMetrics(registry),
   });
   log(`listening on ${cfg.listen} (port ${running.port}), node key ${keys.nodePub.toString("hex")}`);
+  let stopping = false;
+  let ops: OpsServer | undefined;
+  if (cfg.opsListen) {
+    ops = await serveOps({
+      listen: cfg.opsListen,
+      registry,
+      ready: () => Promise.resolve(stopping ? "shutting down" : true),
+      log,
+    });
+    log(`serving /metrics, /healthz and /readyz at ${ops.url}`);
+  }
   // The machine-readable ready line that supervisors (the lab, tests) wait for.
   process.stdout.write(
-    `signer: ready ${JSON.stringify({ port: running.port, nodeId: keys.nodePub.toString("hex") })}\n`,
+    `signer: ready ${JSON.stringify({
+      port: running.port,
+      nodeId: keys.nodePub.toString("hex"),
+      ...(ops ? { ops: ops.url } : {}),
+    })}\n`,
   );
-  let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log(`${signal}: finishing calls in flight`);
     void running
       .shutdown()
+      .then(() => ops?.close())
       .then(() => store.close())
       .then(
         () => process.exit(0),

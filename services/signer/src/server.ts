@@ -6,6 +6,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { sat } from "@ln/bitcoin";
+import { Counter, Histogram, type Registry } from "@ln/metrics";
 import { SignerError } from "./errors.js";
 import {
   bytes,
@@ -39,14 +40,70 @@ type Handlers = {
   [M in SignerMethod]: (req: SignerMethods[M][0]) => Promise<SignerMethods[M][1]> | SignerMethods[M][1];
 };
 
-function toStatus(e: unknown, method: string, log: Log): Partial<grpc.StatusObject> {
+/**
+ * The signer's metrics, labelled by gRPC method and, for a refusal, its code (never a channel, a
+ * key or a digest).
+ */
+export interface SignerMetrics {
+  /** signer_requests_total{method}: calls received. */
+  requests: Counter<"method">;
+  /**
+   * signer_refusals_total{method,reason}: calls answered with a SignerError; `reason` is its code
+   * (a policy refusal such as FEE_TOO_HIGH, or INVALID_REQUEST for a malformed request).
+   */
+  refusals: Counter<"method" | "reason">;
+  /** signer_internal_errors_total{method}: calls that failed otherwise (INTERNAL). */
+  internalErrors: Counter<"method">;
+  /** signer_request_seconds{method}: time from the call to its answer. */
+  seconds: Histogram<"method">;
+}
+
+export function signerMetrics(registry: Registry): SignerMetrics {
+  const registers = [registry];
+  return {
+    requests: new Counter({
+      name: "signer_requests_total",
+      help: "Signer gRPC calls received, by method.",
+      labelNames: ["method"] as const,
+      registers,
+    }),
+    refusals: new Counter({
+      name: "signer_refusals_total",
+      help: "Signer calls refused, by method and reason code (the policy's refusal code, or INVALID_REQUEST).",
+      labelNames: ["method", "reason"] as const,
+      registers,
+    }),
+    internalErrors: new Counter({
+      name: "signer_internal_errors_total",
+      help: "Signer calls that failed with an internal error, by method.",
+      labelNames: ["method"] as const,
+      registers,
+    }),
+    seconds: new Histogram({
+      name: "signer_request_seconds",
+      help: "Time to answer a signer call, by method.",
+      labelNames: ["method"] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
+  };
+}
+
+function toStatus(
+  e: unknown,
+  method: string,
+  log: Log,
+  metrics: SignerMetrics | undefined,
+): Partial<grpc.StatusObject> {
   if (e instanceof SignerError) {
+    metrics?.refusals.inc({ method, reason: e.code });
     const metadata = new grpc.Metadata();
     metadata.set(REFUSAL_METADATA_KEY, e.code);
     const code = e.isRefusal ? grpc.status.FAILED_PRECONDITION : grpc.status.INVALID_ARGUMENT;
     log(`${method}: ${e.isRefusal ? "refused" : "invalid request"} ${e.code}`);
     return { code, details: `${e.code}: ${e.message}`, metadata };
   }
+  metrics?.internalErrors.inc({ method });
   log(`${method}: internal error ${e instanceof Error ? e.name : typeof e}`);
   return { code: grpc.status.INTERNAL, details: "internal error" };
 }
@@ -173,17 +230,29 @@ function handlers(s: SignerService): Handlers {
   };
 }
 
-function implementation(s: SignerService, log: Log): grpc.UntypedServiceImplementation {
+function implementation(
+  s: SignerService,
+  log: Log,
+  metrics: SignerMetrics | undefined,
+): grpc.UntypedServiceImplementation {
   const h = handlers(s);
   const impl: grpc.UntypedServiceImplementation = {};
   for (const method of Object.keys(h) as SignerMethod[]) {
     const fn = h[method] as (req: unknown) => unknown;
     const call: grpc.handleUnaryCall<unknown, unknown> = (c, callback) => {
+      metrics?.requests.inc({ method });
+      const done = metrics?.seconds.startTimer({ method });
       Promise.resolve()
         .then(() => fn(c.request))
         .then(
-          (reply) => callback(null, reply),
-          (e: unknown) => callback(toStatus(e, method, log)),
+          (reply) => {
+            done?.();
+            callback(null, reply);
+          },
+          (e: unknown) => {
+            done?.();
+            callback(toStatus(e, method, log, metrics));
+          },
         );
     };
     impl[method] = call;
@@ -203,10 +272,12 @@ export async function startServer(opts: {
   listen: string;
   tls: TlsFiles;
   log?: Log;
+  /** Counters and timings of the calls (signerMetrics); none if absent. */
+  metrics?: SignerMetrics;
 }): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`signer: ${line}\n`));
   const server = new grpc.Server();
-  server.addService(loadSignerService(), implementation(opts.service, log));
+  server.addService(loadSignerService(), implementation(opts.service, log, opts.metrics));
   const credentials = grpc.ServerCredentials.createSsl(
     opts.tls.ca,
     [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }],

@@ -1,4 +1,5 @@
 /** The watchtower process's settings: the only place that reads the environment. */
+import { parseListen, type HostPort } from "@ln/metrics";
 
 export interface WatchtowerConfig {
   databaseUrl: string;
@@ -15,6 +16,8 @@ export interface WatchtowerConfig {
   pollMs: number;
   /** First block to report without a stored cursor; default: the node's tip at first start. */
   startHeight: number | undefined;
+  /** WATCHTOWER_OPS_LISTEN: where to serve /metrics, /healthz and /readyz over HTTP; none if unset. */
+  opsListen: HostPort | undefined;
 }
 
 export class WatchtowerConfigError extends Error {
@@ -88,6 +91,12 @@ export function loadConfig(
       );
     else startHeight = Number(startText);
   }
+  const opsText = opt("WATCHTOWER_OPS_LISTEN");
+  const opsListen = opsText === undefined ? undefined : parseListen(opsText);
+  if (opsText !== undefined && opsListen === undefined)
+    problems.push(
+      `WATCHTOWER_OPS_LISTEN must be host:port for the HTTP /metrics, /healthz and /readyz (e.g. 0.0.0.0:9102; port 0: any free port), got ${JSON.stringify(opsText)}`,
+    );
   if (problems.length > 0)
     throw new WatchtowerConfigError(`watchtower configuration:\n  ${problems.join("\n  ")}`);
   const user = opt("BITCOIN_RPC_USER");
@@ -106,5 +115,6 @@ export function loadConfig(
     stream,
     pollMs,
     startHeight,
+    opsListen,
   };
 }

@@ -2,9 +2,12 @@
  * and answers the channel service's requests over NATS (DESIGN.md 1, 7, 8). Composition root:
  * configuration from the environment (config.ts), Postgres, the node's RPC, NATS; graceful
  * SIGTERM/SIGINT. Logs go to stderr as "watchtower: ..."; once caught up and serving it prints
- * one machine-readable line `watchtower: ready {"height":N,"stream":"..."}` on stdout. */
+ * one machine-readable line `watchtower: ready {"height":N,"stream":"..."}` on stdout (with
+ * "ops":"http://host:port" when WATCHTOWER_OPS_LISTEN serves /metrics, /healthz and /readyz). */
 import { BitcoinRpc, BlockFollowerError, RpcError, RpcTransportError } from "@ln/chain-client";
-import { connect, type NatsConnection } from "nats";
+import { Counter, Gauge, newRegistry, serveOps, type OpsServer, type Registry } from "@ln/metrics";
+import type { BroadcastReply } from "@ln/proto";
+import { connect, type JetStreamClient, type NatsConnection } from "nats";
 import pg from "pg";
 import { ChainWatcher, chainRequestSubjects, serveChainRequests } from "./chain-watcher.js";
 import { loadConfig, WatchtowerConfigError } from "./config.js";
@@ -43,15 +46,124 @@ function advice(e: unknown): string {
   return `${message(e)}; retrying`;
 }
 
+/** The watchtower's metrics; labels are event kinds and outcomes only, never a txid or a channel. */
+function watchtowerMetrics(registry: Registry) {
+  const registers = [registry];
+  const m = {
+    blocks: new Counter({
+      name: "watchtower_blocks_total",
+      help: "Blocks handled, by kind: connected or disconnected (a reorg); a replay JetStream drops as a duplicate is not counted.",
+      labelNames: ["kind"] as const,
+      registers,
+    }),
+    events: new Counter({
+      name: "watchtower_events_published_total",
+      help: "Chain events published on JetStream, by kind (block_connected, anchor_depth, wallet_output, ...); duplicates dropped by JetStream are not counted.",
+      labelNames: ["kind"] as const,
+      registers,
+    }),
+    rpcErrors: new Counter({
+      name: "watchtower_rpc_errors_total",
+      help: "Failed calls to the node's RPC, by kind: transport (unreachable, timeout, HTTP) or node (the node answered with an error).",
+      labelNames: ["kind"] as const,
+      registers,
+    }),
+    broadcasts: new Counter({
+      name: "watchtower_broadcasts_total",
+      help: "Broadcast requests answered, by outcome: ok, rejected, unavailable, bad_request or error.",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
+  };
+  for (const kind of ["connected", "disconnected"]) m.blocks.inc({ kind }, 0);
+  for (const kind of ["transport", "node"]) m.rpcErrors.inc({ kind }, 0);
+  return m;
+}
+type WatchtowerMetrics = ReturnType<typeof watchtowerMetrics>;
+
+/** The node's RPC, counting failed calls (every typed method goes through call()). */
+class MeteredRpc extends BitcoinRpc {
+  constructor(
+    opts: ConstructorParameters<typeof BitcoinRpc>[0],
+    private readonly errors: WatchtowerMetrics["rpcErrors"],
+  ) {
+    super(opts);
+  }
+
+  override async call<T = unknown>(
+    method: string,
+    params?: readonly unknown[],
+    opts?: Parameters<BitcoinRpc["call"]>[2],
+  ): Promise<T> {
+    try {
+      return await super.call<T>(method, params, opts);
+    } catch (e) {
+      this.errors.inc({ kind: e instanceof RpcError ? "node" : "transport" });
+      throw e;
+    }
+  }
+}
+
+/** The watcher, counting broadcast requests by outcome. */
+class MeteredWatcher extends ChainWatcher {
+  constructor(
+    opts: ConstructorParameters<typeof ChainWatcher>[0],
+    private readonly outcomes: WatchtowerMetrics["broadcasts"],
+  ) {
+    super(opts);
+  }
+
+  override async broadcast(tx: Buffer): Promise<BroadcastReply> {
+    try {
+      const reply = await super.broadcast(tx);
+      this.outcomes.inc({ outcome: "txid" in reply ? "ok" : reply.code.toLowerCase() });
+      return reply;
+    } catch (e) {
+      this.outcomes.inc({ outcome: "error" });
+      throw e;
+    }
+  }
+}
+
+/** JetStream publishing, counting the events (the subject's last token is the event kind). */
+function meteredJetStream(js: JetStreamClient, m: WatchtowerMetrics, prefix: string): JetStreamClient {
+  const publish: JetStreamClient["publish"] = async (subject, payload, options) => {
+    const ack = await js.publish(subject, payload, options);
+    if (!ack.duplicate && subject.startsWith(`${prefix}.`)) {
+      const kind = subject.slice(prefix.length + 1);
+      m.events.inc({ kind });
+      if (kind === "block_connected") m.blocks.inc({ kind: "connected" });
+      if (kind === "block_disconnected") m.blocks.inc({ kind: "disconnected" });
+    }
+    return ack;
+  };
+  return new Proxy(js, {
+    get(target, prop, receiver) {
+      if (prop === "publish") return publish;
+      const v: unknown = Reflect.get(target, prop, receiver);
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
 async function main(): Promise<void> {
   const cfg = loadConfig();
+  const registry = newRegistry("watchtower");
+  const metrics = watchtowerMetrics(registry);
+  let ops: OpsServer | undefined;
+  let ready: true | string = "starting: catching up with the node";
+  // Served from the start: /healthz answers during a long first catch-up.
+  if (cfg.opsListen) {
+    ops = await serveOps({ listen: cfg.opsListen, registry, ready: () => Promise.resolve(ready), log });
+    log(`serving /metrics, /healthz and /readyz at ${ops.url}`);
+  }
   log(
     `starting: node ${redact(cfg.rpc.url)}, NATS ${redact(cfg.natsUrl)}, schema ${cfg.databaseSchema}, ` +
       `subjects ${cfg.chainPrefix}.*, stream ${cfg.stream}`,
   );
   const pool = new pg.Pool({ connectionString: cfg.databaseUrl });
   pool.on("error", (e) => log(`Postgres connection error: ${e.message}`));
-  const rpc = new BitcoinRpc(cfg.rpc);
+  const rpc = new MeteredRpc(cfg.rpc, metrics.rpcErrors);
 
   let nc: NatsConnection;
   try {
@@ -62,6 +174,7 @@ async function main(): Promise<void> {
     });
   } catch (e) {
     await pool.end();
+    await ops?.close();
     throw new Error(
       `cannot connect to NATS at ${redact(cfg.natsUrl)} (${message(e)}); start it or set NATS_URL`,
     );
@@ -71,16 +184,28 @@ async function main(): Promise<void> {
       if (s.type === "disconnect" || s.type === "reconnect") log(`NATS ${s.type} (${String(s.data)})`);
   })();
 
-  const watcher = new ChainWatcher({
-    pool,
-    schema: cfg.databaseSchema,
-    rpc,
-    js: nc.jetstream(),
-    subjectPrefix: cfg.chainPrefix,
-    ...(cfg.startHeight !== undefined ? { startHeight: cfg.startHeight } : {}),
-    intervalMs: cfg.pollMs,
-    onProgress: (p) => log(`synced to ${p.height}/${p.tip}`),
-    onPollError: (e) => log(advice(e)),
+  const watcher = new MeteredWatcher(
+    {
+      pool,
+      schema: cfg.databaseSchema,
+      rpc,
+      js: meteredJetStream(nc.jetstream(), metrics, cfg.chainPrefix),
+      subjectPrefix: cfg.chainPrefix,
+      ...(cfg.startHeight !== undefined ? { startHeight: cfg.startHeight } : {}),
+      intervalMs: cfg.pollMs,
+      onProgress: (p) => log(`synced to ${p.height}/${p.tip}`),
+      onPollError: (e) => log(advice(e)),
+    },
+    metrics.broadcasts,
+  );
+  new Gauge({
+    name: "watchtower_chain_height",
+    help: "Height of the last block the watchtower handled (its cursor).",
+    registers: [registry],
+    collect() {
+      const c = watcher.follower.cursor;
+      if (c) this.set(c.height);
+    },
   });
   try {
     const applied = await watcher.migrate();
@@ -88,6 +213,7 @@ async function main(): Promise<void> {
   } catch (e) {
     await nc.close();
     await pool.end();
+    await ops?.close();
     throw new Error(
       `cannot prepare schema ${cfg.databaseSchema} (${message(e)}); check WATCHTOWER_DATABASE_URL`,
     );
@@ -143,6 +269,7 @@ async function main(): Promise<void> {
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
+    ready = "shutting down";
     log(`${signal}: stopping`);
     wake?.();
     void (async () => {
@@ -152,6 +279,7 @@ async function main(): Promise<void> {
       await Promise.race([initial, new Promise((r) => setTimeout(r, 5000))]);
       await nc.drain().catch((e: unknown) => log(`NATS drain: ${message(e)}`));
       await pool.end().catch((e: unknown) => log(`Postgres: ${message(e)}`));
+      await ops?.close();
     })().then(
       () => process.exit(0),
       () => process.exit(1),
@@ -164,8 +292,11 @@ async function main(): Promise<void> {
   initial = first.then(() => undefined);
   if (!(await first)) return;
   const height = watcher.follower.cursor?.height ?? Math.max((cfg.startHeight ?? 1) - 1, 0);
+  ready = true;
   // The machine-readable ready line that supervisors (the lab, tests) wait for.
-  process.stdout.write(`watchtower: ready ${JSON.stringify({ height, stream: cfg.stream })}\n`);
+  process.stdout.write(
+    `watchtower: ready ${JSON.stringify({ height, stream: cfg.stream, ...(ops ? { ops: ops.url } : {}) })}\n`,
+  );
   await follow();
 }
 

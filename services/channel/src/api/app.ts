@@ -8,6 +8,7 @@ import {
   type Static,
 } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from "fastify";
+import type { Registry } from "@ln/metrics";
 import type pg from "pg";
 import { ApiStore, type Scope, type TokenInfo } from "./api-store.js";
 import * as B from "./backend.js";
@@ -45,13 +46,18 @@ export interface ApiOptions {
   schema?: string;
   logger?: FastifyServerOptions["logger"];
   version?: string;
+  /**
+   * The Prometheus registry /metrics serves; the API adds its request counter to it. Default: a
+   * new one with the process metrics (service="channel").
+   */
+  registry?: Registry;
 }
 
 /** Builds the control API (migrating its tables first). Call `listen` or `inject` on the result. */
 export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   const store = new ApiStore(opts.pool, opts.schema);
   await store.migrate();
-  const metrics = new RequestMetrics();
+  const metrics = new RequestMetrics(opts.registry);
   const tokens = new WeakMap<FastifyRequest, TokenInfo>();
 
   const app = Fastify({
@@ -219,7 +225,7 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, metric
       },
     },
     async (_req, reply) => {
-      void reply.type("text/plain; version=0.0.4");
+      void reply.type(metrics.contentType);
       return metrics.render();
     },
   );

@@ -1,24 +1,139 @@
-/** A minimal Prometheus counter of requests by method, route and status; no dependency. */
-export class RequestMetrics {
-  private readonly counts = new Map<string, number>();
-  private readonly started = Date.now();
+/**
+ * The channel service's Prometheus metrics (prom-client, served by the control API's /metrics):
+ * the API's request counter, and gauges of the node's books read from Postgres at scrape time.
+ * Labels are methods, routes, statuses and phases only: never a channel id, a payment hash or a
+ * token.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Registry } from "@ln/metrics";
+import { quoteSchema } from "@ln/postgres";
+import type pg from "pg";
 
-  count(method: string, route: string, status: number): void {
-    const key = `method="${esc(method)}",route="${esc(route)}",status="${status}"`;
-    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+/** Requests served by the control API, by method, route pattern and status. */
+export class RequestMetrics {
+  readonly registry: Registry;
+  private readonly requests: Counter<"method" | "route" | "status">;
+
+  /**
+   * On `registry`: the process's, from newRegistry("channel") (main.ts). Default: a new one with
+   * the process metrics and no default label, for an embedded API (tests).
+   */
+  constructor(registry?: Registry) {
+    if (registry === undefined) {
+      registry = new Registry();
+      collectDefaultMetrics({ register: registry });
+    }
+    this.registry = registry;
+    const started = Date.now();
+    this.requests = new Counter({
+      name: "channel_api_requests_total",
+      help: "HTTP requests served by the control API.",
+      labelNames: ["method", "route", "status"] as const,
+      registers: [registry],
+    });
+    new Gauge({
+      name: "channel_api_uptime_seconds",
+      help: "Seconds since the API started.",
+      registers: [registry],
+      collect() {
+        this.set(Math.floor((Date.now() - started) / 1000));
+      },
+    });
   }
 
-  render(): string {
-    const lines = [
-      "# HELP channel_api_requests_total HTTP requests served by the control API.",
-      "# TYPE channel_api_requests_total counter",
-      ...[...this.counts.entries()].sort().map(([labels, n]) => `channel_api_requests_total{${labels}} ${n}`),
-      "# HELP channel_api_uptime_seconds Seconds since the API started.",
-      "# TYPE channel_api_uptime_seconds gauge",
-      `channel_api_uptime_seconds ${Math.floor((Date.now() - this.started) / 1000)}`,
-    ];
-    return `${lines.join("\n")}\n`;
+  count(method: string, route: string, status: number): void {
+    this.requests.inc({ method, route, status: String(status) });
+  }
+
+  /** The text exposition of every metric of the registry. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
   }
 }
 
-const esc = (s: string): string => s.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+const PHASES = ["opening", "normal", "clearing", "closed", "failed"] as const;
+const PAYMENT_STATUSES = ["pending", "succeeded", "failed"] as const;
+/** Label values read from the database are kept to this shape (they are enums in the code). */
+const LABEL = /^[a-z_]{1,32}$/;
+
+/**
+ * Gauges of the node's state, each one query at scrape time on `pool` (the service's schema):
+ * channel_channels{phase}, channel_payments_total{status}, channel_htlcs_in_flight and
+ * channel_chain_height (0 until a tip was recorded). A failed query keeps that gauge's last values
+ * and calls `onError`, rather than failing the whole scrape.
+ */
+export function registerNodeMetrics(
+  registry: Registry,
+  opts: { pool: pg.Pool; schema: string; onError?: (what: string, e: unknown) => void },
+): void {
+  const s = quoteSchema(opts.schema);
+  const registers = [registry];
+  const failed = (what: string, e: unknown): void => opts.onError?.(what, e);
+  new Gauge({
+    name: "channel_channels",
+    help: "Channels by phase (opening, normal, clearing, closed, failed).",
+    labelNames: ["phase"] as const,
+    registers,
+    async collect() {
+      try {
+        const r = await opts.pool.query<{ phase: string; n: number }>(
+          `SELECT phase, count(*)::int AS n FROM ${s}.channels GROUP BY phase`,
+        );
+        for (const phase of PHASES) this.set({ phase }, 0);
+        for (const row of r.rows) if (LABEL.test(row.phase)) this.set({ phase: row.phase }, row.n);
+      } catch (e) {
+        failed("channel_channels", e);
+      }
+    },
+  });
+  new Gauge({
+    name: "channel_payments_total",
+    help: "Payments we offered, by status (pending, succeeded, failed); a gauge read from the ledger.",
+    labelNames: ["status"] as const,
+    registers,
+    async collect() {
+      try {
+        const r = await opts.pool.query<{ status: string; n: number }>(
+          `SELECT status, count(*)::int AS n FROM ${s}.payments GROUP BY status`,
+        );
+        for (const status of PAYMENT_STATUSES) this.set({ status }, 0);
+        for (const row of r.rows) if (LABEL.test(row.status)) this.set({ status: row.status }, row.n);
+      } catch (e) {
+        failed("channel_payments_total", e);
+      }
+    },
+  });
+  new Gauge({
+    name: "channel_htlcs_in_flight",
+    help: "HTLCs on our current commitments of the channels not closed or failed.",
+    registers,
+    async collect() {
+      try {
+        const r = await opts.pool.query<{ n: number }>(
+          `SELECT coalesce(sum(CASE WHEN jsonb_typeof(state::jsonb -> 'localCommit' -> 'htlcs') = 'array'
+                                    THEN jsonb_array_length(state::jsonb -> 'localCommit' -> 'htlcs') ELSE 0 END), 0)::int AS n
+             FROM ${s}.channels WHERE phase NOT IN ('closed', 'failed')`,
+        );
+        this.set(r.rows[0]?.n ?? 0);
+      } catch (e) {
+        failed("channel_htlcs_in_flight", e);
+      }
+    },
+  });
+  new Gauge({
+    name: "channel_chain_height",
+    help: "Height of the last chain tip the channel service handled (compare watchtower_chain_height for its lag).",
+    registers,
+    async collect() {
+      try {
+        const r = await opts.pool.query<{ height: number }>(`SELECT height FROM ${s}.chain_tip WHERE id = 1`);
+        this.set(r.rows[0]?.height ?? 0);
+      } catch (e) {
+        failed("channel_chain_height", e);
+      }
+    },
+  });
+}

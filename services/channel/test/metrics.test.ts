@@ -1,0 +1,117 @@
+/**
+ * The channel service's /metrics on its control API (prom-client): the request counter keeps its
+ * name and labels, and the node gauges are read from Postgres at scrape time: channels by phase,
+ * payments by status, HTLCs in flight on live channels, the chain height.
+ */
+import { randomBytes } from "node:crypto";
+import { newRegistry } from "@ln/metrics";
+import type { FastifyInstance } from "fastify";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildApi, MemoryBackend } from "../src/api/index.js";
+import { registerNodeMetrics } from "../src/api/metrics.js";
+import { ChannelStore } from "../src/store.js";
+
+const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const schema = `channel_metrics_${randomBytes(6).toString("hex")}`;
+let app: FastifyInstance;
+const errors: string[] = [];
+
+beforeAll(async () => {
+  await new ChannelStore(pool, schema).migrate();
+  const registry = newRegistry("channel");
+  registerNodeMetrics(registry, { pool, schema, onError: (what) => errors.push(what) });
+  app = await buildApi({ pool, schema, backend: new MemoryBackend(), registry });
+});
+afterAll(async () => {
+  await app?.close();
+  await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await pool.end();
+});
+
+async function scrape(): Promise<string> {
+  const r = await app.inject({ method: "GET", url: "/metrics" });
+  expect(r.statusCode).toBe(200);
+  expect(r.headers["content-type"]).toContain("text/plain");
+  return r.body;
+}
+const value = (text: string, series: string): number | undefined => {
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+};
+
+const channel = (id: string, phase: string, htlcs: number): Promise<unknown> =>
+  pool.query(`INSERT INTO "${schema}".channels (id, state, phase) VALUES ($1, $2, $3)`, [
+    id,
+    JSON.stringify({
+      phase,
+      localCommit: { htlcs: Array.from({ length: htlcs }, (_, i) => ({ id: { $bigint: String(i) } })) },
+    }),
+    phase,
+  ]);
+const payment = (id: string, channelId: string, htlcId: number, status: string): Promise<unknown> =>
+  pool.query(
+    `INSERT INTO "${schema}".payments (id, channel_id, htlc_id, r_hash, amount_msat, expiry, status)
+     VALUES ($1, $2, $3, $4, 1000, '{}'::jsonb, $5)`,
+    [id, channelId, htlcId, randomBytes(32).toString("hex"), status],
+  );
+
+describe("the channel service's /metrics", () => {
+  it("has the process metrics and the API's request counter under its old name", async () => {
+    await app.inject({ method: "GET", url: "/healthz" });
+    const text = await scrape();
+    expect(text).toMatch(
+      /^channel_api_requests_total\{method="GET",route="\/healthz",status="200",service="channel"\} 1$/m,
+    );
+    expect(text).toMatch(/^channel_api_uptime_seconds\{service="channel"\} \d+$/m);
+    expect(text).toMatch(/^process_cpu_seconds_total\{service="channel"\} /m);
+  });
+
+  it("reads channels by phase, payments by status, HTLCs in flight and the chain height at scrape time", async () => {
+    let text = await scrape();
+    for (const phase of ["opening", "normal", "clearing", "closed", "failed"])
+      expect(value(text, `channel_channels{phase="${phase}",service="channel"}`), phase).toBe(0);
+    expect(value(text, 'channel_payments_total{status="pending",service="channel"}')).toBe(0);
+    expect(value(text, 'channel_htlcs_in_flight{service="channel"}')).toBe(0);
+    expect(value(text, 'channel_chain_height{service="channel"}')).toBe(0);
+
+    const ids = ["a", "b", "c"].map((x) => `${x}-${randomBytes(4).toString("hex")}`);
+    await channel(ids[0] as string, "normal", 2);
+    await channel(ids[1] as string, "clearing", 1);
+    await channel(ids[2] as string, "closed", 5); // not live: its HTLCs do not count
+    await payment("p1", ids[0] as string, 0, "pending");
+    await payment("p2", ids[0] as string, 1, "pending");
+    await payment("p3", ids[1] as string, 0, "succeeded");
+    await pool.query(`INSERT INTO "${schema}".chain_tip (id, height, hash, time) VALUES (1, 321, 'h', 0)`);
+
+    text = await scrape();
+    expect(value(text, 'channel_channels{phase="normal",service="channel"}')).toBe(1);
+    expect(value(text, 'channel_channels{phase="clearing",service="channel"}')).toBe(1);
+    expect(value(text, 'channel_channels{phase="closed",service="channel"}')).toBe(1);
+    expect(value(text, 'channel_channels{phase="opening",service="channel"}')).toBe(0);
+    expect(value(text, 'channel_payments_total{status="pending",service="channel"}')).toBe(2);
+    expect(value(text, 'channel_payments_total{status="succeeded",service="channel"}')).toBe(1);
+    expect(value(text, 'channel_payments_total{status="failed",service="channel"}')).toBe(0);
+    expect(value(text, 'channel_htlcs_in_flight{service="channel"}')).toBe(3);
+    expect(value(text, 'channel_chain_height{service="channel"}')).toBe(321);
+    // No channel id in any label.
+    for (const id of ids) expect(text).not.toContain(id);
+    expect(errors).toEqual([]);
+  });
+
+  it("a failed query is reported, the scrape still succeeds", async () => {
+    const registry = newRegistry("channel");
+    registerNodeMetrics(registry, { pool, schema: "no_such_schema_here", onError: (w) => errors.push(w) });
+    const text = await registry.metrics();
+    expect(text).toContain("process_cpu_seconds_total");
+    expect(value(text, 'channel_channels{phase="normal",service="channel"}')).toBeUndefined();
+    expect(errors).toEqual(
+      expect.arrayContaining([
+        "channel_channels",
+        "channel_payments_total",
+        "channel_htlcs_in_flight",
+        "channel_chain_height",
+      ]),
+    );
+  });
+});
