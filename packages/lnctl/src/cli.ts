@@ -1,0 +1,562 @@
+import { randomUUID } from "node:crypto";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ApiClientError, ConnectionError, LnClient, type FetchLike, type Locktime } from "./client.js";
+import { ConfigError, readFileIfExists, resolveSettings, type Env, type ReadFile } from "./config.js";
+import * as F from "./format.js";
+
+/** Exit codes. */
+export const EXIT = { ok: 0, api: 1, usage: 2, connection: 3 } as const;
+
+/** Blocks added to the current height when `pay` gets neither --expiry-blocks nor --expiry-height. */
+export const DEFAULT_EXPIRY_BLOCKS = 288;
+const MAX_BLOCK_HEIGHT = 499_999_999;
+/** About two years of blocks: more is a typo, and keeps height + n a block height. */
+const MAX_RELATIVE_BLOCKS = 100_000;
+
+// ---------------------------------------------------------------------------------------------
+// Commands and their usage
+
+export type ExpiryArg = { kind: "relative"; blocks: number } | { kind: "height"; height: number };
+
+export type Command =
+  | { name: "help"; topic: string | undefined }
+  | { name: "info" }
+  | { name: "connect"; nodeId: string; host: string; port: number }
+  | { name: "open"; nodeId: string; fundingSat: bigint }
+  | { name: "channels" }
+  | { name: "channel"; id: string }
+  | { name: "close"; id: string }
+  | { name: "force-close"; id: string }
+  | { name: "fee"; id: string; feeRate: number }
+  | { name: "invoice"; amountMsat: bigint; description: string | undefined }
+  | {
+      name: "pay";
+      channelId: string;
+      rHash: string;
+      amountMsat: bigint;
+      expiry: ExpiryArg;
+      idempotencyKey: string | undefined;
+    }
+  | { name: "payments"; limit: number | undefined }
+  | { name: "payment"; id: string }
+  | { name: "wallet address" }
+  | { name: "wallet balance" }
+  | { name: "wallet withdraw"; address: string; amountSat: bigint };
+
+export interface Globals {
+  url: string | undefined;
+  token: string | undefined;
+  config: string | undefined;
+  json: boolean;
+}
+
+export type Parsed =
+  | { ok: true; globals: Globals; command: Command }
+  | { ok: false; topic: string | undefined; message: string };
+
+interface Spec {
+  usage: string;
+  summary: string;
+  /** Command-specific options this command accepts. */
+  options?: readonly CommandOption[];
+  details?: string;
+}
+
+type CommandOption = "description" | "expiry-blocks" | "expiry-height" | "idempotency-key" | "limit";
+
+export const COMMANDS: Readonly<Record<string, Spec>> = {
+  info: { usage: "lnctl info", summary: "node id, network, block height, peer and channel counts" },
+  connect: {
+    usage: "lnctl connect <nodeId>@<host>:<port>",
+    summary: "connect to a peer (admin)",
+    details: "An IPv6 host goes in brackets: <nodeId>@[::1]:9735.",
+  },
+  open: {
+    usage: "lnctl open <nodeId> <sat>",
+    summary: "open a channel to a connected peer, funding it with <sat> satoshi (admin)",
+  },
+  channels: { usage: "lnctl channels", summary: "list channels" },
+  channel: { usage: "lnctl channel <id>", summary: "one channel: state, balances, HTLCs, broadcasts" },
+  close: { usage: "lnctl close <id>", summary: "close a channel cooperatively (admin)" },
+  "force-close": {
+    usage: "lnctl force-close <id>",
+    summary: "close a channel unilaterally: broadcast our commitment (admin)",
+  },
+  fee: {
+    usage: "lnctl fee <id> <satPerKb>",
+    summary: "propose a new commitment fee rate, satoshi per 1000 bytes (admin)",
+  },
+  invoice: {
+    usage: "lnctl invoice <msat> [--description <text>]",
+    summary: "create an invoice for <msat> millisatoshi (invoice or admin)",
+    options: ["description"],
+  },
+  pay: {
+    usage:
+      "lnctl pay <channelId> <rHash> <msat> [--expiry-blocks <n> | --expiry-height <h>] [--idempotency-key <key>]",
+    summary: "pay <msat> millisatoshi for payment hash <rHash> over a channel (admin)",
+    options: ["expiry-blocks", "expiry-height", "idempotency-key"],
+    details: [
+      `The HTLC expires at block height <h>, or <n> blocks above the current height (default ${DEFAULT_EXPIRY_BLOCKS}).`,
+      "Without --idempotency-key a random key is used and printed to stderr with the command that",
+      "retries this exact payment: a retry with the same key and arguments pays at most once.",
+    ].join("\n"),
+  },
+  payments: {
+    usage: "lnctl payments [--limit <n>]",
+    summary: "list payments, newest first (default limit 100, at most 1000)",
+    options: ["limit"],
+  },
+  payment: { usage: "lnctl payment <id>", summary: "one payment and its outcome" },
+  wallet: {
+    usage: "lnctl wallet address | lnctl wallet balance | lnctl wallet withdraw <address> <sat>",
+    summary: "on-chain wallet: a fresh deposit address, the balance, or send <sat> out (withdraw: admin)",
+  },
+  help: { usage: "lnctl help [<command>]", summary: "this help, or one command's" },
+};
+
+const GLOBAL_HELP = `Global options:
+  --url <url>        control API base URL        (else $LNCTL_URL, else "url" in the config file)
+  --token <token>    bearer token                (else $LNCTL_TOKEN, else "token" in the config file)
+                     (prefer $LNCTL_TOKEN or the file: a --token shows in ps and shell history)
+  --config <path>    config file {"url","token"} (else $LNCTL_CONFIG, else ~/.config/lnctl/config.json)
+  --json             print the API's JSON reply instead of a table
+  -h, --help         show help
+
+Exit codes: 0 ok, 1 API error, 2 usage or configuration error, 3 API unreachable.`;
+
+/** What a usage error prints after its message: the command's usage line, or the command list. */
+export function briefUsage(topic?: string): string {
+  const spec = topic === undefined ? undefined : COMMANDS[topic];
+  if (spec && topic !== undefined) return `usage: ${spec.usage}\nRun 'lnctl help ${topic}' for details.\n`;
+  return `usage: lnctl <command> [arguments] [options]\ncommands: ${Object.keys(COMMANDS).join(", ")}\nRun 'lnctl help' for details.\n`;
+}
+
+/** The help text: all commands, or one command's usage. */
+export function usage(topic?: string): string {
+  const spec = topic === undefined ? undefined : COMMANDS[topic];
+  if (spec) {
+    const lines = [`usage: ${spec.usage}`, "", spec.summary];
+    if (spec.details) lines.push("", spec.details);
+    return `${lines.join("\n")}\n\n${GLOBAL_HELP}\n`;
+  }
+  const w = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+  const list = Object.entries(COMMANDS)
+    .map(([k, s]) => `  ${k.padEnd(w)}  ${s.summary}`)
+    .join("\n");
+  return `usage: lnctl <command> [arguments] [options]\n\nCommands:\n${list}\n\nRun 'lnctl help <command>' for a command's arguments.\n\n${GLOBAL_HELP}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument parsing (pure)
+
+const OPTIONS = {
+  url: { type: "string" },
+  token: { type: "string" },
+  config: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+  description: { type: "string" },
+  "expiry-blocks": { type: "string" },
+  "expiry-height": { type: "string" },
+  "idempotency-key": { type: "string" },
+  limit: { type: "string" },
+} as const satisfies ParseArgsConfig["options"];
+
+const COMMAND_OPTIONS: readonly CommandOption[] = [
+  "description",
+  "expiry-blocks",
+  "expiry-height",
+  "idempotency-key",
+  "limit",
+];
+
+class UsageError extends Error {}
+
+const DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
+
+/** A non-negative amount as a decimal integer string (underscores allowed between digits). */
+export function parseAmount(s: string, what: string): bigint {
+  const t = /^[0-9]+(_[0-9]+)*$/.test(s) ? s.replaceAll("_", "") : s;
+  if (!DECIMAL.test(t))
+    throw new UsageError(
+      `${what} must be a whole number (decimal digits, at most 20), got ${JSON.stringify(s)}`,
+    );
+  return BigInt(t);
+}
+
+/** An integer in [min, max]. */
+export function parseIntArg(s: string, what: string, min: number, max: number): number {
+  if (!/^[0-9]{1,10}$/.test(s))
+    throw new UsageError(`${what} must be a whole number, got ${JSON.stringify(s)}`);
+  const n = Number(s);
+  if (n < min || n > max) throw new UsageError(`${what} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+export function parseNodeId(s: string): string {
+  if (!/^0[23][0-9a-fA-F]{64}$/.test(s))
+    throw new UsageError(
+      `node id must be a compressed public key: 66 hex characters starting 02 or 03, got ${JSON.stringify(s)}`,
+    );
+  return s.toLowerCase();
+}
+
+function parseChannelId(s: string): string {
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(s))
+    throw new UsageError(`channel id must be 1-128 of A-Z a-z 0-9 _ -, got ${JSON.stringify(s)}`);
+  return s;
+}
+
+function parsePaymentId(s: string): string {
+  if (!/^[A-Za-z0-9_:-]{1,200}$/.test(s))
+    throw new UsageError(`payment id must be 1-200 of A-Z a-z 0-9 _ : -, got ${JSON.stringify(s)}`);
+  return s;
+}
+
+function parseHash(s: string): string {
+  if (!/^[0-9a-fA-F]{64}$/.test(s))
+    throw new UsageError(`payment hash must be 64 hex characters (32 bytes), got ${JSON.stringify(s)}`);
+  return s.toLowerCase();
+}
+
+/** `<nodeId>@<host>:<port>`, the host in brackets when it is an IPv6 address. */
+export function parsePeerAddress(s: string): { nodeId: string; host: string; port: number } {
+  const at = s.indexOf("@");
+  if (at < 0) throw new UsageError(`expected <nodeId>@<host>:<port>, got ${JSON.stringify(s)}`);
+  const nodeId = parseNodeId(s.slice(0, at));
+  const hp = s.slice(at + 1);
+  let host: string;
+  let portText: string;
+  const v6 = /^\[([0-9A-Fa-f:.]+)\]:([^:]*)$/.exec(hp);
+  if (v6) {
+    host = v6[1] ?? "";
+    portText = v6[2] ?? "";
+  } else {
+    const colon = hp.lastIndexOf(":");
+    if (colon < 0) throw new UsageError(`missing :<port> in ${JSON.stringify(hp)}`);
+    host = hp.slice(0, colon);
+    portText = hp.slice(colon + 1);
+    if (host.includes(":"))
+      throw new UsageError(`put an IPv6 host in brackets: <nodeId>@[${host}]:${portText}`);
+  }
+  if (host === "" || host.length > 253 || /[\s/@]/.test(host))
+    throw new UsageError(`bad host ${JSON.stringify(host)}`);
+  const port = parseIntArg(portText, "port", 1, 65535);
+  return { nodeId, host, port };
+}
+
+function positionals(topic: string, args: readonly string[], names: readonly string[]): string[] {
+  if (args.length < names.length)
+    throw new UsageError(
+      `${topic}: missing ${names
+        .slice(args.length)
+        .map((n) => `<${n}>`)
+        .join(" ")}`,
+    );
+  if (args.length > names.length)
+    throw new UsageError(`${topic}: unexpected argument ${JSON.stringify(args[names.length])}`);
+  return [...args];
+}
+
+/** Parses the command line (without node and the script). Never throws. */
+export function parseCommandLine(argv: readonly string[]): Parsed {
+  // A lenient first pass to learn the command, so an option error can show that command's usage.
+  let topic: string | undefined;
+  try {
+    const loose = parseArgs({ args: [...argv], options: OPTIONS, strict: false, allowPositionals: true });
+    topic = loose.positionals[0];
+  } catch {
+    topic = undefined;
+  }
+  if (topic !== undefined && !(topic in COMMANDS)) topic = undefined;
+
+  let values: {
+    [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]["type"] extends "string" ? string : boolean;
+  };
+  let args: string[];
+  try {
+    const p = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: true });
+    values = p.values;
+    args = p.positionals;
+  } catch (e) {
+    return { ok: false, topic, message: (e as Error).message };
+  }
+  const globals: Globals = {
+    url: values.url,
+    token: values.token,
+    config: values.config,
+    json: values.json === true,
+  };
+  const [name, ...rest] = args;
+  if (name === undefined) {
+    if (values.help) return { ok: true, globals, command: { name: "help", topic: undefined } };
+    return { ok: false, topic: undefined, message: "no command given" };
+  }
+  if (!(name in COMMANDS))
+    return { ok: false, topic: undefined, message: `unknown command ${JSON.stringify(name)}` };
+  if (values.help) return { ok: true, globals, command: { name: "help", topic: name } };
+
+  const allowed = COMMANDS[name]?.options ?? [];
+  for (const o of COMMAND_OPTIONS)
+    if (values[o] !== undefined && !allowed.includes(o))
+      return { ok: false, topic: name, message: `${name} does not take --${o}` };
+
+  try {
+    return { ok: true, globals, command: parseCommand(name, rest, values) };
+  } catch (e) {
+    if (e instanceof UsageError) return { ok: false, topic: name, message: e.message };
+    throw e;
+  }
+}
+
+function parseCommand(
+  name: string,
+  args: readonly string[],
+  o: Partial<Record<CommandOption, string>>,
+): Command {
+  switch (name) {
+    case "help": {
+      if (args.length > 1) throw new UsageError(`help: unexpected argument ${JSON.stringify(args[1])}`);
+      const t = args[0];
+      if (t !== undefined && !(t in COMMANDS)) throw new UsageError(`unknown command ${JSON.stringify(t)}`);
+      return { name: "help", topic: t };
+    }
+    case "info":
+    case "channels":
+      positionals(name, args, []);
+      return { name };
+    case "connect": {
+      const [addr] = positionals(name, args, ["nodeId@host:port"]);
+      return { name, ...parsePeerAddress(addr ?? "") };
+    }
+    case "open": {
+      const [nodeId, amount] = positionals(name, args, ["nodeId", "sat"]);
+      const fundingSat = parseAmount(amount ?? "", "the funding amount <sat>");
+      if (fundingSat === 0n) throw new UsageError("the funding amount <sat> must be above 0");
+      return { name, nodeId: parseNodeId(nodeId ?? ""), fundingSat };
+    }
+    case "channel":
+    case "close":
+    case "force-close": {
+      const [id] = positionals(name, args, ["id"]);
+      return { name, id: parseChannelId(id ?? "") };
+    }
+    case "fee": {
+      const [id, rate] = positionals(name, args, ["id", "satPerKb"]);
+      return {
+        name,
+        id: parseChannelId(id ?? ""),
+        feeRate: parseIntArg(rate ?? "", "the fee rate <satPerKb>", 1, 1_000_000_000),
+      };
+    }
+    case "invoice": {
+      const [amount] = positionals(name, args, ["msat"]);
+      const description = o.description;
+      if (description !== undefined && description.length > 640)
+        throw new UsageError(`--description is at most 640 characters, got ${description.length}`);
+      return { name, amountMsat: parseAmount(amount ?? "", "the amount <msat>"), description };
+    }
+    case "pay": {
+      const [channelId, rHash, amount] = positionals(name, args, ["channelId", "rHash", "msat"]);
+      const amountMsat = parseAmount(amount ?? "", "the amount <msat>");
+      if (amountMsat === 0n) throw new UsageError("the amount <msat> must be above 0");
+      if (o["expiry-blocks"] !== undefined && o["expiry-height"] !== undefined)
+        throw new UsageError("give --expiry-blocks or --expiry-height, not both");
+      const expiry: ExpiryArg =
+        o["expiry-height"] !== undefined
+          ? {
+              kind: "height",
+              height: parseIntArg(o["expiry-height"], "--expiry-height", 1, MAX_BLOCK_HEIGHT),
+            }
+          : {
+              kind: "relative",
+              blocks:
+                o["expiry-blocks"] === undefined
+                  ? DEFAULT_EXPIRY_BLOCKS
+                  : parseIntArg(o["expiry-blocks"], "--expiry-blocks", 1, MAX_RELATIVE_BLOCKS),
+            };
+      const key = o["idempotency-key"];
+      if (key !== undefined && !/^[\x21-\x7e]{1,255}$/.test(key))
+        throw new UsageError("--idempotency-key must be 1-255 printable ASCII characters without spaces");
+      return {
+        name,
+        channelId: parseChannelId(channelId ?? ""),
+        rHash: parseHash(rHash ?? ""),
+        amountMsat,
+        expiry,
+        idempotencyKey: key,
+      };
+    }
+    case "payments": {
+      positionals(name, args, []);
+      const limit = o.limit === undefined ? undefined : parseIntArg(o.limit, "--limit", 1, 1000);
+      return { name, limit };
+    }
+    case "payment": {
+      const [id] = positionals(name, args, ["id"]);
+      return { name, id: parsePaymentId(id ?? "") };
+    }
+    case "wallet": {
+      const [sub, ...more] = args;
+      switch (sub) {
+        case "address":
+        case "balance":
+          positionals(`wallet ${sub}`, more, []);
+          return { name: `wallet ${sub}` };
+        case "withdraw": {
+          const [address, amount] = positionals("wallet withdraw", more, ["address", "sat"]);
+          const a = address ?? "";
+          if (a.length < 14 || a.length > 90 || !/^[\x21-\x7e]+$/.test(a))
+            throw new UsageError(`not a bitcoin address: ${JSON.stringify(a)}`);
+          const amountSat = parseAmount(amount ?? "", "the amount <sat>");
+          if (amountSat === 0n) throw new UsageError("the amount <sat> must be above 0");
+          return { name: "wallet withdraw", address: a, amountSat };
+        }
+        case undefined:
+          throw new UsageError("wallet: missing address, balance or withdraw");
+        default:
+          throw new UsageError(`wallet: unknown subcommand ${JSON.stringify(sub)}`);
+      }
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(name)}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+export interface Writable {
+  write(chunk: string): unknown;
+}
+
+export interface RunOptions {
+  env: Env;
+  stdout: Writable;
+  stderr: Writable;
+  /** For tests: replaces global fetch. */
+  fetch?: FetchLike;
+  /** For tests: reads the config file (undefined when missing). */
+  readFile?: ReadFile;
+  /** Per-request timeout, ms. */
+  timeoutMs?: number;
+}
+
+/** Runs one lnctl command line; returns the exit code (see EXIT). */
+export async function run(argv: readonly string[], opts: RunOptions): Promise<number> {
+  const parsed = parseCommandLine(argv);
+  if (!parsed.ok) {
+    opts.stderr.write(`lnctl: ${parsed.message}\n${briefUsage(parsed.topic)}`);
+    return EXIT.usage;
+  }
+  const { globals, command } = parsed;
+  if (command.name === "help") {
+    opts.stdout.write(usage(command.topic));
+    return EXIT.ok;
+  }
+  let client: LnClient;
+  try {
+    const s = resolveSettings(globals, opts.env, opts.readFile ?? readFileIfExists);
+    client = new LnClient({
+      url: s.url,
+      token: s.token,
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
+      ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
+    });
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      opts.stderr.write(`lnctl: ${e.message}\n`);
+      return EXIT.usage;
+    }
+    throw e;
+  }
+  try {
+    const out = await execute(client, command, globals.json, opts.stderr);
+    opts.stdout.write(out);
+    return EXIT.ok;
+  } catch (e) {
+    if (e instanceof ApiClientError) {
+      opts.stderr.write(formatApiError(e));
+      return EXIT.api;
+    }
+    if (e instanceof ConnectionError) {
+      opts.stderr.write(`lnctl: ${e.message}\n`);
+      return EXIT.connection;
+    }
+    opts.stderr.write(`lnctl: unexpected failure: ${e instanceof Error ? e.message : String(e)}\n`);
+    return EXIT.api;
+  }
+}
+
+export function formatApiError(e: ApiClientError): string {
+  return `error: ${e.code} (HTTP ${e.status}): ${F.clean(e.message)}\nrequest id: ${F.clean(e.requestId ?? "(none)")}\n`;
+}
+
+const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
+
+async function execute(client: LnClient, c: Command, asJson: boolean, stderr: Writable): Promise<string> {
+  const show = <T>(v: T, human: (v: T) => string): string => (asJson ? json(v) : human(v));
+  switch (c.name) {
+    case "help":
+      return usage(c.topic);
+    case "info":
+      return show(await client.info(), F.formatInfo);
+    case "connect":
+      return show(await client.connectPeer({ nodeId: c.nodeId, host: c.host, port: c.port }), F.formatPeer);
+    case "open":
+      return show(
+        await client.openChannel({ nodeId: c.nodeId, fundingSat: c.fundingSat }),
+        F.formatChannelSummary,
+      );
+    case "channels":
+      return show(await client.listChannels(), F.formatChannels);
+    case "channel":
+      return show(await client.getChannel(c.id), F.formatChannel);
+    case "close":
+      return show(await client.closeChannel(c.id), F.formatChannelSummary);
+    case "force-close":
+      return show(await client.forceClose(c.id), F.formatChannelSummary);
+    case "fee":
+      return show(await client.updateFee(c.id, c.feeRate), F.formatChannelSummary);
+    case "invoice":
+      return show(
+        await client.createInvoice({
+          amountMsat: c.amountMsat,
+          ...(c.description === undefined ? {} : { description: c.description }),
+        }),
+        F.formatInvoice,
+      );
+    case "pay": {
+      let height: number;
+      if (c.expiry.kind === "height") height = c.expiry.height;
+      else {
+        const info = await client.info();
+        height = info.blockHeight + c.expiry.blocks;
+      }
+      const expiry: Locktime = { blocks: height };
+      const key = c.idempotencyKey ?? randomUUID();
+      if (c.idempotencyKey === undefined) stderr.write(`idempotency key: ${key}\n`);
+      stderr.write(
+        `to retry this payment without paying twice: lnctl pay ${c.channelId} ${c.rHash} ${c.amountMsat} --expiry-height ${height} --idempotency-key ${key}\n`,
+      );
+      const r = await client.payWithReplay(
+        { channelId: c.channelId, rHash: c.rHash, amountMsat: c.amountMsat, expiry },
+        key,
+      );
+      if (r.replayed && !asJson)
+        stderr.write("this idempotency key was used before: showing that payment; nothing new was sent\n");
+      return show(r.payment, F.formatPayment);
+    }
+    case "payments":
+      return show(await client.listPayments(c.limit), F.formatPayments);
+    case "payment":
+      return show(await client.getPayment(c.id), F.formatPayment);
+    case "wallet address":
+      return show(await client.walletAddress(), F.formatAddress);
+    case "wallet balance":
+      return show(await client.walletBalance(), F.formatBalance);
+    case "wallet withdraw":
+      return show(await client.withdraw({ address: c.address, amountSat: c.amountSat }), F.formatWithdrawal);
+  }
+}

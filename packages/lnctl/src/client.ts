@@ -1,0 +1,348 @@
+/**
+ * A typed client for the channel service's control API (services/channel/src/api). The reply
+ * types mirror services/channel/src/api/schemas.ts: amounts travel as decimal strings and stay
+ * strings here, so nothing is rounded; request amounts are taken as bigint and sent as strings.
+ */
+
+/** Absolute HTLC expiry: a block height or a unix time in seconds. */
+export type Locktime = { blocks: number } | { seconds: number };
+
+export interface ErrorBody {
+  error: { code: string; message: string; requestId?: string };
+}
+export interface Status {
+  status: string;
+}
+export interface NodeInfo {
+  nodeId: string;
+  network: string;
+  version: string;
+  blockHeight: number;
+  peerCount: number;
+  channelCount: number;
+}
+export interface PeerInfo {
+  nodeId: string;
+  host: string;
+  port: number;
+  connected: boolean;
+}
+export type ChannelPhase = "opening" | "normal" | "clearing" | "closed" | "failed";
+export interface ChannelSummary {
+  id: string;
+  peerNodeId: string;
+  phase: ChannelPhase;
+  role: "creator" | "acceptor";
+  /** satoshi, decimal string */
+  capacitySat: string;
+  /** millisatoshi, decimal string */
+  localBalanceMsat: string;
+  /** millisatoshi, decimal string */
+  remoteBalanceMsat: string;
+}
+export interface ChannelList {
+  channels: ChannelSummary[];
+}
+export interface Htlc {
+  /** HTLC id, decimal string */
+  id: string;
+  direction: "offered" | "received";
+  amountMsat: string;
+  rHash: string;
+  expiry: Locktime;
+}
+export interface ChannelDetail extends ChannelSummary {
+  htlcs: Htlc[];
+  failure: { code: string; problem: string } | null;
+  anchorTxid: string | null;
+  /** What this node broadcast for the channel; kind is "close" or "commitment". */
+  transactions: Array<{ kind: string; txid: string }>;
+}
+export interface Invoice {
+  rHash: string;
+  amountMsat: string;
+  description: string;
+  /** ISO 8601 */
+  createdAt: string;
+}
+export type PaymentStatus = "pending" | "succeeded" | "failed";
+export interface Payment {
+  id: string;
+  channelId: string;
+  rHash: string;
+  amountMsat: string;
+  expiry: Locktime;
+  status: PaymentStatus;
+  failureReason: string | null;
+  createdAt: string;
+}
+export interface PaymentList {
+  payments: Payment[];
+}
+export interface WalletAddress {
+  address: string;
+}
+export interface WalletBalance {
+  confirmedSat: string;
+  unconfirmedSat: string;
+}
+export interface Withdrawal {
+  txid: string;
+  address: string;
+  amountSat: string;
+}
+
+/** The API answered with an error (4xx/5xx): its code, message and request id. */
+export class ApiClientError extends Error {
+  override readonly name = "ApiClientError";
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly requestId: string | undefined,
+  ) {
+    super(message);
+  }
+}
+
+/** The API could not be reached (refused, DNS, TLS, timeout) or did not answer with JSON. */
+export class ConnectionError extends Error {
+  override readonly name = "ConnectionError";
+  constructor(
+    readonly url: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface PayRequest {
+  channelId: string;
+  /** SHA-256 payment hash, 64 lowercase hex characters. */
+  rHash: string;
+  amountMsat: bigint;
+  expiry: Locktime;
+}
+
+export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
+
+export interface ClientOptions {
+  /** Base URL of the control API, e.g. http://127.0.0.1:8080 */
+  url: string;
+  /** Bearer token; sent in the Authorization header only, never in messages. */
+  token: string;
+  /** Per-request timeout. Default 30 s. */
+  timeoutMs?: number;
+  fetch?: FetchLike;
+}
+
+/** The URL without credentials, query or fragment: safe to show in messages. */
+export function displayUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    u.search = "";
+    u.hash = "";
+    return u.toString().replace(/\/$/, "");
+  } catch {
+    return "(invalid URL)";
+  }
+}
+
+const seg = (s: string): string => encodeURIComponent(s);
+
+export class LnClient {
+  private readonly base: string;
+  private readonly token: string;
+  private readonly timeoutMs: number;
+  private readonly fetchFn: FetchLike;
+
+  constructor(opts: ClientOptions) {
+    const u = new URL(opts.url); // throws TypeError on a malformed URL
+    if (u.protocol !== "http:" && u.protocol !== "https:")
+      throw new TypeError(`the API URL must be http:// or https://, got ${u.protocol}`);
+    this.base = opts.url.replace(/\/+$/, "");
+    this.token = opts.token;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.fetchFn = opts.fetch ?? ((input, init) => fetch(input, init));
+  }
+
+  /** The base URL, without credentials. */
+  get url(): string {
+    return displayUrl(this.base);
+  }
+
+  private async request<T>(
+    method: "GET" | "POST",
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<T> {
+    return (await this.send<T>(method, path, body, headers)).body;
+  }
+
+  private async send<T>(
+    method: "GET" | "POST",
+    path: string,
+    body: unknown,
+    headers: Record<string, string>,
+  ): Promise<{ body: T; headers: Headers }> {
+    const target = `${this.base}${path}`;
+    const h: Record<string, string> = {
+      accept: "application/json",
+      authorization: `Bearer ${this.token}`,
+      ...headers,
+    };
+    if (body !== undefined) h["content-type"] = "application/json";
+    let res: Response;
+    try {
+      res = await this.fetchFn(target, {
+        method,
+        headers: h,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (e) {
+      throw new ConnectionError(this.url, connectionMessage(this.url, e, this.timeoutMs), { cause: e });
+    }
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (e) {
+      throw new ConnectionError(this.url, connectionMessage(this.url, e, this.timeoutMs), { cause: e });
+    }
+    const headerId = res.headers.get("x-request-id") ?? undefined;
+    let parsed: unknown;
+    try {
+      parsed = text === "" ? undefined : JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (!res.ok) {
+      if (isErrorBody(parsed)) {
+        const e = parsed.error;
+        throw new ApiClientError(res.status, e.code, e.message, e.requestId ?? headerId);
+      }
+      throw new ApiClientError(
+        res.status,
+        `HTTP_${res.status}`,
+        `${res.status} ${res.statusText || "error"} without an error body; is ${this.url} the channel service's control API?`,
+        headerId,
+      );
+    }
+    if (parsed === undefined)
+      throw new ConnectionError(
+        this.url,
+        `${this.url} answered ${method} ${path} with something other than JSON; check --url/LNCTL_URL points at the channel service's control API`,
+      );
+    return { body: parsed as T, headers: res.headers };
+  }
+
+  healthz(): Promise<Status> {
+    return this.request("GET", "/healthz");
+  }
+  readyz(): Promise<Status> {
+    return this.request("GET", "/readyz");
+  }
+  info(): Promise<NodeInfo> {
+    return this.request("GET", "/v1/info");
+  }
+  connectPeer(peer: { nodeId: string; host: string; port: number }): Promise<PeerInfo> {
+    return this.request("POST", "/v1/peers", { host: peer.host, port: peer.port, nodeId: peer.nodeId });
+  }
+  openChannel(req: { nodeId: string; fundingSat: bigint }): Promise<ChannelSummary> {
+    return this.request("POST", "/v1/channels", {
+      nodeId: req.nodeId,
+      fundingSat: req.fundingSat.toString(),
+    });
+  }
+  listChannels(): Promise<ChannelList> {
+    return this.request("GET", "/v1/channels");
+  }
+  getChannel(id: string): Promise<ChannelDetail> {
+    return this.request("GET", `/v1/channels/${seg(id)}`);
+  }
+  closeChannel(id: string): Promise<ChannelSummary> {
+    return this.request("POST", `/v1/channels/${seg(id)}/close`);
+  }
+  forceClose(id: string): Promise<ChannelSummary> {
+    return this.request("POST", `/v1/channels/${seg(id)}/force-close`);
+  }
+  /** feeRate: satoshi per 1000 bytes. */
+  updateFee(id: string, feeRate: number): Promise<ChannelSummary> {
+    return this.request("POST", `/v1/channels/${seg(id)}/fee`, { feeRate });
+  }
+  createInvoice(req: { amountMsat: bigint; description?: string }): Promise<Invoice> {
+    return this.request("POST", "/v1/invoices", {
+      amountMsat: req.amountMsat.toString(),
+      ...(req.description === undefined ? {} : { description: req.description }),
+    });
+  }
+  /** A retry with the same idempotency key and body returns the first result and pays once. */
+  async pay(req: PayRequest, idempotencyKey: string): Promise<Payment> {
+    return (await this.payWithReplay(req, idempotencyKey)).payment;
+  }
+  /** As `pay`, also telling whether the reply is a replay of an earlier request with this key. */
+  async payWithReplay(
+    req: PayRequest,
+    idempotencyKey: string,
+  ): Promise<{ payment: Payment; replayed: boolean }> {
+    const r = await this.send<Payment>(
+      "POST",
+      "/v1/payments",
+      {
+        channelId: req.channelId,
+        rHash: req.rHash,
+        amountMsat: req.amountMsat.toString(),
+        expiry: req.expiry,
+      },
+      { "idempotency-key": idempotencyKey },
+    );
+    return { payment: r.body, replayed: r.headers.get("idempotent-replayed") === "true" };
+  }
+  listPayments(limit?: number): Promise<PaymentList> {
+    return this.request("GET", limit === undefined ? "/v1/payments" : `/v1/payments?limit=${limit}`);
+  }
+  getPayment(id: string): Promise<Payment> {
+    return this.request("GET", `/v1/payments/${seg(id)}`);
+  }
+  walletAddress(): Promise<WalletAddress> {
+    return this.request("GET", "/v1/wallet/address");
+  }
+  walletBalance(): Promise<WalletBalance> {
+    return this.request("GET", "/v1/wallet/balance");
+  }
+  withdraw(req: { address: string; amountSat: bigint }): Promise<Withdrawal> {
+    return this.request("POST", "/v1/wallet/withdraw", {
+      address: req.address,
+      amountSat: req.amountSat.toString(),
+    });
+  }
+}
+
+function isErrorBody(v: unknown): v is ErrorBody {
+  if (typeof v !== "object" || v === null || !("error" in v)) return false;
+  const e = (v as { error: unknown }).error;
+  return (
+    typeof e === "object" &&
+    e !== null &&
+    typeof (e as { code?: unknown }).code === "string" &&
+    typeof (e as { message?: unknown }).message === "string"
+  );
+}
+
+function connectionMessage(url: string, e: unknown, timeoutMs: number): string {
+  const hint = "check --url or LNCTL_URL (and that the channel service is running)";
+  if (e instanceof Error && (e.name === "TimeoutError" || e.name === "AbortError"))
+    return `no answer from ${url} within ${timeoutMs} ms; ${hint}`;
+  const cause = e instanceof Error && e.cause instanceof Error ? e.cause : e;
+  let detail = String(cause);
+  if (cause instanceof Error) {
+    const code: unknown = (cause as Error & { code?: unknown }).code;
+    detail =
+      typeof code === "string" && !cause.message.includes(code) ? `${code}: ${cause.message}` : cause.message;
+  }
+  return `cannot reach ${url} (${detail}); ${hint}`;
+}

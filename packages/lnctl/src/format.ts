@@ -1,0 +1,220 @@
+import type {
+  ChannelDetail,
+  ChannelList,
+  ChannelSummary,
+  Invoice,
+  Locktime,
+  NodeInfo,
+  Payment,
+  PaymentList,
+  PeerInfo,
+  WalletAddress,
+  WalletBalance,
+  Withdrawal,
+} from "./client.js";
+
+/**
+ * Human output: pure functions from API replies to text (ending in a newline). Strings from the
+ * server are shown with control characters escaped, so a description cannot drive the terminal.
+ */
+
+/** Escapes control characters (C0, DEL, C1) as \uXXXX. */
+export function clean(s: string): string {
+  return s.replace(/\p{Cc}/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+export interface Column {
+  header: string;
+  /** Right-align (numbers). */
+  right?: boolean;
+}
+
+/** A plain-text table: a header row, columns two spaces apart, no trailing spaces. */
+export function table(columns: readonly Column[], rows: readonly (readonly string[])[]): string {
+  const cells = rows.map((r) => columns.map((_, i) => clean(r[i] ?? "")));
+  const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => (r[i] ?? "").length)));
+  const line = (r: readonly string[]): string =>
+    columns
+      .map((c, i) => {
+        const v = r[i] ?? "";
+        const w = widths[i] ?? 0;
+        return c.right ? v.padStart(w) : v.padEnd(w);
+      })
+      .join("  ")
+      .trimEnd();
+  return [line(columns.map((c) => c.header)), ...cells.map(line)].map((l) => `${l}\n`).join("");
+}
+
+/** Key/value lines, keys padded to one width. */
+export function keyValues(pairs: readonly (readonly [string, string])[]): string {
+  const w = Math.max(0, ...pairs.map(([k]) => k.length));
+  return pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 1)}  ${clean(v)}\n`).join("");
+}
+
+/** Groups a decimal string's digits by thousands with "," (display only; --json keeps the raw value). */
+export function groupDigits(dec: string): string {
+  if (!/^[0-9]+$/.test(dec)) return dec;
+  return dec.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+export const sat = (dec: string): string => `${groupDigits(dec)} sat`;
+export const msat = (dec: string): string => `${groupDigits(dec)} msat`;
+
+export function locktime(l: Locktime): string {
+  return "blocks" in l
+    ? `height ${l.blocks}`
+    : `unix ${l.seconds} (${new Date(l.seconds * 1000).toISOString()})`;
+}
+
+export function formatInfo(i: NodeInfo): string {
+  return keyValues([
+    ["node id", i.nodeId],
+    ["network", i.network],
+    ["version", i.version],
+    ["block height", String(i.blockHeight)],
+    ["peers", String(i.peerCount)],
+    ["channels", String(i.channelCount)],
+  ]);
+}
+
+export function formatPeer(p: PeerInfo): string {
+  return keyValues([
+    ["node id", p.nodeId],
+    ["address", p.host.includes(":") ? `[${p.host}]:${p.port}` : `${p.host}:${p.port}`],
+    ["connected", p.connected ? "yes" : "no"],
+  ]);
+}
+
+const CHANNEL_COLUMNS: Column[] = [
+  { header: "ID" },
+  { header: "PEER" },
+  { header: "PHASE" },
+  { header: "ROLE" },
+  { header: "CAPACITY (sat)", right: true },
+  { header: "LOCAL (msat)", right: true },
+  { header: "REMOTE (msat)", right: true },
+];
+
+export function formatChannels(list: ChannelList): string {
+  if (list.channels.length === 0) return "no channels\n";
+  return table(
+    CHANNEL_COLUMNS,
+    list.channels.map((c) => [
+      c.id,
+      c.peerNodeId,
+      c.phase,
+      c.role,
+      groupDigits(c.capacitySat),
+      groupDigits(c.localBalanceMsat),
+      groupDigits(c.remoteBalanceMsat),
+    ]),
+  );
+}
+
+function channelPairs(c: ChannelSummary): Array<[string, string]> {
+  return [
+    ["channel", c.id],
+    ["peer", c.peerNodeId],
+    ["phase", c.phase],
+    ["role", c.role],
+    ["capacity", sat(c.capacitySat)],
+    ["local balance", msat(c.localBalanceMsat)],
+    ["remote balance", msat(c.remoteBalanceMsat)],
+  ];
+}
+
+/** A channel summary (the reply to open, close, force-close, fee). */
+export function formatChannelSummary(c: ChannelSummary): string {
+  return keyValues(channelPairs(c));
+}
+
+export function formatChannel(c: ChannelDetail): string {
+  const pairs = channelPairs(c);
+  pairs.push(["anchor txid", c.anchorTxid ?? "-"]);
+  if (c.failure) pairs.push(["failure", `${c.failure.code}: ${c.failure.problem}`]);
+  let out = keyValues(pairs);
+  out += "\n";
+  out +=
+    c.htlcs.length === 0
+      ? "no HTLCs\n"
+      : `HTLCs:\n${table(
+          [
+            { header: "ID", right: true },
+            { header: "DIRECTION" },
+            { header: "AMOUNT (msat)", right: true },
+            { header: "EXPIRY" },
+            { header: "PAYMENT HASH" },
+          ],
+          c.htlcs.map((h) => [h.id, h.direction, groupDigits(h.amountMsat), locktime(h.expiry), h.rHash]),
+        )}`;
+  if (c.transactions.length > 0)
+    out += `\nbroadcast:\n${table(
+      [{ header: "KIND" }, { header: "TXID" }],
+      c.transactions.map((t) => [t.kind, t.txid]),
+    )}`;
+  return out;
+}
+
+export function formatInvoice(i: Invoice): string {
+  return keyValues([
+    ["payment hash", i.rHash],
+    ["amount", msat(i.amountMsat)],
+    ["description", i.description],
+    ["created", i.createdAt],
+  ]);
+}
+
+export function formatPayment(p: Payment): string {
+  const pairs: Array<[string, string]> = [
+    ["payment", p.id],
+    ["status", p.status],
+    ["channel", p.channelId],
+    ["payment hash", p.rHash],
+    ["amount", msat(p.amountMsat)],
+    ["expiry", locktime(p.expiry)],
+    ["created", p.createdAt],
+  ];
+  if (p.failureReason !== null) pairs.push(["failure", p.failureReason]);
+  return keyValues(pairs);
+}
+
+export function formatPayments(list: PaymentList): string {
+  if (list.payments.length === 0) return "no payments\n";
+  return table(
+    [
+      { header: "ID" },
+      { header: "STATUS" },
+      { header: "AMOUNT (msat)", right: true },
+      { header: "CHANNEL" },
+      { header: "EXPIRY" },
+      { header: "CREATED" },
+    ],
+    list.payments.map((p) => [
+      p.id,
+      p.status,
+      groupDigits(p.amountMsat),
+      p.channelId,
+      locktime(p.expiry),
+      p.createdAt,
+    ]),
+  );
+}
+
+export function formatAddress(a: WalletAddress): string {
+  return `${clean(a.address)}\n`;
+}
+
+export function formatBalance(b: WalletBalance): string {
+  return keyValues([
+    ["confirmed", sat(b.confirmedSat)],
+    ["unconfirmed", sat(b.unconfirmedSat)],
+  ]);
+}
+
+export function formatWithdrawal(w: Withdrawal): string {
+  return keyValues([
+    ["txid", w.txid],
+    ["address", w.address],
+    ["amount", sat(w.amountSat)],
+  ]);
+}

@@ -1,0 +1,246 @@
+import { randomBytes } from "node:crypto";
+import { createRequire } from "node:module";
+import { createServer, type AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+// The real control API, in-process. Imported by relative path from this test only: the lnctl
+// package itself depends on nothing but node built-ins.
+import {
+  ApiStore,
+  buildApi,
+  MemoryBackend,
+  type ApiOptions,
+} from "../../../services/channel/src/api/index.js";
+import { EXIT } from "../src/cli.js";
+import type { ChannelDetail, ChannelList, Payment, PaymentList } from "../src/client.js";
+import { HASH, lnctl, NODE, type Ran } from "./helpers.js";
+
+type Pool = ApiOptions["pool"];
+// pg is the channel service's dependency, not lnctl's: load it from there.
+const requireFromChannel = createRequire(new URL("../../../services/channel/package.json", import.meta.url));
+const pg = requireFromChannel("pg") as {
+  Pool: new (cfg: { connectionString: string; max: number }) => Pool;
+};
+
+const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const schema = `lnctl_test_${randomBytes(6).toString("hex")}`;
+
+let app: Awaited<ReturnType<typeof buildApi>>;
+let backend: MemoryBackend;
+let url = "";
+const tokens = { admin: "", readonly: "", invoice: "" };
+
+beforeAll(async () => {
+  backend = new MemoryBackend();
+  app = await buildApi({ pool, schema, backend });
+  const store = new ApiStore(pool, schema);
+  for (const s of ["admin", "readonly", "invoice"] as const)
+    tokens[s] = (await store.createToken(`lnctl ${s}`, [s])).token;
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await app?.close();
+  await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await pool.end();
+});
+
+/** lnctl against the live API with the admin token from the environment. */
+const cli = (argv: string[], token = tokens.admin): Promise<Ran> =>
+  lnctl(argv, { LNCTL_URL: url, LNCTL_TOKEN: token });
+const okJson = async <T>(argv: string[]): Promise<T> => {
+  const r = await cli([...argv, "--json"]);
+  expect(r.stderr, argv.join(" ")).toBe("");
+  expect(r.code, argv.join(" ")).toBe(EXIT.ok);
+  return JSON.parse(r.stdout) as T;
+};
+
+describe("lnctl against the control API", () => {
+  let channelId = "";
+
+  it("info", async () => {
+    const r = await cli(["info"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`node id:       ${backend.nodeId}\n`);
+    expect(r.stdout).toContain("block height:  100\n");
+    expect(await okJson(["info"])).toMatchObject({ network: "regtest", blockHeight: 100 });
+  });
+
+  it("connect, open, channels, channel", async () => {
+    const c = await cli(["connect", `${NODE}@[::1]:9735`]);
+    expect(c).toMatchObject({ code: 0, stderr: "" });
+    expect(c.stdout).toContain("address:    [::1]:9735\n");
+    expect(c.stdout).toContain("connected:  yes\n");
+
+    const o = await cli(["open", NODE, "1000000"]);
+    expect(o.code).toBe(0);
+    expect(o.stdout).toContain("capacity:        1,000,000 sat\n");
+    expect(o.stdout).toContain("local balance:   1,000,000,000 msat\n");
+    const list = await okJson<ChannelList>(["channels"]);
+    expect(list.channels).toHaveLength(1);
+    channelId = list.channels[0]?.id ?? "";
+    expect(o.stdout).toContain(`channel:         ${channelId}\n`);
+
+    const t = await cli(["channels"]);
+    expect(t.stdout.split("\n")[0]).toMatch(/^ID\s+PEER\s+PHASE/);
+    expect(t.stdout).toContain(channelId);
+    expect(t.stdout).toMatch(/normal\s+creator\s+1,000,000\s+1,000,000,000\s+0\n/);
+
+    const d = await okJson<ChannelDetail>(["channel", channelId]);
+    expect(d).toMatchObject({ id: channelId, peerNodeId: NODE, capacitySat: "1000000", htlcs: [] });
+    expect((await cli(["channel", channelId])).stdout).toContain("no HTLCs");
+
+    // Opening to a peer that is not connected: the API's error, exit 1.
+    const bad = await cli(["open", `03${"44".repeat(32)}`, "1000"]);
+    expect(bad.code).toBe(EXIT.api);
+    expect(bad.stderr).toMatch(/^error: PEER_UNREACHABLE \(HTTP \d+\): .*\nrequest id: [\w-]+\n$/);
+  });
+
+  it("invoice", async () => {
+    const r = await cli(["invoice", "123456789012345678", "--description", "coffee"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("amount:        123,456,789,012,345,678 msat\n");
+    expect(r.stdout).toContain("description:   coffee\n");
+    // An invoice token may create invoices.
+    const j = await lnctl(["invoice", "5", "--json"], { LNCTL_URL: url, LNCTL_TOKEN: tokens.invoice });
+    expect(JSON.parse(j.stdout)).toMatchObject({ amountMsat: "5", description: "" });
+  });
+
+  it("pay: a reused idempotency key pays once; the default key is printed for a retry", async () => {
+    const before = backend.count("pay");
+    const argv = ["pay", channelId, HASH, "250000", "--expiry-blocks", "40", "--idempotency-key", "op-key-1"];
+    const first = await cli(argv);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain("status:        succeeded\n");
+    expect(first.stdout).toContain("expiry:        height 140\n"); // 100 from /v1/info + 40
+    expect(first.stderr).toContain(
+      `to retry this payment without paying twice: lnctl pay ${channelId} ${HASH} 250000 --expiry-height 140 --idempotency-key op-key-1\n`,
+    );
+    const again = await cli(argv);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain("this idempotency key was used before");
+    // The retry command printed on stderr, with --json: the same payment, nothing new sent.
+    const firstJson = await cli([...argv, "--json"]);
+    const replay = await cli([
+      "pay",
+      channelId,
+      HASH,
+      "250000",
+      "--expiry-height",
+      "140",
+      "--idempotency-key",
+      "op-key-1",
+      "--json",
+    ]);
+    expect(replay.code).toBe(0);
+    expect(JSON.parse(replay.stdout)).toEqual(JSON.parse(firstJson.stdout));
+    expect(backend.count("pay") - before).toBe(1);
+
+    // The same key with different arguments is refused.
+    const other = await cli([
+      "pay",
+      channelId,
+      HASH,
+      "1",
+      "--expiry-height",
+      "140",
+      "--idempotency-key",
+      "op-key-1",
+    ]);
+    expect(other.code).toBe(EXIT.api);
+    expect(other.stderr).toMatch(/^error: IDEMPOTENCY_KEY_REUSED \(HTTP 422\)/m);
+    expect(backend.count("pay") - before).toBe(1);
+
+    // Without a key: a random UUID, printed to stderr, and the retry command replays it.
+    const fresh = await cli(["pay", channelId, HASH, "1000", "--json"]);
+    expect(fresh.code).toBe(0);
+    const key = /^idempotency key: ([0-9a-f-]{36})$/m.exec(fresh.stderr)?.[1];
+    expect(key).toBeDefined();
+    const retry = /^to retry this payment without paying twice: lnctl (.*)$/m.exec(fresh.stderr)?.[1];
+    expect(retry).toContain(`--idempotency-key ${key}`);
+    expect(retry).toContain(`--expiry-height ${100 + 288}`);
+    const paid = JSON.parse(fresh.stdout) as Payment;
+    const rerun = await cli([...(retry ?? "").split(" "), "--json"]);
+    expect(rerun.code).toBe(0);
+    expect(JSON.parse(rerun.stdout)).toEqual(paid);
+    expect(backend.count("pay") - before).toBe(2);
+  });
+
+  it("payments and payment", async () => {
+    const list = await okJson<PaymentList>(["payments"]);
+    expect(list.payments).toHaveLength(2);
+    expect((await okJson<PaymentList>(["payments", "--limit", "1"])).payments).toHaveLength(1);
+    const t = await cli(["payments"]);
+    expect(t.stdout).toMatch(/^ID\s+STATUS\s+AMOUNT \(msat\)/);
+    expect(t.stdout).toMatch(/succeeded\s+250,000\s/);
+    const id = list.payments[1]?.id ?? "";
+    const p = await okJson<Payment>(["payment", id]);
+    expect(p).toMatchObject({ id, amountMsat: "250000", expiry: { blocks: 140 }, status: "succeeded" });
+    expect((await cli(["payment", id])).stdout).toContain(`payment:       ${id}\n`);
+    const missing = await cli(["payment", "nope"]);
+    expect(missing.code).toBe(EXIT.api);
+    expect(missing.stderr).toMatch(/^error: NOT_FOUND \(HTTP 404\): no payment nope.*\nrequest id: /);
+  });
+
+  it("fee, close, force-close", async () => {
+    const f = await cli(["fee", channelId, "2500"]);
+    expect(f).toMatchObject({ code: 0, stderr: "" });
+    expect(f.stdout).toContain("phase:           normal\n");
+    expect(backend.count("updateFee")).toBe(1);
+    const low = await cli(["fee", channelId, "10"]);
+    expect(low.code).toBe(EXIT.api);
+    expect(low.stderr).toMatch(/below 1000/);
+
+    const c = await cli(["close", channelId]);
+    expect(c.code).toBe(0);
+    expect(c.stdout).toContain("phase:           clearing\n");
+    const again = await cli(["close", channelId]);
+    expect(again.code).toBe(EXIT.api);
+    expect(again.stderr).toMatch(/^error: CONFLICT/);
+
+    const fc = await okJson<{ phase: string }>(["force-close", channelId]);
+    expect(fc.phase).toBe("closed");
+  });
+
+  it("wallet address, balance, withdraw", async () => {
+    const a = await cli(["wallet", "address"]);
+    expect(a.code).toBe(0);
+    expect(a.stdout).toMatch(/^bcrt1q[0-9a-f]{40}\n$/);
+    const b = await cli(["wallet", "balance"]);
+    expect(b.stdout).toBe("confirmed:    9,000,000 sat\nunconfirmed:  0 sat\n");
+    const w = await cli(["wallet", "withdraw", a.stdout.trim(), "500000"]);
+    expect(w.code).toBe(0);
+    expect(w.stdout).toMatch(
+      /^txid:\s+[0-9a-f]{64}\naddress:\s+bcrt1q[0-9a-f]{40}\namount:\s+500,000 sat\n$/,
+    );
+    expect(await okJson(["wallet", "balance"])).toEqual({ confirmedSat: "8500000", unconfirmedSat: "0" });
+  });
+
+  it("a wrong token: exit 1 with UNAUTHENTICATED; a readonly token on an admin route: FORBIDDEN", async () => {
+    const wrong = `${tokens.admin}x`;
+    const r = await cli(["info"], wrong);
+    expect(r.code).toBe(EXIT.api);
+    expect(r.stderr).toMatch(
+      /^error: UNAUTHENTICATED \(HTTP 401\): unknown or revoked token.*\nrequest id: \S+\n$/,
+    );
+    expect(r.stderr + r.stdout).not.toContain(wrong);
+    const ro = await cli(["wallet", "withdraw", "bcrt1qxyzxyzxyzxyzxyz", "1"], tokens.readonly);
+    expect(ro.code).toBe(EXIT.api);
+    expect(ro.stderr).toMatch(/^error: FORBIDDEN \(HTTP 403\)/);
+    expect(ro.stderr).not.toContain(tokens.readonly);
+  });
+
+  it("an unreachable URL: exit 3 naming the URL", async () => {
+    // A port that was just listening and is now closed.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const r = await lnctl(["channels"], { LNCTL_URL: `http://127.0.0.1:${port}`, LNCTL_TOKEN: tokens.admin });
+    expect(r.code).toBe(EXIT.connection);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain(`cannot reach http://127.0.0.1:${port}`);
+    expect(r.stderr).toContain("check --url or LNCTL_URL");
+    expect(r.stderr).not.toContain(tokens.admin);
+  });
+});
