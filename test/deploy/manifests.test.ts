@@ -9,6 +9,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { isDeepStrictEqual } from "node:util";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
@@ -101,6 +102,7 @@ interface Container {
   envFrom?: { configMapRef?: { name: string }; secretRef?: { name: string } }[];
   readinessProbe?: Probe;
   livenessProbe?: Probe;
+  startupProbe?: Probe;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
   securityContext?: {
     runAsNonRoot?: boolean;
@@ -139,7 +141,7 @@ interface NetworkPeer {
 interface NetworkPolicyRule {
   from?: NetworkPeer[];
   to?: NetworkPeer[];
-  ports?: { protocol?: string; port?: number | string }[];
+  ports?: { protocol?: string; port?: number | string; endPort?: number }[];
 }
 interface NetworkPolicyObj extends K8sObject {
   spec: {
@@ -147,6 +149,21 @@ interface NetworkPolicyObj extends K8sObject {
     policyTypes: string[];
     ingress?: NetworkPolicyRule[];
     egress?: NetworkPolicyRule[];
+  };
+}
+interface ServiceObj extends K8sObject {
+  spec: {
+    type?: string;
+    clusterIP?: string;
+    selector?: Record<string, string>;
+    ports: { name?: string; port: number; targetPort?: string | number; nodePort?: number }[];
+  };
+}
+interface ServiceMonitorObj extends K8sObject {
+  spec: {
+    selector: LabelSelector;
+    namespaceSelector?: unknown;
+    endpoints: { port?: string; targetPort?: unknown; path?: string; scheme?: string }[];
   };
 }
 interface HpaObj extends K8sObject {
@@ -161,6 +178,11 @@ const deployment = (objs: K8sObject[], name: string): DeploymentObj => {
   if (!d) throw new Error(`no Deployment ${name}`);
   return d;
 };
+const mainContainer = (objs: K8sObject[], name: string): Container =>
+  deployment(objs, name).spec.template.spec.containers[0] as Container;
+/** A container port by number or by name (as probes, Services and NetworkPolicies give it). */
+const containerPort = (c: Container, p: string | number | undefined): number | undefined =>
+  typeof p === "number" ? p : c.ports?.find((x) => x.name === p)?.containerPort;
 const allContainers = (d: DeploymentObj): Container[] => [
   ...d.spec.template.spec.containers,
   ...(d.spec.template.spec.initContainers ?? []),
@@ -173,6 +195,22 @@ function selects(sel: LabelSelector, labels: Record<string, string>): boolean {
 }
 
 const SERVICES = ["ln-signer", "ln-channel", "ln-peer", "ln-watchtower"] as const;
+/**
+ * The services whose /metrics, /healthz and /readyz are on a separate plain-HTTP ops port (the
+ * container port "ops", <PREFIX>_OPS_LISTEN); the channel service serves them on its control API.
+ */
+const OPS_SERVICES = { "ln-signer": "SIGNER", "ln-peer": "PEER", "ln-watchtower": "WATCHTOWER" } as const;
+/** The port each service serves /metrics on: the setting that holds it. */
+const METRICS_LISTEN: Record<(typeof SERVICES)[number], string> = {
+  "ln-signer": "SIGNER_OPS_LISTEN",
+  "ln-channel": "CHANNEL_API_LISTEN",
+  "ln-peer": "PEER_OPS_LISTEN",
+  "ln-watchtower": "WATCHTOWER_OPS_LISTEN",
+};
+/** Prometheus, as the NetworkPolicies admit it: any pod of the namespace "monitoring". */
+const PROMETHEUS_PEER: NetworkPeer = {
+  namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } },
+};
 
 // ---- schema validation ----------------------------------------------------------------------
 
@@ -285,7 +323,10 @@ function imageProblems(objs: K8sObject[]): string[] {
   return problems;
 }
 
-/** Anything but channel and peer pods admitted to the signer, on anything but its gRPC port. */
+/**
+ * Anything but channel and peer pods admitted to the signer's gRPC port, anything but Prometheus
+ * to its ops port, or any other port opened.
+ */
 function signerIngressProblems(objs: K8sObject[]): string[] {
   const problems: string[] = [];
   const labelsOf = (name: string): Record<string, string> =>
@@ -294,11 +335,18 @@ function signerIngressProblems(objs: K8sObject[]): string[] {
     selects(p.spec.podSelector, labelsOf("ln-signer")),
   );
   if (!policies.some((p) => p.spec.policyTypes.includes("Ingress"))) problems.push("no ingress policy");
+  const ops = containerPort(mainContainer(objs, "ln-signer"), "ops");
   const admitted = new Set<string>();
   for (const rule of policies.flatMap((p) => p.spec.ingress ?? [])) {
     if (!rule.from?.length) problems.push("an ingress rule without from admits everyone");
-    if (JSON.stringify(rule.ports?.map((p) => p.port)) !== "[50051]")
-      problems.push(`ports ${JSON.stringify(rule.ports)}`);
+    const ports = JSON.stringify(rule.ports?.map((p) => p.port));
+    // Besides gRPC, only Prometheus, on the plain-HTTP ops port alone.
+    if (ops !== undefined && ports === JSON.stringify([ops])) {
+      if (rule.from?.length && !isDeepStrictEqual(rule.from, [PROMETHEUS_PEER]))
+        problems.push(`the ops port admits more than Prometheus: ${JSON.stringify(rule.from)}`);
+      continue;
+    }
+    if (ports !== "[50051]") problems.push(`ports ${JSON.stringify(rule.ports)}`);
     for (const peer of rule.from ?? []) {
       if (peer.ipBlock || peer.namespaceSelector || !peer.podSelector) {
         problems.push(`a peer not limited to this namespace's pods: ${JSON.stringify(peer)}`);
@@ -314,6 +362,108 @@ function signerIngressProblems(objs: K8sObject[]): string[] {
   const extra = [...admitted].filter((s) => s !== "ln-channel" && s !== "ln-peer");
   if (extra.length > 0) problems.push(`admits ${extra.join(", ")}`);
   for (const s of ["ln-channel", "ln-peer"]) if (!admitted.has(s)) problems.push(`does not admit ${s}`);
+  return problems;
+}
+
+/** The port of a container's "host:port" setting (NaN if it is not one). */
+const listenPort = (objs: K8sObject[], c: Container, setting: string): number =>
+  Number(/:(\d+)$/.exec(containerEnv(objs, c)[setting] ?? "")?.[1]);
+
+/**
+ * Prometheus (namespace monitoring) reaches every service's metrics port; on the ops port of
+ * signer, peer and watchtower nothing else is admitted, and Prometheus is admitted to nothing
+ * else there.
+ */
+function metricsIngressProblems(objs: K8sObject[]): string[] {
+  const problems: string[] = [];
+  const policies = ofKind<NetworkPolicyObj>(objs, "NetworkPolicy");
+  for (const name of SERVICES) {
+    const d = deployment(objs, name);
+    const c = mainContainer(objs, name);
+    const port = listenPort(objs, c, METRICS_LISTEN[name]);
+    const isOps = name in OPS_SERVICES;
+    if (isOps && containerPort(c, "ops") !== port)
+      problems.push(`${name}: the container port "ops" is not ${METRICS_LISTEN[name]}'s port ${port}`);
+    const covers = (rule: NetworkPolicyRule): boolean =>
+      !rule.ports?.length ||
+      rule.ports.some((x) => {
+        if (x.port === undefined) return true;
+        const n = containerPort(c, x.port);
+        return n === port || (n !== undefined && x.endPort !== undefined && n <= port && port <= x.endPort);
+      });
+    let reached = false;
+    for (const p of policies.filter((x) => selects(x.spec.podSelector, d.spec.template.metadata.labels)))
+      for (const rule of p.spec.ingress ?? []) {
+        const fromPrometheus = rule.from?.some((f) => isDeepStrictEqual(f, PROMETHEUS_PEER)) ?? false;
+        if (covers(rule) && fromPrometheus) reached = true;
+        if (!isOps) continue;
+        if (covers(rule)) {
+          const others = rule.from?.length
+            ? rule.from.filter((f) => !isDeepStrictEqual(f, PROMETHEUS_PEER))
+            : ["everyone"];
+          if (others.length > 0)
+            problems.push(
+              `${name}: ${p.metadata.name} admits ${JSON.stringify(others)} to the ops port ${port}`,
+            );
+        }
+        if (
+          fromPrometheus &&
+          JSON.stringify(rule.ports?.map((x) => containerPort(c, x.port))) !== `[${port}]`
+        )
+          problems.push(`${name}: ${p.metadata.name} admits Prometheus to ${JSON.stringify(rule.ports)}`);
+      }
+    if (!reached) problems.push(`${name}: Prometheus cannot reach port ${port}`);
+  }
+  return problems;
+}
+
+/**
+ * Every service is scraped: a ServiceMonitor selects a Service of its pods whose endpoint port
+ * leads to the port /metrics is served on. No LoadBalancer or NodePort Service carries an ops port.
+ */
+function monitoringProblems(objs: K8sObject[]): string[] {
+  const problems: string[] = [];
+  const services = ofKind<ServiceObj>(objs, "Service");
+  const monitors = ofKind<ServiceMonitorObj>(objs, "ServiceMonitor");
+  const podsOf = (svc: ServiceObj, d: DeploymentObj): boolean =>
+    svc.spec.selector !== undefined &&
+    Object.keys(svc.spec.selector).length > 0 &&
+    selects({ matchLabels: svc.spec.selector }, d.spec.template.metadata.labels);
+  for (const name of SERVICES) {
+    const d = deployment(objs, name);
+    const c = mainContainer(objs, name);
+    const port = listenPort(objs, c, METRICS_LISTEN[name]);
+    const scraped = monitors.some(
+      (m) =>
+        m.spec.namespaceSelector === undefined &&
+        services.some(
+          (svc) =>
+            svc.metadata.namespace === m.metadata.namespace &&
+            selects(m.spec.selector, (svc.metadata["labels"] as Record<string, string> | undefined) ?? {}) &&
+            podsOf(svc, d) &&
+            m.spec.endpoints.some(
+              (e) =>
+                e.path === "/metrics" &&
+                (e.scheme ?? "http") === "http" &&
+                svc.spec.ports.some(
+                  (sp) => sp.name === e.port && containerPort(c, sp.targetPort ?? sp.port) === port,
+                ),
+            ),
+        ),
+    );
+    if (!scraped) problems.push(`${name}: no ServiceMonitor scrapes /metrics on port ${port}`);
+  }
+  for (const svc of services) {
+    if (svc.spec.type !== "LoadBalancer" && svc.spec.type !== "NodePort") continue;
+    for (const d of deployments(objs)) {
+      if (!podsOf(svc, d)) continue;
+      const c = d.spec.template.spec.containers[0] as Container;
+      const ops = containerPort(c, "ops");
+      for (const sp of svc.spec.ports)
+        if (ops !== undefined && containerPort(c, sp.targetPort ?? sp.port) === ops)
+          problems.push(`${svc.metadata.name} (${svc.spec.type}) exposes the ops port of ${d.metadata.name}`);
+    }
+  }
   return problems;
 }
 
@@ -379,7 +529,7 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
         ),
       ).toBe(true);
     }
-    for (const name of ["ln-signer", "ln-channel", "ln-peer"])
+    for (const name of SERVICES)
       expect(
         o.some((x) => x.kind === "Service" && x.metadata.name === name),
         name,
@@ -417,26 +567,36 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
 
   it("probes point at the ports the services listen on", () => {
     const o = objs();
-    const port = (c: Container, p: string | number | undefined): number | undefined =>
-      typeof p === "number" ? p : c.ports?.find((x) => x.name === p)?.containerPort;
-    const c = (name: string): Container => deployment(o, name).spec.template.spec.containers[0] as Container;
-    const listenPort = (c: Container, v: string): number =>
-      Number(/:(\d+)$/.exec(containerEnv(o, c)[v] ?? "")?.[1]);
-    const channel = c("ln-channel");
+    const channel = mainContainer(o, "ln-channel");
     expect(channel.readinessProbe?.httpGet?.path).toBe("/readyz");
     expect(channel.livenessProbe?.httpGet?.path).toBe("/healthz");
-    expect(port(channel, channel.readinessProbe?.httpGet?.port)).toBe(
-      listenPort(channel, "CHANNEL_API_LISTEN"),
+    expect(containerPort(channel, channel.readinessProbe?.httpGet?.port)).toBe(
+      listenPort(o, channel, "CHANNEL_API_LISTEN"),
     );
-    const signer = c("ln-signer");
-    expect(port(signer, signer.readinessProbe?.tcpSocket?.port)).toBe(listenPort(signer, "SIGNER_LISTEN"));
-    expect(port(signer, signer.livenessProbe?.tcpSocket?.port)).toBe(listenPort(signer, "SIGNER_LISTEN"));
-    const peer = c("ln-peer");
-    expect(port(peer, peer.readinessProbe?.tcpSocket?.port)).toBe(listenPort(peer, "PEER_LISTEN"));
-    expect(port(peer, peer.livenessProbe?.tcpSocket?.port)).toBe(listenPort(peer, "PEER_LISTEN"));
-    const tower = c("ln-watchtower");
-    expect(tower.readinessProbe?.exec?.command.length).toBeGreaterThan(0);
-    expect(tower.livenessProbe?.exec?.command.length).toBeGreaterThan(0);
+    expect(containerPort(channel, channel.livenessProbe?.httpGet?.port)).toBe(
+      listenPort(o, channel, "CHANNEL_API_LISTEN"),
+    );
+    // Signer, peer and watchtower: HTTP probes on the ops port, <PREFIX>_OPS_LISTEN.
+    for (const [name, prefix] of Object.entries(OPS_SERVICES)) {
+      const c = mainContainer(o, name);
+      const setting = `${prefix}_OPS_LISTEN`;
+      const ops = listenPort(o, c, setting);
+      expect(ops, `${name}: ${setting}`).toBeGreaterThan(0);
+      // The kubelet probes the pod's address: a loopback-only listener would fail every probe.
+      expect(containerEnv(o, c)[setting], setting).toMatch(/^(0\.0\.0\.0|\[::\]):\d+$/);
+      expect(c.ports?.find((p) => p.name === "ops")?.containerPort, name).toBe(ops);
+      expect(ops, `${name}: the ops port is not the service's own listener`).not.toBe(
+        listenPort(o, c, `${prefix}_LISTEN`),
+      );
+      const probes = { readinessProbe: "/readyz", livenessProbe: "/healthz", startupProbe: "/healthz" };
+      for (const [kind, path] of Object.entries(probes)) {
+        const probe = c[kind as keyof typeof probes];
+        if (kind === "startupProbe" && !probe) continue;
+        expect(probe?.httpGet?.path, `${name} ${kind}`).toBe(path);
+        expect(probe?.httpGet?.port, `${name} ${kind}`).toBe("ops");
+        expect(containerPort(c, probe?.httpGet?.port), `${name} ${kind}`).toBe(ops);
+      }
+    }
   });
 
   it("no Secret carries values, and secret-looking settings come from secretKeyRef", () => {
@@ -495,7 +655,11 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     ).toEqual([]);
   });
 
-  it("network policies: default deny, DNS for all, the signer reached only by channel and peer", () => {
+  it("every service's /metrics is scraped by a ServiceMonitor; no public Service carries an ops port", () => {
+    expect(monitoringProblems(objs())).toEqual([]);
+  });
+
+  it("network policies: default deny, DNS for all, the signer reached only by channel and peer, ops ports only by Prometheus", () => {
     const o = objs();
     const policies = ofKind<NetworkPolicyObj>(o, "NetworkPolicy");
     const labelsOf = (name: string): Record<string, string> =>
@@ -525,6 +689,7 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     }
 
     expect(signerIngressProblems(o)).toEqual([]);
+    expect(metricsIngressProblems(o)).toEqual([]);
     const signerPolicies = policies.filter((p) => selects(p.spec.podSelector, labelsOf("ln-signer")));
     // The signer reaches only Postgres (and DNS).
     for (const rule of signerPolicies.flatMap((p) => p.spec.egress ?? [])) {
@@ -629,6 +794,43 @@ describe("the policy checks find violations", () => {
     expect(signerIngressProblems(o)).toEqual(["admits ln-watchtower"]);
     np.spec.ingress?.[0]?.from?.push({ namespaceSelector: {} });
     expect(signerIngressProblems(o)).toHaveLength(2);
+  });
+
+  it("an ops port admitted to more than Prometheus, Prometheus admitted to the signer's gRPC", () => {
+    const o = prod();
+    const signer = find(o, "NetworkPolicy", "ln-signer") as unknown as NetworkPolicyObj;
+    const opsRule = signer.spec.ingress?.find((r) => r.ports?.[0]?.port === 9090) as NetworkPolicyRule;
+    opsRule.from?.push({ podSelector: { matchLabels: { "app.kubernetes.io/name": "ln-channel" } } });
+    expect(signerIngressProblems(o)).toEqual([
+      `the ops port admits more than Prometheus: ${JSON.stringify(opsRule.from)}`,
+    ]);
+    expect(metricsIngressProblems(o)).toEqual([
+      'ln-signer: ln-signer admits [{"podSelector":{"matchLabels":{"app.kubernetes.io/name":"ln-channel"}}}] to the ops port 9090',
+    ]);
+    opsRule.ports?.push({ protocol: "TCP", port: 50051 });
+    const found = signerIngressProblems(o);
+    expect(found.some((p) => p.startsWith("ports "))).toBe(true);
+    expect(found.some((p) => p.includes(JSON.stringify(PROMETHEUS_PEER)))).toBe(true);
+    expect(metricsIngressProblems(o)).toHaveLength(2);
+    const tower = find(o, "NetworkPolicy", "ln-watchtower") as unknown as NetworkPolicyObj;
+    tower.spec.ingress = [{ ports: [{ protocol: "TCP", port: 9090 }] }];
+    expect(metricsIngressProblems(o).filter((p) => p.startsWith("ln-watchtower"))).toEqual([
+      'ln-watchtower: ln-watchtower admits ["everyone"] to the ops port 9090',
+      "ln-watchtower: Prometheus cannot reach port 9090",
+    ]);
+  });
+
+  it("a service without a ServiceMonitor, an ops port on the public Service", () => {
+    const o = prod().filter((x) => !(x.kind === "ServiceMonitor" && x.metadata.name === "ln-watchtower"));
+    (find(o, "Service", "ln-peer") as unknown as ServiceObj).spec.ports.push({
+      name: "ops",
+      port: 9090,
+      targetPort: "ops",
+    });
+    expect(monitoringProblems(o)).toEqual([
+      "ln-watchtower: no ServiceMonitor scrapes /metrics on port 9090",
+      "ln-peer (LoadBalancer) exposes the ops port of ln-peer",
+    ]);
   });
 
   it("render.ts refuses what it does not implement", async () => {
