@@ -145,6 +145,8 @@ export function createChannel(p: {
  */
 export function step(state: ChannelState, input: Input): Step {
   let d = structuredClone(state);
+  // structuredClone turns Buffers into plain Uint8Arrays: the deferred peer packets need theirs.
+  if (d.deferred.length > 0) d.deferred = d.deferred.map((i) => withBuffers(i) as Input);
   const out: Output[] = [];
   if (isOver(d)) {
     if (input.type === "command") out.push(rejected(input.command, `the channel is ${d.phase}`));
@@ -160,6 +162,16 @@ export function step(state: ChannelState, input: Input): Step {
   while (!d.awaiting && d.deferred.length > 0 && !isOver(d))
     d = applyInput(d, d.deferred.shift() as Input, out);
   return { state: d, outputs: out };
+}
+
+/** `v` with every Uint8Array in it (deeply) as a Buffer over the same bytes. */
+function withBuffers(v: unknown): unknown {
+  if (v instanceof Uint8Array)
+    return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  if (Array.isArray(v)) return v.map(withBuffers);
+  if (v !== null && typeof v === "object")
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, withBuffers(x)]));
+  return v;
 }
 
 /** One input: a violation fails the channel; a rejected command leaves the state as it was. */

@@ -220,7 +220,9 @@ export class ChannelNode {
   async input(channelId: string, input: Input): Promise<Output[]> {
     try {
       const { state, outputs } = await this.runner.input(channelId, input);
-      this.retries.delete(channelId);
+      // Only a resume proves the awaited signer request was answered: another input succeeds
+      // while merely deferred behind that request, and must not cancel the retry.
+      if (input.type === "resume") this.retries.delete(channelId);
       // Incoming HTLCs become committed on both sides only in steps that send something; a
       // resume (a retry, a takeover, a restart) also finishes payee work left half done.
       if (outputs.length > 0 || input.type === "resume") void this.settleIncoming(channelId, state);
@@ -514,6 +516,8 @@ export class ChannelNode {
         if (command.kind === "fulfill_htlc") await this.o.ledger.markInvoiceSettled(h.rHash);
       } catch (e) {
         this.report(`channel ${id}: settling HTLC ${h.id}`, e);
+        // Retried by the retry round: its resume settles again (e.g. the signer was down).
+        this.noteFailure(id, e);
       } finally {
         this.settling.delete(key);
       }
