@@ -235,19 +235,16 @@ describe("B's services SIGKILLed mid-payment and restarted", () => {
             )
             .join("\n"),
       );
-    const ok = passed === SERVICES.length - 1; // the channel case is it.fails
+    const ok = passed === SERVICES.length;
     await net?.cleanup({ removeDir: ok });
     if (!ok && net !== undefined) console.log(`[restart] logs kept in ${net.dir}/logs`);
   }, 60_000);
 
   for (const service of SERVICES)
-    // KNOWN BUG (B.channel): B's peer gateway keeps A's connection up while B's channel service
-    // is down, and forwards A's messages over core NATS (<prefix>.peer.<peer>.in) with no
-    // subscriber, so they are lost; messages B committed to its outbox but had not sent are not
-    // sent either. Retransmission (draft 1.2) only happens on a reconnect (the authenticate ack),
-    // and nothing reconnects: the restarted service's resume does not re-sync with the peer, and
-    // POST /v1/peers on A is a no-op (already connected). The HTLC stays pending on both ends.
-    (service === "channel" ? it.fails : it)(
+    // B.channel: the gateway keeps A's connection while B's channel service is down and what A
+    // sends meanwhile is lost; the restarted service asks the gateway to drop the connection
+    // (resync), A's channel service redials, and authenticate's acks retransmit both ways.
+    it(
       `B.${service}: the payment completes once, HTLCs clear, balances agree`,
       async () => {
         await killDuringPayment(service);

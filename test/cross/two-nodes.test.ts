@@ -151,6 +151,7 @@ async function startNode(side: Side, fill: number): Promise<Node> {
     peers: {
       connect: () => Promise.reject(new Error("the test dials by itself")),
       list: () => Promise.resolve(nodes[side]?.gateway.connections ?? []),
+      resync: () => undefined,
     },
     replicaId: "replica-1",
     leaseMs: 60_000,

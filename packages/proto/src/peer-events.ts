@@ -11,6 +11,7 @@ export type DisconnectReason =
   | "SOCKET_ERROR"
   | "REPLACED" // a newer connection from the same node took over
   | "BAD_PKT" // the peer sent a pkt that failed decodePkt; we sent `error` and closed
+  | "RESYNC" // the channel service asked for a fresh authenticate exchange (it restarted or took over)
   | "GATEWAY_CLOSED"; // PeerGateway.close()
 
 const DISCONNECT_REASONS: ReadonlySet<string> = new Set<DisconnectReason>([
@@ -23,6 +24,7 @@ const DISCONNECT_REASONS: ReadonlySet<string> = new Set<DisconnectReason>([
   "SOCKET_ERROR",
   "REPLACED",
   "BAD_PKT",
+  "RESYNC",
   "GATEWAY_CLOSED",
 ]);
 
@@ -82,8 +84,30 @@ export function peerSubjects(
 export const PEER_CONTROL_QUEUE = "peer-gateway";
 
 /** The control subjects under a peer prefix (e.g. "ln1.peer" → "ln1.peer.ctl.connect"). */
-export function peerControlSubjects(prefix: string): { connect: string; peers: string } {
-  return { connect: `${prefix}.ctl.connect`, peers: `${prefix}.ctl.peers` };
+export function peerControlSubjects(prefix: string): { connect: string; peers: string; resync: string } {
+  return { connect: `${prefix}.ctl.connect`, peers: `${prefix}.ctl.peers`, resync: `${prefix}.ctl.resync` };
+}
+
+/**
+ * `<prefix>.ctl.resync` (published to every replica, no reply): drop the connection with this
+ * peer, so that the next one runs authenticate again and each side retransmits what the other
+ * has not processed (draft 1.2). The channel service asks it when it starts running a channel
+ * whose messages it may have missed (a restart, a lease takeover).
+ */
+export interface PeerResyncRequest {
+  nodeId: string;
+}
+
+export const encodePeerResyncRequest = (r: PeerResyncRequest): Buffer => json({ nodeId: r.nodeId });
+
+export function decodePeerResyncRequest(bytes: Uint8Array): PeerResyncRequest {
+  const r = parseObject(bytes, "resync request");
+  const nodeId = r["nodeId"];
+  if (typeof nodeId !== "string" || !NODE_ID_HEX.test(nodeId))
+    throw new PeerControlDecodeError(
+      "resync request: nodeId must be the peer's compressed public key as 66 lowercase hex (02... or 03...)",
+    );
+  return { nodeId };
 }
 
 /** Why a connect request failed (`{ok:false, code, message}`); `message` says what to do. */

@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import {
   decodePeerConnectReply,
   decodePeerConnectRequest,
+  decodePeerResyncRequest,
+  encodePeerResyncRequest,
   decodePeersReply,
   encodePeerConnectReply,
   encodePeerConnectRequest,
@@ -32,6 +34,7 @@ describe("peer control requests", () => {
     expect(peerControlSubjects("ln1.peer")).toEqual({
       connect: "ln1.peer.ctl.connect",
       peers: "ln1.peer.ctl.peers",
+      resync: "ln1.peer.ctl.resync",
     });
     expect(PEER_CONTROL_QUEUE).toBe("peer-gateway");
   });
@@ -42,6 +45,8 @@ describe("peer control requests", () => {
       `{"host":"127.0.0.1","port":9735,"nodeId":"${NODE}"}`,
     );
     expect(decodePeerConnectRequest(encodePeerConnectRequest(req))).toEqual(req);
+    expect(decodePeerResyncRequest(encodePeerResyncRequest({ nodeId: NODE3 }))).toEqual({ nodeId: NODE3 });
+    expect(() => decodePeerResyncRequest(b('{"nodeId":"02"}'))).toThrow(/resync request: nodeId/);
     expect(decodePeerConnectRequest(b(`{"host":"::1","port":1,"nodeId":"${NODE3}","extra":1}`))).toEqual({
       host: "::1",
       port: 1,
@@ -110,7 +115,12 @@ describe("peer control requests", () => {
   });
 
   it("fuzz: the decoders throw only PeerControlDecodeError, on bytes and on JSON values", () => {
-    const decoders = [decodePeerConnectRequest, decodePeerConnectReply, decodePeersReply];
+    const decoders = [
+      decodePeerConnectRequest,
+      decodePeerConnectReply,
+      decodePeersReply,
+      decodePeerResyncRequest,
+    ];
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
         for (const d of decoders) onlyDecodeErrors(() => d(bytes));

@@ -17,7 +17,7 @@ import { ConfigError, loadConfig } from "./config.js";
 import { Ledger } from "./ledger.js";
 import { ChannelNodeBackend } from "./node-backend.js";
 import { ChannelNode } from "./node.js";
-import { connectPeer, listPeers } from "./peer-requests.js";
+import { connectPeer, listPeers, resyncPeer } from "./peer-requests.js";
 import { ChannelStore } from "./store.js";
 import { Wallet } from "./wallet.js";
 
@@ -87,6 +87,7 @@ async function main(): Promise<void> {
   const peers = {
     connect: (p: { host: string; port: number; nodeId: string }) => connectPeer(nc, peerPrefix, p),
     list: () => listPeers(nc, peerPrefix),
+    resync: (nodeId: string) => resyncPeer(nc, peerPrefix, nodeId),
   };
   const node = new ChannelNode({
     store,

@@ -45,6 +45,8 @@ export interface WalletPort {
 export interface PeerControl {
   connect(p: { host: string; port: number; nodeId: string }): Promise<unknown>;
   list(): Promise<{ nodeId: string; host: string; port: number }[]>;
+  /** Drop the connection with a peer so the next one retransmits what either side missed. */
+  resync(nodeId: string): void;
 }
 
 /** The terms we open channels with (our side of open_channel). */
@@ -546,6 +548,9 @@ export class ChannelNode {
     this.meta.set(row.id, { peer: row.peerNodeId, signerChannel: row.signerChannel });
     this.held.add(row.id);
     this.o.log(`channel ${row.id}: running it here (lease taken)`);
+    // Messages the gateway relayed while nobody ran the channel are lost, and ones the last holder
+    // stored may be unsent: a new connection's authenticate exchange retransmits both ways.
+    this.o.peers.resync(row.peerNodeId);
     // Whatever the last holder left half done: the signer request the state awaits, payee work.
     await this.input(row.id, { type: "resume" }).catch((e: unknown) => this.report(`channel ${row.id}`, e));
   }

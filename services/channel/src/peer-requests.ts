@@ -3,6 +3,7 @@ import {
   decodePeerConnectReply,
   decodePeersReply,
   encodePeerConnectRequest,
+  encodePeerResyncRequest,
   peerControlSubjects,
   PeerControlDecodeError,
   type PeerConnectErrorCode,
@@ -114,4 +115,13 @@ export async function listPeers(
       });
     throw e;
   }
+}
+
+/**
+ * Asks every gateway replica serving `peerPrefix` to drop its connection with `nodeId`, so the
+ * next connection runs authenticate again and both sides retransmit what the other missed.
+ * Fire and forget: with no connection there is nothing to drop.
+ */
+export function resyncPeer(nc: NatsConnection, peerPrefix: string, nodeId: string): void {
+  nc.publish(peerControlSubjects(peerPrefix).resync, encodePeerResyncRequest({ nodeId }));
 }

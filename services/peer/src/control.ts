@@ -2,6 +2,7 @@
 import type { Msg, NatsConnection, Subscription } from "nats";
 import {
   decodePeerConnectRequest,
+  decodePeerResyncRequest,
   encodePeerConnectReply,
   encodePeersReply,
   PEER_CONTROL_QUEUE,
@@ -63,7 +64,23 @@ export function serveControl(o: ControlOptions): Subscription[] {
       reply(m, encodePeersReply({ peers: o.gateway.connections }));
     },
   });
-  return [connect, peers];
+  // Not in the queue group: whichever replica holds the connection drops it.
+  const resync = o.nats.subscribe(subjects.resync, {
+    callback: (err, m) => {
+      if (err) return log({ event: "ctl_subscription_error", error: err.message });
+      try {
+        const { nodeId } = decodePeerResyncRequest(m.data);
+        if (o.gateway.disconnect(nodeId, "RESYNC")) log({ event: "resync", peer: nodeId });
+      } catch (e) {
+        log({
+          event: "ctl_bad_request",
+          subject: m.subject,
+          error: e instanceof Error ? e.message : String(e),
+        });
+      }
+    },
+  });
+  return [connect, peers, resync];
 }
 
 async function handleConnect(gateway: PeerGateway, data: Uint8Array): Promise<PeerConnectReply> {

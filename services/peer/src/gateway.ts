@@ -397,6 +397,14 @@ export class PeerGateway {
     return remoteAck;
   }
 
+  /** Ends the connection with a peer, if this gateway holds one. */
+  disconnect(peerNodeIdHex: string, reason: DisconnectReason): boolean {
+    const s = this.#sessions.get(peerNodeIdHex);
+    if (!s) return false;
+    this.#end(s, reason);
+    return true;
+  }
+
   #attach(conn: NoiseConnection, theirAck: bigint, origin: Origin): void {
     if (this.#closed || !conn.isOpen) {
       conn.close();

@@ -6,12 +6,13 @@ import {
   decodePeerConnectReply,
   decodePeersReply,
   encodePeerConnectRequest,
+  encodePeerResyncRequest,
   peerControlSubjects,
   peerSubjects,
   type PeerConnectReply,
 } from "@ln/proto";
 import { DialError, natsAckFor, serveControl, type PeerGateway } from "../src/index.js";
-import { gateway, natsConn, nodeKey, runPrefix } from "./helpers.js";
+import { gateway, natsConn, nodeKey, runPrefix, until } from "./helpers.js";
 
 let nats: NatsConnection;
 const gateways: PeerGateway[] = [];
@@ -115,6 +116,13 @@ describe("serveControl", () => {
       },
     ]);
     expect(logs.filter((l) => (l as { event?: string }).event === "disconnected")).toEqual([]);
+
+    // A resync (published to every replica) drops the connection on the side that holds it.
+    nats.publish(peerControlSubjects(pb).resync, encodePeerResyncRequest({ nodeId: a.hex }));
+    await until(() => gb.peers.length === 0 && ga.peers.length === 0, 5000, "resync drops the connection");
+    expect(logs).toContainEqual(
+      expect.objectContaining({ event: "disconnected", peer: a.hex, reason: "RESYNC" }),
+    );
 
     await ga.close();
     const after = await ctlConnect(pa, encodePeerConnectRequest({ host: "127.0.0.1", port, nodeId: b.hex }));
