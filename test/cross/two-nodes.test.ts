@@ -311,6 +311,19 @@ describe("signer + channel node + peer gateway + chain watcher, twice, over NATS
     expect((await state("B")).phase).toBe("normal");
     expect((await state("A")).localCommit?.remoteMsat).toBe(25_000_000n);
     expect((await nodes.B.ledger.invoice(second))?.status).toBe("settled");
+    // Every commitment the peer revoked was kept with the state and recorded by our signer.
+    for (const x of ["a", "b"]) {
+      const revs = await pool.query<{ recorded: boolean }>(
+        `SELECT recorded_at IS NOT NULL AS recorded FROM "cross_${run}_${x}".peer_revocations`,
+      );
+      expect(revs.rows.length).toBeGreaterThan(0);
+      await until(
+        `${x}'s revocations recorded`,
+        async () =>
+          (await pool.query(`SELECT 1 FROM "cross_${run}_${x}".peer_revocations WHERE recorded_at IS NULL`))
+            .rowCount === 0,
+      );
+    }
 
     // Cooperative close (draft 4): clearing, fee negotiation by close_signature, the signer signs,
     // both broadcast the same close transaction; the node mines it.

@@ -177,6 +177,17 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: (s) => `CREATE SEQUENCE ${s}.invoice_index MINVALUE 0 START 0;
    SELECT setval('${s}.invoice_index', COALESCE((SELECT MAX(signer_index) + 1 FROM ${s}.invoices), 0), false);`,
   },
+  {
+    version: 8, // the peer's revocations, written with the state that received them, until the signer has them
+    sql: (s) => `CREATE TABLE ${s}.peer_revocations (
+     channel_id text NOT NULL REFERENCES ${s}.channels(id),
+     number numeric(20) NOT NULL,
+     preimage text NOT NULL,
+     recorded_at timestamptz,
+     PRIMARY KEY (channel_id, number)
+   );
+   CREATE INDEX peer_revocations_unrecorded ON ${s}.peer_revocations (channel_id) WHERE recorded_at IS NULL;`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

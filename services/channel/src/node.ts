@@ -111,6 +111,8 @@ export class ChannelNode {
   private readonly subs: Subscription[] = [];
   private timers: NodeJS.Timeout[] = [];
   private tipHeight = 0;
+  private nextRevocationRound = 0;
+  private retrying = false;
   private tipTime = 0;
 
   constructor(private readonly o: ChannelNodeOptions) {
@@ -456,7 +458,7 @@ export class ChannelNode {
           );
         return;
       case "revoked":
-        await recordPeerRevocation(this.o.signer, m.signerChannel, out);
+        await this.recordRevocations(id);
         return;
       case "opened":
         this.o.log(`channel ${id}: open`);
@@ -588,8 +590,38 @@ export class ChannelNode {
     );
   }
 
+  /**
+   * Gives the signer every revocation of the peer the store kept for it (written with the state
+   * that received it); a failure is retried on the next round, so none is lost to a crash.
+   */
+  private async recordRevocations(id: string): Promise<void> {
+    const m = this.meta.get(id);
+    if (!m) return;
+    for (const r of await this.o.store.unrecordedRevocations(id)) {
+      await recordPeerRevocation(this.o.signer, m.signerChannel, r);
+      await this.o.store.markRevocationRecorded(id, r.number);
+    }
+  }
+
   private async retryRound(): Promise<void> {
+    if (this.retrying) return; // the previous round is still at work
+    this.retrying = true;
+    try {
+      await this.retryOnce();
+    } finally {
+      this.retrying = false;
+    }
+  }
+
+  private async retryOnce(): Promise<void> {
     const now = Date.now();
+    if (now >= this.nextRevocationRound) {
+      this.nextRevocationRound = now + RECONNECT_EVERY_MS;
+      for (const id of [...this.held])
+        await this.recordRevocations(id).catch((e: unknown) =>
+          this.report(`ALERT channel ${id}: recording the peer's revocations with the signer`, e),
+        );
+    }
     for (const [id, r] of this.retries) {
       if (r.at > now || !this.held.has(id)) continue;
       r.at = Number.POSITIVE_INFINITY; // until this attempt ends

@@ -178,8 +178,34 @@ export class ChannelStore {
       const nowAcked = Math.max(next.state.peerAck, next.state.peerCommitAck);
       if (nowAcked > acked)
         await c.query(`DELETE FROM ${this.t("outbox")} WHERE channel_id = $1 AND seq <= $2`, [id, nowAcked]);
+      // The peer's revocations are kept with the state that received them, until the signer
+      // has recorded them (it signs justice only for commitments it knows were revoked).
+      for (const o of next.outputs)
+        if (o.type === "revoked")
+          await c.query(
+            `INSERT INTO ${this.t("peer_revocations")} (channel_id, number, preimage) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING`,
+            [id, o.number.toString(), o.preimage],
+          );
       return { ...next, sends: await this.appendOutbox(c, id, next.outputs) };
     });
+  }
+
+  /** The peer's revocations of a channel the signer has not recorded yet, oldest first. */
+  async unrecordedRevocations(id: string): Promise<{ number: bigint; preimage: string }[]> {
+    const r = await this.pool.query<{ number: string; preimage: string }>(
+      `SELECT number::text AS number, preimage FROM ${this.t("peer_revocations")}
+        WHERE channel_id = $1 AND recorded_at IS NULL ORDER BY number`,
+      [id],
+    );
+    return r.rows.map((row) => ({ number: BigInt(row.number), preimage: row.preimage }));
+  }
+
+  async markRevocationRecorded(id: string, number: bigint): Promise<void> {
+    await this.pool.query(
+      `UPDATE ${this.t("peer_revocations")} SET recorded_at = now() WHERE channel_id = $1 AND number = $2`,
+      [id, number.toString()],
+    );
   }
 
   /** Every channel's row, newest first: who it is with, its phase and its lease. */
