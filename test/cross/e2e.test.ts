@@ -166,7 +166,11 @@ describe("two nodes end to end (separate processes)", () => {
     await settled();
   }, 120_000);
 
-  it("closes cooperatively; the confirmed close pays each side its balance less half the fee", async () => {
+  it("closes cooperatively; the confirmed close pays each side its balance less half the fee, swept into each wallet", async () => {
+    const walletBefore = {
+      A: BigInt((await A.api.walletBalance()).confirmedSat),
+      B: BigInt((await B.api.walletBalance()).confirmedSat),
+    };
     const closing = await A.api.closeChannel(ids.a);
     expect(["clearing", "closed"]).toContain(closing.phase);
     await net.waitFor(
@@ -221,5 +225,48 @@ describe("two nodes end to end (separate processes)", () => {
     expect(fee).toBeLessThanOrEqual((338n * BigInt(FEE_RATE)) / 1000n);
     expect(outs).toEqual([bSat - fee / 2n, aSat - fee / 2n]);
     expect((outs[0] ?? 0n) + (outs[1] ?? 0n) + fee).toBe(anchorSat);
-  }, 240_000);
+
+    // Each node's wallet sweeps its close output (P2SH to its final key) to a P2WPKH key of its
+    // own: the confirmed balance grows by the output less the sweep's fee, read off the chain.
+    const closeOut = { A: aSat - fee / 2n, B: bSat - fee / 2n };
+    const rpc = net.regtest.rpc;
+    const sweepOf = async (vout: number): Promise<Transaction | undefined> => {
+      const closeHeight = (await rpc.getBlockHeader(closeRaw.blockhash ?? "")).height;
+      for (let h = closeHeight; h <= (await rpc.getBlockCount()); h++) {
+        const block = await rpc.getBlock(await rpc.getBlockHash(h), 2);
+        for (const t of typeof block === "object" && "tx" in block ? block.tx : []) {
+          if (typeof t !== "object") continue;
+          const tx = Transaction.fromHex(t.hex);
+          if (tx.ins.some((i, n) => txidOfInput(tx, n) === closeTxid && i.index === vout)) return tx;
+        }
+      }
+      return undefined;
+    };
+    for (const side of ["A", "B"] as const) {
+      const vout = close.outs.findIndex((o) => BigInt(o.value) === closeOut[side]);
+      expect(vout).toBeGreaterThanOrEqual(0);
+      let sweep: Transaction | undefined;
+      await net.waitFor(
+        `${side}'s close output swept and confirmed`,
+        async () => (sweep = await sweepOf(vout)) !== undefined || "not yet",
+        { mine: true, timeoutMs: 60_000, quiet: true },
+      );
+      const swept = sweep as Transaction;
+      expect(swept.ins.length).toBe(1);
+      expect(swept.outs.length).toBe(1);
+      const out = swept.outs[0] as { value: bigint | number; script: Buffer };
+      expect(out.script.length === 22 && out.script[0] === 0x00 && out.script[1] === 0x14).toBe(true); // P2WPKH
+      const sweepFee = closeOut[side] - BigInt(out.value);
+      expect(sweepFee).toBeGreaterThan(0n);
+      const node = side === "A" ? A : B;
+      await net.waitFor(
+        `${side}'s wallet credited`,
+        async () => {
+          const now = BigInt((await node.api.walletBalance()).confirmedSat);
+          return now === walletBefore[side] + closeOut[side] - sweepFee || `confirmed ${now}`;
+        },
+        { mine: true, timeoutMs: 60_000, quiet: true },
+      );
+    }
+  }, 300_000);
 });
