@@ -286,9 +286,34 @@ export class Network {
     return { pki, pgUrl, natsUrl, rt: this.regtest };
   }
 
+  /**
+   * Each service of a node gets its own Postgres role owning its own schema, as in production:
+   * a role may touch only its service's tables. Returns each service's database URL.
+   */
+  async #databaseRoles(n: NetNode, adminUrl: string): Promise<Record<keyof NetNode["schemas"], string>> {
+    const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5000 });
+    await client.connect();
+    try {
+      const urls = {} as Record<keyof NetNode["schemas"], string>;
+      for (const [svc, schema] of Object.entries(n.schemas) as [keyof NetNode["schemas"], string][]) {
+        const password = randomBytes(18).toString("hex");
+        await client.query(`CREATE ROLE "${schema}" LOGIN PASSWORD '${password}'`);
+        await client.query(`CREATE SCHEMA "${schema}" AUTHORIZATION "${schema}"`);
+        const url = new URL(adminUrl);
+        url.username = schema;
+        url.password = password;
+        urls[svc] = url.toString();
+      }
+      return urls;
+    } finally {
+      await client.end();
+    }
+  }
+
   /** Starts a node's signer, watchtower, peer and channel replicas, in that order. */
   async startNode(n: NetNode): Promise<void> {
-    const { pki, pgUrl, natsUrl, rt } = this.#infra();
+    const { pki, pgUrl: adminUrl, natsUrl, rt } = this.#infra();
+    const db = await this.#databaseRoles(n, adminUrl);
     const log = this.log;
     const opts = { readyTimeoutMs: READY_TIMEOUT_MS };
 
@@ -296,7 +321,7 @@ export class Network {
       n.processes.signer,
       ENTRIES.signer,
       {
-        SIGNER_DATABASE_URL: pgUrl,
+        SIGNER_DATABASE_URL: db.signer,
         SIGNER_DATABASE_SCHEMA: n.schemas.signer,
         SIGNER_LISTEN: "127.0.0.1:0",
         ...signerServerTlsEnv(pki),
@@ -316,7 +341,7 @@ export class Network {
       n.processes.watchtower,
       ENTRIES.watchtower,
       {
-        WATCHTOWER_DATABASE_URL: pgUrl,
+        WATCHTOWER_DATABASE_URL: db.tower,
         WATCHTOWER_DATABASE_SCHEMA: n.schemas.tower,
         BITCOIN_RPC_URL: rt.url,
         BITCOIN_RPC_USER: rt.user,
@@ -344,7 +369,7 @@ export class Network {
         r.process,
         ENTRIES.channel,
         {
-          CHANNEL_DATABASE_URL: pgUrl,
+          CHANNEL_DATABASE_URL: db.channel,
           CHANNEL_DATABASE_SCHEMA: n.schemas.channel,
           NATS_URL: natsUrl,
           LN_PREFIX: n.prefix,
@@ -607,7 +632,8 @@ export class Network {
           await client.connect();
           const schemas = this.nodes.flatMap((n) => Object.values(n.schemas));
           for (const s of schemas) await client.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
-          log(`dropped schemas lab_${this.runId}_*`);
+          for (const s of schemas) await client.query(`DROP ROLE IF EXISTS "${s}"`);
+          log(`dropped schemas and roles lab_${this.runId}_*`);
         } catch (e) {
           log(`could not drop the lab schemas: ${errText(e)}`);
         } finally {

@@ -26,7 +26,7 @@ export function quoteSchema(name: string): string {
 }
 
 /**
- * Creates the schema and applies, in version order, the migrations it has not seen, recording
+ * Creates the schema if it is missing and applies, in version order, the migrations it has not seen, recording
  * each in `schema_migrations`. Replicas starting together are serialised by an advisory lock.
  * Returns the versions applied now.
  */
@@ -38,7 +38,10 @@ export async function migrate(
   const s = quoteSchema(schema);
   return inTransaction(pool, async (c) => {
     await c.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`ln-migrate:${schema}`]);
-    await c.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+    // Only when missing: a service's own role may own its schema without CREATE on the database
+    // (an operator creates both at bootstrap), and CREATE SCHEMA IF NOT EXISTS needs that right.
+    const exists = await c.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [schema]);
+    if (exists.rowCount === 0) await c.query(`CREATE SCHEMA ${s}`);
     await c.query(
       `CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
     );

@@ -27,6 +27,24 @@ describe("@ln/postgres on a real server", () => {
     ).toEqual([3]);
   });
 
+  it("migrates as a role that owns its schema but may not create schemas (least privilege)", async () => {
+    const role = `lnpg_role_${randomBytes(6).toString("hex")}`;
+    const own = `${role}_schema`;
+    await pool.query(`CREATE ROLE "${role}" LOGIN`);
+    await pool.query(`CREATE SCHEMA "${own}" AUTHORIZATION "${role}"`);
+    const asRole = new pg.Pool({ connectionString: `postgres://${role}@127.0.0.1:5432/test`, max: 2 });
+    try {
+      // The role really lacks CREATE on the database.
+      await expect(asRole.query(`CREATE SCHEMA "${own}_other"`)).rejects.toThrow(/permission denied/);
+      expect(await migrate(asRole, own, migrations)).toEqual([1, 2]);
+      expect(await migrate(asRole, own, migrations)).toEqual([]);
+    } finally {
+      await asRole.end();
+      await pool.query(`DROP SCHEMA IF EXISTS "${own}" CASCADE`);
+      await pool.query(`DROP ROLE IF EXISTS "${role}"`);
+    }
+  });
+
   it("commits what returns and rolls back what throws", async () => {
     await inTransaction(pool, (c) => c.query(`INSERT INTO "${schema}".things (id) VALUES (1)`));
     await expect(
