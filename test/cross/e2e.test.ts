@@ -269,4 +269,32 @@ describe("two nodes end to end (separate processes)", () => {
       );
     }
   }, 300_000);
+
+  it("no process logged a token, a seed key, a database password or a preimage", async () => {
+    const { readdirSync, readFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const pg = (await import("pg")).default;
+    // The preimages A learned (its payments) and B revealed (the same R): from A's own table.
+    const admin = new pg.Client({ connectionString: net.pgInfra?.url });
+    await admin.connect();
+    const preimages = (
+      await admin.query<{ preimage: string }>(
+        `SELECT preimage FROM "${A.schemas.channel}".payments WHERE preimage IS NOT NULL`,
+      )
+    ).rows.map((r) => r.preimage);
+    await admin.end();
+    expect(preimages.length).toBeGreaterThan(0);
+    const needles = [...A.secrets, ...B.secrets, ...preimages];
+    const dir = join(net.dir, "logs");
+    const files = readdirSync(dir);
+    expect(files.length).toBeGreaterThanOrEqual(8); // four services per node
+    for (const f of files) {
+      const text = readFileSync(join(dir, f), "utf8");
+      for (const secret of needles) {
+        expect(text.includes(secret), `${f} contains a secret`).toBe(false);
+        // Also not in base64 (a token could be logged encoded).
+        expect(text.includes(Buffer.from(secret).toString("base64")), `${f} contains a secret`).toBe(false);
+      }
+    }
+  });
 });

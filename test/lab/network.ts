@@ -72,6 +72,10 @@ export interface NetNode {
   readonly prefix: string;
   /** The admin token (CHANNEL_ADMIN_TOKEN). */
   readonly token: string;
+  /** The signer's seed-file key (SIGNER_SEED_KEY). */
+  readonly seedKey: string;
+  /** Every secret handed to the node's processes (token, seed key, database passwords): for log checks. */
+  readonly secrets: string[];
   /** Supervisor process names. */
   readonly processes: { signer: string; watchtower: string; peer: string; channel: string[] };
   readonly replicas: ChannelReplica[];
@@ -217,6 +221,8 @@ export class Network {
         schemas: { signer: `${s}_signer`, channel: `${s}_channel`, tower: `${s}_tower` },
         prefix: `lab${this.runId}.${lower}`,
         token: randomBytes(24).toString("base64url"),
+        seedKey: randomBytes(32).toString("hex"),
+        secrets: [],
         processes: {
           signer: `${name}.signer`,
           watchtower: `${name}.watchtower`,
@@ -297,6 +303,7 @@ export class Network {
       const urls = {} as Record<keyof NetNode["schemas"], string>;
       for (const [svc, schema] of Object.entries(n.schemas) as [keyof NetNode["schemas"], string][]) {
         const password = randomBytes(18).toString("hex");
+        n.secrets.push(password);
         await client.query(`CREATE ROLE "${schema}" LOGIN PASSWORD '${password}'`);
         await client.query(`CREATE SCHEMA "${schema}" AUTHORIZATION "${schema}"`);
         const url = new URL(adminUrl);
@@ -313,6 +320,7 @@ export class Network {
   /** Starts a node's signer, watchtower, peer and channel replicas, in that order. */
   async startNode(n: NetNode): Promise<void> {
     const { pki, pgUrl: adminUrl, natsUrl, rt } = this.#infra();
+    n.secrets.push(n.token, n.seedKey);
     const db = await this.#databaseRoles(n, adminUrl);
     const log = this.log;
     const opts = { readyTimeoutMs: READY_TIMEOUT_MS };
@@ -326,7 +334,7 @@ export class Network {
         SIGNER_LISTEN: "127.0.0.1:0",
         ...signerServerTlsEnv(pki),
         SIGNER_SEED_FILE: join(this.dir, `${n.lower}-seed.enc`),
-        SIGNER_SEED_KEY: randomBytes(32).toString("hex"),
+        SIGNER_SEED_KEY: n.seedKey,
       },
       { ...opts, service: "signer" },
     );
