@@ -11,6 +11,7 @@
 import { randomBytes } from "node:crypto";
 import { Transaction } from "bitcoinjs-lib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { run as runLnctl } from "@ln/lnctl";
 import { ApiError, type Payment } from "../lab/api.js";
 import { channelWith, startNetwork, type Network, type NetNode } from "../lab/network.js";
 
@@ -166,6 +167,38 @@ describe("two nodes end to end (separate processes)", () => {
     await settled();
   }, 120_000);
 
+  it("lnctl drives the nodes: info, invoice, pay, payment, channel", async () => {
+    const lnctl = async (node: NetNode, ...argv: string[]): Promise<{ code: number; out: string }> => {
+      let out = "";
+      let err = "";
+      const code = await runLnctl(["--json", ...argv], {
+        env: { LNCTL_URL: node.apiUrl, LNCTL_TOKEN: node.token, HOME: net.dir },
+        stdout: { write: (s: string) => void (out += s) },
+        stderr: { write: (s: string) => void (err += s) },
+      });
+      if (code !== 0) throw new Error(`lnctl ${argv.join(" ")} exited ${code}: ${err}`);
+      return { code, out };
+    };
+    const info = JSON.parse((await lnctl(A, "info")).out) as { nodeId: string };
+    expect(info.nodeId).toBe(A.nodeId);
+    const inv = JSON.parse((await lnctl(B, "invoice", "1000000")).out) as { rHash: string };
+    const sent = JSON.parse(
+      (await lnctl(A, "pay", ids.a, inv.rHash, "1000000", "--expiry-blocks", "300")).out,
+    ) as { id: string };
+    aToB += 1_000_000n;
+    await net.waitFor(
+      "the lnctl payment to succeed",
+      async () => {
+        const p = JSON.parse((await lnctl(A, "payment", sent.id)).out) as { status: string };
+        return p.status === "succeeded" || p.status;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, quiet: true },
+    );
+    await settled();
+    const channel = JSON.parse((await lnctl(B, "channel", ids.b)).out) as { localBalanceMsat: string };
+    expect(channel.localBalanceMsat).toBe(aToB.toString());
+  }, 120_000);
+
   it("closes cooperatively; the confirmed close pays each side its balance less half the fee, swept into each wallet", async () => {
     const walletBefore = {
       A: BigInt((await A.api.walletBalance()).confirmedSat),
@@ -215,7 +248,7 @@ describe("two nodes end to end (separate processes)", () => {
     const aSat = (CHANNEL_SAT * 1000n - aToB) / 1000n;
     const bSat = aToB / 1000n;
     expect(aSat + bSat).toBe(CHANNEL_SAT);
-    expect(bSat).toBe(25_000n + 12_000n - 7_000n + 3_000n);
+    expect(bSat).toBe(25_000n + 12_000n - 7_000n + 3_000n + 1_000n);
     const outs = close.outs.map((o) => BigInt(o.value)).sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
     expect(outs.length).toBe(2);
     const fee = anchorSat - (outs[0] ?? 0n) - (outs[1] ?? 0n);
