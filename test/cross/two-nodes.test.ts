@@ -52,11 +52,20 @@ interface Node {
   signer: SignerClient;
   signerServer: RunningServer;
   store: ChannelStore;
-  ledger: Ledger;
+  ledger: GatedLedger;
   node: ChannelNode;
   gateway: PeerGateway;
   watcher: ChainWatcher;
   stopChain: () => Promise<void>;
+}
+
+/** The books, with a gate on invoice lookups: closed, it holds the payee's decision back. */
+class GatedLedger extends Ledger {
+  gate: Promise<void> = Promise.resolve();
+  override async invoice(rHash: string): ReturnType<Ledger["invoice"]> {
+    await this.gate;
+    return super.invoice(rHash);
+  }
 }
 
 const pems = makePems();
@@ -114,7 +123,7 @@ async function startNode(side: Side, fill: number): Promise<Node> {
   const schema = `cross_${run}_${lower(side)}`;
   const store = new ChannelStore(pool, schema);
   await store.migrate();
-  const ledger = new Ledger(pool, schema);
+  const ledger = new GatedLedger(pool, schema);
   // The wallet's part, stood in for by the regtest node's wallet: it pays the 2-of-2 anchor script
   // (left unconfirmed until both watches are in place).
   const anchors = new Map<string, string>();
@@ -401,5 +410,44 @@ describe("signer + channel node + peer gateway + chain watcher, twice, over NATS
     // Nothing else stopped: the same nodes open a new channel between them.
     await opened();
     expect(await channelOf("A")).not.toBe(aId);
+  }, 90_000);
+
+  it("fails the channel on a fulfill whose preimage does not hash to the HTLC's r_hash", async () => {
+    // On the channel the previous test opened last.
+    expect((await state("A")).phase).toBe("normal");
+    expect((await state("B")).phase).toBe("normal");
+    const aId = await channelOf("A");
+    // B holds its decision back; A's HTLC paying B's invoice gets committed on both sides.
+    let open: () => void = () => undefined;
+    nodes.B.ledger.gate = new Promise<void>((r) => (open = r));
+    const rHash = (
+      await nodes.B.ledger.addInvoice(
+        async (index) => (await nodes.B.signer.call("InvoiceHash", { index })).r_hash.toString("hex"),
+        msat(2_000_000),
+        "",
+      )
+    ).rHash;
+    await nodes.A.node.command(aId, {
+      kind: "add_htlc",
+      amountMsat: msat(2_000_000),
+      rHash,
+      expiry: { blocks: rt.height() + 300 },
+    });
+    await until("the HTLC in A's commitment", async () => {
+      const a = await state("A");
+      return a.localCommit?.htlcs.length === 1 && a.remoteCommit?.htlcs.length === 1;
+    });
+    const id = (await state("A")).localCommit?.htlcs[0]?.id as bigint;
+    // "B" fulfils it with a preimage that is not the invoice's.
+    const aIn = peerSubjects(nodes.A.peerPrefix, nodes.B.nodeId.toString("hex")).in;
+    nc.publish(aIn, encodePkt({ kind: "update_fulfill_htlc", id, r: randomBytes(32) }));
+    await until("A failed the channel", async () => (await nodes.A.store.load(aId))?.phase === "failed");
+    expect((await nodes.A.store.load(aId))?.failure).toMatchObject({
+      code: "PROTOCOL_VIOLATION",
+      problem: expect.stringMatching(/r does not hash/),
+    });
+    // The payment is not reported as paid.
+    expect((await nodes.A.ledger.payments()).find((p) => p.rHash === rHash)?.status).not.toBe("succeeded");
+    open();
   }, 90_000);
 });
