@@ -1,5 +1,5 @@
 /** The watchtower process's settings: the only place that reads the environment. */
-import { parseListen, type HostPort } from "@ln/metrics";
+import { EnvReader, formatProblems, type HostPort } from "@ln/env";
 
 export interface WatchtowerConfig {
   databaseUrl: string;
@@ -24,9 +24,6 @@ export class WatchtowerConfigError extends Error {
   override readonly name = "WatchtowerConfigError";
 }
 
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
-/** NATS subject tokens: no spaces, wildcards or empty tokens. */
-const SUBJECT_PREFIX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 const STREAM_NAME = /^[A-Za-z0-9_-]{1,255}$/;
 
 /** The default stream of a prefix: "lab.a" -> "LAB_A_CHAIN". */
@@ -36,70 +33,52 @@ export const defaultStreamName = (lnPrefix: string): string =>
 export function loadConfig(
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): WatchtowerConfig {
-  const problems: string[] = [];
-  const need = (name: string, what: string): string => {
-    const v = env[name];
-    if (v === undefined || v.trim() === "") {
-      problems.push(`${name} is not set (${what})`);
-      return "";
-    }
-    return v.trim();
-  };
-  const opt = (name: string): string | undefined => env[name]?.trim() || undefined;
+  const r = new EnvReader(env);
 
-  const databaseUrl = need("WATCHTOWER_DATABASE_URL", "the Postgres URL, e.g. postgres://watchtower@db/ln");
-  const rpcUrl = need("BITCOIN_RPC_URL", "the node's JSON-RPC URL, e.g. http://127.0.0.1:8332");
+  const databaseUrl = r.need("WATCHTOWER_DATABASE_URL", "the Postgres URL, e.g. postgres://watchtower@db/ln");
+  const rpcUrl = r.need("BITCOIN_RPC_URL", "the node's JSON-RPC URL, e.g. http://127.0.0.1:8332");
   if (rpcUrl !== "") {
     let parsed: URL | undefined;
     try {
       parsed = new URL(rpcUrl);
     } catch {
-      problems.push("BITCOIN_RPC_URL is not a URL; use e.g. http://127.0.0.1:8332");
+      r.problem("BITCOIN_RPC_URL is not a URL; use e.g. http://127.0.0.1:8332");
     }
     if (parsed && parsed.protocol !== "http:" && parsed.protocol !== "https:")
-      problems.push(`BITCOIN_RPC_URL must be http:// or https://, got ${parsed.protocol}//`);
+      r.problem(`BITCOIN_RPC_URL must be http:// or https://, got ${parsed.protocol}//`);
   }
-  const lnPrefix = need("LN_PREFIX", "this node's NATS subject prefix, e.g. lab.a");
-  if (lnPrefix !== "" && !SUBJECT_PREFIX.test(lnPrefix))
-    problems.push(
-      `LN_PREFIX must be dot-separated tokens of letters, digits, _ and -, got ${JSON.stringify(lnPrefix)}`,
-    );
-  const databaseSchema = opt("WATCHTOWER_DATABASE_SCHEMA") ?? "watchtower";
-  if (!SCHEMA_NAME.test(databaseSchema) || databaseSchema.startsWith("pg_"))
-    problems.push(
-      `WATCHTOWER_DATABASE_SCHEMA must match ${SCHEMA_NAME.source} and not start with pg_, got ${JSON.stringify(databaseSchema)}`,
-    );
-  const natsUrl = opt("NATS_URL") ?? "nats://127.0.0.1:4222";
-  const stream = opt("WATCHTOWER_STREAM") ?? (lnPrefix !== "" ? defaultStreamName(lnPrefix) : "");
+  const lnPrefix = r.subjectPrefix(
+    "LN_PREFIX",
+    "this node's NATS subject prefix, e.g. lab.a",
+    "tokens of letters, digits, _ and -",
+  );
+  const databaseSchema = r.schemaName("WATCHTOWER_DATABASE_SCHEMA", "watchtower", { noPgPrefix: true });
+  const natsUrl = r.get("NATS_URL") ?? "nats://127.0.0.1:4222";
+  const stream = r.get("WATCHTOWER_STREAM") ?? (lnPrefix !== "" ? defaultStreamName(lnPrefix) : "");
   if (stream !== "" && !STREAM_NAME.test(stream))
-    problems.push(
+    r.problem(
       `WATCHTOWER_STREAM must be letters, digits, _ and - (a JetStream stream name), got ${JSON.stringify(stream)}`,
     );
-  const pollText = opt("WATCHTOWER_POLL_MS") ?? "1000";
+  const pollText = r.get("WATCHTOWER_POLL_MS") ?? "1000";
   let pollMs = 1000;
   if (!/^[0-9]{1,7}$/.test(pollText) || Number(pollText) < 10)
-    problems.push(
+    r.problem(
       `WATCHTOWER_POLL_MS must be a whole number of milliseconds from 10 to 9999999, got ${JSON.stringify(pollText)}`,
     );
   else pollMs = Number(pollText);
-  const startText = opt("WATCHTOWER_START_HEIGHT");
+  const startText = r.get("WATCHTOWER_START_HEIGHT");
   let startHeight: number | undefined;
   if (startText !== undefined) {
     if (!/^[0-9]{1,9}$/.test(startText))
-      problems.push(
+      r.problem(
         `WATCHTOWER_START_HEIGHT must be a block height (a whole number), got ${JSON.stringify(startText)}; or leave it unset to start at the node's tip`,
       );
     else startHeight = Number(startText);
   }
-  const opsText = opt("WATCHTOWER_OPS_LISTEN");
-  const opsListen = opsText === undefined ? undefined : parseListen(opsText);
-  if (opsText !== undefined && opsListen === undefined)
-    problems.push(
-      `WATCHTOWER_OPS_LISTEN must be host:port for the HTTP /metrics, /healthz and /readyz (e.g. 0.0.0.0:9102; port 0: any free port), got ${JSON.stringify(opsText)}`,
-    );
-  if (problems.length > 0)
-    throw new WatchtowerConfigError(`watchtower configuration:\n  ${problems.join("\n  ")}`);
-  const user = opt("BITCOIN_RPC_USER");
+  const opsListen = r.opsListen("WATCHTOWER_OPS_LISTEN", "0.0.0.0:9102");
+  if (r.problems.length > 0)
+    throw new WatchtowerConfigError(formatProblems("watchtower configuration", r.problems));
+  const user = r.get("BITCOIN_RPC_USER");
   const password = env["BITCOIN_RPC_PASSWORD"];
   return {
     databaseUrl,
