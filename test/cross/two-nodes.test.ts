@@ -156,11 +156,12 @@ async function startNode(side: Side, fill: number): Promise<Node> {
       releaseAnchor: () => Promise.resolve(false),
       watchFinalKey: () => Promise.resolve(),
     },
-    // The test dials by itself (it drops A's connection on purpose); no address is remembered.
+    // Through this node's gateway of the moment (the test replaces A's on purpose).
     peers: {
-      connect: () => Promise.reject(new Error("the test dials by itself")),
+      connect: async (p) =>
+        void (await nodes[side].gateway.connect(p.host, p.port, Buffer.from(p.nodeId, "hex"))),
       list: () => Promise.resolve(nodes[side]?.gateway.connections ?? []),
-      resync: () => undefined,
+      resync: (nodeId) => void nodes[side].gateway.disconnect(nodeId, "RESYNC"),
     },
     replicaId: "replica-1",
     leaseMs: 60_000,
@@ -240,7 +241,8 @@ afterAll(async () => {
 describe("signer + channel node + peer gateway + chain watcher, twice, over NATS", () => {
   it("opens on a real anchor, pays invoices, finishes a payment across a lost connection, and closes on chain", async () => {
     const port = await nodes.B.gateway.listen(0, "127.0.0.1");
-    await nodes.A.gateway.connect("127.0.0.1", port, nodes.B.nodeId);
+    // Through A's node, which remembers the address and redials it after a drop.
+    await nodes.A.node.connect({ host: "127.0.0.1", port, nodeId: nodes.B.nodeId.toString("hex") });
     const funding: Sat = sat(1_000_000);
     await nodes.A.node.open(nodes.B.nodeId.toString("hex"), funding);
     await until(

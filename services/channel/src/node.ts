@@ -103,7 +103,14 @@ const LIVE = (phase: ChannelState["phase"]): boolean => phase !== "closed" && ph
 export class ChannelNode {
   readonly runner: ChannelRunner;
   private readonly held = new Set<string>();
-  private readonly meta = new Map<string, { peer: string; signerChannel: number }>();
+  /**
+   * Per channel run here: its peer, its signer index, and whether it waits for a new connection
+   * before it takes the peer's messages (see createChannel).
+   */
+  private readonly meta = new Map<
+    string,
+    { peer: string; signerChannel: number; awaitingConnection: boolean }
+  >();
   private readonly peerQueues = new Map<string, Promise<unknown>>();
   private readonly retries = new Map<string, { attempt: number; at: number; since: number }>();
   /** Incoming HTLCs we are settling (channel:id), so each is decided once. */
@@ -326,6 +333,12 @@ export class ChannelNode {
         row = await this.o.store.liveWith(peer);
       }
       if (!row || !this.held.has(row.id)) return;
+      const m = this.meta.get(row.id);
+      if (connectedAck !== undefined && m) m.awaitingConnection = false;
+      if (pkt && m?.awaitingConnection) {
+        this.o.log(`channel ${row.id}: dropping a ${pkt.kind} sent before its own connection`);
+        return;
+      }
       if (pkt) await this.input(row.id, { type: "pkt", pkt });
       else if (connectedAck !== undefined)
         await this.input(row.id, { type: "reconnected", theirAck: connectedAck });
@@ -342,6 +355,10 @@ export class ChannelNode {
       const tip = await this.o.chain.tip();
       [this.tipHeight, this.tipTime] = [tip.height, tip.time];
     }
+    // The draft's messages name no channel: ones of an earlier channel with this peer may still
+    // be on their way. A new channel we open starts on a new connection, and takes nothing before.
+    const needsNewConnection =
+      role === "creator" && (await this.o.store.rows()).some((r) => r.peerNodeId === peer);
     const keys = await this.o.signer.call("NewChannel", {});
     const id = randomUUID();
     const created = createChannel({
@@ -379,10 +396,12 @@ export class ChannelNode {
         throw e;
       });
     this.held.add(id);
-    this.meta.set(id, { peer, signerChannel: keys.channel });
+    this.meta.set(id, { peer, signerChannel: keys.channel, awaitingConnection: needsNewConnection });
     this.o.log(`channel ${id}: created as ${role} with ${peer.slice(0, 16)}…`);
-    // Sent now if the peer is connected; otherwise on its next connection (retransmission).
-    for (const m of t.sends) this.o.nc.publish(peerSubjects(this.o.peerPrefix, peer).out, m.bytes);
+    // Sent now if the peer is connected; otherwise on its next connection (retransmission), which
+    // a channel after an earlier one with this peer asks for (the redial follows the drop).
+    if (needsNewConnection) this.o.peers.resync(peer);
+    else for (const m of t.sends) this.o.nc.publish(peerSubjects(this.o.peerPrefix, peer).out, m.bytes);
     return id;
   }
 
@@ -547,7 +566,11 @@ export class ChannelNode {
 
   private async adopt(row: ChannelRow): Promise<void> {
     if (row.peerNodeId === undefined || row.signerChannel === undefined) return;
-    this.meta.set(row.id, { peer: row.peerNodeId, signerChannel: row.signerChannel });
+    this.meta.set(row.id, {
+      peer: row.peerNodeId,
+      signerChannel: row.signerChannel,
+      awaitingConnection: false,
+    });
     this.held.add(row.id);
     this.o.log(`channel ${row.id}: running it here (lease taken)`);
     // Messages the gateway relayed while nobody ran the channel are lost, and ones the last holder
