@@ -4,62 +4,29 @@
  * the chain watcher is faked and its wallet_output events are built here, as in wallet.test.ts.
  */
 import { randomBytes } from "node:crypto";
-import { rmSync } from "node:fs";
 import { sat } from "@ln/bitcoin";
 import type { ChainEvent } from "@ln/proto";
-import { startRegtest, type Regtest } from "@ln/regtest";
+import type { Regtest } from "@ln/regtest";
 import { SignerClient } from "@ln/signer-client";
-import {
-  KeyRing,
-  SignerService,
-  SignerStore,
-  startServer,
-  type RunningServer,
-} from "@ln/signer-service/embedded";
 import { networks, payments, script as bscript, Transaction } from "bitcoinjs-lib";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrateChannelService } from "../src/migrations.js";
 import { Wallet, type WalletChain } from "../src/wallet.js";
-import { CLIENT_OPTIONS, makePems, type Pems } from "../../signer/test/helpers.js";
+import { FakeChain, startWalletFixture, type WalletFixture } from "./wallet-fixture.js";
 
-const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
 const FEE_RATE = 2000;
-const run = randomBytes(4).toString("hex");
-const schemas: string[] = [];
 
+/** Names unique to this run (channel ids). */
+const run = randomBytes(4).toString("hex");
+let fx: WalletFixture;
 let rt: Regtest;
 let pool: pg.Pool;
-let pems: Pems;
-let signerServer: RunningServer;
 let signer: SignerClient;
 
-class FakeChain implements WalletChain {
-  readonly watched: string[] = [];
-  readonly broadcasts: string[] = [];
-  watchScripts(scriptsHex: string[]): Promise<void> {
-    this.watched.push(...scriptsHex);
-    return Promise.resolve();
-  }
-  async broadcast(txHex: string): Promise<string> {
-    this.broadcasts.push(txHex);
-    try {
-      return await rt.submit(txHex);
-    } catch (e) {
-      const txid = Transaction.fromHex(txHex).getId();
-      if ((await rt.rpc.getRawTransaction(txid).catch(() => undefined)) !== undefined) return txid;
-      throw e;
-    }
-  }
-}
-
-async function newSchema(): Promise<string> {
-  const schema = `sweep_${run}_${schemas.length}`;
-  schemas.push(schema);
-  await migrateChannelService(pool, schema);
-  return schema;
-}
+const newSchema = (): Promise<string> => fx.newSchema();
+const outputsOf = (txHex: string, scripts: readonly string[]): Promise<ChainEvent[]> =>
+  fx.outputsOf(txHex, scripts);
 
 const walletOn = (schema: string, chain: WalletChain, client = signer, logs: string[] = []): Wallet =>
   new Wallet({
@@ -73,48 +40,13 @@ const walletOn = (schema: string, chain: WalletChain, client = signer, logs: str
   });
 
 beforeAll(async () => {
-  rt = await startRegtest();
-  pool = new pg.Pool({ connectionString: DATABASE_URL, max: 20 });
-  pems = makePems();
-  const signerSchema = `sweep_${run}_signer`;
-  schemas.push(signerSchema);
-  const store = new SignerStore(pool, signerSchema);
-  await store.migrate();
-  signerServer = await startServer({
-    service: new SignerService(new KeyRing(randomBytes(32)), store, { maxFeeSat: 100_000n }),
-    listen: "127.0.0.1:0",
-    tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
-    log: () => undefined,
-  });
-  signer = new SignerClient(
-    `127.0.0.1:${signerServer.port}`,
-    { ca: pems.ca, cert: pems.clientCert, key: pems.clientKey },
-    CLIENT_OPTIONS,
-  );
+  fx = await startWalletFixture("sweep");
+  ({ rt, pool, signer } = fx);
 }, 120_000);
 
 afterAll(async () => {
-  signer?.close();
-  await signerServer?.shutdown(1000);
-  await rt?.stop();
-  for (const s of schemas) await pool.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
-  await pool?.end();
-  if (pems) rmSync(pems.dir, { recursive: true, force: true });
+  await fx?.close();
 });
-
-/** The wallet_output events of `txHex` paying `scripts`, as the chain watcher would send them. */
-async function outputsOf(txHex: string, scripts: readonly string[]): Promise<ChainEvent[]> {
-  const tx = Transaction.fromHex(txHex);
-  const height = rt.height();
-  const blockHash = await rt.rpc.getBlockHash(height);
-  return tx.outs.flatMap((o, vout): ChainEvent[] => {
-    const scriptHex = Buffer.from(o.script).toString("hex");
-    if (!scripts.includes(scriptHex)) return [];
-    return [
-      { kind: "wallet_output", txid: tx.getId(), vout, amountSat: o.value, scriptHex, height, blockHash },
-    ];
-  });
-}
 
 /** A channel's final key from the signer, and the close output script, built here by hand. */
 async function channelFinal(): Promise<{
@@ -170,7 +102,7 @@ async function checkSweep(
 describe("sweeping close outputs", () => {
   it("sweeps a close output to our final key into the wallet, once", async () => {
     const schema = await newSchema();
-    const chain = new FakeChain();
+    const chain = new FakeChain(rt);
     const wallet = walletOn(schema, chain);
     const ch = await channelFinal();
     const channelId = `c-${run}-1`;
@@ -222,10 +154,14 @@ describe("sweeping close outputs", () => {
 
   it("keeps an unswept coin when the signer is down, forgets it on a reorg, sweeps it after a restart", async () => {
     const schema = await newSchema();
-    const chain = new FakeChain();
+    const chain = new FakeChain(rt);
     const logs: string[] = [];
     // A signer client to nowhere: every call fails (UNAVAILABLE).
-    const down = new SignerClient("127.0.0.1:1", { ca: pems.ca, cert: pems.clientCert, key: pems.clientKey });
+    const down = new SignerClient("127.0.0.1:1", {
+      ca: fx.pems.ca,
+      cert: fx.pems.clientCert,
+      key: fx.pems.clientKey,
+    });
     const ch = await channelFinal();
     const channelId = `c-${run}-2`;
     // The final key is watched while the signer was still up (keys come from NewChannel).

@@ -4,122 +4,49 @@
  * node), and the wallet_output events are built here from the funding transactions.
  */
 import { randomBytes } from "node:crypto";
-import { rmSync } from "node:fs";
 import { sat, sha256 } from "@ln/bitcoin";
 import type { ChainEvent } from "@ln/proto";
-import { startRegtest, type Regtest } from "@ln/regtest";
+import type { Regtest } from "@ln/regtest";
 import { SignerClient } from "@ln/signer-client";
-import {
-  KeyRing,
-  SignerService,
-  SignerStore,
-  startServer,
-  type RunningServer,
-} from "@ln/signer-service/embedded";
 import { address as bjsAddress, networks, payments, Transaction } from "bitcoinjs-lib";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrateChannelService } from "../src/migrations.js";
 import { Wallet, WalletError, type WalletChain } from "../src/wallet.js";
-import { CLIENT_OPTIONS, makePems, type Pems } from "../../signer/test/helpers.js";
+import { FakeChain, startWalletFixture, type WalletFixture } from "./wallet-fixture.js";
 
-const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
 const MAX_WITHDRAWAL = 400_000n;
 const FEE_RATE = 2000;
-const run = randomBytes(4).toString("hex");
-const schemas: string[] = [];
 
+/** Names unique to this run (channel ids). */
+const run = randomBytes(4).toString("hex");
+let fx: WalletFixture;
 let rt: Regtest;
 let pool: pg.Pool;
-let pems: Pems;
-let signerServer: RunningServer;
 let signer: SignerClient;
 let chain: FakeChain;
 let wallet: Wallet;
 
-class FakeChain implements WalletChain {
-  readonly watched: string[] = [];
-  readonly broadcasts: string[] = [];
-  watchScripts(scriptsHex: string[]): Promise<void> {
-    this.watched.push(...scriptsHex);
-    return Promise.resolve();
-  }
-  async broadcast(txHex: string): Promise<string> {
-    this.broadcasts.push(txHex);
-    try {
-      return await rt.submit(txHex);
-    } catch (e) {
-      // As the chain watcher does: a transaction the node already has is accepted.
-      const txid = Transaction.fromHex(txHex).getId();
-      if ((await rt.rpc.getRawTransaction(txid).catch(() => undefined)) !== undefined) return txid;
-      throw e;
-    }
-  }
-}
-
+/** The schema of `wallet`, the first one made. */
+let walletSchema: string;
 async function newWallet(c: WalletChain): Promise<Wallet> {
-  const schema = `wallet_${run}_${schemas.length}`;
-  schemas.push(schema);
-  await migrateChannelService(pool, schema);
+  const schema = await fx.newSchema();
+  walletSchema ??= schema;
   return new Wallet({ pool, schema, signer, chain: c, network: networks.regtest, feeRatePerKvb: FEE_RATE });
 }
+const outputsOf = (txHex: string, scripts: readonly string[]): Promise<ChainEvent[]> =>
+  fx.outputsOf(txHex, scripts);
 
 beforeAll(async () => {
-  rt = await startRegtest();
-  pool = new pg.Pool({ connectionString: DATABASE_URL, max: 20 });
-  pems = makePems();
-  const signerSchema = `wallet_${run}_signer`;
-  schemas.push(signerSchema);
-  const store = new SignerStore(pool, signerSchema);
-  await store.migrate();
-  signerServer = await startServer({
-    service: new SignerService(new KeyRing(randomBytes(32)), store, {
-      maxFeeSat: 100_000n,
-      maxWithdrawalSat: MAX_WITHDRAWAL,
-    }),
-    listen: "127.0.0.1:0",
-    tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
-    log: () => undefined,
-  });
-  signer = new SignerClient(
-    `127.0.0.1:${signerServer.port}`,
-    { ca: pems.ca, cert: pems.clientCert, key: pems.clientKey },
-    CLIENT_OPTIONS,
-  );
-  chain = new FakeChain();
+  fx = await startWalletFixture("wallet", { maxWithdrawalSat: MAX_WITHDRAWAL });
+  ({ rt, pool, signer } = fx);
+  chain = new FakeChain(rt);
   wallet = await newWallet(chain);
 }, 120_000);
 
 afterAll(async () => {
-  signer?.close();
-  await signerServer?.shutdown(1000);
-  await rt?.stop();
-  for (const s of schemas) await pool.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
-  await pool?.end();
-  if (pems) rmSync(pems.dir, { recursive: true, force: true });
+  await fx?.close();
 });
-
-/** The wallet_output events of `txHex` paying `scripts`, as the chain watcher would send them. */
-async function outputsOf(txHex: string, scripts: readonly string[]): Promise<ChainEvent[]> {
-  const tx = Transaction.fromHex(txHex);
-  const height = rt.height();
-  const blockHash = await rt.rpc.getBlockHash(height);
-  return tx.outs.flatMap((o, vout) => {
-    const scriptHex = Buffer.from(o.script).toString("hex");
-    if (!scripts.includes(scriptHex)) return [];
-    const e: ChainEvent = {
-      kind: "wallet_output",
-      txid: tx.getId(),
-      vout,
-      amountSat: o.value,
-      scriptHex,
-      height,
-      blockHash,
-    };
-    return [e];
-  });
-}
 
 /** Pays `amount` to a new wallet address (confirmed) and feeds the wallet its output. */
 async function deposit(amount: bigint, w = wallet, c = chain): Promise<{ txid: string; height: number }> {
@@ -204,7 +131,7 @@ describe("wallet", () => {
       expect(input.script.length).toBe(0);
       expect(input.witness.length).toBe(2);
     }
-    const ours = await watchedKeys(schemas[1]!);
+    const ours = await watchedKeys(walletSchema);
     const change = tx.outs[1]!;
     expect(ours).toContain(Buffer.from(change.script).toString("hex"));
     expect(chain.watched).toContain(Buffer.from(change.script).toString("hex"));
@@ -235,13 +162,13 @@ describe("wallet", () => {
     expect(e.message).toContain("GET /v1/wallet/address");
     // Nothing was reserved by the failed attempt.
     expect(await wallet.anchorTx(`c-${run}-big`)).toBeUndefined();
-    const empty = await newWallet(new FakeChain());
+    const empty = await newWallet(new FakeChain(rt));
     const none = await walletError(empty.fundAnchor({ channelId: "x", ...ch, amount: sat(10_000n) }));
     expect(none.code).toBe("NO_SEGWIT_COINS");
   });
 
   it("gives two concurrent anchors disjoint coins", async () => {
-    const c = new FakeChain();
+    const c = new FakeChain(rt);
     const w = await newWallet(c);
     for (const amount of [400_000n, 300_000n, 250_000n, 200_000n]) await deposit(amount, w, c);
     const [a, b] = await Promise.all([newChannel(), newChannel()]);
@@ -289,7 +216,7 @@ describe("wallet", () => {
     // Not confirmed yet: re-broadcast at start.
     expect(await wallet.rebroadcastUnconfirmed()).toBe(1);
     await rt.mine(1);
-    const ours = await watchedKeys(schemas[1]!);
+    const ours = await watchedKeys(walletSchema);
     for (const e of await outputsOf(tx.toHex(), [...ours, Buffer.from(dest).toString("hex")]))
       await wallet.onChainEvent(e);
     expect(await wallet.rebroadcastUnconfirmed()).toBe(0);
