@@ -4,6 +4,7 @@
  */
 import { msat, sat } from "@ln/bitcoin";
 import type { Pkt, PktOf } from "@ln/proto";
+import { step } from "@ln/channel-core";
 import { describe, expect, it } from "vitest";
 import {
   addPkt,
@@ -266,6 +267,17 @@ describe("2.3 open_commit_sig", () => {
     const { p } = upToOpenCommitSig();
     const out = p.deliver(p.a);
     expect(out.map((o) => o.type)).toEqual(["broadcast_anchor", "watch_anchor"]);
+  });
+
+  it("resume asks again for the anchor's depth while the opening waits for it, and not after", () => {
+    const { p } = upToOpenCommitSig();
+    const watched = p.deliver(p.a).find((o) => o.type === "watch_anchor");
+    expect(watched).toMatchObject({ type: "watch_anchor" });
+    // A depth report may have gone to a replica that no longer runs the channel.
+    expect(step(p.a.state, { type: "resume" }).outputs).toEqual([watched]);
+    p.input(p.a, { type: "chain", event: { kind: "anchor_depth", depth: 100 } });
+    expect(p.a.state.opening.sentComplete).toBe(true);
+    expect(step(p.a.state, { type: "resume" }).outputs).toEqual([]);
   });
 
   it("fails the connection on open_commit_sig sent to the acceptor", () => {
