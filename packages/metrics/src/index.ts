@@ -24,18 +24,6 @@ export interface HostPort {
   port: number;
 }
 
-/**
- * "host:port" or "[v6]:port" (port 0: any free port); undefined if it is not one. For the
- * `<SVC>_OPS_LISTEN` settings.
- */
-export function parseListen(text: string): HostPort | undefined {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):([0-9]{1,5})$/.exec(text.trim());
-  if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port > 65535) return undefined;
-  return { host: (m[1] ?? m[2]) as string, port };
-}
-
 /** A URL to reach `host:port` from this machine (a wildcard address becomes loopback). */
 export function urlOf(host: string, port: number): string {
   const h = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "::1" : host;

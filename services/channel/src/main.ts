@@ -4,7 +4,7 @@
  * released so another replica takes the channels at once. */
 import { readFile } from "node:fs/promises";
 import { sha256 } from "@ln/bitcoin";
-import { newRegistry } from "@ln/metrics";
+import { newRegistry, urlOf } from "@ln/metrics";
 import { SignerClient } from "@ln/signer-client";
 import { networks } from "bitcoinjs-lib";
 import { connect } from "nats";
@@ -168,7 +168,7 @@ async function main(): Promise<void> {
   await app.listen({ host: cfg.apiListen.host, port: cfg.apiListen.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : cfg.apiListen.port;
-  const api = `http://${cfg.apiListen.host === "0.0.0.0" ? "127.0.0.1" : cfg.apiListen.host}:${port}`;
+  const api = urlOf(cfg.apiListen.host, port);
   log(`replica ${cfg.replicaId}, schema ${cfg.databaseSchema}, node ${nodeId.toString("hex")}`);
   log(`ready ${JSON.stringify({ api, nodeId: nodeId.toString("hex"), ops: api })}`);
   // The token is never printed; its hash tells the operator which one is configured.

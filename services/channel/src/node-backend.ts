@@ -96,13 +96,7 @@ export class ChannelNodeBackend implements NodeBackend {
   }
 
   async listChannels(): Promise<ChannelSummary[]> {
-    const rows = await this.o.store.rows();
-    const out: ChannelSummary[] = [];
-    for (const row of rows) {
-      const state = await this.o.store.load(row.id);
-      if (state) out.push(summary(row, state));
-    }
-    return out;
+    return (await this.o.store.rowsWithState()).map(({ row, state }) => summary(row, state));
   }
 
   async getChannel(id: string): Promise<ChannelDetail | undefined> {
@@ -192,15 +186,10 @@ export class ChannelNodeBackend implements NodeBackend {
   }
 
   private async summaryOf(id: string): Promise<ChannelSummary> {
-    const c = await this.getChannel(id);
-    if (!c) throw new BackendError("NOT_FOUND", `no channel ${id}`);
-    return summary({ id: c.id, peerNodeId: c.peerNodeId }, await this.stateOf(id));
-  }
-
-  private async stateOf(id: string): Promise<ChannelState> {
-    const s = await this.o.store.load(id);
-    if (!s) throw new BackendError("NOT_FOUND", `no channel ${id}`);
-    return s;
+    const row = await this.o.store.row(id);
+    const state = row && (await this.o.store.load(id));
+    if (!row || !state) throw new BackendError("NOT_FOUND", `no channel ${id}`);
+    return summary(row, state);
   }
 }
 

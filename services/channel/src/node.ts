@@ -640,7 +640,11 @@ export class ChannelNode {
     const now = Date.now();
     if (now >= this.nextRevocationRound) {
       this.nextRevocationRound = now + RECONNECT_EVERY_MS;
-      for (const id of [...this.held])
+      const pending = await this.o.store.channelsWithUnrecordedRevocations().catch((e: unknown) => {
+        this.report("listing unrecorded revocations", e);
+        return [];
+      });
+      for (const id of pending.filter((x) => this.held.has(x)))
         await this.recordRevocations(id).catch((e: unknown) =>
           this.report(`ALERT channel ${id}: recording the peer's revocations with the signer`, e),
         );
@@ -668,5 +672,3 @@ const message = (e: unknown): string =>
     : e instanceof Error
       ? e.message
       : String(e);
-
-export { LIVE as isLivePhase };

@@ -59,6 +59,10 @@ interface ChannelDbRow {
   created_at: Date;
 }
 
+/** The columns of a ChannelRow (everything but the state). */
+const ROW_COLUMNS =
+  "id, peer_node_id, signer_channel, phase, lease_owner, (lease_expires > now()) AS held, created_at";
+
 const toRow = (r: ChannelDbRow): ChannelRow => ({
   id: r.id,
   peerNodeId: r.peer_node_id ?? undefined,
@@ -201,6 +205,14 @@ export class ChannelStore {
     return r.rows.map((row) => ({ number: BigInt(row.number), preimage: row.preimage }));
   }
 
+  /** The channels with a revocation of the peer the signer has not recorded yet. */
+  async channelsWithUnrecordedRevocations(): Promise<string[]> {
+    const r = await this.pool.query<{ channel_id: string }>(
+      `SELECT DISTINCT channel_id FROM ${this.t("peer_revocations")} WHERE recorded_at IS NULL`,
+    );
+    return r.rows.map((row) => row.channel_id);
+  }
+
   async markRevocationRecorded(id: string, number: bigint): Promise<void> {
     await this.pool.query(
       `UPDATE ${this.t("peer_revocations")} SET recorded_at = now() WHERE channel_id = $1 AND number = $2`,
@@ -211,15 +223,24 @@ export class ChannelStore {
   /** Every channel's row, newest first: who it is with, its phase and its lease. */
   async rows(): Promise<ChannelRow[]> {
     const r = await this.pool.query<ChannelDbRow>(
-      `SELECT id, peer_node_id, signer_channel, phase, lease_owner, (lease_expires > now()) AS held, created_at
+      `SELECT ${ROW_COLUMNS}
          FROM ${this.t("channels")} ORDER BY created_at DESC, id`,
     );
     return r.rows.map(toRow);
   }
 
+  /** Every channel's row with its state, newest first, in one query. */
+  async rowsWithState(): Promise<{ row: ChannelRow; state: ChannelState }[]> {
+    const r = await this.pool.query<ChannelDbRow & { state: string }>(
+      `SELECT ${ROW_COLUMNS}, state
+         FROM ${this.t("channels")} ORDER BY created_at DESC, id`,
+    );
+    return r.rows.map((x) => ({ row: toRow(x), state: deserializeState(x.state) }));
+  }
+
   async row(id: string): Promise<ChannelRow | undefined> {
     const r = await this.pool.query<ChannelDbRow>(
-      `SELECT id, peer_node_id, signer_channel, phase, lease_owner, (lease_expires > now()) AS held, created_at
+      `SELECT ${ROW_COLUMNS}
          FROM ${this.t("channels")} WHERE id = $1`,
       [id],
     );
@@ -229,7 +250,7 @@ export class ChannelStore {
   /** The live (not closed, not failed) channel with a peer, if any. */
   async liveWith(peerNodeId: string): Promise<ChannelRow | undefined> {
     const r = await this.pool.query<ChannelDbRow>(
-      `SELECT id, peer_node_id, signer_channel, phase, lease_owner, (lease_expires > now()) AS held, created_at
+      `SELECT ${ROW_COLUMNS}
          FROM ${this.t("channels")} WHERE peer_node_id = $1 AND phase NOT IN ('closed', 'failed')`,
       [peerNodeId],
     );
