@@ -4,7 +4,9 @@ import { randomBytes } from "node:crypto";
 import bcoin, { type Coin, type FullNode, type KeyRing } from "bcoin";
 import { txidFromHex, type Sat, type Txid } from "@ln/bitcoin";
 import { BitcoinRpc } from "@ln/chain-client";
-import { installBitcoindCompat, submitTx } from "./bitcoind-compat.js";
+import { installBitcoindCompat, submitTx, type CompatControls } from "./bitcoind-compat.js";
+
+export { MAX_REPLACEMENT_EVICTIONS, MIN_RELAY_FEE_PER_KVB } from "./bitcoind-compat.js";
 
 /** Regtest activates BIP65 (OP_CHECKLOCKTIMEVERIFY) at this height; CSV is active from genesis. */
 export const CLTV_HEIGHT = 1351;
@@ -41,7 +43,7 @@ export interface RegtestOptions {
 export interface FundOptions {
   /** Mine one block so the funding tx confirms. Default true. */
   readonly confirm?: boolean;
-  /** sat per 1000 vbytes. Default 1000. */
+  /** sat per 1000 vbytes. Default 1000, or 1.1 x the miner fee floor when that is higher. */
   readonly feeRatePerKvb?: number;
 }
 
@@ -78,9 +80,27 @@ export interface Regtest {
   fund(address: string, amount: Sat, opts?: FundOptions): Promise<Funding>;
   /**
    * Submits a transaction through the mempool with bitcoind's rejection codes (the same path as
-   * rpc.sendRawTransaction).
+   * rpc.sendRawTransaction). A tx double-spending mempool txs replaces them under BIP125 (every
+   * directly conflicting tx signals with an input nSequence < 0xfffffffe, pays at least the
+   * evicted txs' fees plus 1 sat/vB of its own size, a higher fee rate than each conflict, at most
+   * 100 evictions, no new unconfirmed inputs); the conflicts and their descendants leave the
+   * mempool. Otherwise -26 "txn-mempool-conflict" (not replaceable) or "insufficient fee", and the
+   * mempool is unchanged.
    */
   submit(hex: string): Promise<Txid>;
+  /**
+   * Fixes the answer of RPC `estimatesmartfee <n>` to bitcoind's `{ feerate, blocks: n }` with
+   * `feerate` = satPerKvb / 1e8 BTC/kvB (what BitcoinRpc.estimateSmartFee returns as `feerate`).
+   * `undefined` restores bcoin's own estimate.
+   */
+  setFeeEstimate(satPerKvb: number | undefined): void;
+  /**
+   * Miner fee floor in sat per 1000 vbytes (0 = off, the default). Blocks mined afterwards leave
+   * out every mempool tx whose own fee rate (fee * 1000 / vsize) is below the floor, and every tx
+   * that spends an output of a left-out one (no CPFP: a high-fee child does not pull its parent
+   * in). Left-out txs stay in the mempool and are mined once the floor drops below their rate.
+   */
+  setMinMiningFeeRate(satPerKvb: number): void;
   /**
    * Reorganizes the chain: invalidates the last `depth` blocks (RPC invalidateblock) and mines
    * `depth + extra` (default extra 1) new blocks to a fresh address. Returns both hash lists.
@@ -138,7 +158,7 @@ export async function startRegtest(opts: RegtestOptions = {}): Promise<Regtest> 
       cause: e,
     });
   }
-  installBitcoindCompat(node);
+  const controls = installBitcoindCompat(node);
   // The node runs in the test's own process: a long synchronous stretch there (signing a big
   // transaction) can let the server's 5 s keep-alive timer close a socket the client is about to
   // reuse. Idle sockets are closed by the client (undici, after 4 s) instead.
@@ -157,7 +177,7 @@ export async function startRegtest(opts: RegtestOptions = {}): Promise<Regtest> 
   const url = `http://127.0.0.1:${address.port}`;
   const user = "bitcoinrpc";
   const rpc = new BitcoinRpc({ url, user, password, timeoutMs: 60_000 });
-  const h = new Harness(node, rpc, url, user, password, opts);
+  const h = new Harness(node, controls, rpc, url, user, password, opts);
   await h.mine(Math.max(opts.height ?? 0, SEGWIT_CSV_HEIGHT));
   return h;
 }
@@ -170,6 +190,7 @@ class Harness implements Regtest {
 
   constructor(
     private readonly node: FullNode,
+    private readonly controls: CompatControls,
     readonly rpc: BitcoinRpc,
     readonly url: string,
     readonly user: string,
@@ -256,7 +277,8 @@ class Harness implements Regtest {
     mtx.addOutput(target, value);
     await mtx.fund(coins, {
       changeAddress: this.walletAddress,
-      rate: opts.feeRatePerKvb ?? 1000,
+      // Above the miner fee floor (with a margin for bcoin's size estimate) so it confirms.
+      rate: opts.feeRatePerKvb ?? Math.max(1000, Math.ceil(this.controls.minMiningFeeRate * 1.1)),
       height: this.height(),
     });
     mtx.sign([...this.rings.values()]);
@@ -273,6 +295,24 @@ class Harness implements Regtest {
 
   async submit(hex: string): Promise<Txid> {
     return this.rpc.sendRawTransaction(hex);
+  }
+
+  setFeeEstimate(satPerKvb: number | undefined): void {
+    if (satPerKvb !== undefined && !(Number.isFinite(satPerKvb) && satPerKvb > 0))
+      throw new RegtestError(
+        "BAD_ARGUMENT",
+        `setFeeEstimate: expected a positive sat/kvB rate or undefined, got ${satPerKvb}`,
+      );
+    this.controls.feeEstimate = satPerKvb;
+  }
+
+  setMinMiningFeeRate(satPerKvb: number): void {
+    if (!Number.isFinite(satPerKvb) || satPerKvb < 0)
+      throw new RegtestError(
+        "BAD_ARGUMENT",
+        `setMinMiningFeeRate: expected a non-negative sat/kvB rate, got ${satPerKvb}`,
+      );
+    this.controls.minMiningFeeRate = satPerKvb;
   }
 
   async reorg(depth: number, extra = 1): Promise<{ disconnected: string[]; connected: string[] }> {
