@@ -19,7 +19,10 @@ import {
   consumeChainEvents,
   Ledger,
   requestWatch,
+  TowerLink,
+  towerRecordsSubject,
 } from "@ln/channel-service";
+import { decodeSealedRecord } from "@ln/justice";
 import { natsAckFor, PeerGateway } from "@ln/peer-service";
 import { startRegtest, type Regtest } from "@ln/regtest";
 import { decodePkt, encodePkt, peerSubjects } from "@ln/proto";
@@ -120,6 +123,13 @@ async function startNode(side: Side, fill: number): Promise<Node> {
   await watcher.migrate();
   serveChainRequests(nc, chainPrefix, watcher);
 
+  // Where the revocation records go (the watchtower's stream; here without a tower).
+  const recordsStream = `CROSS_${run}_${side}_RECORDS`;
+  await (
+    await nc.jetstreamManager()
+  ).streams.add({ name: recordsStream, subjects: [towerRecordsSubject(prefix)] });
+  streams.push(recordsStream);
+
   const schema = `cross_${run}_${lower(side)}`;
   const store = new ChannelStore(pool, schema);
   await store.migrate();
@@ -163,6 +173,7 @@ async function startNode(side: Side, fill: number): Promise<Node> {
       list: () => Promise.resolve(nodes[side]?.gateway.connections ?? []),
       resync: (nodeId) => void nodes[side].gateway.disconnect(nodeId, "RESYNC"),
     },
+    tower: new TowerLink({ js: nc.jetstream(), store, subject: towerRecordsSubject(prefix) }),
     replicaId: "replica-1",
     leaseMs: 60_000,
     terms: { delayBlocks: 144, minDepth: 1, feeRate: 10_000 },
@@ -334,6 +345,23 @@ describe("signer + channel node + peer gateway + chain watcher, twice, over NATS
           (await pool.query(`SELECT 1 FROM "cross_${run}_${x}".peer_revocations WHERE recorded_at IS NULL`))
             .rowCount === 0,
       );
+      // ... and its sealed record reached the tower's stream once, under its locator (DESIGN.md 7).
+      const side = x.toUpperCase() as Side;
+      await until(
+        `${x}'s tower records published`,
+        async () =>
+          (await pool.query(`SELECT 1 FROM "cross_${run}_${x}".tower_records WHERE published_at IS NULL`))
+            .rowCount === 0,
+      );
+      const jsm = await nc.jetstreamManager();
+      const stream = `CROSS_${run}_${side}_RECORDS`;
+      const info = await jsm.streams.info(stream);
+      expect(info.state.messages).toBe(revs.rows.length);
+      for (let seq = 1; seq <= info.state.messages; seq++) {
+        const m = await jsm.streams.getMessage(stream, { seq });
+        const sealed = decodeSealedRecord(m.data);
+        expect(m.header.get("Nats-Msg-Id")).toBe(sealed.locator.toString("hex"));
+      }
     }
 
     // Cooperative close (draft 4): clearing, fee negotiation by close_signature, the signer signs,

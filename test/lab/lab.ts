@@ -3,9 +3,11 @@
  * services (signer, watchtower, peer, channel) as separate processes, on an in-process regtest
  * node. It funds the nodes, opens A-B and C-B, pays A→B and C→B, closes A-B cooperatively,
  * prints a summary, then keeps running (printing each node's control API and admin token) until
- * Ctrl-C. `--exit`: exit after the scenario, non-zero with what failed.
+ * Ctrl-C. `--exit`: exit after the scenario, non-zero with what failed. `--breach`: C also keeps
+ * a copy of its C-B commitment before paying, then broadcasts that revoked commitment re-signed
+ * (DESIGN.md 7); B's watchtower punishes it, and the summary shows the breach and the justice.
  *
- *   pnpm run lab [-- --exit]
+ *   pnpm run lab [-- --exit] [-- --breach]
  *
  * Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test, else an embedded
  * Postgres), NATS_URL (default nats://127.0.0.1:4222, else a nats-server spawned for the run),
@@ -14,6 +16,8 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { type Payment } from "./api.js";
+import type { StaleCommitment } from "./breach.js";
+import { confirmedAt, confirmedSpenders } from "./chain.js";
 import { redactUrl } from "./infra.js";
 import { channelWith, errText, Network, short, WaitAbort, type NetNode } from "./network.js";
 
@@ -35,6 +39,10 @@ class Lab {
   readonly fundings: { node: string; txid: string }[] = [];
   readonly channels: { from: NodeName; id: string }[] = [];
   readonly payments: { from: NodeName; payment: Payment }[] = [];
+  /** --breach: C's revoked commitment on chain and the justice that took its outputs. */
+  breach: { txid: string; justice: { txid: string; outputsSat: bigint }[]; outputsSat: bigint } | undefined;
+
+  constructor(readonly stageBreach: boolean) {}
 
   get nodes(): NetNode[] {
     return this.net.nodes;
@@ -72,7 +80,8 @@ async function scenario(lab: Lab): Promise<void> {
     { mine: true, timeoutMs: 180_000 },
   );
 
-  // 3. B invoices, A and C pay.
+  // 3. B invoices, A and C pay (with --breach, C first keeps the commitment the payment revokes).
+  const stale = lab.stageBreach ? await net.keepCommitment(C, cb.id) : undefined;
   lab.step = "paying A→B and C→B";
   const payments = lab.payments;
   for (const [payer, channelId, amount] of [
@@ -109,6 +118,45 @@ async function scenario(lab: Lab): Promise<void> {
       );
     },
     { mine: true, timeoutMs: 180_000 },
+  );
+
+  // 5. --breach: C broadcasts its revoked commitment; B's watchtower takes every output.
+  if (stale !== undefined) await breach(lab, stale);
+}
+
+async function breach(lab: Lab, stale: StaleCommitment): Promise<void> {
+  const net = lab.net;
+  const [B, C] = [lab.node("B"), lab.node("C")];
+  lab.step = "waiting for B's watchtower to hold C-B's revocation records";
+  await net.waitFor(
+    "B to have handed its revocation records to its watchtower",
+    async () => {
+      const pending = await net.towerRecordsPending(B);
+      return pending === 0 || `${pending} record(s) not yet with the tower`;
+    },
+    { timeoutMs: 30_000 },
+  );
+  lab.step = "staging C's breach";
+  const tx = await net.breach(C, stale);
+  const txid = tx.getId();
+  log(`C: broadcast its revoked commitment ${stale.number} as ${txid} (re-signed: a txid B never saw)`);
+  const outputsSat = tx.outs.reduce((a, o) => a + BigInt(o.value), 0n);
+  lab.breach = { txid, justice: [], outputsSat };
+  let from = net.regtest.height();
+  await net.waitFor(
+    "B's watchtower to punish the breach: every output spent in a block",
+    async () => {
+      from = (await confirmedAt(net.regtest.rpc, txid)) ?? from;
+      const spenders = await confirmedSpenders(net.regtest.rpc, txid, from);
+      const spent = new Set(spenders.flatMap((s) => s.vouts)).size;
+      if (lab.breach)
+        lab.breach.justice = spenders.map((s) => ({
+          txid: s.tx.getId(),
+          outputsSat: s.tx.outs.reduce((a, o) => a + BigInt(o.value), 0n),
+        }));
+      return spent === tx.outs.length || `${spent}/${tx.outs.length} outputs of the breach spent`;
+    },
+    { mine: true, timeoutMs: 120_000 },
   );
 }
 
@@ -198,6 +246,14 @@ async function summary(lab: Lab): Promise<void> {
     for (const t of d?.transactions ?? []) channelTxs.push([`${t.kind} of ${from}-B`, t.txid]);
   }
   if (channelTxs.length > 0) out.push(table(channelTxs));
+  if (lab.breach) {
+    const justiceSat = lab.breach.justice.reduce((a, j) => a + j.outputsSat, 0n);
+    out.push(
+      `breach (--breach): C's revoked commitment ${lab.breach.txid} put ${lab.breach.outputsSat} sat on chain;`,
+      `  B's watchtower took all of it back in ${lab.breach.justice.length} justice transaction(s), ${justiceSat} sat to B's final key (fees ${lab.breach.outputsSat - justiceSat} sat):`,
+      ...lab.breach.justice.map((j) => `  justice ${j.txid}  ${j.outputsSat} sat`),
+    );
+  }
   out.push(`regtest height ${lab.net.rt?.height() ?? "?"}; logs in ${join(lab.net.dir, "logs")}`);
   out.push("=====================================================");
   console.log(out.join("\n"));
@@ -218,7 +274,7 @@ function printAccess(lab: Lab): void {
 
 async function main(): Promise<number> {
   const exitAfter = process.argv.includes("--exit");
-  const lab = new Lab();
+  const lab = new Lab(process.argv.includes("--breach"));
   let interrupted = false;
   let release: () => void = () => undefined;
   const stopped = new Promise<void>((r) => (release = r));
@@ -260,7 +316,10 @@ async function main(): Promise<number> {
       return 1;
     }
     console.error("[lab] the services that did start keep running for inspection; Ctrl-C to stop");
-  } else log("scenario passed: funded, opened A-B and C-B, paid A→B and C→B, closed A-B cooperatively");
+  } else
+    log(
+      `scenario passed: funded, opened A-B and C-B, paid A→B and C→B, closed A-B cooperatively${lab.breach ? ", C's breach punished by B's watchtower" : ""}`,
+    );
   if (exitAfter) {
     await lab.net.cleanup();
     rmSync(lab.net.dir, { recursive: true, force: true });

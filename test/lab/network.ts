@@ -24,9 +24,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sat } from "@ln/bitcoin";
 import { startRegtest, type Regtest } from "@ln/regtest";
+import type { Transaction } from "bitcoinjs-lib";
 import { connect as natsConnect } from "nats";
 import pg from "pg";
 import { LabApi, type ChannelSummary, type Payment, type PeerInfo } from "./api.js";
+import { keepCommitment, resignCommitment, type StaleCommitment } from "./breach.js";
 import { makeDevPki, signerClientTlsEnv, signerServerTlsEnv, type DevPki } from "./certs.js";
 import { ensureNats, ensurePostgres, type InfraHandle } from "./infra.js";
 import { describeExit, REPO_ROOT, Supervisor, type ReadyInfo } from "./procs.js";
@@ -292,6 +294,36 @@ export class Network {
     return { pki, pgUrl, natsUrl, rt: this.regtest };
   }
 
+  /** `n`'s current commitment of a channel, kept to stage a breach with later (breach.ts). */
+  async keepCommitment(n: NetNode, channelId: string): Promise<StaleCommitment> {
+    return keepCommitment(this.#infra().pgUrl, n.schemas.channel, channelId);
+  }
+
+  /** `n` cheats: broadcasts a kept (by now revoked) commitment, re-signed with a fresh nonce. */
+  async breach(n: NetNode, stale: StaleCommitment): Promise<Transaction> {
+    const tx = resignCommitment(stale, this.#seedFile(n), n.seedKey);
+    await this.regtest.submit(tx.toHex());
+    return tx;
+  }
+
+  /** Revocation records `n`'s channel service has not handed to its watchtower yet. */
+  async towerRecordsPending(n: NetNode): Promise<number> {
+    const client = new pg.Client({ connectionString: this.#infra().pgUrl });
+    await client.connect();
+    try {
+      const r = await client.query(
+        `SELECT 1 FROM "${n.schemas.channel}".tower_records WHERE published_at IS NULL`,
+      );
+      return r.rowCount ?? 0;
+    } finally {
+      await client.end();
+    }
+  }
+
+  #seedFile(n: NetNode): string {
+    return join(this.dir, `${n.lower}-seed.enc`);
+  }
+
   /**
    * Each service of a node gets its own Postgres role owning its own schema, as in production:
    * a role may touch only its service's tables. Returns each service's database URL.
@@ -333,7 +365,7 @@ export class Network {
         SIGNER_DATABASE_SCHEMA: n.schemas.signer,
         SIGNER_LISTEN: "127.0.0.1:0",
         ...signerServerTlsEnv(pki),
-        SIGNER_SEED_FILE: join(this.dir, `${n.lower}-seed.enc`),
+        SIGNER_SEED_FILE: this.#seedFile(n),
         SIGNER_SEED_KEY: n.seedKey,
       },
       { ...opts, service: "signer" },
@@ -358,6 +390,8 @@ export class Network {
         LN_PREFIX: n.prefix,
         WATCHTOWER_POLL_MS: "250",
         WATCHTOWER_START_HEIGHT: String(rt.height()),
+        // The tower has the signer sign justice (DESIGN.md 7); it holds no key itself.
+        ...signerClient,
       },
       { ...opts, service: "watchtower" },
     );

@@ -282,8 +282,45 @@ function whatToBroadcast(d: ChannelState): Broadcast {
   return {
     tx: "commitment",
     number: d.localCommit.number,
-    params: commitmentParams(d, d.localCommit, "local"),
+    params: localCommitParams(d, d.localCommit),
     theirSig: d.localCommit.theirSig,
+  };
+}
+
+/**
+ * Our current commitment's parameters. Until the signer reveals the previous preimage, it is
+ * signed under our *next* revocation hash (the one the peer signed it with).
+ */
+const localCommitParams = (d: ChannelState, lc: CommitmentView): CommitmentParams =>
+  commitmentParams(
+    d,
+    lc,
+    "local",
+    d.awaiting === "reveal_revocation" ? d.localRevocationHash.next : d.localRevocationHash.current,
+  );
+
+/**
+ * The commitments that can spend the anchor without a revocation (draft 6.2): our current one,
+ * and the peer's current and pending ones. Revoked commitments are the watchtower's (DESIGN.md 7).
+ */
+export function unrevokedCommitments(d: ChannelState): {
+  ours: { number: bigint; params: CommitmentParams } | undefined;
+  theirs: { number: bigint; params: CommitmentParams }[];
+} {
+  if (!d.anchor || !d.remote) return { ours: undefined, theirs: [] };
+  const theirs = [];
+  if (d.remoteCommit)
+    theirs.push({ number: d.remoteCommit.number, params: commitmentParams(d, d.remoteCommit, "remote") });
+  if (d.remotePending)
+    theirs.push({
+      number: d.remotePending.number,
+      params: commitmentParams(d, d.remotePending, "remote", d.remoteRevocationHash.next),
+    });
+  return {
+    ours: d.localCommit
+      ? { number: d.localCommit.number, params: localCommitParams(d, d.localCommit) }
+      : undefined,
+    theirs,
   };
 }
 
@@ -840,7 +877,7 @@ function pendingRequest(d: ChannelState): SignerRequest {
           };
     case "reveal_revocation": {
       const lc = need(d.localCommit);
-      const params = commitmentParams(d, lc, "local", d.localRevocationHash.next);
+      const params = localCommitParams(d, lc);
       return {
         kind: "reveal_revocation",
         revoke: lc.number - 1n,

@@ -1,4 +1,11 @@
-export { ackFor, createChannel, MAX_OFFERED_HTLCS, stagedViews, step } from "./channel.js";
+export {
+  ackFor,
+  createChannel,
+  MAX_OFFERED_HTLCS,
+  stagedViews,
+  step,
+  unrevokedCommitments,
+} from "./channel.js";
 export * from "./types.js";
 export * from "./views.js";
 export * from "./serialize.js";

@@ -1,1 +1,2 @@
-export {};
+export * from "./record.js";
+export * from "./justice.js";

@@ -4,3 +4,4 @@ export { lightningRoot } from "./schema.js";
 export * from "./events.js";
 export * from "./peer-events.js";
 export * from "./signer-proto.js";
+export * from "./tower.js";

@@ -56,9 +56,18 @@ function pushesAfterSig(path: SpendPath): (Buffer | number)[] {
   }
 }
 
-function sequenceOf(path: SpendPath): number {
+/** BIP125: an input with nSequence below 0xfffffffe signals that its transaction may be replaced. */
+export const RBF_SEQUENCE = 0xffff_fffd;
+
+export interface SpendOptions {
+  /** Signal opt-in replace-by-fee on every input (justice is fee-bumped by replacement, DESIGN.md 7). */
+  replaceable?: boolean;
+}
+
+function sequenceOf(path: SpendPath, opts: SpendOptions): number {
   if ((path.kind === "delayed" || path.kind === "htlc_redeem" || path.kind === "htlc_timeout") && path.delay)
-    return relativeDelay(path.delay);
+    return relativeDelay(path.delay); // a BIP68 value, always below RBF_SEQUENCE
+  if (opts.replaceable) return RBF_SEQUENCE; // also not final, so nLockTime stays enforced
   // Not final, so that nLockTime is enforced; otherwise final.
   return path.kind === "htlc_timeout" ? 0xffff_fffe : 0xffff_ffff;
 }
@@ -101,13 +110,18 @@ export interface Spend {
  * Sweeps P2SH coins by their paths to one output script, paying `feeRate` satoshi per 1000 bytes
  * of the signed size (worst-case signatures).
  */
-export function buildSpend(inputs: readonly SpendInput[], destination: Uint8Array, feeRate: number): Spend {
+export function buildSpend(
+  inputs: readonly SpendInput[],
+  destination: Uint8Array,
+  feeRate: number,
+  opts: SpendOptions = {},
+): Spend {
   if (inputs.length === 0) throw new SpendError("nothing to spend");
   const tx = new Transaction();
   tx.version = TX_VERSION;
   tx.locktime = locktimeOf(inputs);
   for (const { coin, path } of inputs)
-    tx.addInput(txidToInternal(coin.outpoint.txid), coin.outpoint.vout, sequenceOf(path));
+    tx.addInput(txidToInternal(coin.outpoint.txid), coin.outpoint.vout, sequenceOf(path, opts));
   const total = inputs.reduce<bigint>((a, i) => a + i.coin.amount, 0n);
   tx.addOutput(destination, 0n);
   const fee = sat((BigInt(signedSize(tx, inputs)) * BigInt(feeRate) + 999n) / 1000n);
@@ -144,6 +158,7 @@ export function buildJustice(
   destination: Uint8Array,
   feeRate: number,
   maxBytes = MAX_STANDARD_TX_BYTES,
+  opts: SpendOptions = {},
 ): Spend[] {
   // Sizes add up per input: outpoint 36 + sequence 4 + the scriptSig with its length prefix;
   // 9 bytes cover version, locktime and counts; the one output is 8 + 1 + script.
@@ -163,7 +178,7 @@ export function buildJustice(
     bytes += inputBytes;
   }
   if (current.length > 0) chunks.push(current);
-  return chunks.map((chunk) => buildSpend(chunk, destination, feeRate));
+  return chunks.map((chunk) => buildSpend(chunk, destination, feeRate, opts));
 }
 
 const varintSize = (n: number): number => (n < 0xfd ? 1 : n <= 0xffff ? 3 : 5);

@@ -14,3 +14,4 @@ export * from "./broadcast.js";
 export * from "./ledger.js";
 export * from "./node.js";
 export * from "./node-backend.js";
+export * from "./tower-link.js";

@@ -19,6 +19,7 @@ import { ChannelNodeBackend } from "./node-backend.js";
 import { ChannelNode } from "./node.js";
 import { connectPeer, listPeers, resyncPeer } from "./peer-requests.js";
 import { ChannelStore } from "./store.js";
+import { TowerLink, towerRecordsSubject } from "./tower-link.js";
 import { Wallet } from "./wallet.js";
 
 const VERSION = "0.1.0";
@@ -103,6 +104,7 @@ async function main(): Promise<void> {
     },
     wallet,
     peers,
+    tower: new TowerLink({ js: nc.jetstream(), store, subject: towerRecordsSubject(cfg.prefix) }),
     replicaId: cfg.replicaId,
     leaseMs: cfg.leaseMs,
     terms: cfg.terms,

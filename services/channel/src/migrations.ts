@@ -188,6 +188,18 @@ export const MIGRATIONS: readonly Migration[] = [
    );
    CREATE INDEX peer_revocations_unrecorded ON ${s}.peer_revocations (channel_id) WHERE recorded_at IS NULL;`,
   },
+  {
+    version: 9, // the watchtower's records (DESIGN.md 7), written with the state, until JetStream has them
+    sql: (s) => `CREATE TABLE ${s}.tower_records (
+     channel_id text NOT NULL REFERENCES ${s}.channels(id),
+     number numeric(20) NOT NULL,
+     locator bytea NOT NULL CHECK (length(locator) = 16),
+     blob bytea NOT NULL,
+     published_at timestamptz,
+     PRIMARY KEY (channel_id, number)
+   );
+   CREATE INDEX tower_records_unpublished ON ${s}.tower_records (channel_id, number) WHERE published_at IS NULL;`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

@@ -56,6 +56,12 @@ export interface LocalTerms {
   feeRate: number;
 }
 
+/** Where the watchtower's revocation records go (tower-link.ts). */
+export interface TowerPort {
+  /** Publishes every record not yet acknowledged. */
+  publishPending(): Promise<number>;
+}
+
 export interface ChannelNodeOptions {
   store: ChannelStore;
   ledger: Ledger;
@@ -67,6 +73,7 @@ export interface ChannelNodeOptions {
   chain: ChainPort;
   wallet: WalletPort;
   peers: PeerControl;
+  tower: TowerPort;
   replicaId: string;
   /** Lease length; renewed every third of it. */
   leaseMs: number;
@@ -478,6 +485,7 @@ export class ChannelNode {
         return;
       case "revoked":
         await this.recordRevocations(id);
+        void this.publishTowerRecords();
         return;
       case "opened":
         this.o.log(`channel ${id}: open`);
@@ -626,6 +634,18 @@ export class ChannelNode {
     }
   }
 
+  /**
+   * Hands the watchtower the records written so far; a failure leaves them for the next round
+   * (every few seconds). Until published, the tower cannot punish those revoked commitments.
+   */
+  private async publishTowerRecords(): Promise<void> {
+    await this.o.tower
+      .publishPending()
+      .catch((e: unknown) =>
+        this.report("ALERT revocation records not handed to the watchtower yet (retrying; is it running?)", e),
+      );
+  }
+
   private async retryRound(): Promise<void> {
     if (this.retrying) return; // the previous round is still at work
     this.retrying = true;
@@ -648,6 +668,7 @@ export class ChannelNode {
         await this.recordRevocations(id).catch((e: unknown) =>
           this.report(`ALERT channel ${id}: recording the peer's revocations with the signer`, e),
         );
+      await this.publishTowerRecords();
     }
     for (const [id, r] of this.retries) {
       if (r.at > now || !this.held.has(id)) continue;

@@ -5,6 +5,7 @@ import {
   type Output,
   type Step,
 } from "@ln/channel-core";
+import { defaultSweepScript, sealRecord } from "@ln/justice";
 import { encodePkt } from "@ln/proto";
 import { inTransaction, quoteSchema } from "@ln/postgres";
 import type pg from "pg";
@@ -26,6 +27,14 @@ export class StoreError extends Error {
   ) {
     super(message);
   }
+}
+
+/** A sealed revocation record for the watchtower (DESIGN.md 7), not yet acknowledged by JetStream. */
+export interface UnpublishedRecord {
+  channelId: string;
+  number: bigint;
+  locator: Buffer;
+  blob: Buffer;
 }
 
 export interface OutboxMessage {
@@ -160,8 +169,13 @@ export class ChannelStore {
    */
   async transition(id: string, owner: string, run: (state: ChannelState) => Step): Promise<Transition> {
     return this.inTransaction(async (c) => {
-      const r = await c.query<{ state: string; lease_owner: string | null; held: boolean }>(
-        `SELECT state, lease_owner, (lease_expires > now()) AS held FROM ${this.t("channels")} WHERE id = $1 FOR UPDATE`,
+      const r = await c.query<{
+        state: string;
+        lease_owner: string | null;
+        held: boolean;
+        signer_channel: number | null;
+      }>(
+        `SELECT state, lease_owner, (lease_expires > now()) AS held, signer_channel FROM ${this.t("channels")} WHERE id = $1 FOR UPDATE`,
         [id],
       );
       const row = r.rows[0];
@@ -183,16 +197,49 @@ export class ChannelStore {
       if (nowAcked > acked)
         await c.query(`DELETE FROM ${this.t("outbox")} WHERE channel_id = $1 AND seq <= $2`, [id, nowAcked]);
       // The peer's revocations are kept with the state that received them, until the signer
-      // has recorded them (it signs justice only for commitments it knows were revoked).
-      for (const o of next.outputs)
-        if (o.type === "revoked")
-          await c.query(
-            `INSERT INTO ${this.t("peer_revocations")} (channel_id, number, preimage) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING`,
-            [id, o.number.toString(), o.preimage],
-          );
+      // has recorded them (it signs justice only for commitments it knows were revoked), and so
+      // is the watchtower's record of each, until JetStream has it (DESIGN.md 7).
+      for (const o of next.outputs) {
+        if (o.type !== "revoked") continue;
+        await c.query(
+          `INSERT INTO ${this.t("peer_revocations")} (channel_id, number, preimage) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING`,
+          [id, o.number.toString(), o.preimage],
+        );
+        if (row.signer_channel === null)
+          throw new StoreError("NO_SUCH_CHANNEL", `channel ${id} has no signer channel to name in its tower record`);
+        const sealed = sealRecord({
+          signerChannel: row.signer_channel,
+          revokedNumber: o.number,
+          revocationPreimage: Buffer.from(o.preimage, "hex"),
+          params: o.params,
+          sweepScript: defaultSweepScript(o.params),
+        });
+        await c.query(
+          `INSERT INTO ${this.t("tower_records")} (channel_id, number, locator, blob) VALUES ($1, $2, $3, $4)
+           ON CONFLICT DO NOTHING`,
+          [id, o.number.toString(), sealed.locator, sealed.blob],
+        );
+      }
       return { ...next, sends: await this.appendOutbox(c, id, next.outputs) };
     });
+  }
+
+  /** Tower records JetStream has not acknowledged yet, oldest first. */
+  async unpublishedRecords(limit = 500): Promise<UnpublishedRecord[]> {
+    const r = await this.pool.query<{ channel_id: string; number: string; locator: Buffer; blob: Buffer }>(
+      `SELECT channel_id, number::text AS number, locator, blob FROM ${this.t("tower_records")}
+        WHERE published_at IS NULL ORDER BY channel_id, number LIMIT $1`,
+      [limit],
+    );
+    return r.rows.map((x) => ({ channelId: x.channel_id, number: BigInt(x.number), locator: x.locator, blob: x.blob }));
+  }
+
+  async markRecordPublished(channelId: string, number: bigint): Promise<void> {
+    await this.pool.query(
+      `UPDATE ${this.t("tower_records")} SET published_at = now() WHERE channel_id = $1 AND number = $2`,
+      [channelId, number.toString()],
+    );
   }
 
   /** The peer's revocations of a channel the signer has not recorded yet, oldest first. */

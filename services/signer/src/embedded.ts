@@ -1,5 +1,5 @@
 /** The signer's parts, for a process that composes them itself (tests across services, the lab). */
-export { KeyRing } from "./keys.js";
+export { KeyRing, decryptSeed } from "./keys.js";
 export { startServer, type RunningServer } from "./server.js";
 export { SignerService } from "./service.js";
 export { SignerStore } from "./store.js";
