@@ -1,1 +1,2 @@
-export {};
+export * from "./classify.js";
+export * from "./claims.js";

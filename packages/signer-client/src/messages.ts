@@ -171,12 +171,27 @@ export interface SignWalletSpendRequest {
 }
 /** A sweep input paying `P2SH(<our final key> OP_CHECKSIG)`: signed with the channel's final key. */
 export type FinalKeySpendMsg = Record<string, never>;
-/** One input of a sweep; `kind` names the spend path (more kinds to come: delayed, HTLC). */
+/**
+ * A sweep input spending an output of a published commitment, ours or the peer's, by the path on
+ * which our final key signs (the signer derives it from the output; `preimage` is R for an HTLC
+ * offered to us, empty otherwise).
+ */
+export interface CommitmentOutputSpendMsg {
+  ours: boolean;
+  number: U64;
+  params: CommitmentParamsMsg | null;
+  vout: number;
+  preimage: Buffer;
+  /** The commitment as seen on chain. */
+  commitment_tx_hex: string;
+}
+/** One input of a sweep; `kind` names the spend path. */
 export interface SweepInputMsg {
   input_index: number;
   amount_sat: U64;
-  kind?: "final_key";
+  kind?: "final_key" | "commitment_output";
   final_key?: FinalKeySpendMsg | null;
+  commitment_output?: CommitmentOutputSpendMsg | null;
 }
 export interface SignSweepRequest {
   channel: number;

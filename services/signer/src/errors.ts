@@ -22,9 +22,12 @@ export type RefusalCode =
   | "NEXT_COMMITMENT_REVOKED"
   /** RevealRevocation: we signed commitment `revoke` (or a later one) for broadcast. */
   | "REVOKE_AFTER_BROADCAST"
-  /** SignLocalCommitment: that commitment of ours is revoked (number <= highest revealed). */
+  /** SignLocalCommitment, SignSweep: that commitment of ours is revoked (number <= highest revealed). */
   | "COMMITMENT_REVOKED"
-  /** SignRemoteCommitment: the peer already revoked that commitment number. */
+  /**
+   * SignRemoteCommitment: the peer already revoked that commitment number. SignSweep: the peer's
+   * commitment is revoked, its outputs are taken by SignJustice.
+   */
   | "REMOTE_REVOKED"
   /** A close (or wallet spend) fee above the bound. */
   | "FEE_TOO_HIGH"
@@ -45,7 +48,27 @@ export type RefusalCode =
   /** An external output's script is not P2WPKH, P2WSH, P2SH or P2PKH. */
   | "UNSUPPORTED_SCRIPT"
   /** A sweep input of a kind the signer does not sign (or does not name one). */
-  | "UNSUPPORTED_INPUT";
+  | "UNSUPPORTED_INPUT"
+  /**
+   * SignSweep: the commitment is not one the signer signed (ours: never signed for broadcast;
+   * theirs: never signed with that number and revocation hash), or the transaction seen on chain
+   * does not carry our commit key's signature over it.
+   */
+  | "COMMITMENT_NOT_SIGNED"
+  /**
+   * SignSweep: the transaction given is not that commitment (normalized txid), the input does not
+   * spend the named output of it as seen on chain, or the amount named is not the output's.
+   */
+  | "SWEEP_MISMATCH"
+  /** SignSweep: the commitment output is not one our final key takes without a revocation preimage. */
+  | "NOT_OUR_OUTPUT"
+  /** SignSweep: an HTLC offered to us without a preimage that hashes to its payment hash. */
+  | "HTLC_PREIMAGE_MISMATCH"
+  /**
+   * SignSweep: the input's nSequence is below the CSV delay (or does not enforce it, or the
+   * transaction is not version 2), or the nLockTime below the HTLC's expiry (or not enforced).
+   */
+  | "TIMELOCK_TOO_EARLY";
 
 export type SignerErrorCode =
   | RefusalCode

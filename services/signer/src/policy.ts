@@ -3,12 +3,13 @@
  * `PolicyStore` gives (one Postgres transaction, the channel row locked), each refusal a
  * `SignerError` with a reason code. The functions return what may be signed; they never sign.
  */
-import { sha256, txidFromInternal, type Sat, type Txid } from "@ln/bitcoin";
+import { sha256, txidFromInternal, type Locktime, type Sat, type Txid } from "@ln/bitcoin";
 import {
   anchorSighash,
   buildClose,
   buildCommitment,
   CommitmentError,
+  decodeSignature,
   normalizedTxid,
   p2wpkhOutput,
   verifyDigest,
@@ -16,8 +17,15 @@ import {
   type Commitment,
   type CommitmentParams,
 } from "@ln/tx";
-import { anchorScript, p2shOutput, toOtherScript } from "@ln/scripts";
-import type { Transaction } from "bitcoinjs-lib";
+import {
+  absoluteExpiry,
+  anchorScript,
+  LOCKTIME_THRESHOLD,
+  p2shOutput,
+  relativeDelay,
+  toOtherScript,
+} from "@ln/scripts";
+import { script as bscript, type Transaction } from "bitcoinjs-lib";
 import { invalid, refuse } from "./errors.js";
 import type { ChannelKeys } from "./keys.js";
 
@@ -470,10 +478,25 @@ export async function authorizeWalletSpend(r: WalletSpendRequest, cfg: PolicyCon
 
 /**
  * How a sweep input is spent. Each kind says which of the channel's scripts the input spends, so
- * the signer derives the redeem script (and the key) itself; "justice and on-chain resolution"
- * adds the delayed and HTLC paths here.
+ * the signer derives the redeem script (and the key) itself.
  */
-export type SweepInputKind = { kind: "final_key" };
+export type SweepInputKind =
+  /** P2SH(<our final key> OP_CHECKSIG): a close output to us. */
+  | { kind: "final_key" }
+  /**
+   * An output of a published commitment (draft 6.2), ours or the peer's, by the one path on which
+   * our final key signs without a revocation preimage; `preimage` is R for an HTLC offered to us.
+   */
+  | {
+      kind: "commitment_output";
+      ours: boolean;
+      number: bigint;
+      params: CommitmentParams;
+      vout: number;
+      preimage: Buffer | undefined;
+      /** As seen on chain: its txid may differ from the rebuilt one (malleability), not its normalized txid. */
+      commitmentTx: Transaction;
+    };
 
 export interface SweepInput {
   inputIndex: number;
@@ -488,33 +511,192 @@ export interface SweepRequest {
   outputs: readonly ({ kind: "wallet"; index: number; pubkey: Buffer } | { kind: "other"; what: string })[];
 }
 
+type CommitmentOutputSpend = Extract<SweepInputKind, { kind: "commitment_output" }>;
+
+/** Whether the anchor spend carries a valid signature of our commit key over the commitment. */
+function carriesOurSignature(onChain: Transaction, c: Commitment, commitPub: Uint8Array): boolean {
+  const digest = anchorDigest(c);
+  const pushes = bscript.decompile(onChain.ins[0]?.script ?? Buffer.alloc(0)) ?? [];
+  return pushes.some((push) => {
+    if (typeof push === "number") return false;
+    try {
+      return verifyDigest(commitPub, digest, decodeSignature(push));
+    } catch {
+      return false; // not a DER signature (OP_0's empty push, the redeem script)
+    }
+  });
+}
+
+/** The locks our final key's path on this output needs, or undefined when the output is not ours. */
+function ourPath(
+  ours: boolean,
+  out: Commitment["outputs"][number],
+  delay: Locktime,
+): { csv?: Locktime; cltv?: Locktime; rHash?: Uint8Array } | undefined {
+  switch (out.kind) {
+    case "to_owner":
+      return ours ? { csv: delay } : undefined;
+    case "to_other":
+      return ours ? undefined : {};
+    case "htlc_offered":
+    case "htlc_received": {
+      const weOffered = (out.kind === "htlc_offered") === ours;
+      const csv = ours ? { csv: delay } : {};
+      return weOffered ? { ...csv, cltv: out.htlc.expiry } : { ...csv, rHash: out.htlc.rHash };
+    }
+  }
+}
+
+const SEQUENCE_DISABLE_FLAG = 1 << 31;
+const SEQUENCE_TYPE_FLAG = 1 << 22;
+const FINAL_SEQUENCE = 0xffff_ffff;
+
+/** BIP112 and BIP65 as the script will check them, on input `i` of `tx`. */
+function checkLocks(
+  channel: number,
+  tx: Transaction,
+  i: number,
+  locks: { csv?: Locktime; cltv?: Locktime },
+): void {
+  const sequence = tx.ins[i]!.sequence;
+  const early = (why: string) => refuse("TIMELOCK_TOO_EARLY", `channel ${channel}: sweep input ${i}: ${why}`);
+  if (locks.csv !== undefined) {
+    const needed = relativeDelay(locks.csv);
+    if (tx.version < 2) throw early(`a CSV delay needs a version 2 transaction, got version ${tx.version}`);
+    if (
+      (sequence & SEQUENCE_DISABLE_FLAG) !== 0 ||
+      (sequence & SEQUENCE_TYPE_FLAG) !== (needed & SEQUENCE_TYPE_FLAG)
+    )
+      throw early(`nSequence ${sequence} does not enforce a relative delay of the kind of ${needed}`);
+    if ((sequence & 0xffff) < (needed & 0xffff))
+      throw early(`nSequence ${sequence} is below the delay ${needed}`);
+  }
+  if (locks.cltv !== undefined) {
+    const expiry = absoluteExpiry(locks.cltv);
+    if (sequence === FINAL_SEQUENCE) throw early(`a final nSequence leaves nLockTime unenforced`);
+    if (tx.locktime < LOCKTIME_THRESHOLD !== expiry < LOCKTIME_THRESHOLD || tx.locktime < expiry)
+      throw early(`nLockTime ${tx.locktime} is below the HTLC's expiry ${expiry}`);
+  }
+}
+
+/**
+ * A commitment output: the commitment is one we signed and not revoked (ours: signed for broadcast
+ * by SignLocalCommitment, later than any revealed; theirs: signed by SignRemoteCommitment, not
+ * revoked by the peer), the transaction given is it (normalized txid, our signature on it), the
+ * input spends the named output of it as seen, our final key has a path there without revocation,
+ * and the input's locks satisfy that path.
+ */
+async function authorizeCommitmentOutput(
+  store: PolicyStore,
+  ours: OurChannel,
+  tx: Transaction,
+  input: SweepInput,
+  s: CommitmentOutputSpend,
+): Promise<InputToSign> {
+  const ch = store.channel;
+  const i = input.inputIndex;
+  const which = `${s.ours ? "our" : "the peer's"} commitment ${s.number}`;
+  if (s.ours) {
+    if (ch.highestRevealed !== undefined && s.number <= ch.highestRevealed)
+      throw refuse(
+        "COMMITMENT_REVOKED",
+        `channel ${ch.index}: ${which} is revoked (revealed up to ${ch.highestRevealed})`,
+      );
+    if (ch.lowestBroadcast === undefined || s.number < ch.lowestBroadcast)
+      throw refuse("COMMITMENT_NOT_SIGNED", `channel ${ch.index}: ${which} was never signed for broadcast`);
+  } else {
+    if (
+      (ch.highestPeerRevoked !== undefined && s.number <= ch.highestPeerRevoked) ||
+      (await store.peerRevocation(s.number)) !== undefined
+    )
+      throw refuse(
+        "REMOTE_REVOKED",
+        `channel ${ch.index}: ${which} is revoked; its outputs are taken by SignJustice`,
+      );
+    const signed = await store.remoteRevocationHash(s.number);
+    if (signed === undefined || !signed.equals(s.params.revocationHash))
+      throw refuse(
+        "COMMITMENT_NOT_SIGNED",
+        `channel ${ch.index}: ${which} was never signed with that revocation hash`,
+      );
+  }
+  const { commitment } = checkCommitment(ch, ours, s.ours ? "local" : "remote", s.number, s.params);
+  if (normalizedTxid(commitment.tx) !== normalizedTxid(s.commitmentTx))
+    throw refuse(
+      "SWEEP_MISMATCH",
+      `channel ${ch.index}: the transaction given is not ${which} (normalized txid differs)`,
+    );
+  if (!carriesOurSignature(s.commitmentTx, commitment, ours.keys.commit.pub))
+    throw refuse(
+      "COMMITMENT_NOT_SIGNED",
+      `channel ${ch.index}: the transaction given carries no signature of our commit key on ${which}`,
+    );
+  const onChain = s.commitmentTx.getId();
+  const spent = tx.ins[i]!;
+  if (txidFromInternal(spent.hash) !== onChain || spent.index !== s.vout)
+    throw refuse(
+      "SWEEP_MISMATCH",
+      `channel ${ch.index}: sweep input ${i} does not spend output ${s.vout} of ${which} as seen on chain (${onChain})`,
+    );
+  const out = commitment.outputs.find((o) => o.vout === s.vout);
+  if (out === undefined)
+    throw refuse("NOT_OUR_OUTPUT", `channel ${ch.index}: ${which} has no output ${s.vout}`);
+  if (out.amount !== input.amount)
+    throw refuse(
+      "SWEEP_MISMATCH",
+      `channel ${ch.index}: sweep input ${i} names ${input.amount} sat, output ${s.vout} holds ${out.amount} sat`,
+    );
+  const path = ourPath(s.ours, out, s.params.delay);
+  if (path === undefined)
+    throw refuse(
+      "NOT_OUR_OUTPUT",
+      `channel ${ch.index}: output ${s.vout} (${out.kind}) of ${which} is the peer's (ours only by revocation)`,
+    );
+  if (path.rHash !== undefined) {
+    if (s.preimage === undefined || !sha256(s.preimage).equals(path.rHash))
+      throw refuse(
+        "HTLC_PREIMAGE_MISMATCH",
+        `channel ${ch.index}: output ${s.vout} of ${which} is an HTLC offered to us: it needs R hashing to its payment hash`,
+      );
+  } else if (s.preimage !== undefined)
+    throw invalid(`sweep input ${i}: output ${s.vout} (${out.kind}) of ${which} takes no preimage`);
+  checkLocks(ch.index, tx, i, path);
+  return { inputIndex: i, redeemScript: out.redeemScript };
+}
+
 /**
  * SignSweep: every transaction input described exactly once and of a kind we sign, every output
  * one of our wallet keys, and the fee (inputs named minus outputs) at most the configured
- * maximum. Returns what to sign: input `inputIndex` over its redeem script.
+ * maximum. Returns what to sign with our final key: input `inputIndex` over its redeem script.
  *
- * The amounts are the caller's word (a legacy sighash does not commit to them); since every
- * output is ours and the input is a coin of our final key, a lie can only waste the caller's
- * own fee, never pay anyone else.
+ * A final-key input's amount is the caller's word (a legacy sighash does not commit to it); since
+ * every output is ours and the input is a coin of our final key, a lie can only waste the caller's
+ * own fee, never pay anyone else. A commitment output's amount is checked against the commitment.
  */
-export function authorizeSweep(
-  channel: number,
+export async function authorizeSweep(
+  store: PolicyStore,
   ours: OurChannel,
   r: SweepRequest,
   cfg: PolicyConfig,
-): InputToSign[] {
+): Promise<InputToSign[]> {
+  const channel = store.channel.index;
   if (r.tx.ins.length === 0) throw invalid("the sweep has no inputs");
   if (r.inputs.length !== r.tx.ins.length) throw invalid("one SweepInput per transaction input");
   if (r.outputs.length !== r.tx.outs.length) throw invalid("one OutputOwner per transaction output");
   const seen = new Set<number>();
-  const toSign = r.inputs.map((input): InputToSign => {
+  const toSign: InputToSign[] = [];
+  for (const input of r.inputs) {
     if (!Number.isInteger(input.inputIndex) || input.inputIndex < 0 || input.inputIndex >= r.tx.ins.length)
       throw invalid(`input_index ${input.inputIndex} is not an input of the transaction`);
     if (seen.has(input.inputIndex)) throw invalid(`input ${input.inputIndex} is described twice`);
     seen.add(input.inputIndex);
     switch (input.spend.kind) {
       case "final_key":
-        return { inputIndex: input.inputIndex, redeemScript: toOtherScript(ours.keys.final.pub) };
+        toSign.push({ inputIndex: input.inputIndex, redeemScript: toOtherScript(ours.keys.final.pub) });
+        break;
+      case "commitment_output":
+        toSign.push(await authorizeCommitmentOutput(store, ours, r.tx, input, input.spend));
+        break;
       default: {
         const unknown: { kind: string } = input.spend;
         throw refuse(
@@ -523,7 +705,7 @@ export function authorizeSweep(
         );
       }
     }
-  });
+  }
   r.outputs.forEach((owner, vout) => {
     const script = r.tx.outs[vout]!.script;
     if (owner.kind !== "wallet")

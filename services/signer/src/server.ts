@@ -21,6 +21,7 @@ import {
   type SweepInputMsg,
 } from "./messages.js";
 import { loadSignerService } from "@ln/signer-client";
+import { checkNumber } from "./keys.js";
 import type { SweepInput } from "./policy.js";
 import type { SignerService, WalletOutputOwner } from "./service.js";
 
@@ -123,6 +124,24 @@ function sweepInputs(inputs: readonly SweepInputMsg[]): SweepInput[] {
   return inputs.map((i, n): SweepInput => {
     const amount = sat(u64(i.amount_sat, `inputs[${n}].amount_sat`));
     if (i.kind === "final_key") return { inputIndex: i.input_index, amount, spend: { kind: "final_key" } };
+    if (i.kind === "commitment_output" && i.commitment_output) {
+      const c = i.commitment_output;
+      const what = `inputs[${n}].commitment_output`;
+      const number = checkNumber(u64(c.number, `${what}.number`));
+      return {
+        inputIndex: i.input_index,
+        amount,
+        spend: {
+          kind: "commitment_output",
+          ours: c.ours,
+          number,
+          params: commitmentParams(c.params, `${what}.params`),
+          vout: c.vout,
+          preimage: c.preimage.length === 0 ? undefined : bytes(c.preimage, 32, `${what}.preimage`),
+          commitmentTx: transaction(c.commitment_tx_hex, `${what}.commitment_tx_hex`),
+        },
+      };
+    }
     throw new SignerError("INVALID_REQUEST", `inputs[${n}] names no kind of spend`);
   });
 }

@@ -247,8 +247,8 @@ export class SignerService {
 
   /**
    * Signs a sweep of channel `channel`'s outputs to our wallet keys (policy: authorizeSweep), each
-   * input with the key of its kind over its legacy P2SH SIGHASH_ALL digest. The channel must have
-   * been allocated (UNKNOWN_CHANNEL otherwise); nothing is recorded.
+   * input with our final key over its legacy P2SH SIGHASH_ALL digest (every kind is a path of that
+   * key). The channel must have been allocated (UNKNOWN_CHANNEL otherwise); nothing is recorded.
    */
   async signSweep(
     channel: number,
@@ -262,8 +262,8 @@ export class SignerService {
         ? { kind: "wallet" as const, index: o.walletKeyIndex, pubkey: this.keys.wallet(o.walletKeyIndex).pub }
         : { kind: "other" as const, what: "anchor" in o ? "a channel anchor" : "an external script" },
     );
-    const toSign = await this.store.withChannel(channel, () =>
-      Promise.resolve(authorizeSweep(channel, ours, { tx, inputs, outputs: owners }, this.cfg)),
+    const toSign = await this.store.withChannel(channel, (s) =>
+      authorizeSweep(s, ours, { tx, inputs, outputs: owners }, this.cfg),
     );
     return toSign.map(({ inputIndex, redeemScript }) => ({
       inputIndex,
