@@ -6,7 +6,7 @@ export type ChainEvent =
   | { kind: "block_connected"; height: number; hash: string; time: number }
   | { kind: "block_disconnected"; height: number; hash: string }
   | { kind: "anchor_depth"; channelId: string; depth: number }
-  | { kind: "anchor_spent"; channelId: string; txid: string; height: number }
+  | { kind: "anchor_spent"; channelId: string; txid: string; height: number; txHex: string }
   | {
       kind: "wallet_output";
       txid: string;
@@ -98,6 +98,8 @@ export function decodeChainEvent(bytes: Uint8Array): ChainEvent {
       throw new EventDecodeError("wallet_output needs a 64-hex txid and a hex script");
     fields["amountSat"] = BigInt(String(fields["amountSat"]));
   }
+  if (kind === "anchor_spent" && (!/^[0-9a-f]{64}$/.test(String(fields["txid"])) || !isHex(fields["txHex"])))
+    throw new EventDecodeError("anchor_spent needs a 64-hex txid and the spending transaction in hex");
   return { kind, ...fields } as ChainEvent;
 }
 

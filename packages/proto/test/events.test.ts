@@ -24,7 +24,7 @@ describe("NATS payloads (events.proto)", () => {
     { kind: "block_connected", height: 1400, hash: "ab".repeat(32), time: 1_700_000_000 },
     { kind: "block_disconnected", height: 1400, hash: "ab".repeat(32) },
     { kind: "anchor_depth", channelId: "chan-1", depth: 3 },
-    { kind: "anchor_spent", channelId: "chan-1", txid: "cd".repeat(32), height: 1401 },
+    { kind: "anchor_spent", channelId: "chan-1#2", txid: "cd".repeat(32), height: 1401, txHex: "0200" },
     {
       kind: "wallet_output",
       txid: "ef".repeat(32),

@@ -16,6 +16,8 @@ export interface Watch extends WatchAnchor {
 
 export interface BlockTx {
   txid: string;
+  /** The transaction, serialized: a watched output's spend carries it (on-chain resolution). */
+  hex: string;
   /** The outpoints this transaction spends, as "txid:vout". */
   spends: readonly string[];
   /** Its outputs in order: amount and output script (lowercase hex). */
@@ -50,7 +52,13 @@ export function connectBlock(
     const spender = block.txs.find((t) => t.spends.includes(`${u.txid}:${u.vout}`));
     if (spender && u.spentHeight === undefined) {
       u.spentHeight = block.height;
-      events.push({ kind: "anchor_spent", channelId: u.channelId, txid: spender.txid, height: block.height });
+      events.push({
+        kind: "anchor_spent",
+        channelId: u.channelId,
+        txid: spender.txid,
+        height: block.height,
+        txHex: spender.hex,
+      });
     }
     if (u.confirmedHeight !== undefined) {
       const depth = block.height - u.confirmedHeight + 1;

@@ -26,7 +26,7 @@ import {
 import { txidFromInternal } from "@ln/bitcoin";
 import { Transaction } from "bitcoinjs-lib";
 import type { JetStreamClient, Msg, NatsConnection, Subscription } from "nats";
-import { migrate, quoteSchema, type Migration } from "@ln/postgres";
+import { migrate, quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 import {
   connectBlock,
@@ -36,21 +36,7 @@ import {
   type Block,
   type Watch,
 } from "./anchor-watch.js";
-
-/** The chain watcher's tables, in its own schema. */
-const MIGRATIONS: readonly Migration[] = [
-  {
-    version: 1,
-    sql: (s) => `CREATE TABLE ${s}.cursor (id integer PRIMARY KEY CHECK (id = 1), cursor jsonb NOT NULL);
-                 CREATE TABLE ${s}.anchor_watches (channel_id text PRIMARY KEY, watch jsonb NOT NULL);`,
-  },
-  {
-    version: 2,
-    sql: (s) => `CREATE TABLE ${s}.wallet_scripts (
-                   script_hex text PRIMARY KEY CHECK (script_hex ~ '^([0-9a-f]{2})+$'),
-                   added_at timestamptz NOT NULL DEFAULT now());`,
-  },
-];
+import { MIGRATIONS } from "./migrations.js";
 
 /** What the watcher asks of the node: following blocks, anchor lookups, broadcasts, the tip. */
 export type ChainWatcherRpc = FollowerRpc &
@@ -284,6 +270,7 @@ function toBlock(e: Extract<FollowerEvent, { type: "connected" }>): Block {
       const tx = Transaction.fromHex(t.hex);
       return {
         txid: t.txid,
+        hex: t.hex,
         spends: tx.ins.map((i) => `${txidFromInternal(i.hash)}:${i.index}`),
         outputs: tx.outs.map((o) => ({
           amountSat: o.value,

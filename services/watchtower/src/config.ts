@@ -18,6 +18,28 @@ export interface WatchtowerConfig {
   startHeight: number | undefined;
   /** WATCHTOWER_OPS_LISTEN: where to serve /metrics, /healthz and /readyz over HTTP; none if unset. */
   opsListen: HostPort | undefined;
+  /** The justice half (revocation records, breaches, justice); undefined unless SIGNER_ADDR is set. */
+  justice: JusticeConfig | undefined;
+}
+
+/** The tower proper (DESIGN.md 7): runs only when a signer is configured, since it holds no key. */
+export interface JusticeConfig {
+  signer: { addr: string; caFile: string; certFile: string; keyFile: string; serverName: string | undefined };
+  /** Where the channel service publishes sealed records: `${lnPrefix}.tower.records`. */
+  recordsSubject: string;
+  /** JetStream stream capturing recordsSubject. */
+  recordsStream: string;
+  /** Durable consumer shared by every tower replica of this node. */
+  recordsConsumer: string;
+  /** A justice transaction unconfirmed this many blocks after its broadcast is replaced at a higher fee. */
+  bumpBlocks: number;
+  /** Blocks deep a justice transaction must be before its breach is forgotten (6 to 100). */
+  buryDepth: number;
+  /** estimatesmartfee target, in blocks. */
+  feeTargetBlocks: number;
+  /** Satoshi per 1000 bytes when the node has no estimate. */
+  fallbackFeeRate: number;
+  mempoolPollMs: number;
 }
 
 export class WatchtowerConfigError extends Error {
@@ -29,6 +51,13 @@ const STREAM_NAME = /^[A-Za-z0-9_-]{1,255}$/;
 /** The default stream of a prefix: "lab.a" -> "LAB_A_CHAIN". */
 export const defaultStreamName = (lnPrefix: string): string =>
   `${lnPrefix.toUpperCase().replace(/[^A-Z0-9_]/g, "_")}_CHAIN`;
+
+/** The default records stream of a prefix: "lab.a" -> "LAB_A_TOWER". */
+export const defaultRecordsStreamName = (lnPrefix: string): string =>
+  `${lnPrefix.toUpperCase().replace(/[^A-Z0-9_]/g, "_")}_TOWER`;
+
+/** Where the channel service publishes revocation records (services/channel tower-link.ts). */
+export const recordsSubjectOf = (lnPrefix: string): string => `${lnPrefix}.tower.records`;
 
 export function loadConfig(
   env: Readonly<Record<string, string | undefined>> = process.env,
@@ -76,6 +105,7 @@ export function loadConfig(
     else startHeight = Number(startText);
   }
   const opsListen = r.opsListen("WATCHTOWER_OPS_LISTEN", "0.0.0.0:9102");
+  const justice = r.get("SIGNER_ADDR") !== undefined ? justiceConfig(r, lnPrefix) : undefined;
   if (r.problems.length > 0)
     throw new WatchtowerConfigError(formatProblems("watchtower configuration", r.problems));
   const user = r.get("BITCOIN_RPC_USER");
@@ -95,5 +125,76 @@ export function loadConfig(
     pollMs,
     startHeight,
     opsListen,
+    justice,
+  };
+}
+
+function justiceConfig(r: EnvReader, lnPrefix: string): JusticeConfig {
+  const addr = r.need("SIGNER_ADDR", "host:port of the signer's gRPC endpoint");
+  const caFile = r.need(
+    "SIGNER_CLIENT_CA",
+    "path of the CA certificate the signer's certificate chains to; needed since SIGNER_ADDR is set",
+  );
+  const certFile = r.need(
+    "SIGNER_CLIENT_CERT",
+    "path of the tower's own client certificate (PEM), the identity the signer allows justice signatures",
+  );
+  const keyFile = r.need("SIGNER_CLIENT_KEY", "path of the tower's client key (PEM)");
+  const recordsStream =
+    r.get("WATCHTOWER_RECORDS_STREAM") ?? (lnPrefix !== "" ? defaultRecordsStreamName(lnPrefix) : "");
+  if (recordsStream !== "" && !STREAM_NAME.test(recordsStream))
+    r.problem(
+      `WATCHTOWER_RECORDS_STREAM must be letters, digits, _ and - (a JetStream stream name), got ${JSON.stringify(recordsStream)}`,
+    );
+  const recordsSubject = r.get("WATCHTOWER_RECORDS_SUBJECT") ?? recordsSubjectOf(lnPrefix);
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(recordsSubject))
+    r.problem(
+      `WATCHTOWER_RECORDS_SUBJECT must be a NATS subject without wildcards (dot-separated tokens), got ${JSON.stringify(recordsSubject)}`,
+    );
+  const recordsConsumer = r.get("WATCHTOWER_RECORDS_CONSUMER") ?? "tower";
+  if (!STREAM_NAME.test(recordsConsumer))
+    r.problem(
+      `WATCHTOWER_RECORDS_CONSUMER must be letters, digits, _ and - (a durable consumer name), got ${JSON.stringify(recordsConsumer)}`,
+    );
+  return {
+    signer: { addr, caFile, certFile, keyFile, serverName: r.get("SIGNER_SERVERNAME") },
+    recordsSubject,
+    recordsStream,
+    recordsConsumer,
+    bumpBlocks: r.int(
+      "WATCHTOWER_BUMP_BLOCKS",
+      2,
+      1,
+      1000,
+      "blocks a justice transaction may stay unconfirmed before it is replaced at a higher fee",
+    ),
+    buryDepth: r.int(
+      "WATCHTOWER_BURY_DEPTH",
+      6,
+      1,
+      100,
+      "blocks deep a justice transaction must be before its breach is forgotten; 6 is usual",
+    ),
+    feeTargetBlocks: r.int(
+      "WATCHTOWER_FEE_TARGET_BLOCKS",
+      2,
+      1,
+      1008,
+      "the estimatesmartfee confirmation target",
+    ),
+    fallbackFeeRate: r.int(
+      "WATCHTOWER_FALLBACK_FEE_RATE",
+      20_000,
+      1000,
+      100_000_000,
+      "satoshi per 1000 bytes when the node has no fee estimate",
+    ),
+    mempoolPollMs: r.int(
+      "WATCHTOWER_MEMPOOL_POLL_MS",
+      1000,
+      10,
+      9_999_999,
+      "milliseconds between looks at the mempool",
+    ),
   };
 }

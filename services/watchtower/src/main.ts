@@ -3,8 +3,11 @@
  * configuration from the environment (config.ts), Postgres, the node's RPC, NATS; graceful
  * SIGTERM/SIGINT. Logs go to stderr as "watchtower: ..."; once caught up and serving it prints
  * one machine-readable line `watchtower: ready {"height":N,"stream":"..."}` on stdout (with
- * "ops":"http://host:port" when WATCHTOWER_OPS_LISTEN serves /metrics, /healthz and /readyz). */
+ * "ops":"http://host:port" when WATCHTOWER_OPS_LISTEN serves /metrics, /healthz and /readyz, and
+ * "justice":true|false: whether the tower proper runs, which it does only when SIGNER_ADDR is set). */
+import { readFile } from "node:fs/promises";
 import { BitcoinRpc, BlockFollowerError, RpcError, RpcTransportError } from "@ln/chain-client";
+import { SignerClient } from "@ln/signer-client";
 import { Counter, Gauge, newRegistry, serveOps, type OpsServer, type Registry } from "@ln/metrics";
 import type { BroadcastReply } from "@ln/proto";
 import { connect, type JetStreamClient, type NatsConnection } from "nats";
@@ -12,6 +15,7 @@ import pg from "pg";
 import { ChainWatcher, chainRequestSubjects, serveChainRequests } from "./chain-watcher.js";
 import { loadConfig, WatchtowerConfigError } from "./config.js";
 import { chainEventSubjects, ensureChainStream } from "./streams.js";
+import { JusticeTower, towerMetrics } from "./tower.js";
 
 const log = (text: string): void =>
   void process.stderr.write(
@@ -218,6 +222,56 @@ async function main(): Promise<void> {
       `cannot prepare schema ${cfg.databaseSchema} (${message(e)}); check WATCHTOWER_DATABASE_URL`,
     );
   }
+  // The tower proper: records, breaches, justice. It holds no key; the signer signs justice.
+  let tower: JusticeTower | undefined;
+  let signer: SignerClient | undefined;
+  if (cfg.justice) {
+    const j = cfg.justice;
+    const pem = async (file: string, name: string): Promise<Buffer> => {
+      try {
+        return await readFile(file);
+      } catch (e) {
+        throw new Error(`cannot read ${name} ${file} (${message(e)}); point ${name} at a readable PEM file`);
+      }
+    };
+    const tls = {
+      ca: await pem(j.signer.caFile, "SIGNER_CLIENT_CA"),
+      cert: await pem(j.signer.certFile, "SIGNER_CLIENT_CERT"),
+      key: await pem(j.signer.keyFile, "SIGNER_CLIENT_KEY"),
+    };
+    signer = new SignerClient(j.signer.addr, tls, {
+      // A signer back after an outage is found within seconds: justice may be waiting on it.
+      "grpc.initial_reconnect_backoff_ms": 500,
+      "grpc.max_reconnect_backoff_ms": 5000,
+      ...(j.signer.serverName ? { "grpc.ssl_target_name_override": j.signer.serverName } : {}),
+    });
+    tower = new JusticeTower({
+      pool,
+      schema: cfg.databaseSchema,
+      rpc,
+      signer,
+      settings: j,
+      metrics: towerMetrics(registry),
+      log,
+      ...(cfg.startHeight !== undefined ? { startHeight: cfg.startHeight } : {}),
+      intervalMs: cfg.pollMs,
+      mempoolPollMs: j.mempoolPollMs,
+    });
+    await tower.migrate();
+    await tower.consumeRecords({
+      nc,
+      stream: j.recordsStream,
+      subject: j.recordsSubject,
+      durable: j.recordsConsumer,
+    });
+    log(
+      `justice: records from ${j.recordsSubject} (stream ${j.recordsStream}), signer ${j.signer.addr}, ` +
+        `fee target ${j.feeTargetBlocks} blocks, bump after ${j.bumpBlocks}, bury at ${j.buryDepth}`,
+    );
+  } else
+    log(
+      "justice is off: SIGNER_ADDR is not set, so revocation records are not taken and breaches not punished",
+    );
   await ensureChainStream(await nc.jetstreamManager(), cfg.stream, cfg.chainPrefix);
   log(`stream ${cfg.stream} holds ${chainEventSubjects(cfg.chainPrefix).join(", ")}`);
   serveChainRequests(nc, cfg.chainPrefix, watcher, (e) => log(`request failed: ${e.message}`));
@@ -274,6 +328,8 @@ async function main(): Promise<void> {
     wake?.();
     void (async () => {
       await watcher.follower.stop();
+      await tower?.stop().catch((e: unknown) => log(`stopping the tower: ${message(e)}`));
+      signer?.close();
       // A long first catch-up is not waited for: every event is saved after it is published, so
       // the next start re-delivers at most one block, which JetStream drops as a duplicate.
       await Promise.race([initial, new Promise((r) => setTimeout(r, 5000))]);
@@ -295,8 +351,9 @@ async function main(): Promise<void> {
   ready = true;
   // The machine-readable ready line that supervisors (the lab, tests) wait for.
   process.stdout.write(
-    `watchtower: ready ${JSON.stringify({ height, stream: cfg.stream, ...(ops ? { ops: ops.url } : {}) })}\n`,
+    `watchtower: ready ${JSON.stringify({ height, stream: cfg.stream, justice: tower !== undefined, ...(ops ? { ops: ops.url } : {}) })}\n`,
   );
+  tower?.start();
   await follow();
 }
 

@@ -34,7 +34,27 @@ export async function ensureChainStream(
   streamName: string,
   prefix: string,
 ): Promise<StreamInfo> {
-  const subjects = chainEventSubjects(prefix);
+  return ensureStream(jsm, streamName, chainEventSubjects(prefix));
+}
+
+/**
+ * Creates the revocation records' stream (DESIGN.md 7: records are published with the locator as
+ * message id, and re-published after a crash until acknowledged, so the same duplicate window of
+ * a day drops the repeats), or brings an existing one to this subject. Idempotent.
+ */
+export function ensureRecordsStream(
+  jsm: JetStreamManager,
+  streamName: string,
+  subject: string,
+): Promise<StreamInfo> {
+  return ensureStream(jsm, streamName, [subject]);
+}
+
+async function ensureStream(
+  jsm: JetStreamManager,
+  streamName: string,
+  subjects: string[],
+): Promise<StreamInfo> {
   const wanted: Partial<StreamConfig> = { subjects, duplicate_window: CHAIN_DUPLICATE_WINDOW_NS };
   let info: StreamInfo | undefined;
   try {

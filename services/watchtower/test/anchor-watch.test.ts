@@ -14,20 +14,24 @@ describe("anchor watch (pure)", () => {
     let w = [newWatch({ channelId: "c1", txid: ANCHOR, vout: 1, depth: 2 })];
     let r = connectBlock(w, block(100));
     expect(r.events.map((e) => e.kind)).toEqual(["block_connected"]);
-    r = connectBlock(r.watches, block(101, [{ txid: ANCHOR, spends: [] }]));
+    r = connectBlock(r.watches, block(101, [{ txid: ANCHOR, hex: "", spends: [] }]));
     expect(r.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 1 });
     r = connectBlock(r.watches, block(102));
     expect(r.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 2 });
     r = connectBlock(r.watches, block(103));
     expect(r.events.filter((e) => e.kind === "anchor_depth")).toEqual([]); // enough said
-    r = connectBlock(r.watches, block(104, [{ txid: "bb".repeat(32), spends: [`${ANCHOR}:0`] }]));
+    r = connectBlock(r.watches, block(104, [{ txid: "bb".repeat(32), hex: "", spends: [`${ANCHOR}:0`] }]));
     expect(r.events.filter((e) => e.kind === "anchor_spent")).toEqual([]); // another output
-    r = connectBlock(r.watches, block(105, [{ txid: "cc".repeat(32), spends: [`${ANCHOR}:1`] }]));
+    r = connectBlock(
+      r.watches,
+      block(105, [{ txid: "cc".repeat(32), hex: "0200cc", spends: [`${ANCHOR}:1`] }]),
+    );
     expect(r.events).toContainEqual({
       kind: "anchor_spent",
       channelId: "c1",
       txid: "cc".repeat(32),
       height: 105,
+      txHex: "0200cc",
     });
     w = r.watches;
     // Reorg back below the anchor's block: the spend and the confirmation are undone.
@@ -36,7 +40,7 @@ describe("anchor watch (pure)", () => {
     expect(d.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 0 });
     expect(d.watches[0]).toMatchObject({ confirmedHeight: undefined, spentHeight: undefined, reported: 0 });
     // Confirmed again on the new branch: reported again from 1.
-    const again = connectBlock(d.watches, block(101, [{ txid: ANCHOR, spends: [] }]));
+    const again = connectBlock(d.watches, block(101, [{ txid: ANCHOR, hex: "", spends: [] }]));
     expect(again.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 1 });
   });
 });
@@ -51,14 +55,15 @@ describe("wallet outputs (pure)", () => {
     txs: [
       {
         txid: "01".repeat(32),
+        hex: "",
         spends: [],
         outputs: [
           { amountSat: 5000n, scriptHex: other },
           { amountSat: 7000n, scriptHex: ours },
         ],
       },
-      { txid: "02".repeat(32), spends: [] },
-      { txid: "03".repeat(32), spends: [], outputs: [{ amountSat: 1n, scriptHex: ours }] },
+      { txid: "02".repeat(32), hex: "", spends: [] },
+      { txid: "03".repeat(32), hex: "", spends: [], outputs: [{ amountSat: 1n, scriptHex: ours }] },
     ],
   };
   it("reports every output paying a watched script, in block order, with its vout", () => {

@@ -92,7 +92,7 @@ describe("chain watcher on a regtest node, publishing to JetStream", () => {
     await rt.mine(1);
     await w.syncOnce();
     expect((await published()).filter((e) => e.kind === "anchor_spent")).toEqual([
-      { kind: "anchor_spent", channelId: "c1", txid: tx.getId(), height: rt.height() },
+      { kind: "anchor_spent", channelId: "c1", txid: tx.getId(), height: rt.height(), txHex: tx.toHex() },
     ]);
 
     // A reorg of the last block: reported as disconnected, then the new branch as connected.

@@ -96,3 +96,87 @@ describe("watchtower config", () => {
     expect(msg).not.toContain("hunter2");
   });
 });
+
+describe("watchtower config: the justice half", () => {
+  const signer = {
+    SIGNER_ADDR: "signer:50051",
+    SIGNER_CLIENT_CA: "/certs/ca.crt",
+    SIGNER_CLIENT_CERT: "/certs/tower.crt",
+    SIGNER_CLIENT_KEY: "/certs/tower.key",
+  };
+
+  it("is off without SIGNER_ADDR", () => {
+    expect(loadConfig(full).justice).toBeUndefined();
+  });
+
+  it("reads the signer and fills in the defaults, deriving subject and stream from the prefix", () => {
+    expect(loadConfig({ ...full, ...signer }).justice).toEqual({
+      signer: {
+        addr: "signer:50051",
+        caFile: "/certs/ca.crt",
+        certFile: "/certs/tower.crt",
+        keyFile: "/certs/tower.key",
+        serverName: undefined,
+      },
+      recordsSubject: "lab.a.tower.records",
+      recordsStream: "LAB_A_TOWER",
+      recordsConsumer: "tower",
+      bumpBlocks: 2,
+      buryDepth: 6,
+      feeTargetBlocks: 2,
+      fallbackFeeRate: 20_000,
+      mempoolPollMs: 1000,
+    });
+  });
+
+  it("reads every optional setting", () => {
+    const j = loadConfig({
+      ...full,
+      ...signer,
+      SIGNER_SERVERNAME: "signer.internal",
+      WATCHTOWER_RECORDS_SUBJECT: "x.records",
+      WATCHTOWER_RECORDS_STREAM: "X_RECORDS",
+      WATCHTOWER_RECORDS_CONSUMER: "tower-b",
+      WATCHTOWER_BUMP_BLOCKS: "3",
+      WATCHTOWER_BURY_DEPTH: "100",
+      WATCHTOWER_FEE_TARGET_BLOCKS: "6",
+      WATCHTOWER_FALLBACK_FEE_RATE: "5000",
+      WATCHTOWER_MEMPOOL_POLL_MS: "250",
+    }).justice;
+    expect(j).toMatchObject({
+      signer: { serverName: "signer.internal" },
+      recordsSubject: "x.records",
+      recordsStream: "X_RECORDS",
+      recordsConsumer: "tower-b",
+      bumpBlocks: 3,
+      buryDepth: 100,
+      feeTargetBlocks: 6,
+      fallbackFeeRate: 5000,
+      mempoolPollMs: 250,
+    });
+  });
+
+  it("names every missing certificate and bad value at once", () => {
+    const msg = problems({
+      ...full,
+      SIGNER_ADDR: "signer:50051",
+      WATCHTOWER_RECORDS_SUBJECT: "x.*",
+      WATCHTOWER_RECORDS_STREAM: "a.b",
+      WATCHTOWER_BURY_DEPTH: "101",
+      WATCHTOWER_BUMP_BLOCKS: "0",
+      WATCHTOWER_FALLBACK_FEE_RATE: "cheap",
+    });
+    for (const name of [
+      "SIGNER_CLIENT_CA",
+      "SIGNER_CLIENT_CERT",
+      "SIGNER_CLIENT_KEY",
+      "WATCHTOWER_RECORDS_SUBJECT",
+      "WATCHTOWER_RECORDS_STREAM",
+      "WATCHTOWER_BURY_DEPTH",
+      "WATCHTOWER_BUMP_BLOCKS",
+      "WATCHTOWER_FALLBACK_FEE_RATE",
+    ])
+      expect(msg).toMatch(new RegExp(`^  ${name} `, "m"));
+    expect(msg).toContain("WATCHTOWER_BURY_DEPTH must be a whole number from 1 to 100");
+  });
+});

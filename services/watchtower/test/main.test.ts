@@ -114,7 +114,7 @@ function startProcess(): Promise<{ height: number; stream: string }> {
 describe("watchtower process", () => {
   it("serves requests, reports wallet outputs on JetStream, broadcasts, and stops on SIGTERM", async () => {
     const ready = await startProcess();
-    expect(ready).toEqual({ height: rt.height(), stream: STREAM });
+    expect(ready).toEqual({ height: rt.height(), stream: STREAM, justice: false });
     // The stream holds exactly the event subjects, never the requests.
     const info = await jsm.streams.info(STREAM);
     expect([...info.config.subjects].sort()).toEqual(chainEventSubjects(PREFIX).sort());

@@ -109,6 +109,7 @@ describe("the watchtower process's /metrics", () => {
     expect(ready).toEqual({
       height: rt.height(),
       stream: STREAM,
+      justice: false,
       ops: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/),
     });
 

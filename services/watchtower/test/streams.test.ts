@@ -1,7 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CHAIN_DUPLICATE_WINDOW_NS, chainEventSubjects, ensureChainStream } from "../src/streams.js";
+import {
+  CHAIN_DUPLICATE_WINDOW_NS,
+  chainEventSubjects,
+  ensureChainStream,
+  ensureRecordsStream,
+} from "../src/streams.js";
 
 const run = randomBytes(4).toString("hex");
 const PREFIX = `streams_${run}.chain`;
@@ -15,6 +20,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await jsm?.streams.delete(STREAM).catch(() => undefined);
+  await jsm?.streams.delete(`${STREAM}_TOWER`).catch(() => undefined);
   await nc?.close();
 });
 
@@ -49,5 +55,19 @@ describe("chain event stream", () => {
     expect(dup.duplicate).toBe(true);
     await expect(nc.request(`${PREFIX}.tip`, new Uint8Array(0), { timeout: 500 })).rejects.toThrow();
     expect((await jsm.streams.info(STREAM)).state.messages).toBe(1);
+  });
+});
+
+describe("revocation records stream", () => {
+  it("captures the records subject and drops a re-published record (same locator) for a day", async () => {
+    const subject = `streams_${run}.tower.records`;
+    const created = await ensureRecordsStream(jsm, `${STREAM}_TOWER`, subject);
+    expect(created.config.subjects).toEqual([subject]);
+    expect(created.config.duplicate_window).toBe(24 * 60 * 60 * 1e9);
+    expect((await ensureRecordsStream(jsm, `${STREAM}_TOWER`, subject)).config).toEqual(created.config);
+    const js = nc.jetstream();
+    const locator = randomBytes(16).toString("hex");
+    expect((await js.publish(subject, new Uint8Array([1]), { msgID: locator })).duplicate).toBe(false);
+    expect((await js.publish(subject, new Uint8Array([1]), { msgID: locator })).duplicate).toBe(true);
   });
 });
