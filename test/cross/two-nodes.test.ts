@@ -19,8 +19,12 @@ import {
   consumeChainEvents,
   Ledger,
   requestWatch,
+  Resolver,
   TowerLink,
+  type ResolutionView,
   towerRecordsSubject,
+  Wallet,
+  watchScripts,
 } from "@ln/channel-service";
 import { decodeSealedRecord } from "@ln/justice";
 import { natsAckFor, PeerGateway } from "@ln/peer-service";
@@ -44,7 +48,8 @@ import { CLIENT_OPTIONS, makePems } from "../../services/signer/test/helpers.js"
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const run = randomBytes(4).toString("hex");
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 12 });
+// Both nodes' services share this pool here (each has its own in production): room for all.
+const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 40 });
 let nc: NatsConnection;
 
 type Side = "A" | "B";
@@ -57,6 +62,7 @@ interface Node {
   store: ChannelStore;
   ledger: GatedLedger;
   node: ChannelNode;
+  resolution: Resolver;
   gateway: PeerGateway;
   watcher: ChainWatcher;
   stopChain: () => Promise<void>;
@@ -137,6 +143,33 @@ async function startNode(side: Side, fill: number): Promise<Node> {
   // The wallet's part, stood in for by the regtest node's wallet: it pays the 2-of-2 anchor script
   // (left unconfirmed until both watches are in place).
   const anchors = new Map<string, string>();
+  const resolution = new Resolver({
+    pool,
+    schema,
+    store,
+    ledger,
+    signer,
+    // Sweeps go to this node's wallet keys (the anchor above is the regtest wallet's).
+    wallet: new Wallet({
+      pool,
+      schema,
+      signer,
+      chain: {
+        watchScripts: (scripts) => watchScripts(nc, chainPrefix, scripts),
+        broadcast: (hex) => broadcastTx(nc, chainPrefix, hex),
+      },
+      network: networks.regtest,
+      feeRatePerKvb: 10_000,
+    }),
+    watchOutput: (id, txid, vout) =>
+      requestWatch(nc, chainPrefix, id, {
+        type: "watch_anchor",
+        outpoint: { txid: txidFromHex(txid), vout },
+        depth: 1,
+      }),
+    feeRate: 10_000,
+    log: (line) => logs.push(`${side}: ${line}`),
+  });
   const node = new ChannelNode({
     store,
     ledger,
@@ -174,6 +207,7 @@ async function startNode(side: Side, fill: number): Promise<Node> {
       resync: (nodeId) => void nodes[side].gateway.disconnect(nodeId, "RESYNC"),
     },
     tower: new TowerLink({ js: nc.jetstream(), store, subject: towerRecordsSubject(prefix) }),
+    resolution,
     replicaId: "replica-1",
     leaseMs: 60_000,
     terms: { delayBlocks: 144, minDepth: 1, feeRate: 10_000 },
@@ -196,6 +230,7 @@ async function startNode(side: Side, fill: number): Promise<Node> {
     store,
     ledger,
     node,
+    resolution,
     gateway: gatewayFor({ nodeId, signer, peerPrefix }),
     watcher,
     stopChain: chain.stop,
@@ -218,6 +253,39 @@ const channelOf = async (s: Side): Promise<string> =>
   ((await nodes[s].store.rows())[0]?.id as string);
 const state = async (s: Side): Promise<ChannelState> =>
   (await nodes[s].store.load(await channelOf(s))) as ChannelState;
+
+/** A new channel A-B of this many satoshi, funded by A. */
+const OPEN_SAT = 500_000;
+
+/** Opens a new channel A-B (A funds OPEN_SAT) and waits until both ends are normal. */
+async function openChannel(): Promise<void> {
+  await nodes.A.node.open(nodes.B.nodeId.toString("hex"), sat(OPEN_SAT));
+  await until("anchors signed", async () => {
+    const [a, b] = [
+      await nodes.A.store.liveWith(nodes.B.nodeId.toString("hex")),
+      await nodes.B.store.liveWith(nodes.A.nodeId.toString("hex")),
+    ];
+    return Boolean(
+      a && b && (await state("A")).opening.anchorSigned && (await state("B")).opening.anchorSigned,
+    );
+  });
+  await until("open", async () => {
+    await rt.mine(1);
+    for (const n of Object.values(nodes)) await n.watcher.syncOnce();
+    return (await state("A")).phase === "normal" && (await state("B")).phase === "normal";
+  });
+}
+
+/** An invoice of `side`'s: its R stays in that side's signer. */
+async function invoiceOf(side: Side, amountMsat: bigint): Promise<string> {
+  const n = nodes[side];
+  const inv = await n.ledger.addInvoice(
+    async (index) => (await n.signer.call("InvoiceHash", { index })).r_hash.toString("hex"),
+    msat(amountMsat),
+    "",
+  );
+  return inv.rHash;
+}
 
 let rt: Regtest;
 const streams: string[] = [];
@@ -397,24 +465,7 @@ describe("signer + channel node + peer gateway + chain watcher, twice, over NATS
   }, 90_000);
 
   it("fails the channel on a forged commitment signature, tells the peer, and keeps serving", async () => {
-    const opened = async (): Promise<void> => {
-      await nodes.A.node.open(nodes.B.nodeId.toString("hex"), sat(500_000));
-      await until("anchors signed", async () => {
-        const [a, b] = [
-          await nodes.A.store.liveWith(nodes.B.nodeId.toString("hex")),
-          await nodes.B.store.liveWith(nodes.A.nodeId.toString("hex")),
-        ];
-        return Boolean(
-          a && b && (await state("A")).opening.anchorSigned && (await state("B")).opening.anchorSigned,
-        );
-      });
-      await until("open", async () => {
-        await rt.mine(1);
-        for (const n of Object.values(nodes)) await n.watcher.syncOnce();
-        return (await state("A")).phase === "normal" && (await state("B")).phase === "normal";
-      });
-    };
-    await opened();
+    await openChannel();
     const aId = await channelOf("A");
     const bId = await channelOf("B");
     // "B" (forged on A's inbound subject, as a compromised gateway or peer would) proposes a fee
@@ -438,7 +489,7 @@ describe("signer + channel node + peer gateway + chain watcher, twice, over NATS
     await until("B failed", async () => (await nodes.B.store.load(bId))?.phase === "failed");
     expect((await nodes.B.store.load(bId))?.failure?.problem).toMatch(/failed the channel|ack/);
     // Nothing else stopped: the same nodes open a new channel between them.
-    await opened();
+    await openChannel();
     expect(await channelOf("A")).not.toBe(aId);
   }, 90_000);
 
@@ -480,4 +531,128 @@ describe("signer + channel node + peer gateway + chain watcher, twice, over NATS
     expect((await nodes.A.ledger.payments()).find((p) => p.rHash === rHash)?.status).not.toBe("succeeded");
     open();
   }, 90_000);
+
+  it("resolves a unilateral close on chain: with HTLCs both ways, each output to its owner, R learned on chain", async () => {
+    // The previous test failed its channel; a new one, where B first earns something to offer.
+    await openChannel();
+    const [aId, bId] = [await channelOf("A"), await channelOf("B")];
+    const add = (side: Side, rHash: string, amountMsat: bigint, expiry: number): Promise<unknown> =>
+      nodes[side].node.command(side === "A" ? aId : bId, {
+        kind: "add_htlc",
+        amountMsat: msat(amountMsat),
+        rHash,
+        expiry: { blocks: expiry },
+      });
+    const commitments = async (): Promise<ChannelState[]> => [await state("A"), await state("B")];
+    await add("A", await invoiceOf("B", 200_000_000n), 200_000_000n, rt.height() + 300);
+    await until(
+      "B paid",
+      async () =>
+        (await commitments()).every(
+          (s) => s.localCommit?.htlcs.length === 0 && s.remoteCommit?.htlcs.length === 0,
+        ) && (await state("B")).localCommit?.localMsat === 200_000_000n,
+    );
+
+    // Both hold their payee decisions back: four HTLCs stay in every commitment. Amounts tell
+    // them apart on chain: A→B 60k (B has R) and 30k (no one has R), B→A 40k (A has R) and 20k.
+    const release: (() => void)[] = [];
+    for (const side of ["A", "B"] as const)
+      nodes[side].ledger.gate = new Promise<void>((r) => release.push(r));
+    const expiry = rt.height() + 200;
+    const bKnows = await invoiceOf("B", 60_000_000n);
+    const aKnows = await invoiceOf("A", 40_000_000n);
+    const nobody = (): string => sha256(randomBytes(32)).toString("hex");
+    await add("A", bKnows, 60_000_000n, expiry);
+    await add("A", nobody(), 30_000_000n, expiry);
+    await add("B", aKnows, 40_000_000n, expiry);
+    await add("B", nobody(), 20_000_000n, expiry);
+    await until("four HTLCs in every commitment", async () =>
+      (await commitments()).every(
+        (s) => s.localCommit?.htlcs.length === 4 && s.remoteCommit?.htlcs.length === 4,
+      ),
+    );
+
+    // A closes unilaterally: its latest commitment, signed by its signer, is broadcast and mined.
+    const before = broadcasts.A.length;
+    await nodes.A.node.command(aId, { kind: "force_close" });
+    await until("A broadcast its commitment", async () => broadcasts.A.length > before);
+    // The channel has failed: what happens now is on chain (and the resolution reads invoices).
+    for (const r of release) r();
+    const commitmentTxid = broadcasts.A.at(-1) as string;
+    const views = async (): Promise<[ResolutionView | undefined, ResolutionView | undefined]> => [
+      await nodes.A.resolution.view(aId),
+      await nodes.B.resolution.view(bId),
+    ];
+    const settledStatuses = new Set(["swept", "lost", "wallet"]);
+    // Mined a block at a time: the CSV delay (144) and the HTLCs' expiry pass, each node sweeps
+    // what is its own as soon as it may, and learns of the other's spends.
+    await until(
+      "every claim of both nodes settled on chain",
+      async () => {
+        await rt.mine(1);
+        for (const n of Object.values(nodes)) await n.watcher.syncOnce();
+        const [a, b] = await views();
+        return Boolean(a && b && [...a.claims, ...b.claims].every((c) => settledStatuses.has(c.status)));
+      },
+      180_000,
+    );
+    const [a, b] = (await views()) as [ResolutionView, ResolutionView];
+    expect([a.kind, a.spendTxid, b.kind, b.spendTxid]).toEqual([
+      "our_commitment",
+      commitmentTxid,
+      "their_commitment",
+      commitmentTxid,
+    ]);
+    const bySat = (v: ResolutionView): Record<string, [string, string]> =>
+      Object.fromEntries(v.claims.map((c) => [String(c.amountSat), [c.what, c.status]]));
+    // Draft 6.2, output by output (HTLC amounts in sat; the balances are the rest).
+    expect(bySat(a)).toMatchObject({
+      "60000": ["htlc_timeout", "lost"], // B redeemed it with R at once
+      "30000": ["htlc_timeout", "swept"], // no one had R: back to A after the expiry and the delay
+      "40000": ["htlc_redeem", "swept"], // A had R: taken after the delay, before B's timeout
+      "20000": ["watch", "lost"], // A had no R: B timed it out
+    });
+    expect(bySat(b)).toMatchObject({
+      "60000": ["htlc_redeem", "swept"],
+      "30000": ["watch", "lost"],
+      "40000": ["htlc_timeout", "lost"],
+      "20000": ["htlc_timeout", "swept"],
+    });
+    expect(a.claims.find((c) => c.what === "delayed")?.status).toBe("swept");
+    expect(b.claims.find((c) => c.what === "to_us")?.status).toBe("wallet"); // the wallet's final-key sweep
+    // Each sweep pays the sweeping node's own wallet keys, and is what spent the output.
+    for (const [side, v] of [
+      ["A", a],
+      ["B", b],
+    ] as const) {
+      const keys = new Set(
+        (
+          await pool.query<{ script_hex: string }>(
+            `SELECT script_hex FROM "cross_${run}_${lower(side)}".wallet_keys`,
+          )
+        ).rows.map((r) => r.script_hex),
+      );
+      for (const c of v.claims.filter((x) => x.status === "swept")) {
+        expect(c.spentBy).toBe(c.sweepTxid);
+        const raw = await rt.rpc.getRawTransaction(c.sweepTxid as string, true);
+        const outs = typeof raw === "object" ? raw.vout : [];
+        for (const o of outs) expect(keys.has(o.scriptPubKey.hex)).toBe(true);
+      }
+    }
+    // R learned on chain settles the payer's payment; a timed-out HTLC fails it.
+    const paymentOf = async (side: Side, amountMsat: bigint) =>
+      (await nodes[side].ledger.payments()).find(
+        (p) => p.channelId === (side === "A" ? aId : bId) && p.amountMsat === amountMsat,
+      );
+    const learned = await paymentOf("A", 60_000_000n);
+    expect(learned?.status).toBe("succeeded");
+    const r = await pool.query<{ preimage: string }>(
+      `SELECT preimage FROM "cross_${run}_a".payments WHERE id = $1`,
+      [learned?.id],
+    );
+    expect(sha256(Buffer.from(r.rows[0]?.preimage ?? "", "hex")).toString("hex")).toBe(bKnows);
+    expect((await paymentOf("B", 40_000_000n))?.status).toBe("succeeded");
+    expect((await paymentOf("A", 30_000_000n))?.status).toBe("failed");
+    expect((await paymentOf("B", 20_000_000n))?.status).toBe("failed");
+  }, 240_000);
 });

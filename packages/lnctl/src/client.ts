@@ -57,6 +57,23 @@ export interface ChannelDetail extends ChannelSummary {
   anchorTxid: string | null;
   /** What this node broadcast for the channel; kind is "close" or "commitment". */
   transactions: Array<{ kind: string; txid: string }>;
+  /** What spent the anchor and what became of each output we claim (draft 6); null while unspent. */
+  onchain?: {
+    kind: "our_commitment" | "their_commitment" | "close" | "unknown";
+    spendTxid: string;
+    commitmentNumber: string | null;
+    height: number;
+    claims: Array<{
+      outpoint: string;
+      what: string;
+      amountSat: string;
+      htlcId: string | null;
+      readyHeight: number | null;
+      status: string;
+      sweepTxid: string | null;
+      spentBy: string | null;
+    }>;
+  } | null;
 }
 export interface Invoice {
   rHash: string;

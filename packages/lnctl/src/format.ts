@@ -152,6 +152,25 @@ export function formatChannel(c: ChannelDetail): string {
       [{ header: "KIND" }, { header: "TXID" }],
       c.transactions.map((t) => [t.kind, t.txid]),
     )}`;
+  if (c.onchain)
+    out += `\non chain: anchor spent by ${c.onchain.kind.replace("_", " ")} ${c.onchain.spendTxid} at height ${c.onchain.height}\n${table(
+      [
+        { header: "OUTPUT" },
+        { header: "WHAT" },
+        { header: "AMOUNT (sat)", right: true },
+        { header: "READY AT", right: true },
+        { header: "STATUS" },
+        { header: "SPENT BY" },
+      ],
+      c.onchain.claims.map((x) => [
+        x.outpoint,
+        x.htlcId === null ? x.what : `${x.what} (HTLC ${x.htlcId})`,
+        groupDigits(x.amountSat),
+        x.readyHeight === null ? "-" : String(x.readyHeight),
+        x.status,
+        x.spentBy ?? x.sweepTxid ?? "-",
+      ]),
+    )}`;
   return out;
 }
 

@@ -15,3 +15,14 @@ export * from "./ledger.js";
 export * from "./node.js";
 export * from "./node-backend.js";
 export * from "./tower-link.js";
+export * from "./resolution.js";
+export * from "./wallet.js";
+export {
+  ApiStore,
+  buildApi,
+  MemoryBackend,
+  type ApiOptions,
+  type ChannelDetail,
+  type NodeBackend,
+  type Payment,
+} from "./api/index.js";

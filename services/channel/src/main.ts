@@ -3,7 +3,7 @@
  * consumer, and the control API. Graceful on SIGTERM: the API stops taking requests, leases are
  * released so another replica takes the channels at once. */
 import { readFile } from "node:fs/promises";
-import { sha256 } from "@ln/bitcoin";
+import { sha256, txidFromHex } from "@ln/bitcoin";
 import { newRegistry, urlOf } from "@ln/metrics";
 import { SignerClient } from "@ln/signer-client";
 import { networks } from "bitcoinjs-lib";
@@ -18,6 +18,7 @@ import { Ledger } from "./ledger.js";
 import { ChannelNodeBackend } from "./node-backend.js";
 import { ChannelNode } from "./node.js";
 import { connectPeer, listPeers, resyncPeer } from "./peer-requests.js";
+import { Resolver } from "./resolution.js";
 import { ChannelStore } from "./store.js";
 import { TowerLink, towerRecordsSubject } from "./tower-link.js";
 import { Wallet } from "./wallet.js";
@@ -90,6 +91,22 @@ async function main(): Promise<void> {
     list: () => listPeers(nc, peerPrefix),
     resync: (nodeId: string) => resyncPeer(nc, peerPrefix, nodeId),
   };
+  const resolution = new Resolver({
+    pool,
+    schema: cfg.databaseSchema,
+    store,
+    ledger,
+    signer,
+    wallet,
+    watchOutput: (id, txid, vout) =>
+      requestWatch(nc, chainPrefix, id, {
+        type: "watch_anchor",
+        outpoint: { txid: txidFromHex(txid), vout },
+        depth: 1,
+      }),
+    feeRate: cfg.walletFeeRate,
+    log,
+  });
   const node = new ChannelNode({
     store,
     ledger,
@@ -105,6 +122,7 @@ async function main(): Promise<void> {
     wallet,
     peers,
     tower: new TowerLink({ js: nc.jetstream(), store, subject: towerRecordsSubject(cfg.prefix) }),
+    resolution,
     replicaId: cfg.replicaId,
     leaseMs: cfg.leaseMs,
     terms: cfg.terms,
@@ -130,6 +148,7 @@ async function main(): Promise<void> {
 
   const backend = new ChannelNodeBackend({
     node,
+    resolution,
     store,
     ledger,
     wallet,

@@ -200,6 +200,34 @@ export const MIGRATIONS: readonly Migration[] = [
    );
    CREATE INDEX tower_records_unpublished ON ${s}.tower_records (channel_id, number) WHERE published_at IS NULL;`,
   },
+  {
+    version: 10, // on-chain resolution (resolution.ts): what spent the anchor, and each output we claim
+    sql: (s) => `CREATE TABLE ${s}.onchain_resolutions (
+     channel_id text PRIMARY KEY REFERENCES ${s}.channels(id),
+     kind text NOT NULL CHECK (kind IN ('our_commitment', 'their_commitment', 'close', 'unknown')),
+     spend_txid text NOT NULL,
+     spend_hex text NOT NULL,
+     number numeric(20),
+     height integer NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE TABLE ${s}.onchain_claims (
+     channel_id text NOT NULL REFERENCES ${s}.onchain_resolutions(channel_id),
+     vout integer NOT NULL,
+     what text NOT NULL CHECK (what IN ('to_us', 'delayed', 'htlc_timeout', 'htlc_redeem', 'watch')),
+     amount_sat numeric(20) NOT NULL,
+     htlc_id numeric(20),
+     r_hash text,
+     preimage text,
+     ready_height integer,
+     ready_time bigint,
+     status text NOT NULL,
+     sweep_txid text,
+     spent_by text,
+     PRIMARY KEY (channel_id, vout)
+   );
+   CREATE INDEX onchain_claims_waiting ON ${s}.onchain_claims (ready_height) WHERE status = 'waiting';`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

@@ -15,6 +15,7 @@ import {
 } from "./api/backend.js";
 import { paymentId, type Ledger, type PaymentRow } from "./ledger.js";
 import type { ChannelNode, PeerControl } from "./node.js";
+import type { Resolver } from "./resolution.js";
 import type { ChannelRow, ChannelStore } from "./store.js";
 
 /** The wallet as the API sees it (wallet.ts). */
@@ -28,6 +29,7 @@ export interface ChannelNodeBackendOptions {
   node: ChannelNode;
   store: ChannelStore;
   ledger: Ledger;
+  resolution: Pick<Resolver, "view">;
   wallet: WalletApi;
   peers: PeerControl;
   nodeId: string;
@@ -115,6 +117,7 @@ export class ChannelNodeBackend implements NodeBackend {
       failure: state.failure,
       anchorTxid: state.anchor?.outpoint.txid,
       transactions: await this.o.ledger.broadcastsOf(id),
+      onchain: await this.o.resolution.view(id),
     };
   }
 

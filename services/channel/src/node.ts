@@ -16,6 +16,8 @@ import { signedBroadcast } from "./broadcast.js";
 import { Ledger } from "./ledger.js";
 import { ChannelRunner, type EffectSink } from "./runner.js";
 import { grpcCoreSigner, recordPeerRevocation } from "./signer-adapter.js";
+import { ChainRequestError } from "./chain-requests.js";
+import { parseOutputWatchId } from "./resolution.js";
 import { StoreError, type ChannelRow, type ChannelStore } from "./store.js";
 
 /** What the node needs from the chain watcher (chain-requests.ts over NATS in production). */
@@ -56,6 +58,13 @@ export interface LocalTerms {
   feeRate: number;
 }
 
+/** On-chain resolution of spent anchors (resolution.ts). */
+export interface ResolutionPort {
+  onAnchorSpent(channelId: string, spendHex: string, height: number): Promise<void>;
+  onOutputSpent(channelId: string, vout: number, spenderHex: string): Promise<void>;
+  sweepReady(tip: { height: number; time: number }): Promise<void>;
+}
+
 /** Where the watchtower's revocation records go (tower-link.ts). */
 export interface TowerPort {
   /** Publishes every record not yet acknowledged. */
@@ -74,6 +83,7 @@ export interface ChannelNodeOptions {
   wallet: WalletPort;
   peers: PeerControl;
   tower: TowerPort;
+  resolution: ResolutionPort;
   replicaId: string;
   /** Lease length; renewed every third of it. */
   leaseMs: number;
@@ -93,6 +103,8 @@ export class NodeError extends Error {
 }
 
 const RETRY_MIN_MS = 1000;
+/** The node's reasons for refusing a transaction whose input another one spent already. */
+const ANCHOR_TAKEN = /txn-mempool-conflict|missingorspent|inputs-spent|missing-inputs/;
 /** How often we check that the peers of our live channels are connected. */
 const RECONNECT_EVERY_MS = 5000;
 const RETRY_MAX_MS = 60_000;
@@ -266,13 +278,18 @@ export class ChannelNode {
         [this.tipHeight, this.tipTime] = [ev.height, ev.time];
         const event = { kind: "block" as const, height: ev.height, time: ev.time };
         await this.eachHeld((id) => this.input(id, { type: "chain", event }));
+        await this.o.resolution
+          .sweepReady({ height: ev.height, time: ev.time })
+          .catch((e: unknown) => this.report("sweeping claimed outputs", e));
         return;
       }
       case "anchor_depth":
         if (this.held.has(ev.channelId))
           await this.input(ev.channelId, { type: "chain", event: { kind: "anchor_depth", depth: ev.depth } });
         return;
-      case "anchor_spent":
+      case "anchor_spent": {
+        const output = parseOutputWatchId(ev.channelId);
+        if (output) return this.o.resolution.onOutputSpent(output.channelId, output.vout, ev.txHex);
         if (this.held.has(ev.channelId)) {
           const ours = await this.o.ledger.isOurBroadcast(ev.channelId, ev.txid);
           await this.input(ev.channelId, {
@@ -280,7 +297,9 @@ export class ChannelNode {
             event: { kind: "anchor_spent", txid: ev.txid, ours },
           });
         }
-        return;
+        // Every replica records it (idempotent): the channel has failed, its lease may be gone.
+        return this.o.resolution.onAnchorSpent(ev.channelId, ev.txHex, ev.height);
+      }
       default:
         return;
     }
@@ -453,7 +472,18 @@ export class ChannelNode {
         if (txHex === undefined) return;
         const txid = Transaction.fromHex(txHex).getId();
         await this.o.ledger.recordBroadcast(id, out.broadcast.tx, txid, txHex);
-        await this.o.chain.broadcast(txHex);
+        try {
+          await this.o.chain.broadcast(txHex);
+        } catch (e) {
+          // Something else spent the anchor first (the peer's commitment, or a close): retrying
+          // cannot help; the spend that won is resolved on chain (resolution.ts).
+          if (!(e instanceof ChainRequestError && e.code === "REJECTED" && ANCHOR_TAKEN.test(e.reason ?? "")))
+            throw e;
+          this.o.log(
+            `channel ${id}: our ${out.broadcast.tx} ${txid} lost the anchor to another spend (${e.reason})`,
+          );
+          return;
+        }
         this.o.log(`channel ${id}: ${out.broadcast.tx} ${txid} broadcast`);
         return;
       }
@@ -642,7 +672,10 @@ export class ChannelNode {
     await this.o.tower
       .publishPending()
       .catch((e: unknown) =>
-        this.report("ALERT revocation records not handed to the watchtower yet (retrying; is it running?)", e),
+        this.report(
+          "ALERT revocation records not handed to the watchtower yet (retrying; is it running?)",
+          e,
+        ),
       );
   }
 

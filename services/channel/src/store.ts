@@ -207,7 +207,10 @@ export class ChannelStore {
           [id, o.number.toString(), o.preimage],
         );
         if (row.signer_channel === null)
-          throw new StoreError("NO_SUCH_CHANNEL", `channel ${id} has no signer channel to name in its tower record`);
+          throw new StoreError(
+            "NO_SUCH_CHANNEL",
+            `channel ${id} has no signer channel to name in its tower record`,
+          );
         const sealed = sealRecord({
           signerChannel: row.signer_channel,
           revokedNumber: o.number,
@@ -232,7 +235,12 @@ export class ChannelStore {
         WHERE published_at IS NULL ORDER BY channel_id, number LIMIT $1`,
       [limit],
     );
-    return r.rows.map((x) => ({ channelId: x.channel_id, number: BigInt(x.number), locator: x.locator, blob: x.blob }));
+    return r.rows.map((x) => ({
+      channelId: x.channel_id,
+      number: BigInt(x.number),
+      locator: x.locator,
+      blob: x.blob,
+    }));
   }
 
   async markRecordPublished(channelId: string, number: bigint): Promise<void> {

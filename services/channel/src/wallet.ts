@@ -31,7 +31,7 @@
 import { sat, txidFromHex, type OutPoint, type Sat } from "@ln/bitcoin";
 import { inTransaction, quoteSchema } from "@ln/postgres";
 import type { ChainEvent } from "@ln/proto";
-import type { OutputOwnerMsg, Sendable, SignerClient } from "@ln/signer-client";
+import type { OutputOwnerMsg, Sendable, SignerClient, SweepInputMsg } from "@ln/signer-client";
 import {
   buildAnchor,
   buildSpend,
@@ -369,7 +369,12 @@ export class Wallet {
           `the close output ${row.txid}:${row.vout} (${amount} sat) does not cover a sweep at ${this.o.feeRatePerKvb} sat/kvB: ${e.message}`,
         );
       }
-      const signed = await this.#signSweep(spend, row.signer_channel, [amount], [dest.keyIndex]);
+      const signed = await this.#signSweep(
+        spend,
+        row.signer_channel,
+        [{ input_index: 0, amount_sat: amount, final_key: {} }],
+        dest.keyIndex,
+      );
       const sweepTxid = signed.getId();
       await c.query(
         `INSERT INTO ${this.#s}.wallet_spends (txid, tx_hex, purpose, channel_id, change_sat, broadcast_at)
@@ -392,19 +397,54 @@ export class Wallet {
     return tx.getId();
   }
 
+  /**
+   * Sweeps outputs of a unilateral close (draft 6.2; resolution.ts) to a fresh wallet key: `build`
+   * makes the unsigned spends paying the key's script, `describe` tells the signer how each input
+   * is spent; each spend is signed, stored as a sweep (purpose 'sweep') in one transaction with
+   * what `record` writes, then broadcast (a failed broadcast is retried by rebroadcastUnconfirmed).
+   * Returns the sweeps' txids.
+   */
+  async sweepOutputs(p: {
+    channelId: string;
+    signerChannel: number;
+    build: (destination: Buffer) => Spend[];
+    describe: (spend: Spend) => Sendable<SweepInputMsg>[];
+    record: (c: pg.PoolClient, spend: Spend, txid: string) => Promise<void>;
+  }): Promise<string[]> {
+    const dest = await this.#newKey();
+    const signed: Transaction[] = [];
+    for (const spend of p.build(dest.script)) {
+      const tx = await this.#signSweep(spend, p.signerChannel, p.describe(spend), dest.keyIndex);
+      await inTransaction(this.o.pool, async (c) => {
+        await c.query(
+          `INSERT INTO ${this.#s}.wallet_spends (txid, tx_hex, purpose, channel_id, change_sat, broadcast_at)
+           VALUES ($1, $2, 'sweep', $3, $4, now()) ON CONFLICT DO NOTHING`,
+          [tx.getId(), tx.toHex(), p.channelId, tx.outs[0]!.value.toString()],
+        );
+        await p.record(c, spend, tx.getId());
+      });
+      signed.push(tx);
+    }
+    for (const tx of signed)
+      await this.o.chain.broadcast(tx.toHex()).catch((e: unknown) => {
+        this.o.log?.(`wallet: broadcast of sweep ${tx.getId()} failed (re-broadcast later): ${message(e)}`);
+      });
+    return signed.map((tx) => tx.getId());
+  }
+
   async #signSweep(
     spend: Spend,
     signerChannel: number,
-    amounts: readonly Sat[],
-    walletKeys: readonly number[],
+    inputs: Sendable<SweepInputMsg>[],
+    walletKey: number,
   ): Promise<Transaction> {
     let reply;
     try {
       reply = await this.o.signer.call("SignSweep", {
         channel: signerChannel,
         tx_hex: spend.tx.toHex(),
-        inputs: amounts.map((amount, input_index) => ({ input_index, amount_sat: amount, final_key: {} })),
-        outputs: walletKeys.map((wallet_key_index) => ({ wallet_key_index })),
+        inputs,
+        outputs: spend.tx.outs.map(() => ({ wallet_key_index: walletKey })),
       });
     } catch (e) {
       const r = signerRefusal(e);

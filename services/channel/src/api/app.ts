@@ -12,6 +12,7 @@ import type { Registry } from "@ln/metrics";
 import type pg from "pg";
 import { ApiStore, type Scope, type TokenInfo } from "./api-store.js";
 import * as B from "./backend.js";
+import { consolePage } from "./console/index.js";
 import { ApiError, mapError } from "./errors.js";
 import { RequestMetrics } from "./metrics.js";
 import * as S from "./schemas.js";
@@ -159,6 +160,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   );
 
   await app.register(routes, { store, metrics, backend: opts.backend, tokens });
+  await app.register(consolePage);
   return app;
 }
 
@@ -318,6 +320,24 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, metric
         failure: c.failure ?? null,
         anchorTxid: c.anchorTxid ?? null,
         transactions: c.transactions,
+        onchain: c.onchain
+          ? {
+              kind: c.onchain.kind,
+              spendTxid: c.onchain.spendTxid,
+              commitmentNumber: c.onchain.commitmentNumber?.toString() ?? null,
+              height: c.onchain.height,
+              claims: c.onchain.claims.map((x) => ({
+                outpoint: `${c.onchain?.spendTxid}:${x.vout}`,
+                what: x.what,
+                amountSat: x.amountSat.toString(),
+                htlcId: x.htlcId?.toString() ?? null,
+                readyHeight: x.readyHeight ?? null,
+                status: x.status,
+                sweepTxid: x.sweepTxid ?? null,
+                spentBy: x.spentBy ?? null,
+              })),
+            }
+          : null,
       };
     },
   );

@@ -68,6 +68,25 @@ export interface ChannelDetail extends ChannelSummary {
   anchorTxid: string | undefined;
   /** What this node broadcast for the channel: its close or our commitment. */
   transactions: { kind: string; txid: string }[];
+  /** What spent the anchor and what became of each output we claim (draft 6); none while unspent. */
+  onchain: OnchainResolution | undefined;
+}
+
+export interface OnchainResolution {
+  kind: "our_commitment" | "their_commitment" | "close" | "unknown";
+  spendTxid: string;
+  commitmentNumber: bigint | undefined;
+  height: number;
+  claims: {
+    vout: number;
+    what: "to_us" | "delayed" | "htlc_timeout" | "htlc_redeem" | "watch";
+    amountSat: Sat;
+    htlcId: bigint | undefined;
+    readyHeight: number | undefined;
+    status: string;
+    sweepTxid: string | undefined;
+    spentBy: string | undefined;
+  }[];
 }
 
 export interface Invoice {

@@ -80,6 +80,7 @@ export class MemoryBackend implements NodeBackend {
       failure: undefined,
       anchorTxid: undefined,
       transactions: [],
+      onchain: undefined,
     };
     this.channels.set(id, c);
     return summary(c);

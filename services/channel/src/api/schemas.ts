@@ -97,6 +97,37 @@ export const ChannelDetail = Type.Object({
     Type.Object({ kind: Type.String({ description: "close or commitment" }), txid: Type.String() }),
     { description: "what this node broadcast for the channel" },
   ),
+  onchain: Type.Union([
+    Type.Object(
+      {
+        kind: Type.Union([
+          Type.Literal("our_commitment"),
+          Type.Literal("their_commitment"),
+          Type.Literal("close"),
+          Type.Literal("unknown"),
+        ]),
+        spendTxid: Type.String(),
+        commitmentNumber: Type.Union([Type.String(), Type.Null()]),
+        height: Type.Integer(),
+        claims: Type.Array(
+          Type.Object({
+            outpoint: Type.String({ description: "txid:vout of the output" }),
+            what: Type.String({ description: "to_us, delayed, htlc_timeout, htlc_redeem or watch" }),
+            amountSat: SatString,
+            htlcId: Type.Union([Type.String(), Type.Null()]),
+            readyHeight: Type.Union([Type.Integer(), Type.Null()]),
+            status: Type.String({
+              description: "waiting, sweeping, swept, lost, wallet, watching or uneconomic",
+            }),
+            sweepTxid: Type.Union([Type.String(), Type.Null()]),
+            spentBy: Type.Union([Type.String(), Type.Null()]),
+          }),
+        ),
+      },
+      { description: "what spent the anchor (draft 6) and what became of each output we claim" },
+    ),
+    Type.Null(),
+  ]),
 });
 export const ChannelParams = Type.Object({ id: ChannelId });
 export const UpdateFeeBody = Type.Object(
