@@ -28,6 +28,7 @@ import { loadConfig as loadSignerConfig } from "../../services/signer/src/config
 import { loadConfig as loadChannelConfig } from "../../services/channel/src/config.js";
 import { loadConfig as loadPeerConfig } from "../../services/peer/src/config.js";
 import { loadConfig as loadWatchtowerConfig } from "../../services/watchtower/src/config.js";
+import { towerRecordsSubject } from "../../services/channel/src/tower-link.js";
 import { renderKustomization, type K8sObject } from "./render.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -207,6 +208,11 @@ const METRICS_LISTEN: Record<(typeof SERVICES)[number], string> = {
   "ln-peer": "PEER_OPS_LISTEN",
   "ln-watchtower": "WATCHTOWER_OPS_LISTEN",
 };
+/**
+ * The signer's clients: channel and peer for their own signatures, the watchtower for justice
+ * (DESIGN.md 7). Each has its own client certificate, and nothing else reaches the signer.
+ */
+const SIGNER_CLIENTS = ["ln-channel", "ln-peer", "ln-watchtower"] as const;
 /** Prometheus, as the NetworkPolicies admit it: any pod of the namespace "monitoring". */
 const PROMETHEUS_PEER: NetworkPeer = {
   namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } },
@@ -324,8 +330,8 @@ function imageProblems(objs: K8sObject[]): string[] {
 }
 
 /**
- * Anything but channel and peer pods admitted to the signer's gRPC port, anything but Prometheus
- * to its ops port, or any other port opened.
+ * Anything but the pods of SIGNER_CLIENTS admitted to the signer's gRPC port, one of them not
+ * admitted, anything but Prometheus admitted to its ops port, or any other port opened.
  */
 function signerIngressProblems(objs: K8sObject[]): string[] {
   const problems: string[] = [];
@@ -356,12 +362,85 @@ function signerIngressProblems(objs: K8sObject[]): string[] {
       const keys = Object.keys(peer.podSelector.matchLabels ?? {});
       if (keys.length !== 1 || keys[0] !== "app.kubernetes.io/name")
         problems.push(`a peer selecting more than one service: ${JSON.stringify(peer)}`);
-      for (const s of SERVICES) if (selects(peer.podSelector, labelsOf(s))) admitted.add(s);
+      const selected = SERVICES.filter((s) => selects(peer.podSelector as LabelSelector, labelsOf(s)));
+      if (selected.length === 0)
+        problems.push(`a peer selecting none of the services: ${JSON.stringify(peer)}`);
+      for (const s of selected) admitted.add(s);
     }
   }
-  const extra = [...admitted].filter((s) => s !== "ln-channel" && s !== "ln-peer");
+  const clients: readonly string[] = SIGNER_CLIENTS;
+  const extra = [...admitted].filter((s) => !clients.includes(s));
   if (extra.length > 0) problems.push(`admits ${extra.join(", ")}`);
-  for (const s of ["ln-channel", "ln-peer"]) if (!admitted.has(s)) problems.push(`does not admit ${s}`);
+  for (const s of SIGNER_CLIENTS) if (!admitted.has(s)) problems.push(`does not admit ${s}`);
+  return problems;
+}
+
+/**
+ * Each of SIGNER_CLIENTS can really call the signer: SIGNER_ADDR names the signer's Service and
+ * gRPC port, SIGNER_CLIENT_CA/CERT/KEY are files of one Secret volume, that Secret is the client
+ * certificate of a cert-manager Certificate of its own ("client auth", Issuer ln-signer-ca, no
+ * other Deployment mounts it), and its NetworkPolicy egress reaches the signer's pods on that port.
+ */
+function signerClientProblems(objs: K8sObject[]): string[] {
+  const problems: string[] = [];
+  const signerLabels = deployment(objs, "ln-signer").spec.template.metadata.labels;
+  const signerSvc = ofKind<ServiceObj>(objs, "Service").find((x) => x.metadata.name === "ln-signer");
+  const grpc = signerSvc?.spec.ports.find((p) => p.port === 50051);
+  const certs = ofKind<
+    K8sObject & {
+      spec: { secretName: string; usages?: string[]; issuerRef: { kind: string; name: string } };
+    }
+  >(objs, "Certificate");
+  const policies = ofKind<NetworkPolicyObj>(objs, "NetworkPolicy");
+  for (const name of SIGNER_CLIENTS) {
+    const d = deployment(objs, name);
+    const c = mainContainer(objs, name);
+    const env = containerEnv(objs, c);
+    if (env["SIGNER_ADDR"] !== `ln-signer:${grpc?.port ?? 50051}` || !grpc)
+      problems.push(
+        `${name}: SIGNER_ADDR ${JSON.stringify(env["SIGNER_ADDR"])} is not the Service ln-signer:50051`,
+      );
+    const volumes = new Set<string>();
+    for (const setting of ["SIGNER_CLIENT_CA", "SIGNER_CLIENT_CERT", "SIGNER_CLIENT_KEY"]) {
+      const path = env[setting];
+      const mount = c.volumeMounts?.find((m) => path?.startsWith(`${m.mountPath}/`));
+      const volume = d.spec.template.spec.volumes?.find((v) => v.name === mount?.name);
+      if (!volume?.secret)
+        problems.push(`${name}: ${setting} ${JSON.stringify(path)} is not in a Secret volume`);
+      else volumes.add(volume.secret.secretName);
+    }
+    if (volumes.size > 1)
+      problems.push(`${name}: the client CA, certificate and key come from different Secrets`);
+    for (const secretName of volumes) {
+      const cert = certs.find((x) => x.spec.secretName === secretName);
+      if (!cert) {
+        problems.push(`${name}: no Certificate issues the Secret ${secretName}`);
+        continue;
+      }
+      if (!cert.spec.usages?.includes("client auth"))
+        problems.push(`${name}: the Certificate ${cert.metadata.name} is not for client auth`);
+      if (cert.spec.issuerRef.name !== "ln-signer-ca")
+        problems.push(`${name}: the Certificate ${cert.metadata.name} is not issued by ln-signer-ca`);
+      const sharers = deployments(objs).filter(
+        (o) =>
+          o.metadata.name !== name &&
+          o.spec.template.spec.volumes?.some((v) => v.secret?.secretName === secretName),
+      );
+      if (sharers.length > 0)
+        problems.push(
+          `${name}: its client certificate is also mounted by ${sharers.map((o) => o.metadata.name).join(", ")}`,
+        );
+    }
+    const egress = policies
+      .filter((p) => selects(p.spec.podSelector, d.spec.template.metadata.labels))
+      .flatMap((p) => p.spec.egress ?? []);
+    const reaches = egress.some(
+      (r) =>
+        r.to?.some((t) => t.podSelector && !t.namespaceSelector && selects(t.podSelector, signerLabels)) &&
+        r.ports?.some((p) => p.port === 50051),
+    );
+    if (!reaches) problems.push(`${name}: no egress to the signer's port 50051`);
+  }
   return problems;
 }
 
@@ -625,6 +704,22 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     }
   });
 
+  it("channel, peer and watchtower each call the signer with a client certificate of their own", () => {
+    expect(signerClientProblems(objs())).toEqual([]);
+  });
+
+  it("the watchtower runs justice on the records the channel service publishes", () => {
+    const o = objs();
+    const env = containerEnv(o, mainContainer(o, "ln-watchtower"));
+    const justice = loadWatchtowerConfig(env).justice;
+    expect(justice, "justice is off: SIGNER_ADDR is unset").toBeDefined();
+    expect(justice?.recordsSubject).toBe(towerRecordsSubject(env["LN_PREFIX"] as string));
+    expect(justice?.signer.certFile).toBe("/etc/ln/signer-client/tls.crt");
+    // DESIGN.md 7 defaults; production buries deeper (overlays/production/kustomization.yaml).
+    expect(justice?.bumpBlocks).toBe(2);
+    expect(justice?.buryDepth).toBe(overlay === "production" ? 12 : 6);
+  });
+
   it("mounted TLS Secrets are issued by cert-manager Certificates from the Issuer ln-signer-ca", () => {
     const o = objs();
     const certs = ofKind<
@@ -659,7 +754,7 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     expect(monitoringProblems(objs())).toEqual([]);
   });
 
-  it("network policies: default deny, DNS for all, the signer reached only by channel and peer, ops ports only by Prometheus", () => {
+  it("network policies: default deny, DNS for all, the signer reached only by channel, peer and watchtower, ops ports only by Prometheus", () => {
     const o = objs();
     const policies = ofKind<NetworkPolicyObj>(o, "NetworkPolicy");
     const labelsOf = (name: string): Record<string, string> =>
@@ -785,15 +880,63 @@ describe("the policy checks find violations", () => {
     expect(imageProblems(o)).toHaveLength(2);
   });
 
-  it("the watchtower or another namespace admitted to the signer", () => {
+  it("the watchtower shut out of the signer; another service, unknown pods or another namespace admitted", () => {
     const o = prod();
     const np = find(o, "NetworkPolicy", "ln-signer") as unknown as NetworkPolicyObj;
-    np.spec.ingress?.[0]?.from?.push({
-      podSelector: { matchLabels: { "app.kubernetes.io/name": "ln-watchtower" } },
-    });
-    expect(signerIngressProblems(o)).toEqual(["admits ln-watchtower"]);
-    np.spec.ingress?.[0]?.from?.push({ namespaceSelector: {} });
+    const from = np.spec.ingress?.[0]?.from as NetworkPeer[];
+    from.splice(
+      from.findIndex((f) => f.podSelector?.matchLabels?.["app.kubernetes.io/name"] === "ln-watchtower"),
+      1,
+    );
+    expect(signerIngressProblems(o)).toEqual(["does not admit ln-watchtower"]);
+    from.push({ podSelector: { matchLabels: { "app.kubernetes.io/name": "ln-watchtower" } } });
+    from.push({ podSelector: { matchLabels: { "app.kubernetes.io/name": "ln-signer" } } });
+    expect(signerIngressProblems(o)).toEqual(["admits ln-signer"]);
+    from.pop();
+    from.push({ podSelector: { matchLabels: { "app.kubernetes.io/name": "debug-shell" } } });
+    expect(signerIngressProblems(o)).toEqual([
+      'a peer selecting none of the services: {"podSelector":{"matchLabels":{"app.kubernetes.io/name":"debug-shell"}}}',
+    ]);
+    from.push({ namespaceSelector: {} });
     expect(signerIngressProblems(o)).toHaveLength(2);
+  });
+
+  it("the watchtower without its client certificate, its egress to the signer or SIGNER_ADDR", () => {
+    // Its Certificate gone (cert-manager would never make the Secret).
+    let o = prod().filter(
+      (x) => !(x.kind === "Certificate" && x.metadata.name === "ln-watchtower-signer-client"),
+    );
+    expect(signerClientProblems(o)).toEqual([
+      "ln-watchtower: no Certificate issues the Secret ln-watchtower-signer-client",
+    ]);
+    // Its volume gone, or borrowing the channel service's certificate.
+    o = prod();
+    const pod = deployment(o, "ln-watchtower").spec.template.spec;
+    const volume = pod.volumes?.find((v) => v.name === "signer-client") as Volume;
+    (volume.secret as { secretName: string }).secretName = "ln-channel-signer-client";
+    expect(signerClientProblems(o)).toEqual([
+      "ln-channel: its client certificate is also mounted by ln-watchtower",
+      "ln-watchtower: its client certificate is also mounted by ln-channel",
+    ]);
+    pod.volumes = (pod.volumes ?? []).filter((v) => v !== volume);
+    expect(signerClientProblems(o)).toEqual([
+      'ln-watchtower: SIGNER_CLIENT_CA "/etc/ln/signer-client/ca.crt" is not in a Secret volume',
+      'ln-watchtower: SIGNER_CLIENT_CERT "/etc/ln/signer-client/tls.crt" is not in a Secret volume',
+      'ln-watchtower: SIGNER_CLIENT_KEY "/etc/ln/signer-client/tls.key" is not in a Secret volume',
+    ]);
+    // Its egress to the signer gone.
+    o = prod();
+    const tower = find(o, "NetworkPolicy", "ln-watchtower") as unknown as NetworkPolicyObj;
+    tower.spec.egress = (tower.spec.egress ?? []).filter((r) => !r.ports?.some((p) => p.port === 50051));
+    expect(signerClientProblems(o)).toEqual(["ln-watchtower: no egress to the signer's port 50051"]);
+    // SIGNER_ADDR gone: justice off.
+    o = prod();
+    delete (find(o, "ConfigMap", "ln-watchtower") as unknown as { data: Record<string, string> }).data[
+      "SIGNER_ADDR"
+    ];
+    expect(signerClientProblems(o)).toEqual([
+      "ln-watchtower: SIGNER_ADDR undefined is not the Service ln-signer:50051",
+    ]);
   });
 
   it("an ops port admitted to more than Prometheus, Prometheus admitted to the signer's gRPC", () => {
