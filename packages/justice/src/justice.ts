@@ -18,7 +18,13 @@ import { normalizedTxidBytes, type RevocationRecord } from "./record.js";
  * FEE_NOT_HIGHER: a replacement must pay a higher fee rate than the plan it replaces.
  * BAD_SIGNATURES: not one signature per input.
  */
-export type JusticeErrorCode = "NOT_THIS_COMMITMENT" | "UNAFFORDABLE" | "FEE_NOT_HIGHER" | "BAD_SIGNATURES";
+export type JusticeErrorCode =
+  | "NOT_THIS_COMMITMENT"
+  /** Only our own output is on it (the cheater had nothing): the wallet takes that. */
+  | "NOTHING_TO_TAKE"
+  | "UNAFFORDABLE"
+  | "FEE_NOT_HIGHER"
+  | "BAD_SIGNATURES";
 
 export class JusticeError extends Error {
   override readonly name = "JusticeError";
@@ -44,9 +50,10 @@ export interface JusticePlan {
 }
 
 /**
- * Every output of the revoked commitment as an input of justice, on the breach's own txid: the
- * to-owner output and both HTLC kinds by the revocation path, to-other (ours already) by our key.
- * Our final key (params.otherFinal) signs every one.
+ * Every revocable output of the revoked commitment as an input of justice, on the breach's own
+ * txid: the to-owner output and both HTLC kinds, by the revocation path; our final key
+ * (params.otherFinal) signs every one. The to-other output is ours already (it pays our final
+ * key): the wallet sweeps it as it sweeps a close output, so justice never races the wallet.
  */
 export function justiceInputs(record: RevocationRecord, breach: Transaction): SpendInput[] {
   const commitment = buildCommitment(record.params);
@@ -58,10 +65,15 @@ export function justiceInputs(record: RevocationRecord, breach: Transaction): Sp
     );
   const txid = txidFromHex(breach.getId());
   const pubkey = Buffer.from(record.params.otherFinal);
-  return commitment.outputs.map((o) => ({
+  const revocable = commitment.outputs.filter((o) => o.kind !== "to_other");
+  if (revocable.length === 0)
+    throw new JusticeError(
+      "NOTHING_TO_TAKE",
+      `the revoked commitment ${breach.getId()} has no output of the peer's: nothing to punish`,
+    );
+  return revocable.map((o) => ({
     coin: { outpoint: { txid, vout: o.vout }, amount: o.amount, redeemScript: o.redeemScript, pubkey },
-    path:
-      o.kind === "to_other" ? { kind: "key" } : { kind: "revocation", preimage: record.revocationPreimage },
+    path: { kind: "revocation", preimage: record.revocationPreimage },
   }));
 }
 

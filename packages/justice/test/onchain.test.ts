@@ -131,7 +131,7 @@ const signAll = (s: Spend): Transaction =>
 const outTotal = (tx: Transaction): bigint => tx.outs.reduce((a, o) => a + o.value, 0n);
 
 describe("justice on a real regtest node", () => {
-  it("a malleated breach with both HTLC kinds: justice spends every output, accepted and mined", async () => {
+  it("a malleated breach with both HTLC kinds: justice spends every revocable output, accepted and mined", async () => {
     const expiry = { blocks: 5000 };
     const htlcs = [
       htlcFor(1, true, 40_000, expiry),
@@ -159,7 +159,10 @@ describe("justice on a real regtest node", () => {
     // Spends the txid on chain, not the one the commitment had when signed.
     for (const input of spend.tx.ins)
       expect(Buffer.from(input.hash).reverse().toString("hex")).toBe(breach.getId());
-    expect(spend.tx.ins.map((i) => i.index).sort()).toEqual(breach.outs.map((_, vout) => vout));
+    // Every revocable output; the to-other output pays our final key already (the wallet's).
+    const revocable = commitment.outputs.filter((o) => o.kind !== "to_other").map((o) => o.vout);
+    const ours = commitment.outputs.find((o) => o.kind === "to_other")!;
+    expect(spend.tx.ins.map((i) => i.index).sort()).toEqual(revocable.sort());
     expect(spend.tx.outs.map((o) => o.script)).toEqual([p2shOf(record)]);
 
     const fields = justiceSignRequestFields(record, breach, spend);
@@ -172,9 +175,9 @@ describe("justice on a real regtest node", () => {
     const justice = signAll(spend);
     await accepted(justice);
     await mined(justice);
-    for (let vout = 0; vout < breach.outs.length; vout++)
-      expect(await unspent(breach.getId(), vout)).toBe(false);
-    expect(outTotal(justice)).toBe(outTotal(breach) - plan.feeSat);
+    for (const vout of revocable) expect(await unspent(breach.getId(), vout)).toBe(false);
+    expect(await unspent(breach.getId(), ours.vout)).toBe(true);
+    expect(outTotal(justice)).toBe(outTotal(breach) - ours.amount - plan.feeSat);
     expect(plan.sweptSat).toBe(outTotal(justice));
     // The fee is the rate on the signed size (signatures at most 73 bytes each: a little margin).
     expect(plan.feeSat).toBeGreaterThanOrEqual(BigInt(Math.ceil((justice.byteLength() * FEE_RATE) / 1000)));
@@ -184,7 +187,7 @@ describe("justice on a real regtest node", () => {
     const htlcs = Array.from({ length: 30 }, (_, i) =>
       htlcFor(10 + i, i % 2 === 0, 20_000 + i * 100, { blocks: 6000 }),
     );
-    const { breach, wire } = await breachOf(htlcs, R(0x98));
+    const { commitment, breach, wire } = await breachOf(htlcs, R(0x98));
     const record = towerOpens(wire, breach);
     const maxBytes = 3000;
     const plan = planJustice(record, breach, FEE_RATE, maxBytes);
@@ -195,10 +198,10 @@ describe("justice on a real regtest node", () => {
       await accepted(tx);
     }
     await rt.mine(1);
-    for (let vout = 0; vout < breach.outs.length; vout++)
-      expect(await unspent(breach.getId(), vout)).toBe(false);
+    const revocable = commitment.outputs.filter((o) => o.kind !== "to_other");
+    for (const o of revocable) expect(await unspent(breach.getId(), o.vout)).toBe(false);
     const swept = txs.reduce((a, tx) => a + outTotal(tx), 0n);
-    expect(swept).toBe(outTotal(breach) - plan.feeSat);
+    expect(swept).toBe(sumSat(revocable.map((o) => o.amount)) - plan.feeSat);
     expect(sumSat(plan.spends.map((s) => s.fee))).toBe(plan.feeSat);
   });
 
