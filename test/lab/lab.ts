@@ -16,6 +16,8 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { type Payment } from "./api.js";
+import { defaultSweepScript } from "@ln/justice";
+import { buildCommitment } from "@ln/tx";
 import type { StaleCommitment } from "./breach.js";
 import { confirmedAt, confirmedSpenders } from "./chain.js";
 import { redactUrl } from "./infra.js";
@@ -28,6 +30,7 @@ const FUND_SAT = 10_000_000n; // 0.1 BTC per node
 const CHANNEL_SAT = 4_000_000n; // 0.04 BTC per channel (the draft caps an anchor at 4 294 967 sat)
 const PAY_A_MSAT = 25_000_000n; // 25 000 sat
 const PAY_C_MSAT = 12_345_000n; // 12 345 sat
+const BREACH_PAY_MSAT = 1_000_000n; // --breach: C's payment that revokes the commitment it kept
 
 const log = (line: string): void => console.log(`[lab] ${line}`);
 
@@ -80,8 +83,7 @@ async function scenario(lab: Lab): Promise<void> {
     { mine: true, timeoutMs: 180_000 },
   );
 
-  // 3. B invoices, A and C pay (with --breach, C first keeps the commitment the payment revokes).
-  const stale = lab.stageBreach ? await net.keepCommitment(C, cb.id) : undefined;
+  // 3. B invoices, A and C pay.
   lab.step = "paying A→B and C→B";
   const payments = lab.payments;
   for (const [payer, channelId, amount] of [
@@ -99,6 +101,15 @@ async function scenario(lab: Lab): Promise<void> {
       const seen = await payer.api.payment(entry.payment.id).catch(() => undefined);
       if (seen !== undefined) entry.payment = seen;
     }
+  }
+
+  // With --breach, C keeps its commitment (both balances on it), then pays again: that revokes it.
+  let stale: StaleCommitment | undefined;
+  if (lab.stageBreach) {
+    lab.step = "C keeping a commitment, then paying B again";
+    stale = await net.keepCommitment(C, cb.id);
+    const again = await net.pay(C, B, BREACH_PAY_MSAT, { channelId: cb.id });
+    lab.payments.push({ from: "C", payment: again });
   }
 
   // 4. A closes A-B cooperatively.
@@ -140,21 +151,28 @@ async function breach(lab: Lab, stale: StaleCommitment): Promise<void> {
   const tx = await net.breach(C, stale);
   const txid = tx.getId();
   log(`C: broadcast its revoked commitment ${stale.number} as ${txid} (re-signed: a txid B never saw)`);
-  const outputsSat = tx.outs.reduce((a, o) => a + BigInt(o.value), 0n);
+  // Justice takes the cheater's outputs; B's own output (to its final key) is its wallet's.
+  const sweepScript = defaultSweepScript(stale.params);
+  const revocable = buildCommitment(stale.params)
+    .outputs.filter((o) => o.kind !== "to_other")
+    .map((o) => o.vout);
+  const outputsSat = revocable.reduce((a, v) => a + BigInt(tx.outs[v]?.value ?? 0n), 0n);
   lab.breach = { txid, justice: [], outputsSat };
   let from = net.regtest.height();
   await net.waitFor(
-    "B's watchtower to punish the breach: every output spent in a block",
+    "B's watchtower to punish the breach: every output of C's spent in a block",
     async () => {
       from = (await confirmedAt(net.regtest.rpc, txid)) ?? from;
-      const spenders = await confirmedSpenders(net.regtest.rpc, txid, from);
-      const spent = new Set(spenders.flatMap((s) => s.vouts)).size;
+      const justice = (await confirmedSpenders(net.regtest.rpc, txid, from)).filter((s) =>
+        s.tx.outs.every((o) => Buffer.from(o.script).equals(sweepScript)),
+      );
+      const spent = new Set(justice.flatMap((s) => s.vouts));
       if (lab.breach)
-        lab.breach.justice = spenders.map((s) => ({
+        lab.breach.justice = justice.map((s) => ({
           txid: s.tx.getId(),
           outputsSat: s.tx.outs.reduce((a, o) => a + BigInt(o.value), 0n),
         }));
-      return spent === tx.outs.length || `${spent}/${tx.outs.length} outputs of the breach spent`;
+      return revocable.every((v) => spent.has(v)) || `${spent.size}/${revocable.length} of C's outputs taken`;
     },
     { mine: true, timeoutMs: 120_000 },
   );
@@ -249,7 +267,7 @@ async function summary(lab: Lab): Promise<void> {
   if (lab.breach) {
     const justiceSat = lab.breach.justice.reduce((a, j) => a + j.outputsSat, 0n);
     out.push(
-      `breach (--breach): C's revoked commitment ${lab.breach.txid} put ${lab.breach.outputsSat} sat on chain;`,
+      `breach (--breach): C's revoked commitment ${lab.breach.txid} put ${lab.breach.outputsSat} sat of C's on chain;`,
       `  B's watchtower took all of it back in ${lab.breach.justice.length} justice transaction(s), ${justiceSat} sat to B's final key (fees ${lab.breach.outputsSat - justiceSat} sat):`,
       ...lab.breach.justice.map((j) => `  justice ${j.txid}  ${j.outputsSat} sat`),
     );
