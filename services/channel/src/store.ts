@@ -17,7 +17,12 @@ import { migrateChannelService } from "./migrations.js";
  * channel. Every transition is one transaction: state and outbox commit together, then send.
  */
 
-export type StoreErrorCode = "LEASE_NOT_HELD" | "NO_SUCH_CHANNEL" | "CHANNEL_EXISTS";
+export type StoreErrorCode =
+  | "LEASE_NOT_HELD"
+  | "NO_SUCH_CHANNEL"
+  | "CHANNEL_EXISTS"
+  /** A revocation arrived on a channel stored without its signer channel (a bug): not committed. */
+  | "NO_SIGNER_CHANNEL";
 
 export class StoreError extends Error {
   override readonly name = "StoreError";
@@ -208,7 +213,7 @@ export class ChannelStore {
         );
         if (row.signer_channel === null)
           throw new StoreError(
-            "NO_SUCH_CHANNEL",
+            "NO_SIGNER_CHANNEL",
             `channel ${id} has no signer channel to name in its tower record`,
           );
         const sealed = sealRecord({

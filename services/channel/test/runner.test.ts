@@ -100,7 +100,8 @@ class TwoNodes {
         policy: { autoCommit: true },
         chain: { height: 1000, time: 1_700_000_000 },
       });
-      const t = await this.stores[side].create(CHANNEL, created);
+      // Every channel has its signer channel (named in its watchtower records).
+      const t = await this.stores[side].create(CHANNEL, created, { signerChannel: 0 });
       expect(await this.stores[side].acquireLease(CHANNEL, "replica-1", 60_000)).toBe(true);
       for (const m of t.sends)
         this.queue.push({ to: side === "A" ? "B" : "A", input: { type: "pkt", pkt: decodePkt(m.bytes) } });
