@@ -4,6 +4,7 @@
  * released so another replica takes the channels at once. */
 import { readFile } from "node:fs/promises";
 import { sha256, txidFromHex } from "@ln/bitcoin";
+import { lineLogger, processLogger } from "@ln/log";
 import { newRegistry, urlOf } from "@ln/metrics";
 import { SignerClient } from "@ln/signer-client";
 import { networks } from "bitcoinjs-lib";
@@ -24,7 +25,9 @@ import { TowerLink, towerRecordsSubject } from "./tower-link.js";
 import { Wallet } from "./wallet.js";
 
 const VERSION = "0.1.0";
-const log = (line: string): void => void process.stderr.write(`channel: ${line}\n`);
+// JSON lines on stderr (@ln/log), the API's request lines included; the ready line stays plain text.
+const logger = processLogger("channel");
+const log = lineLogger(logger);
 
 async function readPem(path: string, what: string): Promise<Buffer> {
   try {
@@ -183,15 +186,18 @@ async function main(): Promise<void> {
     schema: cfg.databaseSchema,
     version: VERSION,
     registry,
-    // Server faults only (JSON, to stdout); the API never logs tokens or bodies.
-    logger: { level: "warn" },
+    // The same JSON lines, each request's with its reqId; headers (the token) and bodies are never logged.
+    loggerInstance: logger,
   });
   await app.listen({ host: cfg.apiListen.host, port: cfg.apiListen.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : cfg.apiListen.port;
   const api = urlOf(cfg.apiListen.host, port);
   log(`replica ${cfg.replicaId}, schema ${cfg.databaseSchema}, node ${nodeId.toString("hex")}`);
-  log(`ready ${JSON.stringify({ api, nodeId: nodeId.toString("hex"), ops: api })}`);
+  // The machine-readable ready line that supervisors (the lab) wait for, plain text as before.
+  process.stderr.write(
+    `channel: ready ${JSON.stringify({ api, nodeId: nodeId.toString("hex"), ops: api })}\n`,
+  );
   // The token is never printed; its hash tells the operator which one is configured.
   if (cfg.adminToken !== undefined)
     log(

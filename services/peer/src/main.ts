@@ -1,19 +1,27 @@
 /*~ The peer gateway process. Composition root: configuration from the environment (config.ts),
  * NATS, the signer over gRPC/mTLS (the node key never leaves it: ECDH and session_sig are calls),
- * the gateway's listener, the control requests; graceful SIGTERM/SIGINT. Every stderr line starts
- * with "peer: "; once serving, exactly one `peer: ready {"port":N,"nodeId":"<hex>"}` (with
+ * the gateway's listener, the control requests; graceful SIGTERM/SIGINT. Every stderr line is a
+ * JSON log record (@ln/log) but one: once serving, `peer: ready {"port":N,"nodeId":"<hex>"}` (with
  * "ops":"http://host:port" when PEER_OPS_LISTEN serves /metrics, /healthz and /readyz).
  * The processes of a node start in any order: NATS and the signer are retried until they answer. */
 import { readFile } from "node:fs/promises";
 import { Counter, Gauge, newRegistry, serveOps, type OpsServer, type Registry } from "@ln/metrics";
 import { connect, type NatsConnection } from "nats";
+import { lineLogger, processLogger } from "@ln/log";
 import { SignerClient } from "@ln/signer-client";
 import { natsAckFor } from "./ack.js";
 import { ConfigError, loadConfig, type PeerConfig } from "./config.js";
 import { serveControl } from "./control.js";
 import { PeerGateway } from "./gateway.js";
 
-const log = (line: string): void => void process.stderr.write(`peer: ${line}\n`);
+const logger = processLogger("peer");
+const log = lineLogger(logger);
+/** A gateway or control event as one record: its fields (peer, reason, ...) and the event as msg. */
+const logEvent = (line: object): void => {
+  const event = (line as { event?: unknown }).event;
+  const name = typeof event === "string" ? event : "event";
+  logger[/_(failed|error)$|_full$/.test(name) ? "warn" : "info"](line, name);
+};
 const text = (e: unknown): string => {
   const s = e instanceof Error ? e.message : String(e);
   return s.length > 300 ? `${s.slice(0, 300)}...` : s;
@@ -201,17 +209,20 @@ async function main(): Promise<void> {
     ),
     log: (line) => {
       countEvent(line);
-      log(JSON.stringify(line));
+      logEvent(line);
     },
   });
   open.gateway = gateway;
   const port = await gateway.listen(cfg.listen.port, cfg.listen.host);
-  serveControl({ nats, prefix: cfg.prefix, gateway, log: (line) => log(JSON.stringify(line)) });
+  serveControl({ nats, prefix: cfg.prefix, gateway, log: logEvent });
   await nats.flush(); // the control subscriptions are in place before we say ready
   if (stopping) return;
   log(`subjects ${cfg.prefix}.<peer>.{in,out,events,ack}, control ${cfg.prefix}.ctl.{connect,peers}`);
   serving = true;
-  log(`ready ${JSON.stringify({ port, nodeId: nodeHex, ...(open.ops ? { ops: open.ops.url } : {}) })}`);
+  // The machine-readable ready line (plain text, on stderr as before) that supervisors wait for.
+  process.stderr.write(
+    `peer: ready ${JSON.stringify({ port, nodeId: nodeHex, ...(open.ops ? { ops: open.ops.url } : {}) })}\n`,
+  );
 }
 
 process.on("SIGTERM", () => stop("SIGTERM"));

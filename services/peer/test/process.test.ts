@@ -196,8 +196,14 @@ describe("the peer gateway process", () => {
 
     for (const p of [a, b]) {
       const lines = p.lines.filter((l) => l !== "");
-      for (const l of lines) expect(l.startsWith("peer: ")).toBe(true);
+      // One ready line; every other line a JSON log record of this service.
       expect(lines.filter((l) => l.startsWith("peer: ready ")).length).toBe(1);
+      for (const l of lines.filter((x) => !x.startsWith("peer: ready ")))
+        expect(JSON.parse(l)).toMatchObject({
+          service: "peer",
+          level: expect.any(String),
+          msg: expect.any(String),
+        });
       expect(lines.join("\n")).not.toMatch(/PRIVATE KEY|BEGIN|secret|shared_secret|signature/i);
     }
   }, 30_000);
@@ -213,10 +219,14 @@ describe("the peer gateway process", () => {
   it("exits 1 on a bad configuration, one line per problem", async () => {
     const p = startGateway("bad prefix", 1, { PEER_LISTEN: "nowhere", SIGNER_CLIENT_KEY: "" });
     expect(await p.exit).toBe(1);
-    const lines = p.lines.filter((l) => l !== "");
-    expect(lines[0]).toBe("peer: cannot start, the configuration is incomplete or wrong:");
-    for (const l of lines.slice(1)) expect(l.startsWith("peer:   ")).toBe(true);
-    expect(lines.slice(1).map((l) => l.slice("peer:   ".length).split(" ").slice(0, 2).join(" "))).toEqual([
+    const records = p.lines
+      .filter((l) => l !== "")
+      .map((l) => JSON.parse(l) as { service: string; msg: string });
+    for (const r of records) expect(r.service).toBe("peer");
+    const lines = records.map((r) => r.msg);
+    expect(lines[0]).toBe("cannot start, the configuration is incomplete or wrong:");
+    for (const l of lines.slice(1)) expect(l.startsWith("  ")).toBe(true);
+    expect(lines.slice(1).map((l) => l.trimStart().split(" ").slice(0, 2).join(" "))).toEqual([
       "LN_PREFIX must",
       "PEER_LISTEN must",
       "SIGNER_CLIENT_KEY is",

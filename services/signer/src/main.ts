@@ -2,6 +2,7 @@
  * over mTLS and refuses what its policy forbids (DESIGN.md 4). Composition root: configuration
  * from the environment (config.ts), the seed file, Postgres, the server; graceful SIGTERM. */
 import { readFile } from "node:fs/promises";
+import { lineLogger, processLogger } from "@ln/log";
 import { newRegistry, serveOps, type OpsServer } from "@ln/metrics";
 import { loadConfig } from "./config.js";
 import { SignerError } from "./errors.js";
@@ -10,7 +11,8 @@ import { signerMetrics, startServer } from "./server.js";
 import { SignerService } from "./service.js";
 import { SignerStore } from "./store.js";
 
-const log = (line: string): void => void process.stderr.write(`signer: ${line}\n`);
+// JSON lines on stderr (@ln/log); the ready line below stays plain text on stdout.
+const log = lineLogger(processLogger("signer"));
 
 async function readPem(path: string, what: string): Promise<Buffer> {
   try {

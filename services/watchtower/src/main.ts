@@ -1,12 +1,13 @@
 /*~ The watchtower process (chain half): follows the node and publishes chain events on JetStream,
  * and answers the channel service's requests over NATS (DESIGN.md 1, 7, 8). Composition root:
  * configuration from the environment (config.ts), Postgres, the node's RPC, NATS; graceful
- * SIGTERM/SIGINT. Logs go to stderr as "watchtower: ..."; once caught up and serving it prints
+ * SIGTERM/SIGINT. Logs go to stderr as JSON lines (@ln/log); once caught up and serving it prints
  * one machine-readable line `watchtower: ready {"height":N,"stream":"..."}` on stdout (with
  * "ops":"http://host:port" when WATCHTOWER_OPS_LISTEN serves /metrics, /healthz and /readyz, and
  * "justice":true|false: whether the tower proper runs, which it does only when SIGNER_ADDR is set). */
 import { readFile } from "node:fs/promises";
 import { BitcoinRpc, BlockFollowerError, RpcError, RpcTransportError } from "@ln/chain-client";
+import { lineLogger, processLogger } from "@ln/log";
 import { SignerClient } from "@ln/signer-client";
 import { Counter, Gauge, newRegistry, serveOps, type OpsServer, type Registry } from "@ln/metrics";
 import type { BroadcastReply } from "@ln/proto";
@@ -17,13 +18,8 @@ import { loadConfig, WatchtowerConfigError } from "./config.js";
 import { chainEventSubjects, ensureChainStream } from "./streams.js";
 import { JusticeTower, towerMetrics } from "./tower.js";
 
-const log = (text: string): void =>
-  void process.stderr.write(
-    text
-      .split("\n")
-      .map((l) => `watchtower: ${l}\n`)
-      .join(""),
-  );
+// JSON lines on stderr (@ln/log), multi-line text in one msg; the ready line stays plain on stdout.
+const log = lineLogger(processLogger("watchtower"));
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** A URL for the log: never its user or password. */

@@ -198,7 +198,8 @@ describe("watchtower process", () => {
     child?.kill("SIGTERM");
     expect(await exited).toBe(0);
     child = undefined;
-    for (const line of stderr.trimEnd().split("\n")) expect(line).toMatch(/^watchtower: /);
+    for (const line of stderr.trimEnd().split("\n"))
+      expect(JSON.parse(line)).toMatchObject({ service: "watchtower" });
     expect(stderr).not.toContain(rt.password);
     expect(stdout.match(/watchtower: ready/g)).toHaveLength(1);
   }, 20_000);
@@ -247,7 +248,7 @@ describe("watchtower process", () => {
     const c = spawnProcess({ WATCHTOWER_POLL_MS: "soon" });
     expect(await exitOf(c)).toBe(1);
     const lines = stderr.trimEnd().split("\n");
-    for (const l of lines) expect(l).toMatch(/^watchtower: /);
+    for (const l of lines) expect(JSON.parse(l)).toMatchObject({ service: "watchtower" });
     for (const name of ["WATCHTOWER_DATABASE_URL", "BITCOIN_RPC_URL", "LN_PREFIX", "WATCHTOWER_POLL_MS"])
       expect(lines.filter((l) => l.includes(name))).toHaveLength(1);
   }, 20_000);

@@ -163,7 +163,8 @@ describe("the watchtower process's /metrics", () => {
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
     child = undefined;
-    for (const line of stderr.trimEnd().split("\n")) expect(line).toMatch(/^watchtower: /);
+    for (const line of stderr.trimEnd().split("\n"))
+      expect(JSON.parse(line)).toMatchObject({ service: "watchtower" });
     expect(stdout.match(/watchtower: ready/g)).toHaveLength(1);
   }, 45_000);
 });

@@ -7,7 +7,12 @@ import {
   type FastifyPluginAsyncTypebox,
   type Static,
 } from "@fastify/type-provider-typebox";
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from "fastify";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from "fastify";
 import type { Registry } from "@ln/metrics";
 import type pg from "pg";
 import { ApiStore, type Scope, type TokenInfo } from "./api-store.js";
@@ -46,6 +51,8 @@ export interface ApiOptions {
   /** Postgres schema shared with the ChannelStore; the API's tables are prefixed `api_`. */
   schema?: string;
   logger?: FastifyServerOptions["logger"];
+  /** A pino logger to log through (the process's): each request's lines carry its reqId. */
+  loggerInstance?: FastifyBaseLogger;
   version?: string;
   /**
    * The Prometheus registry /metrics serves; the API adds its request counter to it. Default: a
@@ -62,7 +69,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   const tokens = new WeakMap<FastifyRequest, TokenInfo>();
 
   const app = Fastify({
-    logger: opts.logger ?? false,
+    ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     genReqId: (req) => {
       const h = req.headers["x-request-id"];
       return typeof h === "string" && REQUEST_ID.test(h) ? h : randomUUID();
