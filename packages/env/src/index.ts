@@ -3,6 +3,8 @@
  * variable through one EnvReader, which collects all problems (one line each, naming the variable)
  * so that the service can report them together.
  */
+import { readFileSync } from "node:fs";
+import { credsAuthenticator, type ConnectionOptions } from "nats";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -38,6 +40,35 @@ export interface HostPortOptions {
   hint?: string;
 }
 
+/**
+ * How a service reaches NATS: the URL, and at most one way to authenticate (a `.creds` file
+ * for NATS accounts/JWT, a user and password, or a token). The secrets come from the
+ * environment (Kubernetes Secrets); none is ever logged.
+ */
+export interface NatsSettings {
+  servers: string;
+  auth:
+    | { kind: "none" }
+    | { kind: "creds"; file: string }
+    | { kind: "user"; user: string; pass: string }
+    | { kind: "token"; token: string };
+}
+
+/** The options for nats.js `connect`; a creds file is read here (at start). */
+export function natsConnectOptions(s: NatsSettings, name: string): ConnectionOptions {
+  const base: ConnectionOptions = { servers: s.servers, name };
+  switch (s.auth.kind) {
+    case "none":
+      return base;
+    case "creds":
+      return { ...base, authenticator: credsAuthenticator(readFileSync(s.auth.file)) };
+    case "user":
+      return { ...base, user: s.auth.user, pass: s.auth.pass };
+    case "token":
+      return { ...base, token: s.auth.token };
+  }
+}
+
 export class EnvReader {
   /** Every problem found so far, in the order found. */
   readonly problems: string[] = [];
@@ -60,6 +91,37 @@ export class EnvReader {
     const v = this.get(name);
     if (v === undefined) this.problems.push(`${name} is not set (${what})`);
     return v ?? "";
+  }
+
+  /**
+   * NATS_URL (default nats://127.0.0.1:4222) and its credentials: NATS_CREDS_FILE, or NATS_USER
+   * with NATS_PASSWORD, or NATS_TOKEN; two at once, or a user without a password, is a problem.
+   */
+  nats(): NatsSettings {
+    const servers = this.get("NATS_URL") ?? "nats://127.0.0.1:4222";
+    const creds = this.get("NATS_CREDS_FILE");
+    const user = this.get("NATS_USER");
+    const pass = this.get("NATS_PASSWORD");
+    const token = this.get("NATS_TOKEN");
+    const given = [
+      creds && "NATS_CREDS_FILE",
+      (user || pass) && "NATS_USER/NATS_PASSWORD",
+      token && "NATS_TOKEN",
+    ].filter((x): x is string => typeof x === "string");
+    if (given.length > 1) {
+      this.problems.push(`NATS credentials: set only one of ${given.join(", ")}`);
+      return { servers, auth: { kind: "none" } };
+    }
+    if (creds) return { servers, auth: { kind: "creds", file: creds } };
+    if (user || pass) {
+      if (!user || !pass) {
+        this.problems.push("NATS_USER and NATS_PASSWORD go together: set both, or neither");
+        return { servers, auth: { kind: "none" } };
+      }
+      return { servers, auth: { kind: "user", user, pass } };
+    }
+    if (token) return { servers, auth: { kind: "token", token } };
+    return { servers, auth: { kind: "none" } };
   }
 
   /** A whole number from min to max; dflt if unset or (reported) wrong. */

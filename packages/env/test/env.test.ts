@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { EnvReader, formatProblems, parseHostPort } from "../src/index.js";
+import { EnvReader, formatProblems, natsConnectOptions, parseHostPort } from "../src/index.js";
 
 describe("parseHostPort", () => {
   it("reads host:port and [v6]:port, port 0 only when allowed", () => {
@@ -99,5 +99,57 @@ describe("EnvReader", () => {
     expect(formatProblems("svc configuration", r.problems)).toBe(
       "svc configuration:\n  A is not set (a)\n  B is wrong",
     );
+  });
+});
+
+describe("NATS settings", () => {
+  const nats = (env: Record<string, string>) => {
+    const r = new EnvReader(env);
+    return { settings: r.nats(), problems: r.problems };
+  };
+  it("defaults to the local server without credentials", () => {
+    expect(nats({})).toEqual({
+      settings: { servers: "nats://127.0.0.1:4222", auth: { kind: "none" } },
+      problems: [],
+    });
+  });
+  it("takes one kind of credentials", () => {
+    expect(nats({ NATS_URL: "nats://n:4222", NATS_CREDS_FILE: "/etc/nats/ln.creds" }).settings).toEqual({
+      servers: "nats://n:4222",
+      auth: { kind: "creds", file: "/etc/nats/ln.creds" },
+    });
+    expect(nats({ NATS_USER: "ln", NATS_PASSWORD: "pw" }).settings.auth).toEqual({
+      kind: "user",
+      user: "ln",
+      pass: "pw",
+    });
+    expect(nats({ NATS_TOKEN: "t0k" }).settings.auth).toEqual({ kind: "token", token: "t0k" });
+  });
+  it("reports two kinds at once, or a user without a password, and never echoes a secret", () => {
+    const two = nats({ NATS_TOKEN: "s3cret-token", NATS_CREDS_FILE: "/x.creds" });
+    expect(two.problems).toEqual(["NATS credentials: set only one of NATS_CREDS_FILE, NATS_TOKEN"]);
+    const half = nats({ NATS_USER: "ln" });
+    expect(half.problems).toEqual(["NATS_USER and NATS_PASSWORD go together: set both, or neither"]);
+    expect(JSON.stringify([two.problems, half.problems])).not.toContain("s3cret");
+  });
+  it("gives nats.js its options: user and password, a token, or an authenticator from the creds file", async () => {
+    expect(
+      natsConnectOptions({ servers: "nats://n", auth: { kind: "user", user: "u", pass: "p" } }, "x"),
+    ).toEqual({
+      servers: "nats://n",
+      name: "x",
+      user: "u",
+      pass: "p",
+    });
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const file = join(mkdtempSync(join(tmpdir(), "creds-")), "ln.creds");
+    writeFileSync(
+      file,
+      "-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.e30.x\n------END NATS USER JWT------\n",
+    );
+    const o = natsConnectOptions({ servers: "nats://n", auth: { kind: "creds", file } }, "x");
+    expect(typeof o.authenticator).toBe("function");
   });
 });

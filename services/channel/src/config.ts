@@ -1,12 +1,13 @@
 /** The channel service's settings: the only place that reads the environment. */
 import { hostname } from "node:os";
-import { EnvReader, formatProblems } from "@ln/env";
+import { EnvReader, formatProblems, type NatsSettings } from "@ln/env";
 
 export interface Config {
   databaseUrl: string;
   /** Postgres schema of the service's tables (default "channel"). */
   databaseSchema: string;
-  natsUrl: string;
+  /** NATS_URL and its credentials (NATS_CREDS_FILE, NATS_USER/NATS_PASSWORD or NATS_TOKEN). */
+  nats: NatsSettings;
   /** This node's subject prefix: the gateway's is `<prefix>.peer`, the chain watcher's `<prefix>.chain`. */
   prefix: string;
   signer: { addr: string; caFile: string; certFile: string; keyFile: string; serverName: string | undefined };
@@ -52,7 +53,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const config: Config = {
     databaseUrl,
     databaseSchema,
-    natsUrl: r.get("NATS_URL") ?? "nats://127.0.0.1:4222",
+    nats: r.nats(),
     prefix,
     signer: { addr: signerAddr, caFile, certFile, keyFile, serverName: r.get("SIGNER_SERVERNAME") },
     apiListen,

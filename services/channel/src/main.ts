@@ -23,6 +23,7 @@ import { Resolver } from "./resolution.js";
 import { ChannelStore } from "./store.js";
 import { TowerLink, towerRecordsSubject } from "./tower-link.js";
 import { Wallet } from "./wallet.js";
+import { natsConnectOptions } from "@ln/env";
 
 const VERSION = "0.1.0";
 // JSON lines on stderr (@ln/log), the API's request lines included; the ready line stays plain text.
@@ -64,7 +65,7 @@ async function main(): Promise<void> {
   const store = new ChannelStore(pool, cfg.databaseSchema);
   await store.migrate();
   const ledger = new Ledger(pool, cfg.databaseSchema);
-  const nc = await connect({ servers: cfg.natsUrl, name: `channel-${cfg.replicaId}` });
+  const nc = await connect(natsConnectOptions(cfg.nats, `channel-${cfg.replicaId}`));
   const signer = new SignerClient(
     cfg.signer.addr,
     tls,

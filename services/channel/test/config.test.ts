@@ -15,7 +15,7 @@ describe("channel service config", () => {
   it("reads every setting, with defaults", () => {
     const c = loadConfig(full);
     expect(c.databaseSchema).toBe("channel");
-    expect(c.natsUrl).toBe("nats://127.0.0.1:4222");
+    expect(c.nats).toEqual({ servers: "nats://127.0.0.1:4222", auth: { kind: "none" } });
     expect(c.apiListen).toEqual({ host: "0.0.0.0", port: 8080 });
     expect(c.leaseMs).toBe(15_000);
     expect(c.network).toBe("regtest");

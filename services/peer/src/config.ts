@@ -1,10 +1,11 @@
 /** The peer gateway's settings: the only place that reads the environment. */
-import { EnvReader, parseHostPort, type HostPort } from "@ln/env";
+import { EnvReader, parseHostPort, type HostPort, type NatsSettings } from "@ln/env";
 
 export { parseHostPort, type HostPort };
 
 export interface PeerConfig {
-  natsUrl: string;
+  /** NATS_URL and its credentials (NATS_CREDS_FILE, NATS_USER/NATS_PASSWORD or NATS_TOKEN). */
+  nats: NatsSettings;
   /** Subject prefix of the gateway: `${LN_PREFIX}.peer`. */
   prefix: string;
   /** Where to accept peer connections (port 0: any free port). */
@@ -37,7 +38,7 @@ const TLS_NAME = /^[A-Za-z0-9.-]{1,253}$/;
 export function loadConfig(env: Readonly<Record<string, string | undefined>> = process.env): PeerConfig {
   const r = new EnvReader(env);
 
-  const natsUrl = r.get("NATS_URL") ?? "nats://127.0.0.1:4222";
+  const nats = r.nats();
   const lnPrefix = r.subjectPrefix(
     "LN_PREFIX",
     "the node's NATS subject prefix, e.g. ln1; the gateway uses <LN_PREFIX>.peer",
@@ -86,7 +87,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     );
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return {
-    natsUrl,
+    nats,
     prefix: `${lnPrefix}.peer`,
     listen,
     handshakeTimeoutMs,

@@ -13,6 +13,7 @@ import { natsAckFor } from "./ack.js";
 import { ConfigError, loadConfig, type PeerConfig } from "./config.js";
 import { serveControl } from "./control.js";
 import { PeerGateway } from "./gateway.js";
+import { natsConnectOptions } from "@ln/env";
 
 const logger = processLogger("peer");
 const log = lineLogger(logger);
@@ -179,8 +180,11 @@ async function main(): Promise<void> {
   const nodeHex = nodeId.toString("hex");
   log(`node id ${nodeHex} (from the signer at ${cfg.signer.address})`);
 
-  const nats = await retry(`NATS at ${cfg.natsUrl}`, "Start the NATS server, or check NATS_URL.", () =>
-    connect({ servers: cfg.natsUrl, name: `peer-gateway ${cfg.prefix}`, maxReconnectAttempts: -1 }),
+  const nats = await retry(
+    `NATS at ${cfg.nats.servers}`,
+    "Start the NATS server, or check NATS_URL and the NATS credentials.",
+    () =>
+      connect({ ...natsConnectOptions(cfg.nats, `peer-gateway ${cfg.prefix}`), maxReconnectAttempts: -1 }),
   );
   if (nats === undefined) return;
   open.nc = nats;

@@ -23,7 +23,7 @@ function problems(env: Record<string, string | undefined>): string[] {
 describe("peer gateway configuration", () => {
   it("reads a full environment, with defaults", () => {
     expect(loadConfig(full)).toEqual({
-      natsUrl: "nats://127.0.0.1:4222",
+      nats: { servers: "nats://127.0.0.1:4222", auth: { kind: "none" } },
       prefix: "ln1.peer",
       listen: { host: "0.0.0.0", port: 9735 },
       handshakeTimeoutMs: 10_000,
@@ -44,7 +44,7 @@ describe("peer gateway configuration", () => {
       PEER_MAX_PENDING: " 16 ",
       SIGNER_SERVERNAME: "signer.internal",
     });
-    expect(c.natsUrl).toBe("nats://nats:4222");
+    expect(c.nats.servers).toBe("nats://nats:4222");
     expect(c.prefix).toBe("prod.node-2.peer");
     expect(c.listen).toEqual({ host: "::", port: 0 });
     expect(c.handshakeTimeoutMs).toBe(2500);

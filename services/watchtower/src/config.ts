@@ -1,12 +1,13 @@
 /** The watchtower process's settings: the only place that reads the environment. */
-import { EnvReader, formatProblems, type HostPort } from "@ln/env";
+import { EnvReader, formatProblems, type HostPort, type NatsSettings } from "@ln/env";
 
 export interface WatchtowerConfig {
   databaseUrl: string;
   /** Postgres schema for its tables (default "watchtower"). */
   databaseSchema: string;
   rpc: { url: string; user?: string; password?: string };
-  natsUrl: string;
+  /** NATS_URL and its credentials (NATS_CREDS_FILE, NATS_USER/NATS_PASSWORD or NATS_TOKEN). */
+  nats: NatsSettings;
   /** The node's subject prefix (LN_PREFIX), e.g. "lab.a". */
   lnPrefix: string;
   /** `${lnPrefix}.chain`: where chain events are published and requests served. */
@@ -82,7 +83,7 @@ export function loadConfig(
     "tokens of letters, digits, _ and -",
   );
   const databaseSchema = r.schemaName("WATCHTOWER_DATABASE_SCHEMA", "watchtower", { noPgPrefix: true });
-  const natsUrl = r.get("NATS_URL") ?? "nats://127.0.0.1:4222";
+  const nats = r.nats();
   const stream = r.get("WATCHTOWER_STREAM") ?? (lnPrefix !== "" ? defaultStreamName(lnPrefix) : "");
   if (stream !== "" && !STREAM_NAME.test(stream))
     r.problem(
@@ -118,7 +119,7 @@ export function loadConfig(
       ...(user !== undefined ? { user } : {}),
       ...(password !== undefined && password !== "" ? { password } : {}),
     },
-    natsUrl,
+    nats,
     lnPrefix,
     chainPrefix: `${lnPrefix}.chain`,
     stream,

@@ -17,6 +17,7 @@ import { ChainWatcher, chainRequestSubjects, serveChainRequests } from "./chain-
 import { loadConfig, WatchtowerConfigError } from "./config.js";
 import { chainEventSubjects, ensureChainStream } from "./streams.js";
 import { JusticeTower, towerMetrics } from "./tower.js";
+import { natsConnectOptions } from "@ln/env";
 
 // JSON lines on stderr (@ln/log), multi-line text in one msg; the ready line stays plain on stdout.
 const log = lineLogger(processLogger("watchtower"));
@@ -158,7 +159,7 @@ async function main(): Promise<void> {
     log(`serving /metrics, /healthz and /readyz at ${ops.url}`);
   }
   log(
-    `starting: node ${redact(cfg.rpc.url)}, NATS ${redact(cfg.natsUrl)}, schema ${cfg.databaseSchema}, ` +
+    `starting: node ${redact(cfg.rpc.url)}, NATS ${redact(cfg.nats.servers)}, schema ${cfg.databaseSchema}, ` +
       `subjects ${cfg.chainPrefix}.*, stream ${cfg.stream}`,
   );
   const pool = new pg.Pool({ connectionString: cfg.databaseUrl });
@@ -168,15 +169,14 @@ async function main(): Promise<void> {
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: cfg.natsUrl,
-      name: `watchtower ${cfg.lnPrefix}`,
+      ...natsConnectOptions(cfg.nats, `watchtower ${cfg.lnPrefix}`),
       maxReconnectAttempts: -1,
     });
   } catch (e) {
     await pool.end();
     await ops?.close();
     throw new Error(
-      `cannot connect to NATS at ${redact(cfg.natsUrl)} (${message(e)}); start it or set NATS_URL`,
+      `cannot connect to NATS at ${redact(cfg.nats.servers)} (${message(e)}); start it, or check NATS_URL and the NATS credentials`,
     );
   }
   void (async () => {

@@ -23,7 +23,7 @@ describe("watchtower config", () => {
       databaseUrl: "postgres://watchtower@db/ln",
       databaseSchema: "watchtower",
       rpc: { url: "http://127.0.0.1:8332" },
-      natsUrl: "nats://127.0.0.1:4222",
+      nats: { servers: "nats://127.0.0.1:4222", auth: { kind: "none" } },
       lnPrefix: "lab.a",
       chainPrefix: "lab.a.chain",
       stream: "LAB_A_CHAIN",
@@ -45,7 +45,7 @@ describe("watchtower config", () => {
     });
     expect(c.databaseSchema).toBe("tower_a");
     expect(c.rpc).toEqual({ url: "http://127.0.0.1:8332", user: "rpc", password: "s3cret" });
-    expect(c.natsUrl).toBe("nats://nats:4222");
+    expect(c.nats.servers).toBe("nats://nats:4222");
     expect(c.stream).toBe("MY_STREAM");
     expect(c.pollMs).toBe(250);
     expect(c.startHeight).toBe(0);
