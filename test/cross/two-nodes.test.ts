@@ -9,312 +9,54 @@
  * separate processes.)
  */
 import { randomBytes } from "node:crypto";
-import { rmSync } from "node:fs";
-import { msat, sat, sha256, txidFromHex, type Sat } from "@ln/bitcoin";
+import { msat, sat, sha256, type Sat } from "@ln/bitcoin";
 import type { ChannelState } from "@ln/channel-core";
-import {
-  broadcastTx,
-  ChannelNode,
-  ChannelStore,
-  consumeChainEvents,
-  Ledger,
-  requestWatch,
-  Resolver,
-  TowerLink,
-  type ResolutionView,
-  towerRecordsSubject,
-  Wallet,
-  watchScripts,
-} from "@ln/channel-service";
+import type { ResolutionView } from "@ln/channel-service";
 import { decodeSealedRecord } from "@ln/justice";
-import { natsAckFor, PeerGateway } from "@ln/peer-service";
-import { startRegtest, type Regtest } from "@ln/regtest";
+import type { Regtest } from "@ln/regtest";
 import { decodePkt, encodePkt, peerSubjects } from "@ln/proto";
-import { anchorScript, p2shOutput, toOtherScript } from "@ln/scripts";
-import { SignerClient } from "@ln/signer-client";
-import {
-  KeyRing,
-  SignerService,
-  SignerStore,
-  startServer,
-  type RunningServer,
-} from "@ln/signer-service/embedded";
-import { ChainWatcher, ensureChainStream, serveChainRequests } from "@ln/watchtower-service";
-import { networks, payments } from "bitcoinjs-lib";
-import { connect, type NatsConnection } from "nats";
-import pg from "pg";
-// The signer's own test certificates (a CA, a server and a client certificate, by openssl).
-import { CLIENT_OPTIONS, makePems } from "../../services/signer/test/helpers.js";
+import { p2shOutput, toOtherScript } from "@ln/scripts";
+import type { NatsConnection } from "nats";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startHarness, type Harness, type Side } from "./harness.js";
 
-const run = randomBytes(4).toString("hex");
-// Both nodes' services share this pool here (each has its own in production): room for all.
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 40 });
+let h: Harness | undefined;
+let run: string;
+let pool: pg.Pool;
 let nc: NatsConnection;
-
-type Side = "A" | "B";
-interface Node {
-  side: Side;
-  peerPrefix: string;
-  nodeId: Buffer;
-  signer: SignerClient;
-  signerServer: RunningServer;
-  store: ChannelStore;
-  ledger: GatedLedger;
-  node: ChannelNode;
-  resolution: Resolver;
-  gateway: PeerGateway;
-  watcher: ChainWatcher;
-  stopChain: () => Promise<void>;
-}
-
-/** The books, with a gate on invoice lookups: closed, it holds the payee's decision back. */
-class GatedLedger extends Ledger {
-  gate: Promise<void> = Promise.resolve();
-  override async invoice(rHash: string): ReturnType<Ledger["invoice"]> {
-    await this.gate;
-    return super.invoice(rHash);
-  }
-}
-
-const pems = makePems();
-const nodes = {} as Record<Side, Node>;
-const other = (s: Side): Side => (s === "A" ? "B" : "A");
-const lower = (s: Side): string => s.toLowerCase();
-
-function gatewayFor(n: Pick<Node, "nodeId" | "signer" | "peerPrefix">): PeerGateway {
-  return new PeerGateway({
-    nodeId: n.nodeId,
-    // The node key stays in the signer.
-    staticEcdh: async (point) => (await n.signer.call("Ecdh", { point })).shared_secret,
-    signSession: async (digest) => (await n.signer.call("SignSession", { digest })).signature,
-    nats: nc,
-    subjectPrefix: n.peerPrefix,
-    handshakeTimeoutMs: 2000,
-    // Our authenticate ack comes from the channel service, over NATS.
-    ackFor: natsAckFor(nc, n.peerPrefix, 1000),
-  });
-}
-
-async function startNode(side: Side, fill: number): Promise<Node> {
-  const signerStore = new SignerStore(pool, `cross_${run}_signer_${lower(side)}`);
-  await signerStore.migrate();
-  const signerServer = await startServer({
-    service: new SignerService(new KeyRing(Buffer.alloc(32, fill)), signerStore, { maxFeeSat: 100_000n }),
-    listen: "127.0.0.1:0",
-    tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
-    log: () => undefined,
-  });
-  const signer = new SignerClient(
-    `127.0.0.1:${signerServer.port}`,
-    { ca: pems.ca, cert: pems.clientCert, key: pems.clientKey },
-    CLIENT_OPTIONS,
-  );
-  const nodeId = (await signer.call("NodeInfo", {})).node_pubkey;
-  const prefix = `t${run}.${lower(side)}`;
-  const [peerPrefix, chainPrefix] = [`${prefix}.peer`, `${prefix}.chain`];
-
-  // This node's chain watcher: its own schema, subjects and JetStream stream.
-  const stream = `CROSS_${run}_${side}`;
-  await ensureChainStream(await nc.jetstreamManager(), stream, chainPrefix);
-  streams.push(stream);
-  const watcher = new ChainWatcher({
-    pool,
-    schema: `cross_${run}_tower_${lower(side)}`,
-    rpc: rt.rpc,
-    js: nc.jetstream(),
-    subjectPrefix: chainPrefix,
-    startHeight: rt.height() + 1,
-  });
-  await watcher.migrate();
-  serveChainRequests(nc, chainPrefix, watcher);
-
-  // Where the revocation records go (the watchtower's stream; here without a tower).
-  const recordsStream = `CROSS_${run}_${side}_RECORDS`;
-  await (
-    await nc.jetstreamManager()
-  ).streams.add({ name: recordsStream, subjects: [towerRecordsSubject(prefix)] });
-  streams.push(recordsStream);
-
-  const schema = `cross_${run}_${lower(side)}`;
-  const store = new ChannelStore(pool, schema);
-  await store.migrate();
-  const ledger = new GatedLedger(pool, schema);
-  // The wallet's part, stood in for by the regtest node's wallet: it pays the 2-of-2 anchor script
-  // (left unconfirmed until both watches are in place).
-  const anchors = new Map<string, string>();
-  const resolution = new Resolver({
-    pool,
-    schema,
-    store,
-    ledger,
-    signer,
-    // Sweeps go to this node's wallet keys (the anchor above is the regtest wallet's).
-    wallet: new Wallet({
-      pool,
-      schema,
-      signer,
-      chain: {
-        watchScripts: (scripts) => watchScripts(nc, chainPrefix, scripts),
-        broadcast: (hex) => broadcastTx(nc, chainPrefix, hex),
-      },
-      network: networks.regtest,
-      feeRatePerKvb: 10_000,
-    }),
-    watchOutput: (id, txid, vout) =>
-      requestWatch(nc, chainPrefix, id, {
-        type: "watch_anchor",
-        outpoint: { txid: txidFromHex(txid), vout },
-        depth: 1,
-      }),
-    feeRate: 10_000,
-    log: (line) => logs.push(`${side}: ${line}`),
-  });
-  const node = new ChannelNode({
-    store,
-    ledger,
-    signer,
-    nodeId,
-    nc,
-    peerPrefix,
-    chain: {
-      broadcast: async (hex) => {
-        const txid = await broadcastTx(nc, chainPrefix, hex);
-        broadcasts[side].push(txid);
-        return txid;
-      },
-      tip: () => Promise.resolve({ height: rt.height(), time: 1_700_000_000 }),
-      watchAnchor: (id, o) => requestWatch(nc, chainPrefix, id, o),
-    },
-    wallet: {
-      fundAnchor: async ({ channelId, amount, commitKeys }) => {
-        const redeem = anchorScript(Buffer.from(commitKeys[0], "hex"), Buffer.from(commitKeys[1], "hex"));
-        const address = payments.p2sh({ redeem: { output: redeem }, network: networks.regtest })
-          .address as string;
-        const funded = await rt.fund(address, amount, { confirm: false });
-        anchors.set(channelId, funded.hex);
-        return { outpoint: { txid: txidFromHex(funded.txid), vout: funded.vout }, amount, txid: funded.txid };
-      },
-      anchorTx: (channelId) => Promise.resolve(anchors.get(channelId)),
-      releaseAnchor: () => Promise.resolve(false),
-      watchFinalKey: () => Promise.resolve(),
-    },
-    // Through this node's gateway of the moment (the test replaces A's on purpose).
-    peers: {
-      connect: async (p) =>
-        void (await nodes[side].gateway.connect(p.host, p.port, Buffer.from(p.nodeId, "hex"))),
-      list: () => Promise.resolve(nodes[side]?.gateway.connections ?? []),
-      resync: (nodeId) => void nodes[side].gateway.disconnect(nodeId, "RESYNC"),
-    },
-    tower: new TowerLink({ js: nc.jetstream(), store, subject: towerRecordsSubject(prefix) }),
-    resolution,
-    replicaId: "replica-1",
-    leaseMs: 60_000,
-    terms: { delayBlocks: 144, minDepth: 1, feeRate: 10_000 },
-    log: (line) => logs.push(`${side}: ${line}`),
-  });
-  await node.start();
-  const chain = await consumeChainEvents({
-    nc,
-    prefix: chainPrefix,
-    durable: `cross-${run}-${side}`,
-    handle: (ev) => node.onChainEvent(ev),
-    log: (line) => logs.push(`${side}: ${line}`),
-  });
-  const n: Node = {
-    side,
-    peerPrefix,
-    nodeId,
-    signer,
-    signerServer,
-    store,
-    ledger,
-    node,
-    resolution,
-    gateway: gatewayFor({ nodeId, signer, peerPrefix }),
-    watcher,
-    stopChain: chain.stop,
-  };
-  nodes[side] = n;
-  return n;
-}
-
-async function until(what: string, pred: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await pred()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}; logs:\n${logs.join("\n")}`);
-}
-/** Each side's one channel (ids are each node's own). */
-const channelOf = async (s: Side): Promise<string> =>
-  (await nodes[s].store.liveWith(nodes[other(s)].nodeId.toString("hex")))?.id ??
-  ((await nodes[s].store.rows())[0]?.id as string);
-const state = async (s: Side): Promise<ChannelState> =>
-  (await nodes[s].store.load(await channelOf(s))) as ChannelState;
-
-/** A new channel A-B of this many satoshi, funded by A. */
-const OPEN_SAT = 500_000;
-
-/** Opens a new channel A-B (A funds OPEN_SAT) and waits until both ends are normal. */
-async function openChannel(): Promise<void> {
-  await nodes.A.node.open(nodes.B.nodeId.toString("hex"), sat(OPEN_SAT));
-  await until("anchors signed", async () => {
-    const [a, b] = [
-      await nodes.A.store.liveWith(nodes.B.nodeId.toString("hex")),
-      await nodes.B.store.liveWith(nodes.A.nodeId.toString("hex")),
-    ];
-    return Boolean(
-      a && b && (await state("A")).opening.anchorSigned && (await state("B")).opening.anchorSigned,
-    );
-  });
-  await until("open", async () => {
-    await rt.mine(1);
-    for (const n of Object.values(nodes)) await n.watcher.syncOnce();
-    return (await state("A")).phase === "normal" && (await state("B")).phase === "normal";
-  });
-}
-
-/** An invoice of `side`'s: its R stays in that side's signer. */
-async function invoiceOf(side: Side, amountMsat: bigint): Promise<string> {
-  const n = nodes[side];
-  const inv = await n.ledger.addInvoice(
-    async (index) => (await n.signer.call("InvoiceHash", { index })).r_hash.toString("hex"),
-    msat(amountMsat),
-    "",
-  );
-  return inv.rHash;
-}
-
 let rt: Regtest;
-const streams: string[] = [];
-const logs: string[] = [];
+let nodes: Harness["nodes"];
 /** Txids each node broadcast. */
-const broadcasts: Record<Side, string[]> = { A: [], B: [] };
+let broadcasts: Harness["broadcasts"];
+let lower: Harness["lower"];
+let gatewayFor: Harness["gatewayFor"];
+let until: Harness["until"];
+let channelOf: Harness["channelOf"];
+let state: Harness["state"];
+let openChannel: Harness["openChannel"];
+let invoiceOf: Harness["invoiceOf"];
 
 beforeAll(async () => {
-  rt = await startRegtest();
-  nc = await connect({ servers: "127.0.0.1:4222" });
-  await startNode("A", 0x10);
-  await startNode("B", 0x20);
+  h = await startHarness();
+  ({
+    run,
+    pool,
+    nc,
+    rt,
+    nodes,
+    broadcasts,
+    lower,
+    gatewayFor,
+    until,
+    channelOf,
+    state,
+    openChannel,
+    invoiceOf,
+  } = h);
 }, 60_000);
 afterAll(async () => {
-  for (const n of Object.values(nodes)) {
-    await n.gateway.close();
-    await n.stopChain();
-    await n.node.stop();
-    n.signer.close();
-    await n.signerServer.shutdown(1000);
-  }
-  const jsm = await nc.jetstreamManager();
-  for (const name of streams) await jsm.streams.delete(name).catch(() => undefined);
-  await nc?.drain();
-  await rt?.stop();
-  for (const s of ["a", "b", "signer_a", "signer_b", "tower_a", "tower_b"])
-    await pool.query(`DROP SCHEMA IF EXISTS "cross_${run}_${s}" CASCADE`);
-  rmSync(pems.dir, { recursive: true, force: true });
-  await pool.end();
+  await h?.close();
 });
 
 describe("signer + channel node + peer gateway + chain watcher, twice, over NATS", () => {
