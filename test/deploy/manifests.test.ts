@@ -116,7 +116,7 @@ interface Container {
 }
 interface Volume {
   name: string;
-  secret?: { secretName: string };
+  secret?: { secretName: string; optional?: boolean; items?: { key: string; path: string }[] };
   emptyDir?: unknown;
   persistentVolumeClaim?: { claimName: string };
 }
@@ -213,6 +213,18 @@ const METRICS_LISTEN: Record<(typeof SERVICES)[number], string> = {
  * (DESIGN.md 7). Each has its own client certificate, and nothing else reaches the signer.
  */
 const SIGNER_CLIENTS = ["ln-channel", "ln-peer", "ln-watchtower"] as const;
+/**
+ * The services that use NATS, each as its own NATS user: the .creds file of its own Secret
+ * (deploy/README.md, "NATS users"). The signer does not use NATS.
+ */
+const NATS_CLIENTS = {
+  "ln-channel": "ln-nats-channel-creds",
+  "ln-peer": "ln-nats-peer-creds",
+  "ln-watchtower": "ln-nats-watchtower-creds",
+} as const;
+const NATS_CREDS_KEY = "nats.creds";
+/** Every setting by which a service would take NATS credentials (packages/env EnvReader.nats()). */
+const NATS_AUTH_SETTINGS = ["NATS_CREDS_FILE", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN"];
 /** Prometheus, as the NetworkPolicies admit it: any pod of the namespace "monitoring". */
 const PROMETHEUS_PEER: NetworkPeer = {
   namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } },
@@ -250,8 +262,9 @@ const OPERATOR_SECRETS: Record<string, Record<string, string>> = {
   "ln-channel-admin-token": { token: "t".repeat(40) },
   "ln-bitcoin-rpc": { user: "rpc", password: "rpcpassword" },
 };
-/** Secrets referenced by other objects (CNPG roles and backups, the production CA Issuer). */
+/** Secrets referenced by other objects (CNPG roles and backups, the production CA Issuer) or mounted as files (NATS credentials). */
 const OTHER_OPERATOR_SECRETS = [
+  ...Object.values(NATS_CLIENTS),
   "ln-pg-signer",
   "ln-pg-channel",
   "ln-pg-watchtower",
@@ -259,7 +272,7 @@ const OTHER_OPERATOR_SECRETS = [
   "ln-signer-ca-keypair",
 ];
 
-const SECRET_NAME = /KEY|TOKEN|PASSWORD|SECRET|SEED/;
+const SECRET_NAME = /KEY|TOKEN|PASSWORD|SECRET|SEED|CREDS/;
 /** Secret-looking names that are not secrets, and why. */
 const NOT_SECRET: Record<string, string> = {
   SIGNER_SEED_FILE: "the path of the encrypted seed file on the PVC; its key SIGNER_SEED_KEY is a Secret",
@@ -305,11 +318,64 @@ function secretProblems(objs: K8sObject[]): string[] {
         const where = `${d.metadata.name}/${c.name}: ${name}`;
         if (/DATABASE_URL$/.test(name)) problems.push(`${where}: a database URL not from a Secret`);
         if (!SECRET_NAME.test(name) || name in NOT_SECRET) continue;
-        // Allowed only as the path of a file in a Secret volume (a cert-manager key).
+        // Allowed only as the path of a file in a Secret volume (a cert-manager key, a NATS .creds).
         const mount = c.volumeMounts?.find((m) => value.startsWith(`${m.mountPath}/`));
         if (!pod.volumes?.find((v) => v.name === mount?.name)?.secret)
           problems.push(`${where} is neither a secretKeyRef nor a path in a Secret volume`);
       }
+    }
+  }
+  return problems;
+}
+
+/**
+ * NATS credentials: with `required` (production), each of NATS_CLIENTS has NATS_CREDS_FILE, the
+ * only NATS credential it is given, pointing at the key nats.creds of a required Secret volume
+ * of its own Secret, which no other Deployment mounts; without (dev), NATS_CREDS_FILE is unset
+ * and that Secret, if mounted, optional. The signer is given no NATS credential at all.
+ */
+function natsCredsProblems(objs: K8sObject[], required: boolean): string[] {
+  const problems: string[] = [];
+  const ours = new Set<string>(Object.values(NATS_CLIENTS));
+  const byName = deployments(objs).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  for (const d of byName) {
+    const name = d.metadata.name;
+    const pod = d.spec.template.spec;
+    const own: string | undefined = NATS_CLIENTS[name as keyof typeof NATS_CLIENTS];
+    for (const v of pod.volumes ?? [])
+      if (v.secret && ours.has(v.secret.secretName) && v.secret.secretName !== own)
+        problems.push(`${name}: mounts the NATS credentials ${v.secret.secretName}`);
+    for (const c of allContainers(d)) {
+      const env = containerEnv(objs, c);
+      const given = NATS_AUTH_SETTINGS.filter((s) => env[s] !== undefined);
+      if (own === undefined || c !== pod.containers[0]) {
+        if (given.length > 0) problems.push(`${name}/${c.name}: NATS credentials ${given.join(", ")}`);
+        continue;
+      }
+      const volume = pod.volumes?.find((v) => v.secret?.secretName === own);
+      if (!required) {
+        if (given.length > 0) problems.push(`${name}: ${given.join(", ")} set without NATS auth`);
+        if (volume && volume.secret?.optional !== true)
+          problems.push(`${name}: the Secret ${own} is required without NATS auth`);
+        continue;
+      }
+      if (given.join() !== "NATS_CREDS_FILE")
+        problems.push(`${name}: NATS credentials ${JSON.stringify(given)}, not NATS_CREDS_FILE alone`);
+      const path = env["NATS_CREDS_FILE"];
+      const mount = c.volumeMounts?.find((m) => path?.startsWith(`${m.mountPath}/`));
+      const mounted = pod.volumes?.find((v) => v.name === mount?.name);
+      if (!mounted?.secret) {
+        problems.push(`${name}: NATS_CREDS_FILE ${JSON.stringify(path)} is not in a Secret volume`);
+        continue;
+      }
+      const s = mounted.secret;
+      if (s.secretName !== own)
+        problems.push(`${name}: NATS_CREDS_FILE is in the Secret ${s.secretName}, not ${own}`);
+      if (s.optional === true) problems.push(`${name}: the Secret ${s.secretName} is optional`);
+      const file = (path ?? "").slice((mount?.mountPath.length ?? 0) + 1);
+      const key = s.items ? s.items.find((i) => i.path === file)?.key : file;
+      if (key !== NATS_CREDS_KEY)
+        problems.push(`${name}: NATS_CREDS_FILE is not the key ${NATS_CREDS_KEY} of ${s.secretName}`);
     }
   }
   return problems;
@@ -729,12 +795,29 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     for (const cert of certs) expect(issuers, id(cert)).toContain(cert.spec.issuerRef.name);
     for (const d of deployments(o))
       for (const v of d.spec.template.spec.volumes ?? [])
-        if (v.secret) {
+        if (v.secret && !OTHER_OPERATOR_SECRETS.includes(v.secret.secretName)) {
           const cert = certs.find((c) => c.spec.secretName === v.secret?.secretName);
           expect(cert, `${d.metadata.name}: volume ${v.name}`).toBeDefined();
           expect(cert?.spec.issuerRef.name).toBe("ln-signer-ca");
         }
   });
+
+  it(
+    overlay === "production"
+      ? "channel, peer and watchtower each read NATS_CREDS_FILE from a required Secret volume of their own; the signer has no NATS credentials"
+      : "NATS without auth: NATS_CREDS_FILE unset, the NATS credentials Secrets optional; the signer has no NATS credentials",
+    () => {
+      const o = objs();
+      expect(natsCredsProblems(o, overlay === "production")).toEqual([]);
+      for (const name of Object.keys(NATS_CLIENTS))
+        expect(
+          deployment(o, name).spec.template.spec.volumes?.some(
+            (v) => v.secret?.secretName === NATS_CLIENTS[name as keyof typeof NATS_CLIENTS],
+          ),
+          name,
+        ).toBe(true);
+    },
+  );
 
   it("every image is pinned by a tag that is not latest", () => {
     expect(imageProblems(objs())).toEqual([]);
@@ -868,6 +951,55 @@ describe("the policy checks find violations", () => {
     expect(secretProblems(o)).toEqual([
       "Secret//x holds values",
       "ln-channel/channel: CHANNEL_ADMIN_TOKEN is neither a secretKeyRef nor a path in a Secret volume",
+    ]);
+  });
+
+  it("NATS credentials shared, optional, given twice, unset, or given to the signer", () => {
+    let o = prod();
+    const volumeOf = (name: string): Volume =>
+      deployment(o, name).spec.template.spec.volumes?.find((v) => v.name === "nats-creds") as Volume;
+    (volumeOf("ln-peer").secret as { secretName: string }).secretName = "ln-nats-channel-creds";
+    expect(natsCredsProblems(o, true)).toEqual([
+      "ln-peer: mounts the NATS credentials ln-nats-channel-creds",
+      "ln-peer: NATS_CREDS_FILE is in the Secret ln-nats-channel-creds, not ln-nats-peer-creds",
+    ]);
+    o = prod();
+    (volumeOf("ln-watchtower").secret as { optional?: boolean }).optional = true;
+    const cm = find(o, "ConfigMap", "ln-channel") as unknown as { data: Record<string, string> };
+    cm.data["NATS_TOKEN"] = "t".repeat(40);
+    expect(natsCredsProblems(o, true)).toEqual([
+      'ln-channel: NATS credentials ["NATS_CREDS_FILE","NATS_TOKEN"], not NATS_CREDS_FILE alone',
+      "ln-watchtower: the Secret ln-nats-watchtower-creds is optional",
+    ]);
+    // A token in a ConfigMap is a secret value in a manifest.
+    expect(secretProblems(o)).toEqual([
+      "ln-channel/channel: NATS_TOKEN is neither a secretKeyRef nor a path in a Secret volume",
+    ]);
+    o = prod();
+    delete (find(o, "ConfigMap", "ln-peer") as unknown as { data: Record<string, string> }).data[
+      "NATS_CREDS_FILE"
+    ];
+    const signer = deployment(o, "ln-signer").spec.template.spec;
+    signer.volumes?.push({ name: "nats", secret: { secretName: "ln-nats-watchtower-creds" } });
+    (signer.containers[0] as Container).env?.push({ name: "NATS_CREDS_FILE", value: "/tmp/nats.creds" });
+    expect(natsCredsProblems(o, true)).toEqual([
+      "ln-peer: NATS credentials [], not NATS_CREDS_FILE alone",
+      "ln-peer: NATS_CREDS_FILE undefined is not in a Secret volume",
+      "ln-signer: mounts the NATS credentials ln-nats-watchtower-creds",
+      "ln-signer/signer: NATS credentials NATS_CREDS_FILE",
+    ]);
+    // A .creds file outside a Secret volume is a secret in the image or on a writable volume.
+    expect(secretProblems(o)).toEqual([
+      "ln-signer/signer: NATS_CREDS_FILE is neither a secretKeyRef nor a path in a Secret volume",
+    ]);
+    // Production's manifests are not dev's: credentials set and required.
+    expect(natsCredsProblems(prod(), false)).toEqual([
+      "ln-channel: NATS_CREDS_FILE set without NATS auth",
+      "ln-channel: the Secret ln-nats-channel-creds is required without NATS auth",
+      "ln-peer: NATS_CREDS_FILE set without NATS auth",
+      "ln-peer: the Secret ln-nats-peer-creds is required without NATS auth",
+      "ln-watchtower: NATS_CREDS_FILE set without NATS auth",
+      "ln-watchtower: the Secret ln-nats-watchtower-creds is required without NATS auth",
     ]);
   });
 
