@@ -3,24 +3,22 @@
  * the record with the breach's normalized txid, builds justice against the txid actually on
  * chain, and the node accepts and mines it.
  */
-import { sat, sumSat, txidFromHex, type Sat } from "@ln/bitcoin";
+import { sat, sumSat, type Sat } from "@ln/bitcoin";
 import { RpcError } from "@ln/chain-client";
 import { startRegtest, type Regtest } from "@ln/regtest";
 import {
   anchorSighash,
-  buildAnchor,
   buildCommitment,
   buildSpend,
   finalizeAnchorSpend,
-  finalizeWalletSpend,
-  p2wpkhOutput,
   signDigest,
   type Commitment,
   type CommitmentHtlc,
   type CommitmentParams,
   type Spend,
 } from "@ln/tx";
-import { networks, payments, Transaction } from "bitcoinjs-lib";
+import { segwitAnchor } from "@ln/tx/testing";
+import { Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -62,23 +60,16 @@ const unspent = async (txid: string, vout: number): Promise<boolean> =>
 
 /** A segwit-funded 2-of-2 anchor of the two commit keys, confirmed. */
 async function openAnchor(amount: Sat): Promise<CommitmentParams["anchor"]> {
-  const address = payments.p2wpkh({ pubkey: peer.wallet.pub, network: networks.regtest }).address as string;
-  const coin = await rt.fund(address, sat(amount + 100_000n));
-  const commitKeys = [peer.commit.pub, us.commit.pub] as const;
-  const anchor = buildAnchor({
-    utxos: [{ outpoint: coin, amount: sat(amount + 100_000n), pubkey: peer.wallet.pub }],
-    commitKeys,
+  const { tx, anchor } = await segwitAnchor({
+    fund: (address, value) => rt.fund(address, value),
+    funder: peer.wallet,
+    commitKeys: [peer.commit.pub, us.commit.pub],
     amount,
-    changeScript: p2wpkhOutput(peer.wallet.pub),
     feeRate: FEE_RATE,
   });
-  const tx = finalizeWalletSpend(
-    anchor,
-    anchor.requests.map((r) => signDigest(peer.wallet.priv, r.digest)),
-  );
   await accepted(tx);
   await mined(tx);
-  return { outpoint: { txid: txidFromHex(tx.getId()), vout: anchor.anchorVout }, amount, commitKeys };
+  return anchor;
 }
 
 /** Both commit keys sign; `peerNonce` re-signs the peer's (the broadcaster's) half with another nonce. */

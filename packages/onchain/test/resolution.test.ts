@@ -8,20 +8,19 @@ import { RpcError } from "@ln/chain-client";
 import { startRegtest, type Regtest } from "@ln/regtest";
 import {
   anchorSighash,
-  buildAnchor,
   buildClose,
   buildCommitment,
   buildSpend,
   finalizeAnchorSpend,
   finalizeSpend,
-  finalizeWalletSpend,
   p2wpkhOutput,
   signDigest,
   type CommitmentHtlc,
   type CommitmentParams,
   type Spend,
 } from "@ln/tx";
-import { networks, payments, Transaction } from "bitcoinjs-lib";
+import { segwitAnchor } from "@ln/tx/testing";
+import { payments, Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -81,23 +80,16 @@ async function mineAndConfirm(tx: Transaction): Promise<number> {
 }
 
 async function openAnchor(amount: Sat) {
-  const address = payments.p2wpkh({ pubkey: alice.wallet.pub, network: networks.regtest }).address as string;
-  const coin = await rt.fund(address, sat(amount + 100_000n));
-  const commitKeys = [alice.commit.pub, bob.commit.pub] as const;
-  const anchor = buildAnchor({
-    utxos: [{ outpoint: coin, amount: sat(amount + 100_000n), pubkey: alice.wallet.pub }],
-    commitKeys,
+  const { tx, anchor } = await segwitAnchor({
+    fund: (address, value) => rt.fund(address, value),
+    funder: alice.wallet,
+    commitKeys: [alice.commit.pub, bob.commit.pub],
     amount,
-    changeScript: p2wpkhOutput(alice.wallet.pub),
     feeRate: FEE_RATE,
   });
-  const tx = finalizeWalletSpend(
-    anchor,
-    anchor.requests.map((r) => signDigest(alice.wallet.priv, r.digest)),
-  );
   await accepted(tx);
   await mineAndConfirm(tx);
-  return { outpoint: { txid: txidFromHex(tx.getId()), vout: anchor.anchorVout }, amount, commitKeys };
+  return anchor;
 }
 type Anchor = Awaited<ReturnType<typeof openAnchor>>;
 

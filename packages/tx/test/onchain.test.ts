@@ -7,14 +7,12 @@ import { RpcError } from "@ln/chain-client";
 import { startRegtest, type Regtest } from "@ln/regtest";
 import {
   anchorSighash,
-  buildAnchor,
   buildClose,
   buildCommitment,
   buildJustice,
   buildSpend,
   finalizeAnchorSpend,
   finalizeSpend,
-  finalizeWalletSpend,
   MAX_STANDARD_TX_BYTES,
   normalizedTxid,
   p2wpkhOutput,
@@ -25,8 +23,9 @@ import {
   type P2shCoin,
   type SpendPath,
 } from "@ln/tx";
+import { segwitAnchor } from "@ln/tx/testing";
 import { msat } from "@ln/bitcoin";
-import { networks, payments, script, Transaction } from "bitcoinjs-lib";
+import { script, Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -77,23 +76,16 @@ async function mined(tx: Transaction): Promise<void> {
 
 /** Funds a P2WPKH coin of Alice's wallet, builds the anchor from it, confirms it. */
 async function openAnchor(amount: Sat) {
-  const address = payments.p2wpkh({ pubkey: alice.wallet.pub, network: networks.regtest }).address as string;
-  const coin = await rt.fund(address, sat(amount + 100_000n));
-  const commitKeys = [alice.commit.pub, bob.commit.pub] as const;
-  const anchor = buildAnchor({
-    utxos: [{ outpoint: coin, amount: sat(amount + 100_000n), pubkey: alice.wallet.pub }],
-    commitKeys,
+  const { tx, anchor } = await segwitAnchor({
+    fund: (address, value) => rt.fund(address, value),
+    funder: alice.wallet,
+    commitKeys: [alice.commit.pub, bob.commit.pub],
     amount,
-    changeScript: p2wpkhOutput(alice.wallet.pub),
     feeRate: FEE_RATE,
   });
-  const tx = finalizeWalletSpend(
-    anchor,
-    anchor.requests.map((r) => signDigest(alice.wallet.priv, r.digest)),
-  );
   await accepted(tx);
   await mined(tx);
-  return { outpoint: { txid: txidFromHex(tx.getId()), vout: anchor.anchorVout }, amount, commitKeys };
+  return anchor;
 }
 
 /** Both commit keys sign the anchor spend. */
