@@ -14,6 +14,7 @@ import {
   ChannelStore,
   consumeChainEvents,
   Ledger,
+  requestOutputWatch,
   requestWatch,
   Resolver,
   TowerLink,
@@ -208,12 +209,7 @@ export async function startHarness(): Promise<Harness> {
         network: networks.regtest,
         feeRatePerKvb: 10_000,
       }),
-      watchOutput: (id, txid, vout) =>
-        requestWatch(nc, chainPrefix, id, {
-          type: "watch_anchor",
-          outpoint: { txid: txidFromHex(txid), vout },
-          depth: 1,
-        }),
+      watchOutput: (id, txid, vout) => requestOutputWatch(nc, chainPrefix, id, txid, vout),
       feeRate: 10_000,
       log: (line) => logs.push(`${side}: ${line}`),
     });

@@ -16,6 +16,20 @@ export function requestWatch(
 }
 
 /**
+ * Asks the chain watcher to report the spend of one output (on-chain resolution): the anchor
+ * watch with depth 1, under the id `watchId`, reported as `anchor_spent` with the spender.
+ */
+export function requestOutputWatch(
+  nc: NatsConnection,
+  prefix: string,
+  watchId: string,
+  txid: string,
+  vout: number,
+): void {
+  nc.publish(`${prefix}.watch`, encodeWatchAnchor({ channelId: watchId, txid, vout, depth: 1 }));
+}
+
+/**
  * Takes the chain watcher's events from its JetStream stream through a durable consumer of this
  * replica, in order, acknowledging each once handled: a restart resumes after the last handled
  * event. A failed event is redelivered after `retryMs`; one that does not decode is dropped and

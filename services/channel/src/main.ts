@@ -3,7 +3,7 @@
  * consumer, and the control API. Graceful on SIGTERM: the API stops taking requests, leases are
  * released so another replica takes the channels at once. */
 import { readFile } from "node:fs/promises";
-import { sha256, txidFromHex } from "@ln/bitcoin";
+import { sha256 } from "@ln/bitcoin";
 import { lineLogger, processLogger } from "@ln/log";
 import { newRegistry, urlOf } from "@ln/metrics";
 import { SignerClient } from "@ln/signer-client";
@@ -13,7 +13,7 @@ import pg from "pg";
 import { ApiStore, buildApi } from "./api/index.js";
 import { registerNodeMetrics } from "./api/metrics.js";
 import { broadcastTx, chainTip, watchScripts } from "./chain-requests.js";
-import { consumeChainEvents, requestWatch } from "./chain-link.js";
+import { consumeChainEvents, requestOutputWatch, requestWatch } from "./chain-link.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { Ledger } from "./ledger.js";
 import { ChannelNodeBackend } from "./node-backend.js";
@@ -102,12 +102,7 @@ async function main(): Promise<void> {
     ledger,
     signer,
     wallet,
-    watchOutput: (id, txid, vout) =>
-      requestWatch(nc, chainPrefix, id, {
-        type: "watch_anchor",
-        outpoint: { txid: txidFromHex(txid), vout },
-        depth: 1,
-      }),
+    watchOutput: (id, txid, vout) => requestOutputWatch(nc, chainPrefix, id, txid, vout),
     feeRate: cfg.walletFeeRate,
     log,
   });
