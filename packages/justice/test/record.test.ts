@@ -4,7 +4,7 @@
  * scriptSigs emptied, by hand.
  */
 import { createHash } from "node:crypto";
-import { sha256 } from "@ln/bitcoin";
+import { msat, sha256 } from "@ln/bitcoin";
 import { anchorSighash, buildCommitment, finalizeAnchorSpend, type CommitmentParams } from "@ln/tx";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import type { Transaction } from "bitcoinjs-lib";
@@ -19,6 +19,7 @@ import {
   locatorOf,
   normalizedTxidBytes,
   openRecord,
+  planJustice,
   RecordError,
   recordKey,
   sealRecord,
@@ -247,6 +248,29 @@ describe("sealRecord / openRecord", () => {
         },
       ),
       { numRuns: 2000 },
+    );
+  });
+});
+
+describe("planJustice with nothing of the cheater's", () => {
+  it("a revoked commitment paying only us: NOTHING_TO_TAKE (our output is the wallet's)", () => {
+    const preimage = R(0x77);
+    const params = {
+      ...peerParams(fakeAnchor(), [], preimage),
+      ownerMsat: msat(0n),
+      otherMsat: msat(1_000_000_000n),
+    };
+    const breach = buildCommitment(params).tx;
+    expect(breach.outs).toHaveLength(1);
+    const record = {
+      signerChannel: 1,
+      revokedNumber: 3n,
+      revocationPreimage: preimage,
+      params,
+      sweepScript: defaultSweepScript(params),
+    };
+    expect(() => planJustice(record, breach, 2000)).toThrow(
+      expect.objectContaining({ name: "JusticeError", code: "NOTHING_TO_TAKE" }),
     );
   });
 });

@@ -1,9 +1,9 @@
 /**
  * pnpm bench:tower — the tower (DESIGN.md 7) with 1,000,000 revocation records stored:
  *   1. records ingested per second through the real consume path (JetStream durable consumer →
- *      storeRecord → INSERT ... ON CONFLICT DO NOTHING, one ack per record);
+ *      batches of up to 500 → one multi-row INSERT ... ON CONFLICT DO NOTHING each → acks);
  *   2. the time to check a 4,000-transaction block, `match(txs, "block")` (normalized txid of
- *      every transaction, one `locator = ANY` lookup, and the breach handled up to its justice
+ *      every transaction from its bytes, one locator lookup, and the breach handled up to its justice
  *      being signed), with and without a real breach in the block; in the same run the baseline:
  *      SHA256d of the same 4,000 serializations alone, and the ratio;
  *   3. the latency from a breach entering the regtest node's mempool to the tower's justice
@@ -31,6 +31,7 @@ import {
 import { newRegistry } from "@ln/metrics";
 import { startRegtest, type Regtest } from "@ln/regtest";
 import { SignerClient } from "@ln/signer-client";
+import { normalizedTxidOfRaw } from "@ln/tx";
 import { opcodes, script as bscript, Transaction } from "bitcoinjs-lib";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import pg from "pg";
@@ -292,17 +293,19 @@ async function blockCheck(tower: JusticeTower, rpc: NoSendRpc, b: Breach): Promi
   };
   // The lookup alone, as match issues it, with this block's 4,000 locators.
   const locators = hit.map((t) => locatorOf(normalizedTxidBytes(Transaction.fromHex(t.hex))));
-  // The CPU part alone: parse, normalized txid, locator, for every transaction.
+  // The CPU part alone, as match does it: normalized txid from the bytes, locator.
   const normalize = (): number => {
     const t0 = now();
-    for (const t of hit) locatorOf(normalizedTxidBytes(Transaction.fromHex(t.hex)));
+    for (const t of hit) locatorOf(normalizedTxidOfRaw(Buffer.from(t.hex, "hex")));
     return now() - t0;
   };
   const lookup = async (): Promise<number> => {
     const t0 = now();
     const r = await pool.query(
-      `SELECT locator, blob_hash, blob FROM ${records} WHERE locator = ANY($1::bytea[])`,
-      [locators],
+      `SELECT r.locator, r.blob_hash, r.blob
+         FROM generate_series(0, length($1::bytea) / 16 - 1) i
+         JOIN ${records} r ON r.locator = substring($1::bytea FROM i * 16 + 1 FOR 16)`,
+      [Buffer.concat(locators)],
     );
     if (r.rowCount !== 1) throw new Error(`the lookup returned ${r.rowCount} rows, expected 1`);
     return now() - t0;
@@ -481,7 +484,7 @@ async function main(): Promise<void> {
       "-",
       `${(block.normalizeMs / block.baselineMs).toFixed(1)}x`,
     ],
-    ["  the locator = ANY lookup alone", ms(block.lookupMs), "-", "-"],
+    ["  the locator lookup alone", ms(block.lookupMs), "-", "-"],
     [`baseline: SHA256d of the ${BLOCK_TXS} txs`, `${block.baselineMs.toFixed(2)} ms`, "-", "1x"],
     [
       `breach → justice broadcast (${latencies.length} runs)`,

@@ -20,19 +20,21 @@ import {
 import {
   decodeSealedRecord,
   finalizeJustice,
+  JusticeError,
   locatorOf,
-  normalizedTxidBytes,
   openRecord,
   planJustice,
   RecordError,
   type RevocationRecord,
+  type SealedRecord,
 } from "@ln/justice";
 import { Counter, Gauge, Histogram, type Registry } from "@ln/metrics";
 import { inTransaction, migrate, quoteSchema } from "@ln/postgres";
 import { commitmentParamsMsg, type SignerClient } from "@ln/signer-client";
+import { normalizedTxidOfRaw, TxParseError } from "@ln/tx";
 import { createHash } from "node:crypto";
 import { Transaction } from "bitcoinjs-lib";
-import { AckPolicy, DeliverPolicy, type ConsumerMessages, type NatsConnection } from "nats";
+import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg, type NatsConnection } from "nats";
 import type pg from "pg";
 import {
   newBreach,
@@ -171,12 +173,28 @@ const message = (e: unknown): string => (e instanceof Error ? e.message : String
 
 const sha256 = (b: Uint8Array): Buffer => createHash("sha256").update(b).digest();
 
+/** Records inserted per statement (3 parameters each, far below Postgres's 65535). */
+const INGEST_BATCH = 500;
+/**
+ * Messages the consumer pulls ahead; JetStream's max_ack_pending (1000 by default) also caps
+ * what is delivered and not yet acked, so at most that many wait in memory.
+ */
+const INGEST_PULL = 1000;
+/** Locators per lookup query; a 4,000-transaction block makes four, overlapping with the hashing. */
+const LOOKUP_CHUNK = 1000;
+
 interface BreachRow {
   ntxid: Buffer;
   locator: Buffer;
   blob_hash: Buffer;
   breach_hex: string;
   state: BreachState;
+  blob: Buffer;
+}
+
+interface RecordRow {
+  locator: Buffer;
+  blob_hash: Buffer;
   blob: Buffer;
 }
 
@@ -239,26 +257,45 @@ export class JusticeTower {
    * (counted and logged; the caller drops it), true once the row is committed (new or not).
    */
   async storeRecord(payload: Uint8Array): Promise<boolean> {
-    let sealed;
+    const sealed = this.decodeRecord(payload);
+    if (sealed === undefined) return false;
+    await this.insertRecords([sealed]);
+    return true;
+  }
+
+  /** The record in a NATS payload; undefined (counted and logged) for one that does not decode. */
+  private decodeRecord(payload: Uint8Array): SealedRecord | undefined {
     try {
-      sealed = decodeSealedRecord(payload);
+      return decodeSealedRecord(payload);
     } catch (e) {
       if (!(e instanceof RecordError)) throw e;
       this.opts.metrics?.recordsRejected.inc({ reason: "malformed" });
       this.log(`dropping a revocation record that does not decode (${e.message})`);
-      return false;
+      return undefined;
     }
+  }
+
+  /** One INSERT, so one round trip and one commit for the lot; only new rows are counted. */
+  private async insertRecords(records: readonly SealedRecord[]): Promise<void> {
+    const params: Buffer[] = [];
+    const values: string[] = [];
+    for (const r of records) {
+      const k = params.push(r.locator, sha256(r.blob), r.blob);
+      values.push(`($${k - 2}, $${k - 1}, $${k})`);
+    }
+    // A record in the batch twice conflicts with its own first row: DO NOTHING covers that too.
     const r = await this.opts.pool.query(
-      `INSERT INTO ${this.t("tower_records")} (locator, blob_hash, blob) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-      [sealed.locator, sha256(sealed.blob), sealed.blob],
+      `INSERT INTO ${this.t("tower_records")} (locator, blob_hash, blob) VALUES ${values.join(", ")} ON CONFLICT DO NOTHING`,
+      params,
     );
-    if (r.rowCount === 1) this.opts.metrics?.recordsStored.inc();
-    return true;
+    if (r.rowCount !== null && r.rowCount > 0) this.opts.metrics?.recordsStored.inc(r.rowCount);
   }
 
   /**
-   * Takes records from the stream through the durable consumer every replica shares, acking
-   * each only once stored (a failed insert is redelivered). Creates the stream if missing.
+   * Takes records from the stream through the durable consumer every replica shares, in batches
+   * of what has arrived (up to INGEST_BATCH): each batch is one INSERT, and its messages are acked
+   * only after the commit (a failed insert naks them all for redelivery; one that does not
+   * decode is terminated at once). Creates the stream if missing.
    */
   async consumeRecords(src: RecordsSource): Promise<void> {
     const jsm = await src.nc.jetstreamManager();
@@ -270,22 +307,62 @@ export class JusticeTower {
       filter_subject: src.subject,
     });
     const consumer = await src.nc.jetstream().consumers.get(src.stream, src.durable);
-    const messages = await consumer.consume();
+    const queue: JsMsg[] = [];
+    let wake: (() => void) | undefined;
+    let closed = false;
+    // The callback form: messages are queued as they arrive while the previous batch is inserted.
+    const messages = await consumer.consume({
+      max_messages: INGEST_PULL,
+      callback: (m) => {
+        queue.push(m);
+        wake?.();
+      },
+    });
+    void messages.closed().then(() => {
+      closed = true;
+      wake?.();
+    });
     this.records = messages;
     this.recordsSource = src;
     this.loops.push(
       (async () => {
-        for await (const m of messages) {
-          try {
-            if (await this.storeRecord(m.data)) m.ack();
-            else m.term();
-          } catch (e) {
-            this.log(`could not store a revocation record (${message(e)}); it will be redelivered`);
-            m.nak(2000);
+        while (!closed) {
+          if (queue.length === 0) {
+            await new Promise<void>((resolve) => (wake = resolve));
+            wake = undefined;
+            continue;
           }
+          await this.storeBatch(queue.splice(0, INGEST_BATCH));
         }
+        // Received but not stored: back to the stream now rather than after the ack wait.
+        for (const m of queue.splice(0)) m.nak();
       })(),
     );
+  }
+
+  private async storeBatch(batch: readonly JsMsg[]): Promise<void> {
+    const good: JsMsg[] = [];
+    const records: SealedRecord[] = [];
+    for (const m of batch) {
+      const sealed = this.decodeRecord(m.data);
+      if (sealed === undefined)
+        m.term(); // never decodes: not redelivered, whatever the others do
+      else {
+        good.push(m);
+        records.push(sealed);
+      }
+    }
+    if (records.length === 0) return;
+    try {
+      await this.insertRecords(records);
+    } catch (e) {
+      this.log(
+        `could not store ${records.length} revocation records (${message(e)}); they will be redelivered`,
+      );
+      for (const m of good) m.nak(2000);
+      return;
+    }
+    for (const m of good) m.ack(); // after the commit: an acked record is stored
   }
 
   // ---- matching ----
@@ -296,23 +373,43 @@ export class JusticeTower {
    */
   async match(txs: readonly SeenTx[], where: "block" | "mempool"): Promise<number> {
     const byLocator = new Map<string, { tx: SeenTx; ntxid: Buffer }[]>();
+    // Looked up a chunk at a time as the hashing goes: Postgres probes the index for one chunk
+    // (another process, another core) while this one hashes the next.
+    const lookups: Promise<RecordRow[]>[] = [];
+    let chunk: Buffer[] = [];
+    const flush = async (): Promise<void> => {
+      const lookup = this.lookup(chunk);
+      // Handled now, awaited below: a failure meanwhile must not count as an unhandled rejection.
+      lookup.catch(() => undefined);
+      lookups.push(lookup);
+      chunk = [];
+      // Lets the pool send it now: the hashing between two chunks never yields.
+      await new Promise((resolve) => setImmediate(resolve));
+    };
     for (const tx of txs) {
       let ntxid: Buffer;
       try {
-        ntxid = normalizedTxidBytes(Transaction.fromHex(tx.hex));
-      } catch {
-        continue; // not a transaction bitcoinjs parses: not a commitment either
+        // From the bytes: a bitcoinjs Transaction per transaction would cost ten times the hashing.
+        ntxid = normalizedTxidOfRaw(Buffer.from(tx.hex, "hex"));
+      } catch (e) {
+        if (e instanceof TxParseError) continue; // not a transaction: not a commitment either
+        throw e;
       }
-      const key = locatorOf(ntxid).toString("hex");
-      byLocator.set(key, [...(byLocator.get(key) ?? []), { tx, ntxid }]);
+      const locator = locatorOf(ntxid);
+      const key = locator.toString("hex");
+      const same = byLocator.get(key);
+      if (same !== undefined) {
+        same.push({ tx, ntxid });
+        continue;
+      }
+      byLocator.set(key, [{ tx, ntxid }]);
+      chunk.push(locator);
+      if (chunk.length === LOOKUP_CHUNK) await flush();
     }
-    if (byLocator.size === 0) return 0;
-    const rows = await this.opts.pool.query<{ locator: Buffer; blob_hash: Buffer; blob: Buffer }>(
-      `SELECT locator, blob_hash, blob FROM ${this.t("tower_records")} WHERE locator = ANY($1::bytea[])`,
-      [[...byLocator.keys()].map((k) => Buffer.from(k, "hex"))],
-    );
+    if (chunk.length > 0) await flush();
+    const rows = (await Promise.all(lookups)).flat();
     let found = 0;
-    for (const row of rows.rows)
+    for (const row of rows)
       for (const { tx, ntxid } of byLocator.get(row.locator.toString("hex")) ?? []) {
         let record: RevocationRecord;
         try {
@@ -344,6 +441,21 @@ export class JusticeTower {
         await this.check(ntxid);
       }
     return found;
+  }
+
+  /**
+   * The records under these locators. They go as one bytea cut up server-side: a bytea[]
+   * parameter goes as escaped text, which both sides take longer to encode and parse than
+   * Postgres takes for the index probes.
+   */
+  private async lookup(locators: readonly Buffer[]): Promise<RecordRow[]> {
+    const r = await this.opts.pool.query<RecordRow>(
+      `SELECT r.locator, r.blob_hash, r.blob
+         FROM generate_series(0, length($1::bytea) / 16 - 1) i
+         JOIN ${this.t("tower_records")} r ON r.locator = substring($1::bytea FROM i * 16 + 1 FOR 16)`,
+      [Buffer.concat(locators)],
+    );
+    return r.rows;
   }
 
   /**
@@ -498,7 +610,8 @@ export class JusticeTower {
     apply({ kind: "observe", tip, feeRate, breach: await this.seen(breach.getId(), mempool), groups });
 
     const sends: Send[] = [];
-    let pruned = false;
+    /** Why the breach is done with (its record and rows deleted), once it is. */
+    let pruned: string | undefined;
     while (queue.length > 0) {
       const a = queue.shift()!;
       switch (a.kind) {
@@ -507,6 +620,11 @@ export class JusticeTower {
           try {
             plan = planJustice(record, breach, a.feeRate);
           } catch (e) {
+            // Only our own output on it (the cheater had nothing): the wallet takes that; done.
+            if (e instanceof JusticeError && e.code === "NOTHING_TO_TAKE") {
+              pruned = `breach ${breach.getId()}: ${e.message}; record and breach pruned`;
+              break;
+            }
             this.log(`cannot build justice for ${breach.getId()} at ${a.feeRate} sat/kB: ${message(e)}`);
             break;
           }
@@ -581,7 +699,7 @@ export class JusticeTower {
           );
           break;
         case "prune":
-          pruned = true;
+          pruned = `justice for breach ${breach.getId()} is ${settings.buryDepth} blocks deep: record and breach pruned`;
           break;
       }
     }
@@ -592,13 +710,11 @@ export class JusticeTower {
       this.waiting.delete(key);
       this.retries.delete(key);
     }
-    if (pruned) {
+    if (pruned !== undefined) {
       await c.query(`DELETE FROM ${this.t("tower_breaches")} WHERE ntxid = $1`, [row.ntxid]);
       await c.query(`DELETE FROM ${this.t("tower_records")} WHERE locator = $1`, [row.locator]);
       this.waiting.delete(key);
-      this.log(
-        `justice for breach ${breach.getId()} is ${settings.buryDepth} blocks deep: record and breach pruned`,
-      );
+      this.log(pruned);
       return [];
     }
     await c.query(`UPDATE ${this.t("tower_breaches")} SET state = $2, updated_at = now() WHERE ntxid = $1`, [

@@ -68,6 +68,10 @@ export interface Breach {
   /** The same commitment re-signed by the peer with a fresh nonce: what it broadcasts. */
   breach: Transaction;
   sweepScript: Buffer;
+  /** Vouts justice takes: the peer's own output and the HTLCs (ours, to-other, is the wallet's). */
+  revocable: number[];
+  /** Our own output's vout, if the breach has one. */
+  ourVout?: number;
   /** The sealed record the channel service publishes. */
   record: { locator: Buffer; payload: Buffer };
 }
@@ -117,6 +121,7 @@ export async function makeBreach(
   if (!verifyDigest(peer.commit.pub, digest, resigned)) throw new Error("bad re-signature");
   const breach = withPeerSig(resigned);
   const sweepScript = defaultSweepScript(params);
+  const toOther = built.outputs.find((o) => o.kind === "to_other");
   const sealed = sealRecord({
     signerChannel: ours.channel,
     revokedNumber: 0n,
@@ -131,6 +136,8 @@ export async function makeBreach(
     original,
     breach,
     sweepScript,
+    revocable: built.outputs.filter((o) => o.kind !== "to_other").map((o) => o.vout),
+    ...(toOther ? { ourVout: toOther.vout } : {}),
     record: { locator: sealed.locator, payload: encodeSealedRecord(sealed) },
   };
 }

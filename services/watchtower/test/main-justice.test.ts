@@ -90,7 +90,7 @@ describe("watchtower process with justice", () => {
       const from = rt.height() + 1;
       await rt.submit(b.breach.toHex());
       await until(async () => {
-        if ((await spendersOf(rt, b.breach.getId(), from)).size === b.breach.outs.length) return true;
+        if ((await spendersOf(rt, b.breach.getId(), from)).size === b.revocable.length) return true;
         await rt.mine(1);
         return false;
       }, "justice to confirm");
