@@ -396,5 +396,30 @@ describe("signer + channel node + peer gateway + chain watcher, twice, over NATS
     expect((await paymentOf("B", 40_000_000n))?.status).toBe("succeeded");
     expect((await paymentOf("A", 30_000_000n))?.status).toBe("failed");
     expect((await paymentOf("B", 20_000_000n))?.status).toBe("failed");
-  }, 240_000);
+
+    // A reorg takes the last sweeps out of the chain (bcoin drops its mempool too): each node
+    // opens those claims again, re-sends the same sweeps, and they confirm in the new branch.
+    const lastSpend = Math.max(...[...a.claims, ...b.claims].map((c) => c.spentHeight ?? 0));
+    const undone = [...a.claims, ...b.claims].filter(
+      (c) => c.status === "swept" && c.spentHeight === lastSpend,
+    );
+    expect(undone.length).toBeGreaterThan(0);
+    await rt.reorg(rt.height() - lastSpend + 1);
+    await until(
+      "the reorged sweeps confirmed again",
+      async () => {
+        for (const n of Object.values(nodes)) await n.watcher.syncOnce();
+        await rt.mine(1);
+        for (const n of Object.values(nodes)) await n.watcher.syncOnce();
+        const [a2, b2] = await views();
+        const again = [...(a2?.claims ?? []), ...(b2?.claims ?? [])];
+        return undone.every((u) =>
+          again.some(
+            (c) => c.sweepTxid === u.sweepTxid && c.status === "swept" && (c.spentHeight ?? 0) > lastSpend,
+          ),
+        );
+      },
+      60_000,
+    );
+  }, 300_000);
 });

@@ -224,6 +224,7 @@ export const MIGRATIONS: readonly Migration[] = [
      status text NOT NULL,
      sweep_txid text,
      spent_by text,
+     spent_height integer,
      PRIMARY KEY (channel_id, vout)
    );
    CREATE INDEX onchain_claims_waiting ON ${s}.onchain_claims (ready_height) WHERE status = 'waiting';`,

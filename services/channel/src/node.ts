@@ -61,7 +61,8 @@ export interface LocalTerms {
 /** On-chain resolution of spent anchors (resolution.ts). */
 export interface ResolutionPort {
   onAnchorSpent(channelId: string, spendHex: string, height: number): Promise<void>;
-  onOutputSpent(channelId: string, vout: number, spenderHex: string): Promise<void>;
+  onOutputSpent(channelId: string, vout: number, spenderHex: string, height: number): Promise<void>;
+  onBlockDisconnected(height: number): Promise<void>;
   sweepReady(tip: { height: number; time: number }): Promise<void>;
 }
 
@@ -283,13 +284,17 @@ export class ChannelNode {
           .catch((e: unknown) => this.report("sweeping claimed outputs", e));
         return;
       }
+      case "block_disconnected":
+        // Failing here redelivers the event: the resolution must not keep a spend that is gone.
+        return this.o.resolution.onBlockDisconnected(ev.height);
       case "anchor_depth":
         if (this.held.has(ev.channelId))
           await this.input(ev.channelId, { type: "chain", event: { kind: "anchor_depth", depth: ev.depth } });
         return;
       case "anchor_spent": {
         const output = parseOutputWatchId(ev.channelId);
-        if (output) return this.o.resolution.onOutputSpent(output.channelId, output.vout, ev.txHex);
+        if (output)
+          return this.o.resolution.onOutputSpent(output.channelId, output.vout, ev.txHex, ev.height);
         if (this.held.has(ev.channelId)) {
           const ours = await this.o.ledger.isOurBroadcast(ev.channelId, ev.txid);
           await this.input(ev.channelId, {

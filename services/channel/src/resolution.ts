@@ -4,7 +4,6 @@ import {
   buildClaimSpend,
   claimsFor,
   classifyAnchorSpend,
-  isSpendable,
   preimagesRevealed,
   readyAt,
   type AnchorSpend,
@@ -29,7 +28,8 @@ import type { Wallet } from "./wallet.js";
  * Each claim is a row; its output is watched (chain watcher, `<channel>#<vout>`) so we learn who
  * spent it: our sweep, or the peer, whose spend of an HTLC we offered reveals R and settles our
  * payment (draft 6.2.1). Rows are claimed under row locks, so replicas never sign two sweeps of
- * one output. Reorganisations of the spend are not followed (noted in ARCHITECTURE.md).
+ * one output. Reorganisations are followed (onBlockDisconnected); our sweeps are re-sent each block
+ * until one is in a block.
  */
 
 export type ResolutionKind = AnchorSpend["kind"];
@@ -58,6 +58,8 @@ export interface ClaimView {
   status: ClaimStatus;
   sweepTxid: string | undefined;
   spentBy: string | undefined;
+  /** Height of the block holding the spend. */
+  spentHeight: number | undefined;
 }
 
 export interface ResolutionView {
@@ -74,7 +76,7 @@ export interface ResolverOptions {
   store: ChannelStore;
   ledger: Ledger;
   signer: SignerClient;
-  wallet: Pick<Wallet, "sweepOutputs">;
+  wallet: Pick<Wallet, "sweepOutputs" | "rebroadcast">;
   /** Asks the chain watcher to report the spend of an output (as `anchor_spent` of `id`). */
   watchOutput(id: string, txid: string, vout: number): void;
   /** Satoshi per 1000 bytes for sweeps. */
@@ -104,6 +106,7 @@ interface ClaimRow {
   status: ClaimStatus;
   sweep_txid: string | null;
   spent_by: string | null;
+  spent_height: number | null;
 }
 
 /** The id of the watch on a claimed output: the channel, then its vout. */
@@ -135,6 +138,9 @@ export class Resolver {
       classified.kind === "our_commitment" || classified.kind === "their_commitment"
         ? claimsFor(classified, txidFromHex(spendTxid), await this.#knownPreimages(classified))
         : { claims: [], watched: [] };
+    // Time locks count from the median time past, which block times run ahead of by about an
+    // hour: the tip's time (at most that much early) is the estimate, and sweepReady waits an hour more.
+    const tipTime = (await this.o.ledger.tip())?.time ?? 0;
     const inserted = await inTransaction(this.o.pool, async (c) => {
       const r = await c.query(
         `INSERT INTO ${this.#s}.onchain_resolutions (channel_id, kind, spend_txid, spend_hex, number, height)
@@ -150,7 +156,7 @@ export class Resolver {
       );
       if (r.rowCount === 0) return false;
       for (const claim of claims) {
-        const ready = readyAt(claim, { height });
+        const ready = readyAt(claim, { height, medianTime: tipTime });
         await c.query(
           `INSERT INTO ${this.#s}.onchain_claims
              (channel_id, vout, what, amount_sat, htlc_id, r_hash, preimage, ready_height, ready_time, status)
@@ -203,7 +209,7 @@ export class Resolver {
    * A watched output was spent by `spenderHex`: by our sweep (swept), or by the peer, whose spend
    * of an HTLC we offered reveals R: the payment succeeded (draft 6.2).
    */
-  async onOutputSpent(channelId: string, vout: number, spenderHex: string): Promise<void> {
+  async onOutputSpent(channelId: string, vout: number, spenderHex: string, height: number): Promise<void> {
     const row = await this.#claim(channelId, vout);
     const resolution = await this.#resolution(channelId);
     if (!row || !resolution) return;
@@ -211,8 +217,9 @@ export class Resolver {
     const spenderTxid = spender.getId();
     const ours = row.sweep_txid === spenderTxid;
     await this.o.pool.query(
-      `UPDATE ${this.#s}.onchain_claims SET status = $3, spent_by = $4 WHERE channel_id = $1 AND vout = $2`,
-      [channelId, vout, ours ? "swept" : "lost", spenderTxid],
+      `UPDATE ${this.#s}.onchain_claims SET status = $3, spent_by = $4, spent_height = $5
+        WHERE channel_id = $1 AND vout = $2`,
+      [channelId, vout, ours ? "swept" : "lost", spenderTxid, height],
     );
     if (row.htlc_id === null || row.r_hash === null) return;
     const htlcId = BigInt(row.htlc_id);
@@ -241,7 +248,36 @@ export class Resolver {
   }
 
   /**
-   * At each block: sweeps every claim whose time has come, one round at a time, and asks again
+   * Blocks from `height` up left the best chain: an anchor spend in them is forgotten (the chain
+   * watcher reports the spend again if the new branch has one), and a claimed output spent in
+   * them is open again (our sweep is re-sent at the next block; another's spend may come back).
+   */
+  async onBlockDisconnected(height: number): Promise<void> {
+    await inTransaction(this.o.pool, async (c) => {
+      const gone = await c.query<{ channel_id: string }>(
+        `SELECT channel_id FROM ${this.#s}.onchain_resolutions WHERE height >= $1`,
+        [height],
+      );
+      const ids = gone.rows.map((r) => r.channel_id);
+      await c.query(`DELETE FROM ${this.#s}.onchain_claims WHERE channel_id = ANY($1)`, [ids]);
+      await c.query(`DELETE FROM ${this.#s}.onchain_resolutions WHERE channel_id = ANY($1)`, [ids]);
+      await c.query(
+        `UPDATE ${this.#s}.onchain_claims
+            SET status = CASE WHEN sweep_txid IS NOT NULL THEN 'sweeping'
+                              WHEN what = 'watch' THEN 'watching'
+                              WHEN what = 'to_us' THEN 'wallet'
+                              ELSE 'waiting' END,
+                spent_by = NULL, spent_height = NULL
+          WHERE spent_height >= $1`,
+        [height],
+      );
+      for (const id of ids) this.o.log(`channel ${id}: the spend of its anchor left the chain (reorg)`);
+    });
+  }
+
+  /**
+   * At each block: sweeps every claim whose time has come, one round at a time, re-sends our
+   * sweeps not yet in a block (they may have left the mempool or the chain), and asks again
    * for the watches of outputs still open (a watch request is not acknowledged; asking is
    * idempotent).
    */
@@ -255,10 +291,14 @@ export class Resolver {
       );
       for (const o of open.rows)
         this.o.watchOutput(outputWatchId(o.channel_id, o.vout), o.spend_txid, o.vout);
+      const sweeps = await this.o.pool.query<{ sweep_txid: string }>(
+        `SELECT DISTINCT sweep_txid FROM ${this.#s}.onchain_claims WHERE status = 'sweeping'`,
+      );
+      for (const s of sweeps.rows) await this.o.wallet.rebroadcast(s.sweep_txid);
       const r = await this.o.pool.query<{ channel_id: string }>(
         `SELECT DISTINCT channel_id FROM ${this.#s}.onchain_claims
           WHERE status = 'waiting' AND ready_height <= $1 AND (ready_time IS NULL OR ready_time <= $2)`,
-        [tip.height + 1, tip.time],
+        [tip.height + 1, tip.time - MEDIAN_TIME_LAG_S],
       );
       for (const { channel_id } of r.rows)
         await this.#sweepChannel(channel_id, tip).catch((e: unknown) =>
@@ -293,6 +333,7 @@ export class Resolver {
         status: c.status,
         sweepTxid: c.sweep_txid ?? undefined,
         spentBy: c.spent_by ?? undefined,
+        spentHeight: c.spent_height ?? undefined,
       })),
     };
   }
@@ -309,8 +350,9 @@ export class Resolver {
     if (classified.kind !== "our_commitment" && classified.kind !== "their_commitment") return;
     const rows = (
       await this.o.pool.query<ClaimRow>(
-        `SELECT * FROM ${this.#s}.onchain_claims WHERE channel_id = $1 AND status = 'waiting'`,
-        [channelId],
+        `SELECT * FROM ${this.#s}.onchain_claims
+          WHERE channel_id = $1 AND status = 'waiting' AND ready_height <= $2 AND (ready_time IS NULL OR ready_time <= $3)`,
+        [channelId, tip.height + 1, tip.time - MEDIAN_TIME_LAG_S],
       )
     ).rows;
     const preimages = new Map(
@@ -318,11 +360,9 @@ export class Resolver {
         r.r_hash && r.preimage ? [[r.r_hash, Buffer.from(r.preimage, "hex")] as const] : [],
       ),
     );
-    const waiting = new Set(rows.map((r) => r.vout));
-    const ready = claimsFor(classified, txidFromHex(res.spend_txid), preimages).claims.filter(
-      (c) =>
-        waiting.has(c.coin.outpoint.vout) &&
-        isSpendable(c, { height: tip.height, medianTime: tip.time }, { height: res.height }),
+    const due = new Set(rows.map((r) => r.vout));
+    const ready = claimsFor(classified, txidFromHex(res.spend_txid), preimages).claims.filter((c) =>
+      due.has(c.coin.outpoint.vout),
     );
     if (ready.length === 0) return;
     const byVout = new Map(ready.map((c) => [c.coin.outpoint.vout, c]));
@@ -404,5 +444,8 @@ export class Resolver {
     return r.rows[0];
   }
 }
+
+/** How far block times may run ahead of the median time past that time locks count from. */
+const MEDIAN_TIME_LAG_S = 3600;
 
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));

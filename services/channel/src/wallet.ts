@@ -708,6 +708,19 @@ export class Wallet {
       ]);
   }
 
+  /** Re-sends one stored spend (a sweep a reorg or the mempool dropped); a failure is logged. */
+  async rebroadcast(txid: string): Promise<void> {
+    const r = await this.o.pool.query<SpendRow>(
+      `SELECT txid, tx_hex FROM ${this.#s}.wallet_spends WHERE txid = $1`,
+      [txid],
+    );
+    const row = r.rows[0];
+    if (row === undefined) return;
+    await this.o.chain.broadcast(row.tx_hex).catch((e: unknown) => {
+      this.o.log?.(`wallet: re-broadcast of ${row.txid} failed: ${message(e)}`);
+    });
+  }
+
   /**
    * Re-sends every spend handed out for broadcast and not yet seen in a block (call at start),
    * then sweeps the final coins not swept yet (`sweepPending`). Returns how many the chain took
