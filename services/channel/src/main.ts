@@ -11,7 +11,7 @@ import { networks } from "bitcoinjs-lib";
 import { connect } from "nats";
 import pg from "pg";
 import { ApiStore, buildApi } from "./api/index.js";
-import { registerNodeMetrics } from "./api/metrics.js";
+import { registerNodeMetrics, registerServiceMetrics } from "./api/metrics.js";
 import { broadcastTx, chainTip, watchScripts } from "./chain-requests.js";
 import { consumeChainEvents, requestOutputWatch, requestWatch } from "./chain-link.js";
 import { ConfigError, loadConfig } from "./config.js";
@@ -60,12 +60,19 @@ async function main(): Promise<void> {
     cert: await readPem(cfg.signer.certFile, "SIGNER_CLIENT_CERT"),
     key: await readPem(cfg.signer.keyFile, "SIGNER_CLIENT_KEY"),
   };
+  // /metrics on the control API: the process, the API's requests, the node's books at scrape
+  // time, commitment round-trip times, Postgres and NATS errors.
+  const registry = newRegistry("channel");
+  const serviceMetrics = registerServiceMetrics(registry);
   const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: 10 });
-  pool.on("error", (e) => log(`postgres: ${e.message}`));
+  serviceMetrics.watchPool(pool, log);
   const store = new ChannelStore(pool, cfg.databaseSchema);
   await store.migrate();
   const ledger = new Ledger(pool, cfg.databaseSchema);
   const nc = await connect(natsConnectOptions(cfg.nats, `channel-${cfg.replicaId}`));
+  void serviceMetrics
+    .watchNats(nc.status(), log)
+    .catch((e: unknown) => log(`NATS status: ${e instanceof Error ? e.message : String(e)}`));
   const signer = new SignerClient(
     cfg.signer.addr,
     tls,
@@ -127,6 +134,7 @@ async function main(): Promise<void> {
     terms: cfg.terms,
     log,
   });
+  node.runner.onCommitRound = serviceMetrics.commitRound;
   await node.start();
   const chain = await consumeChainEvents({
     nc,
@@ -164,8 +172,6 @@ async function main(): Promise<void> {
     await new ApiStore(pool, cfg.databaseSchema).ensureToken("admin (CHANNEL_ADMIN_TOKEN)", cfg.adminToken, [
       "admin",
     ]);
-  // /metrics on the control API: the process, the API's requests, and the node's books at scrape time.
-  const registry = newRegistry("channel");
   let metricsErrorLoggedAt = 0;
   registerNodeMetrics(registry, {
     pool,

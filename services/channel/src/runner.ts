@@ -35,8 +35,23 @@ export type EffectSink = (
  * sent and the signer asked. So a revocation preimage is requested only once the commitment that
  * replaces it is durable, and a crash between commit and send is healed by retransmission.
  */
+export interface RunnerOptions {
+  /**
+   * A commitment round completed: seconds from our update_commit being sent to the peer's
+   * update_revocation for it being applied (the channel_commitment_round_seconds histogram).
+   */
+  onCommitRound?: (seconds: number) => void;
+  /** The clock, in milliseconds. Default Date.now (tests give their own). */
+  now?: () => number;
+}
+
 export class ChannelRunner {
   private readonly queues = new Map<string, Promise<unknown>>();
+  /** Per channel: when our update_commit awaiting its revocation was sent (memory only). */
+  private readonly commitSentAt = new Map<string, number>();
+  /** Settable after construction (main.ts sets it on the node's runner). */
+  onCommitRound: ((seconds: number) => void) | undefined;
+  private readonly now: () => number;
 
   constructor(
     private readonly store: ChannelStore,
@@ -44,7 +59,11 @@ export class ChannelRunner {
     private readonly signer: CoreSigner,
     private readonly peer: PeerLink,
     private readonly effects: EffectSink,
-  ) {}
+    opts: RunnerOptions = {},
+  ) {
+    this.onCommitRound = opts.onCommitRound;
+    this.now = opts.now ?? Date.now;
+  }
 
   /**
    * Feeds one input to a channel; inputs to the same channel run one after another. Resolves
@@ -79,6 +98,7 @@ export class ChannelRunner {
       // not hold up the channel: the signer's answers and retransmissions go first, and effect
       // failures are raised together once the channel has moved as far as it can.
       for (const m of t.sends) await this.peer.send(channelId, m);
+      this.timeCommitRound(channelId, current, t.outputs);
       for (const o of t.outputs) {
         if (o.type === "signer")
           queue.push({ type: "signer", reply: await this.signer.answer(channelId, o.request) });
@@ -97,5 +117,31 @@ export class ChannelRunner {
         `channel ${channelId}: ${failedEffects.length} effect(s) failed`,
       );
     return { state: state as ChannelState, outputs: all };
+  }
+
+  /**
+   * Round-trip time of our commitments: the first send of an update_commit starts it (a
+   * retransmission does not restart it), the revocation the core accepted for it ends it. A
+   * round open when the replica started (or took the channel over) is not measured.
+   */
+  private timeCommitRound(channelId: string, input: Input, outputs: readonly Output[]): void {
+    try {
+      if (
+        input.type === "pkt" &&
+        input.pkt.kind === "update_revocation" &&
+        outputs.some((o) => o.type === "revoked")
+      ) {
+        const sent = this.commitSentAt.get(channelId);
+        this.commitSentAt.delete(channelId);
+        if (sent !== undefined) this.onCommitRound?.(Math.max(0, this.now() - sent) / 1000);
+      }
+      for (const o of outputs) {
+        if (o.type === "send" && o.pkt.kind === "update_commit" && !this.commitSentAt.has(channelId))
+          this.commitSentAt.set(channelId, this.now());
+        else if (o.type === "closed" || o.type === "failed") this.commitSentAt.delete(channelId);
+      }
+    } catch {
+      // A metric never holds up a channel.
+    }
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The channel service's /metrics on its control API (prom-client): the request counter keeps its
  * name and labels, and the node gauges are read from Postgres at scrape time: channels by phase,
- * payments by status, HTLCs in flight on live channels, the chain height.
+ * payments by status, HTLCs in flight on live channels, the chain height. The service's own
+ * metrics: commitment round-trip times from the runner, Postgres pool and NATS connection errors.
  */
 import { randomBytes } from "node:crypto";
 import { newRegistry } from "@ln/metrics";
@@ -9,8 +10,10 @@ import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApi, MemoryBackend } from "../src/api/index.js";
-import { registerNodeMetrics } from "../src/api/metrics.js";
-import { ChannelStore } from "../src/store.js";
+import type { ChannelState, Input, Output } from "@ln/channel-core";
+import { registerNodeMetrics, registerServiceMetrics } from "../src/api/metrics.js";
+import { ChannelRunner } from "../src/runner.js";
+import { ChannelStore, type Transition } from "../src/store.js";
 
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
 const schema = `channel_metrics_${randomBytes(6).toString("hex")}`;
@@ -113,5 +116,136 @@ describe("the channel service's /metrics", () => {
         "channel_chain_height",
       ]),
     );
+  });
+});
+
+describe("the channel service's own metrics", () => {
+  const commit = (seq: number): Output => ({
+    type: "send",
+    seq,
+    pkt: { kind: "update_commit", sig: Buffer.alloc(64) },
+  });
+  const revocation: Input = {
+    type: "pkt",
+    pkt: {
+      kind: "update_revocation",
+      revocationPreimage: Buffer.alloc(32),
+      nextRevocationHash: Buffer.alloc(32),
+    },
+  };
+  const revoked = { type: "revoked", number: 0n, preimage: "00", params: {} } as unknown as Output;
+
+  /** A runner on a scripted store: each transition returns the next outputs, whatever the input. */
+  function scripted(
+    script: Output[][],
+    now: () => number,
+    onCommitRound?: (s: number) => void,
+  ): ChannelRunner {
+    const store = {
+      transition: (): Promise<Transition> =>
+        Promise.resolve({
+          state: { phase: "normal" } as ChannelState,
+          outputs: script.shift() ?? [],
+          sends: [],
+        }),
+      outboxAfter: () => Promise.resolve([]),
+    } as unknown as ChannelStore;
+    return new ChannelRunner(
+      store,
+      "replica",
+      { answer: () => Promise.reject(new Error("no signer here")) },
+      { send: () => Promise.resolve() },
+      () => Promise.resolve(),
+      { now, ...(onCommitRound ? { onCommitRound } : {}) },
+    );
+  }
+
+  it("times each commitment round, from our update_commit sent to the peer's revocation applied", async () => {
+    const registry = newRegistry("channel");
+    const m = registerServiceMetrics(registry);
+    let t = 1_000_000;
+    const runner = scripted(
+      [
+        [commit(1)], // round 1 starts at t
+        [commit(1)], // sent again (a retransmission): the round is not restarted
+        [], // some other input
+        [revoked], // round 1 ends: 1.5 s
+        [revoked], // a revocation with no round of ours open: nothing measured
+        [commit(2)], // round 2 on c1
+        [revoked], // a revocation on c2: c1's round 2 stays open
+        [revoked], // round 2 ends: 0.25 s
+      ],
+      () => t,
+    );
+    runner.onCommitRound = m.commitRound; // as main.ts sets it on the node's runner
+    const command: Input = { type: "resume" };
+    await runner.input("c1", command);
+    t += 1000;
+    await runner.input("c1", command);
+    t += 500;
+    await runner.input("c1", command);
+    await runner.input("c1", revocation);
+    t += 100;
+    await runner.input("c1", revocation);
+    await runner.input("c1", command);
+    await runner.input("c2", revocation); // no round open on c2; c1's stays open
+    t += 250;
+    await runner.input("c1", revocation);
+
+    const text = await registry.metrics();
+    expect(value(text, 'channel_commitment_round_seconds_count{service="channel"}')).toBe(2);
+    expect(value(text, 'channel_commitment_round_seconds_sum{service="channel"}')).toBeCloseTo(1.75, 6);
+    expect(value(text, 'channel_commitment_round_seconds_bucket{le="0.25",service="channel"}')).toBe(1);
+    expect(value(text, 'channel_commitment_round_seconds_bucket{le="2.5",service="channel"}')).toBe(2);
+    expect(text).not.toContain("c1");
+  });
+
+  it("a revocation the core did not accept (no revoked output) ends no round", async () => {
+    const rounds: number[] = [];
+    let t = 0;
+    const runner = scripted(
+      [[commit(1)], [], [revoked]],
+      () => t,
+      (s) => rounds.push(s),
+    );
+    await runner.input("c", { type: "resume" });
+    t = 3000;
+    await runner.input("c", revocation);
+    expect(rounds).toEqual([]);
+    t = 4000;
+    await runner.input("c", revocation);
+    expect(rounds).toEqual([4]);
+  });
+
+  it("counts Postgres pool errors and NATS disconnects and errors, each 0 at first", async () => {
+    const registry = newRegistry("channel");
+    const m = registerServiceMetrics(registry);
+    let text = await registry.metrics();
+    expect(value(text, 'channel_postgres_errors_total{service="channel"}')).toBe(0);
+    expect(value(text, 'channel_nats_errors_total{type="disconnect",service="channel"}')).toBe(0);
+    expect(value(text, 'channel_nats_errors_total{type="error",service="channel"}')).toBe(0);
+    expect(value(text, 'channel_commitment_round_seconds_count{service="channel"}')).toBe(0);
+
+    const lines: string[] = [];
+    const idle = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 1 });
+    m.watchPool(idle, (l) => lines.push(l));
+    idle.emit("error", new Error("terminating connection due to administrator command"));
+    async function* status(): AsyncIterable<{ type: string; data: string }> {
+      yield { type: "disconnect", data: "127.0.0.1:4222" };
+      yield { type: "reconnect", data: "127.0.0.1:4222" };
+      yield { type: "error", data: "permissions violation" };
+      yield { type: "disconnect", data: "127.0.0.1:4222" };
+      yield { type: "update", data: "" };
+    }
+    await m.watchNats(status(), (l) => lines.push(l));
+    await idle.end();
+
+    text = await registry.metrics();
+    expect(value(text, 'channel_postgres_errors_total{service="channel"}')).toBe(1);
+    expect(value(text, 'channel_nats_errors_total{type="disconnect",service="channel"}')).toBe(2);
+    expect(value(text, 'channel_nats_errors_total{type="error",service="channel"}')).toBe(1);
+    expect(text).not.toMatch(/channel_nats_errors_total\{type="(reconnect|update)"/);
+    expect(lines[0]).toBe("postgres: terminating connection due to administrator command");
+    expect(lines).toContain("NATS reconnect (127.0.0.1:4222)");
   });
 });

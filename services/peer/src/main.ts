@@ -120,6 +120,14 @@ async function main(): Promise<void> {
   const open: { nc?: NatsConnection; signer?: SignerClient; gateway?: PeerGateway; ops?: OpsServer } = {};
   const registry = newRegistry("peer");
   const countEvent = gatewayMetrics(registry, () => open.gateway);
+  const natsErrors = new Counter({
+    name: "peer_nats_errors_total",
+    help: "NATS connection errors by type: disconnect or error (an async error from the server).",
+    labelNames: ["type"] as const,
+    registers: [registry],
+  });
+  const NATS_ERROR_EVENTS: readonly string[] = ["disconnect", "error"];
+  for (const type of NATS_ERROR_EVENTS) natsErrors.inc({ type }, 0);
   let serving = false;
   stop = (signal) => {
     if (stopping) return;
@@ -189,9 +197,12 @@ async function main(): Promise<void> {
   if (nats === undefined) return;
   open.nc = nats;
   void (async () => {
-    for await (const st of nats.status())
-      if (st.type === "disconnect" || st.type === "reconnect") log(`NATS ${st.type} (${String(st.data)})`);
-  })();
+    for await (const st of nats.status()) {
+      if (NATS_ERROR_EVENTS.includes(st.type)) natsErrors.inc({ type: st.type });
+      if (st.type === "disconnect" || st.type === "reconnect" || st.type === "error")
+        log(`NATS ${st.type} (${String(st.data)})`);
+    }
+  })().catch((e: unknown) => log(`NATS status: ${text(e)}`));
   void nats.closed().then((err) => {
     if (stopping) return;
     log(`NATS connection closed${err ? `: ${text(err)}` : ""}; exiting`);

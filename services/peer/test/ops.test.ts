@@ -1,7 +1,8 @@
 /**
  * The gateway process's operator surface (PEER_OPS_LISTEN): /metrics, /healthz, /readyz; a peer
  * connecting raises peer_connections and counts a handshake, its leaving counts a disconnect by
- * reason, a failed inbound handshake is counted too. Also PEER_OPS_LISTEN in the configuration.
+ * reason, a failed inbound handshake is counted too; the NATS error counter is there at 0. Also
+ * PEER_OPS_LISTEN in the configuration.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createRequire } from "node:module";
@@ -178,6 +179,8 @@ describe("the peer gateway process's /metrics", () => {
     expect(text).not.toContain(key.hex);
     expect(text).not.toContain(ready.nodeId);
     expect(text).toMatch(/^process_cpu_seconds_total\{service="peer"\} /m);
+    expect(text).toMatch(/^peer_nats_errors_total\{type="disconnect",service="peer"\} 0$/m);
+    expect(text).toMatch(/^peer_nats_errors_total\{type="error",service="peer"\} 0$/m);
 
     child.kill("SIGTERM");
     expect(await exit).toBe(0);

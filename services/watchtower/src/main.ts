@@ -47,6 +47,9 @@ function advice(e: unknown): string {
   return `${message(e)}; retrying`;
 }
 
+/** The NATS connection's status events counted as errors (nats.js Events). */
+const NATS_ERROR_EVENTS: readonly string[] = ["disconnect", "error"];
+
 /** The watchtower's metrics; labels are event kinds and outcomes only, never a txid or a channel. */
 function watchtowerMetrics(registry: Registry) {
   const registers = [registry];
@@ -75,9 +78,22 @@ function watchtowerMetrics(registry: Registry) {
       labelNames: ["outcome"] as const,
       registers,
     }),
+    postgresErrors: new Counter({
+      name: "watchtower_postgres_errors_total",
+      help: "Errors of the Postgres pool (an idle client lost its connection).",
+      registers,
+    }),
+    natsErrors: new Counter({
+      name: "watchtower_nats_errors_total",
+      help: "NATS connection errors by type: disconnect or error (an async error from the server).",
+      labelNames: ["type"] as const,
+      registers,
+    }),
   };
   for (const kind of ["connected", "disconnected"]) m.blocks.inc({ kind }, 0);
   for (const kind of ["transport", "node"]) m.rpcErrors.inc({ kind }, 0);
+  m.postgresErrors.inc(0);
+  for (const type of NATS_ERROR_EVENTS) m.natsErrors.inc({ type }, 0);
   return m;
 }
 type WatchtowerMetrics = ReturnType<typeof watchtowerMetrics>;
@@ -163,8 +179,13 @@ async function main(): Promise<void> {
       `subjects ${cfg.chainPrefix}.*, stream ${cfg.stream}`,
   );
   const pool = new pg.Pool({ connectionString: cfg.databaseUrl });
-  pool.on("error", (e) => log(`Postgres connection error: ${e.message}`));
+  pool.on("error", (e) => {
+    metrics.postgresErrors.inc();
+    log(`Postgres connection error: ${e.message}`);
+  });
   const rpc = new MeteredRpc(cfg.rpc, metrics.rpcErrors);
+  /** The node's tip as last seen: the follower's progress reports, and each scrape. */
+  let nodeTip: number | undefined;
 
   let nc: NatsConnection;
   try {
@@ -180,9 +201,12 @@ async function main(): Promise<void> {
     );
   }
   void (async () => {
-    for await (const s of nc.status())
-      if (s.type === "disconnect" || s.type === "reconnect") log(`NATS ${s.type} (${String(s.data)})`);
-  })();
+    for await (const s of nc.status()) {
+      if (NATS_ERROR_EVENTS.includes(s.type)) metrics.natsErrors.inc({ type: s.type });
+      if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error")
+        log(`NATS ${s.type} (${String(s.data)})`);
+    }
+  })().catch((e: unknown) => log(`NATS status: ${message(e)}`));
 
   const watcher = new MeteredWatcher(
     {
@@ -193,11 +217,32 @@ async function main(): Promise<void> {
       subjectPrefix: cfg.chainPrefix,
       ...(cfg.startHeight !== undefined ? { startHeight: cfg.startHeight } : {}),
       intervalMs: cfg.pollMs,
-      onProgress: (p) => log(`synced to ${p.height}/${p.tip}`),
+      onProgress: (p) => {
+        nodeTip = p.tip;
+        log(`synced to ${p.height}/${p.tip}`);
+      },
       onPollError: (e) => log(advice(e)),
     },
     metrics.broadcasts,
   );
+  new Gauge({
+    name: "watchtower_chain_lag_blocks",
+    help: "Blocks the watchtower is behind the node: the node's tip (asked at scrape time, else the last known) minus the height it handled; 0 when caught up.",
+    registers: [registry],
+    async collect() {
+      // One attempt, at most 2 s: a node that does not answer leaves the last known tip (its
+      // failures are counted in watchtower_rpc_errors_total).
+      let timer: NodeJS.Timeout | undefined;
+      const tip = await Promise.race([
+        rpc.call<unknown>("getblockcount", [], { idempotent: false }).catch(() => undefined),
+        new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 2000))),
+      ]);
+      clearTimeout(timer);
+      if (typeof tip === "number") nodeTip = tip;
+      const c = watcher.follower.cursor;
+      if (c && nodeTip !== undefined) this.set(Math.max(0, nodeTip - c.height));
+    },
+  });
   new Gauge({
     name: "watchtower_chain_height",
     help: "Height of the last block the watchtower handled (its cursor).",

@@ -2,7 +2,8 @@
  * The watchtower process's operator surface (WATCHTOWER_OPS_LISTEN) against a real regtest node,
  * NATS JetStream and Postgres: a mined block raises watchtower_chain_height and counts a
  * connected block and its event, a reorg counts a disconnected block, broadcasts are counted by
- * outcome and the node's refusals as RPC errors. Also WATCHTOWER_OPS_LISTEN in the configuration.
+ * outcome and the node's refusals as RPC errors; the chain lag is 0 once caught up, and the
+ * Postgres and NATS error counters are there at 0. Also WATCHTOWER_OPS_LISTEN in the configuration.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -136,8 +137,17 @@ describe("the watchtower process's /metrics", () => {
       await value(DISCONNECTED),
     ];
 
+    // Caught up: no lag; the Postgres and NATS error counters are there, at 0.
+    const LAG = 'watchtower_chain_lag_blocks{service="watchtower"}';
+    let text = await scrape();
+    expect(text).toMatch(/^watchtower_chain_lag_blocks\{service="watchtower"\} 0$/m);
+    expect(text).toMatch(/^watchtower_postgres_errors_total\{service="watchtower"\} 0$/m);
+    expect(text).toMatch(/^watchtower_nats_errors_total\{type="disconnect",service="watchtower"\} 0$/m);
+    expect(text).toMatch(/^watchtower_nats_errors_total\{type="error",service="watchtower"\} 0$/m);
+
     await rt.mine(2);
     await until(async () => (await value(HEIGHT)) === ready.height + 2, 10_000, "the height to move");
+    await until(async () => (await value(LAG)) === 0, 10_000, "the lag back to 0");
     expect(await value(CONNECTED)).toBe(connected0 + 2);
     expect(await value(EVENTS)).toBe(events0 + 2);
 
@@ -157,7 +167,9 @@ describe("the watchtower process's /metrics", () => {
     expect(await value('watchtower_rpc_errors_total{kind="node",service="watchtower"}')).toBeGreaterThan(
       rpcErrors0,
     );
-    expect(await scrape()).toMatch(/^nodejs_heap_size_used_bytes\{service="watchtower"\} /m);
+    text = await scrape();
+    expect(text).toMatch(/^nodejs_heap_size_used_bytes\{service="watchtower"\} /m);
+    expect(text).toMatch(/^watchtower_chain_lag_blocks\{service="watchtower"\} 0$/m);
 
     const exited = new Promise<number | null>((resolve) => child?.on("exit", (code) => resolve(code)));
     child.kill("SIGTERM");
