@@ -29,12 +29,6 @@ export type EffectSink = (
   state: ChannelState,
 ) => Promise<void>;
 
-/**
- * The thin shell around the pure core for the channels this replica holds leases on: each input
- * runs as one Postgres transaction (state and outbox together); only after it commits are messages
- * sent and the signer asked. So a revocation preimage is requested only once the commitment that
- * replaces it is durable, and a crash between commit and send is healed by retransmission.
- */
 export interface RunnerOptions {
   /**
    * A commitment round completed: seconds from our update_commit being sent to the peer's
@@ -45,6 +39,12 @@ export interface RunnerOptions {
   now?: () => number;
 }
 
+/**
+ * The thin shell around the pure core for the channels this replica holds leases on: each input
+ * runs as one Postgres transaction (state and outbox together); only after it commits are messages
+ * sent and the signer asked. So a revocation preimage is requested only once the commitment that
+ * replaces it is durable, and a crash between commit and send is healed by retransmission.
+ */
 export class ChannelRunner {
   private readonly queues = new Map<string, Promise<unknown>>();
   /** Per channel: when our update_commit awaiting its revocation was sent (memory only). */
@@ -125,23 +125,19 @@ export class ChannelRunner {
    * round open when the replica started (or took the channel over) is not measured.
    */
   private timeCommitRound(channelId: string, input: Input, outputs: readonly Output[]): void {
-    try {
-      if (
-        input.type === "pkt" &&
-        input.pkt.kind === "update_revocation" &&
-        outputs.some((o) => o.type === "revoked")
-      ) {
-        const sent = this.commitSentAt.get(channelId);
-        this.commitSentAt.delete(channelId);
-        if (sent !== undefined) this.onCommitRound?.(Math.max(0, this.now() - sent) / 1000);
-      }
-      for (const o of outputs) {
-        if (o.type === "send" && o.pkt.kind === "update_commit" && !this.commitSentAt.has(channelId))
-          this.commitSentAt.set(channelId, this.now());
-        else if (o.type === "closed" || o.type === "failed") this.commitSentAt.delete(channelId);
-      }
-    } catch {
-      // A metric never holds up a channel.
+    if (
+      input.type === "pkt" &&
+      input.pkt.kind === "update_revocation" &&
+      outputs.some((o) => o.type === "revoked")
+    ) {
+      const sent = this.commitSentAt.get(channelId);
+      this.commitSentAt.delete(channelId);
+      if (sent !== undefined) this.onCommitRound?.(Math.max(0, this.now() - sent) / 1000);
+    }
+    for (const o of outputs) {
+      if (o.type === "send" && o.pkt.kind === "update_commit" && !this.commitSentAt.has(channelId))
+        this.commitSentAt.set(channelId, this.now());
+      else if (o.type === "closed" || o.type === "failed") this.commitSentAt.delete(channelId);
     }
   }
 }
