@@ -1,5 +1,5 @@
-import { readFileSync } from "node:fs";
-import protobuf from "protobufjs";
+import type protobuf from "protobufjs";
+import { decodeMessage, loadSchema, u64 } from "./json-codec.js";
 
 /** NATS payloads between services (events.proto), as typed plain data. */
 export type ChainEvent =
@@ -45,9 +45,7 @@ export class EventDecodeError extends Error {
   override readonly name = "EventDecodeError";
 }
 
-const root = protobuf.Root.fromJSON(
-  JSON.parse(readFileSync(new URL("../gen/events.json", import.meta.url), "utf8")) as protobuf.INamespace,
-);
+const root = loadSchema("events");
 const ChainEventType = root.lookupType("events.chain_event");
 const WatchAnchorType = root.lookupType("events.watch_anchor");
 const WatchScriptsType = root.lookupType("events.watch_scripts");
@@ -61,24 +59,8 @@ const snake = (s: string): string => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCas
 const rename = (o: object, f: (s: string) => string): Record<string, unknown> =>
   Object.fromEntries(Object.entries(o).map(([k, v]) => [f(k), v]));
 
-function decode(type: protobuf.Type, bytes: Uint8Array): Record<string, unknown> {
-  try {
-    return type.toObject(type.decode(bytes), {
-      defaults: true,
-      oneofs: true,
-      longs: String,
-    }) as Record<string, unknown>;
-  } catch (e) {
-    throw new EventDecodeError(`not a ${type.name}: ${(e as Error).message}`);
-  }
-}
-
-const U64_MAX = (1n << 64n) - 1n;
-/** A uint64 for protobufjs's writer, without precision loss. */
-function u64(v: bigint): { low: number; high: number; unsigned: true } {
-  if (v < 0n || v > U64_MAX) throw new RangeError(`uint64 out of range: ${v}`);
-  return { low: Number(v & 0xffffffffn), high: Number(v >> 32n), unsigned: true };
-}
+const decode = (type: protobuf.Type, bytes: Uint8Array): Record<string, unknown> =>
+  decodeMessage(type, bytes, (m) => new EventDecodeError(m));
 
 export function encodeChainEvent(e: ChainEvent): Buffer {
   const { kind, ...fields } = e;

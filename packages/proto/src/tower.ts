@@ -1,6 +1,6 @@
-import { readFileSync } from "node:fs";
 import type { Locktime } from "@ln/bitcoin";
-import protobuf from "protobufjs";
+import type protobuf from "protobufjs";
+import { decodeMessage, loadSchema, u64 } from "./json-codec.js";
 
 /**
  * tower.proto's messages (DESIGN.md 7) as typed plain data: camelCase, uint64 as bigint, bytes as
@@ -46,30 +46,16 @@ export class TowerDecodeError extends Error {
   override readonly name = "TowerDecodeError";
 }
 
-const root = protobuf.Root.fromJSON(
-  JSON.parse(readFileSync(new URL("../gen/tower.json", import.meta.url), "utf8")) as protobuf.INamespace,
-);
+const root = loadSchema("tower");
 const SealedRecordType = root.lookupType("tower.sealed_record");
 const RevocationRecordType = root.lookupType("tower.revocation_record");
 
 export const LOCATOR_BYTES = 16;
-const U64_MAX = (1n << 64n) - 1n;
-
-/** A uint64 for protobufjs's writer, without precision loss. */
-function u64(v: bigint): { low: number; high: number; unsigned: true } {
-  if (v < 0n || v > U64_MAX) throw new RangeError(`uint64 out of range: ${v}`);
-  return { low: Number(v & 0xffffffffn), high: Number(v >> 32n), unsigned: true };
-}
 
 type Obj = Record<string, unknown>;
 
-function decode(type: protobuf.Type, bytes: Uint8Array): Obj {
-  try {
-    return type.toObject(type.decode(bytes), { defaults: true, oneofs: true, longs: String }) as Obj;
-  } catch (e) {
-    throw new TowerDecodeError(`not a ${type.name}: ${(e as Error).message}`);
-  }
-}
+const decode = (type: protobuf.Type, bytes: Uint8Array): Obj =>
+  decodeMessage(type, bytes, (m) => new TowerDecodeError(m));
 
 const fail = (field: string, what: string): never => {
   throw new TowerDecodeError(`${field}: ${what}`);
