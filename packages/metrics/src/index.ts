@@ -133,3 +133,49 @@ export async function serveOps(opts: OpsOptions): Promise<OpsServer> {
       }),
   };
 }
+
+/** Status events of a NATS connection counted as errors. */
+const NATS_ERROR_EVENTS: readonly string[] = ["disconnect", "error"];
+
+/**
+ * `<service>_postgres_errors_total` and `<service>_nats_errors_total{type}` (from 0), and how to
+ * feed them: a pool's `error` events (an idle client lost), and a NATS connection's status
+ * iterator (`nc.status()`: disconnects and asynchronous errors; reconnections are logged only).
+ */
+export function connectionErrors(registry: Registry, service: string) {
+  const postgres = new Counter({
+    name: `${service}_postgres_errors_total`,
+    help: "Errors of the Postgres pool (an idle client lost its connection).",
+    registers: [registry],
+  });
+  const nats = new Counter({
+    name: `${service}_nats_errors_total`,
+    help: "NATS connection errors by type: disconnect or error (an async error from the server).",
+    labelNames: ["type"] as const,
+    registers: [registry],
+  });
+  postgres.inc(0);
+  for (const type of NATS_ERROR_EVENTS) nats.inc({ type }, 0);
+  return {
+    watchPool(
+      pool: { on(event: "error", listener: (e: Error) => void): unknown },
+      log: (line: string) => void,
+    ): void {
+      pool.on("error", (e) => {
+        postgres.inc();
+        log(`postgres: ${e.message}`);
+      });
+    },
+    /** Resolves when the iterator ends (the connection closed). */
+    async watchNats(
+      status: AsyncIterable<{ type: string; data?: unknown }>,
+      log: (line: string) => void,
+    ): Promise<void> {
+      for await (const s of status) {
+        if (NATS_ERROR_EVENTS.includes(s.type)) nats.inc({ type: s.type });
+        if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error")
+          log(`NATS ${s.type} (${typeof s.data === "string" || typeof s.data === "number" ? s.data : ""})`);
+      }
+    },
+  };
+}

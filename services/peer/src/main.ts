@@ -5,7 +5,15 @@
  * "ops":"http://host:port" when PEER_OPS_LISTEN serves /metrics, /healthz and /readyz).
  * The processes of a node start in any order: NATS and the signer are retried until they answer. */
 import { readFile } from "node:fs/promises";
-import { Counter, Gauge, newRegistry, serveOps, type OpsServer, type Registry } from "@ln/metrics";
+import {
+  connectionErrors,
+  Counter,
+  Gauge,
+  newRegistry,
+  serveOps,
+  type OpsServer,
+  type Registry,
+} from "@ln/metrics";
 import { connect, type NatsConnection } from "nats";
 import { lineLogger, processLogger } from "@ln/log";
 import { SignerClient } from "@ln/signer-client";
@@ -120,14 +128,7 @@ async function main(): Promise<void> {
   const open: { nc?: NatsConnection; signer?: SignerClient; gateway?: PeerGateway; ops?: OpsServer } = {};
   const registry = newRegistry("peer");
   const countEvent = gatewayMetrics(registry, () => open.gateway);
-  const natsErrors = new Counter({
-    name: "peer_nats_errors_total",
-    help: "NATS connection errors by type: disconnect or error (an async error from the server).",
-    labelNames: ["type"] as const,
-    registers: [registry],
-  });
-  const NATS_ERROR_EVENTS: readonly string[] = ["disconnect", "error"];
-  for (const type of NATS_ERROR_EVENTS) natsErrors.inc({ type }, 0);
+  const connection = connectionErrors(registry, "peer");
   let serving = false;
   stop = (signal) => {
     if (stopping) return;
@@ -196,13 +197,7 @@ async function main(): Promise<void> {
   );
   if (nats === undefined) return;
   open.nc = nats;
-  void (async () => {
-    for await (const st of nats.status()) {
-      if (NATS_ERROR_EVENTS.includes(st.type)) natsErrors.inc({ type: st.type });
-      if (st.type === "disconnect" || st.type === "reconnect" || st.type === "error")
-        log(`NATS ${st.type} (${String(st.data)})`);
-    }
-  })().catch((e: unknown) => log(`NATS status: ${text(e)}`));
+  void connection.watchNats(nats.status(), log).catch((e: unknown) => log(`NATS status: ${text(e)}`));
   void nats.closed().then((err) => {
     if (stopping) return;
     log(`NATS connection closed${err ? `: ${text(err)}` : ""}; exiting`);

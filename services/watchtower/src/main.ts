@@ -9,7 +9,15 @@ import { readFile } from "node:fs/promises";
 import { BitcoinRpc, BlockFollowerError, RpcError, RpcTransportError } from "@ln/chain-client";
 import { lineLogger, processLogger } from "@ln/log";
 import { SignerClient } from "@ln/signer-client";
-import { Counter, Gauge, newRegistry, serveOps, type OpsServer, type Registry } from "@ln/metrics";
+import {
+  connectionErrors,
+  Counter,
+  Gauge,
+  newRegistry,
+  serveOps,
+  type OpsServer,
+  type Registry,
+} from "@ln/metrics";
 import type { BroadcastReply } from "@ln/proto";
 import { connect, type JetStreamClient, type NatsConnection } from "nats";
 import pg from "pg";
@@ -47,9 +55,6 @@ function advice(e: unknown): string {
   return `${message(e)}; retrying`;
 }
 
-/** The NATS connection's status events counted as errors (nats.js Events). */
-const NATS_ERROR_EVENTS: readonly string[] = ["disconnect", "error"];
-
 /** The watchtower's metrics; labels are event kinds and outcomes only, never a txid or a channel. */
 function watchtowerMetrics(registry: Registry) {
   const registers = [registry];
@@ -78,22 +83,10 @@ function watchtowerMetrics(registry: Registry) {
       labelNames: ["outcome"] as const,
       registers,
     }),
-    postgresErrors: new Counter({
-      name: "watchtower_postgres_errors_total",
-      help: "Errors of the Postgres pool (an idle client lost its connection).",
-      registers,
-    }),
-    natsErrors: new Counter({
-      name: "watchtower_nats_errors_total",
-      help: "NATS connection errors by type: disconnect or error (an async error from the server).",
-      labelNames: ["type"] as const,
-      registers,
-    }),
+    connection: connectionErrors(registry, "watchtower"),
   };
   for (const kind of ["connected", "disconnected"]) m.blocks.inc({ kind }, 0);
   for (const kind of ["transport", "node"]) m.rpcErrors.inc({ kind }, 0);
-  m.postgresErrors.inc(0);
-  for (const type of NATS_ERROR_EVENTS) m.natsErrors.inc({ type }, 0);
   return m;
 }
 type WatchtowerMetrics = ReturnType<typeof watchtowerMetrics>;
@@ -179,10 +172,7 @@ async function main(): Promise<void> {
       `subjects ${cfg.chainPrefix}.*, stream ${cfg.stream}`,
   );
   const pool = new pg.Pool({ connectionString: cfg.databaseUrl });
-  pool.on("error", (e) => {
-    metrics.postgresErrors.inc();
-    log(`Postgres connection error: ${e.message}`);
-  });
+  metrics.connection.watchPool(pool, log);
   const rpc = new MeteredRpc(cfg.rpc, metrics.rpcErrors);
   /** The node's tip as last seen: the follower's progress reports, and each scrape. */
   let nodeTip: number | undefined;
@@ -200,13 +190,9 @@ async function main(): Promise<void> {
       `cannot connect to NATS at ${redact(cfg.nats.servers)} (${message(e)}); start it, or check NATS_URL and the NATS credentials`,
     );
   }
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (NATS_ERROR_EVENTS.includes(s.type)) metrics.natsErrors.inc({ type: s.type });
-      if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error")
-        log(`NATS ${s.type} (${String(s.data)})`);
-    }
-  })().catch((e: unknown) => log(`NATS status: ${message(e)}`));
+  void metrics.connection
+    .watchNats(nc.status(), log)
+    .catch((e: unknown) => log(`NATS status: ${message(e)}`));
 
   const watcher = new MeteredWatcher(
     {

@@ -4,7 +4,7 @@
  * Labels are methods, routes, statuses and phases only: never a channel id, a payment hash or a
  * token.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "@ln/metrics";
+import { collectDefaultMetrics, connectionErrors, Counter, Gauge, Histogram, Registry } from "@ln/metrics";
 import { quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 
@@ -138,27 +138,14 @@ export function registerNodeMetrics(
   });
 }
 
-/** The NATS connection's status events counted as errors (nats.js Events). */
-const NATS_ERROR_EVENTS = ["disconnect", "error"] as const;
-
 /**
  * The channel service's own counters and histograms, fed by main.ts: commitment round-trip times
  * (the runner's onCommitRound), Postgres pool errors and NATS connection errors. No labels but
  * the NATS event type.
  */
-export interface ServiceMetrics {
+export interface ServiceMetrics extends ReturnType<typeof connectionErrors> {
   /** Seconds from our update_commit sent to the peer's update_revocation for it applied. */
   commitRound(seconds: number): void;
-  /** Counts the pool's errors (an idle client lost) and logs each. */
-  watchPool(pool: pg.Pool, log: (line: string) => void): void;
-  /**
-   * Counts `disconnect` and `error` events of a NATS connection's status iterator (nc.status())
-   * and logs them and reconnections; resolves when the iterator ends.
-   */
-  watchNats(
-    status: AsyncIterable<{ type: string; data?: unknown }>,
-    log: (line: string) => void,
-  ): Promise<void>;
 }
 
 export function registerServiceMetrics(registry: Registry): ServiceMetrics {
@@ -169,33 +156,8 @@ export function registerServiceMetrics(registry: Registry): ServiceMetrics {
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers,
   });
-  const postgres = new Counter({
-    name: "channel_postgres_errors_total",
-    help: "Errors of the Postgres pool (an idle client lost its connection).",
-    registers,
-  });
-  const nats = new Counter({
-    name: "channel_nats_errors_total",
-    help: "NATS connection errors by type: disconnect or error (an async error from the server).",
-    labelNames: ["type"] as const,
-    registers,
-  });
-  postgres.inc(0);
-  for (const type of NATS_ERROR_EVENTS) nats.inc({ type }, 0);
   return {
     commitRound: (seconds) => rounds.observe(seconds),
-    watchPool(pool, log) {
-      pool.on("error", (e) => {
-        postgres.inc();
-        log(`postgres: ${e.message}`);
-      });
-    },
-    async watchNats(status, log) {
-      for await (const s of status) {
-        if ((NATS_ERROR_EVENTS as readonly string[]).includes(s.type)) nats.inc({ type: s.type });
-        if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error")
-          log(`NATS ${s.type} (${typeof s.data === "string" || typeof s.data === "number" ? s.data : ""})`);
-      }
-    },
+    ...connectionErrors(registry, "channel"),
   };
 }
