@@ -1,5 +1,6 @@
 import { msat } from "@ln/bitcoin";
-import { step } from "@ln/channel-core";
+import { step, unrevokedCommitments } from "@ln/channel-core";
+import { anchorSighash, buildCommitment, verifyDigest } from "@ln/tx";
 import { describe, expect, it } from "vitest";
 import { openPair, rHash } from "./harness.js";
 
@@ -59,5 +60,34 @@ describe("resume: the request a stored state awaits, asked again", () => {
     const reveal = atB.outputs.find((o) => o.type === "signer");
     expect(reveal?.type === "signer" && reveal.request.kind).toBe("reveal_revocation");
     expect(step(atB.state, { type: "resume" }).outputs).toEqual([reveal]);
+  });
+});
+
+describe("our commitment while the signer reveals the previous preimage", () => {
+  it("is the new one, under the revocation hash the peer signed it with", () => {
+    const p = openPair();
+    p.input(p.a, {
+      type: "command",
+      command: { kind: "add_htlc", amountMsat: msat(5_000_000), rHash: rHash(3), expiry: { blocks: 5000 } },
+    });
+    p.settle();
+    const asked = step(p.a.state, { type: "command", command: { kind: "commit" } });
+    const request = asked.outputs.find((o) => o.type === "signer");
+    const reply = request?.type === "signer" ? p.a.signer.answer(request.request) : undefined;
+    const signed = step(asked.state, { type: "signer", reply: reply as NonNullable<typeof reply> });
+    const commit = signed.outputs.find((o) => o.type === "send");
+    // B holds A's signature on its new commitment and waits for its signer to reveal the old
+    // preimage: a stored state on-chain resolution may read as it is.
+    const atB = step(p.b.state, { type: "pkt", pkt: commit?.type === "send" ? commit.pkt : ({} as never) });
+    expect(atB.state.awaiting).toBe("reveal_revocation");
+    const ours = unrevokedCommitments(atB.state).ours;
+    expect(ours?.number).toBe(atB.state.localCommit?.number);
+    // A's signature verifies on the commitment these parameters build: the right hash.
+    const c = buildCommitment(ours?.params as NonNullable<typeof ours>["params"]);
+    const digest = anchorSighash(c.tx, c.anchorRedeemScript);
+    const aCommitKey = Buffer.from(atB.state.remote?.commitKey ?? "", "hex");
+    expect(verifyDigest(aCommitKey, digest, Buffer.from(atB.state.localCommit?.theirSig ?? "", "hex"))).toBe(
+      true,
+    );
   });
 });
