@@ -67,6 +67,16 @@ async function tower(p: ReturnType<typeof place>, extra: Partial<Parameters<type
   return t;
 }
 
+/** Publishes the breach's record where `t` takes records from, and waits until it is stored. */
+async function recordStored(
+  t: Awaited<ReturnType<typeof tower>>,
+  p: ReturnType<typeof place>,
+  b: Breach,
+): Promise<void> {
+  await publishRecord(nc, p.subject, b);
+  await until(async () => (await t.metrics.recordsStored.get()).values[0]?.value === 1, "the record stored");
+}
+
 const outputsTotal = (tx: Transaction): bigint => tx.outs.reduce((a, o) => a + o.value, 0n);
 
 /**
@@ -110,11 +120,7 @@ describe("the tower punishes a breach", () => {
     const t = await tower(p);
     const b = await makeBreach(rt, signer);
     expect(b.breach.getId()).not.toBe(b.original.getId());
-    await publishRecord(nc, p.subject, b);
-    await until(
-      async () => (await t.metrics.recordsStored.get()).values[0]?.value === 1,
-      "the record stored",
-    );
+    await recordStored(t, p, b);
     const from = rt.height() + 1;
     await rt.submit(b.breach.toHex());
     await until(
@@ -195,11 +201,7 @@ describe("the tower keeps at it", () => {
     const p = place();
     const t = await tower(p);
     const b = await makeBreach(rt, signer);
-    await publishRecord(nc, p.subject, b);
-    await until(
-      async () => (await t.metrics.recordsStored.get()).values[0]?.value === 1,
-      "the record stored",
-    );
+    await recordStored(t, p, b);
     await signer.running.shutdown(100);
     const from = rt.height() + 1;
     await rt.submit(b.breach.toHex());
@@ -221,11 +223,7 @@ describe("the tower keeps at it", () => {
     const p = place();
     const t = await tower(p);
     const b = await makeBreach(rt, signer);
-    await publishRecord(nc, p.subject, b);
-    await until(
-      async () => (await t.metrics.recordsStored.get()).values[0]?.value === 1,
-      "the record stored",
-    );
+    await recordStored(t, p, b);
     const fork = rt.height() + 1;
     await rt.submit(b.breach.toHex());
     await until(
