@@ -94,6 +94,7 @@ export interface RevealRevocationRequest {
   revoke: U64;
   next: U64;
   signed_commitment: SignedCommitmentMsg | null;
+  preimages: Buffer[];
 }
 export interface RevealRevocationReply {
   preimage: Buffer;
@@ -103,12 +104,14 @@ export interface SignRemoteCommitmentRequest {
   channel: number;
   number: U64;
   params: CommitmentParamsMsg | null;
+  preimages: Buffer[];
 }
 export interface SignLocalCommitmentRequest {
   channel: number;
   number: U64;
   params: CommitmentParamsMsg | null;
   their_sig: Buffer;
+  preimages: Buffer[];
 }
 export interface SignedTxReply {
   tx_hex: string;

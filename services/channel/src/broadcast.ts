@@ -12,6 +12,8 @@ export async function signedBroadcast(
   signer: SignerClient,
   channel: number,
   b: Broadcast,
+  /** R of HTLCs of ours the peer fulfilled (signer-adapter.ts `fulfilledPreimages`). */
+  preimages: readonly Buffer[] = [],
 ): Promise<string | undefined> {
   switch (b.tx) {
     case "nothing":
@@ -22,6 +24,7 @@ export async function signedBroadcast(
         number: b.number,
         params: commitmentParamsMsg(b.params),
         their_sig: Buffer.from(b.theirSig, "hex"),
+        preimages: [...preimages],
       });
       return reply.tx_hex;
     }

@@ -15,7 +15,7 @@ import type { NatsConnection, Subscription } from "nats";
 import { signedBroadcast } from "./broadcast.js";
 import { Ledger } from "./ledger.js";
 import { ChannelRunner, type EffectSink } from "./runner.js";
-import { grpcCoreSigner, recordPeerRevocation } from "./signer-adapter.js";
+import { fulfilledPreimages, grpcCoreSigner, recordPeerRevocation } from "./signer-adapter.js";
 import { ChainRequestError } from "./chain-requests.js";
 import { parseOutputWatchId } from "./resolution.js";
 import { StoreError, type ChannelRow, type ChannelStore } from "./store.js";
@@ -473,7 +473,12 @@ export class ChannelNode {
         return;
       case "broadcast":
       case "closed": {
-        const txHex = await signedBroadcast(this.o.signer, m.signerChannel, out.broadcast);
+        const txHex = await signedBroadcast(
+          this.o.signer,
+          m.signerChannel,
+          out.broadcast,
+          fulfilledPreimages(state),
+        );
         if (txHex === undefined) return;
         const txid = Transaction.fromHex(txHex).getId();
         await this.o.ledger.recordBroadcast(id, out.broadcast.tx, txid, txHex);

@@ -11,7 +11,8 @@ import type { ChannelStore, OutboxMessage } from "./store.js";
 
 /** The signer, as the shell sees it: the core's requests (gRPC in production: signer-adapter.ts). */
 export interface CoreSigner {
-  answer(channelId: string, request: SignerRequest): Promise<SignerReply>;
+  /** `state`: the stored state that asked (the signer adapter takes R values from it). */
+  answer(channelId: string, request: SignerRequest, state?: ChannelState): Promise<SignerReply>;
 }
 
 /** Where encoded messages go: the peer gateway (NATS in production). */
@@ -101,7 +102,7 @@ export class ChannelRunner {
       this.timeCommitRound(channelId, current, t.outputs);
       for (const o of t.outputs) {
         if (o.type === "signer")
-          queue.push({ type: "signer", reply: await this.signer.answer(channelId, o.request) });
+          queue.push({ type: "signer", reply: await this.signer.answer(channelId, o.request, t.state) });
         else if (o.type === "retransmit")
           for (const m of await this.store.outboxAfter(channelId, o.afterSeq))
             await this.peer.send(channelId, m);

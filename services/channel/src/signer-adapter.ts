@@ -1,8 +1,18 @@
-import type { SignerReply, SignerRequest } from "@ln/channel-core";
+import type { ChannelState, SignerReply, SignerRequest } from "@ln/channel-core";
 import { closeParamsMsg, commitmentParamsMsg, type SignerClient } from "@ln/signer-client";
 import type { CoreSigner } from "./runner.js";
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+/**
+ * R of each HTLC of ours the peer fulfilled, while the core's log still holds the removal (until
+ * both commitments include it): the signer lets a commitment pay such an HTLC to the peer only
+ * against its R (services/signer README, BALANCE_MISMATCH).
+ */
+export const fulfilledPreimages = (state: ChannelState | undefined): Buffer[] =>
+  (state?.remoteLog.entries ?? []).flatMap((e) =>
+    e.update.kind === "fulfill" ? [Buffer.from(e.update.r, "hex")] : [],
+  );
 
 /**
  * The core's signer requests as calls to the signer service. Its policy (DESIGN.md 4) judges each
@@ -13,14 +23,16 @@ export function grpcCoreSigner(
   channelIndexOf: (channelId: string) => number,
 ): CoreSigner {
   return {
-    async answer(channelId: string, r: SignerRequest): Promise<SignerReply> {
+    async answer(channelId: string, r: SignerRequest, state?: ChannelState): Promise<SignerReply> {
       const channel = channelIndexOf(channelId);
+      const preimages = fulfilledPreimages(state);
       switch (r.kind) {
         case "sign_remote_commitment": {
           const reply = await client.call("SignRemoteCommitment", {
             channel,
             number: r.number,
             params: commitmentParamsMsg(r.params),
+            preimages,
           });
           return { kind: r.kind, sig: hex(reply.signature) };
         }
@@ -34,6 +46,7 @@ export function grpcCoreSigner(
               params: commitmentParamsMsg(r.signedCommitment.params),
               their_sig: Buffer.from(r.signedCommitment.theirSig, "hex"),
             },
+            preimages,
           });
           return { kind: r.kind, preimage: hex(reply.preimage), nextHash: hex(reply.next_hash) };
         }

@@ -1,5 +1,6 @@
 /** The signer's settings: the only place that reads the environment. */
 import { EnvReader, formatProblems, type HostPort } from "@ln/env";
+import { DEFAULT_CHANNEL_POLICY as D, type ChannelPolicyConfig } from "./channel-policy.js";
 import { SignerError } from "./errors.js";
 
 export interface Config {
@@ -21,6 +22,22 @@ export interface Config {
   maxWithdrawalSat: bigint;
   /** SIGNER_OPS_LISTEN: where to serve /metrics, /healthz and /readyz over HTTP; none if unset. */
   opsListen: HostPort | undefined;
+  /** The bounds of channel-policy.ts: fee rate, delays, payments per period. */
+  channelPolicy: ChannelPolicyConfig;
+}
+
+/** SIGNER_MAX_FEE_RATE, SIGNER_{MIN,MAX}_DELAY_{BLOCKS,SECONDS}, SIGNER_MAX_PAYMENTS_SAT per SIGNER_PAYMENTS_PERIOD_SECONDS. */
+function channelPolicy(r: EnvReader, satoshi: (name: string, fallback: string) => bigint): ChannelPolicyConfig {
+  const day = 24 * 3600;
+  return {
+    maxFeeRate: r.int("SIGNER_MAX_FEE_RATE", D.maxFeeRate, 1, 100_000_000),
+    minDelayBlocks: r.int("SIGNER_MIN_DELAY_BLOCKS", D.minDelayBlocks, 1, 65535),
+    maxDelayBlocks: r.int("SIGNER_MAX_DELAY_BLOCKS", D.maxDelayBlocks, 1, 65535),
+    minDelaySeconds: r.int("SIGNER_MIN_DELAY_SECONDS", D.minDelaySeconds, 1, 65535 * 512),
+    maxDelaySeconds: r.int("SIGNER_MAX_DELAY_SECONDS", D.maxDelaySeconds, 1, 65535 * 512),
+    maxPaymentsSat: satoshi("SIGNER_MAX_PAYMENTS_SAT", "10000000"),
+    paymentsPeriodSeconds: r.int("SIGNER_PAYMENTS_PERIOD_SECONDS", day, 60, 366 * day),
+  };
 }
 
 export function loadConfig(env: Readonly<Record<string, string | undefined>> = process.env): Config {
@@ -48,6 +65,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const maxFeeSat = satoshi("SIGNER_MAX_FEE_SAT", "100000");
   const maxWithdrawalSat = satoshi("SIGNER_MAX_WITHDRAWAL_SAT", "0");
   const opsListen = r.opsListen("SIGNER_OPS_LISTEN", "0.0.0.0:9100");
+  const bounds = channelPolicy(r, satoshi);
   if (r.problems.length > 0)
     throw new SignerError("CONFIG", formatProblems("signer configuration", r.problems));
   return {
@@ -60,5 +78,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     maxFeeSat,
     maxWithdrawalSat,
     opsListen,
+    channelPolicy: bounds,
   };
 }

@@ -68,7 +68,29 @@ export type RefusalCode =
    * SignSweep: the input's nSequence is below the CSV delay (or does not enforce it, or the
    * transaction is not version 2), or the nLockTime below the HTLC's expiry (or not enforced).
    */
-  | "TIMELOCK_TOO_EARLY";
+  | "TIMELOCK_TOO_EARLY"
+  /**
+   * A commitment's balances do not follow from the channel's previous one (value conserved, our
+   * balance reduced only into HTLCs we offer or towards the peer against R), or a close pays us
+   * less than our balance less our share of its fee (channel-policy.ts).
+   */
+  | "BALANCE_MISMATCH"
+  /** A commitment changes an HTLC that the previous one of the same side held (amount, hash, expiry). */
+  | "HTLC_MISMATCH"
+  /** A commitment adds an HTLC of ours whose id is not above every id we offered before. */
+  | "HTLC_ID_REUSED"
+  /** A commitment's fee rate is above the configured maximum (SIGNER_MAX_FEE_RATE). */
+  | "FEE_RATE_TOO_HIGH"
+  /** A commitment's delay differs from the one recorded for that side of the channel. */
+  | "WRONG_DELAY"
+  /** The first commitment of a side has a delay outside SIGNER_MIN/MAX_DELAY_BLOCKS/SECONDS. */
+  | "DELAY_OUT_OF_BOUNDS"
+  /** A commitment older than the latest one of that side the signer recorded. */
+  | "STALE_COMMITMENT"
+  /** A close while the latest commitment of either side still holds HTLCs. */
+  | "HTLCS_OUTSTANDING"
+  /** The HTLCs paid to peers over the period would exceed SIGNER_MAX_PAYMENTS_SAT. */
+  | "PAYMENT_LIMIT";
 
 export type SignerErrorCode =
   | RefusalCode

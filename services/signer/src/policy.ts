@@ -3,7 +3,7 @@
  * `PolicyStore` gives (one Postgres transaction, the channel row locked), each refusal a
  * `SignerError` with a reason code. The functions return what may be signed; they never sign.
  */
-import { sha256, txidFromInternal, type Locktime, type Sat, type Txid } from "@ln/bitcoin";
+import { sat, sha256, txidFromHex, txidFromInternal, type Locktime, type Sat, type Txid } from "@ln/bitcoin";
 import {
   anchorSighash,
   buildClose,
@@ -26,6 +26,15 @@ import {
   toOtherScript,
 } from "@ln/scripts";
 import { script as bscript, type Transaction } from "bitcoinjs-lib";
+import {
+  checkCloseState,
+  checkCommitmentState,
+  DEFAULT_CHANNEL_POLICY,
+  recordAnchorFunding,
+  type ChannelPolicyConfig,
+  type CommitmentStore,
+  type Side,
+} from "./channel-policy.js";
 import { invalid, refuse } from "./errors.js";
 import type { ChannelKeys } from "./keys.js";
 
@@ -62,6 +71,8 @@ export interface PolicyStore {
   /** The revocation hash of the peer's commitment `number` if the peer revoked it. */
   peerRevocation(number: bigint): Promise<Buffer | undefined>;
   putPeerRevocation(number: bigint, revocationHash: Buffer): Promise<void>;
+  /** What the channel owes us (channel-policy.ts). */
+  readonly commitments: CommitmentStore;
 }
 
 export interface PolicyConfig {
@@ -69,7 +80,25 @@ export interface PolicyConfig {
   maxFeeSat: bigint;
   /** Bound on the external outputs (withdrawals) of one wallet spend; 0 or absent: none allowed. */
   maxWithdrawalSat?: bigint;
+  /** Fee rate, delay and payments bounds of channel-policy.ts; defaults for what is absent. */
+  channelPolicy?: Partial<ChannelPolicyConfig>;
 }
+
+/** A commitment's balances, delay and fee against the channel's records (channel-policy.ts). */
+const checkState = (
+  store: PolicyStore,
+  cfg: PolicyConfig,
+  side: Side,
+  number: bigint,
+  params: CommitmentParams,
+  commitment: Commitment,
+  preimages: readonly Buffer[] = [],
+): Promise<void> =>
+  checkCommitmentState(
+    store.commitments,
+    { ...DEFAULT_CHANNEL_POLICY, ...cfg.channelPolicy },
+    { channel: store.channel.index, side, number, params, commitment, preimages, maxFeeSat: cfg.maxFeeSat },
+  );
 
 /** Our keys for the channel, and the hash of our commitment `n` (derived, never stored). */
 export interface OurChannel {
@@ -182,6 +211,8 @@ export async function authorizeRemoteCommitment(
   ours: OurChannel,
   number: bigint,
   p: CommitmentParams,
+  cfg: PolicyConfig,
+  preimages: readonly Buffer[] = [],
 ): Promise<Commitment> {
   const ch = store.channel;
   if (ch.highestPeerRevoked !== undefined && number <= ch.highestPeerRevoked)
@@ -196,6 +227,7 @@ export async function authorizeRemoteCommitment(
       "WRONG_REVOCATION_HASH",
       `channel ${ch.index}: the peer's commitment ${number} was signed with another revocation hash`,
     );
+  await checkState(store, cfg, "remote", number, p, commitment, preimages);
   if (known === undefined) await store.putRemoteCommitment(number, Buffer.from(p.revocationHash));
   await store.update({
     ...patch,
@@ -209,6 +241,8 @@ export interface RevealRequest {
   revoke: bigint;
   next: bigint;
   signedCommitment: { number: bigint; params: CommitmentParams; theirSig: Uint8Array };
+  /** R values the caller learned for HTLCs we offered (channel-policy.ts). */
+  preimages?: readonly Buffer[];
 }
 
 /**
@@ -217,7 +251,12 @@ export interface RevealRequest {
  * not itself revoked, and we never signed `revoke` (or later) for broadcast. Records the reveal
  * before the caller answers.
  */
-export async function authorizeReveal(store: PolicyStore, ours: OurChannel, r: RevealRequest): Promise<void> {
+export async function authorizeReveal(
+  store: PolicyStore,
+  ours: OurChannel,
+  r: RevealRequest,
+  cfg: PolicyConfig,
+): Promise<void> {
   const ch = store.channel;
   const signed = r.signedCommitment;
   if (signed.number !== r.revoke + 1n)
@@ -237,6 +276,7 @@ export async function authorizeReveal(store: PolicyStore, ours: OurChannel, r: R
     );
   const { commitment, patch } = checkCommitment(ch, ours, "local", signed.number, signed.params);
   checkCounterpartySig(ch, patch, commitment, signed.theirSig);
+  await checkState(store, cfg, "local", signed.number, signed.params, commitment, r.preimages);
   await store.update({
     ...patch,
     highestRevealed: max(ch.highestRevealed, r.revoke),
@@ -252,6 +292,8 @@ export async function authorizeLocalBroadcast(
   number: bigint,
   p: CommitmentParams,
   theirSig: Uint8Array,
+  cfg: PolicyConfig,
+  preimages: readonly Buffer[] = [],
 ): Promise<Commitment> {
   const ch = store.channel;
   if (ch.highestRevealed !== undefined && number <= ch.highestRevealed)
@@ -261,20 +303,22 @@ export async function authorizeLocalBroadcast(
     );
   const { commitment, patch } = checkCommitment(ch, ours, "local", number, p);
   checkCounterpartySig(ch, patch, commitment, theirSig);
+  await checkState(store, cfg, "local", number, p, commitment, preimages);
   await store.update({ ...patch, lowestBroadcast: min(ch.lowestBroadcast, number) });
   return commitment;
 }
 
 /**
  * SignClose: spends the recorded anchor, pays exactly our final key and the peer's recorded final
- * key, with a fee at most the latest commitment's fee and at most the configured maximum.
+ * key, what our balance gives us, with a fee (anchor minus outputs) at most the latest
+ * commitment's fee and at most the configured maximum (checkCloseState).
  */
-export function authorizeClose(
+export async function authorizeClose(
   store: PolicyStore,
   ours: OurChannel,
   p: CloseParams,
   cfg: PolicyConfig,
-): ReturnType<typeof buildClose> {
+): Promise<ReturnType<typeof buildClose>> {
   const ch = store.channel;
   if (ch.anchor === undefined || ch.peerFinalKey === undefined)
     throw refuse("WRONG_ANCHOR", `channel ${ch.index}: no commitment was ever signed; nothing to close`);
@@ -289,13 +333,9 @@ export function authorizeClose(
       "WRONG_FINAL_KEY",
       `channel ${ch.index}: a close pays exactly our final key and the peer's recorded final key`,
     );
-  const bound = ch.latestFee !== undefined && ch.latestFee < cfg.maxFeeSat ? ch.latestFee : cfg.maxFeeSat;
-  if (p.closeFee > bound)
-    throw refuse(
-      "FEE_TOO_HIGH",
-      `channel ${ch.index}: close fee ${p.closeFee} sat is above ${bound} sat (the latest commitment fee / the configured maximum)`,
-    );
-  return build(() => buildClose(p));
+  const close = build(() => buildClose(p));
+  await checkCloseState(store.commitments, ch.index, ourFinal, p, close, cfg.maxFeeSat);
+  return close;
 }
 
 /**
@@ -454,7 +494,9 @@ export async function authorizeWalletSpend(r: WalletSpendRequest, cfg: PolicyCon
         "WRONG_COMMIT_KEY",
         `channel ${ch.index}: the peer's commit key differs from the recorded one`,
       );
-    if (ch.peerCommitKey === undefined) await owner.store.update({ peerCommitKey: owner.peerCommitKey });
+    const funding = { txid: txidFromHex(r.tx.getId()), vout, amount: sat(r.tx.outs[vout]!.value) };
+    await recordAnchorFunding(owner.store.commitments, ch.index, ch.anchor, funding);
+    await owner.store.update({ peerCommitKey: owner.peerCommitKey, anchor: funding });
   }
   if (withdrawn > 0n || r.outputs.some((o) => o.kind === "external")) {
     const limit = cfg.maxWithdrawalSat ?? 0n;

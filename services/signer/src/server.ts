@@ -146,6 +146,12 @@ function sweepInputs(inputs: readonly SweepInputMsg[]): SweepInput[] {
   });
 }
 
+/** R values for HTLCs we offered, 32 bytes each (at most one per HTLC of a commitment). */
+function preimages(rs: readonly Buffer[] | undefined): Buffer[] {
+  if ((rs?.length ?? 0) > 3000) throw new SignerError("INVALID_REQUEST", "more than 3000 preimages");
+  return (rs ?? []).map((r, i) => bytes(r, 32, `preimages[${i}]`));
+}
+
 function handlers(s: SignerService): Handlers {
   return {
     NodeInfo: () => ({ node_pubkey: s.nodeInfo().nodePubkey }),
@@ -174,11 +180,17 @@ function handlers(s: SignerService): Handlers {
           params: commitmentParams(signed.params, "signed_commitment.params"),
           theirSig: bytes(signed.their_sig, 64, "signed_commitment.their_sig"),
         },
+        preimages: preimages(r.preimages),
       });
       return { preimage: out.preimage, next_hash: out.nextHash };
     },
     SignRemoteCommitment: async (r) => ({
-      signature: await s.signRemoteCommitment(r.channel, u64(r.number, "number"), commitmentParams(r.params)),
+      signature: await s.signRemoteCommitment(
+        r.channel,
+        u64(r.number, "number"),
+        commitmentParams(r.params),
+        preimages(r.preimages),
+      ),
     }),
     SignLocalCommitment: async (r) => {
       const out = await s.signLocalCommitment(
@@ -186,6 +198,7 @@ function handlers(s: SignerService): Handlers {
         u64(r.number, "number"),
         commitmentParams(r.params),
         bytes(r.their_sig, 64, "their_sig"),
+        preimages(r.preimages),
       );
       return { tx_hex: out.tx.toHex(), txid: out.txid };
     },

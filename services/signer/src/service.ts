@@ -117,7 +117,7 @@ export class SignerService {
     checkNumber(r.signedCommitment.number);
     checkSig(r.signedCommitment.theirSig, "their_sig");
     const ours = this.#ours(channel);
-    await this.store.withChannel(channel, (s) => authorizeReveal(s, ours, r));
+    await this.store.withChannel(channel, (s) => authorizeReveal(s, ours, r, this.cfg));
     // Committed: the reveal is durable before the preimage leaves.
     return {
       preimage: this.keys.revocationPreimage(channel, r.revoke),
@@ -125,11 +125,17 @@ export class SignerService {
     };
   }
 
-  async signRemoteCommitment(channel: number, number: bigint, params: CommitmentParams): Promise<Buffer> {
+  /** `preimages`: R values learned for HTLCs we offered, the removals they allow (channel-policy.ts). */
+  async signRemoteCommitment(
+    channel: number,
+    number: bigint,
+    params: CommitmentParams,
+    preimages: readonly Buffer[] = [],
+  ): Promise<Buffer> {
     checkNumber(number);
     const ours = this.#ours(channel);
     const c = await this.store.withChannel(channel, (s) =>
-      authorizeRemoteCommitment(s, ours, number, params),
+      authorizeRemoteCommitment(s, ours, number, params, this.cfg, preimages),
     );
     return signDigest(ours.keys.commit.priv, anchorSighash(c.tx, c.anchorRedeemScript));
   }
@@ -139,12 +145,13 @@ export class SignerService {
     number: bigint,
     params: CommitmentParams,
     theirSig: Uint8Array,
+    preimages: readonly Buffer[] = [],
   ): Promise<{ tx: Transaction; txid: string }> {
     checkNumber(number);
     checkSig(theirSig, "their_sig");
     const ours = this.#ours(channel);
     const c = await this.store.withChannel(channel, (s) =>
-      authorizeLocalBroadcast(s, ours, number, params, theirSig),
+      authorizeLocalBroadcast(s, ours, number, params, theirSig, this.cfg, preimages),
     );
     const sig = signDigest(ours.keys.commit.priv, anchorSighash(c.tx, c.anchorRedeemScript));
     const peerKey = params.anchor.commitKeys.find((k) => !Buffer.from(k).equals(ours.keys.commit.pub))!;
@@ -157,9 +164,7 @@ export class SignerService {
 
   async signClose(channel: number, params: CloseParams): Promise<Buffer> {
     const ours = this.#ours(channel);
-    const close = await this.store.withChannel(channel, (s) =>
-      Promise.resolve(authorizeClose(s, ours, params, this.cfg)),
-    );
+    const close = await this.store.withChannel(channel, (s) => authorizeClose(s, ours, params, this.cfg));
     return signDigest(ours.keys.commit.priv, anchorSighash(close.tx, close.anchorRedeemScript));
   }
 

@@ -6,6 +6,7 @@
 import { sat, txidFromHex } from "@ln/bitcoin";
 import { inTransaction, migrate, quoteSchema, type Migration } from "@ln/postgres";
 import pg from "pg";
+import { CHANNEL_STATE_MIGRATION, TxCommitmentStore } from "./channel-store.js";
 import { refuse } from "./errors.js";
 import type { ChannelPatch, ChannelState, PolicyStore } from "./policy.js";
 
@@ -52,6 +53,7 @@ const MIGRATIONS: readonly Migration[] = [
         reveals integer NOT NULL DEFAULT 1
       );`,
   },
+  CHANNEL_STATE_MIGRATION,
 ];
 
 interface ChannelRow {
@@ -133,11 +135,14 @@ function columns(patch: ChannelPatch): [string, Param][] {
 
 /** One locked channel inside an open transaction. */
 class TxChannel implements PolicyStore {
+  readonly commitments: TxCommitmentStore;
   constructor(
     private readonly client: pg.PoolClient,
     private readonly s: string,
     readonly channel: ChannelState,
-  ) {}
+  ) {
+    this.commitments = new TxCommitmentStore(client, s, channel.index);
+  }
 
   async update(patch: ChannelPatch): Promise<void> {
     const cols = columns(patch);

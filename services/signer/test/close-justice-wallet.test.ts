@@ -125,10 +125,13 @@ describe("SignClose", () => {
     );
   });
 
-  it("and at most the configured maximum", async () => {
+  it("and at most the configured maximum, as a commitment's fee", async () => {
     const c = await openChannel();
-    // At 40000 per 1000 bytes the commitment fee is 13520 > the 5000 maximum.
-    await signRemote(c, 0n, remoteParams(c.ours, c.peer, c.anchor, 0n, { feeRate: 40000 }));
+    // At 40000 per 1000 bytes the commitment fee is 13520 > the 5000 maximum: not signed either.
+    const dear = remoteParams(c.ours, c.peer, c.anchor, 0n, { feeRate: 40000 });
+    expect((await refusal(signRemote(c, 0n, dear))).code).toBe("FEE_TOO_HIGH");
+    // At 14793: floor(338 * 14793 / 2000) * 2 = 5000 satoshi, the maximum itself.
+    await signRemote(c, 0n, remoteParams(c.ours, c.peer, c.anchor, 0n, { feeRate: 14793 }));
     expect((await refusal(signClose(c, closeOf(c, MAX_FEE + 2n)))).code).toBe("FEE_TOO_HIGH");
     await signClose(c, closeOf(c, MAX_FEE));
   });

@@ -59,8 +59,9 @@ const htlc = (id: number, offeredByOwner: boolean): CommitmentHtlc => ({
   rHash: sha256(R(id)),
   expiry: EXPIRY,
 });
+// The anchor's 1,000,000 sat in full: 400,000 sat to the other side, the rest to the owner and the HTLCs.
 const state = (htlcs: CommitmentHtlc[]) => ({
-  ownerMsat: 500_000_000n,
+  ownerMsat: 600_000_000n - 50_000_000n * BigInt(htlcs.length),
   otherMsat: 400_000_000n,
   htlcs,
   delay: DELAY,
