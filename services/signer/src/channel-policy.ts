@@ -7,16 +7,7 @@
  * an HTLC we offer, and leaves such an HTLC towards the peer only against its R. Pure checks over a
  * `CommitmentStore` (the same transaction as the rest of the policy, the channel row locked).
  */
-import {
-  isBlocks,
-  msat,
-  msatToSatFloor,
-  sat,
-  sha256,
-  sumSat,
-  type Locktime,
-  type Sat,
-} from "@ln/bitcoin";
+import { isBlocks, msat, msatToSatFloor, sat, sha256, sumSat, type Locktime, type Sat } from "@ln/bitcoin";
 import { isDust, splitFee, type CloseParams, type Commitment, type CommitmentParams } from "@ln/tx";
 import { toOtherScript } from "@ln/scripts";
 import { invalid, refuse } from "./errors.js";
@@ -109,15 +100,13 @@ const showLocktime = (l: Locktime): string => (isBlocks(l) ? `${l.blocks} blocks
 /** The balance state a commitment describes, in our terms. */
 export function balanceOf(side: Side, p: CommitmentParams, c: Commitment, prevMaxId: bigint): BalanceState {
   const ownerIsUs = side === "local";
-  const htlcs = p.htlcs.map(
-    (h): HtlcState => ({
-      offerer: h.offeredByOwner === ownerIsUs ? "us" : "peer",
-      id: h.id,
-      amountMsat: h.amountMsat,
-      rHash: Buffer.from(h.rHash),
-      expiry: h.expiry,
-    }),
-  );
+  const htlcs = p.htlcs.map((h): HtlcState => ({
+    offerer: h.offeredByOwner === ownerIsUs ? "us" : "peer",
+    id: h.id,
+    amountMsat: h.amountMsat,
+    rHash: Buffer.from(h.rHash),
+    expiry: h.expiry,
+  }));
   const maxOurHtlcId = htlcs.reduce((m, h) => (h.offerer === "us" && h.id > m ? h.id : m), prevMaxId);
   return {
     ourMsat: ownerIsUs ? p.ownerMsat : p.otherMsat,
@@ -178,7 +167,8 @@ async function checkTransition(
   const before = new Map(prev.htlcs.map((h) => [key(h), h]));
   const after = new Map<string, HtlcState>();
   for (const h of next.htlcs) {
-    if (after.has(key(h))) throw invalid(`${what}: HTLC ${h.id} of ${h.offerer === "us" ? "ours" : "the peer"} twice`);
+    if (after.has(key(h)))
+      throw invalid(`${what}: HTLC ${h.id} of ${h.offerer === "us" ? "ours" : "the peer"} twice`);
     after.set(key(h), h);
   }
   let ourAdded = 0n;
@@ -186,7 +176,10 @@ async function checkTransition(
     const old = before.get(key(h));
     if (old !== undefined) {
       if (!sameHtlc(old, h))
-        throw refuse("HTLC_MISMATCH", `channel ${channel}: ${what} changes HTLC ${h.id} (${h.offerer}) in place`);
+        throw refuse(
+          "HTLC_MISMATCH",
+          `channel ${channel}: ${what} changes HTLC ${h.id} (${h.offerer}) in place`,
+        );
       continue;
     }
     if (h.offerer !== "us") continue;
@@ -203,7 +196,8 @@ async function checkTransition(
   for (const h of prev.htlcs) {
     if (after.has(key(h)) || h.offerer !== "us") continue;
     const recorded = await db.paidHtlc(h.id);
-    if (shown.has(h.rHash.toString("hex")) || (recorded !== undefined && recorded.equals(h.rHash))) paid.push(h);
+    if (shown.has(h.rHash.toString("hex")) || (recorded !== undefined && recorded.equals(h.rHash)))
+      paid.push(h);
     else returned += h.amountMsat;
   }
   if (total(next) !== total(prev))
@@ -262,7 +256,10 @@ export async function checkCommitmentState(
       `channel ${channel}: ${what} has fee rate ${p.feeRate}, above ${cfg.maxFeeRate} sat per 1000 bytes`,
     );
   if (c.commitment.fee > c.maxFeeSat)
-    throw refuse("FEE_TOO_HIGH", `channel ${channel}: ${what} has fee ${c.commitment.fee} sat, above ${c.maxFeeSat} sat`);
+    throw refuse(
+      "FEE_TOO_HIGH",
+      `channel ${channel}: ${what} has fee ${c.commitment.fee} sat, above ${c.maxFeeSat} sat`,
+    );
   let terms = await db.terms();
   const latest = await db.latest(side);
   if (latest !== undefined && number < latest.number)
@@ -272,7 +269,8 @@ export async function checkCommitmentState(
     );
   if (terms === undefined) {
     // Not funded by our wallet: the peer funded it, unless commitment 0 gives us the whole anchor.
-    const initial = number === 0n && p.htlcs.length === 0 && p[side === "local" ? "otherMsat" : "ownerMsat"] === 0n;
+    const initial =
+      number === 0n && p.htlcs.length === 0 && p[side === "local" ? "otherMsat" : "ownerMsat"] === 0n;
     terms = { funder: initial ? "us" : "peer", localDelay: undefined, remoteDelay: undefined };
   }
   const recordedDelay = side === "local" ? terms.localDelay : terms.remoteDelay;
@@ -323,7 +321,11 @@ export async function recordAnchorFunding(
   funding: { txid: string; vout: number; amount: Sat },
 ): Promise<void> {
   if (recorded !== undefined) {
-    if (recorded.txid === funding.txid && recorded.vout === funding.vout && recorded.amount === funding.amount)
+    if (
+      recorded.txid === funding.txid &&
+      recorded.vout === funding.vout &&
+      recorded.amount === funding.amount
+    )
       return;
     throw refuse(
       "WRONG_ANCHOR",
@@ -331,7 +333,10 @@ export async function recordAnchorFunding(
     );
   }
   if ((await db.terms()) !== undefined)
-    throw refuse("WRONG_ANCHOR", `channel ${channel}: a commitment was already signed; its anchor is not ours to fund`);
+    throw refuse(
+      "WRONG_ANCHOR",
+      `channel ${channel}: a commitment was already signed; its anchor is not ours to fund`,
+    );
   await db.putTerms({ funder: "us", localDelay: undefined, remoteDelay: undefined });
 }
 
@@ -355,9 +360,13 @@ export async function checkCloseState(
   const recorded = [await db.latest("local"), await db.latest("remote")].flatMap((l) => (l ? [l.state] : []));
   const states = recorded.length === 2 ? recorded : [...recorded, openState(terms, p.anchor.amount)];
   if (states.some((s) => s.htlcs.length > 0))
-    throw refuse("HTLCS_OUTSTANDING", `channel ${channel}: HTLCs remain in the latest commitments; no close yet`);
+    throw refuse(
+      "HTLCS_OUTSTANDING",
+      `channel ${channel}: HTLCs remain in the latest commitments; no close yet`,
+    );
   const outTotal = sumSat(built.outputs.map((o) => o.amount));
-  if (outTotal > p.anchor.amount) throw invalid(`the close pays ${outTotal} sat out of a ${p.anchor.amount} sat anchor`);
+  if (outTotal > p.anchor.amount)
+    throw invalid(`the close pays ${outTotal} sat out of a ${p.anchor.amount} sat anchor`);
   const fee = p.anchor.amount - outTotal;
   const latestFee = recorded.reduce<bigint>((m, s) => (s.paidFee > m ? s.paidFee : m), 0n);
   const bound = latestFee < maxFeeSat ? latestFee : maxFeeSat;

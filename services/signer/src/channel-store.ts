@@ -65,15 +65,13 @@ const toJson = (s: BalanceState): StateJson => ({
 const fromJson = (j: StateJson): BalanceState => ({
   ourMsat: BigInt(j.ourMsat),
   peerMsat: BigInt(j.peerMsat),
-  htlcs: j.htlcs.map(
-    (h): HtlcState => ({
-      offerer: h.offerer,
-      id: BigInt(h.id),
-      amountMsat: BigInt(h.amountMsat),
-      rHash: Buffer.from(h.rHash, "hex"),
-      expiry: h.expiry,
-    }),
-  ),
+  htlcs: j.htlcs.map((h): HtlcState => ({
+    offerer: h.offerer,
+    id: BigInt(h.id),
+    amountMsat: BigInt(h.amountMsat),
+    rHash: Buffer.from(h.rHash, "hex"),
+    expiry: h.expiry,
+  })),
   feeRate: j.feeRate,
   fee: sat(BigInt(j.fee)),
   paidFee: sat(BigInt(j.paidFee)),
@@ -93,11 +91,17 @@ export class TxCommitmentStore implements CommitmentStore {
       funder: "us" | "peer";
       local_delay: Locktime | null;
       remote_delay: Locktime | null;
-    }>(`SELECT funder, local_delay, remote_delay FROM ${this.s}.channel_terms WHERE channel = $1`, [this.channel]);
+    }>(`SELECT funder, local_delay, remote_delay FROM ${this.s}.channel_terms WHERE channel = $1`, [
+      this.channel,
+    ]);
     const row = r.rows[0];
     return row === undefined
       ? undefined
-      : { funder: row.funder, localDelay: row.local_delay ?? undefined, remoteDelay: row.remote_delay ?? undefined };
+      : {
+          funder: row.funder,
+          localDelay: row.local_delay ?? undefined,
+          remoteDelay: row.remote_delay ?? undefined,
+        };
   }
 
   async putTerms(t: ChannelTerms): Promise<void> {

@@ -27,7 +27,10 @@ export interface Config {
 }
 
 /** SIGNER_MAX_FEE_RATE, SIGNER_{MIN,MAX}_DELAY_{BLOCKS,SECONDS}, SIGNER_MAX_PAYMENTS_SAT per SIGNER_PAYMENTS_PERIOD_SECONDS. */
-function channelPolicy(r: EnvReader, satoshi: (name: string, fallback: string) => bigint): ChannelPolicyConfig {
+function channelPolicy(
+  r: EnvReader,
+  satoshi: (name: string, fallback: string) => bigint,
+): ChannelPolicyConfig {
   const day = 24 * 3600;
   return {
     maxFeeRate: r.int("SIGNER_MAX_FEE_RATE", D.maxFeeRate, 1, 100_000_000),
