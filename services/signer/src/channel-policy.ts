@@ -54,8 +54,8 @@ export interface CommitmentStore {
   latest(side: Side): Promise<{ number: bigint; state: BalanceState } | undefined>;
   /** Replaces the side's latest record. */
   putLatest(side: Side, number: bigint, state: BalanceState): Promise<void>;
-  /** The payment hash under which our HTLC `id` was recorded as paid (its R shown), if it was. */
-  paidHtlc(id: bigint): Promise<Buffer | undefined>;
+  /** Our HTLC `id` as recorded when it was paid (its R shown), if it was. */
+  paidHtlc(id: bigint): Promise<{ rHash: Buffer; amountMsat: bigint } | undefined>;
   /**
    * Records that our HTLC `id` went to the peer. The payments of every channel over the last
    * `periodSeconds` (this one included) must stay within `limitMsat`: false (nothing recorded) if not.
@@ -153,8 +153,8 @@ function sameState(a: BalanceState, b: BalanceState): boolean {
 /**
  * `next` follows `prev` by the draft's updates: HTLCs kept unchanged; the value of every HTLC added
  * came from its offerer; the total is conserved; our balance is at least what it was, less the
- * HTLCs we added, plus each HTLC of ours removed whose R was not shown (it can only have failed).
- * Returns our HTLCs removed with R shown: paid to the peer.
+ * HTLCs we added, plus each HTLC of ours removed whose R was neither shown nor recorded (it can
+ * only have failed). Returns our HTLCs removed with R shown and not yet recorded: newly paid.
  */
 async function checkTransition(
   channel: number,
@@ -196,8 +196,14 @@ async function checkTransition(
   for (const h of prev.htlcs) {
     if (after.has(key(h)) || h.offerer !== "us") continue;
     const recorded = await db.paidHtlc(h.id);
-    if (shown.has(h.rHash.toString("hex")) || (recorded !== undefined && recorded.equals(h.rHash)))
-      paid.push(h);
+    if (recorded !== undefined) {
+      // Paid already (shown on the other side's commitment): the same HTLC, or an id reused.
+      if (!recorded.rHash.equals(h.rHash) || recorded.amountMsat !== h.amountMsat)
+        throw refuse(
+          "HTLC_ID_REUSED",
+          `channel ${channel}: ${what} removes our HTLC ${h.id}, another than the one paid under that id`,
+        );
+    } else if (shown.has(h.rHash.toString("hex"))) paid.push(h);
     else returned += h.amountMsat;
   }
   if (total(next) !== total(prev))
@@ -298,7 +304,6 @@ export async function checkCommitmentState(
       ? undefined
       : { limitMsat: cfg.maxPaymentsSat * 1000n, periodSeconds: cfg.paymentsPeriodSeconds };
   for (const h of paid) {
-    if ((await db.paidHtlc(h.id)) !== undefined) continue;
     if (!(await db.recordPayment(h.id, h.rHash, h.amountMsat, limit)))
       throw refuse(
         "PAYMENT_LIMIT",

@@ -134,12 +134,13 @@ export class TxCommitmentStore implements CommitmentStore {
     );
   }
 
-  async paidHtlc(id: bigint): Promise<Buffer | undefined> {
-    const r = await this.client.query<{ r_hash: Buffer }>(
-      `SELECT r_hash FROM ${this.s}.htlc_payments WHERE channel = $1 AND htlc_id = $2`,
+  async paidHtlc(id: bigint): Promise<{ rHash: Buffer; amountMsat: bigint } | undefined> {
+    const r = await this.client.query<{ r_hash: Buffer; amount_msat: string }>(
+      `SELECT r_hash, amount_msat::text FROM ${this.s}.htlc_payments WHERE channel = $1 AND htlc_id = $2`,
       [this.channel, id.toString()],
     );
-    return r.rows[0]?.r_hash;
+    const row = r.rows[0];
+    return row === undefined ? undefined : { rHash: row.r_hash, amountMsat: BigInt(row.amount_msat) };
   }
 
   async recordPayment(

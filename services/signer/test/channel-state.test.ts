@@ -266,6 +266,18 @@ describe("our HTLC goes to the peer only against its R, within the payments limi
     );
     // Failing it instead is fine.
     await signRemote(4n, theirs(ALL - h0.amountMsat, h0.amountMsat));
+    // HTLC 2 of 1,000 sat paid on the peer's commitment; on ours, an HTLC 2 of 200,000 sat under the
+    // same hash cannot pass as that payment.
+    const h2 = htlc(2, false, 1_000_000n);
+    await signRemote(5n, theirs(ALL - h0.amountMsat - h2.amountMsat, h0.amountMsat, [h2]));
+    await signRemote(6n, theirs(ALL - h0.amountMsat - h2.amountMsat, h0.amountMsat + h2.amountMsat), [R(2)]);
+    const big = { ...h2, offeredByOwner: true, amountMsat: msat(200_000_000n) };
+    await revealWith(3n, mine(ALL - h0.amountMsat - big.amountMsat, h0.amountMsat, [big]));
+    expect(
+      await codeOf(
+        revealWith(4n, mine(ALL - h0.amountMsat - big.amountMsat, h0.amountMsat + big.amountMsat)),
+      ),
+    ).toBe("HTLC_ID_REUSED");
   });
 });
 

@@ -32,6 +32,32 @@ describe("config", () => {
     );
   });
 
+  it("reads the channel bounds (fee rate, delays, payments per period), with defaults", () => {
+    expect(loadConfig(full).channelPolicy).toEqual({
+      maxFeeRate: 1_000_000,
+      minDelayBlocks: 6,
+      maxDelayBlocks: 2016,
+      minDelaySeconds: 3600,
+      maxDelaySeconds: 1_209_600,
+      maxPaymentsSat: 10_000_000n,
+      paymentsPeriodSeconds: 86_400,
+    });
+    const c = loadConfig({
+      ...full,
+      SIGNER_MAX_FEE_RATE: "50000",
+      SIGNER_MIN_DELAY_BLOCKS: "20",
+      SIGNER_MAX_PAYMENTS_SAT: "0",
+      SIGNER_PAYMENTS_PERIOD_SECONDS: "3600",
+    }).channelPolicy;
+    expect(c).toMatchObject({
+      maxFeeRate: 50000,
+      minDelayBlocks: 20,
+      maxPaymentsSat: 0n,
+      paymentsPeriodSeconds: 3600,
+    });
+    expect(() => loadConfig({ ...full, SIGNER_MAX_PAYMENTS_SAT: "lots" })).toThrow(/SIGNER_MAX_PAYMENTS_SAT/);
+  });
+
   it("names every missing setting", () => {
     let err: unknown;
     try {
