@@ -200,6 +200,7 @@ describe("F1: a channel our wallet funded pays the peer only what the channel st
     expect((await refusal(remote(c, 2n, theirs(ALL - all.amountMsat, all.amountMsat), [R(9)]))).code).toBe(
       "BALANCE_MISMATCH",
     );
+    expect((await refusal(remote(c, 2n, theirs(ALL, 0n), [Buffer.alloc(31)]))).code).toBe("INVALID_REQUEST");
     // Failed: the HTLC returns to us, which needs no R.
     await remote(c, 2n, theirs(ALL, 0n));
   });
