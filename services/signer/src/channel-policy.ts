@@ -316,8 +316,8 @@ export async function checkCommitmentState(
 
 /**
  * SignWalletSpend paying a channel's anchor: only once per channel, before any commitment; the
- * channel is then ours to fund (commitment 0 gives us the whole anchor). Returns whether it is a
- * repeat of the same funding (same outpoint and amount): then nothing changes.
+ * channel is then ours to fund (commitment 0 gives us the whole anchor). The same funding again
+ * (same outpoint and amount: the wallet retrying) changes nothing.
  */
 export async function recordAnchorFunding(
   db: CommitmentStore,
