@@ -165,7 +165,9 @@ describe("a restored channel database", () => {
       },
       { mine: true, timeoutMs: 60_000, intervalMs: 500 },
     );
-    expect((await A.api.channel(ids.a)).phase).toBe("behind");
+    // The peer closed: the channel is over (failed, still DATA_LOSS), and A never broadcast.
+    const after = await A.api.channel(ids.a);
+    expect([after.phase, after.failure?.code, after.transactions]).toEqual(["failed", "DATA_LOSS", []]);
     ok = true;
   }, 600_000);
 });

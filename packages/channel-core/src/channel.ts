@@ -292,7 +292,7 @@ function fail(d: ChannelState, out: Output[], code: FailureCode, problem: string
  * our output from it. From `failed` (our broadcast was refused as revoked) no second `error`.
  */
 function stopBehind(d: ChannelState, out: Output[], problem: string): void {
-  if (d.phase === "closed" || d.phase === "behind") return;
+  if (d.phase === "closed" || d.phase === "behind" || d.failure?.code === "DATA_LOSS") return;
   if (d.phase !== "failed")
     send(d, out, { kind: "error", problem: `data loss suspected, please close the channel: ${problem}` });
   d.phase = "behind";
@@ -303,7 +303,8 @@ function stopBehind(d: ChannelState, out: Output[], problem: string): void {
 }
 
 /**
- * A stopped channel that is behind: on each new connection it asks the peer again to close; the
+ * A stopped channel that is behind: on each new connection it asks the peer again to close, until
+ * the anchor is spent (then it is `failed`, code DATA_LOSS); the
  * operator's force close broadcasts our commitment only if the signer still signs it (its policy
  * refuses a revoked one, and the shell then returns the channel here).
  */
@@ -320,6 +321,10 @@ function onBehind(d: ChannelState, input: Input, out: Output[]): void {
       return;
     case "chain":
       if (input.event.kind === "block") d.chain = { height: input.event.height, time: input.event.time };
+      // The peer closed (or someone did): the anchor's spend is resolved on chain; the channel is
+      // over, its failure still DATA_LOSS, and no longer holds the peer's place for a new one.
+      if (input.event.kind === "anchor_spent" && !input.event.ours && d.phase === "behind")
+        d.phase = "failed";
       return;
     case "command": {
       if (input.command.kind !== "force_close") {

@@ -77,6 +77,9 @@ describe("behind the peer: the peer's ack counts messages we never sent", () => 
     // Nothing ever makes the stopped channel broadcast: blocks, the peer's messages, the anchor spend.
     p.block(1001);
     p.input(p.a, { type: "chain", event: { kind: "anchor_spent", txid: "bb".repeat(32), ours: false } });
+    // The anchor spent (the peer closed): over, still DATA_LOSS, the peer's place free again.
+    expect([p.a.state.phase, p.a.state.failure?.code]).toEqual(["failed", "DATA_LOSS"]);
+    expect(p.input(p.a, { type: "behind", problem: "the signer refused: COMMITMENT_REVOKED" })).toEqual([]);
 
     // B sees A's lower ack (a violation for B) or A's error: either way B fails the connection
     // and broadcasts its latest commitment (draft 6.3).

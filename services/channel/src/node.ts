@@ -680,11 +680,7 @@ export class ChannelNode {
   /** Why the signer's records show a later state than the channel's, if they do. */
   private async signerBehind(id: string): Promise<string | undefined> {
     const state = await this.o.store.load(id);
-    if (
-      !state?.localCommit ||
-      (state.phase !== "normal" && state.phase !== "clearing" && state.phase !== "failed")
-    )
-      return undefined;
+    if (!state?.localCommit || (state.phase !== "normal" && state.phase !== "clearing")) return undefined;
     return signerAhead(state, await signerStatus(this.o.signer, this.signerChannel(id)));
   }
 

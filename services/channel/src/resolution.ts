@@ -194,7 +194,7 @@ export class Resolver {
     // Behind (a restored state): the peer's later commitment is unknown to us; our output in it
     // pays our final key, as every to-other output of the channel does, and the wallet sweeps it.
     const lost =
-      state.phase === "behind" && classified.kind === "unknown"
+      state.failure?.code === "DATA_LOSS" && classified.kind === "unknown"
         ? " (a commitment of the peer our restored state does not know: its output to our final key is the wallet's)"
         : "";
     this.o.log(
