@@ -677,11 +677,16 @@ export class ChannelNode {
     );
   }
 
-  /** Why the signer's records show a later state than the channel's, if they do. */
+  /**
+   * Why the signer's records show a later state than the channel's, if they do. The signer's
+   * first: a step running meanwhile stores its state before it asks the signer, so the state read
+   * after is never behind the records read before (unless it was restored).
+   */
   private async signerBehind(id: string): Promise<string | undefined> {
+    const status = await signerStatus(this.o.signer, this.signerChannel(id));
     const state = await this.o.store.load(id);
     if (!state?.localCommit || (state.phase !== "normal" && state.phase !== "clearing")) return undefined;
-    return signerAhead(state, await signerStatus(this.o.signer, this.signerChannel(id)));
+    return signerAhead(state, status);
   }
 
   /**
