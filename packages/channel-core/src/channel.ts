@@ -14,6 +14,7 @@ import {
   type CloseParams,
   type CommitmentParams,
 } from "@ln/tx";
+import { Behind } from "./data-loss.js";
 import { DEFAULT_POLICY } from "./types.js";
 import type {
   Broadcast,
@@ -148,6 +149,10 @@ export function step(state: ChannelState, input: Input): Step {
   // structuredClone turns Buffers into plain Uint8Arrays: the deferred peer packets need theirs.
   if (d.deferred.length > 0) d.deferred = d.deferred.map((i) => withBuffers(i) as Input);
   const out: Output[] = [];
+  if (input.type === "behind" || d.phase === "behind") {
+    onBehind(d, input, out);
+    return { state: d, outputs: out };
+  }
   if (isOver(d)) {
     if (input.type === "command") out.push(rejected(input.command, `the channel is ${d.phase}`));
     if (input.type === "chain" && input.event.kind === "block")
@@ -192,11 +197,17 @@ function applyInput(d: ChannelState, input: Input, out: Output[]): ChannelState 
       fail(d, out, e.code, e.problem);
       return d;
     }
+    if (e instanceof Behind) {
+      out.push(...produced);
+      stopBehind(d, out, e.problem);
+      return d;
+    }
     throw e;
   }
 }
 
-const isOver = (d: ChannelState): boolean => d.phase === "failed" || d.phase === "closed";
+const isOver = (d: ChannelState): boolean =>
+  d.phase === "failed" || d.phase === "closed" || d.phase === "behind";
 const rejected = (c: Command, problem: string): Output => ({
   type: "command_rejected",
   command: c.kind,
@@ -227,10 +238,16 @@ function handle(d: ChannelState, input: Input, out: Output[]): void {
       if (d.phase === "opening" && d.opening.anchorSigned && !d.opening.sentComplete && d.anchor)
         out.push({ type: "watch_anchor", outpoint: d.anchor.outpoint, depth: requiredDepth(d) });
       return;
+    case "behind": // handled by step before any other input (onBehind)
+      return;
     case "reconnected": {
       // Draft 1.2: never below an earlier acknowledge field, authenticate's or update_commit's.
       const floor = Math.max(d.peerAck, d.peerCommitAck);
-      if (input.theirAck < floor || input.theirAck > d.sentCount)
+      if (input.theirAck > d.sentCount)
+        throw new Behind(
+          `authenticate: the peer acknowledges ${input.theirAck} messages, we sent ${d.sentCount}: our state is behind (a restored database?)`,
+        );
+      if (input.theirAck < floor)
         throw new Violation(
           `authenticate: ack ${input.theirAck} is outside ${floor}..${d.sentCount}, the messages we sent and they acknowledged`,
         );
@@ -267,6 +284,63 @@ function fail(d: ChannelState, out: Output[], code: FailureCode, problem: string
   d.deferred = [];
   out.push({ type: "failed", code, problem });
   if (broadcast.tx !== "nothing") out.push({ type: "broadcast", broadcast });
+}
+
+/**
+ * DESIGN.md 6, data-loss protection: never our commitment (the peer may hold its revocation).
+ * Stop, and send `error` so that the peer closes with its latest commitment; the wallet sweeps
+ * our output from it. From `failed` (our broadcast was refused as revoked) no second `error`.
+ */
+function stopBehind(d: ChannelState, out: Output[], problem: string): void {
+  if (d.phase === "closed" || d.phase === "behind" || d.failure?.code === "DATA_LOSS") return;
+  if (d.phase !== "failed")
+    send(d, out, { kind: "error", problem: `data loss suspected, please close the channel: ${problem}` });
+  d.phase = "behind";
+  d.failure = { code: "DATA_LOSS", problem };
+  d.awaiting = undefined;
+  d.deferred = [];
+  out.push({ type: "behind", problem });
+}
+
+/**
+ * A stopped channel that is behind: on each new connection it asks the peer again to close, until
+ * the anchor is spent (then it is `failed`, code DATA_LOSS); the
+ * operator's force close broadcasts our commitment only if the signer still signs it (its policy
+ * refuses a revoked one, and the shell then returns the channel here).
+ */
+function onBehind(d: ChannelState, input: Input, out: Output[]): void {
+  switch (input.type) {
+    case "behind":
+      return stopBehind(d, out, input.problem);
+    case "reconnected":
+      if (d.phase === "behind")
+        send(d, out, {
+          kind: "error",
+          problem: `data loss suspected, please close the channel: ${need(d.failure).problem}`,
+        });
+      return;
+    case "chain":
+      if (input.event.kind === "block") d.chain = { height: input.event.height, time: input.event.time };
+      // The peer closed (or someone did): the anchor's spend is resolved on chain; the channel is
+      // over, its failure still DATA_LOSS, and no longer holds the peer's place for a new one.
+      if (input.event.kind === "anchor_spent" && !input.event.ours && d.phase === "behind")
+        d.phase = "failed";
+      return;
+    case "command": {
+      if (input.command.kind !== "force_close") {
+        out.push(rejected(input.command, "the channel is behind (data loss suspected)"));
+        return;
+      }
+      const broadcast = whatToBroadcast(d);
+      d.phase = "failed";
+      d.failure = { code: "OPERATOR", problem: "force close of a channel behind, requested by the operator" };
+      out.push({ type: "failed", code: "OPERATOR", problem: d.failure.problem });
+      if (broadcast.tx !== "nothing") out.push({ type: "broadcast", broadcast });
+      return;
+    }
+    default:
+      return;
+  }
 }
 
 /** Draft 6.3: nothing before the anchor can exist; a close we were offered; else our latest commitment. */
@@ -686,7 +760,11 @@ function receiveRemoval(
 
 function receiveCommit(d: ChannelState, pkt: PktOf<"update_commit">, out: Output[]): void {
   const ack = Number(pkt.ack ?? 0n);
-  if (ack < d.peerCommitAck || ack > d.sentCount)
+  if (ack > d.sentCount)
+    throw new Behind(
+      `update_commit: the peer signed with ack ${ack}, we sent ${d.sentCount}: our state is behind (a restored database?)`,
+    );
+  if (ack < d.peerCommitAck)
     throw new Violation(
       `update_commit: ack ${ack} is outside ${d.peerCommitAck}..${d.sentCount} (draft 1.2)`,
     );
@@ -728,6 +806,7 @@ function receiveCommit(d: ChannelState, pkt: PktOf<"update_commit">, out: Output
 
 function receiveRevocation(d: ChannelState, pkt: PktOf<"update_revocation">, out: Output[]): void {
   const pending = d.remotePending;
+  revocationAhead(d, pkt.revocationPreimage);
   if (!pending) throw new Violation("update_revocation without a commitment of ours to answer (draft 3.5)");
   const old = need(d.remoteCommit);
   if (!sha256(pkt.revocationPreimage).equals(buf(d.remoteRevocationHash.current)))
@@ -752,6 +831,24 @@ function receiveRevocation(d: ChannelState, pkt: PktOf<"update_revocation">, out
   d.remoteCommit = pending;
   d.remotePending = undefined;
   d.remoteRevocationHash = { current: d.remoteRevocationHash.next, next: hex(pkt.nextRevocationHash) };
+}
+
+/**
+ * A revocation proves the peer is past a state we know: it revokes the commitment after its
+ * current one (so it holds a later one from us), or it revokes its current one while we signed
+ * nothing newer (it answers an update_commit of ours that our state lost).
+ */
+function revocationAhead(d: ChannelState, preimage: Buffer): void {
+  const h = sha256(preimage);
+  const current = need(d.remoteCommit).number;
+  if (h.equals(buf(d.remoteRevocationHash.next)))
+    throw new Behind(
+      `update_revocation: the peer revokes its commitment ${current + 1n}, we know its commitments up to ${(d.remotePending ?? need(d.remoteCommit)).number}: our state is behind (a restored database?)`,
+    );
+  if (!d.remotePending && h.equals(buf(d.remoteRevocationHash.current)))
+    throw new Behind(
+      `update_revocation: the peer revokes its current commitment ${current} for one we have no record of signing: our state is behind (a restored database?)`,
+    );
 }
 
 // ---- closing (section 4)

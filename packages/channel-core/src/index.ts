@@ -6,6 +6,7 @@ export {
   step,
   unrevokedCommitments,
 } from "./channel.js";
+export { signerAhead, type SignerChannelStatus } from "./data-loss.js";
 export * from "./types.js";
 export * from "./views.js";
 export * from "./serialize.js";

@@ -57,7 +57,12 @@ export interface PeerTerms {
   anch: AnchorOffer;
 }
 
-export type Phase = "opening" | "normal" | "clearing" | "closed" | "failed";
+/**
+ * `behind`: our stored state is older than the peer's or the signer's (a restored database,
+ * DESIGN.md 6 "Data-loss protection"): the channel is stopped and never broadcasts its commitment;
+ * the peer closes with its latest one and the wallet sweeps our output from it.
+ */
+export type Phase = "opening" | "normal" | "clearing" | "closed" | "failed" | "behind";
 
 export interface OpeningProgress {
   sentOpenAnchor: boolean;
@@ -166,6 +171,11 @@ export type Input =
   /** A new transport connection authenticated, with the peer's `authenticate.ack`. */
   | { type: "reconnected"; theirAck: number }
   /**
+   * The shell found our state behind the signer's records (the signer revealed a preimage of or
+   * signed a commitment our state does not know, or refused our latest commitment as revoked).
+   */
+  | { type: "behind"; problem: string }
+  /**
    * Asks again for the signer request the state awaits (after a failed call or a restart), and
    * for the anchor's depth while the opening waits for it.
    */
@@ -185,7 +195,8 @@ export type FailureCode =
   | "TIMEOUT"
   | "HTLC_DEADLINE" // draft 3.1
   | "ANCHOR_SPENT" // draft 6.1
-  | "OPERATOR"; // force close
+  | "OPERATOR" // force close
+  | "DATA_LOSS"; // our state is behind the peer's or the signer's (phase "behind")
 
 export type Output =
   | { type: "send"; seq: number; pkt: Pkt }
@@ -203,6 +214,8 @@ export type Output =
   | { type: "opened" }
   | { type: "closed"; broadcast: Broadcast }
   | { type: "failed"; code: FailureCode; problem: string }
+  /** Data loss suspected: the channel stopped without broadcasting; `error` asks the peer to close. */
+  | { type: "behind"; problem: string }
   | { type: "command_rejected"; command: Command["kind"]; problem: string };
 
 export interface Step {

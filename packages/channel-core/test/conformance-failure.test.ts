@@ -118,9 +118,12 @@ describe("1.2 continuing on a new transport", () => {
     expectFailed(p.a, p.input(p.a, { type: "reconnected", theirAck: ack - 1 }));
   });
 
-  it("fails the connection when the peer acknowledges messages we never sent", () => {
+  it("stops as behind, broadcasting nothing, when the peer acknowledges messages we never sent (DESIGN.md 6)", () => {
     const p = fundedPair();
-    expectFailed(p.b, p.input(p.b, { type: "reconnected", theirAck: p.b.state.sentCount + 1 }));
+    const out = p.input(p.b, { type: "reconnected", theirAck: p.b.state.sentCount + 1 });
+    expect(out.filter((o) => o.type === "broadcast")).toEqual([]);
+    expect(out.filter((o) => o.type === "send" && o.pkt.kind === "error")).toHaveLength(1);
+    expect(p.b.state.phase).toBe("behind");
   });
 
   it("fails the connection when an update_commit's ack is lower than a previous one", () => {

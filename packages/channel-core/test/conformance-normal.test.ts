@@ -456,10 +456,12 @@ describe("3.5 update_revocation", () => {
     expect(p.a.log.some((o) => o.type === "revoked")).toBe(false);
   });
 
-  it("fails the connection on the preimage of a later commitment", () => {
+  it("stops as behind, broadcasting nothing, on the preimage of a later commitment (DESIGN.md 6: the peer holds a state we lost)", () => {
     const { p, rev } = revocationInFlight();
     p.wire.A.shift();
-    expectFailed(p.a, inject(p, p.a, { ...rev, revocationPreimage: p.b.signer.preimage(1n) }));
+    const out = inject(p, p.a, { ...rev, revocationPreimage: p.b.signer.preimage(1n) });
+    expect(out.filter((o) => o.type === "broadcast")).toEqual([]);
+    expect(p.a.state.phase).toBe("behind");
   });
 
   it("fails the connection on an update_revocation when no commitment of ours awaits one", () => {

@@ -27,7 +27,8 @@ export interface PeerInfo {
   port: number;
   connected: boolean;
 }
-export type ChannelPhase = "opening" | "normal" | "clearing" | "closed" | "failed";
+/** `behind`: data loss suspected (a restored database): see deploy/README.md, "Restoring". */
+export type ChannelPhase = "opening" | "normal" | "clearing" | "closed" | "failed" | "behind";
 export interface ChannelSummary {
   id: string;
   peerNodeId: string;

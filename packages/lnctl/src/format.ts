@@ -115,7 +115,7 @@ function channelPairs(c: ChannelSummary): Array<[string, string]> {
   return [
     ["channel", c.id],
     ["peer", c.peerNodeId],
-    ["phase", c.phase],
+    ["phase", c.phase === "behind" ? "behind (data loss suspected: see the restore runbook)" : c.phase],
     ["role", c.role],
     ["capacity", sat(c.capacitySat)],
     ["local balance", msat(c.localBalanceMsat)],

@@ -214,6 +214,17 @@ export interface RevealInvoiceRequest {
 export interface RevealInvoiceReply {
   r: Buffer;
 }
+export interface ChannelStatusRequest {
+  channel: number;
+}
+export interface ChannelStatusReply {
+  has_revealed: boolean;
+  highest_revealed: U64;
+  has_local_signed: boolean;
+  highest_local_signed: U64;
+  has_remote_signed: boolean;
+  highest_remote_signed: U64;
+}
 
 /** Every RPC: [request, reply]. */
 export interface SignerMethods {
@@ -233,6 +244,7 @@ export interface SignerMethods {
   SignSweep: [SignSweepRequest, SignaturesReply];
   InvoiceHash: [InvoiceHashRequest, InvoiceHashReply];
   RevealInvoice: [RevealInvoiceRequest, RevealInvoiceReply];
+  ChannelStatus: [ChannelStatusRequest, ChannelStatusReply];
 }
 export type SignerMethod = keyof SignerMethods;
 

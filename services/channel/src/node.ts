@@ -3,6 +3,7 @@ import { isBlocks, MAX_ANCHOR_SAT, type OutPoint, type Sat } from "@ln/bitcoin";
 import {
   ackFor,
   createChannel,
+  signerAhead,
   type ChannelState,
   type Command,
   type Input,
@@ -17,6 +18,7 @@ import { Ledger } from "./ledger.js";
 import { ChannelRunner, type EffectSink } from "./runner.js";
 import { fulfilledPreimages, grpcCoreSigner, recordPeerRevocation } from "./signer-adapter.js";
 import { ChainRequestError } from "./chain-requests.js";
+import { behindRefusal, signerStatus } from "./data-loss.js";
 import { parseOutputWatchId } from "./resolution.js";
 import { StoreError, type ChannelRow, type ChannelStore } from "./store.js";
 
@@ -133,6 +135,8 @@ export class ChannelNode {
   >();
   private readonly peerQueues = new Map<string, Promise<unknown>>();
   private readonly retries = new Map<string, { attempt: number; at: number; since: number }>();
+  /** Channels whose state was compared with the signer's records since this process started. */
+  private readonly signerChecked = new Set<string>();
   /** Incoming HTLCs we are settling (channel:id), so each is decided once. */
   private readonly settling = new Set<string>();
   private readonly subs: Subscription[] = [];
@@ -250,6 +254,12 @@ export class ChannelNode {
   /** Feeds one input to a channel, then settles incoming HTLCs; failures are retried with backoff. */
   async input(channelId: string, input: Input): Promise<Output[]> {
     try {
+      // A restored database: the signer's records show a later state than ours (DESIGN.md 6).
+      if (input.type === "resume" && !this.signerChecked.has(channelId)) {
+        const behind = await this.signerBehind(channelId);
+        this.signerChecked.add(channelId);
+        if (behind !== undefined) return await this.input(channelId, { type: "behind", problem: behind });
+      }
       const { state, outputs } = await this.runner.input(channelId, input);
       // Only a resume proves the awaited signer request was answered: another input succeeds
       // while merely deferred behind that request, and must not cancel the retry.
@@ -259,8 +269,14 @@ export class ChannelNode {
       if (outputs.length > 0 || input.type === "resume") void this.settleIncoming(channelId, state);
       return outputs;
     } catch (e) {
+      const refused = behindRefusal(e);
       if (e instanceof StoreError && e.code === "LEASE_NOT_HELD") this.held.delete(channelId);
-      else {
+      else if (refused !== undefined && input.type !== "behind") {
+        // The signer refuses our commitment (or the one we would revoke into) as revoked: our
+        // state is behind its records. Asking again cannot help; the channel stops.
+        this.retries.delete(channelId);
+        return this.input(channelId, { type: "behind", problem: `the signer refused: ${refused}` });
+      } else {
         this.noteFailure(channelId, e);
         // The state may have moved before an effect failed (the runner commits each step first).
         void this.settleIncoming(channelId);
@@ -530,6 +546,11 @@ export class ChannelNode {
       case "opened":
         this.o.log(`channel ${id}: open`);
         return;
+      case "behind":
+        this.o.log(
+          `ALERT channel ${id}: data loss suspected, our state is behind (${out.problem}). The channel is stopped and will never broadcast our commitment; the peer was asked to close with its latest one, and the wallet sweeps our output from it. See deploy/README.md, "Restoring from backups".`,
+        );
+        return;
       case "failed":
         this.o.log(`channel ${id}: failed (${out.code}): ${out.problem}`);
         if (await this.o.wallet.releaseAnchor(id))
@@ -659,6 +680,18 @@ export class ChannelNode {
     this.o.log(
       `ALERT channel ${id}: ${message(e)} (attempt ${attempt}, failing for ${down} s); retrying in ${delay / 1000} s`,
     );
+  }
+
+  /**
+   * Why the signer's records show a later state than the channel's, if they do. The signer's
+   * first: a step running meanwhile stores its state before it asks the signer, so the state read
+   * after is never behind the records read before (unless it was restored).
+   */
+  private async signerBehind(id: string): Promise<string | undefined> {
+    const status = await signerStatus(this.o.signer, this.signerChannel(id));
+    const state = await this.o.store.load(id);
+    if (!state?.localCommit || (state.phase !== "normal" && state.phase !== "clearing")) return undefined;
+    return signerAhead(state, status);
   }
 
   /**

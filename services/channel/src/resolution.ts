@@ -191,8 +191,14 @@ export class Resolver {
     });
     if (!inserted) return;
     const number = "number" in classified ? ` ${classified.number}` : "";
+    // Behind (a restored state): the peer's later commitment is unknown to us; our output in it
+    // pays our final key, as every to-other output of the channel does, and the wallet sweeps it.
+    const lost =
+      state.failure?.code === "DATA_LOSS" && classified.kind === "unknown"
+        ? " (a commitment of the peer our restored state does not know: its output to our final key is the wallet's)"
+        : "";
     this.o.log(
-      `channel ${channelId}: anchor spent by ${classified.kind.replace("_", " ")}${number} ${spendTxid} at height ${height}: ${claims.length} output(s) to claim, ${watched.length} watched`,
+      `channel ${channelId}: anchor spent by ${classified.kind.replace("_", " ")}${number} ${spendTxid} at height ${height}${lost}: ${claims.length} output(s) to claim, ${watched.length} watched`,
     );
     for (const claim of claims)
       if (claim.what !== "to_us")

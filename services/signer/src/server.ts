@@ -226,6 +226,17 @@ function handlers(s: SignerService): Handlers {
     WalletKey: (r) => ({ pubkey: s.walletKey(r.index) }),
     InvoiceHash: (r) => ({ r_hash: s.invoiceHash(r.index) }),
     RevealInvoice: async (r) => ({ r: await s.revealInvoice(r.index) }),
+    ChannelStatus: async (r) => {
+      const c = await s.channelStatus(r.channel);
+      return {
+        has_revealed: c.highestRevealed !== undefined,
+        highest_revealed: (c.highestRevealed ?? 0n).toString(),
+        has_local_signed: c.highestLocalSigned !== undefined,
+        highest_local_signed: (c.highestLocalSigned ?? 0n).toString(),
+        has_remote_signed: c.highestRemoteSigned !== undefined,
+        highest_remote_signed: (c.highestRemoteSigned ?? 0n).toString(),
+      };
+    },
     SignSweep: async (r) => {
       const sigs = await s.signSweep(
         r.channel,

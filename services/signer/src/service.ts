@@ -217,6 +217,23 @@ export class SignerService {
     return this.keys.wallet(index).pub;
   }
 
+  /**
+   * What this signer's records say of a channel (read-only): the channel service compares them
+   * with its own state at start, and stops a channel whose state is behind them (DESIGN.md 6).
+   */
+  async channelStatus(channel: number): Promise<{
+    highestRevealed: bigint | undefined;
+    highestLocalSigned: bigint | undefined;
+    highestRemoteSigned: bigint | undefined;
+  }> {
+    const c = await this.store.withChannel(channel, (s) => Promise.resolve(s.channel));
+    return {
+      highestRevealed: c.highestRevealed,
+      highestLocalSigned: c.highestLocalSigned,
+      highestRemoteSigned: c.highestRemoteSigned,
+    };
+  }
+
   async signWalletSpend(
     tx: Transaction,
     inputs: readonly { keyIndex: number; amount: Sat }[],

@@ -42,7 +42,8 @@ export interface PeerInfo {
   connected: boolean;
 }
 
-export type ChannelPhase = "opening" | "normal" | "clearing" | "closed" | "failed";
+/** `behind`: data loss suspected (a restored database); stopped, never broadcasting (DESIGN.md 6). */
+export type ChannelPhase = "opening" | "normal" | "clearing" | "closed" | "failed" | "behind";
 
 export interface ChannelSummary {
   id: string;

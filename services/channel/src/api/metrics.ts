@@ -54,7 +54,7 @@ export class RequestMetrics {
   }
 }
 
-const PHASES = ["opening", "normal", "clearing", "closed", "failed"] as const;
+const PHASES = ["opening", "normal", "clearing", "closed", "failed", "behind"] as const;
 const PAYMENT_STATUSES = ["pending", "succeeded", "failed"] as const;
 /** Label values read from the database are kept to this shape (they are enums in the code). */
 const LABEL = /^[a-z_]{1,32}$/;
@@ -74,7 +74,7 @@ export function registerNodeMetrics(
   const failed = (what: string, e: unknown): void => opts.onError?.(what, e);
   new Gauge({
     name: "channel_channels",
-    help: "Channels by phase (opening, normal, clearing, closed, failed).",
+    help: "Channels by phase (opening, normal, clearing, closed, failed, behind: data loss suspected).",
     labelNames: ["phase"] as const,
     registers,
     async collect() {

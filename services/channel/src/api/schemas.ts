@@ -68,6 +68,7 @@ const Phase = Type.Union([
   Type.Literal("clearing"),
   Type.Literal("closed"),
   Type.Literal("failed"),
+  Type.Literal("behind"),
 ]);
 
 const channelFields = {
