@@ -92,7 +92,7 @@ export class ChannelNodeBackend implements NodeBackend {
     if (balance.confirmedSat < req.fundingSat)
       throw new BackendError(
         "INSUFFICIENT_FUNDS",
-        `the wallet holds ${balance.confirmedSat} sat confirmed, less than ${req.fundingSat} sat plus fees; deposit to an address from GET /v1/wallet/address`,
+        `the wallet holds ${balance.confirmedSat} sat confirmed, less than ${req.fundingSat} sat plus fees; deposit to an address from POST /v1/wallet/address`,
       );
     const id = await named(this.o.node.open(req.nodeId, req.fundingSat));
     return this.summaryOf(id);

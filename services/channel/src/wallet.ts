@@ -88,7 +88,7 @@ export class WalletError extends Error {
   }
 }
 
-const DEPOSIT_HINT = "deposit to an address from GET /v1/wallet/address and wait for one confirmation";
+const DEPOSIT_HINT = "deposit to an address from POST /v1/wallet/address and wait for one confirmation";
 /** Bitcoin Core's dust threshold for the output types we pay (as DESIGN.md 5). */
 const DUST_SAT = 546n;
 
