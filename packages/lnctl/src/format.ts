@@ -243,7 +243,13 @@ export function formatWithdrawal(w: Withdrawal): string {
 export function formatTokens(list: TokenList): string {
   if (list.tokens.length === 0) return "no tokens\n";
   return table(
-    [{ header: "ID" }, { header: "LABEL" }, { header: "SCOPES" }, { header: "CREATED" }, { header: "REVOKED" }],
+    [
+      { header: "ID" },
+      { header: "LABEL" },
+      { header: "SCOPES" },
+      { header: "CREATED" },
+      { header: "REVOKED" },
+    ],
     list.tokens.map((t) => [t.id, clean(t.label), t.scopes.join(","), t.createdAt, t.revokedAt ?? "-"]),
   );
 }

@@ -178,7 +178,11 @@ const USAGE_ERRORS: Array<[argv: string[], message: RegExp, topic: string | unde
   [["wallet", "withdraw", "bcrt1qxyzxyzxyzxyzxyz"], /missing <sat>/, "wallet"],
   [["wallet", "withdraw", "short", "5"], /not a bitcoin address/, "wallet"],
   [["wallet", "withdraw", "bcrt1qxyzxyzxyzxyzxyz", "0"], /must be above 0/, "wallet"],
-  [["wallet", "withdraw", "bcrt1qxyzxyzxyzxyzxyz", "5", "--idempotency-key", "a b"], /--idempotency-key must be/, "wallet"],
+  [
+    ["wallet", "withdraw", "bcrt1qxyzxyzxyzxyzxyz", "5", "--idempotency-key", "a b"],
+    /--idempotency-key must be/,
+    "wallet",
+  ],
   [["wallet", "address", "--idempotency-key", "k"], /does not take --idempotency-key/, "wallet"],
   [["token"], /missing list or revoke/, "token"],
   [["token", "drop", "x"], /unknown subcommand "drop"/, "token"],

@@ -169,7 +169,8 @@ async function main(): Promise<void> {
       return r_hash.toString("hex");
     },
   });
-  if (cfg.adminToken !== undefined) await bootstrapAdminToken(new ApiStore(pool, cfg.databaseSchema), cfg.adminToken);
+  if (cfg.adminToken !== undefined)
+    await bootstrapAdminToken(new ApiStore(pool, cfg.databaseSchema), cfg.adminToken);
   let metricsErrorLoggedAt = 0;
   registerNodeMetrics(registry, {
     pool,

@@ -511,7 +511,9 @@ describe("token revocation", () => {
     expect((await get(t.token)).statusCode).toBe(200);
     const res = await revoke({ id: t.id });
     expect(res.statusCode).toBe(200);
-    expect(JSON.parse(res.body)).toEqual({ revoked: [{ id: t.id, label: "ci deploy", scopes: ["readonly"] }] });
+    expect(JSON.parse(res.body)).toEqual({
+      revoked: [{ id: t.id, label: "ci deploy", scopes: ["readonly"] }],
+    });
     const after = await get(t.token);
     expect(after.statusCode).toBe(401);
     expect(errorOf(after.body).code).toBe("UNAUTHENTICATED");
@@ -616,7 +618,9 @@ describe("audit log", () => {
     for (const r of ROUTES.filter((x) => x.method === "POST"))
       expect(routes, r.path).toContain(r.path.replace("{id}", ":id"));
     expect(rows.some((r) => r.status === 401 && r.token_id === null)).toBe(true);
-    expect(rows.some((r) => r.status === 201 && r.route === "/v1/payments" && r.token_id !== null)).toBe(true);
+    expect(rows.some((r) => r.status === 201 && r.route === "/v1/payments" && r.token_id !== null)).toBe(
+      true,
+    );
     for (const r of rows) {
       if (r.token_id !== null) expect(ids).toContain(r.token_id);
       expect(r.request_id).toMatch(UUID);
@@ -695,7 +699,11 @@ describe("audit log", () => {
       });
       expect(res.statusCode).toBe(200);
       expect(seen).toHaveLength(1);
-      expect(seen[0]).toMatchObject({ request_id: res.headers["x-request-id"], status: null, finished_at: null });
+      expect(seen[0]).toMatchObject({
+        request_id: res.headers["x-request-id"],
+        status: null,
+        finished_at: null,
+      });
       const [after] = await rowsOf("request_id = $1", [res.headers["x-request-id"]]);
       expect(after).toMatchObject({ id: seen[0]?.id, status: 200, outcome: null });
       expect(after?.finished_at).not.toBeNull();

@@ -264,7 +264,12 @@ export class ApiStore {
     route: string,
     requestHash: string,
   ): Promise<Exclude<IdempotencyClaim, { kind: "claimed" }> | undefined> {
-    const r = await this.pool.query<{ route: string; request_hash: string; status: number | null; response: unknown }>(
+    const r = await this.pool.query<{
+      route: string;
+      request_hash: string;
+      status: number | null;
+      response: unknown;
+    }>(
       `SELECT route, request_hash, status, response FROM ${this.t("api_idempotency")} WHERE token_id = $1 AND key = $2`,
       [tokenId, key],
     );

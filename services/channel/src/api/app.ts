@@ -563,18 +563,14 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
   );
 
   // It allocates a key and a permanent watch: never on a GET (a read-only token, a prefetch).
-  app.get(
-    "/v1/wallet/address",
-    { config: publicRoute, schema: { hide: true } },
-    async () => {
-      throw new ApiError(
-        405,
-        "METHOD_NOT_ALLOWED",
-        "a deposit address is allocated with POST /v1/wallet/address (address or admin scope)",
-        "POST",
-      );
-    },
-  );
+  app.get("/v1/wallet/address", { config: publicRoute, schema: { hide: true } }, async () => {
+    throw new ApiError(
+      405,
+      "METHOD_NOT_ALLOWED",
+      "a deposit address is allocated with POST /v1/wallet/address (address or admin scope)",
+      "POST",
+    );
+  });
 
   app.get(
     "/v1/wallet/balance",

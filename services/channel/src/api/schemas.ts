@@ -158,8 +158,7 @@ export const IdempotencyHeaders = Type.Object({
     minLength: 1,
     maxLength: 255,
     pattern: "^[\\x21-\\x7e]+$",
-    description:
-      "a fresh key per payment or withdrawal; a retry with the same key returns the first result",
+    description: "a fresh key per payment or withdrawal; a retry with the same key returns the first result",
   }),
 });
 export const Payment = Type.Object({
@@ -208,7 +207,9 @@ export const RevokeTokenBody = Type.Union(
   { description: "the token's id, or a label: every live token with that label is revoked" },
 );
 export const RevokedTokens = Type.Object({
-  revoked: Type.Array(Type.Object({ id: Type.String(), label: Type.String(), scopes: Type.Array(ScopeName) })),
+  revoked: Type.Array(
+    Type.Object({ id: Type.String(), label: Type.String(), scopes: Type.Array(ScopeName) }),
+  ),
 });
 
 /** Every route declares the error shape for 4xx and 5xx alongside its success response. */
