@@ -66,6 +66,9 @@ export type IdempotencyClaim =
   | { kind: "in_progress" }
   | { kind: "mismatch" };
 
+/** A pool or one client of it (inside a transaction). */
+type Queryable = Pick<pg.ClientBase, "query">;
+
 export const hashToken = (token: string): string => createHash("sha256").update(token, "utf8").digest("hex");
 
 const isScope = (s: string): s is Scope => (SCOPES as readonly string[]).includes(s);
@@ -222,31 +225,21 @@ export class ApiStore {
     route: string,
     requestHash: string,
   ): Promise<IdempotencyClaim> {
-    const ins = await this.pool.query(
-      `INSERT INTO ${this.t("api_idempotency")} (token_id, key, route, request_hash)
-       VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-      [tokenId, key, route, requestHash],
-    );
-    if (ins.rowCount === 1) return { kind: "claimed" };
-    const r = await this.pool.query<{
-      route: string;
-      request_hash: string;
-      status: number | null;
-      response: unknown;
-    }>(
-      `SELECT route, request_hash, status, response FROM ${this.t("api_idempotency")} WHERE token_id = $1 AND key = $2`,
-      [tokenId, key],
-    );
-    const row = r.rows[0];
-    // Released between our insert and select: let the caller retry.
-    if (!row) return { kind: "in_progress" };
-    if (row.route !== route || row.request_hash !== requestHash) return { kind: "mismatch" };
-    if (row.status === null) return { kind: "in_progress" };
-    return { kind: "done", status: row.status, response: row.response };
+    if (await this.claimIdempotencyIn(this.pool, tokenId, key, route, requestHash))
+      return { kind: "claimed" };
+    // Undefined: released between our insert and this read; let the caller retry.
+    return (await this.idempotentResult(tokenId, key, route, requestHash)) ?? { kind: "in_progress" };
   }
 
-  async completeIdempotency(tokenId: string, key: string, status: number, response: unknown): Promise<void> {
-    await this.pool.query(
+  /** Stores the result of a claimed key (inside the claim's transaction `q`, if it has one). */
+  async completeIdempotency(
+    tokenId: string,
+    key: string,
+    status: number,
+    response: unknown,
+    q: Queryable = this.pool,
+  ): Promise<void> {
+    await q.query(
       `UPDATE ${this.t("api_idempotency")} SET status = $3, response = $4, completed_at = now()
         WHERE token_id = $1 AND key = $2`,
       [tokenId, key, status, JSON.stringify(response)],
@@ -286,7 +279,7 @@ export class ApiStore {
    * holding the same key is waited for (the primary key's uniqueness check).
    */
   async claimIdempotencyIn(
-    c: pg.ClientBase,
+    c: Queryable,
     tokenId: string,
     key: string,
     route: string,
@@ -298,21 +291,6 @@ export class ApiStore {
       [tokenId, key, route, requestHash],
     );
     return ins.rowCount === 1;
-  }
-
-  /** Stores the result of a key claimed in the same transaction `c`. */
-  async completeIdempotencyIn(
-    c: pg.ClientBase,
-    tokenId: string,
-    key: string,
-    status: number,
-    response: unknown,
-  ): Promise<void> {
-    await c.query(
-      `UPDATE ${this.t("api_idempotency")} SET status = $3, response = $4, completed_at = now()
-        WHERE token_id = $1 AND key = $2`,
-      [tokenId, key, status, JSON.stringify(response)],
-    );
   }
 
   /** Forgets a claim whose call certainly did nothing, so the key can be used again. */

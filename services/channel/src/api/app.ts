@@ -454,18 +454,7 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
       if (!token) throw new ApiError(401, "UNAUTHENTICATED", "missing bearer token");
       const key = req.headers["idempotency-key"];
       const claim = await store.claimIdempotency(token.id, key, PAY_ROUTE, requestHash(req.body));
-      if (claim.kind === "mismatch")
-        throw new ApiError(
-          422,
-          "IDEMPOTENCY_KEY_REUSED",
-          "this Idempotency-Key was used for a different request; use a fresh key for a new payment",
-        );
-      if (claim.kind === "in_progress")
-        throw new ApiError(
-          409,
-          "IDEMPOTENCY_IN_PROGRESS",
-          "a request with this Idempotency-Key is still running; retry the same request shortly",
-        );
+      if (claim.kind === "mismatch" || claim.kind === "in_progress") throw keyRefused(claim.kind, "payment");
       if (claim.kind === "done") {
         void reply.header("idempotent-replayed", "true");
         const stored = claim.response as StoredResult;
@@ -607,18 +596,7 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
       const key = req.headers["idempotency-key"];
       const hash = requestHash(req.body);
       const replay = (found: Awaited<ReturnType<ApiStore["idempotentResult"]>>): WithdrawalJson => {
-        if (found?.kind === "mismatch")
-          throw new ApiError(
-            422,
-            "IDEMPOTENCY_KEY_REUSED",
-            "this Idempotency-Key was used for a different request; use a fresh key for a new withdrawal",
-          );
-        if (found?.kind !== "done")
-          throw new ApiError(
-            409,
-            "IDEMPOTENCY_IN_PROGRESS",
-            "a request with this Idempotency-Key is still running; retry the same request shortly",
-          );
+        if (found?.kind !== "done") throw keyRefused(found?.kind ?? "in_progress", "withdrawal");
         void reply.header("idempotent-replayed", "true");
         return found.response as WithdrawalJson;
       };
@@ -638,7 +616,7 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
               taken = !(await store.claimIdempotencyIn(tx, token.id, key, WITHDRAW_ROUTE, hash));
               if (taken) throw new ApiError(409, "IDEMPOTENCY_IN_PROGRESS", "the key is bound already");
             },
-            complete: (tx, txid) => store.completeIdempotencyIn(tx, token.id, key, 200, result(txid)),
+            complete: (tx, txid) => store.completeIdempotency(token.id, key, 200, result(txid), tx),
           },
         );
         return result(w.txid);
@@ -689,6 +667,21 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
     },
   );
 };
+
+/** An Idempotency-Key bound to another request (422), or to one still running (409). */
+function keyRefused(kind: "mismatch" | "in_progress", what: string): ApiError {
+  return kind === "mismatch"
+    ? new ApiError(
+        422,
+        "IDEMPOTENCY_KEY_REUSED",
+        `this Idempotency-Key was used for a different request; use a fresh key for a new ${what}`,
+      )
+    : new ApiError(
+        409,
+        "IDEMPOTENCY_IN_PROGRESS",
+        "a request with this Idempotency-Key is still running; retry the same request shortly",
+      );
+}
 
 /** A copy of a request body for the audit log, every secret-looking field replaced. */
 function redact(v: unknown): unknown {
