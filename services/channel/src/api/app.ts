@@ -150,7 +150,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   // Every mutating call is written to the audit log before it acts (after authentication and
   // validation); if the row cannot be written, the call does not happen.
   app.addHook("preHandler", async (req) => {
-    if (!MUTATING.has(req.method) || accessOf(req) === "public") return;
+    if (!MUTATING.has(req.method)) return;
     try {
       audited.set(req, await store.auditStart(auditEntry(req)));
     } catch (e) {
