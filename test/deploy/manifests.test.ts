@@ -198,13 +198,19 @@ function selects(sel: LabelSelector, labels: Record<string, string>): boolean {
 const SERVICES = ["ln-signer", "ln-channel", "ln-peer", "ln-watchtower"] as const;
 /**
  * The services whose /metrics, /healthz and /readyz are on a separate plain-HTTP ops port (the
- * container port "ops", <PREFIX>_OPS_LISTEN); the channel service serves them on its control API.
+ * container port "ops", <PREFIX>_OPS_LISTEN): all of them; the channel service's control API
+ * port has no /metrics.
  */
-const OPS_SERVICES = { "ln-signer": "SIGNER", "ln-peer": "PEER", "ln-watchtower": "WATCHTOWER" } as const;
+const OPS_SERVICES = {
+  "ln-signer": "SIGNER",
+  "ln-channel": "CHANNEL",
+  "ln-peer": "PEER",
+  "ln-watchtower": "WATCHTOWER",
+} as const;
 /** The port each service serves /metrics on: the setting that holds it. */
 const METRICS_LISTEN: Record<(typeof SERVICES)[number], string> = {
   "ln-signer": "SIGNER_OPS_LISTEN",
-  "ln-channel": "CHANNEL_API_LISTEN",
+  "ln-channel": "CHANNEL_OPS_LISTEN",
   "ln-peer": "PEER_OPS_LISTEN",
   "ln-watchtower": "WATCHTOWER_OPS_LISTEN",
 };
@@ -712,16 +718,7 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
 
   it("probes point at the ports the services listen on", () => {
     const o = objs();
-    const channel = mainContainer(o, "ln-channel");
-    expect(channel.readinessProbe?.httpGet?.path).toBe("/readyz");
-    expect(channel.livenessProbe?.httpGet?.path).toBe("/healthz");
-    expect(containerPort(channel, channel.readinessProbe?.httpGet?.port)).toBe(
-      listenPort(o, channel, "CHANNEL_API_LISTEN"),
-    );
-    expect(containerPort(channel, channel.livenessProbe?.httpGet?.port)).toBe(
-      listenPort(o, channel, "CHANNEL_API_LISTEN"),
-    );
-    // Signer, peer and watchtower: HTTP probes on the ops port, <PREFIX>_OPS_LISTEN.
+    // Every service: HTTP probes on the ops port, <PREFIX>_OPS_LISTEN.
     for (const [name, prefix] of Object.entries(OPS_SERVICES)) {
       const c = mainContainer(o, name);
       const setting = `${prefix}_OPS_LISTEN`;
@@ -730,9 +727,10 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
       // The kubelet probes the pod's address: a loopback-only listener would fail every probe.
       expect(containerEnv(o, c)[setting], setting).toMatch(/^(0\.0\.0\.0|\[::\]):\d+$/);
       expect(c.ports?.find((p) => p.name === "ops")?.containerPort, name).toBe(ops);
-      expect(ops, `${name}: the ops port is not the service's own listener`).not.toBe(
-        listenPort(o, c, `${prefix}_LISTEN`),
-      );
+      for (const own of [`${prefix}_LISTEN`, `${prefix}_API_LISTEN`])
+        expect(ops, `${name}: the ops port is not the service's own listener ${own}`).not.toBe(
+          listenPort(o, c, own),
+        );
       const probes = { readinessProbe: "/readyz", livenessProbe: "/healthz", startupProbe: "/healthz" };
       for (const [kind, path] of Object.entries(probes)) {
         const probe = c[kind as keyof typeof probes];

@@ -3,6 +3,7 @@
  * (@ln/lnctl), with the shorter call shapes the scenarios use. Amounts stay decimal strings as on
  * the wire; a refused request is lnctl's `ApiClientError` (status, code, message, request id).
  */
+import { randomUUID } from "node:crypto";
 import { ApiClientError, LnClient, type Locktime } from "@ln/lnctl";
 import type {
   ChannelDetail,
@@ -91,7 +92,8 @@ export class LabApi {
   walletBalance(): Promise<WalletBalance> {
     return this.#api.walletBalance();
   }
-  withdraw(address: string, amountSat: bigint): Promise<Withdrawal> {
-    return this.#api.withdraw({ address, amountSat });
+  /** A fresh idempotency key unless one is given (a retry with it withdraws once). */
+  withdraw(address: string, amountSat: bigint, idempotencyKey: string = randomUUID()): Promise<Withdrawal> {
+    return this.#api.withdraw({ address, amountSat }, idempotencyKey);
   }
 }

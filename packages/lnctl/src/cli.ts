@@ -41,7 +41,9 @@ export type Command =
   | { name: "payment"; id: string }
   | { name: "wallet address" }
   | { name: "wallet balance" }
-  | { name: "wallet withdraw"; address: string; amountSat: bigint };
+  | { name: "wallet withdraw"; address: string; amountSat: bigint; idempotencyKey: string | undefined }
+  | { name: "token list" }
+  | { name: "token revoke"; target: { id: string } | { label: string } };
 
 export interface Globals {
   url: string | undefined;
@@ -109,8 +111,25 @@ export const COMMANDS: Readonly<Record<string, Spec>> = {
   },
   payment: { usage: "lnctl payment <id>", summary: "one payment and its outcome" },
   wallet: {
-    usage: "lnctl wallet address | lnctl wallet balance | lnctl wallet withdraw <address> <sat>",
-    summary: "on-chain wallet: a fresh deposit address, the balance, or send <sat> out (withdraw: admin)",
+    usage:
+      "lnctl wallet address | lnctl wallet balance | lnctl wallet withdraw <address> <sat> [--idempotency-key <key>]",
+    summary:
+      "on-chain wallet: a new deposit address (address or admin), the balance, or send <sat> out (admin)",
+    options: ["idempotency-key"],
+    details: [
+      "address allocates a new wallet key, watched on chain for good (POST /v1/wallet/address).",
+      "withdraw: without --idempotency-key a random key is used and printed to stderr with the command",
+      "that retries this exact withdrawal: a retry with the same key and arguments withdraws at most once.",
+    ].join("\n"),
+  },
+  token: {
+    usage: "lnctl token list | lnctl token revoke <id|label>",
+    summary: "API tokens: list them, or revoke one by id or every live one with a label (admin)",
+    details: [
+      "An argument shaped as a token id (a UUID) revokes that token; anything else revokes every live",
+      "token with that label. A revoked token is refused (401) from the next request on.",
+      "The token bootstrapped from CHANNEL_ADMIN_TOKEN is labelled 'admin (CHANNEL_ADMIN_TOKEN)'.",
+    ].join("\n"),
   },
   help: { usage: "lnctl help [<command>]", summary: "this help, or one command's" },
 };
@@ -200,6 +219,15 @@ export function parseNodeId(s: string): string {
       `node id must be a compressed public key: 66 hex characters starting 02 or 03, got ${JSON.stringify(s)}`,
     );
   return s.toLowerCase();
+}
+
+/** Token ids are UUIDs (ApiStore.createToken). */
+const TOKEN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function parseIdempotencyKey(key: string | undefined): string | undefined {
+  if (key !== undefined && !/^[\x21-\x7e]{1,255}$/.test(key))
+    throw new UsageError("--idempotency-key must be 1-255 printable ASCII characters without spaces");
+  return key;
 }
 
 function parseChannelId(s: string): string {
@@ -376,16 +404,13 @@ function parseCommand(
                   ? DEFAULT_EXPIRY_BLOCKS
                   : parseIntArg(o["expiry-blocks"], "--expiry-blocks", 1, MAX_RELATIVE_BLOCKS),
             };
-      const key = o["idempotency-key"];
-      if (key !== undefined && !/^[\x21-\x7e]{1,255}$/.test(key))
-        throw new UsageError("--idempotency-key must be 1-255 printable ASCII characters without spaces");
       return {
         name,
         channelId: parseChannelId(channelId ?? ""),
         rHash: parseHash(rHash ?? ""),
         amountMsat,
         expiry,
-        idempotencyKey: key,
+        idempotencyKey: parseIdempotencyKey(o["idempotency-key"]),
       };
     }
     case "payments": {
@@ -403,6 +428,8 @@ function parseCommand(
         case "address":
         case "balance":
           positionals(`wallet ${sub}`, more, []);
+          if (o["idempotency-key"] !== undefined)
+            throw new UsageError(`wallet ${sub} does not take --idempotency-key`);
           return { name: `wallet ${sub}` };
         case "withdraw": {
           const [address, amount] = positionals("wallet withdraw", more, ["address", "sat"]);
@@ -411,12 +438,35 @@ function parseCommand(
             throw new UsageError(`not a bitcoin address: ${JSON.stringify(a)}`);
           const amountSat = parseAmount(amount ?? "", "the amount <sat>");
           if (amountSat === 0n) throw new UsageError("the amount <sat> must be above 0");
-          return { name: "wallet withdraw", address: a, amountSat };
+          return {
+            name: "wallet withdraw",
+            address: a,
+            amountSat,
+            idempotencyKey: parseIdempotencyKey(o["idempotency-key"]),
+          };
         }
         case undefined:
           throw new UsageError("wallet: missing address, balance or withdraw");
         default:
           throw new UsageError(`wallet: unknown subcommand ${JSON.stringify(sub)}`);
+      }
+    }
+    case "token": {
+      const [sub, ...more] = args;
+      switch (sub) {
+        case "list":
+          positionals("token list", more, []);
+          return { name: "token list" };
+        case "revoke": {
+          const [t] = positionals("token revoke", more, ["id|label"]);
+          const v = t ?? "";
+          if (v === "" || v.length > 200) throw new UsageError("token revoke: give a token id or a label");
+          return { name: "token revoke", target: TOKEN_ID.test(v) ? { id: v.toLowerCase() } : { label: v } };
+        }
+        case undefined:
+          throw new UsageError("token: missing list or revoke");
+        default:
+          throw new UsageError(`token: unknown subcommand ${JSON.stringify(sub)}`);
       }
     }
     default:
@@ -556,7 +606,20 @@ async function execute(client: LnClient, c: Command, asJson: boolean, stderr: Wr
       return show(await client.walletAddress(), F.formatAddress);
     case "wallet balance":
       return show(await client.walletBalance(), F.formatBalance);
-    case "wallet withdraw":
-      return show(await client.withdraw({ address: c.address, amountSat: c.amountSat }), F.formatWithdrawal);
+    case "wallet withdraw": {
+      const key = c.idempotencyKey ?? randomUUID();
+      if (c.idempotencyKey === undefined) stderr.write(`idempotency key: ${key}\n`);
+      stderr.write(
+        `to retry this withdrawal without withdrawing twice: lnctl wallet withdraw ${c.address} ${c.amountSat} --idempotency-key ${key}\n`,
+      );
+      const r = await client.withdrawWithReplay({ address: c.address, amountSat: c.amountSat }, key);
+      if (r.replayed && !asJson)
+        stderr.write("this idempotency key was used before: showing that withdrawal; nothing new was sent\n");
+      return show(r.withdrawal, F.formatWithdrawal);
+    }
+    case "token list":
+      return show(await client.listTokens(), F.formatTokens);
+    case "token revoke":
+      return show(await client.revokeTokens(c.target), F.formatRevoked);
   }
 }

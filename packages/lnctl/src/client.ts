@@ -109,6 +109,21 @@ export interface Withdrawal {
   address: string;
   amountSat: string;
 }
+export type Scope = "admin" | "readonly" | "invoice" | "address";
+export interface TokenRecord {
+  id: string;
+  label: string;
+  scopes: Scope[];
+  /** ISO 8601 */
+  createdAt: string;
+  revokedAt: string | null;
+}
+export interface TokenList {
+  tokens: TokenRecord[];
+}
+export interface RevokedTokens {
+  revoked: Array<{ id: string; label: string; scopes: Scope[] }>;
+}
 
 /** The API answered with an error (4xx/5xx): its code, message and request id. */
 export class ApiClientError extends Error {
@@ -326,17 +341,37 @@ export class LnClient {
   getPayment(id: string): Promise<Payment> {
     return this.request("GET", `/v1/payments/${seg(id)}`);
   }
+  /** Allocates a new deposit address (a wallet key, watched for good): address or admin scope. */
   walletAddress(): Promise<WalletAddress> {
-    return this.request("GET", "/v1/wallet/address");
+    return this.request("POST", "/v1/wallet/address");
   }
   walletBalance(): Promise<WalletBalance> {
     return this.request("GET", "/v1/wallet/balance");
   }
-  withdraw(req: { address: string; amountSat: bigint }): Promise<Withdrawal> {
-    return this.request("POST", "/v1/wallet/withdraw", {
-      address: req.address,
-      amountSat: req.amountSat.toString(),
-    });
+  /** A retry with the same idempotency key and body returns the first result and withdraws once. */
+  async withdraw(req: { address: string; amountSat: bigint }, idempotencyKey: string): Promise<Withdrawal> {
+    return (await this.withdrawWithReplay(req, idempotencyKey)).withdrawal;
+  }
+  /** As `withdraw`, also telling whether the reply is a replay of an earlier request with this key. */
+  async withdrawWithReplay(
+    req: { address: string; amountSat: bigint },
+    idempotencyKey: string,
+  ): Promise<{ withdrawal: Withdrawal; replayed: boolean }> {
+    const r = await this.send<Withdrawal>(
+      "POST",
+      "/v1/wallet/withdraw",
+      { address: req.address, amountSat: req.amountSat.toString() },
+      { "idempotency-key": idempotencyKey },
+    );
+    return { withdrawal: r.body, replayed: r.headers.get("idempotent-replayed") === "true" };
+  }
+  /** Every API token: ids, labels, scopes, dates (admin). */
+  listTokens(): Promise<TokenList> {
+    return this.request("GET", "/v1/tokens");
+  }
+  /** Revokes the token with this id, or every live token with this label (admin). */
+  revokeTokens(which: { id: string } | { label: string }): Promise<RevokedTokens> {
+    return this.request("POST", "/v1/tokens/revoke", which);
   }
 }
 

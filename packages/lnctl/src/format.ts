@@ -8,6 +8,8 @@ import type {
   Payment,
   PaymentList,
   PeerInfo,
+  RevokedTokens,
+  TokenList,
   WalletAddress,
   WalletBalance,
   Withdrawal,
@@ -236,4 +238,22 @@ export function formatWithdrawal(w: Withdrawal): string {
     ["address", w.address],
     ["amount", sat(w.amountSat)],
   ]);
+}
+
+export function formatTokens(list: TokenList): string {
+  if (list.tokens.length === 0) return "no tokens\n";
+  return table(
+    [
+      { header: "ID" },
+      { header: "LABEL" },
+      { header: "SCOPES" },
+      { header: "CREATED" },
+      { header: "REVOKED" },
+    ],
+    list.tokens.map((t) => [t.id, clean(t.label), t.scopes.join(","), t.createdAt, t.revokedAt ?? "-"]),
+  );
+}
+
+export function formatRevoked(r: RevokedTokens): string {
+  return r.revoked.map((t) => `revoked ${t.id} (${clean(t.label)}; ${t.scopes.join(",")})\n`).join("");
 }

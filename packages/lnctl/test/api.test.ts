@@ -27,13 +27,13 @@ const schema = `lnctl_test_${randomBytes(6).toString("hex")}`;
 let app: Awaited<ReturnType<typeof buildApi>>;
 let backend: MemoryBackend;
 let url = "";
-const tokens = { admin: "", readonly: "", invoice: "" };
+const tokens = { admin: "", readonly: "", invoice: "", address: "" };
 
 beforeAll(async () => {
-  backend = new MemoryBackend();
+  backend = new MemoryBackend({ pool });
   app = await buildApi({ pool, schema, backend });
   const store = new ApiStore(pool, schema);
-  for (const s of ["admin", "readonly", "invoice"] as const)
+  for (const s of ["admin", "readonly", "invoice", "address"] as const)
     tokens[s] = (await store.createToken(`lnctl ${s}`, [s])).token;
   await app.listen({ host: "127.0.0.1", port: 0 });
   url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
@@ -202,10 +202,15 @@ describe("lnctl against the control API", () => {
     expect(fc.phase).toBe("closed");
   });
 
-  it("wallet address, balance, withdraw", async () => {
+  it("wallet address (POST, address scope), balance, withdraw", async () => {
     const a = await cli(["wallet", "address"]);
     expect(a.code).toBe(0);
     expect(a.stdout).toMatch(/^bcrt1q[0-9a-f]{40}\n$/);
+    expect((await cli(["wallet", "address"], tokens.address)).code).toBe(0);
+    const ro = await cli(["wallet", "address"], tokens.readonly);
+    expect(ro.code).toBe(EXIT.api);
+    expect(ro.stderr).toMatch(/^error: FORBIDDEN \(HTTP 403\)/);
+    expect(backend.count("walletAddress")).toBe(2);
     const b = await cli(["wallet", "balance"]);
     expect(b.stdout).toBe("confirmed:    9,000,000 sat\nunconfirmed:  0 sat\n");
     const w = await cli(["wallet", "withdraw", a.stdout.trim(), "500000"]);
@@ -214,6 +219,60 @@ describe("lnctl against the control API", () => {
       /^txid:\s+[0-9a-f]{64}\naddress:\s+bcrt1q[0-9a-f]{40}\namount:\s+500,000 sat\n$/,
     );
     expect(await okJson(["wallet", "balance"])).toEqual({ confirmedSat: "8500000", unconfirmedSat: "0" });
+  });
+
+  it("wallet withdraw: a key per invocation, printed with the retry command; a retry withdraws once", async () => {
+    const before = backend.count("withdraw");
+    const to = `bcrt1q${"9".repeat(38)}`;
+    const first = await cli(["wallet", "withdraw", to, "1000", "--json"]);
+    expect(first.code).toBe(0);
+    const key = /^idempotency key: ([0-9a-f-]{36})$/m.exec(first.stderr)?.[1];
+    expect(key).toBeDefined();
+    const retry = /^to retry this withdrawal without withdrawing twice: lnctl (.*)$/m.exec(first.stderr)?.[1];
+    expect(retry).toBe(`wallet withdraw ${to} 1000 --idempotency-key ${key}`);
+    const again = await cli([...(retry ?? "").split(" "), "--json"]);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toEqual(JSON.parse(first.stdout));
+    const human = await cli((retry ?? "").split(" "));
+    expect(human.stderr).toContain("this idempotency key was used before");
+    expect(backend.count("withdraw") - before).toBe(1);
+    // Another invocation without a key is another withdrawal.
+    expect((await cli(["wallet", "withdraw", to, "1000"])).code).toBe(0);
+    expect(backend.count("withdraw") - before).toBe(2);
+    // The same key with another amount is refused.
+    const other = await cli(["wallet", "withdraw", to, "2000", "--idempotency-key", key ?? ""]);
+    expect(other.code).toBe(EXIT.api);
+    expect(other.stderr).toMatch(/^error: IDEMPOTENCY_KEY_REUSED \(HTTP 422\)/m);
+    expect(backend.count("withdraw") - before).toBe(2);
+  });
+
+  it("token list and token revoke by id or label: the revoked token is refused at once", async () => {
+    const store = new ApiStore(pool, schema);
+    const a = await store.createToken("cashier", ["invoice"]);
+    const b = await store.createToken("cashier", ["invoice"]);
+    const c = await store.createToken("auditor", ["readonly"]);
+    const list = await cli(["token", "list"]);
+    expect(list.code).toBe(0);
+    expect(list.stdout.split("\n")[0]).toMatch(/^ID\s+LABEL\s+SCOPES\s+CREATED\s+REVOKED/);
+    expect(list.stdout).toMatch(new RegExp(`${c.id}\\s+auditor\\s+readonly\\s+\\S+\\s+-`));
+    for (const t of [a, b, c]) expect(list.stdout).not.toContain(t.token);
+
+    const byId = await cli(["token", "revoke", c.id]);
+    expect(byId).toMatchObject({ code: 0, stderr: "" });
+    expect(byId.stdout).toBe(`revoked ${c.id} (auditor; readonly)\n`);
+    const refused = await cli(["info"], c.token);
+    expect(refused.code).toBe(EXIT.api);
+    expect(refused.stderr).toMatch(/^error: UNAUTHENTICATED \(HTTP 401\)/);
+
+    const byLabel = await okJson<{ revoked: { id: string }[] }>(["token", "revoke", "cashier"]);
+    expect(byLabel.revoked.map((r) => r.id).sort()).toEqual([a.id, b.id].sort());
+    for (const t of [a, b]) expect((await cli(["info"], t.token)).code).toBe(EXIT.api);
+
+    const none = await cli(["token", "revoke", "cashier"]);
+    expect(none.code).toBe(EXIT.api);
+    expect(none.stderr).toMatch(/^error: NOT_FOUND \(HTTP 404\)/);
+    const notAdmin = await cli(["token", "revoke", "cashier"], tokens.invoice);
+    expect(notAdmin.stderr).toMatch(/^error: FORBIDDEN \(HTTP 403\)/);
   });
 
   it("a wrong token: exit 1 with UNAUTHENTICATED; a readonly token on an admin route: FORBIDDEN", async () => {
@@ -226,7 +285,7 @@ describe("lnctl against the control API", () => {
     expect(r.stderr + r.stdout).not.toContain(wrong);
     const ro = await cli(["wallet", "withdraw", "bcrt1qxyzxyzxyzxyzxyz", "1"], tokens.readonly);
     expect(ro.code).toBe(EXIT.api);
-    expect(ro.stderr).toMatch(/^error: FORBIDDEN \(HTTP 403\)/);
+    expect(ro.stderr).toMatch(/^error: FORBIDDEN \(HTTP 403\)/m);
     expect(ro.stderr).not.toContain(tokens.readonly);
   });
 

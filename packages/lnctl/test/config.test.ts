@@ -130,6 +130,7 @@ describe("config precedence: flag > env > file", () => {
     );
     expect(r).toEqual({ code: 0, stdout: "bcrt1qaddr\n", stderr: "" });
     expect(f.calls[0]?.url).toBe("http://file:1/v1/wallet/address");
+    expect(f.calls[0]?.init.method).toBe("POST");
     expect(new Headers(f.calls[0]?.init.headers).get("authorization")).toBe("Bearer flag-token");
     const missing = await lnctl(["info"], { HOME }, { readFile: files({}) });
     expect(missing.code).toBe(2);

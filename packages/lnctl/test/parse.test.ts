@@ -65,6 +65,21 @@ describe("parseCommandLine: valid command lines", () => {
       name: "wallet withdraw",
       address: "bcrt1qxyzxyzxyzxyzxyz",
       amountSat: 5000n,
+      idempotencyKey: undefined,
+    });
+    expect(ok(["wallet", "withdraw", "bcrt1qxyzxyzxyzxyzxyz", "5000", "--idempotency-key", "w-1"])).toEqual({
+      name: "wallet withdraw",
+      address: "bcrt1qxyzxyzxyzxyzxyz",
+      amountSat: 5000n,
+      idempotencyKey: "w-1",
+    });
+    expect(ok(["token", "list"])).toEqual({ name: "token list" });
+    const id = "0b9c4c39-6b0e-4f3e-9a43-5d0d2b7a9f10";
+    expect(ok(["token", "revoke", id])).toEqual({ name: "token revoke", target: { id } });
+    expect(ok(["token", "revoke", id.toUpperCase()])).toEqual({ name: "token revoke", target: { id } });
+    expect(ok(["token", "revoke", "shop frontend"])).toEqual({
+      name: "token revoke",
+      target: { label: "shop frontend" },
     });
     expect(ok(["help"])).toEqual({ name: "help", topic: undefined });
     expect(ok(["help", "pay"])).toEqual({ name: "help", topic: "pay" });
@@ -163,6 +178,17 @@ const USAGE_ERRORS: Array<[argv: string[], message: RegExp, topic: string | unde
   [["wallet", "withdraw", "bcrt1qxyzxyzxyzxyzxyz"], /missing <sat>/, "wallet"],
   [["wallet", "withdraw", "short", "5"], /not a bitcoin address/, "wallet"],
   [["wallet", "withdraw", "bcrt1qxyzxyzxyzxyzxyz", "0"], /must be above 0/, "wallet"],
+  [
+    ["wallet", "withdraw", "bcrt1qxyzxyzxyzxyzxyz", "5", "--idempotency-key", "a b"],
+    /--idempotency-key must be/,
+    "wallet",
+  ],
+  [["wallet", "address", "--idempotency-key", "k"], /does not take --idempotency-key/, "wallet"],
+  [["token"], /missing list or revoke/, "token"],
+  [["token", "drop", "x"], /unknown subcommand "drop"/, "token"],
+  [["token", "revoke"], /missing <id\|label>/, "token"],
+  [["token", "list", "x"], /unexpected argument/, "token"],
+  [["info", "--idempotency-key", "k"], /info does not take --idempotency-key/, "info"],
 ];
 
 describe("usage errors", () => {

@@ -1,6 +1,6 @@
 /** The channel service's settings: the only place that reads the environment. */
 import { hostname } from "node:os";
-import { EnvReader, formatProblems, type NatsSettings } from "@ln/env";
+import { EnvReader, formatProblems, type HostPort, type NatsSettings } from "@ln/env";
 
 export interface Config {
   databaseUrl: string;
@@ -13,6 +13,8 @@ export interface Config {
   signer: { addr: string; caFile: string; certFile: string; keyFile: string; serverName: string | undefined };
   /** host:port of the control API. */
   apiListen: { host: string; port: number };
+  /** CHANNEL_OPS_LISTEN: where to serve /metrics, /healthz and /readyz over HTTP; none if unset. */
+  opsListen: HostPort | undefined;
   /** An admin token to store (hashed) at start, e.g. from a Kubernetes Secret. Never logged. */
   adminToken: string | undefined;
   replicaId: string;
@@ -44,6 +46,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const apiListen = r.hostPort("CHANNEL_API_LISTEN", "host:port for the control API, e.g. 0.0.0.0:8080", {
     allowPortZero: true,
   }) ?? { host: "", port: 0 };
+  const opsListen = r.opsListen("CHANNEL_OPS_LISTEN", "0.0.0.0:9090");
   const adminToken = r.get("CHANNEL_ADMIN_TOKEN");
   if (adminToken !== undefined && !/^[\x21-\x7e]{24,512}$/.test(adminToken))
     r.problem("CHANNEL_ADMIN_TOKEN must be 24 to 512 printable characters without spaces");
@@ -57,6 +60,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     prefix,
     signer: { addr: signerAddr, caFile, certFile, keyFile, serverName: r.get("SIGNER_SERVERNAME") },
     apiListen,
+    opsListen,
     adminToken,
     replicaId: r.get("CHANNEL_REPLICA_ID") ?? `${hostname()}-${process.pid}`,
     leaseMs: r.int("CHANNEL_LEASE_MS", 15_000, 1000, 600_000),

@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { sha256 } from "@ln/bitcoin";
 import { lineLogger, processLogger } from "@ln/log";
-import { newRegistry, urlOf } from "@ln/metrics";
+import { newRegistry, serveOps, urlOf } from "@ln/metrics";
 import { SignerClient } from "@ln/signer-client";
 import { networks } from "bitcoinjs-lib";
 import { connect } from "nats";
@@ -60,8 +60,9 @@ async function main(): Promise<void> {
     cert: await readPem(cfg.signer.certFile, "SIGNER_CLIENT_CERT"),
     key: await readPem(cfg.signer.keyFile, "SIGNER_CLIENT_KEY"),
   };
-  // /metrics on the control API: the process, the API's requests, the node's books at scrape
-  // time, commitment round-trip times, Postgres and NATS errors.
+  // /metrics on the ops port (CHANNEL_OPS_LISTEN), never on the control API's: the process, the
+  // API's requests, the node's books at scrape time, commitment round-trip times, Postgres and
+  // NATS errors.
   const registry = newRegistry("channel");
   const serviceMetrics = registerServiceMetrics(registry);
   const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: 10 });
@@ -169,9 +170,7 @@ async function main(): Promise<void> {
     },
   });
   if (cfg.adminToken !== undefined)
-    await new ApiStore(pool, cfg.databaseSchema).ensureToken("admin (CHANNEL_ADMIN_TOKEN)", cfg.adminToken, [
-      "admin",
-    ]);
+    await bootstrapAdminToken(new ApiStore(pool, cfg.databaseSchema), cfg.adminToken);
   let metricsErrorLoggedAt = 0;
   registerNodeMetrics(registry, {
     pool,
@@ -195,10 +194,24 @@ async function main(): Promise<void> {
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : cfg.apiListen.port;
   const api = urlOf(cfg.apiListen.host, port);
+  let stopping = false;
+  const ops = cfg.opsListen
+    ? await serveOps({
+        listen: cfg.opsListen,
+        registry,
+        ready: async () => {
+          if (stopping) return "stopping";
+          await pool.query("SELECT 1");
+          return true;
+        },
+        log,
+      })
+    : undefined;
+  if (ops) log(`serving /metrics, /healthz and /readyz at ${ops.url}`);
   log(`replica ${cfg.replicaId}, schema ${cfg.databaseSchema}, node ${nodeId.toString("hex")}`);
   // The machine-readable ready line that supervisors (the lab) wait for, plain text as before.
   process.stderr.write(
-    `channel: ready ${JSON.stringify({ api, nodeId: nodeId.toString("hex"), ops: api })}\n`,
+    `channel: ready ${JSON.stringify({ api, nodeId: nodeId.toString("hex"), ...(ops ? { ops: ops.url } : {}) })}\n`,
   );
   // The token is never printed; its hash tells the operator which one is configured.
   if (cfg.adminToken !== undefined)
@@ -206,13 +219,13 @@ async function main(): Promise<void> {
       `admin token configured (sha256 ${sha256(Buffer.from(cfg.adminToken)).toString("hex").slice(0, 12)}…)`,
     );
 
-  let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log(`${signal}: stopping`);
     void (async () => {
       await app.close();
+      await ops?.close();
       await chain.stop();
       await node.stop();
       await nc.drain();
@@ -228,6 +241,20 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+}
+
+/**
+ * Stores CHANNEL_ADMIN_TOKEN (hashed) and revokes the token bootstrapped from an earlier value, so
+ * rotating the Secret and restarting retires the old token. The token itself is never logged.
+ */
+async function bootstrapAdminToken(store: ApiStore, token: string): Promise<void> {
+  const r = await store.bootstrapAdminToken(token);
+  if (r.revoked > 0)
+    log(`CHANNEL_ADMIN_TOKEN changed: revoked ${r.revoked} token(s) bootstrapped from an earlier value`);
+  if (r.isRevoked)
+    log(
+      "ALERT: CHANNEL_ADMIN_TOKEN is a revoked token and stays refused; put a new token in the Secret and restart",
+    );
 }
 
 main().catch((e: unknown) => {

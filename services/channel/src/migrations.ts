@@ -229,6 +229,22 @@ export const MIGRATIONS: readonly Migration[] = [
    );
    CREATE INDEX onchain_claims_waiting ON ${s}.onchain_claims (ready_height) WHERE status = 'waiting';`,
   },
+  {
+    version: 11, // the control API's audit log written before the action (app.ts), and token labels
+    sql: (s) => `ALTER TABLE ${s}.api_audit_log
+     -- NULL while the call runs, and if its outcome could not be recorded.
+     ALTER COLUMN status DROP NOT NULL,
+     -- The route's parameters and the request body (secrets redacted), as the call was made.
+     ADD COLUMN params jsonb,
+     ADD COLUMN body jsonb,
+     -- The caller's X-Request-Id, if any; request_id is always the server's own.
+     ADD COLUMN client_request_id text,
+     -- The error code of a call that failed, once it finished.
+     ADD COLUMN outcome text,
+     ADD COLUMN finished_at timestamptz;
+   CREATE INDEX api_audit_log_request ON ${s}.api_audit_log (request_id);
+   CREATE INDEX api_tokens_label ON ${s}.api_tokens (label) WHERE revoked_at IS NULL;`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

@@ -12,6 +12,7 @@ import {
   type PeerInfo,
   type WalletBalance,
   type Withdrawal,
+  type WithdrawalRecord,
 } from "./api/backend.js";
 import { paymentId, type Ledger, type PaymentRow } from "./ledger.js";
 import type { ChannelNode, PeerControl } from "./node.js";
@@ -22,7 +23,7 @@ import type { ChannelRow, ChannelStore } from "./store.js";
 export interface WalletApi {
   newAddress(): Promise<{ address: string }>;
   balance(): Promise<WalletBalance>;
-  withdraw(p: { address: string; amountSat: Sat }): Promise<{ txid: string }>;
+  withdraw(p: { address: string; amountSat: Sat }, record?: WithdrawalRecord): Promise<{ txid: string }>;
 }
 
 export interface ChannelNodeBackendOptions {
@@ -91,7 +92,7 @@ export class ChannelNodeBackend implements NodeBackend {
     if (balance.confirmedSat < req.fundingSat)
       throw new BackendError(
         "INSUFFICIENT_FUNDS",
-        `the wallet holds ${balance.confirmedSat} sat confirmed, less than ${req.fundingSat} sat plus fees; deposit to an address from GET /v1/wallet/address`,
+        `the wallet holds ${balance.confirmedSat} sat confirmed, less than ${req.fundingSat} sat plus fees; deposit to an address from POST /v1/wallet/address`,
       );
     const id = await named(this.o.node.open(req.nodeId, req.fundingSat));
     return this.summaryOf(id);
@@ -183,8 +184,8 @@ export class ChannelNodeBackend implements NodeBackend {
     return named(this.o.wallet.balance());
   }
 
-  async withdraw(req: { address: string; amountSat: Sat }): Promise<Withdrawal> {
-    const { txid } = await named(this.o.wallet.withdraw(req));
+  async withdraw(req: { address: string; amountSat: Sat }, record: WithdrawalRecord): Promise<Withdrawal> {
+    const { txid } = await named(this.o.wallet.withdraw(req, record));
     return { txid, address: req.address, amountSat: req.amountSat };
   }
 

@@ -54,6 +54,7 @@ import {
   type Network,
 } from "bitcoinjs-lib";
 import type pg from "pg";
+import type { WithdrawalRecord } from "./api/backend.js";
 
 /** What the wallet needs from the chain watcher (chain-requests.ts over NATS in production). */
 export interface WalletChain {
@@ -87,7 +88,7 @@ export class WalletError extends Error {
   }
 }
 
-const DEPOSIT_HINT = "deposit to an address from GET /v1/wallet/address and wait for one confirmation";
+const DEPOSIT_HINT = "deposit to an address from POST /v1/wallet/address and wait for one confirmation";
 /** Bitcoin Core's dust threshold for the output types we pay (as DESIGN.md 5). */
 const DUST_SAT = 546n;
 
@@ -555,13 +556,18 @@ export class Wallet {
    * wallet key; signed (within the signer's SIGNER_MAX_WITHDRAWAL_SAT), stored, then broadcast.
    * The destination script is watched too, so its confirmation is seen even without change.
    */
-  async withdraw(p: { address: string; amountSat: Sat }): Promise<{ txid: string }> {
+  async withdraw(
+    p: { address: string; amountSat: Sat },
+    record?: WithdrawalRecord,
+  ): Promise<{ txid: string }> {
     const script = this.#script(p.address);
     if (p.amountSat < DUST_SAT)
       throw new WalletError("INVALID_AMOUNT", `a withdrawal pays at least ${DUST_SAT} sat (the dust limit)`);
     await this.o.chain.watchScripts([script.toString("hex")]);
     const change = await this.#newKey();
     const tx = await inTransaction(this.o.pool, async (c) => {
+      // The caller's request record (the API's idempotency key) commits with the spend or not at all.
+      await record?.claim(c);
       const { spend, coins } = await this.#selectCoins(c, p.amountSat, (utxos) =>
         buildWalletSpend(utxos, [{ script, amount: p.amountSat }], change.script, this.o.feeRatePerKvb),
       );
@@ -571,6 +577,7 @@ export class Wallet {
       ];
       const signed = await this.#sign(spend, coins, owners, "withdrawal");
       await this.#store(c, signed, coins, spend, "withdrawal", null, true);
+      await record?.complete(c, signed.getId());
       return signed;
     });
     // Stored first: if the broadcast fails it is re-sent by rebroadcastUnconfirmed.

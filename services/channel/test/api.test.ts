@@ -2,7 +2,8 @@ import { createHash, randomBytes } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiStore, buildApi, MemoryBackend, type Scope } from "../src/api/index.js";
+import { Registry } from "@ln/metrics";
+import { ApiStore, BOOTSTRAP_LABEL, buildApi, MemoryBackend, type Scope } from "../src/api/index.js";
 
 // Real Postgres (trust auth); this run gets its own schema, dropped at the end.
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
@@ -14,7 +15,7 @@ interface RouteCase {
   url: string;
   /** The OpenAPI path. */
   path: string;
-  access: "read" | "invoice" | "admin";
+  access: "read" | "invoice" | "address" | "admin";
 }
 const R = (method: Method, path: string, access: RouteCase["access"]): RouteCase => ({
   method,
@@ -35,14 +36,20 @@ const ROUTES: RouteCase[] = [
   R("POST", "/v1/channels/{id}/fee", "admin"),
   R("POST", "/v1/channels/{id}/close", "admin"),
   R("POST", "/v1/channels/{id}/force-close", "admin"),
-  R("GET", "/v1/wallet/address", "read"),
+  R("POST", "/v1/wallet/address", "address"),
   R("GET", "/v1/wallet/balance", "read"),
   R("POST", "/v1/wallet/withdraw", "admin"),
+  R("GET", "/v1/tokens", "admin"),
+  R("POST", "/v1/tokens/revoke", "admin"),
 ];
-const PUBLIC = ["/healthz", "/readyz", "/metrics"];
+const PUBLIC = ["/healthz", "/readyz"];
+const SCOPES = ["admin", "readonly", "invoice", "address"] as const;
 
 let app: FastifyInstance;
 let backend: MemoryBackend;
+let registry: Registry;
+/** The API's log lines (JSON), to check what it says when the audit log fails. */
+const logLines: string[] = [];
 const tok: Partial<Record<Scope, string>> = {};
 const token = (s: Scope): string => {
   const t = tok[s];
@@ -53,11 +60,17 @@ const auth = (s: Scope): Record<string, string> => ({ authorization: `Bearer ${t
 const PEER = `03${"22".repeat(32)}`;
 
 beforeAll(async () => {
-  backend = new MemoryBackend();
-  app = await buildApi({ pool, schema, backend });
+  backend = new MemoryBackend({ pool });
+  registry = new Registry();
+  app = await buildApi({
+    pool,
+    schema,
+    backend,
+    registry,
+    logger: { level: "info", stream: { write: (line: string) => logLines.push(line) } },
+  });
   const store = new ApiStore(pool, schema);
-  for (const s of ["admin", "readonly", "invoice"] as const)
-    tok[s] = (await store.createToken(`test ${s}`, [s])).token;
+  for (const s of SCOPES) tok[s] = (await store.createToken(`test ${s}`, [s])).token;
 });
 
 afterAll(async () => {
@@ -90,8 +103,9 @@ describe("authentication and scopes", () => {
   it("refuses a token without the route's scope with 403", async () => {
     const lacking: Record<RouteCase["access"], Scope[]> = {
       read: [],
-      invoice: ["readonly"],
-      admin: ["readonly", "invoice"],
+      invoice: ["readonly", "address"],
+      address: ["readonly", "invoice"],
+      admin: ["readonly", "invoice", "address"],
     };
     let checked = 0;
     for (const r of ROUTES)
@@ -105,7 +119,7 @@ describe("authentication and scopes", () => {
   });
 
   it("lets readonly and invoice tokens read, and invoice tokens create invoices", async () => {
-    for (const s of ["readonly", "invoice", "admin"] as const) {
+    for (const s of SCOPES) {
       expect((await app.inject({ method: "GET", url: "/v1/info", headers: auth(s) })).statusCode).toBe(200);
       expect(
         (await app.inject({ method: "GET", url: "/v1/wallet/balance", headers: auth(s) })).statusCode,
@@ -127,19 +141,26 @@ describe("authentication and scopes", () => {
   it("public routes need no token", async () => {
     for (const url of PUBLIC) expect((await app.inject({ method: "GET", url })).statusCode, url).toBe(200);
     expect(JSON.parse((await app.inject({ method: "GET", url: "/readyz" })).body)).toEqual({ status: "ok" });
-    const m = await app.inject({ method: "GET", url: "/metrics" });
-    expect(m.headers["content-type"]).toContain("text/plain");
-    expect(m.body).toMatch(/channel_api_requests_total\{method="GET",route="\/v1\/info",status="200"\} \d+/);
-    expect(m.body).toMatch(/route="\/v1\/info",status="401"/);
+  });
+
+  it("the API port serves no /metrics (it is on the ops port); the requests are counted in the registry", async () => {
+    // An unknown path needs a token like any other; with one, it is not found.
+    expect((await app.inject({ method: "GET", url: "/metrics" })).statusCode).toBe(401);
+    const m = await app.inject({ method: "GET", url: "/metrics", headers: auth("admin") });
+    expect(m.statusCode).toBe(404);
+    expect(errorOf(m.body).code).toBe("NOT_FOUND");
+    const text = await registry.metrics();
+    expect(text).toMatch(/channel_api_requests_total\{method="GET",route="\/v1\/info",status="200"\} \d+/);
+    expect(text).toMatch(/route="\/v1\/info",status="401"/);
   });
 
   it("stores tokens hashed: the plaintext is nowhere in the table", async () => {
     const rows = await pool.query<{ row: string; token_hash: string; scopes: string[] }>(
       `SELECT row_to_json(t)::text AS row, token_hash, scopes FROM "${schema}".api_tokens t`,
     );
-    expect(rows.rowCount).toBe(3);
+    expect(rows.rowCount).toBe(SCOPES.length);
     const all = rows.rows.map((r) => r.row).join("\n");
-    for (const s of ["admin", "readonly", "invoice"] as const) {
+    for (const s of SCOPES) {
       expect(all).not.toContain(token(s));
       expect(all).not.toContain(token(s).slice(5, 25));
       expect(rows.rows.map((r) => r.token_hash)).toContain(
@@ -173,7 +194,12 @@ describe("validation", () => {
     },
   ];
   it.each(bad)("400 naming the field for $url $field", async ({ url, payload, field }) => {
-    const res = await app.inject({ method: "POST", url, headers: auth("admin"), payload: payload as object });
+    const res = await app.inject({
+      method: "POST",
+      url,
+      headers: { ...auth("admin"), "idempotency-key": "validation" },
+      payload: payload as object,
+    });
     expect(res.statusCode).toBe(400);
     const e = errorOf(res.body);
     expect(e.code).toBe("VALIDATION_FAILED");
@@ -345,12 +371,13 @@ describe("channels and idempotent payments", () => {
   });
 
   it("wallet address, balance and withdraw", async () => {
-    const addr = await app.inject({ method: "GET", url: "/v1/wallet/address", headers: auth("readonly") });
+    const addr = await app.inject({ method: "POST", url: "/v1/wallet/address", headers: auth("address") });
+    expect(addr.statusCode).toBe(201);
     const address = (JSON.parse(addr.body) as { address: string }).address;
     const w = await app.inject({
       method: "POST",
       url: "/v1/wallet/withdraw",
-      headers: auth("admin"),
+      headers: { ...auth("admin"), "idempotency-key": "withdraw-first" },
       payload: { address, amountSat: "1000" },
     });
     expect(w.statusCode).toBe(200);
@@ -359,48 +386,378 @@ describe("channels and idempotent payments", () => {
   });
 });
 
-describe("audit log", () => {
-  it("has a row for every mutating call, with token id but never a token", async () => {
-    const rows = await pool.query<{
-      token_id: string | null;
-      route: string;
-      status: number;
-      request_id: string;
-      row: string;
-    }>(
-      `SELECT token_id, route, status, request_id, row_to_json(a)::text AS row FROM "${schema}".api_audit_log a ORDER BY id`,
+describe("deposit addresses", () => {
+  it("are allocated by POST with the address or admin scope, audited; never by GET", async () => {
+    const before = backend.count("walletAddress");
+    for (const s of ["address", "admin"] as const) {
+      const res = await app.inject({ method: "POST", url: "/v1/wallet/address", headers: auth(s) });
+      expect(res.statusCode, s).toBe(201);
+      expect((JSON.parse(res.body) as { address: string }).address).toMatch(/^bcrt1q/);
+      const row = await pool.query(
+        `SELECT 1 FROM "${schema}".api_audit_log WHERE request_id = $1 AND route = '/v1/wallet/address' AND status = 201`,
+        [res.headers["x-request-id"]],
+      );
+      expect(row.rowCount, s).toBe(1);
+    }
+    for (const s of ["readonly", "invoice"] as const) {
+      const res = await app.inject({ method: "POST", url: "/v1/wallet/address", headers: auth(s) });
+      expect(res.statusCode, s).toBe(403);
+    }
+    for (const headers of [{}, auth("readonly"), auth("admin")]) {
+      const res = await app.inject({ method: "GET", url: "/v1/wallet/address", headers });
+      expect(res.statusCode).toBe(405);
+      expect(res.headers.allow).toBe("POST");
+      expect(errorOf(res.body).code).toBe("METHOD_NOT_ALLOWED");
+    }
+    expect(backend.count("walletAddress")).toBe(before + 2);
+  });
+});
+
+describe("idempotent withdrawals", () => {
+  const address = `bcrt1q${"7".repeat(38)}`;
+  const withdraw = (key: string | undefined, amountSat: string) =>
+    app.inject({
+      method: "POST",
+      url: "/v1/wallet/withdraw",
+      headers: { ...auth("admin"), ...(key === undefined ? {} : { "idempotency-key": key }) },
+      payload: { address, amountSat },
+    });
+  const confirmed = async (): Promise<string> =>
+    (
+      JSON.parse(
+        (await app.inject({ method: "GET", url: "/v1/wallet/balance", headers: auth("readonly") })).body,
+      ) as { confirmedSat: string }
+    ).confirmedSat;
+
+  it("requires an Idempotency-Key", async () => {
+    const before = backend.count("withdraw");
+    const res = await withdraw(undefined, "1000");
+    expect(res.statusCode).toBe(400);
+    expect(errorOf(res.body).code).toBe("VALIDATION_FAILED");
+    expect(errorOf(res.body).message).toContain("idempotency-key");
+    expect(backend.count("withdraw")).toBe(before);
+  });
+
+  it("a retry with the same key returns the first result and withdraws once; another body is 422", async () => {
+    const before = backend.count("withdraw");
+    const balance = BigInt(await confirmed());
+    const first = await withdraw("wd-1", "2500");
+    expect(first.statusCode).toBe(200);
+    const retry = await withdraw("wd-1", "2500");
+    expect(retry.statusCode).toBe(200);
+    expect(retry.headers["idempotent-replayed"]).toBe("true");
+    expect(JSON.parse(retry.body)).toEqual(JSON.parse(first.body));
+    expect(backend.count("withdraw")).toBe(before + 1);
+    expect(BigInt(await confirmed())).toBe(balance - 2500n);
+
+    const other = await withdraw("wd-1", "2501");
+    expect(other.statusCode).toBe(422);
+    expect(errorOf(other.body).code).toBe("IDEMPOTENCY_KEY_REUSED");
+    expect(backend.count("withdraw")).toBe(before + 1);
+    // The key, the request's hash and the result are stored durably.
+    const row = await pool.query<{ route: string; status: number; response: { txid: string } }>(
+      `SELECT route, status, response FROM "${schema}".api_idempotency WHERE key = 'wd-1'`,
     );
+    expect(row.rows).toEqual([
+      {
+        route: "POST /v1/wallet/withdraw",
+        status: 200,
+        response: JSON.parse(first.body) as { txid: string },
+      },
+    ]);
+  });
+
+  it("concurrent retries with one key withdraw once, and all answer with that withdrawal", async () => {
+    const before = backend.count("withdraw");
+    const results = await Promise.all(Array.from({ length: 5 }, () => withdraw("wd-concurrent", "700")));
+    expect(backend.count("withdraw")).toBe(before + 1);
+    const txids = new Set(results.map((r) => (JSON.parse(r.body) as { txid: string }).txid));
+    for (const r of results) expect(r.statusCode).toBe(200);
+    expect(txids.size).toBe(1);
+  });
+
+  it("a refused withdrawal stores nothing: the key stays free", async () => {
+    const refused = await withdraw("wd-too-much", "999999999999");
+    expect(refused.statusCode).toBe(422);
+    expect(errorOf(refused.body).code).toBe("INSUFFICIENT_FUNDS");
+    const rows = await pool.query(`SELECT 1 FROM "${schema}".api_idempotency WHERE key = 'wd-too-much'`);
+    expect(rows.rowCount).toBe(0);
+    expect((await withdraw("wd-too-much", "1")).statusCode).toBe(200);
+  });
+
+  it("keys are per token: another admin token's key of the same name is its own", async () => {
+    const other = await new ApiStore(pool, schema).createToken("second admin", ["admin"]);
+    const before = backend.count("withdraw");
+    const res = await app.inject({
+      method: "POST",
+      url: "/v1/wallet/withdraw",
+      headers: { authorization: `Bearer ${other.token}`, "idempotency-key": "wd-1" },
+      payload: { address, amountSat: "2501" },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(backend.count("withdraw")).toBe(before + 1);
+  });
+});
+
+describe("token revocation", () => {
+  const store = new ApiStore(pool, schema);
+  const get = (t: string) =>
+    app.inject({ method: "GET", url: "/v1/info", headers: { authorization: `Bearer ${t}` } });
+  const revoke = (payload: object, headers = auth("admin")) =>
+    app.inject({ method: "POST", url: "/v1/tokens/revoke", headers, payload });
+
+  it("POST /v1/tokens/revoke by id: that token is refused from the next request on; audited", async () => {
+    const t = await store.createToken("ci deploy", ["readonly"]);
+    expect((await get(t.token)).statusCode).toBe(200);
+    const res = await revoke({ id: t.id });
+    expect(res.statusCode).toBe(200);
+    expect(JSON.parse(res.body)).toEqual({
+      revoked: [{ id: t.id, label: "ci deploy", scopes: ["readonly"] }],
+    });
+    const after = await get(t.token);
+    expect(after.statusCode).toBe(401);
+    expect(errorOf(after.body).code).toBe("UNAUTHENTICATED");
+    const audit = await pool.query<{ body: unknown; status: number }>(
+      `SELECT body, status FROM "${schema}".api_audit_log WHERE request_id = $1`,
+      [res.headers["x-request-id"]],
+    );
+    expect(audit.rows).toEqual([{ body: { id: t.id }, status: 200 }]);
+    // Twice: nothing left to revoke.
+    const again = await revoke({ id: t.id });
+    expect(again.statusCode).toBe(404);
+    expect(errorOf(again.body).code).toBe("NOT_FOUND");
+  });
+
+  it("by label: every live token with it; others keep working; listed without secrets", async () => {
+    const a = await store.createToken("shop frontend", ["invoice"]);
+    const b = await store.createToken("shop frontend", ["invoice"]);
+    const keep = await store.createToken("shop backend", ["invoice"]);
+    const res = await revoke({ label: "shop frontend" });
+    expect(res.statusCode).toBe(200);
+    const ids = (JSON.parse(res.body) as { revoked: { id: string }[] }).revoked.map((r) => r.id).sort();
+    expect(ids).toEqual([a.id, b.id].sort());
+    expect((await get(a.token)).statusCode).toBe(401);
+    expect((await get(b.token)).statusCode).toBe(401);
+    expect((await get(keep.token)).statusCode).toBe(200);
+
+    const list = await app.inject({ method: "GET", url: "/v1/tokens", headers: auth("admin") });
+    expect(list.statusCode).toBe(200);
+    const tokens = (JSON.parse(list.body) as { tokens: { id: string; revokedAt: string | null }[] }).tokens;
+    expect(tokens.find((t) => t.id === a.id)?.revokedAt).not.toBeNull();
+    expect(tokens.find((t) => t.id === keep.id)?.revokedAt).toBeNull();
+    for (const t of [a, b, keep]) expect(list.body).not.toContain(t.token);
+    expect(list.body).not.toContain(createHash("sha256").update(keep.token).digest("hex"));
+  });
+
+  it("refuses a body with neither or both of id and label", async () => {
+    for (const payload of [{}, { id: "x", label: "y" }, { label: "" }]) {
+      const res = await revoke(payload);
+      expect(res.statusCode, JSON.stringify(payload)).toBe(400);
+      expect(errorOf(res.body).code).toBe("VALIDATION_FAILED");
+    }
+  });
+
+  it("rotating CHANNEL_ADMIN_TOKEN revokes the token bootstrapped from the previous value", async () => {
+    const first = `first-${randomBytes(16).toString("hex")}`;
+    const second = `second-${randomBytes(16).toString("hex")}`;
+    expect(await store.bootstrapAdminToken(first)).toEqual({ created: true, revoked: 0, isRevoked: false });
+    expect((await get(first)).statusCode).toBe(200);
+    // A restart with the same value changes nothing.
+    expect(await store.bootstrapAdminToken(first)).toEqual({ created: false, revoked: 0, isRevoked: false });
+    expect((await get(first)).statusCode).toBe(200);
+    // Rotated: the old value is refused, the new one admits.
+    expect(await store.bootstrapAdminToken(second)).toEqual({ created: true, revoked: 1, isRevoked: false });
+    expect((await get(first)).statusCode).toBe(401);
+    expect((await get(second)).statusCode).toBe(200);
+    // Other tokens are not the bootstrap's: untouched.
+    expect((await get(token("admin"))).statusCode).toBe(200);
+    // The old value put back (a restored Secret) stays revoked, and locks nobody out.
+    expect(await store.bootstrapAdminToken(first)).toEqual({ created: false, revoked: 0, isRevoked: true });
+    expect((await get(first)).statusCode).toBe(401);
+    expect((await get(second)).statusCode).toBe(200);
+    const live = await pool.query(
+      `SELECT 1 FROM "${schema}".api_tokens WHERE label = $1 AND revoked_at IS NULL`,
+      [BOOTSTRAP_LABEL],
+    );
+    expect(live.rowCount).toBe(1);
+  });
+});
+
+describe("audit log", () => {
+  type AuditRow = {
+    id: string;
+    token_id: string | null;
+    method: string;
+    route: string;
+    params: Record<string, unknown> | null;
+    body: unknown;
+    status: number | null;
+    outcome: string | null;
+    request_id: string;
+    client_request_id: string | null;
+    finished_at: Date | null;
+    row: string;
+  };
+  const rowsOf = async (where = "TRUE", args: unknown[] = []): Promise<AuditRow[]> =>
+    (
+      await pool.query<AuditRow>(
+        `SELECT id::text, token_id, method, route, params, body, status, outcome, request_id,
+                client_request_id, finished_at, row_to_json(a)::text AS row
+           FROM "${schema}".api_audit_log a WHERE ${where} ORDER BY id`,
+        args,
+      )
+    ).rows;
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+  it("has a row for every mutating call, with token id but never a token", async () => {
+    const rows = await rowsOf();
     const ids = (await pool.query<{ id: string }>(`SELECT id FROM "${schema}".api_tokens`)).rows.map(
       (r) => r.id,
     );
-    const routes = new Set(rows.rows.map((r) => r.route));
+    const routes = new Set(rows.map((r) => r.route));
     for (const r of ROUTES.filter((x) => x.method === "POST"))
       expect(routes, r.path).toContain(r.path.replace("{id}", ":id"));
-    expect(rows.rows.some((r) => r.status === 401 && r.token_id === null)).toBe(true);
-    expect(rows.rows.some((r) => r.status === 201 && r.route === "/v1/payments" && r.token_id !== null)).toBe(
+    expect(rows.some((r) => r.status === 401 && r.token_id === null)).toBe(true);
+    expect(rows.some((r) => r.status === 201 && r.route === "/v1/payments" && r.token_id !== null)).toBe(
       true,
     );
-    for (const r of rows.rows) {
+    for (const r of rows) {
       if (r.token_id !== null) expect(ids).toContain(r.token_id);
-      expect(r.request_id.length).toBeGreaterThan(0);
-      for (const s of ["admin", "readonly", "invoice"] as const) expect(r.row).not.toContain(token(s));
+      expect(r.request_id).toMatch(UUID);
+      for (const s of SCOPES) expect(r.row).not.toContain(token(s));
     }
     // No GETs are audited.
-    expect(rows.rows.every((r) => !r.route.startsWith("/v1/wallet/b"))).toBe(true);
+    expect(rows.every((r) => r.method !== "GET")).toBe(true);
   });
 
-  it("uses the caller's X-Request-Id", async () => {
+  it("keeps the route's parameters and the body", async () => {
+    const res = await app.inject({
+      method: "POST",
+      url: "/v1/channels/chan-audit-1/fee",
+      headers: auth("admin"),
+      payload: { feeRate: 2500 },
+    });
+    expect(res.statusCode).toBe(404);
+    expect(await rowsOf("request_id = $1", [res.headers["x-request-id"]])).toMatchObject([
+      {
+        route: "/v1/channels/:id/fee",
+        params: { id: "chan-audit-1" },
+        body: { feeRate: 2500 },
+        status: 404,
+        outcome: "NOT_FOUND",
+      },
+    ]);
+  });
+
+  it("never keeps a secret-looking field of a body", async () => {
+    const preimage = "5e".repeat(32);
     const res = await app.inject({
       method: "POST",
       url: "/v1/invoices",
-      headers: { ...auth("invoice"), "x-request-id": "req-abc-123" },
-      payload: { amountMsat: "1" },
+      headers: auth("admin"),
+      payload: { amountMsat: "1", preimage, nested: { token: token("admin") } },
     });
-    expect(res.headers["x-request-id"]).toBe("req-abc-123");
-    const r = await pool.query(
-      `SELECT 1 FROM "${schema}".api_audit_log WHERE request_id = 'req-abc-123' AND status = 201`,
-    );
-    expect(r.rowCount).toBe(1);
+    expect(res.statusCode).toBe(400);
+    const [row] = await rowsOf("request_id = $1", [res.headers["x-request-id"]]);
+    expect(row?.body).toEqual({ amountMsat: "1", preimage: "[redacted]", nested: { token: "[redacted]" } });
+    expect(row?.row).not.toContain(preimage);
+    expect(row?.outcome).toBe("VALIDATION_FAILED");
+  });
+
+  it("uses a server-assigned request id; the caller's X-Request-Id is kept apart", async () => {
+    const call = () =>
+      app.inject({
+        method: "POST",
+        url: "/v1/invoices",
+        headers: { ...auth("invoice"), "x-request-id": "req-abc-123" },
+        payload: { amountMsat: "1" },
+      });
+    const [a, b] = [await call(), await call()];
+    for (const r of [a, b]) {
+      expect(r.statusCode).toBe(201);
+      expect(r.headers["x-request-id"]).toMatch(UUID);
+    }
+    expect(a.headers["x-request-id"]).not.toBe(b.headers["x-request-id"]);
+    const rows = await rowsOf("client_request_id = 'req-abc-123'");
+    expect(rows.map((r) => r.request_id)).toEqual([a.headers["x-request-id"], b.headers["x-request-id"]]);
+    expect(await rowsOf("request_id = 'req-abc-123'")).toEqual([]);
+  });
+
+  it("is written before the call acts: the row is there, without an outcome, while it runs", async () => {
+    const seen: (AuditRow | undefined)[] = [];
+    const original = backend.connectPeer.bind(backend);
+    backend.connectPeer = async (peer) => {
+      seen.push((await rowsOf("route = '/v1/peers' AND body ->> 'host' = 'audit.example'"))[0]);
+      return original(peer);
+    };
+    try {
+      const res = await app.inject({
+        method: "POST",
+        url: "/v1/peers",
+        headers: auth("admin"),
+        payload: { host: "audit.example", port: 9735, nodeId: PEER },
+      });
+      expect(res.statusCode).toBe(200);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]).toMatchObject({
+        request_id: res.headers["x-request-id"],
+        status: null,
+        finished_at: null,
+      });
+      const [after] = await rowsOf("request_id = $1", [res.headers["x-request-id"]]);
+      expect(after).toMatchObject({ id: seen[0]?.id, status: 200, outcome: null });
+      expect(after?.finished_at).not.toBeNull();
+    } finally {
+      backend.connectPeer = original;
+    }
+  });
+
+  it("if the row cannot be written, the call fails (503 AUDIT_UNAVAILABLE) and nothing is done", async () => {
+    await pool.query(`CREATE FUNCTION "${schema}".audit_down() RETURNS trigger LANGUAGE plpgsql AS
+      $$ BEGIN RAISE EXCEPTION 'audit log unavailable'; END $$`);
+    await pool.query(`CREATE TRIGGER audit_down BEFORE INSERT ON "${schema}".api_audit_log
+      FOR EACH ROW EXECUTE FUNCTION "${schema}".audit_down()`);
+    try {
+      const withdrawals = backend.count("withdraw");
+      const addresses = backend.count("walletAddress");
+      const w = await app.inject({
+        method: "POST",
+        url: "/v1/wallet/withdraw",
+        headers: { ...auth("admin"), "idempotency-key": "wd-audit-down" },
+        payload: { address: `bcrt1q${"8".repeat(38)}`, amountSat: "1000" },
+      });
+      expect(w.statusCode).toBe(503);
+      expect(errorOf(w.body).code).toBe("AUDIT_UNAVAILABLE");
+      const a = await app.inject({ method: "POST", url: "/v1/wallet/address", headers: auth("address") });
+      expect(a.statusCode).toBe(503);
+      expect(errorOf(a.body).code).toBe("AUDIT_UNAVAILABLE");
+      expect(backend.count("withdraw")).toBe(withdrawals);
+      expect(backend.count("walletAddress")).toBe(addresses);
+      const key = await pool.query(`SELECT 1 FROM "${schema}".api_idempotency WHERE key = 'wd-audit-down'`);
+      expect(key.rowCount).toBe(0);
+      expect(await registry.metrics()).toMatch(/^channel_api_audit_failures_total\{stage="start"\} [1-9]/m);
+    } finally {
+      await pool.query(`DROP TRIGGER audit_down ON "${schema}".api_audit_log`);
+    }
+  });
+
+  it("if the outcome cannot be recorded, the call's answer stands and the log says so", async () => {
+    await pool.query(`CREATE TRIGGER audit_down BEFORE UPDATE ON "${schema}".api_audit_log
+      FOR EACH ROW EXECUTE FUNCTION "${schema}".audit_down()`);
+    try {
+      const res = await app.inject({ method: "POST", url: "/v1/wallet/address", headers: auth("address") });
+      expect(res.statusCode).toBe(201);
+      const id = res.headers["x-request-id"];
+      const [row] = await rowsOf("request_id = $1", [id]);
+      expect(row).toMatchObject({ status: null, finished_at: null });
+      const logged = logLines
+        .map((l) => JSON.parse(l) as { reqId?: string; level: number; auditId?: string; status?: number })
+        .filter((l) => l.reqId === id && l.auditId !== undefined);
+      expect(logged).toEqual([expect.objectContaining({ level: 50, auditId: row?.id, status: 201 })]);
+      expect(await registry.metrics()).toMatch(/^channel_api_audit_failures_total\{stage="finish"\} 1$/m);
+    } finally {
+      await pool.query(`DROP TRIGGER audit_down ON "${schema}".api_audit_log`);
+    }
   });
 });
 

@@ -17,6 +17,7 @@ describe("channel service config", () => {
     expect(c.databaseSchema).toBe("channel");
     expect(c.nats).toEqual({ servers: "nats://127.0.0.1:4222", auth: { kind: "none" } });
     expect(c.apiListen).toEqual({ host: "0.0.0.0", port: 8080 });
+    expect(c.opsListen).toBeUndefined();
     expect(c.leaseMs).toBe(15_000);
     expect(c.network).toBe("regtest");
     expect(c.terms).toEqual({ delayBlocks: 144, minDepth: 1, feeRate: 10_000 });
@@ -32,6 +33,7 @@ describe("channel service config", () => {
         CHANNEL_DATABASE_URL: "",
         SIGNER_ADDR: undefined,
         CHANNEL_API_LISTEN: "8080",
+        CHANNEL_OPS_LISTEN: "9090",
         CHANNEL_LEASE_MS: "5s",
         CHANNEL_ADMIN_TOKEN: "short",
         CHANNEL_NETWORK: "mainnet",
@@ -47,6 +49,7 @@ describe("channel service config", () => {
       "LN_PREFIX",
       "SIGNER_ADDR",
       "CHANNEL_API_LISTEN",
+      "CHANNEL_OPS_LISTEN",
       "CHANNEL_ADMIN_TOKEN",
       "CHANNEL_NETWORK",
       "CHANNEL_LEASE_MS",
@@ -55,5 +58,16 @@ describe("channel service config", () => {
 
   it("accepts an operator's admin token of 24 printable characters or more", () => {
     expect(loadConfig({ ...full, CHANNEL_ADMIN_TOKEN: "x".repeat(24) }).adminToken).toBe("x".repeat(24));
+  });
+
+  it("CHANNEL_OPS_LISTEN: where /metrics, /healthz and /readyz are served, apart from the API", () => {
+    expect(loadConfig({ ...full, CHANNEL_OPS_LISTEN: "0.0.0.0:9090" }).opsListen).toEqual({
+      host: "0.0.0.0",
+      port: 9090,
+    });
+    expect(loadConfig({ ...full, CHANNEL_OPS_LISTEN: "127.0.0.1:0" }).opsListen).toEqual({
+      host: "127.0.0.1",
+      port: 0,
+    });
   });
 });

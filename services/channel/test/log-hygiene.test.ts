@@ -120,11 +120,15 @@ describe("the processes' logs", () => {
       SIGNER_CLIENT_KEY: join(pems.dir, "client.key"),
       SIGNER_SERVERNAME: "localhost",
       CHANNEL_API_LISTEN: "127.0.0.1:0",
+      CHANNEL_OPS_LISTEN: "127.0.0.1:0",
       CHANNEL_ADMIN_TOKEN: TOKEN,
       CHANNEL_REPLICA_ID: `log-${run}`,
     });
     procs.push(channel);
-    const api = (await readyOf(channel, "channel"))["api"] as string;
+    const ready = await readyOf(channel, "channel");
+    const api = ready["api"] as string;
+    const ops = ready["ops"] as string;
+    expect(ops).not.toBe(api);
 
     const call = (path: string, token: string, init: RequestInit = {}): Promise<Response> =>
       fetch(`${api}${path}`, {
@@ -133,11 +137,22 @@ describe("the processes' logs", () => {
       });
     const ok = await call("/v1/info", TOKEN, { headers: { "x-request-id": `req-${run}` } });
     expect(ok.status).toBe(200);
+    // The server names each request itself; a caller's X-Request-Id is not its id.
+    const okId = ok.headers.get("x-request-id");
+    expect(okId).toMatch(/^[0-9a-f-]{36}$/);
     expect((await call("/v1/info", WRONG_TOKEN)).status).toBe(401);
     expect((await call("/v1/nowhere", TOKEN)).status).toBe(404);
     expect(
       (await call("/v1/channels", TOKEN, { method: "POST", body: `{"preimage":"${SEED_KEY}"}` })).status,
     ).toBe(400);
+    // /metrics is on the ops port only: not on the API's, even with a token.
+    const metrics = await fetch(`${ops}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(
+      /^channel_api_requests_total\{method="GET",route="\/v1\/info",status="200",service="channel"\} 1$/m,
+    );
+    expect((await call("/metrics", TOKEN)).status).toBe(404);
+    expect((await fetch(`${ops}/readyz`)).status).toBe(200);
 
     channel.child.kill("SIGTERM");
     expect(await channel.exit).toBe(0);
@@ -167,12 +182,13 @@ describe("the processes' logs", () => {
       .filter((l) => l.startsWith("{"))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     const apiLines = records.filter((r) => "req" in r || "res" in r || r["msg"] === "request completed");
-    // Four requests, each logged on arrival and on completion, each line with its request id.
-    expect(apiLines.length).toBeGreaterThanOrEqual(8);
+    // Five requests, each logged on arrival and on completion, each line with its request id.
+    expect(apiLines.length).toBeGreaterThanOrEqual(10);
     for (const r of apiLines) expect(r["reqId"]).toEqual(expect.any(String));
-    expect(apiLines.filter((r) => r["reqId"] === `req-${run}`)).toHaveLength(2);
+    expect(apiLines.filter((r) => r["reqId"] === okId)).toHaveLength(2);
+    expect(apiLines.filter((r) => r["reqId"] === `req-${run}`)).toHaveLength(0);
     expect(JSON.stringify(apiLines)).not.toMatch(/authorization/i);
-    expect(new Set(apiLines.map((r) => r["reqId"])).size).toBe(4);
+    expect(new Set(apiLines.map((r) => r["reqId"])).size).toBe(5);
   }, 120_000);
 
   it("refuse to start on a bad LOG_LEVEL, saying so in one JSON line", async () => {

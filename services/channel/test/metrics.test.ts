@@ -1,11 +1,12 @@
 /**
- * The channel service's /metrics on its control API (prom-client): the request counter keeps its
+ * The channel service's /metrics on its ops port (prom-client, as main.ts serves it; the control
+ * API's port has none): the request counter keeps its
  * name and labels, and the node gauges are read from Postgres at scrape time: channels by phase,
  * payments by status, HTLCs in flight on live channels, the chain height. The service's own
  * metrics: commitment round-trip times from the runner, Postgres pool and NATS connection errors.
  */
 import { randomBytes } from "node:crypto";
-import { newRegistry } from "@ln/metrics";
+import { newRegistry, serveOps, type OpsServer } from "@ln/metrics";
 import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +19,7 @@ import { ChannelStore, type Transition } from "../src/store.js";
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
 const schema = `channel_metrics_${randomBytes(6).toString("hex")}`;
 let app: FastifyInstance;
+let ops: OpsServer;
 const errors: string[] = [];
 
 beforeAll(async () => {
@@ -25,18 +27,20 @@ beforeAll(async () => {
   const registry = newRegistry("channel");
   registerNodeMetrics(registry, { pool, schema, onError: (what) => errors.push(what) });
   app = await buildApi({ pool, schema, backend: new MemoryBackend(), registry });
+  ops = await serveOps({ listen: { host: "127.0.0.1", port: 0 }, registry });
 });
 afterAll(async () => {
+  await ops?.close();
   await app?.close();
   await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   await pool.end();
 });
 
 async function scrape(): Promise<string> {
-  const r = await app.inject({ method: "GET", url: "/metrics" });
-  expect(r.statusCode).toBe(200);
-  expect(r.headers["content-type"]).toContain("text/plain");
-  return r.body;
+  const r = await fetch(`${ops.url}/metrics`);
+  expect(r.status).toBe(200);
+  expect(r.headers.get("content-type")).toContain("text/plain");
+  return r.text();
 }
 const value = (text: string, series: string): number | undefined => {
   const line = text.split("\n").find((l) => l.startsWith(`${series} `));

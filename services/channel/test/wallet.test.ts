@@ -159,7 +159,7 @@ describe("wallet", () => {
       wallet.fundAnchor({ channelId: `c-${run}-big`, ...ch, amount: sat(50_000_000n) }),
     );
     expect(e.code).toBe("INSUFFICIENT_FUNDS");
-    expect(e.message).toContain("GET /v1/wallet/address");
+    expect(e.message).toContain("POST /v1/wallet/address");
     // Nothing was reserved by the failed attempt.
     expect(await wallet.anchorTx(`c-${run}-big`)).toBeUndefined();
     const empty = await newWallet(new FakeChain(rt));

@@ -15,7 +15,7 @@ import Fastify, {
 } from "fastify";
 import type { Registry } from "@ln/metrics";
 import type pg from "pg";
-import { ApiStore, type Scope, type TokenInfo } from "./api-store.js";
+import { ApiStore, type AuditStart, type Scope, type TokenInfo, type TokenRecord } from "./api-store.js";
 import * as B from "./backend.js";
 import { consolePage } from "./console/index.js";
 import { ApiError, mapError } from "./errors.js";
@@ -23,10 +23,10 @@ import { RequestMetrics } from "./metrics.js";
 import * as S from "./schemas.js";
 
 /**
- * Who may call a route: `public` needs no token; `read` any token (readonly, invoice or admin);
- * `invoice` an invoice or admin token; `admin` an admin token.
+ * Who may call a route: `public` needs no token; `read` any token; `invoice` an invoice or admin
+ * token; `address` an address or admin token; `admin` an admin token.
  */
-export type Access = "public" | "read" | "invoice" | "admin";
+export type Access = "public" | "read" | "invoice" | "address" | "admin";
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -35,14 +35,17 @@ declare module "fastify" {
 }
 
 const ALLOWED: Record<Exclude<Access, "public">, readonly Scope[]> = {
-  read: ["readonly", "invoice", "admin"],
+  read: ["readonly", "invoice", "address", "admin"],
   invoice: ["invoice", "admin"],
+  address: ["address", "admin"],
   admin: ["admin"],
 };
 
 const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 const DOCS_PREFIX = "/docs";
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Body fields never written to the audit log, at any depth. */
+const SECRET_FIELD = /token|secret|password|preimage|seed|authorization|private/i;
 const BEARER = /^Bearer ([\x21-\x7e]{1,512})$/;
 
 export interface ApiOptions {
@@ -55,8 +58,8 @@ export interface ApiOptions {
   loggerInstance?: FastifyBaseLogger;
   version?: string;
   /**
-   * The Prometheus registry /metrics serves; the API adds its request counter to it. Default: a
-   * new one with the process metrics (service="channel").
+   * The Prometheus registry the API adds its request counter to (main.ts serves it on the ops
+   * port; the API port has no /metrics). Default: a new one with the process metrics.
    */
   registry?: Registry;
 }
@@ -67,13 +70,16 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   await store.migrate();
   const metrics = new RequestMetrics(opts.registry);
   const tokens = new WeakMap<FastifyRequest, TokenInfo>();
+  /** The audit row of each mutating call that got as far as acting; false if it could not be written. */
+  const audited = new WeakMap<FastifyRequest, string | false>();
+  /** The error code each failed call answered with. */
+  const errorCodes = new WeakMap<FastifyRequest, string>();
 
   const app = Fastify({
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
-    genReqId: (req) => {
-      const h = req.headers["x-request-id"];
-      return typeof h === "string" && REQUEST_ID.test(h) ? h : randomUUID();
-    },
+    // The server's own id: a caller's X-Request-Id is kept apart (clientRequestId), never trusted
+    // to name a row of the audit log.
+    genReqId: () => randomUUID(),
     bodyLimit: 64 * 1024,
   });
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
@@ -128,20 +134,54 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       );
   });
 
+  const auditEntry = (req: FastifyRequest): AuditStart => {
+    const client = req.headers["x-request-id"];
+    return {
+      tokenId: tokens.get(req)?.id,
+      method: req.method,
+      route: req.routeOptions.url ?? "(unmatched)",
+      params: { ...(req.params as Record<string, unknown> | undefined) },
+      body: req.body === undefined || req.body === null ? undefined : redact(req.body),
+      requestId: req.id,
+      clientRequestId: typeof client === "string" && REQUEST_ID.test(client) ? client : undefined,
+    };
+  };
+
+  // Every mutating call is written to the audit log before it acts (after authentication and
+  // validation); if the row cannot be written, the call does not happen.
+  app.addHook("preHandler", async (req) => {
+    if (!MUTATING.has(req.method)) return;
+    try {
+      audited.set(req, await store.auditStart(auditEntry(req)));
+    } catch (e) {
+      audited.set(req, false);
+      metrics.auditFailed("start");
+      req.log.error({ err: e }, "audit log write failed: the call is refused");
+      throw new ApiError(
+        503,
+        "AUDIT_UNAVAILABLE",
+        "the audit log cannot be written, so nothing was done; retry later",
+      );
+    }
+  });
+
+  // Its outcome afterwards, on the same row; a call refused before acting (401, 403, 400, 404)
+  // gets one row with its status.
   app.addHook("onSend", async (req, reply, payload) => {
     void reply.header("x-request-id", req.id);
-    if (MUTATING.has(req.method)) {
-      try {
-        await store.audit({
-          tokenId: tokens.get(req)?.id,
-          method: req.method,
-          route: req.routeOptions.url ?? "(unmatched)",
-          status: reply.statusCode,
-          requestId: req.id,
-        });
-      } catch (e) {
-        req.log.error({ err: e }, "audit log write failed");
-      }
+    if (!MUTATING.has(req.method)) return payload;
+    const row = audited.get(req);
+    const outcome = reply.statusCode >= 400 ? (errorCodes.get(req) ?? `HTTP_${reply.statusCode}`) : undefined;
+    try {
+      if (typeof row === "string") await store.auditFinish(row, reply.statusCode, outcome);
+      else if (row === undefined)
+        await store.auditStart({ ...auditEntry(req), status: reply.statusCode, outcome });
+    } catch (e) {
+      metrics.auditFailed("finish");
+      req.log.error(
+        { err: e, auditId: row, status: reply.statusCode },
+        "audit log: the outcome of this call could not be recorded",
+      );
     }
     return payload;
   });
@@ -153,32 +193,35 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   app.setErrorHandler(async (err, req, reply) => {
     const mapped = mapError(err, req.id);
     if (mapped.internal) req.log.error({ err }, "request failed");
+    errorCodes.set(req, mapped.body.error.code);
+    if (err instanceof ApiError && err.allow) void reply.header("allow", err.allow);
     return reply.code(mapped.status).send(mapped.body);
   });
 
-  app.setNotFoundHandler(async (req, reply) =>
-    reply.code(404).send({
+  app.setNotFoundHandler(async (req, reply) => {
+    errorCodes.set(req, "NOT_FOUND");
+    return reply.code(404).send({
       error: {
         code: "NOT_FOUND",
         message: `no route ${req.method} ${req.url.split("?")[0] ?? ""}; see ${DOCS_PREFIX}`,
         requestId: req.id,
       },
-    }),
-  );
+    });
+  });
 
-  await app.register(routes, { store, metrics, backend: opts.backend, tokens });
+  await app.register(routes, { store, backend: opts.backend, tokens });
   await app.register(consolePage);
   return app;
 }
 
 interface RouteDeps {
   store: ApiStore;
-  metrics: RequestMetrics;
   backend: B.NodeBackend;
   tokens: WeakMap<FastifyRequest, TokenInfo>;
 }
 
 const PAY_ROUTE = "POST /v1/payments";
+const WITHDRAW_ROUTE = "POST /v1/wallet/withdraw";
 /** Backend refusals that certainly moved no money: the key is freed so it can be retried. */
 const NOTHING_PAID: ReadonlySet<B.BackendErrorCode> = new Set([
   "NOT_FOUND",
@@ -187,7 +230,7 @@ const NOTHING_PAID: ReadonlySet<B.BackendErrorCode> = new Set([
   "INSUFFICIENT_FUNDS",
 ]);
 
-const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, metrics, backend, tokens }) => {
+const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backend, tokens }) => {
   const publicRoute = { access: "public" as const };
   const noAuth = { security: [] as Array<Record<string, string[]>> };
 
@@ -218,24 +261,6 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, metric
         throw new ApiError(503, "NOT_READY", "Postgres is unreachable; check the database and retry");
       }
       return { status: "ok" };
-    },
-  );
-
-  app.get(
-    "/metrics",
-    {
-      config: publicRoute,
-      schema: {
-        ...noAuth,
-        tags: ["ops"],
-        summary: "Prometheus metrics",
-        produces: ["text/plain"],
-        response: S.withErrors({ 200: S.MetricsText }),
-      },
-    },
-    async (_req, reply) => {
-      void reply.type(metrics.contentType);
-      return metrics.render();
     },
   );
 
@@ -429,18 +454,7 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, metric
       if (!token) throw new ApiError(401, "UNAUTHENTICATED", "missing bearer token");
       const key = req.headers["idempotency-key"];
       const claim = await store.claimIdempotency(token.id, key, PAY_ROUTE, requestHash(req.body));
-      if (claim.kind === "mismatch")
-        throw new ApiError(
-          422,
-          "IDEMPOTENCY_KEY_REUSED",
-          "this Idempotency-Key was used for a different request; use a fresh key for a new payment",
-        );
-      if (claim.kind === "in_progress")
-        throw new ApiError(
-          409,
-          "IDEMPOTENCY_IN_PROGRESS",
-          "a request with this Idempotency-Key is still running; retry the same request shortly",
-        );
+      if (claim.kind === "mismatch" || claim.kind === "in_progress") throw keyRefused(claim.kind, "payment");
       if (claim.kind === "done") {
         void reply.header("idempotent-replayed", "true");
         const stored = claim.response as StoredResult;
@@ -519,18 +533,33 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, metric
     },
   );
 
-  app.get(
+  app.post(
     "/v1/wallet/address",
     {
-      config: { access: "read" },
+      config: { access: "address" },
       schema: {
         tags: ["wallet"],
-        summary: "A fresh deposit address (any scope)",
-        response: S.withErrors({ 200: S.WalletAddress }),
+        summary:
+          "A fresh deposit address: a new wallet key, watched on chain for good (address or admin; audited)",
+        response: S.withErrors({ 201: S.WalletAddress }),
       },
     },
-    async () => backend.walletAddress(),
+    async (_req, reply) => {
+      const a = await backend.walletAddress();
+      void reply.code(201);
+      return a;
+    },
   );
+
+  // It allocates a key and a permanent watch: never on a GET (a read-only token, a prefetch).
+  app.get("/v1/wallet/address", { config: publicRoute, schema: { hide: true } }, async () => {
+    throw new ApiError(
+      405,
+      "METHOD_NOT_ALLOWED",
+      "a deposit address is allocated with POST /v1/wallet/address (address or admin scope)",
+      "POST",
+    );
+  });
 
   app.get(
     "/v1/wallet/balance",
@@ -554,22 +583,128 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, metric
       config: { access: "admin" },
       schema: {
         tags: ["wallet"],
-        summary: "Send on-chain funds out (admin)",
+        summary:
+          "Send on-chain funds out (admin). Needs an Idempotency-Key header; a retry with it withdraws once.",
+        headers: S.IdempotencyHeaders,
         body: S.WithdrawBody,
         response: S.withErrors({ 200: S.Withdrawal }),
       },
     },
-    async (req) => {
-      const w = await backend.withdraw({
+    async (req, reply) => {
+      const token = tokens.get(req);
+      if (!token) throw new ApiError(401, "UNAUTHENTICATED", "missing bearer token");
+      const key = req.headers["idempotency-key"];
+      const hash = requestHash(req.body);
+      const replay = (found: Awaited<ReturnType<ApiStore["idempotentResult"]>>): WithdrawalJson => {
+        if (found?.kind !== "done") throw keyRefused(found?.kind ?? "in_progress", "withdrawal");
+        void reply.header("idempotent-replayed", "true");
+        return found.response as WithdrawalJson;
+      };
+      const earlier = await store.idempotentResult(token.id, key, WITHDRAW_ROUTE, hash);
+      if (earlier?.kind === "done" || earlier?.kind === "mismatch") return replay(earlier);
+      const result = (txid: string): WithdrawalJson => ({
+        txid,
         address: req.body.address,
-        amountSat: sat(BigInt(req.body.amountSat)),
+        amountSat: req.body.amountSat,
       });
-      return { txid: w.txid, address: w.address, amountSat: w.amountSat.toString() };
+      let taken = false;
+      try {
+        const w = await backend.withdraw(
+          { address: req.body.address, amountSat: sat(BigInt(req.body.amountSat)) },
+          {
+            claim: async (tx) => {
+              taken = !(await store.claimIdempotencyIn(tx, token.id, key, WITHDRAW_ROUTE, hash));
+              if (taken) throw new ApiError(409, "IDEMPOTENCY_IN_PROGRESS", "the key is bound already");
+            },
+            complete: (tx, txid) => store.completeIdempotency(token.id, key, 200, result(txid), tx),
+          },
+        );
+        return result(w.txid);
+      } catch (e) {
+        // Another request with this key committed first (it was waited for): answer as it did.
+        if (taken) return replay(await store.idempotentResult(token.id, key, WITHDRAW_ROUTE, hash));
+        throw e;
+      }
+    },
+  );
+
+  app.get(
+    "/v1/tokens",
+    {
+      config: { access: "admin" },
+      schema: {
+        tags: ["tokens"],
+        summary: "List API tokens: ids, labels, scopes, dates; never a token (admin)",
+        response: S.withErrors({ 200: S.TokenList }),
+      },
+    },
+    async () => ({ tokens: (await store.listTokens()).map(tokenJson) }),
+  );
+
+  app.post(
+    "/v1/tokens/revoke",
+    {
+      config: { access: "admin" },
+      schema: {
+        tags: ["tokens"],
+        summary:
+          "Revoke the token with this id, or every live token with this label; refused at once from then on (admin; audited)",
+        body: S.RevokeTokenBody,
+        response: S.withErrors({ 200: S.RevokedTokens }),
+      },
+    },
+    async (req) => {
+      const revoked = await store.revokeTokens(
+        "id" in req.body ? { id: req.body.id } : { label: req.body.label },
+      );
+      if (revoked.length === 0)
+        throw new ApiError(
+          404,
+          "NOT_FOUND",
+          "no live token has this id or label; GET /v1/tokens lists the tokens",
+        );
+      return { revoked: revoked.map((t) => ({ id: t.id, label: t.label, scopes: t.scopes })) };
     },
   );
 };
 
+/** An Idempotency-Key bound to another request (422), or to one still running (409). */
+function keyRefused(kind: "mismatch" | "in_progress", what: string): ApiError {
+  return kind === "mismatch"
+    ? new ApiError(
+        422,
+        "IDEMPOTENCY_KEY_REUSED",
+        `this Idempotency-Key was used for a different request; use a fresh key for a new ${what}`,
+      )
+    : new ApiError(
+        409,
+        "IDEMPOTENCY_IN_PROGRESS",
+        "a request with this Idempotency-Key is still running; retry the same request shortly",
+      );
+}
+
+/** A copy of a request body for the audit log, every secret-looking field replaced. */
+function redact(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(redact);
+  if (typeof v === "object" && v !== null)
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [k, SECRET_FIELD.test(k) ? "[redacted]" : redact(x)]),
+    );
+  return v;
+}
+
+function tokenJson(t: TokenRecord): Static<typeof S.TokenRecord> {
+  return {
+    id: t.id,
+    label: t.label,
+    scopes: t.scopes,
+    createdAt: t.createdAt.toISOString(),
+    revokedAt: t.revokedAt?.toISOString() ?? null,
+  };
+}
+
 type PaymentJson = Static<typeof S.Payment>;
+type WithdrawalJson = Static<typeof S.Withdrawal>;
 type StoredResult = PaymentJson | { error: { code: string; message: string } };
 
 function channelJson(c: B.ChannelSummary): Static<typeof S.ChannelSummary> {

@@ -1,4 +1,5 @@
 import type { Locktime, Msat, Sat } from "@ln/bitcoin";
+import type pg from "pg";
 
 /**
  * What the HTTP control API needs from the node. Implemented over the ChannelRunner and the wallet
@@ -23,7 +24,20 @@ export interface NodeBackend {
   forceClose(id: string): Promise<ChannelSummary>;
   walletAddress(): Promise<{ address: string }>;
   walletBalance(): Promise<WalletBalance>;
-  withdraw(req: { address: string; amountSat: Sat }): Promise<Withdrawal>;
+  /** `record` is called inside the transaction that stores the withdrawal (see WithdrawalRecord). */
+  withdraw(req: { address: string; amountSat: Sat }, record: WithdrawalRecord): Promise<Withdrawal>;
+}
+
+/**
+ * The API's durable record of one withdrawal request (its idempotency key, the request's hash and
+ * the result), written in the same Postgres transaction as the withdrawal itself: both are
+ * stored, or neither, so a retry can never withdraw twice.
+ */
+export interface WithdrawalRecord {
+  /** First in the transaction, before any coin is chosen; throws if the key is bound already. */
+  claim(tx: pg.ClientBase): Promise<void>;
+  /** Last in the transaction, once the signed withdrawal is stored. */
+  complete(tx: pg.ClientBase, txid: string): Promise<void>;
 }
 
 export interface NodeInfo {

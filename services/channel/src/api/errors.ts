@@ -7,6 +7,8 @@ export class ApiError extends Error {
     readonly statusCode: number,
     readonly code: string,
     message: string,
+    /** For a 405: the methods the route takes (the Allow header). */
+    readonly allow?: string,
   ) {
     super(message);
   }

@@ -11,14 +11,20 @@ import {
   type PeerInfo,
   type WalletBalance,
   type Withdrawal,
+  type WithdrawalRecord,
 } from "./backend.js";
+import { inTransaction } from "@ln/postgres";
+import type pg from "pg";
 
 /**
  * An in-memory NodeBackend: channels open instantly, payments settle at once against the local
  * balance. For tests and for running the API without a node. It counts calls per method so tests
- * can check that a retried request did not pay twice.
+ * can check that a retried request did not pay twice. Withdrawals need `pool`: their request
+ * record (the API's idempotency key) is written in a real transaction, as the wallet does.
  */
 export class MemoryBackend implements NodeBackend {
+  constructor(private readonly opts: { pool?: pg.Pool } = {}) {}
+
   readonly calls = new Map<keyof NodeBackend, number>();
   readonly nodeId = `02${"11".repeat(32)}`;
   private readonly peers = new Map<string, PeerInfo>();
@@ -178,12 +184,20 @@ export class MemoryBackend implements NodeBackend {
     return { confirmedSat: this.confirmedSat, unconfirmedSat: sat(0n) };
   }
 
-  async withdraw(req: { address: string; amountSat: Sat }): Promise<Withdrawal> {
-    this.called("withdraw");
-    if (req.amountSat > this.confirmedSat)
-      throw new BackendError("INSUFFICIENT_FUNDS", `wallet holds ${this.confirmedSat} sat`);
-    this.confirmedSat = sat(this.confirmedSat - req.amountSat);
-    return { txid: randomBytes(32).toString("hex"), address: req.address, amountSat: req.amountSat };
+  async withdraw(req: { address: string; amountSat: Sat }, record: WithdrawalRecord): Promise<Withdrawal> {
+    const pool = this.opts.pool;
+    if (!pool) throw new BackendError("UNAVAILABLE", "this MemoryBackend has no pool for withdrawals");
+    return inTransaction(pool, async (c) => {
+      await record.claim(c);
+      this.called("withdraw");
+      if (req.amountSat > this.confirmedSat)
+        throw new BackendError("INSUFFICIENT_FUNDS", `wallet holds ${this.confirmedSat} sat`);
+      const txid = randomBytes(32).toString("hex");
+      await record.complete(c, txid);
+      // Spent once the record is stored (the wallet's commit); a failed store spends nothing.
+      this.confirmedSat = sat(this.confirmedSat - req.amountSat);
+      return { txid, address: req.address, amountSat: req.amountSat };
+    });
   }
 }
 

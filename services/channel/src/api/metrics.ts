@@ -1,5 +1,5 @@
 /**
- * The channel service's Prometheus metrics (prom-client, served by the control API's /metrics):
+ * The channel service's Prometheus metrics (prom-client, served on its ops port, never on the API's):
  * the API's request counter, and gauges of the node's books read from Postgres at scrape time.
  * Labels are methods, routes, statuses and phases only: never a channel id, a payment hash or a
  * token.
@@ -12,6 +12,7 @@ import type pg from "pg";
 export class RequestMetrics {
   readonly registry: Registry;
   private readonly requests: Counter<"method" | "route" | "status">;
+  private readonly auditFailures: Counter<"stage">;
 
   /**
    * On `registry`: the process's, from newRegistry("channel") (main.ts). Default: a new one with
@@ -30,6 +31,13 @@ export class RequestMetrics {
       labelNames: ["method", "route", "status"] as const,
       registers: [registry],
     });
+    this.auditFailures = new Counter({
+      name: "channel_api_audit_failures_total",
+      help: "Audit log writes that failed: start (the call was refused) or finish (its outcome is missing).",
+      labelNames: ["stage"] as const,
+      registers: [registry],
+    });
+    for (const stage of ["start", "finish"]) this.auditFailures.inc({ stage }, 0);
     new Gauge({
       name: "channel_api_uptime_seconds",
       help: "Seconds since the API started.",
@@ -44,13 +52,8 @@ export class RequestMetrics {
     this.requests.inc({ method, route, status: String(status) });
   }
 
-  /** The text exposition of every metric of the registry. */
-  render(): Promise<string> {
-    return this.registry.metrics();
-  }
-
-  get contentType(): string {
-    return this.registry.contentType;
+  auditFailed(stage: "start" | "finish"): void {
+    this.auditFailures.inc({ stage });
   }
 }
 

@@ -159,7 +159,7 @@ export const IdempotencyHeaders = Type.Object({
     minLength: 1,
     maxLength: 255,
     pattern: "^[\\x21-\\x7e]+$",
-    description: "a fresh key per payment; a retry with the same key returns the first result",
+    description: "a fresh key per payment or withdrawal; a retry with the same key returns the first result",
   }),
 });
 export const Payment = Type.Object({
@@ -186,6 +186,33 @@ export const WithdrawBody = Type.Object(
 );
 export const Withdrawal = Type.Object({ txid: Type.String(), address: Type.String(), amountSat: SatString });
 
+const ScopeName = Type.Union([
+  Type.Literal("admin"),
+  Type.Literal("readonly"),
+  Type.Literal("invoice"),
+  Type.Literal("address"),
+]);
+export const TokenRecord = Type.Object({
+  id: Type.String(),
+  label: Type.String(),
+  scopes: Type.Array(ScopeName),
+  createdAt: Timestamp,
+  revokedAt: Type.Union([Timestamp, Type.Null()]),
+});
+export const TokenList = Type.Object({ tokens: Type.Array(TokenRecord) });
+export const RevokeTokenBody = Type.Union(
+  [
+    Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false }),
+    Type.Object({ label: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+  ],
+  { description: "the token's id, or a label: every live token with that label is revoked" },
+);
+export const RevokedTokens = Type.Object({
+  revoked: Type.Array(
+    Type.Object({ id: Type.String(), label: Type.String(), scopes: Type.Array(ScopeName) }),
+  ),
+});
+
 /** Every route declares the error shape for 4xx and 5xx alongside its success response. */
 export const withErrors = <S extends Record<number, TSchema>>(
   ok: S,
@@ -194,4 +221,3 @@ export const withErrors = <S extends Record<number, TSchema>>(
   "4xx": ErrorBody,
   "5xx": ErrorBody,
 });
-export const MetricsText = Type.String({ description: "Prometheus text exposition format" });
