@@ -6,6 +6,13 @@ export {
   step,
   unrevokedCommitments,
 } from "./channel.js";
+export {
+  deadlineReached,
+  EXPIRY_TOO_SOON,
+  htlcDeadlinePassed,
+  overdueHtlc,
+  redemptionDeadline,
+} from "./htlc-deadlines.js";
 export * from "./types.js";
 export * from "./views.js";
 export * from "./serialize.js";

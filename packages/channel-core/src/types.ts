@@ -120,6 +120,11 @@ export interface ChannelState {
   /** Offered HTLCs the peer failed: reported once the removal is in both commitments. */
   failedByPeer: { id: bigint; reason: string }[];
   close: CloseNegotiation;
+  /**
+   * HTLCs the peer offered whose expiry left no time to redeem them on chain (draft 3.1): failed
+   * once committed. Absent in states stored before it existed.
+   */
+  expiryTooSoon?: bigint[];
   /** A signer request is out: other inputs wait in `deferred`, so replies apply in order. */
   awaiting: SignerRequest["kind"] | undefined;
   deferred: Input[];
