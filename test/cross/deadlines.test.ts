@@ -33,6 +33,15 @@ describe("redemption deadline on chain: the payer withholds the removal of a ful
     const port = await nodes.B.gateway.listen(0, "127.0.0.1");
     // Dialled by the gateway alone: A's node has no address to redial once A goes silent.
     await nodes.A.gateway.connect("127.0.0.1", port, nodes.B.nodeId);
+    // A's node must take that connection's `connected` event before the channel exists, or it
+    // would retransmit open_channel after sending it. Its answer to an ack request queues behind it.
+    await h.nc.request(
+      peerSubjects(nodes.A.peerPrefix, nodes.B.nodeId.toString("hex")).ack,
+      new Uint8Array(),
+      {
+        timeout: 20_000,
+      },
+    );
     await h.openChannel();
     const [aId, bId] = [await channelOf("A"), await channelOf("B")];
     const processed = async (height: number): Promise<boolean> =>
@@ -103,13 +112,13 @@ describe("redemption deadline on chain: the payer withholds the removal of a ful
       await until("B failed on A's error", async () => (await state("B")).phase === "failed");
       failedAt = rt.height();
     }
-    expect((await state("B")).failure?.code).toBe("HTLC_DEADLINE");
-    expect(failedAt).toBe(deadline);
+    const failure = (await state("B")).failure;
 
     // B broadcast its latest commitment, holding the HTLC; a block confirms it.
     await until("B broadcast its commitment", async () => broadcasts.B.length > 0);
     const commitmentTxid = broadcasts.B.at(-1) as string;
     await mine(1);
+    const confirmedAt = rt.height();
     const redeemOf = async (): Promise<ResolutionView["claims"][number] | undefined> =>
       (await nodes.B.resolution.view(bId))?.claims.find((c) => c.amountSat === sat(60_000n));
     await until("B's claim with R recorded", async () => (await redeemOf()) !== undefined);
@@ -117,18 +126,25 @@ describe("redemption deadline on chain: the payer withholds the removal of a ful
     expect([resolution.kind, resolution.spendTxid]).toEqual(["our_commitment", commitmentTxid]);
     const claim = (await redeemOf()) as NonNullable<Awaited<ReturnType<typeof redeemOf>>>;
     expect(claim.what).toBe("htlc_redeem");
-    // Confirmed at deadline + 1, spendable 144 blocks later: before A's timeout (valid from E + 1).
-    expect(claim.readyHeight).toBe(deadline + 1 + 144);
-    expect(deadline + 1 + 144).toBeLessThan(E + 1);
+    expect(claim.readyHeight).toBe(confirmedAt + 144);
 
-    // Up to the block before it is ready in one go; then a block at a time, each waiting for
-    // B's sweep to be in the mempool once the next block may hold it.
-    await mine(deadline + 1 + 144 - 2 - rt.height());
+    // The race on chain: B's R path from 144 blocks after the confirmation, A's timeout from
+    // E + 1 (A's resolution sweeps it as soon as it may). Mined in one go up to two blocks before
+    // the first of them; then a block at a time, each waiting for B's sweep to be in the mempool
+    // once the next block may hold it.
+    const first = Math.min(confirmedAt + 144, E + 1);
+    await mine(Math.max(0, first - 2 - rt.height()));
     while (!["swept", "lost"].includes((await redeemOf())?.status ?? "")) {
       if (rt.height() + 1 >= (claim.readyHeight ?? 0))
         await until("B's sweep sent", async () => (await redeemOf())?.status !== "waiting");
       await mine(1);
     }
+    // B won: it went on chain at its deadline (E - 144 - 6), so its R path
+    // opened at deadline + 1 + 144 = E - 5, before A's timeout.
+    expect((await redeemOf())?.status).toBe("swept");
+    expect(failure?.code).toBe("HTLC_DEADLINE");
+    expect(failedAt).toBe(deadline);
+    expect(confirmedAt + 144).toBe(E - 5);
     const swept = (await redeemOf()) as typeof claim;
     expect(swept.status).toBe("swept");
     expect(swept.spentBy).toBe(swept.sweepTxid);
