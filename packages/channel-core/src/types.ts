@@ -26,7 +26,10 @@ export interface ChannelPolicy {
   maxFeeRate: number;
   /** Blocks we wait for the other node's part of the opening (and for its open_complete). */
   openTimeoutBlocks: number;
-  /** Safety margin before an offered HTLC's expiry, beyond the delay (draft 3.1). */
+  /**
+   * Safety margin before an HTLC's expiry, beyond the delay, for the confirmations (draft 3.1):
+   * its redemption deadline is `expiry - delay - margin`, for HTLCs in either direction.
+   */
   deadlineMarginBlocks: number;
   deadlineMarginSeconds: number;
   /** Satoshi per 1000 bytes for our first close_signature offer. */
