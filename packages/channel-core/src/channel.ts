@@ -1,4 +1,4 @@
-import { MAX_ANCHOR_SAT, msat, sat, sha256, type Locktime, type OutPoint, type Sat } from "@ln/bitcoin";
+import { MAX_ANCHOR_SAT, msat, sat, sha256, type OutPoint, type Sat } from "@ln/bitcoin";
 import { encodePkt, WireError, type Pkt, type PktOf } from "@ln/proto";
 import { absoluteExpiry, relativeDelay } from "@ln/scripts";
 import { commitmentIndex, emptyShachainStore, insertSecret, ShachainError } from "@ln/shachain";
@@ -15,6 +15,7 @@ import {
   type CommitmentParams,
 } from "@ln/tx";
 import { Behind } from "./data-loss.js";
+import { EXPIRY_TOO_SOON, htlcDeadlinePassed, overdueHtlc } from "./htlc-deadlines.js";
 import { DEFAULT_POLICY } from "./types.js";
 import type {
   Broadcast,
@@ -114,6 +115,7 @@ export function createChannel(p: {
       theirLastSig: undefined,
       failOnceCommitted: [],
     },
+    expiryTooSoon: [],
     awaiting: undefined,
     deferred: [],
     failure: undefined,
@@ -714,6 +716,9 @@ function receiveAdd(d: ChannelState, pkt: PktOf<"update_add_htlc">, out: Output[
   d.everHadHtlc = true;
   // Draft 4.1: after our close_clearing, every new HTLC is failed (once it is committed).
   if (d.close.sentClearing) d.close.failOnceCommitted.push(pkt.id);
+  // Draft 3.1: an expiry that leaves less than our delay plus the margin cannot be redeemed on
+  // chain in time: the HTLC is failed once committed, never handed on.
+  else if (htlcDeadlinePassed(d, htlc.expiry)) d.expiryTooSoon = [...(d.expiryTooSoon ?? []), pkt.id];
   else out.push({ type: "htlc_added", id: pkt.id, offerer: "remote" });
 }
 
@@ -1089,16 +1094,6 @@ function onCommand(d: ChannelState, c: Command, out: Output[]): void {
   }
 }
 
-function offeredDeadlinePassed(d: ChannelState, expiry: Locktime): boolean {
-  const delay = need(d.remote).delay;
-  const delaySeconds = "seconds" in delay ? delay.seconds : delay.blocks * 600;
-  if ("blocks" in expiry) {
-    const delayBlocks = "blocks" in delay ? delay.blocks : Math.ceil(delay.seconds / 600);
-    return d.chain.height >= expiry.blocks - delayBlocks - d.policy.deadlineMarginBlocks;
-  }
-  return d.chain.time >= expiry.seconds - delaySeconds - d.policy.deadlineMarginSeconds;
-}
-
 function addHtlc(d: ChannelState, c: Extract<Command, { kind: "add_htlc" }>, out: Output[]): void {
   if (d.close.sentClearing || d.close.receivedClearing)
     throw new Rejected("the channel is closing: no new HTLCs (draft 4.1)");
@@ -1110,7 +1105,7 @@ function addHtlc(d: ChannelState, c: Extract<Command, { kind: "add_htlc" }>, out
   } catch (e) {
     throw new Rejected((e as Error).message);
   }
-  if (offeredDeadlinePassed(d, c.expiry))
+  if (htlcDeadlinePassed(d, c.expiry))
     throw new Rejected("the expiry leaves no time to redeem on chain after the delay (draft 3.1)");
   const htlc: Htlc = {
     id: d.nextHtlcId,
@@ -1183,13 +1178,7 @@ function onChain(d: ChannelState, e: ChainEvent, out: Output[]): void {
           );
         return;
       }
-      for (const v of [d.localCommit, d.remoteCommit])
-        for (const h of v?.htlcs ?? [])
-          if (h.offerer === "local" && offeredDeadlinePassed(d, h.expiry))
-            throw new Violation(
-              `HTLC ${h.id} we offered is past its deadline in a current commitment (draft 3.1)`,
-              "HTLC_DEADLINE",
-            );
+      failIfOverdue(d);
       return;
     case "anchor_depth":
       if (d.phase !== "opening" || !d.opening.anchorSigned || d.opening.sentComplete) return;
@@ -1226,17 +1215,12 @@ function afterEveryStep(d: ChannelState, out: Output[]): void {
     });
     return false;
   });
-  // Draft 4.1: HTLCs received after our close_clearing are failed once committed.
+  // Draft 4.1: HTLCs received after our close_clearing are failed once committed; so are those
+  // whose expiry left us no time to redeem them (draft 3.1).
   if (!d.awaiting) {
-    const committed = (id: bigint): boolean =>
-      lc.htlcs.some((h) => h.offerer === "remote" && h.id === id) &&
-      rc.htlcs.some((h) => h.offerer === "remote" && h.id === id);
-    d.close.failOnceCommitted = d.close.failOnceCommitted.filter((id) => {
-      if (!committed(id) || removalStaged(d.localLog, id)) return true;
-      const reason = hex(Buffer.from("closing"));
-      sendUpdate(d, out, { kind: "update_fail_htlc", id, reason: buf(reason) }, { kind: "fail", id, reason });
-      return false;
-    });
+    d.close.failOnceCommitted = failOnceCommitted(d, out, d.close.failOnceCommitted, "closing");
+    if (d.expiryTooSoon?.length)
+      d.expiryTooSoon = failOnceCommitted(d, out, d.expiryTooSoon, EXPIRY_TOO_SOON);
   }
   // Logs: entries both commitments include are no longer needed.
   d.localLog = pruneLog(d.localLog, Math.min(lc.localUpdates, rc.localUpdates));
@@ -1252,4 +1236,43 @@ function afterEveryStep(d: ChannelState, out: Output[]): void {
     noHtlcsLeft(d)
   )
     offerClose(d, out, initialCloseFee(d));
+}
+
+/**
+ * Sends update_fail_htlc with `reason` for each of `ids` (HTLCs the peer offered) committed in
+ * both current commitments; returns the ids still waiting for that. One removed already (by a
+ * command) needs nothing more from us.
+ */
+function failOnceCommitted(d: ChannelState, out: Output[], ids: bigint[], reason: string): bigint[] {
+  const committed = (id: bigint): boolean =>
+    [need(d.localCommit), need(d.remoteCommit)].every((v) =>
+      v.htlcs.some((h) => h.offerer === "remote" && h.id === id),
+    );
+  const wire = hex(Buffer.from(reason));
+  return ids.filter((id) => {
+    if (removalStaged(d.localLog, id)) return false;
+    if (!committed(id)) return true;
+    sendUpdate(
+      d,
+      out,
+      { kind: "update_fail_htlc", id, reason: buf(wire) },
+      { kind: "fail", id, reason: wire },
+    );
+    return false;
+  });
+}
+
+// ---------------------------------------------------------------- HTLC deadlines (draft 3.1)
+
+/** An HTLC past its redemption deadline still in a commitment: fail the channel, go on chain. */
+function failIfOverdue(d: ChannelState): void {
+  const overdue = overdueHtlc(d);
+  if (!overdue) return;
+  const { htlc, fulfilled } = overdue;
+  throw new Violation(
+    fulfilled
+      ? `HTLC ${htlc.id} offered to us, fulfilled by us, is still in a current commitment past its redemption deadline: claiming it on chain with R (draft 3.1)`
+      : `HTLC ${htlc.id} we offered is past its deadline in a current commitment (draft 3.1)`,
+    "HTLC_DEADLINE",
+  );
 }

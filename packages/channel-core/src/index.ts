@@ -7,6 +7,13 @@ export {
   unrevokedCommitments,
 } from "./channel.js";
 export { signerAhead, type SignerChannelStatus } from "./data-loss.js";
+export {
+  deadlineReached,
+  EXPIRY_TOO_SOON,
+  htlcDeadlinePassed,
+  overdueHtlc,
+  redemptionDeadline,
+} from "./htlc-deadlines.js";
 export * from "./types.js";
 export * from "./views.js";
 export * from "./serialize.js";

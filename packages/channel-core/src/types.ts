@@ -26,7 +26,10 @@ export interface ChannelPolicy {
   maxFeeRate: number;
   /** Blocks we wait for the other node's part of the opening (and for its open_complete). */
   openTimeoutBlocks: number;
-  /** Safety margin before an offered HTLC's expiry, beyond the delay (draft 3.1). */
+  /**
+   * Safety margin before an HTLC's expiry, beyond the delay, for the confirmations (draft 3.1):
+   * its redemption deadline is `expiry - delay - margin`, for HTLCs in either direction.
+   */
   deadlineMarginBlocks: number;
   deadlineMarginSeconds: number;
   /** Satoshi per 1000 bytes for our first close_signature offer. */
@@ -125,6 +128,11 @@ export interface ChannelState {
   /** Offered HTLCs the peer failed: reported once the removal is in both commitments. */
   failedByPeer: { id: bigint; reason: string }[];
   close: CloseNegotiation;
+  /**
+   * HTLCs the peer offered whose expiry left no time to redeem them on chain (draft 3.1): failed
+   * once committed. Absent in states stored before it existed.
+   */
+  expiryTooSoon?: bigint[];
   /** A signer request is out: other inputs wait in `deferred`, so replies apply in order. */
   awaiting: SignerRequest["kind"] | undefined;
   deferred: Input[];

@@ -57,7 +57,8 @@ describe("3.1 HTLC deadlines", () => {
   it("we do not offer an HTLC after its deadline (seconds)", () => {
     const p = openPair();
     const now = p.a.state.chain.time;
-    const deadline = now + 144 * 600 + 3600;
+    // The delay in blocks counts 1200 s a block against an expiry in seconds (slow blocks).
+    const deadline = now + 144 * 1200 + 3600;
     expectRejected(p, p.a, {
       kind: "add_htlc",
       amountMsat: msat(1_000_000),

@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { isBlocks, MAX_ANCHOR_SAT, type OutPoint, type Sat } from "@ln/bitcoin";
+import { MAX_ANCHOR_SAT, type OutPoint, type Sat } from "@ln/bitcoin";
 import {
   ackFor,
   createChannel,
   signerAhead,
+  EXPIRY_TOO_SOON,
+  htlcDeadlinePassed,
   type ChannelState,
   type Command,
   type Input,
@@ -589,7 +591,6 @@ export class ChannelNode {
       this.settling.add(key);
       try {
         const invoice = await this.o.ledger.invoice(h.rHash);
-        const margin = state.policy.deadlineMarginBlocks;
         let command: Command;
         if (!invoice) command = { kind: "fail_htlc", id: h.id, reason: reasonHex("unknown payment hash") };
         else if (h.amountMsat < invoice.amountMsat)
@@ -598,8 +599,10 @@ export class ChannelNode {
             id: h.id,
             reason: reasonHex(`amount below the invoice's ${invoice.amountMsat} msat`),
           };
-        else if (isBlocks(h.expiry) && h.expiry.blocks <= this.tipHeight + margin)
-          command = { kind: "fail_htlc", id: h.id, reason: reasonHex("expiry too soon") };
+        // Draft 3.1: past its redemption deadline (the core's rule, at the later of its tip and
+        // ours), R could no longer be claimed on chain before the peer's timeout.
+        else if (htlcDeadlinePassed({ ...state, chain: this.laterTip(state.chain) }, h.expiry))
+          command = { kind: "fail_htlc", id: h.id, reason: reasonHex(EXPIRY_TOO_SOON) };
         else {
           const { r } = await this.o.signer.call("RevealInvoice", { index: invoice.signerIndex });
           command = { kind: "fulfill_htlc", id: h.id, r: hex(r) };
@@ -614,6 +617,10 @@ export class ChannelNode {
         this.settling.delete(key);
       }
     }
+  }
+
+  private laterTip(chain: ChannelState["chain"]): ChannelState["chain"] {
+    return { height: Math.max(chain.height, this.tipHeight), time: Math.max(chain.time, this.tipTime) };
   }
 
   // ------------------------------------------------------------ leases and retries

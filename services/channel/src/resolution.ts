@@ -1,5 +1,5 @@
-import { sat, txidFromHex, type Sat } from "@ln/bitcoin";
-import { unrevokedCommitments } from "@ln/channel-core";
+import { sat, sha256, txidFromHex, type Sat } from "@ln/bitcoin";
+import { unrevokedCommitments, type ChannelState } from "@ln/channel-core";
 import {
   buildClaimSpend,
   claimsFor,
@@ -136,7 +136,7 @@ export class Resolver {
       : { kind: "unknown" };
     const { claims, watched } =
       classified.kind === "our_commitment" || classified.kind === "their_commitment"
-        ? claimsFor(classified, txidFromHex(spendTxid), await this.#knownPreimages(classified))
+        ? claimsFor(classified, txidFromHex(spendTxid), await this.#knownPreimages(classified, state))
         : { claims: [], watched: [] };
     // Time locks count from the median time past, which block times run ahead of by about an
     // hour: the tip's time (at most that much early) is the estimate, and sweepReady waits an hour more.
@@ -419,12 +419,25 @@ export class Resolver {
     }
   }
 
-  /** R of each HTLC offered to us that pays one of our invoices (the signer reveals it). */
-  async #knownPreimages(c: Extract<AnchorSpend, { params: unknown }>): Promise<Map<string, Buffer>> {
+  /**
+   * R of each HTLC offered to us that we fulfilled (our update_fulfill_htlc stays in the state's
+   * log until both commitments drop the HTLC: the case of a peer that never takes the removal,
+   * draft 3.1) or that pays one of our invoices (the signer reveals it).
+   */
+  async #knownPreimages(
+    c: Extract<AnchorSpend, { params: unknown }>,
+    state: ChannelState,
+  ): Promise<Map<string, Buffer>> {
     const out = new Map<string, Buffer>();
+    for (const e of state.localLog.entries)
+      if (e.update.kind === "fulfill") {
+        const r = Buffer.from(e.update.r, "hex");
+        out.set(sha256(r).toString("hex"), r);
+      }
     const toUs = c.params.htlcs.filter((h) => h.offeredByOwner === (c.kind === "their_commitment"));
     for (const h of toUs) {
       const rHash = Buffer.from(h.rHash).toString("hex");
+      if (out.has(rHash)) continue;
       const invoice = await this.o.ledger.invoice(rHash);
       if (!invoice) continue;
       const { r } = await this.o.signer.call("RevealInvoice", { index: invoice.signerIndex });
