@@ -61,6 +61,8 @@ export interface Node {
   signer: SignerClient;
   /** The signer as the peer gateway calls it (role gateway: the handshake only). */
   gatewaySigner: SignerClient;
+  /** The signer as a watchtower calls it (role tower: SignJustice only). */
+  towerSigner: SignerClient;
   signerServer: RunningServer;
   store: ChannelStore;
   ledger: GatedLedger;
@@ -156,7 +158,8 @@ export async function startHarness(): Promise<Harness> {
       listen: "127.0.0.1:0",
       tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
       clients: TEST_CLIENTS,
-      log: () => undefined,
+      // Refusals only (the method and the code): shown with the logs of a failing wait.
+      log: (line) => logs.push(`${side} signer: ${line}`),
     });
     const signer = new SignerClient(
       `127.0.0.1:${signerServer.port}`,
@@ -166,6 +169,11 @@ export async function startHarness(): Promise<Harness> {
     const gatewaySigner = new SignerClient(
       `127.0.0.1:${signerServer.port}`,
       { ca: pems.ca, cert: pems.gatewayCert, key: pems.gatewayKey },
+      CLIENT_OPTIONS,
+    );
+    const towerSigner = new SignerClient(
+      `127.0.0.1:${signerServer.port}`,
+      { ca: pems.ca, cert: pems.towerCert, key: pems.towerKey },
       CLIENT_OPTIONS,
     );
     const nodeId = (await signer.call("NodeInfo", {})).node_pubkey;
@@ -289,6 +297,7 @@ export async function startHarness(): Promise<Harness> {
       nodeId,
       signer,
       gatewaySigner,
+      towerSigner,
       signerServer,
       store,
       ledger,
@@ -358,6 +367,7 @@ export async function startHarness(): Promise<Harness> {
       await stopNode(n.side);
       n.signer.close();
       n.gatewaySigner.close();
+      n.towerSigner.close();
       await n.signerServer.shutdown(1000);
     }
     const jsm = await nc.jetstreamManager();

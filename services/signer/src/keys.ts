@@ -4,7 +4,7 @@
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { link, open, readFile, stat, unlink } from "node:fs/promises";
 import { sha256 } from "@ln/bitcoin";
 import { commitmentIndex, generateFromSeed } from "@ln/shachain";
 import { BIP32Factory, type BIP32Interface } from "bip32";
@@ -99,8 +99,8 @@ export async function readSeedFile(path: string, key: Uint8Array): Promise<Buffe
 }
 
 /**
- * Writes `seed` to a new seed file at `path` (to a temporary file with mode 0600, synced, then
- * renamed into place).
+ * Writes `seed` to a new seed file at `path`: to a temporary file with mode 0600, synced, then
+ * linked into place, which fails (EEXIST) rather than replace an existing seed file.
  */
 export async function createSeedFile(path: string, key: Uint8Array, seed: Uint8Array): Promise<void> {
   const tmp = `${path}.${process.pid}.tmp`;
@@ -112,26 +112,10 @@ export async function createSeedFile(path: string, key: Uint8Array, seed: Uint8A
     await handle.close();
   }
   try {
-    await rename(tmp, path);
-  } catch (e) {
+    await link(tmp, path);
+  } finally {
     await unlink(tmp).catch(() => undefined);
-    throw e;
   }
-}
-
-/**
- * Reads and decrypts the seed file, or creates it with a fresh random seed if it does not exist.
- * (The signer process uses startup.ts, which also binds the seed to its database.)
- */
-export async function loadOrCreateSeed(
-  path: string,
-  key: Uint8Array,
-): Promise<{ seed: Buffer; created: boolean }> {
-  const existing = await readSeedFile(path, key);
-  if (existing !== undefined) return { seed: existing, created: false };
-  const seed = randomBytes(32);
-  await createSeedFile(path, key, seed);
-  return { seed, created: true };
 }
 
 /** BIP32 paths (README.md). Purpose 1017' keeps them apart from any wallet standard. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 import { SignerError } from "../src/errors.js";
+import { signerCode } from "./helpers.js";
 
 const full = {
   SIGNER_DATABASE_URL: "postgres://signer@db/signer",
@@ -11,15 +12,6 @@ const full = {
   SIGNER_SEED_FILE: "/data/seed.bin",
   SIGNER_SEED_KEY_FILE: "/etc/ln/seed-key/key",
   SIGNER_CLIENTS: "ln-channel=channel,ln-peer=gateway,ln-watchtower=tower",
-};
-
-const codeOf = (f: () => unknown): string | undefined => {
-  try {
-    f();
-  } catch (e) {
-    return e instanceof SignerError ? e.code : "not a SignerError";
-  }
-  return undefined;
 };
 
 describe("config", () => {
@@ -54,27 +46,33 @@ describe("config", () => {
     );
   });
 
-  it("withdrawals enabled need a daily limit of at least one spend's", () => {
+  it("withdrawals enabled need a daily limit of at least one spend's", async () => {
     const on = { ...full, SIGNER_MAX_WITHDRAWAL_SAT: "250000" };
-    expect(codeOf(() => loadConfig(on))).toBe("CONFIG");
+    expect(await signerCode(() => loadConfig(on))).toBe("CONFIG");
     expect(() => loadConfig(on)).toThrow(/SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY/);
-    expect(codeOf(() => loadConfig({ ...on, SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY: "249999" }))).toBe("CONFIG");
+    expect(await signerCode(() => loadConfig({ ...on, SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY: "249999" }))).toBe(
+      "CONFIG",
+    );
     expect(loadConfig({ ...on, SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY: "250000" }).maxWithdrawalSatPerDay).toBe(
       250000n,
     );
-    expect(codeOf(() => loadConfig({ ...on, SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY: "x" }))).toBe("CONFIG");
+    expect(await signerCode(() => loadConfig({ ...on, SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY: "x" }))).toBe(
+      "CONFIG",
+    );
   });
 
-  it("refuses SIGNER_SEED_KEY, even empty, and says to use SIGNER_SEED_KEY_FILE", () => {
+  it("refuses SIGNER_SEED_KEY, even empty, and says to use SIGNER_SEED_KEY_FILE", async () => {
     for (const value of ["ab".repeat(32), ""]) {
-      expect(codeOf(() => loadConfig({ ...full, SIGNER_SEED_KEY: value }))).toBe("CONFIG");
+      expect(await signerCode(() => loadConfig({ ...full, SIGNER_SEED_KEY: value }))).toBe("CONFIG");
       expect(() => loadConfig({ ...full, SIGNER_SEED_KEY: value })).toThrow(/SIGNER_SEED_KEY_FILE/);
     }
   });
 
-  it("refuses SIGNER_CLIENTS with an unknown role or a malformed pair", () => {
-    expect(codeOf(() => loadConfig({ ...full, SIGNER_CLIENTS: "ln-channel=admin" }))).toBe("CONFIG");
-    expect(codeOf(() => loadConfig({ ...full, SIGNER_CLIENTS: "ln-channel" }))).toBe("CONFIG");
+  it("refuses SIGNER_CLIENTS with an unknown role or a malformed pair", async () => {
+    expect(await signerCode(() => loadConfig({ ...full, SIGNER_CLIENTS: "ln-channel=admin" }))).toBe(
+      "CONFIG",
+    );
+    expect(await signerCode(() => loadConfig({ ...full, SIGNER_CLIENTS: "ln-channel" }))).toBe("CONFIG");
   });
 
   it("names every missing setting", () => {

@@ -11,6 +11,7 @@ import type { CommitmentHtlc, CommitmentParams } from "@ln/tx";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
 import { SignerClient } from "@ln/signer-client";
+import { SignerError } from "../src/errors.js";
 import { KeyRing } from "../src/keys.js";
 import { parseClients, type Clients } from "../src/permissions.js";
 import { REFUSAL_METADATA_KEY, startServer, type RunningServer } from "../src/server.js";
@@ -309,4 +310,14 @@ export function localParams(
     htlcs: s.htlcs ?? [],
     feeRate: s.feeRate ?? 1112,
   };
+}
+
+/** The code of the SignerError that `f` throws or rejects with; undefined if it succeeds. */
+export async function signerCode(f: () => unknown): Promise<string | undefined> {
+  try {
+    await f();
+  } catch (e) {
+    return e instanceof SignerError ? e.code : `not a SignerError: ${String(e)}`;
+  }
+  return undefined;
 }

@@ -60,30 +60,30 @@ describe("the signer process's /metrics", () => {
   let ready: { port: number; nodeId: string; ops?: string };
   let client: SignerClient;
 
+  /** The signer process on `schema`, with the seed file and key file of pems.dir. */
+  const spawnSigner = (schema: string, env: Record<string, string> = {}): ChildProcess =>
+    spawn(process.execPath, ["--import", "tsx", "--conditions=source", "services/signer/src/main.ts"], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: {
+        PATH: process.env["PATH"] ?? "",
+        SIGNER_DATABASE_URL: DATABASE_URL,
+        SIGNER_DATABASE_SCHEMA: schema,
+        SIGNER_LISTEN: "127.0.0.1:0",
+        SIGNER_TLS_CA: join(pems.dir, "ca.crt"),
+        SIGNER_TLS_CERT: join(pems.dir, "server.crt"),
+        SIGNER_TLS_KEY: join(pems.dir, "server.key"),
+        SIGNER_SEED_FILE: join(pems.dir, "seed.bin"),
+        SIGNER_SEED_KEY_FILE: join(pems.dir, "seed.key"),
+        SIGNER_CLIENTS: TEST_CLIENTS_ENV,
+        ...env,
+      },
+    });
+
   beforeAll(async () => {
     pems = makePems();
     writeFileSync(join(pems.dir, "seed.key"), "cd".repeat(32), { mode: 0o600 });
-    child = spawn(
-      process.execPath,
-      ["--import", "tsx", "--conditions=source", "services/signer/src/main.ts"],
-      {
-        cwd: ROOT,
-        stdio: ["ignore", "pipe", "pipe"],
-        env: {
-          PATH: process.env["PATH"] ?? "",
-          SIGNER_DATABASE_URL: DATABASE_URL,
-          SIGNER_DATABASE_SCHEMA: schema,
-          SIGNER_LISTEN: "127.0.0.1:0",
-          SIGNER_TLS_CA: join(pems.dir, "ca.crt"),
-          SIGNER_TLS_CERT: join(pems.dir, "server.crt"),
-          SIGNER_TLS_KEY: join(pems.dir, "server.key"),
-          SIGNER_SEED_FILE: join(pems.dir, "seed.bin"),
-          SIGNER_SEED_KEY_FILE: join(pems.dir, "seed.key"),
-          SIGNER_CLIENTS: TEST_CLIENTS_ENV,
-          SIGNER_OPS_LISTEN: "127.0.0.1:0",
-        },
-      },
-    );
+    child = spawnSigner(schema, { SIGNER_OPS_LISTEN: "127.0.0.1:0" });
     exit = once(child, "exit").then(([code]) => code as number | null);
     child.stdout?.setEncoding("utf8").on("data", (d: string) => out.push(...d.split("\n")));
     child.stderr?.setEncoding("utf8").on("data", (d: string) => err.push(...d.split("\n")));
@@ -161,26 +161,7 @@ describe("the signer process's /metrics", () => {
 
   it("a second process on the same seed file and an empty schema refuses to start (STATE_MISSING)", async () => {
     const empty = `signer_ops_empty_${randomBytes(6).toString("hex")}`;
-    const second = spawn(
-      process.execPath,
-      ["--import", "tsx", "--conditions=source", "services/signer/src/main.ts"],
-      {
-        cwd: ROOT,
-        stdio: ["ignore", "pipe", "pipe"],
-        env: {
-          PATH: process.env["PATH"] ?? "",
-          SIGNER_DATABASE_URL: DATABASE_URL,
-          SIGNER_DATABASE_SCHEMA: empty,
-          SIGNER_LISTEN: "127.0.0.1:0",
-          SIGNER_TLS_CA: join(pems.dir, "ca.crt"),
-          SIGNER_TLS_CERT: join(pems.dir, "server.crt"),
-          SIGNER_TLS_KEY: join(pems.dir, "server.key"),
-          SIGNER_SEED_FILE: join(pems.dir, "seed.bin"),
-          SIGNER_SEED_KEY_FILE: join(pems.dir, "seed.key"),
-          SIGNER_CLIENTS: TEST_CLIENTS_ENV,
-        },
-      },
-    );
+    const second = spawnSigner(empty);
     const stderr: string[] = [];
     second.stderr?.setEncoding("utf8").on("data", (d: string) => stderr.push(d));
     const [code] = (await once(second, "exit")) as [number | null];

@@ -10,11 +10,10 @@ import { join } from "node:path";
 import { sha256 } from "@ln/bitcoin";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { SignerError } from "../src/errors.js";
 import { encryptSeed, KeyRing, readSeedKeyFile } from "../src/keys.js";
 import { openSeed, seedFingerprint } from "../src/startup.js";
 import { SignerStore } from "../src/store.js";
-import { DATABASE_URL } from "./helpers.js";
+import { DATABASE_URL, signerCode } from "./helpers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "signer-seed-state-"));
 const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
@@ -34,14 +33,7 @@ async function freshStore(): Promise<SignerStore> {
   return store;
 }
 
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    return e instanceof SignerError ? e.code : `not a SignerError: ${String(e)}`;
-  }
-  return undefined;
-}
+const codeOf = (p: Promise<unknown>): Promise<string | undefined> => signerCode(() => p);
 
 const file = (name: string, contents: string | Buffer, mode: number): string => {
   const path = join(dir, name);

@@ -13,7 +13,7 @@ import { SignerError } from "../src/errors.js";
 import { KeyRing } from "../src/keys.js";
 import { SignerService } from "../src/service.js";
 import { SignerStore } from "../src/store.js";
-import { DATABASE_URL, TEST_SEED } from "./helpers.js";
+import { DATABASE_URL, signerCode, TEST_SEED } from "./helpers.js";
 
 const PER_SPEND = 600_000n;
 const PER_DAY = 1_000_000n;
@@ -56,14 +56,7 @@ const withdraw = (s: SignerService, tx: ReturnType<typeof spendOf>) =>
     [{ external: { script: elsewhere } }, { walletKeyIndex: 1 }],
   );
 
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    return e instanceof SignerError ? e.code : `not a SignerError: ${String(e)}`;
-  }
-  return undefined;
-}
+const codeOf = (p: Promise<unknown>): Promise<string | undefined> => signerCode(() => p);
 
 let s: Awaited<ReturnType<typeof freshService>>;
 beforeAll(async () => {
