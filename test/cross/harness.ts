@@ -38,7 +38,7 @@ import { networks, payments } from "bitcoinjs-lib";
 import { connect, type NatsConnection } from "nats";
 import pg from "pg";
 // The signer's own test certificates (a CA, a server and a client certificate, by openssl).
-import { CLIENT_OPTIONS, makePems, type Pems } from "../../services/signer/test/helpers.js";
+import { CLIENT_OPTIONS, makePems, TEST_CLIENTS, type Pems } from "../../services/signer/test/helpers.js";
 
 export const DB = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -57,7 +57,12 @@ export interface Node {
   recordsStream: string;
   recordsSubject: string;
   nodeId: Buffer;
+  /** The signer as the channel service calls it (its client certificate, role channel). */
   signer: SignerClient;
+  /** The signer as the peer gateway calls it (role gateway: the handshake only). */
+  gatewaySigner: SignerClient;
+  /** The signer as a watchtower calls it (role tower: SignJustice only). */
+  towerSigner: SignerClient;
   signerServer: RunningServer;
   store: ChannelStore;
   ledger: GatedLedger;
@@ -98,7 +103,7 @@ export interface Harness {
   other(s: Side): Side;
   lower(s: Side): string;
   /** A new peer gateway for the node (the test may replace a node's). */
-  gatewayFor(n: Pick<Node, "nodeId" | "signer" | "peerPrefix">): PeerGateway;
+  gatewayFor(n: Pick<Node, "nodeId" | "gatewaySigner" | "peerPrefix">): PeerGateway;
   /** Polls `pred` every 50 ms until true; throws with the logs after `ms`. */
   until(what: string, pred: () => Promise<boolean>, ms?: number): Promise<void>;
   /** Each side's one channel (ids are each node's own). */
@@ -130,12 +135,12 @@ export async function startHarness(): Promise<Harness> {
   const rt = await startRegtest();
   const nc = await connect({ servers: "127.0.0.1:4222" });
 
-  function gatewayFor(n: Pick<Node, "nodeId" | "signer" | "peerPrefix">): PeerGateway {
+  function gatewayFor(n: Pick<Node, "nodeId" | "gatewaySigner" | "peerPrefix">): PeerGateway {
     return new PeerGateway({
       nodeId: n.nodeId,
       // The node key stays in the signer.
-      staticEcdh: async (point) => (await n.signer.call("Ecdh", { point })).shared_secret,
-      signSession: async (digest) => (await n.signer.call("SignSession", { digest })).signature,
+      staticEcdh: async (point) => (await n.gatewaySigner.call("Ecdh", { point })).shared_secret,
+      signSession: async (digest) => (await n.gatewaySigner.call("SignSession", { digest })).signature,
       nats: nc,
       subjectPrefix: n.peerPrefix,
       handshakeTimeoutMs: 2000,
@@ -152,11 +157,23 @@ export async function startHarness(): Promise<Harness> {
       service: new SignerService(new KeyRing(seed), signerStore, { maxFeeSat: 100_000n }),
       listen: "127.0.0.1:0",
       tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
-      log: () => undefined,
+      clients: TEST_CLIENTS,
+      // Refusals only (the method and the code): shown with the logs of a failing wait.
+      log: (line) => logs.push(`${side} signer: ${line}`),
     });
     const signer = new SignerClient(
       `127.0.0.1:${signerServer.port}`,
       { ca: pems.ca, cert: pems.clientCert, key: pems.clientKey },
+      CLIENT_OPTIONS,
+    );
+    const gatewaySigner = new SignerClient(
+      `127.0.0.1:${signerServer.port}`,
+      { ca: pems.ca, cert: pems.gatewayCert, key: pems.gatewayKey },
+      CLIENT_OPTIONS,
+    );
+    const towerSigner = new SignerClient(
+      `127.0.0.1:${signerServer.port}`,
+      { ca: pems.ca, cert: pems.towerCert, key: pems.towerKey },
       CLIENT_OPTIONS,
     );
     const nodeId = (await signer.call("NodeInfo", {})).node_pubkey;
@@ -279,12 +296,14 @@ export async function startHarness(): Promise<Harness> {
       recordsSubject,
       nodeId,
       signer,
+      gatewaySigner,
+      towerSigner,
       signerServer,
       store,
       ledger,
       node,
       resolution,
-      gateway: gatewayFor({ nodeId, signer, peerPrefix }),
+      gateway: gatewayFor({ nodeId, gatewaySigner, peerPrefix }),
       watcher,
       stopChain: chain.stop,
     };
@@ -347,6 +366,8 @@ export async function startHarness(): Promise<Harness> {
     for (const n of Object.values(nodes)) {
       await stopNode(n.side);
       n.signer.close();
+      n.gatewaySigner.close();
+      n.towerSigner.close();
       await n.signerServer.shutdown(1000);
     }
     const jsm = await nc.jetstreamManager();

@@ -235,7 +235,7 @@ describe("every revoked state", () => {
         pool,
         schema,
         rpc: rt.rpc,
-        signer: B.signer,
+        signer: B.towerSigner,
         settings: SETTINGS,
         log: (l) => towerLogs.push(l),
         startHeight: H0 + 1,

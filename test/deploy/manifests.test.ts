@@ -116,7 +116,12 @@ interface Container {
 }
 interface Volume {
   name: string;
-  secret?: { secretName: string; optional?: boolean; items?: { key: string; path: string }[] };
+  secret?: {
+    secretName: string;
+    optional?: boolean;
+    defaultMode?: number;
+    items?: { key: string; path: string; mode?: number }[];
+  };
   emptyDir?: unknown;
   persistentVolumeClaim?: { claimName: string };
 }
@@ -219,6 +224,12 @@ const METRICS_LISTEN: Record<(typeof SERVICES)[number], string> = {
  * (DESIGN.md 7). Each has its own client certificate, and nothing else reaches the signer.
  */
 const SIGNER_CLIENTS = ["ln-channel", "ln-peer", "ln-watchtower"] as const;
+/** The role the signer must give each client (services/signer/src/permissions.ts). */
+const SIGNER_CLIENT_ROLES: Record<(typeof SIGNER_CLIENTS)[number], string> = {
+  "ln-channel": "channel",
+  "ln-peer": "gateway",
+  "ln-watchtower": "tower",
+};
 /**
  * The services that use NATS, each as its own NATS user: the .creds file of its own Secret
  * (deploy/README.md, "NATS users"). The signer does not use NATS.
@@ -261,15 +272,15 @@ const UNMODELLED = new Set(["postgresql.cnpg.io/v1/Cluster", "postgresql.cnpg.io
 // ---- the Secrets the operator creates (deploy/README.md) and stand-in values for them ----------
 
 const OPERATOR_SECRETS: Record<string, Record<string, string>> = {
-  "ln-signer-seed-key": { key: "11".repeat(32) },
-  "ln-signer-db": { url: "postgres://signer:pw@ln-pg-rw:5432/ln" },
+  "ln-signer-db": { url: "postgres://signer:pw@ln-signer-pg-rw:5432/signer" },
   "ln-channel-db": { url: "postgres://channel:pw@ln-pg-rw:5432/ln" },
   "ln-watchtower-db": { url: "postgres://watchtower:pw@ln-pg-rw:5432/ln" },
   "ln-channel-admin-token": { token: "t".repeat(40) },
   "ln-bitcoin-rpc": { user: "rpc", password: "rpcpassword" },
 };
-/** Secrets referenced by other objects (CNPG roles and backups, the production CA Issuer) or mounted as files (NATS credentials). */
+/** Secrets referenced by other objects (CNPG roles and backups, the production CA Issuer) or mounted as files (NATS credentials, the seed key). */
 const OTHER_OPERATOR_SECRETS = [
+  "ln-signer-seed-key",
   ...Object.values(NATS_CLIENTS),
   "ln-pg-signer",
   "ln-pg-channel",
@@ -281,7 +292,8 @@ const OTHER_OPERATOR_SECRETS = [
 const SECRET_NAME = /KEY|TOKEN|PASSWORD|SECRET|SEED|CREDS/;
 /** Secret-looking names that are not secrets, and why. */
 const NOT_SECRET: Record<string, string> = {
-  SIGNER_SEED_FILE: "the path of the encrypted seed file on the PVC; its key SIGNER_SEED_KEY is a Secret",
+  SIGNER_SEED_FILE:
+    "the path of the encrypted seed file on the PVC; its key SIGNER_SEED_KEY_FILE is a Secret's file",
 };
 
 /** The environment a container would see, with stand-ins for Secret values. */
@@ -512,6 +524,144 @@ function signerClientProblems(objs: K8sObject[]): string[] {
         r.ports?.some((p) => p.port === 50051),
     );
     if (!reaches) problems.push(`${name}: no egress to the signer's port 50051`);
+  }
+  return problems;
+}
+
+type CertificateObj = K8sObject & {
+  spec: { secretName: string; commonName?: string; issuerRef: { kind: string; name: string } };
+};
+
+/**
+ * Each of SIGNER_CLIENTS presents a certificate whose commonName the signer's SIGNER_CLIENTS maps
+ * to that client's role (SIGNER_CLIENT_ROLES), and SIGNER_CLIENTS names no other CN. Reads the
+ * setting with the signer's own parser (loadSignerConfig).
+ */
+function signerPermissionProblems(objs: K8sObject[]): string[] {
+  const problems: string[] = [];
+  const clients = loadSignerConfig(containerEnv(objs, mainContainer(objs, "ln-signer"))).clients;
+  const certs = ofKind<CertificateObj>(objs, "Certificate");
+  const seen = new Set<string>();
+  for (const name of SIGNER_CLIENTS) {
+    const d = deployment(objs, name);
+    const certPath = containerEnv(objs, mainContainer(objs, name))["SIGNER_CLIENT_CERT"];
+    const mount = mainContainer(objs, name).volumeMounts?.find((m) =>
+      certPath?.startsWith(`${m.mountPath}/`),
+    );
+    const secretName = d.spec.template.spec.volumes?.find((v) => v.name === mount?.name)?.secret?.secretName;
+    const cn = certs.find((c) => c.spec.secretName === secretName)?.spec.commonName;
+    if (cn === undefined) {
+      problems.push(`${name}: its client certificate has no commonName`);
+      continue;
+    }
+    seen.add(cn);
+    const role = clients.get(cn);
+    if (role !== SIGNER_CLIENT_ROLES[name])
+      problems.push(
+        `${name}: its certificate's CN ${cn} has the role ${String(role)} in SIGNER_CLIENTS, not ${SIGNER_CLIENT_ROLES[name]}`,
+      );
+  }
+  for (const cn of clients.keys())
+    if (!seen.has(cn)) problems.push(`SIGNER_CLIENTS names ${cn}, the CN of none of the signer's clients`);
+  return problems;
+}
+
+/**
+ * The seed key: SIGNER_SEED_KEY_FILE is the key "key" of the Secret ln-signer-seed-key, mounted
+ * read-only and not readable by others; no SIGNER_SEED_KEY in the environment.
+ */
+function seedKeyProblems(objs: K8sObject[]): string[] {
+  const problems: string[] = [];
+  const d = deployment(objs, "ln-signer");
+  const c = mainContainer(objs, "ln-signer");
+  const env = containerEnv(objs, c);
+  if ("SIGNER_SEED_KEY" in env) problems.push("SIGNER_SEED_KEY is set");
+  const path = env["SIGNER_SEED_KEY_FILE"] ?? "";
+  const mount = c.volumeMounts?.find((m) => path.startsWith(`${m.mountPath}/`)) as
+    { name: string; mountPath: string; readOnly?: boolean } | undefined;
+  const secret = d.spec.template.spec.volumes?.find((v) => v.name === mount?.name)?.secret;
+  if (!mount || secret?.secretName !== "ln-signer-seed-key") {
+    problems.push(
+      `SIGNER_SEED_KEY_FILE ${JSON.stringify(path)} is not in a volume of the Secret ln-signer-seed-key`,
+    );
+    return problems;
+  }
+  if (!mount.readOnly) problems.push("the seed key's volume is not mounted read-only");
+  const file = path.slice(mount.mountPath.length + 1);
+  const item = secret.items?.find((i) => i.path === file);
+  if (secret.items ? item?.key !== "key" : file !== "key")
+    problems.push(`SIGNER_SEED_KEY_FILE is not the Secret's key "key"`);
+  // Kubernetes' default is 0644: the signer would refuse to start.
+  const mode = item?.mode ?? secret.defaultMode ?? 0o644;
+  if ((mode & 0o037) !== 0) problems.push(`the seed key file has mode 0${mode.toString(8)}`);
+  return problems;
+}
+
+type ClusterObj = K8sObject & {
+  spec: {
+    instances: number;
+    bootstrap?: { initdb?: { database?: string; owner?: string; postInitApplicationSQL?: string[] } };
+    managed?: { roles?: { name: string }[] };
+    backup?: { barmanObjectStore?: { destinationPath?: string } };
+  };
+};
+
+/**
+ * The signer's state in its own CloudNativePG cluster (DESIGN.md 4): SIGNER_DATABASE_URL names the
+ * cluster ln-signer-pg (not ln-pg, which holds no signer role or schema); that cluster's Postgres
+ * admits only the signer (and its own instances, the operator), the signer reaches only it, and
+ * its backups (if any) go to a path of their own.
+ */
+function signerDatabaseProblems(objs: K8sObject[]): string[] {
+  const problems: string[] = [];
+  const clusters = ofKind<ClusterObj>(objs, "Cluster");
+  const main = clusters.find((c) => c.metadata.name === "ln-pg");
+  const own = clusters.find((c) => c.metadata.name === "ln-signer-pg");
+  if (!main || !own) return [`clusters ${clusters.map((c) => c.metadata.name).join(", ")}`];
+  const url = new URL(containerEnv(objs, mainContainer(objs, "ln-signer"))["SIGNER_DATABASE_URL"] ?? "");
+  if (url.hostname !== "ln-signer-pg-rw") problems.push(`the signer's database is at ${url.hostname}`);
+  const initdb = own.spec.bootstrap?.initdb;
+  if (url.pathname !== `/${initdb?.database}` || url.username !== initdb?.owner)
+    problems.push(`the signer's URL is not the database ${initdb?.database} of ${initdb?.owner}`);
+  const sql = (main.spec.bootstrap?.initdb?.postInitApplicationSQL ?? []).join("\n");
+  if (/\bsigner\b/.test(sql) || main.spec.managed?.roles?.some((r) => r.name === "signer"))
+    problems.push("ln-pg makes a signer role or schema");
+  const mainPath = main.spec.backup?.barmanObjectStore?.destinationPath;
+  const ownPath = own.spec.backup?.barmanObjectStore?.destinationPath;
+  if (
+    ownPath !== undefined &&
+    mainPath !== undefined &&
+    (ownPath.startsWith(mainPath) || mainPath.startsWith(ownPath))
+  )
+    problems.push(`ln-signer-pg backs up into ln-pg's path ${mainPath}`);
+  // Who reaches the signer's Postgres pods: by ingress policy, and by each service's egress.
+  const pgLabels = { "cnpg.io/cluster": "ln-signer-pg" };
+  const policies = ofKind<NetworkPolicyObj>(objs, "NetworkPolicy");
+  for (const p of policies.filter((x) => selects(x.spec.podSelector, pgLabels)))
+    for (const peer of (p.spec.ingress ?? []).flatMap((r) => r.from ?? [{}])) {
+      if (
+        peer.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"] === "cnpg-system" &&
+        !peer.podSelector
+      )
+        continue;
+      if (peer.podSelector && !peer.namespaceSelector) {
+        const admitted = SERVICES.filter((s) =>
+          selects(peer.podSelector as LabelSelector, deployment(objs, s).spec.template.metadata.labels),
+        );
+        const own = isDeepStrictEqual(peer.podSelector.matchLabels, pgLabels);
+        if (own || (admitted.length === 1 && admitted[0] === "ln-signer")) continue;
+      }
+      problems.push(`${p.metadata.name} admits ${JSON.stringify(peer)} to ln-signer-pg`);
+    }
+  for (const name of SERVICES.filter((s) => s !== "ln-signer")) {
+    const labels = deployment(objs, name).spec.template.metadata.labels;
+    const reaches = policies
+      .filter((p) => selects(p.spec.podSelector, labels))
+      .flatMap((p) => p.spec.egress ?? [])
+      .some((r) =>
+        r.to?.some((t) => t.podSelector && !t.namespaceSelector && selects(t.podSelector, pgLabels)),
+      );
+    if (reaches) problems.push(`${name} may reach ln-signer-pg`);
   }
   return problems;
 }
@@ -772,6 +922,32 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     expect(signerClientProblems(objs())).toEqual([]);
   });
 
+  it("each signer client's certificate CN has its role in the signer's SIGNER_CLIENTS", () => {
+    expect(signerPermissionProblems(objs())).toEqual([]);
+  });
+
+  it("the signer reads its seed key from a file of the Secret ln-signer-seed-key only it can read", () => {
+    expect(seedKeyProblems(objs())).toEqual([]);
+  });
+
+  it("the signer's state has its own CloudNativePG cluster, which only the signer reaches", () => {
+    const o = objs();
+    expect(signerDatabaseProblems(o)).toEqual([]);
+    const own = ofKind<ClusterObj>(o, "Cluster").find((c) => c.metadata.name === "ln-signer-pg");
+    if (overlay === "production") {
+      // Replicated, with its own backups (restored alone, to the end of its WAL: deploy/README.md).
+      expect(own?.spec.instances).toBeGreaterThanOrEqual(3);
+      expect(own?.spec.backup?.barmanObjectStore?.destinationPath).toBeDefined();
+      expect(
+        o.some(
+          (x) =>
+            x.kind === "ScheduledBackup" &&
+            (x["spec"] as { cluster: { name: string } }).cluster.name === "ln-signer-pg",
+        ),
+      ).toBe(true);
+    }
+  });
+
   it("the watchtower runs justice on the records the channel service publishes", () => {
     const o = objs();
     const env = containerEnv(o, mainContainer(o, "ln-watchtower"));
@@ -867,11 +1043,11 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     expect(signerIngressProblems(o)).toEqual([]);
     expect(metricsIngressProblems(o)).toEqual([]);
     const signerPolicies = policies.filter((p) => selects(p.spec.podSelector, labelsOf("ln-signer")));
-    // The signer reaches only Postgres (and DNS).
+    // The signer reaches only its own Postgres cluster (and DNS).
     for (const rule of signerPolicies.flatMap((p) => p.spec.egress ?? [])) {
       const isDns = rule.ports?.every((x) => x.port === 53);
       if (isDns) continue;
-      expect(rule.to).toEqual([{ podSelector: { matchLabels: { "cnpg.io/cluster": "ln-pg" } } }]);
+      expect(rule.to).toEqual([{ podSelector: { matchLabels: { "cnpg.io/cluster": "ln-signer-pg" } } }]);
       expect(rule.ports).toEqual([{ protocol: "TCP", port: 5432 }]);
     }
     // Only the peer gateway accepts connections from anywhere, on the Lightning port only.
@@ -922,8 +1098,10 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
           name,
         ).toBe(true);
       }
-      const pg = o.find((x) => x.kind === "Cluster" && x.apiVersion === "postgresql.cnpg.io/v1") as
-        (K8sObject & { spec: { instances: number; backup?: unknown } }) | undefined;
+      const pg = o.find(
+        (x) =>
+          x.kind === "Cluster" && x.apiVersion === "postgresql.cnpg.io/v1" && x.metadata.name === "ln-pg",
+      ) as (K8sObject & { spec: { instances: number; backup?: unknown } }) | undefined;
       expect(pg?.metadata.name).toBe("ln-pg");
       expect(pg?.spec.instances).toBeGreaterThanOrEqual(3);
       expect(pg?.spec.backup).toBeDefined();
@@ -1029,6 +1207,55 @@ describe("the policy checks find violations", () => {
     ]);
     from.push({ namespaceSelector: {} });
     expect(signerIngressProblems(o)).toHaveLength(2);
+  });
+
+  it("a client certificate whose CN SIGNER_CLIENTS does not give its role, or a CN of no client", () => {
+    const o = prod();
+    const cert = find(o, "Certificate", "ln-watchtower-signer-client") as unknown as CertificateObj;
+    cert.spec.commonName = "ln-channel";
+    expect(signerPermissionProblems(o)).toEqual([
+      "ln-watchtower: its certificate's CN ln-channel has the role channel in SIGNER_CLIENTS, not tower",
+      "SIGNER_CLIENTS names ln-watchtower, the CN of none of the signer's clients",
+    ]);
+    cert.spec.commonName = "ln-watchtower";
+    const cm = find(o, "ConfigMap", "ln-signer") as unknown as { data: Record<string, string> };
+    cm.data["SIGNER_CLIENTS"] = "ln-channel=channel,ln-peer=channel,ln-watchtower=tower";
+    expect(signerPermissionProblems(o)).toEqual([
+      "ln-peer: its certificate's CN ln-peer has the role channel in SIGNER_CLIENTS, not gateway",
+    ]);
+  });
+
+  it("the seed key in the environment, or its file readable by others", () => {
+    const o = prod();
+    const d = deployment(o, "ln-signer");
+    const volume = d.spec.template.spec.volumes?.find((v) => v.name === "seed-key") as Volume;
+    delete volume.secret?.defaultMode;
+    expect(seedKeyProblems(o)).toEqual(["the seed key file has mode 0644"]);
+    (d.spec.template.spec.containers[0] as Container).env?.push({
+      name: "SIGNER_SEED_KEY",
+      valueFrom: { secretKeyRef: { name: "ln-channel-admin-token", key: "token" } },
+    });
+    expect(seedKeyProblems(o)).toContain("SIGNER_SEED_KEY is set");
+  });
+
+  it("the signer's schema back in ln-pg, or ln-signer-pg reachable by the channel service", () => {
+    const o = prod();
+    const main = find(o, "Cluster", "ln-pg") as unknown as ClusterObj;
+    main.spec.bootstrap?.initdb?.postInitApplicationSQL?.push("CREATE SCHEMA signer AUTHORIZATION signer");
+    expect(signerDatabaseProblems(o)).toEqual(["ln-pg makes a signer role or schema"]);
+    const o2 = prod();
+    const ingress = find(o2, "NetworkPolicy", "ln-signer-pg-ingress") as unknown as NetworkPolicyObj;
+    ingress.spec.ingress?.[0]?.from?.push({
+      podSelector: { matchLabels: { "app.kubernetes.io/name": "ln-channel" } },
+    });
+    const channel = find(o2, "NetworkPolicy", "ln-channel") as unknown as NetworkPolicyObj;
+    channel.spec.egress?.push({
+      to: [{ podSelector: { matchLabels: { "cnpg.io/cluster": "ln-signer-pg" } } }],
+    });
+    expect(signerDatabaseProblems(o2)).toEqual([
+      'ln-signer-pg-ingress admits {"podSelector":{"matchLabels":{"app.kubernetes.io/name":"ln-channel"}}} to ln-signer-pg',
+      "ln-channel may reach ln-signer-pg",
+    ]);
   });
 
   it("the watchtower without its client certificate, its egress to the signer or SIGNER_ADDR", () => {

@@ -1,11 +1,17 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignerClient } from "@ln/signer-client";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { makeDevPki, OpensslMissingError, signerServerTlsEnv } from "./certs.js";
+import {
+  makeDevPki,
+  OpensslMissingError,
+  signerClientTlsEnv,
+  signerServerTlsEnv,
+  type SignerClientName,
+} from "./certs.js";
 import { DEFAULT_DATABASE_URL } from "./infra.js";
 import { Supervisor } from "./procs.js";
 
@@ -28,27 +34,45 @@ describe("makeDevPki", () => {
     );
   });
 
-  it("makes certificates the signer serves and a SignerClient accepts", async () => {
+  it("makes certificates the signer serves and a SignerClient accepts, one per client", async () => {
     const pki = makeDevPki(join(dir, "pki"));
+    writeFileSync(join(dir, "seed.key"), randomBytes(32).toString("hex"), { mode: 0o600 });
     const ready = await sup.start("signer", "services/signer/src/main.ts", {
       SIGNER_DATABASE_URL: DEFAULT_DATABASE_URL,
       SIGNER_DATABASE_SCHEMA: schema,
       SIGNER_LISTEN: "127.0.0.1:0",
       ...signerServerTlsEnv(pki),
       SIGNER_SEED_FILE: join(dir, "seed.enc"),
-      SIGNER_SEED_KEY: randomBytes(32).toString("hex"),
+      SIGNER_SEED_KEY_FILE: join(dir, "seed.key"),
     });
     expect(ready["nodeId"]).toMatch(/^0[23][0-9a-f]{64}$/);
-    const client = new SignerClient(
-      `127.0.0.1:${String(ready["port"])}`,
-      { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey },
-      { "grpc.ssl_target_name_override": pki.serverName },
-    );
+    const as = (client: SignerClientName): SignerClient => {
+      const env = signerClientTlsEnv(pki, client);
+      return new SignerClient(
+        `127.0.0.1:${String(ready["port"])}`,
+        {
+          ca: readFileSync(env["SIGNER_CLIENT_CA"]!),
+          cert: readFileSync(env["SIGNER_CLIENT_CERT"]!),
+          key: readFileSync(env["SIGNER_CLIENT_KEY"]!),
+        },
+        { "grpc.ssl_target_name_override": pki.serverName },
+      );
+    };
+    const [channel, gateway, tower] = [as("channel"), as("gateway"), as("tower")];
     try {
-      const info = await client.call("NodeInfo", {});
-      expect(info.node_pubkey.toString("hex")).toBe(ready["nodeId"]);
+      // The channel service and the gateway may ask for the node id; the tower only for justice.
+      for (const c of [channel, gateway]) {
+        const info = await c.call("NodeInfo", {});
+        expect(info.node_pubkey.toString("hex")).toBe(ready["nodeId"]);
+      }
+      const denied = (await tower.call("NodeInfo", {}).catch((e: unknown) => e)) as {
+        code: number;
+        metadata: { get(key: string): unknown[] };
+      };
+      expect(denied.code).toBe(7); // gRPC PERMISSION_DENIED
+      expect(denied.metadata.get("signer-refusal")).toEqual(["NOT_PERMITTED"]);
     } finally {
-      client.close();
+      for (const c of [channel, gateway, tower]) c.close();
     }
   });
 });

@@ -1,7 +1,8 @@
 /**
- * A development PKI for the mTLS between the signer and its clients (peer, channel): one CA, a
- * server certificate for "localhost" (and IP 127.0.0.1), one client certificate, made by the
- * openssl CLI. For labs and tests only: short-lived, unencrypted keys.
+ * A development PKI for the mTLS between the signer and its clients: one CA, a server certificate
+ * for "localhost" (and IP 127.0.0.1), and a client certificate per client with the subject CN the
+ * signer's SIGNER_CLIENTS names (LAB_SIGNER_CLIENTS, as deploy/ does), made by the openssl CLI.
+ * For labs and tests only: short-lived, unencrypted keys.
  */
 import { execFileSync } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -16,10 +17,15 @@ export interface DevPki {
     readonly serverKey: string;
     readonly clientCert: string;
     readonly clientKey: string;
+    readonly gatewayCert: string;
+    readonly gatewayKey: string;
+    readonly towerCert: string;
+    readonly towerKey: string;
   };
   readonly ca: Buffer;
   readonly serverCert: Buffer;
   readonly serverKey: Buffer;
+  /** The channel service's client certificate (CN ln-channel). */
   readonly clientCert: Buffer;
   readonly clientKey: Buffer;
   /** The server name to verify (the lab dials 127.0.0.1, which the certificate also names). */
@@ -58,7 +64,16 @@ function run(openssl: string, dir: string, args: string[]): void {
 
 const EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
 
-/** Makes ca.crt, server.{crt,key}, client.{crt,key} in `dir` (created if missing). */
+/** Each signer client's certificate CN and role (the signer's SIGNER_CLIENTS). */
+export const LAB_SIGNER_CLIENTS = "ln-channel=channel,ln-peer=gateway,ln-watchtower=tower";
+
+/** The signer's clients: the certificate files of each in a DevPki. */
+export type SignerClientName = "channel" | "gateway" | "tower";
+
+/**
+ * Makes ca.crt, server.{crt,key}, and client.{crt,key} (CN ln-channel), gateway.{crt,key}
+ * (ln-peer), tower.{crt,key} (ln-watchtower) in `dir` (created if missing).
+ */
 export function makeDevPki(dir: string, opts: DevPkiOptions = {}): DevPki {
   const openssl = opts.openssl ?? "openssl";
   const days = String(opts.days ?? 30);
@@ -83,18 +98,9 @@ export function makeDevPki(dir: string, opts: DevPkiOptions = {}): DevPki {
     "-addext",
     "keyUsage=critical,keyCertSign,cRLSign",
   ]);
-  const leaf = (name: string, ext: string): void => {
+  const leaf = (name: string, ext: string, cn = name): void => {
     writeFileSync(join(dir, `${name}.ext`), ext);
-    run(openssl, dir, [
-      "req",
-      ...EC,
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.csr`,
-      "-subj",
-      `/CN=${name}`,
-    ]);
+    run(openssl, dir, ["req", ...EC, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`]);
     run(openssl, dir, [
       "x509",
       "-req",
@@ -118,7 +124,9 @@ export function makeDevPki(dir: string, opts: DevPkiOptions = {}): DevPki {
   };
   const san = [...dns.map((d) => `DNS:${d}`), ...ips.map((ip) => `IP:${ip}`)].join(",");
   leaf("server", `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`);
-  leaf("client", "extendedKeyUsage=clientAuth\n");
+  leaf("client", "extendedKeyUsage=clientAuth\n", "ln-channel");
+  leaf("gateway", "extendedKeyUsage=clientAuth\n", "ln-peer");
+  leaf("tower", "extendedKeyUsage=clientAuth\n", "ln-watchtower");
   chmodSync(join(dir, "ca.key"), 0o600);
   const files = {
     ca: join(dir, "ca.crt"),
@@ -126,6 +134,10 @@ export function makeDevPki(dir: string, opts: DevPkiOptions = {}): DevPki {
     serverKey: join(dir, "server.key"),
     clientCert: join(dir, "client.crt"),
     clientKey: join(dir, "client.key"),
+    gatewayCert: join(dir, "gateway.crt"),
+    gatewayKey: join(dir, "gateway.key"),
+    towerCert: join(dir, "tower.crt"),
+    towerKey: join(dir, "tower.key"),
   };
   return {
     dir,
@@ -139,21 +151,28 @@ export function makeDevPki(dir: string, opts: DevPkiOptions = {}): DevPki {
   };
 }
 
-/** The signer server's env (SIGNER_TLS_*) for a PKI. */
+/** The signer server's env (SIGNER_TLS_*, SIGNER_CLIENTS) for a PKI. */
 export function signerServerTlsEnv(pki: DevPki): Record<string, string> {
   return {
     SIGNER_TLS_CA: pki.files.ca,
     SIGNER_TLS_CERT: pki.files.serverCert,
     SIGNER_TLS_KEY: pki.files.serverKey,
+    SIGNER_CLIENTS: LAB_SIGNER_CLIENTS,
   };
 }
 
-/** A signer client's env (SIGNER_CLIENT_*, SIGNER_SERVERNAME) for a PKI. */
-export function signerClientTlsEnv(pki: DevPki): Record<string, string> {
+/** A signer client's env (SIGNER_CLIENT_*, SIGNER_SERVERNAME) for a PKI: that client's certificate. */
+export function signerClientTlsEnv(pki: DevPki, client: SignerClientName): Record<string, string> {
+  const files: Record<SignerClientName, readonly [string, string]> = {
+    channel: [pki.files.clientCert, pki.files.clientKey],
+    gateway: [pki.files.gatewayCert, pki.files.gatewayKey],
+    tower: [pki.files.towerCert, pki.files.towerKey],
+  };
+  const [cert, key] = files[client];
   return {
     SIGNER_CLIENT_CA: pki.files.ca,
-    SIGNER_CLIENT_CERT: pki.files.clientCert,
-    SIGNER_CLIENT_KEY: pki.files.clientKey,
+    SIGNER_CLIENT_CERT: cert,
+    SIGNER_CLIENT_KEY: key,
     SIGNER_SERVERNAME: pki.serverName,
   };
 }

@@ -19,7 +19,7 @@
  * `restart()` keeps each service's port, so the other services and peers find it again.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sat } from "@ln/bitcoin";
@@ -29,7 +29,13 @@ import { connect as natsConnect } from "nats";
 import pg from "pg";
 import { LabApi, type ChannelSummary, type Payment, type PeerInfo } from "./api.js";
 import { keepCommitment, resignCommitment, type StaleCommitment } from "./breach.js";
-import { makeDevPki, signerClientTlsEnv, signerServerTlsEnv, type DevPki } from "./certs.js";
+import {
+  makeDevPki,
+  signerClientTlsEnv,
+  signerServerTlsEnv,
+  type DevPki,
+  type SignerClientName,
+} from "./certs.js";
 import { ensureNats, ensurePostgres, type InfraHandle } from "./infra.js";
 import { describeExit, REPO_ROOT, Supervisor, type ReadyInfo } from "./procs.js";
 
@@ -324,6 +330,13 @@ export class Network {
     return join(this.dir, `${n.lower}-seed.enc`);
   }
 
+  /** The seed file's key, in a file only its owner reads (SIGNER_SEED_KEY_FILE); written once. */
+  #seedKeyFile(n: NetNode): string {
+    const path = join(this.dir, `${n.lower}-seed.key`);
+    if (!existsSync(path)) writeFileSync(path, n.seedKey, { mode: 0o600 });
+    return path;
+  }
+
   /**
    * Each service of a node gets its own Postgres role owning its own schema, as in production:
    * a role may touch only its service's tables. Returns each service's database URL.
@@ -366,17 +379,18 @@ export class Network {
         SIGNER_LISTEN: "127.0.0.1:0",
         ...signerServerTlsEnv(pki),
         SIGNER_SEED_FILE: this.#seedFile(n),
-        SIGNER_SEED_KEY: n.seedKey,
+        SIGNER_SEED_KEY_FILE: this.#seedKeyFile(n),
       },
       { ...opts, service: "signer" },
     );
     this.#signerReady(n, signer);
     log(`${n.name}: signer ready (node ${short(n.nodeId)}, port ${n.signerPort})`);
 
-    const signerClient = {
+    // Each client with its own certificate: the signer lets each call only its own RPCs.
+    const signerClient = (client: SignerClientName): Record<string, string> => ({
       SIGNER_ADDR: `127.0.0.1:${n.signerPort}`,
-      ...signerClientTlsEnv(pki),
-    };
+      ...signerClientTlsEnv(pki, client),
+    });
     const tower = await this.supervisor.start(
       n.processes.watchtower,
       ENTRIES.watchtower,
@@ -391,7 +405,7 @@ export class Network {
         WATCHTOWER_POLL_MS: "250",
         WATCHTOWER_START_HEIGHT: String(rt.height()),
         // The tower has the signer sign justice (DESIGN.md 7); it holds no key itself.
-        ...signerClient,
+        ...signerClient("tower"),
       },
       { ...opts, service: "watchtower" },
     );
@@ -400,7 +414,7 @@ export class Network {
     const peer = await this.supervisor.start(
       n.processes.peer,
       ENTRIES.peer,
-      { NATS_URL: natsUrl, LN_PREFIX: n.prefix, PEER_LISTEN: "127.0.0.1:0", ...signerClient },
+      { NATS_URL: natsUrl, LN_PREFIX: n.prefix, PEER_LISTEN: "127.0.0.1:0", ...signerClient("gateway") },
       { ...opts, service: "peer" },
     );
     this.#peerReady(n, peer);
@@ -415,7 +429,7 @@ export class Network {
           CHANNEL_DATABASE_SCHEMA: n.schemas.channel,
           NATS_URL: natsUrl,
           LN_PREFIX: n.prefix,
-          ...signerClient,
+          ...signerClient("channel"),
           CHANNEL_API_LISTEN: "127.0.0.1:0",
           CHANNEL_ADMIN_TOKEN: n.token,
           CHANNEL_REPLICA_ID: r.replicaId,

@@ -73,7 +73,7 @@ export type WalletErrorCode =
   | "INVALID_ADDRESS"
   /** A withdrawal below the dust limit. */
   | "INVALID_AMOUNT"
-  /** The signer refused the withdrawal for its limit (SIGNER_MAX_WITHDRAWAL_SAT). */
+  /** The signer refused the withdrawal for its limits (SIGNER_MAX_WITHDRAWAL_SAT, ..._PER_DAY). */
   | "WITHDRAWAL_LIMIT"
   /** The signer refused the spend for another reason (its code and text in the message). */
   | "SIGNER_REFUSED";
@@ -681,7 +681,9 @@ export class Wallet {
     } catch (e) {
       const r = signerRefusal(e);
       if (r === undefined) throw e;
-      const limit = r.code === "WITHDRAWALS_DISABLED" || r.code === "WITHDRAWAL_TOO_LARGE";
+      const limit = ["WITHDRAWALS_DISABLED", "WITHDRAWAL_TOO_LARGE", "WITHDRAWAL_LIMIT_REACHED"].includes(
+        r.code,
+      );
       throw new WalletError(
         limit ? "WITHDRAWAL_LIMIT" : "SIGNER_REFUSED",
         `the signer refused the ${what}: ${r.details}`,

@@ -8,14 +8,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { rmSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "nats";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // The signer's test certificates, and the chain stream the watchtower would create.
-import { makePems, type Pems } from "../../signer/test/helpers.js";
+import { makePems, TEST_CLIENTS_ENV, type Pems } from "../../signer/test/helpers.js";
 import { ensureChainStream } from "../../watchtower/src/streams.js";
 
 const ROOT = resolve(fileURLToPath(import.meta.url), "../../../..");
@@ -79,6 +79,7 @@ const procs: Proc[] = [];
 
 beforeAll(async () => {
   pems = makePems();
+  writeFileSync(join(pems.dir, "seed.key"), SEED_KEY, { mode: 0o600 });
   nc = await connect({ servers: "127.0.0.1:4222" });
   await ensureChainStream(await nc.jetstreamManager(), stream, `${prefix}.chain`);
 });
@@ -104,7 +105,8 @@ describe("the processes' logs", () => {
       SIGNER_TLS_CERT: join(pems.dir, "server.crt"),
       SIGNER_TLS_KEY: join(pems.dir, "server.key"),
       SIGNER_SEED_FILE: join(pems.dir, "seed.bin"),
-      SIGNER_SEED_KEY: SEED_KEY,
+      SIGNER_SEED_KEY_FILE: join(pems.dir, "seed.key"),
+      SIGNER_CLIENTS: TEST_CLIENTS_ENV,
     });
     procs.push(signer);
     const signerPort = (await readyOf(signer, "signer"))["port"] as number;
@@ -192,7 +194,7 @@ describe("the processes' logs", () => {
   }, 120_000);
 
   it("refuse to start on a bad LOG_LEVEL, saying so in one JSON line", async () => {
-    const p = start("signer", { LOG_LEVEL: "loud", SIGNER_SEED_KEY: SEED_KEY });
+    const p = start("signer", { LOG_LEVEL: "loud", SIGNER_SEED_KEY_FILE: join(pems.dir, "seed.key") });
     procs.push(p);
     expect(await p.exit).toBe(1);
     const lines = linesOf(p).filter((l) => l !== "");

@@ -14,7 +14,7 @@ import { Transaction } from "bitcoinjs-lib";
 import pg from "pg";
 import { migrateChannelService } from "../src/migrations.js";
 import type { WalletChain } from "../src/wallet.js";
-import { CLIENT_OPTIONS, makePems, type Pems } from "../../signer/test/helpers.js";
+import { CLIENT_OPTIONS, makePems, TEST_CLIENTS, type Pems } from "../../signer/test/helpers.js";
 
 const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -69,6 +69,7 @@ export async function startWalletFixture(
     service: new SignerService(new KeyRing(randomBytes(32)), store, { maxFeeSat: 100_000n, ...policy }),
     listen: "127.0.0.1:0",
     tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
+    clients: TEST_CLIENTS,
     log: () => undefined,
   });
   const signer = new SignerClient(

@@ -20,7 +20,7 @@ import {
   startServer,
   type RunningServer,
 } from "@ln/signer-service/embedded";
-import { makePems } from "../../signer/test/helpers.js";
+import { makePems, TEST_CLIENTS } from "../../signer/test/helpers.js";
 import { ConfigError, loadConfig } from "../src/config.js";
 import type { PeerGateway } from "../src/gateway.js";
 import { dial, gateway, nodeKey, until } from "./helpers.js";
@@ -80,6 +80,7 @@ describe("the peer gateway process's /metrics", () => {
       service: new SignerService(new KeyRing(Buffer.alloc(32, 0x41)), store, { maxFeeSat: 100_000n }),
       listen: "127.0.0.1:0",
       tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
+      clients: TEST_CLIENTS,
       log: () => undefined,
     });
     // The channel service's stand-in: no channel yet, ack 0.
@@ -97,8 +98,8 @@ describe("the peer gateway process's /metrics", () => {
         PEER_OPS_LISTEN: "127.0.0.1:0",
         SIGNER_ADDR: `127.0.0.1:${signer.port}`,
         SIGNER_CLIENT_CA: join(pems.dir, "ca.crt"),
-        SIGNER_CLIENT_CERT: join(pems.dir, "client.crt"),
-        SIGNER_CLIENT_KEY: join(pems.dir, "client.key"),
+        SIGNER_CLIENT_CERT: join(pems.dir, "gateway.crt"),
+        SIGNER_CLIENT_KEY: join(pems.dir, "gateway.key"),
         SIGNER_SERVERNAME: "localhost",
       },
     });

@@ -22,7 +22,7 @@ import {
   type RunningServer,
 } from "@ln/signer-service/embedded";
 // The signer's own test certificates (by openssl), and the channel service's control requests.
-import { makePems } from "../../signer/test/helpers.js";
+import { makePems, TEST_CLIENTS } from "../../signer/test/helpers.js";
 import { connectPeer, listPeers } from "../../channel/src/peer-requests.js";
 import { collect, samplePkt, until } from "./helpers.js";
 
@@ -55,6 +55,7 @@ async function startSigner(side: string, fill: number, port = 0): Promise<Runnin
     service: new SignerService(new KeyRing(Buffer.alloc(32, fill)), store, { maxFeeSat: 100_000n }),
     listen: `127.0.0.1:${port}`,
     tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
+    clients: TEST_CLIENTS,
     log: () => undefined,
   });
   signers.push(server);
@@ -70,8 +71,8 @@ function startGateway(lnPrefix: string, signerPort: number, overrides: Record<st
     PEER_HANDSHAKE_TIMEOUT_MS: "3000",
     SIGNER_ADDR: `127.0.0.1:${signerPort}`,
     SIGNER_CLIENT_CA: join(pems.dir, "ca.crt"),
-    SIGNER_CLIENT_CERT: join(pems.dir, "client.crt"),
-    SIGNER_CLIENT_KEY: join(pems.dir, "client.key"),
+    SIGNER_CLIENT_CERT: join(pems.dir, "gateway.crt"),
+    SIGNER_CLIENT_KEY: join(pems.dir, "gateway.key"),
     // The server certificate names localhost; we dial 127.0.0.1.
     SIGNER_SERVERNAME: "localhost",
     ...overrides,

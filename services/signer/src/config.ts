@@ -2,6 +2,7 @@
 import { EnvReader, formatProblems, type HostPort } from "@ln/env";
 import { DEFAULT_CHANNEL_POLICY as D, type ChannelPolicyConfig } from "./channel-policy.js";
 import { SignerError } from "./errors.js";
+import { parseClients, type Clients } from "./permissions.js";
 
 export interface Config {
   databaseUrl: string;
@@ -11,8 +12,10 @@ export interface Config {
   listen: string;
   tls: { caFile: string; certFile: string; keyFile: string };
   seedFile: string;
-  /** 32-byte AES-256-GCM key for the seed file. Never logged. */
-  seedKey: Buffer;
+  /** Path of the file holding the seed file's AES-256-GCM key (keys.ts readSeedKeyFile). */
+  seedKeyFile: string;
+  /** The clients by certificate CN and their roles (SIGNER_CLIENTS, permissions.ts). */
+  clients: Clients;
   /** Upper bound for a close fee and a wallet spend fee, in satoshi. */
   maxFeeSat: bigint;
   /**
@@ -20,6 +23,11 @@ export interface Config {
    * default): no withdrawals at all.
    */
   maxWithdrawalSat: bigint;
+  /**
+   * Upper bound of all withdrawals signed in any 24 hours, in satoshi (withdrawals.ts); required
+   * when withdrawals are enabled, undefined when they are not.
+   */
+  maxWithdrawalSatPerDay: bigint | undefined;
   /** SIGNER_OPS_LISTEN: where to serve /metrics, /healthz and /readyz over HTTP; none if unset. */
   opsListen: HostPort | undefined;
   /** The bounds of channel-policy.ts: fee rate, delays, payments per period. */
@@ -51,14 +59,24 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const certFile = r.need("SIGNER_TLS_CERT", "path of the server certificate chain (PEM)");
   const keyFile = r.need("SIGNER_TLS_KEY", "path of the server private key (PEM)");
   const seedFile = r.need("SIGNER_SEED_FILE", "path of the encrypted seed file; created on first start");
-  const seedKeyHex = r.need("SIGNER_SEED_KEY", "64 hex characters: the AES-256-GCM key of the seed file");
+  const seedKeyFile = r.need(
+    "SIGNER_SEED_KEY_FILE",
+    "path of the file holding the seed file's key: 64 hex characters or 32 bytes, readable only by the signer",
+  );
+  // Named even when empty: an operator who still sets it must learn it is ignored.
+  if (env["SIGNER_SEED_KEY"] !== undefined)
+    r.problem(
+      "SIGNER_SEED_KEY is no longer read (the environment leaks to child processes, crash reports and /proc): " +
+        "put the key in a file readable only by the signer (a mounted Secret) and set SIGNER_SEED_KEY_FILE to its path",
+    );
+  const parsed = parseClients(
+    r.need(
+      "SIGNER_CLIENTS",
+      "each client certificate's CN and its role, e.g. ln-channel=channel,ln-peer=gateway,ln-watchtower=tower",
+    ),
+  );
+  if (r.get("SIGNER_CLIENTS") !== undefined) for (const p of parsed.problems) r.problem(p);
   const databaseSchema = r.schemaName("SIGNER_DATABASE_SCHEMA", "signer");
-  let seedKey = Buffer.alloc(0);
-  if (seedKeyHex !== "") {
-    if (!/^[0-9a-fA-F]{64}$/.test(seedKeyHex))
-      r.problem("SIGNER_SEED_KEY must be 64 hex characters (32 bytes)");
-    else seedKey = Buffer.from(seedKeyHex, "hex");
-  }
   const satoshi = (name: string, fallback: string): bigint => {
     const text = r.get(name) ?? fallback;
     if (/^[0-9]{1,15}$/.test(text)) return BigInt(text);
@@ -67,6 +85,14 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   };
   const maxFeeSat = satoshi("SIGNER_MAX_FEE_SAT", "100000");
   const maxWithdrawalSat = satoshi("SIGNER_MAX_WITHDRAWAL_SAT", "0");
+  // Withdrawals enabled: their total over any 24 hours must be bounded too, at least by one spend's.
+  const perDay = r.get("SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY");
+  const maxWithdrawalSatPerDay =
+    perDay === undefined ? undefined : satoshi("SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY", perDay);
+  if (maxWithdrawalSat > 0n && (maxWithdrawalSatPerDay ?? 0n) < maxWithdrawalSat)
+    r.problem(
+      `SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY (the total of the withdrawals of any 24 hours) must be at least SIGNER_MAX_WITHDRAWAL_SAT (${maxWithdrawalSat} sat) while withdrawals are enabled`,
+    );
   const opsListen = r.opsListen("SIGNER_OPS_LISTEN", "0.0.0.0:9100");
   const bounds = channelPolicy(r, satoshi);
   if (r.problems.length > 0)
@@ -77,9 +103,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     listen,
     tls: { caFile, certFile, keyFile },
     seedFile,
-    seedKey,
+    seedKeyFile,
+    clients: parsed.clients,
     maxFeeSat,
     maxWithdrawalSat,
+    maxWithdrawalSatPerDay,
     opsListen,
     channelPolicy: bounds,
   };

@@ -3,3 +3,4 @@ export { KeyRing, decryptSeed } from "./keys.js";
 export { startServer, type RunningServer } from "./server.js";
 export { SignerService } from "./service.js";
 export { SignerStore } from "./store.js";
+export { parseClients, type ClientRole, type Clients } from "./permissions.js";

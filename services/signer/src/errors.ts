@@ -90,7 +90,14 @@ export type RefusalCode =
   /** A close while the latest commitment of either side still holds HTLCs. */
   | "HTLCS_OUTSTANDING"
   /** The HTLCs paid to peers over the period would exceed SIGNER_MAX_PAYMENTS_SAT. */
-  | "PAYMENT_LIMIT";
+  | "PAYMENT_LIMIT"
+  /**
+   * The client (its certificate's subject CN) is not in SIGNER_CLIENTS, or its role may not call
+   * that RPC (permissions.ts). gRPC PERMISSION_DENIED.
+   */
+  | "NOT_PERMITTED"
+  /** A wallet spend's external outputs would take the last 24 h over SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY. */
+  | "WITHDRAWAL_LIMIT_REACHED";
 
 export type SignerErrorCode =
   | RefusalCode
@@ -101,13 +108,25 @@ export type SignerErrorCode =
   /** The seed file does not decrypt under SIGNER_SEED_KEY (start-up). */
   | "WRONG_SEED_KEY"
   /** The seed file is not a seed file (start-up). */
-  | "BAD_SEED_FILE";
+  | "BAD_SEED_FILE"
+  /** SIGNER_SEED_KEY_FILE is readable by others, or holds neither 64 hex characters nor 32 bytes (start-up). */
+  | "BAD_SEED_KEY_FILE"
+  /** A seed file next to a database without the signer's state (start-up, startup.ts). */
+  | "STATE_MISSING"
+  /** No seed file next to a database holding a seed's state (start-up, startup.ts). */
+  | "SEED_MISSING"
+  /** The seed file is not the seed the database's state belongs to (start-up, startup.ts). */
+  | "SEED_STATE_MISMATCH";
 
 const NOT_REFUSALS: ReadonlySet<SignerErrorCode> = new Set([
   "INVALID_REQUEST",
   "CONFIG",
   "WRONG_SEED_KEY",
   "BAD_SEED_FILE",
+  "BAD_SEED_KEY_FILE",
+  "STATE_MISSING",
+  "SEED_MISSING",
+  "SEED_STATE_MISMATCH",
 ]);
 
 export class SignerError extends Error {

@@ -4,7 +4,7 @@
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { open, readFile, rename, unlink } from "node:fs/promises";
+import { link, open, readFile, stat, unlink } from "node:fs/promises";
 import { sha256 } from "@ln/bitcoin";
 import { commitmentIndex, generateFromSeed } from "@ln/shachain";
 import { BIP32Factory, type BIP32Interface } from "bip32";
@@ -44,27 +44,65 @@ export function decryptSeed(file: Uint8Array, key: Uint8Array, where = "the seed
   } catch {
     throw new SignerError(
       "WRONG_SEED_KEY",
-      `${where} does not decrypt under SIGNER_SEED_KEY: the key is wrong or the file is corrupted; refusing to start`,
+      `${where} does not decrypt under the key of SIGNER_SEED_KEY_FILE: the key is wrong or the file is corrupted; refusing to start`,
     );
   }
 }
 
 /**
- * Reads and decrypts the seed file, or creates it with a fresh random seed if it does not exist
- * (written to a temporary file with mode 0600, then renamed into place).
+ * The seed file's key from SIGNER_SEED_KEY_FILE (a mounted Secret or a file a KMS agent writes):
+ * exactly 32 bytes, or 64 hex characters with an optional trailing newline. Refused if others
+ * may read it or anyone but its owner may write it (0400, 0440 and 0600 pass: a Kubernetes Secret
+ * volume with an fsGroup adds group read).
  */
-export async function loadOrCreateSeed(
-  path: string,
-  key: Uint8Array,
-): Promise<{ seed: Buffer; created: boolean }> {
-  let contents: Buffer | undefined;
+export async function readSeedKeyFile(path: string): Promise<Buffer> {
+  const what = `the seed key file ${path} (SIGNER_SEED_KEY_FILE)`;
+  let mode: number;
+  let contents: Buffer;
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) throw new SignerError("BAD_SEED_KEY_FILE", `${what} is not a regular file`);
+    mode = st.mode & 0o777;
+    contents = await readFile(path);
+  } catch (e) {
+    if (e instanceof SignerError) throw e;
+    throw new SignerError("CONFIG", `cannot read ${what}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if ((mode & 0o037) !== 0) {
+    contents.fill(0);
+    throw new SignerError(
+      "BAD_SEED_KEY_FILE",
+      `${what} has mode 0${mode.toString(8)}: others may read it or more than its owner may write it; make it 0400 or 0600 (chmod, or the Secret volume's defaultMode)`,
+    );
+  }
+  if (contents.length === 32) return contents;
+  const text = contents.toString("latin1").replace(/\r?\n$/, "");
+  contents.fill(0);
+  if (!/^[0-9a-fA-F]{64}$/.test(text))
+    throw new SignerError(
+      "BAD_SEED_KEY_FILE",
+      `${what} holds neither 64 hex characters nor 32 bytes (${contents.length} bytes); make one with: openssl rand -hex 32`,
+    );
+  return Buffer.from(text, "hex");
+}
+
+/** Reads and decrypts the seed file; undefined if there is none. */
+export async function readSeedFile(path: string, key: Uint8Array): Promise<Buffer | undefined> {
+  let contents: Buffer;
   try {
     contents = await readFile(path);
   } catch (e) {
-    if (!(e instanceof Error && "code" in e && e.code === "ENOENT")) throw e;
+    if (e instanceof Error && "code" in e && e.code === "ENOENT") return undefined;
+    throw e;
   }
-  if (contents !== undefined) return { seed: decryptSeed(contents, key, path), created: false };
-  const seed = randomBytes(32);
+  return decryptSeed(contents, key, path);
+}
+
+/**
+ * Writes `seed` to a new seed file at `path`: to a temporary file with mode 0600, synced, then
+ * linked into place, which fails (EEXIST) rather than replace an existing seed file.
+ */
+export async function createSeedFile(path: string, key: Uint8Array, seed: Uint8Array): Promise<void> {
   const tmp = `${path}.${process.pid}.tmp`;
   const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
   try {
@@ -74,12 +112,10 @@ export async function loadOrCreateSeed(
     await handle.close();
   }
   try {
-    await rename(tmp, path);
-  } catch (e) {
+    await link(tmp, path);
+  } finally {
     await unlink(tmp).catch(() => undefined);
-    throw e;
   }
-  return { seed, created: true };
 }
 
 /** BIP32 paths (README.md). Purpose 1017' keeps them apart from any wallet standard. */

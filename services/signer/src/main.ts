@@ -1,14 +1,16 @@
 /*~ The signer: the only process that holds private keys and shachain seeds. It answers gRPC
  * over mTLS and refuses what its policy forbids (DESIGN.md 4). Composition root: configuration
- * from the environment (config.ts), the seed file, Postgres, the server; graceful SIGTERM. */
+ * from the environment (config.ts), Postgres, the seed file bound to it (startup.ts), the server
+ * with its clients' permissions; graceful SIGTERM. */
 import { readFile } from "node:fs/promises";
 import { lineLogger, processLogger } from "@ln/log";
 import { newRegistry, serveOps, type OpsServer } from "@ln/metrics";
 import { loadConfig } from "./config.js";
 import { SignerError } from "./errors.js";
-import { KeyRing, loadOrCreateSeed } from "./keys.js";
+import { readSeedKeyFile } from "./keys.js";
 import { signerMetrics, startServer } from "./server.js";
 import { SignerService } from "./service.js";
+import { openSeed } from "./startup.js";
 import { SignerStore } from "./store.js";
 
 // JSON lines on stderr (@ln/log); the ready line below stays plain text on stdout.
@@ -32,19 +34,28 @@ async function main(): Promise<void> {
     cert: await readPem(cfg.tls.certFile, "SIGNER_TLS_CERT"),
     key: await readPem(cfg.tls.keyFile, "SIGNER_TLS_KEY"),
   };
-  const { seed, created } = await loadOrCreateSeed(cfg.seedFile, cfg.seedKey);
-  const keys = new KeyRing(seed);
-  seed.fill(0);
-  cfg.seedKey.fill(0);
-  if (created) log(`created a new seed file at ${cfg.seedFile}: back it up together with SIGNER_SEED_KEY`);
+  const seedKey = await readSeedKeyFile(cfg.seedKeyFile);
   const store = SignerStore.connect(cfg.databaseUrl, cfg.databaseSchema);
   const applied = await store.migrate();
   if (applied.length > 0) log(`applied migrations ${applied.join(", ")} to schema ${cfg.databaseSchema}`);
+  const { keys, created, adopted } = await openSeed(
+    store,
+    cfg.seedFile,
+    seedKey,
+    `schema ${cfg.databaseSchema}`,
+  ).finally(() => seedKey.fill(0));
+  if (created)
+    log(
+      `created a new seed file at ${cfg.seedFile}: back it up together with the key of SIGNER_SEED_KEY_FILE`,
+    );
+  if (adopted)
+    log(`recorded the seed's fingerprint in schema ${cfg.databaseSchema} (state made before fingerprints)`);
   const registry = newRegistry("signer");
   const running = await startServer({
     service: new SignerService(keys, store, cfg),
     listen: cfg.listen,
     tls,
+    clients: cfg.clients,
     log,
     metrics: signerMetrics(registry),
   });
@@ -88,7 +99,9 @@ async function main(): Promise<void> {
 main().catch((e: unknown) => {
   // A SignerError's message is written for the operator and holds no secret.
   log(
-    e instanceof SignerError ? e.message : `failed to start: ${e instanceof Error ? e.message : String(e)}`,
+    e instanceof SignerError
+      ? `${e.code}: ${e.message}`
+      : `failed to start: ${e instanceof Error ? e.message : String(e)}`,
   );
   process.exit(1);
 });

@@ -1,6 +1,7 @@
 /**
  * The gRPC server over mutual TLS: the client must present a certificate chaining to the
- * configured CA. A policy refusal is FAILED_PRECONDITION, a malformed request INVALID_ARGUMENT;
+ * configured CA, whose subject CN SIGNER_CLIENTS maps to a role allowed to call the method
+ * (permissions.ts; PERMISSION_DENIED otherwise). A policy refusal is FAILED_PRECONDITION, a malformed request INVALID_ARGUMENT;
  * both carry the reason code at the start of the message ("CODE: ...") and in the trailing
  * metadata "signer-refusal". Nothing secret is logged: only the method and the code.
  */
@@ -22,6 +23,7 @@ import {
 } from "./messages.js";
 import { loadSignerService } from "@ln/signer-client";
 import { checkNumber } from "./keys.js";
+import { authorizeClient, subjectCn, type Clients } from "./permissions.js";
 import type { SweepInput } from "./policy.js";
 import type { SignerService, WalletOutputOwner } from "./service.js";
 
@@ -49,10 +51,11 @@ export interface SignerMetrics {
   /** signer_requests_total{method}: calls received. */
   requests: Counter<"method">;
   /**
-   * signer_refusals_total{method,reason}: calls answered with a SignerError; `reason` is its code
-   * (a policy refusal such as FEE_TOO_HIGH, or INVALID_REQUEST for a malformed request).
+   * signer_refusals_total{client,method,reason}: calls answered with a SignerError; `reason` is its
+   * code (a policy refusal such as FEE_TOO_HIGH, NOT_PERMITTED, or INVALID_REQUEST for a malformed
+   * request), `client` the caller's CN if SIGNER_CLIENTS names it, else "unknown".
    */
-  refusals: Counter<"method" | "reason">;
+  refusals: Counter<"client" | "method" | "reason">;
   /** signer_internal_errors_total{method}: calls that failed otherwise (INTERNAL). */
   internalErrors: Counter<"method">;
   /** signer_request_seconds{method}: time from the call to its answer. */
@@ -70,8 +73,8 @@ export function signerMetrics(registry: Registry): SignerMetrics {
     }),
     refusals: new Counter({
       name: "signer_refusals_total",
-      help: "Signer calls refused, by method and reason code (the policy's refusal code, or INVALID_REQUEST).",
-      labelNames: ["method", "reason"] as const,
+      help: "Signer calls refused, by client, method and reason code (the policy's refusal code, NOT_PERMITTED, or INVALID_REQUEST).",
+      labelNames: ["client", "method", "reason"] as const,
       registers,
     }),
     internalErrors: new Counter({
@@ -93,15 +96,21 @@ export function signerMetrics(registry: Registry): SignerMetrics {
 function toStatus(
   e: unknown,
   method: string,
+  client: string,
   log: Log,
   metrics: SignerMetrics | undefined,
 ): Partial<grpc.StatusObject> {
   if (e instanceof SignerError) {
-    metrics?.refusals.inc({ method, reason: e.code });
+    metrics?.refusals.inc({ client, method, reason: e.code });
     const metadata = new grpc.Metadata();
     metadata.set(REFUSAL_METADATA_KEY, e.code);
-    const code = e.isRefusal ? grpc.status.FAILED_PRECONDITION : grpc.status.INVALID_ARGUMENT;
-    log(`${method}: ${e.isRefusal ? "refused" : "invalid request"} ${e.code}`);
+    const code =
+      e.code === "NOT_PERMITTED"
+        ? grpc.status.PERMISSION_DENIED
+        : e.isRefusal
+          ? grpc.status.FAILED_PRECONDITION
+          : grpc.status.INVALID_ARGUMENT;
+    log(`${method}: ${e.isRefusal ? "refused" : "invalid request"} ${e.code} (client ${client})`);
     return { code, details: `${e.code}: ${e.message}`, metadata };
   }
   metrics?.internalErrors.inc({ method });
@@ -275,6 +284,7 @@ function handlers(s: SignerService): Handlers {
 
 function implementation(
   s: SignerService,
+  clients: Clients,
   log: Log,
   metrics: SignerMetrics | undefined,
 ): grpc.UntypedServiceImplementation {
@@ -285,8 +295,14 @@ function implementation(
     const call: grpc.handleUnaryCall<unknown, unknown> = (c, callback) => {
       metrics?.requests.inc({ method });
       const done = metrics?.seconds.startTimer({ method });
+      const cn = subjectCn(c.getAuthContext().sslPeerCertificate?.subject);
+      // A label only for the CNs configured: any other certificate of the CA counts as "unknown".
+      const client = cn !== undefined && clients.has(cn) ? cn : "unknown";
       Promise.resolve()
-        .then(() => fn(c.request))
+        .then(() => {
+          authorizeClient(clients, cn, method);
+          return fn(c.request);
+        })
         .then(
           (reply) => {
             done?.();
@@ -294,7 +310,7 @@ function implementation(
           },
           (e: unknown) => {
             done?.();
-            callback(toStatus(e, method, log, metrics));
+            callback(toStatus(e, method, client, log, metrics));
           },
         );
     };
@@ -314,13 +330,15 @@ export async function startServer(opts: {
   service: SignerService;
   listen: string;
   tls: TlsFiles;
+  /** The clients by certificate CN and their roles (SIGNER_CLIENTS); every other caller is refused. */
+  clients: Clients;
   log?: Log;
   /** Counters and timings of the calls (signerMetrics); none if absent. */
   metrics?: SignerMetrics;
 }): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`signer: ${line}\n`));
   const server = new grpc.Server();
-  server.addService(loadSignerService(), implementation(opts.service, log, opts.metrics));
+  server.addService(loadSignerService(), implementation(opts.service, opts.clients, log, opts.metrics));
   const credentials = grpc.ServerCredentials.createSsl(
     opts.tls.ca,
     [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }],

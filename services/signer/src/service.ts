@@ -29,11 +29,11 @@ import {
   recordPeerRevocation,
   type OurChannel,
   type OutputOwner,
-  type PolicyConfig,
   type RevealRequest,
   type SweepInput,
 } from "./policy.js";
 import type { SignerStore } from "./store.js";
+import { limitWithdrawals, type WithdrawalConfig } from "./withdrawals.js";
 
 export interface InputSignature {
   inputIndex: number;
@@ -66,7 +66,7 @@ export class SignerService {
   constructor(
     private readonly keys: KeyRing,
     private readonly store: SignerStore,
-    private readonly cfg: PolicyConfig,
+    private readonly cfg: WithdrawalConfig,
   ) {}
 
   #ours(channel: number): OurChannel {
@@ -241,7 +241,7 @@ export class SignerService {
   ): Promise<InputSignature[]> {
     const inputKeys = inputs.map((i) => ({ ...this.keys.wallet(i.keyIndex), amount: i.amount }));
     const channels = outputs.flatMap((o) => ("anchor" in o ? [o.anchor.channel] : []));
-    await this.store.withChannels(channels, async (stores) => {
+    await this.store.withChannels(channels, async (stores, withdrawals) => {
       const owners: OutputOwner[] = outputs.map((o) => {
         if ("walletKeyIndex" in o)
           return { kind: "wallet", index: o.walletKeyIndex, pubkey: this.keys.wallet(o.walletKeyIndex).pub };
@@ -257,6 +257,12 @@ export class SignerService {
       });
       await authorizeWalletSpend(
         { tx, inputs: inputKeys.map((k) => ({ pubkey: k.pub, amount: k.amount })), outputs: owners },
+        this.cfg,
+      );
+      await limitWithdrawals(
+        withdrawals,
+        tx,
+        outputs.map((o) => "external" in o),
         this.cfg,
       );
     });

@@ -9,6 +9,7 @@ import pg from "pg";
 import { CHANNEL_STATE_MIGRATION, TxCommitmentStore } from "./channel-store.js";
 import { refuse } from "./errors.js";
 import type { ChannelPatch, ChannelState, PolicyStore } from "./policy.js";
+import type { WithdrawalLedger } from "./withdrawals.js";
 
 const MIGRATIONS: readonly Migration[] = [
   {
@@ -54,6 +55,22 @@ const MIGRATIONS: readonly Migration[] = [
       );`,
   },
   CHANNEL_STATE_MIGRATION,
+  {
+    // The seed this state belongs to (startup.ts), and the withdrawals signed (withdrawals.ts).
+    version: 4,
+    sql: (s) => `
+      CREATE TABLE ${s}.seed_fingerprint (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        fingerprint bytea NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE ${s}.withdrawals (
+        txid text PRIMARY KEY,
+        amount_sat bigint NOT NULL,
+        signed_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX withdrawals_signed_at ON ${s}.withdrawals (signed_at);`,
+  },
 ];
 
 interface ChannelRow {
@@ -186,6 +203,34 @@ class TxChannel implements PolicyStore {
   }
 }
 
+/** The withdrawals record inside an open transaction. */
+class TxWithdrawals implements WithdrawalLedger {
+  constructor(
+    private readonly client: pg.PoolClient,
+    private readonly s: string,
+  ) {}
+
+  async lockAndSum(txid: string): Promise<{ total: bigint; recorded: boolean }> {
+    // EXCLUSIVE: one withdrawal at a time counts and records; reads are not blocked.
+    await this.client.query(`LOCK TABLE ${this.s}.withdrawals IN EXCLUSIVE MODE`);
+    const r = await this.client.query<{ total: string; recorded: boolean }>(
+      `SELECT (SELECT coalesce(sum(amount_sat), 0) FROM ${this.s}.withdrawals
+                WHERE signed_at > now() - interval '24 hours')::text AS total,
+              EXISTS (SELECT 1 FROM ${this.s}.withdrawals WHERE txid = $1) AS recorded`,
+      [txid],
+    );
+    const row = r.rows[0]!;
+    return { total: BigInt(row.total), recorded: row.recorded };
+  }
+
+  async record(txid: string, amount: bigint): Promise<void> {
+    await this.client.query(`INSERT INTO ${this.s}.withdrawals (txid, amount_sat) VALUES ($1, $2)`, [
+      txid,
+      amount.toString(),
+    ]);
+  }
+}
+
 export class SignerStore {
   readonly #pool: pg.Pool;
   readonly #schema: string;
@@ -246,10 +291,13 @@ export class SignerStore {
     return this.withChannels([index], (stores) => fn(stores.get(index)!));
   }
 
-  /** Several channels locked in index order (no deadlock between two such requests). */
+  /**
+   * Several channels locked in index order (no deadlock between two such requests); `withdrawals`
+   * is the withdrawals record in the same transaction.
+   */
   async withChannels<T>(
     indexes: readonly number[],
-    fn: (stores: Map<number, PolicyStore>) => Promise<T>,
+    fn: (stores: Map<number, PolicyStore>, withdrawals: WithdrawalLedger) => Promise<T>,
   ): Promise<T> {
     const sorted = [...new Set(indexes)].sort((a, b) => a - b);
     return this.#transaction(async (c) => {
@@ -263,8 +311,32 @@ export class SignerStore {
           throw refuse("UNKNOWN_CHANNEL", `channel ${index} was never allocated by this signer`);
         stores.set(index, new TxChannel(c, this.#s, toState(row)));
       }
-      return fn(stores);
+      return fn(stores, new TxWithdrawals(c, this.#s));
     });
+  }
+
+  /**
+   * What startup.ts checks the seed against: the recorded seed fingerprint, and whether the
+   * schema holds any state at all (channels, invoice reveals, withdrawals).
+   */
+  async seedState(): Promise<{ fingerprint: Buffer | undefined; hasState: boolean }> {
+    const s = this.#s;
+    const r = await this.#pool.query<{ fingerprint: Buffer | null; has_state: boolean }>(
+      `SELECT (SELECT fingerprint FROM ${s}.seed_fingerprint) AS fingerprint,
+              EXISTS (SELECT 1 FROM ${s}.channels) OR EXISTS (SELECT 1 FROM ${s}.invoice_reveals)
+                OR EXISTS (SELECT 1 FROM ${s}.withdrawals) AS has_state`,
+    );
+    const row = r.rows[0]!;
+    return { fingerprint: row.fingerprint ?? undefined, hasState: row.has_state };
+  }
+
+  /** Records the seed fingerprint; false if one is already recorded (it is left unchanged). */
+  async recordSeedFingerprint(fingerprint: Buffer): Promise<boolean> {
+    const r = await this.#pool.query(
+      `INSERT INTO ${this.#s}.seed_fingerprint (fingerprint) VALUES ($1) ON CONFLICT (one) DO NOTHING`,
+      [fingerprint],
+    );
+    return r.rowCount === 1;
   }
 
   #transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {

@@ -182,7 +182,7 @@ describe("peer revocations and justice", () => {
     t.client.call("RecordPeerRevocation", { channel: c.ours.channel, number, preimage });
 
   const justice = (c: Channel, n: bigint, p: CommitmentParams, commitmentTx: Transaction, tx: Transaction) =>
-    t.client.call("SignJustice", {
+    t.tower.call("SignJustice", {
       channel: c.ours.channel,
       revoked_number: n,
       params: commitmentParamsMsg(p),

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 import { SignerError } from "../src/errors.js";
+import { signerCode } from "./helpers.js";
 
 const full = {
   SIGNER_DATABASE_URL: "postgres://signer@db/signer",
@@ -9,7 +10,8 @@ const full = {
   SIGNER_TLS_CERT: "/tls/tls.crt",
   SIGNER_TLS_KEY: "/tls/tls.key",
   SIGNER_SEED_FILE: "/data/seed.bin",
-  SIGNER_SEED_KEY: "ab".repeat(32),
+  SIGNER_SEED_KEY_FILE: "/etc/ln/seed-key/key",
+  SIGNER_CLIENTS: "ln-channel=channel,ln-peer=gateway,ln-watchtower=tower",
 };
 
 describe("config", () => {
@@ -18,12 +20,24 @@ describe("config", () => {
     expect(c.databaseSchema).toBe("signer");
     expect(c.maxFeeSat).toBe(100000n);
     expect(c.maxWithdrawalSat).toBe(0n);
-    expect(c.seedKey.equals(Buffer.alloc(32, 0xab))).toBe(true);
+    expect(c.maxWithdrawalSatPerDay).toBeUndefined();
+    expect(c.seedKeyFile).toBe("/etc/ln/seed-key/key");
+    expect([...c.clients]).toEqual([
+      ["ln-channel", "channel"],
+      ["ln-peer", "gateway"],
+      ["ln-watchtower", "tower"],
+    ]);
     expect(c.tls).toEqual({ caFile: "/tls/ca.crt", certFile: "/tls/tls.crt", keyFile: "/tls/tls.key" });
   });
 
   it("reads the withdrawal limit, and refuses one that is not a whole number of satoshi", () => {
-    expect(loadConfig({ ...full, SIGNER_MAX_WITHDRAWAL_SAT: "250000" }).maxWithdrawalSat).toBe(250000n);
+    const c = loadConfig({
+      ...full,
+      SIGNER_MAX_WITHDRAWAL_SAT: "250000",
+      SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY: "1000000",
+    });
+    expect(c.maxWithdrawalSat).toBe(250000n);
+    expect(c.maxWithdrawalSatPerDay).toBe(1000000n);
     expect(() => loadConfig({ ...full, SIGNER_MAX_WITHDRAWAL_SAT: "1.5" })).toThrow(
       /SIGNER_MAX_WITHDRAWAL_SAT must be a whole number of satoshi/,
     );
@@ -58,6 +72,35 @@ describe("config", () => {
     expect(() => loadConfig({ ...full, SIGNER_MAX_PAYMENTS_SAT: "lots" })).toThrow(/SIGNER_MAX_PAYMENTS_SAT/);
   });
 
+  it("withdrawals enabled need a daily limit of at least one spend's", async () => {
+    const on = { ...full, SIGNER_MAX_WITHDRAWAL_SAT: "250000" };
+    expect(await signerCode(() => loadConfig(on))).toBe("CONFIG");
+    expect(() => loadConfig(on)).toThrow(/SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY/);
+    expect(await signerCode(() => loadConfig({ ...on, SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY: "249999" }))).toBe(
+      "CONFIG",
+    );
+    expect(loadConfig({ ...on, SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY: "250000" }).maxWithdrawalSatPerDay).toBe(
+      250000n,
+    );
+    expect(await signerCode(() => loadConfig({ ...on, SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY: "x" }))).toBe(
+      "CONFIG",
+    );
+  });
+
+  it("refuses SIGNER_SEED_KEY, even empty, and says to use SIGNER_SEED_KEY_FILE", async () => {
+    for (const value of ["ab".repeat(32), ""]) {
+      expect(await signerCode(() => loadConfig({ ...full, SIGNER_SEED_KEY: value }))).toBe("CONFIG");
+      expect(() => loadConfig({ ...full, SIGNER_SEED_KEY: value })).toThrow(/SIGNER_SEED_KEY_FILE/);
+    }
+  });
+
+  it("refuses SIGNER_CLIENTS with an unknown role or a malformed pair", async () => {
+    expect(await signerCode(() => loadConfig({ ...full, SIGNER_CLIENTS: "ln-channel=admin" }))).toBe(
+      "CONFIG",
+    );
+    expect(await signerCode(() => loadConfig({ ...full, SIGNER_CLIENTS: "ln-channel" }))).toBe("CONFIG");
+  });
+
   it("names every missing setting", () => {
     let err: unknown;
     try {
@@ -71,8 +114,7 @@ describe("config", () => {
       expect((err as SignerError).message).toContain(`${name} is not set`);
   });
 
-  it("refuses a seed key that is not 32 bytes of hex, and a bad schema name", () => {
-    expect(() => loadConfig({ ...full, SIGNER_SEED_KEY: "abcd" })).toThrow(/SIGNER_SEED_KEY must be 64 hex/);
+  it("refuses a bad schema name", () => {
     expect(() => loadConfig({ ...full, SIGNER_DATABASE_SCHEMA: "x; drop" })).toThrow(
       /SIGNER_DATABASE_SCHEMA/,
     );

@@ -11,7 +11,9 @@ import type { CommitmentHtlc, CommitmentParams } from "@ln/tx";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
 import { SignerClient } from "@ln/signer-client";
+import { SignerError } from "../src/errors.js";
 import { KeyRing } from "../src/keys.js";
+import { parseClients, type Clients } from "../src/permissions.js";
 import { REFUSAL_METADATA_KEY, startServer, type RunningServer } from "../src/server.js";
 import { SignerService } from "../src/service.js";
 import { SignerStore } from "../src/store.js";
@@ -26,8 +28,18 @@ export interface Pems {
   ca: Buffer;
   serverCert: Buffer;
   serverKey: Buffer;
+  /** The channel service's client certificate (CN ln-channel). */
   clientCert: Buffer;
   clientKey: Buffer;
+  /** The peer gateway's (CN ln-peer). */
+  gatewayCert: Buffer;
+  gatewayKey: Buffer;
+  /** The watchtower's (CN ln-watchtower). */
+  towerCert: Buffer;
+  towerKey: Buffer;
+  /** A client certificate of the CA whose CN SIGNER_CLIENTS does not name (CN ln-other). */
+  otherCert: Buffer;
+  otherKey: Buffer;
   /** A client certificate from another CA. */
   strangerCert: Buffer;
   strangerKey: Buffer;
@@ -61,7 +73,7 @@ function newCa(dir: string, name: string): void {
   ]);
 }
 
-function newLeaf(dir: string, ca: string, name: string, ext: string): void {
+function newLeaf(dir: string, ca: string, name: string, ext: string, cn = name): void {
   writeFileSync(join(dir, `${name}.ext`), ext);
   openssl(dir, [
     "req",
@@ -75,7 +87,7 @@ function newLeaf(dir: string, ca: string, name: string, ext: string): void {
     "-out",
     `${name}.csr`,
     "-subj",
-    `/CN=${name}`,
+    `/CN=${cn}`,
   ]);
   openssl(dir, [
     "x509",
@@ -101,7 +113,10 @@ export function makePems(): Pems {
   newCa(dir, "ca");
   newCa(dir, "other-ca");
   newLeaf(dir, "ca", "server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
-  newLeaf(dir, "ca", "client", "extendedKeyUsage=clientAuth\n");
+  newLeaf(dir, "ca", "client", "extendedKeyUsage=clientAuth\n", "ln-channel");
+  newLeaf(dir, "ca", "gateway", "extendedKeyUsage=clientAuth\n", "ln-peer");
+  newLeaf(dir, "ca", "tower", "extendedKeyUsage=clientAuth\n", "ln-watchtower");
+  newLeaf(dir, "ca", "other", "extendedKeyUsage=clientAuth\n", "ln-other");
   newLeaf(dir, "other-ca", "stranger", "extendedKeyUsage=clientAuth\n");
   const r = (f: string): Buffer => readFileSync(join(dir, f));
   return {
@@ -111,10 +126,20 @@ export function makePems(): Pems {
     serverKey: r("server.key"),
     clientCert: r("client.crt"),
     clientKey: r("client.key"),
+    gatewayCert: r("gateway.crt"),
+    gatewayKey: r("gateway.key"),
+    towerCert: r("tower.crt"),
+    towerKey: r("tower.key"),
+    otherCert: r("other.crt"),
+    otherKey: r("other.key"),
     strangerCert: r("stranger.crt"),
     strangerKey: r("stranger.key"),
   };
 }
+
+/** The CNs of makePems's client certificates and their roles, as SIGNER_CLIENTS gives them. */
+export const TEST_CLIENTS_ENV = "ln-channel=channel,ln-peer=gateway,ln-watchtower=tower";
+export const TEST_CLIENTS: Clients = parseClients(TEST_CLIENTS_ENV).clients;
 
 export const TEST_SEED = Buffer.from("7e57".repeat(16), "hex");
 
@@ -124,7 +149,12 @@ export interface TestSigner {
   store: SignerStore;
   running: RunningServer;
   address: string;
+  /** Calls as the channel service (the role of most RPCs). */
   client: SignerClient;
+  /** Calls as the peer gateway (NodeInfo, Ecdh, SignSession). */
+  gateway: SignerClient;
+  /** Calls as the watchtower (SignJustice). */
+  tower: SignerClient;
   logs: string[];
   schema: string;
   close(): Promise<void>;
@@ -142,14 +172,15 @@ export async function startTestSigner(maxFeeSat = 5000n, maxWithdrawalSat = 0n):
     service: new SignerService(keys, store, { maxFeeSat, maxWithdrawalSat }),
     listen: "127.0.0.1:0",
     tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
+    clients: TEST_CLIENTS,
     log: (l) => logs.push(l),
   });
   const address = `127.0.0.1:${running.port}`;
-  const client = new SignerClient(
-    address,
-    { ca: pems.ca, cert: pems.clientCert, key: pems.clientKey },
-    CLIENT_OPTIONS,
-  );
+  const as = (cert: Buffer, key: Buffer): SignerClient =>
+    new SignerClient(address, { ca: pems.ca, cert, key }, CLIENT_OPTIONS);
+  const client = as(pems.clientCert, pems.clientKey);
+  const gateway = as(pems.gatewayCert, pems.gatewayKey);
+  const tower = as(pems.towerCert, pems.towerKey);
   return {
     pems,
     keys,
@@ -157,10 +188,12 @@ export async function startTestSigner(maxFeeSat = 5000n, maxWithdrawalSat = 0n):
     running,
     address,
     client,
+    gateway,
+    tower,
     logs,
     schema,
     async close() {
-      client.close();
+      for (const c of [client, gateway, tower]) c.close();
       await running.shutdown(1000);
       await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await store.close();
@@ -277,4 +310,14 @@ export function localParams(
     htlcs: s.htlcs ?? [],
     feeRate: s.feeRate ?? 1112,
   };
+}
+
+/** The code of the SignerError that `f` throws or rejects with; undefined if it succeeds. */
+export async function signerCode(f: () => unknown): Promise<string | undefined> {
+  try {
+    await f();
+  } catch (e) {
+    return e instanceof SignerError ? e.code : `not a SignerError: ${String(e)}`;
+  }
+  return undefined;
 }

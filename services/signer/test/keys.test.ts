@@ -8,7 +8,7 @@ import { BIP32Factory } from "bip32";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, describe, expect, it } from "vitest";
 import { SignerError } from "../src/errors.js";
-import { decryptSeed, encryptSeed, KeyRing, loadOrCreateSeed } from "../src/keys.js";
+import { createSeedFile, decryptSeed, encryptSeed, KeyRing, readSeedFile } from "../src/keys.js";
 
 const dir = mkdtempSync(join(tmpdir(), "signer-seed-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -41,16 +41,17 @@ describe("seed file (AES-256-GCM)", () => {
     expect(codeOf(() => decryptSeed(Buffer.alloc(10), Buffer.alloc(32, 1)))).toBe("BAD_SEED_FILE");
   });
 
-  it("created on first start (mode 0600), the same seed on the next; a wrong key refuses to start", async () => {
+  it("created with mode 0600, read back; none before; a wrong key refuses to start", async () => {
     const path = join(dir, "seed.bin");
     const key = randomBytes(32);
-    const first = await loadOrCreateSeed(path, key);
-    expect(first.created).toBe(true);
+    expect(await readSeedFile(path, key)).toBeUndefined();
+    const first = { seed: randomBytes(32) };
+    await createSeedFile(path, key, first.seed);
     expect(statSync(path).mode & 0o777).toBe(0o600);
-    const second = await loadOrCreateSeed(path, key);
-    expect(second.created).toBe(false);
-    expect(second.seed.equals(first.seed)).toBe(true);
-    const err = await loadOrCreateSeed(path, randomBytes(32)).catch((e: unknown) => e);
+    expect((await readSeedFile(path, key))?.equals(first.seed)).toBe(true);
+    // Never over an existing file.
+    expect(await createSeedFile(path, key, randomBytes(32)).catch((e: unknown) => e)).toBeInstanceOf(Error);
+    const err = await readSeedFile(path, randomBytes(32)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SignerError);
     expect((err as SignerError).code).toBe("WRONG_SEED_KEY");
     expect((err as SignerError).message).toContain(path);
@@ -61,7 +62,7 @@ describe("seed file (AES-256-GCM)", () => {
   it("a file that is not a seed file is BAD_SEED_FILE", async () => {
     const path = join(dir, "junk.bin");
     writeFileSync(path, "not a seed");
-    const err = await loadOrCreateSeed(path, randomBytes(32)).catch((e: unknown) => e);
+    const err = await readSeedFile(path, randomBytes(32)).catch((e: unknown) => e);
     expect((err as SignerError).code).toBe("BAD_SEED_FILE");
   });
 });

@@ -6,14 +6,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { rmSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SignerClient } from "@ln/signer-client";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
-import { CLIENT_OPTIONS, DATABASE_URL, makePems, refusal, type Pems } from "./helpers.js";
+import { CLIENT_OPTIONS, DATABASE_URL, makePems, refusal, TEST_CLIENTS_ENV, type Pems } from "./helpers.js";
 
 const ROOT = resolve(fileURLToPath(import.meta.url), "../../../..");
 
@@ -24,7 +24,8 @@ const full = {
   SIGNER_TLS_CERT: "/tls/tls.crt",
   SIGNER_TLS_KEY: "/tls/tls.key",
   SIGNER_SEED_FILE: "/data/seed.bin",
-  SIGNER_SEED_KEY: "ab".repeat(32),
+  SIGNER_SEED_KEY_FILE: "/etc/ln/seed-key/key",
+  SIGNER_CLIENTS: "ln-channel=channel",
 };
 
 describe("SIGNER_OPS_LISTEN", () => {
@@ -59,28 +60,30 @@ describe("the signer process's /metrics", () => {
   let ready: { port: number; nodeId: string; ops?: string };
   let client: SignerClient;
 
+  /** The signer process on `schema`, with the seed file and key file of pems.dir. */
+  const spawnSigner = (schema: string, env: Record<string, string> = {}): ChildProcess =>
+    spawn(process.execPath, ["--import", "tsx", "--conditions=source", "services/signer/src/main.ts"], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: {
+        PATH: process.env["PATH"] ?? "",
+        SIGNER_DATABASE_URL: DATABASE_URL,
+        SIGNER_DATABASE_SCHEMA: schema,
+        SIGNER_LISTEN: "127.0.0.1:0",
+        SIGNER_TLS_CA: join(pems.dir, "ca.crt"),
+        SIGNER_TLS_CERT: join(pems.dir, "server.crt"),
+        SIGNER_TLS_KEY: join(pems.dir, "server.key"),
+        SIGNER_SEED_FILE: join(pems.dir, "seed.bin"),
+        SIGNER_SEED_KEY_FILE: join(pems.dir, "seed.key"),
+        SIGNER_CLIENTS: TEST_CLIENTS_ENV,
+        ...env,
+      },
+    });
+
   beforeAll(async () => {
     pems = makePems();
-    child = spawn(
-      process.execPath,
-      ["--import", "tsx", "--conditions=source", "services/signer/src/main.ts"],
-      {
-        cwd: ROOT,
-        stdio: ["ignore", "pipe", "pipe"],
-        env: {
-          PATH: process.env["PATH"] ?? "",
-          SIGNER_DATABASE_URL: DATABASE_URL,
-          SIGNER_DATABASE_SCHEMA: schema,
-          SIGNER_LISTEN: "127.0.0.1:0",
-          SIGNER_TLS_CA: join(pems.dir, "ca.crt"),
-          SIGNER_TLS_CERT: join(pems.dir, "server.crt"),
-          SIGNER_TLS_KEY: join(pems.dir, "server.key"),
-          SIGNER_SEED_FILE: join(pems.dir, "seed.bin"),
-          SIGNER_SEED_KEY: "cd".repeat(32),
-          SIGNER_OPS_LISTEN: "127.0.0.1:0",
-        },
-      },
-    );
+    writeFileSync(join(pems.dir, "seed.key"), "cd".repeat(32), { mode: 0o600 });
+    child = spawnSigner(schema, { SIGNER_OPS_LISTEN: "127.0.0.1:0" });
     exit = once(child, "exit").then(([code]) => code as number | null);
     child.stdout?.setEncoding("utf8").on("data", (d: string) => out.push(...d.split("\n")));
     child.stderr?.setEncoding("utf8").on("data", (d: string) => err.push(...d.split("\n")));
@@ -134,15 +137,13 @@ describe("the signer process's /metrics", () => {
   it("counts calls, refusals by reason code and invalid requests, and times them", async () => {
     const before = await scrape();
     const unknown =
-      'signer_refusals_total{method="RevocationHash",reason="UNKNOWN_CHANNEL",service="signer"}';
+      'signer_refusals_total{client="ln-channel",method="RevocationHash",reason="UNKNOWN_CHANNEL",service="signer"}';
     const invalidSeries =
-      'signer_refusals_total{method="SignSession",reason="INVALID_REQUEST",service="signer"}';
+      'signer_refusals_total{client="ln-channel",method="WalletKey",reason="INVALID_REQUEST",service="signer"}';
     const calls = 'signer_requests_total{method="RevocationHash",service="signer"}';
     const refused = await refusal(client.call("RevocationHash", { channel: 987654, number: 0n }));
     expect(refused.code).toBe("UNKNOWN_CHANNEL");
-    expect((await refusal(client.call("SignSession", { digest: Buffer.alloc(3) }))).code).toBe(
-      "INVALID_REQUEST",
-    );
+    expect((await refusal(client.call("WalletKey", { index: 0x8000_0000 }))).code).toBe("INVALID_REQUEST");
     await client.call("NodeInfo", {});
     const after = await scrape();
     expect(value(after, unknown)).toBe(value(before, unknown) + 1);
@@ -156,5 +157,18 @@ describe("the signer process's /metrics", () => {
     // No key, digest or channel number in any label.
     expect(after).not.toContain("987654");
     expect(after).not.toContain(ready.nodeId);
+  });
+
+  it("a second process on the same seed file and an empty schema refuses to start (STATE_MISSING)", async () => {
+    const empty = `signer_ops_empty_${randomBytes(6).toString("hex")}`;
+    const second = spawnSigner(empty);
+    const stderr: string[] = [];
+    second.stderr?.setEncoding("utf8").on("data", (d: string) => stderr.push(d));
+    const [code] = (await once(second, "exit")) as [number | null];
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 1 });
+    await pool.query(`DROP SCHEMA IF EXISTS "${empty}" CASCADE`);
+    await pool.end();
+    expect(code).toBe(1);
+    expect(stderr.join("")).toContain("STATE_MISSING: ");
   });
 });

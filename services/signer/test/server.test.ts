@@ -137,19 +137,19 @@ describe("mutual TLS", () => {
 describe("node key", () => {
   it("ECDH is BOLT #8's: SHA256 of the compressed shared point, the same from the other side", async () => {
     const peer = makePeer("ecdh peer");
-    const r = await t.client.call("Ecdh", { point: peer.commit.pub });
+    const r = await t.gateway.call("Ecdh", { point: peer.commit.pub });
     const theirs = sha256(ecc.pointMultiply(t.keys.nodePub, peer.commit.priv, true)!);
     expect(r.shared_secret.equals(theirs)).toBe(true);
-    const bad = await refusal(t.client.call("Ecdh", { point: Buffer.alloc(33, 5) }));
+    const bad = await refusal(t.gateway.call("Ecdh", { point: Buffer.alloc(33, 5) }));
     expect(bad).toMatchObject({ grpcCode: grpc.status.INVALID_ARGUMENT, code: "INVALID_REQUEST" });
   });
 
   it("SignSession signs the given authenticate digest: 64-byte compact, low-S, by the node key", async () => {
     const digest = sha256(sha256(randomBytes(32)));
-    const { signature } = await t.client.call("SignSession", { digest });
+    const { signature } = await t.gateway.call("SignSession", { digest });
     expect(signature.length).toBe(64);
     expect(verifyDigest(t.keys.nodePub, digest, signature)).toBe(true); // strict: low-S only
-    const bad = await refusal(t.client.call("SignSession", { digest: Buffer.alloc(31) }));
+    const bad = await refusal(t.gateway.call("SignSession", { digest: Buffer.alloc(31) }));
     expect(bad.code).toBe("INVALID_REQUEST");
   });
 });

@@ -404,7 +404,7 @@ async function main(): Promise<void> {
   const rpc = new NoSendRpc({ url: rt.url, user: rt.user, password: rt.password });
   const client = new SignerClient(
     signer.address,
-    { ca: signer.pems.ca, cert: signer.pems.clientCert, key: signer.pems.clientKey },
+    { ca: signer.pems.ca, cert: signer.pems.towerCert, key: signer.pems.towerKey },
     CLIENT_OPTIONS,
   );
   teardown.push(async () => client.close());

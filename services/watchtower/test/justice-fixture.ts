@@ -175,7 +175,7 @@ export async function startTower(o: {
   const pool = o.pool ?? new pg.Pool({ connectionString: DB, max: 5 });
   const client = new SignerClient(
     o.signer.address,
-    { ca: o.signer.pems.ca, cert: o.signer.pems.clientCert, key: o.signer.pems.clientKey },
+    { ca: o.signer.pems.ca, cert: o.signer.pems.towerCert, key: o.signer.pems.towerKey },
     { ...CLIENT_OPTIONS, "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 500 },
   );
   const logs: string[] = [];

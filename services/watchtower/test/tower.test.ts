@@ -9,7 +9,7 @@ import { Transaction } from "bitcoinjs-lib";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startTestSigner, type TestSigner } from "../../signer/test/helpers.js";
+import { startTestSigner, TEST_CLIENTS, type TestSigner } from "../../signer/test/helpers.js";
 import { ensureRecordsStream } from "../src/streams.js";
 import {
   confirmed,
@@ -386,6 +386,7 @@ async function restartSigner(): Promise<void> {
     service: new SignerService(signer.keys, signer.store, { maxFeeSat: 5000n, maxWithdrawalSat: 0n }),
     listen: signer.address,
     tls: { ca: signer.pems.ca, cert: signer.pems.serverCert, key: signer.pems.serverKey },
+    clients: TEST_CLIENTS,
     log: (l) => signer.logs.push(l),
   });
 }
