@@ -34,6 +34,7 @@ export const METHOD_ROLES: { readonly [M in SignerMethod]: readonly ClientRole[]
   RevealInvoice: ["channel"],
   SignSweep: ["channel"],
   SignWalletSpend: ["channel"],
+  ChannelStatus: ["channel"],
 };
 
 /** CN -> role, from SIGNER_CLIENTS. */

@@ -148,6 +148,7 @@ describe("the permission table", () => {
         "RevealInvoice",
         "SignSweep",
         "SignWalletSpend",
+        "ChannelStatus",
       ].sort(),
     );
   });
