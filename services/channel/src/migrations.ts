@@ -229,6 +229,13 @@ export const MIGRATIONS: readonly Migration[] = [
    );
    CREATE INDEX onchain_claims_waiting ON ${s}.onchain_claims (ready_height) WHERE status = 'waiting';`,
   },
+  {
+    // The transaction holding each coin (wallet_output's tx_hex): the signer reads a coin's amount
+    // from it (SignWalletSpend / SignSweep prev_tx_hex). NULL for coins recorded before.
+    version: 11,
+    sql: (s) => `ALTER TABLE ${s}.wallet_utxos ADD COLUMN tx_hex text;
+   ALTER TABLE ${s}.final_coins ADD COLUMN tx_hex text;`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

@@ -28,6 +28,7 @@ import {
 import { script as bscript, type Transaction } from "bitcoinjs-lib";
 import { invalid, refuse } from "./errors.js";
 import type { ChannelKeys } from "./keys.js";
+import { checkWalletInputs, prevOutputAmount } from "./prev-outputs.js";
 
 /** What the signer remembers about one channel. Commitment numbers are 0 for the first. */
 export interface ChannelState {
@@ -414,7 +415,8 @@ export function isWithdrawalScript(s: Uint8Array): boolean {
 
 export interface WalletSpendRequest {
   tx: Transaction;
-  inputs: readonly { pubkey: Buffer; amount: Sat }[];
+  /** `prevTx`: the transaction that created the coin; the amount must be its output's. */
+  inputs: readonly { pubkey: Buffer; amount: Sat; prevTx?: Transaction | undefined }[];
   outputs: readonly OutputOwner[];
 }
 
@@ -427,6 +429,7 @@ export interface WalletSpendRequest {
 export async function authorizeWalletSpend(r: WalletSpendRequest, cfg: PolicyConfig): Promise<void> {
   if (r.inputs.length !== r.tx.ins.length) throw invalid("one WalletInput per transaction input");
   if (r.outputs.length !== r.tx.outs.length) throw invalid("one OutputOwner per transaction output");
+  checkWalletInputs(r.tx, r.inputs);
   let withdrawn = 0n;
   for (const [vout, owner] of r.outputs.entries()) {
     const script = r.tx.outs[vout]!.script;
@@ -502,6 +505,8 @@ export interface SweepInput {
   inputIndex: number;
   amount: Sat;
   spend: SweepInputKind;
+  /** A final-key input's previous transaction: its amount must be `amount`. */
+  prevTx?: Transaction | undefined;
 }
 
 export interface SweepRequest {
@@ -666,12 +671,11 @@ async function authorizeCommitmentOutput(
 
 /**
  * SignSweep: every transaction input described exactly once and of a kind we sign, every output
- * one of our wallet keys, and the fee (inputs named minus outputs) at most the configured
- * maximum. Returns what to sign with our final key: input `inputIndex` over its redeem script.
+ * one of our wallet keys, and the fee (inputs minus outputs) at most the configured maximum.
+ * Returns what to sign with our final key: input `inputIndex` over its redeem script.
  *
- * A final-key input's amount is the caller's word (a legacy sighash does not commit to it); since
- * every output is ours and the input is a coin of our final key, a lie can only waste the caller's
- * own fee, never pay anyone else. A commitment output's amount is checked against the commitment.
+ * A legacy sighash does not commit to amounts, so every input's amount is checked: a final-key
+ * input's against its previous transaction, a commitment output's against the commitment.
  */
 export async function authorizeSweep(
   store: PolicyStore,
@@ -691,9 +695,13 @@ export async function authorizeSweep(
     if (seen.has(input.inputIndex)) throw invalid(`input ${input.inputIndex} is described twice`);
     seen.add(input.inputIndex);
     switch (input.spend.kind) {
-      case "final_key":
-        toSign.push({ inputIndex: input.inputIndex, redeemScript: toOtherScript(ours.keys.final.pub) });
+      case "final_key": {
+        const redeemScript = toOtherScript(ours.keys.final.pub);
+        const [i, what] = [input.inputIndex, `channel ${channel}: sweep input ${input.inputIndex}`];
+        prevOutputAmount(r.tx, i, input.prevTx, p2shOutput(redeemScript), input.amount, what);
+        toSign.push({ inputIndex: i, redeemScript });
         break;
+      }
       case "commitment_output":
         toSign.push(await authorizeCommitmentOutput(store, ours, r.tx, input, input.spend));
         break;

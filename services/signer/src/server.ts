@@ -120,10 +120,19 @@ function outputOwners(outputs: readonly OutputOwnerMsg[]): WalletOutputOwner[] {
   });
 }
 
+/** An optional transaction: absent when empty. */
+const prevTx = (hex: string, what: string) => (hex === "" ? undefined : transaction(hex, what));
+
 function sweepInputs(inputs: readonly SweepInputMsg[]): SweepInput[] {
   return inputs.map((i, n): SweepInput => {
     const amount = sat(u64(i.amount_sat, `inputs[${n}].amount_sat`));
-    if (i.kind === "final_key") return { inputIndex: i.input_index, amount, spend: { kind: "final_key" } };
+    if (i.kind === "final_key")
+      return {
+        inputIndex: i.input_index,
+        amount,
+        spend: { kind: "final_key" },
+        prevTx: prevTx(i.prev_tx_hex, `inputs[${n}].prev_tx_hex`),
+      };
     if (i.kind === "commitment_output" && i.commitment_output) {
       const c = i.commitment_output;
       const what = `inputs[${n}].commitment_output`;
@@ -235,6 +244,7 @@ function handlers(s: SignerService): Handlers {
         r.inputs.map((i, n) => ({
           keyIndex: i.key_index,
           amount: sat(u64(i.amount_sat, `inputs[${n}].amount_sat`)),
+          prevTx: prevTx(i.prev_tx_hex, `inputs[${n}].prev_tx_hex`),
         })),
         outputs,
       );

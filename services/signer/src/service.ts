@@ -214,10 +214,14 @@ export class SignerService {
 
   async signWalletSpend(
     tx: Transaction,
-    inputs: readonly { keyIndex: number; amount: Sat }[],
+    inputs: readonly { keyIndex: number; amount: Sat; prevTx?: Transaction | undefined }[],
     outputs: readonly WalletOutputOwner[],
   ): Promise<InputSignature[]> {
-    const inputKeys = inputs.map((i) => ({ ...this.keys.wallet(i.keyIndex), amount: i.amount }));
+    const inputKeys = inputs.map((i) => ({
+      ...this.keys.wallet(i.keyIndex),
+      amount: i.amount,
+      prevTx: i.prevTx,
+    }));
     const channels = outputs.flatMap((o) => ("anchor" in o ? [o.anchor.channel] : []));
     await this.store.withChannels(channels, async (stores) => {
       const owners: OutputOwner[] = outputs.map((o) => {
@@ -234,7 +238,11 @@ export class SignerService {
         };
       });
       await authorizeWalletSpend(
-        { tx, inputs: inputKeys.map((k) => ({ pubkey: k.pub, amount: k.amount })), outputs: owners },
+        {
+          tx,
+          inputs: inputKeys.map((k) => ({ pubkey: k.pub, amount: k.amount, prevTx: k.prevTx })),
+          outputs: owners,
+        },
         this.cfg,
       );
     });

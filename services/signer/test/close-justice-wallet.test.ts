@@ -36,6 +36,7 @@ import {
   type StateFixture,
   type TestSigner,
 } from "./helpers.js";
+import { walletCoin } from "./coins.js";
 
 const MAX_FEE = 5000n;
 let t: TestSigner;
@@ -268,10 +269,11 @@ describe("peer revocations and justice", () => {
 });
 
 describe("SignWalletSpend", () => {
-  const coin = (pubkey: Buffer, amount: bigint) => ({
-    outpoint: { txid: txidFromInternal(randomBytes(32)), vout: 0 },
-    amount: sat(amount),
-    pubkey,
+  const coin = walletCoin;
+  const input = (k: number, c: ReturnType<typeof walletCoin>) => ({
+    key_index: k,
+    amount_sat: c.amount,
+    prev_tx_hex: c.prevTx.toHex(),
   });
 
   it("signs a spend to a channel's anchor with change to our wallet key", async () => {
@@ -279,8 +281,9 @@ describe("SignWalletSpend", () => {
     const w0 = (await t.client.call("WalletKey", { index: 0 })).pubkey;
     const w1 = (await t.client.call("WalletKey", { index: 1 })).pubkey;
     const anchorOut = p2shOutput(anchorScript(c.ours.commitPub, c.peer.commit.pub));
+    const c0 = coin(w0, 2_000_000n);
     const spend = buildWalletSpend(
-      [coin(w0, 2_000_000n)],
+      [c0],
       [{ script: anchorOut, amount: sat(1_000_000n) }],
       p2wpkhOutput(w1),
       2000,
@@ -288,7 +291,7 @@ describe("SignWalletSpend", () => {
     expect(spend.changeVout).toBe(1);
     const reply = await t.client.call("SignWalletSpend", {
       tx_hex: spend.tx.toHex(),
-      inputs: [{ key_index: 0, amount_sat: 2_000_000n }],
+      inputs: [input(0, c0)],
       outputs: [
         { anchor: { channel: c.ours.channel, peer_commit_key: c.peer.commit.pub } },
         { wallet_key_index: 1 },
@@ -307,16 +310,12 @@ describe("SignWalletSpend", () => {
     await signRemote(c, 0n, remoteParams(c.ours, c.peer, c.anchor, 0n));
     const w0 = (await t.client.call("WalletKey", { index: 0 })).pubkey;
     const theirs = p2wpkhOutput(c.peer.final.pub);
-    const pay = buildWalletSpend(
-      [coin(w0, 2_000_000n)],
-      [{ script: theirs, amount: sat(1_000_000n) }],
-      p2wpkhOutput(w0),
-      2000,
-    );
+    const c0 = coin(w0, 2_000_000n);
+    const pay = buildWalletSpend([c0], [{ script: theirs, amount: sat(1_000_000n) }], p2wpkhOutput(w0), 2000);
     const foreign = await refusal(
       t.client.call("SignWalletSpend", {
         tx_hex: pay.tx.toHex(),
-        inputs: [{ key_index: 0, amount_sat: 2_000_000n }],
+        inputs: [input(0, c0)],
         outputs: [{ wallet_key_index: 0 }, { wallet_key_index: 0 }],
       }),
     );
@@ -324,7 +323,7 @@ describe("SignWalletSpend", () => {
     const mallory = makePeer("mallory").commit.pub;
     const toMallory = p2shOutput(anchorScript(c.ours.commitPub, mallory));
     const anchorSpend = buildWalletSpend(
-      [coin(w0, 2_000_000n)],
+      [c0],
       [{ script: toMallory, amount: sat(1_000_000n) }],
       p2wpkhOutput(w0),
       2000,
@@ -332,17 +331,17 @@ describe("SignWalletSpend", () => {
     const wrongKey = await refusal(
       t.client.call("SignWalletSpend", {
         tx_hex: anchorSpend.tx.toHex(),
-        inputs: [{ key_index: 0, amount_sat: 2_000_000n }],
+        inputs: [input(0, c0)],
         outputs: [{ anchor: { channel: c.ours.channel, peer_commit_key: mallory } }, { wallet_key_index: 0 }],
       }),
     );
     expect(wrongKey.code).toBe("WRONG_COMMIT_KEY");
-    const pricey = buildWalletSpend([coin(w0, 2_000_000n)], [], p2wpkhOutput(w0), 100_000);
+    const pricey = buildWalletSpend([c0], [], p2wpkhOutput(w0), 100_000);
     expect(pricey.fee).toBeGreaterThan(MAX_FEE);
     const fee = await refusal(
       t.client.call("SignWalletSpend", {
         tx_hex: pricey.tx.toHex(),
-        inputs: [{ key_index: 0, amount_sat: 2_000_000n }],
+        inputs: [input(0, c0)],
         outputs: [{ wallet_key_index: 0 }],
       }),
     );
