@@ -1,6 +1,7 @@
 /** The signer's settings: the only place that reads the environment. */
 import { EnvReader, formatProblems, type HostPort } from "@ln/env";
 import { SignerError } from "./errors.js";
+import { DEFAULT_MAX_JUSTICE_FEE_PERCENT, DEFAULT_MAX_JUSTICE_FEE_RATE } from "./justice-fee.js";
 
 export interface Config {
   databaseUrl: string;
@@ -19,6 +20,10 @@ export interface Config {
    * default): no withdrawals at all.
    */
   maxWithdrawalSat: bigint;
+  /** Ceiling of a justice transaction's fee rate, satoshi per 1000 bytes of its signed size. */
+  maxJusticeFeeRate: number;
+  /** Ceiling of a justice transaction's fee as a percentage of the value it takes. */
+  maxJusticeFeePercent: number;
   /** SIGNER_OPS_LISTEN: where to serve /metrics, /healthz and /readyz over HTTP; none if unset. */
   opsListen: HostPort | undefined;
 }
@@ -47,6 +52,20 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   };
   const maxFeeSat = satoshi("SIGNER_MAX_FEE_SAT", "100000");
   const maxWithdrawalSat = satoshi("SIGNER_MAX_WITHDRAWAL_SAT", "0");
+  const maxJusticeFeeRate = r.int(
+    "SIGNER_MAX_JUSTICE_FEE_RATE",
+    DEFAULT_MAX_JUSTICE_FEE_RATE,
+    1000,
+    100_000_000,
+    "the highest justice fee rate signed, satoshi per 1000 bytes (the tower's WATCHTOWER_MAX_FEE_RATE should not exceed it)",
+  );
+  const maxJusticeFeePercent = r.int(
+    "SIGNER_MAX_JUSTICE_FEE_PERCENT",
+    DEFAULT_MAX_JUSTICE_FEE_PERCENT,
+    1,
+    100,
+    "the largest share of the value a justice transaction takes that may go to its fee, in percent",
+  );
   const opsListen = r.opsListen("SIGNER_OPS_LISTEN", "0.0.0.0:9100");
   if (r.problems.length > 0)
     throw new SignerError("CONFIG", formatProblems("signer configuration", r.problems));
@@ -59,6 +78,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     seedKey,
     maxFeeSat,
     maxWithdrawalSat,
+    maxJusticeFeeRate,
+    maxJusticeFeePercent,
     opsListen,
   };
 }

@@ -28,6 +28,7 @@ import {
 import { script as bscript, type Transaction } from "bitcoinjs-lib";
 import { invalid, refuse } from "./errors.js";
 import type { ChannelKeys } from "./keys.js";
+import { checkJusticeFee, type JusticeFeeBounds } from "./justice-fee.js";
 import { checkWalletInputs, prevOutputAmount } from "./prev-outputs.js";
 
 /** What the signer remembers about one channel. Commitment numbers are 0 for the first. */
@@ -65,7 +66,7 @@ export interface PolicyStore {
   putPeerRevocation(number: bigint, revocationHash: Buffer): Promise<void>;
 }
 
-export interface PolicyConfig {
+export interface PolicyConfig extends JusticeFeeBounds {
   /** Absolute bound on a close fee and a wallet spend fee. */
   maxFeeSat: bigint;
   /** Bound on the external outputs (withdrawals) of one wallet spend; 0 or absent: none allowed. */
@@ -348,6 +349,7 @@ export async function authorizeJustice(
   store: PolicyStore,
   ours: OurChannel,
   r: JusticeRequest,
+  cfg: JusticeFeeBounds = {},
 ): Promise<InputToSign[]> {
   const ch = store.channel;
   const revoked = await store.peerRevocation(r.revokedNumber);
@@ -384,8 +386,13 @@ export async function authorizeJustice(
     ...r.walletScripts,
   ];
   checkOutputsOurs(ch.index, r.justiceTx, allowed);
+  checkJusticeFee(ch.index, r.justiceTx, spentOutputs(commitment, r.justiceTx), cfg);
   return inputs;
 }
+
+/** The commitment output each input spends (every input was checked to spend one). */
+const spentOutputs = (c: Commitment, tx: Transaction) =>
+  tx.ins.map((i) => c.outputs.find((o) => o.vout === i.index)!);
 
 function checkOutputsOurs(channel: number | undefined, tx: Transaction, allowed: readonly Buffer[]): void {
   tx.outs.forEach((o, vout) => {

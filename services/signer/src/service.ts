@@ -183,7 +183,7 @@ export class SignerService {
     const ours = this.#ours(channel);
     const walletScripts = r.walletKeyIndexes.map((i) => p2wpkhOutput(this.keys.wallet(i).pub));
     const inputs = await this.store.withChannel(channel, (s) =>
-      authorizeJustice(s, ours, { ...r, walletScripts }),
+      authorizeJustice(s, ours, { ...r, walletScripts }, this.cfg),
     );
     return inputs.map(({ inputIndex, redeemScript }) => ({
       inputIndex,

@@ -139,6 +139,11 @@ export function towerMetrics(registry: Registry) {
       help: "SignJustice calls that failed because the signer was unreachable or too slow; retried with backoff.",
       registers,
     }),
+    feeCapped: new Counter({
+      name: "watchtower_justice_fee_capped_total",
+      help: "Justice transactions due for a fee bump that already pay WATCHTOWER_MAX_FEE_RATE: no longer bumped.",
+      registers,
+    }),
     refusals: new Counter({
       name: "watchtower_signer_refusals_total",
       help: "SignJustice calls the signer refused: a bug or an attack, see the log.",
@@ -696,6 +701,13 @@ export class JusticeTower {
           this.log(
             `SIGNER REFUSED justice for breach ${breach.getId()} (signer channel ${record.signerChannel}, revoked ${record.revokedNumber}): ${a.reason}. ` +
               `This is a bug or an attack (a record the signer does not back): investigate; retried at the next block`,
+          );
+          break;
+        case "fee_capped":
+          this.opts.metrics?.feeCapped.inc();
+          this.log(
+            `justice for breach ${breach.getId()} (group ${a.group}) is unconfirmed at the fee-rate ceiling ` +
+              `${a.feeRate} sat per 1000 bytes (WATCHTOWER_MAX_FEE_RATE): no more bumps; still re-sent while missing from the mempool`,
           );
           break;
         case "prune":
