@@ -145,7 +145,7 @@ export function finalOutputScript(finalPubkey: Uint8Array): Buffer {
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** The signer's refusal code and text from a gRPC error ("CODE: text" in `details`). */
-function signerRefusal(e: unknown): { code: string; details: string } | undefined {
+export function signerRefusal(e: unknown): { code: string; details: string } | undefined {
   if (!(e instanceof Error) || !("details" in e) || typeof e.details !== "string") return undefined;
   const m = /^([A-Z_]+): /.exec(e.details);
   return m ? { code: m[1]!, details: e.details } : undefined;

@@ -30,6 +30,7 @@ import { invalid, refuse } from "./errors.js";
 import type { ChannelKeys } from "./keys.js";
 import { checkJusticeFee, type JusticeFeeBounds } from "./justice-fee.js";
 import { checkWalletInputs, prevOutputAmount } from "./prev-outputs.js";
+import { recordReceivedHtlcs, type ReceivedHtlcStore } from "./received-htlcs.js";
 
 /** What the signer remembers about one channel. Commitment numbers are 0 for the first. */
 export interface ChannelState {
@@ -55,7 +56,7 @@ export interface ChannelState {
 export type ChannelPatch = Partial<Omit<ChannelState, "index">>;
 
 /** The durable state the policy reads and updates, inside one transaction with the channel locked. */
-export interface PolicyStore {
+export interface PolicyStore extends ReceivedHtlcStore {
   readonly channel: ChannelState;
   update(patch: ChannelPatch): Promise<void>;
   /** The peer's revocation hash of its commitment `number`, as in the commitment we signed. */
@@ -199,6 +200,7 @@ export async function authorizeRemoteCommitment(
       `channel ${ch.index}: the peer's commitment ${number} was signed with another revocation hash`,
     );
   if (known === undefined) await store.putRemoteCommitment(number, Buffer.from(p.revocationHash));
+  await recordReceivedHtlcs(store, "remote", number, p);
   await store.update({
     ...patch,
     highestRemoteSigned: max(ch.highestRemoteSigned, number),
@@ -239,6 +241,8 @@ export async function authorizeReveal(store: PolicyStore, ours: OurChannel, r: R
     );
   const { commitment, patch } = checkCommitment(ch, ours, "local", signed.number, signed.params);
   checkCounterpartySig(ch, patch, commitment, signed.theirSig);
+  await recordReceivedHtlcs(store, "local", signed.number, signed.params);
+  await store.pruneReceivedHtlcs("local", r.revoke);
   await store.update({
     ...patch,
     highestRevealed: max(ch.highestRevealed, r.revoke),
@@ -263,6 +267,7 @@ export async function authorizeLocalBroadcast(
     );
   const { commitment, patch } = checkCommitment(ch, ours, "local", number, p);
   checkCounterpartySig(ch, patch, commitment, theirSig);
+  await recordReceivedHtlcs(store, "local", number, p);
   await store.update({ ...patch, lowestBroadcast: min(ch.lowestBroadcast, number) });
   return commitment;
 }
@@ -322,6 +327,7 @@ export async function recordPeerRevocation(
       `channel ${ch.index}: the preimage does not hash to the revocation hash of the peer's commitment ${number}`,
     );
   if ((await store.peerRevocation(number)) === undefined) await store.putPeerRevocation(number, hash);
+  await store.pruneReceivedHtlcs("remote", number);
   await store.update({ highestPeerRevoked: max(ch.highestPeerRevoked, number) });
 }
 

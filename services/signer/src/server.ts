@@ -5,7 +5,7 @@
  * metadata "signer-refusal". Nothing secret is logged: only the method and the code.
  */
 import * as grpc from "@grpc/grpc-js";
-import { sat } from "@ln/bitcoin";
+import { msat, sat } from "@ln/bitcoin";
 import { Counter, Histogram, type Registry } from "@ln/metrics";
 import { SignerError } from "./errors.js";
 import {
@@ -220,7 +220,9 @@ function handlers(s: SignerService): Handlers {
       };
     },
     WalletKey: (r) => ({ pubkey: s.walletKey(r.index) }),
-    InvoiceHash: (r) => ({ r_hash: s.invoiceHash(r.index) }),
+    InvoiceHash: async (r) => ({
+      r_hash: await s.invoiceHash(r.index, msat(u64(r.amount_msat, "amount_msat"))),
+    }),
     RevealInvoice: async (r) => ({ r: await s.revealInvoice(r.index) }),
     SignSweep: async (r) => {
       const sigs = await s.signSweep(

@@ -3,7 +3,7 @@
  * signatures are made only after it passed, and a preimage is returned only after the reveal is
  * durable (the transaction committed).
  */
-import { sha256, type Sat } from "@ln/bitcoin";
+import { msat, sha256, type Msat, type Sat } from "@ln/bitcoin";
 import {
   anchorSighash,
   finalizeAnchorSpend,
@@ -33,6 +33,7 @@ import {
   type RevealRequest,
   type SweepInput,
 } from "./policy.js";
+import { authorizeInvoiceReveal } from "./received-htlcs.js";
 import type { SignerStore } from "./store.js";
 
 export interface InputSignature {
@@ -192,18 +193,27 @@ export class SignerService {
     }));
   }
 
-  /** The payment hash of invoice `index` (public; nothing recorded). */
-  invoiceHash(index: number): Buffer {
-    return this.keys.invoiceHash(index);
+  /** The payment hash of invoice `index` (public); its amount recorded the first time one is given. */
+  async invoiceHash(index: number, amountMsat: Msat = msat(0n)): Promise<Buffer> {
+    const hash = this.keys.invoiceHash(index);
+    if (amountMsat > 0n) await this.store.registerInvoice(index, amountMsat);
+    return hash;
   }
 
   /**
-   * R of invoice `index`, after the reveal is recorded (audit: first and last time, count). No
-   * policy beyond the index range: revealing R is what the payee does to get paid, and asking
-   * again for the same index (after a crash) gets the same R.
+   * R of invoice `index`, after the reveal is recorded (audit: first and last time, count); only
+   * while a signed commitment not revoked holds an HTLC offered to us paying it (received-htlcs.ts),
+   * or once R was revealed before (asking again after a crash gets the same R).
    */
   async revealInvoice(index: number): Promise<Buffer> {
     const r = this.keys.invoicePreimage(index);
+    const amountMsat = await this.store.invoiceAmount(index);
+    authorizeInvoiceReveal({
+      index,
+      revealedBefore: (await this.store.invoiceReveal(index)) !== undefined,
+      amountMsat,
+      matchingHtlc: await this.store.hasReceivedHtlc(sha256(r), amountMsat ?? msat(0n)),
+    });
     await this.store.recordInvoiceReveal(index);
     return r;
   }

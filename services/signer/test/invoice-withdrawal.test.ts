@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KeyRing } from "../src/keys.js";
 import { isWithdrawalScript } from "../src/policy.js";
 import { walletCoin } from "./coins.js";
+import { paying } from "./received.js";
 import { refusal, startTestSigner, TEST_SEED, type TestSigner } from "./helpers.js";
 
 const LIMIT = 1_000_000n;
@@ -30,6 +31,7 @@ describe("InvoiceHash / RevealInvoice", () => {
     const hashes = new Set<string>();
     for (const index of [0, 1, 2, 77, 0x7fff_ffff]) {
       const { r_hash } = await t.client.call("InvoiceHash", { index });
+      await paying(t, index); // R only for an invoice someone is paying (reveal-invoice.test.ts)
       const { r } = await t.client.call("RevealInvoice", { index });
       expect(r.length).toBe(32);
       expect(sha256(r).equals(r_hash)).toBe(true);
@@ -44,6 +46,7 @@ describe("InvoiceHash / RevealInvoice", () => {
     const key = BIP32Factory(ecc).fromSeed(TEST_SEED).derivePath("m/1017'/3'/0'").privateKey!;
     const msg = Buffer.concat([Buffer.from("ln-signer invoice"), Buffer.from([0, 0, 1, 2])]);
     const expected = createHmac("sha256", key).update(msg).digest();
+    await paying(t, 258);
     expect((await t.client.call("RevealInvoice", { index: 258 })).r.equals(expected)).toBe(true);
     // Another seed, another R.
     expect(new KeyRing(Buffer.alloc(32, 1)).invoicePreimage(258).equals(expected)).toBe(false);
@@ -54,6 +57,7 @@ describe("InvoiceHash / RevealInvoice", () => {
     expect(await t.store.invoiceReveal(index)).toBeUndefined();
     await t.client.call("InvoiceHash", { index });
     expect(await t.store.invoiceReveal(index)).toBeUndefined(); // a hash is no reveal
+    await paying(t, index);
     const first = await t.client.call("RevealInvoice", { index });
     const again = await t.client.call("RevealInvoice", { index });
     expect(again.r.equals(first.r)).toBe(true);
