@@ -283,6 +283,46 @@ describe("the tower keeps at it", () => {
   });
 });
 
+describe("the tower's fee-rate ceiling (WATCHTOWER_MAX_FEE_RATE)", () => {
+  it("caps its bumps at the ceiling, then stops bumping and counts it, re-sending what it has", async () => {
+    const p = place();
+    const b = await makeBreach(rt, signer);
+    const from = rt.height() + 1;
+    await rt.submit(b.breach.toHex());
+    await rt.mine(1);
+    rt.setFeeEstimate(10_000);
+    rt.setMinMiningFeeRate(15_000); // nothing at 12,000 confirms while this holds
+    try {
+      await ensureRecordsStream(jsm, p.stream, p.subject);
+      await publishRecord(nc, p.subject, b);
+      const t = await tower(p, { startHeight: from, settings: { maxFeeRate: 12_000 } });
+      await until(() => t.sends.some((s) => s.kind === "first"), "the first justice");
+      const capped = async () => (await t.metrics.feeCapped.get()).values[0]?.value ?? 0;
+      // 10,000 bumped to 12,500 would pass the ceiling: 12,000; then no more bumps.
+      await until(async () => {
+        if ((await capped()) >= 1) return true;
+        await rt.mine(1);
+        return false;
+      }, "the ceiling reached");
+      const replacements = t.sends.filter((s) => s.kind === "replacement");
+      expect(replacements).toHaveLength(1);
+      const last = Transaction.fromHex(replacements[0]!.hex);
+      // Measured on the actual size: the signatures may be a byte or two shorter than the worst case paid for.
+      expect(rateOf(b, last)).toBeGreaterThanOrEqual(12_000);
+      expect(rateOf(b, last)).toBeLessThan(12_600);
+      rt.setMinMiningFeeRate(0);
+      // The fee floor gone, the capped version confirms: no version above the ceiling was made.
+      const justice = await expectPunished(b, from);
+      for (const j of justice) expect(j.getId()).toBe(last.getId());
+      for (const send of t.sends.filter((s) => s.kind !== "breach"))
+        expect(rateOf(b, Transaction.fromHex(send.hex))).toBeLessThan(12_600);
+    } finally {
+      rt.setFeeEstimate(undefined);
+      rt.setMinMiningFeeRate(0);
+    }
+  });
+});
+
 describe("records", () => {
   it("stores a backlog in batches; a failed insert is redelivered, a bad record held up nothing", async () => {
     const p = place();
