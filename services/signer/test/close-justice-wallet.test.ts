@@ -267,91 +267,43 @@ describe("peer revocations and justice", () => {
     const [re] = buildJustice(reInputs, p2wpkhOutput(wallet), 2000);
     expect((await justice(c, 0n, p0, malleated, re!.tx)).signatures.length).toBe(inputs.length);
   });
-});
-
-describe("justice fee bounds (SIGNER_MAX_JUSTICE_FEE_RATE, SIGNER_MAX_JUSTICE_FEE_PERCENT)", () => {
-  const state: StateFixture = {
-    ownerMsat: 350_000_000n,
-    otherMsat: 600_000_000n,
-    htlcs: [
-      {
-        id: 0n,
-        offeredByOwner: true,
-        amountMsat: msat(50_000_000n),
-        rHash: sha256(randomBytes(32)),
-        expiry: { blocks: 500 },
-      },
-    ],
-  };
-
-  /** A recorded breach of the peer's commitment 0; `justiceOf` builds justice of some of its outputs at a rate. */
-  async function revoked() {
-    const c = await openChannel();
-    const p0 = remoteParams(c.ours, c.peer, c.anchor, 0n, state);
-    const ourSig0 = await signRemote(c, 0n, p0);
-    await signRemote(c, 1n, remoteParams(c.ours, c.peer, c.anchor, 1n, state));
-    await t.client.call("RecordPeerRevocation", {
-      channel: c.ours.channel,
-      number: 0n,
-      preimage: c.peer.preimage(0n),
-    });
-    const built = buildCommitment(p0);
-    const digest = anchorSighash(built.tx, built.anchorRedeemScript);
-    const onChain = finalizeAnchorSpend(built.tx, built.anchorRedeemScript, [
-      { pubkey: c.ours.commitPub, compact: ourSig0 },
-      { pubkey: c.peer.commit.pub, compact: signDigest(c.peer.commit.priv, digest) },
-    ]);
-    const wallet = (await t.client.call("WalletKey", { index: 3 })).pubkey;
-    const justiceOf = (kinds: readonly string[], feeRate: number) => {
-      const inputs: SpendInput[] = built.outputs
-        .filter((o) => kinds.includes(o.kind))
-        .map((o) => ({
-          coin: {
-            outpoint: { txid: txidFromHex(onChain.getId()), vout: o.vout },
-            amount: o.amount,
-            redeemScript: o.redeemScript,
-            pubkey: c.ours.finalPub,
-          },
-          path:
-            o.kind === "to_other" ? { kind: "key" } : { kind: "revocation", preimage: c.peer.preimage(0n) },
-        }));
-      const [spend] = buildJustice(inputs, p2wpkhOutput(wallet), feeRate);
-      const taken = inputs.reduce<bigint>((a, i) => a + i.coin.amount, 0n);
-      return { tx: spend!.tx, fee: spend!.fee, taken };
-    };
-    const sign = (tx: Transaction) =>
-      t.client.call("SignJustice", {
-        channel: c.ours.channel,
-        revoked_number: 0n,
-        params: commitmentParamsMsg(p0),
-        commitment_tx_hex: onChain.toHex(),
-        justice_tx_hex: tx.toHex(),
-        wallet_key_indexes: [3],
-      });
-    return { justiceOf, sign };
+  /** Justice of the breach's outputs of `kinds` at `feeRate`, and the value it takes. */
+  function justiceOf(b: Awaited<ReturnType<typeof breach>>, kinds: readonly string[], feeRate: number) {
+    const inputs = b.inputs.filter((_, i) => kinds.includes(b.built.outputs[i]!.kind));
+    const [spend] = buildJustice(inputs, p2wpkhOutput(b.wallet), feeRate);
+    const taken = inputs.reduce<bigint>((a, i) => a + i.coin.amount, 0n);
+    return { tx: spend!.tx, fee: spend!.fee, taken };
   }
 
-  it("signs up to the fee-rate ceiling, as buildJustice pays it, and refuses above", async () => {
-    const { justiceOf, sign } = await revoked();
+  it("bounds the justice fee rate (SIGNER_MAX_JUSTICE_FEE_RATE): up to it as buildJustice pays, not above", async () => {
+    const b = await breach();
+    await record(b.c, 0n, b.c.peer.preimage(0n));
     // The peer's output and ours: about 950,000 sat, so the share bound (50 %) is far.
-    const at = justiceOf(["to_owner", "to_other"], DEFAULT_MAX_JUSTICE_FEE_RATE);
+    const at = justiceOf(b, ["to_owner", "to_other"], DEFAULT_MAX_JUSTICE_FEE_RATE);
     expect(at.fee * 100n).toBeLessThan(at.taken * 50n);
-    expect((await sign(at.tx)).signatures).toHaveLength(2);
-    const above = justiceOf(["to_owner", "to_other"], DEFAULT_MAX_JUSTICE_FEE_RATE + 10_000);
+    expect((await justice(b.c, 0n, b.p0, b.onChain, at.tx)).signatures).toHaveLength(2);
+    const above = justiceOf(b, ["to_owner", "to_other"], DEFAULT_MAX_JUSTICE_FEE_RATE + 10_000);
     expect(above.fee * 100n).toBeLessThan(above.taken * 50n);
-    expect(await refusal(sign(above.tx))).toMatchObject({ grpcCode: FP, code: "JUSTICE_FEE_TOO_HIGH" });
+    expect(await refusal(justice(b.c, 0n, b.p0, b.onChain, above.tx))).toMatchObject({
+      grpcCode: FP,
+      code: "JUSTICE_FEE_TOO_HIGH",
+    });
   });
 
-  it("refuses a fee above half the value taken, at any rate below the ceiling", async () => {
-    const { justiceOf, sign } = await revoked();
+  it("bounds the justice fee to half the value taken (SIGNER_MAX_JUSTICE_FEE_PERCENT), at any rate", async () => {
+    const b = await breach();
+    await record(b.c, 0n, b.c.peer.preimage(0n));
     // The 50,000 sat HTLC alone at 100,000 per 1000 bytes: a fee above 25,000 sat.
-    const pricey = justiceOf(["htlc_offered"], 100_000);
+    const pricey = justiceOf(b, ["htlc_offered"], 100_000);
     expect(pricey.taken).toBe(50_000n);
     expect(pricey.fee * 100n).toBeGreaterThan(pricey.taken * 50n);
-    expect(await refusal(sign(pricey.tx))).toMatchObject({ grpcCode: FP, code: "JUSTICE_FEE_TOO_HIGH" });
-    const fine = justiceOf(["htlc_offered"], 20_000);
+    expect(await refusal(justice(b.c, 0n, b.p0, b.onChain, pricey.tx))).toMatchObject({
+      grpcCode: FP,
+      code: "JUSTICE_FEE_TOO_HIGH",
+    });
+    const fine = justiceOf(b, ["htlc_offered"], 20_000);
     expect(fine.fee * 100n).toBeLessThanOrEqual(fine.taken * 50n);
-    expect((await sign(fine.tx)).signatures).toHaveLength(1);
+    expect((await justice(b.c, 0n, b.p0, b.onChain, fine.tx)).signatures).toHaveLength(1);
   });
 });
 
