@@ -5,7 +5,9 @@
  * schema (migrations 3 and 4: wallet_keys, wallet_utxos, wallet_spends).
  *
  * - Coins are learned only from the chain watcher's `wallet_output` events (confirmed outputs
- *   paying a watched script); a script is watched before its address is handed out.
+ *   paying a watched script); a script is watched before its address is handed out. Each event
+ *   carries the transaction holding the coin (migration 11: `tx_hex`), sent with the coin to the
+ *   signer (`prev_tx_hex`), which reads the coin's amount there rather than trusting ours.
  * - A spend (anchor or withdrawal) picks coins largest first under row locks (`FOR UPDATE SKIP
  *   LOCKED`, one coin at a time), so two concurrent spends never pick the same coin; it is signed,
  *   stored and its coins marked `spent_by` in one transaction.
