@@ -18,10 +18,34 @@ export interface JusticeSettings {
    * most the signer's SIGNER_MAX_JUSTICE_FEE_RATE, which refuses above). Default 500,000.
    */
   maxFeeRate?: number;
+  /**
+   * The largest share of what a justice transaction takes that its fee may be, in percent
+   * (WATCHTOWER_MAX_FEE_PERCENT, at most the signer's SIGNER_MAX_JUSTICE_FEE_PERCENT). Default 50.
+   */
+  maxFeePercent?: number;
 }
 
 /** The default fee-rate ceiling: the signer's default SIGNER_MAX_JUSTICE_FEE_RATE. */
 export const DEFAULT_MAX_FEE_RATE = 500_000;
+/** The default share ceiling: the signer's default SIGNER_MAX_JUSTICE_FEE_PERCENT. */
+export const DEFAULT_MAX_FEE_PERCENT = 50;
+
+/**
+ * The highest rate (satoshi per 1000 bytes) at which no transaction's fee exceeds `percent` of
+ * what it takes: each pays ceil(size * rate / 1000), which must stay at most taken * percent / 100.
+ */
+export function shareCeiling(
+  txs: readonly { takenSat: bigint; size: number }[],
+  percent = DEFAULT_MAX_FEE_PERCENT,
+): number {
+  let rate = Number.MAX_SAFE_INTEGER;
+  for (const t of txs) {
+    const allowed = (t.takenSat * BigInt(percent)) / 100n; // the fee may be up to this
+    // ceil(size * r / 1000) <= allowed  <=>  size * r <= allowed * 1000
+    rate = Math.min(rate, Number((allowed * 1000n) / BigInt(t.size)));
+  }
+  return rate;
+}
 
 export interface JusticeVersion {
   txid: string;

@@ -31,13 +31,14 @@ import {
 import { Counter, Gauge, Histogram, type Registry } from "@ln/metrics";
 import { inTransaction, migrate, quoteSchema } from "@ln/postgres";
 import { commitmentParamsMsg, type SignerClient } from "@ln/signer-client";
-import { normalizedTxidOfRaw, TxParseError } from "@ln/tx";
+import { normalizedTxidOfRaw, signedSize, TxParseError, type Spend } from "@ln/tx";
 import { createHash } from "node:crypto";
 import { Transaction } from "bitcoinjs-lib";
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg, type NatsConnection } from "nats";
 import type pg from "pg";
 import {
   newBreach,
+  shareCeiling,
   step,
   type BreachState,
   type JusticeAction,
@@ -622,8 +623,12 @@ export class JusticeTower {
       switch (a.kind) {
         case "sign": {
           let plan;
+          let rate = a.feeRate;
           try {
-            plan = planJustice(record, breach, a.feeRate);
+            plan = planJustice(record, breach, rate);
+            // Never more than the signer's share of what it takes (it would refuse): a lower rate.
+            const ceiling = shareCeiling(plan.spends.map(justiceShare), settings.maxFeePercent);
+            if (ceiling < rate) plan = planJustice(record, breach, (rate = ceiling));
           } catch (e) {
             // Only our own output on it (the cheater had nothing): the wallet takes that; done.
             if (e instanceof JusticeError && e.code === "NOTHING_TO_TAKE") {
@@ -670,10 +675,10 @@ export class JusticeTower {
             await c.query(
               `INSERT INTO ${this.t("tower_justice")} (txid, ntxid, grp, fee_rate, tx_hex) VALUES ($1, $2, $3, $4, $5)
                ON CONFLICT (txid) DO NOTHING`,
-              [txid, row.ntxid, group, a.feeRate, signed.toHex()],
+              [txid, row.ntxid, group, rate, signed.toHex()],
             );
             hexOf.set(txid, signed.toHex());
-            apply({ kind: "signed", group, txid, feeRate: a.feeRate, tip });
+            apply({ kind: "signed", group, txid, feeRate: rate, tip });
           }
           break;
         }
@@ -870,6 +875,12 @@ export class JusticeTower {
 }
 
 /** A transaction to send after the commit. */
+/** What one justice transaction takes and its signed size: the signer bounds its fee's share of it. */
+const justiceShare = (spend: Spend): { takenSat: bigint; size: number } => ({
+  takenSat: spend.inputs.reduce<bigint>((sum, i) => sum + i.coin.amount, 0n),
+  size: signedSize(spend.tx, spend.inputs),
+});
+
 export interface Send {
   kind: "breach" | "first" | "replacement" | "rebroadcast";
   hex: string;

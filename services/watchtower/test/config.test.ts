@@ -126,6 +126,7 @@ describe("watchtower config: the justice half", () => {
       feeTargetBlocks: 2,
       fallbackFeeRate: 20_000,
       maxFeeRate: 500_000,
+      maxFeePercent: 50,
       mempoolPollMs: 1000,
     });
   });
@@ -143,6 +144,7 @@ describe("watchtower config: the justice half", () => {
       WATCHTOWER_FEE_TARGET_BLOCKS: "6",
       WATCHTOWER_FALLBACK_FEE_RATE: "5000",
       WATCHTOWER_MAX_FEE_RATE: "100000",
+      WATCHTOWER_MAX_FEE_PERCENT: "30",
       WATCHTOWER_MEMPOOL_POLL_MS: "250",
     }).justice;
     expect(j).toMatchObject({
@@ -155,6 +157,7 @@ describe("watchtower config: the justice half", () => {
       feeTargetBlocks: 6,
       fallbackFeeRate: 5000,
       maxFeeRate: 100_000,
+      maxFeePercent: 30,
       mempoolPollMs: 250,
     });
   });

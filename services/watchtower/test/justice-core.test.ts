@@ -5,6 +5,7 @@ import {
   bumpedRate,
   DEFAULT_MAX_FEE_RATE,
   newBreach,
+  shareCeiling,
   step,
   type BreachState,
   type JusticeEvent,
@@ -88,6 +89,23 @@ describe("justice lifecycle", () => {
     // The default ceiling is the signer's default SIGNER_MAX_JUSTICE_FEE_RATE.
     expect(bumpedRate(450_000, 0)).toBe(DEFAULT_MAX_FEE_RATE);
     expect(DEFAULT_MAX_FEE_RATE).toBe(500_000);
+  });
+
+  it("finds the highest rate whose fee stays within the share of what each transaction takes", () => {
+    // 50 % of 10,000 sat is 5,000 sat; over 250 bytes that is 20,000 per 1000 bytes: ceil(250 * 20,000 / 1000) = 5,000.
+    expect(shareCeiling([{ takenSat: 10_000n, size: 250 }])).toBe(20_000);
+    // 333 bytes: 15,015 gives ceil(5,000.0) = 5,000, 15,016 gives ceil(5,000.3) = 5,001.
+    expect(shareCeiling([{ takenSat: 10_000n, size: 333 }])).toBe(15_015);
+    // The smallest over the transactions; another percent.
+    expect(
+      shareCeiling(
+        [
+          { takenSat: 10_000n, size: 250 },
+          { takenSat: 1_000_000n, size: 250 },
+        ],
+        10,
+      ),
+    ).toBe(4000);
   });
 
   it("re-sends the breach, then the latest justice, when both left the mempool and the chain", () => {

@@ -323,6 +323,31 @@ describe("the tower's fee-rate ceiling (WATCHTOWER_MAX_FEE_RATE)", () => {
   });
 });
 
+describe("the tower's fee share ceiling (WATCHTOWER_MAX_FEE_PERCENT)", () => {
+  it("lowers the rate so that no justice fee exceeds the share of what it takes", async () => {
+    const p = place();
+    const b = await makeBreach(rt, signer);
+    const from = rt.height() + 1;
+    await rt.submit(b.breach.toHex());
+    await rt.mine(1);
+    rt.setFeeEstimate(50_000);
+    try {
+      await ensureRecordsStream(jsm, p.stream, p.subject);
+      await publishRecord(nc, p.subject, b);
+      await tower(p, { startHeight: from, settings: { maxFeePercent: 1 } });
+      const justice = await expectPunished(b, from);
+      for (const j of justice) {
+        const taken = j.ins.reduce((sum, i) => sum + b.breach.outs[i.index]!.value, 0n);
+        const fee = taken - outputsTotal(j);
+        expect(fee * 100n).toBeLessThanOrEqual(taken); // 1 %
+        expect(rateOf(b, j)).toBeLessThan(50_000); // the estimate was lowered to fit
+      }
+    } finally {
+      rt.setFeeEstimate(undefined);
+    }
+  });
+});
+
 describe("records", () => {
   it("stores a backlog in batches; a failed insert is redelivered, a bad record held up nothing", async () => {
     const p = place();
