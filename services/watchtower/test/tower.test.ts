@@ -114,6 +114,28 @@ function rateOf(b: Breach, j: Transaction): number {
   return (Number(inputs - outputsTotal(j)) * 1000) / j.byteLength();
 }
 
+/**
+ * A breach mined and its record published, then the node's fee estimate and mining floor set
+ * (`resetFees` puts them back).
+ */
+async function pricedBreach(estimate: number, floor = 0) {
+  const p = place();
+  const b = await makeBreach(rt, signer);
+  const from = rt.height() + 1;
+  await rt.submit(b.breach.toHex());
+  await rt.mine(1);
+  await ensureRecordsStream(jsm, p.stream, p.subject);
+  await publishRecord(nc, p.subject, b);
+  rt.setFeeEstimate(estimate);
+  rt.setMinMiningFeeRate(floor);
+  return { p, b, from };
+}
+
+function resetFees(): void {
+  rt.setFeeEstimate(undefined);
+  rt.setMinMiningFeeRate(0);
+}
+
 describe("the tower punishes a breach", () => {
   it("seen in the mempool, re-signed with a fresh nonce", async () => {
     const p = place();
@@ -251,16 +273,8 @@ describe("the tower keeps at it", () => {
   });
 
   it("pays the estimate, and replaces justice that a fee floor keeps out of blocks", async () => {
-    const p = place();
-    const b = await makeBreach(rt, signer);
-    const from = rt.height() + 1;
-    await rt.submit(b.breach.toHex());
-    await rt.mine(1);
-    rt.setFeeEstimate(10_000);
-    rt.setMinMiningFeeRate(15_000);
+    const { p, b, from } = await pricedBreach(10_000, 15_000);
     try {
-      await ensureRecordsStream(jsm, p.stream, p.subject);
-      await publishRecord(nc, p.subject, b);
       const t = await tower(p, { startHeight: from });
       await until(() => t.sends.some((s) => s.kind === "first"), "the first justice");
       const first = Transaction.fromHex(t.sends.find((s) => s.kind === "first")!.hex);
@@ -277,24 +291,15 @@ describe("the tower keeps at it", () => {
       }
       expect(await confirmed(rt, first.getId())).toBe(false);
     } finally {
-      rt.setFeeEstimate(undefined);
-      rt.setMinMiningFeeRate(0);
+      resetFees();
     }
   });
 });
 
 describe("the tower's fee-rate ceiling (WATCHTOWER_MAX_FEE_RATE)", () => {
   it("caps its bumps at the ceiling, then stops bumping and counts it, re-sending what it has", async () => {
-    const p = place();
-    const b = await makeBreach(rt, signer);
-    const from = rt.height() + 1;
-    await rt.submit(b.breach.toHex());
-    await rt.mine(1);
-    rt.setFeeEstimate(10_000);
-    rt.setMinMiningFeeRate(15_000); // nothing at 12,000 confirms while this holds
+    const { p, b, from } = await pricedBreach(10_000, 15_000); // nothing at 12,000 confirms under that floor
     try {
-      await ensureRecordsStream(jsm, p.stream, p.subject);
-      await publishRecord(nc, p.subject, b);
       const t = await tower(p, { startHeight: from, settings: { maxFeeRate: 12_000 } });
       await until(() => t.sends.some((s) => s.kind === "first"), "the first justice");
       const capped = async () => (await t.metrics.feeCapped.get()).values[0]?.value ?? 0;
@@ -317,23 +322,15 @@ describe("the tower's fee-rate ceiling (WATCHTOWER_MAX_FEE_RATE)", () => {
       for (const send of t.sends.filter((s) => s.kind !== "breach"))
         expect(rateOf(b, Transaction.fromHex(send.hex))).toBeLessThan(12_600);
     } finally {
-      rt.setFeeEstimate(undefined);
-      rt.setMinMiningFeeRate(0);
+      resetFees();
     }
   });
 });
 
 describe("the tower's fee share ceiling (WATCHTOWER_MAX_FEE_PERCENT)", () => {
   it("lowers the rate so that no justice fee exceeds the share of what it takes", async () => {
-    const p = place();
-    const b = await makeBreach(rt, signer);
-    const from = rt.height() + 1;
-    await rt.submit(b.breach.toHex());
-    await rt.mine(1);
-    rt.setFeeEstimate(50_000);
+    const { p, b, from } = await pricedBreach(50_000);
     try {
-      await ensureRecordsStream(jsm, p.stream, p.subject);
-      await publishRecord(nc, p.subject, b);
       await tower(p, { startHeight: from, settings: { maxFeePercent: 1 } });
       const justice = await expectPunished(b, from);
       for (const j of justice) {
@@ -343,7 +340,7 @@ describe("the tower's fee share ceiling (WATCHTOWER_MAX_FEE_PERCENT)", () => {
         expect(rateOf(b, j)).toBeLessThan(50_000); // the estimate was lowered to fit
       }
     } finally {
-      rt.setFeeEstimate(undefined);
+      resetFees();
     }
   });
 });
