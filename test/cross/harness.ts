@@ -346,7 +346,8 @@ export async function startHarness(): Promise<Harness> {
   async function invoiceOf(side: Side, amountMsat: bigint): Promise<string> {
     const n = nodes[side];
     const inv = await n.ledger.addInvoice(
-      async (index) => (await n.signer.call("InvoiceHash", { index })).r_hash.toString("hex"),
+      async (index, amount) =>
+        (await n.signer.call("InvoiceHash", { index, amount_msat: amount })).r_hash.toString("hex"),
       msat(amountMsat),
       "",
     );

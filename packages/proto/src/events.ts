@@ -15,6 +15,8 @@ export type ChainEvent =
       scriptHex: string;
       height: number;
       blockHash: string;
+      /** The transaction holding the output (hex). */
+      txHex: string;
     };
 
 /** The chain watcher's answer to `<prefix>.broadcast`: a txid, or the error and its code. */
@@ -76,8 +78,14 @@ export function decodeChainEvent(bytes: Uint8Array): ChainEvent {
     throw new EventDecodeError("chain_event without an event");
   const fields = rename(o[kind], camel);
   if (kind === "wallet_output") {
-    if (!/^[0-9a-f]{64}$/.test(String(fields["txid"])) || !isHex(fields["scriptHex"]))
-      throw new EventDecodeError("wallet_output needs a 64-hex txid and a hex script");
+    if (
+      !/^[0-9a-f]{64}$/.test(String(fields["txid"])) ||
+      !isHex(fields["scriptHex"]) ||
+      !isHex(fields["txHex"])
+    )
+      throw new EventDecodeError(
+        "wallet_output needs a 64-hex txid, a hex script and the transaction in hex",
+      );
     fields["amountSat"] = BigInt(String(fields["amountSat"]));
   }
   if (kind === "anchor_spent" && (!/^[0-9a-f]{64}$/.test(String(fields["txid"])) || !isHex(fields["txHex"])))

@@ -33,6 +33,7 @@ describe("NATS payloads (events.proto)", () => {
       scriptHex: "0014" + "11".repeat(20),
       height: 1402,
       blockHash: "01".repeat(32),
+      txHex: "0200",
     },
   ];
   it.each(events)("round-trips $kind", (e) => {
@@ -70,6 +71,7 @@ describe("NATS payloads (events.proto)", () => {
       scriptHex: "51",
       height: 1,
       blockHash: "cd".repeat(32),
+      txHex: "02000000",
     };
     const bytes = encodeChainEvent(e);
     expect(bytes[0]).toBe(0x2a);
@@ -146,6 +148,7 @@ describe("NATS payloads (events.proto)", () => {
             scriptHex,
             height,
             blockHash,
+            txHex: scriptHex,
           };
           expect(decodeChainEvent(encodeChainEvent(e))).toEqual(e);
         },

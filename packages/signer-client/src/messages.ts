@@ -152,6 +152,8 @@ export interface WalletKeyReply {
 export interface WalletInputMsg {
   key_index: number;
   amount_sat: U64;
+  /** The transaction that created the coin (hex): the signer reads the amount from it. */
+  prev_tx_hex: string;
 }
 export interface AnchorFundingMsg {
   channel: number;
@@ -195,6 +197,8 @@ export interface SweepInputMsg {
   kind?: "final_key" | "commitment_output";
   final_key?: FinalKeySpendMsg | null;
   commitment_output?: CommitmentOutputSpendMsg | null;
+  /** For a final_key input: the transaction that created the coin (hex). */
+  prev_tx_hex: string;
 }
 export interface SignSweepRequest {
   channel: number;
@@ -204,6 +208,8 @@ export interface SignSweepRequest {
 }
 export interface InvoiceHashRequest {
   index: number;
+  /** The invoice's amount (0: none), recorded for RevealInvoice's check. */
+  amount_msat: U64;
 }
 export interface InvoiceHashReply {
   r_hash: Buffer;

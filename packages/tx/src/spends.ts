@@ -87,14 +87,20 @@ function locktimeOf(inputs: readonly SpendInput[]): number {
   return locktime;
 }
 
-/** The spending transaction's size once signed, with worst-case signatures. */
-function signedSize(tx: Transaction, inputs: readonly SpendInput[]): number {
+/**
+ * The spending transaction's size once signed, with worst-case signatures: what `buildSpend` and
+ * `buildJustice` pay `feeRate` for (the signer checks a justice fee rate with it).
+ */
+export function signedSize(
+  tx: Transaction,
+  inputs: readonly { coin: Pick<P2shCoin, "redeemScript">; path: SpendPath }[],
+): number {
   const sized = tx.clone();
   inputs.forEach((input, i) => sized.setInputScript(i, scriptSig(input, Buffer.alloc(MAX_SIG_BYTES))));
   return sized.byteLength();
 }
 
-const scriptSig = (input: SpendInput, sig: Buffer): Buffer =>
+const scriptSig = (input: { coin: Pick<P2shCoin, "redeemScript">; path: SpendPath }, sig: Buffer): Buffer =>
   p2shScriptSig([sig, ...pushesAfterSig(input.path)], input.coin.redeemScript);
 
 export interface Spend {

@@ -127,7 +127,7 @@ export class Ledger {
 
   /** A new invoice under the next signer index (the signer derives R from it). */
   async addInvoice(
-    deriveHash: (signerIndex: number) => Promise<string>,
+    deriveHash: (signerIndex: number, amountMsat: Msat) => Promise<string>,
     amountMsat: Msat,
     description: string,
   ): Promise<InvoiceRow> {
@@ -135,7 +135,7 @@ export class Ledger {
       `SELECT nextval('${this.t("invoice_index")}')::integer AS n`,
     );
     const index = next.rows[0]?.n ?? 0;
-    const rHash = await deriveHash(index);
+    const rHash = await deriveHash(index, amountMsat);
     const r = await this.pool.query<{ created_at: Date }>(
       `INSERT INTO ${this.t("invoices")} (r_hash, signer_index, amount_msat, description)
        VALUES ($1, $2, $3, $4) RETURNING created_at`,

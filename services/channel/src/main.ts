@@ -164,8 +164,9 @@ async function main(): Promise<void> {
     nodeId: nodeId.toString("hex"),
     network: cfg.network,
     version: VERSION,
-    invoiceHash: async (index) => {
-      const { r_hash } = await signer.call("InvoiceHash", { index });
+    invoiceHash: async (index, amountMsat) => {
+      // The amount too: the signer then reveals R only for an HTLC paying at least it.
+      const { r_hash } = await signer.call("InvoiceHash", { index, amount_msat: amountMsat });
       return r_hash.toString("hex");
     },
   });

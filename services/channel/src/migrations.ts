@@ -245,6 +245,13 @@ export const MIGRATIONS: readonly Migration[] = [
    CREATE INDEX api_audit_log_request ON ${s}.api_audit_log (request_id);
    CREATE INDEX api_tokens_label ON ${s}.api_tokens (label) WHERE revoked_at IS NULL;`,
   },
+  {
+    // The transaction holding each coin (wallet_output's tx_hex): the signer reads a coin's amount
+    // from it (SignWalletSpend / SignSweep prev_tx_hex). NULL for coins recorded before.
+    version: 12,
+    sql: (s) => `ALTER TABLE ${s}.wallet_utxos ADD COLUMN tx_hex text;
+   ALTER TABLE ${s}.final_coins ADD COLUMN tx_hex text;`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

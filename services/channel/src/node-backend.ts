@@ -37,7 +37,7 @@ export interface ChannelNodeBackendOptions {
   network: string;
   version: string;
   /** The signer's invoice hash for an index (R stays in the signer). */
-  invoiceHash: (index: number) => Promise<string>;
+  invoiceHash: (index: number, amountMsat: Msat) => Promise<string>;
 }
 
 /** Error codes of the node's parts, as the API names them. */

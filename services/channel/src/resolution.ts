@@ -16,7 +16,7 @@ import { Transaction } from "bitcoinjs-lib";
 import type pg from "pg";
 import type { Ledger } from "./ledger.js";
 import type { ChannelStore } from "./store.js";
-import type { Wallet } from "./wallet.js";
+import { signerRefusal, type Wallet } from "./wallet.js";
 
 /**
  * On-chain resolution of a channel whose anchor was spent (draft 6.2): which transaction spent it
@@ -439,9 +439,15 @@ export class Resolver {
       const rHash = Buffer.from(h.rHash).toString("hex");
       if (out.has(rHash)) continue;
       const invoice = await this.o.ledger.invoice(rHash);
-      if (!invoice) continue;
-      const { r } = await this.o.signer.call("RevealInvoice", { index: invoice.signerIndex });
-      out.set(rHash, Buffer.from(r));
+      if (!invoice || h.amountMsat < invoice.amountMsat) continue; // as node.ts: an underpayment is not claimed
+      try {
+        const { r } = await this.o.signer.call("RevealInvoice", { index: invoice.signerIndex });
+        out.set(rHash, Buffer.from(r));
+      } catch (e) {
+        // The signer saw no signed commitment of this channel's, not revoked, holding it.
+        if (signerRefusal(e)?.code !== "NO_MATCHING_HTLC") throw e;
+        this.o.log(`${c.kind}: the signer refused R of HTLC ${h.id}: ${signerRefusal(e)?.details}`);
+      }
     }
     return out;
   }

@@ -5,7 +5,9 @@
  * schema (migrations 3 and 4: wallet_keys, wallet_utxos, wallet_spends).
  *
  * - Coins are learned only from the chain watcher's `wallet_output` events (confirmed outputs
- *   paying a watched script); a script is watched before its address is handed out.
+ *   paying a watched script); a script is watched before its address is handed out. Each event
+ *   carries the transaction holding the coin (migration 11: `tx_hex`), sent with the coin to the
+ *   signer (`prev_tx_hex`), which reads the coin's amount there rather than trusting ours.
  * - A spend (anchor or withdrawal) picks coins largest first under row locks (`FOR UPDATE SKIP
  *   LOCKED`, one coin at a time), so two concurrent spends never pick the same coin; it is signed,
  *   stored and its coins marked `spent_by` in one transaction.
@@ -108,11 +110,14 @@ interface CoinRow {
   vout: number;
   amount_sat: string;
   key_index: number;
+  tx_hex: string;
 }
 
 interface Coin {
   utxo: WalletUtxo;
   keyIndex: number;
+  /** The transaction holding the coin: the signer reads its amount from it. */
+  txHex: string;
 }
 
 interface SpendRow {
@@ -124,6 +129,7 @@ interface FinalCoinRow {
   txid: string;
   vout: number;
   amount_sat: string;
+  tx_hex: string | null;
   channel_id: string;
   signer_channel: number;
   final_pubkey: string;
@@ -270,19 +276,22 @@ export class Wallet {
             e.txid,
             e.height,
           ]);
+          const txHex = e.txHex === "" ? null : e.txHex;
           await c.query(
-            `INSERT INTO ${this.#s}.wallet_utxos (txid, vout, amount_sat, key_index, height, block_hash)
-             SELECT $1, $2, $3, key_index, $5, $6 FROM ${this.#s}.wallet_keys WHERE script_hex = $4
-             ON CONFLICT (txid, vout) DO UPDATE SET height = EXCLUDED.height, block_hash = EXCLUDED.block_hash`,
-            [e.txid, e.vout, e.amountSat.toString(), e.scriptHex.toLowerCase(), e.height, e.blockHash],
+            `INSERT INTO ${this.#s}.wallet_utxos (txid, vout, amount_sat, key_index, height, block_hash, tx_hex)
+             SELECT $1, $2, $3, key_index, $5, $6, $7 FROM ${this.#s}.wallet_keys WHERE script_hex = $4
+             ON CONFLICT (txid, vout) DO UPDATE SET height = EXCLUDED.height, block_hash = EXCLUDED.block_hash,
+               tx_hex = COALESCE(EXCLUDED.tx_hex, wallet_utxos.tx_hex)`,
+            [e.txid, e.vout, e.amountSat.toString(), e.scriptHex.toLowerCase(), e.height, e.blockHash, txHex],
           );
           // A close output to one of our final keys: recorded, then swept below.
           const f = await c.query<{ swept_by: string | null }>(
-            `INSERT INTO ${this.#s}.final_coins (txid, vout, amount_sat, script_hex, height, block_hash)
-             SELECT $1, $2, $3, script_hex, $5, $6 FROM ${this.#s}.final_scripts WHERE script_hex = $4
-             ON CONFLICT (txid, vout) DO UPDATE SET height = EXCLUDED.height, block_hash = EXCLUDED.block_hash
+            `INSERT INTO ${this.#s}.final_coins (txid, vout, amount_sat, script_hex, height, block_hash, tx_hex)
+             SELECT $1, $2, $3, script_hex, $5, $6, $7 FROM ${this.#s}.final_scripts WHERE script_hex = $4
+             ON CONFLICT (txid, vout) DO UPDATE SET height = EXCLUDED.height, block_hash = EXCLUDED.block_hash,
+               tx_hex = COALESCE(EXCLUDED.tx_hex, final_coins.tx_hex)
              RETURNING swept_by`,
-            [e.txid, e.vout, e.amountSat.toString(), e.scriptHex.toLowerCase(), e.height, e.blockHash],
+            [e.txid, e.vout, e.amountSat.toString(), e.scriptHex.toLowerCase(), e.height, e.blockHash, txHex],
           );
           return f.rows[0] !== undefined && f.rows[0].swept_by === null;
         });
@@ -336,7 +345,8 @@ export class Wallet {
     const dest = await this.#newKey();
     const tx = await inTransaction(this.o.pool, async (c) => {
       const r = await c.query<FinalCoinRow>(
-        `SELECT fc.txid, fc.vout, fc.amount_sat::text, fs.channel_id, fs.signer_channel, fs.final_pubkey
+        `SELECT fc.txid, fc.vout, fc.amount_sat::text, fs.channel_id, fs.signer_channel, fs.final_pubkey,
+           COALESCE(fc.tx_hex, (SELECT spend_hex FROM ${this.#s}.onchain_resolutions WHERE spend_txid = fc.txid LIMIT 1)) AS tx_hex
          FROM ${this.#s}.final_coins fc JOIN ${this.#s}.final_scripts fs USING (script_hex)
          WHERE fc.txid = $1 AND fc.vout = $2 AND fc.swept_by IS NULL
          FOR UPDATE OF fc SKIP LOCKED`,
@@ -373,7 +383,7 @@ export class Wallet {
       const signed = await this.#signSweep(
         spend,
         row.signer_channel,
-        [{ input_index: 0, amount_sat: amount, final_key: {} }],
+        [{ input_index: 0, amount_sat: amount, final_key: {}, prev_tx_hex: row.tx_hex ?? "" }],
         dest.keyIndex,
       );
       const sweepTxid = signed.getId();
@@ -625,10 +635,15 @@ export class Wallet {
     const keys = new Map<number, Buffer>();
     for (;;) {
       const taken = coins.map((x) => `${x.utxo.outpoint.txid}:${x.utxo.outpoint.vout}`);
+      // A coin is spendable once we hold the transaction holding it (the signer reads its amount
+      // there): from its wallet_output event, or our own spend for change recorded before those
+      // events carried it.
       const r = await c.query<CoinRow>(
-        `SELECT txid, vout, amount_sat::text, key_index FROM ${this.#s}.wallet_utxos
-         WHERE spent_by IS NULL AND NOT (txid || ':' || vout) = ANY($1::text[])
-         ORDER BY wallet_utxos.amount_sat DESC, txid, vout LIMIT 1 FOR UPDATE SKIP LOCKED`,
+        `SELECT u.txid, u.vout, u.amount_sat::text, u.key_index, COALESCE(u.tx_hex, s.tx_hex) AS tx_hex
+         FROM ${this.#s}.wallet_utxos u LEFT JOIN ${this.#s}.wallet_spends s ON s.txid = u.txid
+         WHERE u.spent_by IS NULL AND COALESCE(u.tx_hex, s.tx_hex) IS NOT NULL
+           AND NOT (u.txid || ':' || u.vout) = ANY($1::text[])
+         ORDER BY u.amount_sat DESC, u.txid, u.vout LIMIT 1 FOR UPDATE OF u SKIP LOCKED`,
         [taken],
       );
       const row = r.rows[0];
@@ -651,6 +666,7 @@ export class Wallet {
       }
       coins.push({
         keyIndex: row.key_index,
+        txHex: row.tx_hex,
         utxo: {
           outpoint: { txid: txidFromHex(row.txid), vout: row.vout },
           amount: sat(BigInt(row.amount_sat)),
@@ -675,7 +691,11 @@ export class Wallet {
     try {
       reply = await this.o.signer.call("SignWalletSpend", {
         tx_hex: spend.tx.toHex(),
-        inputs: coins.map((x) => ({ key_index: x.keyIndex, amount_sat: x.utxo.amount })),
+        inputs: coins.map((x) => ({
+          key_index: x.keyIndex,
+          amount_sat: x.utxo.amount,
+          prev_tx_hex: x.txHex,
+        })),
         outputs,
       });
     } catch (e) {

@@ -96,7 +96,16 @@ export async function startWalletFixture(
         const scriptHex = Buffer.from(o.script).toString("hex");
         if (!scripts.includes(scriptHex)) return [];
         return [
-          { kind: "wallet_output", txid: tx.getId(), vout, amountSat: o.value, scriptHex, height, blockHash },
+          {
+            kind: "wallet_output",
+            txid: tx.getId(),
+            vout,
+            amountSat: o.value,
+            scriptHex,
+            height,
+            blockHash,
+            txHex: tx.toHex(),
+          },
         ];
       });
     },

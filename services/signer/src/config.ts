@@ -3,6 +3,7 @@ import { EnvReader, formatProblems, type HostPort } from "@ln/env";
 import { DEFAULT_CHANNEL_POLICY as D, type ChannelPolicyConfig } from "./channel-policy.js";
 import { SignerError } from "./errors.js";
 import { parseClients, type Clients } from "./permissions.js";
+import { DEFAULT_MAX_JUSTICE_FEE_PERCENT, DEFAULT_MAX_JUSTICE_FEE_RATE } from "./justice-fee.js";
 
 export interface Config {
   databaseUrl: string;
@@ -28,6 +29,10 @@ export interface Config {
    * when withdrawals are enabled, undefined when they are not.
    */
   maxWithdrawalSatPerDay: bigint | undefined;
+  /** Ceiling of a justice transaction's fee rate, satoshi per 1000 bytes of its signed size. */
+  maxJusticeFeeRate: number;
+  /** Ceiling of a justice transaction's fee as a percentage of the value it takes. */
+  maxJusticeFeePercent: number;
   /** SIGNER_OPS_LISTEN: where to serve /metrics, /healthz and /readyz over HTTP; none if unset. */
   opsListen: HostPort | undefined;
   /** The bounds of channel-policy.ts: fee rate, delays, payments per period. */
@@ -93,6 +98,20 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     r.problem(
       `SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY (the total of the withdrawals of any 24 hours) must be at least SIGNER_MAX_WITHDRAWAL_SAT (${maxWithdrawalSat} sat) while withdrawals are enabled`,
     );
+  const maxJusticeFeeRate = r.int(
+    "SIGNER_MAX_JUSTICE_FEE_RATE",
+    DEFAULT_MAX_JUSTICE_FEE_RATE,
+    1000,
+    100_000_000,
+    "the highest justice fee rate signed, satoshi per 1000 bytes (the tower's WATCHTOWER_MAX_FEE_RATE should not exceed it)",
+  );
+  const maxJusticeFeePercent = r.int(
+    "SIGNER_MAX_JUSTICE_FEE_PERCENT",
+    DEFAULT_MAX_JUSTICE_FEE_PERCENT,
+    1,
+    100,
+    "the largest share of the value a justice transaction takes that may go to its fee, in percent",
+  );
   const opsListen = r.opsListen("SIGNER_OPS_LISTEN", "0.0.0.0:9100");
   const bounds = channelPolicy(r, satoshi);
   if (r.problems.length > 0)
@@ -108,6 +127,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     maxFeeSat,
     maxWithdrawalSat,
     maxWithdrawalSatPerDay,
+    maxJusticeFeeRate,
+    maxJusticeFeePercent,
     opsListen,
     channelPolicy: bounds,
   };

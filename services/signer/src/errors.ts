@@ -97,7 +97,25 @@ export type RefusalCode =
    */
   | "NOT_PERMITTED"
   /** A wallet spend's external outputs would take the last 24 h over SIGNER_MAX_WITHDRAWAL_SAT_PER_DAY. */
-  | "WITHDRAWAL_LIMIT_REACHED";
+  | "WITHDRAWAL_LIMIT_REACHED"
+  /**
+
+   * SignWalletSpend, SignSweep: the previous transaction given for an input is not the one it
+   * spends (txid), has no such output, or that output does not pay the key named for the input.
+   */
+  | "PREV_TX_MISMATCH"
+  /** SignWalletSpend, SignSweep: an input's stated amount is not its previous output's. */
+  | "AMOUNT_MISMATCH"
+  /** SignJustice: the fee rate or the fee's share of the value taken is above its bound. */
+  | "JUSTICE_FEE_TOO_HIGH"
+  /**
+   * RevealInvoice: no commitment the signer saw signed (ours with the peer's signature, or the
+   * peer's we signed), not revoked, holds an HTLC offered to us paying this invoice's hash with at
+   * least its amount.
+   */
+  | "NO_MATCHING_HTLC"
+  /** InvoiceHash: the invoice index was first registered with another amount. */
+  | "INVOICE_AMOUNT_MISMATCH";
 
 export type SignerErrorCode =
   | RefusalCode

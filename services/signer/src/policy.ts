@@ -37,6 +37,9 @@ import {
 } from "./channel-policy.js";
 import { invalid, refuse } from "./errors.js";
 import type { ChannelKeys } from "./keys.js";
+import { checkJusticeFee, type JusticeFeeBounds } from "./justice-fee.js";
+import { checkWalletInputs, prevOutputAmount } from "./prev-outputs.js";
+import { recordReceivedHtlcs, type ReceivedHtlcStore } from "./received-htlcs.js";
 
 /** What the signer remembers about one channel. Commitment numbers are 0 for the first. */
 export interface ChannelState {
@@ -62,7 +65,7 @@ export interface ChannelState {
 export type ChannelPatch = Partial<Omit<ChannelState, "index">>;
 
 /** The durable state the policy reads and updates, inside one transaction with the channel locked. */
-export interface PolicyStore {
+export interface PolicyStore extends ReceivedHtlcStore {
   readonly channel: ChannelState;
   update(patch: ChannelPatch): Promise<void>;
   /** The peer's revocation hash of its commitment `number`, as in the commitment we signed. */
@@ -75,7 +78,7 @@ export interface PolicyStore {
   readonly commitments: CommitmentStore;
 }
 
-export interface PolicyConfig {
+export interface PolicyConfig extends JusticeFeeBounds {
   /** Absolute bound on a close fee and a wallet spend fee. */
   maxFeeSat: bigint;
   /** Bound on the external outputs (withdrawals) of one wallet spend; 0 or absent: none allowed. */
@@ -229,6 +232,7 @@ export async function authorizeRemoteCommitment(
     );
   await checkState(store, cfg, "remote", number, p, commitment, preimages);
   if (known === undefined) await store.putRemoteCommitment(number, Buffer.from(p.revocationHash));
+  await recordReceivedHtlcs(store, "remote", number, p);
   await store.update({
     ...patch,
     highestRemoteSigned: max(ch.highestRemoteSigned, number),
@@ -277,6 +281,8 @@ export async function authorizeReveal(
   const { commitment, patch } = checkCommitment(ch, ours, "local", signed.number, signed.params);
   checkCounterpartySig(ch, patch, commitment, signed.theirSig);
   await checkState(store, cfg, "local", signed.number, signed.params, commitment, r.preimages);
+  await recordReceivedHtlcs(store, "local", signed.number, signed.params);
+  await store.pruneReceivedHtlcs("local", r.revoke);
   await store.update({
     ...patch,
     highestRevealed: max(ch.highestRevealed, r.revoke),
@@ -304,6 +310,7 @@ export async function authorizeLocalBroadcast(
   const { commitment, patch } = checkCommitment(ch, ours, "local", number, p);
   checkCounterpartySig(ch, patch, commitment, theirSig);
   await checkState(store, cfg, "local", number, p, commitment, preimages);
+  await recordReceivedHtlcs(store, "local", number, p);
   await store.update({ ...patch, lowestBroadcast: min(ch.lowestBroadcast, number) });
   return commitment;
 }
@@ -360,6 +367,7 @@ export async function recordPeerRevocation(
       `channel ${ch.index}: the preimage does not hash to the revocation hash of the peer's commitment ${number}`,
     );
   if ((await store.peerRevocation(number)) === undefined) await store.putPeerRevocation(number, hash);
+  await store.pruneReceivedHtlcs("remote", number);
   await store.update({ highestPeerRevoked: max(ch.highestPeerRevoked, number) });
 }
 
@@ -387,6 +395,7 @@ export async function authorizeJustice(
   store: PolicyStore,
   ours: OurChannel,
   r: JusticeRequest,
+  cfg: JusticeFeeBounds = {},
 ): Promise<InputToSign[]> {
   const ch = store.channel;
   const revoked = await store.peerRevocation(r.revokedNumber);
@@ -423,8 +432,13 @@ export async function authorizeJustice(
     ...r.walletScripts,
   ];
   checkOutputsOurs(ch.index, r.justiceTx, allowed);
+  checkJusticeFee(ch.index, r.justiceTx, spentOutputs(commitment, r.justiceTx), cfg);
   return inputs;
 }
+
+/** The commitment output each input spends (every input was checked to spend one). */
+const spentOutputs = (c: Commitment, tx: Transaction) =>
+  tx.ins.map((i) => c.outputs.find((o) => o.vout === i.index)!);
 
 function checkOutputsOurs(channel: number | undefined, tx: Transaction, allowed: readonly Buffer[]): void {
   tx.outs.forEach((o, vout) => {
@@ -454,7 +468,8 @@ export function isWithdrawalScript(s: Uint8Array): boolean {
 
 export interface WalletSpendRequest {
   tx: Transaction;
-  inputs: readonly { pubkey: Buffer; amount: Sat }[];
+  /** `prevTx`: the transaction that created the coin; the amount must be its output's. */
+  inputs: readonly { pubkey: Buffer; amount: Sat; prevTx?: Transaction | undefined }[];
   outputs: readonly OutputOwner[];
 }
 
@@ -467,6 +482,7 @@ export interface WalletSpendRequest {
 export async function authorizeWalletSpend(r: WalletSpendRequest, cfg: PolicyConfig): Promise<void> {
   if (r.inputs.length !== r.tx.ins.length) throw invalid("one WalletInput per transaction input");
   if (r.outputs.length !== r.tx.outs.length) throw invalid("one OutputOwner per transaction output");
+  checkWalletInputs(r.tx, r.inputs);
   let withdrawn = 0n;
   for (const [vout, owner] of r.outputs.entries()) {
     const script = r.tx.outs[vout]!.script;
@@ -544,6 +560,8 @@ export interface SweepInput {
   inputIndex: number;
   amount: Sat;
   spend: SweepInputKind;
+  /** A final-key input's previous transaction: its amount must be `amount`. */
+  prevTx?: Transaction | undefined;
 }
 
 export interface SweepRequest {
@@ -708,12 +726,11 @@ async function authorizeCommitmentOutput(
 
 /**
  * SignSweep: every transaction input described exactly once and of a kind we sign, every output
- * one of our wallet keys, and the fee (inputs named minus outputs) at most the configured
- * maximum. Returns what to sign with our final key: input `inputIndex` over its redeem script.
+ * one of our wallet keys, and the fee (inputs minus outputs) at most the configured maximum.
+ * Returns what to sign with our final key: input `inputIndex` over its redeem script.
  *
- * A final-key input's amount is the caller's word (a legacy sighash does not commit to it); since
- * every output is ours and the input is a coin of our final key, a lie can only waste the caller's
- * own fee, never pay anyone else. A commitment output's amount is checked against the commitment.
+ * A legacy sighash does not commit to amounts, so every input's amount is checked: a final-key
+ * input's against its previous transaction, a commitment output's against the commitment.
  */
 export async function authorizeSweep(
   store: PolicyStore,
@@ -733,9 +750,13 @@ export async function authorizeSweep(
     if (seen.has(input.inputIndex)) throw invalid(`input ${input.inputIndex} is described twice`);
     seen.add(input.inputIndex);
     switch (input.spend.kind) {
-      case "final_key":
-        toSign.push({ inputIndex: input.inputIndex, redeemScript: toOtherScript(ours.keys.final.pub) });
+      case "final_key": {
+        const redeemScript = toOtherScript(ours.keys.final.pub);
+        const [i, what] = [input.inputIndex, `channel ${channel}: sweep input ${input.inputIndex}`];
+        prevOutputAmount(r.tx, i, input.prevTx, p2shOutput(redeemScript), input.amount, what);
+        toSign.push({ inputIndex: i, redeemScript });
         break;
+      }
       case "commitment_output":
         toSign.push(await authorizeCommitmentOutput(store, ours, r.tx, input, input.spend));
         break;

@@ -6,7 +6,7 @@
  * metadata "signer-refusal". Nothing secret is logged: only the method and the code.
  */
 import * as grpc from "@grpc/grpc-js";
-import { sat } from "@ln/bitcoin";
+import { msat, sat } from "@ln/bitcoin";
 import { Counter, Histogram, type Registry } from "@ln/metrics";
 import { SignerError } from "./errors.js";
 import {
@@ -129,10 +129,19 @@ function outputOwners(outputs: readonly OutputOwnerMsg[]): WalletOutputOwner[] {
   });
 }
 
+/** An optional transaction: absent when empty. */
+const prevTx = (hex: string, what: string) => (hex === "" ? undefined : transaction(hex, what));
+
 function sweepInputs(inputs: readonly SweepInputMsg[]): SweepInput[] {
   return inputs.map((i, n): SweepInput => {
     const amount = sat(u64(i.amount_sat, `inputs[${n}].amount_sat`));
-    if (i.kind === "final_key") return { inputIndex: i.input_index, amount, spend: { kind: "final_key" } };
+    if (i.kind === "final_key")
+      return {
+        inputIndex: i.input_index,
+        amount,
+        spend: { kind: "final_key" },
+        prevTx: prevTx(i.prev_tx_hex, `inputs[${n}].prev_tx_hex`),
+      };
     if (i.kind === "commitment_output" && i.commitment_output) {
       const c = i.commitment_output;
       const what = `inputs[${n}].commitment_output`;
@@ -233,7 +242,9 @@ function handlers(s: SignerService): Handlers {
       };
     },
     WalletKey: (r) => ({ pubkey: s.walletKey(r.index) }),
-    InvoiceHash: (r) => ({ r_hash: s.invoiceHash(r.index) }),
+    InvoiceHash: async (r) => ({
+      r_hash: await s.invoiceHash(r.index, msat(u64(r.amount_msat, "amount_msat"))),
+    }),
     RevealInvoice: async (r) => ({ r: await s.revealInvoice(r.index) }),
     ChannelStatus: async (r) => {
       const c = await s.channelStatus(r.channel);
@@ -268,6 +279,7 @@ function handlers(s: SignerService): Handlers {
         r.inputs.map((i, n) => ({
           keyIndex: i.key_index,
           amount: sat(u64(i.amount_sat, `inputs[${n}].amount_sat`)),
+          prevTx: prevTx(i.prev_tx_hex, `inputs[${n}].prev_tx_hex`),
         })),
         outputs,
       );

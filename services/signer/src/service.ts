@@ -3,7 +3,7 @@
  * signatures are made only after it passed, and a preimage is returned only after the reveal is
  * durable (the transaction committed).
  */
-import { sha256, type Sat } from "@ln/bitcoin";
+import { msat, sha256, type Msat, type Sat } from "@ln/bitcoin";
 import {
   anchorSighash,
   finalizeAnchorSpend,
@@ -32,6 +32,7 @@ import {
   type RevealRequest,
   type SweepInput,
 } from "./policy.js";
+import { authorizeInvoiceReveal } from "./received-htlcs.js";
 import type { SignerStore } from "./store.js";
 import { limitWithdrawals, type WithdrawalConfig } from "./withdrawals.js";
 
@@ -188,7 +189,7 @@ export class SignerService {
     const ours = this.#ours(channel);
     const walletScripts = r.walletKeyIndexes.map((i) => p2wpkhOutput(this.keys.wallet(i).pub));
     const inputs = await this.store.withChannel(channel, (s) =>
-      authorizeJustice(s, ours, { ...r, walletScripts }),
+      authorizeJustice(s, ours, { ...r, walletScripts }, this.cfg),
     );
     return inputs.map(({ inputIndex, redeemScript }) => ({
       inputIndex,
@@ -197,18 +198,27 @@ export class SignerService {
     }));
   }
 
-  /** The payment hash of invoice `index` (public; nothing recorded). */
-  invoiceHash(index: number): Buffer {
-    return this.keys.invoiceHash(index);
+  /** The payment hash of invoice `index` (public); its amount recorded the first time one is given. */
+  async invoiceHash(index: number, amountMsat: Msat = msat(0n)): Promise<Buffer> {
+    const hash = this.keys.invoiceHash(index);
+    if (amountMsat > 0n) await this.store.registerInvoice(index, amountMsat);
+    return hash;
   }
 
   /**
-   * R of invoice `index`, after the reveal is recorded (audit: first and last time, count). No
-   * policy beyond the index range: revealing R is what the payee does to get paid, and asking
-   * again for the same index (after a crash) gets the same R.
+   * R of invoice `index`, after the reveal is recorded (audit: first and last time, count); only
+   * while a signed commitment not revoked holds an HTLC offered to us paying it (received-htlcs.ts),
+   * or once R was revealed before (asking again after a crash gets the same R).
    */
   async revealInvoice(index: number): Promise<Buffer> {
     const r = this.keys.invoicePreimage(index);
+    const amountMsat = await this.store.invoiceAmount(index);
+    authorizeInvoiceReveal({
+      index,
+      revealedBefore: (await this.store.invoiceReveal(index)) !== undefined,
+      amountMsat,
+      matchingHtlc: await this.store.hasReceivedHtlc(sha256(r), amountMsat ?? msat(0n)),
+    });
     await this.store.recordInvoiceReveal(index);
     return r;
   }
@@ -236,10 +246,14 @@ export class SignerService {
 
   async signWalletSpend(
     tx: Transaction,
-    inputs: readonly { keyIndex: number; amount: Sat }[],
+    inputs: readonly { keyIndex: number; amount: Sat; prevTx?: Transaction | undefined }[],
     outputs: readonly WalletOutputOwner[],
   ): Promise<InputSignature[]> {
-    const inputKeys = inputs.map((i) => ({ ...this.keys.wallet(i.keyIndex), amount: i.amount }));
+    const inputKeys = inputs.map((i) => ({
+      ...this.keys.wallet(i.keyIndex),
+      amount: i.amount,
+      prevTx: i.prevTx,
+    }));
     const channels = outputs.flatMap((o) => ("anchor" in o ? [o.anchor.channel] : []));
     await this.store.withChannels(channels, async (stores, withdrawals) => {
       const owners: OutputOwner[] = outputs.map((o) => {
@@ -256,7 +270,11 @@ export class SignerService {
         };
       });
       await authorizeWalletSpend(
-        { tx, inputs: inputKeys.map((k) => ({ pubkey: k.pub, amount: k.amount })), outputs: owners },
+        {
+          tx,
+          inputs: inputKeys.map((k) => ({ pubkey: k.pub, amount: k.amount, prevTx: k.prevTx })),
+          outputs: owners,
+        },
         this.cfg,
       );
       await limitWithdrawals(

@@ -3,13 +3,14 @@
  * (`schema_migrations`), and every policy check and update in one transaction holding the
  * channel's row lock (SELECT ... FOR UPDATE), so two concurrent requests cannot both pass a check.
  */
-import { sat, txidFromHex } from "@ln/bitcoin";
+import { msat, sat, txidFromHex, type Msat } from "@ln/bitcoin";
 import { inTransaction, migrate, quoteSchema, type Migration } from "@ln/postgres";
 import pg from "pg";
 import { CHANNEL_STATE_MIGRATION, TxCommitmentStore } from "./channel-store.js";
 import { refuse } from "./errors.js";
 import type { ChannelPatch, ChannelState, PolicyStore } from "./policy.js";
 import type { WithdrawalLedger } from "./withdrawals.js";
+import type { CommitmentSide, ReceivedHtlc } from "./received-htlcs.js";
 
 const MIGRATIONS: readonly Migration[] = [
   {
@@ -70,6 +71,27 @@ const MIGRATIONS: readonly Migration[] = [
         signed_at timestamptz NOT NULL DEFAULT now()
       );
       CREATE INDEX withdrawals_signed_at ON ${s}.withdrawals (signed_at);`,
+  },
+  {
+    // RevealInvoice's check (received-htlcs.ts): the HTLCs offered to us in the signed commitments
+    // not revoked, and the amounts InvoiceHash was told.
+    version: 5,
+    sql: (s) => `
+      CREATE TABLE ${s}.received_htlcs (
+        channel integer NOT NULL REFERENCES ${s}.channels (idx),
+        side text NOT NULL CHECK (side IN ('local', 'remote')),
+        number numeric(20, 0) NOT NULL,
+        htlc_id numeric(20, 0) NOT NULL,
+        r_hash bytea NOT NULL,
+        amount_msat numeric(20, 0) NOT NULL,
+        PRIMARY KEY (channel, side, number, htlc_id)
+      );
+      CREATE INDEX received_htlcs_r_hash ON ${s}.received_htlcs (r_hash);
+      CREATE TABLE ${s}.invoices (
+        idx integer PRIMARY KEY,
+        amount_msat numeric(20, 0) NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );`,
   },
 ];
 
@@ -201,6 +223,26 @@ class TxChannel implements PolicyStore {
       [this.channel.index, number.toString(), revocationHash],
     );
   }
+
+  async putReceivedHtlcs(
+    side: CommitmentSide,
+    number: bigint,
+    htlcs: readonly ReceivedHtlc[],
+  ): Promise<void> {
+    for (const h of htlcs)
+      await this.client.query(
+        `INSERT INTO ${this.s}.received_htlcs (channel, side, number, htlc_id, r_hash, amount_msat)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+        [this.channel.index, side, number.toString(), h.id.toString(), h.rHash, h.amountMsat.toString()],
+      );
+  }
+
+  async pruneReceivedHtlcs(side: CommitmentSide, number: bigint): Promise<void> {
+    await this.client.query(
+      `DELETE FROM ${this.s}.received_htlcs WHERE channel = $1 AND side = $2 AND number <= $3`,
+      [this.channel.index, side, number.toString()],
+    );
+  }
 }
 
 /** The withdrawals record inside an open transaction. */
@@ -257,6 +299,46 @@ export class SignerStore {
       `INSERT INTO ${this.#s}.channels DEFAULT VALUES RETURNING idx`,
     );
     return r.rows[0]!.idx;
+  }
+
+  /**
+   * Records invoice `index`'s amount the first time it is given; INVOICE_AMOUNT_MISMATCH if it was
+   * recorded with another.
+   */
+  async registerInvoice(index: number, amountMsat: Msat): Promise<void> {
+    await this.#pool.query(
+      `INSERT INTO ${this.#s}.invoices (idx, amount_msat) VALUES ($1, $2) ON CONFLICT (idx) DO NOTHING`,
+      [index, amountMsat.toString()],
+    );
+    const known = await this.invoiceAmount(index);
+    if (known !== amountMsat)
+      throw refuse("INVOICE_AMOUNT_MISMATCH", `invoice ${index} was registered for ${known} msat`);
+  }
+
+  /** The amount InvoiceHash was told for invoice `index`, if any. */
+  async invoiceAmount(index: number): Promise<Msat | undefined> {
+    const r = await this.#pool.query<{ amount_msat: string }>(
+      `SELECT amount_msat::text FROM ${this.#s}.invoices WHERE idx = $1`,
+      [index],
+    );
+    const row = r.rows[0];
+    return row === undefined ? undefined : msat(BigInt(row.amount_msat));
+  }
+
+  /**
+   * Whether a signed commitment that is not revoked holds an HTLC offered to us with this hash and
+   * at least `minMsat` (ours: above the highest revealed; theirs: not revoked by the peer).
+   */
+  async hasReceivedHtlc(rHash: Buffer, minMsat: Msat): Promise<boolean> {
+    const r = await this.#pool.query(
+      `SELECT 1 FROM ${this.#s}.received_htlcs h JOIN ${this.#s}.channels c ON c.idx = h.channel
+       WHERE h.r_hash = $1 AND h.amount_msat >= $2 AND (
+         (h.side = 'local' AND (c.highest_revealed IS NULL OR h.number > c.highest_revealed)) OR
+         (h.side = 'remote' AND (c.highest_peer_revoked IS NULL OR h.number > c.highest_peer_revoked)))
+       LIMIT 1`,
+      [rHash, minMsat.toString()],
+    );
+    return (r.rowCount ?? 0) > 0;
   }
 
   /** Records that invoice `index`'s preimage is being revealed (again). */

@@ -36,6 +36,8 @@ import {
   type StateFixture,
   type TestSigner,
 } from "./helpers.js";
+import { DEFAULT_MAX_JUSTICE_FEE_RATE } from "../src/justice-fee.js";
+import { walletCoin } from "./coins.js";
 
 const MAX_FEE = 5000n;
 let t: TestSigner;
@@ -268,13 +270,52 @@ describe("peer revocations and justice", () => {
     const [re] = buildJustice(reInputs, p2wpkhOutput(wallet), 2000);
     expect((await justice(c, 0n, p0, malleated, re!.tx)).signatures.length).toBe(inputs.length);
   });
+  /** Justice of the breach's outputs of `kinds` at `feeRate`, and the value it takes. */
+  function justiceOf(b: Awaited<ReturnType<typeof breach>>, kinds: readonly string[], feeRate: number) {
+    const inputs = b.inputs.filter((_, i) => kinds.includes(b.built.outputs[i]!.kind));
+    const [spend] = buildJustice(inputs, p2wpkhOutput(b.wallet), feeRate);
+    const taken = inputs.reduce<bigint>((a, i) => a + i.coin.amount, 0n);
+    return { tx: spend!.tx, fee: spend!.fee, taken };
+  }
+
+  it("bounds the justice fee rate (SIGNER_MAX_JUSTICE_FEE_RATE): up to it as buildJustice pays, not above", async () => {
+    const b = await breach();
+    await record(b.c, 0n, b.c.peer.preimage(0n));
+    // The peer's output and ours: about 950,000 sat, so the share bound (50 %) is far.
+    const at = justiceOf(b, ["to_owner", "to_other"], DEFAULT_MAX_JUSTICE_FEE_RATE);
+    expect(at.fee * 100n).toBeLessThan(at.taken * 50n);
+    expect((await justice(b.c, 0n, b.p0, b.onChain, at.tx)).signatures).toHaveLength(2);
+    const above = justiceOf(b, ["to_owner", "to_other"], DEFAULT_MAX_JUSTICE_FEE_RATE + 10_000);
+    expect(above.fee * 100n).toBeLessThan(above.taken * 50n);
+    expect(await refusal(justice(b.c, 0n, b.p0, b.onChain, above.tx))).toMatchObject({
+      grpcCode: FP,
+      code: "JUSTICE_FEE_TOO_HIGH",
+    });
+  });
+
+  it("bounds the justice fee to half the value taken (SIGNER_MAX_JUSTICE_FEE_PERCENT), at any rate", async () => {
+    const b = await breach();
+    await record(b.c, 0n, b.c.peer.preimage(0n));
+    // The 50,000 sat HTLC alone at 100,000 per 1000 bytes: a fee above 25,000 sat.
+    const pricey = justiceOf(b, ["htlc_offered"], 100_000);
+    expect(pricey.taken).toBe(50_000n);
+    expect(pricey.fee * 100n).toBeGreaterThan(pricey.taken * 50n);
+    expect(await refusal(justice(b.c, 0n, b.p0, b.onChain, pricey.tx))).toMatchObject({
+      grpcCode: FP,
+      code: "JUSTICE_FEE_TOO_HIGH",
+    });
+    const fine = justiceOf(b, ["htlc_offered"], 20_000);
+    expect(fine.fee * 100n).toBeLessThanOrEqual(fine.taken * 50n);
+    expect((await justice(b.c, 0n, b.p0, b.onChain, fine.tx)).signatures).toHaveLength(1);
+  });
 });
 
 describe("SignWalletSpend", () => {
-  const coin = (pubkey: Buffer, amount: bigint) => ({
-    outpoint: { txid: txidFromInternal(randomBytes(32)), vout: 0 },
-    amount: sat(amount),
-    pubkey,
+  const coin = walletCoin;
+  const input = (k: number, c: ReturnType<typeof walletCoin>) => ({
+    key_index: k,
+    amount_sat: c.amount,
+    prev_tx_hex: c.prevTx.toHex(),
   });
 
   it("signs a spend to a channel's anchor with change to our wallet key", async () => {
@@ -282,8 +323,9 @@ describe("SignWalletSpend", () => {
     const w0 = (await t.client.call("WalletKey", { index: 0 })).pubkey;
     const w1 = (await t.client.call("WalletKey", { index: 1 })).pubkey;
     const anchorOut = p2shOutput(anchorScript(c.ours.commitPub, c.peer.commit.pub));
+    const c0 = coin(w0, 2_000_000n);
     const spend = buildWalletSpend(
-      [coin(w0, 2_000_000n)],
+      [c0],
       [{ script: anchorOut, amount: sat(1_000_000n) }],
       p2wpkhOutput(w1),
       2000,
@@ -291,7 +333,7 @@ describe("SignWalletSpend", () => {
     expect(spend.changeVout).toBe(1);
     const reply = await t.client.call("SignWalletSpend", {
       tx_hex: spend.tx.toHex(),
-      inputs: [{ key_index: 0, amount_sat: 2_000_000n }],
+      inputs: [input(0, c0)],
       outputs: [
         { anchor: { channel: c.ours.channel, peer_commit_key: c.peer.commit.pub } },
         { wallet_key_index: 1 },
@@ -310,16 +352,12 @@ describe("SignWalletSpend", () => {
     await signRemote(c, 0n, remoteParams(c.ours, c.peer, c.anchor, 0n));
     const w0 = (await t.client.call("WalletKey", { index: 0 })).pubkey;
     const theirs = p2wpkhOutput(c.peer.final.pub);
-    const pay = buildWalletSpend(
-      [coin(w0, 2_000_000n)],
-      [{ script: theirs, amount: sat(1_000_000n) }],
-      p2wpkhOutput(w0),
-      2000,
-    );
+    const c0 = coin(w0, 2_000_000n);
+    const pay = buildWalletSpend([c0], [{ script: theirs, amount: sat(1_000_000n) }], p2wpkhOutput(w0), 2000);
     const foreign = await refusal(
       t.client.call("SignWalletSpend", {
         tx_hex: pay.tx.toHex(),
-        inputs: [{ key_index: 0, amount_sat: 2_000_000n }],
+        inputs: [input(0, c0)],
         outputs: [{ wallet_key_index: 0 }, { wallet_key_index: 0 }],
       }),
     );
@@ -327,7 +365,7 @@ describe("SignWalletSpend", () => {
     const mallory = makePeer("mallory").commit.pub;
     const toMallory = p2shOutput(anchorScript(c.ours.commitPub, mallory));
     const anchorSpend = buildWalletSpend(
-      [coin(w0, 2_000_000n)],
+      [c0],
       [{ script: toMallory, amount: sat(1_000_000n) }],
       p2wpkhOutput(w0),
       2000,
@@ -335,17 +373,17 @@ describe("SignWalletSpend", () => {
     const wrongKey = await refusal(
       t.client.call("SignWalletSpend", {
         tx_hex: anchorSpend.tx.toHex(),
-        inputs: [{ key_index: 0, amount_sat: 2_000_000n }],
+        inputs: [input(0, c0)],
         outputs: [{ anchor: { channel: c.ours.channel, peer_commit_key: mallory } }, { wallet_key_index: 0 }],
       }),
     );
     expect(wrongKey.code).toBe("WRONG_COMMIT_KEY");
-    const pricey = buildWalletSpend([coin(w0, 2_000_000n)], [], p2wpkhOutput(w0), 100_000);
+    const pricey = buildWalletSpend([c0], [], p2wpkhOutput(w0), 100_000);
     expect(pricey.fee).toBeGreaterThan(MAX_FEE);
     const fee = await refusal(
       t.client.call("SignWalletSpend", {
         tx_hex: pricey.tx.toHex(),
-        inputs: [{ key_index: 0, amount_sat: 2_000_000n }],
+        inputs: [input(0, c0)],
         outputs: [{ wallet_key_index: 0 }],
       }),
     );

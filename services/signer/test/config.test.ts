@@ -101,6 +101,22 @@ describe("config", () => {
     expect(await signerCode(() => loadConfig({ ...full, SIGNER_CLIENTS: "ln-channel" }))).toBe("CONFIG");
   });
 
+  it("reads the justice fee bounds, 500000 per 1000 bytes and 50 % by default, and refuses bad ones", () => {
+    expect(loadConfig(full)).toMatchObject({ maxJusticeFeeRate: 500_000, maxJusticeFeePercent: 50 });
+    const c = loadConfig({
+      ...full,
+      SIGNER_MAX_JUSTICE_FEE_RATE: "200000",
+      SIGNER_MAX_JUSTICE_FEE_PERCENT: "20",
+    });
+    expect(c).toMatchObject({ maxJusticeFeeRate: 200_000, maxJusticeFeePercent: 20 });
+    expect(() => loadConfig({ ...full, SIGNER_MAX_JUSTICE_FEE_PERCENT: "101" })).toThrow(
+      /SIGNER_MAX_JUSTICE_FEE_PERCENT must be a whole number from 1 to 100/,
+    );
+    expect(() => loadConfig({ ...full, SIGNER_MAX_JUSTICE_FEE_RATE: "fast" })).toThrow(
+      /SIGNER_MAX_JUSTICE_FEE_RATE/,
+    );
+  });
+
   it("names every missing setting", () => {
     let err: unknown;
     try {

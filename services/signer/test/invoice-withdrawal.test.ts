@@ -1,7 +1,7 @@
 /** InvoiceHash/RevealInvoice and withdrawals (external outputs of SignWalletSpend), over gRPC/mTLS and Postgres. */
 import { createHmac, randomBytes } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { hash160, sat, sha256, txidFromInternal } from "@ln/bitcoin";
+import { hash160, sat, sha256 } from "@ln/bitcoin";
 import { buildWalletSpend, p2wpkhOutput, p2wpkhSighash, verifyDigest } from "@ln/tx";
 import { BIP32Factory } from "bip32";
 import { payments } from "bitcoinjs-lib";
@@ -9,6 +9,8 @@ import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KeyRing } from "../src/keys.js";
 import { isWithdrawalScript } from "../src/policy.js";
+import { walletCoin } from "./coins.js";
+import { paying } from "./received.js";
 import { refusal, startTestSigner, TEST_SEED, type TestSigner } from "./helpers.js";
 
 const LIMIT = 1_000_000n;
@@ -29,6 +31,7 @@ describe("InvoiceHash / RevealInvoice", () => {
     const hashes = new Set<string>();
     for (const index of [0, 1, 2, 77, 0x7fff_ffff]) {
       const { r_hash } = await t.client.call("InvoiceHash", { index });
+      await paying(t, index); // R only for an invoice someone is paying (reveal-invoice.test.ts)
       const { r } = await t.client.call("RevealInvoice", { index });
       expect(r.length).toBe(32);
       expect(sha256(r).equals(r_hash)).toBe(true);
@@ -43,6 +46,7 @@ describe("InvoiceHash / RevealInvoice", () => {
     const key = BIP32Factory(ecc).fromSeed(TEST_SEED).derivePath("m/1017'/3'/0'").privateKey!;
     const msg = Buffer.concat([Buffer.from("ln-signer invoice"), Buffer.from([0, 0, 1, 2])]);
     const expected = createHmac("sha256", key).update(msg).digest();
+    await paying(t, 258);
     expect((await t.client.call("RevealInvoice", { index: 258 })).r.equals(expected)).toBe(true);
     // Another seed, another R.
     expect(new KeyRing(Buffer.alloc(32, 1)).invoicePreimage(258).equals(expected)).toBe(false);
@@ -53,6 +57,7 @@ describe("InvoiceHash / RevealInvoice", () => {
     expect(await t.store.invoiceReveal(index)).toBeUndefined();
     await t.client.call("InvoiceHash", { index });
     expect(await t.store.invoiceReveal(index)).toBeUndefined(); // a hash is no reveal
+    await paying(t, index);
     const first = await t.client.call("RevealInvoice", { index });
     const again = await t.client.call("RevealInvoice", { index });
     expect(again.r.equals(first.r)).toBe(true);
@@ -68,25 +73,16 @@ describe("InvoiceHash / RevealInvoice", () => {
 });
 
 describe("withdrawals (external outputs of SignWalletSpend)", () => {
-  const coin = (pubkey: Buffer, amount: bigint) => ({
-    outpoint: { txid: txidFromInternal(randomBytes(32)), vout: 0 },
-    amount: sat(amount),
-    pubkey,
-  });
   const elsewhere = p2wpkhOutput(Buffer.from(ecc.pointFromScalar(sha256(Buffer.from("exchange")), true)!));
 
   async function withdraw(s: TestSigner, amount: bigint, script: Buffer = elsewhere, named = script) {
     const w0 = (await s.client.call("WalletKey", { index: 0 })).pubkey;
     const w1 = (await s.client.call("WalletKey", { index: 1 })).pubkey;
-    const spend = buildWalletSpend(
-      [coin(w0, 3_000_000n)],
-      [{ script, amount: sat(amount) }],
-      p2wpkhOutput(w1),
-      2000,
-    );
+    const c0 = walletCoin(w0, 3_000_000n);
+    const spend = buildWalletSpend([c0], [{ script, amount: sat(amount) }], p2wpkhOutput(w1), 2000);
     const reply = await s.client.call("SignWalletSpend", {
       tx_hex: spend.tx.toHex(),
-      inputs: [{ key_index: 0, amount_sat: 3_000_000n }],
+      inputs: [{ key_index: 0, amount_sat: 3_000_000n, prev_tx_hex: c0.prevTx.toHex() }],
       outputs: [{ external: { script: named } }, { wallet_key_index: 1 }],
     });
     return { reply, spend, w0 };
@@ -110,8 +106,9 @@ describe("withdrawals (external outputs of SignWalletSpend)", () => {
   it("counts every external output of the spend toward the limit", async () => {
     const w0 = (await t.client.call("WalletKey", { index: 0 })).pubkey;
     const half = LIMIT / 2n + 1n;
+    const c0 = walletCoin(w0, 3_000_000n);
     const spend = buildWalletSpend(
-      [coin(w0, 3_000_000n)],
+      [c0],
       [
         { script: elsewhere, amount: sat(half) },
         { script: elsewhere, amount: sat(half) },
@@ -122,7 +119,7 @@ describe("withdrawals (external outputs of SignWalletSpend)", () => {
     const e = await refusal(
       t.client.call("SignWalletSpend", {
         tx_hex: spend.tx.toHex(),
-        inputs: [{ key_index: 0, amount_sat: 3_000_000n }],
+        inputs: [{ key_index: 0, amount_sat: 3_000_000n, prev_tx_hex: c0.prevTx.toHex() }],
         outputs: [
           { external: { script: elsewhere } },
           { external: { script: elsewhere } },

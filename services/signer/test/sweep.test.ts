@@ -1,12 +1,13 @@
 /** SignSweep over real gRPC/mTLS and Postgres: a close output to our final key, swept to our wallet. */
 import { randomBytes } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { sat, txidFromInternal } from "@ln/bitcoin";
+import { sat, txidFromHex } from "@ln/bitcoin";
 import { p2shOutput, toOtherScript } from "@ln/scripts";
 import { buildSpend, finalizeSpend, p2wpkhOutput, type Spend } from "@ln/tx";
 import { payments, script as bscript, Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fundingTx } from "./coins.js";
 import { makePeer, refusal, startTestSigner, type TestSigner } from "./helpers.js";
 
 const MAX_FEE = 5000n;
@@ -20,12 +21,18 @@ afterAll(async () => {
 });
 
 /** A close output paying P2SH(<final> OP_CHECKSIG), swept by buildSpend to `destination`. */
-function sweepOf(final: Buffer, amount: bigint, destination: Buffer, feeRate = 2000): Spend {
-  return buildSpend(
+function sweepOf(
+  final: Buffer,
+  amount: bigint,
+  destination: Buffer,
+  feeRate = 2000,
+): Spend & { prevTx: Transaction } {
+  const prevTx = fundingTx(p2shOutput(toOtherScript(final)), amount, 1);
+  const spend = buildSpend(
     [
       {
         coin: {
-          outpoint: { txid: txidFromInternal(randomBytes(32)), vout: 1 },
+          outpoint: { txid: txidFromHex(prevTx.getId()), vout: 1 },
           amount: sat(amount),
           redeemScript: toOtherScript(final),
           pubkey: final,
@@ -36,6 +43,7 @@ function sweepOf(final: Buffer, amount: bigint, destination: Buffer, feeRate = 2
     destination,
     feeRate,
   );
+  return { ...spend, prevTx };
 }
 
 async function newChannel(): Promise<{ channel: number; final: Buffer }> {
@@ -43,10 +51,15 @@ async function newChannel(): Promise<{ channel: number; final: Buffer }> {
   return { channel: r.channel, final: r.final_pubkey };
 }
 
-const sweepRequest = (channel: number, spend: Spend, amount: bigint, walletKey = 0) => ({
+const sweepRequest = (
+  channel: number,
+  spend: Spend & { prevTx: Transaction },
+  amount: bigint,
+  walletKey = 0,
+) => ({
   channel,
   tx_hex: spend.tx.toHex(),
-  inputs: [{ input_index: 0, amount_sat: amount, final_key: {} }],
+  inputs: [{ input_index: 0, amount_sat: amount, final_key: {}, prev_tx_hex: spend.prevTx.toHex() }],
   outputs: [{ wallet_key_index: walletKey }],
 });
 
@@ -100,10 +113,10 @@ describe("SignSweep", () => {
     expect(pricey.fee).toBeGreaterThan(MAX_FEE);
     const fee = await refusal(t.client.call("SignSweep", sweepRequest(c.channel, pricey, 500_000n)));
     expect(fee).toMatchObject({ grpcCode: FP, code: "FEE_TOO_HIGH" });
-    // Amounts understated so the fee looks small: the outputs then exceed the inputs.
+    // An amount other than the previous output's.
     const fine = sweepOf(c.final, 500_000n, p2wpkhOutput(w0));
     const under = await refusal(t.client.call("SignSweep", sweepRequest(c.channel, fine, 1000n)));
-    expect(under.code).toBe("INVALID_REQUEST");
+    expect(under.code).toBe("AMOUNT_MISMATCH");
     const unknown = await refusal(t.client.call("SignSweep", sweepRequest(0x7fff_0000, fine, 500_000n)));
     expect(unknown.code).toBe("UNKNOWN_CHANNEL");
     const noKind = await refusal(

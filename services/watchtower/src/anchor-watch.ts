@@ -115,6 +115,7 @@ export function walletOutputs(block: Block, scripts: ReadonlySet<string>): Walle
           scriptHex: o.scriptHex,
           height: block.height,
           blockHash: block.hash,
+          txHex: t.hex,
         });
   return out;
 }

@@ -1,5 +1,6 @@
 /** The watchtower process's settings: the only place that reads the environment. */
 import { EnvReader, formatProblems, type HostPort, type NatsSettings } from "@ln/env";
+import { DEFAULT_MAX_FEE_PERCENT, DEFAULT_MAX_FEE_RATE } from "./justice-core.js";
 
 export interface WatchtowerConfig {
   databaseUrl: string;
@@ -40,6 +41,10 @@ export interface JusticeConfig {
   feeTargetBlocks: number;
   /** Satoshi per 1000 bytes when the node has no estimate. */
   fallbackFeeRate: number;
+  /** Satoshi per 1000 bytes never exceeded by a justice transaction or its bumps. */
+  maxFeeRate: number;
+  /** Percent of what a justice transaction takes that its fee never exceeds. */
+  maxFeePercent: number;
   mempoolPollMs: number;
 }
 
@@ -189,6 +194,20 @@ function justiceConfig(r: EnvReader, lnPrefix: string): JusticeConfig {
       1000,
       100_000_000,
       "satoshi per 1000 bytes when the node has no fee estimate",
+    ),
+    maxFeeRate: r.int(
+      "WATCHTOWER_MAX_FEE_RATE",
+      DEFAULT_MAX_FEE_RATE,
+      1000,
+      100_000_000,
+      "the highest justice fee rate, satoshi per 1000 bytes: bumps stop there; at most the signer's SIGNER_MAX_JUSTICE_FEE_RATE",
+    ),
+    maxFeePercent: r.int(
+      "WATCHTOWER_MAX_FEE_PERCENT",
+      DEFAULT_MAX_FEE_PERCENT,
+      1,
+      100,
+      "the largest share of what a justice transaction takes that may go to its fee; at most the signer's SIGNER_MAX_JUSTICE_FEE_PERCENT",
     ),
     mempoolPollMs: r.int(
       "WATCHTOWER_MEMPOOL_POLL_MS",

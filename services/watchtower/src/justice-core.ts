@@ -13,6 +13,38 @@ export interface JusticeSettings {
   bumpBlocks: number;
   /** Pruned once every group's justice is this many blocks deep. */
   buryDepth: number;
+  /**
+   * Satoshi per 1000 bytes never exceeded, first signature or bump (WATCHTOWER_MAX_FEE_RATE, at
+   * most the signer's SIGNER_MAX_JUSTICE_FEE_RATE, which refuses above). Default 500,000.
+   */
+  maxFeeRate?: number;
+  /**
+   * The largest share of what a justice transaction takes that its fee may be, in percent
+   * (WATCHTOWER_MAX_FEE_PERCENT, at most the signer's SIGNER_MAX_JUSTICE_FEE_PERCENT). Default 50.
+   */
+  maxFeePercent?: number;
+}
+
+/** The default fee-rate ceiling: the signer's default SIGNER_MAX_JUSTICE_FEE_RATE. */
+export const DEFAULT_MAX_FEE_RATE = 500_000;
+/** The default share ceiling: the signer's default SIGNER_MAX_JUSTICE_FEE_PERCENT. */
+export const DEFAULT_MAX_FEE_PERCENT = 50;
+
+/**
+ * The highest rate (satoshi per 1000 bytes) at which no transaction's fee exceeds `percent` of
+ * what it takes: each pays ceil(size * rate / 1000), which must stay at most taken * percent / 100.
+ */
+export function shareCeiling(
+  txs: readonly { takenSat: bigint; size: number }[],
+  percent = DEFAULT_MAX_FEE_PERCENT,
+): number {
+  let rate = Number.MAX_SAFE_INTEGER;
+  for (const t of txs) {
+    const allowed = (t.takenSat * BigInt(percent)) / 100n; // the fee may be up to this
+    // ceil(size * r / 1000) <= allowed  <=>  size * r <= allowed * 1000
+    rate = Math.min(rate, Number((allowed * 1000n) / BigInt(t.size)));
+  }
+  return rate;
 }
 
 export interface JusticeVersion {
@@ -30,6 +62,8 @@ export interface JusticeGroup {
   versions: JusticeVersion[];
   /** Height of the block confirming one of its versions, while on the best chain. */
   confirmedHeight: number | undefined;
+  /** Its latest version is at the fee-rate ceiling: no more bumps (said once). */
+  atFeeCap?: boolean;
 }
 
 export interface BreachState {
@@ -93,6 +127,8 @@ export type JusticeAction =
   | { kind: "alert"; blocksLeft: number; waitingSince: number }
   /** The signer refused: log loudly and count. */
   | { kind: "refused"; reason: string }
+  /** A group is due for a bump but already pays the ceiling: it is no longer bumped (said once). */
+  | { kind: "fee_capped"; group: number; feeRate: number }
   /** Every group is buried: forget the breach and its record. */
   | { kind: "prune" };
 
@@ -106,9 +142,12 @@ export const newBreach = (breachTxid: string, delayBlocks: number): BreachState 
   refusals: 0,
 });
 
-/** BIP125 asks more of a replacement than its own fee; +25 % and +1000 sat/kB clear it with room. */
-export function bumpedRate(previous: number, estimate: number): number {
-  return Math.max(estimate, Math.ceil(previous * 1.25), previous + 1000);
+/**
+ * BIP125 asks more of a replacement than its own fee; +25 % and +1000 sat/kB clear it with room.
+ * Never above `cap`: a result not above `previous` means no bump.
+ */
+export function bumpedRate(previous: number, estimate: number, cap = DEFAULT_MAX_FEE_RATE): number {
+  return Math.min(cap, Math.max(estimate, Math.ceil(previous * 1.25), previous + 1000));
 }
 
 /**
@@ -188,8 +227,10 @@ function observe(
   const breachGone = e.breach.confirmations === 0 && !e.breach.inMempool;
   if (breachGone) actions.push({ kind: "broadcast_breach" });
 
+  const cap = settings.maxFeeRate ?? DEFAULT_MAX_FEE_RATE;
+  const firstRate = Math.min(cap, e.feeRate);
   if (s.groupCount === 0) {
-    actions.push({ kind: "sign", groups: "all", feeRate: e.feeRate });
+    actions.push({ kind: "sign", groups: "all", feeRate: firstRate });
     return { state: s, actions };
   }
   const toSign = unsigned(s);
@@ -210,14 +251,22 @@ function observe(
     g.confirmedHeight = undefined;
     buried = false;
     if (v === undefined) continue; // in toSign
-    if (e.tip - v.signedHeight >= settings.bumpBlocks && !breachGone) {
+    const due = e.tip - v.signedHeight >= settings.bumpBlocks && !breachGone;
+    const rate = bumpedRate(v.feeRate, e.feeRate, cap);
+    if (due && rate > v.feeRate) {
       bumps.push(g.group);
-      bumpRate = Math.max(bumpRate, bumpedRate(v.feeRate, e.feeRate));
-    } else if (!seen.inMempool)
+      bumpRate = Math.max(bumpRate, rate);
+      continue;
+    }
+    if (due && g.atFeeCap !== true) {
+      g.atFeeCap = true;
+      actions.push({ kind: "fee_capped", group: g.group, feeRate: v.feeRate });
+    }
+    if (!seen.inMempool)
       actions.push({ kind: "broadcast", group: g.group, txid: v.txid, why: "rebroadcast" });
   }
   if (buried && toSign.length === 0) return { state: s, actions: [{ kind: "prune" }] };
-  if (toSign.length > 0) actions.push({ kind: "sign", groups: toSign, feeRate: e.feeRate });
+  if (toSign.length > 0) actions.push({ kind: "sign", groups: toSign, feeRate: firstRate });
   if (bumps.length > 0) actions.push({ kind: "sign", groups: bumps, feeRate: bumpRate });
   if (s.waitingForSignerSince !== undefined && toSign.length > 0)
     actions.push({ kind: "alert", blocksLeft: blocksLeft(s, e.tip), waitingSince: s.waitingForSignerSince });

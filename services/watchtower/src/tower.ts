@@ -31,13 +31,14 @@ import {
 import { Counter, Gauge, Histogram, type Registry } from "@ln/metrics";
 import { inTransaction, migrate, quoteSchema } from "@ln/postgres";
 import { commitmentParamsMsg, type SignerClient } from "@ln/signer-client";
-import { normalizedTxidOfRaw, TxParseError } from "@ln/tx";
+import { normalizedTxidOfRaw, signedSize, TxParseError, type Spend } from "@ln/tx";
 import { createHash } from "node:crypto";
 import { Transaction } from "bitcoinjs-lib";
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg, type NatsConnection } from "nats";
 import type pg from "pg";
 import {
   newBreach,
+  shareCeiling,
   step,
   type BreachState,
   type JusticeAction,
@@ -137,6 +138,11 @@ export function towerMetrics(registry: Registry) {
     signerWaits: new Counter({
       name: "watchtower_signer_waits_total",
       help: "SignJustice calls that failed because the signer was unreachable or too slow; retried with backoff.",
+      registers,
+    }),
+    feeCapped: new Counter({
+      name: "watchtower_justice_fee_capped_total",
+      help: "Justice transactions due for a fee bump that already pay WATCHTOWER_MAX_FEE_RATE: no longer bumped.",
       registers,
     }),
     refusals: new Counter({
@@ -617,8 +623,12 @@ export class JusticeTower {
       switch (a.kind) {
         case "sign": {
           let plan;
+          let rate = a.feeRate;
           try {
-            plan = planJustice(record, breach, a.feeRate);
+            plan = planJustice(record, breach, rate);
+            // Never more than the signer's share of what it takes (it would refuse): a lower rate.
+            const ceiling = shareCeiling(plan.spends.map(justiceShare), settings.maxFeePercent);
+            if (ceiling < rate) plan = planJustice(record, breach, (rate = ceiling));
           } catch (e) {
             // Only our own output on it (the cheater had nothing): the wallet takes that; done.
             if (e instanceof JusticeError && e.code === "NOTHING_TO_TAKE") {
@@ -665,10 +675,10 @@ export class JusticeTower {
             await c.query(
               `INSERT INTO ${this.t("tower_justice")} (txid, ntxid, grp, fee_rate, tx_hex) VALUES ($1, $2, $3, $4, $5)
                ON CONFLICT (txid) DO NOTHING`,
-              [txid, row.ntxid, group, a.feeRate, signed.toHex()],
+              [txid, row.ntxid, group, rate, signed.toHex()],
             );
             hexOf.set(txid, signed.toHex());
-            apply({ kind: "signed", group, txid, feeRate: a.feeRate, tip });
+            apply({ kind: "signed", group, txid, feeRate: rate, tip });
           }
           break;
         }
@@ -696,6 +706,13 @@ export class JusticeTower {
           this.log(
             `SIGNER REFUSED justice for breach ${breach.getId()} (signer channel ${record.signerChannel}, revoked ${record.revokedNumber}): ${a.reason}. ` +
               `This is a bug or an attack (a record the signer does not back): investigate; retried at the next block`,
+          );
+          break;
+        case "fee_capped":
+          this.opts.metrics?.feeCapped.inc();
+          this.log(
+            `justice for breach ${breach.getId()} (group ${a.group}) is unconfirmed at the fee-rate ceiling ` +
+              `${a.feeRate} sat per 1000 bytes (WATCHTOWER_MAX_FEE_RATE): no more bumps; still re-sent while missing from the mempool`,
           );
           break;
         case "prune":
@@ -858,6 +875,12 @@ export class JusticeTower {
 }
 
 /** A transaction to send after the commit. */
+/** What one justice transaction takes and its signed size: the signer bounds its fee's share of it. */
+const justiceShare = (spend: Spend): { takenSat: bigint; size: number } => ({
+  takenSat: spend.inputs.reduce<bigint>((sum, i) => sum + i.coin.amount, 0n),
+  size: signedSize(spend.tx, spend.inputs),
+});
+
 export interface Send {
   kind: "breach" | "first" | "replacement" | "rebroadcast";
   hex: string;

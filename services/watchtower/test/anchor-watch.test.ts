@@ -55,7 +55,7 @@ describe("wallet outputs (pure)", () => {
     txs: [
       {
         txid: "01".repeat(32),
-        hex: "",
+        hex: "0201",
         spends: [],
         outputs: [
           { amountSat: 5000n, scriptHex: other },
@@ -63,7 +63,7 @@ describe("wallet outputs (pure)", () => {
         ],
       },
       { txid: "02".repeat(32), hex: "", spends: [] },
-      { txid: "03".repeat(32), hex: "", spends: [], outputs: [{ amountSat: 1n, scriptHex: ours }] },
+      { txid: "03".repeat(32), hex: "0203", spends: [], outputs: [{ amountSat: 1n, scriptHex: ours }] },
     ],
   };
   it("reports every output paying a watched script, in block order, with its vout", () => {
@@ -76,6 +76,7 @@ describe("wallet outputs (pure)", () => {
         scriptHex: ours,
         height: 10,
         blockHash: "0a".repeat(32),
+        txHex: "0201",
       },
       {
         kind: "wallet_output",
@@ -85,6 +86,7 @@ describe("wallet outputs (pure)", () => {
         scriptHex: ours,
         height: 10,
         blockHash: "0a".repeat(32),
+        txHex: "0203",
       },
     ]);
   });

@@ -3,7 +3,7 @@ import { sat, txidFromHex } from "@ln/bitcoin";
 import { decodeChainEvent, type ChainEvent } from "@ln/proto";
 import { startRegtest, type Regtest } from "@ln/regtest";
 import { buildWalletSpend, finalizeWalletSpend, p2wpkhOutput, signDigest } from "@ln/tx";
-import { networks, payments } from "bitcoinjs-lib";
+import { networks, payments, Transaction } from "bitcoinjs-lib";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
@@ -152,8 +152,12 @@ describe("chain watcher on a regtest node, publishing to JetStream", () => {
         scriptHex,
         height: rt.height() - 1,
         blockHash: await rt.rpc.getBlockHash(rt.height() - 1),
+        txHex: expect.any(String),
       },
     ]);
+    // The whole transaction holding it (the signer reads a coin's amount from it).
+    const txHex = outputs[0]?.kind === "wallet_output" ? outputs[0].txHex : "";
+    expect(Transaction.fromHex(txHex).getId()).toBe(funding.txid);
 
     // The block holding it leaves the chain: disconnected, and the new branch reports it again.
     const mark = (await published()).length;

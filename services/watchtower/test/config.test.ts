@@ -125,6 +125,8 @@ describe("watchtower config: the justice half", () => {
       buryDepth: 6,
       feeTargetBlocks: 2,
       fallbackFeeRate: 20_000,
+      maxFeeRate: 500_000,
+      maxFeePercent: 50,
       mempoolPollMs: 1000,
     });
   });
@@ -141,6 +143,8 @@ describe("watchtower config: the justice half", () => {
       WATCHTOWER_BURY_DEPTH: "100",
       WATCHTOWER_FEE_TARGET_BLOCKS: "6",
       WATCHTOWER_FALLBACK_FEE_RATE: "5000",
+      WATCHTOWER_MAX_FEE_RATE: "100000",
+      WATCHTOWER_MAX_FEE_PERCENT: "30",
       WATCHTOWER_MEMPOOL_POLL_MS: "250",
     }).justice;
     expect(j).toMatchObject({
@@ -152,6 +156,8 @@ describe("watchtower config: the justice half", () => {
       buryDepth: 100,
       feeTargetBlocks: 6,
       fallbackFeeRate: 5000,
+      maxFeeRate: 100_000,
+      maxFeePercent: 30,
       mempoolPollMs: 250,
     });
   });

@@ -3,7 +3,9 @@ import { describe, expect, it } from "vitest";
 import {
   blocksLeft,
   bumpedRate,
+  DEFAULT_MAX_FEE_RATE,
   newBreach,
+  shareCeiling,
   step,
   type BreachState,
   type JusticeEvent,
@@ -63,6 +65,47 @@ describe("justice lifecycle", () => {
     expect(replaced.state.groups[0]!.versions.map((v) => v.txid)).toEqual(["j1", "j2"]);
     expect(bumpedRate(2000, 0)).toBe(3000);
     expect(bumpedRate(10_000, 0)).toBe(12_500);
+  });
+
+  it("never signs above the fee-rate ceiling: caps a bump at it, then stops bumping and says so once", () => {
+    const capped = { ...SETTINGS, maxFeeRate: 2400 };
+    // The first signature at the ceiling, not at a higher estimate.
+    expect(step(newBreach("b", 144), observe(100, MEMPOOL, [], 9000), capped).actions).toEqual([
+      { kind: "sign", groups: "all", feeRate: 2400 },
+    ]);
+    // 2000 would be bumped to 3000 (+1000): capped at 2400.
+    const s = signedBreach(100);
+    expect(step(s, observe(102, deep(2), [MEMPOOL], 9000), capped).actions).toEqual([
+      { kind: "sign", groups: [0], feeRate: 2400 },
+    ]);
+    const atCap = step(s, { kind: "signed", group: 0, txid: "j2", feeRate: 2400, tip: 102 }, capped).state;
+    // Due again: no bump, one notice; later looks say nothing more, and re-send it if it left the mempool.
+    const due = step(atCap, observe(104, deep(4), [MEMPOOL], 9000), capped);
+    expect(due.actions).toEqual([{ kind: "fee_capped", group: 0, feeRate: 2400 }]);
+    expect(step(due.state, observe(105, deep(5), [MEMPOOL], 9000), capped).actions).toEqual([]);
+    expect(step(due.state, observe(106, deep(6), [GONE], 9000), capped).actions).toEqual([
+      { kind: "broadcast", group: 0, txid: "j2", why: "rebroadcast" },
+    ]);
+    // The default ceiling is the signer's default SIGNER_MAX_JUSTICE_FEE_RATE.
+    expect(bumpedRate(450_000, 0)).toBe(DEFAULT_MAX_FEE_RATE);
+    expect(DEFAULT_MAX_FEE_RATE).toBe(500_000);
+  });
+
+  it("finds the highest rate whose fee stays within the share of what each transaction takes", () => {
+    // 50 % of 10,000 sat is 5,000 sat; over 250 bytes that is 20,000 per 1000 bytes: ceil(250 * 20,000 / 1000) = 5,000.
+    expect(shareCeiling([{ takenSat: 10_000n, size: 250 }])).toBe(20_000);
+    // 333 bytes: 15,015 gives ceil(5,000.0) = 5,000, 15,016 gives ceil(5,000.3) = 5,001.
+    expect(shareCeiling([{ takenSat: 10_000n, size: 333 }])).toBe(15_015);
+    // The smallest over the transactions; another percent.
+    expect(
+      shareCeiling(
+        [
+          { takenSat: 10_000n, size: 250 },
+          { takenSat: 1_000_000n, size: 250 },
+        ],
+        10,
+      ),
+    ).toBe(4000);
   });
 
   it("re-sends the breach, then the latest justice, when both left the mempool and the chain", () => {

@@ -140,7 +140,8 @@ describe("watchtower process", () => {
     const msg = await consumer.next({ expires: 10_000 });
     msg?.ack();
     expect(msg).not.toBeNull();
-    expect(decodeChainEvent(msg?.data ?? new Uint8Array())).toEqual({
+    const event = decodeChainEvent(msg?.data ?? new Uint8Array());
+    expect(event).toEqual({
       kind: "wallet_output",
       txid: funding.txid,
       vout: funding.vout,
@@ -148,7 +149,9 @@ describe("watchtower process", () => {
       scriptHex,
       height: rt.height(),
       blockHash: await rt.rpc.getBestBlockHash(),
+      txHex: expect.any(String),
     });
+    expect(Transaction.fromHex(event.kind === "wallet_output" ? event.txHex : "").getId()).toBe(funding.txid);
 
     // Spend it through the watcher: the node takes it (again: idempotent), the watcher says its txid.
     const spend = buildWalletSpend(

@@ -114,6 +114,28 @@ function rateOf(b: Breach, j: Transaction): number {
   return (Number(inputs - outputsTotal(j)) * 1000) / j.byteLength();
 }
 
+/**
+ * A breach mined and its record published, then the node's fee estimate and mining floor set
+ * (`resetFees` puts them back).
+ */
+async function pricedBreach(estimate: number, floor = 0) {
+  const p = place();
+  const b = await makeBreach(rt, signer);
+  const from = rt.height() + 1;
+  await rt.submit(b.breach.toHex());
+  await rt.mine(1);
+  await ensureRecordsStream(jsm, p.stream, p.subject);
+  await publishRecord(nc, p.subject, b);
+  rt.setFeeEstimate(estimate);
+  rt.setMinMiningFeeRate(floor);
+  return { p, b, from };
+}
+
+function resetFees(): void {
+  rt.setFeeEstimate(undefined);
+  rt.setMinMiningFeeRate(0);
+}
+
 describe("the tower punishes a breach", () => {
   it("seen in the mempool, re-signed with a fresh nonce", async () => {
     const p = place();
@@ -251,16 +273,8 @@ describe("the tower keeps at it", () => {
   });
 
   it("pays the estimate, and replaces justice that a fee floor keeps out of blocks", async () => {
-    const p = place();
-    const b = await makeBreach(rt, signer);
-    const from = rt.height() + 1;
-    await rt.submit(b.breach.toHex());
-    await rt.mine(1);
-    rt.setFeeEstimate(10_000);
-    rt.setMinMiningFeeRate(15_000);
+    const { p, b, from } = await pricedBreach(10_000, 15_000);
     try {
-      await ensureRecordsStream(jsm, p.stream, p.subject);
-      await publishRecord(nc, p.subject, b);
       const t = await tower(p, { startHeight: from });
       await until(() => t.sends.some((s) => s.kind === "first"), "the first justice");
       const first = Transaction.fromHex(t.sends.find((s) => s.kind === "first")!.hex);
@@ -277,8 +291,56 @@ describe("the tower keeps at it", () => {
       }
       expect(await confirmed(rt, first.getId())).toBe(false);
     } finally {
-      rt.setFeeEstimate(undefined);
+      resetFees();
+    }
+  });
+});
+
+describe("the tower's fee-rate ceiling (WATCHTOWER_MAX_FEE_RATE)", () => {
+  it("caps its bumps at the ceiling, then stops bumping and counts it, re-sending what it has", async () => {
+    const { p, b, from } = await pricedBreach(10_000, 15_000); // nothing at 12,000 confirms under that floor
+    try {
+      const t = await tower(p, { startHeight: from, settings: { maxFeeRate: 12_000 } });
+      await until(() => t.sends.some((s) => s.kind === "first"), "the first justice");
+      const capped = async () => (await t.metrics.feeCapped.get()).values[0]?.value ?? 0;
+      // 10,000 bumped to 12,500 would pass the ceiling: 12,000; then no more bumps.
+      await until(async () => {
+        if ((await capped()) >= 1) return true;
+        await rt.mine(1);
+        return false;
+      }, "the ceiling reached");
+      const replacements = t.sends.filter((s) => s.kind === "replacement");
+      expect(replacements).toHaveLength(1);
+      const last = Transaction.fromHex(replacements[0]!.hex);
+      // Measured on the actual size: the signatures may be a byte or two shorter than the worst case paid for.
+      expect(rateOf(b, last)).toBeGreaterThanOrEqual(12_000);
+      expect(rateOf(b, last)).toBeLessThan(12_600);
       rt.setMinMiningFeeRate(0);
+      // The fee floor gone, the capped version confirms: no version above the ceiling was made.
+      const justice = await expectPunished(b, from);
+      for (const j of justice) expect(j.getId()).toBe(last.getId());
+      for (const send of t.sends.filter((s) => s.kind !== "breach"))
+        expect(rateOf(b, Transaction.fromHex(send.hex))).toBeLessThan(12_600);
+    } finally {
+      resetFees();
+    }
+  });
+});
+
+describe("the tower's fee share ceiling (WATCHTOWER_MAX_FEE_PERCENT)", () => {
+  it("lowers the rate so that no justice fee exceeds the share of what it takes", async () => {
+    const { p, b, from } = await pricedBreach(50_000);
+    try {
+      await tower(p, { startHeight: from, settings: { maxFeePercent: 1 } });
+      const justice = await expectPunished(b, from);
+      for (const j of justice) {
+        const taken = j.ins.reduce((sum, i) => sum + b.breach.outs[i.index]!.value, 0n);
+        const fee = taken - outputsTotal(j);
+        expect(fee * 100n).toBeLessThanOrEqual(taken); // 1 %
+        expect(rateOf(b, j)).toBeLessThan(50_000); // the estimate was lowered to fit
+      }
+    } finally {
+      resetFees();
     }
   });
 });
