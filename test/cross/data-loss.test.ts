@@ -6,6 +6,8 @@
  * signer's: A must never broadcast its commitment (B holds revocations for it), must stop the
  * channel as "behind" with an ALERT, and B must close with its latest commitment, whose output to
  * A's final key A's wallet sweeps. A ends with its latest balance less the fees, read off the chain.
+ * Meanwhile the operator's force close is refused by A's signer (the commitment is revoked) and
+ * leaves the channel behind.
  *
  * NET_LOG=1 prints the network's progress lines.
  */
@@ -118,6 +120,10 @@ describe("a restored channel database", () => {
       },
       { timeoutMs: 60_000, intervalMs: 250 },
     );
+    // The operator's force close asks the signer for our commitment; the signer refuses it as
+    // revoked (its state was not restored) and the channel is behind again, nothing broadcast.
+    expect((await A.api.forceClose(ids.a)).phase).toBe("behind");
+    expect((await A.api.channel(ids.a)).transactions).toEqual([]);
     let spenders: Awaited<ReturnType<typeof confirmedSpenders>> = [];
     await net.waitFor(
       "the anchor to be spent in a block",

@@ -304,9 +304,9 @@ function stopBehind(d: ChannelState, out: Output[], problem: string): void {
 
 /**
  * A stopped channel that is behind: on each new connection it asks the peer again to close, until
- * the anchor is spent (then it is `failed`, code DATA_LOSS); the
- * operator's force close broadcasts our commitment only if the signer still signs it (its policy
- * refuses a revoked one, and the shell then returns the channel here).
+ * the anchor is spent (then it is `failed`, code DATA_LOSS). The operator's force close broadcasts
+ * our commitment only if the signer still signs it (its policy refuses a revoked one, and the
+ * shell then returns the channel here).
  */
 function onBehind(d: ChannelState, input: Input, out: Output[]): void {
   switch (input.type) {
