@@ -229,6 +229,12 @@ export const MIGRATIONS: readonly Migration[] = [
    );
    CREATE INDEX onchain_claims_waiting ON ${s}.onchain_claims (ready_height) WHERE status = 'waiting';`,
   },
+  {
+    version: 11, // a channel behind (data loss suspected, DESIGN.md 6) no longer holds its peer's place
+    sql: (s) => `DROP INDEX ${s}.channels_live_peer;
+   CREATE UNIQUE INDEX channels_live_peer ON ${s}.channels (peer_node_id)
+     WHERE phase NOT IN ('closed', 'failed', 'behind');`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>
