@@ -6,6 +6,8 @@
  * signer's: A must never broadcast its commitment (B holds revocations for it), must stop the
  * channel as "behind" with an ALERT, and B must close with its latest commitment, whose output to
  * A's final key A's wallet sweeps. A ends with its latest balance less the fees, read off the chain.
+ * Meanwhile the operator's force close is refused by A's signer (the commitment is revoked) and
+ * leaves the channel behind.
  *
  * NET_LOG=1 prints the network's progress lines.
  */
@@ -16,7 +18,7 @@ import { promisify } from "node:util";
 import { Transaction } from "bitcoinjs-lib";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { confirmedAt, confirmedSpenders } from "../lab/chain.js";
+import { confirmedAt, confirmedSpenders, spentTxid } from "../lab/chain.js";
 import { startNetwork, type NetNode, type Network } from "../lab/network.js";
 
 const run = promisify(execFile);
@@ -52,6 +54,19 @@ async function query<T extends pg.QueryResultRow>(sql: string): Promise<T[]> {
   } finally {
     await client.end();
   }
+}
+
+/** The mempool transactions spending an output of `txid`. */
+async function mempoolSpenders(txid: string): Promise<string[]> {
+  const rpc = net.regtest.rpc;
+  const out: string[] = [];
+  for (const id of await rpc.getRawMempool()) {
+    const hex = await rpc.getRawTransaction(id).catch(() => undefined); // mined or evicted meanwhile
+    if (typeof hex !== "string") continue;
+    const tx = Transaction.fromHex(hex);
+    if (tx.ins.some((_, i) => spentTxid(tx, i) === txid)) out.push(tx.getId());
+  }
+  return out;
 }
 
 /** P2SH(<key> OP_CHECKSIG), by hand: OP_HASH160 <HASH160(0x21 key 0xac)> OP_EQUAL. */
@@ -117,6 +132,19 @@ describe("a restored channel database", () => {
         return bCommitment !== "" || c.phase;
       },
       { timeoutMs: 60_000, intervalMs: 250 },
+    );
+    // The operator's force close asks the signer for our commitment; the signer refuses it as
+    // revoked (its state was not restored) and the channel is behind again, nothing broadcast.
+    expect((await A.api.forceClose(ids.a)).phase).toBe("behind");
+    expect((await A.api.channel(ids.a)).transactions).toEqual([]);
+    // In the mempool, the only spend of the anchor is B's commitment.
+    await net.waitFor(
+      "B's commitment, alone, to spend the anchor in the mempool",
+      async () => {
+        const inMempool = await mempoolSpenders(anchorTxid);
+        return JSON.stringify(inMempool) === JSON.stringify([bCommitment]) || JSON.stringify(inMempool);
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
     );
     let spenders: Awaited<ReturnType<typeof confirmedSpenders>> = [];
     await net.waitFor(

@@ -221,14 +221,17 @@ describe("signer + channel node + peer gateway + chain watcher, twice, over NATS
       code: "PROTOCOL_VIOLATION",
       problem: expect.stringMatching(/sig does not sign our commitment/),
     });
-    // A sent B an `error` (its last message), and B's channel failed too: on that error, or first
-    // on A's update_commit, which acknowledged the forged messages B never sent (draft 1.2).
+    // A sent B an `error` (its last message), and B's channel stopped too: failed on that error,
+    // or first behind on A's update_commit, which acknowledged messages B never sent: to B that
+    // looks like its own data loss (DESIGN.md 6), so B broadcasts nothing; A broadcast already.
     const outbox = await pool.query<{ pkt: Buffer }>(
       `SELECT pkt FROM "cross_${run}_a".outbox WHERE channel_id = $1 ORDER BY seq DESC LIMIT 1`,
       [aId],
     );
     expect(decodePkt(outbox.rows[0]?.pkt as Buffer)).toMatchObject({ kind: "error" });
-    await until("B failed", async () => (await nodes.B.store.load(bId))?.phase === "failed");
+    await until("B stopped", async () =>
+      ["failed", "behind"].includes((await nodes.B.store.load(bId))?.phase ?? ""),
+    );
     expect((await nodes.B.store.load(bId))?.failure?.problem).toMatch(/failed the channel|ack/);
     // Nothing else stopped: the same nodes open a new channel between them.
     await openChannel();

@@ -305,22 +305,16 @@ function stopBehind(d: ChannelState, out: Output[], problem: string): void {
 }
 
 /**
- * A stopped channel that is behind: on each new connection it asks the peer again to close, until
- * the anchor is spent (then it is `failed`, code DATA_LOSS); the
- * operator's force close broadcasts our commitment only if the signer still signs it (its policy
- * refuses a revoked one, and the shell then returns the channel here).
+ * A stopped channel that is behind takes nothing more from the peer (the shell no longer routes the
+ * peer's messages to it, and answers the peer's `ack` question as for no channel, so the peer
+ * also fails the channel on its next connection), until the anchor is spent: then it is `failed`,
+ * code DATA_LOSS. The operator's force close broadcasts our commitment only if the signer still
+ * signs it (its policy refuses a revoked one, and the shell then returns the channel here).
  */
 function onBehind(d: ChannelState, input: Input, out: Output[]): void {
   switch (input.type) {
     case "behind":
       return stopBehind(d, out, input.problem);
-    case "reconnected":
-      if (d.phase === "behind")
-        send(d, out, {
-          kind: "error",
-          problem: `data loss suspected, please close the channel: ${need(d.failure).problem}`,
-        });
-      return;
     case "chain":
       if (input.event.kind === "block") d.chain = { height: input.event.height, time: input.event.time };
       // The peer closed (or someone did): the anchor's spend is resolved on chain; the channel is

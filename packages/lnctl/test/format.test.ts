@@ -85,6 +85,20 @@ describe("reply formatting", () => {
     );
   });
 
+  it("channel detail: a channel behind names the data loss and the runbook", () => {
+    const d: ChannelDetail = {
+      ...chan,
+      phase: "behind",
+      htlcs: [],
+      failure: { code: "DATA_LOSS", problem: "the signer revealed our commitment 5" },
+      anchorTxid: "ef".repeat(32),
+      transactions: [],
+    };
+    const out = F.formatChannel(d);
+    expect(out).toContain("phase:           behind (data loss suspected: see the restore runbook)\n");
+    expect(out).toContain("failure:         DATA_LOSS: the signer revealed our commitment 5\n");
+  });
+
   it("payments, payment, info, invoice, wallet", () => {
     const p: Payment = {
       id: "p1",

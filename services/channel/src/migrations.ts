@@ -252,6 +252,12 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: (s) => `ALTER TABLE ${s}.wallet_utxos ADD COLUMN tx_hex text;
    ALTER TABLE ${s}.final_coins ADD COLUMN tx_hex text;`,
   },
+  {
+    version: 13, // a channel behind (data loss suspected, DESIGN.md 6) no longer holds its peer's place
+    sql: (s) => `DROP INDEX ${s}.channels_live_peer;
+   CREATE UNIQUE INDEX channels_live_peer ON ${s}.channels (peer_node_id)
+     WHERE phase NOT IN ('closed', 'failed', 'behind');`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

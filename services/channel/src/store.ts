@@ -307,11 +307,14 @@ export class ChannelStore {
     return r.rows[0] ? toRow(r.rows[0]) : undefined;
   }
 
-  /** The live (not closed, not failed) channel with a peer, if any. */
+  /**
+   * The live channel with a peer, if any: not closed, not failed, and not behind (stopped, waiting
+   * for the peer to close it; it takes nothing more from the peer, and a new channel may be opened).
+   */
   async liveWith(peerNodeId: string): Promise<ChannelRow | undefined> {
     const r = await this.pool.query<ChannelDbRow>(
       `SELECT ${ROW_COLUMNS}
-         FROM ${this.t("channels")} WHERE peer_node_id = $1 AND phase NOT IN ('closed', 'failed')`,
+         FROM ${this.t("channels")} WHERE peer_node_id = $1 AND phase NOT IN ('closed', 'failed', 'behind')`,
       [peerNodeId],
     );
     return r.rows[0] ? toRow(r.rows[0]) : undefined;

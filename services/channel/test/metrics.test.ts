@@ -76,16 +76,17 @@ describe("the channel service's /metrics", () => {
 
   it("reads channels by phase, payments by status, HTLCs in flight and the chain height at scrape time", async () => {
     let text = await scrape();
-    for (const phase of ["opening", "normal", "clearing", "closed", "failed"])
+    for (const phase of ["opening", "normal", "clearing", "closed", "failed", "behind"])
       expect(value(text, `channel_channels{phase="${phase}",service="channel"}`), phase).toBe(0);
     expect(value(text, 'channel_payments_total{status="pending",service="channel"}')).toBe(0);
     expect(value(text, 'channel_htlcs_in_flight{service="channel"}')).toBe(0);
     expect(value(text, 'channel_chain_height{service="channel"}')).toBe(0);
 
-    const ids = ["a", "b", "c"].map((x) => `${x}-${randomBytes(4).toString("hex")}`);
+    const ids = ["a", "b", "c", "d"].map((x) => `${x}-${randomBytes(4).toString("hex")}`);
     await channel(ids[0] as string, "normal", 2);
     await channel(ids[1] as string, "clearing", 1);
     await channel(ids[2] as string, "closed", 5); // not live: its HTLCs do not count
+    await channel(ids[3] as string, "behind", 0); // data loss suspected: what an alert rule watches
     await payment("p1", ids[0] as string, 0, "pending");
     await payment("p2", ids[0] as string, 1, "pending");
     await payment("p3", ids[1] as string, 0, "succeeded");
@@ -96,6 +97,7 @@ describe("the channel service's /metrics", () => {
     expect(value(text, 'channel_channels{phase="clearing",service="channel"}')).toBe(1);
     expect(value(text, 'channel_channels{phase="closed",service="channel"}')).toBe(1);
     expect(value(text, 'channel_channels{phase="opening",service="channel"}')).toBe(0);
+    expect(value(text, 'channel_channels{phase="behind",service="channel"}')).toBe(1);
     expect(value(text, 'channel_payments_total{status="pending",service="channel"}')).toBe(2);
     expect(value(text, 'channel_payments_total{status="succeeded",service="channel"}')).toBe(1);
     expect(value(text, 'channel_payments_total{status="failed",service="channel"}')).toBe(0);
