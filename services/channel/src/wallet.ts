@@ -6,7 +6,7 @@
  *
  * - Coins are learned only from the chain watcher's `wallet_output` events (confirmed outputs
  *   paying a watched script); a script is watched before its address is handed out. Each event
- *   carries the transaction holding the coin (migration 11: `tx_hex`), sent with the coin to the
+ *   carries the transaction holding the coin (migration 12: `tx_hex`), sent with the coin to the
  *   signer (`prev_tx_hex`), which reads the coin's amount there rather than trusting ours.
  * - A spend (anchor or withdrawal) picks coins largest first under row locks (`FOR UPDATE SKIP
  *   LOCKED`, one coin at a time), so two concurrent spends never pick the same coin; it is signed,
