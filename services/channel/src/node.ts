@@ -2,13 +2,24 @@ import { randomUUID } from "node:crypto";
 import { isBlocks, MAX_ANCHOR_SAT, type OutPoint, type Sat } from "@ln/bitcoin";
 import {
   ackFor,
+  checkOpenChannel,
   createChannel,
+  DEFAULT_POLICY,
+  type ChannelPolicy,
   type ChannelState,
   type Command,
   type Input,
   type Output,
 } from "@ln/channel-core";
-import { decodePeerEvent, decodePkt, peerSubjects, type ChainEvent, type Pkt } from "@ln/proto";
+import {
+  decodePeerEvent,
+  decodePkt,
+  encodePkt,
+  peerSubjects,
+  type ChainEvent,
+  type Pkt,
+  type PktOf,
+} from "@ln/proto";
 import type { SignerClient } from "@ln/signer-client";
 import { Transaction } from "bitcoinjs-lib";
 import type { NatsConnection, Subscription } from "nats";
@@ -17,6 +28,7 @@ import { Ledger } from "./ledger.js";
 import { ChannelRunner, type EffectSink } from "./runner.js";
 import { grpcCoreSigner, recordPeerRevocation } from "./signer-adapter.js";
 import { ChainRequestError } from "./chain-requests.js";
+import { InboundOpenings, type InboundOpeningLimits } from "./inbound-openings.js";
 import { parseOutputWatchId } from "./resolution.js";
 import { StoreError, type ChannelRow, type ChannelStore } from "./store.js";
 
@@ -89,6 +101,10 @@ export interface ChannelNodeOptions {
   /** Lease length; renewed every third of it. */
   leaseMs: number;
   terms: LocalTerms;
+  /** Bounds on the channels peers open to us (default DEFAULT_INBOUND_OPENING_LIMITS). */
+  inboundOpenings?: InboundOpeningLimits;
+  /** The clock of those bounds' windows, in milliseconds (default Date.now). */
+  now?: () => number;
   log: (line: string) => void;
 }
 
@@ -111,6 +127,8 @@ const RECONNECT_EVERY_MS = 5000;
 const RETRY_MAX_MS = 60_000;
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 const LIVE = (phase: ChannelState["phase"]): boolean => phase !== "closed" && phase !== "failed";
+/** The policy of every channel we run (the core's defaults otherwise). */
+const CHANNEL_POLICY: Partial<ChannelPolicy> = { autoCommit: true };
 
 /**
  * The channel service's shell around the runner: routes each peer's pkts and connection events to
@@ -141,8 +159,10 @@ export class ChannelNode {
   private nextRevocationRound = 0;
   private retrying = false;
   private tipTime = 0;
+  private readonly inbound: InboundOpenings;
 
   constructor(private readonly o: ChannelNodeOptions) {
+    this.inbound = new InboundOpenings(o.inboundOpenings, o.now);
     const effects: EffectSink = (id, out, state) => this.effect(id, out, state);
     this.runner = new ChannelRunner(
       o.store,
@@ -260,6 +280,7 @@ export class ChannelNode {
       return outputs;
     } catch (e) {
       if (e instanceof StoreError && e.code === "LEASE_NOT_HELD") this.held.delete(channelId);
+      else if (e instanceof StoreError && e.code === "NO_SUCH_CHANNEL") this.unhold(channelId);
       else {
         this.noteFailure(channelId, e);
         // The state may have moved before an effect failed (the runner commits each step first).
@@ -335,6 +356,8 @@ export class ChannelNode {
     const prev = this.peerQueues.get(peer) ?? Promise.resolve();
     const next = prev.then(work).catch((e: unknown) => this.report(`peer ${peer.slice(0, 16)}`, e));
     this.peerQueues.set(peer, next);
+    // Forgotten once done: every node key that ever sent us something would stay otherwise.
+    void next.then(() => this.peerQueues.get(peer) === next && this.peerQueues.delete(peer));
     return next;
   }
 
@@ -357,12 +380,18 @@ export class ChannelNode {
     void this.forPeer(peer, async () => {
       let row = await this.o.store.liveWith(peer);
       if (!row && pkt?.kind === "open_channel") {
-        // A peer opens a channel to us: we are the acceptor.
+        // A peer opens a channel to us: we are the acceptor, if its terms and our bounds allow.
+        const refused = await this.refuseInbound(peer, pkt);
+        if (refused !== undefined) return this.sendError(peer, refused);
         await this.createChannel(peer, "acceptor", undefined).catch((e: unknown) => {
           if (!(e instanceof StoreError && e.code === "CHANNEL_EXISTS")) throw e;
         });
         row = await this.o.store.liveWith(peer);
       }
+      // A channel message from a peer we have no channel with fails the connection (draft 6.3);
+      // an `error` is never answered with one.
+      if (!row && pkt && pkt.kind !== "error")
+        return this.sendError(peer, `${pkt.kind}: we have no channel with you`);
       if (!row || !this.held.has(row.id)) return;
       const m = this.meta.get(row.id);
       if (connectedAck !== undefined && m) m.awaitingConnection = false;
@@ -374,6 +403,33 @@ export class ChannelNode {
       else if (connectedAck !== undefined)
         await this.input(row.id, { type: "reconnected", theirAck: connectedAck });
     });
+  }
+
+  /**
+   * Why we refuse a peer's open_channel, checked before anything is allocated for it: its terms
+   * (the core's own checks), then our bounds on inbound openings; undefined when we accept it.
+   */
+  private async refuseInbound(peer: string, pkt: PktOf<"open_channel">): Promise<string | undefined> {
+    const checked = checkOpenChannel(pkt, { ...DEFAULT_POLICY, ...CHANNEL_POLICY }, "acceptor");
+    if (!checked.ok) return checked.problem;
+    const admitted = this.inbound.admit(peer, await this.o.store.inboundOpeningCount());
+    if (!admitted.ok) {
+      this.o.log(`refused an open_channel from ${peer.slice(0, 16)}… (${admitted.code})`);
+      return admitted.problem;
+    }
+    return undefined;
+  }
+
+  /** Fails the connection with a peer outside any channel: the gateway drops it after the error. */
+  private sendError(peer: string, problem: string): void {
+    this.o.nc.publish(peerSubjects(this.o.peerPrefix, peer).out, encodePkt({ kind: "error", problem }));
+  }
+
+  /** Stops running a channel here (it was deleted, or another replica runs it). */
+  private unhold(id: string): void {
+    this.held.delete(id);
+    this.meta.delete(id);
+    this.retries.delete(id);
   }
 
   private async createChannel(
@@ -404,7 +460,7 @@ export class ChannelNode {
         nextRevocationHash: hex(keys.revocation_hash_1),
       },
       ...(fundingSat !== undefined ? { fundingSat } : {}),
-      policy: { autoCommit: true },
+      policy: CHANNEL_POLICY,
       chain: { height: this.tipHeight, time: this.tipTime },
     });
     // Whatever the channel ends with on our final key comes back to the wallet: watched before
@@ -529,6 +585,17 @@ export class ChannelNode {
         this.o.log(`channel ${id}: failed (${out.code}): ${out.problem}`);
         if (await this.o.wallet.releaseAnchor(id))
           this.o.log(`channel ${id}: its unbroadcast anchor's coins are free again`);
+        // A peer's opening that failed before we signed its anchor: nothing of ours is at stake,
+        // and nothing is kept (its error is sent already: sends go before effects).
+        if (await this.o.store.forgetFailedOpening(id, this.o.replicaId)) {
+          this.unhold(id);
+          this.o.log(`channel ${id}: forgotten (a peer's opening that failed before its anchor)`);
+        }
+        return;
+      case "disconnect":
+        // The channel takes no more of the peer's messages for now: a new connection resends them.
+        this.o.log(`channel ${id}: dropping the connection (${out.problem})`);
+        this.o.peers.resync(m.peer);
         return;
       case "command_rejected":
         return;

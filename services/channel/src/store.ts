@@ -317,6 +317,37 @@ export class ChannelStore {
     return r.rows[0] ? toRow(r.rows[0]) : undefined;
   }
 
+  /** How many channels a peer opened to us are still opening (the acceptor's, not yet normal). */
+  async inboundOpeningCount(): Promise<number> {
+    const r = await this.pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM ${this.t("channels")}
+        WHERE phase = 'opening' AND (state::jsonb ->> 'role') = 'acceptor'`,
+    );
+    return Number(r.rows[0]?.n ?? 0);
+  }
+
+  /**
+   * Deletes a channel a peer opened to us that failed before we signed its anchor (no
+   * open_commit_sig of ours: nothing of ours can be at stake), with its outbox, under the lease.
+   * Returns false, changing nothing, for any other channel. Such failures would otherwise stay
+   * loaded and run forever, one per opening a peer starts and abandons.
+   */
+  async forgetFailedOpening(id: string, owner: string): Promise<boolean> {
+    return this.inTransaction(async (c) => {
+      const r = await c.query<{ state: string; lease_owner: string | null; held: boolean }>(
+        `SELECT state, lease_owner, (lease_expires > now()) AS held FROM ${this.t("channels")} WHERE id = $1 FOR UPDATE`,
+        [id],
+      );
+      const row = r.rows[0];
+      if (!row || row.lease_owner !== owner || !row.held) return false;
+      const s = deserializeState(row.state);
+      if (s.phase !== "failed" || s.role !== "acceptor" || s.opening.anchorSigned) return false;
+      await c.query(`DELETE FROM ${this.t("outbox")} WHERE channel_id = $1`, [id]);
+      await c.query(`DELETE FROM ${this.t("channels")} WHERE id = $1`, [id]);
+      return true;
+    });
+  }
+
   async load(id: string): Promise<ChannelState | undefined> {
     const r = await this.pool.query<{ state: string }>(
       `SELECT state FROM ${this.t("channels")} WHERE id = $1`,
