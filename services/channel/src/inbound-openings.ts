@@ -45,7 +45,7 @@ export class InboundOpenings {
     openingNow: number,
   ): { ok: true } | { ok: false; code: InboundRefusal; problem: string } {
     const t = this.now();
-    this.forgetBefore(t - this.limits.windowMs);
+    this.forgetUpTo(t - this.limits.windowMs);
     const l = this.limits;
     const window = `${Math.round(l.windowMs / 1000)} s`;
     if (openingNow >= l.maxOpening)
@@ -73,11 +73,12 @@ export class InboundOpenings {
     return { ok: true };
   }
 
-  private forgetBefore(cutoff: number): void {
-    if ((this.all[0] ?? cutoff) >= cutoff) return;
-    this.all = this.all.filter((x) => x >= cutoff);
+  /** Drops the openings admitted at or before `cutoff`: each counts for `windowMs`. */
+  private forgetUpTo(cutoff: number): void {
+    if ((this.all[0] ?? Infinity) > cutoff) return;
+    this.all = this.all.filter((x) => x > cutoff);
     for (const [peer, times] of this.byPeer) {
-      const kept = times.filter((x) => x >= cutoff);
+      const kept = times.filter((x) => x > cutoff);
       if (kept.length === 0) this.byPeer.delete(peer);
       else this.byPeer.set(peer, kept);
     }
