@@ -19,7 +19,7 @@ let nc: NatsConnection;
 let pool: pg.Pool;
 let until: Harness["until"];
 
-const LIMITS = { maxOpening: 2, perPeer: 2, total: 100, windowMs: 3_600_000 };
+const LIMITS = { maxOpening: 2, perPeerFailures: 2, totalFailures: 100, windowMs: 3_600_000 };
 
 beforeAll(async () => {
   h = await startHarness({ inboundOpenings: LIMITS });
@@ -119,7 +119,7 @@ describe("a peer that costs us without bound", () => {
     expect(await signerChannels()).toBe(keys);
   }, 60_000);
 
-  it("caps inbound channels still opening, rate-limits each peer's openings, and forgets an opening that failed before its anchor", async () => {
+  it("caps inbound channels still opening, forgets an opening that failed before its anchor, and refuses a peer whose openings keep failing", async () => {
     const [f1, f2, f3] = [fakePeer(), fakePeer(), fakePeer()];
     await nc.flush();
     f1.send(open());
@@ -152,8 +152,8 @@ describe("a peer that costs us without bound", () => {
     f3.send({ kind: "error", problem: "no" });
     await until("f3's opening forgotten", async () => (await rowsWith(f3.hex)) === 0);
 
-    // f1 opens again (its second in the window), fails it with a message out of order, and is
-    // refused a third (perPeer 2); f2's slot was never touched.
+    // f1 opens again, fails it with a message out of order (its second failed opening in the
+    // window), and is refused a third (perPeerFailures 2); f2's slot was never touched.
     f1.send(open());
     await until("f1's second opening", async () => (await rowsWith(f1.hex)) === 1);
     const id2 = (await nodes.B.store.liveWith(f1.hex))?.id as string;
@@ -163,7 +163,7 @@ describe("a peer that costs us without bound", () => {
     f1.send(open());
     await until("f1 refused", async () => errors(f1).length === 2);
     expect(await rowsWith(f1.hex)).toBe(0);
-    expect(h?.logs.filter((l) => l.includes("(PEER_RATE)"))).toHaveLength(1);
+    expect(h?.logs.filter((l) => l.includes("(PEER_FAILURES)"))).toHaveLength(1);
     expect(await rowsWith(f2.hex)).toBe(1);
   }, 60_000);
 });

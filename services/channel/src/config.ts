@@ -72,9 +72,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     walletFeeRate: r.int("CHANNEL_WALLET_FEE_RATE", 2000, 1000, 1_000_000),
     inboundOpenings: {
       maxOpening: r.int("CHANNEL_MAX_INBOUND_OPENING", INBOUND.maxOpening, 0, 100_000),
-      perPeer: r.int("CHANNEL_INBOUND_OPENINGS_PER_PEER", INBOUND.perPeer, 0, 100_000),
-      total: r.int("CHANNEL_INBOUND_OPENINGS_TOTAL", INBOUND.total, 0, 1_000_000),
-      windowMs: r.int("CHANNEL_INBOUND_OPENING_WINDOW_S", INBOUND.windowMs / 1000, 1, 30 * 86_400) * 1000,
+      perPeerFailures: r.int("CHANNEL_INBOUND_FAILURES_PER_PEER", INBOUND.perPeerFailures, 0, 100_000),
+      totalFailures: r.int("CHANNEL_INBOUND_FAILURES_TOTAL", INBOUND.totalFailures, 0, 1_000_000),
+      windowMs: r.int("CHANNEL_INBOUND_WINDOW_S", INBOUND.windowMs / 1000, 1, 30 * 86_400) * 1000,
     },
   };
   if (r.problems.length > 0)

@@ -28,7 +28,11 @@ import { Ledger } from "./ledger.js";
 import { ChannelRunner, type EffectSink } from "./runner.js";
 import { grpcCoreSigner, recordPeerRevocation } from "./signer-adapter.js";
 import { ChainRequestError } from "./chain-requests.js";
-import { InboundOpenings, type InboundOpeningLimits } from "./inbound-openings.js";
+import {
+  checkInboundOpening,
+  DEFAULT_INBOUND_OPENING_LIMITS,
+  type InboundOpeningLimits,
+} from "./inbound-openings.js";
 import { parseOutputWatchId } from "./resolution.js";
 import { StoreError, type ChannelRow, type ChannelStore } from "./store.js";
 
@@ -103,8 +107,6 @@ export interface ChannelNodeOptions {
   terms: LocalTerms;
   /** Bounds on the channels peers open to us (default DEFAULT_INBOUND_OPENING_LIMITS). */
   inboundOpenings?: InboundOpeningLimits;
-  /** The clock of those bounds' windows, in milliseconds (default Date.now). */
-  now?: () => number;
   log: (line: string) => void;
 }
 
@@ -159,10 +161,8 @@ export class ChannelNode {
   private nextRevocationRound = 0;
   private retrying = false;
   private tipTime = 0;
-  private readonly inbound: InboundOpenings;
 
   constructor(private readonly o: ChannelNodeOptions) {
-    this.inbound = new InboundOpenings(o.inboundOpenings, o.now);
     const effects: EffectSink = (id, out, state) => this.effect(id, out, state);
     this.runner = new ChannelRunner(
       o.store,
@@ -382,11 +382,15 @@ export class ChannelNode {
       if (!row && pkt?.kind === "open_channel") {
         // A peer opens a channel to us: we are the acceptor, if its terms and our bounds allow.
         const refused = await this.refuseInbound(peer, pkt);
-        if (refused !== undefined) return this.sendError(peer, refused);
-        await this.createChannel(peer, "acceptor", undefined).catch((e: unknown) => {
-          if (!(e instanceof StoreError && e.code === "CHANNEL_EXISTS")) throw e;
-        });
+        // Another replica may have taken this opening meanwhile (it counted less): its channel wins.
         row = await this.o.store.liveWith(peer);
+        if (!row && refused !== undefined) return this.sendError(peer, refused);
+        if (!row) {
+          await this.createChannel(peer, "acceptor", undefined).catch((e: unknown) => {
+            if (!(e instanceof StoreError && e.code === "CHANNEL_EXISTS")) throw e;
+          });
+          row = await this.o.store.liveWith(peer);
+        }
       }
       // A channel message from a peer we have no channel with fails the connection (draft 6.3);
       // an `error` is never answered with one.
@@ -412,12 +416,14 @@ export class ChannelNode {
   private async refuseInbound(peer: string, pkt: PktOf<"open_channel">): Promise<string | undefined> {
     const checked = checkOpenChannel(pkt, { ...DEFAULT_POLICY, ...CHANNEL_POLICY }, "acceptor");
     if (!checked.ok) return checked.problem;
-    const admitted = this.inbound.admit(peer, await this.o.store.inboundOpeningCount());
-    if (!admitted.ok) {
-      this.o.log(`refused an open_channel from ${peer.slice(0, 16)}… (${admitted.code})`);
-      return admitted.problem;
-    }
-    return undefined;
+    const limits = this.o.inboundOpenings ?? DEFAULT_INBOUND_OPENING_LIMITS;
+    const admitted = checkInboundOpening(
+      limits,
+      await this.o.store.inboundOpeningStats(peer, limits.windowMs),
+    );
+    if (admitted.ok) return undefined;
+    this.o.log(`refused an open_channel from ${peer.slice(0, 16)}… (${admitted.code})`);
+    return admitted.problem;
   }
 
   /** Fails the connection with a peer outside any channel: the gateway drops it after the error. */

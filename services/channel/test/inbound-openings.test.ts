@@ -4,35 +4,27 @@ import { createChannel, step, type ChannelState, type Step } from "@ln/channel-c
 import { TestSigner } from "@ln/channel-core/testing";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { DEFAULT_INBOUND_OPENING_LIMITS, InboundOpenings } from "../src/inbound-openings.js";
+import { checkInboundOpening, DEFAULT_INBOUND_OPENING_LIMITS } from "../src/inbound-openings.js";
 import { ChannelStore } from "../src/store.js";
 
 describe("bounds on inbound openings", () => {
-  it("has named defaults: 20 opening at once, 3 per peer and 60 in all per hour", () => {
+  it("has named defaults: 20 opening at once; 3 failed openings per peer and 60 in all per hour", () => {
     expect(DEFAULT_INBOUND_OPENING_LIMITS).toEqual({
       maxOpening: 20,
-      perPeer: 3,
-      total: 60,
+      perPeerFailures: 3,
+      totalFailures: 60,
       windowMs: 3_600_000,
     });
   });
 
-  it("refuses beyond each bound with its code, and admits again once the window has passed", () => {
-    let now = 1_000_000;
-    const limits = { maxOpening: 5, perPeer: 2, total: 3, windowMs: 60_000 };
-    const o = new InboundOpenings(limits, () => now);
-    expect(o.admit("p1", 0)).toEqual({ ok: true });
-    expect(o.admit("p1", 1)).toEqual({ ok: true });
-    expect(o.admit("p1", 2)).toMatchObject({ ok: false, code: "PEER_RATE" });
-    expect(o.admit("p2", 5)).toMatchObject({ ok: false, code: "TOO_MANY_OPENING" });
-    expect(o.admit("p2", 2)).toEqual({ ok: true });
-    expect(o.admit("p3", 2)).toMatchObject({ ok: false, code: "TOTAL_RATE" });
-    // A refusal is not counted: p3 is admitted as soon as the window frees room.
-    now += 59_999;
-    expect(o.admit("p3", 0)).toMatchObject({ ok: false, code: "TOTAL_RATE" });
-    now += 1;
-    expect(o.admit("p3", 0)).toEqual({ ok: true });
-    expect(o.admit("p1", 0)).toEqual({ ok: true });
+  it("refuses at each bound with its code", () => {
+    const l = { maxOpening: 5, perPeerFailures: 2, totalFailures: 3, windowMs: 60_000 };
+    const at = (opening: number, peerFailures: number, totalFailures: number) =>
+      checkInboundOpening(l, { opening, peerFailures, totalFailures });
+    expect(at(4, 1, 2)).toEqual({ ok: true });
+    expect(at(5, 0, 0)).toMatchObject({ ok: false, code: "TOO_MANY_OPENING" });
+    expect(at(0, 2, 2)).toMatchObject({ ok: false, code: "PEER_FAILURES" });
+    expect(at(0, 0, 3)).toMatchObject({ ok: false, code: "TOTAL_FAILURES" });
   });
 });
 
@@ -95,9 +87,25 @@ describe("ChannelStore.forgetFailedOpening", () => {
     for (const id of [failedEarly, signed, ours, live]) expect(await store.row(id)).toBeDefined();
     expect((await store.outboxAfter(failedEarly, 0)).length).toBe(1); // our open_channel
 
+    const stats = (): ReturnType<ChannelStore["inboundOpeningStats"]> =>
+      store.inboundOpeningStats(`peer-${failedEarly}`, 3_600_000);
+    expect(await stats()).toEqual({ opening: 1, peerFailures: 0, totalFailures: 0 }); // `live`
+
     expect(await store.forgetFailedOpening(failedEarly, owner)).toBe(true);
     expect(await store.row(failedEarly)).toBeUndefined();
     expect(await store.outboxAfter(failedEarly, 0)).toEqual([]);
     expect((await store.rows()).map((r) => r.id).sort()).toEqual([signed, ours, live].sort());
+    // Only that the peer's opening failed is kept, for the rate limit, and only for the window.
+    expect(await stats()).toEqual({ opening: 1, peerFailures: 1, totalFailures: 1 });
+    expect(await store.inboundOpeningStats("another peer", 3_600_000)).toEqual({
+      opening: 1,
+      peerFailures: 0,
+      totalFailures: 1,
+    });
+    await pool.query(
+      `UPDATE "${schema}".forgotten_openings SET forgotten_at = now() - interval '3601 seconds'`,
+    );
+    expect(await stats()).toEqual({ opening: 1, peerFailures: 0, totalFailures: 0 });
+    expect((await pool.query(`SELECT 1 FROM "${schema}".forgotten_openings`)).rowCount).toBe(0);
   });
 });
