@@ -6,7 +6,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { msat, sha256 } from "@ln/bitcoin";
-import { decodePkt, encodePkt, peerSubjects, type Pkt, type PktOf } from "@ln/proto";
+import { decodePkt, encodePeerEvent, encodePkt, peerSubjects, type Pkt, type PktOf } from "@ln/proto";
 import type { NatsConnection } from "nats";
 import type pg from "pg";
 import * as ecc from "tiny-secp256k1";
@@ -19,10 +19,11 @@ let nc: NatsConnection;
 let pool: pg.Pool;
 let until: Harness["until"];
 
+const BACKLOG = 20;
 const LIMITS = { maxOpening: 2, perPeerFailures: 2, totalFailures: 100, windowMs: 3_600_000 };
 
 beforeAll(async () => {
-  h = await startHarness({ inboundOpenings: LIMITS });
+  h = await startHarness({ inboundOpenings: LIMITS, maxPeerBacklog: BACKLOG });
   ({ nodes, nc, pool, until } = h);
 }, 60_000);
 afterAll(async () => {
@@ -30,7 +31,7 @@ afterAll(async () => {
 });
 
 /** A node key of a peer driven by hand: its pkts go straight onto B's inbound subject. */
-function fakePeer(): { hex: string; send: (p: Pkt) => void; received: Pkt[] } {
+function fakePeer(): { hex: string; send: (p: Pkt) => void; connected: () => void; received: Pkt[] } {
   let key: Buffer;
   do key = randomBytes(32);
   while (!ecc.isPrivate(key));
@@ -38,7 +39,12 @@ function fakePeer(): { hex: string; send: (p: Pkt) => void; received: Pkt[] } {
   const subjects = peerSubjects(nodes.B.peerPrefix, hex);
   const received: Pkt[] = [];
   nc.subscribe(subjects.out, { callback: (e, m) => !e && received.push(decodePkt(m.data)) });
-  return { hex, send: (p) => nc.publish(subjects.in, encodePkt(p)), received };
+  return {
+    hex,
+    send: (p) => nc.publish(subjects.in, encodePkt(p)),
+    connected: () => nc.publish(subjects.events, encodePeerEvent({ type: "connected", theirAck: "0" })),
+    received,
+  };
 }
 
 const point = (fill: number): Buffer =>
@@ -165,5 +171,39 @@ describe("a peer that costs us without bound", () => {
     expect(await rowsWith(f1.hex)).toBe(0);
     expect(h?.logs.filter((l) => l.includes("(PEER_FAILURES)"))).toHaveLength(1);
     expect(await rowsWith(f2.hex)).toBe(1);
+  }, 60_000);
+
+  it("drops a peer's messages beyond its backlog, with its connection, and takes them again after the reconnect", async () => {
+    const f = fakePeer();
+    await nc.flush();
+    const fee = (i: number): Pkt => ({ kind: "update_fee", feeRate: 10_000 + i });
+    // B's node is held on the peer's first message (its channels table locked)...
+    const locker = await pool.connect();
+    await locker.query("BEGIN");
+    await locker.query(`LOCK TABLE "${nodes.B.schema}".channels IN ACCESS EXCLUSIVE MODE`);
+    const waiting = async (): Promise<boolean> =>
+      ((
+        await pool.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND relation = $1::regclass`, [
+          `"${nodes.B.schema}".channels`,
+        ])
+      ).rowCount ?? 0) > 0;
+    f.send(fee(0));
+    await until("B's node waits on the lock", waiting);
+    // ... so the next BACKLOG wait in its queue, and the rest are dropped with the connection.
+    for (let i = 1; i <= BACKLOG + 10; i++) f.send(fee(i));
+    const dropped = `peer ${f.hex.slice(0, 16)}…: ${BACKLOG} messages waiting; dropping the connection`;
+    await until("the backlog full", async () => Boolean(h?.logs.some((l) => l.includes(dropped))));
+    await locker.query("ROLLBACK");
+    locker.release();
+    // Each message taken is answered (no channel: error); none of the dropped ones.
+    await until("the taken ones answered", async () => errors(f).length === BACKLOG + 1);
+    f.send(fee(100)); // still the old connection: dropped, or it would come before those it follows
+    f.connected(); // the peer reconnected: it resends from our ack, and we take its messages again
+    f.send(fee(101));
+    await until("after the reconnect", async () => errors(f).length === BACKLOG + 2);
+    f.send(fee(102));
+    await until("one more", async () => errors(f).length === BACKLOG + 3);
+    expect(errors(f)).toHaveLength(BACKLOG + 3);
+    expect(h?.logs.filter((l) => l.includes(dropped))).toHaveLength(1);
   }, 60_000);
 });

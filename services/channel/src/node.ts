@@ -107,6 +107,11 @@ export interface ChannelNodeOptions {
   terms: LocalTerms;
   /** Bounds on the channels peers open to us (default DEFAULT_INBOUND_OPENING_LIMITS). */
   inboundOpenings?: InboundOpeningLimits;
+  /**
+   * Messages of one peer queued here, not yet processed (default 1000): beyond, they are dropped
+   * with the connection, and the next connection retransmits them (draft 1.2).
+   */
+  maxPeerBacklog?: number;
   log: (line: string) => void;
 }
 
@@ -127,6 +132,8 @@ const ANCHOR_TAKEN = /txn-mempool-conflict|missingorspent|inputs-spent|missing-i
 /** How often we check that the peers of our live channels are connected. */
 const RECONNECT_EVERY_MS = 5000;
 const RETRY_MAX_MS = 60_000;
+/** Default ChannelNodeOptions.maxPeerBacklog. */
+const MAX_PEER_BACKLOG = 1000;
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 const LIVE = (phase: ChannelState["phase"]): boolean => phase !== "closed" && phase !== "failed";
 /** The policy of every channel we run (the core's defaults otherwise). */
@@ -152,6 +159,10 @@ export class ChannelNode {
     { peer: string; signerChannel: number; awaitingConnection: boolean }
   >();
   private readonly peerQueues = new Map<string, Promise<unknown>>();
+  /** Per peer: its messages queued in peerQueues, not yet started. */
+  private readonly backlog = new Map<string, number>();
+  /** Peers whose messages we drop until their next connection (one was dropped: keep order). */
+  private readonly shedding = new Set<string>();
   private readonly retries = new Map<string, { attempt: number; at: number; since: number }>();
   /** Incoming HTLCs we are settling (channel:id), so each is decided once. */
   private readonly settling = new Set<string>();
@@ -377,7 +388,10 @@ export class ChannelNode {
       this.report(`peer ${peer.slice(0, 16)}`, e);
       return;
     }
+    if (connectedAck !== undefined) this.shedding.delete(peer); // a new connection resends from our ack
+    if (pkt && !this.takeIntoBacklog(peer)) return;
     void this.forPeer(peer, async () => {
+      if (pkt) this.leaveBacklog(peer);
       let row = await this.o.store.liveWith(peer);
       if (!row && pkt?.kind === "open_channel") {
         // A peer opens a channel to us: we are the acceptor, if its terms and our bounds allow.
@@ -407,6 +421,29 @@ export class ChannelNode {
       else if (connectedAck !== undefined)
         await this.input(row.id, { type: "reconnected", theirAck: connectedAck });
     });
+  }
+
+  /**
+   * Counts a message of the peer into its backlog; false when it must be dropped: the backlog is
+   * full (the connection is dropped too, so the peer resends it) or an earlier one was dropped.
+   */
+  private takeIntoBacklog(peer: string): boolean {
+    if (this.shedding.has(peer)) return false;
+    const queued = this.backlog.get(peer) ?? 0;
+    if (queued >= (this.o.maxPeerBacklog ?? MAX_PEER_BACKLOG)) {
+      this.shedding.add(peer);
+      this.o.log(`peer ${peer.slice(0, 16)}…: ${queued} messages waiting; dropping the connection`);
+      this.o.peers.resync(peer);
+      return false;
+    }
+    this.backlog.set(peer, queued + 1);
+    return true;
+  }
+
+  private leaveBacklog(peer: string): void {
+    const left = (this.backlog.get(peer) ?? 1) - 1;
+    if (left > 0) this.backlog.set(peer, left);
+    else this.backlog.delete(peer);
   }
 
   /**
