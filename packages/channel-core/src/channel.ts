@@ -167,7 +167,7 @@ export function step(state: ChannelState, input: Input): Step {
     d.shedding = true;
     out.push({
       type: "disconnect",
-      problem: `${deferredPkts(d)} messages wait for the signer: taking more after a reconnect`,
+      problem: `taking no more of the peer's messages until it reconnects (${deferredPkts(d)} wait for the signer)`,
     });
     return { state: d, outputs: out };
   }
@@ -485,12 +485,14 @@ function checkRoomForUpdate(d: ChannelState): void {
     );
 }
 
+const feeRateProblem = (p: ChannelPolicy, rate: number, what: string): string | undefined =>
+  rate < p.minFeeRate || rate > p.maxFeeRate
+    ? `${what}: fee rate ${rate} is outside ${p.minFeeRate}..${p.maxFeeRate} satoshi per 1000 bytes`
+    : undefined;
+
 function checkFeeRate(p: ChannelPolicy, rate: number, what: string): void {
-  if (rate < p.minFeeRate || rate > p.maxFeeRate)
-    throw new Violation(
-      `${what}: fee rate ${rate} is outside ${p.minFeeRate}..${p.maxFeeRate} satoshi per 1000 bytes`,
-      "POLICY",
-    );
+  const problem = feeRateProblem(p, rate, what);
+  if (problem !== undefined) throw new Violation(problem, "POLICY");
 }
 
 function onOpeningPkt(d: ChannelState, pkt: Pkt, out: Output[]): void {
@@ -567,10 +569,8 @@ export function checkOpenChannel(
   }
   if (pkt.minDepth > p.maxMinDepth)
     return bad(`open_channel: min_depth ${pkt.minDepth} is larger than we accept (${p.maxMinDepth})`);
-  if (pkt.initialFeeRate < p.minFeeRate || pkt.initialFeeRate > p.maxFeeRate)
-    return bad(
-      `open_channel: initial_fee_rate: fee rate ${pkt.initialFeeRate} is outside ${p.minFeeRate}..${p.maxFeeRate} satoshi per 1000 bytes`,
-    );
+  const feeRate = feeRateProblem(p, pkt.initialFeeRate, "open_channel: initial_fee_rate");
+  if (feeRate !== undefined) return bad(feeRate);
   return { ok: true };
 }
 
