@@ -134,6 +134,7 @@ describe("a peer that costs us without bound", () => {
       "two inbound openings",
       async () => (await rowsWith(f1.hex)) + (await rowsWith(f2.hex)) === 2,
     );
+    await until("B's open_channel to f1", async () => f1.received.length === 1);
     expect(f1.received.map((p) => p.kind)).toEqual(["open_channel"]);
     // The third peer finds every opening slot taken (maxOpening 2): error, nothing allocated.
     const keys = await signerChannels();
@@ -147,8 +148,10 @@ describe("a peer that costs us without bound", () => {
     // and no longer run (nor stepped at each block).
     const id1 = (await nodes.B.store.liveWith(f1.hex))?.id as string;
     f1.send({ kind: "error", problem: "changed my mind" });
-    await until("f1's opening forgotten", async () => (await nodes.B.store.row(id1)) === undefined);
-    expect(nodes.B.node.holds(id1)).toBe(false);
+    await until(
+      "f1's opening forgotten",
+      async () => (await nodes.B.store.row(id1)) === undefined && !nodes.B.node.holds(id1),
+    );
     const outbox = await pool.query(`SELECT 1 FROM "${nodes.B.schema}".outbox WHERE channel_id = $1`, [id1]);
     expect(outbox.rowCount).toBe(0);
 
@@ -181,11 +184,12 @@ describe("a peer that costs us without bound", () => {
     const locker = await pool.connect();
     await locker.query("BEGIN");
     await locker.query(`LOCK TABLE "${nodes.B.schema}".channels IN ACCESS EXCLUSIVE MODE`);
+    // Its lookup of the peer's channel (store.liveWith) waits for the lock: the message is taken.
     const waiting = async (): Promise<boolean> =>
       ((
-        await pool.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND relation = $1::regclass`, [
-          `"${nodes.B.schema}".channels`,
-        ])
+        await pool.query(
+          `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%WHERE peer_node_id = $1 AND phase NOT IN%'`,
+        )
       ).rowCount ?? 0) > 0;
     f.send(fee(0));
     await until("B's node waits on the lock", waiting);
