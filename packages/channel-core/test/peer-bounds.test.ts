@@ -100,6 +100,15 @@ describe("the peer's uncommitted updates are bounded (maxPendingUpdates)", () =>
     expectFailed(p.a, out, "TOO_MANY_UPDATES");
   });
 
+  it("at the default bound too: the 3101st update_fee without a revocation fails the connection", () => {
+    const p = openPair({ policy: { autoCommit: true } });
+    inject(p, p.a, fee(11_000)); // signed for B at once; B never revokes
+    streamFees(p, p.a, DEFAULT_POLICY.maxPendingUpdates - 1);
+    expect(p.a.state.phase).toBe("normal");
+    expect(p.a.state.remoteLog.entries).toHaveLength(3100);
+    expectFailed(p.a, inject(p, p.a, fee(12_000)), "TOO_MANY_UPDATES");
+  });
+
   it("counts update_add_htlc too", () => {
     const bound = 6;
     const p = fundedPair(false); // B holds 100,000 sat to offer from
