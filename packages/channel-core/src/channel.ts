@@ -153,6 +153,8 @@ export function createChannel(p: {
  */
 export function step(state: ChannelState, input: Input): Step {
   let d = structuredClone(state);
+  // A state stored before a bound was added to the policy gets that bound's default.
+  d.policy = { ...DEFAULT_POLICY, ...d.policy };
   // structuredClone turns Buffers into plain Uint8Arrays: the deferred peer packets need theirs.
   if (d.deferred.length > 0) d.deferred = d.deferred.map((i) => withBuffers(i) as Input);
   const out: Output[] = [];

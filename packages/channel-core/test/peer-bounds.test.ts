@@ -109,6 +109,14 @@ describe("the peer's uncommitted updates are bounded (maxPendingUpdates)", () =>
     expectFailed(p.a, inject(p, p.a, fee(12_000)), "TOO_MANY_UPDATES");
   });
 
+  it("applies to a channel stored before the bound existed (its policy lacks it): the default", () => {
+    const p = openPair({ policy: { autoCommit: true } });
+    const { maxPendingUpdates: _dropped, ...older } = p.a.state.policy;
+    p.a.state = { ...p.a.state, policy: older as typeof p.a.state.policy };
+    inject(p, p.a, fee(11_000));
+    expect(p.a.state.policy.maxPendingUpdates).toBe(DEFAULT_POLICY.maxPendingUpdates);
+  });
+
   it("counts update_add_htlc too", () => {
     const bound = 6;
     const p = fundedPair(false); // B holds 100,000 sat to offer from
