@@ -40,15 +40,7 @@ function created(role: "creator" | "acceptor"): Step {
   const s = new TestSigner(role === "creator" ? 0x10 : 0x20);
   return createChannel({
     role,
-    local: {
-      delay: { blocks: 144 },
-      minDepth: 1,
-      initialFeeRate: 10_000,
-      commitKey: s.commitKey,
-      finalKey: s.finalKey,
-      revocationHash: s.revocationHash(0n),
-      nextRevocationHash: s.revocationHash(1n),
-    },
+    local: s.openTerms(),
     ...(role === "creator" ? { fundingSat: sat(1_000_000n) } : {}),
     chain: { height: 100, time: 1_700_000_000 },
   });

@@ -24,15 +24,6 @@ afterAll(async () => {
   await pool.end();
 });
 
-const terms = (s: TestSigner) => ({
-  delay: { blocks: 144 },
-  minDepth: 1,
-  initialFeeRate: 10_000,
-  commitKey: s.commitKey,
-  finalKey: s.finalKey,
-  revocationHash: s.revocationHash(0n),
-  nextRevocationHash: s.revocationHash(1n),
-});
 const sent = (st: Step): Pkt[] => st.outputs.flatMap((o) => (o.type === "send" ? [o.pkt] : []));
 
 describe("messages deferred while the signer is down, through the store and runner", () => {
@@ -41,9 +32,14 @@ describe("messages deferred while the signer is down, through the store and runn
     const aSigner = new TestSigner(0x10);
     const bSigner = new TestSigner(0x20);
     const chain = { height: 100, time: 1_700_000_000 };
-    let a = createChannel({ role: "creator", local: terms(aSigner), fundingSat: sat(1_000_000n), chain });
+    let a = createChannel({
+      role: "creator",
+      local: aSigner.openTerms(),
+      fundingSat: sat(1_000_000n),
+      chain,
+    });
     const aOpen = sent(a)[0] as Pkt;
-    const bCreated = createChannel({ role: "acceptor", local: terms(bSigner), chain });
+    const bCreated = createChannel({ role: "acceptor", local: bSigner.openTerms(), chain });
     a = step(a.state, { type: "pkt", pkt: sent(bCreated)[0] as Pkt });
     a = step(a.state, {
       type: "anchor_built",
