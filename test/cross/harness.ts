@@ -21,6 +21,7 @@ import {
   towerRecordsSubject,
   Wallet,
   watchScripts,
+  type InboundOpeningLimits,
 } from "@ln/channel-service";
 import { natsAckFor, PeerGateway } from "@ln/peer-service";
 import { startRegtest, type Regtest } from "@ln/regtest";
@@ -120,7 +121,9 @@ export interface Harness {
 }
 
 /** Starts the regtest node, NATS, and the nodes A (signer seed 0x10...) and B (0x20...). */
-export async function startHarness(): Promise<Harness> {
+export async function startHarness(
+  opts: { inboundOpenings?: InboundOpeningLimits; maxPeerBacklog?: number } = {},
+): Promise<Harness> {
   const run = randomBytes(4).toString("hex");
   // Room for all of both nodes' services.
   const pool = new pg.Pool({ connectionString: DB, max: 40 });
@@ -275,6 +278,8 @@ export async function startHarness(): Promise<Harness> {
       replicaId: "replica-1",
       leaseMs: 60_000,
       terms: { delayBlocks: 144, minDepth: 1, feeRate: 10_000 },
+      ...(opts.inboundOpenings ? { inboundOpenings: opts.inboundOpenings } : {}),
+      ...(opts.maxPeerBacklog ? { maxPeerBacklog: opts.maxPeerBacklog } : {}),
       log: (line) => logs.push(`${side}: ${line}`),
     });
     await node.start();

@@ -1,5 +1,12 @@
 import { MAX_ANCHOR_SAT, msat, sat, sha256, type OutPoint, type Sat } from "@ln/bitcoin";
-import { encodePkt, WireError, type Pkt, type PktOf } from "@ln/proto";
+import {
+  encodePkt,
+  MAX_FAIL_REASON_BYTES,
+  MAX_ROUTE_BYTES,
+  WireError,
+  type Pkt,
+  type PktOf,
+} from "@ln/proto";
 import { absoluteExpiry, relativeDelay } from "@ln/scripts";
 import { commitmentIndex, emptyShachainStore, insertSecret, ShachainError } from "@ln/shachain";
 import {
@@ -118,6 +125,7 @@ export function createChannel(p: {
     expiryTooSoon: [],
     awaiting: undefined,
     deferred: [],
+    shedding: false,
     failure: undefined,
   };
   if (p.role === "creator" && (p.fundingSat === undefined || p.fundingSat <= 0n))
@@ -148,6 +156,8 @@ export function createChannel(p: {
  */
 export function step(state: ChannelState, input: Input): Step {
   let d = structuredClone(state);
+  // A state stored before a bound was added to the policy gets that bound's default.
+  d.policy = { ...DEFAULT_POLICY, ...d.policy };
   // structuredClone turns Buffers into plain Uint8Arrays: the deferred peer packets need theirs.
   if (d.deferred.length > 0) d.deferred = d.deferred.map((i) => withBuffers(i) as Input);
   const out: Output[] = [];
@@ -159,6 +169,15 @@ export function step(state: ChannelState, input: Input): Step {
     if (input.type === "command") out.push(rejected(input.command, `the channel is ${d.phase}`));
     if (input.type === "chain" && input.event.kind === "block")
       d.chain = { height: input.event.height, time: input.event.time };
+    return { state: d, outputs: out };
+  }
+  if (input.type === "reconnected") d.shedding = false; // what we dropped comes again from here
+  if (input.type === "pkt" && (d.shedding || (d.awaiting && deferredPkts(d) >= d.policy.maxDeferredPkts))) {
+    d.shedding = true;
+    out.push({
+      type: "disconnect",
+      problem: `taking no more of the peer's messages until it reconnects (${deferredPkts(d)} wait for the signer)`,
+    });
     return { state: d, outputs: out };
   }
   if (d.awaiting && input.type !== "signer" && input.type !== "resume") {
@@ -261,8 +280,14 @@ function handle(d: ChannelState, input: Input, out: Output[]): void {
   afterEveryStep(d, out);
 }
 
-/** Our `authenticate.ack`: non-authenticate messages processed from the peer (draft 1.2). */
-export const ackFor = (s: ChannelState): number => s.receivedCount;
+const deferredPkts = (s: ChannelState): number => s.deferred.filter((i) => i.type === "pkt").length;
+
+/**
+ * Our `authenticate.ack`: non-authenticate messages processed from the peer (draft 1.2), counting
+ * those deferred behind a signer request: they are stored and will be processed, so the peer
+ * must not send them again.
+ */
+export const ackFor = (s: ChannelState): number => s.receivedCount + deferredPkts(s);
 
 function send(d: ChannelState, out: Output[], pkt: Pkt): void {
   d.sentCount++;
@@ -479,6 +504,13 @@ function onPkt(d: ChannelState, pkt: Pkt, out: Output[]): void {
   if (d.phase === "opening") return onOpeningPkt(d, pkt, out);
   if (!d.opening.receivedComplete || !d.opening.sentComplete)
     throw new Violation(`${pkt.kind} before both open_complete (draft 2.4)`);
+  if (
+    pkt.kind === "update_add_htlc" ||
+    pkt.kind === "update_fulfill_htlc" ||
+    pkt.kind === "update_fail_htlc" ||
+    pkt.kind === "update_fee"
+  )
+    checkRoomForUpdate(d);
   switch (pkt.kind) {
     case "update_add_htlc":
       return receiveAdd(d, pkt, out);
@@ -509,12 +541,30 @@ function onPkt(d: ChannelState, pkt: Pkt, out: Output[]): void {
   }
 }
 
-function checkFeeRate(p: ChannelPolicy, rate: number, what: string): void {
-  if (rate < p.minFeeRate || rate > p.maxFeeRate)
+/**
+ * The peer's updates both commitments do not include yet are kept in its log, and every step
+ * copies them: a peer that withholds its revocation and streams updates may not grow them
+ * without bound (policy.maxPendingUpdates).
+ */
+function checkRoomForUpdate(d: ChannelState): void {
+  const lc = need(d.localCommit);
+  const rc = need(d.remoteCommit);
+  const pending = logLength(d.remoteLog) - Math.min(lc.remoteUpdates, rc.remoteUpdates);
+  if (pending >= d.policy.maxPendingUpdates)
     throw new Violation(
-      `${what}: fee rate ${rate} is outside ${p.minFeeRate}..${p.maxFeeRate} satoshi per 1000 bytes`,
-      "POLICY",
+      `${pending} updates of the peer are not in both commitments yet, at most ${d.policy.maxPendingUpdates}: commit and revoke first`,
+      "TOO_MANY_UPDATES",
     );
+}
+
+const feeRateProblem = (p: ChannelPolicy, rate: number, what: string): string | undefined =>
+  rate < p.minFeeRate || rate > p.maxFeeRate
+    ? `${what}: fee rate ${rate} is outside ${p.minFeeRate}..${p.maxFeeRate} satoshi per 1000 bytes`
+    : undefined;
+
+function checkFeeRate(p: ChannelPolicy, rate: number, what: string): void {
+  const problem = feeRateProblem(p, rate, what);
+  if (problem !== undefined) throw new Violation(problem, "POLICY");
 }
 
 function onOpeningPkt(d: ChannelState, pkt: Pkt, out: Output[]): void {
@@ -558,30 +608,48 @@ function onOpeningPkt(d: ChannelState, pkt: Pkt, out: Output[]): void {
   }
 }
 
-function receiveOpen(d: ChannelState, pkt: PktOf<"open_channel">, out: Output[]): void {
-  if (d.remote) throw new Violation("a second open_channel");
-  const expected = d.role === "creator" ? "WONT_CREATE_ANCHOR" : "WILL_CREATE_ANCHOR";
+/**
+ * Draft 2.1's checks of a received open_channel against our policy, for the side we play: pure,
+ * so the shell runs them before it allocates anything for a channel the peer asks for.
+ */
+export function checkOpenChannel(
+  pkt: PktOf<"open_channel">,
+  p: ChannelPolicy,
+  role: ChannelState["role"],
+): { ok: true } | { ok: false; code: FailureCode; problem: string } {
+  const bad = (problem: string, code: FailureCode = "POLICY") => ({ ok: false as const, code, problem });
+  try {
+    encodePkt(pkt); // the field rules (valid keys, uint32s, ...), as the decoder checks them
+  } catch (e) {
+    if (e instanceof WireError) return bad(e.message, "PROTOCOL_VIOLATION");
+    throw e;
+  }
+  const expected = role === "creator" ? "WONT_CREATE_ANCHOR" : "WILL_CREATE_ANCHOR";
   if (pkt.anch !== expected)
-    throw new Violation(
-      `open_channel: anch is ${pkt.anch}, but the ${d.role === "creator" ? "receiver" : "creator"} of the connection must send ${expected} (draft 2.1)`,
+    return bad(
+      `open_channel: anch is ${pkt.anch}, but the ${role === "creator" ? "receiver" : "creator"} of the connection must send ${expected} (draft 2.1)`,
+      "PROTOCOL_VIOLATION",
     );
-  const p = d.policy;
   if ("blocks" in pkt.delay ? pkt.delay.blocks > p.maxDelayBlocks : pkt.delay.seconds > p.maxDelaySeconds)
-    throw new Violation(
+    return bad(
       `open_channel: delay ${JSON.stringify(pkt.delay)} is larger than we accept (${p.maxDelayBlocks} blocks, ${p.maxDelaySeconds} s)`,
-      "POLICY",
     );
   try {
     relativeDelay(pkt.delay);
   } catch (e) {
-    throw new Violation(`open_channel: delay: ${(e as Error).message}`, "POLICY");
+    return bad(`open_channel: delay: ${(e as Error).message}`);
   }
   if (pkt.minDepth > p.maxMinDepth)
-    throw new Violation(
-      `open_channel: min_depth ${pkt.minDepth} is larger than we accept (${p.maxMinDepth})`,
-      "POLICY",
-    );
-  checkFeeRate(p, pkt.initialFeeRate, "open_channel: initial_fee_rate");
+    return bad(`open_channel: min_depth ${pkt.minDepth} is larger than we accept (${p.maxMinDepth})`);
+  const feeRate = feeRateProblem(p, pkt.initialFeeRate, "open_channel: initial_fee_rate");
+  if (feeRate !== undefined) return bad(feeRate);
+  return { ok: true };
+}
+
+function receiveOpen(d: ChannelState, pkt: PktOf<"open_channel">, out: Output[]): void {
+  if (d.remote) throw new Violation("a second open_channel");
+  const checked = checkOpenChannel(pkt, d.policy, d.role);
+  if (!checked.ok) throw new Violation(checked.problem, checked.code);
   if (hex(pkt.commitKey) === d.local.commitKey)
     throw new Violation("open_channel: commit_key is our own key");
   d.remote = {
@@ -703,9 +771,9 @@ function receiveAdd(d: ChannelState, pkt: PktOf<"update_add_htlc">, out: Output[
     amountMsat: pkt.amountMsat,
     rHash: hex(pkt.rHash),
     expiry: pkt.expiry,
-    route: hex(pkt.route),
   };
-  d.remoteLog.entries.push({ update: { kind: "add", htlc }, seq: d.receivedCount });
+  const route = hex(pkt.route);
+  d.remoteLog.entries.push({ update: { kind: "add", htlc, route }, seq: d.receivedCount });
   checkOffer(d, "remote", htlc);
   d.everHadHtlc = true;
   // Draft 4.1: after our close_clearing, every new HTLC is failed (once it is committed).
@@ -713,7 +781,7 @@ function receiveAdd(d: ChannelState, pkt: PktOf<"update_add_htlc">, out: Output[
   // Draft 3.1: an expiry that leaves less than our delay plus the margin cannot be redeemed on
   // chain in time: the HTLC is failed once committed, never handed on.
   else if (htlcDeadlinePassed(d, htlc.expiry)) d.expiryTooSoon = [...(d.expiryTooSoon ?? []), pkt.id];
-  else out.push({ type: "htlc_added", id: pkt.id, offerer: "remote" });
+  else out.push({ type: "htlc_added", id: pkt.id, offerer: "remote", route });
 }
 
 /** True if the HTLC has a removal staged already (by either of our logs). */
@@ -1061,13 +1129,18 @@ function onCommand(d: ChannelState, c: Command, out: Output[]): void {
           { kind: "update_fulfill_htlc", id: c.id, r: buf(c.r) },
           { kind: "fulfill", id: c.id, r: c.r },
         );
-      } else
+      } else {
+        if (c.reason.length > MAX_FAIL_REASON_BYTES * 2)
+          throw new Rejected(
+            `reason must be at most ${MAX_FAIL_REASON_BYTES} bytes (a BOLT #4 error packet)`,
+          );
         sendUpdate(
           d,
           out,
           { kind: "update_fail_htlc", id: c.id, reason: buf(c.reason) },
           { kind: "fail", id: c.id, reason: c.reason },
         );
+      }
       return;
     }
     case "update_fee":
@@ -1094,6 +1167,9 @@ function addHtlc(d: ChannelState, c: Extract<Command, { kind: "add_htlc" }>, out
   if (c.amountMsat <= 0n || c.amountMsat > MAX_AMOUNT_MSAT)
     throw new Rejected(`amount_msat must be 1..${MAX_AMOUNT_MSAT}`);
   if (buf(c.rHash).length !== 32) throw new Rejected("r_hash must be 32 bytes");
+  const route = c.route ?? "";
+  if (route.length > MAX_ROUTE_BYTES * 2)
+    throw new Rejected(`route must be at most ${MAX_ROUTE_BYTES} bytes (a BOLT #4 onion)`);
   try {
     absoluteExpiry(c.expiry);
   } catch (e) {
@@ -1107,10 +1183,9 @@ function addHtlc(d: ChannelState, c: Extract<Command, { kind: "add_htlc" }>, out
     amountMsat: c.amountMsat,
     rHash: c.rHash,
     expiry: c.expiry,
-    route: c.route ?? "",
   };
   const before = structuredClone(d.localLog);
-  d.localLog.entries.push({ update: { kind: "add", htlc }, seq: d.sentCount + 1 });
+  d.localLog.entries.push({ update: { kind: "add", htlc, route }, seq: d.sentCount + 1 });
   try {
     checkOffer(d, "local", htlc);
   } catch (e) {
@@ -1130,11 +1205,11 @@ function addHtlc(d: ChannelState, c: Extract<Command, { kind: "add_htlc" }>, out
       amountMsat: htlc.amountMsat,
       rHash: buf(htlc.rHash),
       expiry: htlc.expiry,
-      route: buf(htlc.route),
+      route: buf(route),
     },
-    { kind: "add", htlc },
+    { kind: "add", htlc, route },
   );
-  out.push({ type: "htlc_added", id: htlc.id, offerer: "local" });
+  out.push({ type: "htlc_added", id: htlc.id, offerer: "local", route });
 }
 
 function canCommit(d: ChannelState): boolean {

@@ -1,5 +1,6 @@
 export {
   ackFor,
+  checkOpenChannel,
   createChannel,
   MAX_OFFERED_HTLCS,
   stagedViews,

@@ -6,7 +6,7 @@ import { sha256 } from "@ln/bitcoin";
 import { commitmentIndex, generateFromSeed } from "@ln/shachain";
 import { anchorSighash, buildClose, buildCommitment, signDigest, verifyDigest } from "@ln/tx";
 import * as ecc from "tiny-secp256k1";
-import type { SignerReply, SignerRequest } from "./types.js";
+import type { OpenTerms, SignerReply, SignerRequest } from "./types.js";
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 const pub = (priv: Buffer): string => hex(ecc.pointFromScalar(priv, true) as Uint8Array);
@@ -32,6 +32,18 @@ export class TestSigner {
   }
   revocationHash(n: bigint): string {
     return hex(sha256(this.preimage(n)));
+  }
+  /** Our side of open_channel with these keys: the terms tests open channels with. */
+  openTerms(): OpenTerms {
+    return {
+      delay: { blocks: 144 },
+      minDepth: 1,
+      initialFeeRate: 10_000,
+      commitKey: this.commitKey,
+      finalKey: this.finalKey,
+      revocationHash: this.revocationHash(0n),
+      nextRevocationHash: this.revocationHash(1n),
+    };
   }
   answer(r: SignerRequest): SignerReply {
     switch (r.kind) {

@@ -36,6 +36,18 @@ export interface ChannelPolicy {
   closeFeeRate: number;
   /** Sign the other node's commitment by ourselves whenever there is something to commit. */
   autoCommit: boolean;
+  /**
+   * The peer's updates we keep until both commitments include them: a peer that withholds its
+   * revocation and streams updates fails the channel (TOO_MANY_UPDATES) beyond this many, before
+   * each step grows costly. Room for 1500 adds (draft 3.2), 1500 removals and fee updates.
+   */
+  maxPendingUpdates: number;
+  /**
+   * Peer messages kept while a signer reply is awaited (the signer may be down). Beyond it we
+   * take no more of them until the peer reconnects (`disconnect`): unprocessed, they are not
+   * acknowledged, and the peer retransmits them (draft 1.2).
+   */
+  maxDeferredPkts: number;
 }
 
 export const DEFAULT_POLICY: ChannelPolicy = {
@@ -49,6 +61,8 @@ export const DEFAULT_POLICY: ChannelPolicy = {
   deadlineMarginSeconds: 3600,
   closeFeeRate: 2000,
   autoCommit: true,
+  maxPendingUpdates: 3100,
+  maxDeferredPkts: 200,
 };
 
 export interface PeerTerms {
@@ -136,6 +150,11 @@ export interface ChannelState {
   /** A signer request is out: other inputs wait in `deferred`, so replies apply in order. */
   awaiting: SignerRequest["kind"] | undefined;
   deferred: Input[];
+  /**
+   * We dropped a peer message (too many deferred): every later one is dropped too, so none is
+   * processed out of order, until the peer reconnects and retransmits from our ack.
+   */
+  shedding: boolean;
   failure: { code: FailureCode; problem: string } | undefined;
 }
 
@@ -203,6 +222,7 @@ export type FailureCode =
   | "TIMEOUT"
   | "HTLC_DEADLINE" // draft 3.1
   | "ANCHOR_SPENT" // draft 6.1
+  | "TOO_MANY_UPDATES" // the peer's uncommitted updates beyond policy.maxPendingUpdates
   | "OPERATOR" // force close
   | "DATA_LOSS"; // our state is behind the peer's or the signer's (phase "behind")
 
@@ -214,7 +234,13 @@ export type Output =
   | { type: "watch_anchor"; outpoint: OutPoint; depth: number }
   | { type: "broadcast"; broadcast: Broadcast }
   | { type: "htlc_result"; id: bigint; offerer: Side; result: HtlcResult }
-  | { type: "htlc_added"; id: bigint; offerer: Side }
+  /** `route`: the HTLC's onion (hex), reported here once; the core keeps it only while staged. */
+  | { type: "htlc_added"; id: bigint; offerer: Side; route: string }
+  /**
+   * Drop the connection with the peer: we stopped taking its messages (`shedding`); the next
+   * connection's authenticate acks retransmit what we did not process.
+   */
+  | { type: "disconnect"; problem: string }
   /** The peer revoked its commitment `number`: the record for the watchtower (DESIGN.md 7). */
   | { type: "revoked"; number: bigint; preimage: string; params: CommitmentParams }
   /** Resend every stored message after `afterSeq`, bitwise identical (draft 1.2). */

@@ -15,11 +15,14 @@ export interface Htlc {
   amountMsat: Msat;
   rHash: string;
   expiry: Locktime;
-  route: string;
 }
 
 export type Update =
-  | { kind: "add"; htlc: Htlc }
+  /**
+   * `route`: the onion (hex), kept here only, not in the commitment views (each would hold a
+   * copy of up to 1,366 bytes per HTLC); it leaves with the entry once both commitments have it.
+   */
+  | { kind: "add"; htlc: Htlc; route: string }
   /** Removes an HTLC the sender's peer offered: the sender gets its amount. */
   | { kind: "fulfill"; id: bigint; r: string }
   /** Removes an HTLC the sender's peer offered: the amount returns to the offerer. */

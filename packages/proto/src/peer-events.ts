@@ -12,6 +12,7 @@ export type DisconnectReason =
   | "REPLACED" // a newer connection from the same node took over
   | "BAD_PKT" // the peer sent a pkt that failed decodePkt; we sent `error` and closed
   | "RESYNC" // the channel service asked for a fresh authenticate exchange (it restarted or took over)
+  | "SENT_ERROR" // the channel service sent the peer `error`: the connection fails (draft 6.3)
   | "GATEWAY_CLOSED"; // PeerGateway.close()
 
 const DISCONNECT_REASONS: ReadonlySet<string> = new Set<DisconnectReason>([
@@ -25,6 +26,7 @@ const DISCONNECT_REASONS: ReadonlySet<string> = new Set<DisconnectReason>([
   "REPLACED",
   "BAD_PKT",
   "RESYNC",
+  "SENT_ERROR",
   "GATEWAY_CLOSED",
 ]);
 

@@ -7,6 +7,16 @@ import { WireError } from "./wire-error.js";
 
 /** The transport's frame limit (BOLT #8): no encoded `pkt` may be larger. */
 export const MAX_PKT_BYTES = 65535;
+/**
+ * `routing.info` is a BOLT #4 onion (DESIGN.md 10): 1,366 bytes. More is never a valid route, and
+ * a node keeps each HTLC's route while the HTLC lives: unbounded, a peer makes us hold 65 kB each.
+ */
+export const MAX_ROUTE_BYTES = 1366;
+/**
+ * `fail_reason.info` is a BOLT #4 error packet (DESIGN.md 10): a 32-byte HMAC, a 2-byte length,
+ * the failure message padded to 256 bytes, a 2-byte pad length: 292 bytes.
+ */
+export const MAX_FAIL_REASON_BYTES = 292;
 
 export type AnchorOffer = "WILL_CREATE_ANCHOR" | "WONT_CREATE_ANCHOR";
 
@@ -122,6 +132,12 @@ function u32(n: number, path: string): bigint {
   return BigInt(n);
 }
 
+function checkMaxBytes(b: Buffer, max: number, path: string): Buffer {
+  if (b.length > max)
+    throw new WireError("FIELD_TOO_LONG", `${path}: ${b.length} bytes, at most ${max}`, path);
+  return b;
+}
+
 function checkAmountMsat(v: bigint, path: string): Msat {
   if (v <= 0n) throw new WireError("BAD_AMOUNT", `${path}: amount_msat must be greater than 0`, path);
   return msat(v);
@@ -143,12 +159,15 @@ function toRaw(p: Pkt): RawMessage {
         amount_msat: checkAmountMsat(p.amountMsat, `${at}.amount_msat`),
         r_hash: hashOut(p.rHash, `${at}.r_hash`),
         expiry: locktimeOut(p.expiry, `${at}.expiry`),
-        route: { info: p.route },
+        route: { info: checkMaxBytes(p.route, MAX_ROUTE_BYTES, `${at}.route.info`) },
       };
     case "update_fulfill_htlc":
       return { id: p.id, r: hashOut(p.r, `${at}.r`) };
     case "update_fail_htlc":
-      return { id: p.id, reason: { info: p.reason } };
+      return {
+        id: p.id,
+        reason: { info: checkMaxBytes(p.reason, MAX_FAIL_REASON_BYTES, `${at}.reason.info`) },
+      };
     case "update_fee":
       return { fee_rate: u32(p.feeRate, `${at}.fee_rate`) };
     case "update_commit":
@@ -207,12 +226,24 @@ function fromRaw(kind: PktKind, m: RawMessage): Pkt {
         amountMsat: checkAmountMsat(b("amount_msat"), `${at}.amount_msat`),
         rHash: hashIn(m["r_hash"]),
         expiry: locktimeIn(m["expiry"]),
-        route: (m["route"] as RawMessage)["info"] as Buffer,
+        route: checkMaxBytes(
+          (m["route"] as RawMessage)["info"] as Buffer,
+          MAX_ROUTE_BYTES,
+          `${at}.route.info`,
+        ),
       };
     case "update_fulfill_htlc":
       return { kind, id: b("id"), r: hashIn(m["r"]) };
     case "update_fail_htlc":
-      return { kind, id: b("id"), reason: (m["reason"] as RawMessage)["info"] as Buffer };
+      return {
+        kind,
+        id: b("id"),
+        reason: checkMaxBytes(
+          (m["reason"] as RawMessage)["info"] as Buffer,
+          MAX_FAIL_REASON_BYTES,
+          `${at}.reason.info`,
+        ),
+      };
     case "update_fee":
       return { kind, feeRate: n("fee_rate") };
     case "update_commit":

@@ -9,6 +9,8 @@ export type WireErrorCode =
   | "MISSING_FIELD"
   | "MULTIPLE_ONEOF"
   | "FIELD_RANGE"
+  /** A bytes field longer than its content can be (a route beyond the onion's size, ...). */
+  | "FIELD_TOO_LONG"
   | "BAD_PUBKEY"
   | "BAD_AMOUNT";
 

@@ -1,5 +1,5 @@
 import { MAX_ANCHOR_SAT, msat, sat, txidFromInternal } from "@ln/bitcoin";
-import { decodePkt, encodePkt, WireError, type Pkt } from "@ln/proto";
+import { decodePkt, encodePkt, MAX_FAIL_REASON_BYTES, MAX_ROUTE_BYTES, WireError, type Pkt } from "@ln/proto";
 import fc from "fast-check";
 import * as ecc from "tiny-secp256k1";
 import { describe, expect, it } from "vitest";
@@ -17,7 +17,8 @@ const locktime = fc.oneof(
   u32.map((blocks) => ({ blocks })),
   u32.map((seconds) => ({ seconds })),
 );
-const blob = fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b));
+const blob = (maxLength: number): fc.Arbitrary<Buffer> =>
+  fc.uint8Array({ maxLength }).map((b) => Buffer.from(b));
 const withAck = <T extends object>(o: T, ack: bigint | null): T => (ack === null ? o : { ...o, ack });
 
 const pkt: fc.Arbitrary<Pkt> = fc.oneof(
@@ -27,11 +28,13 @@ const pkt: fc.Arbitrary<Pkt> = fc.oneof(
       amountMsat: fc.integer({ min: 1, max: 0xffff_ffff }).map(msat),
       rHash: bytesN(32),
       expiry: locktime,
-      route: blob,
+      route: blob(MAX_ROUTE_BYTES),
     })
     .map((r) => ({ kind: "update_add_htlc" as const, ...r })),
   fc.record({ id: u64, r: bytesN(32) }).map((r) => ({ kind: "update_fulfill_htlc" as const, ...r })),
-  fc.record({ id: u64, reason: blob }).map((r) => ({ kind: "update_fail_htlc" as const, ...r })),
+  fc
+    .record({ id: u64, reason: blob(MAX_FAIL_REASON_BYTES) })
+    .map((r) => ({ kind: "update_fail_htlc" as const, ...r })),
   u32.map((feeRate) => ({ kind: "update_fee" as const, feeRate })),
   fc
     .tuple(bytesN(64), fc.option(u64))

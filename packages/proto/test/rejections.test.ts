@@ -1,4 +1,14 @@
-import { decodePkt, encodePkt, MAX_PKT_BYTES, WireError, type Pkt, type WireErrorCode } from "@ln/proto";
+import { msat } from "@ln/bitcoin";
+import {
+  decodePkt,
+  encodePkt,
+  MAX_FAIL_REASON_BYTES,
+  MAX_PKT_BYTES,
+  MAX_ROUTE_BYTES,
+  WireError,
+  type Pkt,
+  type WireErrorCode,
+} from "@ln/proto";
 import { describe, expect, it } from "vitest";
 import { cases, G, H, HASH, KEY, S, SIG } from "./fixtures.js";
 
@@ -116,11 +126,11 @@ describe("structure", () => {
     }
   });
   it("bounds the size at 65535 bytes, both ways", () => {
-    const reason = (n: number): Pkt => ({ kind: "update_fail_htlc", id: 1n, reason: Buffer.alloc(n) });
-    // reason of n bytes: fail_reason 1 + 3 (varint len) + n; update_fail_htlc 2 (id) + 1 + 3 + that;
-    // pkt 1 + 3 + that: n + 14 bytes, so 65521 is exactly the limit.
-    expect(encodePkt(reason(65521)).length).toBe(MAX_PKT_BYTES);
-    expect(() => encodePkt(reason(65522))).toThrow(WireError);
+    const problem = (n: number): Pkt => ({ kind: "error", problem: "x".repeat(n) });
+    // problem of n bytes: 1 (tag) + 3 (varint len) + n; pkt: 2 (tag of field 40) + 3 + that:
+    // n + 9 bytes, so 65526 is exactly the limit.
+    expect(encodePkt(problem(65526)).length).toBe(MAX_PKT_BYTES);
+    expect(() => encodePkt(problem(65527))).toThrow(WireError);
     rejects(Buffer.alloc(MAX_PKT_BYTES + 1), "TOO_LARGE");
   });
 });
@@ -148,6 +158,39 @@ describe("field invariants", () => {
       `aa01${withLen(`0a24${HASH}` + `1001` + `18${amount}` + `2248${SIG}`)}`;
     rejects(anchor("b8928602"), "BAD_AMOUNT", "pkt.open_anchor.amount"); // 4294968
     expect(decodePkt(bytes(anchor("b7928602")))).toMatchObject({ amount: 4294967n }); // the maximum
+  });
+  it("rejects a route longer than the 1366-byte onion and a fail reason longer than the 292-byte error packet", () => {
+    // update_add_htlc with route.info of n bytes (n < 16384: a 2-byte length varint).
+    const add = (n: number): Buffer => {
+      const info = "ab".repeat(n);
+      const body = `0801` + `1001` + `1a24${HASH}` + `22021002` + `2a${withLen(`0a${withLen(info)}`)}`;
+      return bytes(`12${withLen(body)}`);
+    };
+    expect(MAX_ROUTE_BYTES).toBe(1366); // BOLT #4: version 1 + point 33 + hop payloads 1300 + HMAC 32
+    expect(decodePkt(add(1366))).toMatchObject({ kind: "update_add_htlc", route: Buffer.alloc(1366, 0xab) });
+    rejects(add(1367), "FIELD_TOO_LONG", "pkt.update_add_htlc.route.info");
+    const fail = (n: number): Buffer => {
+      const body = `0801` + `12${withLen(`0a${withLen("cd".repeat(n))}`)}`;
+      return bytes(`22${withLen(body)}`);
+    };
+    expect(MAX_FAIL_REASON_BYTES).toBe(32 + 2 + 256 + 2); // HMAC, length, padded message, pad length
+    expect(decodePkt(fail(292))).toMatchObject({ kind: "update_fail_htlc", reason: Buffer.alloc(292, 0xcd) });
+    rejects(fail(293), "FIELD_TOO_LONG", "pkt.update_fail_htlc.reason.info");
+    // And we never send one.
+    const route = Buffer.alloc(1367);
+    expect(() =>
+      encodePkt({
+        kind: "update_add_htlc",
+        id: 1n,
+        amountMsat: msat(1),
+        rHash: H,
+        expiry: { blocks: 2 },
+        route,
+      }),
+    ).toThrow(expect.objectContaining({ code: "FIELD_TOO_LONG" }));
+    expect(() => encodePkt({ kind: "update_fail_htlc", id: 1n, reason: Buffer.alloc(293) })).toThrow(
+      expect.objectContaining({ code: "FIELD_TOO_LONG" }),
+    );
   });
   it("refuses to encode what it would reject", () => {
     const key = Buffer.from(G, "hex");

@@ -1,6 +1,7 @@
 /** The channel service's settings: the only place that reads the environment. */
 import { hostname } from "node:os";
 import { EnvReader, formatProblems, type HostPort, type NatsSettings } from "@ln/env";
+import { DEFAULT_INBOUND_OPENING_LIMITS as INBOUND, type InboundOpeningLimits } from "./inbound-openings.js";
 
 export interface Config {
   databaseUrl: string;
@@ -21,6 +22,8 @@ export interface Config {
   leaseMs: number;
   network: "regtest" | "testnet" | "bitcoin";
   terms: { delayBlocks: number; minDepth: number; feeRate: number };
+  /** Bounds on the channels peers open to us (inbound-openings.ts). */
+  inboundOpenings: InboundOpeningLimits;
   /** Satoshi per 1000 vbytes for wallet spends (the anchor, withdrawals). */
   walletFeeRate: number;
 }
@@ -71,6 +74,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       feeRate: r.int("CHANNEL_FEE_RATE", 10_000, 1000, 1_000_000),
     },
     walletFeeRate: r.int("CHANNEL_WALLET_FEE_RATE", 2000, 1000, 1_000_000),
+    inboundOpenings: {
+      maxOpening: r.int("CHANNEL_MAX_INBOUND_OPENING", INBOUND.maxOpening, 0, 100_000),
+      perPeerFailures: r.int("CHANNEL_INBOUND_FAILURES_PER_PEER", INBOUND.perPeerFailures, 0, 100_000),
+      totalFailures: r.int("CHANNEL_INBOUND_FAILURES_TOTAL", INBOUND.totalFailures, 0, 1_000_000),
+      windowMs: r.int("CHANNEL_INBOUND_WINDOW_S", INBOUND.windowMs / 1000, 1, 30 * 86_400) * 1000,
+    },
   };
   if (r.problems.length > 0)
     throw new ConfigError(formatProblems("channel service configuration", r.problems));

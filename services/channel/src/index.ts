@@ -26,3 +26,4 @@ export {
   type NodeBackend,
   type Payment,
 } from "./api/index.js";
+export * from "./inbound-openings.js";

@@ -133,6 +133,7 @@ async function main(): Promise<void> {
     replicaId: cfg.replicaId,
     leaseMs: cfg.leaseMs,
     terms: cfg.terms,
+    inboundOpenings: cfg.inboundOpenings,
     log,
   });
   node.runner.onCommitRound = serviceMetrics.commitRound;

@@ -258,6 +258,16 @@ export const MIGRATIONS: readonly Migration[] = [
    CREATE UNIQUE INDEX channels_live_peer ON ${s}.channels (peer_node_id)
      WHERE phase NOT IN ('closed', 'failed', 'behind');`,
   },
+  {
+    version: 14, // peers' openings that failed before their anchor: deleted, remembered for the rate limit
+    sql: (s) => `CREATE TABLE ${s}.forgotten_openings (
+     channel_id text PRIMARY KEY,
+     peer_node_id text NOT NULL,
+     forgotten_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE INDEX forgotten_openings_peer ON ${s}.forgotten_openings (peer_node_id, forgotten_at);
+   CREATE INDEX forgotten_openings_at ON ${s}.forgotten_openings (forgotten_at);`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

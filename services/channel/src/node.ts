@@ -2,16 +2,27 @@ import { randomUUID } from "node:crypto";
 import { MAX_ANCHOR_SAT, type OutPoint, type Sat } from "@ln/bitcoin";
 import {
   ackFor,
+  checkOpenChannel,
   createChannel,
   signerAhead,
   EXPIRY_TOO_SOON,
   htlcDeadlinePassed,
+  DEFAULT_POLICY,
+  type ChannelPolicy,
   type ChannelState,
   type Command,
   type Input,
   type Output,
 } from "@ln/channel-core";
-import { decodePeerEvent, decodePkt, peerSubjects, type ChainEvent, type Pkt } from "@ln/proto";
+import {
+  decodePeerEvent,
+  decodePkt,
+  encodePkt,
+  peerSubjects,
+  type ChainEvent,
+  type Pkt,
+  type PktOf,
+} from "@ln/proto";
 import type { SignerClient } from "@ln/signer-client";
 import { Transaction } from "bitcoinjs-lib";
 import type { NatsConnection, Subscription } from "nats";
@@ -21,6 +32,11 @@ import { ChannelRunner, type EffectSink } from "./runner.js";
 import { fulfilledPreimages, grpcCoreSigner, recordPeerRevocation } from "./signer-adapter.js";
 import { ChainRequestError } from "./chain-requests.js";
 import { behindRefusal, signerStatus } from "./data-loss.js";
+import {
+  checkInboundOpening,
+  DEFAULT_INBOUND_OPENING_LIMITS,
+  type InboundOpeningLimits,
+} from "./inbound-openings.js";
 import { parseOutputWatchId } from "./resolution.js";
 import { StoreError, type ChannelRow, type ChannelStore } from "./store.js";
 
@@ -93,6 +109,13 @@ export interface ChannelNodeOptions {
   /** Lease length; renewed every third of it. */
   leaseMs: number;
   terms: LocalTerms;
+  /** Bounds on the channels peers open to us (default DEFAULT_INBOUND_OPENING_LIMITS). */
+  inboundOpenings?: InboundOpeningLimits;
+  /**
+   * Messages of one peer queued here, not yet processed (default 1000): beyond, they are dropped
+   * with the connection, and the next connection retransmits them (draft 1.2).
+   */
+  maxPeerBacklog?: number;
   log: (line: string) => void;
 }
 
@@ -113,8 +136,12 @@ const ANCHOR_TAKEN = /txn-mempool-conflict|missingorspent|inputs-spent|missing-i
 /** How often we check that the peers of our live channels are connected. */
 const RECONNECT_EVERY_MS = 5000;
 const RETRY_MAX_MS = 60_000;
+/** Default ChannelNodeOptions.maxPeerBacklog. */
+const MAX_PEER_BACKLOG = 1000;
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 const LIVE = (phase: ChannelState["phase"]): boolean => phase !== "closed" && phase !== "failed";
+/** The policy of every channel we run (the core's defaults otherwise). */
+const CHANNEL_POLICY: Partial<ChannelPolicy> = { autoCommit: true };
 
 /**
  * The channel service's shell around the runner: routes each peer's pkts and connection events to
@@ -136,6 +163,10 @@ export class ChannelNode {
     { peer: string; signerChannel: number; awaitingConnection: boolean }
   >();
   private readonly peerQueues = new Map<string, Promise<unknown>>();
+  /** Per peer: its messages queued in peerQueues, not yet started. */
+  private readonly backlog = new Map<string, number>();
+  /** Peers whose messages we drop until their next connection (one was dropped: keep order). */
+  private readonly shedding = new Set<string>();
   private readonly retries = new Map<string, { attempt: number; at: number; since: number }>();
   /** Channels whose state was compared with the signer's records since this process started. */
   private readonly signerChecked = new Set<string>();
@@ -273,6 +304,7 @@ export class ChannelNode {
     } catch (e) {
       const refused = behindRefusal(e);
       if (e instanceof StoreError && e.code === "LEASE_NOT_HELD") this.held.delete(channelId);
+      else if (e instanceof StoreError && e.code === "NO_SUCH_CHANNEL") this.unhold(channelId);
       else if (refused !== undefined && input.type !== "behind") {
         // The signer refuses our commitment (or the one we would revoke into) as revoked: our
         // state is behind its records. Asking again cannot help; the channel stops.
@@ -353,6 +385,8 @@ export class ChannelNode {
     const prev = this.peerQueues.get(peer) ?? Promise.resolve();
     const next = prev.then(work).catch((e: unknown) => this.report(`peer ${peer.slice(0, 16)}`, e));
     this.peerQueues.set(peer, next);
+    // Forgotten once done: every node key that ever sent us something would stay otherwise.
+    void next.then(() => this.peerQueues.get(peer) === next && this.peerQueues.delete(peer));
     return next;
   }
 
@@ -372,15 +406,28 @@ export class ChannelNode {
       this.report(`peer ${peer.slice(0, 16)}`, e);
       return;
     }
+    if (connectedAck !== undefined) this.shedding.delete(peer); // a new connection resends from our ack
+    if (pkt && !this.takeIntoBacklog(peer)) return;
     void this.forPeer(peer, async () => {
+      if (pkt) this.leaveBacklog(peer);
       let row = await this.o.store.liveWith(peer);
       if (!row && pkt?.kind === "open_channel") {
-        // A peer opens a channel to us: we are the acceptor.
-        await this.createChannel(peer, "acceptor", undefined).catch((e: unknown) => {
-          if (!(e instanceof StoreError && e.code === "CHANNEL_EXISTS")) throw e;
-        });
+        // A peer opens a channel to us: we are the acceptor, if its terms and our bounds allow.
+        const refused = await this.refuseInbound(peer, pkt);
+        // Another replica may have taken this opening meanwhile (it counted less): its channel wins.
         row = await this.o.store.liveWith(peer);
+        if (!row && refused !== undefined) return this.sendError(peer, refused);
+        if (!row) {
+          await this.createChannel(peer, "acceptor", undefined).catch((e: unknown) => {
+            if (!(e instanceof StoreError && e.code === "CHANNEL_EXISTS")) throw e;
+          });
+          row = await this.o.store.liveWith(peer);
+        }
       }
+      // A channel message from a peer we have no channel with fails the connection (draft 6.3);
+      // an `error` is never answered with one.
+      if (!row && pkt && pkt.kind !== "error")
+        return this.sendError(peer, `${pkt.kind}: we have no channel with you`);
       if (!row || !this.held.has(row.id)) return;
       const m = this.meta.get(row.id);
       if (connectedAck !== undefined && m) m.awaitingConnection = false;
@@ -392,6 +439,58 @@ export class ChannelNode {
       else if (connectedAck !== undefined)
         await this.input(row.id, { type: "reconnected", theirAck: connectedAck });
     });
+  }
+
+  /**
+   * Counts a message of the peer into its backlog; false when it must be dropped: the backlog is
+   * full (the connection is dropped too, so the peer resends it) or an earlier one was dropped.
+   */
+  private takeIntoBacklog(peer: string): boolean {
+    if (this.shedding.has(peer)) return false;
+    const queued = this.backlog.get(peer) ?? 0;
+    if (queued >= (this.o.maxPeerBacklog ?? MAX_PEER_BACKLOG)) {
+      this.shedding.add(peer);
+      this.o.log(`peer ${peer.slice(0, 16)}…: ${queued} messages waiting; dropping the connection`);
+      this.o.peers.resync(peer);
+      return false;
+    }
+    this.backlog.set(peer, queued + 1);
+    return true;
+  }
+
+  private leaveBacklog(peer: string): void {
+    const left = (this.backlog.get(peer) ?? 1) - 1;
+    if (left > 0) this.backlog.set(peer, left);
+    else this.backlog.delete(peer);
+  }
+
+  /**
+   * Why we refuse a peer's open_channel, checked before anything is allocated for it: its terms
+   * (the core's own checks), then our bounds on inbound openings; undefined when we accept it.
+   */
+  private async refuseInbound(peer: string, pkt: PktOf<"open_channel">): Promise<string | undefined> {
+    const checked = checkOpenChannel(pkt, { ...DEFAULT_POLICY, ...CHANNEL_POLICY }, "acceptor");
+    if (!checked.ok) return checked.problem;
+    const limits = this.o.inboundOpenings ?? DEFAULT_INBOUND_OPENING_LIMITS;
+    const admitted = checkInboundOpening(
+      limits,
+      await this.o.store.inboundOpeningStats(peer, limits.windowMs),
+    );
+    if (admitted.ok) return undefined;
+    this.o.log(`refused an open_channel from ${peer.slice(0, 16)}… (${admitted.code})`);
+    return admitted.problem;
+  }
+
+  /** Fails the connection with a peer outside any channel: the gateway drops it after the error. */
+  private sendError(peer: string, problem: string): void {
+    this.o.nc.publish(peerSubjects(this.o.peerPrefix, peer).out, encodePkt({ kind: "error", problem }));
+  }
+
+  /** Stops running a channel here (it was deleted, or another replica runs it). */
+  private unhold(id: string): void {
+    this.held.delete(id);
+    this.meta.delete(id);
+    this.retries.delete(id);
   }
 
   private async createChannel(
@@ -422,7 +521,7 @@ export class ChannelNode {
         nextRevocationHash: hex(keys.revocation_hash_1),
       },
       ...(fundingSat !== undefined ? { fundingSat } : {}),
-      policy: { autoCommit: true },
+      policy: CHANNEL_POLICY,
       chain: { height: this.tipHeight, time: this.tipTime },
     });
     // Whatever the channel ends with on our final key comes back to the wallet: watched before
@@ -557,6 +656,17 @@ export class ChannelNode {
         this.o.log(`channel ${id}: failed (${out.code}): ${out.problem}`);
         if (await this.o.wallet.releaseAnchor(id))
           this.o.log(`channel ${id}: its unbroadcast anchor's coins are free again`);
+        // A peer's opening that failed before we signed its anchor: nothing of ours is at stake,
+        // and nothing is kept (its error is sent already: sends go before effects).
+        if (await this.o.store.forgetFailedOpening(id, this.o.replicaId)) {
+          this.unhold(id);
+          this.o.log(`channel ${id}: forgotten (a peer's opening that failed before its anchor)`);
+        }
+        return;
+      case "disconnect":
+        // The channel takes no more of the peer's messages for now: a new connection resends them.
+        this.o.log(`channel ${id}: dropping the connection (${out.problem})`);
+        this.o.peers.resync(m.peer);
         return;
       case "command_rejected":
         return;

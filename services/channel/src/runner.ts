@@ -74,6 +74,9 @@ export class ChannelRunner {
     const prev = this.queues.get(channelId) ?? Promise.resolve();
     const run = prev.catch(() => undefined).then(() => this.run(channelId, input));
     this.queues.set(channelId, run);
+    // Forgotten once done, so the map holds only channels with work in progress.
+    const done = (): void => void (this.queues.get(channelId) === run && this.queues.delete(channelId));
+    run.then(done, done);
     return run;
   }
 

@@ -320,6 +320,67 @@ export class ChannelStore {
     return r.rows[0] ? toRow(r.rows[0]) : undefined;
   }
 
+  /**
+   * What the bounds on inbound openings look at: the channels peers opened to us that are still
+   * opening, and the openings that failed before their anchor (forgotten) in the last `windowMs`,
+   * of this peer and of all. Forgotten openings older than the window are dropped here.
+   */
+  async inboundOpeningStats(
+    peerNodeId: string,
+    windowMs: number,
+  ): Promise<{ opening: number; peerFailures: number; totalFailures: number }> {
+    const since = `now() - make_interval(secs => $1::double precision / 1000)`;
+    await this.pool.query(`DELETE FROM ${this.t("forgotten_openings")} WHERE forgotten_at <= ${since}`, [
+      windowMs,
+    ]);
+    const r = await this.pool.query<{ opening: string; peer: string; total: string }>(
+      `SELECT (SELECT count(*) FROM ${this.t("channels")}
+                WHERE phase = 'opening' AND (state::jsonb ->> 'role') = 'acceptor') AS opening,
+              (SELECT count(*) FROM ${this.t("forgotten_openings")}
+                WHERE peer_node_id = $2 AND forgotten_at > ${since}) AS peer,
+              (SELECT count(*) FROM ${this.t("forgotten_openings")} WHERE forgotten_at > ${since}) AS total`,
+      [windowMs, peerNodeId],
+    );
+    const row = r.rows[0];
+    return {
+      opening: Number(row?.opening ?? 0),
+      peerFailures: Number(row?.peer ?? 0),
+      totalFailures: Number(row?.total ?? 0),
+    };
+  }
+
+  /**
+   * Deletes a channel a peer opened to us that failed before we signed its anchor (no
+   * open_commit_sig of ours: nothing of ours can be at stake), with its outbox, under the lease,
+   * and remembers only that the peer's opening failed (the rate limit counts those). Returns
+   * false, changing nothing, for any other channel. Such failures would otherwise stay loaded
+   * and run forever, one per opening a peer starts and abandons.
+   */
+  async forgetFailedOpening(id: string, owner: string): Promise<boolean> {
+    return this.inTransaction(async (c) => {
+      const r = await c.query<{
+        state: string;
+        lease_owner: string | null;
+        held: boolean;
+        peer_node_id: string | null;
+      }>(
+        `SELECT state, lease_owner, (lease_expires > now()) AS held, peer_node_id FROM ${this.t("channels")} WHERE id = $1 FOR UPDATE`,
+        [id],
+      );
+      const row = r.rows[0];
+      if (!row || row.lease_owner !== owner || !row.held) return false;
+      const s = deserializeState(row.state);
+      if (s.phase !== "failed" || s.role !== "acceptor" || s.opening.anchorSigned) return false;
+      await c.query(`DELETE FROM ${this.t("outbox")} WHERE channel_id = $1`, [id]);
+      await c.query(`DELETE FROM ${this.t("channels")} WHERE id = $1`, [id]);
+      await c.query(
+        `INSERT INTO ${this.t("forgotten_openings")} (channel_id, peer_node_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+        [id, row.peer_node_id ?? ""],
+      );
+      return true;
+    });
+  }
+
   async load(id: string): Promise<ChannelState | undefined> {
     const r = await this.pool.query<{ state: string }>(
       `SELECT state FROM ${this.t("channels")} WHERE id = $1`,

@@ -21,6 +21,21 @@ describe("channel service config", () => {
     expect(c.leaseMs).toBe(15_000);
     expect(c.network).toBe("regtest");
     expect(c.terms).toEqual({ delayBlocks: 144, minDepth: 1, feeRate: 10_000 });
+    expect(c.inboundOpenings).toEqual({
+      maxOpening: 20,
+      perPeerFailures: 3,
+      totalFailures: 60,
+      windowMs: 3_600_000,
+    });
+    expect(
+      loadConfig({
+        ...full,
+        CHANNEL_MAX_INBOUND_OPENING: "5",
+        CHANNEL_INBOUND_FAILURES_PER_PEER: "1",
+        CHANNEL_INBOUND_FAILURES_TOTAL: "10",
+        CHANNEL_INBOUND_WINDOW_S: "600",
+      }).inboundOpenings,
+    ).toEqual({ maxOpening: 5, perPeerFailures: 1, totalFailures: 10, windowMs: 600_000 });
     expect(c.adminToken).toBeUndefined();
     expect(c.signer.serverName).toBeUndefined();
   });

@@ -494,6 +494,12 @@ export class PeerGateway {
           continue;
         }
         await s.conn.send(m.data);
+        // Draft 6.3: an `error` fails the connection. Ended here, after it is written, so the
+        // peer cannot go on sending on a connection whose channel is gone.
+        if (kind === "error") {
+          this.#end(s, "SENT_ERROR");
+          break;
+        }
       }
     } catch {
       // the connection closed under a send: the rest is dropped; the channel service retransmits

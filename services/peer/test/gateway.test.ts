@@ -149,6 +149,31 @@ describe("PeerGateway", () => {
     gc.close();
   });
 
+  it("ends the connection once it has written an error from the channel service (draft 6.3)", async () => {
+    const [g, peer] = [nodeKey(), nodeKey()];
+    const p = runPrefix("err");
+    const gw = keep(gateway(g, nats, { subjectPrefix: p, log }));
+    const port = await gw.listen(0, "127.0.0.1");
+    const events = collect(nats, `${p}.${peer.hex}.events`);
+    await events.ready;
+    const pc = await handPeer(port, peer, g);
+    await authenticate(pc, { nodeId: peer.pub, signSession: localSignSession(peer.priv), ack: 0n });
+    await until(() => gw.peers.includes(peer.hex), 5000, "connected");
+    const out = `${p}.${peer.hex}.out`;
+    nats.publish(out, samplePkt(0));
+    nats.publish(out, encodePkt({ kind: "error", problem: "update_commit: we have no channel with you" }));
+    expect(await pc.receive()).toEqual(samplePkt(0));
+    expect(decodePkt(await pc.receive())).toEqual({
+      kind: "error",
+      problem: "update_commit: we have no channel with you",
+    });
+    // Written, then closed: the peer sees the end, the channel service the reason.
+    expect(await pc.closed).toMatchObject({ code: "PEER_CLOSED" });
+    await until(() => events.msgs.length === 2, 5000, "disconnected event");
+    expect(decodePeerEvent(events.msgs[1] as Buffer)).toEqual({ type: "disconnected", reason: "SENT_ERROR" });
+    expect(gw.peers).toEqual([]);
+  });
+
   it("survives 500 stuck handshakes with maxPendingHandshakes 50; they are dropped at the deadline", async () => {
     const [g, normal] = [nodeKey(), nodeKey()];
     const p = runPrefix("flood");

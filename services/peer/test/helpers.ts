@@ -82,7 +82,7 @@ export function samplePkt(i: number): Buffer {
   const kinds: Pkt[] = [
     { kind: "update_fee", feeRate: 1000 + i },
     { kind: "update_fulfill_htlc", id: BigInt(i), r: Buffer.alloc(32, i & 0xff) },
-    { kind: "error", problem: `problem ${i}` },
+    { kind: "update_fail_htlc", id: BigInt(i), reason: Buffer.from(`reason ${i}`) },
     { kind: "close_clearing" },
   ];
   return encodePkt(kinds[i % kinds.length] as Pkt);
