@@ -5,7 +5,7 @@
  * same store).
  */
 import { randomBytes } from "node:crypto";
-import { msat, sat, sha256, txidFromHex, txidFromInternal, type Locktime } from "@ln/bitcoin";
+import { msat, sat, sha256, txidFromHex, type Locktime } from "@ln/bitcoin";
 import { anchorScript, p2shOutput } from "@ln/scripts";
 import { closeParamsMsg, commitmentParamsMsg } from "@ln/signer-client";
 import {
@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ChannelPolicyConfig } from "../src/channel-policy.js";
 import { SignerError } from "../src/errors.js";
 import { SignerService } from "../src/service.js";
+import { walletCoin } from "./coins.js";
 import {
   localParams,
   makePeer,
@@ -66,15 +67,16 @@ async function open(): Promise<Channel> {
 /** Our wallet pays the channel's anchor (the 2-of-2 of our commit key and the peer's). */
 async function fund(c: Channel, amount = ANCHOR_SAT): Promise<AnchorFixture> {
   const w0 = (await t.client.call("WalletKey", { index: 0 })).pubkey;
+  const coin = walletCoin(w0, 2_000_000n);
   const spend = buildWalletSpend(
-    [{ outpoint: { txid: txidFromInternal(randomBytes(32)), vout: 0 }, amount: sat(2_000_000n), pubkey: w0 }],
+    [coin],
     [{ script: p2shOutput(anchorScript(c.ours.commitPub, c.peer.commit.pub)), amount: sat(amount) }],
     p2wpkhOutput(w0),
     2000,
   );
   await t.client.call("SignWalletSpend", {
     tx_hex: spend.tx.toHex(),
-    inputs: [{ key_index: 0, amount_sat: 2_000_000n }],
+    inputs: [{ key_index: 0, amount_sat: 2_000_000n, prev_tx_hex: coin.prevTx.toHex() }],
     outputs: [
       { anchor: { channel: c.ours.channel, peer_commit_key: c.peer.commit.pub } },
       { wallet_key_index: 0 },

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { sha256 } from "@ln/bitcoin";
 import { commitmentParamsMsg } from "@ln/signer-client";
+import type { CommitmentHtlc } from "@ln/tx";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { refusal, startTestSigner, type TestSigner } from "./helpers.js";
 import { htlc, newTestChannel, ourSigned, revealWith, signRemoteWith } from "./received.js";
@@ -46,14 +47,16 @@ describe("RevealInvoice", () => {
 
   it("refuses an HTLC with the hash that we offered, or one below the invoice's amount", async () => {
     const { index, rHash } = await invoice(20_000_000n);
-    const c = await newTestChannel(t);
+    // Each HTLC in the first commitment of a channel of its own (the peer funded it: any state
+    // giving us more is signed); a later commitment must follow from the updates since the last.
+    const holding = async (h: CommitmentHtlc) => revealWith(t, await newTestChannel(t), 0n, [h]);
     // On our commitment, offered by its owner (us): we would be paying, not paid.
-    await revealWith(t, c, 0n, [htlc(rHash, 20_000_000n, true)]);
+    await holding(htlc(rHash, 20_000_000n, true));
     expect((await refusal(reveal(index))).code).toBe("NO_MATCHING_HTLC");
     // Offered to us, 1 msat short of the invoice.
-    await revealWith(t, c, 1n, [htlc(rHash, 19_999_999n, false)]);
+    await holding(htlc(rHash, 19_999_999n, false));
     expect((await refusal(reveal(index))).code).toBe("NO_MATCHING_HTLC");
-    await revealWith(t, c, 2n, [htlc(rHash, 20_000_000n, false)]);
+    await holding(htlc(rHash, 20_000_000n, false));
     expect(sha256((await reveal(index)).r).equals(rHash)).toBe(true);
     // The amount recorded for the invoice cannot be changed afterwards.
     const again = await refusal(t.client.call("InvoiceHash", { index, amount_msat: 1n }));

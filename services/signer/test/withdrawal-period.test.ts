@@ -4,7 +4,7 @@
  * hours, against the signer's durable record, also when they race and across a restart.
  */
 import { randomBytes } from "node:crypto";
-import { sat, sha256, txidFromInternal } from "@ln/bitcoin";
+import { sat, sha256 } from "@ln/bitcoin";
 import { buildWalletSpend, p2wpkhOutput } from "@ln/tx";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
@@ -13,6 +13,7 @@ import { SignerError } from "../src/errors.js";
 import { KeyRing } from "../src/keys.js";
 import { SignerService } from "../src/service.js";
 import { SignerStore } from "../src/store.js";
+import { walletCoin } from "./coins.js";
 import { DATABASE_URL, signerCode, TEST_SEED } from "./helpers.js";
 
 const PER_SPEND = 600_000n;
@@ -39,20 +40,20 @@ const elsewhere = p2wpkhOutput(Buffer.from(ecc.pointFromScalar(sha256(Buffer.fro
 
 /** A wallet spend of a fresh 3,000,000 sat coin of wallet key 0: `amount` out, the change to key 1. */
 function spendOf(amount: bigint) {
-  const w0 = keys.wallet(0).pub;
+  const coin = walletCoin(keys.wallet(0).pub, 3_000_000n);
   const spend = buildWalletSpend(
-    [{ outpoint: { txid: txidFromInternal(randomBytes(32)), vout: 0 }, amount: sat(3_000_000n), pubkey: w0 }],
+    [coin],
     [{ script: elsewhere, amount: sat(amount) }],
     p2wpkhOutput(keys.wallet(1).pub),
     2000,
   );
-  return spend.tx;
+  return { tx: spend.tx, prevTx: coin.prevTx };
 }
 
-const withdraw = (s: SignerService, tx: ReturnType<typeof spendOf>) =>
+const withdraw = (s: SignerService, { tx, prevTx }: ReturnType<typeof spendOf>) =>
   s.signWalletSpend(
     tx,
-    [{ keyIndex: 0, amount: sat(3_000_000n) }],
+    [{ keyIndex: 0, amount: sat(3_000_000n), prevTx }],
     [{ external: { script: elsewhere } }, { walletKeyIndex: 1 }],
   );
 
@@ -105,22 +106,16 @@ describe("withdrawals over 24 hours", () => {
 
   it("a spend without external outputs records nothing", async () => {
     const f = await freshService();
-    const w0 = keys.wallet(0).pub;
+    const coin = walletCoin(keys.wallet(0).pub, 3_000_000n);
     const internal = buildWalletSpend(
-      [
-        {
-          outpoint: { txid: txidFromInternal(randomBytes(32)), vout: 0 },
-          amount: sat(3_000_000n),
-          pubkey: w0,
-        },
-      ],
+      [coin],
       [{ script: p2wpkhOutput(keys.wallet(2).pub), amount: sat(2_000_000n) }],
       p2wpkhOutput(keys.wallet(1).pub),
       2000,
     ).tx;
     await f.service.signWalletSpend(
       internal,
-      [{ keyIndex: 0, amount: sat(3_000_000n) }],
+      [{ keyIndex: 0, amount: sat(3_000_000n), prevTx: coin.prevTx }],
       [{ walletKeyIndex: 2 }, { walletKeyIndex: 1 }],
     );
     const r = await pool.query(`SELECT count(*)::int AS n FROM "${f.schema}".withdrawals`);
