@@ -80,7 +80,7 @@ export interface NetNode {
   readonly prefix: string;
   /** The admin token (CHANNEL_ADMIN_TOKEN). */
   readonly token: string;
-  /** The signer's seed-file key (SIGNER_SEED_KEY). */
+  /** The signer's seed-file key (written to the file SIGNER_SEED_KEY_FILE names). */
   readonly seedKey: string;
   /** Every secret handed to the node's processes (token, seed key, database passwords): for log checks. */
   readonly secrets: string[];

@@ -64,6 +64,14 @@ export function decodePeerEvent(bytes: Uint8Array): PeerEvent {
 }
 
 /**
+ * NATS header on each pkt the channel service publishes to a peer's `out` subject: its sequence
+ * number (draft 1.2: the messages `ack` counts). The gateway writes each number once per
+ * connection, so a retransmission after `connected` never repeats a message that already went out
+ * on that connection (a channel created while the `connected` event was still on its way).
+ */
+export const OUT_SEQ_HEADER = "Ln-Seq";
+
+/**
  * The NATS subjects for one peer (node id as 66 lowercase hex): pkts in and out, connection
  * events, and `ack`, a request the channel service answers with our authenticate ack (decimal).
  */

@@ -18,6 +18,7 @@ import {
   decodePeerEvent,
   decodePkt,
   encodePkt,
+  OUT_SEQ_HEADER,
   peerSubjects,
   type ChainEvent,
   type Pkt,
@@ -25,7 +26,7 @@ import {
 } from "@ln/proto";
 import type { SignerClient } from "@ln/signer-client";
 import { Transaction } from "bitcoinjs-lib";
-import type { NatsConnection, Subscription } from "nats";
+import { headers, type NatsConnection, type Subscription } from "nats";
 import { signedBroadcast } from "./broadcast.js";
 import { Ledger } from "./ledger.js";
 import { ChannelRunner, type EffectSink } from "./runner.js";
@@ -38,7 +39,7 @@ import {
   type InboundOpeningLimits,
 } from "./inbound-openings.js";
 import { parseOutputWatchId } from "./resolution.js";
-import { StoreError, type ChannelRow, type ChannelStore } from "./store.js";
+import { StoreError, type ChannelRow, type ChannelStore, type OutboxMessage } from "./store.js";
 
 /** What the node needs from the chain watcher (chain-requests.ts over NATS in production). */
 export interface ChainPort {
@@ -185,7 +186,7 @@ export class ChannelNode {
       o.store,
       o.replicaId,
       grpcCoreSigner(o.signer, (id) => this.signerChannel(id)),
-      { send: (id, m) => Promise.resolve(this.o.nc.publish(this.subjects(id).out, m.bytes)) },
+      { send: (id, m) => Promise.resolve(this.publishOut(this.subjects(id).out, m)) },
       effects,
     );
   }
@@ -482,6 +483,13 @@ export class ChannelNode {
   }
 
   /** Fails the connection with a peer outside any channel: the gateway drops it after the error. */
+  /** A stored message of a channel to its peer, numbered for the gateway (OUT_SEQ_HEADER). */
+  private publishOut(subject: string, m: OutboxMessage): void {
+    const h = headers();
+    h.set(OUT_SEQ_HEADER, String(m.seq));
+    this.o.nc.publish(subject, m.bytes, { headers: h });
+  }
+
   private sendError(peer: string, problem: string): void {
     this.o.nc.publish(peerSubjects(this.o.peerPrefix, peer).out, encodePkt({ kind: "error", problem }));
   }
@@ -549,7 +557,7 @@ export class ChannelNode {
     // Sent now if the peer is connected; otherwise on its next connection (retransmission), which
     // a channel after an earlier one with this peer asks for (the redial follows the drop).
     if (needsNewConnection) this.o.peers.resync(peer);
-    else for (const m of t.sends) this.o.nc.publish(peerSubjects(this.o.peerPrefix, peer).out, m.bytes);
+    else for (const m of t.sends) this.publishOut(peerSubjects(this.o.peerPrefix, peer).out, m);
     return id;
   }
 

@@ -1,7 +1,7 @@
 import net, { type AddressInfo, type Server, type Socket } from "node:net";
 import { once } from "node:events";
 import type { NatsConnection, Subscription } from "nats";
-import { decodePkt, encodePkt, WireError } from "@ln/proto";
+import { decodePkt, encodePkt, OUT_SEQ_HEADER, WireError } from "@ln/proto";
 import {
   AuthenticateError,
   ConnectionClosed,
@@ -75,6 +75,11 @@ interface Session {
   readonly sub: Subscription;
   readonly subjects: { in: string; out: string; events: string };
   ended: boolean;
+  /**
+   * The highest outbound sequence number the peer has on this connection: its authenticate ack,
+   * then each numbered pkt written (OUT_SEQ_HEADER). A numbered pkt at or below it is a repeat.
+   */
+  sentSeq: bigint;
   /** Inbound pkts published since the last NATS flush. */
   unflushed: number;
 }
@@ -417,7 +422,7 @@ export class PeerGateway {
     // Subscribe before announcing: the channel service's retransmission after `connected`
     // reaches the server after our SUB, on the same NATS connection.
     const sub = this.#o.nats.subscribe(subjects.out);
-    const s: Session = { peer, origin, conn, sub, subjects, ended: false, unflushed: 0 };
+    const s: Session = { peer, origin, conn, sub, subjects, ended: false, sentSeq: theirAck, unflushed: 0 };
     this.#sessions.set(peer, s);
     this.#publishEvent(s, { type: "connected", theirAck: theirAck.toString() });
     this.#log({ event: "connected", peer, theirAck: theirAck.toString() });
@@ -493,6 +498,14 @@ export class PeerGateway {
           this.#log({ event: "outbound_authenticate_dropped", peer: s.peer });
           continue;
         }
+        const seq = outSeq(m.headers?.get(OUT_SEQ_HEADER));
+        if (seq !== undefined) {
+          if (seq <= s.sentSeq) {
+            this.#log({ event: "outbound_repeat_dropped", peer: s.peer, seq: seq.toString() });
+            continue;
+          }
+          s.sentSeq = seq;
+        }
         await s.conn.send(m.data);
         // Draft 6.3: an `error` fails the connection. Ended here, after it is written, so the
         // peer cannot go on sending on a connection whose channel is gone.
@@ -519,4 +532,9 @@ export class PeerGateway {
     this.#log({ event: "disconnected", peer: s.peer, reason });
     s.conn.close();
   }
+}
+
+/** The sequence number of an outbound pkt (OUT_SEQ_HEADER), if it carries a valid one. */
+function outSeq(header: string | undefined): bigint | undefined {
+  return header !== undefined && /^[0-9]{1,20}$/.test(header) ? BigInt(header) : undefined;
 }

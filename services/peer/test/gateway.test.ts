@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { NatsConnection } from "nats";
+import { headers, type NatsConnection } from "nats";
 import * as ecc from "tiny-secp256k1";
-import { decodePkt, encodePkt } from "@ln/proto";
+import { decodePkt, encodePkt, OUT_SEQ_HEADER } from "@ln/proto";
 import { authenticate, initiate, localSignSession, localStaticEcdh, sessionDigest } from "@ln/transport";
 import { decodePeerEvent } from "@ln/proto";
 import type { PeerGateway } from "../src/index.js";
@@ -172,6 +172,35 @@ describe("PeerGateway", () => {
     await until(() => events.msgs.length === 2, 5000, "disconnected event");
     expect(decodePeerEvent(events.msgs[1] as Buffer)).toEqual({ type: "disconnected", reason: "SENT_ERROR" });
     expect(gw.peers).toEqual([]);
+  });
+
+  it("writes each numbered outbound pkt once per connection: none at or below the peer's ack or one already written", async () => {
+    const [g, peer] = [nodeKey(), nodeKey()];
+    const p = runPrefix("seq");
+    const gw = keep(gateway(g, nats, { subjectPrefix: p, log }));
+    const port = await gw.listen(0, "127.0.0.1");
+    const pc = await handPeer(port, peer, g);
+    // The peer has our messages 1 and 2 already.
+    await authenticate(pc, { nodeId: peer.pub, signSession: localSignSession(peer.priv), ack: 2n });
+    await until(() => gw.peers.includes(peer.hex), 5000, "connected");
+    const out = `${p}.${peer.hex}.out`;
+    const numbered = (seq: number): { headers: ReturnType<typeof headers> } => {
+      const h = headers();
+      h.set(OUT_SEQ_HEADER, String(seq));
+      return { headers: h };
+    };
+    nats.publish(out, samplePkt(1), numbered(1)); // acknowledged by the peer: dropped
+    nats.publish(out, samplePkt(3), numbered(3)); // written
+    nats.publish(out, samplePkt(2), numbered(2)); // acknowledged: dropped
+    nats.publish(out, samplePkt(3), numbered(3)); // a retransmission of what this connection carried: dropped
+    nats.publish(out, samplePkt(7)); // not numbered: written
+    nats.publish(out, samplePkt(4), numbered(4)); // written
+    expect(await pc.receive()).toEqual(samplePkt(3));
+    expect(await pc.receive()).toEqual(samplePkt(7));
+    expect(await pc.receive()).toEqual(samplePkt(4));
+    // Nothing else came: a pkt published last arrives next.
+    nats.publish(out, samplePkt(5), numbered(5));
+    expect(await pc.receive()).toEqual(samplePkt(5));
   });
 
   it("survives 500 stuck handshakes with maxPendingHandshakes 50; they are dropped at the deadline", async () => {
