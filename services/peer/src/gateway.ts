@@ -77,7 +77,7 @@ interface Session {
   ended: boolean;
   /**
    * The highest outbound sequence number the peer has on this connection: its authenticate ack,
-   * then each numbered pkt written (OUT_SEQ_HEADER). A numbered pkt at or below it is a repeat.
+   * then each numbered pkt written (OUT_SEQ_HEADER). Only the next number is written.
    */
   sentSeq: bigint;
   /** Inbound pkts published since the last NATS flush. */
@@ -500,8 +500,12 @@ export class PeerGateway {
         }
         const seq = outSeq(m.headers?.get(OUT_SEQ_HEADER));
         if (seq !== undefined) {
-          if (seq <= s.sentSeq) {
-            this.#log({ event: "outbound_repeat_dropped", peer: s.peer, seq: seq.toString() });
+          // The peer takes messages by their order alone: a repeat would be processed twice, and
+          // one after a gap (published before this connection subscribed) as the missing one.
+          // The retransmission that follows `connected` brings the missing ones, in order.
+          if (seq !== s.sentSeq + 1n) {
+            const event = seq <= s.sentSeq ? "outbound_repeat_dropped" : "outbound_gap_dropped";
+            this.#log({ event, peer: s.peer, seq: seq.toString(), sent: s.sentSeq.toString() });
             continue;
           }
           s.sentSeq = seq;

@@ -174,7 +174,7 @@ describe("PeerGateway", () => {
     expect(gw.peers).toEqual([]);
   });
 
-  it("writes each numbered outbound pkt once per connection: none at or below the peer's ack or one already written", async () => {
+  it("writes numbered outbound pkts in order, once per connection: none at or below the peer's ack, none already written, none after a gap", async () => {
     const [g, peer] = [nodeKey(), nodeKey()];
     const p = runPrefix("seq");
     const gw = keep(gateway(g, nats, { subjectPrefix: p, log }));
@@ -194,6 +194,7 @@ describe("PeerGateway", () => {
     nats.publish(out, samplePkt(2), numbered(2)); // acknowledged: dropped
     nats.publish(out, samplePkt(3), numbered(3)); // a retransmission of what this connection carried: dropped
     nats.publish(out, samplePkt(7)); // not numbered: written
+    nats.publish(out, samplePkt(5), numbered(5)); // after a gap (4 is missing): dropped
     nats.publish(out, samplePkt(4), numbered(4)); // written
     expect(await pc.receive()).toEqual(samplePkt(3));
     expect(await pc.receive()).toEqual(samplePkt(7));
