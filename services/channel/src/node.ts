@@ -482,7 +482,6 @@ export class ChannelNode {
     return admitted.problem;
   }
 
-  /** Fails the connection with a peer outside any channel: the gateway drops it after the error. */
   /** A stored message of a channel to its peer, numbered for the gateway (OUT_SEQ_HEADER). */
   private publishOut(subject: string, m: OutboxMessage): void {
     const h = headers();
@@ -490,6 +489,7 @@ export class ChannelNode {
     this.o.nc.publish(subject, m.bytes, { headers: h });
   }
 
+  /** Fails the connection with a peer outside any channel: the gateway drops it after the error. */
   private sendError(peer: string, problem: string): void {
     this.o.nc.publish(peerSubjects(this.o.peerPrefix, peer).out, encodePkt({ kind: "error", problem }));
   }
