@@ -499,6 +499,7 @@ export class ChannelNode {
     this.held.delete(id);
     this.meta.delete(id);
     this.retries.delete(id);
+    this.signerChecked.delete(id);
   }
 
   private async createChannel(
@@ -766,6 +767,8 @@ export class ChannelNode {
       awaitingConnection: false,
     });
     this.held.add(row.id);
+    // Compared with the signer's records again at every takeover (CONFORMANCE 12), not only once.
+    this.signerChecked.delete(row.id);
     this.o.log(`channel ${row.id}: running it here (lease taken)`);
     // Messages the gateway relayed while nobody ran the channel are lost, and ones the last holder
     // stored may be unsent: a new connection's authenticate exchange retransmits both ways.
