@@ -663,7 +663,7 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
           "NOT_FOUND",
           "no live token has this id or label; GET /v1/tokens lists the tokens",
         );
-      return { revoked: revoked.map((t) => ({ id: t.id, label: t.label, scopes: t.scopes })) };
+      return { revoked };
     },
   );
 };
