@@ -16,7 +16,6 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Transaction } from "bitcoinjs-lib";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { confirmedAt, confirmedSpenders, spentTxid } from "../lab/chain.js";
 import { startNetwork, type NetNode, type Network } from "../lab/network.js";
@@ -45,16 +44,6 @@ afterAll(async () => {
   await net?.cleanup({ removeDir: ok });
   if (!ok && net !== undefined) console.log(`[data-loss] logs kept in ${net.dir}/logs`);
 }, 60_000);
-
-async function query<T extends pg.QueryResultRow>(sql: string): Promise<T[]> {
-  const client = new pg.Client({ connectionString: net.pgInfra?.url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 /** The mempool transactions spending an output of `txid`. */
 async function mempoolSpenders(txid: string): Promise<string[]> {
@@ -95,7 +84,7 @@ describe("a restored channel database", () => {
     const walletBefore = await A.api.walletBalance();
     expect(walletBefore.unconfirmedSat).toBe("0");
     const finalKey = (
-      await query<{ final_pubkey: string }>(
+      await net.query<{ final_pubkey: string }>(
         `SELECT final_pubkey FROM "${A.schemas.channel}".final_scripts WHERE channel_id = '${ids.a}'`,
       )
     )[0]?.final_pubkey;
@@ -103,7 +92,7 @@ describe("a restored channel database", () => {
 
     // Stop A's channel service, restore the backup over its schema, start it again.
     await net.kill(A, "channel", { signal: "SIGTERM" });
-    await query(`DROP SCHEMA "${A.schemas.channel}" CASCADE`);
+    await net.query(`DROP SCHEMA "${A.schemas.channel}" CASCADE`);
     await run("pg_restore", ["--exit-on-error", `--dbname=${url}`, dump]);
     await net.restart(A, "channel");
     expect(BigInt((await A.api.channel(ids.a)).localBalanceMsat)).toBe(
@@ -158,7 +147,7 @@ describe("a restored channel database", () => {
     // The only spend of the anchor is B's commitment; A broadcast nothing, ever.
     expect(spenders.map((s) => s.tx.getId())).toEqual([bCommitment]);
     expect((await A.api.channel(ids.a)).transactions).toEqual([]);
-    expect(await query(`SELECT 1 FROM "${A.schemas.channel}".broadcasts`)).toEqual([]);
+    expect(await net.query(`SELECT 1 FROM "${A.schemas.channel}".broadcasts`)).toEqual([]);
 
     // B's commitment pays A its latest balance less A's half of the commitment fee (draft 3.6).
     const commitment = spenders[0]?.tx as Transaction;

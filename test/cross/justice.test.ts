@@ -14,7 +14,6 @@ import { join } from "node:path";
 import { defaultSweepScript } from "@ln/justice";
 import { buildCommitment } from "@ln/tx";
 import type { Transaction } from "bitcoinjs-lib";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StaleCommitment } from "../lab/breach.js";
 import { confirmedAt, confirmedSpenders } from "../lab/chain.js";
@@ -38,16 +37,6 @@ afterAll(async () => {
   await net?.cleanup();
 }, 60_000);
 
-async function query<T extends pg.QueryResultRow>(sql: string): Promise<T[]> {
-  const client = new pg.Client({ connectionString: net.pgInfra?.url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql)).rows;
-  } finally {
-    await client.end();
-  }
-}
-
 /**
  * Opens cheater→B, pays both ways, keeps the cheater's commitment, pays again so B holds its
  * revocation, and waits until B's tower holds every record of the channel.
@@ -67,10 +56,10 @@ async function staleCommitmentOf(
   await net.waitFor(
     `B's records of channel ${ids.b} with the tower`,
     async () => {
-      const unpublished = await query(
+      const unpublished = await net.query(
         `SELECT 1 FROM "${B.schemas.channel}".tower_records WHERE channel_id = '${ids.b}' AND published_at IS NULL`,
       );
-      const revoked = await query<{ n: string }>(
+      const revoked = await net.query<{ n: string }>(
         `SELECT max(number)::text AS n FROM "${B.schemas.channel}".peer_revocations WHERE channel_id = '${ids.b}'`,
       );
       const held = await towerRecords(B);
@@ -86,7 +75,7 @@ async function staleCommitmentOf(
 
 /** How many records B's tower holds (its own table). */
 async function towerRecords(n: NetNode): Promise<number> {
-  const rows = await query<{ n: string }>(
+  const rows = await net.query<{ n: string }>(
     `SELECT count(*)::text AS n FROM "${n.schemas.tower}".tower_records`,
   );
   return Number(rows[0]?.n ?? 0);

@@ -314,13 +314,18 @@ export class Network {
 
   /** Revocation records `n`'s channel service has not handed to its watchtower yet. */
   async towerRecordsPending(n: NetNode): Promise<number> {
+    const rows = await this.query(
+      `SELECT 1 FROM "${n.schemas.channel}".tower_records WHERE published_at IS NULL`,
+    );
+    return rows.length;
+  }
+
+  /** One statement on the network's Postgres as its administrator (a test's look at the tables). */
+  async query<T extends pg.QueryResultRow>(sql: string): Promise<T[]> {
     const client = new pg.Client({ connectionString: this.#infra().pgUrl });
     await client.connect();
     try {
-      const r = await client.query(
-        `SELECT 1 FROM "${n.schemas.channel}".tower_records WHERE published_at IS NULL`,
-      );
-      return r.rowCount ?? 0;
+      return (await client.query<T>(sql)).rows;
     } finally {
       await client.end();
     }
