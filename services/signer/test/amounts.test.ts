@@ -7,19 +7,13 @@ import { sat, txidFromHex } from "@ln/bitcoin";
 import { p2shOutput, toOtherScript } from "@ln/scripts";
 import { buildSpend, p2wpkhOutput, p2wpkhSighash, verifyDigest } from "@ln/tx";
 import { Transaction } from "bitcoinjs-lib";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { fundingTx, walletCoin } from "./coins.js";
-import { refusal, startTestSigner, type TestSigner } from "./helpers.js";
+import { refusal, useTestSigner } from "./helpers.js";
 
 const MAX_FEE = 5000n;
 const FP = grpc.status.FAILED_PRECONDITION;
-let t: TestSigner;
-beforeAll(async () => {
-  t = await startTestSigner(MAX_FEE);
-});
-afterAll(async () => {
-  await t?.close();
-});
+const t = useTestSigner(MAX_FEE);
 
 /** An unsigned version 2 transaction spending `coins` to `outputs` (no change, any fee). */
 function spendTx(

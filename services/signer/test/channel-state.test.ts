@@ -18,7 +18,7 @@ import {
   type CommitmentHtlc,
   type CommitmentParams,
 } from "@ln/tx";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { ChannelPolicyConfig } from "../src/channel-policy.js";
 import { SignerError } from "../src/errors.js";
 import { SignerService } from "../src/service.js";
@@ -29,25 +29,18 @@ import {
   randomAnchor,
   refusal,
   remoteParams,
-  startTestSigner,
+  useTestSigner,
   type AnchorFixture,
   type Ours,
   type Peer,
   type StateFixture,
-  type TestSigner,
 } from "./helpers.js";
 
 const MAX_FEE = 5000n;
 /** The anchor: 1,000,000 sat = 1,000,000,000 msat. */
 const ANCHOR_SAT = 1_000_000n;
 const ALL = 1_000_000_000n;
-let t: TestSigner;
-beforeAll(async () => {
-  t = await startTestSigner(MAX_FEE); // withdrawals disabled (SIGNER_MAX_WITHDRAWAL_SAT 0)
-});
-afterAll(async () => {
-  await t?.close();
-});
+const t = useTestSigner(MAX_FEE); // withdrawals disabled (SIGNER_MAX_WITHDRAWAL_SAT 0)
 
 interface Channel {
   ours: Ours;

@@ -4,24 +4,10 @@
  */
 import { anchorSighash, buildCommitment, signDigest, type CommitmentParams } from "@ln/tx";
 import { commitmentParamsMsg } from "@ln/signer-client";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  localParams,
-  makePeer,
-  randomAnchor,
-  refusal,
-  remoteParams,
-  startTestSigner,
-  type TestSigner,
-} from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { localParams, makePeer, randomAnchor, refusal, remoteParams, useTestSigner } from "./helpers.js";
 
-let t: TestSigner;
-beforeAll(async () => {
-  t = await startTestSigner();
-});
-afterAll(async () => {
-  await t?.close();
-});
+const t = useTestSigner();
 
 const peerSig = (priv: Buffer, p: CommitmentParams): Buffer => {
   const c = buildCommitment(p);

@@ -22,31 +22,24 @@ import {
 } from "@ln/tx";
 import { Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { closeParamsMsg, commitmentParamsMsg } from "@ln/signer-client";
 import {
   makePeer,
   randomAnchor,
   refusal,
   remoteParams,
-  startTestSigner,
+  useTestSigner,
   type AnchorFixture,
   type Ours,
   type Peer,
   type StateFixture,
-  type TestSigner,
 } from "./helpers.js";
 import { DEFAULT_MAX_JUSTICE_FEE_RATE } from "../src/justice-fee.js";
 import { walletCoin } from "./coins.js";
 
 const MAX_FEE = 5000n;
-let t: TestSigner;
-beforeAll(async () => {
-  t = await startTestSigner(MAX_FEE);
-});
-afterAll(async () => {
-  await t?.close();
-});
+const t = useTestSigner(MAX_FEE);
 
 const FP = grpc.status.FAILED_PRECONDITION;
 

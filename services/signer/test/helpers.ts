@@ -10,6 +10,7 @@ import { commitmentIndex, generateFromSeed } from "@ln/shachain";
 import type { CommitmentHtlc, CommitmentParams } from "@ln/tx";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
+import { afterAll, beforeAll } from "vitest";
 import { SignerClient } from "@ln/signer-client";
 import { SignerError } from "../src/errors.js";
 import { KeyRing } from "../src/keys.js";
@@ -200,6 +201,21 @@ export async function startTestSigner(maxFeeSat = 5000n, maxWithdrawalSat = 0n):
       rmSync(pems.dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A test signer for the file's tests: started in beforeAll, closed in afterAll. The object
+ * returned is filled in when the signer starts, so use it only inside hooks and tests.
+ */
+export function useTestSigner(maxFeeSat?: bigint, maxWithdrawalSat?: bigint): TestSigner {
+  const t = {} as TestSigner;
+  beforeAll(async () => {
+    Object.assign(t, await startTestSigner(maxFeeSat, maxWithdrawalSat));
+  });
+  afterAll(async () => {
+    await t.close?.();
+  });
+  return t;
 }
 
 /** Expects a refusal: the gRPC status, and the reason code in the message and in the metadata. */

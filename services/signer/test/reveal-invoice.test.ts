@@ -8,18 +8,12 @@ import * as grpc from "@grpc/grpc-js";
 import { sha256 } from "@ln/bitcoin";
 import { commitmentParamsMsg } from "@ln/signer-client";
 import type { CommitmentHtlc } from "@ln/tx";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { refusal, startTestSigner, type TestSigner } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { refusal, useTestSigner } from "./helpers.js";
 import { htlc, newTestChannel, ourSigned, revealWith, signRemoteWith } from "./received.js";
 
 const FP = grpc.status.FAILED_PRECONDITION;
-let t: TestSigner;
-beforeAll(async () => {
-  t = await startTestSigner();
-});
-afterAll(async () => {
-  await t?.close();
-});
+const t = useTestSigner();
 
 /** A fresh invoice index, its hash (and its amount registered when given). */
 async function invoice(amountMsat = 0n): Promise<{ index: number; rHash: Buffer }> {

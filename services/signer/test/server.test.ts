@@ -13,7 +13,7 @@ import {
 } from "@ln/tx";
 import { script, Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { SignerClient } from "@ln/signer-client";
 import { commitmentParamsMsg } from "@ln/signer-client";
 import {
@@ -23,20 +23,13 @@ import {
   randomAnchor,
   refusal,
   remoteParams,
-  startTestSigner,
+  useTestSigner,
   type AnchorFixture,
   type Ours,
   type Peer,
-  type TestSigner,
 } from "./helpers.js";
 
-let t: TestSigner;
-beforeAll(async () => {
-  t = await startTestSigner();
-});
-afterAll(async () => {
-  await t?.close();
-});
+const t = useTestSigner();
 
 const FP = grpc.status.FAILED_PRECONDITION;
 

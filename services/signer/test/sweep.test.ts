@@ -6,19 +6,13 @@ import { p2shOutput, toOtherScript } from "@ln/scripts";
 import { buildSpend, finalizeSpend, p2wpkhOutput, type Spend } from "@ln/tx";
 import { payments, script as bscript, Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { fundingTx } from "./coins.js";
-import { makePeer, refusal, startTestSigner, type TestSigner } from "./helpers.js";
+import { makePeer, refusal, useTestSigner } from "./helpers.js";
 
 const MAX_FEE = 5000n;
 const FP = grpc.status.FAILED_PRECONDITION;
-let t: TestSigner;
-beforeAll(async () => {
-  t = await startTestSigner(MAX_FEE);
-});
-afterAll(async () => {
-  await t?.close();
-});
+const t = useTestSigner(MAX_FEE);
 
 /** A close output paying P2SH(<final> OP_CHECKSIG), swept by buildSpend to `destination`. */
 function sweepOf(
