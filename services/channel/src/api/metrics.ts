@@ -10,7 +10,6 @@ import type pg from "pg";
 
 /** Requests served by the control API, by method, route pattern and status. */
 export class RequestMetrics {
-  readonly registry: Registry;
   private readonly requests: Counter<"method" | "route" | "status">;
   private readonly auditFailures: Counter<"stage">;
 
@@ -23,7 +22,6 @@ export class RequestMetrics {
       registry = new Registry();
       collectDefaultMetrics({ register: registry });
     }
-    this.registry = registry;
     const started = Date.now();
     this.requests = new Counter({
       name: "channel_api_requests_total",
