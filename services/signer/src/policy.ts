@@ -58,8 +58,6 @@ export interface ChannelState {
   highestRemoteSigned: bigint | undefined;
   /** The peer's highest commitment it revoked (recorded through RecordPeerRevocation). */
   highestPeerRevoked: bigint | undefined;
-  /** The draft 3.6 fee of the latest commitment signed or verified (the close fee bound). */
-  latestFee: Sat | undefined;
 }
 
 export type ChannelPatch = Partial<Omit<ChannelState, "index">>;
@@ -236,7 +234,6 @@ export async function authorizeRemoteCommitment(
   await store.update({
     ...patch,
     highestRemoteSigned: max(ch.highestRemoteSigned, number),
-    latestFee: commitment.fee,
   });
   return commitment;
 }
@@ -287,7 +284,6 @@ export async function authorizeReveal(
     ...patch,
     highestRevealed: max(ch.highestRevealed, r.revoke),
     highestLocalSigned: max(ch.highestLocalSigned, signed.number),
-    latestFee: commitment.fee,
   });
 }
 

@@ -107,7 +107,6 @@ interface ChannelRow {
   lowest_broadcast: string | null;
   highest_remote_signed: string | null;
   highest_peer_revoked: string | null;
-  latest_fee_sat: string | null;
 }
 
 const big = (v: string | null): bigint | undefined => (v === null ? undefined : BigInt(v));
@@ -126,7 +125,6 @@ function toState(r: ChannelRow): ChannelState {
     lowestBroadcast: big(r.lowest_broadcast),
     highestRemoteSigned: big(r.highest_remote_signed),
     highestPeerRevoked: big(r.highest_peer_revoked),
-    latestFee: r.latest_fee_sat === null ? undefined : sat(BigInt(r.latest_fee_sat)),
   };
 }
 
@@ -163,9 +161,6 @@ function columns(patch: ChannelPatch): [string, Param][] {
         break;
       case "highestPeerRevoked":
         out.push(["highest_peer_revoked", num(patch.highestPeerRevoked)]);
-        break;
-      case "latestFee":
-        out.push(["latest_fee_sat", num(patch.latestFee)]);
         break;
     }
   }
