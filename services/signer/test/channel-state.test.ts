@@ -4,7 +4,6 @@
  * gRPC/mTLS and Postgres (and, for settings the test signer does not set, a SignerService on the
  * same store).
  */
-import { randomBytes } from "node:crypto";
 import { msat, sat, sha256, txidFromHex, type Locktime } from "@ln/bitcoin";
 import { anchorScript, p2shOutput } from "@ln/scripts";
 import { closeParamsMsg, commitmentParamsMsg } from "@ln/signer-client";
@@ -23,16 +22,14 @@ import type { ChannelPolicyConfig } from "../src/channel-policy.js";
 import { SignerError } from "../src/errors.js";
 import { SignerService } from "../src/service.js";
 import { walletCoin } from "./coins.js";
+import { newTestChannel, type TestChannel } from "./received.js";
 import {
   localParams,
-  makePeer,
   randomAnchor,
   refusal,
   remoteParams,
   useTestSigner,
   type AnchorFixture,
-  type Ours,
-  type Peer,
   type StateFixture,
 } from "./helpers.js";
 
@@ -42,20 +39,9 @@ const ANCHOR_SAT = 1_000_000n;
 const ALL = 1_000_000_000n;
 const t = useTestSigner(MAX_FEE); // withdrawals disabled (SIGNER_MAX_WITHDRAWAL_SAT 0)
 
-interface Channel {
-  ours: Ours;
-  peer: Peer;
-  anchor: AnchorFixture;
-}
-
-async function open(): Promise<Channel> {
-  const r = await t.client.call("NewChannel", {});
-  return {
-    ours: { channel: r.channel, commitPub: r.commit_pubkey, finalPub: r.final_pubkey },
-    peer: makePeer(`peer ${randomBytes(4).toString("hex")}`),
-    anchor: randomAnchor(ANCHOR_SAT),
-  };
-}
+type Channel = TestChannel;
+/** A new channel; its random anchor holds ANCHOR_SAT (randomAnchor's default) until fund() pays one. */
+const open = (): Promise<Channel> => newTestChannel(t);
 
 /** Our wallet pays the channel's anchor (the 2-of-2 of our commit key and the peer's). */
 async function fund(c: Channel, amount = ANCHOR_SAT): Promise<AnchorFixture> {
