@@ -224,12 +224,20 @@ class TxChannel implements PolicyStore {
     number: bigint,
     htlcs: readonly ReceivedHtlc[],
   ): Promise<void> {
-    for (const h of htlcs)
-      await this.client.query(
-        `INSERT INTO ${this.s}.received_htlcs (channel, side, number, htlc_id, r_hash, amount_msat)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
-        [this.channel.index, side, number.toString(), h.id.toString(), h.rHash, h.amountMsat.toString()],
-      );
+    // One statement for all of them (a commitment may hold many).
+    await this.client.query(
+      `INSERT INTO ${this.s}.received_htlcs (channel, side, number, htlc_id, r_hash, amount_msat)
+       SELECT $1, $2, $3, h.id, h.r_hash, h.amount FROM unnest($4::numeric[], $5::bytea[], $6::numeric[]) AS h(id, r_hash, amount)
+       ON CONFLICT DO NOTHING`,
+      [
+        this.channel.index,
+        side,
+        number.toString(),
+        htlcs.map((h) => h.id.toString()),
+        htlcs.map((h) => h.rHash),
+        htlcs.map((h) => h.amountMsat.toString()),
+      ],
+    );
   }
 
   async pruneReceivedHtlcs(side: CommitmentSide, number: bigint): Promise<void> {
