@@ -42,6 +42,10 @@ const file = (name: string, contents: string | Buffer, mode: number): string => 
   return path;
 };
 
+/** The seed fingerprint, SHA256(label || node pubkey), computed here independently of seedFingerprint. */
+const fingerprintOf = (nodePub: Buffer): Buffer =>
+  sha256(Buffer.concat([Buffer.from("ln-signer seed fingerprint v1"), nodePub]));
+
 describe("SIGNER_SEED_KEY_FILE", () => {
   const key = randomBytes(32);
 
@@ -72,10 +76,7 @@ describe("the seed bound to the signer's state", () => {
     const first = await openSeed(store, seedFile, key, "test");
     expect(first.created).toBe(true);
     expect(existsSync(seedFile)).toBe(true);
-    // The fingerprint is SHA256(label || node pubkey), computed here independently.
-    const expected = sha256(
-      Buffer.concat([Buffer.from("ln-signer seed fingerprint v1"), first.keys.nodePub]),
-    );
+    const expected = fingerprintOf(first.keys.nodePub);
     expect((await store.seedState()).fingerprint?.equals(expected)).toBe(true);
     expect(seedFingerprint(first.keys).equals(expected)).toBe(true);
     await store.newChannel();
@@ -122,7 +123,9 @@ describe("the seed bound to the signer's state", () => {
     writeFileSync(seedFile, encryptSeed(seed, key), { mode: 0o600 });
     const opened = await openSeed(store, seedFile, key, "test");
     expect(opened).toMatchObject({ created: false, adopted: true });
-    expect((await store.seedState()).fingerprint?.equals(seedFingerprint(new KeyRing(seed)))).toBe(true);
+    expect((await store.seedState()).fingerprint?.equals(fingerprintOf(new KeyRing(seed).nodePub))).toBe(
+      true,
+    );
     const other = join(dir, "legacy-other.seed");
     writeFileSync(other, encryptSeed(randomBytes(32), key), { mode: 0o600 });
     expect(await codeOf(openSeed(store, other, key, "test"))).toBe("SEED_STATE_MISMATCH");
