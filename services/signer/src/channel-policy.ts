@@ -57,13 +57,11 @@ export interface CommitmentStore {
   /** Our HTLC `id` as recorded when it was paid (its R shown), if it was. */
   paidHtlc(id: bigint): Promise<{ rHash: Buffer; amountMsat: bigint } | undefined>;
   /**
-   * Records that our HTLC `id` went to the peer. The payments of every channel over the last
-   * `periodSeconds` (this one included) must stay within `limitMsat`: false (nothing recorded) if not.
+   * Records that our HTLCs `paid` went to the peer. The payments of every channel over the last
+   * `periodSeconds` (these included) must stay within `limitMsat`: false (nothing recorded) if not.
    */
-  recordPayment(
-    id: bigint,
-    rHash: Buffer,
-    amountMsat: bigint,
+  recordPayments(
+    paid: readonly HtlcState[],
     limit: { limitMsat: bigint; periodSeconds: number } | undefined,
   ): Promise<boolean>;
 }
@@ -303,13 +301,11 @@ export async function checkCommitmentState(
     cfg.maxPaymentsSat === undefined
       ? undefined
       : { limitMsat: cfg.maxPaymentsSat * 1000n, periodSeconds: cfg.paymentsPeriodSeconds };
-  for (const h of paid) {
-    if (!(await db.recordPayment(h.id, h.rHash, h.amountMsat, limit)))
-      throw refuse(
-        "PAYMENT_LIMIT",
-        `channel ${channel}: paying HTLC ${h.id} (${h.amountMsat} msat) would exceed SIGNER_MAX_PAYMENTS_SAT over ${cfg.paymentsPeriodSeconds} s`,
-      );
-  }
+  if (paid.length > 0 && !(await db.recordPayments(paid, limit)))
+    throw refuse(
+      "PAYMENT_LIMIT",
+      `channel ${channel}: paying HTLCs ${paid.map((h) => `${h.id} (${h.amountMsat} msat)`).join(", ")} would exceed SIGNER_MAX_PAYMENTS_SAT over ${cfg.paymentsPeriodSeconds} s`,
+    );
   await db.putTerms(terms);
   await db.putLatest(side, number, next);
 }

@@ -143,10 +143,8 @@ export class TxCommitmentStore implements CommitmentStore {
     return row === undefined ? undefined : { rHash: row.r_hash, amountMsat: BigInt(row.amount_msat) };
   }
 
-  async recordPayment(
-    id: bigint,
-    rHash: Buffer,
-    amountMsat: bigint,
+  async recordPayments(
+    paid: readonly HtlcState[],
     limit: { limitMsat: bigint; periodSeconds: number } | undefined,
   ): Promise<boolean> {
     if (limit !== undefined) {
@@ -157,11 +155,18 @@ export class TxCommitmentStore implements CommitmentStore {
          WHERE paid_at > now() - make_interval(secs => $1)`,
         [limit.periodSeconds],
       );
-      if (BigInt(r.rows[0]!.total) + amountMsat > limit.limitMsat) return false;
+      const adding = paid.reduce((a, h) => a + h.amountMsat, 0n);
+      if (BigInt(r.rows[0]!.total) + adding > limit.limitMsat) return false;
     }
     await this.client.query(
-      `INSERT INTO ${this.s}.htlc_payments (channel, htlc_id, r_hash, amount_msat) VALUES ($1, $2, $3, $4)`,
-      [this.channel, id.toString(), rHash, amountMsat.toString()],
+      `INSERT INTO ${this.s}.htlc_payments (channel, htlc_id, r_hash, amount_msat)
+       SELECT $1, h.id, h.r_hash, h.amount FROM unnest($2::numeric[], $3::bytea[], $4::numeric[]) AS h(id, r_hash, amount)`,
+      [
+        this.channel,
+        paid.map((h) => h.id.toString()),
+        paid.map((h) => h.rHash),
+        paid.map((h) => h.amountMsat.toString()),
+      ],
     );
     return true;
   }
