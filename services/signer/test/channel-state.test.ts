@@ -19,7 +19,6 @@ import {
 } from "@ln/tx";
 import { describe, expect, it } from "vitest";
 import type { ChannelPolicyConfig } from "../src/channel-policy.js";
-import { SignerError } from "../src/errors.js";
 import { SignerService } from "../src/service.js";
 import { walletCoin } from "./coins.js";
 import { newTestChannel, type TestChannel } from "./received.js";
@@ -28,6 +27,7 @@ import {
   randomAnchor,
   refusal,
   remoteParams,
+  signerCode,
   useTestSigner,
   type AnchorFixture,
   type StateFixture,
@@ -145,15 +145,7 @@ const mine = (us: bigint, peer: bigint, htlcs: CommitmentHtlc[] = []): StateFixt
 const serviceWith = (policy: Partial<ChannelPolicyConfig>) =>
   new SignerService(t.keys, t.store, { maxFeeSat: MAX_FEE, channelPolicy: policy });
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SignerError) return e.code;
-    throw e;
-  }
-  throw new Error("expected a refusal, the call succeeded");
-}
+const codeOf = (p: Promise<unknown>): Promise<string | undefined> => signerCode(() => p);
 
 describe("F1: a channel our wallet funded pays the peer only what the channel state allows", () => {
   it("refuses a first commitment or a close giving the peer the anchor, and an HTLC of ours paid without R", async () => {
