@@ -22,18 +22,17 @@ import {
 } from "@ln/tx";
 import { payments, Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import {
   localParams,
   makePeer,
   randomAnchor,
   refusal,
   remoteParams,
-  startTestSigner,
+  useTestSigner,
   type AnchorFixture,
   type Ours,
   type Peer,
-  type TestSigner,
 } from "./helpers.js";
 
 const MAX_FEE = 5000n;
@@ -41,14 +40,10 @@ const FP = grpc.status.FAILED_PRECONDITION;
 const DELAY: Locktime = { blocks: 144 };
 const EXPIRY: Locktime = { blocks: 500 };
 const WALLET = 3;
-let t: TestSigner;
+const t = useTestSigner(MAX_FEE);
 let wallet: Buffer;
 beforeAll(async () => {
-  t = await startTestSigner(MAX_FEE);
   wallet = (await t.client.call("WalletKey", { index: WALLET })).pubkey;
-});
-afterAll(async () => {
-  await t?.close();
 });
 
 const R = (n: number): Buffer => Buffer.alloc(32, n);
