@@ -247,6 +247,9 @@ export interface CommitmentCheck {
  * from the opening when there is none). Records it as the side's latest, and our HTLCs it shows
  * paid (against the payments limit).
  */
+/** Draft 3.2: the most HTLCs one side may have offered in a commitment. */
+export const MAX_HTLCS_PER_OFFERER = 1500;
+
 export async function checkCommitmentState(
   db: CommitmentStore,
   cfg: ChannelPolicyConfig,
@@ -254,6 +257,16 @@ export async function checkCommitmentState(
 ): Promise<void> {
   const { channel, side, number, params: p } = c;
   const what = `${side === "local" ? "our" : "the peer's"} commitment ${number}`;
+  // Draft 3.2: at most 1500 HTLCs offered by each side. Every HTLC is a row and state the signer
+  // keeps until the commitment is revoked: a caller must not make it keep more.
+  for (const byOwner of [true, false]) {
+    const n = p.htlcs.filter((h) => h.offeredByOwner === byOwner).length;
+    if (n > MAX_HTLCS_PER_OFFERER)
+      throw refuse(
+        "TOO_MANY_HTLCS",
+        `channel ${channel}: ${what} holds ${n} HTLCs offered by one side, above the draft's ${MAX_HTLCS_PER_OFFERER}`,
+      );
+  }
   if (p.feeRate > cfg.maxFeeRate)
     throw refuse(
       "FEE_RATE_TOO_HIGH",

@@ -115,7 +115,9 @@ export type RefusalCode =
    */
   | "NO_MATCHING_HTLC"
   /** InvoiceHash: the invoice index was first registered with another amount. */
-  | "INVOICE_AMOUNT_MISMATCH";
+  | "INVOICE_AMOUNT_MISMATCH"
+  /** A commitment with more than the draft's 1500 HTLCs offered by one side (channel-policy.ts). */
+  | "TOO_MANY_HTLCS";
 
 export type SignerErrorCode =
   | RefusalCode

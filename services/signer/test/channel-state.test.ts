@@ -289,6 +289,18 @@ describe("a commitment's delay, fee rate, balances and HTLCs are compared with t
     expect(await codeOf(s.signRemoteCommitment(c.ours.channel, 0n, p))).toBe("FEE_RATE_TOO_HIGH");
   });
 
+  it("refuses a commitment with more than 1500 HTLCs offered by one side (draft 3.2)", async () => {
+    const c = await open(); // the peer funded it
+    // 1501 dust HTLCs of 1,000 msat offered by the peer, the rest of the anchor the peer's: the
+    // fee stays that of no HTLC, so only the count is wrong; 1500 of them are accepted.
+    const many = Array.from({ length: 1501 }, (_, i) => htlc(i, true, 1_000n));
+    const at = (n: number) =>
+      remoteParams(c.ours, c.peer, c.anchor, 0n, theirs(0n, ALL - BigInt(n) * 1_000n, many.slice(0, n)));
+    const s = serviceWith({});
+    expect(await codeOf(s.signRemoteCommitment(c.ours.channel, 0n, at(1501)))).toBe("TOO_MANY_HTLCS");
+    expect(await codeOf(s.signRemoteCommitment(c.ours.channel, 0n, at(1500)))).toBeUndefined();
+  });
+
   it("follows each HTLC and the total from the previous commitment of the same side", async () => {
     const c = await open(); // the peer funded it
     await remote(c, 0n, theirs(0n, ALL));
