@@ -172,3 +172,72 @@ export function lineLogger(logger: Logger): (line: string) => void {
     logger[level](fields, line);
   };
 }
+
+/** Context a service attaches to a log record where the event happens (never secrets). */
+export interface LogFields {
+  channelId?: string;
+  signerChannel?: number;
+  peer?: string;
+  txid?: string;
+  breach?: string;
+  /** The payment, invoice or request the record is about. */
+  paymentId?: string;
+  /** A typed error's code (StoreError, NodeError, a signer refusal...). */
+  code?: string;
+  err?: Error;
+  [field: string]: unknown;
+}
+
+/**
+ * What the services' parts log through: the level is the method, and `alert` (an operator must
+ * act: the ALERT dashboards and pages select on it) is its own method, set where the event
+ * happens rather than read back from the text.
+ */
+export interface Log {
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  /** An operator must act: level error (or `level`), field alert: true. */
+  alert(msg: string, fields?: LogFields & { level?: "warn" | "error" }): void;
+}
+
+/** A Log over a pino logger: one JSON record per call, fields as given (scrubbed). */
+export function structuredLog(logger: Logger): Log {
+  return {
+    info: (msg, f) => logger.info(f ?? {}, msg),
+    warn: (msg, f) => logger.warn(f ?? {}, msg),
+    error: (msg, f) => logger.error(f ?? {}, msg),
+    alert: (msg, f) => {
+      const { level = "error", ...rest } = f ?? {};
+      logger[level]({ ...rest, alert: true }, msg);
+    },
+  };
+}
+
+/** A record as `recordingLog` keeps it (tests). */
+export interface LogRecord {
+  level: "info" | "warn" | "error";
+  alert: boolean;
+  msg: string;
+  fields: LogFields;
+}
+
+/** A Log that hands each record to `sink` (tests, and tools that print lines). */
+export function recordingLog(sink: (r: LogRecord) => void): Log {
+  const at =
+    (level: LogRecord["level"]) =>
+    (msg: string, fields: LogFields = {}): void =>
+      sink({ level, alert: false, msg, fields });
+  return {
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
+    alert: (msg, f) => {
+      const { level = "error", ...fields } = f ?? {};
+      sink({ level, alert: true, msg, fields });
+    },
+  };
+}
+
+/** A Log that drops everything. */
+export const silentLog: Log = recordingLog(() => undefined);

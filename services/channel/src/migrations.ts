@@ -268,6 +268,21 @@ export const MIGRATIONS: readonly Migration[] = [
    CREATE INDEX forgotten_openings_peer ON ${s}.forgotten_openings (peer_node_id, forgotten_at);
    CREATE INDEX forgotten_openings_at ON ${s}.forgotten_openings (forgotten_at);`,
   },
+  {
+    // Status events of payments, invoices and channels (DESIGN.md 11, events/event-log.ts): seq is
+    // the writing transaction's id shifted left 16 bits plus the event's place in it, so readers
+    // can deliver in an order no later commit can insert into (see EventLog.after).
+    version: 15,
+    sql: (s) => `CREATE TABLE ${s}.events (
+     seq bigint PRIMARY KEY,
+     kind text NOT NULL,
+     subject text NOT NULL,
+     status text NOT NULL,
+     detail jsonb NOT NULL DEFAULT '{}',
+     at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE INDEX events_subject ON ${s}.events (kind, subject, seq);`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>
