@@ -31,6 +31,7 @@ import type {
   ChannelState,
   Command,
   FailureCode,
+  RejectionCode,
   Input,
   OpenTerms,
   Output,
@@ -62,12 +63,21 @@ class Violation extends Error {
   constructor(
     readonly problem: string,
     readonly code: FailureCode = "PROTOCOL_VIOLATION",
+    /** What an offer of ours that breaks the same rule is refused as (checkOffer). */
+    readonly rejection?: RejectionCode,
   ) {
     super(problem);
   }
 }
 /** The operator asked for something the channel cannot do now; nothing changes. */
-class Rejected extends Error {}
+class Rejected extends Error {
+  constructor(
+    readonly code: RejectionCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 const buf = (h: string): Buffer => Buffer.from(h, "hex");
@@ -166,7 +176,8 @@ export function step(state: ChannelState, input: Input): Step {
     return { state: d, outputs: out };
   }
   if (isOver(d)) {
-    if (input.type === "command") out.push(rejected(input.command, `the channel is ${d.phase}`));
+    if (input.type === "command")
+      out.push(rejected(input.command, "CHANNEL_CLOSED", `the channel is ${d.phase}`));
     if (input.type === "chain" && input.event.kind === "block")
       d.chain = { height: input.event.height, time: input.event.time };
     return { state: d, outputs: out };
@@ -210,7 +221,7 @@ function applyInput(d: ChannelState, input: Input, out: Output[]): ChannelState 
     return d;
   } catch (e) {
     if (e instanceof Rejected && input.type === "command") {
-      out.push(rejected(input.command, e.message));
+      out.push(rejected(input.command, e.code, e.message));
       return before;
     }
     if (e instanceof Violation) {
@@ -229,9 +240,10 @@ function applyInput(d: ChannelState, input: Input, out: Output[]): ChannelState 
 
 const isOver = (d: ChannelState): boolean =>
   d.phase === "failed" || d.phase === "closed" || d.phase === "behind";
-const rejected = (c: Command, problem: string): Output => ({
+const rejected = (c: Command, code: RejectionCode, problem: string): Output => ({
   type: "command_rejected",
   command: c.kind,
+  code,
   problem,
 });
 
@@ -349,7 +361,7 @@ function onBehind(d: ChannelState, input: Input, out: Output[]): void {
       return;
     case "command": {
       if (input.command.kind !== "force_close") {
-        out.push(rejected(input.command, "the channel is behind (data loss suspected)"));
+        out.push(rejected(input.command, "CHANNEL_BEHIND", "the channel is behind (data loss suspected)"));
         return;
       }
       const broadcast = whatToBroadcast(d);
@@ -728,7 +740,12 @@ export function stagedViews(d: ChannelState): Record<Side, CommitmentView> {
       ),
     };
   } catch (e) {
-    if (e instanceof UpdateError) throw new Violation(e.message);
+    if (e instanceof UpdateError)
+      throw new Violation(
+        e.message,
+        "PROTOCOL_VIOLATION",
+        e.kind === "cannot_fund" ? "INSUFFICIENT_FUNDS" : undefined,
+      );
     throw e;
   }
 }
@@ -742,12 +759,16 @@ function checkOffer(d: ChannelState, offerer: Side, htlc: Htlc): void {
     if (offered.length > MAX_OFFERED_HTLCS)
       throw new Violation(
         `HTLC ${htlc.id}: more than ${MAX_OFFERED_HTLCS} HTLCs offered in one commitment (draft 3.2)`,
+        "PROTOCOL_VIOLATION",
+        "TOO_MANY_HTLCS",
       );
     const fee = commitmentFee(v);
     const balance = offerer === "local" ? v.localMsat : v.remoteMsat;
     if (balance < (fee * 1000n) / 2n)
       throw new Violation(
         `HTLC ${htlc.id} of ${htlc.amountMsat} msat: the offerer cannot pay it and its half of the ${fee} sat fee in the ${owner} commitment (draft 3.2)`,
+        "PROTOCOL_VIOLATION",
+        "INSUFFICIENT_FUNDS",
       );
   }
 }
@@ -1106,7 +1127,7 @@ function onSigner(d: ChannelState, reply: SignerReply, out: Output[]): void {
 
 function onCommand(d: ChannelState, c: Command, out: Output[]): void {
   if (c.kind === "force_close") throw new Violation("force close requested by the operator", "OPERATOR");
-  if (d.phase === "opening") throw new Rejected("the channel is still opening");
+  if (d.phase === "opening") throw new Rejected("CHANNEL_OPENING", "the channel is still opening");
   switch (c.kind) {
     case "add_htlc":
       return addHtlc(d, c, out);
@@ -1118,11 +1139,12 @@ function onCommand(d: ChannelState, c: Command, out: Output[]): void {
         v.htlcs.find((h) => h.offerer === "remote" && h.id === c.id);
       const htlc = inBoth(lc);
       if (!htlc || !inBoth(rc))
-        throw new Rejected(`HTLC ${c.id} from the peer is not committed in both commitments`);
-      if (removalStaged(d.localLog, c.id)) throw new Rejected(`HTLC ${c.id} is already being removed`);
+        throw new Rejected("UNKNOWN_HTLC", `HTLC ${c.id} from the peer is not committed in both commitments`);
+      if (removalStaged(d.localLog, c.id))
+        throw new Rejected("HTLC_ALREADY_REMOVED", `HTLC ${c.id} is already being removed`);
       if (c.kind === "fulfill_htlc") {
         if (!sha256(buf(c.r)).equals(buf(htlc.rHash)))
-          throw new Rejected(`r does not hash to HTLC ${c.id}'s r_hash`);
+          throw new Rejected("WRONG_PREIMAGE", `r does not hash to HTLC ${c.id}'s r_hash`);
         sendUpdate(
           d,
           out,
@@ -1132,6 +1154,7 @@ function onCommand(d: ChannelState, c: Command, out: Output[]): void {
       } else {
         if (c.reason.length > MAX_FAIL_REASON_BYTES * 2)
           throw new Rejected(
+            "REASON_TOO_LONG",
             `reason must be at most ${MAX_FAIL_REASON_BYTES} bytes (a BOLT #4 error packet)`,
           );
         sendUpdate(
@@ -1145,15 +1168,18 @@ function onCommand(d: ChannelState, c: Command, out: Output[]): void {
     }
     case "update_fee":
       if (c.feeRate < d.policy.minFeeRate || c.feeRate > d.policy.maxFeeRate)
-        throw new Rejected(`fee rate ${c.feeRate} is outside our policy`);
+        throw new Rejected("FEE_RATE_OUT_OF_POLICY", `fee rate ${c.feeRate} is outside our policy`);
       sendUpdate(d, out, { kind: "update_fee", feeRate: c.feeRate }, { kind: "fee", feeRate: c.feeRate });
       return;
     case "commit":
       if (!canCommit(d))
-        throw new Rejected(d.remotePending ? "waiting for the peer's revocation" : "nothing to commit");
+        throw d.remotePending
+          ? new Rejected("AWAITING_REVOCATION", "waiting for the peer's revocation")
+          : new Rejected("NOTHING_TO_COMMIT", "nothing to commit");
       return commit(d, out);
     case "close":
-      if (d.close.sentClearing) throw new Rejected("close_clearing was already sent");
+      if (d.close.sentClearing)
+        throw new Rejected("CLOSE_ALREADY_STARTED", "close_clearing was already sent");
       d.close.sentClearing = true;
       d.phase = "clearing";
       send(d, out, { kind: "close_clearing" });
@@ -1163,20 +1189,23 @@ function onCommand(d: ChannelState, c: Command, out: Output[]): void {
 
 function addHtlc(d: ChannelState, c: Extract<Command, { kind: "add_htlc" }>, out: Output[]): void {
   if (d.close.sentClearing || d.close.receivedClearing)
-    throw new Rejected("the channel is closing: no new HTLCs (draft 4.1)");
+    throw new Rejected("CHANNEL_CLOSING", "the channel is closing: no new HTLCs (draft 4.1)");
   if (c.amountMsat <= 0n || c.amountMsat > MAX_AMOUNT_MSAT)
-    throw new Rejected(`amount_msat must be 1..${MAX_AMOUNT_MSAT}`);
-  if (buf(c.rHash).length !== 32) throw new Rejected("r_hash must be 32 bytes");
+    throw new Rejected("AMOUNT_OUT_OF_RANGE", `amount_msat must be 1..${MAX_AMOUNT_MSAT}`);
+  if (buf(c.rHash).length !== 32) throw new Rejected("INVALID_R_HASH", "r_hash must be 32 bytes");
   const route = c.route ?? "";
   if (route.length > MAX_ROUTE_BYTES * 2)
-    throw new Rejected(`route must be at most ${MAX_ROUTE_BYTES} bytes (a BOLT #4 onion)`);
+    throw new Rejected("ROUTE_TOO_LONG", `route must be at most ${MAX_ROUTE_BYTES} bytes (a BOLT #4 onion)`);
   try {
     absoluteExpiry(c.expiry);
   } catch (e) {
-    throw new Rejected((e as Error).message);
+    throw new Rejected("INVALID_EXPIRY", (e as Error).message);
   }
   if (htlcDeadlinePassed(d, c.expiry))
-    throw new Rejected("the expiry leaves no time to redeem on chain after the delay (draft 3.1)");
+    throw new Rejected(
+      "EXPIRY_TOO_SOON",
+      "the expiry leaves no time to redeem on chain after the delay (draft 3.1)",
+    );
   const htlc: Htlc = {
     id: d.nextHtlcId,
     offerer: "local",
@@ -1190,7 +1219,8 @@ function addHtlc(d: ChannelState, c: Extract<Command, { kind: "add_htlc" }>, out
     checkOffer(d, "local", htlc);
   } catch (e) {
     d.localLog = before;
-    if (e instanceof Violation) throw new Rejected(e.problem);
+    // Only checkOffer's own rules can break here; one without a rejection code is a bug, thrown.
+    if (e instanceof Violation && e.rejection !== undefined) throw new Rejected(e.rejection, e.problem);
     throw e;
   }
   d.localLog = before;

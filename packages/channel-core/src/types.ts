@@ -250,7 +250,34 @@ export type Output =
   | { type: "failed"; code: FailureCode; problem: string }
   /** Data loss suspected: the channel stopped without broadcasting; `error` asks the peer to close. */
   | { type: "behind"; problem: string }
-  | { type: "command_rejected"; command: Command["kind"]; problem: string };
+  | { type: "command_rejected"; command: Command["kind"]; code: RejectionCode; problem: string };
+
+/**
+ * Why the core refused an operator command (the state is unchanged). One value per refusal the
+ * core makes; the control API maps each to an HTTP status and lnctl to its exit code.
+ */
+export const REJECTION_CODES = [
+  "CHANNEL_OPENING", // the channel is not open yet (draft 2.4)
+  "CHANNEL_CLOSING", // close_clearing sent or received: no new HTLCs (draft 4.1)
+  "CHANNEL_CLOSED", // the channel is closed or failed
+  "CHANNEL_BEHIND", // data loss suspected: the channel takes no command but a force close
+  "CLOSE_ALREADY_STARTED", // our close_clearing was sent already
+  "AMOUNT_OUT_OF_RANGE", // amount_msat outside 1..2^32-1
+  "INVALID_R_HASH", // r_hash is not 32 bytes
+  "ROUTE_TOO_LONG", // route longer than a BOLT #4 onion
+  "INVALID_EXPIRY", // the expiry is not a valid absolute locktime
+  "EXPIRY_TOO_SOON", // no time left to redeem on chain after the delay (draft 3.1)
+  "TOO_MANY_HTLCS", // more HTLCs offered by us than one commitment takes (draft 3.2)
+  "INSUFFICIENT_FUNDS", // we cannot pay the HTLC and our share of the fee (draft 3.2)
+  "UNKNOWN_HTLC", // no HTLC of the peer's with that id in both commitments
+  "HTLC_ALREADY_REMOVED", // its fulfil or fail is staged already
+  "WRONG_PREIMAGE", // r does not hash to the HTLC's r_hash
+  "REASON_TOO_LONG", // a fail reason longer than a BOLT #4 error packet
+  "FEE_RATE_OUT_OF_POLICY", // update_fee outside our policy's bounds
+  "NOTHING_TO_COMMIT", // no update to commit
+  "AWAITING_REVOCATION", // our previous commitment is not revoked yet (draft 3.5)
+] as const;
+export type RejectionCode = (typeof REJECTION_CODES)[number];
 
 export interface Step {
   state: ChannelState;

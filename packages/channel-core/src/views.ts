@@ -44,6 +44,13 @@ export interface CommitmentView {
 
 export class UpdateError extends Error {
   override readonly name = "UpdateError";
+  constructor(
+    message: string,
+    /** `cannot_fund`: a side's balance does not cover its HTLC; otherwise the logs disagree. */
+    readonly kind: "cannot_fund" | "inconsistent" = "inconsistent",
+  ) {
+    super(message);
+  }
 }
 
 const removedBy = (u: Update): u is Extract<Update, { kind: "fulfill" | "fail" }> =>
@@ -75,7 +82,10 @@ export function applyUpdates(
       if (htlcs.some((h) => h.offerer === side && h.id === u.htlc.id))
         throw new UpdateError(`HTLC ${u.htlc.id} is already in the commitment`);
       if (msat[side] < u.htlc.amountMsat)
-        throw new UpdateError(`the ${side} side cannot fund HTLC ${u.htlc.id} of ${u.htlc.amountMsat} msat`);
+        throw new UpdateError(
+          `the ${side} side cannot fund HTLC ${u.htlc.id} of ${u.htlc.amountMsat} msat`,
+          "cannot_fund",
+        );
       msat[side] -= u.htlc.amountMsat;
       htlcs.push(u.htlc);
     }

@@ -67,32 +67,42 @@ describe("4.1 close_clearing", () => {
   it("we send no update_add_htlc after our close_clearing", () => {
     const p = fundedPair();
     run(p, p.b, { kind: "close" });
-    expectRejected(p, p.b, {
-      kind: "add_htlc",
-      amountMsat: msat(1000),
-      rHash: rHash(1),
-      expiry: { blocks: 2000 },
-    });
+    expectRejected(
+      p,
+      p.b,
+      {
+        kind: "add_htlc",
+        amountMsat: msat(1000),
+        rHash: rHash(1),
+        expiry: { blocks: 2000 },
+      },
+      "CHANNEL_CLOSING",
+    );
   });
 
   it("we send no update_add_htlc after the peer's close_clearing (so none after acknowledging it)", () => {
     const p = fundedPair();
     run(p, p.a, { kind: "close" });
     p.deliver(p.b);
-    expectRejected(p, p.b, {
-      kind: "add_htlc",
-      amountMsat: msat(1000),
-      rHash: rHash(1),
-      expiry: { blocks: 2000 },
-    });
+    expectRejected(
+      p,
+      p.b,
+      {
+        kind: "add_htlc",
+        amountMsat: msat(1000),
+        rHash: rHash(1),
+        expiry: { blocks: 2000 },
+      },
+      "CHANNEL_CLOSING",
+    );
   });
 
   it("we send one close_clearing only: a second close is rejected, and we reply to theirs once", () => {
     const p = closingPair();
     run(p, p.a, { kind: "close" });
-    expectRejected(p, p.a, { kind: "close" });
+    expectRejected(p, p.a, { kind: "close" }, "CLOSE_ALREADY_STARTED");
     p.settle();
-    expectRejected(p, p.b, { kind: "close" });
+    expectRejected(p, p.b, { kind: "close" }, "CHANNEL_CLOSED");
     for (const n of [p.a, p.b]) expect(n.sent.filter((m) => m.kind === "close_clearing")).toHaveLength(1);
   });
 

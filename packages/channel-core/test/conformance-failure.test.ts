@@ -229,7 +229,7 @@ describe("6.3 failing the connection", () => {
     const sent = p.a.sent.length;
     expect(inject(p, p.a, addPkt(0n, 1000))).toEqual([]);
     expect(inject(p, p.a, { kind: "error" })).toEqual([]);
-    expectRejected(p, p.a, { kind: "close" });
+    expectRejected(p, p.a, { kind: "close" }, "CHANNEL_CLOSED");
     expect(p.a.sent.length).toBe(sent);
   });
 });

@@ -3,7 +3,7 @@
  * misbehaving peer would, and assert what the draft requires of the node that receives it.
  */
 import { msat, sha256, type Locktime, type Sat } from "@ln/bitcoin";
-import type { Broadcast, Command, FailureCode, Output } from "@ln/channel-core";
+import type { Broadcast, Command, FailureCode, Output, RejectionCode } from "@ln/channel-core";
 import type { Pkt, PktOf } from "@ln/proto";
 import { anchorSighash, buildClose, signDigest, type CloseParams } from "@ln/tx";
 import { expect } from "vitest";
@@ -49,13 +49,13 @@ export function expectFailed(
 }
 
 /** The command is rejected with a reason; the state does not change and nothing is sent. */
-export function expectRejected(p: Pair, n: TestNode, command: Command): string {
+export function expectRejected(p: Pair, n: TestNode, command: Command, code: RejectionCode): string {
   const before = n.state;
   const sent = n.sent.length;
   const out = p.input(n, { type: "command", command });
   expect(out).toHaveLength(1);
   const r = out[0];
-  expect(r).toMatchObject({ type: "command_rejected", command: command.kind });
+  expect(r).toMatchObject({ type: "command_rejected", command: command.kind, code });
   expect(n.state).toEqual(before);
   expect(n.sent.length).toBe(sent);
   return r?.type === "command_rejected" ? r.problem : "";

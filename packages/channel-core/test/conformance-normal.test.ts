@@ -45,12 +45,17 @@ describe("3.1 HTLC deadlines", () => {
   // offered while height < E - 150, and fails the channel once height >= E - 150.
   it("we do not offer an HTLC after its deadline (blocks)", () => {
     const p = openPair();
-    expectRejected(p, p.a, {
-      kind: "add_htlc",
-      amountMsat: msat(1_000_000),
-      rHash: rHash(1),
-      expiry: { blocks: 1150 },
-    });
+    expectRejected(
+      p,
+      p.a,
+      {
+        kind: "add_htlc",
+        amountMsat: msat(1_000_000),
+        rHash: rHash(1),
+        expiry: { blocks: 1150 },
+      },
+      "EXPIRY_TOO_SOON",
+    );
     addHtlc(p, p.a, 1, 1_000_000, { blocks: 1151 });
   });
 
@@ -59,12 +64,17 @@ describe("3.1 HTLC deadlines", () => {
     const now = p.a.state.chain.time;
     // The delay in blocks counts 1200 s a block against an expiry in seconds (slow blocks).
     const deadline = now + 144 * 1200 + 3600;
-    expectRejected(p, p.a, {
-      kind: "add_htlc",
-      amountMsat: msat(1_000_000),
-      rHash: rHash(1),
-      expiry: { seconds: deadline },
-    });
+    expectRejected(
+      p,
+      p.a,
+      {
+        kind: "add_htlc",
+        amountMsat: msat(1_000_000),
+        rHash: rHash(1),
+        expiry: { seconds: deadline },
+      },
+      "EXPIRY_TOO_SOON",
+    );
     addHtlc(p, p.a, 1, 1_000_000, { seconds: deadline + 1 });
   });
 
@@ -118,30 +128,45 @@ describe("3.2 update_add_htlc: amounts", () => {
 
   it("we do not offer an amount we cannot pay in both commitments", () => {
     const p = fundedPair();
-    expectRejected(p, p.b, {
-      kind: "add_htlc",
-      amountMsat: msat(98_151_000),
-      rHash: rHash(1),
-      expiry: { blocks: 2000 },
-    });
+    expectRejected(
+      p,
+      p.b,
+      {
+        kind: "add_htlc",
+        amountMsat: msat(98_151_000),
+        rHash: rHash(1),
+        expiry: { blocks: 2000 },
+      },
+      "INSUFFICIENT_FUNDS",
+    );
     addHtlc(p, p.b, 1, 98_150_000);
-    expectRejected(p, p.b, {
-      kind: "add_htlc",
-      amountMsat: msat(1_000),
-      rHash: rHash(2),
-      expiry: { blocks: 2000 },
-    });
+    expectRejected(
+      p,
+      p.b,
+      {
+        kind: "add_htlc",
+        amountMsat: msat(1_000),
+        rHash: rHash(2),
+        expiry: { blocks: 2000 },
+      },
+      "INSUFFICIENT_FUNDS",
+    );
   });
 
   it("we do not offer amount_msat 0 or above 32 bits", () => {
     const p = openPair();
     for (const amount of [0n, 0x1_0000_0000n])
-      expectRejected(p, p.a, {
-        kind: "add_htlc",
-        amountMsat: msat(amount),
-        rHash: rHash(1),
-        expiry: { blocks: 2000 },
-      });
+      expectRejected(
+        p,
+        p.a,
+        {
+          kind: "add_htlc",
+          amountMsat: msat(amount),
+          rHash: rHash(1),
+          expiry: { blocks: 2000 },
+        },
+        "AMOUNT_OUT_OF_RANGE",
+      );
   });
 });
 
@@ -219,12 +244,17 @@ describe("3.2 at most 1500 offered HTLCs in either commitment", () => {
 
   it("we do not add the 1501st", { timeout: 60_000 }, () => {
     const p = fresh();
-    const problem = expectRejected(p, p.a, {
-      kind: "add_htlc",
-      amountMsat: msat(1000),
-      rHash: rHash(2),
-      expiry: { blocks: 2000 },
-    });
+    const problem = expectRejected(
+      p,
+      p.a,
+      {
+        kind: "add_htlc",
+        amountMsat: msat(1000),
+        rHash: rHash(2),
+        expiry: { blocks: 2000 },
+      },
+      "TOO_MANY_HTLCS",
+    );
     expect(problem).toMatch(/1500/);
   });
 
@@ -241,12 +271,17 @@ describe("3.2 at most 1500 offered HTLCs in either commitment", () => {
     p.settle();
     expect(stagedViews(p.a.state).local.htlcs).toHaveLength(1499);
     addHtlc(p, p.a, 2, 1000);
-    expectRejected(p, p.a, {
-      kind: "add_htlc",
-      amountMsat: msat(1000),
-      rHash: rHash(2),
-      expiry: { blocks: 2000 },
-    });
+    expectRejected(
+      p,
+      p.a,
+      {
+        kind: "add_htlc",
+        amountMsat: msat(1000),
+        rHash: rHash(2),
+        expiry: { blocks: 2000 },
+      },
+      "TOO_MANY_HTLCS",
+    );
   });
 });
 
@@ -303,19 +338,19 @@ describe("3.3 update_fulfill_htlc and update_fail_htlc", () => {
 
   it("we do not fulfill with a wrong r, an unknown id, an uncommitted HTLC, or twice", () => {
     const { p, id } = withHtlc();
-    expectRejected(p, p.b, { kind: "fulfill_htlc", id, r: hex(R(2)) });
-    expectRejected(p, p.b, { kind: "fulfill_htlc", id: 9n, r: hex(R(1)) });
-    expectRejected(p, p.b, { kind: "fail_htlc", id: 9n, reason: "" });
+    expectRejected(p, p.b, { kind: "fulfill_htlc", id, r: hex(R(2)) }, "WRONG_PREIMAGE");
+    expectRejected(p, p.b, { kind: "fulfill_htlc", id: 9n, r: hex(R(1)) }, "UNKNOWN_HTLC");
+    expectRejected(p, p.b, { kind: "fail_htlc", id: 9n, reason: "" }, "UNKNOWN_HTLC");
     // An HTLC of our own is not ours to remove.
     addHtlc(p, p.b, 3, 1_000_000);
     p.settle();
-    expectRejected(p, p.b, { kind: "fulfill_htlc", id: 0n, r: hex(R(3)) });
+    expectRejected(p, p.b, { kind: "fulfill_htlc", id: 0n, r: hex(R(3)) }, "UNKNOWN_HTLC");
     run(p, p.b, { kind: "fulfill_htlc", id, r: hex(R(1)) });
-    expectRejected(p, p.b, { kind: "fail_htlc", id, reason: "" });
+    expectRejected(p, p.b, { kind: "fail_htlc", id, reason: "" }, "HTLC_ALREADY_REMOVED");
     const q = fundedPair(false);
     addHtlc(q, q.a, 1, 1_000_000);
     q.settle();
-    expectRejected(q, q.b, { kind: "fulfill_htlc", id: 1n, r: hex(R(1)) });
+    expectRejected(q, q.b, { kind: "fulfill_htlc", id: 1n, r: hex(R(1)) }, "UNKNOWN_HTLC");
   });
 
   it("reports the failure reason bitwise, once, when the removal is in every commitment", () => {
@@ -365,8 +400,8 @@ describe("3.4 update_fee", () => {
 
   it("we do not send an update_fee outside our policy", () => {
     const p = openPair();
-    expectRejected(p, p.a, { kind: "update_fee", feeRate: 999 });
-    expectRejected(p, p.a, { kind: "update_fee", feeRate: 1_000_001 });
+    expectRejected(p, p.a, { kind: "update_fee", feeRate: 999 }, "FEE_RATE_OUT_OF_POLICY");
+    expectRejected(p, p.a, { kind: "update_fee", feeRate: 1_000_001 }, "FEE_RATE_OUT_OF_POLICY");
   });
 
   it("an update_fee is a staged change that applies to both commitments", () => {
@@ -389,10 +424,10 @@ describe("3.5 update_commit", () => {
 
   it("we do not send an update_commit without any update", () => {
     const p = openPair();
-    expectRejected(p, p.a, { kind: "commit" });
+    expectRejected(p, p.a, { kind: "commit" }, "NOTHING_TO_COMMIT");
     const q = fundedPair(true);
-    expectRejected(q, q.a, { kind: "commit" });
-    expectRejected(q, q.b, { kind: "commit" });
+    expectRejected(q, q.a, { kind: "commit" }, "NOTHING_TO_COMMIT");
+    expectRejected(q, q.b, { kind: "commit" }, "NOTHING_TO_COMMIT");
     // Every update_commit each sent in fundedPair was accepted (the receiver checks) and answered.
     for (const n of [q.a, q.b]) {
       const commits = n.sent.filter((m) => m.kind === "update_commit").length;
@@ -433,7 +468,7 @@ describe("3.5 update_commit", () => {
     addHtlc(p, p.a, 1, 1_000_000);
     run(p, p.a, { kind: "commit" });
     addHtlc(p, p.a, 2, 1_000_000);
-    expect(expectRejected(p, p.a, { kind: "commit" })).toMatch(/revocation/);
+    expect(expectRejected(p, p.a, { kind: "commit" }, "AWAITING_REVOCATION")).toMatch(/revocation/);
     p.settle();
     run(p, p.a, { kind: "commit" });
   });

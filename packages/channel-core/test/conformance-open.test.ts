@@ -299,15 +299,20 @@ describe("2.4 open_complete", () => {
     p.input(p.a, { type: "chain", event: { kind: "anchor_depth", depth: 1 } });
     expect(p.a.sent.map((m) => m.kind)).toContain("open_complete");
     expect(p.a.state.phase).toBe("opening"); // sent, not received
-    expectRejected(p, p.a, {
-      kind: "add_htlc",
-      amountMsat: msat(1000),
-      rHash: rHash(1),
-      expiry: { blocks: 2000 },
-    });
+    expectRejected(
+      p,
+      p.a,
+      {
+        kind: "add_htlc",
+        amountMsat: msat(1000),
+        rHash: rHash(1),
+        expiry: { blocks: 2000 },
+      },
+      "CHANNEL_OPENING",
+    );
     p.deliver(p.b);
     expect(p.b.state.phase).toBe("opening"); // received, not sent
-    expectRejected(p, p.b, { kind: "close" });
+    expectRejected(p, p.b, { kind: "close" }, "CHANNEL_OPENING");
     p.input(p.b, { type: "chain", event: { kind: "anchor_depth", depth: 1 } });
     expect(p.b.state.phase).toBe("normal");
     p.deliver(p.a);

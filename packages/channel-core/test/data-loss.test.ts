@@ -229,7 +229,7 @@ describe("a channel behind stays stopped", () => {
     const sent = p.a.sent.length;
     expect(inject(p, p.a, { kind: "update_fee", feeRate: 5000 })).toEqual([]);
     expect(p.input(p.a, { type: "command", command: { kind: "close" } })).toMatchObject([
-      { type: "command_rejected", command: "close" },
+      { type: "command_rejected", command: "close", code: "CHANNEL_BEHIND" },
     ]);
     expect(p.input(p.a, { type: "reconnected", theirAck: p.a.state.sentCount + 5 })).toEqual([]);
     expect(step(p.a.state, { type: "resume" }).outputs).toEqual([]);

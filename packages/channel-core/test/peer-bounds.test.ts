@@ -186,13 +186,18 @@ describe("routes and fail reasons", () => {
   });
   it("we do not offer a route longer than the onion, nor fail with a reason longer than the error packet", () => {
     const p = openPair();
-    expectRejected(p, p.a, {
-      kind: "add_htlc",
-      amountMsat: msat(1000n),
-      rHash: rHash(1),
-      expiry: { blocks: 2000 },
-      route: "00".repeat(1367),
-    });
+    expectRejected(
+      p,
+      p.a,
+      {
+        kind: "add_htlc",
+        amountMsat: msat(1000n),
+        rHash: rHash(1),
+        expiry: { blocks: 2000 },
+        route: "00".repeat(1367),
+      },
+      "ROUTE_TOO_LONG",
+    );
     run(p, p.a, {
       kind: "add_htlc",
       amountMsat: msat(1_000_000n),
@@ -202,7 +207,7 @@ describe("routes and fail reasons", () => {
     });
     settleCommitted(p);
     expect(p.b.state.localCommit?.htlcs).toHaveLength(1);
-    expectRejected(p, p.b, { kind: "fail_htlc", id: 0n, reason: "00".repeat(293) });
+    expectRejected(p, p.b, { kind: "fail_htlc", id: 0n, reason: "00".repeat(293) }, "REASON_TOO_LONG");
     run(p, p.b, { kind: "fail_htlc", id: 0n, reason: "00".repeat(292) });
   });
   it("keeps an HTLC's route once, in its add, never in the commitment views, and reports it once", () => {
