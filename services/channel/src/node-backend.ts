@@ -1,5 +1,6 @@
 import { msat, sat, satToMsat, type Locktime, type Msat, type Sat } from "@ln/bitcoin";
 import type { ChannelState } from "@ln/channel-core";
+import { isRejectionCode } from "@ln/control-api";
 import {
   BackendError,
   type BackendErrorCode,
@@ -15,7 +16,7 @@ import {
   type WithdrawalRecord,
 } from "./api/backend.js";
 import { paymentId, type Ledger, type PaymentRow } from "./ledger.js";
-import type { ChannelNode, PeerControl } from "./node.js";
+import { NodeError, type ChannelNode, type PeerControl } from "./node.js";
 import type { Resolver } from "./resolution.js";
 import type { ChannelRow, ChannelStore } from "./store.js";
 
@@ -61,6 +62,8 @@ const CODES: Record<string, BackendErrorCode> = {
 /** Turns a typed error of the node's parts (they carry a `code`) into the API's; others pass on. */
 function named<T>(p: Promise<T>): Promise<T> {
   return p.catch((e: unknown) => {
+    // The channel core's refusal keeps its own code through to the API (REJECTION_STATUS).
+    if (e instanceof NodeError && isRejectionCode(e.code)) throw new BackendError(e.code, e.message);
     const code = e instanceof Error && "code" in e && typeof e.code === "string" ? CODES[e.code] : undefined;
     throw code && e instanceof Error ? new BackendError(code, e.message) : e;
   });

@@ -13,6 +13,7 @@ import {
   type Command,
   type Input,
   type Output,
+  type RejectionCode,
 } from "@ln/channel-core";
 import {
   decodePeerEvent,
@@ -124,7 +125,8 @@ export interface ChannelNodeOptions {
 export class NodeError extends Error {
   override readonly name = "NodeError";
   constructor(
-    readonly code: "NOT_FOUND" | "CONFLICT" | "INVALID" | "UNAVAILABLE",
+    /** A RejectionCode when the channel core refused the command (nothing changed). */
+    readonly code: "NOT_FOUND" | "CONFLICT" | "INVALID" | "UNAVAILABLE" | RejectionCode,
     message: string,
   ) {
     super(message);
@@ -281,7 +283,7 @@ export class ChannelNode {
       );
     const outputs = await this.input(channelId, { type: "command", command });
     const rejected = outputs.find((x) => x.type === "command_rejected");
-    if (rejected) throw new NodeError("INVALID", rejected.problem);
+    if (rejected?.type === "command_rejected") throw new NodeError(rejected.code, rejected.problem);
     return outputs;
   }
 

@@ -20,7 +20,8 @@ import * as B from "./backend.js";
 import { consolePage } from "./console/index.js";
 import { ApiError, mapError } from "./errors.js";
 import { RequestMetrics } from "./metrics.js";
-import * as S from "./schemas.js";
+import * as S from "@ln/control-api";
+import { isRejectionCode } from "@ln/control-api";
 
 /**
  * Who may call a route: `public` needs no token; `read` any token; `invoice` an invoice or admin
@@ -222,13 +223,12 @@ interface RouteDeps {
 
 const PAY_ROUTE = "POST /v1/payments";
 const WITHDRAW_ROUTE = "POST /v1/wallet/withdraw";
-/** Backend refusals that certainly moved no money: the key is freed so it can be retried. */
-const NOTHING_PAID: ReadonlySet<B.BackendErrorCode> = new Set([
-  "NOT_FOUND",
-  "INVALID",
-  "CONFLICT",
-  "INSUFFICIENT_FUNDS",
-]);
+/**
+ * Backend refusals that certainly moved no money: the key is freed so it can be retried. A
+ * RejectionCode is the channel core refusing the command: its state and the peer are untouched.
+ */
+const NOTHING_PAID = (code: B.BackendErrorCode): boolean =>
+  code === "NOT_FOUND" || code === "INVALID" || code === "CONFLICT" || isRejectionCode(code);
 
 const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backend, tokens }) => {
   const publicRoute = { access: "public" as const };
@@ -471,7 +471,7 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
           expiry: req.body.expiry,
         });
       } catch (e) {
-        if (e instanceof B.BackendError && NOTHING_PAID.has(e.code)) {
+        if (e instanceof B.BackendError && NOTHING_PAID(e.code)) {
           await store.releaseIdempotency(token.id, key);
           throw e;
         }

@@ -1,4 +1,5 @@
 import type { Locktime, Msat, Sat } from "@ln/bitcoin";
+import type { RejectionCode } from "@ln/control-api";
 import type pg from "pg";
 
 /**
@@ -135,8 +136,15 @@ export interface Withdrawal {
   amountSat: Sat;
 }
 
+/** The node's own failures, or the channel core's refusal of a command (a RejectionCode). */
 export type BackendErrorCode =
-  "NOT_FOUND" | "INVALID" | "CONFLICT" | "INSUFFICIENT_FUNDS" | "PEER_UNREACHABLE" | "UNAVAILABLE";
+  | "NOT_FOUND"
+  | "INVALID"
+  | "CONFLICT"
+  | "INSUFFICIENT_FUNDS"
+  | "PEER_UNREACHABLE"
+  | "UNAVAILABLE"
+  | RejectionCode;
 
 /** A failure the backend can name; anything else it throws becomes a 500. */
 export class BackendError extends Error {

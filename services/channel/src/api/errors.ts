@@ -1,3 +1,4 @@
+import { isRejectionCode, REJECTION_STATUS, type RejectionCode } from "@ln/control-api";
 import { BackendError, type BackendErrorCode } from "./backend.js";
 
 /** An error the API reports as `{ error: { code, message } }` with this HTTP status. */
@@ -14,14 +15,23 @@ export class ApiError extends Error {
   }
 }
 
-const BACKEND_STATUS: Record<BackendErrorCode, { status: number; next: string }> = {
+const BACKEND_STATUS: Record<Exclude<BackendErrorCode, RejectionCode>, { status: number; next: string }> = {
   NOT_FOUND: { status: 404, next: "check the id (GET /v1/channels lists channels)" },
   INVALID: { status: 400, next: "fix the request and retry" },
   CONFLICT: { status: 409, next: "check the channel's state with GET /v1/channels/{id}" },
-  INSUFFICIENT_FUNDS: { status: 422, next: "use a smaller amount or add funds" },
   PEER_UNREACHABLE: { status: 502, next: "connect the peer with POST /v1/peers, then retry" },
   UNAVAILABLE: { status: 503, next: "retry later" },
 };
+
+/** The status of a refusal (REJECTION_STATUS) and what the caller can do about it. */
+function refusal(code: RejectionCode): { status: number; next: string } {
+  const status = REJECTION_STATUS[code];
+  if (code === "INSUFFICIENT_FUNDS")
+    return { status, next: "nothing was done; use a smaller amount or add funds" };
+  return status === 409
+    ? { status, next: "nothing was done; check the channel's state with GET /v1/channels/{id}" }
+    : { status, next: "nothing was done; change the request and retry" };
+}
 
 export interface ErrorJson {
   error: { code: string; message: string; requestId?: string };
@@ -48,7 +58,8 @@ export function mapError(err: unknown, requestId: string): MappedError {
   if (err instanceof ApiError)
     return { status: err.statusCode, body: body(err.code, err.message), internal: false };
   if (err instanceof BackendError) {
-    const m = BACKEND_STATUS[err.code];
+    // A refusal by the channel core: its own code, the status from the contract's one table.
+    const m = isRejectionCode(err.code) ? refusal(err.code) : BACKEND_STATUS[err.code];
     return { status: m.status, body: body(err.code, `${err.message}; ${m.next}`), internal: m.status >= 500 };
   }
   if (isObject(err) && err.validation !== undefined)

@@ -1,4 +1,4 @@
-import { Type, type TSchema } from "@fastify/type-provider-typebox";
+import { Type, type TSchema } from "typebox";
 
 /** Amounts travel as decimal strings: JSON numbers lose precision past 2^53. */
 const DECIMAL = "^(0|[1-9][0-9]{0,19})$";
