@@ -3,9 +3,56 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ApiClientError, ConnectionError, LnClient, type FetchLike, type Locktime } from "./client.js";
 import { ConfigError, readFileIfExists, resolveSettings, type Env, type ReadFile } from "./config.js";
 import * as F from "./format.js";
+import { isRejectionCode } from "@ln/control-api";
 
-/** Exit codes. */
-export const EXIT = { ok: 0, api: 1, usage: 2, connection: 3 } as const;
+/** Exit codes, one per kind of outcome a script may act on differently (`lnctl help` lists them). */
+export const EXIT = {
+  ok: 0,
+  api: 1,
+  usage: 2,
+  connection: 3,
+  refused: 4,
+  auth: 5,
+  notFound: 6,
+  unavailable: 7,
+  outcomeUnknown: 8,
+} as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+const EXIT_MEANING: Record<keyof typeof EXIT, string> = {
+  ok: "ok",
+  api: "the API refused the request (any other error code: see the message)",
+  usage: "usage or configuration error (nothing was sent)",
+  connection: "the API cannot be reached, or did not answer with JSON",
+  refused: "the channel refused the command (a rejection code such as CHANNEL_CLOSING); nothing was done",
+  auth: "the token is missing, unknown, revoked, or lacks the route's scope (401, 403)",
+  notFound: "no such channel, payment or route (404)",
+  unavailable: "the node, its database or the peer cannot serve this now; retry later",
+  outcomeUnknown: "the payment may or may not have been sent: check `lnctl payments` before paying again",
+};
+
+/** The exit code for an error the API answered with: by its code, else by its HTTP status. */
+export function exitCodeOf(e: ApiClientError): ExitCode {
+  if (e.code === "PAYMENT_OUTCOME_UNKNOWN") return EXIT.outcomeUnknown;
+  if (isRejectionCode(e.code)) return EXIT.refused;
+  switch (e.code) {
+    case "UNAUTHENTICATED":
+    case "FORBIDDEN":
+      return EXIT.auth;
+    case "NOT_FOUND":
+      return EXIT.notFound;
+    case "UNAVAILABLE":
+    case "NOT_READY":
+    case "AUDIT_UNAVAILABLE":
+    case "PEER_UNREACHABLE":
+      return EXIT.unavailable;
+  }
+  // A code this lnctl does not know (a newer server, or an error without a JSON body).
+  if (e.status === 401 || e.status === 403) return EXIT.auth;
+  if (e.status === 404) return EXIT.notFound;
+  if (e.status === 503) return EXIT.unavailable;
+  return EXIT.api;
+}
 
 /** Blocks added to the current height when `pay` gets neither --expiry-blocks nor --expiry-height. */
 export const DEFAULT_EXPIRY_BLOCKS = 288;
@@ -142,7 +189,8 @@ const GLOBAL_HELP = `Global options:
   --json             print the API's JSON reply instead of a table
   -h, --help         show help
 
-Exit codes: 0 ok, 1 API error, 2 usage or configuration error, 3 API unreachable.`;
+Exit codes:
+${(Object.keys(EXIT) as (keyof typeof EXIT)[]).map((k) => `  ${EXIT[k]}  ${EXIT_MEANING[k]}`).join("\n")}`;
 
 /** What a usage error prints after its message: the command's usage line, or the command list. */
 export function briefUsage(topic?: string): string {
@@ -528,7 +576,7 @@ export async function run(argv: readonly string[], opts: RunOptions): Promise<nu
   } catch (e) {
     if (e instanceof ApiClientError) {
       opts.stderr.write(formatApiError(e));
-      return EXIT.api;
+      return exitCodeOf(e);
     }
     if (e instanceof ConnectionError) {
       opts.stderr.write(`lnctl: ${e.message}\n`);

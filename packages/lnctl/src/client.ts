@@ -1,129 +1,43 @@
 /**
- * A typed client for the channel service's control API (services/channel/src/api). The reply
- * types mirror services/channel/src/api/schemas.ts: amounts travel as decimal strings and stay
- * strings here, so nothing is rounded; request amounts are taken as bigint and sent as strings.
+ * A typed client for the channel service's control API (services/channel/src/api). The request
+ * and reply types are the `Static<>` of the API's own schemas (@ln/control-api): amounts travel
+ * as decimal strings and stay strings here, so nothing is rounded; request amounts are taken as
+ * bigint and sent as strings.
  */
+import type * as S from "@ln/control-api";
+import type { Static } from "@ln/control-api";
 
 /** Absolute HTLC expiry: a block height or a unix time in seconds. */
-export type Locktime = { blocks: number } | { seconds: number };
-
-export interface ErrorBody {
-  error: { code: string; message: string; requestId?: string };
-}
-export interface Status {
-  status: string;
-}
-export interface NodeInfo {
-  nodeId: string;
-  network: string;
-  version: string;
-  blockHeight: number;
-  peerCount: number;
-  channelCount: number;
-}
-export interface PeerInfo {
-  nodeId: string;
-  host: string;
-  port: number;
-  connected: boolean;
-}
+export type Locktime = Static<typeof S.Locktime>;
+export type ErrorBody = Static<typeof S.ErrorBody>;
+export type Status = Static<typeof S.Status>;
+export type NodeInfo = Static<typeof S.NodeInfo>;
+export type PeerInfo = Static<typeof S.PeerInfo>;
+export type ChannelSummary = Static<typeof S.ChannelSummary>;
 /** `behind`: data loss suspected (a restored database): see deploy/README.md, "Restoring". */
-export type ChannelPhase = "opening" | "normal" | "clearing" | "closed" | "failed" | "behind";
-export interface ChannelSummary {
-  id: string;
-  peerNodeId: string;
-  phase: ChannelPhase;
-  role: "creator" | "acceptor";
-  /** satoshi, decimal string */
-  capacitySat: string;
-  /** millisatoshi, decimal string */
-  localBalanceMsat: string;
-  /** millisatoshi, decimal string */
-  remoteBalanceMsat: string;
-}
-export interface ChannelList {
-  channels: ChannelSummary[];
-}
-export interface Htlc {
-  /** HTLC id, decimal string */
-  id: string;
-  direction: "offered" | "received";
-  amountMsat: string;
-  rHash: string;
-  expiry: Locktime;
-}
-export interface ChannelDetail extends ChannelSummary {
-  htlcs: Htlc[];
-  failure: { code: string; problem: string } | null;
-  anchorTxid: string | null;
-  /** What this node broadcast for the channel; kind is "close" or "commitment". */
-  transactions: Array<{ kind: string; txid: string }>;
-  /** What spent the anchor and what became of each output we claim (draft 6); null while unspent. */
-  onchain?: {
-    kind: "our_commitment" | "their_commitment" | "close" | "unknown";
-    spendTxid: string;
-    commitmentNumber: string | null;
-    height: number;
-    claims: Array<{
-      outpoint: string;
-      what: string;
-      amountSat: string;
-      htlcId: string | null;
-      readyHeight: number | null;
-      status: string;
-      sweepTxid: string | null;
-      spentBy: string | null;
-    }>;
-  } | null;
-}
-export interface Invoice {
-  rHash: string;
-  amountMsat: string;
-  description: string;
-  /** ISO 8601 */
-  createdAt: string;
-}
-export type PaymentStatus = "pending" | "succeeded" | "failed";
-export interface Payment {
-  id: string;
-  channelId: string;
-  rHash: string;
-  amountMsat: string;
-  expiry: Locktime;
-  status: PaymentStatus;
-  failureReason: string | null;
-  createdAt: string;
-}
-export interface PaymentList {
-  payments: Payment[];
-}
-export interface WalletAddress {
-  address: string;
-}
-export interface WalletBalance {
-  confirmedSat: string;
-  unconfirmedSat: string;
-}
-export interface Withdrawal {
-  txid: string;
-  address: string;
-  amountSat: string;
-}
-export type Scope = "admin" | "readonly" | "invoice" | "address";
-export interface TokenRecord {
-  id: string;
-  label: string;
-  scopes: Scope[];
-  /** ISO 8601 */
-  createdAt: string;
-  revokedAt: string | null;
-}
-export interface TokenList {
-  tokens: TokenRecord[];
-}
-export interface RevokedTokens {
-  revoked: Array<{ id: string; label: string; scopes: Scope[] }>;
-}
+export type ChannelPhase = ChannelSummary["phase"];
+export type ChannelList = Static<typeof S.ChannelList>;
+export type Htlc = Static<typeof S.Htlc>;
+export type ChannelDetail = Static<typeof S.ChannelDetail>;
+export type Invoice = Static<typeof S.Invoice>;
+export type Payment = Static<typeof S.Payment>;
+export type PaymentStatus = Payment["status"];
+export type PaymentList = Static<typeof S.PaymentList>;
+export type WalletAddress = Static<typeof S.WalletAddress>;
+export type WalletBalance = Static<typeof S.WalletBalance>;
+export type Withdrawal = Static<typeof S.Withdrawal>;
+export type TokenRecord = Static<typeof S.TokenRecord>;
+export type Scope = TokenRecord["scopes"][number];
+export type TokenList = Static<typeof S.TokenList>;
+export type RevokedTokens = Static<typeof S.RevokedTokens>;
+/** The bodies lnctl sends, as the API validates them. */
+export type ConnectPeerBody = Static<typeof S.ConnectPeerBody>;
+export type OpenChannelBody = Static<typeof S.OpenChannelBody>;
+export type UpdateFeeBody = Static<typeof S.UpdateFeeBody>;
+export type CreateInvoiceBody = Static<typeof S.CreateInvoiceBody>;
+export type PayBody = Static<typeof S.PayBody>;
+export type WithdrawBody = Static<typeof S.WithdrawBody>;
+export type RevokeTokenBody = Static<typeof S.RevokeTokenBody>;
 
 /** The API answered with an error (4xx/5xx): its code, message and request id. */
 export class ApiClientError extends Error {
@@ -283,13 +197,17 @@ export class LnClient {
     return this.request("GET", "/v1/info");
   }
   connectPeer(peer: { nodeId: string; host: string; port: number }): Promise<PeerInfo> {
-    return this.request("POST", "/v1/peers", { host: peer.host, port: peer.port, nodeId: peer.nodeId });
+    return this.request("POST", "/v1/peers", {
+      host: peer.host,
+      port: peer.port,
+      nodeId: peer.nodeId,
+    } satisfies ConnectPeerBody);
   }
   openChannel(req: { nodeId: string; fundingSat: bigint }): Promise<ChannelSummary> {
     return this.request("POST", "/v1/channels", {
       nodeId: req.nodeId,
       fundingSat: req.fundingSat.toString(),
-    });
+    } satisfies OpenChannelBody);
   }
   listChannels(): Promise<ChannelList> {
     return this.request("GET", "/v1/channels");
@@ -305,13 +223,13 @@ export class LnClient {
   }
   /** feeRate: satoshi per 1000 bytes. */
   updateFee(id: string, feeRate: number): Promise<ChannelSummary> {
-    return this.request("POST", `/v1/channels/${seg(id)}/fee`, { feeRate });
+    return this.request("POST", `/v1/channels/${seg(id)}/fee`, { feeRate } satisfies UpdateFeeBody);
   }
   createInvoice(req: { amountMsat: bigint; description?: string }): Promise<Invoice> {
     return this.request("POST", "/v1/invoices", {
       amountMsat: req.amountMsat.toString(),
       ...(req.description === undefined ? {} : { description: req.description }),
-    });
+    } satisfies CreateInvoiceBody);
   }
   /** A retry with the same idempotency key and body returns the first result and pays once. */
   async pay(req: PayRequest, idempotencyKey: string): Promise<Payment> {
@@ -330,7 +248,7 @@ export class LnClient {
         rHash: req.rHash,
         amountMsat: req.amountMsat.toString(),
         expiry: req.expiry,
-      },
+      } satisfies PayBody,
       { "idempotency-key": idempotencyKey },
     );
     return { payment: r.body, replayed: r.headers.get("idempotent-replayed") === "true" };
@@ -360,7 +278,7 @@ export class LnClient {
     const r = await this.send<Withdrawal>(
       "POST",
       "/v1/wallet/withdraw",
-      { address: req.address, amountSat: req.amountSat.toString() },
+      { address: req.address, amountSat: req.amountSat.toString() } satisfies WithdrawBody,
       { "idempotency-key": idempotencyKey },
     );
     return { withdrawal: r.body, replayed: r.headers.get("idempotent-replayed") === "true" };
@@ -370,7 +288,7 @@ export class LnClient {
     return this.request("GET", "/v1/tokens");
   }
   /** Revokes the token with this id, or every live token with this label (admin). */
-  revokeTokens(which: { id: string } | { label: string }): Promise<RevokedTokens> {
+  revokeTokens(which: RevokeTokenBody): Promise<RevokedTokens> {
     return this.request("POST", "/v1/tokens/revoke", which);
   }
 }

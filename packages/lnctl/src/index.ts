@@ -4,6 +4,8 @@ export {
   parseCommandLine,
   usage,
   EXIT,
+  exitCodeOf,
+  type ExitCode,
   COMMANDS,
   DEFAULT_EXPIRY_BLOCKS,
   type Command,

@@ -90,9 +90,9 @@ describe("lnctl against the control API", () => {
     expect(d).toMatchObject({ id: channelId, peerNodeId: NODE, capacitySat: "1000000", htlcs: [] });
     expect((await cli(["channel", channelId])).stdout).toContain("no HTLCs");
 
-    // Opening to a peer that is not connected: the API's error, exit 1.
+    // Opening to a peer that is not connected: the API's error, exit 7 (retry once connected).
     const bad = await cli(["open", `03${"44".repeat(32)}`, "1000"]);
-    expect(bad.code).toBe(EXIT.api);
+    expect(bad.code).toBe(EXIT.unavailable);
     expect(bad.stderr).toMatch(/^error: PEER_UNREACHABLE \(HTTP \d+\): .*\nrequest id: [\w-]+\n$/);
   });
 
@@ -178,7 +178,7 @@ describe("lnctl against the control API", () => {
     expect(p).toMatchObject({ id, amountMsat: "250000", expiry: { blocks: 140 }, status: "succeeded" });
     expect((await cli(["payment", id])).stdout).toContain(`payment:       ${id}\n`);
     const missing = await cli(["payment", "nope"]);
-    expect(missing.code).toBe(EXIT.api);
+    expect(missing.code).toBe(EXIT.notFound);
     expect(missing.stderr).toMatch(/^error: NOT_FOUND \(HTTP 404\): no payment nope.*\nrequest id: /);
   });
 
@@ -208,7 +208,7 @@ describe("lnctl against the control API", () => {
     expect(a.stdout).toMatch(/^bcrt1q[0-9a-f]{40}\n$/);
     expect((await cli(["wallet", "address"], tokens.address)).code).toBe(0);
     const ro = await cli(["wallet", "address"], tokens.readonly);
-    expect(ro.code).toBe(EXIT.api);
+    expect(ro.code).toBe(EXIT.auth);
     expect(ro.stderr).toMatch(/^error: FORBIDDEN \(HTTP 403\)/);
     expect(backend.count("walletAddress")).toBe(2);
     const b = await cli(["wallet", "balance"]);
@@ -261,30 +261,30 @@ describe("lnctl against the control API", () => {
     expect(byId).toMatchObject({ code: 0, stderr: "" });
     expect(byId.stdout).toBe(`revoked ${c.id} (auditor; readonly)\n`);
     const refused = await cli(["info"], c.token);
-    expect(refused.code).toBe(EXIT.api);
+    expect(refused.code).toBe(EXIT.auth);
     expect(refused.stderr).toMatch(/^error: UNAUTHENTICATED \(HTTP 401\)/);
 
     const byLabel = await okJson<{ revoked: { id: string }[] }>(["token", "revoke", "cashier"]);
     expect(byLabel.revoked.map((r) => r.id).sort()).toEqual([a.id, b.id].sort());
-    for (const t of [a, b]) expect((await cli(["info"], t.token)).code).toBe(EXIT.api);
+    for (const t of [a, b]) expect((await cli(["info"], t.token)).code).toBe(EXIT.auth);
 
     const none = await cli(["token", "revoke", "cashier"]);
-    expect(none.code).toBe(EXIT.api);
+    expect(none.code).toBe(EXIT.notFound);
     expect(none.stderr).toMatch(/^error: NOT_FOUND \(HTTP 404\)/);
     const notAdmin = await cli(["token", "revoke", "cashier"], tokens.invoice);
     expect(notAdmin.stderr).toMatch(/^error: FORBIDDEN \(HTTP 403\)/);
   });
 
-  it("a wrong token: exit 1 with UNAUTHENTICATED; a readonly token on an admin route: FORBIDDEN", async () => {
+  it("a wrong token: exit 5 with UNAUTHENTICATED; a readonly token on an admin route: FORBIDDEN", async () => {
     const wrong = `${tokens.admin}x`;
     const r = await cli(["info"], wrong);
-    expect(r.code).toBe(EXIT.api);
+    expect(r.code).toBe(EXIT.auth);
     expect(r.stderr).toMatch(
       /^error: UNAUTHENTICATED \(HTTP 401\): unknown or revoked token.*\nrequest id: \S+\n$/,
     );
     expect(r.stderr + r.stdout).not.toContain(wrong);
     const ro = await cli(["wallet", "withdraw", "bcrt1qxyzxyzxyzxyzxyz", "1"], tokens.readonly);
-    expect(ro.code).toBe(EXIT.api);
+    expect(ro.code).toBe(EXIT.auth);
     expect(ro.stderr).toMatch(/^error: FORBIDDEN \(HTTP 403\)/m);
     expect(ro.stderr).not.toContain(tokens.readonly);
   });

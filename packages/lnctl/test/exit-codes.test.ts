@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ApiClientError, ConnectionError, LnClient } from "../src/client.js";
+import { REJECTION_STATUS } from "@ln/control-api";
 import { EXIT } from "../src/cli.js";
 import { fakeFetch, HASH, lnctl } from "./helpers.js";
 
@@ -25,10 +26,10 @@ describe("exit codes", () => {
     expect(JSON.parse(j.stdout)).toEqual(info);
   });
 
-  it("1 on an API error: code, message and request id; the token is not printed", async () => {
+  it("6 on NOT_FOUND: code, message and request id; the token is not printed", async () => {
     const f = fakeFetch(404, { error: { code: "NOT_FOUND", message: "no channel x", requestId: "req-1" } });
     const r = await lnctl(["channel", "x"], env, { fetch: f.fetch });
-    expect(r.code).toBe(EXIT.api);
+    expect(r.code).toBe(EXIT.notFound);
     expect(r.stdout).toBe("");
     expect(r.stderr).toBe("error: NOT_FOUND (HTTP 404): no channel x\nrequest id: req-1\n");
     expect(r.stderr).not.toContain(TOKEN);
@@ -81,6 +82,58 @@ describe("exit codes", () => {
     const r = await lnctl(["open"], env, { fetch: f.fetch });
     expect(r.code).toBe(EXIT.usage);
     expect(f.calls).toHaveLength(0);
+  });
+});
+
+describe("exit codes by the API's error code", () => {
+  const answer = (status: number, code: string) =>
+    fakeFetch(status, { error: { code, message: `${code} happened`, requestId: "req-2" } });
+  const close = ["close", "chan-1"];
+
+  // The documented table: each code a script can act on, and the exit lnctl gives it.
+  it.each([
+    [409, "CONFLICT", EXIT.api],
+    [422, "IDEMPOTENCY_KEY_REUSED", EXIT.api],
+    [400, "VALIDATION_FAILED", EXIT.api],
+    [500, "INTERNAL", EXIT.api],
+    [401, "UNAUTHENTICATED", EXIT.auth],
+    [403, "FORBIDDEN", EXIT.auth],
+    [404, "NOT_FOUND", EXIT.notFound],
+    [503, "UNAVAILABLE", EXIT.unavailable],
+    [503, "NOT_READY", EXIT.unavailable],
+    [503, "AUDIT_UNAVAILABLE", EXIT.unavailable],
+    [502, "PEER_UNREACHABLE", EXIT.unavailable],
+    [503, "PAYMENT_OUTCOME_UNKNOWN", EXIT.outcomeUnknown],
+    [409, "CHANNEL_CLOSING", EXIT.refused],
+    [422, "EXPIRY_TOO_SOON", EXIT.refused],
+  ] as const)("HTTP %i %s exits %i", async (status, code, exit) => {
+    const r = await lnctl(close, env, { fetch: answer(status, code).fetch });
+    expect(r.code).toBe(exit);
+    expect(r.stderr).toBe(`error: ${code} (HTTP ${status}): ${code} happened\nrequest id: req-2\n`);
+  });
+
+  it("every rejection code of the channel core exits 4", async () => {
+    const codes = Object.keys(REJECTION_STATUS);
+    expect(codes.length).toBeGreaterThan(10);
+    for (const code of codes) {
+      const r = await lnctl(close, env, { fetch: answer(409, code).fetch });
+      expect(r.code, code).toBe(4);
+    }
+  });
+
+  it("a code lnctl does not know goes by its status", async () => {
+    expect((await lnctl(close, env, { fetch: answer(401, "NEW_AUTH_THING").fetch })).code).toBe(5);
+    expect((await lnctl(close, env, { fetch: answer(404, "GONE_ELSEWHERE").fetch })).code).toBe(6);
+    expect((await lnctl(close, env, { fetch: answer(503, "BUSY").fetch })).code).toBe(7);
+    expect((await lnctl(close, env, { fetch: answer(418, "TEAPOT").fetch })).code).toBe(1);
+  });
+
+  it("lnctl help lists every exit code with its meaning", async () => {
+    const r = await lnctl(["help"]);
+    expect(r.code).toBe(0);
+    const listed = [...r.stdout.matchAll(/^ {2}(\d) {2}\S/gm)].map((m) => Number(m[1]));
+    expect(listed).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(Object.values(EXIT).sort()).toEqual(listed);
   });
 });
 

@@ -71,6 +71,7 @@ describe("reply formatting", () => {
       failure: { code: "PEER_ERROR", problem: "bad sig" },
       anchorTxid: "ef".repeat(32),
       transactions: [{ kind: "commitment", txid: "12".repeat(32) }],
+      onchain: null,
     };
     const out = F.formatChannel(d);
     expect(out).toContain("capacity:        1,000,000 sat\n");
@@ -89,6 +90,7 @@ describe("reply formatting", () => {
     const d: ChannelDetail = {
       ...chan,
       phase: "behind",
+      onchain: null,
       htlcs: [],
       failure: { code: "DATA_LOSS", problem: "the signer revealed our commitment 5" },
       anchorTxid: "ef".repeat(32),
