@@ -18,7 +18,26 @@ import {
 
 const NODE = `02${"ab".repeat(32)}`;
 const NODE3 = `03${"0f".repeat(32)}`;
-const b = (s: string): Buffer => Buffer.from(s, "utf8");
+/** A protobuf field by hand (lengths and values below 2^14), to build what the encoders never would. */
+const tag = (n: number, wire: number): number => (n << 3) | wire;
+const v = (x: number): number[] =>
+  x < 0x80
+    ? [x]
+    : x < 0x4000
+      ? [(x & 0x7f) | 0x80, x >> 7]
+      : [(x & 0x7f) | 0x80, ((x >> 7) & 0x7f) | 0x80, x >> 14];
+const varint = (n: number, x: number): Buffer => Buffer.from([tag(n, 0), ...v(x)]);
+const bytes = (n: number, b: Uint8Array): Buffer =>
+  Buffer.concat([Buffer.from([tag(n, 2), ...v(b.length)]), b]);
+const str = (n: number, s: string): Buffer => bytes(n, Buffer.from(s, "utf8"));
+const caught = (f: () => unknown): unknown => {
+  try {
+    f();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+};
 
 /** Decoding either returns a value or throws PeerControlDecodeError, nothing else. */
 function onlyDecodeErrors(f: () => unknown): void {
@@ -41,26 +60,24 @@ describe("peer control requests", () => {
 
   it("round-trips connect requests and replies, and peers replies", () => {
     const req = { host: "127.0.0.1", port: 9735, nodeId: NODE };
-    expect(encodePeerConnectRequest(req).toString()).toBe(
-      `{"host":"127.0.0.1","port":9735,"nodeId":"${NODE}"}`,
+    // host (1) "127.0.0.1", port (2) 9735, node_id (3) 33 bytes
+    expect(encodePeerConnectRequest(req)).toEqual(
+      Buffer.concat([str(1, "127.0.0.1"), varint(2, 9735), bytes(3, Buffer.from(NODE, "hex"))]),
     );
     expect(decodePeerConnectRequest(encodePeerConnectRequest(req))).toEqual(req);
     expect(decodePeerResyncRequest(encodePeerResyncRequest({ nodeId: NODE3 }))).toEqual({ nodeId: NODE3 });
-    expect(() => decodePeerResyncRequest(b('{"nodeId":"02"}'))).toThrow(/resync request: nodeId/);
-    expect(decodePeerConnectRequest(b(`{"host":"::1","port":1,"nodeId":"${NODE3}","extra":1}`))).toEqual({
-      host: "::1",
-      port: 1,
-      nodeId: NODE3,
-    });
+    // An unknown field is skipped.
+    expect(
+      decodePeerConnectRequest(
+        Buffer.concat([encodePeerConnectRequest({ ...req, nodeId: NODE3 }), varint(9, 1)]),
+      ),
+    ).toEqual({ ...req, nodeId: NODE3 });
     const replies: PeerConnectReply[] = [
       { ok: true, nodeId: NODE },
       { ok: false, code: "UNREACHABLE", message: "cannot reach x:1 (ECONNREFUSED)" },
       { ok: false, code: "BAD_REQUEST", message: "" },
     ];
     for (const r of replies) expect(decodePeerConnectReply(encodePeerConnectReply(r))).toEqual(r);
-    expect(encodePeerConnectReply({ ok: true, nodeId: NODE }).toString()).toBe(
-      `{"ok":true,"nodeId":"${NODE}"}`,
-    );
     const peers: PeersReply = {
       peers: [
         { nodeId: NODE, host: "10.0.0.1", port: 9735, direction: "outbound" },
@@ -68,53 +85,63 @@ describe("peer control requests", () => {
       ],
     };
     expect(decodePeersReply(encodePeersReply(peers))).toEqual(peers);
-    expect(decodePeersReply(b('{"peers":[]}'))).toEqual({ peers: [] });
+    expect(decodePeersReply(new Uint8Array())).toEqual({ peers: [] });
   });
 
-  it("rejects bad requests with a message naming the field", () => {
-    const cases: [string, RegExp][] = [
-      ["", /not JSON/],
-      ["[]", /not a JSON object/],
-      ["null", /not a JSON object/],
-      [`{"port":1,"nodeId":"${NODE}"}`, /host/],
-      [`{"host":"a b","port":1,"nodeId":"${NODE}"}`, /host/],
-      [`{"host":"","port":1,"nodeId":"${NODE}"}`, /host/],
-      [`{"host":"h","port":0,"nodeId":"${NODE}"}`, /port/],
-      [`{"host":"h","port":65536,"nodeId":"${NODE}"}`, /port/],
-      [`{"host":"h","port":1.5,"nodeId":"${NODE}"}`, /port/],
-      [`{"host":"h","port":"1","nodeId":"${NODE}"}`, /port/],
-      [`{"host":"h","port":1,"nodeId":"${NODE.toUpperCase()}"}`, /nodeId/],
-      [`{"host":"h","port":1,"nodeId":"04${"ab".repeat(32)}"}`, /nodeId/],
-      [`{"host":"h","port":1,"nodeId":"02ab"}`, /nodeId/],
+  it("rejects bad requests with a code and the field", () => {
+    const key = Buffer.from(NODE, "hex");
+    const cases: [Buffer, string, string | undefined, RegExp][] = [
+      [Buffer.from([0xff]), "MALFORMED", undefined, /not a connect_request/],
+      [Buffer.concat([varint(2, 1), bytes(3, key)]), "BAD_FIELD", "host", /host/],
+      [Buffer.concat([str(1, "a b"), varint(2, 1), bytes(3, key)]), "BAD_FIELD", "host", /host/],
+      [Buffer.concat([str(1, "h"), bytes(3, key)]), "BAD_FIELD", "port", /port/],
+      [Buffer.concat([str(1, "h"), varint(2, 65536), bytes(3, key)]), "BAD_FIELD", "port", /port/],
+      [Buffer.concat([str(1, "h"), varint(2, 1)]), "BAD_FIELD", "node_id", /nodeId/],
+      [
+        Buffer.concat([str(1, "h"), varint(2, 1), bytes(3, Buffer.from(`04${"ab".repeat(32)}`, "hex"))]),
+        "BAD_FIELD",
+        "node_id",
+        /nodeId/,
+      ],
+      [
+        Buffer.concat([str(1, "h"), varint(2, 1), bytes(3, key.subarray(0, 32))]),
+        "BAD_FIELD",
+        "node_id",
+        /nodeId/,
+      ],
     ];
-    for (const [text, msg] of cases) {
-      expect(() => decodePeerConnectRequest(b(text))).toThrow(PeerControlDecodeError);
-      expect(() => decodePeerConnectRequest(b(text))).toThrow(msg);
+    for (const [input, code, field, msg] of cases) {
+      const e = caught(() => decodePeerConnectRequest(input));
+      expect(e).toBeInstanceOf(PeerControlDecodeError);
+      expect(e).toMatchObject({ code, field });
+      expect((e as Error).message).toMatch(msg);
     }
+    expect(caught(() => decodePeerResyncRequest(bytes(1, Buffer.from("02", "hex"))))).toMatchObject({
+      code: "BAD_FIELD",
+      field: "node_id",
+    });
   });
 
   it("rejects bad replies", () => {
     for (const bad of [
-      "{}",
-      '{"ok":true}',
-      '{"ok":"true","nodeId":"x"}',
-      '{"ok":false,"code":"NOPE","message":"m"}',
-      '{"ok":false,"code":"UNREACHABLE"}',
-      `{"ok":false,"code":"UNREACHABLE","message":"${"x".repeat(1001)}"}`,
+      new Uint8Array(), // neither ok nor error
+      bytes(1, new Uint8Array()), // ok without a node id
+      bytes(2, Buffer.concat([varint(1, 99), str(2, "m")])), // unknown code
+      bytes(2, str(2, "m")), // code unspecified
+      bytes(2, Buffer.concat([varint(1, 2), str(2, "x".repeat(1001))])), // message too long
     ])
-      expect(() => decodePeerConnectReply(b(bad))).toThrow(PeerControlDecodeError);
+      expect(() => decodePeerConnectReply(bad)).toThrow(PeerControlDecodeError);
+    const key = Buffer.from(NODE, "hex");
     for (const bad of [
-      "{}",
-      '{"peers":{}}',
-      '{"peers":[null]}',
-      `{"peers":[{"nodeId":"${NODE}","host":"h","port":1,"direction":"sideways"}]}`,
-      `{"peers":[{"nodeId":"${NODE}","host":"h","port":-1,"direction":"inbound"}]}`,
-      `{"peers":[{"nodeId":"${NODE}","port":1,"direction":"inbound"}]}`,
+      bytes(1, Buffer.concat([bytes(1, key), str(2, "h"), varint(3, 1), varint(4, 3)])), // direction 3
+      bytes(1, Buffer.concat([bytes(1, key), str(2, "h"), varint(3, 1)])), // no direction
+      bytes(1, Buffer.concat([str(2, "h"), varint(3, 1), varint(4, 1)])), // no node id
+      bytes(1, Buffer.concat([bytes(1, key), str(2, "h"), varint(3, 70000), varint(4, 1)])), // port
     ])
-      expect(() => decodePeersReply(b(bad))).toThrow(PeerControlDecodeError);
+      expect(() => decodePeersReply(bad)).toThrow(PeerControlDecodeError);
   });
 
-  it("fuzz: the decoders throw only PeerControlDecodeError, on bytes and on JSON values", () => {
+  it("fuzz: the decoders throw only PeerControlDecodeError, on random bytes and on mutated messages", () => {
     const decoders = [
       decodePeerConnectRequest,
       decodePeerConnectReply,
@@ -122,37 +149,33 @@ describe("peer control requests", () => {
       decodePeerResyncRequest,
     ];
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
-        for (const d of decoders) onlyDecodeErrors(() => d(bytes));
-      }),
-      { numRuns: 500 },
-    );
-    // JSON objects shaped like the real ones, with fields of any type.
-    const field = fc.oneof(
-      fc.jsonValue(),
-      fc.constantFrom(NODE, "inbound", "outbound", "UNREACHABLE", 1, 0, true, false),
-    );
-    const obj = fc.record(
-      {
-        host: field,
-        port: field,
-        nodeId: field,
-        ok: field,
-        code: field,
-        message: field,
-        peers: fc.oneof(
-          field,
-          fc.array(fc.record({ nodeId: field, host: field, port: field, direction: field })),
-        ),
-      },
-      { requiredKeys: [] },
-    );
-    fc.assert(
-      fc.property(obj, (o) => {
-        const bytes = b(JSON.stringify(o));
-        for (const d of decoders) onlyDecodeErrors(() => d(bytes));
+      fc.property(fc.uint8Array({ maxLength: 200 }), (input) => {
+        for (const d of decoders) onlyDecodeErrors(() => d(input));
       }),
       { numRuns: 1000 },
+    );
+    // Real messages with bytes flipped, cut or appended.
+    const valid = [
+      encodePeerConnectRequest({ host: "h.example", port: 9735, nodeId: NODE }),
+      encodePeerConnectReply({ ok: true, nodeId: NODE3 }),
+      encodePeerConnectReply({ ok: false, code: "HANDSHAKE_FAILED", message: "m" }),
+      encodePeersReply({ peers: [{ nodeId: NODE, host: "h", port: 1, direction: "inbound" }] }),
+      encodePeerResyncRequest({ nodeId: NODE }),
+    ];
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...valid),
+        fc.nat(),
+        fc.integer({ min: 0, max: 255 }),
+        fc.uint8Array({ maxLength: 8 }),
+        (msg, at, byte, tail) => {
+          const m = Buffer.from(msg);
+          m[at % m.length] = byte;
+          const mutated = Buffer.concat([m.subarray(0, m.length - (at % 3)), tail]);
+          for (const d of decoders) onlyDecodeErrors(() => d(mutated));
+        },
+      ),
+      { numRuns: 2000 },
     );
   });
 

@@ -17,6 +17,7 @@ import {
 } from "@ln/channel-core";
 import {
   decodePeerEvent,
+  encodeAckReply,
   decodePkt,
   encodePkt,
   OUT_SEQ_HEADER,
@@ -216,10 +217,10 @@ export class ChannelNode {
           void this.forPeer(peer, async () => {
             const row = await this.o.store.liveWith(peer);
             // No channel with the peer: every replica agrees on 0 (nothing received).
-            if (!row) return m.respond(Buffer.from("0"));
+            if (!row) return m.respond(encodeAckReply(0n));
             if (!this.held.has(row.id)) return;
             const state = await this.o.store.load(row.id);
-            m.respond(Buffer.from(String(state ? ackFor(state) : 0)));
+            m.respond(encodeAckReply(BigInt(state ? ackFor(state) : 0)));
           });
         },
       }),

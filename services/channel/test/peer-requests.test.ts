@@ -76,7 +76,7 @@ describe("peer gateway requests", () => {
   it("TIMEOUT when the gateway does not answer in time, BAD_REPLY when the answer does not decode", async () => {
     const p = prefix();
     nc.subscribe(peerControlSubjects(p).connect, { callback: () => undefined });
-    nc.subscribe(peerControlSubjects(p).peers, { callback: (_e, m) => void m.respond(Buffer.from("{}")) });
+    nc.subscribe(peerControlSubjects(p).peers, { callback: (_e, m) => void m.respond(Buffer.from([0xff])) });
     await nc.flush();
     const t = await failure(connectPeer(nc, p, { host: "h", port: 1, nodeId: NODE }, 100));
     expect(t.code).toBe("TIMEOUT");

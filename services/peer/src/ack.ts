@@ -1,13 +1,11 @@
 /** The gateway's `ackFor`, asked of the channel service over NATS. */
 import { ErrorCode, NatsError, type NatsConnection } from "nats";
-import { peerSubjects } from "@ln/proto";
-
-const DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
+import { decodeAckReply, PeerEventDecodeError, peerSubjects } from "@ln/proto";
 
 /**
- * `ackFor` by a NATS request on `<prefix>.<peer>.ack`; the channel service answers with a decimal
- * count (0 when it has no live channel with the peer). No responders, no answer within
- * `timeoutMs`, or an answer that is not a decimal rejects, and the connection is closed: a guessed
+ * `ackFor` by a NATS request on `<prefix>.<peer>.ack`; the channel service answers with an
+ * `ack_reply` (peer.proto; 0 when it has no live channel with the peer). No responders, no answer
+ * within `timeoutMs`, or an answer without an ack rejects, and the connection is closed: a guessed
  * 0 would be below the floor of a peer whose messages we had acknowledged, and it would fail the
  * channel (draft 1.2). The peer reconnects once the channel service is back.
  */
@@ -17,12 +15,12 @@ export function natsAckFor(
   timeoutMs: number,
 ): (peerNodeId: Buffer) => Promise<bigint> {
   return async (peerNodeId) => {
-    let text: string;
+    let data: Uint8Array;
     try {
       const m = await nc.request(peerSubjects(prefix, peerNodeId.toString("hex")).ack, new Uint8Array(), {
         timeout: timeoutMs,
       });
-      text = m.string();
+      data = m.data;
     } catch (e) {
       if (e instanceof NatsError && (e.code === ErrorCode.NoResponders || e.code === ErrorCode.Timeout))
         throw new Error(
@@ -31,10 +29,14 @@ export function natsAckFor(
         );
       throw e;
     }
-    if (!DECIMAL.test(text))
-      throw new Error(
-        `the channel service answered the ack request with ${JSON.stringify(text.slice(0, 40))}`,
-      );
-    return BigInt(text);
+    try {
+      return decodeAckReply(data);
+    } catch (e) {
+      if (e instanceof PeerEventDecodeError)
+        throw new Error(`the channel service's answer to the ack request did not decode: ${e.message}`, {
+          cause: e,
+        });
+      throw e;
+    }
   };
 }

@@ -7,6 +7,7 @@ import {
   decodePeersReply,
   encodePeerConnectRequest,
   encodePeerResyncRequest,
+  encodeAckReply,
   peerControlSubjects,
   peerSubjects,
   type PeerConnectReply,
@@ -55,14 +56,18 @@ describe("natsAckFor", () => {
     await expect(ack(peer.pub)).rejects.toThrow(/did not answer the ack request/); // timed out
     expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
     silent.unsubscribe();
-    let answer = "42";
-    const responder = nats.subscribe(subject, { callback: (_e, m) => void m.respond(Buffer.from(answer)) });
+    let answer: Uint8Array = encodeAckReply(42n);
+    const responder = nats.subscribe(subject, { callback: (_e, m) => void m.respond(answer) });
     await nats.flush();
     expect(await ack(peer.pub)).toBe(42n);
-    answer = "18446744073709551615";
+    answer = encodeAckReply(18446744073709551615n);
     expect(await ack(peer.pub)).toBe(18446744073709551615n);
-    answer = "-1";
-    await expect(ack(peer.pub)).rejects.toThrow(/answered the ack request with "-1"/);
+    answer = new Uint8Array(); // an ack_reply without its ack: never taken as 0
+    await expect(ack(peer.pub)).rejects.toThrow(
+      /answer to the ack request did not decode: ack reply without ack/,
+    );
+    answer = Buffer.from("42"); // the old decimal text
+    await expect(ack(peer.pub)).rejects.toThrow(/did not decode/);
     responder.unsubscribe();
   });
 });
@@ -78,7 +83,13 @@ describe("serveControl", () => {
     await nats.flush();
     const port = await gb.listen(0, "127.0.0.1");
 
-    const bad = await ctlConnect(pa, Buffer.from('{"host":"127.0.0.1","port":1}'));
+    // A connect_request with host (1) and port (2) but no node_id (3).
+    const noNodeId = Buffer.concat([
+      Buffer.from([0x0a, 9]),
+      Buffer.from("127.0.0.1"),
+      Buffer.from([0x10, 1]),
+    ]);
+    const bad = await ctlConnect(pa, noNodeId);
     expect(bad).toMatchObject({ ok: false, code: "BAD_REQUEST", message: expect.stringMatching(/nodeId/) });
 
     const closed = await freePort();

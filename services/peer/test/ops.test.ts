@@ -13,6 +13,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "nats";
+import { encodeAckReply } from "@ln/proto";
 import {
   KeyRing,
   SignerService,
@@ -84,7 +85,7 @@ describe("the peer gateway process's /metrics", () => {
       log: () => undefined,
     });
     // The channel service's stand-in: no channel yet, ack 0.
-    nc.subscribe(`${lnPrefix}.peer.*.ack`, { callback: (_e, m) => void m.respond(Buffer.from("0")) });
+    nc.subscribe(`${lnPrefix}.peer.*.ack`, { callback: (_e, m) => void m.respond(encodeAckReply(0n)) });
     await nc.flush();
     child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", "services/peer/src/main.ts"], {
       cwd: ROOT,

@@ -13,7 +13,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "nats";
-import { decodePeerEvent, peerSubjects } from "@ln/proto";
+import { decodePeerEvent, encodeAckReply, peerSubjects } from "@ln/proto";
 import {
   KeyRing,
   SignerService,
@@ -160,7 +160,7 @@ describe("the peer gateway process", () => {
 
     // Stand-ins for the channel services, with no channel yet: both acks are 0.
     for (const p of [pa, pb])
-      nc.subscribe(`${p}.*.ack`, { callback: (_e, m) => void m.respond(Buffer.from("0")) });
+      nc.subscribe(`${p}.*.ack`, { callback: (_e, m) => void m.respond(encodeAckReply(0n)) });
     await nc.flush();
     expect(await connectPeer(nc, pa, { host: "127.0.0.1", port: rb.port, nodeId: rb.nodeId })).toEqual({
       nodeId: rb.nodeId,
