@@ -4,6 +4,7 @@
  * publishing revocation records to its own records stream, Resolver), a peer gateway (TCP,
  * BOLT #8, the handshake ECDH and session signature done by the signer) and a chain watcher on an
  * in-process regtest node, over real NATS and JetStream. */
+import { recordingLog } from "@ln/log";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { msat, sat, txidFromHex } from "@ln/bitcoin";
@@ -162,7 +163,7 @@ export async function startHarness(
       tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
       clients: TEST_CLIENTS,
       // Refusals only (the method and the code): shown with the logs of a failing wait.
-      log: (line) => logs.push(`${side} signer: ${line}`),
+      log: recordingLog((r) => logs.push(`${side} signer: ${r.level} ${r.msg}`)),
     });
     const signer = new SignerClient(
       `127.0.0.1:${signerServer.port}`,
@@ -231,7 +232,7 @@ export async function startHarness(
       }),
       watchOutput: (id, txid, vout) => requestOutputWatch(nc, chainPrefix, id, txid, vout),
       feeRate: 10_000,
-      log: (line) => logs.push(`${side}: ${line}`),
+      log: recordingLog((r) => logs.push(`${side}: ${r.alert ? "ALERT " : ""}${r.level} ${r.msg}`)),
     });
     const node = new ChannelNode({
       store,
@@ -280,7 +281,7 @@ export async function startHarness(
       terms: { delayBlocks: 144, minDepth: 1, feeRate: 10_000 },
       ...(opts.inboundOpenings ? { inboundOpenings: opts.inboundOpenings } : {}),
       ...(opts.maxPeerBacklog ? { maxPeerBacklog: opts.maxPeerBacklog } : {}),
-      log: (line) => logs.push(`${side}: ${line}`),
+      log: recordingLog((r) => logs.push(`${side}: ${r.alert ? "ALERT " : ""}${r.level} ${r.msg}`)),
     });
     await node.start();
     const chain = await consumeChainEvents({
@@ -288,7 +289,7 @@ export async function startHarness(
       prefix: chainPrefix,
       durable: `cross-${run}-${side}`,
       handle: (ev) => node.onChainEvent(ev),
-      log: (line) => logs.push(`${side}: ${line}`),
+      log: recordingLog((r) => logs.push(`${side}: ${r.alert ? "ALERT " : ""}${r.level} ${r.msg}`)),
     });
     const n: Node = {
       side,

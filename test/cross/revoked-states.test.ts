@@ -13,6 +13,7 @@
  *
  * REVOKED_SEED=<n> replays a sample; REVOKED_UPDATES and REVOKED_SAMPLES change the sizes.
  */
+import { recordingLog } from "@ln/log";
 import { randomBytes } from "node:crypto";
 import { msat, sha256 } from "@ln/bitcoin";
 import type { ChannelState } from "@ln/channel-core";
@@ -237,7 +238,7 @@ describe("every revoked state", () => {
         rpc: rt.rpc,
         signer: B.towerSigner,
         settings: SETTINGS,
-        log: (l) => towerLogs.push(l),
+        log: recordingLog((r) => towerLogs.push(r.msg)),
         startHeight: H0 + 1,
         intervalMs: 50,
         mempoolPollMs: 50,

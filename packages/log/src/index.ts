@@ -1,8 +1,9 @@
 /*~ JSON logs for the services: one JSON object per line on stderr (level, time, service, msg and
  * context fields such as channelId, peer, reqId). Secrets never reach the output: known secret
  * field names are redacted by pino, and messages are scrubbed of bearer tokens, URL passwords and
- * 64-hex values that follow a secret's name. `lineLogger` adapts a logger to the
- * `(line: string) => void` shape the services pass around, lifting ids out of the text. */
+ * 64-hex values that follow a secret's name. The services' parts log through `Log`
+ * (`structuredLog` over a process's logger): the level, `alert` and the context fields (channelId,
+ * peer, txid, code...) are set where the event happens, never read back from the text. */
 import {
   pino,
   stdSerializers,
@@ -117,60 +118,6 @@ export function processLogger(service: string): Logger {
     );
     process.exit(1);
   }
-}
-
-export interface LineFields {
-  level: "info" | "warn" | "error";
-  channelId?: string;
-  signerChannel?: number;
-  peer?: string;
-  txid?: string;
-  breach?: string;
-  alert?: true;
-}
-
-const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
-const CHANNEL = new RegExp(`\\bchannel[ _]?(?:id)?[ :=]*(${UUID})`, "i");
-const SIGNER_CHANNEL = /\bsigner channel (\d{1,15})\b/i;
-// A node id: after "peer", or a hex prefix the code shortens with an ellipsis.
-const PEER = /\bpeer ([0-9a-f]{16,66})\b|\b([0-9a-f]{16,66})…/i;
-const TRANSACTION = /\btransaction ([0-9a-f]{64})\b/i;
-const BREACH = /\bbreach ([0-9a-f]{64})\b/i;
-const ALERT = /^\s*(ALERT|SIGNER REFUSED|BREACH)\b/;
-const TROUBLE =
-  /\b(failed|failing|cannot|could not|error|refused|unreachable|not reachable|retrying|dropping)\b/i;
-
-/** The level and context fields a log line's text implies. */
-export function fieldsOf(line: string): LineFields {
-  const f: LineFields = { level: "info" };
-  const alert = ALERT.exec(line)?.[1];
-  if (alert !== undefined) {
-    f.alert = true;
-    f.level = alert === "BREACH" ? "warn" : "error";
-  } else if (TROUBLE.test(line)) f.level = "warn";
-  const channel = CHANNEL.exec(line)?.[1];
-  if (channel !== undefined) f.channelId = channel.toLowerCase();
-  const signerChannel = SIGNER_CHANNEL.exec(line)?.[1];
-  if (signerChannel !== undefined) f.signerChannel = Number(signerChannel);
-  const peer = PEER.exec(line);
-  const peerId = peer?.[1] ?? peer?.[2];
-  if (peerId !== undefined) f.peer = peerId.toLowerCase();
-  const txid = TRANSACTION.exec(line)?.[1];
-  if (txid !== undefined) f.txid = txid.toLowerCase();
-  const breach = BREACH.exec(line)?.[1];
-  if (breach !== undefined) f.breach = breach.toLowerCase();
-  return f;
-}
-
-/**
- * The `(line: string) => void` the services' parts take, over `logger`: each line becomes one
- * JSON record whose msg is the (scrubbed) text, with the ids it names lifted into fields.
- */
-export function lineLogger(logger: Logger): (line: string) => void {
-  return (line) => {
-    const { level, ...fields } = fieldsOf(line);
-    logger[level](fields, line);
-  };
 }
 
 /** Context a service attaches to a log record where the event happens (never secrets). */

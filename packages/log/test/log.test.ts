@@ -1,13 +1,15 @@
 import { describe, expect, it } from "vitest";
 import {
   createLogger,
-  fieldsOf,
   levelFromEnv,
-  lineLogger,
   LogConfigError,
   parseLevel,
+  recordingLog,
   scrub,
+  silentLog,
+  structuredLog,
   type Logger,
+  type LogRecord,
 } from "../src/index.js";
 
 const HEX = "ab".repeat(32);
@@ -122,55 +124,66 @@ describe("LOG_LEVEL", () => {
   });
 });
 
-describe("lineLogger", () => {
-  it("lifts channel ids, peers, txids and signer channels into fields", () => {
-    expect(fieldsOf(`channel ${UUID}: open`)).toEqual({ level: "info", channelId: UUID });
-    expect(fieldsOf(`channel ${UUID} : open`)).toMatchObject({ channelId: UUID });
-    expect(fieldsOf(`channel ${UUID}: created as funder with 02abcdef01234567…`)).toEqual({
-      level: "info",
-      channelId: UUID,
-      peer: "02abcdef01234567",
-    });
-    expect(fieldsOf("peer 03aabbccddeeff0011: handshake failed")).toMatchObject({
-      level: "warn",
-      peer: "03aabbccddeeff0011",
-    });
-    expect(
-      fieldsOf(
-        `BREACH: transaction ${HEX} (block) is the revoked commitment 2 of signer channel 12; making justice`,
-      ),
-    ).toEqual({ level: "warn", alert: true, txid: HEX, signerChannel: 12 });
-    expect(fieldsOf("synced to 120/120")).toEqual({ level: "info" });
-  });
-
-  it("flags ALERT lines", () => {
-    expect(
-      fieldsOf(`ALERT channel ${UUID}: peer gone (attempt 3, failing for 40 s); retrying in 8 s`),
-    ).toEqual({ level: "error", alert: true, channelId: UUID });
-    expect(fieldsOf(`ALERT: the signer is unreachable and justice for breach ${HEX} is unsigned`)).toEqual({
-      level: "error",
-      alert: true,
-      breach: HEX,
-    });
-    expect(fieldsOf("SIGNER REFUSED justice for breach x")).toMatchObject({ level: "error", alert: true });
-    expect(fieldsOf("an ALERT in the middle is not one")).toEqual({ level: "info" });
-  });
-
-  it("writes each line as one record with the text in msg", () => {
+describe("structuredLog", () => {
+  it("the level is the method called and the fields are as given, whatever the text says", () => {
     const c = capture();
-    const log = lineLogger(c.logger.child({ replica: "r1" }));
-    log(`ALERT channel ${UUID}: recording the peer's revocations with the signer: preimage ${HEX}`);
-    log("multi\nline");
+    const log = structuredLog(c.logger.child({ replica: "r1" }));
+    log.info(`ALERT channel ${UUID}: failed, refused, unreachable`, { channelId: UUID });
+    log.warn("synced to 120/120");
+    log.error("multi\nline", { code: "SIGNER_REFUSED" });
+    const [a, b, e] = c.records();
+    expect(a).toMatchObject({ service: "testsvc", replica: "r1", level: "info", channelId: UUID });
+    expect(a).not.toHaveProperty("alert");
+    expect(b).toMatchObject({ level: "warn", msg: "synced to 120/120" });
+    expect(b).not.toHaveProperty("channelId");
+    expect(e).toMatchObject({ level: "error", msg: "multi\nline", code: "SIGNER_REFUSED" });
+  });
+
+  it("alert sets alert: true, at level error unless warn is asked", () => {
+    const c = capture();
+    const log = structuredLog(c.logger);
+    log.alert("the signer is unreachable and justice is unsigned", { breach: HEX });
+    log.alert("breach seen; making justice", { txid: HEX, level: "warn" });
     const [a, b] = c.records();
-    expect(a).toMatchObject({
-      service: "testsvc",
-      replica: "r1",
-      level: "error",
-      alert: true,
+    expect(a).toMatchObject({ level: "error", alert: true, breach: HEX });
+    expect(b).toMatchObject({ level: "warn", alert: true, txid: HEX });
+    expect(b).not.toHaveProperty("level", "error");
+  });
+
+  it("scrubs secrets from the text and from string fields", () => {
+    const c = capture();
+    structuredLog(c.logger).error(`recording the revocations: preimage ${HEX}`, {
       channelId: UUID,
-      msg: `ALERT channel ${UUID}: recording the peer's revocations with the signer: preimage [REDACTED]`,
+      detail: `seed=${HEX}`,
+      token: "lnch_abcdefgh12345678",
     });
-    expect(b).toMatchObject({ level: "info", msg: "multi\nline" });
+    const [r] = c.records();
+    expect(r).toMatchObject({ msg: "recording the revocations: preimage [REDACTED]", token: "[REDACTED]" });
     expect(c.raw.join("")).not.toContain(HEX);
+    expect(c.raw.join("")).not.toContain("lnch_abcdefgh12345678");
+  });
+});
+
+describe("recordingLog and silentLog", () => {
+  it("recordingLog hands each record to the sink with its level, alert and fields", () => {
+    const got: LogRecord[] = [];
+    const log = recordingLog((r) => got.push(r));
+    log.info("a", { channelId: UUID });
+    log.warn("b");
+    log.alert("c", { level: "warn", peer: "02ab" });
+    log.alert("d");
+    expect(got).toEqual([
+      { level: "info", alert: false, msg: "a", fields: { channelId: UUID } },
+      { level: "warn", alert: false, msg: "b", fields: {} },
+      { level: "warn", alert: true, msg: "c", fields: { peer: "02ab" } },
+      { level: "error", alert: true, msg: "d", fields: {} },
+    ]);
+  });
+
+  it("silentLog takes every call and writes nothing", () => {
+    expect(() => {
+      silentLog.info("x");
+      silentLog.alert("y", { level: "warn" });
+    }).not.toThrow();
   });
 });

@@ -38,9 +38,17 @@ export interface OpsOptions {
    * answer within 5 s is "not ready" too. Default: always ready.
    */
   ready?: () => Promise<boolean | string>;
-  /** One line per fault of the ops server itself (a failed scrape); never request details. */
-  log?: (line: string) => void;
+  /** One record per fault of the ops server itself (a failed scrape); never request details. */
+  log?: OpsLog;
 }
+
+/** What the ops server and the connection watchers log through (@ln/log's `Log` is one). */
+export interface OpsLog {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+const NO_LOG: OpsLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 export interface OpsServer {
   /** The bound port (useful with port 0). */
@@ -83,7 +91,7 @@ function send(
 
 /** Serves /metrics, /healthz and /readyz on `listen`; resolves once listening. */
 export async function serveOps(opts: OpsOptions): Promise<OpsServer> {
-  const log = opts.log ?? (() => undefined);
+  const log = opts.log ?? NO_LOG;
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") {
@@ -104,7 +112,7 @@ export async function serveOps(opts: OpsOptions): Promise<OpsServer> {
         opts.registry.metrics().then(
           (text) => send(res, 200, text, opts.registry.contentType),
           (e: unknown) => {
-            log(`ops: /metrics failed: ${e instanceof Error ? e.message : String(e)}`);
+            log.warn(`ops: /metrics failed: ${e instanceof Error ? e.message : String(e)}`);
             send(res, 500, "metrics collection failed\n");
           },
         );
@@ -113,7 +121,7 @@ export async function serveOps(opts: OpsOptions): Promise<OpsServer> {
         send(res, 404, "not found: try /metrics, /healthz or /readyz\n");
     }
   });
-  server.on("error", (e) => log(`ops: server error: ${e.message}`));
+  server.on("error", (e) => log.error(`ops: server error: ${e.message}`));
   await new Promise<void>((resolve, reject) => {
     const fail = (e: Error): void => reject(e);
     server.once("error", fail);
@@ -157,24 +165,20 @@ export function connectionErrors(registry: Registry, service: string) {
   postgres.inc(0);
   for (const type of NATS_ERROR_EVENTS) nats.inc({ type }, 0);
   return {
-    watchPool(
-      pool: { on(event: "error", listener: (e: Error) => void): unknown },
-      log: (line: string) => void,
-    ): void {
+    watchPool(pool: { on(event: "error", listener: (e: Error) => void): unknown }, log: OpsLog): void {
       pool.on("error", (e) => {
         postgres.inc();
-        log(`postgres: ${e.message}`);
+        log.warn(`postgres: ${e.message}`);
       });
     },
     /** Resolves when the iterator ends (the connection closed). */
-    async watchNats(
-      status: AsyncIterable<{ type: string; data?: unknown }>,
-      log: (line: string) => void,
-    ): Promise<void> {
+    async watchNats(status: AsyncIterable<{ type: string; data?: unknown }>, log: OpsLog): Promise<void> {
       for await (const s of status) {
         if (NATS_ERROR_EVENTS.includes(s.type)) nats.inc({ type: s.type });
         if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error")
-          log(`NATS ${s.type} (${typeof s.data === "string" || typeof s.data === "number" ? s.data : ""})`);
+          log[s.type === "reconnect" ? "info" : "warn"](
+            `NATS ${s.type} (${typeof s.data === "string" || typeof s.data === "number" ? s.data : ""})`,
+          );
       }
     },
   };

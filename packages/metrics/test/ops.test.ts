@@ -93,7 +93,11 @@ describe("serveOps", () => {
       listen: { host: "127.0.0.1", port: 0 },
       registry,
       ready: () => Promise.reject(new Error("db down")),
-      log: (l) => logs.push(l),
+      log: {
+        info: (m) => logs.push(`info ${m}`),
+        warn: (m) => logs.push(`warn ${m}`),
+        error: (m) => logs.push(`error ${m}`),
+      },
     });
     servers.push(ops);
     const r = await fetch(`${ops.url}/readyz`);
@@ -102,7 +106,7 @@ describe("serveOps", () => {
     const m = await fetch(`${ops.url}/metrics`);
     expect(m.status).toBe(500);
     await m.text();
-    expect(logs.join("\n")).toContain("boom");
+    expect(logs.join("\n")).toMatch(/^warn ops: \/metrics failed: .*boom/m);
   });
 
   it("close() stops it and a busy port is an error", async () => {

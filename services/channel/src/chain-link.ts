@@ -1,3 +1,4 @@
+import type { Log } from "@ln/log";
 import type { Output } from "@ln/channel-core";
 import { decodeChainEvent, encodeWatchAnchor, type ChainEvent } from "@ln/proto";
 import { AckPolicy, DeliverPolicy, type NatsConnection } from "nats";
@@ -41,7 +42,7 @@ export async function consumeChainEvents(opts: {
   /** Durable consumer name: one per replica. */
   durable: string;
   handle: (event: ChainEvent) => Promise<void>;
-  log: (line: string) => void;
+  log: Log;
   retryMs?: number;
 }): Promise<{ stop: () => Promise<void> }> {
   const jsm = await opts.nc.jetstreamManager();
@@ -51,7 +52,7 @@ export async function consumeChainEvents(opts: {
     stream = await jsm.streams.find(subject).catch(() => undefined);
     if (stream === undefined) {
       if (waited % 10 === 0)
-        opts.log(
+        opts.log.warn(
           `waiting for the chain watcher's stream (subject ${subject}); start the watchtower for this node`,
         );
       await new Promise((r) => setTimeout(r, 500));
@@ -73,7 +74,7 @@ export async function consumeChainEvents(opts: {
       try {
         event = decodeChainEvent(m.data);
       } catch (e) {
-        opts.log(`dropping a chain event that does not decode (${m.subject}): ${(e as Error).message}`);
+        opts.log.warn(`dropping a chain event that does not decode (${m.subject}): ${(e as Error).message}`);
         m.term();
         continue;
       }
@@ -81,7 +82,9 @@ export async function consumeChainEvents(opts: {
         await opts.handle(event);
         m.ack();
       } catch (e) {
-        opts.log(`chain event ${event.kind} failed, retrying: ${e instanceof Error ? e.message : String(e)}`);
+        opts.log.warn(
+          `chain event ${event.kind} failed, retrying: ${e instanceof Error ? e.message : String(e)}`,
+        );
         m.nak(opts.retryMs ?? 2000);
       }
     }

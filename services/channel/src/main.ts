@@ -4,7 +4,7 @@
  * released so another replica takes the channels at once. */
 import { readFile } from "node:fs/promises";
 import { sha256 } from "@ln/bitcoin";
-import { lineLogger, processLogger } from "@ln/log";
+import { processLogger, structuredLog } from "@ln/log";
 import { newRegistry, serveOps, urlOf } from "@ln/metrics";
 import { SignerClient } from "@ln/signer-client";
 import { networks } from "bitcoinjs-lib";
@@ -28,7 +28,7 @@ import { natsConnectOptions } from "@ln/env";
 const VERSION = "0.1.0";
 // JSON lines on stderr (@ln/log), the API's request lines included; the ready line stays plain text.
 const logger = processLogger("channel");
-const log = lineLogger(logger);
+const log = structuredLog(logger);
 
 async function readPem(path: string, what: string): Promise<Buffer> {
   try {
@@ -45,7 +45,7 @@ async function nodeIdFrom(signer: SignerClient, addr: string): Promise<Buffer> {
       return (await signer.call("NodeInfo", {})).node_pubkey;
     } catch (e) {
       if (attempt % 5 === 1)
-        log(
+        log.warn(
           `the signer at ${addr} does not answer yet (${e instanceof Error ? e.message : String(e)}); retrying`,
         );
       await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
   const nc = await connect(natsConnectOptions(cfg.nats, `channel-${cfg.replicaId}`));
   void serviceMetrics
     .watchNats(nc.status(), log)
-    .catch((e: unknown) => log(`NATS status: ${e instanceof Error ? e.message : String(e)}`));
+    .catch((e: unknown) => log.warn(`NATS status: ${e instanceof Error ? e.message : String(e)}`));
   const signer = new SignerClient(
     cfg.signer.addr,
     tls,
@@ -150,9 +150,9 @@ async function main(): Promise<void> {
   });
   void wallet
     .rebroadcastUnconfirmed()
-    .then((n) => n > 0 && log(`re-broadcast ${n} unconfirmed wallet transaction(s)`))
+    .then((n) => n > 0 && log.info(`re-broadcast ${n} unconfirmed wallet transaction(s)`))
     .catch((e: unknown) =>
-      log(`re-broadcasting wallet transactions: ${e instanceof Error ? e.message : String(e)}`),
+      log.warn(`re-broadcasting wallet transactions: ${e instanceof Error ? e.message : String(e)}`),
     );
 
   const backend = new ChannelNodeBackend({
@@ -180,7 +180,7 @@ async function main(): Promise<void> {
     onError: (what, e) => {
       if (Date.now() - metricsErrorLoggedAt < 60_000) return;
       metricsErrorLoggedAt = Date.now();
-      log(`metrics: ${what} not collected: ${e instanceof Error ? e.message : String(e)}`);
+      log.warn(`metrics: ${what} not collected: ${e instanceof Error ? e.message : String(e)}`);
     },
   });
   const app = await buildApi({
@@ -209,22 +209,22 @@ async function main(): Promise<void> {
         log,
       })
     : undefined;
-  if (ops) log(`serving /metrics, /healthz and /readyz at ${ops.url}`);
-  log(`replica ${cfg.replicaId}, schema ${cfg.databaseSchema}, node ${nodeId.toString("hex")}`);
+  if (ops) log.info(`serving /metrics, /healthz and /readyz at ${ops.url}`);
+  log.info(`replica ${cfg.replicaId}, schema ${cfg.databaseSchema}, node ${nodeId.toString("hex")}`);
   // The machine-readable ready line that supervisors (the lab) wait for, plain text as before.
   process.stderr.write(
     `channel: ready ${JSON.stringify({ api, nodeId: nodeId.toString("hex"), ...(ops ? { ops: ops.url } : {}) })}\n`,
   );
   // The token is never printed; its hash tells the operator which one is configured.
   if (cfg.adminToken !== undefined)
-    log(
+    log.info(
       `admin token configured (sha256 ${sha256(Buffer.from(cfg.adminToken)).toString("hex").slice(0, 12)}…)`,
     );
 
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log(`${signal}: stopping`);
+    log.info(`${signal}: stopping`);
     void (async () => {
       await app.close();
       await ops?.close();
@@ -236,7 +236,7 @@ async function main(): Promise<void> {
     })().then(
       () => process.exit(0),
       (e: unknown) => {
-        log(`stopping: ${e instanceof Error ? e.message : String(e)}`);
+        log.warn(`stopping: ${e instanceof Error ? e.message : String(e)}`);
         process.exit(1);
       },
     );
@@ -252,15 +252,15 @@ async function main(): Promise<void> {
 async function bootstrapAdminToken(store: ApiStore, token: string): Promise<void> {
   const r = await store.bootstrapAdminToken(token);
   if (r.revoked > 0)
-    log(`CHANNEL_ADMIN_TOKEN changed: revoked ${r.revoked} token(s) bootstrapped from an earlier value`);
+    log.info(`CHANNEL_ADMIN_TOKEN changed: revoked ${r.revoked} token(s) bootstrapped from an earlier value`);
   if (r.isRevoked)
-    log(
+    log.alert(
       "ALERT: CHANNEL_ADMIN_TOKEN is a revoked token and stays refused; put a new token in the Secret and restart",
     );
 }
 
 main().catch((e: unknown) => {
-  log(
+  log.error(
     e instanceof ConfigError
       ? e.message
       : `failed to start: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,

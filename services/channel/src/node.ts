@@ -1,3 +1,4 @@
+import type { Log } from "@ln/log";
 import { randomUUID } from "node:crypto";
 import { MAX_ANCHOR_SAT, type OutPoint, type Sat } from "@ln/bitcoin";
 import {
@@ -119,7 +120,7 @@ export interface ChannelNodeOptions {
    * with the connection, and the next connection retransmits them (draft 1.2).
    */
   maxPeerBacklog?: number;
-  log: (line: string) => void;
+  log: Log;
 }
 
 /** A failure the control API can name (see api/backend.ts BackendError). */
@@ -436,7 +437,9 @@ export class ChannelNode {
       const m = this.meta.get(row.id);
       if (connectedAck !== undefined && m) m.awaitingConnection = false;
       if (pkt && m?.awaitingConnection) {
-        this.o.log(`channel ${row.id}: dropping a ${pkt.kind} sent before its own connection`);
+        this.o.log.warn(`channel ${row.id}: dropping a ${pkt.kind} sent before its own connection`, {
+          channelId: row.id,
+        });
         return;
       }
       if (pkt) await this.input(row.id, { type: "pkt", pkt });
@@ -454,7 +457,9 @@ export class ChannelNode {
     const queued = this.backlog.get(peer) ?? 0;
     if (queued >= (this.o.maxPeerBacklog ?? MAX_PEER_BACKLOG)) {
       this.shedding.add(peer);
-      this.o.log(`peer ${peer.slice(0, 16)}…: ${queued} messages waiting; dropping the connection`);
+      this.o.log.warn(`peer ${peer.slice(0, 16)}…: ${queued} messages waiting; dropping the connection`, {
+        peer,
+      });
       this.o.peers.resync(peer);
       return false;
     }
@@ -481,7 +486,10 @@ export class ChannelNode {
       await this.o.store.inboundOpeningStats(peer, limits.windowMs),
     );
     if (admitted.ok) return undefined;
-    this.o.log(`refused an open_channel from ${peer.slice(0, 16)}… (${admitted.code})`);
+    this.o.log.warn(`refused an open_channel from ${peer.slice(0, 16)}… (${admitted.code})`, {
+      peer,
+      code: admitted.code,
+    });
     return admitted.problem;
   }
 
@@ -557,7 +565,7 @@ export class ChannelNode {
       });
     this.held.add(id);
     this.meta.set(id, { peer, signerChannel: keys.channel, awaitingConnection: needsNewConnection });
-    this.o.log(`channel ${id}: created as ${role} with ${peer.slice(0, 16)}…`);
+    this.o.log.info(`channel ${id}: created as ${role} with ${peer.slice(0, 16)}…`, { channelId: id, peer });
     // Sent now if the peer is connected; otherwise on its next connection (retransmission), which
     // a channel after an earlier one with this peer asks for (the redial follows the drop).
     if (needsNewConnection) this.o.peers.resync(peer);
@@ -578,7 +586,10 @@ export class ChannelNode {
           amount: out.amount,
           commitKeys: out.commitKeys,
         });
-        this.o.log(`channel ${id}: anchor ${funded.txid} built (not yet broadcast)`);
+        this.o.log.info(`channel ${id}: anchor ${funded.txid} built (not yet broadcast)`, {
+          channelId: id,
+          txid: funded.txid,
+        });
         // Not awaited: this runs inside the channel's current input.
         setImmediate(
           () =>
@@ -594,7 +605,7 @@ export class ChannelNode {
         const txHex = await this.o.wallet.anchorTx(id);
         if (!txHex) throw new Error(`channel ${id}: no stored anchor transaction to broadcast`);
         const txid = await this.o.chain.broadcast(txHex);
-        this.o.log(`channel ${id}: anchor ${txid} broadcast`);
+        this.o.log.info(`channel ${id}: anchor ${txid} broadcast`, { channelId: id, txid });
         return;
       }
       case "watch_anchor":
@@ -618,12 +629,13 @@ export class ChannelNode {
           // cannot help; the spend that won is resolved on chain (resolution.ts).
           if (!(e instanceof ChainRequestError && e.code === "REJECTED" && ANCHOR_TAKEN.test(e.reason ?? "")))
             throw e;
-          this.o.log(
+          this.o.log.warn(
             `channel ${id}: our ${out.broadcast.tx} ${txid} lost the anchor to another spend (${e.reason})`,
+            { channelId: id, txid },
           );
           return;
         }
-        this.o.log(`channel ${id}: ${out.broadcast.tx} ${txid} broadcast`);
+        this.o.log.info(`channel ${id}: ${out.broadcast.tx} ${txid} broadcast`, { channelId: id, txid });
         return;
       }
       case "htlc_added":
@@ -657,27 +669,33 @@ export class ChannelNode {
         void this.publishTowerRecords();
         return;
       case "opened":
-        this.o.log(`channel ${id}: open`);
+        this.o.log.info(`channel ${id}: open`, { channelId: id });
         return;
       case "behind":
-        this.o.log(
+        this.o.log.alert(
           `ALERT channel ${id}: data loss suspected, our state is behind (${out.problem}). The channel is stopped and will never broadcast our commitment; the peer was asked to close with its latest one, and the wallet sweeps our output from it. See deploy/README.md, "Restoring from backups".`,
+          { channelId: id },
         );
         return;
       case "failed":
-        this.o.log(`channel ${id}: failed (${out.code}): ${out.problem}`);
+        this.o.log.warn(`channel ${id}: failed (${out.code}): ${out.problem}`, {
+          channelId: id,
+          code: out.code,
+        });
         if (await this.o.wallet.releaseAnchor(id))
-          this.o.log(`channel ${id}: its unbroadcast anchor's coins are free again`);
+          this.o.log.info(`channel ${id}: its unbroadcast anchor's coins are free again`, { channelId: id });
         // A peer's opening that failed before we signed its anchor: nothing of ours is at stake,
         // and nothing is kept (its error is sent already: sends go before effects).
         if (await this.o.store.forgetFailedOpening(id, this.o.replicaId)) {
           this.unhold(id);
-          this.o.log(`channel ${id}: forgotten (a peer's opening that failed before its anchor)`);
+          this.o.log.info(`channel ${id}: forgotten (a peer's opening that failed before its anchor)`, {
+            channelId: id,
+          });
         }
         return;
       case "disconnect":
         // The channel takes no more of the peer's messages for now: a new connection resends them.
-        this.o.log(`channel ${id}: dropping the connection (${out.problem})`);
+        this.o.log.warn(`channel ${id}: dropping the connection (${out.problem})`, { channelId: id });
         this.o.peers.resync(m.peer);
         return;
       case "command_rejected":
@@ -753,7 +771,7 @@ export class ChannelNode {
       const ours = this.held.has(row.id);
       if (!ours && (!LIVE(row.phase) || (row.leaseHeld && row.leaseOwner !== this.o.replicaId))) continue;
       if (!(await this.o.store.acquireLease(row.id, this.o.replicaId, this.o.leaseMs))) {
-        if (ours) this.o.log(`channel ${row.id}: lease lost to another replica`);
+        if (ours) this.o.log.warn(`channel ${row.id}: lease lost to another replica`, { channelId: row.id });
         this.held.delete(row.id);
         continue;
       }
@@ -772,7 +790,7 @@ export class ChannelNode {
     this.held.add(row.id);
     // Compared with the signer's records again at every takeover (CONFORMANCE 12), not only once.
     this.signerChecked.delete(row.id);
-    this.o.log(`channel ${row.id}: running it here (lease taken)`);
+    this.o.log.info(`channel ${row.id}: running it here (lease taken)`, { channelId: row.id });
     // Messages the gateway relayed while nobody ran the channel are lost, and ones the last holder
     // stored may be unsent: a new connection's authenticate exchange retransmits both ways.
     this.o.peers.resync(row.peerNodeId);
@@ -796,7 +814,9 @@ export class ChannelNode {
       if (!at) continue;
       await this.o.peers
         .connect({ ...at, nodeId: peer })
-        .then(() => this.o.log(`reconnected to ${peer.slice(0, 16)}… at ${at.host}:${at.port}`))
+        .then(() =>
+          this.o.log.info(`reconnected to ${peer.slice(0, 16)}… at ${at.host}:${at.port}`, { peer }),
+        )
         .catch((e: unknown) => this.report(`reconnecting to ${peer.slice(0, 16)}…`, e));
     }
   }
@@ -808,8 +828,9 @@ export class ChannelNode {
     const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (attempt - 1));
     this.retries.set(id, { attempt, at: now + delay, since: prev?.since ?? now });
     const down = Math.round((now - (prev?.since ?? now)) / 1000);
-    this.o.log(
+    this.o.log.alert(
       `ALERT channel ${id}: ${message(e)} (attempt ${attempt}, failing for ${down} s); retrying in ${delay / 1000} s`,
+      { channelId: id },
     );
   }
 
@@ -885,7 +906,7 @@ export class ChannelNode {
   }
 
   private report(what: string, e: unknown): void {
-    this.o.log(`${what}: ${message(e)}`);
+    this.o.log.warn(`${what}: ${message(e)}`);
   }
 }
 

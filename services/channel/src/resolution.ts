@@ -1,3 +1,4 @@
+import type { Log } from "@ln/log";
 import { sat, sha256, txidFromHex, type Sat } from "@ln/bitcoin";
 import { unrevokedCommitments, type ChannelState } from "@ln/channel-core";
 import {
@@ -81,7 +82,7 @@ export interface ResolverOptions {
   watchOutput(id: string, txid: string, vout: number): void;
   /** Satoshi per 1000 bytes for sweeps. */
   feeRate: number;
-  log: (line: string) => void;
+  log: Log;
 }
 
 interface ResolutionRow {
@@ -197,8 +198,9 @@ export class Resolver {
       state.failure?.code === "DATA_LOSS" && classified.kind === "unknown"
         ? " (a commitment of the peer our restored state does not know: its output to our final key is the wallet's)"
         : "";
-    this.o.log(
+    this.o.log.info(
       `channel ${channelId}: anchor spent by ${classified.kind.replace("_", " ")}${number} ${spendTxid} at height ${height}${lost}: ${claims.length} output(s) to claim, ${watched.length} watched`,
+      { channelId, txid: spendTxid },
     );
     for (const claim of claims)
       if (claim.what !== "to_us")
@@ -247,8 +249,9 @@ export class Resolver {
         kind: "fulfilled",
         r: revealed.r.toString("hex"),
       });
-      this.o.log(
+      this.o.log.info(
         `channel ${channelId}: the peer redeemed HTLC ${htlcId} on chain; R learned, the payment succeeded`,
+        { channelId },
       );
     }
   }
@@ -277,7 +280,8 @@ export class Resolver {
           WHERE spent_height >= $1`,
         [height],
       );
-      for (const id of ids) this.o.log(`channel ${id}: the spend of its anchor left the chain (reorg)`);
+      for (const id of ids)
+        this.o.log.warn(`channel ${id}: the spend of its anchor left the chain (reorg)`, { channelId: id });
     });
   }
 
@@ -308,8 +312,9 @@ export class Resolver {
       );
       for (const { channel_id } of r.rows)
         await this.#sweepChannel(channel_id, tip).catch((e: unknown) =>
-          this.o.log(
+          this.o.log.warn(
             `channel ${channel_id}: sweeping its outputs failed (retried next block): ${message(e)}`,
+            { channelId: channel_id },
           ),
         );
     } finally {
@@ -406,15 +411,18 @@ export class Resolver {
             throw new Error(`outputs ${vouts.join(", ")} are being swept already`);
         },
       });
-      this.o.log(`channel ${channelId}: swept ${ready.length} output(s) in ${txids.join(", ")}`);
+      this.o.log.info(`channel ${channelId}: swept ${ready.length} output(s) in ${txids.join(", ")}`, {
+        channelId,
+      });
     } catch (e) {
       if (!(e instanceof SpendError)) throw e;
       await this.o.pool.query(
         `UPDATE ${this.#s}.onchain_claims SET status = 'uneconomic' WHERE channel_id = $1 AND vout = ANY($2::int[])`,
         [channelId, [...byVout.keys()]],
       );
-      this.o.log(
+      this.o.log.warn(
         `channel ${channelId}: outputs ${[...byVout.keys()].join(", ")} are worth less than sweeping them: ${e.message}`,
+        { channelId },
       );
     }
   }
@@ -446,7 +454,7 @@ export class Resolver {
       } catch (e) {
         // The signer saw no signed commitment of this channel's, not revoked, holding it.
         if (signerRefusal(e)?.code !== "NO_MATCHING_HTLC") throw e;
-        this.o.log(`${c.kind}: the signer refused R of HTLC ${h.id}: ${signerRefusal(e)?.details}`);
+        this.o.log.warn(`${c.kind}: the signer refused R of HTLC ${h.id}: ${signerRefusal(e)?.details}`);
       }
     }
     return out;

@@ -30,6 +30,7 @@
  *   Reorg: unswept final coins at heights >= h are forgotten; a signed sweep is kept and
  *   re-broadcast like any other spend.
  */
+import type { Log } from "@ln/log";
 import { sat, txidFromHex, type OutPoint, type Sat } from "@ln/bitcoin";
 import { inTransaction, quoteSchema } from "@ln/postgres";
 import type { ChainEvent } from "@ln/proto";
@@ -102,7 +103,7 @@ export interface WalletOptions {
   network: Network;
   /** Satoshi per 1000 vbytes. */
   feeRatePerKvb: number;
-  log?: (line: string) => void;
+  log?: Log;
 }
 
 interface CoinRow {
@@ -300,7 +301,7 @@ export class Wallet {
           try {
             await this.#sweepCoin(e.txid, e.vout);
           } catch (err) {
-            this.o.log?.(`wallet: sweeping ${e.txid}:${e.vout} failed: ${message(err)}`);
+            this.o.log?.warn(`wallet: sweeping ${e.txid}:${e.vout} failed: ${message(err)}`);
           }
         }
         return;
@@ -323,7 +324,7 @@ export class Wallet {
       try {
         if ((await this.#sweepCoin(row.txid, row.vout)) !== undefined) swept++;
       } catch (e) {
-        this.o.log?.(`wallet: sweeping ${row.txid}:${row.vout} failed: ${message(e)}`);
+        this.o.log?.warn(`wallet: sweeping ${row.txid}:${row.vout} failed: ${message(e)}`);
       }
     }
     return swept;
@@ -403,7 +404,7 @@ export class Wallet {
     try {
       await this.o.chain.broadcast(tx.toHex());
     } catch (e) {
-      this.o.log?.(`wallet: broadcast of sweep ${tx.getId()} failed (re-broadcast later): ${message(e)}`);
+      this.o.log?.warn(`wallet: broadcast of sweep ${tx.getId()} failed (re-broadcast later): ${message(e)}`);
     }
     return tx.getId();
   }
@@ -438,7 +439,9 @@ export class Wallet {
     }
     for (const tx of signed)
       await this.o.chain.broadcast(tx.toHex()).catch((e: unknown) => {
-        this.o.log?.(`wallet: broadcast of sweep ${tx.getId()} failed (re-broadcast later): ${message(e)}`);
+        this.o.log?.warn(
+          `wallet: broadcast of sweep ${tx.getId()} failed (re-broadcast later): ${message(e)}`,
+        );
       });
     return signed.map((tx) => tx.getId());
   }
@@ -746,7 +749,7 @@ export class Wallet {
     const row = r.rows[0];
     if (row === undefined) return;
     await this.o.chain.broadcast(row.tx_hex).catch((e: unknown) => {
-      this.o.log?.(`wallet: re-broadcast of ${row.txid} failed: ${message(e)}`);
+      this.o.log?.warn(`wallet: re-broadcast of ${row.txid} failed: ${message(e)}`);
     });
   }
 
@@ -766,7 +769,7 @@ export class Wallet {
         await this.o.chain.broadcast(row.tx_hex);
         sent++;
       } catch (e) {
-        this.o.log?.(
+        this.o.log?.warn(
           `wallet: re-broadcast of ${row.txid} failed: ${e instanceof Error ? e.message : String(e)}`,
         );
       }

@@ -5,6 +5,7 @@
  * payments by status, HTLCs in flight on live channels, the chain height. The service's own
  * metrics: commitment round-trip times from the runner, Postgres pool and NATS connection errors.
  */
+import { recordingLog } from "@ln/log";
 import { randomBytes } from "node:crypto";
 import { newRegistry, serveOps, type OpsServer } from "@ln/metrics";
 import type { FastifyInstance } from "fastify";
@@ -234,7 +235,10 @@ describe("the channel service's own metrics", () => {
 
     const lines: string[] = [];
     const idle = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 1 });
-    m.watchPool(idle, (l) => lines.push(l));
+    m.watchPool(
+      idle,
+      recordingLog((r) => lines.push(`${r.level} ${r.msg}`)),
+    );
     idle.emit("error", new Error("terminating connection due to administrator command"));
     async function* status(): AsyncIterable<{ type: string; data: string }> {
       yield { type: "disconnect", data: "127.0.0.1:4222" };
@@ -243,7 +247,10 @@ describe("the channel service's own metrics", () => {
       yield { type: "disconnect", data: "127.0.0.1:4222" };
       yield { type: "update", data: "" };
     }
-    await m.watchNats(status(), (l) => lines.push(l));
+    await m.watchNats(
+      status(),
+      recordingLog((r) => lines.push(`${r.level} ${r.msg}`)),
+    );
     await idle.end();
 
     text = await registry.metrics();
@@ -251,7 +258,7 @@ describe("the channel service's own metrics", () => {
     expect(value(text, 'channel_nats_errors_total{type="disconnect",service="channel"}')).toBe(2);
     expect(value(text, 'channel_nats_errors_total{type="error",service="channel"}')).toBe(1);
     expect(text).not.toMatch(/channel_nats_errors_total\{type="(reconnect|update)"/);
-    expect(lines[0]).toBe("postgres: terminating connection due to administrator command");
-    expect(lines).toContain("NATS reconnect (127.0.0.1:4222)");
+    expect(lines[0]).toBe("warn postgres: terminating connection due to administrator command");
+    expect(lines).toContain("info NATS reconnect (127.0.0.1:4222)");
   });
 });

@@ -3,6 +3,7 @@
  * wallet coins: an embedded signer (gRPC/mTLS, its own Postgres schema) and a real regtest node;
  * the chain watcher is faked and its wallet_output events are built here, as in wallet.test.ts.
  */
+import { recordingLog } from "@ln/log";
 import { randomBytes } from "node:crypto";
 import { sat } from "@ln/bitcoin";
 import type { ChainEvent } from "@ln/proto";
@@ -36,7 +37,7 @@ const walletOn = (schema: string, chain: WalletChain, client = signer, logs: str
     chain,
     network: networks.regtest,
     feeRatePerKvb: FEE_RATE,
-    log: (l) => logs.push(l),
+    log: recordingLog((r) => logs.push(`${r.level} ${r.msg}`)),
   });
 
 beforeAll(async () => {
@@ -177,7 +178,9 @@ describe("sweeping close outputs", () => {
     const [event] = await outputsOf(f.hex, [ch.scriptHex]);
     await broken.onChainEvent(event!); // recorded, the sweep fails and is logged, the event is handled
     expect(chain.broadcasts).toHaveLength(0);
-    expect(logs.some((l) => l.includes(`sweeping ${f.txid}:${f.vout} failed`))).toBe(true);
+    expect(logs.some((l) => l.startsWith("warn ") && l.includes(`sweeping ${f.txid}:${f.vout} failed`))).toBe(
+      true,
+    );
     expect(await broken.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: amount });
 
     // Its block is disconnected: the unswept coin is forgotten; the new branch reports it again.

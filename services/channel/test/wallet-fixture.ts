@@ -4,6 +4,7 @@
  * watched scripts and broadcasts through the node, and wallet_output events built from a
  * transaction as the chain watcher would send them.
  */
+import { silentLog } from "@ln/log";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import type { ChainEvent } from "@ln/proto";
@@ -70,7 +71,7 @@ export async function startWalletFixture(
     listen: "127.0.0.1:0",
     tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
     clients: TEST_CLIENTS,
-    log: () => undefined,
+    log: silentLog,
   });
   const signer = new SignerClient(
     `127.0.0.1:${signerServer.port}`,

@@ -10,15 +10,15 @@ import {
   PeerControlDecodeError,
   type PeerConnectReply,
 } from "@ln/proto";
-import { DialError, type PeerGateway } from "./gateway.js";
+import { DialError, type PeerGateway, type PeerLogEvent } from "./gateway.js";
 
 export interface ControlOptions {
   nats: NatsConnection;
   /** The gateway's subject prefix: requests arrive on `<prefix>.ctl.*`. */
   prefix: string;
   gateway: PeerGateway;
-  /** One JSON object per line. */
-  log?: (line: object) => void;
+  /** One record per event, its level set where it happens. */
+  log?: (e: PeerLogEvent) => void;
   /** Queue group shared by the replicas. Default PEER_CONTROL_QUEUE ("peer-gateway"). */
   queue?: string;
 }
@@ -33,7 +33,7 @@ export interface ControlOptions {
 export function serveControl(o: ControlOptions): Subscription[] {
   const subjects = peerControlSubjects(o.prefix);
   const queue = o.queue ?? PEER_CONTROL_QUEUE;
-  const log = (line: object): void => {
+  const log = (line: PeerLogEvent): void => {
     try {
       o.log?.(line);
     } catch {
@@ -45,13 +45,13 @@ export function serveControl(o: ControlOptions): Subscription[] {
     try {
       m.respond(data);
     } catch (e) {
-      log({ event: "ctl_reply_failed", error: e instanceof Error ? e.message : String(e) });
+      log({ level: "warn", event: "ctl_reply_failed", error: e instanceof Error ? e.message : String(e) });
     }
   };
   const connect = o.nats.subscribe(subjects.connect, {
     queue,
     callback: (err, m) => {
-      if (err) return log({ event: "ctl_subscription_error", error: err.message });
+      if (err) return log({ level: "warn", event: "ctl_subscription_error", error: err.message });
       void (async () => {
         reply(m, encodePeerConnectReply(await handleConnect(o.gateway, m.data)));
       })();
@@ -60,19 +60,20 @@ export function serveControl(o: ControlOptions): Subscription[] {
   const peers = o.nats.subscribe(subjects.peers, {
     queue,
     callback: (err, m) => {
-      if (err) return log({ event: "ctl_subscription_error", error: err.message });
+      if (err) return log({ level: "warn", event: "ctl_subscription_error", error: err.message });
       reply(m, encodePeersReply({ peers: o.gateway.connections }));
     },
   });
   // Not in the queue group: whichever replica holds the connection drops it.
   const resync = o.nats.subscribe(subjects.resync, {
     callback: (err, m) => {
-      if (err) return log({ event: "ctl_subscription_error", error: err.message });
+      if (err) return log({ level: "warn", event: "ctl_subscription_error", error: err.message });
       try {
         const { nodeId } = decodePeerResyncRequest(m.data);
-        if (o.gateway.disconnect(nodeId, "RESYNC")) log({ event: "resync", peer: nodeId });
+        if (o.gateway.disconnect(nodeId, "RESYNC")) log({ level: "info", event: "resync", peer: nodeId });
       } catch (e) {
         log({
+          level: "info",
           event: "ctl_bad_request",
           subject: m.subject,
           error: e instanceof Error ? e.message : String(e),

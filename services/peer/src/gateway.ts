@@ -39,8 +39,15 @@ export interface PeerGatewayOptions {
   maxPendingHandshakes?: number;
   /** The `ack` to put in our authenticate to this peer (the channel service's count). */
   ackFor: (peerNodeId: Buffer) => Promise<bigint>;
-  /** One JSON object per line. Never given keys, preimages or tokens. */
-  log?: (line: object) => void;
+  /** One record per event, its level set where it happens. Never given keys, preimages or tokens. */
+  log?: (e: PeerLogEvent) => void;
+}
+
+/** A gateway or control event: its name, its level, and context fields (peer, reason, code...). */
+export interface PeerLogEvent {
+  event: string;
+  level: "info" | "warn" | "error";
+  [field: string]: unknown;
 }
 
 export interface Connected {
@@ -190,7 +197,7 @@ export class PeerGateway {
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #maxPending: number;
-  readonly #log: (line: object) => void;
+  readonly #log: (e: PeerLogEvent) => void;
   readonly #sessions = new Map<string, Session>();
   /** Inbound sockets between accept and a finished authenticate, oldest first. */
   readonly #pending = new Set<Socket>();
@@ -238,12 +245,12 @@ export class PeerGateway {
   async listen(port: number, host: string): Promise<number> {
     if (this.#closed) throw new Error("gateway closed");
     const server = net.createServer((s) => this.#accept(s));
-    server.on("error", (e) => this.#log({ event: "listen_error", error: errorText(e) }));
+    server.on("error", (e) => this.#log({ level: "error", event: "listen_error", error: errorText(e) }));
     server.listen(port, host);
     await once(server, "listening");
     this.#servers.add(server);
     const bound = (server.address() as AddressInfo).port;
-    this.#log({ event: "listening", host, port: bound });
+    this.#log({ level: "info", event: "listening", host, port: bound });
     return bound;
   }
 
@@ -277,7 +284,15 @@ export class PeerGateway {
       const err = this.#closed
         ? new DialError("GATEWAY_CLOSED", "the peer gateway is shutting down", { cause: e })
         : dialError(e, { stage, timedOut, where, peerHex, timeoutMs: this.#timeoutMs });
-      this.#log({ event: "dial_failed", host, port, peer: peerHex, code: err.code, error: errorText(e) });
+      this.#log({
+        level: "warn",
+        event: "dial_failed",
+        host,
+        port,
+        peer: peerHex,
+        code: err.code,
+        error: errorText(e),
+      });
       throw err;
     } finally {
       clearTimeout(deadline);
@@ -358,7 +373,7 @@ export class PeerGateway {
         this.#attach(conn, theirAck, origin);
       } catch (e) {
         socket.destroy();
-        const line: Record<string, unknown> = { event: "inbound_failed", remote, error: errorText(e) };
+        const line: PeerLogEvent = { level: "warn", event: "inbound_failed", remote, error: errorText(e) };
         if (e instanceof ConnectionClosed) line["code"] = e.handshakeCode ?? e.code;
         if (e instanceof AuthenticateError) line["code"] = e.code;
         this.#log(line);
@@ -373,7 +388,12 @@ export class PeerGateway {
     this.#evicted += 1;
     const now = Date.now();
     if (now - this.#evictedLoggedAt >= 1000) {
-      this.#log({ event: "pending_handshakes_full", evicted: this.#evicted, cap: this.#maxPending });
+      this.#log({
+        level: "warn",
+        event: "pending_handshakes_full",
+        evicted: this.#evicted,
+        cap: this.#maxPending,
+      });
       this.#evictedLoggedAt = now;
       this.#evicted = 0;
     }
@@ -425,7 +445,7 @@ export class PeerGateway {
     const s: Session = { peer, origin, conn, sub, subjects, ended: false, sentSeq: theirAck, unflushed: 0 };
     this.#sessions.set(peer, s);
     this.#publishEvent(s, { type: "connected", theirAck: theirAck.toString() });
-    this.#log({ event: "connected", peer, theirAck: theirAck.toString() });
+    this.#log({ level: "info", event: "connected", peer, theirAck: theirAck.toString() });
     void conn.closed.then((c) => this.#end(s, c.code));
     void this.#pumpIn(s);
     void this.#pumpOut(s);
@@ -435,7 +455,7 @@ export class PeerGateway {
     try {
       this.#o.nats.publish(s.subjects.events, encodePeerEvent(e));
     } catch (err) {
-      this.#log({ event: "nats_publish_failed", peer: s.peer, error: errorText(err) });
+      this.#log({ level: "warn", event: "nats_publish_failed", peer: s.peer, error: errorText(err) });
     }
   }
 
@@ -454,6 +474,7 @@ export class PeerGateway {
       } catch (e) {
         const problem = e instanceof WireError ? e.problem : "pkt: malformed";
         this.#log({
+          level: "warn",
           event: "bad_pkt",
           peer: s.peer,
           code: e instanceof WireError ? e.code : "MALFORMED",
@@ -464,14 +485,14 @@ export class PeerGateway {
         return;
       }
       if (kind === "authenticate") {
-        this.#log({ event: "extra_authenticate_ignored", peer: s.peer });
+        this.#log({ level: "info", event: "extra_authenticate_ignored", peer: s.peer });
         continue;
       }
-      if (kind === "error") this.#log({ event: "peer_error", peer: s.peer });
+      if (kind === "error") this.#log({ level: "warn", event: "peer_error", peer: s.peer });
       try {
         this.#o.nats.publish(s.subjects.in, raw);
       } catch (e) {
-        this.#log({ event: "nats_publish_failed", peer: s.peer, error: errorText(e) });
+        this.#log({ level: "warn", event: "nats_publish_failed", peer: s.peer, error: errorText(e) });
       }
       // NATS publish never blocks: every so often wait for the server, so a fast peer is held
       // back by TCP (we stop calling receive) rather than growing the NATS client's buffer.
@@ -491,11 +512,11 @@ export class PeerGateway {
         try {
           kind = decodePkt(m.data).kind;
         } catch (e) {
-          this.#log({ event: "bad_outbound_dropped", peer: s.peer, error: errorText(e) });
+          this.#log({ level: "info", event: "bad_outbound_dropped", peer: s.peer, error: errorText(e) });
           continue;
         }
         if (kind === "authenticate") {
-          this.#log({ event: "outbound_authenticate_dropped", peer: s.peer });
+          this.#log({ level: "info", event: "outbound_authenticate_dropped", peer: s.peer });
           continue;
         }
         const seq = outSeq(m.headers?.get(OUT_SEQ_HEADER));
@@ -505,7 +526,13 @@ export class PeerGateway {
           // The retransmission that follows `connected` brings the missing ones, in order.
           if (seq !== s.sentSeq + 1n) {
             const event = seq <= s.sentSeq ? "outbound_repeat_dropped" : "outbound_gap_dropped";
-            this.#log({ event, peer: s.peer, seq: seq.toString(), sent: s.sentSeq.toString() });
+            this.#log({
+              level: "info",
+              event,
+              peer: s.peer,
+              seq: seq.toString(),
+              sent: s.sentSeq.toString(),
+            });
             continue;
           }
           s.sentSeq = seq;
@@ -533,7 +560,7 @@ export class PeerGateway {
     }
     if (this.#sessions.get(s.peer) === s) this.#sessions.delete(s.peer);
     this.#publishEvent(s, { type: "disconnected", reason });
-    this.#log({ event: "disconnected", peer: s.peer, reason });
+    this.#log({ level: "info", event: "disconnected", peer: s.peer, reason });
     s.conn.close();
   }
 }

@@ -15,22 +15,18 @@ import {
   type Registry,
 } from "@ln/metrics";
 import { connect, type NatsConnection } from "nats";
-import { lineLogger, processLogger } from "@ln/log";
+import { processLogger, structuredLog } from "@ln/log";
 import { SignerClient } from "@ln/signer-client";
 import { natsAckFor } from "./ack.js";
 import { ConfigError, loadConfig, type PeerConfig } from "./config.js";
 import { serveControl } from "./control.js";
-import { PeerGateway } from "./gateway.js";
+import { PeerGateway, type PeerLogEvent } from "./gateway.js";
 import { natsConnectOptions } from "@ln/env";
 
 const logger = processLogger("peer");
-const log = lineLogger(logger);
-/** A gateway or control event as one record: its fields (peer, reason, ...) and the event as msg. */
-const logEvent = (line: object): void => {
-  const event = (line as { event?: unknown }).event;
-  const name = typeof event === "string" ? event : "event";
-  logger[/_(failed|error)$|_full$/.test(name) ? "warn" : "info"](line, name);
-};
+const log = structuredLog(logger);
+/** A gateway or control event as one record: its fields (peer, reason, ...), the event as msg. */
+const logEvent = ({ level, ...fields }: PeerLogEvent): void => log[level](fields.event, fields);
 const text = (e: unknown): string => {
   const s = e instanceof Error ? e.message : String(e);
   return s.length > 300 ? `${s.slice(0, 300)}...` : s;
@@ -47,7 +43,7 @@ async function retry<T>(what: string, hint: string, f: () => Promise<T>): Promis
     try {
       return await f();
     } catch (e) {
-      log(`${what} not reachable yet (${text(e)}); retrying in ${wait} ms. ${hint}`);
+      log.warn(`${what} not reachable yet (${text(e)}); retrying in ${wait} ms. ${hint}`);
     }
     await sleep(wait);
   }
@@ -80,7 +76,10 @@ async function readPems(cfg: PeerConfig): Promise<{ ca: Buffer; cert: Buffer; ke
  * scrape time; handshakes and disconnects counted from its log events. Labels are outcomes and
  * reason codes only, never a node id or an address.
  */
-function gatewayMetrics(registry: Registry, gateway: () => PeerGateway | undefined): (line: object) => void {
+function gatewayMetrics(
+  registry: Registry,
+  gateway: () => PeerGateway | undefined,
+): (line: PeerLogEvent) => void {
   const registers = [registry];
   new Gauge({
     name: "peer_connections",
@@ -133,9 +132,9 @@ async function main(): Promise<void> {
   stop = (signal) => {
     if (stopping) return;
     stopping = true;
-    log(`${signal}: closing connections`);
+    log.info(`${signal}: closing connections`);
     setTimeout(() => {
-      log("shutdown took longer than 10 s; exiting");
+      log.error("shutdown took longer than 10 s; exiting");
       process.exit(1);
     }, 10_000).unref();
     void (async () => {
@@ -146,7 +145,7 @@ async function main(): Promise<void> {
     })().then(
       () => process.exit(0),
       (e: unknown) => {
-        log(`shutdown: ${text(e)}`);
+        log.warn(`shutdown: ${text(e)}`);
         process.exit(1);
       },
     );
@@ -169,7 +168,7 @@ async function main(): Promise<void> {
         ),
       log,
     });
-    log(`serving /metrics, /healthz and /readyz at ${open.ops.url}`);
+    log.info(`serving /metrics, /healthz and /readyz at ${open.ops.url}`);
   }
 
   const s = new SignerClient(
@@ -187,7 +186,7 @@ async function main(): Promise<void> {
   const nodeId = info.node_pubkey;
   if (nodeId.length !== 33) throw new Error(`the signer's node_pubkey has ${nodeId.length} bytes, not 33`);
   const nodeHex = nodeId.toString("hex");
-  log(`node id ${nodeHex} (from the signer at ${cfg.signer.address})`);
+  log.info(`node id ${nodeHex} (from the signer at ${cfg.signer.address})`);
 
   const nats = await retry(
     `NATS at ${cfg.nats.servers}`,
@@ -197,10 +196,10 @@ async function main(): Promise<void> {
   );
   if (nats === undefined) return;
   open.nc = nats;
-  void connection.watchNats(nats.status(), log).catch((e: unknown) => log(`NATS status: ${text(e)}`));
+  void connection.watchNats(nats.status(), log).catch((e: unknown) => log.warn(`NATS status: ${text(e)}`));
   void nats.closed().then((err) => {
     if (stopping) return;
-    log(`NATS connection closed${err ? `: ${text(err)}` : ""}; exiting`);
+    log.error(`NATS connection closed${err ? `: ${text(err)}` : ""}; exiting`);
     process.exit(1);
   });
 
@@ -227,7 +226,7 @@ async function main(): Promise<void> {
   serveControl({ nats, prefix: cfg.prefix, gateway, log: logEvent });
   await nats.flush(); // the control subscriptions are in place before we say ready
   if (stopping) return;
-  log(`subjects ${cfg.prefix}.<peer>.{in,out,events,ack}, control ${cfg.prefix}.ctl.{connect,peers}`);
+  log.info(`subjects ${cfg.prefix}.<peer>.{in,out,events,ack}, control ${cfg.prefix}.ctl.{connect,peers}`);
   serving = true;
   // The machine-readable ready line (plain text, on stderr as before) that supervisors wait for.
   process.stderr.write(
@@ -240,8 +239,8 @@ process.on("SIGINT", () => stop("SIGINT"));
 
 main().catch((e: unknown) => {
   if (e instanceof ConfigError) {
-    log("cannot start, the configuration is incomplete or wrong:");
-    for (const p of e.problems) log(`  ${p}`);
-  } else log(`failed to start: ${text(e)}`);
+    log.error("cannot start, the configuration is incomplete or wrong:", { problems: e.problems });
+    for (const p of e.problems) log.error(`  ${p}`);
+  } else log.error(`failed to start: ${text(e)}`);
   process.exit(1);
 });

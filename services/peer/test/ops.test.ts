@@ -4,6 +4,7 @@
  * reason, a failed inbound handshake is counted too; the NATS error counter is there at 0. Also
  * PEER_OPS_LISTEN in the configuration.
  */
+import { silentLog } from "@ln/log";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createRequire } from "node:module";
 import { randomBytes } from "node:crypto";
@@ -82,7 +83,7 @@ describe("the peer gateway process's /metrics", () => {
       listen: "127.0.0.1:0",
       tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
       clients: TEST_CLIENTS,
-      log: () => undefined,
+      log: silentLog,
     });
     // The channel service's stand-in: no channel yet, ack 0.
     nc.subscribe(`${lnPrefix}.peer.*.ack`, { callback: (_e, m) => void m.respond(encodeAckReply(0n)) });

@@ -3,6 +3,7 @@
  * mutual TLS) and the real NATS server: B starts before its signer is up, A connects to B by a
  * control request, both announce `connected`, a pkt crosses, SIGTERM ends both with exit 0.
  */
+import { silentLog } from "@ln/log";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createRequire } from "node:module";
 import { randomBytes } from "node:crypto";
@@ -56,7 +57,7 @@ async function startSigner(side: string, fill: number, port = 0): Promise<Runnin
     listen: `127.0.0.1:${port}`,
     tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
     clients: TEST_CLIENTS,
-    log: () => undefined,
+    log: silentLog,
   });
   signers.push(server);
   return server;

@@ -3,7 +3,7 @@
  * from the environment (config.ts), Postgres, the seed file bound to it (startup.ts), the server
  * with its clients' permissions; graceful SIGTERM. */
 import { readFile } from "node:fs/promises";
-import { lineLogger, processLogger } from "@ln/log";
+import { processLogger, structuredLog } from "@ln/log";
 import { newRegistry, serveOps, type OpsServer } from "@ln/metrics";
 import { loadConfig } from "./config.js";
 import { SignerError } from "./errors.js";
@@ -14,7 +14,7 @@ import { openSeed } from "./startup.js";
 import { SignerStore } from "./store.js";
 
 // JSON lines on stderr (@ln/log); the ready line below stays plain text on stdout.
-const log = lineLogger(processLogger("signer"));
+const log = structuredLog(processLogger("signer"));
 
 async function readPem(path: string, what: string): Promise<Buffer> {
   try {
@@ -37,7 +37,8 @@ async function main(): Promise<void> {
   const seedKey = await readSeedKeyFile(cfg.seedKeyFile);
   const store = SignerStore.connect(cfg.databaseUrl, cfg.databaseSchema);
   const applied = await store.migrate();
-  if (applied.length > 0) log(`applied migrations ${applied.join(", ")} to schema ${cfg.databaseSchema}`);
+  if (applied.length > 0)
+    log.info(`applied migrations ${applied.join(", ")} to schema ${cfg.databaseSchema}`);
   const { keys, created, adopted } = await openSeed(
     store,
     cfg.seedFile,
@@ -45,11 +46,13 @@ async function main(): Promise<void> {
     `schema ${cfg.databaseSchema}`,
   ).finally(() => seedKey.fill(0));
   if (created)
-    log(
+    log.warn(
       `created a new seed file at ${cfg.seedFile}: back it up together with the key of SIGNER_SEED_KEY_FILE`,
     );
   if (adopted)
-    log(`recorded the seed's fingerprint in schema ${cfg.databaseSchema} (state made before fingerprints)`);
+    log.info(
+      `recorded the seed's fingerprint in schema ${cfg.databaseSchema} (state made before fingerprints)`,
+    );
   const registry = newRegistry("signer");
   const running = await startServer({
     service: new SignerService(keys, store, cfg),
@@ -59,7 +62,7 @@ async function main(): Promise<void> {
     log,
     metrics: signerMetrics(registry),
   });
-  log(`listening on ${cfg.listen} (port ${running.port}), node key ${keys.nodePub.toString("hex")}`);
+  log.info(`listening on ${cfg.listen} (port ${running.port}), node key ${keys.nodePub.toString("hex")}`);
   let stopping = false;
   let ops: OpsServer | undefined;
   if (cfg.opsListen) {
@@ -69,7 +72,7 @@ async function main(): Promise<void> {
       ready: () => Promise.resolve(stopping ? "shutting down" : true),
       log,
     });
-    log(`serving /metrics, /healthz and /readyz at ${ops.url}`);
+    log.info(`serving /metrics, /healthz and /readyz at ${ops.url}`);
   }
   // The machine-readable ready line that supervisors (the lab, tests) wait for.
   process.stdout.write(
@@ -82,7 +85,7 @@ async function main(): Promise<void> {
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log(`${signal}: finishing calls in flight`);
+    log.info(`${signal}: finishing calls in flight`);
     void running
       .shutdown()
       .then(() => ops?.close())
@@ -98,7 +101,7 @@ async function main(): Promise<void> {
 
 main().catch((e: unknown) => {
   // A SignerError's message is written for the operator and holds no secret.
-  log(
+  log.error(
     e instanceof SignerError
       ? `${e.code}: ${e.message}`
       : `failed to start: ${e instanceof Error ? e.message : String(e)}`,

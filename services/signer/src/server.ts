@@ -37,7 +37,8 @@ export interface TlsFiles {
   key: Buffer;
 }
 
-export type Log = (line: string) => void;
+import { processLogger, structuredLog, type Log } from "@ln/log";
+export type { Log };
 
 type Handlers = {
   [M in SignerMethod]: (req: SignerMethods[M][0]) => Promise<SignerMethods[M][1]> | SignerMethods[M][1];
@@ -110,11 +111,15 @@ function toStatus(
         : e.isRefusal
           ? grpc.status.FAILED_PRECONDITION
           : grpc.status.INVALID_ARGUMENT;
-    log(`${method}: ${e.isRefusal ? "refused" : "invalid request"} ${e.code} (client ${client})`);
+    // A refusal is the policy working (a warning, with its code); an invalid request, the caller's fault.
+    log.warn(`${method}: ${e.isRefusal ? "refused" : "invalid request"} ${e.code} (client ${client})`, {
+      code: e.code,
+      client,
+    });
     return { code, details: `${e.code}: ${e.message}`, metadata };
   }
   metrics?.internalErrors.inc({ method });
-  log(`${method}: internal error ${e instanceof Error ? e.name : typeof e}`);
+  log.error(`${method}: internal error ${e instanceof Error ? e.name : typeof e}`);
   return { code: grpc.status.INTERNAL, details: "internal error" };
 }
 
@@ -348,7 +353,7 @@ export async function startServer(opts: {
   /** Counters and timings of the calls (signerMetrics); none if absent. */
   metrics?: SignerMetrics;
 }): Promise<RunningServer> {
-  const log = opts.log ?? ((line: string) => process.stderr.write(`signer: ${line}\n`));
+  const log = opts.log ?? structuredLog(processLogger("signer"));
   const server = new grpc.Server();
   server.addService(loadSignerService(), implementation(opts.service, opts.clients, log, opts.metrics));
   const credentials = grpc.ServerCredentials.createSsl(

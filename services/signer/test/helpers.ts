@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import { recordingLog } from "@ln/log";
 import { msat, sat, sha256, txidFromInternal, type Locktime } from "@ln/bitcoin";
 import { commitmentIndex, generateFromSeed } from "@ln/shachain";
 import type { CommitmentHtlc, CommitmentParams } from "@ln/tx";
@@ -174,7 +175,7 @@ export async function startTestSigner(maxFeeSat = 5000n, maxWithdrawalSat = 0n):
     listen: "127.0.0.1:0",
     tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
     clients: TEST_CLIENTS,
-    log: (l) => logs.push(l),
+    log: recordingLog((r) => logs.push(`${r.level} ${r.msg} ${JSON.stringify(r.fields)}`)),
   });
   const address = `127.0.0.1:${running.port}`;
   const as = (cert: Buffer, key: Buffer): SignerClient =>

@@ -3,6 +3,7 @@
  * SIGNER_CLIENTS, each RPC the roles that may call it; anything else is PERMISSION_DENIED with
  * the code NOT_PERMITTED, counted under signer_refusals_total{client,method,reason}.
  */
+import { silentLog } from "@ln/log";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
@@ -45,7 +46,7 @@ beforeAll(async () => {
     listen: "127.0.0.1:0",
     tls: { ca: pems.ca, cert: pems.serverCert, key: pems.serverKey },
     clients: TEST_CLIENTS,
-    log: () => undefined,
+    log: silentLog,
     metrics: signerMetrics(registry),
   });
   const as = (cert: Buffer, key: Buffer): SignerClient =>

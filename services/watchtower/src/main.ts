@@ -7,7 +7,7 @@
  * "justice":true|false: whether the tower proper runs, which it does only when SIGNER_ADDR is set). */
 import { readFile } from "node:fs/promises";
 import { BitcoinRpc, BlockFollowerError, RpcError, RpcTransportError } from "@ln/chain-client";
-import { lineLogger, processLogger } from "@ln/log";
+import { processLogger, structuredLog } from "@ln/log";
 import { SignerClient } from "@ln/signer-client";
 import {
   connectionErrors,
@@ -28,7 +28,7 @@ import { JusticeTower, towerMetrics } from "./tower.js";
 import { natsConnectOptions } from "@ln/env";
 
 // JSON lines on stderr (@ln/log), multi-line text in one msg; the ready line stays plain on stdout.
-const log = lineLogger(processLogger("watchtower"));
+const log = structuredLog(processLogger("watchtower"));
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** A URL for the log: never its user or password. */
@@ -165,9 +165,9 @@ async function main(): Promise<void> {
   // Served from the start: /healthz answers during a long first catch-up.
   if (cfg.opsListen) {
     ops = await serveOps({ listen: cfg.opsListen, registry, ready: () => Promise.resolve(ready), log });
-    log(`serving /metrics, /healthz and /readyz at ${ops.url}`);
+    log.info(`serving /metrics, /healthz and /readyz at ${ops.url}`);
   }
-  log(
+  log.info(
     `starting: node ${redact(cfg.rpc.url)}, NATS ${redact(cfg.nats.servers)}, schema ${cfg.databaseSchema}, ` +
       `subjects ${cfg.chainPrefix}.*, stream ${cfg.stream}`,
   );
@@ -192,7 +192,7 @@ async function main(): Promise<void> {
   }
   void metrics.connection
     .watchNats(nc.status(), log)
-    .catch((e: unknown) => log(`NATS status: ${message(e)}`));
+    .catch((e: unknown) => log.warn(`NATS status: ${message(e)}`));
 
   const watcher = new MeteredWatcher(
     {
@@ -205,9 +205,9 @@ async function main(): Promise<void> {
       intervalMs: cfg.pollMs,
       onProgress: (p) => {
         nodeTip = p.tip;
-        log(`synced to ${p.height}/${p.tip}`);
+        log.info(`synced to ${p.height}/${p.tip}`);
       },
-      onPollError: (e) => log(advice(e)),
+      onPollError: (e) => log.warn(advice(e)),
     },
     metrics.broadcasts,
   );
@@ -240,7 +240,8 @@ async function main(): Promise<void> {
   });
   try {
     const applied = await watcher.migrate();
-    if (applied.length > 0) log(`applied migrations ${applied.join(", ")} to schema ${cfg.databaseSchema}`);
+    if (applied.length > 0)
+      log.info(`applied migrations ${applied.join(", ")} to schema ${cfg.databaseSchema}`);
   } catch (e) {
     await nc.close();
     await pool.end();
@@ -291,19 +292,19 @@ async function main(): Promise<void> {
       subject: j.recordsSubject,
       durable: j.recordsConsumer,
     });
-    log(
+    log.info(
       `justice: records from ${j.recordsSubject} (stream ${j.recordsStream}), signer ${j.signer.addr}, ` +
         `fee target ${j.feeTargetBlocks} blocks, bump after ${j.bumpBlocks}, bury at ${j.buryDepth}`,
     );
   } else
-    log(
+    log.warn(
       "justice is off: SIGNER_ADDR is not set, so revocation records are not taken and breaches not punished",
     );
   await ensureChainStream(await nc.jetstreamManager(), cfg.stream, cfg.chainPrefix);
-  log(`stream ${cfg.stream} holds ${chainEventSubjects(cfg.chainPrefix).join(", ")}`);
-  serveChainRequests(nc, cfg.chainPrefix, watcher, (e) => log(`request failed: ${e.message}`));
+  log.info(`stream ${cfg.stream} holds ${chainEventSubjects(cfg.chainPrefix).join(", ")}`);
+  serveChainRequests(nc, cfg.chainPrefix, watcher, (e) => log.warn(`request failed: ${e.message}`));
   const req = chainRequestSubjects(cfg.chainPrefix);
-  log(`answering ${req.watch}, ${req.watchScript}, ${req.broadcast}, ${req.tip}`);
+  log.info(`answering ${req.watch}, ${req.watchScript}, ${req.broadcast}, ${req.tip}`);
 
   let stopping = false;
   let wake: (() => void) | undefined;
@@ -325,7 +326,7 @@ async function main(): Promise<void> {
         await watcher.syncOnce();
         return true;
       } catch (e) {
-        log(advice(e));
+        log.warn(advice(e));
         if (!(e instanceof RpcTransportError)) watcher.restartFollower();
         await pause(backoff(attempt));
       }
@@ -339,7 +340,7 @@ async function main(): Promise<void> {
         await watcher.follower.start();
         return;
       } catch (e) {
-        log(advice(e));
+        log.warn(advice(e));
         if (stopping) return;
         await pause(backoff(attempt));
         watcher.restartFollower();
@@ -351,17 +352,17 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     ready = "shutting down";
-    log(`${signal}: stopping`);
+    log.info(`${signal}: stopping`);
     wake?.();
     void (async () => {
       await watcher.follower.stop();
-      await tower?.stop().catch((e: unknown) => log(`stopping the tower: ${message(e)}`));
+      await tower?.stop().catch((e: unknown) => log.warn(`stopping the tower: ${message(e)}`));
       signer?.close();
       // A long first catch-up is not waited for: every event is saved after it is published, so
       // the next start re-delivers at most one block, which JetStream drops as a duplicate.
       await Promise.race([initial, new Promise((r) => setTimeout(r, 5000))]);
-      await nc.drain().catch((e: unknown) => log(`NATS drain: ${message(e)}`));
-      await pool.end().catch((e: unknown) => log(`Postgres: ${message(e)}`));
+      await nc.drain().catch((e: unknown) => log.warn(`NATS drain: ${message(e)}`));
+      await pool.end().catch((e: unknown) => log.warn(`Postgres: ${message(e)}`));
       await ops?.close();
     })().then(
       () => process.exit(0),
@@ -386,6 +387,6 @@ async function main(): Promise<void> {
 
 main().catch((e: unknown) => {
   // Configuration errors and startup errors are written for the operator and hold no secret.
-  log(e instanceof WatchtowerConfigError ? e.message : `failed to start: ${message(e)}`);
+  log.error(e instanceof WatchtowerConfigError ? e.message : `failed to start: ${message(e)}`);
   process.exit(1);
 });

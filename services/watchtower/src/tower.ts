@@ -8,6 +8,7 @@
  * every signed version is committed before it is broadcast, so a breach is planned and signed
  * once and only the latest version of each justice transaction is ever sent. The tower holds no
  * key: a leaked record database reveals nothing before a breach, and nothing it can spend. */
+import { silentLog, type Log } from "@ln/log";
 import {
   BlockFollower,
   RpcError,
@@ -71,7 +72,7 @@ export interface JusticeTowerOptions {
   signer: JusticeSigner;
   settings: TowerSettings;
   metrics?: TowerMetrics;
-  log?: (line: string) => void;
+  log?: Log;
   /** Without a stored cursor: the first block to scan. Default: the node's tip. */
   startHeight?: number;
   /** Block poll interval. Default 1000 ms. */
@@ -216,7 +217,7 @@ const delayBlocksOf = (r: RevocationRecord): number =>
 export class JusticeTower {
   private readonly schema: string;
   private readonly q: string;
-  private readonly log: (line: string) => void;
+  private readonly log: Log;
   private follower: BlockFollower;
   /** Mempool txids already looked at; what left the mempool is forgotten at the next poll. */
   private mempoolSeen = new Set<string>();
@@ -232,7 +233,7 @@ export class JusticeTower {
   constructor(private readonly opts: JusticeTowerOptions) {
     this.schema = opts.schema ?? "watchtower";
     this.q = quoteSchema(this.schema);
-    this.log = opts.log ?? (() => undefined);
+    this.log = opts.log ?? silentLog;
     this.follower = this.newFollower();
   }
 
@@ -252,7 +253,7 @@ export class JusticeTower {
       onEvent: (e) => this.onBlockEvent(e),
       ...(this.opts.startHeight !== undefined ? { startHeight: this.opts.startHeight } : {}),
       ...(this.opts.intervalMs !== undefined ? { intervalMs: this.opts.intervalMs } : {}),
-      onPollError: (e) => this.log(`node unreachable while following blocks: ${e.message}; retrying`),
+      onPollError: (e) => this.log.warn(`node unreachable while following blocks: ${e.message}; retrying`),
     });
   }
 
@@ -276,7 +277,7 @@ export class JusticeTower {
     } catch (e) {
       if (!(e instanceof RecordError)) throw e;
       this.opts.metrics?.recordsRejected.inc({ reason: "malformed" });
-      this.log(`dropping a revocation record that does not decode (${e.message})`);
+      this.log.warn(`dropping a revocation record that does not decode (${e.message})`);
       return undefined;
     }
   }
@@ -362,7 +363,7 @@ export class JusticeTower {
     try {
       await this.insertRecords(records);
     } catch (e) {
-      this.log(
+      this.log.warn(
         `could not store ${records.length} revocation records (${message(e)}); they will be redelivered`,
       );
       for (const m of good) m.nak(2000);
@@ -423,7 +424,9 @@ export class JusticeTower {
         } catch (e) {
           if (!(e instanceof RecordError)) throw e;
           this.opts.metrics?.recordsRejected.inc({ reason: "unopenable" });
-          this.log(`a record matched transaction ${tx.txid} but does not open (${e.message}); ignored`);
+          this.log.warn(`a record matched transaction ${tx.txid} but does not open (${e.message}); ignored`, {
+            txid: tx.txid,
+          });
           continue;
         }
         found++;
@@ -440,8 +443,9 @@ export class JusticeTower {
         );
         if (inserted.rowCount === 1) {
           this.opts.metrics?.breaches.inc({ where });
-          this.log(
+          this.log.alert(
             `BREACH: transaction ${tx.txid} (${where}) is the revoked commitment ${record.revokedNumber} of signer channel ${record.signerChannel}; making justice`,
+            { txid: tx.txid, signerChannel: record.signerChannel, level: "warn" },
           );
         } else if (where === "block") await this.adopt(ntxid, tx, record);
         await this.check(ntxid);
@@ -483,8 +487,9 @@ export class JusticeTower {
         `UPDATE ${this.t("tower_breaches")} SET breach_hex = $2, state = $3, updated_at = now() WHERE ntxid = $1`,
         [ntxid, tx.hex, JSON.stringify(fresh)],
       );
-      this.log(
+      this.log.info(
         `the revoked commitment was mined as another version (${tx.txid}, was ${old.breachTxid}): justice is rebuilt for it`,
+        { txid: tx.txid },
       );
     });
   }
@@ -532,7 +537,7 @@ export class JusticeTower {
     // following of blocks: it is logged and looked at again at the next block.
     for (const { ntxid } of r.rows)
       await this.check(ntxid).catch((e: unknown) =>
-        this.log(`checking a breach failed (${message(e)}); trying again at the next block`),
+        this.log.warn(`checking a breach failed (${message(e)}); trying again at the next block`),
       );
   }
 
@@ -635,7 +640,10 @@ export class JusticeTower {
               pruned = `breach ${breach.getId()}: ${e.message}; record and breach pruned`;
               break;
             }
-            this.log(`cannot build justice for ${breach.getId()} at ${a.feeRate} sat/kB: ${message(e)}`);
+            this.log.warn(
+              `cannot build justice for ${breach.getId()} at ${a.feeRate} sat/kB: ${message(e)}`,
+              { breach: breach.getId() },
+            );
             break;
           }
           if (state.groupCount === 0) apply({ kind: "planned", groupCount: plan.spends.length });
@@ -692,27 +700,33 @@ export class JusticeTower {
         }
         case "confirmed":
           this.opts.metrics?.confirmed.inc();
-          this.log(`justice ${a.txid ?? "(an earlier version)"} for breach ${breach.getId()} confirmed`);
+          this.log.info(
+            `justice ${a.txid ?? "(an earlier version)"} for breach ${breach.getId()} confirmed`,
+            { breach: breach.getId() },
+          );
           break;
         case "alert":
-          this.log(
+          this.log.alert(
             `ALERT: the signer is unreachable and justice for breach ${breach.getId()} is unsigned since block ${a.waitingSince}; ` +
               (a.blocksLeft > 0
                 ? `${a.blocksLeft} blocks remain before the revoked commitment's delay runs out and the peer can take its output. Bring the signer back (check SIGNER_ADDR and the tower's client certificate); retrying`
                 : `the revoked commitment's delay has run out: the peer can take its own output now; its other outputs can still be claimed, bring the signer back; retrying`),
+            { breach: breach.getId() },
           );
           break;
         case "refused":
-          this.log(
+          this.log.alert(
             `SIGNER REFUSED justice for breach ${breach.getId()} (signer channel ${record.signerChannel}, revoked ${record.revokedNumber}): ${a.reason}. ` +
               `This is a bug or an attack (a record the signer does not back): investigate; retried at the next block`,
+            { breach: breach.getId(), signerChannel: record.signerChannel },
           );
           break;
         case "fee_capped":
           this.opts.metrics?.feeCapped.inc();
-          this.log(
+          this.log.warn(
             `justice for breach ${breach.getId()} (group ${a.group}) is unconfirmed at the fee-rate ceiling ` +
               `${a.feeRate} sat per 1000 bytes (WATCHTOWER_MAX_FEE_RATE): no more bumps; still re-sent while missing from the mempool`,
+            { breach: breach.getId() },
           );
           break;
         case "prune":
@@ -731,7 +745,7 @@ export class JusticeTower {
       await c.query(`DELETE FROM ${this.t("tower_breaches")} WHERE ntxid = $1`, [row.ntxid]);
       await c.query(`DELETE FROM ${this.t("tower_records")} WHERE locator = $1`, [row.locator]);
       this.waiting.delete(key);
-      this.log(pruned);
+      this.log.info(pruned);
       return [];
     }
     await c.query(`UPDATE ${this.t("tower_breaches")} SET state = $2, updated_at = now() WHERE ntxid = $1`, [
@@ -750,7 +764,7 @@ export class JusticeTower {
     r.attempt++;
     r.timer = setTimeout(() => {
       r.timer = undefined;
-      this.check(ntxid).catch((e: unknown) => this.log(`retrying breach justice failed: ${message(e)}`));
+      this.check(ntxid).catch((e: unknown) => this.log.warn(`retrying breach justice failed: ${message(e)}`));
     }, ms);
     this.retries.set(key, r);
   }
@@ -758,14 +772,20 @@ export class JusticeTower {
   private async send(s: Send): Promise<void> {
     try {
       await this.opts.rpc.sendRawTransaction(s.hex);
-      if (s.kind !== "breach") this.log(`justice ${s.txid} sent (${s.kind})`);
-      else this.log(`breach ${s.txid} sent again (it had left the mempool and the chain)`);
+      if (s.kind !== "breach") this.log.info(`justice ${s.txid} sent (${s.kind})`, { txid: s.txid });
+      else
+        this.log.info(`breach ${s.txid} sent again (it had left the mempool and the chain)`, {
+          txid: s.txid,
+        });
     } catch (e) {
       if (!(e instanceof RpcError)) throw e;
       // -27: already in the chain. Else refused; the next block looks again.
       if (e.code !== -27) {
         this.opts.metrics?.broadcastRejected.inc();
-        this.log(`the node refused ${s.kind === "breach" ? "breach" : "justice"} ${s.txid}: ${e.rpcMessage}`);
+        this.log.warn(
+          `the node refused ${s.kind === "breach" ? "breach" : "justice"} ${s.txid}: ${e.rpcMessage}`,
+          { txid: s.txid },
+        );
       }
     }
     if (s.kind !== "breach") this.opts.metrics?.broadcasts.inc({ kind: s.kind });
@@ -806,12 +826,12 @@ export class JusticeTower {
         const info = await jsm.consumers.info(src.stream, src.durable);
         if (info.num_pending === 0 && info.num_ack_pending === 0) return;
         if (!said)
-          this.log(
+          this.log.info(
             `storing ${info.num_pending + info.num_ack_pending} revocation records before following blocks`,
           );
         said = true;
       } catch (e) {
-        this.log(`cannot ask JetStream about the records consumer (${message(e)}); retrying`);
+        this.log.warn(`cannot ask JetStream about the records consumer (${message(e)}); retrying`);
       }
       await this.pause(100);
     }
@@ -824,7 +844,7 @@ export class JusticeTower {
         await this.follower.start();
         return;
       } catch (e) {
-        this.log(`following blocks stopped (${message(e)}); resuming from the stored cursor`);
+        this.log.warn(`following blocks stopped (${message(e)}); resuming from the stored cursor`);
         if (!this.running) return;
         await this.pause(Math.min(1000 * 2 ** Math.min(attempt, 5), 30_000));
         this.follower = this.newFollower();
@@ -838,7 +858,7 @@ export class JusticeTower {
       try {
         await this.pollMempool();
       } catch (e) {
-        this.log(`looking at the mempool failed (${message(e)}); retrying`);
+        this.log.warn(`looking at the mempool failed (${message(e)}); retrying`);
       }
       if (this.running) await this.pause(this.opts.mempoolPollMs ?? 1000);
     }

@@ -1,4 +1,5 @@
 /** A channel whose peer breaches, on a real regtest node, with the real signer (gRPC mTLS, Postgres). */
+import { recordingLog, type LogRecord } from "@ln/log";
 import { randomBytes } from "node:crypto";
 import { msat, sat, txidFromHex } from "@ln/bitcoin";
 import { RpcError } from "@ln/chain-client";
@@ -149,6 +150,8 @@ export interface RunningTower {
   tower: JusticeTower;
   metrics: ReturnType<typeof towerMetrics>;
   logs: string[];
+  /** The same records with their level and alert flag. */
+  records: LogRecord[];
   sends: Send[];
   client: SignerClient;
   stop(): Promise<void>;
@@ -179,6 +182,7 @@ export async function startTower(o: {
     { ...CLIENT_OPTIONS, "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 500 },
   );
   const logs: string[] = [];
+  const records: LogRecord[] = [];
   const sends: Send[] = [];
   const metrics = towerMetrics(newRegistry("watchtower"));
   const tower = new JusticeTower({
@@ -188,7 +192,10 @@ export async function startTower(o: {
     signer: client,
     settings: { ...SETTINGS, ...o.settings },
     metrics,
-    log: (l) => logs.push(l),
+    log: recordingLog((r) => {
+      records.push(r);
+      logs.push(r.msg);
+    }),
     startHeight: o.startHeight ?? o.rt.height() + 1,
     intervalMs: 50,
     mempoolPollMs: 50,
@@ -202,6 +209,7 @@ export async function startTower(o: {
     tower,
     metrics,
     logs,
+    records,
     sends,
     client,
     async stop() {

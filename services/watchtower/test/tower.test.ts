@@ -3,6 +3,7 @@
  * draft 6.1): a revoked commitment, re-signed by the peer so that its txid is new, is punished by
  * spending every one of its outputs to the record's sweep script, whatever happens meanwhile.
  */
+import { recordingLog } from "@ln/log";
 import { randomBytes } from "node:crypto";
 import { startRegtest, type Regtest } from "@ln/regtest";
 import { Transaction } from "bitcoinjs-lib";
@@ -237,8 +238,9 @@ describe("the tower keeps at it", () => {
     const from = rt.height() + 1;
     await rt.submit(b.breach.toHex());
     await until(async () => (await t.metrics.waiting.get()).values[0]!.value > 0, "the alert gauge");
-    const alert = t.logs.find((l) => l.startsWith("ALERT"));
-    expect(alert).toMatch(/20 blocks remain before the revoked commitment's delay runs out/);
+    const alert = t.records.find((r) => r.alert);
+    expect(alert).toMatchObject({ level: "error", alert: true, fields: { breach: b.breach.getId() } });
+    expect(alert?.msg).toMatch(/20 blocks remain before the revoked commitment's delay runs out/);
     await rt.mine(3);
     await until(() => t.logs.some((l) => /^ALERT.* 17 blocks remain/.test(l)), "the alert counting down");
     expect((await t.metrics.waiting.get()).values[0]!.value).toBe(1);
@@ -458,7 +460,7 @@ async function restartSigner(): Promise<void> {
     listen: signer.address,
     tls: { ca: signer.pems.ca, cert: signer.pems.serverCert, key: signer.pems.serverKey },
     clients: TEST_CLIENTS,
-    log: (l) => signer.logs.push(l),
+    log: recordingLog((r) => signer.logs.push(r.msg)),
   });
 }
 afterAll(async () => {
