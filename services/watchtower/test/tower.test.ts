@@ -238,8 +238,13 @@ describe("the tower keeps at it", () => {
     const from = rt.height() + 1;
     await rt.submit(b.breach.toHex());
     await until(async () => (await t.metrics.waiting.get()).values[0]!.value > 0, "the alert gauge");
-    const alert = t.records.find((r) => r.alert);
-    expect(alert).toMatchObject({ level: "error", alert: true, fields: { breach: b.breach.getId() } });
+    // The breach itself is an alert at level warn (being handled); the unsigned justice, at error.
+    expect(t.records.find((r) => r.alert)).toMatchObject({
+      level: "warn",
+      fields: { txid: b.breach.getId() },
+    });
+    const alert = t.records.find((r) => r.alert && r.level === "error");
+    expect(alert).toMatchObject({ fields: { breach: b.breach.getId() } });
     expect(alert?.msg).toMatch(/20 blocks remain before the revoked commitment's delay runs out/);
     await rt.mine(3);
     await until(() => t.logs.some((l) => /^ALERT.* 17 blocks remain/.test(l)), "the alert counting down");
