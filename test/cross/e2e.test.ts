@@ -137,7 +137,7 @@ describe("two nodes end to end (separate processes)", () => {
     await settled(); // nothing moved
   }, 120_000);
 
-  it("the payer refuses a payment whose expiry is too soon (400)", async () => {
+  it("the payer's channel refuses a payment whose expiry is too soon (422 EXPIRY_TOO_SOON)", async () => {
     const inv = await B.api.createInvoice(1_000_000n);
     const before = (await A.api.payments()).length;
     const err = await A.api
@@ -155,7 +155,8 @@ describe("two nodes end to end (separate processes)", () => {
         (e: unknown) => e,
       );
     expect(err).toBeInstanceOf(ApiError);
-    expect((err as ApiError).status).toBe(400);
+    // The channel core's refusal, its code kept through the node and the API (REJECTION_STATUS).
+    expect(err).toMatchObject({ status: 422, code: "EXPIRY_TOO_SOON" });
     expect((await A.api.payments()).length).toBe(before);
     await expectBalances();
   }, 60_000);
