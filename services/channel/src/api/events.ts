@@ -8,6 +8,7 @@ import { Type, type FastifyPluginAsyncTypebox } from "@fastify/type-provider-typ
 import type { FastifyRequest } from "fastify";
 import type { ServerResponse } from "node:http";
 import type { StatusEvent } from "../events/event-log.js";
+import { statusEventJson } from "../events/event-json.js";
 import type { EventFeed } from "../events/feed.js";
 import type { ApiStore, TokenInfo } from "./api-store.js";
 import { ApiError } from "./errors.js";
@@ -56,15 +57,6 @@ export const StatusEventJson = Type.Object({
   status: Type.String(),
   detail: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()])),
   at: S.Timestamp,
-});
-
-export const statusEventJson = (e: StatusEvent): Record<string, unknown> => ({
-  seq: e.seq.toString(),
-  kind: e.kind,
-  subject: e.subject,
-  status: e.status,
-  detail: e.detail,
-  at: e.at.toISOString(),
 });
 
 /** One event as an SSE frame: JSON never holds a raw newline, so `data` is one line. */
