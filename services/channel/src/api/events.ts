@@ -162,6 +162,8 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRouteDeps> = async (app
         // The socket goes with the stream: a kept-alive one would hold app.close() until it times out.
         connection: "close",
         "x-request-id": req.id,
+        // Where this stream starts: a client that has seen no event yet resumes from here.
+        "x-events-after": start.toString(),
       });
       // retry: how soon an EventSource reconnects; the comment flushes the headers at once.
       res.write(`retry: 1000\n: events after ${start}\n\n`);
