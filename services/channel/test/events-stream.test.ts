@@ -5,7 +5,7 @@
  * revoked token, scope) end or refuse streams with typed codes.
  */
 import { randomBytes } from "node:crypto";
-import type { AddressInfo } from "node:net";
+import { connect as tcpConnect, type AddressInfo } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiStore, buildApi, MemoryBackend } from "../src/api/index.js";
@@ -243,7 +243,7 @@ describe("GET /v1/events bounds", () => {
       pool,
       schema,
       backend: new MemoryBackend(),
-      events: { feed, limits: { maxStreams: 2, tokenCheckMs: 50, heartbeatMs: 50 } },
+      events: { feed, limits: { maxStreams: 2, tokenCheckMs: 50, heartbeatMs: 50, stallMs: 300 } },
     });
     url = await listen(bounded);
   });
@@ -297,6 +297,53 @@ describe("GET /v1/events bounds", () => {
       [t.id],
     );
     expect(audit.rows).toEqual([{ outcome: "TOKEN_REVOKED" }]);
+  });
+
+  it("drops a client that reads nothing while its socket is full (STALLED), and frees its place", async () => {
+    const start = (await allSeqs()).at(-1) ?? 0n;
+    // About 20 MB of events: more than the socket buffers of both ends can hold.
+    const pad = "x".repeat(8000);
+    for (let i = 0; i < 25; i++)
+      await inEventTransaction(pool, schema, (c) =>
+        appendEvents(
+          c,
+          schema,
+          Array.from({ length: 100 }, (_, j) => ({
+            kind: "channel" as const,
+            subject: `big-${i}-${j}`,
+            status: "normal",
+            detail: { pad },
+          })),
+        ),
+      );
+    const { port } = new URL(url);
+    const sock = tcpConnect(Number(port), "127.0.0.1");
+    await new Promise<void>((resolve) => sock.once("connect", resolve));
+    sock.pause(); // never reads
+    sock.on("error", () => undefined); // the server's reset, if any, is expected
+    sock.write(
+      `GET /v1/events?after=${start} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${tokens.readonly.token}\r\nX-Stall-Test: 1\r\n\r\n`,
+    );
+    await expect
+      .poll(
+        async () =>
+          (
+            await pool.query<{ outcome: string | null }>(
+              `SELECT outcome FROM "${schema}".api_audit_log
+                WHERE route = '/v1/events' AND params->>'after' = $1 AND finished_at IS NOT NULL`,
+              [start.toString()],
+            )
+          ).rows.map((r) => r.outcome),
+        { timeout: 30_000 },
+      )
+      .toEqual(["STALLED"]);
+    sock.destroy();
+    // Its place is free again: two more streams fit under the limit of 2.
+    const a = await SseReader.open(`${url}/v1/events`, auth(tokens.readonly.token));
+    const b = await SseReader.open(`${url}/v1/events`, auth(tokens.readonly.token));
+    expect([a.response.status, b.response.status]).toEqual([200, 200]);
+    a.close();
+    b.close();
   });
 
   it("closing the server ends its streams with SERVER_CLOSING", async () => {
