@@ -322,7 +322,7 @@ describe("GET /v1/events bounds", () => {
     sock.pause(); // never reads
     sock.on("error", () => undefined); // the server's reset, if any, is expected
     sock.write(
-      `GET /v1/events?after=${start} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${tokens.readonly.token}\r\nX-Stall-Test: 1\r\n\r\n`,
+      `GET /v1/events?after=${start} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${tokens.readonly.token}\r\n\r\n`,
     );
     await expect
       .poll(
