@@ -43,7 +43,7 @@ export function formatReference(ref: Pick<Reference, "file" | "titles">): string
   return `\`${ref.file}\`${titles.join("")}`;
 }
 
-const REFERENCE = /`([^`\n]+\.test\.ts)`((?:\s*›\s*"(?:[^"\\\n]|\\.)*")*)/g;
+const REFERENCE = /`([\w./@-]+\.test\.ts)`((?:\s*›\s*"(?:[^"\\\n]|\\.)*")*)/g;
 const TITLE = /"((?:[^"\\\n]|\\.)*)"/g;
 
 function lineAt(text: string, offset: number): number {
@@ -145,7 +145,8 @@ function titleOf(arg: ts.Expression | undefined, file: ts.SourceFile): string | 
     // Only literals joined by + fold into one title.
     const literal = (e: ts.Expression): boolean =>
       ts.isStringLiteral(e) || ts.isNoSubstitutionTemplateLiteral(e) || ts.isBinaryExpression(e);
-    if (left !== undefined && right !== undefined && literal(arg.left) && literal(arg.right)) return left + right;
+    if (left !== undefined && right !== undefined && literal(arg.left) && literal(arg.right))
+      return left + right;
   }
   return undefined;
 }
@@ -234,7 +235,11 @@ export function checkTitles(ref: Pick<Reference, "file" | "titles">, titles: Tes
   const elsewhere = allPaths(titles.blocks).filter((p) => p.block.title === last);
   if (elsewhere.length > 0) {
     const where = elsewhere.map((p) => formatReference({ file: ref.file, titles: p.path })).join("; ");
-    return { ok: false, problem: "wrong_nesting", message: `${shown}: no such nesting; the title is at ${where}` };
+    return {
+      ok: false,
+      problem: "wrong_nesting",
+      message: `${shown}: no such nesting; the title is at ${where}`,
+    };
   }
   const helper = allPaths(titles.unplaced).filter((p) => p.block.title === last);
   if (helper.length > 0) {
@@ -254,5 +259,11 @@ export function checkReference(ref: Pick<Reference, "file" | "titles">, root: st
   if (!existsSync(path) || !statSync(path).isFile()) {
     return { ok: false, problem: "missing_file", message: `${ref.file}: no such file` };
   }
-  return checkTitles(ref, collectTitles(readFileSync(path, "utf8"), ref.file));
+  const source = readFileSync(path, "utf8");
+  let titles = parsed.get(source);
+  if (titles === undefined) parsed.set(source, (titles = collectTitles(source, ref.file)));
+  return checkTitles(ref, titles);
 }
+
+// Parsing is the slow part and CONFORMANCE.md names a few files many times: keyed by content.
+const parsed = new Map<string, TestFileTitles>();
