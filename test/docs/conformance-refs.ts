@@ -253,6 +253,9 @@ export function checkTitles(ref: Pick<Reference, "file" | "titles">, titles: Tes
   return { ok: false, problem: "missing_title", message: `${shown}: no test or describe has this title` };
 }
 
+// Parsing is the slow part and CONFORMANCE.md names a few files many times: keyed by content.
+const parsed = new Map<string, TestFileTitles>();
+
 /** Checks one reference against the repository at `root`. */
 export function checkReference(ref: Pick<Reference, "file" | "titles">, root: string): CheckResult {
   const path = join(root, ref.file);
@@ -264,6 +267,3 @@ export function checkReference(ref: Pick<Reference, "file" | "titles">, root: st
   if (titles === undefined) parsed.set(source, (titles = collectTitles(source, ref.file)));
   return checkTitles(ref, titles);
 }
-
-// Parsing is the slow part and CONFORMANCE.md names a few files many times: keyed by content.
-const parsed = new Map<string, TestFileTitles>();
