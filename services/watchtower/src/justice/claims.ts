@@ -9,6 +9,9 @@ import { inTransaction } from "@ln/postgres";
 import type { TowerContext } from "../context.js";
 import type { BreachState } from "../justice-core.js";
 
+/** What claims need of the tower's context. */
+export type ClaimContext = Pick<TowerContext, "pool" | "table" | "workerId" | "claimTtlMs">;
+
 /** One claim on one breach: the fence an outcome must match to be recorded. */
 export interface Claim {
   ntxid: Buffer;
@@ -44,7 +47,7 @@ export type Outcome =
   | { kind: "prune" };
 
 /** Claims the breach for `ctx.workerId` if nobody holds a live claim on it; undefined otherwise. */
-export async function claimBreach(ctx: TowerContext, ntxid: Buffer): Promise<ClaimedBreach | undefined> {
+export async function claimBreach(ctx: ClaimContext, ntxid: Buffer): Promise<ClaimedBreach | undefined> {
   const b = ctx.table("tower_breaches");
   const r = await ctx.pool.query<{
     claim_seq: string;
@@ -84,7 +87,7 @@ const fence = (c: Claim): unknown[] => [c.ntxid, c.worker, c.seq];
  * Extends the claim by the TTL from now, before another slow call. False when the claim was
  * taken over (or the breach re-planned or pruned): the worker must stop.
  */
-export async function renewClaim(ctx: TowerContext, c: Claim): Promise<boolean> {
+export async function renewClaim(ctx: ClaimContext, c: Claim): Promise<boolean> {
   const r = await ctx.pool.query(
     `UPDATE ${ctx.table("tower_breaches")} SET claimed_until = now() + $4::int * interval '1 millisecond' WHERE ${FENCE}`,
     [...fence(c), ctx.claimTtlMs],
@@ -96,7 +99,7 @@ export async function renewClaim(ctx: TowerContext, c: Claim): Promise<boolean> 
  * Records the outcome and clears the claim, in one short transaction, if the claim is still this
  * one (an expired claim nobody took over still is). False, with nothing written, otherwise.
  */
-export function recordOutcome(ctx: TowerContext, c: Claim, outcome: Outcome): Promise<boolean> {
+export function recordOutcome(ctx: ClaimContext, c: Claim, outcome: Outcome): Promise<boolean> {
   return inTransaction(ctx.pool, async (tx) => {
     if (outcome.kind === "prune") {
       const gone = await tx.query<{ locator: Buffer }>(
@@ -126,7 +129,7 @@ export function recordOutcome(ctx: TowerContext, c: Claim, outcome: Outcome): Pr
 }
 
 /** Gives the claim up without an outcome (the work failed): another attempt need not wait for it to expire. */
-export async function releaseClaim(ctx: TowerContext, c: Claim): Promise<void> {
+export async function releaseClaim(ctx: ClaimContext, c: Claim): Promise<void> {
   await ctx.pool.query(
     `UPDATE ${ctx.table("tower_breaches")} SET claimed_by = NULL, claimed_until = NULL WHERE ${FENCE}`,
     fence(c),
