@@ -8,6 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { startRegtest, type Regtest } from "@ln/regtest";
 import type { SignerClient } from "@ln/signer-client";
+import { Transaction } from "bitcoinjs-lib";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startTestSigner, type TestSigner } from "../../signer/test/helpers.js";
@@ -292,6 +293,45 @@ describe("the justice worker under claims (regtest, real signer)", () => {
       `SELECT claimed_by FROM "${schema}".tower_breaches`,
     );
     expect(r.rows).toEqual([{ claimed_by: null }]);
+  });
+
+  it("a breach mined as another version during the signer call: the old plan's outcome is refused, the new one stands", async () => {
+    const schema = await freshSchema();
+    const b = await makeBreach(rt, signer);
+    const other = towerOf(schema, "w2", signer.tower);
+    let replanned = false;
+    const slow = towerOf(
+      schema,
+      "w1",
+      watched(signer.tower, async () => {
+        if (replanned) return;
+        replanned = true;
+        // Another replica sees a block holding the commitment as first signed (same normalized txid).
+        await other.tower.match([{ txid: b.original.getId(), hex: b.original.toHex() }], "block");
+      }),
+    );
+    await slow.tower.migrate();
+    expect(await slow.tower.storeRecord(b.record.payload)).toBe(true);
+    await rt.submit(b.breach.toHex());
+    expect(await slow.tower.match([{ txid: b.breach.getId(), hex: b.breach.toHex() }], "mempool")).toBe(1);
+    expect(replanned).toBe(true);
+    expect(slow.sends).toEqual([]);
+    expect((await slow.metrics.claimsLost.get()).values[0]!.value).toBe(1);
+    // What is stored was signed by w2 for the version in the block, none by w1 for the other.
+    const r = await pool.query<{ breach_hex: string; state: BreachState }>(
+      `SELECT breach_hex, state FROM "${schema}".tower_breaches`,
+    );
+    expect(r.rows[0]!.state.breachTxid).toBe(b.original.getId());
+    expect(r.rows[0]!.breach_hex).toBe(b.original.toHex());
+    const stored = await pool.query<{ tx_hex: string }>(`SELECT tx_hex FROM "${schema}".tower_justice`);
+    expect(stored.rows.length).toBe(other.sends.filter((x) => x.kind === "first").length);
+    expect(stored.rows.length).toBeGreaterThan(0);
+    for (const v of stored.rows) {
+      const spent = Transaction.fromHex(v.tx_hex).ins.map((i) =>
+        Buffer.from(i.hash).reverse().toString("hex"),
+      );
+      expect(new Set(spent)).toEqual(new Set([b.original.getId()]));
+    }
   });
 
   it("a replica whose claim is taken over during the signer call records and sends nothing; the other does the justice", async () => {
