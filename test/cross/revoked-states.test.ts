@@ -231,13 +231,19 @@ describe("every revoked state", () => {
       towerSchemas.push(schema);
       const durable = `jt-${run}-${i}`;
       const towerLogs: string[] = [];
+      const towerLog = (level: string) => (msg: string) => void towerLogs.push(`${level}: ${msg}`);
       const tower = new JusticeTower({
         pool,
         schema,
         rpc: rt.rpc,
         signer: B.towerSigner,
         settings: SETTINGS,
-        log: (l) => towerLogs.push(l),
+        log: {
+          info: towerLog("info"),
+          warn: towerLog("warn"),
+          error: towerLog("error"),
+          alert: towerLog("ALERT"),
+        },
         startHeight: H0 + 1,
         intervalMs: 50,
         mempoolPollMs: 50,

@@ -7,7 +7,7 @@
  * "justice":true|false: whether the tower proper runs, which it does only when SIGNER_ADDR is set). */
 import { readFile } from "node:fs/promises";
 import { BitcoinRpc, BlockFollowerError, RpcError, RpcTransportError } from "@ln/chain-client";
-import { lineLogger, processLogger } from "@ln/log";
+import { lineLogger, processLogger, structuredLog } from "@ln/log";
 import { SignerClient } from "@ln/signer-client";
 import {
   connectionErrors,
@@ -28,7 +28,8 @@ import { JusticeTower, towerMetrics } from "./tower.js";
 import { natsConnectOptions } from "@ln/env";
 
 // JSON lines on stderr (@ln/log), multi-line text in one msg; the ready line stays plain on stdout.
-const log = lineLogger(processLogger("watchtower"));
+const logger = processLogger("watchtower");
+const log = lineLogger(logger);
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** A URL for the log: never its user or password. */
@@ -279,7 +280,8 @@ async function main(): Promise<void> {
       signer,
       settings: j,
       metrics: towerMetrics(registry),
-      log,
+      // Levels and alerts set where each event happens (the tower's parts use the structured Log).
+      log: structuredLog(logger),
       ...(cfg.startHeight !== undefined ? { startHeight: cfg.startHeight } : {}),
       intervalMs: cfg.pollMs,
       mempoolPollMs: j.mempoolPollMs,
