@@ -168,10 +168,12 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRouteDeps> = async (app
       // retry: how soon an EventSource reconnects; the comment flushes the headers at once.
       res.write(`retry: 1000\n: events after ${start}\n\n`);
       res.on("close", () => end("CLIENT_CLOSED"));
+      // A write to a socket the client reset: the stream is over, never an unhandled error.
+      res.on("error", () => end("CLIENT_CLOSED"));
 
       const heartbeat = setInterval(() => {
         // A full buffer is already waited for; a heartbeat would only add to it.
-        if (!res.writableNeedDrain) res.write(": heartbeat\n\n");
+        if (!res.writableNeedDrain && !res.destroyed && !res.writableEnded) res.write(": heartbeat\n\n");
       }, d.limits.heartbeatMs);
       let checking = false;
       const tokenCheck = setInterval(() => {
@@ -247,7 +249,7 @@ async function pump(
     const batch = await follower.next();
     if (!batch) return;
     for (const e of batch) {
-      if (signal.aborted) return;
+      if (signal.aborted || res.destroyed) return;
       if (!res.write(sseFrame(e)) && !(await drained(res, stallMs, signal))) {
         end("STALLED");
         return;
