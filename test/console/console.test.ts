@@ -2,8 +2,9 @@
  * The operator's console end to end in a real browser: the control API (memory backend, tokens
  * in Postgres) listens on a port, Debian's Chromium runs headless under playwright-core, and the
  * test signs in as an operator would: a wrong token is rejected, the right one shows the node's
- * channels, HTLCs, payments and wallet; Refresh picks up a new payment, and revoking the token
- * sends the page back to the sign-in form on its next automatic refresh. The page must log no
+ * channels, HTLCs, payments and wallet; Refresh picks up a new payment, a status event on
+ * GET /v1/events makes the page show the change at once (no timer: the page's only one is a
+ * minute), and revoking the token ends the stream and sends the page back to the sign-in form. The page must log no
  * error, and its screenshot is saved to test-results/console.png.
  *
  * Needs Chromium: scripts/ensure-chromium.sh installs Debian's package; CHROMIUM_PATH picks another.
@@ -17,7 +18,15 @@ import pg from "pg";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { msat, sat } from "@ln/bitcoin";
-import { ApiStore, buildApi, MemoryBackend, type ChannelDetail, type Payment } from "@ln/channel-service";
+import {
+  ApiStore,
+  appendEvents,
+  buildApi,
+  inEventTransaction,
+  MemoryBackend,
+  type ChannelDetail,
+  type Payment,
+} from "@ln/channel-service";
 
 const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const SCREENSHOT_DIR = fileURLToPath(new URL("../../test-results/", import.meta.url));
@@ -88,7 +97,8 @@ beforeAll(async () => {
     createdAt: new Date("2024-01-02T03:04:05Z"),
   });
 
-  app = await buildApi({ pool, schema, backend });
+  // Revocation ends event streams within tokenCheckMs: short here, so the test need not wait 30 s.
+  app = await buildApi({ pool, schema, backend, events: { limits: { tokenCheckMs: 200 } } });
   token = await new ApiStore(pool, schema).createToken("console e2e", ["readonly"]);
   await app.listen({ host: "127.0.0.1", port: 0 });
   base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
@@ -181,7 +191,7 @@ describe("the operator's console in Chromium", () => {
     expect(await page.title()).not.toBe("pwned");
 
     expect(await text("#tower")).toContain("Not reported by this API");
-    expect(await text("#updated")).toContain("refreshes every 5 s");
+    await expect.poll(() => text("#updated")).toContain("live (status events)");
   });
 
   it("keeps the token in session storage only, never in a URL", async () => {
@@ -217,7 +227,30 @@ describe("the operator's console in Chromium", () => {
     expect(signedIn.filter((r) => r.status !== 200)).toEqual([]);
   });
 
-  it("a token revoked while the page is open sends it back to sign-in on the next auto-refresh", async () => {
+  it("a status event makes the page show the change without Refresh", async () => {
+    const p: Payment = {
+      id: "evented-payment-1",
+      channelId,
+      rHash: "12".repeat(32),
+      amountMsat: msat(3_000n),
+      expiry: { blocks: 650 },
+      status: "succeeded",
+      failureReason: undefined,
+      createdAt: new Date(),
+    };
+    backend.extraPayments.push(p);
+    expect(await text("#payments")).not.toContain(p.id);
+    await inEventTransaction(pool, schema, (c) =>
+      appendEvents(c, schema, [{ kind: "payment", subject: p.id, status: "succeeded" }]),
+    );
+    // Well under the page's one timer (a minute): only the event can have caused the reload.
+    await expect.poll(() => text("#payments"), { timeout: 10_000 }).toContain(p.id);
+    const streams = apiResponses.filter((r) => new URL(r.url).pathname === "/v1/events");
+    expect(streams.length).toBeGreaterThan(0);
+    expect(streams.every((r) => r.validToken && r.status === 200)).toBe(true);
+  });
+
+  it("a token revoked while the page is open ends its event stream and sends it back to sign-in", async () => {
     await new ApiStore(pool, schema).revokeToken(token.id);
     await page.locator("#login").waitFor({ state: "visible", timeout: 15_000 });
     expect(await text("#login-error")).toContain("Token rejected");

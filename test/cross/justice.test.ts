@@ -174,7 +174,10 @@ describe("the watchtower punishes revoked commitments", () => {
     const towerLog = join(net.dir, "logs", `${B.processes.watchtower}.log`);
     await net.waitFor(
       "B's tower to raise the alert",
-      async () => /ALERT/.test(readFileSync(towerLog, "utf8")) || "no alert yet",
+      // A JSON log record with the alert field set where the event happens (@ln/log structuredLog).
+      async () =>
+        /"alert":true[^\n]*"msg":"the signer is unreachable/.test(readFileSync(towerLog, "utf8")) ||
+        "no alert yet",
       { timeoutMs: 60_000, intervalMs: 250 },
     );
     // A few blocks pass, well within the delay, without justice.

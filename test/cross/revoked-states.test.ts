@@ -13,7 +13,6 @@
  *
  * REVOKED_SEED=<n> replays a sample; REVOKED_UPDATES and REVOKED_SAMPLES change the sizes.
  */
-import { recordingLog } from "@ln/log";
 import { randomBytes } from "node:crypto";
 import { msat, sha256 } from "@ln/bitcoin";
 import type { ChannelState } from "@ln/channel-core";
@@ -232,13 +231,19 @@ describe("every revoked state", () => {
       towerSchemas.push(schema);
       const durable = `jt-${run}-${i}`;
       const towerLogs: string[] = [];
+      const towerLog = (level: string) => (msg: string) => void towerLogs.push(`${level}: ${msg}`);
       const tower = new JusticeTower({
         pool,
         schema,
         rpc: rt.rpc,
         signer: B.towerSigner,
         settings: SETTINGS,
-        log: recordingLog((r) => towerLogs.push(r.msg)),
+        log: {
+          info: towerLog("info"),
+          warn: towerLog("warn"),
+          error: towerLog("error"),
+          alert: towerLog("ALERT"),
+        },
         startHeight: H0 + 1,
         intervalMs: 50,
         mempoolPollMs: 50,

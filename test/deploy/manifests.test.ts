@@ -29,6 +29,8 @@ import { loadConfig as loadChannelConfig } from "../../services/channel/src/conf
 import { loadConfig as loadPeerConfig } from "../../services/peer/src/config.js";
 import { loadConfig as loadWatchtowerConfig } from "../../services/watchtower/src/config.js";
 import { towerRecordsSubject } from "../../services/channel/src/tower-link.js";
+import { defaultEventsStreamName } from "../../services/channel/src/config.js";
+import { eventSubject } from "../../services/channel/src/events/relay.js";
 import { renderKustomization, type K8sObject } from "./render.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -1107,6 +1109,66 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
       expect(pg?.spec.backup).toBeDefined();
       expect(o.some((x) => x.kind === "ScheduledBackup")).toBe(true);
     });
+});
+
+/** Whether NATS subject `subject` matches `pattern` (`*` one token, `>` the rest). */
+function subjectMatches(pattern: string, subject: string): boolean {
+  const p = pattern.split(".");
+  const t = subject.split(".");
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === ">") return t.length > i;
+    if (i >= t.length || (p[i] !== "*" && p[i] !== t[i])) return false;
+  }
+  return p.length === t.length;
+}
+
+/** The channel user's publish permissions in deploy/README.md's nsc commands, variables expanded. */
+function readmeChannelPublish(): { prefix: string; allowed: string[] } {
+  const readme = readFileSync(join(DEPLOY, "README.md"), "utf8");
+  const vars = /^P=(\S+) C=(\S+) E=(\S+)$/m.exec(readme);
+  const pub = /nsc add user --account LN channel [^\n]*\\\n\s*--allow-pub "([^"]+)"/.exec(readme);
+  if (!vars || !pub)
+    throw new Error("deploy/README.md lacks the P=/C=/E= line or the channel user's --allow-pub");
+  const [, P = "", C = "", E = ""] = vars;
+  const allowed = (pub[1] ?? "")
+    .replaceAll("\\$", "$")
+    .replaceAll("$P", P)
+    .replaceAll("$C", C)
+    .replaceAll("$E", E)
+    .split(",");
+  return { prefix: P, allowed };
+}
+
+describe("NATS permissions (deploy/README.md, NATS users)", () => {
+  it("the channel user may publish the status events and manage their stream", () => {
+    const { prefix, allowed } = readmeChannelPublish();
+    const stream = defaultEventsStreamName(prefix);
+    const needed = [
+      ...(["payment", "invoice", "channel"] as const).map((k) => eventSubject(prefix, k)),
+      // nats.js JetStreamManager: streams.info / add / update of the events stream.
+      `$JS.API.STREAM.INFO.${stream}`,
+      `$JS.API.STREAM.CREATE.${stream}`,
+      `$JS.API.STREAM.UPDATE.${stream}`,
+      towerRecordsSubject(prefix),
+    ];
+    for (const subject of needed)
+      expect(
+        allowed.some((a) => subjectMatches(a, subject)),
+        subject,
+      ).toBe(true);
+    // No more than that: nothing else of JetStream's stream API.
+    expect(allowed.some((a) => subjectMatches(a, `$JS.API.STREAM.DELETE.${stream}`))).toBe(false);
+    const configmap = readFileSync(join(DEPLOY, "base/common/configmap.yaml"), "utf8");
+    expect(configmap).toContain(`LN_PREFIX: ${prefix}`);
+  });
+
+  it("subjectMatches follows NATS wildcards", () => {
+    expect(subjectMatches("a.events.>", "a.events.payment")).toBe(true);
+    expect(subjectMatches("a.events.>", "a.events")).toBe(false);
+    expect(subjectMatches("a.*.x", "a.b.x")).toBe(true);
+    expect(subjectMatches("a.*.x", "a.b.c.x")).toBe(false);
+    expect(subjectMatches("a.b", "a.b.c")).toBe(false);
+  });
 });
 
 describe("the policy checks find violations", () => {

@@ -213,6 +213,29 @@ export const RevokedTokens = Type.Object({
   ),
 });
 
+/** An event's seq: a decimal bigint (Postgres bigint, so at most 2^63-1). */
+export const SEQ = "^(0|[1-9][0-9]{0,18})$";
+
+export const EventsQuery = Type.Object(
+  {
+    after: Type.Optional(
+      Type.String({ pattern: SEQ, description: "start after this seq (as Last-Event-ID does)" }),
+    ),
+    from: Type.Optional(Type.Literal("start", { description: "replay every event from the first" })),
+  },
+  { additionalProperties: false },
+);
+
+/** The JSON `data` of each status event on GET /v1/events (and on NATS). */
+export const StatusEventJson = Type.Object({
+  seq: Type.String({ pattern: SEQ, description: "increasing; the SSE id" }),
+  kind: Type.Union([Type.Literal("payment"), Type.Literal("invoice"), Type.Literal("channel")]),
+  subject: Type.String({ description: "payment id, invoice payment hash, or channel id" }),
+  status: Type.String(),
+  detail: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()])),
+  at: Timestamp,
+});
+
 /** Every route declares the error shape for 4xx and 5xx alongside its success response. */
 export const withErrors = <S extends Record<number, TSchema>>(
   ok: S,

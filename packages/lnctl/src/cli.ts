@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ApiClientError, ConnectionError, LnClient, type FetchLike, type Locktime } from "./client.js";
 import { ConfigError, readFileIfExists, resolveSettings, type Env, type ReadFile } from "./config.js";
+import { followEvents } from "./events.js";
 import * as F from "./format.js";
 import { isRejectionCode } from "@ln/control-api";
 
@@ -86,6 +87,7 @@ export type Command =
     }
   | { name: "payments"; limit: number | undefined }
   | { name: "payment"; id: string }
+  | { name: "events"; after: string | undefined }
   | { name: "wallet address" }
   | { name: "wallet balance" }
   | { name: "wallet withdraw"; address: string; amountSat: bigint; idempotencyKey: string | undefined }
@@ -111,7 +113,8 @@ interface Spec {
   details?: string;
 }
 
-type CommandOption = "description" | "expiry-blocks" | "expiry-height" | "idempotency-key" | "limit";
+type CommandOption =
+  "description" | "expiry-blocks" | "expiry-height" | "idempotency-key" | "limit" | "after";
 
 export const COMMANDS: Readonly<Record<string, Spec>> = {
   info: { usage: "lnctl info", summary: "node id, network, block height, peer and channel counts" },
@@ -157,6 +160,17 @@ export const COMMANDS: Readonly<Record<string, Spec>> = {
     options: ["limit"],
   },
   payment: { usage: "lnctl payment <id>", summary: "one payment and its outcome" },
+  events: {
+    usage: "lnctl events [--after <seq>] [--json]",
+    summary: "follow status changes of payments, invoices and channels, one line each, until Ctrl-C",
+    options: ["after"],
+    details: [
+      "Without --after it shows what happens from now on; --after 0 replays every event first.",
+      "Each line starts with the event's seq. After a disconnect lnctl reconnects and resumes after",
+      "the last seq it printed, so no event is skipped or printed twice; to resume a later run, give",
+      "that seq as --after. --json prints each event as one JSON object per line.",
+    ].join("\n"),
+  },
   wallet: {
     usage:
       "lnctl wallet address | lnctl wallet balance | lnctl wallet withdraw <address> <sat> [--idempotency-key <key>]",
@@ -228,6 +242,7 @@ const OPTIONS = {
   "expiry-height": { type: "string" },
   "idempotency-key": { type: "string" },
   limit: { type: "string" },
+  after: { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
 
 const COMMAND_OPTIONS: readonly CommandOption[] = [
@@ -236,6 +251,7 @@ const COMMAND_OPTIONS: readonly CommandOption[] = [
   "expiry-height",
   "idempotency-key",
   "limit",
+  "after",
 ];
 
 class UsageError extends Error {}
@@ -470,6 +486,13 @@ function parseCommand(
       const [id] = positionals(name, args, ["id"]);
       return { name, id: parsePaymentId(id ?? "") };
     }
+    case "events": {
+      positionals(name, args, []);
+      const after = o.after;
+      if (after !== undefined && (!/^(0|[1-9][0-9]{0,18})$/.test(after) || BigInt(after) >= 1n << 63n))
+        throw new UsageError(`--after must be an event seq (a whole number), got ${JSON.stringify(after)}`);
+      return { name, after };
+    }
     case "wallet": {
       const [sub, ...more] = args;
       switch (sub) {
@@ -539,6 +562,10 @@ export interface RunOptions {
   readFile?: ReadFile;
   /** Per-request timeout, ms. */
   timeoutMs?: number;
+  /** `events` runs until this aborts (main.ts: Ctrl-C). */
+  signal?: AbortSignal;
+  /** `events`: first wait before reconnecting, ms (default 1000). */
+  reconnectMs?: number;
 }
 
 /** Runs one lnctl command line; returns the exit code (see EXIT). */
@@ -570,6 +597,16 @@ export async function run(argv: readonly string[], opts: RunOptions): Promise<nu
     throw e;
   }
   try {
+    if (command.name === "events") {
+      await followEvents(client, {
+        after: command.after,
+        signal: opts.signal ?? new AbortController().signal,
+        onEvent: (e) => opts.stdout.write(globals.json ? `${JSON.stringify(e)}\n` : F.formatEvent(e)),
+        onNotice: (line) => opts.stderr.write(`lnctl: ${line}\n`),
+        ...(opts.reconnectMs === undefined ? {} : { reconnectMs: opts.reconnectMs }),
+      });
+      return EXIT.ok;
+    }
     const out = await execute(client, command, globals.json, opts.stderr);
     opts.stdout.write(out);
     return EXIT.ok;
@@ -650,6 +687,8 @@ async function execute(client: LnClient, c: Command, asJson: boolean, stderr: Wr
       return show(await client.listPayments(c.limit), F.formatPayments);
     case "payment":
       return show(await client.getPayment(c.id), F.formatPayment);
+    case "events":
+      throw new Error("events streams: run() follows it");
     case "wallet address":
       return show(await client.walletAddress(), F.formatAddress);
     case "wallet balance":

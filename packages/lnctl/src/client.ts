@@ -283,6 +283,60 @@ export class LnClient {
     );
     return { withdrawal: r.body, replayed: r.headers.get("idempotent-replayed") === "true" };
   }
+  /**
+   * Opens GET /v1/events after `after` (Last-Event-ID; undefined: from the head). The timeout
+   * covers the answer's headers only; the body streams until `signal` aborts or the server ends.
+   */
+  async openEvents(after: string | undefined, signal: AbortSignal): Promise<Response> {
+    const target = `${this.base}/v1/events`;
+    const ac = new AbortController();
+    const onAbort = (): void => ac.abort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    const timer = setTimeout(() => ac.abort(new DOMException("timeout", "TimeoutError")), this.timeoutMs);
+    let res: Response;
+    try {
+      res = await this.fetchFn(target, {
+        method: "GET",
+        headers: {
+          accept: "text/event-stream",
+          authorization: `Bearer ${this.token}`,
+          ...(after === undefined ? {} : { "last-event-id": after }),
+        },
+        signal: ac.signal,
+      });
+    } catch (e) {
+      signal.removeEventListener("abort", onAbort);
+      const cause = ac.signal.reason instanceof Error ? ac.signal.reason : e;
+      throw new ConnectionError(this.url, connectionMessage(this.url, cause, this.timeoutMs), { cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!res.ok) {
+      signal.removeEventListener("abort", onAbort);
+      const text = await res.text().catch(() => "");
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+      const headerId = res.headers.get("x-request-id") ?? undefined;
+      if (isErrorBody(parsed))
+        throw new ApiClientError(
+          res.status,
+          parsed.error.code,
+          parsed.error.message,
+          parsed.error.requestId ?? headerId,
+        );
+      throw new ApiClientError(
+        res.status,
+        `HTTP_${res.status}`,
+        `${res.status} ${res.statusText || "error"}`,
+        headerId,
+      );
+    }
+    return res;
+  }
   /** Every API token: ids, labels, scopes, dates (admin). */
   listTokens(): Promise<TokenList> {
     return this.request("GET", "/v1/tokens");

@@ -14,6 +14,7 @@ import type {
   WalletBalance,
   Withdrawal,
 } from "./client.js";
+import type { StatusEvent } from "./events.js";
 
 /**
  * Human output: pure functions from API replies to text (ending in a newline). Strings from the
@@ -256,4 +257,10 @@ export function formatTokens(list: TokenList): string {
 
 export function formatRevoked(r: RevokedTokens): string {
   return r.revoked.map((t) => `revoked ${t.id} (${clean(t.label)}; ${t.scopes.join(",")})\n`).join("");
+}
+
+/** One status event on one line: seq, time, kind, subject, status, then the details as key=value. */
+export function formatEvent(e: StatusEvent): string {
+  const detail = Object.entries(e.detail ?? {}).map(([k, v]) => `${k}=${v === null ? "null" : String(v)}`);
+  return `${clean([e.seq, e.at, e.kind, e.subject, e.status, ...detail].join("  "))}\n`;
 }

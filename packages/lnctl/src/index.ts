@@ -14,3 +14,4 @@ export {
 } from "./cli.js";
 export { resolveSettings, defaultConfigPath, ConfigError, type Settings, type Env } from "./config.js";
 export * as format from "./format.js";
+export { followEvents, SseParser, type StatusEvent, type FollowOptions } from "./events.js";

@@ -26,7 +26,23 @@ export interface Config {
   inboundOpenings: InboundOpeningLimits;
   /** Satoshi per 1000 vbytes for wallet spends (the anchor, withdrawals). */
   walletFeeRate: number;
+  /** Status events: GET /v1/events bounds, the log's safety-net poll, the NATS relay's stream. */
+  events: {
+    maxStreams: number;
+    heartbeatMs: number;
+    stallMs: number;
+    tokenCheckMs: number;
+    pollMs: number;
+    /** The JetStream stream of `<prefix>.events.>` (the relay creates it). */
+    stream: string;
+  };
 }
+
+const STREAM_NAME = /^[A-Za-z0-9_-]{1,255}$/;
+
+/** The default events stream of a prefix: "ln.node1" -> "LN_NODE1_EVENTS". */
+export const defaultEventsStreamName = (lnPrefix: string): string =>
+  `${lnPrefix.toUpperCase().replace(/[^A-Z0-9_]/g, "_")}_EVENTS`;
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -56,6 +72,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const network = r.get("CHANNEL_NETWORK") ?? "regtest";
   if (network !== "regtest" && network !== "testnet" && network !== "bitcoin")
     r.problem(`CHANNEL_NETWORK must be regtest, testnet or bitcoin, got ${JSON.stringify(network)}`);
+  const eventsStream = r.get("CHANNEL_EVENTS_STREAM") ?? defaultEventsStreamName(prefix);
+  if (!STREAM_NAME.test(eventsStream))
+    r.problem(
+      `CHANNEL_EVENTS_STREAM must be letters, digits, _ and - (a JetStream stream name), got ${JSON.stringify(eventsStream)}`,
+    );
   const config: Config = {
     databaseUrl,
     databaseSchema,
@@ -79,6 +100,14 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       perPeerFailures: r.int("CHANNEL_INBOUND_FAILURES_PER_PEER", INBOUND.perPeerFailures, 0, 100_000),
       totalFailures: r.int("CHANNEL_INBOUND_FAILURES_TOTAL", INBOUND.totalFailures, 0, 1_000_000),
       windowMs: r.int("CHANNEL_INBOUND_WINDOW_S", INBOUND.windowMs / 1000, 1, 30 * 86_400) * 1000,
+    },
+    events: {
+      maxStreams: r.int("CHANNEL_EVENT_STREAMS_MAX", 100, 0, 100_000),
+      heartbeatMs: r.int("CHANNEL_EVENT_HEARTBEAT_S", 15, 1, 3600) * 1000,
+      stallMs: r.int("CHANNEL_EVENT_STALL_S", 60, 1, 3600) * 1000,
+      tokenCheckMs: r.int("CHANNEL_EVENT_TOKEN_CHECK_S", 30, 1, 3600) * 1000,
+      pollMs: r.int("CHANNEL_EVENT_POLL_MS", 5000, 100, 600_000),
+      stream: eventsStream,
     },
   };
   if (r.problems.length > 0)

@@ -27,3 +27,7 @@ export {
   type Payment,
 } from "./api/index.js";
 export * from "./inbound-openings.js";
+export * from "./events/event-log.js";
+export * from "./events/event-json.js";
+export * from "./events/feed.js";
+export * from "./events/relay.js";

@@ -15,6 +15,8 @@ import { registerNodeMetrics, registerServiceMetrics } from "./api/metrics.js";
 import { broadcastTx, chainTip, watchScripts } from "./chain-requests.js";
 import { consumeChainEvents, requestOutputWatch, requestWatch } from "./chain-link.js";
 import { ConfigError, loadConfig } from "./config.js";
+import { EventFeed } from "./events/feed.js";
+import { EventRelay } from "./events/relay.js";
 import { Ledger } from "./ledger.js";
 import { ChannelNodeBackend } from "./node-backend.js";
 import { ChannelNode } from "./node.js";
@@ -183,6 +185,18 @@ async function main(): Promise<void> {
       log.warn(`metrics: ${what} not collected: ${e instanceof Error ? e.message : String(e)}`);
     },
   });
+  // One LISTEN connection for the process: the NATS relay and every GET /v1/events follow it.
+  const feed = new EventFeed({ pool, schema: cfg.databaseSchema, pollMs: cfg.events.pollMs, log });
+  const relay = new EventRelay({
+    pool,
+    schema: cfg.databaseSchema,
+    feed,
+    nc,
+    prefix: cfg.prefix,
+    stream: cfg.events.stream,
+    log,
+  });
+  relay.start();
   const app = await buildApi({
     pool,
     backend,
@@ -191,6 +205,7 @@ async function main(): Promise<void> {
     registry,
     // The same JSON lines, each request's with its reqId; headers (the token) and bodies are never logged.
     loggerInstance: logger,
+    events: { feed, limits: cfg.events },
   });
   await app.listen({ host: cfg.apiListen.host, port: cfg.apiListen.port });
   const address = app.server.address();
@@ -227,6 +242,8 @@ async function main(): Promise<void> {
     log.info(`${signal}: stopping`);
     void (async () => {
       await app.close();
+      await relay.stop();
+      await feed.close();
       await ops?.close();
       await chain.stop();
       await node.stop();

@@ -283,6 +283,16 @@ export const MIGRATIONS: readonly Migration[] = [
    );
    CREATE INDEX events_subject ON ${s}.events (kind, subject, seq);`,
   },
+  {
+    // The status events' NATS relay (events/relay.ts): per JetStream stream, the seq of the last
+    // event JetStream acknowledged.
+    version: 17,
+    sql: (s) => `CREATE TABLE ${s}.event_relay (
+     stream text PRIMARY KEY,
+     cursor bigint NOT NULL DEFAULT 0,
+     updated_at timestamptz NOT NULL DEFAULT now()
+   );`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

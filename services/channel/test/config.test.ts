@@ -40,6 +40,54 @@ describe("channel service config", () => {
     expect(c.signer.serverName).toBeUndefined();
   });
 
+  it("reads the status events' settings, with defaults and the stream named after LN_PREFIX", () => {
+    expect(loadConfig(full).events).toEqual({
+      maxStreams: 100,
+      heartbeatMs: 15_000,
+      stallMs: 60_000,
+      tokenCheckMs: 30_000,
+      pollMs: 5000,
+      stream: "LN_NODE1_EVENTS",
+    });
+    expect(
+      loadConfig({
+        ...full,
+        LN_PREFIX: "lab.a-b",
+        CHANNEL_EVENT_STREAMS_MAX: "3",
+        CHANNEL_EVENT_HEARTBEAT_S: "2",
+        CHANNEL_EVENT_STALL_S: "7",
+        CHANNEL_EVENT_TOKEN_CHECK_S: "1",
+        CHANNEL_EVENT_POLL_MS: "250",
+      }).events,
+    ).toEqual({
+      maxStreams: 3,
+      heartbeatMs: 2000,
+      stallMs: 7000,
+      tokenCheckMs: 1000,
+      pollMs: 250,
+      stream: "LAB_A_B_EVENTS",
+    });
+    expect(loadConfig({ ...full, CHANNEL_EVENTS_STREAM: "MY-EVENTS" }).events.stream).toBe("MY-EVENTS");
+    let error: unknown;
+    try {
+      loadConfig({
+        ...full,
+        CHANNEL_EVENTS_STREAM: "a.b",
+        CHANNEL_EVENT_HEARTBEAT_S: "0",
+        CHANNEL_EVENT_POLL_MS: "fast",
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const lines = (error as Error).message.split("\n");
+    for (const name of ["CHANNEL_EVENTS_STREAM", "CHANNEL_EVENT_HEARTBEAT_S", "CHANNEL_EVENT_POLL_MS"])
+      expect(
+        lines.filter((l) => l.includes(name)),
+        name,
+      ).toHaveLength(1);
+  });
+
   it("reports every problem at once, one line each, naming the variable", () => {
     let error: unknown;
     try {

@@ -5,7 +5,13 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { appendEvents, EventLog } from "../src/events/event-log.js";
+import {
+  appendEvents,
+  beginEvents,
+  EventLog,
+  EventLogError,
+  inEventTransaction,
+} from "../src/events/event-log.js";
 import { migrateChannelService } from "../src/migrations.js";
 
 // Real Postgres (trust auth); own schema, dropped at the end.
@@ -27,8 +33,10 @@ describe("status event log", () => {
     const newer = await pool.connect();
     try {
       await older.query("BEGIN");
+      await beginEvents(older, schema);
       await older.query("SELECT pg_current_xact_id()"); // the older transaction has its id now
       await newer.query("BEGIN");
+      await beginEvents(newer, schema);
       await appendEvents(newer, schema, [{ kind: "payment", subject: "p2", status: "pending" }]);
       await newer.query("COMMIT");
       // Committed, but the older transaction may still append below it: not given out yet.
@@ -62,11 +70,47 @@ describe("status event log", () => {
     const c = await pool.connect();
     try {
       await c.query("BEGIN");
+      await beginEvents(c, schema);
       await appendEvents(c, schema, [{ kind: "invoice", subject: "h", status: "settled" }]);
       await c.query("ROLLBACK");
     } finally {
       c.release();
     }
     expect(await log.after(start)).toEqual([]);
+  });
+
+  it("is not held back by a running transaction that appends no events", async () => {
+    const other = await pool.connect();
+    try {
+      await other.query("BEGIN");
+      await other.query("SELECT pg_current_xact_id()"); // an older id, but not an appender
+      const start = await log.head();
+      await inEventTransaction(pool, schema, (c) =>
+        appendEvents(c, schema, [{ kind: "channel", subject: "ch", status: "open" }]),
+      );
+      expect((await log.after(start)).map((e) => e.subject)).toEqual(["ch"]);
+    } finally {
+      await other.query("ROLLBACK");
+      other.release();
+    }
+  });
+
+  it("refuses to append outside an event transaction, or to begin one after a write", async () => {
+    const c = await pool.connect();
+    try {
+      await c.query("BEGIN");
+      await expect(
+        appendEvents(c, schema, [{ kind: "payment", subject: "x", status: "pending" }]),
+      ).rejects.toBeInstanceOf(EventLogError);
+      await c.query("ROLLBACK");
+      await c.query("BEGIN");
+      await c.query(
+        `INSERT INTO "${schema}".events (seq, kind, subject, status) VALUES (1, 'payment', 'y', 'pending')`,
+      );
+      await expect(beginEvents(c, schema)).rejects.toBeInstanceOf(EventLogError);
+      await c.query("ROLLBACK");
+    } finally {
+      c.release();
+    }
   });
 });

@@ -28,6 +28,7 @@ import {
   normalizedTxidBytes,
   sealRecord,
 } from "@ln/justice";
+import { recordingLog } from "@ln/log";
 import { newRegistry } from "@ln/metrics";
 import { startRegtest, type Regtest } from "@ln/regtest";
 import { SignerClient } from "@ln/signer-client";
@@ -417,7 +418,7 @@ async function main(): Promise<void> {
     signer: client,
     settings: SETTINGS,
     metrics,
-    log: (l) => logs.push(l),
+    log: recordingLog((r) => logs.push(r.msg)),
     signerTimeoutMs: 2000,
   });
   let towerStopped = false;

@@ -28,7 +28,8 @@ import { JusticeTower, towerMetrics } from "./tower.js";
 import { natsConnectOptions } from "@ln/env";
 
 // JSON lines on stderr (@ln/log), multi-line text in one msg; the ready line stays plain on stdout.
-const log = structuredLog(processLogger("watchtower"));
+const logger = processLogger("watchtower");
+const log = structuredLog(logger);
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** A URL for the log: never its user or password. */
@@ -280,7 +281,8 @@ async function main(): Promise<void> {
       signer,
       settings: j,
       metrics: towerMetrics(registry),
-      log,
+      // Levels and alerts set where each event happens (the tower's parts use the structured Log).
+      log: structuredLog(logger),
       ...(cfg.startHeight !== undefined ? { startHeight: cfg.startHeight } : {}),
       intervalMs: cfg.pollMs,
       mempoolPollMs: j.mempoolPollMs,

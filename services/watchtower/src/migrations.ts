@@ -2,7 +2,7 @@ import type { Migration } from "@ln/postgres";
 
 /**
  * Every table of the watchtower's schema, in one version sequence: the chain watcher's (1, 2) and
- * the tower's (3). Append-only.
+ * the tower's (3, 4). Append-only.
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -45,5 +45,16 @@ export const MIGRATIONS: readonly Migration[] = [
                    signed_at timestamptz NOT NULL DEFAULT now());
                  CREATE INDEX tower_justice_ntxid ON ${s}.tower_justice (ntxid);
                  CREATE TABLE ${s}.tower_cursor (id integer PRIMARY KEY CHECK (id = 1), cursor jsonb NOT NULL);`,
+  },
+  {
+    version: 4,
+    // Durable claims on breaches (justice/claims.ts): a replica works on a breach, calling the
+    // node and the signer, with no transaction open; claim_seq fences a claim that expired and
+    // was taken over (even by the same replica), so a stale outcome is never recorded.
+    sql: (s) => `ALTER TABLE ${s}.tower_breaches
+                   ADD COLUMN claimed_by text,
+                   ADD COLUMN claimed_until timestamptz,
+                   ADD COLUMN claim_seq bigint NOT NULL DEFAULT 0,
+                   ADD CONSTRAINT tower_breaches_claim CHECK ((claimed_by IS NULL) = (claimed_until IS NULL));`,
   },
 ];

@@ -1,9 +1,9 @@
 /** A channel whose peer breaches, on a real regtest node, with the real signer (gRPC mTLS, Postgres). */
-import { recordingLog, type LogRecord } from "@ln/log";
 import { randomBytes } from "node:crypto";
 import { msat, sat, txidFromHex } from "@ln/bitcoin";
 import { RpcError } from "@ln/chain-client";
 import { defaultSweepScript, encodeSealedRecord, sealRecord } from "@ln/justice";
+import { recordingLog, type LogRecord } from "@ln/log";
 import { newRegistry } from "@ln/metrics";
 import type { Regtest } from "@ln/regtest";
 import { commitmentParamsMsg, SignerClient } from "@ln/signer-client";
@@ -149,9 +149,8 @@ export const publishRecord = async (nc: NatsConnection, subject: string, b: { re
 export interface RunningTower {
   tower: JusticeTower;
   metrics: ReturnType<typeof towerMetrics>;
-  logs: string[];
-  /** The same records with their level and alert flag. */
-  records: LogRecord[];
+  /** What the tower logged, as recorded (level, alert, msg, fields). */
+  logs: LogRecord[];
   sends: Send[];
   client: SignerClient;
   stop(): Promise<void>;
@@ -181,8 +180,7 @@ export async function startTower(o: {
     { ca: o.signer.pems.ca, cert: o.signer.pems.towerCert, key: o.signer.pems.towerKey },
     { ...CLIENT_OPTIONS, "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 500 },
   );
-  const logs: string[] = [];
-  const records: LogRecord[] = [];
+  const logs: LogRecord[] = [];
   const sends: Send[] = [];
   const metrics = towerMetrics(newRegistry("watchtower"));
   const tower = new JusticeTower({
@@ -192,10 +190,7 @@ export async function startTower(o: {
     signer: client,
     settings: { ...SETTINGS, ...o.settings },
     metrics,
-    log: recordingLog((r) => {
-      records.push(r);
-      logs.push(r.msg);
-    }),
+    log: recordingLog((r) => logs.push(r)),
     startHeight: o.startHeight ?? o.rt.height() + 1,
     intervalMs: 50,
     mempoolPollMs: 50,
@@ -209,7 +204,6 @@ export async function startTower(o: {
     tower,
     metrics,
     logs,
-    records,
     sends,
     client,
     async stop() {

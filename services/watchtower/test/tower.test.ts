@@ -238,16 +238,16 @@ describe("the tower keeps at it", () => {
     const from = rt.height() + 1;
     await rt.submit(b.breach.toHex());
     await until(async () => (await t.metrics.waiting.get()).values[0]!.value > 0, "the alert gauge");
-    // The breach itself is an alert at level warn (being handled); the unsigned justice, at error.
-    expect(t.records.find((r) => r.alert)).toMatchObject({
-      level: "warn",
-      fields: { txid: b.breach.getId() },
-    });
-    const alert = t.records.find((r) => r.alert && r.level === "error");
-    expect(alert).toMatchObject({ fields: { breach: b.breach.getId() } });
+    // The breach itself is an alert too (level warn): this one is the signer's.
+    const alert = t.logs.find((l) => l.alert && l.msg.startsWith("the signer is unreachable"));
+    expect(alert?.level).toBe("error");
     expect(alert?.msg).toMatch(/20 blocks remain before the revoked commitment's delay runs out/);
+    expect(alert?.fields).toMatchObject({ breach: b.breach.getId(), blocksLeft: 20 });
     await rt.mine(3);
-    await until(() => t.logs.some((l) => /^ALERT.* 17 blocks remain/.test(l)), "the alert counting down");
+    await until(
+      () => t.logs.some((l) => l.alert && l.fields["blocksLeft"] === 17 && / 17 blocks remain/.test(l.msg)),
+      "the alert counting down",
+    );
     expect((await t.metrics.waiting.get()).values[0]!.value).toBe(1);
     expect((await t.metrics.signerWaits.get()).values[0]!.value).toBeGreaterThan(0);
     expect(await mempoolSpenders(rt, b.breach.getId())).toEqual([]);
@@ -380,7 +380,10 @@ describe("records", () => {
     await js.publish(p.subject, payloads[0]!, { msgID: "again" }); // stored once
     const count = async (): Promise<number> =>
       (await pool.query(`SELECT count(*)::int AS n FROM "${p.schema}".tower_records`)).rows[0].n;
-    await until(() => t.logs.some((l) => l.startsWith("could not store")), "a failed insert");
+    await until(
+      () => t.logs.some((l) => l.level === "warn" && l.msg.startsWith("could not store")),
+      "a failed insert",
+    );
     expect(await count()).toBe(0);
     const malformed = async () =>
       (await t.metrics.recordsRejected.get()).values.find((v) => v.labels.reason === "malformed")?.value;

@@ -183,6 +183,15 @@ export class ApiStore {
     return { id: row.id, label: row.label, scopes: row.scopes.filter(isScope) };
   }
 
+  /** Whether the token with this id is still live (not revoked): long requests check it again. */
+  async tokenLive(id: string): Promise<boolean> {
+    const r = await this.pool.query(
+      `SELECT 1 FROM ${this.t("api_tokens")} WHERE id = $1 AND revoked_at IS NULL`,
+      [id],
+    );
+    return r.rowCount === 1;
+  }
+
   /** Writes an audit row (before the call acts: no status yet); returns its id. */
   async auditStart(e: AuditStart): Promise<string> {
     const r = await this.pool.query<{ id: string }>(

@@ -18,6 +18,8 @@ import type pg from "pg";
 import { ApiStore, type AuditStart, type Scope, type TokenInfo, type TokenRecord } from "./api-store.js";
 import * as B from "./backend.js";
 import { consolePage } from "./console/index.js";
+import { EventFeed } from "../events/feed.js";
+import { DEFAULT_EVENT_STREAM_LIMITS, eventRoutes, type EventStreamLimits } from "./events.js";
 import { ApiError, mapError } from "./errors.js";
 import { RequestMetrics } from "./metrics.js";
 import * as S from "@ln/control-api";
@@ -63,6 +65,11 @@ export interface ApiOptions {
    * port; the API port has no /metrics). Default: a new one with the process metrics.
    */
   registry?: Registry;
+  /**
+   * GET /v1/events: the process's one EventFeed (shared with the NATS relay; default: one made
+   * here, closed with the app) and the streams' bounds.
+   */
+  events?: { feed?: EventFeed; limits?: Partial<EventStreamLimits> };
 }
 
 /** Builds the control API (migrating its tables first). Call `listen` or `inject` on the result. */
@@ -211,6 +218,18 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   });
 
   await app.register(routes, { store, backend: opts.backend, tokens });
+  let feed = opts.events?.feed;
+  if (!feed) {
+    const own = new EventFeed({ pool: opts.pool, schema: store.schema });
+    app.addHook("onClose", () => own.close());
+    feed = own;
+  }
+  await app.register(eventRoutes, {
+    store,
+    feed,
+    tokens,
+    limits: { ...DEFAULT_EVENT_STREAM_LIMITS, ...opts.events?.limits },
+  });
   await app.register(consolePage);
   return app;
 }

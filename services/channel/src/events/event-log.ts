@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 
@@ -8,9 +9,11 @@ import type pg from "pg";
  * Ordering without gaps: a sequence number drawn from a Postgres sequence is not in commit order
  * (transaction 1 draws 4, transaction 2 draws 5 and commits first: a reader at 5 never sees 4).
  * So `seq` is the writing transaction's id (xid8) shifted left 16 bits, plus the event's place
- * within the transaction; and a reader is only given events of transactions older than every
- * transaction still running (the snapshot's xmin). No transaction that commits later can have an
- * id below that bound, so once a reader has passed a seq, no event will ever appear before it.
+ * within the transaction; and a reader is only given events below a horizon no later commit can
+ * go under. Every appending transaction first takes a shared advisory lock (`beginEvents`, before
+ * it has an id); the horizon is the lowest id of a transaction holding that lock, or the next id
+ * to be assigned if none does. Waiting only on appenders (not on the snapshot's xmin) means a long
+ * transaction elsewhere in the database never stalls the stream.
  */
 
 export type EventKind = "payment" | "invoice" | "channel";
@@ -31,6 +34,51 @@ export interface StatusEvent extends Required<StatusChange> {
   at: Date;
 }
 
+/** Misuse of the log: appending outside an event transaction (a gap readers could pass). */
+export class EventLogError extends Error {
+  override readonly name = "EventLogError";
+}
+
+/** The advisory lock appenders share: class "LNEV", object from the schema name. */
+const LOCK_CLASS = 0x4c4e4556;
+const lockObject = (schema: string): number =>
+  createHash("sha256").update(schema).digest().readUInt32BE(0) & 0x7fffffff;
+
+/**
+ * Marks `c`'s transaction (just begun, no id yet) as one that may append events: readers hold
+ * their horizon below it until it ends. Must come before any statement that writes.
+ */
+export async function beginEvents(c: pg.ClientBase, schema: string): Promise<void> {
+  const r = await c.query<{ fresh: boolean }>(
+    `SELECT pg_current_xact_id_if_assigned() IS NULL AS fresh,
+            pg_advisory_xact_lock_shared($1, $2) IS NULL AS locked`,
+    [LOCK_CLASS, lockObject(schema)],
+  );
+  if (r.rows[0]?.fresh !== true)
+    throw new EventLogError("beginEvents must come before the transaction's first write");
+}
+
+/** Runs `fn` in one transaction that may append events (BEGIN, beginEvents, fn, COMMIT). */
+export async function inEventTransaction<T>(
+  pool: pg.Pool,
+  schema: string,
+  fn: (c: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const c = await pool.connect();
+  try {
+    await c.query("BEGIN");
+    await beginEvents(c, schema);
+    const result = await fn(c);
+    await c.query("COMMIT");
+    return result;
+  } catch (e) {
+    await c.query("ROLLBACK").catch(() => undefined);
+    throw e;
+  } finally {
+    c.release();
+  }
+}
+
 /** Events a single transaction may append: the low 16 bits of seq. */
 export const MAX_EVENTS_PER_TRANSACTION = 0xffff;
 /** The Postgres channel NOTIFY'd at each commit that appended events (`<schema>_events`). */
@@ -48,12 +96,17 @@ export async function appendEvents(
   if (changes.length === 0) return;
   const q = quoteSchema(schema);
   // The events this transaction appended already (earlier calls): ours are after them.
-  const r = await c.query<{ base: string; n: string }>(
+  const r = await c.query<{ base: string; n: string; held: boolean }>(
     `SELECT (pg_current_xact_id()::text::bigint << 16) AS base,
+            EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+                     AND classid = $1 AND objid = $2 AND objsubid = 2 AND granted) AS held,
             (SELECT count(*) FROM ${q}.events
               WHERE seq >= (pg_current_xact_id()::text::bigint << 16)
                 AND seq < ((pg_current_xact_id()::text::bigint + 1) << 16)) AS n`,
+    [LOCK_CLASS, lockObject(schema)],
   );
+  if (r.rows[0]?.held !== true)
+    throw new EventLogError("appendEvents outside an event transaction (call beginEvents first)");
   const base = BigInt(r.rows[0]?.base ?? "0");
   const n = Number(r.rows[0]?.n ?? "0");
   if (n + changes.length > MAX_EVENTS_PER_TRANSACTION)
@@ -97,14 +150,35 @@ export class EventLog {
     this.q = quoteSchema(schema);
   }
 
-  /** Up to `limit` events with seq > `after`, of transactions older than every running one. */
+  /**
+   * The lowest seq a commit may still add. One statement: its snapshot's next id is taken before
+   * pg_locks is read, so an appender not yet holding an id then gets one above it; an appender
+   * gone from pg_locks has committed (locks go after the commit is visible), so the next
+   * statement's snapshot sees its events.
+   */
+  private async horizon(): Promise<bigint> {
+    const r = await this.pool.query<{ horizon: string }>(
+      `WITH snap AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax),
+            locks AS MATERIALIZED (SELECT locktype, pid, classid, objid, objsubid, granted, transactionid
+                                     FROM pg_locks),
+            holders AS (SELECT pid FROM locks WHERE locktype = 'advisory' AND classid = $1
+                          AND objid = $2 AND objsubid = 2 AND granted),
+            xids AS (SELECT t.transactionid::text::bigint AS xid32 FROM locks t
+                       JOIN holders h ON h.pid = t.pid WHERE t.locktype = 'transactionid')
+       SELECT (LEAST(snap.xmax, min(snap.xmax - (((snap.xmax % 4294967296) - xids.xid32 + 4294967296) % 4294967296))) << 16)::text AS horizon
+         FROM snap LEFT JOIN xids ON true GROUP BY snap.xmax`,
+      [LOCK_CLASS, lockObject(this.schema)],
+    );
+    return BigInt(r.rows[0]?.horizon ?? "0");
+  }
+
+  /** Up to `limit` events with seq > `after`, of transactions no appender can still precede. */
   async after(after: bigint, limit = 500): Promise<StatusEvent[]> {
+    const horizon = await this.horizon();
     const r = await this.pool.query<EventDbRow>(
       `SELECT seq::text AS seq, kind, subject, status, detail, at FROM ${this.q}.events
-        WHERE seq > $1
-          AND seq < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)
-        ORDER BY seq LIMIT $2`,
-      [after.toString(), limit],
+        WHERE seq > $1 AND seq < $2 ORDER BY seq LIMIT $3`,
+      [after.toString(), horizon.toString(), limit],
     );
     return r.rows.map((x) => ({
       seq: BigInt(x.seq),
@@ -118,9 +192,10 @@ export class EventLog {
 
   /** The highest seq a reader may be given now (0 with none): where a new follower starts. */
   async head(): Promise<bigint> {
+    const horizon = await this.horizon();
     const r = await this.pool.query<{ seq: string | null }>(
-      `SELECT max(seq)::text AS seq FROM ${this.q}.events
-        WHERE seq < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)`,
+      `SELECT max(seq)::text AS seq FROM ${this.q}.events WHERE seq < $1`,
+      [horizon.toString()],
     );
     return BigInt(r.rows[0]?.seq ?? "0");
   }

@@ -1,11 +1,17 @@
 // The operator's console, run in the browser: asks for a control API token, then reads the /v1
-// routes with it and renders them, refreshing every few seconds. The token lives in this tab's
+// routes with it and renders them again whenever GET /v1/events reports a status change (a
+// streaming fetch: EventSource cannot send the Authorization header). The token lives in this tab's
 // sessionStorage only and travels only in the Authorization header, never in a URL. Everything is
 // built with DOM calls and text nodes, never parsed from HTML strings: peer-supplied strings
 // (failure reasons) must not become markup. Plain JavaScript so the API can serve it without a build step.
 
 const TOKEN_KEY = "ln-console-token";
-const REFRESH_MS = 5000;
+/** Block height and the wallet are not status events: they are read again this often. */
+const SLOW_REFRESH_MS = 60_000;
+/** Events arriving together cause one reload. */
+const EVENT_DEBOUNCE_MS = 150;
+const RECONNECT_MIN_MS = 1000;
+const RECONNECT_MAX_MS = 30_000;
 /** Channel details (for HTLCs) are fetched one request each: cap them for a node with many. */
 const MAX_DETAILS = 50;
 const PAYMENTS_SHOWN = 20;
@@ -203,13 +209,124 @@ function render(data) {
   );
 }
 
+// ---- live updates: GET /v1/events ----------------------------------------------------------
+
+/** The open stream (its AbortController), the last seq seen, and the pending reconnect or reload. */
+const live = {
+  abort: undefined,
+  lastId: undefined,
+  retryMs: RECONNECT_MIN_MS,
+  retryTimer: undefined,
+  reloadTimer: undefined,
+};
+
+function stopEvents() {
+  live.abort?.abort();
+  live.abort = undefined;
+  clearTimeout(live.retryTimer);
+  live.retryTimer = undefined;
+  clearTimeout(live.reloadTimer);
+}
+
+/** Splits text/event-stream into frames; returns the frames complete so far and keeps the rest. */
+function parseFrames(state, text) {
+  state.buffer += text.replace(/\r\n?/g, "\n");
+  const frames = [];
+  for (let at = state.buffer.indexOf("\n\n"); at >= 0; at = state.buffer.indexOf("\n\n")) {
+    const frame = {};
+    for (const line of state.buffer.slice(0, at).split("\n")) {
+      const colon = line.indexOf(":");
+      if (colon <= 0) continue;
+      frame[line.slice(0, colon)] = line.slice(colon + 1).replace(/^ /, "");
+    }
+    state.buffer = state.buffer.slice(at + 2);
+    if (frame.event !== undefined || frame.data !== undefined) frames.push(frame);
+  }
+  return frames;
+}
+
+/** Follows the event stream; each event schedules one reload; a disconnect resumes after lastId. */
+async function followEvents(token) {
+  stopEvents();
+  const abort = new AbortController();
+  live.abort = abort;
+  let reason;
+  try {
+    const headers = { authorization: `Bearer ${token}`, accept: "text/event-stream" };
+    if (live.lastId !== undefined) headers["last-event-id"] = live.lastId;
+    const res = await fetch("v1/events", {
+      headers,
+      cache: "no-store",
+      credentials: "omit",
+      signal: abort.signal,
+    });
+    if (res.status === 401 || res.status === 403) {
+      const body = await res.json().catch(() => undefined);
+      const err = body && body.error ? body.error : {};
+      return showLogin(
+        explain(new HttpError(res.status, err.code ?? `HTTP_${res.status}`, err.message ?? "")),
+      );
+    }
+    if (!res.ok || !res.body) throw new Error(`the event stream answered ${res.status}`);
+    const resumed = live.lastId !== undefined;
+    live.lastId ??= res.headers.get("x-events-after") ?? undefined;
+    live.retryMs = RECONNECT_MIN_MS;
+    setLiveText(true);
+    // Block height and the wallet may have moved while no stream was open.
+    if (resumed) scheduleReload();
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    const state = { buffer: "" };
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      for (const f of parseFrames(state, decoder.decode(value, { stream: true }))) {
+        if (f.event === "end") {
+          const err = JSON.parse(f.data ?? "{}").error ?? {};
+          if (err.code === "TOKEN_REVOKED") return showLogin(`Token rejected: ${err.message ?? "revoked"}`);
+          reason = err.message;
+          continue;
+        }
+        if (f.id !== undefined) live.lastId = f.id;
+        scheduleReload();
+      }
+    }
+  } catch (e) {
+    if (abort.signal.aborted) return;
+    reason = e instanceof Error ? e.message : String(e);
+  }
+  if (abort.signal.aborted || live.abort !== abort) return;
+  live.abort = undefined;
+  setLiveText(false, reason);
+  live.retryTimer = setTimeout(() => {
+    live.retryTimer = undefined;
+    const t = sessionStorage.getItem(TOKEN_KEY);
+    if (t) void followEvents(t);
+  }, live.retryMs);
+  live.retryMs = Math.min(live.retryMs * 2, RECONNECT_MAX_MS);
+}
+
+function scheduleReload() {
+  clearTimeout(live.reloadTimer);
+  live.reloadTimer = setTimeout(() => void refresh(), EVENT_DEBOUNCE_MS);
+}
+
+function setLiveText(connected, reason) {
+  $("updated").textContent = connected
+    ? `Updated ${new Date().toLocaleTimeString()}; live (status events)`
+    : `Live updates interrupted${reason ? ` (${reason})` : ""}; reconnecting`;
+}
+
 // ---- session --------------------------------------------------------------------------------
 
 let timer;
 let busy = false;
+let again = false;
 
 function showLogin(message) {
   clearTimeout(timer);
+  stopEvents();
+  live.lastId = undefined;
   sessionStorage.removeItem(TOKEN_KEY);
   $("dashboard").hidden = true;
   $("toolbar").hidden = true;
@@ -232,7 +349,11 @@ function explain(e) {
 async function refresh() {
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (!token) return showLogin();
-  if (busy) return;
+  if (busy) {
+    // An event during a reload: reload once more after it, so nothing is left unseen.
+    again = true;
+    return;
+  }
   busy = true;
   clearTimeout(timer);
   try {
@@ -241,8 +362,8 @@ async function refresh() {
     $("dashboard").hidden = false;
     $("toolbar").hidden = false;
     $("login").hidden = true;
-    $("updated").textContent =
-      `Updated ${new Date().toLocaleTimeString()}; refreshes every ${REFRESH_MS / 1000} s`;
+    if (live.abort === undefined && live.retryTimer === undefined) void followEvents(token);
+    else if (live.abort !== undefined) setLiveText(true);
   } catch (e) {
     if (e instanceof HttpError && (e.status === 401 || e.status === 403)) return showLogin(explain(e));
     $("banner").textContent = `${explain(e)}. Showing the last data; retrying.`;
@@ -250,10 +371,14 @@ async function refresh() {
   } finally {
     busy = false;
   }
+  if (again) {
+    again = false;
+    return void refresh();
+  }
+  // Status changes come as events; block height and the wallet are read again now and then.
   timer = setTimeout(() => {
-    // A hidden tab stops polling; visibilitychange below catches up when it is shown again.
     if (!document.hidden) void refresh();
-  }, REFRESH_MS);
+  }, SLOW_REFRESH_MS);
 }
 
 $("login").addEventListener("submit", (ev) => {

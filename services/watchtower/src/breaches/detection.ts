@@ -1,0 +1,185 @@
+/*~ Breach detection: the normalized txid of every transaction in blocks and the mempool, its
+ * locator looked up among the stored records, and on a match the record opened (which only the
+ * breach itself can do) and the breach stored, once, for the justice worker. */
+import { RpcError } from "@ln/chain-client";
+import { locatorOf, openRecord, RecordError, type RevocationRecord } from "@ln/justice";
+import { inTransaction } from "@ln/postgres";
+import { normalizedTxidOfRaw, TxParseError } from "@ln/tx";
+import type { TowerContext } from "../context.js";
+import { newBreach, type BreachState } from "../justice-core.js";
+
+export interface SeenTx {
+  txid: string;
+  hex: string;
+}
+
+interface RecordRow {
+  locator: Buffer;
+  blob_hash: Buffer;
+  blob: Buffer;
+}
+
+/** Locators per lookup query; a 4,000-transaction block makes four, overlapping with the hashing. */
+const LOOKUP_CHUNK = 1000;
+
+/** The revoked commitment's delay in blocks; a time delay counts as 10-minute blocks. */
+const delayBlocksOf = (r: RevocationRecord): number =>
+  "blocks" in r.params.delay ? r.params.delay.blocks : Math.floor(r.params.delay.seconds / 600);
+
+export class BreachDetector {
+  /** Mempool txids already looked at; what left the mempool is forgotten at the next poll. */
+  private mempoolSeen = new Set<string>();
+
+  /** `onBreach` is handed every matched breach (new or known) once it is stored. */
+  constructor(
+    private readonly ctx: TowerContext,
+    private readonly onBreach: (ntxid: Buffer) => Promise<void>,
+  ) {}
+
+  /**
+   * Looks up the normalized txids of these transactions in one query and hands on every breach
+   * found. Returns how many breaches were matched.
+   */
+  async match(txs: readonly SeenTx[], where: "block" | "mempool"): Promise<number> {
+    const byLocator = new Map<string, { tx: SeenTx; ntxid: Buffer }[]>();
+    // Looked up a chunk at a time as the hashing goes: Postgres probes the index for one chunk
+    // (another process, another core) while this one hashes the next.
+    const lookups: Promise<RecordRow[]>[] = [];
+    let chunk: Buffer[] = [];
+    const flush = async (): Promise<void> => {
+      const lookup = this.lookup(chunk);
+      // Handled now, awaited below: a failure meanwhile must not count as an unhandled rejection.
+      lookup.catch(() => undefined);
+      lookups.push(lookup);
+      chunk = [];
+      // Lets the pool send it now: the hashing between two chunks never yields.
+      await new Promise((resolve) => setImmediate(resolve));
+    };
+    for (const tx of txs) {
+      let ntxid: Buffer;
+      try {
+        // From the bytes: a bitcoinjs Transaction per transaction would cost ten times the hashing.
+        ntxid = normalizedTxidOfRaw(Buffer.from(tx.hex, "hex"));
+      } catch (e) {
+        if (e instanceof TxParseError) continue; // not a transaction: not a commitment either
+        throw e;
+      }
+      const locator = locatorOf(ntxid);
+      const key = locator.toString("hex");
+      const same = byLocator.get(key);
+      if (same !== undefined) {
+        same.push({ tx, ntxid });
+        continue;
+      }
+      byLocator.set(key, [{ tx, ntxid }]);
+      chunk.push(locator);
+      if (chunk.length === LOOKUP_CHUNK) await flush();
+    }
+    if (chunk.length > 0) await flush();
+    const rows = (await Promise.all(lookups)).flat();
+    let found = 0;
+    for (const row of rows)
+      for (const { tx, ntxid } of byLocator.get(row.locator.toString("hex")) ?? []) {
+        let record: RevocationRecord;
+        try {
+          record = openRecord(row.blob, ntxid);
+        } catch (e) {
+          if (!(e instanceof RecordError)) throw e;
+          this.ctx.metrics?.recordsRejected.inc({ reason: "unopenable" });
+          this.ctx.log.warn(`a record matched transaction ${tx.txid} but does not open; ignored`, {
+            txid: tx.txid,
+            code: e.code,
+          });
+          continue;
+        }
+        found++;
+        const inserted = await this.ctx.pool.query(
+          `INSERT INTO ${this.ctx.table("tower_breaches")} (ntxid, locator, blob_hash, breach_hex, state)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ntxid) DO NOTHING`,
+          [
+            ntxid,
+            row.locator,
+            row.blob_hash,
+            tx.hex,
+            JSON.stringify(newBreach(tx.txid, delayBlocksOf(record))),
+          ],
+        );
+        if (inserted.rowCount === 1) {
+          this.ctx.metrics?.breaches.inc({ where });
+          this.ctx.log.alert(
+            `BREACH: transaction ${tx.txid} (${where}) is the revoked commitment ${record.revokedNumber} of signer channel ${record.signerChannel}; making justice`,
+            { level: "warn", breach: tx.txid, signerChannel: Number(record.signerChannel), where },
+          );
+        } else if (where === "block") await this.adopt(ntxid, tx, record);
+        await this.onBreach(ntxid);
+      }
+    return found;
+  }
+
+  /**
+   * The records under these locators. They go as one bytea cut up server-side: a bytea[]
+   * parameter goes as escaped text, which both sides take longer to encode and parse than
+   * Postgres takes for the index probes.
+   */
+  private async lookup(locators: readonly Buffer[]): Promise<RecordRow[]> {
+    const r = await this.ctx.pool.query<RecordRow>(
+      `SELECT r.locator, r.blob_hash, r.blob
+         FROM generate_series(0, length($1::bytea) / 16 - 1) i
+         JOIN ${this.ctx.table("tower_records")} r ON r.locator = substring($1::bytea FROM i * 16 + 1 FOR 16)`,
+      [Buffer.concat(locators)],
+    );
+    return r.rows;
+  }
+
+  /**
+   * The peer may re-sign its half again after a reorg: a block holding another version of a breach
+   * we know (same normalized txid, other txid) makes every justice built so far invalid on this
+   * chain (its inputs are gone), so the breach is planned afresh against the version in the block.
+   * The old versions stay in tower_justice for the record; they can no longer be mined. A claim
+   * on the breach is cleared (and its sequence moved on): the work under it was for the old
+   * version, and its outcome must not be recorded over the new plan.
+   */
+  private async adopt(ntxid: Buffer, tx: SeenTx, record: RevocationRecord): Promise<void> {
+    // Short: a read and a write, no call to the node or the signer under the row lock.
+    const old = await inTransaction(this.ctx.pool, async (c) => {
+      const r = await c.query<{ state: BreachState }>(
+        `SELECT state FROM ${this.ctx.table("tower_breaches")} WHERE ntxid = $1 FOR UPDATE`,
+        [ntxid],
+      );
+      const state = r.rows[0]?.state;
+      if (state === undefined || state.breachTxid === tx.txid) return undefined;
+      const fresh = { ...newBreach(tx.txid, delayBlocksOf(record)), refusals: state.refusals };
+      await c.query(
+        `UPDATE ${this.ctx.table("tower_breaches")}
+            SET breach_hex = $2, state = $3, updated_at = now(),
+                claimed_by = NULL, claimed_until = NULL, claim_seq = claim_seq + 1
+          WHERE ntxid = $1`,
+        [ntxid, tx.hex, JSON.stringify(fresh)],
+      );
+      return state;
+    });
+    if (old !== undefined)
+      this.ctx.log.warn(
+        `the revoked commitment was mined as another version (${tx.txid}, was ${old.breachTxid}): justice is rebuilt for it`,
+        { breach: tx.txid },
+      );
+  }
+
+  /** One look at the mempool: the transactions not seen at the previous look are matched. */
+  async pollMempool(): Promise<number> {
+    const ids = await this.ctx.rpc.getRawMempool();
+    const fresh = ids.filter((id) => !this.mempoolSeen.has(id));
+    const txs: SeenTx[] = [];
+    for (const txid of fresh) {
+      try {
+        txs.push({ txid, hex: (await this.ctx.rpc.getRawTransaction(txid, false)) as string });
+      } catch (e) {
+        if (!(e instanceof RpcError)) throw e; // mined or evicted meanwhile: the block shows it
+      }
+    }
+    const found = await this.match(txs, "mempool");
+    // Only after the match: a failure retries these txids at the next poll.
+    this.mempoolSeen = new Set(ids);
+    return found;
+  }
+}
