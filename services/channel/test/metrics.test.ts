@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApi, MemoryBackend } from "../src/api/index.js";
 import type { ChannelState, Input, Output } from "@ln/channel-core";
 import { registerNodeMetrics, registerServiceMetrics } from "../src/api/metrics.js";
-import { ChannelRunner } from "../src/runner.js";
-import { ChannelStore, type Transition } from "../src/store.js";
+import { ChannelRunner } from "../src/channels/runner.js";
+import { ChannelStore, type Transition } from "../src/channels/store.js";
 
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
 const schema = `channel_metrics_${randomBytes(6).toString("hex")}`;

@@ -17,7 +17,7 @@ import {
   type Withdrawal,
   type WithdrawalRecord,
 } from "../src/api/index.js";
-import { Wallet } from "../src/wallet.js";
+import { Wallet } from "../src/onchain/wallet.js";
 import { FakeChain, startWalletFixture, type WalletFixture } from "./wallet-fixture.js";
 
 /** The API's backend with the real wallet behind withdrawals (as ChannelNodeBackend.withdraw). */

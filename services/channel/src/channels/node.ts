@@ -27,18 +27,18 @@ import {
 import type { SignerClient } from "@ln/signer-client";
 import { Transaction } from "bitcoinjs-lib";
 import { headers, type NatsConnection, type Subscription } from "nats";
-import { signedBroadcast } from "./broadcast.js";
-import { Ledger } from "./ledger.js";
+import { signedBroadcast } from "../onchain/broadcast.js";
+import { Ledger } from "../payments/ledger.js";
 import { ChannelRunner, type EffectSink } from "./runner.js";
 import { fulfilledPreimages, grpcCoreSigner, recordPeerRevocation } from "./signer-adapter.js";
-import { ChainRequestError } from "./chain-requests.js";
+import { ChainRequestError } from "../onchain/chain-requests.js";
 import { behindRefusal, signerStatus } from "./data-loss.js";
 import {
   checkInboundOpening,
   DEFAULT_INBOUND_OPENING_LIMITS,
   type InboundOpeningLimits,
-} from "./inbound-openings.js";
-import { parseOutputWatchId } from "./resolution.js";
+} from "../peers/inbound-openings.js";
+import { parseOutputWatchId } from "../onchain/resolution.js";
 import { StoreError, type ChannelRow, type ChannelStore, type OutboxMessage } from "./store.js";
 
 /** What the node needs from the chain watcher (chain-requests.ts over NATS in production). */
