@@ -1,8 +1,10 @@
 /*~ The channel service: runs the pure channel state machine per channel, persists every
  * transition with its outbound messages in one Postgres transaction (persist, then send), keeps the
  * on-chain wallet's books, and serves the HTTP control API. The process is main.ts; this index
- * exports its parts for tests and tools: the store and runner, the node (node.ts: peers, chain
- * events, effects, the payee, leases), the wallet, the NATS links and the control API. */
+ * exports its parts for tests and tools. One folder per job: channels/ (the store, the runner,
+ * the node that composes the rest, leases, effects), peers/ (routing, the one send path, the
+ * gateway's control requests), payments/ (the ledger, the payee), onchain/ (wallet, resolution,
+ * chain and tower links), api/ (the control API), events/ (the status event log). */
 export * from "./channels/store.js";
 export * from "./channels/runner.js";
 export * from "./migrations.js";
@@ -13,6 +15,8 @@ export * from "./peers/peer-requests.js";
 export * from "./onchain/broadcast.js";
 export * from "./payments/ledger.js";
 export * from "./channels/node.js";
+export * from "./channels/ports.js";
+export { NodeError } from "./channels/errors.js";
 export * from "./api/node-backend.js";
 export * from "./onchain/tower-link.js";
 export * from "./onchain/resolution.js";

@@ -15,7 +15,8 @@ import {
   type WithdrawalRecord,
 } from "./backend.js";
 import { paymentId, type Ledger, type PaymentRow } from "../payments/ledger.js";
-import type { ChannelNode, PeerControl } from "../channels/node.js";
+import type { ChannelNode } from "../channels/node.js";
+import type { PeerControl } from "../channels/ports.js";
 import type { Resolver } from "../onchain/resolution.js";
 import type { ChannelRow, ChannelStore } from "../channels/store.js";
 
