@@ -31,3 +31,4 @@ export {
   type Payment,
 } from "./api/index.js";
 export * from "./peers/inbound-openings.js";
+export * from "./service.js";
