@@ -17,7 +17,9 @@ import pg from "pg";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { msat, sat } from "@ln/bitcoin";
-import { ApiStore, buildApi, MemoryBackend, type ChannelDetail, type Payment } from "@ln/channel-service";
+import { ApiStore, buildApi, type ChannelDetail, type Payment } from "@ln/channel-service";
+// The test-only in-memory backend lives with the channel service's tests, not in its sources.
+import { MemoryBackend } from "../../services/channel/test/memory-backend.js";
 
 const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const SCREENSHOT_DIR = fileURLToPath(new URL("../../test-results/", import.meta.url));

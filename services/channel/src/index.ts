@@ -24,7 +24,6 @@ export * from "./onchain/wallet.js";
 export {
   ApiStore,
   buildApi,
-  MemoryBackend,
   type ApiOptions,
   type ChannelDetail,
   type NodeBackend,
