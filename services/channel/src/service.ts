@@ -142,9 +142,9 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     terms: s.terms,
     ...(s.inboundOpenings ? { inboundOpenings: s.inboundOpenings } : {}),
     ...(s.maxPeerBacklog ? { maxPeerBacklog: s.maxPeerBacklog } : {}),
+    ...(deps.onCommitRound ? { onCommitRound: deps.onCommitRound } : {}),
     log,
   });
-  node.runner.onCommitRound = deps.onCommitRound;
   const backend = new ChannelNodeBackend({
     node,
     resolution,

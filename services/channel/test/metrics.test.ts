@@ -184,7 +184,7 @@ describe("the channel service's own metrics", () => {
       ],
       () => t,
     );
-    runner.onCommitRound = m.commitRound; // as main.ts sets it on the node's runner
+    runner.onCommitRound = m.commitRound; // as buildChannelService passes it to the node's runner
     const command: Input = { type: "resume" };
     await runner.input("c1", command);
     t += 1000;

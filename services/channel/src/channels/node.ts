@@ -56,6 +56,8 @@ export interface ChannelNodeOptions {
    * with the connection, and the next connection retransmits them (draft 1.2).
    */
   maxPeerBacklog?: number;
+  /** A commitment round completed (the channel_commitment_round_seconds histogram). */
+  onCommitRound?: (seconds: number) => void;
   log: LogLine;
 }
 
@@ -120,6 +122,7 @@ export class ChannelNode {
       grpcCoreSigner(o.signer, (id) => registry.signerChannel(id)),
       link,
       effects.sink,
+      o.onCommitRound ? { onCommitRound: o.onCommitRound } : {},
     );
     this.openings = new Openings({
       store: o.store,
