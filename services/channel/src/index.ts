@@ -1,7 +1,8 @@
 /*~ The channel service: runs the pure channel state machine per channel, persists every
  * transition with its outbound messages in one Postgres transaction (persist, then send), keeps the
- * on-chain wallet's books, and serves the HTTP control API. The process is main.ts; this index
- * exports its parts for tests and tools. One folder per job: channels/ (the store, the runner,
+ * on-chain wallet's books, and serves the HTTP control API. The process is main.ts, built by
+ * service.ts (buildChannelService, which the cross tests call too); this index exports its parts
+ * for tests and tools. One folder per job: channels/ (the store, the runner,
  * the node that composes the rest, leases, effects), peers/ (routing, the one send path, the
  * gateway's control requests), payments/ (the ledger, the payee), onchain/ (wallet, resolution,
  * chain and tower links), api/ (the control API), events/ (the status event log). */
