@@ -3,7 +3,8 @@ import type pg from "pg";
 
 /**
  * What the HTTP control API needs from the node. Implemented over the ChannelRunner and the wallet
- * when the node is wired; `MemoryBackend` is the in-memory stand-in for tests and local runs.
+ * when the node is wired; `MemoryBackend` (services/channel/test/memory-backend.ts) is the
+ * in-memory stand-in for tests.
  * Amounts are bigint here (branded Sat/Msat); the API turns them into decimal strings.
  */
 export interface NodeBackend {

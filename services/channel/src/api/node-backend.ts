@@ -13,11 +13,12 @@ import {
   type WalletBalance,
   type Withdrawal,
   type WithdrawalRecord,
-} from "./api/backend.js";
-import { paymentId, type Ledger, type PaymentRow } from "./ledger.js";
-import type { ChannelNode, PeerControl } from "./node.js";
-import type { Resolver } from "./resolution.js";
-import type { ChannelRow, ChannelStore } from "./store.js";
+} from "./backend.js";
+import { paymentId, type Ledger, type PaymentRow } from "../payments/ledger.js";
+import type { ChannelNode } from "../channels/node.js";
+import type { PeerControl } from "../channels/ports.js";
+import type { Resolver } from "../onchain/resolution.js";
+import type { ChannelRow, ChannelStore } from "../channels/store.js";
 
 /** The wallet as the API sees it (wallet.ts). */
 export interface WalletApi {

@@ -50,7 +50,7 @@ export class ChannelRunner {
   private readonly queues = new Map<string, Promise<unknown>>();
   /** Per channel: when our update_commit awaiting its revocation was sent (memory only). */
   private readonly commitSentAt = new Map<string, number>();
-  /** Settable after construction (main.ts sets it on the node's runner). */
+  /** Also settable after construction (the node passes it in its options). */
   onCommitRound: ((seconds: number) => void) | undefined;
   private readonly now: () => number;
 

@@ -9,7 +9,7 @@ import { defaultSweepScript, sealRecord } from "@ln/justice";
 import { encodePkt } from "@ln/proto";
 import { inTransaction, quoteSchema } from "@ln/postgres";
 import type pg from "pg";
-import { migrateChannelService } from "./migrations.js";
+import { migrateChannelService } from "../migrations.js";
 
 /**
  * The channel service's own tables (DESIGN.md 6): each channel's state, the numbered messages it

@@ -14,8 +14,8 @@ import { commitmentParamsMsg, type SignerClient } from "@ln/signer-client";
 import { SpendError, type Spend } from "@ln/tx";
 import { Transaction } from "bitcoinjs-lib";
 import type pg from "pg";
-import type { Ledger } from "./ledger.js";
-import type { ChannelStore } from "./store.js";
+import type { Ledger } from "../payments/ledger.js";
+import type { ChannelStore } from "../channels/store.js";
 import { signerRefusal, type Wallet } from "./wallet.js";
 
 /**
