@@ -2,6 +2,8 @@ export {
   ackFor,
   checkOpenChannel,
   createChannel,
+  htlcsToSettle,
+  ourFulfilments,
   MAX_OFFERED_HTLCS,
   stagedViews,
   step,
