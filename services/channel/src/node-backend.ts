@@ -1,5 +1,5 @@
 import { msat, sat, satToMsat, type Locktime, type Msat, type Sat } from "@ln/bitcoin";
-import type { ChannelState } from "@ln/channel-core";
+import type { ChannelState, Output } from "@ln/channel-core";
 import {
   BackendError,
   type BackendErrorCode,
@@ -9,6 +9,7 @@ import {
   type NodeBackend,
   type NodeInfo,
   type Payment,
+  type PaymentRecord,
   type PeerInfo,
   type WalletBalance,
   type Withdrawal,
@@ -17,7 +18,7 @@ import {
 import { paymentId, type Ledger, type PaymentRow } from "./ledger.js";
 import type { ChannelNode, PeerControl } from "./node.js";
 import type { Resolver } from "./resolution.js";
-import type { ChannelRow, ChannelStore } from "./store.js";
+import type { ChannelRow, ChannelStore, WithinTransition } from "./store.js";
 
 /** The wallet as the API sees it (wallet.ts). */
 export interface WalletApi {
@@ -132,14 +133,27 @@ export class ChannelNodeBackend implements NodeBackend {
     };
   }
 
-  async pay(req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime }): Promise<Payment> {
+  async pay(
+    req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime },
+    record?: PaymentRecord,
+  ): Promise<Payment> {
+    // The request's result commits with the step that offers the HTLC and records the payment.
+    const within: WithinTransition | undefined =
+      record &&
+      (async (c, t) => {
+        const added = t.outputs.find(
+          (x): x is Extract<Output, { type: "htlc_added" }> =>
+            x.type === "htlc_added" && x.offerer === "local",
+        );
+        const row = added && (await this.o.ledger.payment(paymentId(req.channelId, added.id), c));
+        if (row) await record.complete(c, payment(row));
+      });
     const outputs = await named(
-      this.o.node.command(req.channelId, {
-        kind: "add_htlc",
-        amountMsat: req.amountMsat,
-        rHash: req.rHash,
-        expiry: req.expiry,
-      }),
+      this.o.node.command(
+        req.channelId,
+        { kind: "add_htlc", amountMsat: req.amountMsat, rHash: req.rHash, expiry: req.expiry },
+        within,
+      ),
     );
     const added = outputs.find((x) => x.type === "htlc_added" && x.offerer === "local");
     const row =

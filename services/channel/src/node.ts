@@ -7,6 +7,7 @@ import {
   signerAhead,
   EXPIRY_TOO_SOON,
   htlcDeadlinePassed,
+  htlcsToSettle,
   DEFAULT_POLICY,
   type ChannelPolicy,
   type ChannelState,
@@ -39,7 +40,13 @@ import {
   type InboundOpeningLimits,
 } from "./inbound-openings.js";
 import { parseOutputWatchId } from "./resolution.js";
-import { StoreError, type ChannelRow, type ChannelStore, type OutboxMessage } from "./store.js";
+import {
+  StoreError,
+  type ChannelRow,
+  type ChannelStore,
+  type OutboxMessage,
+  type WithinTransition,
+} from "./store.js";
 
 /** What the node needs from the chain watcher (chain-requests.ts over NATS in production). */
 export interface ChainPort {
@@ -270,8 +277,11 @@ export class ChannelNode {
     return this.createChannel(peerNodeId, "creator", fundingSat);
   }
 
-  /** An operator command on a channel this replica runs; a rejection names its reason. */
-  async command(channelId: string, command: Command): Promise<Output[]> {
+  /**
+   * An operator command on a channel this replica runs; a rejection names its reason. `within`
+   * writes more in the transaction of the command's step (store.ts WithinTransition).
+   */
+  async command(channelId: string, command: Command, within?: WithinTransition): Promise<Output[]> {
     const row = await this.o.store.row(channelId);
     if (!row) throw new NodeError("NOT_FOUND", `no channel ${channelId}`);
     if (!this.held.has(channelId))
@@ -279,14 +289,14 @@ export class ChannelNode {
         "UNAVAILABLE",
         `channel ${channelId} is run by replica ${row.leaseOwner ?? "(none yet)"}; retry in a few seconds or send the request to that replica`,
       );
-    const outputs = await this.input(channelId, { type: "command", command });
+    const outputs = await this.input(channelId, { type: "command", command }, within);
     const rejected = outputs.find((x) => x.type === "command_rejected");
     if (rejected) throw new NodeError("INVALID", rejected.problem);
     return outputs;
   }
 
   /** Feeds one input to a channel, then settles incoming HTLCs; failures are retried with backoff. */
-  async input(channelId: string, input: Input): Promise<Output[]> {
+  async input(channelId: string, input: Input, within?: WithinTransition): Promise<Output[]> {
     try {
       // A restored database: the signer's records show a later state than ours (DESIGN.md 6).
       if (input.type === "resume" && !this.signerChecked.has(channelId)) {
@@ -294,7 +304,7 @@ export class ChannelNode {
         this.signerChecked.add(channelId);
         if (behind !== undefined) return await this.input(channelId, { type: "behind", problem: behind });
       }
-      const { state, outputs } = await this.runner.input(channelId, input);
+      const { state, outputs } = await this.runner.input(channelId, input, within);
       // Only a resume proves the awaited signer request was answered: another input succeeds
       // while merely deferred behind that request, and must not cancel the retry.
       if (input.type === "resume") this.retries.delete(channelId);
@@ -624,30 +634,8 @@ export class ChannelNode {
         return;
       }
       case "htlc_added":
-        if (out.offerer === "local") {
-          const add = state.localLog.entries.find(
-            (e) => e.update.kind === "add" && e.update.htlc.id === out.id,
-          );
-          if (add?.update.kind === "add")
-            await this.o.ledger.addPayment({
-              channelId: id,
-              htlcId: out.id,
-              rHash: add.update.htlc.rHash,
-              amountMsat: add.update.htlc.amountMsat,
-              expiry: add.update.htlc.expiry,
-            });
-        }
-        return;
       case "htlc_result":
-        if (out.offerer === "local")
-          await this.o.ledger.settlePayment(
-            id,
-            out.id,
-            // The core's reasons are hex (the wire bytes); the payment keeps the text.
-            out.result.kind === "failed"
-              ? { kind: "failed", reason: reasonText(out.result.reason) }
-              : out.result,
-          );
+        // Their money records were written with the step (payments/records.ts, DESIGN.md 11).
         return;
       case "revoked":
         await this.recordRevocations(id);
@@ -691,22 +679,10 @@ export class ChannelNode {
   private async settleIncoming(id: string, stored?: ChannelState): Promise<void> {
     if (!this.held.has(id)) return;
     const state = stored ?? (await this.o.store.load(id));
-    if (
-      !state?.localCommit ||
-      !state.remoteCommit ||
-      (state.phase !== "normal" && state.phase !== "clearing")
-    )
-      return;
-    const inRemote = new Set(state.remoteCommit.htlcs.filter((h) => h.offerer === "remote").map((h) => h.id));
-    const removing = new Set(
-      state.localLog.entries.flatMap((e) =>
-        e.update.kind === "fulfill" || e.update.kind === "fail" ? [e.update.id] : [],
-      ),
-    );
-    for (const h of state.localCommit.htlcs) {
+    if (!state) return;
+    for (const h of htlcsToSettle(state)) {
       const key = `${id}:${h.id}`;
-      if (h.offerer !== "remote" || !inRemote.has(h.id) || removing.has(h.id) || this.settling.has(key))
-        continue;
+      if (this.settling.has(key)) continue;
       this.settling.add(key);
       try {
         const invoice = await this.o.ledger.invoice(h.rHash);
@@ -726,8 +702,8 @@ export class ChannelNode {
           const { r } = await this.o.signer.call("RevealInvoice", { index: invoice.signerIndex });
           command = { kind: "fulfill_htlc", id: h.id, r: hex(r) };
         }
+        // The invoice is settled in this command's own step (payments/records.ts).
         await this.input(id, { type: "command", command });
-        if (command.kind === "fulfill_htlc") await this.o.ledger.markInvoiceSettled(h.rHash);
       } catch (e) {
         this.report(`channel ${id}: settling HTLC ${h.id}`, e);
         // Retried by the retry round: its resume settles again (e.g. the signer was down).
@@ -888,8 +864,6 @@ export class ChannelNode {
 
 /** A failure reason as the core's fail_htlc wants it: the wire bytes in hex (UTF-8 text). */
 const reasonHex = (text: string): string => Buffer.from(text, "utf8").toString("hex");
-/** A peer's fail reason (hex of the wire bytes) as text for the payment record. */
-const reasonText = (hex: string): string => Buffer.from(hex, "hex").toString("utf8");
 
 const message = (e: unknown): string =>
   e instanceof AggregateError
