@@ -1,5 +1,5 @@
 import { msat, sat, satToMsat, type Locktime, type Msat, type Sat } from "@ln/bitcoin";
-import type { ChannelState, Output } from "@ln/channel-core";
+import type { ChannelState } from "@ln/channel-core";
 import {
   BackendError,
   type BackendErrorCode,
@@ -18,7 +18,8 @@ import {
 import { paymentId, type Ledger, type PaymentRow } from "./ledger.js";
 import type { ChannelNode, PeerControl } from "./node.js";
 import type { Resolver } from "./resolution.js";
-import type { ChannelRow, ChannelStore, WithinTransition } from "./store.js";
+import { withOfferedPayment } from "./payments/records.js";
+import type { ChannelRow, ChannelStore } from "./store.js";
 
 /** The wallet as the API sees it (wallet.ts). */
 export interface WalletApi {
@@ -138,16 +139,9 @@ export class ChannelNodeBackend implements NodeBackend {
     record?: PaymentRecord,
   ): Promise<Payment> {
     // The request's result commits with the step that offers the HTLC and records the payment.
-    const within: WithinTransition | undefined =
+    const within =
       record &&
-      (async (c, t) => {
-        const added = t.outputs.find(
-          (x): x is Extract<Output, { type: "htlc_added" }> =>
-            x.type === "htlc_added" && x.offerer === "local",
-        );
-        const row = added && (await this.o.ledger.payment(paymentId(req.channelId, added.id), c));
-        if (row) await record.complete(c, payment(row));
-      });
+      withOfferedPayment(this.o.ledger, req.channelId, (c, row) => record.complete(c, payment(row)));
     const outputs = await named(
       this.o.node.command(
         req.channelId,

@@ -13,7 +13,9 @@ import type { SignerClient } from "@ln/signer-client";
 import { script as bscript, Transaction } from "bitcoinjs-lib";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
+import { ApiStore } from "../src/api/api-store.js";
 import { Ledger } from "../src/ledger.js";
+import { withOfferedPayment } from "../src/payments/records.js";
 import { Resolver } from "../src/resolution.js";
 import { ChannelRunner, type EffectSink } from "../src/runner.js";
 import { ChannelStore, type WithinTransition } from "../src/store.js";
@@ -273,6 +275,33 @@ describe("money records in the channel transaction", () => {
       { subject: PAYMENT, status: "pending", detail: paymentDetail },
       { subject: PAYMENT, status: "failed", detail: { ...paymentDetail, failureReason: "no such invoice" } },
     ]);
+  });
+
+  it("a payment request's idempotency result commits with the step that offers the HTLC", async () => {
+    const n = new Ends();
+    await n.open();
+    const api = new ApiStore(pool, n.stores.A.schema);
+    const claim = () => api.claimIdempotency("token-1", "key-1", "POST /v1/payments", "hash-1");
+    expect(await claim()).toEqual({ kind: "claimed" });
+    // As app.ts's PaymentRecord: the response names the payment, as recorded in the same step.
+    const complete = withOfferedPayment(n.ledgers.A, CHANNEL, (c, row) =>
+      api.completeIdempotency("token-1", "key-1", 201, { id: row.id, status: row.status }, c),
+    );
+    const thenFail: WithinTransition = async (c, t) => {
+      await complete(c, t);
+      await failInside(c, t);
+    };
+    await expect(n.pay(thenFail)).rejects.toBeInstanceOf(Injected);
+    // Rolled back with the payment: the key is still in progress (a retry cannot pay twice).
+    expect(await claim()).toEqual({ kind: "in_progress" });
+    expect(await n.payment("A")).toBeUndefined();
+    await n.pay(complete);
+    // No write after the commit: a retry is answered with the payment at once.
+    expect(await claim()).toEqual({
+      kind: "done",
+      status: 201,
+      response: { id: PAYMENT, status: "pending" },
+    });
   });
 
   it("each channel phase change is an event of the step that made it", async () => {

@@ -3,7 +3,8 @@ import type { ChannelState, Htlc, HtlcResult, Output } from "@ln/channel-core";
 import { quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 import { appendEvents, type StatusChange } from "../events/event-log.js";
-import { paymentId } from "../ledger.js";
+import { paymentId, type Ledger, type PaymentRow } from "../ledger.js";
+import type { WithinTransition } from "../store.js";
 
 /**
  * Money records (DESIGN.md 11), written inside the transaction of the step that moves their
@@ -156,5 +157,24 @@ function paymentEvent(
     },
   };
 }
+
+/**
+ * For a command that offers an HTLC: runs `fn` with the payment's record, as just written, inside
+ * the step's own transaction (e.g. the control API's idempotency result, so a crash after that
+ * commit still answers a retry with the payment). Nothing runs if the step offered nothing.
+ */
+export const withOfferedPayment =
+  (
+    ledger: Ledger,
+    channelId: string,
+    fn: (c: pg.PoolClient, row: PaymentRow) => Promise<void>,
+  ): WithinTransition =>
+  async (c, t) => {
+    const added = t.outputs.find(
+      (x): x is Extract<Output, { type: "htlc_added" }> => x.type === "htlc_added" && x.offerer === "local",
+    );
+    const row = added && (await ledger.payment(paymentId(channelId, added.id), c));
+    if (row) await fn(c, row);
+  };
 
 const rHashOf = (r: string): string => sha256(Buffer.from(r, "hex")).toString("hex");
