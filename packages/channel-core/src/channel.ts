@@ -761,6 +761,16 @@ export function ourFulfilments(d: ChannelState): { id: bigint; r: string }[] {
   );
 }
 
+/**
+ * R of each HTLC we offered that the peer fulfilled while its removal is still staged: a
+ * commitment that pays such an HTLC to the peer is signed only against its R (the signer's rule).
+ */
+export function peerFulfilments(d: ChannelState): { id: bigint; r: string }[] {
+  return d.remoteLog.entries.flatMap((e) =>
+    e.update.kind === "fulfill" ? [{ id: e.update.id, r: e.update.r }] : [],
+  );
+}
+
 /** Draft 3.2: the offerer must be able to pay the HTLC and its share of the fee in both commitments. */
 function checkOffer(d: ChannelState, offerer: Side, htlc: Htlc): void {
   const views = stagedViews(d);

@@ -4,6 +4,7 @@ export {
   createChannel,
   htlcsToSettle,
   ourFulfilments,
+  peerFulfilments,
   MAX_OFFERED_HTLCS,
   stagedViews,
   step,

@@ -4,7 +4,7 @@
  * so the shell never reads the core's logs. Expected values are the commands' own inputs.
  */
 import { msat } from "@ln/bitcoin";
-import { htlcsToSettle, ourFulfilments, step, type Output } from "@ln/channel-core";
+import { htlcsToSettle, ourFulfilments, peerFulfilments, step, type Output } from "@ln/channel-core";
 import { describe, expect, it } from "vitest";
 import { addHtlc, run } from "./conformance-helpers.js";
 import { openPair, R, rHash } from "./harness.js";
@@ -111,10 +111,14 @@ describe("money records: what the core reports", () => {
     expect(htlcsToSettle(p.a.state)).toEqual([]);
     run(p, p.b, { kind: "fulfill_htlc", id: 0n, r: hex(R(3)) });
     expect(htlcsToSettle(p.b.state)).toEqual([]);
-    // R stays known while our removal is staged (what an on-chain claim would need).
+    // R stays known while our removal is staged (what an on-chain claim would need)...
     expect(ourFulfilments(p.b.state)).toEqual([{ id: 0n, r: hex(R(3)) }]);
+    // ... and on the payer's side once received, while the removal is staged there.
+    p.deliver(p.a);
+    expect(peerFulfilments(p.a.state)).toEqual([{ id: 0n, r: hex(R(3)) }]);
     p.settle();
     expect(ourFulfilments(p.b.state)).toEqual([]);
+    expect(peerFulfilments(p.a.state)).toEqual([]);
   });
 
   it("an HTLC the core fails itself (expiry too soon) is neither to settle nor reported", () => {
