@@ -16,7 +16,11 @@ export interface NodeBackend {
   getChannel(id: string): Promise<ChannelDetail | undefined>;
   /** The preimage is generated and kept by the backend; only its hash leaves. */
   createInvoice(req: { amountMsat: Msat; description?: string }): Promise<Invoice>;
-  pay(req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime }): Promise<Payment>;
+  /** `record`, if given, is completed inside the transaction that offers the HTLC (see PaymentRecord). */
+  pay(
+    req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime },
+    record?: PaymentRecord,
+  ): Promise<Payment>;
   listPayments(): Promise<Payment[]>;
   /** Undefined when there is no such payment. */
   getPayment(id: string): Promise<Payment | undefined>;
@@ -39,6 +43,15 @@ export interface WithdrawalRecord {
   claim(tx: pg.ClientBase): Promise<void>;
   /** Last in the transaction, once the signed withdrawal is stored. */
   complete(tx: pg.ClientBase, txid: string): Promise<void>;
+}
+
+/**
+ * The API's result of one payment request (its idempotency key), written in the transaction of
+ * the channel step that offers the HTLC and records the payment (DESIGN.md 11): a crash after
+ * that commit still leaves the key answering with the payment.
+ */
+export interface PaymentRecord {
+  complete(tx: pg.ClientBase, payment: Payment): Promise<void>;
 }
 
 export interface NodeInfo {

@@ -9,12 +9,14 @@ import {
   type NodeBackend,
   type NodeInfo,
   type Payment,
+  type PaymentRecord,
   type PeerInfo,
   type WalletBalance,
   type Withdrawal,
   type WithdrawalRecord,
 } from "./backend.js";
 import { paymentId, type Ledger, type PaymentRow } from "../payments/ledger.js";
+import { withOfferedPayment } from "../payments/records.js";
 import type { ChannelNode } from "../channels/node.js";
 import type { PeerControl } from "../channels/ports.js";
 import type { Resolver } from "../onchain/resolution.js";
@@ -133,14 +135,20 @@ export class ChannelNodeBackend implements NodeBackend {
     };
   }
 
-  async pay(req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime }): Promise<Payment> {
+  async pay(
+    req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime },
+    record?: PaymentRecord,
+  ): Promise<Payment> {
+    // The request's result commits with the step that offers the HTLC and records the payment.
+    const within =
+      record &&
+      withOfferedPayment(this.o.ledger, req.channelId, (c, row) => record.complete(c, payment(row)));
     const outputs = await named(
-      this.o.node.command(req.channelId, {
-        kind: "add_htlc",
-        amountMsat: req.amountMsat,
-        rHash: req.rHash,
-        expiry: req.expiry,
-      }),
+      this.o.node.command(
+        req.channelId,
+        { kind: "add_htlc", amountMsat: req.amountMsat, rHash: req.rHash, expiry: req.expiry },
+        within,
+      ),
     );
     const added = outputs.find((x) => x.type === "htlc_added" && x.offerer === "local");
     const row =

@@ -5,7 +5,6 @@ import { signedBroadcast } from "../onchain/broadcast.js";
 import { ChainRequestError } from "../onchain/chain-requests.js";
 import type { Revocations } from "../onchain/revocations.js";
 import type { Ledger } from "../payments/ledger.js";
-import { reasonText } from "../payments/payee.js";
 import { NodeError, type Report } from "./errors.js";
 import type { ChainPort, LogLine, PeerControl, WalletPort } from "./ports.js";
 import type { ChannelRegistry } from "./registry.js";
@@ -106,30 +105,8 @@ export class ChannelEffects {
         return;
       }
       case "htlc_added":
-        if (out.offerer === "local") {
-          const add = state.localLog.entries.find(
-            (e) => e.update.kind === "add" && e.update.htlc.id === out.id,
-          );
-          if (add?.update.kind === "add")
-            await this.o.ledger.addPayment({
-              channelId: id,
-              htlcId: out.id,
-              rHash: add.update.htlc.rHash,
-              amountMsat: add.update.htlc.amountMsat,
-              expiry: add.update.htlc.expiry,
-            });
-        }
-        return;
       case "htlc_result":
-        if (out.offerer === "local")
-          await this.o.ledger.settlePayment(
-            id,
-            out.id,
-            // The core's reasons are hex (the wire bytes); the payment keeps the text.
-            out.result.kind === "failed"
-              ? { kind: "failed", reason: reasonText(out.result.reason) }
-              : out.result,
-          );
+        // Their money records were written with the step (payments/records.ts, DESIGN.md 11).
         return;
       case "revoked":
         await this.o.revocations.recordRevocations(id);

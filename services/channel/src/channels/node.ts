@@ -30,7 +30,7 @@ import { ChannelRegistry } from "./registry.js";
 import { Retries } from "./retries.js";
 import { ChannelRunner } from "./runner.js";
 import { grpcCoreSigner } from "./signer-adapter.js";
-import { StoreError, type ChannelStore } from "./store.js";
+import { StoreError, type ChannelStore, type WithinTransition } from "./store.js";
 
 export interface ChannelNodeOptions {
   store: ChannelStore;
@@ -242,7 +242,7 @@ export class ChannelNode {
   }
 
   /** An operator command on a channel this replica runs; a rejection names its reason. */
-  async command(channelId: string, command: Command): Promise<Output[]> {
+  async command(channelId: string, command: Command, within?: WithinTransition): Promise<Output[]> {
     const row = await this.o.store.row(channelId);
     if (!row) throw new NodeError("NOT_FOUND", `no channel ${channelId}`);
     if (!this.registry.holds(channelId))
@@ -250,14 +250,14 @@ export class ChannelNode {
         "UNAVAILABLE",
         `channel ${channelId} is run by replica ${row.leaseOwner ?? "(none yet)"}; retry in a few seconds or send the request to that replica`,
       );
-    const outputs = await this.input(channelId, { type: "command", command });
+    const outputs = await this.input(channelId, { type: "command", command }, within);
     const rejected = outputs.find((x) => x.type === "command_rejected");
     if (rejected) throw new NodeError("INVALID", rejected.problem);
     return outputs;
   }
 
   /** Feeds one input to a channel, then settles incoming HTLCs; failures are retried with backoff. */
-  async input(channelId: string, input: Input): Promise<Output[]> {
+  async input(channelId: string, input: Input, within?: WithinTransition): Promise<Output[]> {
     try {
       // A restored database: the signer's records show a later state than ours (DESIGN.md 6).
       if (input.type === "resume" && !this.signerChecked.has(channelId)) {
@@ -265,7 +265,7 @@ export class ChannelNode {
         this.signerChecked.add(channelId);
         if (behind !== undefined) return await this.input(channelId, { type: "behind", problem: behind });
       }
-      const { state, outputs } = await this.runner.input(channelId, input);
+      const { state, outputs } = await this.runner.input(channelId, input, within);
       // Only a resume proves the awaited signer request was answered: another input succeeds
       // while merely deferred behind that request, and must not cancel the retry.
       if (input.type === "resume") this.retries.clear(channelId);

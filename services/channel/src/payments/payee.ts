@@ -1,6 +1,7 @@
 import {
   EXPIRY_TOO_SOON,
   htlcDeadlinePassed,
+  htlcsToSettle,
   type ChannelState,
   type Command,
   type Input,
@@ -16,8 +17,6 @@ import type { Ledger } from "./ledger.js";
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 /** A failure reason as the core's fail_htlc wants it: the wire bytes in hex (UTF-8 text). */
 const reasonHex = (text: string): string => Buffer.from(text, "utf8").toString("hex");
-/** A peer's fail reason (hex of the wire bytes) as text for the payment record. */
-export const reasonText = (hex: string): string => Buffer.from(hex, "hex").toString("utf8");
 
 export interface PayeeOptions {
   store: ChannelStore;
@@ -46,22 +45,10 @@ export class Payee {
   async settleIncoming(id: string, stored?: ChannelState): Promise<void> {
     if (!this.o.registry.holds(id)) return;
     const state = stored ?? (await this.o.store.load(id));
-    if (
-      !state?.localCommit ||
-      !state.remoteCommit ||
-      (state.phase !== "normal" && state.phase !== "clearing")
-    )
-      return;
-    const inRemote = new Set(state.remoteCommit.htlcs.filter((h) => h.offerer === "remote").map((h) => h.id));
-    const removing = new Set(
-      state.localLog.entries.flatMap((e) =>
-        e.update.kind === "fulfill" || e.update.kind === "fail" ? [e.update.id] : [],
-      ),
-    );
-    for (const h of state.localCommit.htlcs) {
+    if (!state) return;
+    for (const h of htlcsToSettle(state)) {
       const key = `${id}:${h.id}`;
-      if (h.offerer !== "remote" || !inRemote.has(h.id) || removing.has(h.id) || this.settling.has(key))
-        continue;
+      if (this.settling.has(key)) continue;
       this.settling.add(key);
       try {
         const invoice = await this.o.ledger.invoice(h.rHash);
@@ -81,8 +68,8 @@ export class Payee {
           const { r } = await this.o.signer.call("RevealInvoice", { index: invoice.signerIndex });
           command = { kind: "fulfill_htlc", id: h.id, r: hex(r) };
         }
+        // The invoice is settled in this command's own step (payments/records.ts).
         await this.o.feed(id, { type: "command", command });
-        if (command.kind === "fulfill_htlc") await this.o.ledger.markInvoiceSettled(h.rHash);
       } catch (e) {
         this.o.report(`channel ${id}: settling HTLC ${h.id}`, e);
         // Retried by the retry round: its resume settles again (e.g. the signer was down).
