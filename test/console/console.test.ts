@@ -23,10 +23,11 @@ import {
   appendEvents,
   buildApi,
   inEventTransaction,
-  MemoryBackend,
   type ChannelDetail,
   type Payment,
 } from "@ln/channel-service";
+// The test-only in-memory backend lives with the channel service's tests, not in its sources.
+import { MemoryBackend } from "../../services/channel/test/memory-backend.js";
 
 const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const SCREENSHOT_DIR = fileURLToPath(new URL("../../test-results/", import.meta.url));

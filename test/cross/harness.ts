@@ -1,7 +1,8 @@
 /*~ Two full nodes A and B in one process, for the cross-service tests (two-nodes.test.ts,
  * revoked-states.test.ts): each a signer service (gRPC over mutual TLS, its own Postgres schema),
- * a channel service node (ChannelNode: store, ledger with a gate, runner, payee, leases, TowerLink
- * publishing revocation records to its own records stream, Resolver), a peer gateway (TCP,
+ * a channel service built as main.ts builds it (buildChannelService: store, ledger with a gate,
+ * node, TowerLink publishing revocation records to its own records stream, Resolver; the anchor
+ * funded by the regtest node's wallet, the gateway's control in-process), a peer gateway (TCP,
  * BOLT #8, the handshake ECDH and session signature done by the signer) and a chain watcher on an
  * in-process regtest node, over real NATS and JetStream. */
 import { recordingLog } from "@ln/log";
@@ -11,18 +12,15 @@ import { msat, sat, txidFromHex } from "@ln/bitcoin";
 import type { ChannelState } from "@ln/channel-core";
 import {
   broadcastTx,
-  ChannelNode,
-  ChannelStore,
-  consumeChainEvents,
+  buildChannelService,
   Ledger,
-  requestOutputWatch,
   requestWatch,
-  Resolver,
-  TowerLink,
   towerRecordsSubject,
-  Wallet,
-  watchScripts,
+  type ChannelNode,
+  type ChannelService,
+  type ChannelStore,
   type InboundOpeningLimits,
+  type Resolver,
 } from "@ln/channel-service";
 import { natsAckFor, PeerGateway } from "@ln/peer-service";
 import { startRegtest, type Regtest } from "@ln/regtest";
@@ -72,7 +70,8 @@ export interface Node {
   resolution: Resolver;
   gateway: PeerGateway;
   watcher: ChainWatcher;
-  stopChain: () => Promise<void>;
+  /** The channel service as main.ts builds it (store, ledger, node, resolution are its parts). */
+  service: ChannelService;
 }
 
 /** The books, with a gate on invoice lookups: closed, it holds the payee's decision back. */
@@ -206,91 +205,70 @@ export async function startHarness(
     streams.push(recordsStream);
 
     const schema = `cross_${run}_${lower(side)}`;
-    const store = new ChannelStore(pool, schema);
-    await store.migrate();
-    const ledger = new GatedLedger(pool, schema);
     // The wallet's part, stood in for by the regtest node's wallet: it pays the 2-of-2 anchor
     // script (left unconfirmed until both watches are in place).
     const anchors = new Map<string, string>();
-    const resolution = new Resolver({
+    const log = recordingLog((r) => logs.push(`${side}: ${r.alert ? "ALERT " : ""}${r.level} ${r.msg}`));
+    // The service as main.ts builds it; sweeps go to this node's wallet keys (the anchors above
+    // are the regtest wallet's, so the Wallet does not follow chain events here).
+    const service = await buildChannelService({
       pool,
-      schema,
-      store,
-      ledger,
-      signer,
-      // Sweeps go to this node's wallet keys (the anchor above is the regtest wallet's).
-      wallet: new Wallet({
-        pool,
-        schema,
-        signer,
-        chain: {
-          watchScripts: (scripts) => watchScripts(nc, chainPrefix, scripts),
-          broadcast: (hex) => broadcastTx(nc, chainPrefix, hex),
-        },
-        network: networks.regtest,
-        feeRatePerKvb: 10_000,
-      }),
-      watchOutput: (id, txid, vout) => requestOutputWatch(nc, chainPrefix, id, txid, vout),
-      feeRate: 10_000,
-      log: recordingLog((r) => logs.push(`${side}: ${r.alert ? "ALERT " : ""}${r.level} ${r.msg}`)),
-    });
-    const node = new ChannelNode({
-      store,
-      ledger,
+      nc,
       signer,
       nodeId,
-      nc,
-      peerPrefix,
-      chain: {
-        broadcast: async (hex) => {
-          const txid = await broadcastTx(nc, chainPrefix, hex);
-          broadcasts[side].push(txid);
-          return txid;
+      settings: {
+        databaseSchema: schema,
+        prefix,
+        replicaId: "replica-1",
+        leaseMs: 60_000,
+        network: "regtest",
+        terms: { delayBlocks: 144, minDepth: 1, feeRate: 10_000 },
+        walletFeeRate: 10_000,
+        inboundOpenings: opts.inboundOpenings,
+        maxPeerBacklog: opts.maxPeerBacklog,
+        version: "test",
+      },
+      log,
+      standIns: {
+        ledger: new GatedLedger(pool, schema),
+        chain: {
+          broadcast: async (hex) => {
+            const txid = await broadcastTx(nc, chainPrefix, hex);
+            broadcasts[side].push(txid);
+            return txid;
+          },
+          tip: () => Promise.resolve({ height: rt.height(), time: 1_700_000_000 }),
+          watchAnchor: (id, o) => requestWatch(nc, chainPrefix, id, o),
         },
-        tip: () => Promise.resolve({ height: rt.height(), time: 1_700_000_000 }),
-        watchAnchor: (id, o) => requestWatch(nc, chainPrefix, id, o),
-      },
-      wallet: {
-        fundAnchor: async ({ channelId, amount, commitKeys }) => {
-          const redeem = anchorScript(Buffer.from(commitKeys[0], "hex"), Buffer.from(commitKeys[1], "hex"));
-          const address = payments.p2sh({ redeem: { output: redeem }, network: networks.regtest })
-            .address as string;
-          const funded = await rt.fund(address, amount, { confirm: false });
-          anchors.set(channelId, funded.hex);
-          return {
-            outpoint: { txid: txidFromHex(funded.txid), vout: funded.vout },
-            amount,
-            txid: funded.txid,
-          };
+        anchors: {
+          fundAnchor: async ({ channelId, amount, commitKeys }) => {
+            const redeem = anchorScript(Buffer.from(commitKeys[0], "hex"), Buffer.from(commitKeys[1], "hex"));
+            const address = payments.p2sh({ redeem: { output: redeem }, network: networks.regtest })
+              .address as string;
+            const funded = await rt.fund(address, amount, { confirm: false });
+            anchors.set(channelId, funded.hex);
+            return {
+              outpoint: { txid: txidFromHex(funded.txid), vout: funded.vout },
+              amount,
+              txid: funded.txid,
+            };
+          },
+          anchorTx: (channelId) => Promise.resolve(anchors.get(channelId)),
+          releaseAnchor: () => Promise.resolve(false),
+          watchFinalKey: () => Promise.resolve(),
         },
-        anchorTx: (channelId) => Promise.resolve(anchors.get(channelId)),
-        releaseAnchor: () => Promise.resolve(false),
-        watchFinalKey: () => Promise.resolve(),
+        // Through this node's gateway of the moment (a test may replace it on purpose).
+        peers: {
+          connect: async (p) =>
+            void (await nodes[side].gateway.connect(p.host, p.port, Buffer.from(p.nodeId, "hex"))),
+          list: () => Promise.resolve(nodes[side]?.gateway.connections ?? []),
+          resync: (id) => void nodes[side].gateway.disconnect(id, "RESYNC"),
+        },
+        durable: `cross-${run}-${side}`,
+        walletFollowsChain: false,
       },
-      // Through this node's gateway of the moment (a test may replace it on purpose).
-      peers: {
-        connect: async (p) =>
-          void (await nodes[side].gateway.connect(p.host, p.port, Buffer.from(p.nodeId, "hex"))),
-        list: () => Promise.resolve(nodes[side]?.gateway.connections ?? []),
-        resync: (id) => void nodes[side].gateway.disconnect(id, "RESYNC"),
-      },
-      tower: new TowerLink({ js: nc.jetstream(), store, subject: recordsSubject }),
-      resolution,
-      replicaId: "replica-1",
-      leaseMs: 60_000,
-      terms: { delayBlocks: 144, minDepth: 1, feeRate: 10_000 },
-      ...(opts.inboundOpenings ? { inboundOpenings: opts.inboundOpenings } : {}),
-      ...(opts.maxPeerBacklog ? { maxPeerBacklog: opts.maxPeerBacklog } : {}),
-      log: recordingLog((r) => logs.push(`${side}: ${r.alert ? "ALERT " : ""}${r.level} ${r.msg}`)),
     });
-    await node.start();
-    const chain = await consumeChainEvents({
-      nc,
-      prefix: chainPrefix,
-      durable: `cross-${run}-${side}`,
-      handle: (ev) => node.onChainEvent(ev),
-      log: recordingLog((r) => logs.push(`${side}: ${r.alert ? "ALERT " : ""}${r.level} ${r.msg}`)),
-    });
+    await service.start();
     const n: Node = {
       side,
       seed,
@@ -305,13 +283,13 @@ export async function startHarness(
       gatewaySigner,
       towerSigner,
       signerServer,
-      store,
-      ledger,
-      node,
-      resolution,
+      store: service.store,
+      ledger: service.ledger as GatedLedger,
+      node: service.node,
+      resolution: service.resolution,
+      service,
       gateway: gatewayFor({ nodeId, gatewaySigner, peerPrefix }),
       watcher,
-      stopChain: chain.stop,
     };
     nodes[side] = n;
     return n;
@@ -365,8 +343,7 @@ export async function startHarness(
     stopped.add(side);
     const n = nodes[side];
     await n.gateway.close();
-    await n.stopChain();
-    await n.node.stop();
+    await n.service.stop();
   }
 
   async function close(extraSchemas: string[] = []): Promise<void> {

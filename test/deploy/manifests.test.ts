@@ -28,7 +28,7 @@ import { loadConfig as loadSignerConfig } from "../../services/signer/src/config
 import { loadConfig as loadChannelConfig } from "../../services/channel/src/config.js";
 import { loadConfig as loadPeerConfig } from "../../services/peer/src/config.js";
 import { loadConfig as loadWatchtowerConfig } from "../../services/watchtower/src/config.js";
-import { towerRecordsSubject } from "../../services/channel/src/tower-link.js";
+import { towerRecordsSubject } from "../../services/channel/src/onchain/tower-link.js";
 import { defaultEventsStreamName } from "../../services/channel/src/config.js";
 import { eventSubject } from "../../services/channel/src/events/relay.js";
 import { renderKustomization, type K8sObject } from "./render.js";

@@ -750,6 +750,44 @@ export function stagedViews(d: ChannelState): Record<Side, CommitmentView> {
   }
 }
 
+/**
+ * The peer's HTLCs the shell must decide (fulfil with R or fail): committed in both current
+ * commitments, with no removal of ours staged, and not already the core's to fail (received after
+ * our close_clearing, or with an expiry too soon). None unless the channel is normal or clearing.
+ */
+export function htlcsToSettle(d: ChannelState): Htlc[] {
+  if ((d.phase !== "normal" && d.phase !== "clearing") || !d.localCommit || !d.remoteCommit) return [];
+  const rc = d.remoteCommit;
+  const corefails = new Set([...d.close.failOnceCommitted, ...(d.expiryTooSoon ?? [])]);
+  return d.localCommit.htlcs.filter(
+    (h) =>
+      h.offerer === "remote" &&
+      rc.htlcs.some((x) => x.offerer === "remote" && x.id === h.id) &&
+      !removalStaged(d.localLog, h.id) &&
+      !corefails.has(h.id),
+  );
+}
+
+/**
+ * R of each HTLC offered to us that we fulfilled while our removal is still staged (until both
+ * commitments drop the HTLC): what we claim it with on chain if the peer never takes the removal.
+ */
+export function ourFulfilments(d: ChannelState): { id: bigint; r: string }[] {
+  return d.localLog.entries.flatMap((e) =>
+    e.update.kind === "fulfill" ? [{ id: e.update.id, r: e.update.r }] : [],
+  );
+}
+
+/**
+ * R of each HTLC we offered that the peer fulfilled while its removal is still staged: a
+ * commitment that pays such an HTLC to the peer is signed only against its R (the signer's rule).
+ */
+export function peerFulfilments(d: ChannelState): { id: bigint; r: string }[] {
+  return d.remoteLog.entries.flatMap((e) =>
+    e.update.kind === "fulfill" ? [{ id: e.update.id, r: e.update.r }] : [],
+  );
+}
+
 /** Draft 3.2: the offerer must be able to pay the HTLC and its share of the fee in both commitments. */
 function checkOffer(d: ChannelState, offerer: Side, htlc: Htlc): void {
   const views = stagedViews(d);
@@ -802,7 +840,7 @@ function receiveAdd(d: ChannelState, pkt: PktOf<"update_add_htlc">, out: Output[
   // Draft 3.1: an expiry that leaves less than our delay plus the margin cannot be redeemed on
   // chain in time: the HTLC is failed once committed, never handed on.
   else if (htlcDeadlinePassed(d, htlc.expiry)) d.expiryTooSoon = [...(d.expiryTooSoon ?? []), pkt.id];
-  else out.push({ type: "htlc_added", id: pkt.id, offerer: "remote", route });
+  else out.push({ type: "htlc_added", id: pkt.id, offerer: "remote", route, htlc });
 }
 
 /** True if the HTLC has a removal staged already (by either of our logs). */
@@ -836,13 +874,14 @@ function receiveRemoval(
       id: pkt.id,
       offerer: "local",
       result: { kind: "fulfilled", r: hex(pkt.r) },
+      htlc,
     });
   } else {
     d.remoteLog.entries.push({
       update: { kind: "fail", id: pkt.id, reason: hex(pkt.reason) },
       seq: d.receivedCount,
     });
-    d.failedByPeer.push({ id: pkt.id, reason: hex(pkt.reason) });
+    d.failedByPeer.push({ id: pkt.id, reason: hex(pkt.reason), htlc });
   }
 }
 
@@ -1151,6 +1190,13 @@ function onCommand(d: ChannelState, c: Command, out: Output[]): void {
           { kind: "update_fulfill_htlc", id: c.id, r: buf(c.r) },
           { kind: "fulfill", id: c.id, r: c.r },
         );
+        out.push({
+          type: "htlc_result",
+          id: c.id,
+          offerer: "remote",
+          result: { kind: "fulfilled", r: c.r },
+          htlc,
+        });
       } else {
         if (c.reason.length > MAX_FAIL_REASON_BYTES * 2)
           throw new Rejected(
@@ -1163,6 +1209,13 @@ function onCommand(d: ChannelState, c: Command, out: Output[]): void {
           { kind: "update_fail_htlc", id: c.id, reason: buf(c.reason) },
           { kind: "fail", id: c.id, reason: c.reason },
         );
+        out.push({
+          type: "htlc_result",
+          id: c.id,
+          offerer: "remote",
+          result: { kind: "failed", reason: c.reason },
+          htlc,
+        });
       }
       return;
     }
@@ -1239,7 +1292,7 @@ function addHtlc(d: ChannelState, c: Extract<Command, { kind: "add_htlc" }>, out
     },
     { kind: "add", htlc, route },
   );
-  out.push({ type: "htlc_added", id: htlc.id, offerer: "local", route });
+  out.push({ type: "htlc_added", id: htlc.id, offerer: "local", route, htlc });
 }
 
 function canCommit(d: ChannelState): boolean {
@@ -1311,6 +1364,7 @@ function afterEveryStep(d: ChannelState, out: Output[]): void {
       id: f.id,
       offerer: "local",
       result: { kind: "failed", reason: f.reason },
+      ...(f.htlc ? { htlc: f.htlc } : {}),
     });
     return false;
   });
@@ -1339,7 +1393,8 @@ function afterEveryStep(d: ChannelState, out: Output[]): void {
 
 /**
  * Sends update_fail_htlc with `reason` for each of `ids` (HTLCs the peer offered) committed in
- * both current commitments; returns the ids still waiting for that. One removed already (by a
+ * both current commitments; returns the ids still waiting for that. Not reported as a result:
+ * these HTLCs were never handed to the shell (no `htlc_added`), so no record names them. One removed already (by a
  * command) needs nothing more from us.
  */
 function failOnceCommitted(d: ChannelState, out: Output[], ids: bigint[], reason: string): bigint[] {

@@ -2,7 +2,7 @@ import type { Locktime, Msat, OutPoint, Sat } from "@ln/bitcoin";
 import type { Pkt, AnchorOffer } from "@ln/proto";
 import type { ShachainStore } from "@ln/shachain";
 import type { CloseParams, CommitmentParams } from "@ln/tx";
-import type { CommitmentView, Side, UpdateLog } from "./views.js";
+import type { CommitmentView, Htlc, Side, UpdateLog } from "./views.js";
 
 /** Our side of `open_channel`: keys and revocation hashes come from the signer. */
 export interface OpenTerms {
@@ -139,8 +139,11 @@ export interface ChannelState {
   theirSecrets: ShachainStore;
   nextHtlcId: bigint;
   everHadHtlc: boolean;
-  /** Offered HTLCs the peer failed: reported once the removal is in both commitments. */
-  failedByPeer: { id: bigint; reason: string }[];
+  /**
+   * Offered HTLCs the peer failed: reported once the removal is in both commitments. `htlc`: the
+   * HTLC itself, for the payment record; absent in states stored before it existed.
+   */
+  failedByPeer: { id: bigint; reason: string; htlc?: Htlc }[];
   close: CloseNegotiation;
   /**
    * HTLCs the peer offered whose expiry left no time to redeem them on chain (draft 3.1): failed
@@ -233,9 +236,20 @@ export type Output =
   | { type: "broadcast_anchor"; outpoint: OutPoint }
   | { type: "watch_anchor"; outpoint: OutPoint; depth: number }
   | { type: "broadcast"; broadcast: Broadcast }
-  | { type: "htlc_result"; id: bigint; offerer: Side; result: HtlcResult }
-  /** `route`: the HTLC's onion (hex), reported here once; the core keeps it only while staged. */
-  | { type: "htlc_added"; id: bigint; offerer: Side; route: string }
+  /**
+   * An HTLC's outcome, with what its money record needs (DESIGN.md 11). Offered by us
+   * (`local`): fulfilled as soon as the peer's R arrives (R in hand settles the payment), failed
+   * once the peer's removal is in every commitment (irrevocable). Offered to us (`remote`): our
+   * fulfil (we give R away: the invoice is settled) or our fail, in the step that stages it.
+   * `htlc` is the HTLC (amount, r_hash, expiry); absent only for a peer's failure received by a
+   * state stored before it was kept.
+   */
+  | { type: "htlc_result"; id: bigint; offerer: Side; result: HtlcResult; htlc?: Htlc }
+  /**
+   * An HTLC offered, by us (the payment's record starts pending) or by the peer (received, not
+   * yet committed). `route`: its onion (hex), reported here once; the core keeps it only while staged.
+   */
+  | { type: "htlc_added"; id: bigint; offerer: Side; route: string; htlc: Htlc }
   /**
    * Drop the connection with the peer: we stopped taking its messages (`shedding`); the next
    * connection's authenticate acks retransmit what we did not process.

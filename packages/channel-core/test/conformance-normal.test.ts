@@ -368,8 +368,21 @@ describe("3.3 update_fulfill_htlc and update_fail_htlc", () => {
     expect(results()).toEqual([]);
     run(p, p.a, { kind: "commit" });
     p.settle();
+    // With the HTLC as A offered it (addHtlc: R(1)'s hash, 10,000,000 msat), for the payment record.
     expect(results()).toEqual([
-      { type: "htlc_result", id: 1n, offerer: "local", result: { kind: "failed", reason } },
+      {
+        type: "htlc_result",
+        id: 1n,
+        offerer: "local",
+        result: { kind: "failed", reason },
+        htlc: {
+          id: 1n,
+          offerer: "local",
+          amountMsat: 10_000_000n,
+          rHash: rHash(1),
+          expiry: { blocks: 2000 },
+        },
+      },
     ]);
     settleCommitted(p);
     expect(results()).toHaveLength(1);
@@ -383,6 +396,7 @@ describe("3.3 update_fulfill_htlc and update_fail_htlc", () => {
       id,
       offerer: "local",
       result: { kind: "fulfilled", r: hex(R(1)) },
+      htlc: { id, offerer: "local", amountMsat: 10_000_000n, rHash: rHash(1), expiry: { blocks: 2000 } },
     });
   });
 });

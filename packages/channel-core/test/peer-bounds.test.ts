@@ -221,7 +221,15 @@ describe("routes and fail reasons", () => {
       expiry: { blocks: 2000 },
       route,
     });
-    expect(out).toContainEqual({ type: "htlc_added", id: 0n, offerer: "local", route });
+    // The HTLC as offered (for the payment record): the command's amount, r_hash and expiry.
+    const htlc = { id: 0n, amountMsat: 1_000_000n, rHash: rHash(7), expiry: { blocks: 2000 } };
+    expect(out).toContainEqual({
+      type: "htlc_added",
+      id: 0n,
+      offerer: "local",
+      route,
+      htlc: { ...htlc, offerer: "local" },
+    });
     let most = 0;
     let added: Output | undefined;
     while (p.pending(p.a) + p.pending(p.b) > 0) {
@@ -230,7 +238,13 @@ describe("routes and fail reasons", () => {
       most = Math.max(most, copies(p.a.state), copies(p.b.state));
     }
     // B learned the onion as it arrived...
-    expect(added).toEqual({ type: "htlc_added", id: 0n, offerer: "remote", route });
+    expect(added).toEqual({
+      type: "htlc_added",
+      id: 0n,
+      offerer: "remote",
+      route,
+      htlc: { ...htlc, offerer: "remote" },
+    });
     // ... kept it once at most (in its log), and not at all once both commitments hold the HTLC.
     expect(most).toBe(1);
     expect(p.b.state.localCommit?.htlcs).toHaveLength(1);

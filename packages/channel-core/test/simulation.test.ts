@@ -4,6 +4,7 @@
  * `authenticate.ack` and retransmission at any point. fast-check prints the seed of a failure.
  */
 import { msat, sha256 } from "@ln/bitcoin";
+import type { Pkt } from "@ln/proto";
 import {
   deserializeState,
   serializeState,
@@ -106,7 +107,7 @@ function checkInvariants(p: Pair): void {
 }
 
 /** Every HTLC result is reported once, and only for an HTLC that was added. */
-function checkResults(n: TestNode): void {
+function checkResults(n: TestNode, peer: TestNode): void {
   const results = n.log.filter(
     (o): o is Extract<Output, { type: "htlc_result" }> => o.type === "htlc_result",
   );
@@ -118,13 +119,22 @@ function checkResults(n: TestNode): void {
       .map((o) => (o.type === "htlc_added" ? `${o.offerer}:${o.id}` : "")),
   );
   for (const k of keys) expect(added.has(k)).toBe(true);
-  // A fulfilment's R hashes to the r_hash of the HTLC we offered (our own update_add_htlc).
-  const offeredHash = new Map(
-    n.sent.flatMap((m) => (m.kind === "update_add_htlc" ? [[m.id, m.rHash.toString("hex")] as const] : [])),
-  );
-  for (const r of results)
+  // A fulfilment's R hashes to the r_hash of the HTLC: the one we offered (our own
+  // update_add_htlc), or the one the peer offered (its update_add_htlc, as we received it).
+  const addOf = (m: Pkt): [bigint, string] | [] =>
+    m.kind === "update_add_htlc" ? [m.id, m.rHash.toString("hex")] : [];
+  const hashOf = {
+    local: new Map(n.sent.flatMap((m) => [addOf(m)].filter((x) => x.length === 2))),
+    remote: new Map(peer.sent.flatMap((m) => [addOf(m)].filter((x) => x.length === 2))),
+  };
+  for (const r of results) {
+    // Each result carries its HTLC as it was added (what the money record needs).
+    const add = n.log.find((o) => o.type === "htlc_added" && o.offerer === r.offerer && o.id === r.id);
+    expect(r.htlc).toEqual(add?.type === "htlc_added" ? add.htlc : undefined);
+    expect(r.htlc?.rHash).toBe(hashOf[r.offerer].get(r.id));
     if (r.result.kind === "fulfilled")
-      expect(sha256(Buffer.from(r.result.r, "hex")).toString("hex")).toBe(offeredHash.get(r.id));
+      expect(sha256(Buffer.from(r.result.r, "hex")).toString("hex")).toBe(hashOf[r.offerer].get(r.id));
+  }
 }
 
 /** After convergence every HTLC we offered is either still in our commitment or resolved, not both. */
@@ -279,7 +289,7 @@ describe("two-node simulation", () => {
             [p.a, p.b],
             [p.b, p.a],
           ] as const) {
-            checkResults(n);
+            checkResults(n, peer);
             checkNoneLost(n);
             // State is plain data that survives Postgres: JSON and back, losslessly.
             expect(deserializeState(serializeState(n.state))).toEqual(n.state);

@@ -4,12 +4,8 @@ import { createServer, type AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // The real control API, in-process. Imported by relative path from this test only: the lnctl
 // package itself depends on nothing but node built-ins.
-import {
-  ApiStore,
-  buildApi,
-  MemoryBackend,
-  type ApiOptions,
-} from "../../../services/channel/src/api/index.js";
+import { ApiStore, buildApi, type ApiOptions } from "../../../services/channel/src/api/index.js";
+import { MemoryBackend } from "../../../services/channel/test/memory-backend.js";
 import { EXIT } from "../src/cli.js";
 import type { ChannelDetail, ChannelList, Payment, PaymentList } from "../src/client.js";
 import { HASH, lnctl, NODE, type Ran } from "./helpers.js";

@@ -9,12 +9,8 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // The real control API and event log, in-process, by relative path from this test only: the
 // lnctl package itself depends on nothing but node built-ins.
-import {
-  ApiStore,
-  buildApi,
-  MemoryBackend,
-  type ApiOptions,
-} from "../../../services/channel/src/api/index.js";
+import { ApiStore, buildApi, type ApiOptions } from "../../../services/channel/src/api/index.js";
+import { MemoryBackend } from "../../../services/channel/test/memory-backend.js";
 import {
   appendEvents,
   EventLog,

@@ -1,7 +1,10 @@
 /** The channel service's settings: the only place that reads the environment. */
 import { hostname } from "node:os";
 import { EnvReader, formatProblems, type HostPort, type NatsSettings } from "@ln/env";
-import { DEFAULT_INBOUND_OPENING_LIMITS as INBOUND, type InboundOpeningLimits } from "./inbound-openings.js";
+import {
+  DEFAULT_INBOUND_OPENING_LIMITS as INBOUND,
+  type InboundOpeningLimits,
+} from "./peers/inbound-openings.js";
 
 export interface Config {
   databaseUrl: string;

@@ -1,31 +1,21 @@
 /*~ The channel service as a process: configuration from the environment (config.ts), Postgres,
- * NATS, the signer over gRPC, the node (node.ts), the chain watcher's events through a durable
- * consumer, and the control API. Graceful on SIGTERM: the API stops taking requests, leases are
- * released so another replica takes the channels at once. */
+ * NATS, the signer over gRPC, the service as service.ts builds it (the node, the chain watcher's
+ * events through a durable consumer), and the control API. Graceful on SIGTERM: the API stops
+ * taking requests, leases are released so another replica takes the channels at once. */
 import { readFile } from "node:fs/promises";
 import { sha256 } from "@ln/bitcoin";
 import { processLogger, structuredLog } from "@ln/log";
 import { newRegistry, serveOps, urlOf } from "@ln/metrics";
 import { SignerClient } from "@ln/signer-client";
-import { networks } from "bitcoinjs-lib";
 import { connect } from "nats";
 import pg from "pg";
+import { natsConnectOptions } from "@ln/env";
 import { ApiStore, buildApi } from "./api/index.js";
 import { registerNodeMetrics, registerServiceMetrics } from "./api/metrics.js";
-import { broadcastTx, chainTip, watchScripts } from "./chain-requests.js";
-import { consumeChainEvents, requestOutputWatch, requestWatch } from "./chain-link.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { EventFeed } from "./events/feed.js";
 import { EventRelay } from "./events/relay.js";
-import { Ledger } from "./ledger.js";
-import { ChannelNodeBackend } from "./node-backend.js";
-import { ChannelNode } from "./node.js";
-import { connectPeer, listPeers, resyncPeer } from "./peer-requests.js";
-import { Resolver } from "./resolution.js";
-import { ChannelStore } from "./store.js";
-import { TowerLink, towerRecordsSubject } from "./tower-link.js";
-import { Wallet } from "./wallet.js";
-import { natsConnectOptions } from "@ln/env";
+import { buildChannelService } from "./service.js";
 
 const VERSION = "0.1.0";
 // JSON lines on stderr (@ln/log), the API's request lines included; the ready line stays plain text.
@@ -69,9 +59,6 @@ async function main(): Promise<void> {
   const serviceMetrics = registerServiceMetrics(registry);
   const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: 10 });
   serviceMetrics.watchPool(pool, log);
-  const store = new ChannelStore(pool, cfg.databaseSchema);
-  await store.migrate();
-  const ledger = new Ledger(pool, cfg.databaseSchema);
   const nc = await connect(natsConnectOptions(cfg.nats, `channel-${cfg.replicaId}`));
   void serviceMetrics
     .watchNats(nc.status(), log)
@@ -82,97 +69,27 @@ async function main(): Promise<void> {
     cfg.signer.serverName ? { "grpc.ssl_target_name_override": cfg.signer.serverName } : {},
   );
   const nodeId = await nodeIdFrom(signer, cfg.signer.addr);
-  const chainPrefix = `${cfg.prefix}.chain`;
-  const peerPrefix = `${cfg.prefix}.peer`;
-  const wallet = new Wallet({
+  const service = await buildChannelService({
     pool,
-    schema: cfg.databaseSchema,
-    signer,
-    chain: {
-      watchScripts: (scripts) => watchScripts(nc, chainPrefix, scripts),
-      broadcast: (hex) => broadcastTx(nc, chainPrefix, hex),
-    },
-    network:
-      cfg.network === "bitcoin"
-        ? networks.bitcoin
-        : cfg.network === "testnet"
-          ? networks.testnet
-          : networks.regtest,
-    feeRatePerKvb: cfg.walletFeeRate,
-  });
-  const peers = {
-    connect: (p: { host: string; port: number; nodeId: string }) => connectPeer(nc, peerPrefix, p),
-    list: () => listPeers(nc, peerPrefix),
-    resync: (nodeId: string) => resyncPeer(nc, peerPrefix, nodeId),
-  };
-  const resolution = new Resolver({
-    pool,
-    schema: cfg.databaseSchema,
-    store,
-    ledger,
-    signer,
-    wallet,
-    watchOutput: (id, txid, vout) => requestOutputWatch(nc, chainPrefix, id, txid, vout),
-    feeRate: cfg.walletFeeRate,
-    log,
-  });
-  const node = new ChannelNode({
-    store,
-    ledger,
+    nc,
     signer,
     nodeId,
-    nc,
-    peerPrefix,
-    chain: {
-      broadcast: (hex) => broadcastTx(nc, chainPrefix, hex),
-      tip: () => chainTip(nc, chainPrefix),
-      watchAnchor: (id, o) => requestWatch(nc, chainPrefix, id, o),
-    },
-    wallet,
-    peers,
-    tower: new TowerLink({ js: nc.jetstream(), store, subject: towerRecordsSubject(cfg.prefix) }),
-    resolution,
-    replicaId: cfg.replicaId,
-    leaseMs: cfg.leaseMs,
-    terms: cfg.terms,
-    inboundOpenings: cfg.inboundOpenings,
-    log,
-  });
-  node.runner.onCommitRound = serviceMetrics.commitRound;
-  await node.start();
-  const chain = await consumeChainEvents({
-    nc,
-    prefix: chainPrefix,
-    durable: `channel-${cfg.prefix}-${cfg.replicaId}`,
-    handle: async (ev) => {
-      await wallet.onChainEvent(ev);
-      await node.onChainEvent(ev);
+    settings: {
+      databaseSchema: cfg.databaseSchema,
+      prefix: cfg.prefix,
+      replicaId: cfg.replicaId,
+      leaseMs: cfg.leaseMs,
+      network: cfg.network,
+      terms: cfg.terms,
+      walletFeeRate: cfg.walletFeeRate,
+      inboundOpenings: cfg.inboundOpenings,
+      version: VERSION,
     },
     log,
+    onCommitRound: serviceMetrics.commitRound,
   });
-  void wallet
-    .rebroadcastUnconfirmed()
-    .then((n) => n > 0 && log.info(`re-broadcast ${n} unconfirmed wallet transaction(s)`))
-    .catch((e: unknown) =>
-      log.warn(`re-broadcasting wallet transactions: ${e instanceof Error ? e.message : String(e)}`),
-    );
-
-  const backend = new ChannelNodeBackend({
-    node,
-    resolution,
-    store,
-    ledger,
-    wallet,
-    peers,
-    nodeId: nodeId.toString("hex"),
-    network: cfg.network,
-    version: VERSION,
-    invoiceHash: async (index, amountMsat) => {
-      // The amount too: the signer then reveals R only for an HTLC paying at least it.
-      const { r_hash } = await signer.call("InvoiceHash", { index, amount_msat: amountMsat });
-      return r_hash.toString("hex");
-    },
-  });
+  await service.start();
+  const { backend } = service;
   if (cfg.adminToken !== undefined)
     await bootstrapAdminToken(new ApiStore(pool, cfg.databaseSchema), cfg.adminToken);
   let metricsErrorLoggedAt = 0;
@@ -245,8 +162,7 @@ async function main(): Promise<void> {
       await relay.stop();
       await feed.close();
       await ops?.close();
-      await chain.stop();
-      await node.stop();
+      await service.stop();
       await nc.drain();
       signer.close();
       await pool.end();

@@ -8,7 +8,8 @@ import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Registry } from "@ln/metrics";
-import { ApiStore, BackendError, buildApi, MemoryBackend, type Payment } from "../src/api/index.js";
+import { ApiStore, BackendError, buildApi, type Payment } from "../src/api/index.js";
+import { MemoryBackend } from "./memory-backend.js";
 
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
 const schema = `chan_api_rej_${randomBytes(6).toString("hex")}`;

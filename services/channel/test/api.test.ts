@@ -3,7 +3,8 @@ import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Registry } from "@ln/metrics";
-import { ApiStore, BOOTSTRAP_LABEL, buildApi, MemoryBackend, type Scope } from "../src/api/index.js";
+import { ApiStore, BOOTSTRAP_LABEL, buildApi, type Scope } from "../src/api/index.js";
+import { MemoryBackend } from "./memory-backend.js";
 
 // Real Postgres (trust auth); this run gets its own schema, dropped at the end.
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // The real chain watcher and regtest node (not dependencies of this package: reached by path).
 import { startRegtest, type Regtest } from "../../../packages/regtest/src/index.js";
 import { ChainWatcher, serveChainRequests } from "../../watchtower/src/index.js";
-import { broadcastTx, chainTip, ChainRequestError, watchScripts } from "../src/chain-requests.js";
+import { broadcastTx, chainTip, ChainRequestError, watchScripts } from "../src/onchain/chain-requests.js";
 
 const run = randomBytes(4).toString("hex");
 const PREFIX = `chreq_${run}.chain`;

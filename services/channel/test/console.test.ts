@@ -10,7 +10,8 @@ import { join } from "node:path";
 import Fastify, { type FastifyInstance } from "fastify";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiStore, buildApi, MemoryBackend } from "../src/api/index.js";
+import { ApiStore, buildApi } from "../src/api/index.js";
+import { MemoryBackend } from "./memory-backend.js";
 import { CONSOLE_CSP, consolePage } from "../src/api/console/index.js";
 
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 2 });

@@ -4,7 +4,7 @@
  * FAILED_PRECONDITION with "CODE: text" in `details`.
  */
 import { describe, expect, it } from "vitest";
-import { behindRefusal } from "../src/data-loss.js";
+import { behindRefusal } from "../src/channels/data-loss.js";
 
 /** An error as grpc-js gives a signer refusal to the caller. */
 const refusal = (code: string, text = "channel 3: our commitment 2 is revoked (revealed up to 4)"): Error =>

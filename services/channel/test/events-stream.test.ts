@@ -8,9 +8,10 @@ import { randomBytes } from "node:crypto";
 import { connect as tcpConnect, type AddressInfo } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiStore, buildApi, MemoryBackend } from "../src/api/index.js";
+import { ApiStore, buildApi } from "../src/api/index.js";
 import { appendEvents, beginEvents, inEventTransaction, type StatusChange } from "../src/events/event-log.js";
 import { EventFeed } from "../src/events/feed.js";
+import { MemoryBackend } from "./memory-backend.js";
 import { SseReader, type SseFrame } from "./sse-client.js";
 
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 8 });

@@ -4,8 +4,8 @@ import { createChannel, step, type ChannelState, type Step } from "@ln/channel-c
 import { TestSigner } from "@ln/channel-core/testing";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { checkInboundOpening, DEFAULT_INBOUND_OPENING_LIMITS } from "../src/inbound-openings.js";
-import { ChannelStore } from "../src/store.js";
+import { checkInboundOpening, DEFAULT_INBOUND_OPENING_LIMITS } from "../src/peers/inbound-openings.js";
+import { ChannelStore } from "../src/channels/store.js";
 
 describe("bounds on inbound openings", () => {
   it("has named defaults: 20 opening at once; 3 failed openings per peer and 60 in all per hour", () => {

@@ -11,11 +11,12 @@ import { newRegistry, serveOps, type OpsServer } from "@ln/metrics";
 import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildApi, MemoryBackend } from "../src/api/index.js";
+import { buildApi } from "../src/api/index.js";
+import { MemoryBackend } from "./memory-backend.js";
 import type { ChannelState, Input, Output } from "@ln/channel-core";
 import { registerNodeMetrics, registerServiceMetrics } from "../src/api/metrics.js";
-import { ChannelRunner } from "../src/runner.js";
-import { ChannelStore, type Transition } from "../src/store.js";
+import { ChannelRunner } from "../src/channels/runner.js";
+import { ChannelStore, type Transition } from "../src/channels/store.js";
 
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
 const schema = `channel_metrics_${randomBytes(6).toString("hex")}`;
@@ -184,7 +185,7 @@ describe("the channel service's own metrics", () => {
       ],
       () => t,
     );
-    runner.onCommitRound = m.commitRound; // as main.ts sets it on the node's runner
+    runner.onCommitRound = m.commitRound; // as buildChannelService passes it to the node's runner
     const command: Input = { type: "resume" };
     await runner.input("c1", command);
     t += 1000;

@@ -8,7 +8,7 @@ import {
   PEER_CONTROL_QUEUE,
   peerControlSubjects,
 } from "@ln/proto";
-import { connectPeer, listPeers, PeerRequestError } from "../src/peer-requests.js";
+import { connectPeer, listPeers, PeerRequestError } from "../src/peers/peer-requests.js";
 
 let nc: NatsConnection;
 const NODE = `03${"cd".repeat(32)}`;

@@ -13,8 +13,8 @@ import { TestSigner } from "@ln/channel-core/testing";
 import type { Pkt } from "@ln/proto";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { ChannelRunner } from "../src/runner.js";
-import { ChannelStore } from "../src/store.js";
+import { ChannelRunner } from "../src/channels/runner.js";
+import { ChannelStore } from "../src/channels/store.js";
 
 // Real Postgres (trust auth); own schema, dropped at the end.
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });

@@ -5,8 +5,8 @@ import { TestSigner } from "@ln/channel-core/testing";
 import { decodePkt } from "@ln/proto";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { ChannelRunner, type EffectSink } from "../src/runner.js";
-import { ChannelStore, StoreError, type OutboxMessage } from "../src/store.js";
+import { ChannelRunner, type EffectSink } from "../src/channels/runner.js";
+import { ChannelStore, StoreError, type OutboxMessage } from "../src/channels/store.js";
 
 // Real Postgres (trust auth); every run gets its own schemas, dropped at the end.
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 8 });

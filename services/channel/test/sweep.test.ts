@@ -13,7 +13,7 @@ import { networks, payments, script as bscript, Transaction } from "bitcoinjs-li
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Wallet, type WalletChain } from "../src/wallet.js";
+import { Wallet, type WalletChain } from "../src/onchain/wallet.js";
 import { FakeChain, startWalletFixture, type WalletFixture } from "./wallet-fixture.js";
 
 const FEE_RATE = 2000;

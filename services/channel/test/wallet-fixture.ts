@@ -14,7 +14,7 @@ import { KeyRing, SignerService, SignerStore, startServer } from "@ln/signer-ser
 import { Transaction } from "bitcoinjs-lib";
 import pg from "pg";
 import { migrateChannelService } from "../src/migrations.js";
-import type { WalletChain } from "../src/wallet.js";
+import type { WalletChain } from "../src/onchain/wallet.js";
 import { CLIENT_OPTIONS, makePems, TEST_CLIENTS, type Pems } from "../../signer/test/helpers.js";
 
 const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";

@@ -12,7 +12,7 @@ import { address as bjsAddress, networks, payments, Transaction } from "bitcoinj
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Wallet, WalletError, type WalletChain } from "../src/wallet.js";
+import { Wallet, WalletError, type WalletChain } from "../src/onchain/wallet.js";
 import { FakeChain, startWalletFixture, type WalletFixture } from "./wallet-fixture.js";
 
 const MAX_WITHDRAWAL = 400_000n;

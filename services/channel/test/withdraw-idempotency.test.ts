@@ -10,14 +10,9 @@ import { address as bjsAddress, networks } from "bitcoinjs-lib";
 import type { FastifyInstance } from "fastify";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  ApiStore,
-  buildApi,
-  MemoryBackend,
-  type Withdrawal,
-  type WithdrawalRecord,
-} from "../src/api/index.js";
-import { Wallet } from "../src/wallet.js";
+import { ApiStore, buildApi, type Withdrawal, type WithdrawalRecord } from "../src/api/index.js";
+import { MemoryBackend } from "./memory-backend.js";
+import { Wallet } from "../src/onchain/wallet.js";
 import { FakeChain, startWalletFixture, type WalletFixture } from "./wallet-fixture.js";
 
 /** The API's backend with the real wallet behind withdrawals (as ChannelNodeBackend.withdraw). */

@@ -24,7 +24,7 @@ import {
 } from "@ln/signer-service/embedded";
 // The signer's own test certificates (by openssl), and the channel service's control requests.
 import { makePems, TEST_CLIENTS } from "../../signer/test/helpers.js";
-import { connectPeer, listPeers } from "../../channel/src/peer-requests.js";
+import { connectPeer, listPeers } from "../../channel/src/peers/peer-requests.js";
 import { collect, samplePkt, until } from "./helpers.js";
 
 const ROOT = resolve(fileURLToPath(import.meta.url), "../../../..");

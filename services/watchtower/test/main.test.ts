@@ -11,7 +11,12 @@ import pg from "pg";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // The channel service's client of these requests, exercised against the real process.
-import { broadcastTx, chainTip, ChainRequestError, watchScripts } from "../../channel/src/chain-requests.js";
+import {
+  broadcastTx,
+  chainTip,
+  ChainRequestError,
+  watchScripts,
+} from "../../channel/src/onchain/chain-requests.js";
 import { chainEventSubjects } from "../src/streams.js";
 
 // The watchtower process (src/main.ts) against a real regtest node, NATS JetStream and Postgres.

@@ -13,7 +13,7 @@ import { Transaction } from "bitcoinjs-lib";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { broadcastTx } from "../../channel/src/chain-requests.js";
+import { broadcastTx } from "../../channel/src/onchain/chain-requests.js";
 import { loadConfig } from "../src/config.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));

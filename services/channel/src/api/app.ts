@@ -483,12 +483,16 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
       }
       let payment: B.Payment;
       try {
-        payment = await backend.pay({
-          channelId: req.body.channelId,
-          rHash: req.body.rHash,
-          amountMsat: msat(BigInt(req.body.amountMsat)),
-          expiry: req.body.expiry,
-        });
+        payment = await backend.pay(
+          {
+            channelId: req.body.channelId,
+            rHash: req.body.rHash,
+            amountMsat: msat(BigInt(req.body.amountMsat)),
+            expiry: req.body.expiry,
+          },
+          // With the payment's own record: a crash after that commit still answers a retry.
+          { complete: (tx, p) => store.completeIdempotency(token.id, key, 201, paymentJson(p), tx) },
+        );
       } catch (e) {
         if (e instanceof B.BackendError && NOTHING_PAID(e.code)) {
           await store.releaseIdempotency(token.id, key);

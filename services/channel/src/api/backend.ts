@@ -4,7 +4,8 @@ import type pg from "pg";
 
 /**
  * What the HTTP control API needs from the node. Implemented over the ChannelRunner and the wallet
- * when the node is wired; `MemoryBackend` is the in-memory stand-in for tests and local runs.
+ * when the node is wired; `MemoryBackend` (services/channel/test/memory-backend.ts) is the
+ * in-memory stand-in for tests.
  * Amounts are bigint here (branded Sat/Msat); the API turns them into decimal strings.
  */
 export interface NodeBackend {
@@ -16,7 +17,11 @@ export interface NodeBackend {
   getChannel(id: string): Promise<ChannelDetail | undefined>;
   /** The preimage is generated and kept by the backend; only its hash leaves. */
   createInvoice(req: { amountMsat: Msat; description?: string }): Promise<Invoice>;
-  pay(req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime }): Promise<Payment>;
+  /** `record`, if given, is completed inside the transaction that offers the HTLC (see PaymentRecord). */
+  pay(
+    req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime },
+    record?: PaymentRecord,
+  ): Promise<Payment>;
   listPayments(): Promise<Payment[]>;
   /** Undefined when there is no such payment. */
   getPayment(id: string): Promise<Payment | undefined>;
@@ -39,6 +44,15 @@ export interface WithdrawalRecord {
   claim(tx: pg.ClientBase): Promise<void>;
   /** Last in the transaction, once the signed withdrawal is stored. */
   complete(tx: pg.ClientBase, txid: string): Promise<void>;
+}
+
+/**
+ * The API's result of one payment request (its idempotency key), written in the transaction of
+ * the channel step that offers the HTLC and records the payment (DESIGN.md 11): a crash after
+ * that commit still leaves the key answering with the payment.
+ */
+export interface PaymentRecord {
+  complete(tx: pg.ClientBase, payment: Payment): Promise<void>;
 }
 
 export interface NodeInfo {

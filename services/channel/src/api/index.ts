@@ -11,4 +11,3 @@ export {
 } from "./api-store.js";
 export * from "./backend.js";
 export { ApiError } from "./errors.js";
-export { MemoryBackend } from "./memory-backend.js";

@@ -57,7 +57,7 @@ import {
   type Network,
 } from "bitcoinjs-lib";
 import type pg from "pg";
-import type { WithdrawalRecord } from "./api/backend.js";
+import type { WithdrawalRecord } from "../api/backend.js";
 
 /** What the wallet needs from the chain watcher (chain-requests.ts over NATS in production). */
 export interface WalletChain {

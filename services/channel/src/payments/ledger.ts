@@ -1,6 +1,7 @@
 import { msat, type Locktime, type Msat } from "@ln/bitcoin";
 import { quoteSchema } from "@ln/postgres";
 import type pg from "pg";
+import { appendEvents, inEventTransaction } from "../events/event-log.js";
 
 /**
  * The node's books beside the channels (migration 3): payments we offered, invoices we issued
@@ -69,7 +70,7 @@ export class Ledger {
 
   constructor(
     private readonly pool: pg.Pool,
-    schema: string,
+    private readonly schema: string,
   ) {
     this.q = quoteSchema(schema);
   }
@@ -78,42 +79,12 @@ export class Ledger {
     return `${this.q}.${table}`;
   }
 
-  /** Records an HTLC we offered; a second record of the same HTLC is ignored. */
-  async addPayment(p: Omit<PaymentRow, "id" | "status" | "failureReason" | "createdAt">): Promise<void> {
-    await this.pool.query(
-      `INSERT INTO ${this.t("payments")} (id, channel_id, htlc_id, r_hash, amount_msat, expiry)
-       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
-      [
-        paymentId(p.channelId, p.htlcId),
-        p.channelId,
-        p.htlcId.toString(),
-        p.rHash,
-        p.amountMsat.toString(),
-        JSON.stringify(p.expiry),
-      ],
-    );
-  }
+  // Payments and invoice settlements are written only with the channel step that moves their
+  // HTLC (payments/records.ts), or with the on-chain resolution that settles it (resolution.ts).
 
-  /** The HTLC's outcome; only a pending payment changes (a result is final). */
-  async settlePayment(
-    channelId: string,
-    htlcId: bigint,
-    result: { kind: "fulfilled"; r: string } | { kind: "failed"; reason: string },
-  ): Promise<void> {
-    await this.pool.query(
-      `UPDATE ${this.t("payments")} SET status = $2, preimage = $3, failure_reason = $4, settled_at = now()
-       WHERE id = $1 AND status = 'pending'`,
-      [
-        paymentId(channelId, htlcId),
-        result.kind === "fulfilled" ? "succeeded" : "failed",
-        result.kind === "fulfilled" ? result.r : null,
-        result.kind === "failed" ? result.reason : null,
-      ],
-    );
-  }
-
-  async payment(id: string): Promise<PaymentRow | undefined> {
-    const r = await this.pool.query<PaymentDbRow>(`SELECT * FROM ${this.t("payments")} WHERE id = $1`, [id]);
+  /** A payment's record; `q`: a transaction to read it in (default the pool). */
+  async payment(id: string, q: pg.ClientBase | pg.Pool = this.pool): Promise<PaymentRow | undefined> {
+    const r = await q.query<PaymentDbRow>(`SELECT * FROM ${this.t("payments")} WHERE id = $1`, [id]);
     return r.rows[0] ? toPayment(r.rows[0]) : undefined;
   }
 
@@ -136,11 +107,18 @@ export class Ledger {
     );
     const index = next.rows[0]?.n ?? 0;
     const rHash = await deriveHash(index, amountMsat);
-    const r = await this.pool.query<{ created_at: Date }>(
-      `INSERT INTO ${this.t("invoices")} (r_hash, signer_index, amount_msat, description)
-       VALUES ($1, $2, $3, $4) RETURNING created_at`,
-      [rHash, index, amountMsat.toString(), description],
-    );
+    // The invoice and its "open" event commit together (events/event-log.ts).
+    const r = await inEventTransaction(this.pool, this.schema, async (c) => {
+      const ins = await c.query<{ created_at: Date }>(
+        `INSERT INTO ${this.t("invoices")} (r_hash, signer_index, amount_msat, description)
+         VALUES ($1, $2, $3, $4) RETURNING created_at`,
+        [rHash, index, amountMsat.toString(), description],
+      );
+      await appendEvents(c, this.schema, [
+        { kind: "invoice", subject: rHash, status: "open", detail: { amountMsat: amountMsat.toString() } },
+      ]);
+      return ins;
+    });
     return {
       rHash,
       signerIndex: index,
@@ -171,13 +149,6 @@ export class Ledger {
           createdAt: row.created_at,
         }
       : undefined;
-  }
-
-  async markInvoiceSettled(rHash: string): Promise<void> {
-    await this.pool.query(
-      `UPDATE ${this.t("invoices")} SET status = 'settled', settled_at = now() WHERE r_hash = $1 AND status = 'open'`,
-      [rHash],
-    );
   }
 
   async setTip(tip: ChainTip): Promise<void> {

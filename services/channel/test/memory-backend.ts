@@ -12,15 +12,16 @@ import {
   type WalletBalance,
   type Withdrawal,
   type WithdrawalRecord,
-} from "./backend.js";
+} from "../src/api/backend.js";
 import { inTransaction } from "@ln/postgres";
 import type pg from "pg";
 
 /**
  * An in-memory NodeBackend: channels open instantly, payments settle at once against the local
- * balance. For tests and for running the API without a node. It counts calls per method so tests
- * can check that a retried request did not pay twice. Withdrawals need `pool`: their request
- * record (the API's idempotency key) is written in a real transaction, as the wallet does.
+ * balance. Test-only (kept out of src/): the API's tests run it without a node. It counts calls
+ * per method so tests can check that a retried request did not pay twice. Withdrawals need
+ * `pool`: their request record (the API's idempotency key) is written in a real transaction, as
+ * the wallet does.
  */
 export class MemoryBackend implements NodeBackend {
   constructor(private readonly opts: { pool?: pg.Pool } = {}) {}

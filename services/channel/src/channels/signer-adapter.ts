@@ -1,4 +1,4 @@
-import type { ChannelState, SignerReply, SignerRequest } from "@ln/channel-core";
+import { peerFulfilments, type ChannelState, type SignerReply, type SignerRequest } from "@ln/channel-core";
 import { closeParamsMsg, commitmentParamsMsg, type SignerClient } from "@ln/signer-client";
 import type { CoreSigner } from "./runner.js";
 
@@ -10,9 +10,7 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
  * against its R (services/signer README, BALANCE_MISMATCH).
  */
 export const fulfilledPreimages = (state: ChannelState | undefined): Buffer[] =>
-  (state?.remoteLog.entries ?? []).flatMap((e) =>
-    e.update.kind === "fulfill" ? [Buffer.from(e.update.r, "hex")] : [],
-  );
+  state ? peerFulfilments(state).map((f) => Buffer.from(f.r, "hex")) : [];
 
 /**
  * The core's signer requests as calls to the signer service. Its policy (DESIGN.md 4) judges each

@@ -1,6 +1,6 @@
 import type { Log } from "@ln/log";
 import { sat, sha256, txidFromHex, type Sat } from "@ln/bitcoin";
-import { unrevokedCommitments, type ChannelState } from "@ln/channel-core";
+import { ourFulfilments, unrevokedCommitments, type ChannelState } from "@ln/channel-core";
 import {
   buildClaimSpend,
   claimsFor,
@@ -15,8 +15,10 @@ import { commitmentParamsMsg, type SignerClient } from "@ln/signer-client";
 import { SpendError, type Spend } from "@ln/tx";
 import { Transaction } from "bitcoinjs-lib";
 import type pg from "pg";
-import type { Ledger } from "./ledger.js";
-import type { ChannelStore } from "./store.js";
+import { appendEvents, inEventTransaction } from "../events/event-log.js";
+import type { Ledger } from "../payments/ledger.js";
+import { invoiceSettled, paymentFinal } from "../payments/records.js";
+import type { ChannelStore } from "../channels/store.js";
 import { signerRefusal, type Wallet } from "./wallet.js";
 
 /**
@@ -224,36 +226,55 @@ export class Resolver {
     const spender = Transaction.fromHex(spenderHex);
     const spenderTxid = spender.getId();
     const ours = row.sweep_txid === spenderTxid;
-    await this.o.pool.query(
-      `UPDATE ${this.#s}.onchain_claims SET status = $3, spent_by = $4, spent_height = $5
-        WHERE channel_id = $1 AND vout = $2`,
-      [channelId, vout, ours ? "swept" : "lost", spenderTxid, height],
-    );
-    if (row.htlc_id === null || row.r_hash === null) return;
-    const htlcId = BigInt(row.htlc_id);
-    if (ours) {
-      if (row.what === "htlc_timeout")
-        await this.o.ledger.settlePayment(channelId, htlcId, {
-          kind: "failed",
-          reason: "timed out on chain",
-        });
-      if (row.what === "htlc_redeem") await this.o.ledger.markInvoiceSettled(row.r_hash);
-      return;
-    }
-    if (row.what !== "htlc_timeout") return;
-    const [revealed] = preimagesRevealed(spender, [
-      { outpoint: { txid: txidFromHex(resolution.spend_txid), vout }, rHash: Buffer.from(row.r_hash, "hex") },
-    ]);
-    if (revealed) {
-      await this.o.ledger.settlePayment(channelId, htlcId, {
-        kind: "fulfilled",
-        r: revealed.r.toString("hex"),
-      });
+    const htlcId = row.htlc_id === null ? undefined : BigInt(row.htlc_id);
+    // R the peer revealed by redeeming an HTLC we offered (draft 6.2): our payment succeeded.
+    const revealed =
+      !ours && row.what === "htlc_timeout" && row.r_hash !== null
+        ? preimagesRevealed(spender, [
+            {
+              outpoint: { txid: txidFromHex(resolution.spend_txid), vout },
+              rHash: Buffer.from(row.r_hash, "hex"),
+            },
+          ])[0]
+        : undefined;
+    // The claim's spend and the money records it settles commit together, with their events
+    // (DESIGN.md 11): a crash between them can leave neither behind.
+    await inEventTransaction(this.o.pool, this.o.schema, async (c) => {
+      await c.query(
+        `UPDATE ${this.#s}.onchain_claims SET status = $3, spent_by = $4, spent_height = $5
+          WHERE channel_id = $1 AND vout = $2`,
+        [channelId, vout, ours ? "swept" : "lost", spenderTxid, height],
+      );
+      if (htlcId === undefined || row.r_hash === null) return;
+      const events =
+        ours && row.what === "htlc_timeout"
+          ? await paymentFinal(
+              c,
+              this.o.schema,
+              channelId,
+              htlcId,
+              { kind: "failed", reason: "timed out on chain" },
+              undefined,
+            )
+          : ours && row.what === "htlc_redeem"
+            ? await invoiceSettled(c, this.o.schema, row.r_hash)
+            : revealed
+              ? await paymentFinal(
+                  c,
+                  this.o.schema,
+                  channelId,
+                  htlcId,
+                  { kind: "fulfilled", r: revealed.r.toString("hex") },
+                  undefined,
+                )
+              : [];
+      await appendEvents(c, this.o.schema, events);
+    });
+    if (revealed)
       this.o.log.info(
         `channel ${channelId}: the peer redeemed HTLC ${htlcId} on chain; R learned, the payment succeeded`,
         { channelId },
       );
-    }
   }
 
   /**
@@ -437,11 +458,10 @@ export class Resolver {
     state: ChannelState,
   ): Promise<Map<string, Buffer>> {
     const out = new Map<string, Buffer>();
-    for (const e of state.localLog.entries)
-      if (e.update.kind === "fulfill") {
-        const r = Buffer.from(e.update.r, "hex");
-        out.set(sha256(r).toString("hex"), r);
-      }
+    for (const f of ourFulfilments(state)) {
+      const r = Buffer.from(f.r, "hex");
+      out.set(sha256(r).toString("hex"), r);
+    }
     const toUs = c.params.htlcs.filter((h) => h.offeredByOwner === (c.kind === "their_commitment"));
     for (const h of toUs) {
       const rHash = Buffer.from(h.rHash).toString("hex");

@@ -5,7 +5,7 @@
  */
 import type { SignerChannelStatus } from "@ln/channel-core";
 import type { SignerClient } from "@ln/signer-client";
-import { signerRefusal } from "./wallet.js";
+import { signerRefusal } from "../onchain/wallet.js";
 
 /** The signer's records of channel `channel` (ChannelStatus). */
 export async function signerStatus(signer: SignerClient, channel: number): Promise<SignerChannelStatus> {

@@ -1,6 +1,7 @@
 import { msat, sat, satToMsat, type Locktime, type Msat, type Sat } from "@ln/bitcoin";
 import type { ChannelState } from "@ln/channel-core";
 import { isRejectionCode } from "@ln/control-api";
+import { NodeError } from "../channels/errors.js";
 import {
   BackendError,
   type BackendErrorCode,
@@ -10,15 +11,18 @@ import {
   type NodeBackend,
   type NodeInfo,
   type Payment,
+  type PaymentRecord,
   type PeerInfo,
   type WalletBalance,
   type Withdrawal,
   type WithdrawalRecord,
-} from "./api/backend.js";
-import { paymentId, type Ledger, type PaymentRow } from "./ledger.js";
-import { NodeError, type ChannelNode, type PeerControl } from "./node.js";
-import type { Resolver } from "./resolution.js";
-import type { ChannelRow, ChannelStore } from "./store.js";
+} from "./backend.js";
+import { paymentId, type Ledger, type PaymentRow } from "../payments/ledger.js";
+import { withOfferedPayment } from "../payments/records.js";
+import type { ChannelNode } from "../channels/node.js";
+import type { PeerControl } from "../channels/ports.js";
+import type { Resolver } from "../onchain/resolution.js";
+import type { ChannelRow, ChannelStore } from "../channels/store.js";
 
 /** The wallet as the API sees it (wallet.ts). */
 export interface WalletApi {
@@ -135,14 +139,20 @@ export class ChannelNodeBackend implements NodeBackend {
     };
   }
 
-  async pay(req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime }): Promise<Payment> {
+  async pay(
+    req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime },
+    record?: PaymentRecord,
+  ): Promise<Payment> {
+    // The request's result commits with the step that offers the HTLC and records the payment.
+    const within =
+      record &&
+      withOfferedPayment(this.o.ledger, req.channelId, (c, row) => record.complete(c, payment(row)));
     const outputs = await named(
-      this.o.node.command(req.channelId, {
-        kind: "add_htlc",
-        amountMsat: req.amountMsat,
-        rHash: req.rHash,
-        expiry: req.expiry,
-      }),
+      this.o.node.command(
+        req.channelId,
+        { kind: "add_htlc", amountMsat: req.amountMsat, rHash: req.rHash, expiry: req.expiry },
+        within,
+      ),
     );
     const added = outputs.find((x) => x.type === "htlc_added" && x.offerer === "local");
     const row =

@@ -7,7 +7,7 @@ import {
   type SignerRequest,
   type Step,
 } from "@ln/channel-core";
-import type { ChannelStore, OutboxMessage } from "./store.js";
+import type { ChannelStore, OutboxMessage, WithinTransition } from "./store.js";
 
 /** The signer, as the shell sees it: the core's requests (gRPC in production: signer-adapter.ts). */
 export interface CoreSigner {
@@ -50,7 +50,7 @@ export class ChannelRunner {
   private readonly queues = new Map<string, Promise<unknown>>();
   /** Per channel: when our update_commit awaiting its revocation was sent (memory only). */
   private readonly commitSentAt = new Map<string, number>();
-  /** Settable after construction (main.ts sets it on the node's runner). */
+  /** Also settable after construction (the node passes it in its options). */
   onCommitRound: ((seconds: number) => void) | undefined;
   private readonly now: () => number;
 
@@ -68,11 +68,12 @@ export class ChannelRunner {
 
   /**
    * Feeds one input to a channel; inputs to the same channel run one after another. Resolves
-   * with every output and the state as stored at the end.
+   * with every output and the state as stored at the end. `within` writes more in the
+   * transaction of this input's own step (not of the steps that follow it).
    */
-  input(channelId: string, input: Input): Promise<Step> {
+  input(channelId: string, input: Input, within?: WithinTransition): Promise<Step> {
     const prev = this.queues.get(channelId) ?? Promise.resolve();
-    const run = prev.catch(() => undefined).then(() => this.run(channelId, input));
+    const run = prev.catch(() => undefined).then(() => this.run(channelId, input, within));
     this.queues.set(channelId, run);
     // Forgotten once done, so the map holds only channels with work in progress.
     const done = (): void => void (this.queues.get(channelId) === run && this.queues.delete(channelId));
@@ -88,14 +89,19 @@ export class ChannelRunner {
     return this.input(channelId, { type: "resume" });
   }
 
-  private async run(channelId: string, first: Input): Promise<Step> {
+  private async run(channelId: string, first: Input, within?: WithinTransition): Promise<Step> {
     const all: Output[] = [];
     let state: ChannelState | undefined;
     const failedEffects: unknown[] = [];
     const queue: Input[] = [first];
     for (let input = queue.shift(); input; input = queue.shift()) {
       const current = input;
-      const t = await this.store.transition(channelId, this.owner, (s) => step(s, current));
+      const t = await this.store.transition(
+        channelId,
+        this.owner,
+        (s) => step(s, current),
+        current === first ? within : undefined,
+      );
       all.push(...t.outputs);
       state = t.state;
       // Durable now: send, then carry out the rest. A failed effect (a broadcast, a record) must

@@ -9,13 +9,22 @@ import { defaultSweepScript, sealRecord } from "@ln/justice";
 import { encodePkt } from "@ln/proto";
 import { inTransaction, quoteSchema } from "@ln/postgres";
 import type pg from "pg";
-import { migrateChannelService } from "./migrations.js";
+import { inEventTransaction } from "../events/event-log.js";
+import { migrateChannelService } from "../migrations.js";
+import { writeStepRecords } from "../payments/records.js";
 
 /**
  * The channel service's own tables (DESIGN.md 6): each channel's state, the numbered messages it
  * sent (the durable outbox retransmission reads), and a lease so one replica at a time runs a
- * channel. Every transition is one transaction: state and outbox commit together, then send.
+ * channel. Every transition is one transaction: state, outbox, the money records its HTLCs move
+ * and their status events (payments/records.ts, DESIGN.md 11) commit together, then send.
  */
+
+/**
+ * More to write in a transition's own transaction, after its state, records and outbox (e.g. the
+ * control API's idempotency result of the payment the step offered). Throwing rolls it all back.
+ */
+export type WithinTransition = (c: pg.PoolClient, t: Step) => Promise<void>;
 
 export type StoreErrorCode =
   | "LEASE_NOT_HELD"
@@ -117,7 +126,7 @@ export class ChannelStore {
     created: Step,
     meta: { peerNodeId?: string; signerChannel?: number; owner?: string; leaseMs?: number } = {},
   ): Promise<Transition> {
-    return this.inTransaction(async (c) => {
+    return this.inEventTransaction(async (c) => {
       let r: pg.QueryResult;
       try {
         r = await c.query(
@@ -143,6 +152,7 @@ export class ChannelStore {
         throw e;
       }
       if (r.rowCount === 0) throw new StoreError("CHANNEL_EXISTS", `channel ${id} already exists`);
+      await writeStepRecords(c, this.schema, id, undefined, created);
       return { ...created, sends: await this.appendOutbox(c, id, created.outputs) };
     });
   }
@@ -170,10 +180,16 @@ export class ChannelStore {
 
   /**
    * Runs one transition of the pure core under the lease: the row is locked, the lease checked,
-   * the new state and every message it sends written, all in one transaction.
+   * the new state, the money records and status events of its outputs, every message it sends,
+   * and `within`'s writes, all in one transaction.
    */
-  async transition(id: string, owner: string, run: (state: ChannelState) => Step): Promise<Transition> {
-    return this.inTransaction(async (c) => {
+  async transition(
+    id: string,
+    owner: string,
+    run: (state: ChannelState) => Step,
+    within?: WithinTransition,
+  ): Promise<Transition> {
+    return this.inEventTransaction(async (c) => {
       const r = await c.query<{
         state: string;
         lease_owner: string | null;
@@ -229,7 +245,10 @@ export class ChannelStore {
           [id, o.number.toString(), sealed.locator, sealed.blob],
         );
       }
-      return { ...next, sends: await this.appendOutbox(c, id, next.outputs) };
+      await writeStepRecords(c, this.schema, id, prev, next);
+      const sends = await this.appendOutbox(c, id, next.outputs);
+      await within?.(c, next);
+      return { ...next, sends };
     });
   }
 
@@ -419,5 +438,10 @@ export class ChannelStore {
 
   private inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     return inTransaction(this.pool, fn);
+  }
+
+  /** A transaction that may append status events (events/event-log.ts). */
+  private inEventTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inEventTransaction(this.pool, this.schema, fn);
   }
 }

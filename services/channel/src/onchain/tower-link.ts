@@ -1,6 +1,6 @@
 import { encodeSealedRecord } from "@ln/justice";
 import type { JetStreamClient } from "nats";
-import type { ChannelStore } from "./store.js";
+import type { ChannelStore } from "../channels/store.js";
 
 /** The subject the watchtower takes revocation records from (its stream captures it). */
 export const towerRecordsSubject = (prefix: string): string => `${prefix}.tower.records`;

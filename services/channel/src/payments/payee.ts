@@ -1,0 +1,82 @@
+import {
+  EXPIRY_TOO_SOON,
+  htlcDeadlinePassed,
+  htlcsToSettle,
+  type ChannelState,
+  type Command,
+  type Input,
+  type Output,
+} from "@ln/channel-core";
+import type { SignerClient } from "@ln/signer-client";
+import type { Report } from "../channels/errors.js";
+import type { ChannelRegistry } from "../channels/registry.js";
+import type { ChannelStore } from "../channels/store.js";
+import type { ChainTip } from "../onchain/tip.js";
+import type { Ledger } from "./ledger.js";
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+/** A failure reason as the core's fail_htlc wants it: the wire bytes in hex (UTF-8 text). */
+const reasonHex = (text: string): string => Buffer.from(text, "utf8").toString("hex");
+
+export interface PayeeOptions {
+  store: ChannelStore;
+  ledger: Ledger;
+  signer: SignerClient;
+  registry: ChannelRegistry;
+  tip: ChainTip;
+  /** Feeds one input to a channel (the node's input): the fulfil or fail command. */
+  feed: (channelId: string, input: Input) => Promise<Output[]>;
+  /** A settling that failed: retried by the retry round, whose resume settles again. */
+  noteFailure: (channelId: string, e: unknown) => void;
+  report: Report;
+}
+
+/** The payee: settles the peer's HTLCs against our invoices. */
+export class Payee {
+  /** Incoming HTLCs we are settling (channel:id), so each is decided once. */
+  private readonly settling = new Set<string>();
+
+  constructor(private readonly o: PayeeOptions) {}
+
+  /**
+   * Settles the peer's HTLCs committed on both sides: fulfilled with R from the signer when they
+   * pay one of our invoices in full with time to spare, failed otherwise.
+   */
+  async settleIncoming(id: string, stored?: ChannelState): Promise<void> {
+    if (!this.o.registry.holds(id)) return;
+    const state = stored ?? (await this.o.store.load(id));
+    if (!state) return;
+    for (const h of htlcsToSettle(state)) {
+      const key = `${id}:${h.id}`;
+      if (this.settling.has(key)) continue;
+      this.settling.add(key);
+      try {
+        const invoice = await this.o.ledger.invoice(h.rHash);
+        let command: Command;
+        if (!invoice) command = { kind: "fail_htlc", id: h.id, reason: reasonHex("unknown payment hash") };
+        else if (h.amountMsat < invoice.amountMsat)
+          command = {
+            kind: "fail_htlc",
+            id: h.id,
+            reason: reasonHex(`amount below the invoice's ${invoice.amountMsat} msat`),
+          };
+        // Draft 3.1: past its redemption deadline (the core's rule, at the later of its tip and
+        // ours), R could no longer be claimed on chain before the peer's timeout.
+        else if (htlcDeadlinePassed({ ...state, chain: this.o.tip.later(state.chain) }, h.expiry))
+          command = { kind: "fail_htlc", id: h.id, reason: reasonHex(EXPIRY_TOO_SOON) };
+        else {
+          const { r } = await this.o.signer.call("RevealInvoice", { index: invoice.signerIndex });
+          command = { kind: "fulfill_htlc", id: h.id, r: hex(r) };
+        }
+        // The invoice is settled in this command's own step (payments/records.ts).
+        await this.o.feed(id, { type: "command", command });
+      } catch (e) {
+        this.o.report(`channel ${id}: settling HTLC ${h.id}`, e);
+        // Retried by the retry round: its resume settles again (e.g. the signer was down).
+        this.o.noteFailure(id, e);
+      } finally {
+        this.settling.delete(key);
+      }
+    }
+  }
+}

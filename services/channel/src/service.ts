@@ -1,0 +1,199 @@
+/*~ The channel service's one composition root: the store, ledger, wallet, resolution, node and
+ * control-API backend, wired to Postgres, NATS and the signer. main.ts (the process) and the
+ * cross-service tests (test/cross/harness.ts) both build the service here; the tests replace only
+ * what stands for the outside world (the anchor's funding, the gateway's control, the chain's tip). */
+import type { Msat } from "@ln/bitcoin";
+import type { SignerClient } from "@ln/signer-client";
+import { networks, type Network } from "bitcoinjs-lib";
+import type { NatsConnection } from "nats";
+import type pg from "pg";
+import { ChannelNodeBackend } from "./api/node-backend.js";
+import { ChannelNode } from "./channels/node.js";
+import type { ChainPort, LogLine, PeerControl, WalletPort } from "./channels/ports.js";
+import { ChannelStore } from "./channels/store.js";
+import type { Config } from "./config.js";
+import { consumeChainEvents, requestOutputWatch, requestWatch } from "./onchain/chain-link.js";
+import { broadcastTx, chainTip, watchScripts } from "./onchain/chain-requests.js";
+import { Resolver } from "./onchain/resolution.js";
+import { TowerLink, towerRecordsSubject } from "./onchain/tower-link.js";
+import { Wallet } from "./onchain/wallet.js";
+import { Ledger } from "./payments/ledger.js";
+import type { InboundOpeningLimits } from "./peers/inbound-openings.js";
+import { connectPeer, listPeers, resyncPeer } from "./peers/peer-requests.js";
+
+/** The settings the service is built with (config.ts gives them in production). */
+export type ChannelServiceSettings = Pick<
+  Config,
+  "databaseSchema" | "prefix" | "replicaId" | "leaseMs" | "network" | "terms" | "walletFeeRate"
+> & {
+  /** Bounds on the channels peers open to us (default DEFAULT_INBOUND_OPENING_LIMITS). */
+  inboundOpenings?: InboundOpeningLimits | undefined;
+  /** ChannelNodeOptions.maxPeerBacklog (default 1000). */
+  maxPeerBacklog?: number | undefined;
+  /** The version the control API reports. */
+  version: string;
+};
+
+/** Parts a test puts in place of the outside world; production passes none. */
+export interface ChannelServiceStandIns {
+  /** The books (a test may hold the payee's invoice lookups back). */
+  ledger?: Ledger;
+  /** The chain watcher as the node sees it (broadcasts, the tip, anchor watches). */
+  chain?: ChainPort;
+  /** The node's wallet (anchor funding); the Wallet still sweeps the resolution's claims. */
+  anchors?: WalletPort;
+  /** The peer gateway's control requests. */
+  peers?: PeerControl;
+  /** The durable consumer of chain events (default `channel-<prefix>-<replicaId>`). */
+  durable?: string;
+  /** false: chain events reach the node only, not the Wallet (its anchors are not ours). */
+  walletFollowsChain?: boolean;
+}
+
+export interface ChannelServiceDeps {
+  pool: pg.Pool;
+  nc: NatsConnection;
+  /** The signer, as this service's client (role channel). */
+  signer: SignerClient;
+  /** The node's id (the signer's node key). */
+  nodeId: Buffer;
+  settings: ChannelServiceSettings;
+  log: LogLine;
+  /** A commitment round completed (the channel_commitment_round_seconds histogram). */
+  onCommitRound?: (seconds: number) => void;
+  standIns?: ChannelServiceStandIns;
+}
+
+export interface ChannelService {
+  store: ChannelStore;
+  ledger: Ledger;
+  wallet: Wallet;
+  resolution: Resolver;
+  node: ChannelNode;
+  peers: PeerControl;
+  /** What the control API calls. */
+  backend: ChannelNodeBackend;
+  /** Takes leases and subscribes to the gateway, then follows the chain watcher's events. */
+  start(): Promise<void>;
+  /** Stops following chain events, then the node (its leases released). */
+  stop(): Promise<void>;
+}
+
+const NETWORKS: Record<ChannelServiceSettings["network"], Network> = {
+  bitcoin: networks.bitcoin,
+  testnet: networks.testnet,
+  regtest: networks.regtest,
+};
+
+/** Builds the channel service (its schema migrated); nothing runs until start(). */
+export async function buildChannelService(deps: ChannelServiceDeps): Promise<ChannelService> {
+  const { pool, nc, signer, nodeId, settings: s, log } = deps;
+  const standIns = deps.standIns ?? {};
+  const store = new ChannelStore(pool, s.databaseSchema);
+  await store.migrate();
+  const ledger = standIns.ledger ?? new Ledger(pool, s.databaseSchema);
+  const chainPrefix = `${s.prefix}.chain`;
+  const peerPrefix = `${s.prefix}.peer`;
+  const wallet = new Wallet({
+    pool,
+    schema: s.databaseSchema,
+    signer,
+    chain: {
+      watchScripts: (scripts) => watchScripts(nc, chainPrefix, scripts),
+      broadcast: (hex) => broadcastTx(nc, chainPrefix, hex),
+    },
+    network: NETWORKS[s.network],
+    feeRatePerKvb: s.walletFeeRate,
+  });
+  const peers: PeerControl = standIns.peers ?? {
+    connect: (p: { host: string; port: number; nodeId: string }) => connectPeer(nc, peerPrefix, p),
+    list: () => listPeers(nc, peerPrefix),
+    resync: (nodeId: string) => resyncPeer(nc, peerPrefix, nodeId),
+  };
+  const resolution = new Resolver({
+    pool,
+    schema: s.databaseSchema,
+    store,
+    ledger,
+    signer,
+    wallet,
+    watchOutput: (id, txid, vout) => requestOutputWatch(nc, chainPrefix, id, txid, vout),
+    feeRate: s.walletFeeRate,
+    log,
+  });
+  const node = new ChannelNode({
+    store,
+    ledger,
+    signer,
+    nodeId,
+    nc,
+    peerPrefix,
+    chain: standIns.chain ?? {
+      broadcast: (hex) => broadcastTx(nc, chainPrefix, hex),
+      tip: () => chainTip(nc, chainPrefix),
+      watchAnchor: (id, o) => requestWatch(nc, chainPrefix, id, o),
+    },
+    wallet: standIns.anchors ?? wallet,
+    peers,
+    tower: new TowerLink({ js: nc.jetstream(), store, subject: towerRecordsSubject(s.prefix) }),
+    resolution,
+    replicaId: s.replicaId,
+    leaseMs: s.leaseMs,
+    terms: s.terms,
+    ...(s.inboundOpenings ? { inboundOpenings: s.inboundOpenings } : {}),
+    ...(s.maxPeerBacklog ? { maxPeerBacklog: s.maxPeerBacklog } : {}),
+    ...(deps.onCommitRound ? { onCommitRound: deps.onCommitRound } : {}),
+    log,
+  });
+  const backend = new ChannelNodeBackend({
+    node,
+    resolution,
+    store,
+    ledger,
+    wallet,
+    peers,
+    nodeId: nodeId.toString("hex"),
+    network: s.network,
+    version: s.version,
+    invoiceHash: async (index: number, amountMsat: Msat) => {
+      // The amount too: the signer then reveals R only for an HTLC paying at least it.
+      const { r_hash } = await signer.call("InvoiceHash", { index, amount_msat: amountMsat });
+      return r_hash.toString("hex");
+    },
+  });
+
+  let chain: { stop(): Promise<void> } | undefined;
+  const walletFollowsChain = standIns.walletFollowsChain ?? true;
+  return {
+    store,
+    ledger,
+    wallet,
+    resolution,
+    node,
+    peers,
+    backend,
+    async start() {
+      await node.start();
+      chain = await consumeChainEvents({
+        nc,
+        prefix: chainPrefix,
+        durable: standIns.durable ?? `channel-${s.prefix}-${s.replicaId}`,
+        handle: async (ev) => {
+          if (walletFollowsChain) await wallet.onChainEvent(ev);
+          await node.onChainEvent(ev);
+        },
+        log,
+      });
+      void wallet
+        .rebroadcastUnconfirmed()
+        .then((n) => n > 0 && log.info(`re-broadcast ${n} unconfirmed wallet transaction(s)`))
+        .catch((e: unknown) =>
+          log.warn(`re-broadcasting wallet transactions: ${e instanceof Error ? e.message : String(e)}`),
+        );
+    },
+    async stop() {
+      await chain?.stop();
+      await node.stop();
+    },
+  };
+}
