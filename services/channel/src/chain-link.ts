@@ -1,3 +1,4 @@
+import { crashPoint } from "@ln/crash";
 import type { Output } from "@ln/channel-core";
 import { decodeChainEvent, encodeWatchAnchor, type ChainEvent } from "@ln/proto";
 import { AckPolicy, DeliverPolicy, type NatsConnection } from "nats";
@@ -79,6 +80,7 @@ export async function consumeChainEvents(opts: {
       }
       try {
         await opts.handle(event);
+        crashPoint("channel.chain_event.handled");
         m.ack();
       } catch (e) {
         opts.log(`chain event ${event.kind} failed, retrying: ${e instanceof Error ? e.message : String(e)}`);

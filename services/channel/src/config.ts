@@ -1,5 +1,6 @@
 /** The channel service's settings: the only place that reads the environment. */
 import { hostname } from "node:os";
+import { readCrashSettings, type CrashSettings } from "@ln/crash";
 import { EnvReader, formatProblems, type HostPort, type NatsSettings } from "@ln/env";
 import { DEFAULT_INBOUND_OPENING_LIMITS as INBOUND, type InboundOpeningLimits } from "./inbound-openings.js";
 
@@ -26,6 +27,8 @@ export interface Config {
   inboundOpenings: InboundOpeningLimits;
   /** Satoshi per 1000 vbytes for wallet spends (the anchor, withdrawals). */
   walletFeeRate: number;
+  /** LN_CRASH_AT and LN_CRASH_TRACE: crash points, for tests only (@ln/crash); unset: inert. */
+  crash: CrashSettings;
 }
 
 export class ConfigError extends Error {
@@ -80,6 +83,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       totalFailures: r.int("CHANNEL_INBOUND_FAILURES_TOTAL", INBOUND.totalFailures, 0, 1_000_000),
       windowMs: r.int("CHANNEL_INBOUND_WINDOW_S", INBOUND.windowMs / 1000, 1, 30 * 86_400) * 1000,
     },
+    crash: readCrashSettings(
+      (n) => r.get(n),
+      (l) => r.problem(l),
+      "channel",
+    ),
   };
   if (r.problems.length > 0)
     throw new ConfigError(formatProblems("channel service configuration", r.problems));

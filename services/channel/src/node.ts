@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { crashPoint } from "@ln/crash";
 import { MAX_ANCHOR_SAT, type OutPoint, type Sat } from "@ln/bitcoin";
 import {
   ackFor,
@@ -436,6 +437,7 @@ export class ChannelNode {
         this.o.log(`channel ${row.id}: dropping a ${pkt.kind} sent before its own connection`);
         return;
       }
+      if (pkt) crashPoint("channel.peer.received");
       if (pkt) await this.input(row.id, { type: "pkt", pkt });
       else if (connectedAck !== undefined)
         await this.input(row.id, { type: "reconnected", theirAck: connectedAck });
@@ -608,6 +610,7 @@ export class ChannelNode {
         if (txHex === undefined) return;
         const txid = Transaction.fromHex(txHex).getId();
         await this.o.ledger.recordBroadcast(id, out.broadcast.tx, txid, txHex);
+        crashPoint("channel.broadcast.recorded");
         try {
           await this.o.chain.broadcast(txHex);
         } catch (e) {
@@ -724,6 +727,7 @@ export class ChannelNode {
           command = { kind: "fail_htlc", id: h.id, reason: reasonHex(EXPIRY_TOO_SOON) };
         else {
           const { r } = await this.o.signer.call("RevealInvoice", { index: invoice.signerIndex });
+          crashPoint("channel.payee.revealed");
           command = { kind: "fulfill_htlc", id: h.id, r: hex(r) };
         }
         await this.input(id, { type: "command", command });
@@ -831,6 +835,7 @@ export class ChannelNode {
     if (!m) return;
     for (const r of await this.o.store.unrecordedRevocations(id)) {
       await recordPeerRevocation(this.o.signer, m.signerChannel, r);
+      crashPoint("channel.revocation.recorded");
       await this.o.store.markRevocationRecorded(id, r.number);
     }
   }

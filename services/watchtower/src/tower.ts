@@ -8,6 +8,7 @@
  * every signed version is committed before it is broadcast, so a breach is planned and signed
  * once and only the latest version of each justice transaction is ever sent. The tower holds no
  * key: a leaked record database reveals nothing before a breach, and nothing it can spend. */
+import { crashPoint } from "@ln/crash";
 import {
   BlockFollower,
   RpcError,
@@ -368,6 +369,7 @@ export class JusticeTower {
       for (const m of good) m.nak(2000);
       return;
     }
+    crashPoint("tower.records.stored");
     for (const m of good) m.ack(); // after the commit: an acked record is stored
   }
 
@@ -577,7 +579,11 @@ export class JusticeTower {
       if (row === undefined) return []; // gone, or another replica holds it
       return this.work(c, row);
     });
-    for (const send of sends) await this.send(send);
+    for (const send of sends) {
+      crashPoint("tower.justice.committed");
+      await this.send(send);
+      crashPoint("tower.justice.sent");
+    }
     this.opts.metrics?.waiting.set(this.waiting.size);
   }
 
