@@ -24,8 +24,6 @@ export const CRASH_POINTS = {
     "a payment and its HTLC are committed, the HTTP reply not sent: the payer finds it in GET /v1/payments",
   "channel.chain_event.handled":
     "a chain event is handled, its JetStream ack not sent: it is delivered again and handled again without harm",
-  "channel.broadcast.recorded":
-    "a close or our commitment is recorded as ours, not yet sent to the chain watcher: it is sent again by the step that asks for it",
 
   // ---- the signer (services/signer)
   "signer.policy.decided":

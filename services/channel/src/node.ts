@@ -610,7 +610,6 @@ export class ChannelNode {
         if (txHex === undefined) return;
         const txid = Transaction.fromHex(txHex).getId();
         await this.o.ledger.recordBroadcast(id, out.broadcast.tx, txid, txHex);
-        crashPoint("channel.broadcast.recorded");
         try {
           await this.o.chain.broadcast(txHex);
         } catch (e) {
