@@ -79,7 +79,6 @@ const ROUNDS: readonly Round[] = [
   { point: "channel.transition.committed", side: "A", nth: 3, knownLoss: PAYMENT_ROW_LOST },
   { point: "channel.transition.sent", side: "A", nth: 4 },
   { point: "channel.signer.answered", side: "A", knownLoss: PAYMENT_ROW_LOST },
-  { point: "channel.peer.received", side: "A" },
   { point: "channel.payment.created", side: "A" },
   { point: "channel.revocation.recorded", side: "A" },
   { point: "channel.tower_record.published", side: "A" },
@@ -90,6 +89,8 @@ const ROUNDS: readonly Round[] = [
   { point: "channel.payee.revealed", side: "B" },
   { point: "channel.transition.committed", side: "B", nth: 8, knownLoss: INVOICE_LEFT_OPEN },
   { point: "channel.signer.answered", side: "B", nth: 2 },
+  // On the payer it races the add step's effects (issue 14.1: the payment's row may be lost).
+  { point: "channel.peer.received", side: "B" },
   // The signers: before the commit, then after each kind of commit.
   // The first request is the add step's signature: the signer down, the step's effects (the
   // payment's row among them) are never carried out.
