@@ -311,7 +311,26 @@ class Armed {
 async function crashRound(r: Round): Promise<void> {
   const node = r.side === "A" ? A : B;
   const svc = SERVICE_OF[serviceOf(r.point)];
-  await net.restart(node, svc, 1, { LN_CRASH_AT: `${r.point}:${r.nth ?? 1}` });
+  const name = processOf(node, svc);
+  const startedArmed = await net.restart(node, svc, 1, { LN_CRASH_AT: `${r.point}:${r.nth ?? 1}` }).then(
+    () => true,
+    async (e: unknown) => {
+      // Work left over from the last round (e.g. records still arriving) reached the point
+      // during the start-up: a crash at it all the same, checked as any other.
+      const exit = await net.supervisor.exited(name);
+      const last = readFileSync(traceFile, "utf8")
+        .split("\n")
+        .filter((l) => l.startsWith(`${r.point} `))
+        .at(-1);
+      const pid = Number(last?.split(" ")[1] ?? 0);
+      if (exit.signal !== "SIGKILL" || reaches(pid).at(-1) !== r.point) throw e;
+      if (net.crashed?.startsWith(`${name} exited`)) net.crashed = undefined;
+      crashedAt.add(r.point);
+      await net.restart(node, svc, 1, { LN_CRASH_AT: "" });
+      return false;
+    },
+  );
+  if (!startedArmed) return;
   const armed = new Armed(node, svc, r);
   try {
     await crashOnce(r, armed);
