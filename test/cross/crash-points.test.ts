@@ -105,7 +105,7 @@ const ROUNDS: readonly Round[] = [
   { point: "peer.in.received", side: "A" },
   { point: "peer.out.written", side: "A", nth: 2 },
   { point: "peer.in.published", side: "B", nth: 2 },
-  { point: "peer.out.taken", side: "B" },
+  { point: "peer.out.taken", side: "B", nth: 2 }, // a reconnection may retransmit once
   // The watchtowers: records from the channel service, blocks to it.
   { point: "tower.records.stored", side: "A" },
   { point: "tower.block.published", side: "B", block: true },
