@@ -491,11 +491,17 @@ export class Network {
 
   /**
    * Restarts one service of a node (stopping it first if it runs) on the port it had, so the
-   * node's other services (signer address) and peers (peer port) still find it.
+   * node's other services (signer address) and peers (peer port) still find it. `env` is laid
+   * over its environment from now on (e.g. LN_CRASH_AT; "" unsets one for the service).
    */
-  async restart(n: NetNode, svc: Service, replica = 1): Promise<ReadyInfo> {
+  async restart(
+    n: NetNode,
+    svc: Service,
+    replica = 1,
+    env: Readonly<Record<string, string>> = {},
+  ): Promise<ReadyInfo> {
     const name = this.#processOf(n, svc, replica);
-    const overrides: Record<string, string> = {};
+    const overrides: Record<string, string> = { ...env };
     if (svc === "signer") overrides["SIGNER_LISTEN"] = `127.0.0.1:${n.signerPort}`;
     if (svc === "peer") overrides["PEER_LISTEN"] = `127.0.0.1:${n.peerPort}`;
     const r = svc === "channel" ? n.replicas[replica - 1] : undefined;

@@ -1,5 +1,6 @@
 /** The channel service's settings: the only place that reads the environment. */
 import { hostname } from "node:os";
+import { readCrashSettings, type CrashSettings } from "@ln/crash";
 import { EnvReader, formatProblems, type HostPort, type NatsSettings } from "@ln/env";
 import {
   DEFAULT_INBOUND_OPENING_LIMITS as INBOUND,
@@ -39,6 +40,8 @@ export interface Config {
     /** The JetStream stream of `<prefix>.events.>` (the relay creates it). */
     stream: string;
   };
+  /** LN_CRASH_AT and LN_CRASH_TRACE: crash points, for tests only (@ln/crash); unset: inert. */
+  crash: CrashSettings;
 }
 
 const STREAM_NAME = /^[A-Za-z0-9_-]{1,255}$/;
@@ -112,6 +115,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       pollMs: r.int("CHANNEL_EVENT_POLL_MS", 5000, 100, 600_000),
       stream: eventsStream,
     },
+    crash: readCrashSettings(
+      (n) => r.get(n),
+      (l) => r.problem(l),
+      "channel",
+    ),
   };
   if (r.problems.length > 0)
     throw new ConfigError(formatProblems("channel service configuration", r.problems));

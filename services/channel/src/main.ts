@@ -3,6 +3,7 @@
  * events through a durable consumer), and the control API. Graceful on SIGTERM: the API stops
  * taking requests, leases are released so another replica takes the channels at once. */
 import { readFile } from "node:fs/promises";
+import { armCrashPoints, describeCrashSettings } from "@ln/crash";
 import { sha256 } from "@ln/bitcoin";
 import { processLogger, structuredLog } from "@ln/log";
 import { newRegistry, serveOps, urlOf } from "@ln/metrics";
@@ -47,6 +48,9 @@ async function nodeIdFrom(signer: SignerClient, addr: string): Promise<Buffer> {
 
 async function main(): Promise<void> {
   const cfg = loadConfig();
+  armCrashPoints(cfg.crash);
+  const armed = describeCrashSettings(cfg.crash);
+  if (armed !== undefined) log.warn(armed);
   const tls = {
     ca: await readPem(cfg.signer.caFile, "SIGNER_CLIENT_CA"),
     cert: await readPem(cfg.signer.certFile, "SIGNER_CLIENT_CERT"),

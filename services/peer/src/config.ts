@@ -1,4 +1,5 @@
 /** The peer gateway's settings: the only place that reads the environment. */
+import { readCrashSettings, type CrashSettings } from "@ln/crash";
 import { EnvReader, parseHostPort, type HostPort, type NatsSettings } from "@ln/env";
 
 export { parseHostPort, type HostPort };
@@ -23,6 +24,8 @@ export interface PeerConfig {
     /** TLS name to check the signer's certificate against instead of the address's host. */
     serverName?: string;
   };
+  /** LN_CRASH_AT and LN_CRASH_TRACE: crash points, for tests only (@ln/crash); unset: inert. */
+  crash: CrashSettings;
 }
 
 /** The configuration is incomplete or wrong: one line per problem, each saying what to set. */
@@ -85,6 +88,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     r.problem(
       `SIGNER_SERVERNAME must be a DNS name (the one in the signer's certificate), got ${JSON.stringify(serverName)}`,
     );
+  const crash = readCrashSettings(
+    (n) => r.get(n),
+    (l) => r.problem(l),
+    "peer",
+  );
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return {
     nats,
@@ -94,5 +102,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     maxPendingHandshakes,
     opsListen,
     signer: { address, caFile, certFile, keyFile, ...(serverName === undefined ? {} : { serverName }) },
+    crash,
   };
 }

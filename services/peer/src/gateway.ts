@@ -1,6 +1,7 @@
 import net, { type AddressInfo, type Server, type Socket } from "node:net";
 import { once } from "node:events";
 import type { NatsConnection, Subscription } from "nats";
+import { crashPoint } from "@ln/crash";
 import { decodePkt, encodePkt, OUT_SEQ_HEADER, WireError } from "@ln/proto";
 import {
   AuthenticateError,
@@ -489,11 +490,13 @@ export class PeerGateway {
         continue;
       }
       if (kind === "error") this.#log({ level: "warn", event: "peer_error", peer: s.peer });
+      crashPoint("peer.in.received");
       try {
         this.#o.nats.publish(s.subjects.in, raw);
       } catch (e) {
         this.#log({ level: "warn", event: "nats_publish_failed", peer: s.peer, error: errorText(e) });
       }
+      crashPoint("peer.in.published");
       // NATS publish never blocks: every so often wait for the server, so a fast peer is held
       // back by TCP (we stop calling receive) rather than growing the NATS client's buffer.
       if (++s.unflushed >= FLUSH_EVERY) {
@@ -537,7 +540,9 @@ export class PeerGateway {
           }
           s.sentSeq = seq;
         }
+        crashPoint("peer.out.taken");
         await s.conn.send(m.data);
+        crashPoint("peer.out.written");
         // Draft 6.3: an `error` fails the connection. Ended here, after it is written, so the
         // peer cannot go on sending on a connection whose channel is gone.
         if (kind === "error") {

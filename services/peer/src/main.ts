@@ -5,6 +5,7 @@
  * "ops":"http://host:port" when PEER_OPS_LISTEN serves /metrics, /healthz and /readyz).
  * The processes of a node start in any order: NATS and the signer are retried until they answer. */
 import { readFile } from "node:fs/promises";
+import { armCrashPoints, describeCrashSettings } from "@ln/crash";
 import {
   connectionErrors,
   Counter,
@@ -122,6 +123,9 @@ function gatewayMetrics(
 
 async function main(): Promise<void> {
   const cfg = loadConfig();
+  armCrashPoints(cfg.crash);
+  const armed = describeCrashSettings(cfg.crash);
+  if (armed !== undefined) log.warn(armed);
   const tls = await readPems(cfg);
   // What is open so far, for stop().
   const open: { nc?: NatsConnection; signer?: SignerClient; gateway?: PeerGateway; ops?: OpsServer } = {};

@@ -34,6 +34,7 @@ describe("peer gateway configuration", () => {
         certFile: "/etc/ln/peer.crt",
         keyFile: "/etc/ln/peer.key",
       },
+      crash: { at: undefined, traceFile: undefined },
     });
     const c = loadConfig({
       ...full,
@@ -66,6 +67,15 @@ describe("peer gateway configuration", () => {
       expect(p.some((l) => l.startsWith(`${name} is not set (`))).toBe(true);
     for (const l of p) expect(l).not.toContain("\n");
     expect(problems({ ...full, LN_PREFIX: "  " })).toEqual([expect.stringMatching(/^LN_PREFIX is not set/)]);
+  });
+
+  it("arms a crash point of the gateway only (LN_CRASH_AT), and refuses any other at start", () => {
+    expect(loadConfig({ ...full, LN_CRASH_AT: "peer.out.taken:3", LN_CRASH_TRACE: "/tmp/t" }).crash).toEqual({
+      at: { point: "peer.out.taken", nth: 3 },
+      traceFile: "/tmp/t",
+    });
+    for (const wrong of ["peer.out.take", "channel.transition.committed", "peer.out.taken:0"])
+      expect(problems({ ...full, LN_CRASH_AT: wrong })).toEqual([expect.stringMatching(/^LN_CRASH_AT/)]);
   });
 
   it("reports every malformed value at once", () => {

@@ -1,4 +1,5 @@
 /** The signer's settings: the only place that reads the environment. */
+import { readCrashSettings, type CrashSettings } from "@ln/crash";
 import { EnvReader, formatProblems, type HostPort } from "@ln/env";
 import { DEFAULT_CHANNEL_POLICY as D, type ChannelPolicyConfig } from "./channel-policy.js";
 import { SignerError } from "./errors.js";
@@ -37,6 +38,8 @@ export interface Config {
   opsListen: HostPort | undefined;
   /** The bounds of channel-policy.ts: fee rate, delays, payments per period. */
   channelPolicy: ChannelPolicyConfig;
+  /** LN_CRASH_AT and LN_CRASH_TRACE: crash points, for tests only (@ln/crash); unset: inert. */
+  crash: CrashSettings;
 }
 
 /** SIGNER_MAX_FEE_RATE, SIGNER_{MIN,MAX}_DELAY_{BLOCKS,SECONDS}, SIGNER_MAX_PAYMENTS_SAT per SIGNER_PAYMENTS_PERIOD_SECONDS. */
@@ -114,9 +117,15 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   );
   const opsListen = r.opsListen("SIGNER_OPS_LISTEN", "0.0.0.0:9100");
   const bounds = channelPolicy(r, satoshi);
+  const crash = readCrashSettings(
+    (n) => r.get(n),
+    (l) => r.problem(l),
+    "signer",
+  );
   if (r.problems.length > 0)
     throw new SignerError("CONFIG", formatProblems("signer configuration", r.problems));
   return {
+    crash,
     databaseUrl,
     databaseSchema,
     listen,

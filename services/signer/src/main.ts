@@ -3,6 +3,7 @@
  * from the environment (config.ts), Postgres, the seed file bound to it (startup.ts), the server
  * with its clients' permissions; graceful SIGTERM. */
 import { readFile } from "node:fs/promises";
+import { armCrashPoints, describeCrashSettings } from "@ln/crash";
 import { processLogger, structuredLog } from "@ln/log";
 import { newRegistry, serveOps, type OpsServer } from "@ln/metrics";
 import { loadConfig } from "./config.js";
@@ -29,6 +30,9 @@ async function readPem(path: string, what: string): Promise<Buffer> {
 
 async function main(): Promise<void> {
   const cfg = loadConfig();
+  armCrashPoints(cfg.crash);
+  const armed = describeCrashSettings(cfg.crash);
+  if (armed !== undefined) log.warn(armed);
   const tls = {
     ca: await readPem(cfg.tls.caFile, "SIGNER_TLS_CA"),
     cert: await readPem(cfg.tls.certFile, "SIGNER_TLS_CERT"),

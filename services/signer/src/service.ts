@@ -3,6 +3,7 @@
  * signatures are made only after it passed, and a preimage is returned only after the reveal is
  * durable (the transaction committed).
  */
+import { crashPoint } from "@ln/crash";
 import { msat, sha256, type Msat, type Sat } from "@ln/bitcoin";
 import {
   anchorSighash,
@@ -119,6 +120,7 @@ export class SignerService {
     checkSig(r.signedCommitment.theirSig, "their_sig");
     const ours = this.#ours(channel);
     await this.store.withChannel(channel, (s) => authorizeReveal(s, ours, r, this.cfg));
+    crashPoint("signer.revealed.committed");
     // Committed: the reveal is durable before the preimage leaves.
     return {
       preimage: this.keys.revocationPreimage(channel, r.revoke),
@@ -138,6 +140,7 @@ export class SignerService {
     const c = await this.store.withChannel(channel, (s) =>
       authorizeRemoteCommitment(s, ours, number, params, this.cfg, preimages),
     );
+    crashPoint("signer.remote_signed.committed");
     return signDigest(ours.keys.commit.priv, anchorSighash(c.tx, c.anchorRedeemScript));
   }
 
@@ -173,6 +176,7 @@ export class SignerService {
     checkNumber(number);
     check32(preimage, "the preimage");
     await this.store.withChannel(channel, (s) => recordPeerRevocation(s, number, preimage));
+    crashPoint("signer.peer_revocation.committed");
   }
 
   async signJustice(
@@ -220,6 +224,7 @@ export class SignerService {
       matchingHtlc: await this.store.hasReceivedHtlc(sha256(r), amountMsat ?? msat(0n)),
     });
     await this.store.recordInvoiceReveal(index);
+    crashPoint("signer.invoice_reveal.committed");
     return r;
   }
 

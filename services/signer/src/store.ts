@@ -3,6 +3,7 @@
  * (`schema_migrations`), and every policy check and update in one transaction holding the
  * channel's row lock (SELECT ... FOR UPDATE), so two concurrent requests cannot both pass a check.
  */
+import { crashPoint } from "@ln/crash";
 import { msat, sat, txidFromHex, type Msat } from "@ln/bitcoin";
 import { inTransaction, migrate, quoteSchema, type Migration } from "@ln/postgres";
 import pg from "pg";
@@ -396,7 +397,9 @@ export class SignerStore {
           throw refuse("UNKNOWN_CHANNEL", `channel ${index} was never allocated by this signer`);
         stores.set(index, new TxChannel(c, this.#s, toState(row)));
       }
-      return fn(stores, new TxWithdrawals(c, this.#s));
+      const decided = await fn(stores, new TxWithdrawals(c, this.#s));
+      crashPoint("signer.policy.decided");
+      return decided;
     });
   }
 

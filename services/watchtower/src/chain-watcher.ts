@@ -1,3 +1,4 @@
+import { crashPoint } from "@ln/crash";
 import {
   BlockFollower,
   RpcError,
@@ -240,6 +241,7 @@ export class ChainWatcher {
         w.channelId,
         JSON.stringify(w),
       ]);
+    crashPoint("tower.block.published");
   }
 
   private cursorStore(): CursorStore {

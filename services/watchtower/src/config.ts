@@ -1,4 +1,5 @@
 /** The watchtower process's settings: the only place that reads the environment. */
+import { readCrashSettings, type CrashSettings } from "@ln/crash";
 import { EnvReader, formatProblems, type HostPort, type NatsSettings } from "@ln/env";
 import { DEFAULT_MAX_FEE_PERCENT, DEFAULT_MAX_FEE_RATE } from "./justice-core.js";
 
@@ -22,6 +23,8 @@ export interface WatchtowerConfig {
   opsListen: HostPort | undefined;
   /** The justice half (revocation records, breaches, justice); undefined unless SIGNER_ADDR is set. */
   justice: JusticeConfig | undefined;
+  /** LN_CRASH_AT and LN_CRASH_TRACE: crash points, for tests only (@ln/crash); unset: inert. */
+  crash: CrashSettings;
 }
 
 /** The tower proper (DESIGN.md 7): runs only when a signer is configured, since it holds no key. */
@@ -112,11 +115,17 @@ export function loadConfig(
   }
   const opsListen = r.opsListen("WATCHTOWER_OPS_LISTEN", "0.0.0.0:9102");
   const justice = r.get("SIGNER_ADDR") !== undefined ? justiceConfig(r, lnPrefix) : undefined;
+  const crash = readCrashSettings(
+    (n) => r.get(n),
+    (l) => r.problem(l),
+    "tower",
+  );
   if (r.problems.length > 0)
     throw new WatchtowerConfigError(formatProblems("watchtower configuration", r.problems));
   const user = r.get("BITCOIN_RPC_USER");
   const password = env["BITCOIN_RPC_PASSWORD"];
   return {
+    crash,
     databaseUrl,
     databaseSchema,
     rpc: {

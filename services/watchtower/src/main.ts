@@ -6,6 +6,7 @@
  * "ops":"http://host:port" when WATCHTOWER_OPS_LISTEN serves /metrics, /healthz and /readyz, and
  * "justice":true|false: whether the tower proper runs, which it does only when SIGNER_ADDR is set). */
 import { readFile } from "node:fs/promises";
+import { armCrashPoints, describeCrashSettings } from "@ln/crash";
 import { BitcoinRpc, BlockFollowerError, RpcError, RpcTransportError } from "@ln/chain-client";
 import { processLogger, structuredLog } from "@ln/log";
 import { SignerClient } from "@ln/signer-client";
@@ -159,6 +160,9 @@ function meteredJetStream(js: JetStreamClient, m: WatchtowerMetrics, prefix: str
 
 async function main(): Promise<void> {
   const cfg = loadConfig();
+  armCrashPoints(cfg.crash);
+  const armed = describeCrashSettings(cfg.crash);
+  if (armed !== undefined) log.warn(armed);
   const registry = newRegistry("watchtower");
   const metrics = watchtowerMetrics(registry);
   let ops: OpsServer | undefined;

@@ -29,6 +29,7 @@ describe("watchtower config", () => {
       stream: "LAB_A_CHAIN",
       pollMs: 1000,
       startHeight: undefined,
+      crash: { at: undefined, traceFile: undefined },
     });
   });
 

@@ -1,3 +1,4 @@
+import { crashPoint } from "@ln/crash";
 import { msat, sat, satToMsat, type Locktime, type Msat, type Sat } from "@ln/bitcoin";
 import type { ChannelState } from "@ln/channel-core";
 import { isRejectionCode } from "@ln/control-api";
@@ -131,6 +132,7 @@ export class ChannelNodeBackend implements NodeBackend {
 
   async createInvoice(req: { amountMsat: Msat; description?: string }): Promise<Invoice> {
     const inv = await this.o.ledger.addInvoice(this.o.invoiceHash, req.amountMsat, req.description ?? "");
+    crashPoint("channel.invoice.created");
     return {
       rHash: inv.rHash,
       amountMsat: inv.amountMsat,
@@ -162,6 +164,7 @@ export class ChannelNodeBackend implements NodeBackend {
         "UNAVAILABLE",
         `channel ${req.channelId} is waiting for the signer; the payment is queued and will appear in GET /v1/payments`,
       );
+    crashPoint("channel.payment.created");
     return payment(row);
   }
 

@@ -1,3 +1,4 @@
+import { crashPoint } from "@ln/crash";
 import {
   step,
   type ChannelState,
@@ -102,17 +103,21 @@ export class ChannelRunner {
         (s) => step(s, current),
         current === first ? within : undefined,
       );
+      crashPoint("channel.transition.committed");
       all.push(...t.outputs);
       state = t.state;
       // Durable now: send, then carry out the rest. A failed effect (a broadcast, a record) must
       // not hold up the channel: the signer's answers and retransmissions go first, and effect
       // failures are raised together once the channel has moved as far as it can.
       for (const m of t.sends) await this.peer.send(channelId, m);
+      crashPoint("channel.transition.sent");
       this.timeCommitRound(channelId, current, t.outputs);
       for (const o of t.outputs) {
-        if (o.type === "signer")
-          queue.push({ type: "signer", reply: await this.signer.answer(channelId, o.request, t.state) });
-        else if (o.type === "retransmit")
+        if (o.type === "signer") {
+          const reply = await this.signer.answer(channelId, o.request, t.state);
+          crashPoint("channel.signer.answered");
+          queue.push({ type: "signer", reply });
+        } else if (o.type === "retransmit")
           for (const m of await this.store.outboxAfter(channelId, o.afterSeq))
             await this.peer.send(channelId, m);
       }

@@ -1,3 +1,4 @@
+import { crashPoint } from "@ln/crash";
 import type { Log } from "@ln/log";
 import type { Output } from "@ln/channel-core";
 import { decodeChainEvent, encodeWatchAnchor, type ChainEvent } from "@ln/proto";
@@ -80,6 +81,7 @@ export async function consumeChainEvents(opts: {
       }
       try {
         await opts.handle(event);
+        crashPoint("channel.chain_event.handled");
         m.ack();
       } catch (e) {
         opts.log.warn(

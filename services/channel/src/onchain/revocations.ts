@@ -1,3 +1,4 @@
+import { crashPoint } from "@ln/crash";
 import type { SignerClient } from "@ln/signer-client";
 import type { Report } from "../channels/errors.js";
 import type { TowerPort } from "../channels/ports.js";
@@ -35,6 +36,7 @@ export class Revocations {
     if (!m) return;
     for (const r of await this.o.store.unrecordedRevocations(id)) {
       await recordPeerRevocation(this.o.signer, m.signerChannel, r);
+      crashPoint("channel.revocation.recorded");
       await this.o.store.markRevocationRecorded(id, r.number);
     }
   }

@@ -1,3 +1,4 @@
+import { crashPoint } from "@ln/crash";
 import { encodeSealedRecord } from "@ln/justice";
 import type { JetStreamClient } from "nats";
 import type { ChannelStore } from "../channels/store.js";
@@ -49,6 +50,7 @@ export class TowerLink {
         await this.o.js.publish(this.o.subject, encodeSealedRecord({ locator: r.locator, blob: r.blob }), {
           msgID: r.locator.toString("hex"),
         });
+        crashPoint("channel.tower_record.published");
         await this.o.store.markRecordPublished(r.channelId, r.number);
         published++;
       }

@@ -1,3 +1,4 @@
+import { crashPoint } from "@ln/crash";
 import {
   EXPIRY_TOO_SOON,
   htlcDeadlinePassed,
@@ -66,6 +67,7 @@ export class Payee {
           command = { kind: "fail_htlc", id: h.id, reason: reasonHex(EXPIRY_TOO_SOON) };
         else {
           const { r } = await this.o.signer.call("RevealInvoice", { index: invoice.signerIndex });
+          crashPoint("channel.payee.revealed");
           command = { kind: "fulfill_htlc", id: h.id, r: hex(r) };
         }
         // The invoice is settled in this command's own step (payments/records.ts).

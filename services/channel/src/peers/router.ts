@@ -1,3 +1,4 @@
+import { crashPoint } from "@ln/crash";
 import { ackFor, checkOpenChannel, DEFAULT_POLICY, type Input, type Output } from "@ln/channel-core";
 import { decodePeerEvent, decodePkt, encodeAckReply, type Pkt, type PktOf } from "@ln/proto";
 import type { NatsConnection, Subscription } from "nats";
@@ -145,6 +146,7 @@ export class PeerRouter {
         });
         return;
       }
+      if (pkt) crashPoint("channel.peer.received");
       if (pkt) await this.o.feed(row.id, { type: "pkt", pkt });
       else if (connectedAck !== undefined)
         await this.o.feed(row.id, { type: "reconnected", theirAck: connectedAck });

@@ -1,3 +1,4 @@
+import { crashPoint } from "@ln/crash";
 /*~ The justice worker: for each open breach, observes the chain, lets justice-core.ts decide, has
  * the signer sign what it asks for, and broadcasts. It works under a durable claim (claims.ts),
  * never a row lock: the node and the signer are called with no transaction open, the outcome
@@ -122,7 +123,11 @@ export class JusticeWorker {
         this.waiting.add(key);
         this.scheduleRetry(ntxid);
       } else this.forget(key);
-      for (const send of worked.sends) await this.send(send);
+      for (const send of worked.sends) {
+        crashPoint("tower.justice.committed");
+        await this.send(send);
+        crashPoint("tower.justice.sent");
+      }
     } finally {
       // A failed attempt gives the breach back at once rather than when the claim expires.
       if (!recorded)

@@ -1,3 +1,4 @@
+import { crashPoint } from "@ln/crash";
 /*~ Record intake: the channel service's sealed revocation records, taken from the tower's
  * JetStream stream through the durable consumer every replica shares, and stored as they came
  * (encrypted; the tower cannot read one before its breach). Idempotent by (locator, blob): a
@@ -144,6 +145,7 @@ export class RecordIntake {
       for (const m of good) m.nak(2000);
       return;
     }
+    crashPoint("tower.records.stored");
     for (const m of good) m.ack(); // after the commit: an acked record is stored
   }
 
