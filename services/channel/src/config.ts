@@ -6,6 +6,7 @@ import {
   DEFAULT_INBOUND_OPENING_LIMITS as INBOUND,
   type InboundOpeningLimits,
 } from "./peers/inbound-openings.js";
+import { RECONNECT_EVERY_MS } from "./peers/reconnect.js";
 
 export interface Config {
   databaseUrl: string;
@@ -30,6 +31,8 @@ export interface Config {
   inboundOpenings: InboundOpeningLimits;
   /** Satoshi per 1000 vbytes for wallet spends (the anchor, withdrawals). */
   walletFeeRate: number;
+  /** How often the peers of our live channels are redialed when their connection dropped. */
+  reconnectMs: number;
   /** Status events: GET /v1/events bounds, the log's safety-net poll, the NATS relay's stream. */
   events: {
     maxStreams: number;
@@ -101,6 +104,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       feeRate: r.int("CHANNEL_FEE_RATE", 10_000, 1000, 1_000_000),
     },
     walletFeeRate: r.int("CHANNEL_WALLET_FEE_RATE", 2000, 1000, 1_000_000),
+    reconnectMs: r.int("CHANNEL_RECONNECT_S", RECONNECT_EVERY_MS / 1000, 1, 86_400) * 1000,
     inboundOpenings: {
       maxOpening: r.int("CHANNEL_MAX_INBOUND_OPENING", INBOUND.maxOpening, 0, 100_000),
       perPeerFailures: r.int("CHANNEL_INBOUND_FAILURES_PER_PEER", INBOUND.perPeerFailures, 0, 100_000),

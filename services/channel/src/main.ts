@@ -87,6 +87,7 @@ async function main(): Promise<void> {
       terms: cfg.terms,
       walletFeeRate: cfg.walletFeeRate,
       inboundOpenings: cfg.inboundOpenings,
+      reconnectMs: cfg.reconnectMs,
       version: VERSION,
     },
     log,

@@ -28,6 +28,8 @@ export type ChannelServiceSettings = Pick<
 > & {
   /** Bounds on the channels peers open to us (default DEFAULT_INBOUND_OPENING_LIMITS). */
   inboundOpenings?: InboundOpeningLimits | undefined;
+  /** ChannelNodeOptions.reconnectMs (default RECONNECT_EVERY_MS). */
+  reconnectMs?: number | undefined;
   /** ChannelNodeOptions.maxPeerBacklog (default 1000). */
   maxPeerBacklog?: number | undefined;
   /** The version the control API reports. */
@@ -142,6 +144,7 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     terms: s.terms,
     ...(s.inboundOpenings ? { inboundOpenings: s.inboundOpenings } : {}),
     ...(s.maxPeerBacklog ? { maxPeerBacklog: s.maxPeerBacklog } : {}),
+    ...(s.reconnectMs ? { reconnectMs: s.reconnectMs } : {}),
     ...(deps.onCommitRound ? { onCommitRound: deps.onCommitRound } : {}),
     log,
   });

@@ -38,6 +38,9 @@ describe("channel service config", () => {
     ).toEqual({ maxOpening: 5, perPeerFailures: 1, totalFailures: 10, windowMs: 600_000 });
     expect(c.adminToken).toBeUndefined();
     expect(c.signer.serverName).toBeUndefined();
+    expect(c.reconnectMs).toBe(5_000);
+    expect(loadConfig({ ...full, CHANNEL_RECONNECT_S: "60" }).reconnectMs).toBe(60_000);
+    expect(() => loadConfig({ ...full, CHANNEL_RECONNECT_S: "0" })).toThrow(/CHANNEL_RECONNECT_S/);
   });
 
   it("reads the status events' settings, with defaults and the stream named after LN_PREFIX", () => {

@@ -56,6 +56,8 @@ export interface ChannelNodeOptions {
    * with the connection, and the next connection retransmits them (draft 1.2).
    */
   maxPeerBacklog?: number;
+  /** How often dropped peers of live channels are redialed (default RECONNECT_EVERY_MS). */
+  reconnectMs?: number;
   /** A commitment round completed (the channel_commitment_round_seconds histogram). */
   onCommitRound?: (seconds: number) => void;
   log: LogLine;
@@ -207,7 +209,7 @@ export class ChannelNode {
             log: this.o.log,
             report: this.report,
           }).catch((e: unknown) => this.report("reconnecting", e)),
-        RECONNECT_EVERY_MS,
+        this.o.reconnectMs ?? RECONNECT_EVERY_MS,
       ),
     );
   }

@@ -4,7 +4,7 @@ import { LIVE, type ChannelRegistry } from "../channels/registry.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { Ledger } from "../payments/ledger.js";
 
-/** How often we check that the peers of our live channels are connected. */
+/** How often we check that the peers of our live channels are connected (CHANNEL_RECONNECT_S). */
 export const RECONNECT_EVERY_MS = 5000;
 
 export interface ReconnectOptions {
