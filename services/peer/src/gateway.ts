@@ -469,6 +469,10 @@ export class PeerGateway {
       } catch {
         return; // closed: the reason arrives through conn.closed
       }
+      // Replaced or ended: a frame already read from the old connection must not follow the new
+      // one's `connected` (the channel service would take it twice: the new connection
+      // retransmits from its own ack).
+      if (s.ended) return;
       let kind: string;
       try {
         kind = decodePkt(raw).kind;
