@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { quoteSchema } from "@ln/postgres";
+import { inTransaction, quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 
 /**
@@ -59,24 +59,15 @@ export async function beginEvents(c: pg.ClientBase, schema: string): Promise<voi
 }
 
 /** Runs `fn` in one transaction that may append events (BEGIN, beginEvents, fn, COMMIT). */
-export async function inEventTransaction<T>(
+export function inEventTransaction<T>(
   pool: pg.Pool,
   schema: string,
   fn: (c: pg.PoolClient) => Promise<T>,
 ): Promise<T> {
-  const c = await pool.connect();
-  try {
-    await c.query("BEGIN");
+  return inTransaction(pool, async (c) => {
     await beginEvents(c, schema);
-    const result = await fn(c);
-    await c.query("COMMIT");
-    return result;
-  } catch (e) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw e;
-  } finally {
-    c.release();
-  }
+    return fn(c);
+  });
 }
 
 /** Events a single transaction may append: the low 16 bits of seq. */

@@ -5,6 +5,7 @@
  * duplicates (same id within the duplicate window). With several replicas, one relays at a time:
  * it holds a session advisory lock on its own connection, and writes the cursor through that
  * connection, so a relay that lost the lock (its connection) cannot move the cursor and stops. */
+import { setTimeout as wait } from "node:timers/promises";
 import type { Log } from "@ln/log";
 import { createHash } from "node:crypto";
 import { quoteSchema } from "@ln/postgres";
@@ -202,15 +203,6 @@ export class EventRelay {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
+/** Waits `ms`, or less if `signal` aborts (the abort is the only way it rejects). */
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  wait(ms, undefined, { signal }).catch(() => undefined);
