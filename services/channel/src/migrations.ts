@@ -293,6 +293,58 @@ export const MIGRATIONS: readonly Migration[] = [
      updated_at timestamptz NOT NULL DEFAULT now()
    );`,
   },
+  {
+    // Forwarding (DESIGN.md 10, forwarding/): the onions of the HTLCs peers offered us, written in
+    // the step that received them (the core keeps a route only while it is staged); each channel's
+    // forwarding policy (no row: the configured defaults); and the forwarding table, one row per
+    // incoming HTLC that is not for us, changed in the step of either channel that moves it.
+    version: 19,
+    sql: (s) => `CREATE TABLE ${s}.incoming_onions (
+     channel_id text NOT NULL REFERENCES ${s}.channels(id),
+     htlc_id numeric(20) NOT NULL,
+     onion bytea NOT NULL,
+     PRIMARY KEY (channel_id, htlc_id)
+   );
+   CREATE TABLE ${s}.forwarding_policies (
+     channel_id text PRIMARY KEY REFERENCES ${s}.channels(id),
+     fee_base_msat numeric(20) NOT NULL,
+     fee_proportional_millionths bigint NOT NULL,
+     cltv_expiry_delta integer NOT NULL,
+     htlc_minimum_msat numeric(20) NOT NULL,
+     updated_at timestamptz NOT NULL DEFAULT now()
+   );
+   -- status: offering (decided, the outgoing HTLC not yet added) -> offered -> fulfilled (R known
+   -- downstream) or failed (refused by us, or removed downstream irrevocably) -> settled (our
+   -- fulfil upstream) or failed_back (our fail upstream).
+   CREATE TABLE ${s}.forwards (
+     id bigserial PRIMARY KEY,
+     in_channel text NOT NULL REFERENCES ${s}.channels(id),
+     in_htlc_id numeric(20) NOT NULL,
+     r_hash text NOT NULL,
+     in_amount_msat numeric(20) NOT NULL,
+     in_expiry integer NOT NULL,
+     shared_secret bytea NOT NULL,
+     out_short_channel_id bigint,
+     out_channel text REFERENCES ${s}.channels(id),
+     out_htlc_id numeric(20),
+     out_amount_msat numeric(20),
+     out_expiry integer,
+     next_onion bytea,
+     status text NOT NULL,
+     preimage text,
+     -- Why it failed, for the operator: our refusal (its BOLT #4 failure), or what happened downstream.
+     failure text,
+     -- What our fail_htlc upstream carries: an error packet with our layer (DESIGN.md erratum 9).
+     upstream_reason bytea,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     resolved_at timestamptz,
+     UNIQUE (in_channel, in_htlc_id)
+   );
+   CREATE UNIQUE INDEX forwards_outgoing ON ${s}.forwards (out_channel, out_htlc_id) WHERE out_htlc_id IS NOT NULL;
+   CREATE INDEX forwards_to_offer ON ${s}.forwards (out_channel) WHERE status = 'offering';
+   CREATE INDEX forwards_to_answer ON ${s}.forwards (in_channel) WHERE status IN ('fulfilled', 'failed');
+   CREATE INDEX forwards_created ON ${s}.forwards (created_at);`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>
