@@ -345,6 +345,19 @@ export const MIGRATIONS: readonly Migration[] = [
    CREATE INDEX forwards_to_answer ON ${s}.forwards (in_channel) WHERE status IN ('fulfilled', 'failed');
    CREATE INDEX forwards_created ON ${s}.forwards (created_at);`,
   },
+  {
+    // Payments over a route (payments/route.ts): the route as asked with each hop's amount and
+    // expiry, the onion's shared secrets (32 bytes per hop, concatenated; never shown) to read the
+    // error packet, and who failed and how, once the peer's fail reason is decoded (records.ts).
+    version: 20,
+    sql: (s) => `ALTER TABLE ${s}.payments
+     ADD COLUMN route jsonb,
+     ADD COLUMN onion_secrets bytea,
+     ADD COLUMN failure_hop integer,
+     ADD COLUMN failure_node text,
+     ADD COLUMN failure_code integer,
+     ADD COLUMN failure_description text;`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>
