@@ -95,6 +95,8 @@ beforeAll(async () => {
     expiry: { blocks: 601 },
     status: "failed",
     failureReason: HOSTILE_REASON,
+    route: undefined,
+    failure: undefined,
     createdAt: new Date("2024-01-02T03:04:05Z"),
   });
 
@@ -237,6 +239,8 @@ describe("the operator's console in Chromium", () => {
       expiry: { blocks: 650 },
       status: "succeeded",
       failureReason: undefined,
+      route: undefined,
+      failure: undefined,
       createdAt: new Date(),
     };
     backend.extraPayments.push(p);

@@ -150,9 +150,49 @@ export const Invoice = Type.Object({
   createdAt: Timestamp,
 });
 
-export const PayBody = Type.Object(
-  { channelId: ChannelId, rHash: Hex32, amountMsat: MsatString, expiry: Locktime },
+export const ShortChannelIdText = Type.String({
+  pattern: "^(0|[1-9][0-9]{0,7})x(0|[1-9][0-9]{0,7})x(0|[1-9][0-9]{0,4})$",
+  description: "short_channel_id as HEIGHTxINDEXxOUTPUT (BOLT #7)",
+});
+const Ppm = Type.Integer({
+  minimum: 0,
+  maximum: 4_294_967_295,
+  description: "fee per million msat forwarded",
+});
+const CltvDelta = Type.Integer({ minimum: 0, maximum: 65_535, description: "blocks" });
+
+/** One hop: the node reached, the channel that reaches it, and what the node before it charges for that channel. */
+export const RouteHopBody = Type.Object(
+  {
+    nodeId: NodeId,
+    shortChannelId: ShortChannelIdText,
+    feeBaseMsat: Type.Optional(MsatString),
+    feeProportionalMillionths: Type.Optional(Ppm),
+    cltvExpiryDelta: Type.Optional(CltvDelta),
+  },
   { additionalProperties: false },
+);
+export const PayBody = Type.Object(
+  {
+    channelId: Type.Optional(ChannelId),
+    rHash: Hex32,
+    amountMsat: MsatString,
+    expiry: Locktime,
+    route: Type.Optional(
+      Type.Object(
+        { hops: Type.Array(RouteHopBody, { minItems: 1, maxItems: 20 }) },
+        {
+          additionalProperties: false,
+          description:
+            "hops[0] is our peer over our channel (no fee or delta), the last hop the payee; amountMsat is what the payee gets, expiry (blocks) its HTLC's expiry",
+        },
+      ),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description: "channelId, a route, or both (the route's first hop is the channel's peer)",
+  },
 );
 export const IdempotencyHeaders = Type.Object({
   "idempotency-key": Type.String({
@@ -170,6 +210,35 @@ export const Payment = Type.Object({
   expiry: Locktime,
   status: Type.Union([Type.Literal("pending"), Type.Literal("succeeded"), Type.Literal("failed")]),
   failureReason: Type.Union([Type.String(), Type.Null()]),
+  route: Type.Union([
+    Type.Object({
+      hops: Type.Array(
+        Type.Object({
+          nodeId: Type.String(),
+          shortChannelId: Type.String(),
+          feeBaseMsat: MsatString,
+          feeProportionalMillionths: Type.Integer(),
+          cltvExpiryDelta: Type.Integer(),
+          amountMsat: Type.String({ description: "the HTLC that reaches this hop, msat" }),
+          expiry: Type.Integer({ description: "the HTLC that reaches this hop: its expiry height" }),
+        }),
+      ),
+    }),
+    Type.Null(),
+  ]),
+  failure: Type.Union([
+    Type.Object(
+      {
+        hop: Type.Integer({ description: "index in route.hops of the node that failed it" }),
+        nodeId: Type.String(),
+        code: Type.Integer({ description: "BOLT #4 failure code" }),
+        name: Type.String({ description: "BOLT #4 failure name, or unknown" }),
+        description: Type.String(),
+      },
+      { description: "who failed the payment and why, from its error packet" },
+    ),
+    Type.Null(),
+  ]),
   createdAt: Timestamp,
 });
 export const PaymentList = Type.Object({ payments: Type.Array(Payment) });
@@ -177,6 +246,66 @@ export const ListQuery = Type.Object(
   { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) },
   { additionalProperties: false },
 );
+
+/** A channel's forwarding policy: what we charge and require to forward over it (BOLT #7 channel_update). */
+export const ForwardingPolicy = Type.Object({
+  channelId: Type.String(),
+  feeBaseMsat: MsatString,
+  feeProportionalMillionths: Ppm,
+  cltvExpiryDelta: CltvDelta,
+  htlcMinimumMsat: MsatString,
+});
+export const ForwardingPolicyBody = Type.Object(
+  {
+    feeBaseMsat: Type.Optional(Type.String({ pattern: "^(0|[1-9][0-9]{0,9})$", description: "msat, u32" })),
+    feeProportionalMillionths: Type.Optional(Ppm),
+    cltvExpiryDelta: Type.Optional(CltvDelta),
+    htlcMinimumMsat: Type.Optional(MsatString),
+  },
+  { additionalProperties: false, minProperties: 1, description: "the fields to change; the others stay" },
+);
+
+export const ForwardStatus = Type.Union([
+  Type.Literal("offering"),
+  Type.Literal("offered"),
+  Type.Literal("fulfilled"),
+  Type.Literal("failed"),
+  Type.Literal("settled"),
+  Type.Literal("failed_back"),
+]);
+export const ForwardsQuery = Type.Object(
+  {
+    status: Type.Optional(ForwardStatus),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  },
+  { additionalProperties: false },
+);
+const OrNull = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+export const Forward = Type.Object({
+  id: Type.String(),
+  inChannel: Type.String(),
+  inHtlcId: Type.String(),
+  rHash: Type.String(),
+  inAmountMsat: MsatString,
+  inExpiry: Type.Integer(),
+  outChannel: OrNull(Type.String()),
+  outHtlcId: OrNull(Type.String()),
+  outShortChannelId: OrNull(Type.String({ description: "HEIGHTxINDEXxOUTPUT" })),
+  outAmountMsat: OrNull(MsatString),
+  outExpiry: OrNull(Type.Integer()),
+  status: Type.String({ description: "offering, offered, fulfilled, failed, settled or failed_back" }),
+  feeMsat: Type.String({ description: "in minus out, once settled; else 0" }),
+  failure: OrNull(Type.String()),
+  createdAt: Timestamp,
+  resolvedAt: OrNull(Timestamp),
+});
+export const ForwardList = Type.Object({
+  forwards: Type.Array(Forward),
+  totals: Type.Object({
+    settled: Type.Integer({ description: "forwards settled, over the whole table" }),
+    feesEarnedMsat: MsatString,
+  }),
+});
 
 export const WalletAddress = Type.Object({ address: Type.String() });
 export const WalletBalance = Type.Object({ confirmedSat: SatString, unconfirmedSat: SatString });
@@ -226,13 +355,23 @@ export const EventsQuery = Type.Object(
   { additionalProperties: false },
 );
 
+const detailScalar = () => [Type.String(), Type.Number(), Type.Boolean(), Type.Null()];
+
 /** The JSON `data` of each status event on GET /v1/events (and on NATS). */
 export const StatusEventJson = Type.Object({
   seq: Type.String({ pattern: SEQ, description: "increasing; the SSE id" }),
   kind: Type.Union([Type.Literal("payment"), Type.Literal("invoice"), Type.Literal("channel")]),
   subject: Type.String({ description: "payment id, invoice payment hash, or channel id" }),
   status: Type.String(),
-  detail: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()])),
+  detail: Type.Record(
+    Type.String(),
+    Type.Union([
+      ...detailScalar(),
+      Type.Record(Type.String(), Type.Union(detailScalar()), {
+        description: "one level of scalars, e.g. a failed payment's failure",
+      }),
+    ]),
+  ),
   at: Timestamp,
 });
 

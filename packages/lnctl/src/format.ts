@@ -261,6 +261,8 @@ export function formatRevoked(r: RevokedTokens): string {
 
 /** One status event on one line: seq, time, kind, subject, status, then the details as key=value. */
 export function formatEvent(e: StatusEvent): string {
-  const detail = Object.entries(e.detail ?? {}).map(([k, v]) => `${k}=${v === null ? "null" : String(v)}`);
+  const detail = Object.entries(e.detail ?? {}).map(
+    ([k, v]) => `${k}=${v === null ? "null" : typeof v === "object" ? JSON.stringify(v) : String(v)}`,
+  );
   return `${clean([e.seq, e.at, e.kind, e.subject, e.status, ...detail].join("  "))}\n`;
 }

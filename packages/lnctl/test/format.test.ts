@@ -110,6 +110,8 @@ describe("reply formatting", () => {
       expiry: { seconds: 1_700_000_000 },
       status: "failed",
       failureReason: "no route",
+      route: null,
+      failure: null,
       createdAt: "2026-01-01T00:00:00.000Z",
     };
     expect(F.formatPayments({ payments: [] })).toBe("no payments\n");

@@ -1,5 +1,6 @@
 /** The channel service's settings: the only place that reads the environment. */
 import { hostname } from "node:os";
+import { msat } from "@ln/bitcoin";
 import { readCrashSettings, type CrashSettings } from "@ln/crash";
 import { EnvReader, formatProblems, type HostPort, type NatsSettings } from "@ln/env";
 import {
@@ -7,6 +8,7 @@ import {
   type InboundOpeningLimits,
 } from "./peers/inbound-openings.js";
 import { RECONNECT_EVERY_MS } from "./peers/reconnect.js";
+import { defaultForwardingPolicy, type ForwardingPolicy } from "./forwarding/policy.js";
 
 export interface Config {
   databaseUrl: string;
@@ -43,6 +45,8 @@ export interface Config {
     /** The JetStream stream of `<prefix>.events.>` (the relay creates it). */
     stream: string;
   };
+  /** FORWARD_*: the forwarding policy of a channel that has none of its own (forwarding/policy.ts). */
+  forwarding: ForwardingPolicy;
   /** LN_CRASH_AT and LN_CRASH_TRACE: crash points, for tests only (@ln/crash); unset: inert. */
   crash: CrashSettings;
 }
@@ -86,6 +90,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     r.problem(
       `CHANNEL_EVENTS_STREAM must be letters, digits, _ and - (a JetStream stream name), got ${JSON.stringify(eventsStream)}`,
     );
+  const delayBlocks = r.int("CHANNEL_DELAY_BLOCKS", 144, 1, 2016);
+  const fwd = defaultForwardingPolicy(delayBlocks);
   const config: Config = {
     databaseUrl,
     databaseSchema,
@@ -99,7 +105,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     leaseMs: r.int("CHANNEL_LEASE_MS", 15_000, 1000, 600_000),
     network: network as Config["network"],
     terms: {
-      delayBlocks: r.int("CHANNEL_DELAY_BLOCKS", 144, 1, 2016),
+      delayBlocks,
       minDepth: r.int("CHANNEL_MIN_DEPTH", 1, 1, 100),
       feeRate: r.int("CHANNEL_FEE_RATE", 10_000, 1000, 1_000_000),
     },
@@ -118,6 +124,18 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       tokenCheckMs: r.int("CHANNEL_EVENT_TOKEN_CHECK_S", 30, 1, 3600) * 1000,
       pollMs: r.int("CHANNEL_EVENT_POLL_MS", 5000, 100, 600_000),
       stream: eventsStream,
+    },
+    // The outgoing HTLC's redemption deadline must come before the incoming one's (DESIGN.md 10):
+    // the delta covers the outgoing channel's delay plus a confirmation margin.
+    forwarding: {
+      feeBaseMsat: msat(BigInt(r.int("FORWARD_FEE_BASE_MSAT", Number(fwd.feeBaseMsat), 0, 999_999_999))),
+      feeProportionalMillionths: BigInt(
+        r.int("FORWARD_FEE_PROPORTIONAL_MILLIONTHS", Number(fwd.feeProportionalMillionths), 0, 999_999_999),
+      ),
+      cltvExpiryDelta: r.int("FORWARD_CLTV_EXPIRY_DELTA", fwd.cltvExpiryDelta, 1, 65_535),
+      htlcMinimumMsat: msat(
+        BigInt(r.int("FORWARD_HTLC_MINIMUM_MSAT", Number(fwd.htlcMinimumMsat), 0, 999_999_999)),
+      ),
     },
     crash: readCrashSettings(
       (n) => r.get(n),

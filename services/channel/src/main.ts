@@ -88,6 +88,7 @@ async function main(): Promise<void> {
       walletFeeRate: cfg.walletFeeRate,
       inboundOpenings: cfg.inboundOpenings,
       reconnectMs: cfg.reconnectMs,
+      forwarding: cfg.forwarding,
       version: VERSION,
     },
     log,

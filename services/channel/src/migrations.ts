@@ -349,6 +349,9 @@ export const MIGRATIONS: readonly Migration[] = [
     // Payments over a route (payments/route.ts): the route as asked with each hop's amount and
     // expiry, the onion's shared secrets (32 bytes per hop, concatenated; never shown) to read the
     // error packet, and who failed and how, once the peer's fail reason is decoded (records.ts).
+    // payment_onions holds them, by the onion's hash, from the request until the step that adds
+    // the HTLC (a command deferred behind the signer is added in a later step) moves them onto
+    // the payment row.
     version: 20,
     sql: (s) => `ALTER TABLE ${s}.payments
      ADD COLUMN route jsonb,
@@ -356,7 +359,13 @@ export const MIGRATIONS: readonly Migration[] = [
      ADD COLUMN failure_hop integer,
      ADD COLUMN failure_node text,
      ADD COLUMN failure_code integer,
-     ADD COLUMN failure_description text;`,
+     ADD COLUMN failure_description text;
+   CREATE TABLE ${s}.payment_onions (
+     onion_hash text PRIMARY KEY,
+     route jsonb NOT NULL,
+     onion_secrets bytea NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now()
+   );`,
   },
 ];
 

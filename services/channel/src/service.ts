@@ -18,6 +18,7 @@ import { Resolver } from "./onchain/resolution.js";
 import { TowerLink, towerRecordsSubject } from "./onchain/tower-link.js";
 import { Wallet } from "./onchain/wallet.js";
 import { Ledger } from "./payments/ledger.js";
+import { defaultForwardingPolicy, ForwardingPolicies, type ForwardingPolicy } from "./forwarding/policy.js";
 import type { InboundOpeningLimits } from "./peers/inbound-openings.js";
 import { connectPeer, listPeers, resyncPeer } from "./peers/peer-requests.js";
 
@@ -32,6 +33,8 @@ export type ChannelServiceSettings = Pick<
   reconnectMs?: number | undefined;
   /** ChannelNodeOptions.maxPeerBacklog (default 1000). */
   maxPeerBacklog?: number | undefined;
+  /** The forwarding policy of channels without their own (default: defaultForwardingPolicy of terms.delayBlocks). */
+  forwarding?: ForwardingPolicy | undefined;
   /** The version the control API reports. */
   version: string;
 };
@@ -73,6 +76,8 @@ export interface ChannelService {
   resolution: Resolver;
   node: ChannelNode;
   peers: PeerControl;
+  /** Each channel's forwarding policy (forwarding/policy.ts). */
+  policies: ForwardingPolicies;
   /** What the control API calls. */
   backend: ChannelNodeBackend;
   /** Takes leases and subscribes to the gateway, then follows the chain watcher's events. */
@@ -94,6 +99,11 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
   const store = new ChannelStore(pool, s.databaseSchema);
   await store.migrate();
   const ledger = standIns.ledger ?? new Ledger(pool, s.databaseSchema);
+  const policies = new ForwardingPolicies(
+    pool,
+    s.databaseSchema,
+    s.forwarding ?? defaultForwardingPolicy(s.terms.delayBlocks),
+  );
   const chainPrefix = `${s.prefix}.chain`;
   const peerPrefix = `${s.prefix}.peer`;
   const wallet = new Wallet({
@@ -155,6 +165,9 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     ledger,
     wallet,
     peers,
+    policies,
+    pool,
+    schema: s.databaseSchema,
     nodeId: nodeId.toString("hex"),
     network: s.network,
     version: s.version,
@@ -174,6 +187,7 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     resolution,
     node,
     peers,
+    policies,
     backend,
     async start() {
       await node.start();

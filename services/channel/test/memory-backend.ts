@@ -1,10 +1,15 @@
 import { createHash, randomBytes } from "node:crypto";
-import { msat, sat, type Locktime, type Msat, type Sat } from "@ln/bitcoin";
+import { msat, sat, type Msat, type Sat } from "@ln/bitcoin";
 import {
   BackendError,
   type ChannelDetail,
   type ChannelSummary,
+  type ForwardingPolicy,
+  type ForwardRow,
+  type ForwardTotals,
   type Invoice,
+  type PaymentRoute,
+  type PayRequest,
   type NodeBackend,
   type NodeInfo,
   type Payment,
@@ -14,6 +19,7 @@ import {
   type WithdrawalRecord,
 } from "../src/api/backend.js";
 import { inTransaction } from "@ln/postgres";
+import { planRoute, type RoutePlan } from "../src/payments/route.js";
 import type pg from "pg";
 
 /**
@@ -33,6 +39,15 @@ export class MemoryBackend implements NodeBackend {
   private readonly invoices = new Map<string, Invoice & { preimage: string }>();
   private readonly payments: Payment[] = [];
   private confirmedSat: Sat = sat(10_000_000n);
+  private readonly policies = new Map<string, ForwardingPolicy>();
+  readonly defaultPolicy: ForwardingPolicy = {
+    feeBaseMsat: msat(1000n),
+    feeProportionalMillionths: 1n,
+    cltvExpiryDelta: 184,
+    htlcMinimumMsat: msat(1000n),
+  };
+  /** The forwarding table as a test sets it. */
+  readonly forwards: ForwardRow[] = [];
 
   count(method: keyof NodeBackend): number {
     return this.calls.get(method) ?? 0;
@@ -118,26 +133,93 @@ export class MemoryBackend implements NodeBackend {
     return visible;
   }
 
-  async pay(req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime }): Promise<Payment> {
+  async pay(req: PayRequest): Promise<Payment> {
     this.called("pay");
-    const c = this.channel(req.channelId);
+    const first = req.route?.[0];
+    const c = req.channelId
+      ? this.channel(req.channelId)
+      : [...this.channels.values()].find((x) => x.peerNodeId === first?.nodeId);
+    if (!c) throw new BackendError("NOT_FOUND", "no channel with the route's first hop");
     if (c.phase !== "normal") throw new BackendError("CONFLICT", `channel ${c.id} is ${c.phase}`);
-    if (req.amountMsat > c.localBalanceMsat)
+    let route: PaymentRoute | undefined;
+    let amount = req.amountMsat;
+    if (req.route) {
+      if (!("blocks" in req.expiry))
+        throw new BackendError("INVALID", "a routed payment's expiry is a height");
+      let plan: RoutePlan;
+      try {
+        plan = planRoute(req.route, req.amountMsat, req.expiry.blocks);
+      } catch (e) {
+        throw new BackendError("INVALID", e instanceof Error ? e.message : String(e));
+      }
+      amount = plan.amountMsat;
+      route = {
+        hops: plan.hops.map((h) => ({
+          nodeId: h.nodeId,
+          shortChannelId: `${h.shortChannelId >> 40n}x${(h.shortChannelId >> 16n) & 0xffffffn}x${h.shortChannelId & 0xffffn}`,
+          feeBaseMsat: h.feeBaseMsat.toString(),
+          feeProportionalMillionths: h.feeProportionalMillionths.toString(),
+          cltvExpiryDelta: h.cltvExpiryDelta,
+          amountMsat: h.amountMsat.toString(),
+          expiry: h.expiry,
+        })),
+      };
+    }
+    if (amount > c.localBalanceMsat)
       throw new BackendError("INSUFFICIENT_FUNDS", `channel ${c.id} can send ${c.localBalanceMsat} msat`);
-    c.localBalanceMsat = msat(c.localBalanceMsat - req.amountMsat);
-    c.remoteBalanceMsat = msat(c.remoteBalanceMsat + req.amountMsat);
+    c.localBalanceMsat = msat(c.localBalanceMsat - amount);
+    c.remoteBalanceMsat = msat(c.remoteBalanceMsat + amount);
     const p: Payment = {
       id: randomBytes(16).toString("hex"),
       channelId: c.id,
       rHash: req.rHash,
-      amountMsat: req.amountMsat,
-      expiry: req.expiry,
+      amountMsat: amount,
+      expiry: route ? { blocks: route.hops[0]?.expiry ?? 0 } : req.expiry,
       status: "succeeded",
       failureReason: undefined,
+      route,
+      failure: undefined,
       createdAt: new Date(),
     };
     this.payments.push(p);
     return p;
+  }
+
+  /** Adds a payment as the node would have recorded it (e.g. failed with a decoded failure). */
+  addPayment(p: Payment): void {
+    this.payments.push(p);
+  }
+
+  async getPolicy(channelId: string): Promise<ForwardingPolicy> {
+    this.called("getPolicy");
+    this.channel(channelId);
+    return this.policies.get(channelId) ?? this.defaultPolicy;
+  }
+
+  async setPolicy(channelId: string, p: Partial<ForwardingPolicy>): Promise<ForwardingPolicy> {
+    this.called("setPolicy");
+    this.channel(channelId);
+    const next = { ...(this.policies.get(channelId) ?? this.defaultPolicy), ...p };
+    this.policies.set(channelId, next);
+    return next;
+  }
+
+  async listForwards(q: { status?: string | undefined; limit: number }): Promise<{
+    forwards: ForwardRow[];
+    totals: ForwardTotals;
+  }> {
+    this.called("listForwards");
+    const settled = this.forwards.filter((f) => f.status === "settled");
+    return {
+      forwards: this.forwards
+        .filter((f) => q.status === undefined || f.status === q.status)
+        .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime())
+        .slice(0, q.limit),
+      totals: {
+        settled: settled.length,
+        feesEarnedMsat: msat(settled.reduce((n, f) => n + f.feeMsat, 0n)),
+      },
+    };
   }
 
   async listPayments(): Promise<Payment[]> {

@@ -23,6 +23,12 @@ import { DEFAULT_EVENT_STREAM_LIMITS, eventRoutes, type EventStreamLimits } from
 import { ApiError, mapError } from "./errors.js";
 import { RequestMetrics } from "./metrics.js";
 import * as S from "@ln/control-api";
+import {
+  formatShortChannelId,
+  parseShortChannelId,
+  shortChannelIdFromBigint,
+  shortChannelIdToBigint,
+} from "../payments/scid-stub.js";
 import { isRejectionCode } from "@ln/control-api";
 
 /**
@@ -471,6 +477,9 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
     async (req, reply) => {
       const token = tokens.get(req);
       if (!token) throw new ApiError(401, "UNAUTHENTICATED", "missing bearer token");
+      if (req.body.channelId === undefined && req.body.route === undefined)
+        throw new ApiError(400, "INVALID", "give a channelId, a route, or both");
+      const route = req.body.route && routeHops(req.body.route.hops);
       const key = req.headers["idempotency-key"];
       const claim = await store.claimIdempotency(token.id, key, PAY_ROUTE, requestHash(req.body));
       if (claim.kind === "mismatch" || claim.kind === "in_progress") throw keyRefused(claim.kind, "payment");
@@ -489,6 +498,7 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
             rHash: req.body.rHash,
             amountMsat: msat(BigInt(req.body.amountMsat)),
             expiry: req.body.expiry,
+            route,
           },
           // With the payment's own record: a crash after that commit still answers a retry.
           { complete: (tx, p) => store.completeIdempotency(token.id, key, 201, paymentJson(p), tx) },
@@ -553,6 +563,66 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
       if (!p)
         throw new ApiError(404, "NOT_FOUND", `no payment ${req.params.id}; GET /v1/payments lists payments`);
       return paymentJson(p);
+    },
+  );
+
+  app.get(
+    "/v1/channels/:id/policy",
+    {
+      config: { access: "read" },
+      schema: {
+        tags: ["forwarding"],
+        summary: "A channel's forwarding policy: fee, cltv delta, HTLC minimum (any scope)",
+        params: S.ChannelParams,
+        response: S.withErrors({ 200: S.ForwardingPolicy }),
+      },
+    },
+    async (req) => policyJson(req.params.id, await backend.getPolicy(req.params.id)),
+  );
+
+  app.put(
+    "/v1/channels/:id/policy",
+    {
+      config: { access: "admin" },
+      schema: {
+        tags: ["forwarding"],
+        summary: "Change a channel's forwarding policy; fields not given stay (admin; audited)",
+        params: S.ChannelParams,
+        body: S.ForwardingPolicyBody,
+        response: S.withErrors({ 200: S.ForwardingPolicy }),
+      },
+    },
+    async (req) => {
+      const b = req.body;
+      const p = await backend.setPolicy(req.params.id, {
+        ...(b.feeBaseMsat === undefined ? {} : { feeBaseMsat: msat(BigInt(b.feeBaseMsat)) }),
+        ...(b.feeProportionalMillionths === undefined
+          ? {}
+          : { feeProportionalMillionths: BigInt(b.feeProportionalMillionths) }),
+        ...(b.cltvExpiryDelta === undefined ? {} : { cltvExpiryDelta: b.cltvExpiryDelta }),
+        ...(b.htlcMinimumMsat === undefined ? {} : { htlcMinimumMsat: msat(BigInt(b.htlcMinimumMsat)) }),
+      });
+      return policyJson(req.params.id, p);
+    },
+  );
+
+  app.get(
+    "/v1/forwards",
+    {
+      config: { access: "read" },
+      schema: {
+        tags: ["forwarding"],
+        summary: "Forwarded HTLCs, newest first, and the fees earned (any scope)",
+        querystring: S.ForwardsQuery,
+        response: S.withErrors({ 200: S.ForwardList }),
+      },
+    },
+    async (req) => {
+      const r = await backend.listForwards({ status: req.query.status, limit: req.query.limit ?? 100 });
+      return {
+        forwards: r.forwards.map(forwardJson),
+        totals: { settled: r.totals.settled, feesEarnedMsat: r.totals.feesEarnedMsat.toString() },
+      };
     },
   );
 
@@ -755,7 +825,78 @@ function paymentJson(p: B.Payment): PaymentJson {
     expiry: locktimeJson(p.expiry),
     status: p.status,
     failureReason: p.failureReason ?? null,
+    route: p.route
+      ? {
+          hops: p.route.hops.map((h) => ({
+            nodeId: h.nodeId,
+            shortChannelId: h.shortChannelId,
+            feeBaseMsat: h.feeBaseMsat,
+            feeProportionalMillionths: Number(h.feeProportionalMillionths),
+            cltvExpiryDelta: h.cltvExpiryDelta,
+            amountMsat: h.amountMsat,
+            expiry: h.expiry,
+          })),
+        }
+      : null,
+    failure: p.failure ?? null,
     createdAt: p.createdAt.toISOString(),
+  };
+}
+
+/** The request's route hops, short channel ids as numbers; absent policy fields are zero. */
+function routeHops(hops: Static<typeof S.RouteHopBody>[]): B.RouteHop[] {
+  return hops.map((h, i) => {
+    let scid: bigint;
+    try {
+      scid = shortChannelIdToBigint(parseShortChannelId(h.shortChannelId));
+    } catch {
+      throw new ApiError(
+        400,
+        "INVALID",
+        `route hop ${i}: shortChannelId ${h.shortChannelId} is out of range`,
+      );
+    }
+    return {
+      nodeId: h.nodeId,
+      shortChannelId: scid,
+      feeBaseMsat: msat(BigInt(h.feeBaseMsat ?? "0")),
+      feeProportionalMillionths: BigInt(h.feeProportionalMillionths ?? 0),
+      cltvExpiryDelta: h.cltvExpiryDelta ?? 0,
+    };
+  });
+}
+
+function policyJson(channelId: string, p: B.ForwardingPolicy): Static<typeof S.ForwardingPolicy> {
+  return {
+    channelId,
+    feeBaseMsat: p.feeBaseMsat.toString(),
+    feeProportionalMillionths: Number(p.feeProportionalMillionths),
+    cltvExpiryDelta: p.cltvExpiryDelta,
+    htlcMinimumMsat: p.htlcMinimumMsat.toString(),
+  };
+}
+
+function forwardJson(f: B.ForwardRow): Static<typeof S.Forward> {
+  return {
+    id: f.id.toString(),
+    inChannel: f.inChannel,
+    inHtlcId: f.inHtlcId.toString(),
+    rHash: f.rHash,
+    inAmountMsat: f.inAmountMsat.toString(),
+    inExpiry: f.inExpiry,
+    outChannel: f.outChannel ?? null,
+    outHtlcId: f.outHtlcId?.toString() ?? null,
+    outShortChannelId:
+      f.outShortChannelId === undefined
+        ? null
+        : formatShortChannelId(shortChannelIdFromBigint(f.outShortChannelId)),
+    outAmountMsat: f.outAmountMsat?.toString() ?? null,
+    outExpiry: f.outExpiry ?? null,
+    status: f.status,
+    feeMsat: f.feeMsat.toString(),
+    failure: f.failure ?? null,
+    createdAt: f.createdAt.toISOString(),
+    resolvedAt: f.resolvedAt?.toISOString() ?? null,
   };
 }
 

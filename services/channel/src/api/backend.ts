@@ -1,6 +1,12 @@
 import type { Locktime, Msat, Sat } from "@ln/bitcoin";
 import type { RejectionCode } from "@ln/control-api";
 import type pg from "pg";
+import type { ForwardingPolicy } from "../forwarding/policy.js";
+import type { ForwardRow, ForwardTotals } from "../forwarding/forward-reads.js";
+import type { PaymentFailure, PaymentRoute } from "../payments/ledger.js";
+import type { RouteHop } from "../payments/route.js";
+
+export type { ForwardingPolicy, ForwardRow, ForwardTotals, PaymentFailure, PaymentRoute, RouteHop };
 
 /**
  * What the HTTP control API needs from the node. Implemented over the ChannelRunner and the wallet
@@ -17,11 +23,12 @@ export interface NodeBackend {
   getChannel(id: string): Promise<ChannelDetail | undefined>;
   /** The preimage is generated and kept by the backend; only its hash leaves. */
   createInvoice(req: { amountMsat: Msat; description?: string }): Promise<Invoice>;
-  /** `record`, if given, is completed inside the transaction that offers the HTLC (see PaymentRecord). */
-  pay(
-    req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime },
-    record?: PaymentRecord,
-  ): Promise<Payment>;
+  /**
+   * `record`, if given, is completed inside the transaction that offers the HTLC (see PaymentRecord).
+   * With `route` the HTLC carries an onion for it (payments/route.ts), over `channelId` or, without
+   * it, our channel with the route's first hop.
+   */
+  pay(req: PayRequest, record?: PaymentRecord): Promise<Payment>;
   listPayments(): Promise<Payment[]>;
   /** Undefined when there is no such payment. */
   getPayment(id: string): Promise<Payment | undefined>;
@@ -32,6 +39,25 @@ export interface NodeBackend {
   walletBalance(): Promise<WalletBalance>;
   /** `record` is called inside the transaction that stores the withdrawal (see WithdrawalRecord). */
   withdraw(req: { address: string; amountSat: Sat }, record: WithdrawalRecord): Promise<Withdrawal>;
+  /** A channel's forwarding policy; NOT_FOUND without the channel. */
+  getPolicy(channelId: string): Promise<ForwardingPolicy>;
+  /** Changes the fields given; NOT_FOUND without the channel. */
+  setPolicy(channelId: string, p: Partial<ForwardingPolicy>): Promise<ForwardingPolicy>;
+  /** Forwards, newest first, and the totals over all of them. */
+  listForwards(q: { status?: string | undefined; limit: number }): Promise<{
+    forwards: ForwardRow[];
+    totals: ForwardTotals;
+  }>;
+}
+
+export interface PayRequest {
+  channelId?: string | undefined;
+  rHash: string;
+  /** What the payee gets. */
+  amountMsat: Msat;
+  /** The payee's HTLC's expiry (with a route: a block height). */
+  expiry: Locktime;
+  route?: readonly RouteHop[] | undefined;
 }
 
 /**
@@ -136,6 +162,8 @@ export interface Payment {
   expiry: Locktime;
   status: PaymentStatus;
   failureReason: string | undefined;
+  route: PaymentRoute | undefined;
+  failure: PaymentFailure | undefined;
   createdAt: Date;
 }
 

@@ -1,6 +1,9 @@
+import { randomBytes } from "node:crypto";
 import { crashPoint } from "@ln/crash";
-import { msat, sat, satToMsat, type Locktime, type Msat, type Sat } from "@ln/bitcoin";
-import type { ChannelState } from "@ln/channel-core";
+import { quoteSchema } from "@ln/postgres";
+import type pg from "pg";
+import { msat, sat, satToMsat, type Msat, type Sat } from "@ln/bitcoin";
+import type { ChannelState, Output } from "@ln/channel-core";
 import { isRejectionCode } from "@ln/control-api";
 import { NodeError } from "../channels/errors.js";
 import {
@@ -13,13 +16,19 @@ import {
   type NodeInfo,
   type Payment,
   type PaymentRecord,
+  type PayRequest,
   type PeerInfo,
   type WalletBalance,
   type Withdrawal,
   type WithdrawalRecord,
 } from "./backend.js";
-import { paymentId, type Ledger, type PaymentRow } from "../payments/ledger.js";
-import { withOfferedPayment } from "../payments/records.js";
+import { paymentId, type Ledger, type PaymentRoute, type PaymentRow } from "../payments/ledger.js";
+import { onionHash, withOfferedPayment } from "../payments/records.js";
+import { planRoute, RouteError, type PlannedHop, type RouteHop, type RoutePlan } from "../payments/route.js";
+import { buildOnion, encodeHopPayload, OnionError } from "../payments/onion-stub.js";
+import { formatShortChannelId, shortChannelIdFromBigint } from "../payments/scid-stub.js";
+import type { ForwardingPolicies, ForwardingPolicy } from "../forwarding/policy.js";
+import { ForwardReads, type ForwardRow, type ForwardTotals } from "../forwarding/forward-reads.js";
 import type { ChannelNode } from "../channels/node.js";
 import type { PeerControl } from "../channels/ports.js";
 import type { Resolver } from "../onchain/resolution.js";
@@ -42,6 +51,11 @@ export interface ChannelNodeBackendOptions {
   nodeId: string;
   network: string;
   version: string;
+  /** Each channel's forwarding policy. */
+  policies: ForwardingPolicies;
+  /** Where the forwarding table and payment_onions are (the node's schema). */
+  pool: pg.Pool;
+  schema: string;
   /** The signer's invoice hash for an index (R stays in the signer). */
   invoiceHash: (index: number, amountMsat: Msat) => Promise<string>;
 }
@@ -76,7 +90,11 @@ function named<T>(p: Promise<T>): Promise<T> {
 
 /** The control API's backend over the running node: the channels, the books, the wallet, the gateway. */
 export class ChannelNodeBackend implements NodeBackend {
-  constructor(private readonly o: ChannelNodeBackendOptions) {}
+  private readonly forwards: ForwardReads;
+
+  constructor(private readonly o: ChannelNodeBackendOptions) {
+    this.forwards = new ForwardReads(o.pool, o.schema);
+  }
 
   async nodeInfo(): Promise<NodeInfo> {
     const [peers, rows] = await Promise.all([this.o.peers.list().catch(() => []), this.o.store.rows()]);
@@ -141,28 +159,106 @@ export class ChannelNodeBackend implements NodeBackend {
     };
   }
 
-  async pay(
-    req: { channelId: string; rHash: string; amountMsat: Msat; expiry: Locktime },
-    record?: PaymentRecord,
-  ): Promise<Payment> {
+  async pay(req: PayRequest, record?: PaymentRecord): Promise<Payment> {
+    if (req.route) return this.payOverRoute({ ...req, route: req.route }, record);
+    const channelId = req.channelId;
+    if (channelId === undefined) throw new BackendError("INVALID", "give a channelId or a route");
     // The request's result commits with the step that offers the HTLC and records the payment.
     const within =
-      record &&
-      withOfferedPayment(this.o.ledger, req.channelId, (c, row) => record.complete(c, payment(row)));
+      record && withOfferedPayment(this.o.ledger, channelId, (c, row) => record.complete(c, payment(row)));
     const outputs = await named(
       this.o.node.command(
-        req.channelId,
+        channelId,
         { kind: "add_htlc", amountMsat: req.amountMsat, rHash: req.rHash, expiry: req.expiry },
         within,
       ),
     );
+    return this.offered(channelId, outputs);
+  }
+
+  /**
+   * A payment over a route: the onion for it (associated data r_hash), kept with the route and
+   * its shared secrets under the onion's hash until the step that adds the HTLC moves them onto
+   * the payment row (records.ts paymentOffered), so the peer's error packet can be read.
+   */
+  private async payOverRoute(
+    req: PayRequest & { route: readonly RouteHop[] },
+    record: PaymentRecord | undefined,
+  ): Promise<Payment> {
+    const expiry = req.expiry;
+    if (!("blocks" in expiry))
+      throw new BackendError("INVALID", "a routed payment's expiry is a block height ({ blocks })");
+    const plan = planned(() => planRoute(req.route, req.amountMsat, expiry.blocks));
+    const first = plan.hops[0] as PlannedHop;
+    const channelId = req.channelId ?? (await this.channelTo(first.nodeId));
+    const row = await this.o.store.row(channelId);
+    if (!row) throw new BackendError("NOT_FOUND", `no channel ${channelId}`);
+    if (row.peerNodeId !== first.nodeId)
+      throw new BackendError(
+        "INVALID",
+        `channel ${channelId} is with ${row.peerNodeId ?? "no peer yet"}, not the route's first hop ${first.nodeId}`,
+      );
+    const onion = planned(() =>
+      buildOnion({
+        sessionKey: randomBytes(32),
+        hops: plan.hops.map((h) => ({
+          nodeId: Buffer.from(h.nodeId, "hex"),
+          payload: encodeHopPayload(h.payload),
+        })),
+        associatedData: Buffer.from(req.rHash, "hex"),
+      }),
+    );
+    const packet = onion.packet.toString("hex");
+    await this.o.pool.query(
+      `INSERT INTO ${quoteSchema(this.o.schema)}.payment_onions (onion_hash, route, onion_secrets) VALUES ($1, $2, $3)
+       ON CONFLICT (onion_hash) DO NOTHING`,
+      [onionHash(packet), JSON.stringify(routeJson(plan)), Buffer.concat(onion.sharedSecrets)],
+    );
+    const within =
+      record && withOfferedPayment(this.o.ledger, channelId, (c, p) => record.complete(c, payment(p)));
+    const outputs = await named(
+      this.o.node.command(
+        channelId,
+        {
+          kind: "add_htlc",
+          amountMsat: plan.amountMsat,
+          rHash: req.rHash,
+          expiry: { blocks: plan.expiry },
+          route: packet,
+        },
+        within,
+      ),
+    ).catch(async (e: unknown) => {
+      // Refused: this onion is never sent. (Deferred behind the signer, it stays for its step.)
+      await this.o.pool
+        .query(`DELETE FROM ${quoteSchema(this.o.schema)}.payment_onions WHERE onion_hash = $1`, [
+          onionHash(packet),
+        ])
+        .catch(() => undefined);
+      throw e;
+    });
+    return this.offered(channelId, outputs);
+  }
+
+  /** Our live channel with `nodeId`. */
+  private async channelTo(nodeId: string): Promise<string> {
+    const row = await this.o.store.liveWith(nodeId);
+    if (!row)
+      throw new BackendError(
+        "NOT_FOUND",
+        `no live channel with ${nodeId}, the route's first hop; give channelId`,
+      );
+    return row.id;
+  }
+
+  /** The payment the command's step recorded. */
+  private async offered(channelId: string, outputs: readonly Output[]): Promise<Payment> {
     const added = outputs.find((x) => x.type === "htlc_added" && x.offerer === "local");
-    const row =
-      added?.type === "htlc_added" && (await this.o.ledger.payment(paymentId(req.channelId, added.id)));
+    const row = added?.type === "htlc_added" && (await this.o.ledger.payment(paymentId(channelId, added.id)));
     if (!row)
       throw new BackendError(
         "UNAVAILABLE",
-        `channel ${req.channelId} is waiting for the signer; the payment is queued and will appear in GET /v1/payments`,
+        `channel ${channelId} is waiting for the signer; the payment is queued and will appear in GET /v1/payments`,
       );
     crashPoint("channel.payment.created");
     return payment(row);
@@ -205,6 +301,24 @@ export class ChannelNodeBackend implements NodeBackend {
     return { txid, address: req.address, amountSat: req.amountSat };
   }
 
+  async getPolicy(channelId: string): Promise<ForwardingPolicy> {
+    if (!(await this.o.store.row(channelId))) throw new BackendError("NOT_FOUND", `no channel ${channelId}`);
+    return this.o.policies.get(channelId);
+  }
+
+  async setPolicy(channelId: string, p: Partial<ForwardingPolicy>): Promise<ForwardingPolicy> {
+    if (!(await this.o.store.row(channelId))) throw new BackendError("NOT_FOUND", `no channel ${channelId}`);
+    return named(this.o.policies.set(channelId, p));
+  }
+
+  async listForwards(q: { status?: string | undefined; limit: number }): Promise<{
+    forwards: ForwardRow[];
+    totals: ForwardTotals;
+  }> {
+    const [forwards, totals] = await Promise.all([this.forwards.list(q), this.forwards.totals()]);
+    return { forwards, totals };
+  }
+
   private async summaryOf(id: string): Promise<ChannelSummary> {
     const row = await this.o.store.row(id);
     const state = row && (await this.o.store.load(id));
@@ -237,5 +351,30 @@ const payment = (p: PaymentRow): Payment => ({
   expiry: p.expiry,
   status: p.status,
   failureReason: p.failureReason,
+  route: p.route,
+  failure: p.failure,
   createdAt: p.createdAt,
 });
+
+/** A route as stored on its payment: the hops as asked, with each hop's HTLC. */
+const routeJson = (plan: RoutePlan): PaymentRoute => ({
+  hops: plan.hops.map((h) => ({
+    nodeId: h.nodeId,
+    shortChannelId: formatShortChannelId(shortChannelIdFromBigint(h.shortChannelId)),
+    feeBaseMsat: h.feeBaseMsat.toString(),
+    feeProportionalMillionths: h.feeProportionalMillionths.toString(),
+    cltvExpiryDelta: h.cltvExpiryDelta,
+    amountMsat: h.amountMsat.toString(),
+    expiry: h.expiry,
+  })),
+});
+
+/** A route the node cannot send: the request's fault (INVALID). */
+function planned<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof RouteError || e instanceof OnionError) throw new BackendError("INVALID", e.message);
+    throw e;
+  }
+}

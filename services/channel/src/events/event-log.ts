@@ -18,6 +18,10 @@ import type pg from "pg";
 
 export type EventKind = "payment" | "invoice" | "channel";
 
+/** A detail's value: a JSON scalar, or one level of them (a payment's decoded failure). */
+export type DetailScalar = string | number | boolean | null;
+export type DetailValue = DetailScalar | Readonly<Record<string, DetailScalar>>;
+
 /** What a transition appends: the record it changes, its new status, and what to show with it. */
 export interface StatusChange {
   kind: EventKind;
@@ -26,7 +30,7 @@ export interface StatusChange {
   /** The new status (payment: pending/succeeded/failed; invoice: open/settled; channel: its phase). */
   status: string;
   /** JSON-safe details (amounts as decimal strings); never secrets other than a payment's R. */
-  detail?: Record<string, string | number | boolean | null>;
+  detail?: Record<string, DetailValue>;
 }
 
 export interface StatusEvent extends Required<StatusChange> {
@@ -126,7 +130,7 @@ interface EventDbRow {
   kind: EventKind;
   subject: string;
   status: string;
-  detail: Record<string, string | number | boolean | null>;
+  detail: Record<string, DetailValue>;
   at: Date;
 }
 

@@ -2,6 +2,7 @@ import { msat, type Locktime, type Msat } from "@ln/bitcoin";
 import { quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 import { appendEvents, inEventTransaction } from "../events/event-log.js";
+import { FAILURE_CODES, type FailureName } from "./onion-stub.js";
 
 /**
  * The node's books beside the channels (migration 3): payments we offered, invoices we issued
@@ -20,7 +21,35 @@ export interface PaymentRow {
   expiry: Locktime;
   status: PaymentStatus;
   failureReason: string | undefined;
+  /** The route it was sent over (payments/route.ts), if any. */
+  route: PaymentRoute | undefined;
+  /** Who failed it and why, when the peer's error packet was read. */
+  failure: PaymentFailure | undefined;
   createdAt: Date;
+}
+
+/** A payment's route as stored (payments.route): the hops as asked, with each one's HTLC. */
+export interface PaymentRoute {
+  hops: {
+    nodeId: string;
+    /** HEIGHTxINDEXxOUTPUT */
+    shortChannelId: string;
+    feeBaseMsat: string;
+    feeProportionalMillionths: string;
+    cltvExpiryDelta: number;
+    /** The HTLC that reaches this hop: amount and expiry (block height). */
+    amountMsat: string;
+    expiry: number;
+  }[];
+}
+
+/** The failure a hop reported (BOLT #4), as decoded from its error packet. */
+export interface PaymentFailure {
+  hop: number;
+  nodeId: string;
+  code: number;
+  name: string;
+  description: string;
 }
 
 export interface InvoiceRow {
@@ -50,8 +79,17 @@ interface PaymentDbRow {
   expiry: Locktime;
   status: PaymentStatus;
   failure_reason: string | null;
+  route: PaymentRoute | null;
+  failure_hop: number | null;
+  failure_node: string | null;
+  failure_code: number | null;
+  failure_description: string | null;
   created_at: Date;
 }
+
+/** Every column but onion_secrets (never read back out of records.ts). */
+const PAYMENT_COLUMNS = `id, channel_id, htlc_id, r_hash, amount_msat, expiry, status, failure_reason, route,
+  failure_hop, failure_node, failure_code, failure_description, created_at`;
 
 const toPayment = (r: PaymentDbRow): PaymentRow => ({
   id: r.id,
@@ -62,8 +100,26 @@ const toPayment = (r: PaymentDbRow): PaymentRow => ({
   expiry: r.expiry,
   status: r.status,
   failureReason: r.failure_reason ?? undefined,
+  route: r.route ?? undefined,
+  failure:
+    r.failure_hop !== null && r.failure_code !== null
+      ? {
+          hop: r.failure_hop,
+          nodeId: r.failure_node ?? "",
+          code: r.failure_code,
+          name: failureName(r.failure_code),
+          description: r.failure_description ?? "",
+        }
+      : undefined,
   createdAt: r.created_at,
 });
+
+const NAME_OF_CODE: ReadonlyMap<number, FailureName> = new Map(
+  (Object.entries(FAILURE_CODES) as [FailureName, number][]).map(([n, c]) => [c, n]),
+);
+
+/** The BOLT #4 name of a failure code ("unknown" for a code BOLT #4 does not define). */
+export const failureName = (code: number): string => NAME_OF_CODE.get(code) ?? "unknown";
 
 export class Ledger {
   private readonly q: string;
@@ -84,13 +140,16 @@ export class Ledger {
 
   /** A payment's record; `q`: a transaction to read it in (default the pool). */
   async payment(id: string, q: pg.ClientBase | pg.Pool = this.pool): Promise<PaymentRow | undefined> {
-    const r = await q.query<PaymentDbRow>(`SELECT * FROM ${this.t("payments")} WHERE id = $1`, [id]);
+    const r = await q.query<PaymentDbRow>(
+      `SELECT ${PAYMENT_COLUMNS} FROM ${this.t("payments")} WHERE id = $1`,
+      [id],
+    );
     return r.rows[0] ? toPayment(r.rows[0]) : undefined;
   }
 
   async payments(limit = 1000): Promise<PaymentRow[]> {
     const r = await this.pool.query<PaymentDbRow>(
-      `SELECT * FROM ${this.t("payments")} ORDER BY created_at DESC, id LIMIT $1`,
+      `SELECT ${PAYMENT_COLUMNS} FROM ${this.t("payments")} ORDER BY created_at DESC, id LIMIT $1`,
       [limit],
     );
     return r.rows.map(toPayment);

@@ -25,10 +25,16 @@ export type FailureName = keyof typeof FAILURE_CODES;
 export type Failure =
   | { name: "fee_insufficient" | "amount_below_minimum"; htlcMsat: bigint; channelUpdate: Buffer }
   | { name: "incorrect_or_unknown_payment_details"; htlcMsat: bigint; height: number }
-  | { name: Exclude<FailureName, "fee_insufficient" | "amount_below_minimum" | "incorrect_or_unknown_payment_details"> }
+  | {
+      name: Exclude<
+        FailureName,
+        "fee_insufficient" | "amount_below_minimum" | "incorrect_or_unknown_payment_details"
+      >;
+    }
   | { name: "unknown"; code: number; data: Buffer };
 
 export class OnionError extends Error {
+  readonly hop?: number;
   constructor(
     readonly code: string,
     message: string,

@@ -1,9 +1,16 @@
 import { sha256 } from "@ln/bitcoin";
-import type { ChannelState, Htlc, HtlcResult, Output } from "@ln/channel-core";
+import type { ChannelState, Htlc, Output } from "@ln/channel-core";
 import { quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 import { appendEvents, type StatusChange } from "../events/event-log.js";
-import { paymentId, type Ledger, type PaymentRow } from "./ledger.js";
+import { paymentId, type Ledger, type PaymentFailure, type PaymentRoute, type PaymentRow } from "./ledger.js";
+import {
+  decodeErrorPacket,
+  decodeFailReason,
+  describeFailure,
+  FAILURE_CODES,
+  OnionError,
+} from "./onion-stub.js";
 import type { WithinTransition } from "../channels/store.js";
 
 /**
@@ -33,7 +40,7 @@ export async function writeStepRecords(
   const events: StatusChange[] = [];
   for (const o of next.outputs) {
     if (o.type === "htlc_added" && o.offerer === "local")
-      events.push(...(await paymentOffered(c, schema, channelId, o.htlc)));
+      events.push(...(await paymentOffered(c, schema, channelId, o.htlc, o.route)));
     else if (o.type === "htlc_result" && o.offerer === "local")
       events.push(
         ...(await paymentFinal(
@@ -41,7 +48,7 @@ export async function writeStepRecords(
           schema,
           channelId,
           o.id,
-          o.result.kind === "failed" ? { kind: "failed", reason: reasonText(o.result.reason) } : o.result,
+          o.result.kind === "failed" ? { kind: "peer_failed", reasonHex: o.result.reason } : o.result,
           o.htlc,
         )),
       );
@@ -53,51 +60,94 @@ export async function writeStepRecords(
   await appendEvents(c, schema, events);
 }
 
-/** A payment's record as pending (the HTLC we offered); a second record of it changes nothing. */
+/**
+ * A payment's record as pending (the HTLC we offered); a second record of it changes nothing.
+ * `onion` (hex): the HTLC's route; the route and shared secrets the request kept for it under
+ * its hash (payment_onions) move onto the payment row here, in the step that adds the HTLC.
+ */
 export async function paymentOffered(
   c: pg.ClientBase,
   schema: string,
   channelId: string,
   htlc: Htlc,
+  onion = "",
 ): Promise<StatusChange[]> {
+  const q = quoteSchema(schema);
+  const id = paymentId(channelId, htlc.id);
   const r = await c.query(
-    `INSERT INTO ${quoteSchema(schema)}.payments (id, channel_id, htlc_id, r_hash, amount_msat, expiry)
+    `INSERT INTO ${q}.payments (id, channel_id, htlc_id, r_hash, amount_msat, expiry)
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
-    [
-      paymentId(channelId, htlc.id),
-      channelId,
-      htlc.id.toString(),
-      htlc.rHash,
-      htlc.amountMsat.toString(),
-      JSON.stringify(htlc.expiry),
-    ],
+    [id, channelId, htlc.id.toString(), htlc.rHash, htlc.amountMsat.toString(), JSON.stringify(htlc.expiry)],
   );
+  if (onion !== "")
+    await c.query(
+      `WITH o AS (DELETE FROM ${q}.payment_onions WHERE onion_hash = $2 RETURNING route, onion_secrets)
+       UPDATE ${q}.payments p SET route = o.route, onion_secrets = o.onion_secrets FROM o
+        WHERE p.id = $1 AND p.onion_secrets IS NULL`,
+      [id, onionHash(onion)],
+    );
   return r.rowCount === 1 ? [paymentEvent(channelId, htlc.id, "pending", htlc)] : [];
 }
 
+/** The key of payment_onions: SHA-256 of the onion packet, hex (`onion`: the packet in hex). */
+export const onionHash = (onion: string): string => sha256(Buffer.from(onion, "hex")).toString("hex");
+
 /**
- * A payment's outcome: succeeded (with R) or failed (with the reason, as text). Only a pending
- * payment changes (an outcome is final). With the HTLC known, a payment with no record yet gets
- * one (final at once), so an outcome is never lost for want of its pending row.
+ * How a payment ended: R (off chain or on chain), the peer's fail_htlc (`reasonHex`: the hex of
+ * its fail_reason bytes), or a failure in our own words (on chain).
+ */
+export type PaymentOutcome =
+  | { kind: "fulfilled"; r: string }
+  | { kind: "peer_failed"; reasonHex: string }
+  | { kind: "failed"; reason: string };
+
+/**
+ * A payment's outcome: succeeded (with R) or failed (with the reason). A payment sent with an
+ * onion has the peer's reason read as a BOLT #4 error packet (who failed, and how); one without
+ * keeps it as text. Only a pending payment changes (an outcome is final). With the HTLC known, a
+ * payment with no record yet gets one (final at once), so an outcome is never lost for want of
+ * its pending row.
  */
 export async function paymentFinal(
   c: pg.ClientBase,
   schema: string,
   channelId: string,
   htlcId: bigint,
-  result: HtlcResult,
+  result: PaymentOutcome,
   htlc: Htlc | undefined,
 ): Promise<StatusChange[]> {
   const q = quoteSchema(schema);
   const status = result.kind === "fulfilled" ? "succeeded" : "failed";
   const preimage = result.kind === "fulfilled" ? result.r : null;
-  const reason = result.kind === "failed" ? result.reason : null;
   const id = paymentId(channelId, htlcId);
+  let reason: string | null = null;
+  let failure: PaymentFailure | undefined;
+  if (result.kind === "failed") reason = result.reason;
+  else if (result.kind === "peer_failed") {
+    const sent = await c.query<{ route: PaymentRoute | null; onion_secrets: Buffer | null }>(
+      `SELECT route, onion_secrets FROM ${q}.payments WHERE id = $1 AND status = 'pending'`,
+      [id],
+    );
+    const onion = sent.rows[0];
+    if (onion?.onion_secrets && onion.route) {
+      const read = readFailReason(onion.onion_secrets, onion.route, result.reasonHex);
+      reason = read.reason;
+      failure = read.failure;
+    } else reason = reasonText(result.reasonHex);
+  }
+  const f = [
+    failure?.hop ?? null,
+    failure?.nodeId ?? null,
+    failure?.code ?? null,
+    failure?.description ?? null,
+  ];
   const r = htlc
     ? await c.query(
-        `INSERT INTO ${q}.payments (id, channel_id, htlc_id, r_hash, amount_msat, expiry, status, preimage, failure_reason, settled_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
-         ON CONFLICT (id) DO UPDATE SET status = $7, preimage = $8, failure_reason = $9, settled_at = now()
+        `INSERT INTO ${q}.payments (id, channel_id, htlc_id, r_hash, amount_msat, expiry, status, preimage, failure_reason,
+           failure_hop, failure_node, failure_code, failure_description, settled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
+         ON CONFLICT (id) DO UPDATE SET status = $7, preimage = $8, failure_reason = $9, failure_hop = $10,
+           failure_node = $11, failure_code = $12, failure_description = $13, settled_at = now()
            WHERE payments.status = 'pending'`,
         [
           id,
@@ -109,17 +159,51 @@ export async function paymentFinal(
           status,
           preimage,
           reason,
+          ...f,
         ],
       )
     : await c.query(
-        `UPDATE ${q}.payments SET status = $2, preimage = $3, failure_reason = $4, settled_at = now()
+        `UPDATE ${q}.payments SET status = $2, preimage = $3, failure_reason = $4, failure_hop = $5,
+           failure_node = $6, failure_code = $7, failure_description = $8, settled_at = now()
           WHERE id = $1 AND status = 'pending'`,
-        [id, status, preimage, reason],
+        [id, status, preimage, reason, ...f],
       );
   if (r.rowCount !== 1) return [];
-  return [
-    paymentEvent(channelId, htlcId, status, htlc, result.kind === "failed" ? result.reason : undefined),
-  ];
+  return [paymentEvent(channelId, htlcId, status, htlc, reason ?? undefined, failure)];
+}
+
+/**
+ * The peer's fail reason of an HTLC we sent with an onion: a malformed reason is our peer's (hop
+ * 0, it could not read the onion); an error packet is peeled with the route's shared secrets.
+ * Never throws: a step must not roll back over an unreadable reason, which is recorded as such.
+ */
+export function readFailReason(
+  secrets: Buffer,
+  route: PaymentRoute,
+  reasonHex: string,
+): { reason: string; failure: PaymentFailure | undefined } {
+  const at = (hop: number): string => route.hops[hop]?.nodeId ?? "";
+  const blame = (hop: number): string => `hop ${hop} (${at(hop).slice(0, 8)}…)`;
+  try {
+    const sharedSecrets: Buffer[] = [];
+    for (let i = 0; i + 32 <= secrets.length; i += 32) sharedSecrets.push(secrets.subarray(i, i + 32));
+    const decoded = decodeFailReason(Buffer.from(reasonHex, "hex"));
+    const { hop, failure } =
+      decoded.kind === "malformed"
+        ? { hop: 0, failure: decoded.failure }
+        : decodeErrorPacket(sharedSecrets, decoded.packet);
+    const code = failure.name === "unknown" ? failure.code : FAILURE_CODES[failure.name];
+    const description = describeFailure(failure);
+    return {
+      reason: `${blame(hop)}: ${description}`,
+      failure: { hop, nodeId: at(hop), code, name: failure.name, description },
+    };
+  } catch (e) {
+    // A hop whose HMAC matched but whose failure message is unreadable is still to blame.
+    const hop = e instanceof OnionError ? e.hop : undefined;
+    if (hop !== undefined) return { reason: `${blame(hop)}: unreadable failure message`, failure: undefined };
+    return { reason: "unreadable error packet", failure: undefined };
+  }
 }
 
 /** An invoice paid: settled once (R left us, off chain or on chain); unknown hashes change nothing. */
@@ -145,6 +229,7 @@ function paymentEvent(
   status: string,
   htlc: Htlc | undefined,
   reason?: string,
+  failure?: PaymentFailure,
 ): StatusChange {
   return {
     kind: "payment",
@@ -154,6 +239,7 @@ function paymentEvent(
       channelId,
       ...(htlc ? { rHash: htlc.rHash, amountMsat: htlc.amountMsat.toString() } : {}),
       ...(reason !== undefined ? { failureReason: reason } : {}),
+      ...(failure ? { failure: { ...failure } } : {}),
     },
   };
 }
