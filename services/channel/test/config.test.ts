@@ -43,6 +43,34 @@ describe("channel service config", () => {
     expect(() => loadConfig({ ...full, CHANNEL_RECONNECT_S: "0" })).toThrow(/CHANNEL_RECONNECT_S/);
   });
 
+  it("reads the default forwarding policy; the cltv delta follows CHANNEL_DELAY_BLOCKS", () => {
+    expect(loadConfig(full).forwarding).toEqual({
+      feeBaseMsat: 1000n,
+      feeProportionalMillionths: 1n,
+      cltvExpiryDelta: 144 + 40,
+      htlcMinimumMsat: 1000n,
+    });
+    expect(loadConfig({ ...full, CHANNEL_DELAY_BLOCKS: "10" }).forwarding.cltvExpiryDelta).toBe(50);
+    expect(
+      loadConfig({
+        ...full,
+        FORWARD_FEE_BASE_MSAT: "0",
+        FORWARD_FEE_PROPORTIONAL_MILLIONTHS: "2500",
+        FORWARD_CLTV_EXPIRY_DELTA: "300",
+        FORWARD_HTLC_MINIMUM_MSAT: "1",
+      }).forwarding,
+    ).toEqual({
+      feeBaseMsat: 0n,
+      feeProportionalMillionths: 2500n,
+      cltvExpiryDelta: 300,
+      htlcMinimumMsat: 1n,
+    });
+    expect(() => loadConfig({ ...full, FORWARD_CLTV_EXPIRY_DELTA: "0" })).toThrow(
+      /FORWARD_CLTV_EXPIRY_DELTA/,
+    );
+    expect(() => loadConfig({ ...full, FORWARD_FEE_BASE_MSAT: "-1" })).toThrow(/FORWARD_FEE_BASE_MSAT/);
+  });
+
   it("reads the status events' settings, with defaults and the stream named after LN_PREFIX", () => {
     expect(loadConfig(full).events).toEqual({
       maxStreams: 100,
