@@ -20,6 +20,7 @@ import {
 } from "../src/api/backend.js";
 import { inTransaction } from "@ln/postgres";
 import { planRoute, type RoutePlan } from "../src/payments/route.js";
+import { checkPolicy } from "../src/forwarding/policy.js";
 import type pg from "pg";
 
 /**
@@ -199,6 +200,11 @@ export class MemoryBackend implements NodeBackend {
   async setPolicy(channelId: string, p: Partial<ForwardingPolicy>): Promise<ForwardingPolicy> {
     this.called("setPolicy");
     this.channel(channelId);
+    try {
+      checkPolicy(p);
+    } catch (e) {
+      throw new BackendError("INVALID", e instanceof Error ? e.message : String(e));
+    }
     const next = { ...(this.policies.get(channelId) ?? this.defaultPolicy), ...p };
     this.policies.set(channelId, next);
     return next;
