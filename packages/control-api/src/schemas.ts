@@ -355,7 +355,7 @@ export const EventsQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const detailScalar = () => [Type.String(), Type.Number(), Type.Boolean(), Type.Null()];
+const DetailScalar = Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()]);
 
 /** The JSON `data` of each status event on GET /v1/events (and on NATS). */
 export const StatusEventJson = Type.Object({
@@ -366,8 +366,8 @@ export const StatusEventJson = Type.Object({
   detail: Type.Record(
     Type.String(),
     Type.Union([
-      ...detailScalar(),
-      Type.Record(Type.String(), Type.Union(detailScalar()), {
+      DetailScalar,
+      Type.Record(Type.String(), DetailScalar, {
         description: "one level of scalars, e.g. a failed payment's failure",
       }),
     ]),

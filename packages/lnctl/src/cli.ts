@@ -86,6 +86,8 @@ export type Command =
       idempotencyKey: string | undefined;
     }
   | { name: "payments"; limit: number | undefined }
+  | { name: "policy"; id: string; change: PolicyChange }
+  | { name: "forwards"; status: ForwardStatus | undefined; limit: number | undefined }
   | { name: "payment"; id: string }
   | { name: "events"; after: string | undefined }
   | { name: "wallet address" }
@@ -114,7 +116,27 @@ interface Spec {
 }
 
 type CommandOption =
-  "description" | "expiry-blocks" | "expiry-height" | "idempotency-key" | "limit" | "after";
+  | "description"
+  | "expiry-blocks"
+  | "expiry-height"
+  | "idempotency-key"
+  | "limit"
+  | "after"
+  | "fee-base-msat"
+  | "fee-ppm"
+  | "cltv-delta"
+  | "htlc-min-msat"
+  | "status";
+
+export const FORWARD_STATUSES = [
+  "offering",
+  "offered",
+  "fulfilled",
+  "failed",
+  "settled",
+  "failed_back",
+] as const;
+export type ForwardStatus = (typeof FORWARD_STATUSES)[number];
 
 export const COMMANDS: Readonly<Record<string, Spec>> = {
   info: { usage: "lnctl info", summary: "node id, network, block height, peer and channel counts" },
@@ -160,6 +182,23 @@ export const COMMANDS: Readonly<Record<string, Spec>> = {
     options: ["limit"],
   },
   payment: { usage: "lnctl payment <id>", summary: "one payment and its outcome" },
+  policy: {
+    usage:
+      "lnctl policy <channel-id> [--fee-base-msat <n>] [--fee-ppm <n>] [--cltv-delta <n>] [--htlc-min-msat <n>]",
+    summary: "show a channel's forwarding policy, or change the fields given (admin)",
+    options: ["fee-base-msat", "fee-ppm", "cltv-delta", "htlc-min-msat"],
+    details: [
+      "Forwarding an HTLC out over the channel costs --fee-base-msat plus --fee-ppm per million msat",
+      "sent on; the incoming HTLC must expire --cltv-delta blocks after the outgoing one, and carry at",
+      "least --htlc-min-msat. Fields not given keep their value.",
+    ].join("\n"),
+  },
+  forwards: {
+    usage: "lnctl forwards [--status <status>] [--limit <n>]",
+    summary: "forwarded HTLCs, newest first, and the fees earned (default limit 100, at most 1000)",
+    options: ["status", "limit"],
+    details: `--status is one of ${FORWARD_STATUSES.join(", ")}.`,
+  },
   events: {
     usage: "lnctl events [--after <seq>] [--json]",
     summary: "follow status changes of payments, invoices and channels, one line each, until Ctrl-C",
@@ -243,6 +282,11 @@ const OPTIONS = {
   "idempotency-key": { type: "string" },
   limit: { type: "string" },
   after: { type: "string" },
+  "fee-base-msat": { type: "string" },
+  "fee-ppm": { type: "string" },
+  "cltv-delta": { type: "string" },
+  "htlc-min-msat": { type: "string" },
+  status: { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
 
 const COMMAND_OPTIONS: readonly CommandOption[] = [
@@ -252,7 +296,20 @@ const COMMAND_OPTIONS: readonly CommandOption[] = [
   "idempotency-key",
   "limit",
   "after",
+  "fee-base-msat",
+  "fee-ppm",
+  "cltv-delta",
+  "htlc-min-msat",
+  "status",
 ];
+
+/** The policy fields to change (none: show it). */
+export interface PolicyChange {
+  feeBaseMsat?: bigint;
+  feeProportionalMillionths?: number;
+  cltvExpiryDelta?: number;
+  htlcMinimumMsat?: bigint;
+}
 
 class UsageError extends Error {}
 
@@ -486,6 +543,31 @@ function parseCommand(
       const [id] = positionals(name, args, ["id"]);
       return { name, id: parsePaymentId(id ?? "") };
     }
+    case "policy": {
+      const [id] = positionals(name, args, ["channel-id"]);
+      const change: PolicyChange = {};
+      if (o["fee-base-msat"] !== undefined) {
+        change.feeBaseMsat = parseAmount(o["fee-base-msat"], "--fee-base-msat");
+        if (change.feeBaseMsat > 0xffff_ffffn) throw new UsageError("--fee-base-msat is at most 4294967295");
+      }
+      if (o["fee-ppm"] !== undefined)
+        change.feeProportionalMillionths = parseIntArg(o["fee-ppm"], "--fee-ppm", 0, 4_294_967_295);
+      if (o["cltv-delta"] !== undefined)
+        change.cltvExpiryDelta = parseIntArg(o["cltv-delta"], "--cltv-delta", 0, 65_535);
+      if (o["htlc-min-msat"] !== undefined)
+        change.htlcMinimumMsat = parseAmount(o["htlc-min-msat"], "--htlc-min-msat");
+      return { name, id: parseChannelId(id ?? ""), change };
+    }
+    case "forwards": {
+      positionals(name, args, []);
+      const status = o.status;
+      if (status !== undefined && !(FORWARD_STATUSES as readonly string[]).includes(status))
+        throw new UsageError(
+          `--status must be one of ${FORWARD_STATUSES.join(", ")}, got ${JSON.stringify(status)}`,
+        );
+      const limit = o.limit === undefined ? undefined : parseIntArg(o.limit, "--limit", 1, 1000);
+      return { name, status: status as ForwardStatus | undefined, limit };
+    }
     case "events": {
       positionals(name, args, []);
       const after = o.after;
@@ -687,6 +769,15 @@ async function execute(client: LnClient, c: Command, asJson: boolean, stderr: Wr
       return show(await client.listPayments(c.limit), F.formatPayments);
     case "payment":
       return show(await client.getPayment(c.id), F.formatPayment);
+    case "policy":
+      return show(
+        Object.keys(c.change).length === 0
+          ? await client.getPolicy(c.id)
+          : await client.setPolicy(c.id, c.change),
+        F.formatPolicy,
+      );
+    case "forwards":
+      return show(await client.listForwards({ status: c.status, limit: c.limit }), F.formatForwards);
     case "events":
       throw new Error("events streams: run() follows it");
     case "wallet address":

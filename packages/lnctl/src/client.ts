@@ -23,6 +23,10 @@ export type Invoice = Static<typeof S.Invoice>;
 export type Payment = Static<typeof S.Payment>;
 export type PaymentStatus = Payment["status"];
 export type PaymentList = Static<typeof S.PaymentList>;
+export type ForwardingPolicy = Static<typeof S.ForwardingPolicy>;
+export type ForwardingPolicyBody = Static<typeof S.ForwardingPolicyBody>;
+export type Forward = Static<typeof S.Forward>;
+export type ForwardList = Static<typeof S.ForwardList>;
 export type WalletAddress = Static<typeof S.WalletAddress>;
 export type WalletBalance = Static<typeof S.WalletBalance>;
 export type Withdrawal = Static<typeof S.Withdrawal>;
@@ -122,7 +126,7 @@ export class LnClient {
   }
 
   private async request<T>(
-    method: "GET" | "POST",
+    method: "GET" | "POST" | "PUT",
     path: string,
     body?: unknown,
     headers: Record<string, string> = {},
@@ -131,7 +135,7 @@ export class LnClient {
   }
 
   private async send<T>(
-    method: "GET" | "POST",
+    method: "GET" | "POST" | "PUT",
     path: string,
     body: unknown,
     headers: Record<string, string>,
@@ -258,6 +262,37 @@ export class LnClient {
   }
   getPayment(id: string): Promise<Payment> {
     return this.request("GET", `/v1/payments/${seg(id)}`);
+  }
+  /** A channel's forwarding policy. */
+  getPolicy(channelId: string): Promise<ForwardingPolicy> {
+    return this.request("GET", `/v1/channels/${seg(channelId)}/policy`);
+  }
+  /** Changes the fields given (admin). */
+  setPolicy(
+    channelId: string,
+    p: {
+      feeBaseMsat?: bigint;
+      feeProportionalMillionths?: number;
+      cltvExpiryDelta?: number;
+      htlcMinimumMsat?: bigint;
+    },
+  ): Promise<ForwardingPolicy> {
+    return this.request("PUT", `/v1/channels/${seg(channelId)}/policy`, {
+      ...(p.feeBaseMsat === undefined ? {} : { feeBaseMsat: p.feeBaseMsat.toString() }),
+      ...(p.feeProportionalMillionths === undefined
+        ? {}
+        : { feeProportionalMillionths: p.feeProportionalMillionths }),
+      ...(p.cltvExpiryDelta === undefined ? {} : { cltvExpiryDelta: p.cltvExpiryDelta }),
+      ...(p.htlcMinimumMsat === undefined ? {} : { htlcMinimumMsat: p.htlcMinimumMsat.toString() }),
+    } satisfies ForwardingPolicyBody);
+  }
+  /** Forwards, newest first, and the totals. */
+  listForwards(q: { status?: string | undefined; limit?: number | undefined } = {}): Promise<ForwardList> {
+    const query = new URLSearchParams();
+    if (q.status !== undefined) query.set("status", q.status);
+    if (q.limit !== undefined) query.set("limit", String(q.limit));
+    const qs = query.toString();
+    return this.request("GET", qs === "" ? "/v1/forwards" : `/v1/forwards?${qs}`);
   }
   /** Allocates a new deposit address (a wallet key, watched for good): address or admin scope. */
   walletAddress(): Promise<WalletAddress> {

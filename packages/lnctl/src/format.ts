@@ -1,5 +1,7 @@
 import type {
   ChannelDetail,
+  ForwardingPolicy,
+  ForwardList,
   ChannelList,
   ChannelSummary,
   Invoice,
@@ -197,7 +199,77 @@ export function formatPayment(p: Payment): string {
     ["created", p.createdAt],
   ];
   if (p.failureReason !== null) pairs.push(["failure", p.failureReason]);
-  return keyValues(pairs);
+  if (p.failure !== null)
+    pairs.push(
+      ["failed at", `hop ${p.failure.hop} ${p.failure.nodeId}`],
+      ["failure code", `${p.failure.name} (0x${p.failure.code.toString(16).padStart(4, "0")})`],
+    );
+  let out = keyValues(pairs);
+  if (p.route)
+    out += `\nroute:\n${table(
+      [
+        { header: "HOP", right: true },
+        { header: "NODE" },
+        { header: "CHANNEL" },
+        { header: "AMOUNT (msat)", right: true },
+        { header: "EXPIRY", right: true },
+        { header: "FEE BASE (msat)", right: true },
+        { header: "FEE PPM", right: true },
+        { header: "CLTV DELTA", right: true },
+      ],
+      p.route.hops.map((h, i) => [
+        String(i),
+        h.nodeId,
+        h.shortChannelId,
+        groupDigits(h.amountMsat),
+        String(h.expiry),
+        groupDigits(h.feeBaseMsat),
+        String(h.feeProportionalMillionths),
+        String(h.cltvExpiryDelta),
+      ]),
+    )}`;
+  return out;
+}
+
+export function formatPolicy(p: ForwardingPolicy): string {
+  return keyValues([
+    ["channel", p.channelId],
+    ["fee base", msat(p.feeBaseMsat)],
+    ["fee rate", `${groupDigits(String(p.feeProportionalMillionths))} ppm`],
+    ["cltv delta", `${p.cltvExpiryDelta} blocks`],
+    ["htlc minimum", msat(p.htlcMinimumMsat)],
+  ]);
+}
+
+export function formatForwards(list: ForwardList): string {
+  const totals = `settled: ${list.totals.settled}, fees earned: ${msat(list.totals.feesEarnedMsat)}\n`;
+  if (list.forwards.length === 0) return `no forwards\n${totals}`;
+  return `${table(
+    [
+      { header: "ID", right: true },
+      { header: "STATUS" },
+      { header: "IN (channel:htlc)" },
+      { header: "IN (msat)", right: true },
+      { header: "OUT (channel:htlc)" },
+      { header: "OUT SCID" },
+      { header: "OUT (msat)", right: true },
+      { header: "FEE (msat)", right: true },
+      { header: "CREATED" },
+      { header: "FAILURE" },
+    ],
+    list.forwards.map((f) => [
+      f.id,
+      f.status,
+      `${f.inChannel}:${f.inHtlcId}`,
+      groupDigits(f.inAmountMsat),
+      f.outChannel === null ? "-" : `${f.outChannel}:${f.outHtlcId ?? "-"}`,
+      f.outShortChannelId ?? "-",
+      f.outAmountMsat === null ? "-" : groupDigits(f.outAmountMsat),
+      groupDigits(f.feeMsat),
+      f.createdAt,
+      f.failure ?? "",
+    ]),
+  )}${totals}`;
 }
 
 export function formatPayments(list: PaymentList): string {
