@@ -21,12 +21,18 @@ export function wrapErrorPacket(sharedSecret: Buffer, packet: Buffer): Buffer {
  * the message padded to 256 bytes, then its own `ammag` layer. 292 bytes for a message up to 256.
  */
 export function createErrorPacket(sharedSecret: Buffer, failureMessage: Buffer): Buffer {
-  if (failureMessage.length > 0xffff) throw new OnionError("INVALID_FAILURE", "a failure message over 65535 bytes");
+  if (failureMessage.length > 0xffff)
+    throw new OnionError("INVALID_FAILURE", "a failure message over 65535 bytes");
   const padLength = Math.max(0, PADDED_FAILURE_BYTES - failureMessage.length);
   const lengths = Buffer.alloc(4);
   lengths.writeUInt16BE(failureMessage.length, 0);
   lengths.writeUInt16BE(padLength, 2);
-  const body = Buffer.concat([lengths.subarray(0, 2), failureMessage, lengths.subarray(2), Buffer.alloc(padLength)]);
+  const body = Buffer.concat([
+    lengths.subarray(0, 2),
+    failureMessage,
+    lengths.subarray(2),
+    Buffer.alloc(padLength),
+  ]);
   const hmac = hmacSha256(generateKey("um", sharedSecret), body);
   return wrapErrorPacket(sharedSecret, Buffer.concat([hmac, body]));
 }
@@ -36,7 +42,10 @@ export function createErrorPacket(sharedSecret: Buffer, failureMessage: Buffer):
  * that hop's index in `sharedSecrets`. UNREADABLE_ERROR when none matches (someone on the way
  * changed it); INVALID_FAILURE (with `hop`) when the matching hop's message is malformed.
  */
-export function decodeErrorPacket(sharedSecrets: Buffer[], packet: Buffer): { hop: number; failure: Failure } {
+export function decodeErrorPacket(
+  sharedSecrets: Buffer[],
+  packet: Buffer,
+): { hop: number; failure: Failure } {
   let layer = packet;
   for (const [hop, secret] of sharedSecrets.entries()) {
     layer = wrapErrorPacket(secret, layer);
@@ -45,10 +54,14 @@ export function decodeErrorPacket(sharedSecrets: Buffer[], packet: Buffer): { ho
     if (!hmacEqual(hmacSha256(generateKey("um", secret), body), layer.subarray(0, HMAC_BYTES))) continue;
     const length = body.readUInt16BE(0);
     if (2 + length + 2 > body.length)
-      throw new OnionError("INVALID_FAILURE", `hop ${hop}: the failure length overruns the error packet`, { hop });
+      throw new OnionError("INVALID_FAILURE", `hop ${hop}: the failure length overruns the error packet`, {
+        hop,
+      });
     const padLength = body.readUInt16BE(2 + length);
     if (2 + length + 2 + padLength !== body.length)
-      throw new OnionError("INVALID_FAILURE", `hop ${hop}: the pad length does not match the error packet`, { hop });
+      throw new OnionError("INVALID_FAILURE", `hop ${hop}: the pad length does not match the error packet`, {
+        hop,
+      });
     try {
       return { hop, failure: decodeFailure(Buffer.from(body.subarray(2, 2 + length))) };
     } catch (e) {
@@ -83,7 +96,10 @@ export function decodeFailReason(b: Buffer): FailReason {
   if (b.length === MALFORMED_REASON_BYTES) {
     const code = b.readUInt16BE(0);
     if ((code & BADONION) === 0)
-      throw new OnionError("INVALID_FAIL_REASON", `a malformed reason with code 0x${code.toString(16)}, not BADONION`);
+      throw new OnionError(
+        "INVALID_FAIL_REASON",
+        `a malformed reason with code 0x${code.toString(16)}, not BADONION`,
+      );
     return { kind: "malformed", failure: decodeFailure(Buffer.from(b)) };
   }
   if (b.length >= MIN_ERROR_PACKET_BYTES) return { kind: "packet", packet: Buffer.from(b) };

@@ -176,12 +176,14 @@ export function decodeFailure(b: Buffer): Failure {
         return { name };
     }
   } catch (e) {
-    if (e instanceof ReadFailure) throw new OnionError("INVALID_FAILURE", `truncated failure message: ${e.reason}`);
+    if (e instanceof ReadFailure)
+      throw new OnionError("INVALID_FAILURE", `truncated failure message: ${e.reason}`);
     throw e;
   }
 }
 
-const sizeOf = (b: Buffer): string => (b.length === 0 ? "none" : `${b.length} bytes`);
+/** ", channel_update N bytes", or nothing when the failing node sent none. */
+const updateText = (b: Buffer): string => (b.length === 0 ? "" : `, channel_update ${b.length} bytes`);
 
 /** One line for an operator, e.g. "fee_insufficient (htlc 1000 msat)". */
 export function describeFailure(f: Failure): string {
@@ -189,13 +191,13 @@ export function describeFailure(f: Failure): string {
   switch (f.name) {
     case "amount_below_minimum":
     case "fee_insufficient":
-      return `${f.name} (htlc ${f.htlcMsat} msat, channel_update ${sizeOf(f.channelUpdate)})`;
+      return `${f.name} (htlc ${f.htlcMsat} msat${updateText(f.channelUpdate)})`;
     case "incorrect_cltv_expiry":
-      return `${f.name} (cltv_expiry ${f.cltvExpiry}, channel_update ${sizeOf(f.channelUpdate)})`;
+      return `${f.name} (cltv_expiry ${f.cltvExpiry}${updateText(f.channelUpdate)})`;
     case "expiry_too_soon":
     case "temporary_channel_failure":
     case "channel_disabled":
-      return `${f.name} (channel_update ${sizeOf(f.channelUpdate)})`;
+      return f.channelUpdate.length === 0 ? f.name : `${f.name} (${updateText(f.channelUpdate).slice(2)})`;
     case "incorrect_or_unknown_payment_details":
       return `${f.name} (htlc ${f.htlcMsat} msat, height ${f.height})`;
     case "final_incorrect_cltv_expiry":

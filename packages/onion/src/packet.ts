@@ -46,7 +46,8 @@ function blind(point: Uint8Array, scalar: Uint8Array): Buffer {
 }
 
 /** The blinding factor of a hop: SHA256(ephemeral public key || shared secret). */
-const blindingFactor = (ephemeralKey: Buffer, sharedSecret: Buffer): Buffer => sha256(ephemeralKey, sharedSecret);
+const blindingFactor = (ephemeralKey: Buffer, sharedSecret: Buffer): Buffer =>
+  sha256(ephemeralKey, sharedSecret);
 
 /** The length of a payload's BigSize prefix plus what it announces, checked against its buffer. */
 function payloadLength(payload: Buffer, hop: number): number {
@@ -57,7 +58,10 @@ function payloadLength(payload: Buffer, hop: number): number {
     return payload.length;
   } catch (e) {
     if (e instanceof ReadFailure)
-      throw new OnionError("INVALID_ROUTE", `hop ${hop}: the payload's length prefix does not match its bytes`);
+      throw new OnionError(
+        "INVALID_ROUTE",
+        `hop ${hop}: the payload's length prefix does not match its bytes`,
+      );
     throw e;
   }
 }
@@ -76,12 +80,16 @@ export function buildOnion(o: { sessionKey: Buffer; hops: OnionHop[]; associated
   if (sessionKey.length !== 32 || !ecc.isPrivate(sessionKey))
     throw new OnionError("INVALID_ROUTE", "the session key is not a secp256k1 private key");
   const sizes = hops.map((h, i) => {
-    if (!isCompressedPoint(h.nodeId)) throw new OnionError("INVALID_ROUTE", `hop ${i}: the node id is not a point`);
+    if (!isCompressedPoint(h.nodeId))
+      throw new OnionError("INVALID_ROUTE", `hop ${i}: the node id is not a point`);
     return payloadLength(h.payload, i) + HMAC_BYTES;
   });
   const total = sizes.reduce((a, b) => a + b, 0);
   if (total > HOP_PAYLOADS_BYTES)
-    throw new OnionError("ROUTE_TOO_LONG", `the hop payloads take ${total} bytes, more than ${HOP_PAYLOADS_BYTES}`);
+    throw new OnionError(
+      "ROUTE_TOO_LONG",
+      `the hop payloads take ${total} bytes, more than ${HOP_PAYLOADS_BYTES}`,
+    );
 
   // Each hop's ephemeral key and shared secret. The ephemeral private key of hop i is the session
   // key times the blinding factors of hops 0..i-1; we apply them to points instead (no scalar
@@ -106,7 +114,10 @@ export function buildOnion(o: { sessionKey: Buffer; hops: OnionHop[]; associated
   for (let i = 0; i < hops.length - 1; i++) {
     const size = sizes[i]!;
     const stream = cipherStream(generateKey("rho", sharedSecrets[i]!), HOP_PAYLOADS_BYTES + size);
-    filler = xor(Buffer.concat([filler, Buffer.alloc(size)]), stream.subarray(HOP_PAYLOADS_BYTES - filler.length));
+    filler = xor(
+      Buffer.concat([filler, Buffer.alloc(size)]),
+      stream.subarray(HOP_PAYLOADS_BYTES - filler.length),
+    );
   }
 
   // From the last hop back: shift right, put in the payload and the next HMAC, encrypt.
@@ -114,7 +125,11 @@ export function buildOnion(o: { sessionKey: Buffer; hops: OnionHop[]; associated
   let nextHmac: Buffer = Buffer.alloc(HMAC_BYTES);
   for (let i = hops.length - 1; i >= 0; i--) {
     const secret = sharedSecrets[i]!;
-    const shifted = Buffer.concat([hops[i]!.payload, nextHmac, payloads.subarray(0, HOP_PAYLOADS_BYTES - sizes[i]!)]);
+    const shifted = Buffer.concat([
+      hops[i]!.payload,
+      nextHmac,
+      payloads.subarray(0, HOP_PAYLOADS_BYTES - sizes[i]!),
+    ]);
     payloads = xor(shifted, cipherStream(generateKey("rho", secret), HOP_PAYLOADS_BYTES));
     if (i === hops.length - 1) filler.copy(payloads, HOP_PAYLOADS_BYTES - filler.length);
     nextHmac = hmacSha256(generateKey("mu", secret), payloads, associatedData);
@@ -162,7 +177,13 @@ export async function peelOnion(packet: Buffer, associatedData: Buffer, ecdh: Ec
   }
 
   if (!hmacEqual(hmacSha256(generateKey("mu", sharedSecret), payloads, associatedData), hmac))
-    throw badOnion("INVALID_HMAC", "invalid_onion_hmac", packet, "the onion's HMAC does not match", sharedSecret);
+    throw badOnion(
+      "INVALID_HMAC",
+      "invalid_onion_hmac",
+      packet,
+      "the onion's HMAC does not match",
+      sharedSecret,
+    );
 
   // Decrypt our payloads with 1300 more zero bytes behind them: what shifts in for the next hop.
   const stream = cipherStream(generateKey("rho", sharedSecret), 2 * HOP_PAYLOADS_BYTES);
@@ -192,7 +213,8 @@ export async function peelOnion(packet: Buffer, associatedData: Buffer, ecdh: Ec
     throw invalidPayload(6n, 0, "a hop that forwards needs short_channel_id", sharedSecret);
 
   const nextKey = multiply(ephemeralKey, blindingFactor(ephemeralKey, sharedSecret));
-  if (nextKey === undefined) throw badOnion("INVALID_KEY", "invalid_onion_key", packet, "the next key is infinity");
+  if (nextKey === undefined)
+    throw badOnion("INVALID_KEY", "invalid_onion_key", packet, "the next key is infinity");
   const next = Buffer.concat([
     Buffer.from([VERSION]),
     nextKey,

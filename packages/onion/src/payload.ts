@@ -92,7 +92,8 @@ export function decodeHopPayload(b: Buffer): HopPayload {
       if (type <= last) throw new ReadFailure(offset, "TLV types not in strictly increasing order");
       last = type;
       const len = r.bigSize("TLV length");
-      if (len > BigInt(r.remaining)) throw new ReadFailure(offset, `TLV value of ${len} bytes overruns the payload`);
+      if (len > BigInt(r.remaining))
+        throw new ReadFailure(offset, `TLV value of ${len} bytes overruns the payload`);
       const value = r.take(Number(len), "TLV value");
       const tu = (max: number): bigint => {
         const v = decodeTruncated(value, max);

@@ -53,7 +53,8 @@ export class Reader {
   }
 
   take(n: number, what: string): Buffer {
-    if (n > this.remaining) throw new ReadFailure(this.#pos, `${what}: ${n} bytes wanted, ${this.remaining} left`);
+    if (n > this.remaining)
+      throw new ReadFailure(this.#pos, `${what}: ${n} bytes wanted, ${this.remaining} left`);
     const b = this.bytes.subarray(this.#pos, this.#pos + n);
     this.#pos += n;
     return b;

@@ -36,7 +36,13 @@ interface ErrorVector {
   generate: {
     session_key: string;
     failure_message: string;
-    hops: { pubkey: string; hop_shared_secret: string; ammag_key: string; um_key?: string; payload?: string }[];
+    hops: {
+      pubkey: string;
+      hop_shared_secret: string;
+      ammag_key: string;
+      um_key?: string;
+      payload?: string;
+    }[];
   };
   errorpacket: string;
 }
@@ -136,7 +142,8 @@ describe("bolt04-onion-error.json", () => {
   const secrets = ehops.map((h) => hex(h.hop_shared_secret));
 
   it("each hop's ammag key, and the failing hop's um key", () => {
-    for (const h of ehops) expect(generateKey("ammag", hex(h.hop_shared_secret)).toString("hex")).toBe(h.ammag_key);
+    for (const h of ehops)
+      expect(generateKey("ammag", hex(h.hop_shared_secret)).toString("hex")).toBe(h.ammag_key);
     const last = ehops[4]!;
     expect(generateKey("um", hex(last.hop_shared_secret)).toString("hex")).toBe(last.um_key);
   });
@@ -150,7 +157,9 @@ describe("bolt04-onion-error.json", () => {
     const clear = wrapErrorPacket(secrets[4]!, created);
     expect(clear.subarray(32).toString("hex")).toBe(ehops[4]!.payload);
     const um = hex(ehops[4]!.um_key!);
-    expect(clear.subarray(0, 32).equals(createHmac("sha256", um).update(clear.subarray(32)).digest())).toBe(true);
+    expect(clear.subarray(0, 32).equals(createHmac("sha256", um).update(clear.subarray(32)).digest())).toBe(
+      true,
+    );
     let packet = created;
     for (let i = 3; i >= 0; i--) packet = wrapErrorPacket(secrets[i]!, packet);
     expect(packet.toString("hex")).toBe(errorVector.errorpacket);
