@@ -9,6 +9,7 @@ import * as ecc from "tiny-secp256k1";
 import { describe, expect, it } from "vitest";
 import {
   buildOnion,
+  cipherStream,
   createErrorPacket,
   decodeErrorPacket,
   decodeHopPayload,
@@ -22,6 +23,7 @@ import {
   type Ecdh,
   type HopPayload,
 } from "@ln/onion";
+import { ERROR_TRACE } from "./bolt04-error-trace.js";
 
 interface OnionVector {
   generate: {
@@ -148,7 +150,7 @@ describe("bolt04-onion-error.json", () => {
     expect(generateKey("um", hex(last.hop_shared_secret)).toString("hex")).toBe(last.um_key);
   });
 
-  it("the failing hop's packet, its layers on the way back, and the payer reading hop 4's temporary_node_failure", () => {
+  it("the failing hop's packet, every layer on the way back byte for byte, and the payer reading hop 4's temporary_node_failure", () => {
     const message = hex(errorVector.generate.failure_message);
     expect(encodeFailure({ name: "temporary_node_failure" }).equals(message)).toBe(true);
     const created = createErrorPacket(secrets[4]!, message);
@@ -160,8 +162,15 @@ describe("bolt04-onion-error.json", () => {
     expect(clear.subarray(0, 32).equals(createHmac("sha256", um).update(clear.subarray(32)).digest())).toBe(
       true,
     );
-    let packet = created;
-    for (let i = 3; i >= 0; i--) packet = wrapErrorPacket(secrets[i]!, packet);
+    // Each hop's ammag stream and the packet as it passes it on, as BOLT #4's text prints them.
+    let packet = clear;
+    for (const { hop, stream, packet: expected } of ERROR_TRACE) {
+      expect(cipherStream(generateKey("ammag", secrets[hop]!), 292).toString("hex"), `hop ${hop}`).toBe(
+        stream,
+      );
+      packet = hop === 4 ? created : wrapErrorPacket(secrets[hop]!, packet);
+      expect(packet.toString("hex"), `hop ${hop}`).toBe(expected);
+    }
     expect(packet.toString("hex")).toBe(errorVector.errorpacket);
     const decoded = decodeErrorPacket(secrets, packet);
     expect(decoded).toEqual({ hop: 4, failure: { name: "temporary_node_failure" } });
