@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { crashPoint } from "@ln/crash";
-import { quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 import { msat, sat, satToMsat, type Msat, type Sat } from "@ln/bitcoin";
 import type { ChannelState, Output } from "@ln/channel-core";
@@ -23,9 +22,9 @@ import {
   type WithdrawalRecord,
 } from "./backend.js";
 import { paymentId, type Ledger, type PaymentRoute, type PaymentRow } from "../payments/ledger.js";
-import { onionHash, withOfferedPayment } from "../payments/records.js";
+import { forgetPaymentOnion, keepPaymentOnion, withOfferedPayment } from "../payments/records.js";
 import { planRoute, RouteError, type PlannedHop, type RouteHop, type RoutePlan } from "../payments/route.js";
-import { buildOnion, encodeHopPayload, OnionError } from "../payments/onion-stub.js";
+import { buildOnion, encodeHopPayload, OnionError } from "@ln/onion";
 import { formatShortChannelId, shortChannelIdFromBigint } from "../payments/scid-stub.js";
 import type { ForwardingPolicies, ForwardingPolicy } from "../forwarding/policy.js";
 import { ForwardReads, type ForwardRow, type ForwardTotals } from "../forwarding/forward-reads.js";
@@ -53,7 +52,7 @@ export interface ChannelNodeBackendOptions {
   version: string;
   /** Each channel's forwarding policy. */
   policies: ForwardingPolicies;
-  /** Where the forwarding table and payment_onions are (the node's schema). */
+  /** Where the forwarding table and the kept onions are (the node's schema). */
   pool: pg.Pool;
   schema: string;
   /** The signer's invoice hash for an index (R stays in the signer). */
@@ -209,11 +208,7 @@ export class ChannelNodeBackend implements NodeBackend {
       }),
     );
     const packet = onion.packet.toString("hex");
-    await this.o.pool.query(
-      `INSERT INTO ${quoteSchema(this.o.schema)}.payment_onions (onion_hash, route, onion_secrets) VALUES ($1, $2, $3)
-       ON CONFLICT (onion_hash) DO NOTHING`,
-      [onionHash(packet), JSON.stringify(routeJson(plan)), Buffer.concat(onion.sharedSecrets)],
-    );
+    await keepPaymentOnion(this.o.pool, this.o.schema, packet, routeJson(plan), onion.sharedSecrets);
     const within =
       record && withOfferedPayment(this.o.ledger, channelId, (c, p) => record.complete(c, payment(p)));
     const outputs = await named(
@@ -230,11 +225,7 @@ export class ChannelNodeBackend implements NodeBackend {
       ),
     ).catch(async (e: unknown) => {
       // Refused: this onion is never sent. (Deferred behind the signer, it stays for its step.)
-      await this.o.pool
-        .query(`DELETE FROM ${quoteSchema(this.o.schema)}.payment_onions WHERE onion_hash = $1`, [
-          onionHash(packet),
-        ])
-        .catch(() => undefined);
+      await forgetPaymentOnion(this.o.pool, this.o.schema, packet).catch(() => undefined);
       throw e;
     });
     return this.offered(channelId, outputs);

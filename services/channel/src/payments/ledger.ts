@@ -2,7 +2,7 @@ import { msat, type Locktime, type Msat } from "@ln/bitcoin";
 import { quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 import { appendEvents, inEventTransaction } from "../events/event-log.js";
-import { FAILURE_CODES, type FailureName } from "./onion-stub.js";
+import { FAILURE_CODES, type FailureName } from "@ln/onion";
 
 /**
  * The node's books beside the channels (migration 3): payments we offered, invoices we issued

@@ -4,13 +4,7 @@ import { quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 import { appendEvents, type StatusChange } from "../events/event-log.js";
 import { paymentId, type Ledger, type PaymentFailure, type PaymentRoute, type PaymentRow } from "./ledger.js";
-import {
-  decodeErrorPacket,
-  decodeFailReason,
-  describeFailure,
-  FAILURE_CODES,
-  OnionError,
-} from "./onion-stub.js";
+import { decodeErrorPacket, decodeFailReason, describeFailure, failureCode, OnionError } from "@ln/onion";
 import type { WithinTransition } from "../channels/store.js";
 
 /**
@@ -91,6 +85,36 @@ export async function paymentOffered(
 
 /** The key of payment_onions: SHA-256 of the onion packet, hex (`onion`: the packet in hex). */
 export const onionHash = (onion: string): string => sha256(Buffer.from(onion, "hex")).toString("hex");
+
+/**
+ * Keeps a route and its onion's shared secrets (concatenated) under the onion's hash, before the
+ * command that offers the HTLC: the step that adds it (now, or later if deferred behind the
+ * signer) moves them onto the payment row (paymentOffered).
+ */
+export async function keepPaymentOnion(
+  q: pg.Pool | pg.ClientBase,
+  schema: string,
+  onion: string,
+  route: PaymentRoute,
+  sharedSecrets: readonly Buffer[],
+): Promise<void> {
+  await q.query(
+    `INSERT INTO ${quoteSchema(schema)}.payment_onions (onion_hash, route, onion_secrets) VALUES ($1, $2, $3)
+     ON CONFLICT (onion_hash) DO NOTHING`,
+    [onionHash(onion), JSON.stringify(route), Buffer.concat(sharedSecrets)],
+  );
+}
+
+/** Forgets a kept onion whose command was refused (it is never sent). */
+export async function forgetPaymentOnion(
+  q: pg.Pool | pg.ClientBase,
+  schema: string,
+  onion: string,
+): Promise<void> {
+  await q.query(`DELETE FROM ${quoteSchema(schema)}.payment_onions WHERE onion_hash = $1`, [
+    onionHash(onion),
+  ]);
+}
 
 /**
  * How a payment ended: R (off chain or on chain), the peer's fail_htlc (`reasonHex`: the hex of
@@ -192,7 +216,7 @@ export function readFailReason(
       decoded.kind === "malformed"
         ? { hop: 0, failure: decoded.failure }
         : decodeErrorPacket(sharedSecrets, decoded.packet);
-    const code = failure.name === "unknown" ? failure.code : FAILURE_CODES[failure.name];
+    const code = failureCode(failure);
     const description = describeFailure(failure);
     return {
       reason: `${blame(hop)}: ${description}`,
