@@ -13,6 +13,7 @@ import { TestSigner } from "@ln/channel-core/testing";
 import {
   buildOnion,
   createErrorPacket,
+  peelOnion,
   encodeFailure,
   encodeHopPayload,
   encodeMalformedReason,
@@ -21,7 +22,12 @@ import {
 } from "@ln/onion";
 import { decodePkt } from "@ln/proto";
 import pg from "pg";
-import { pointFromScalar } from "tiny-secp256k1";
+import { pointFromScalar, pointMultiply } from "tiny-secp256k1";
+import { ChannelNodeBackend } from "../src/api/node-backend.js";
+import { BackendError, type PayRequest } from "../src/api/backend.js";
+import type { ChannelNode } from "../src/channels/node.js";
+import { NodeError } from "../src/channels/errors.js";
+import { ForwardingPolicies, defaultForwardingPolicy } from "../src/forwarding/policy.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { ChannelRunner, type EffectSink } from "../src/channels/runner.js";
 import { ChannelStore } from "../src/channels/store.js";
@@ -114,7 +120,10 @@ class Ends {
         policy: { autoCommit: true },
         chain: { height: 1000, time: 1_700_000_000 },
       });
-      const t = await this.stores[side].create(CHANNEL, created, { signerChannel: 0 });
+      const t = await this.stores[side].create(CHANNEL, created, {
+        signerChannel: 0,
+        ...(side === "A" ? { peerNodeId: B } : {}),
+      });
       expect(await this.stores[side].acquireLease(CHANNEL, "replica-1", 60_000)).toBe(true);
       for (const m of t.sends)
         this.queue.push({ to: side === "A" ? "B" : "A", input: { type: "pkt", pkt: decodePkt(m.bytes) } });
@@ -126,9 +135,15 @@ class Ends {
     expect(((await this.stores.A.load(CHANNEL)) as ChannelState).phase).toBe("normal");
   }
 
+  /** Every update_add_htlc B received: its onion. */
+  readonly onionsToB: Buffer[] = [];
+
   async drain(): Promise<void> {
-    for (let next = this.queue.shift(); next; next = this.queue.shift())
+    for (let next = this.queue.shift(); next; next = this.queue.shift()) {
+      if (next.to === "B" && next.input.type === "pkt" && next.input.pkt.kind === "update_add_htlc")
+        this.onionsToB.push(next.input.pkt.route);
       await this.runners[next.to].input(CHANNEL, next.input);
+    }
   }
 
   command(side: Side, command: Extract<Input, { type: "command" }>["command"]) {
@@ -333,5 +348,130 @@ describe("a payment over a route learns who failed it", () => {
       failure_reason: "unreadable error packet",
     });
     expect((await n.ledgerA.payment(PAYMENT))?.failure).toBeUndefined();
+  });
+});
+
+/** The control API's backend over A: its node runs commands through A's runner. */
+function backendOf(n: Ends): ChannelNodeBackend {
+  const node = {
+    height: 1000,
+    command: async (id: string, command: Extract<Input, { type: "command" }>["command"], within?: never) => {
+      const t = await n.runners.A.input(id, { type: "command", command }, within);
+      const refused = t.outputs.find((o) => o.type === "command_rejected");
+      if (refused?.type === "command_rejected") throw new NodeError(refused.code, refused.problem);
+      return t.outputs;
+    },
+  } as unknown as ChannelNode;
+  const unused = {} as never;
+  return new ChannelNodeBackend({
+    node,
+    store: n.stores.A,
+    ledger: n.ledgerA,
+    resolution: unused,
+    wallet: unused,
+    peers: unused,
+    policies: new ForwardingPolicies(pool, n.stores.A.schema, defaultForwardingPolicy(144)),
+    pool,
+    schema: n.stores.A.schema,
+    nodeId: "02".padEnd(66, "1"),
+    network: "regtest",
+    version: "test",
+    invoiceHash: () => Promise.reject(new Error("unused")),
+  });
+}
+
+/** The node key k's ECDH (BOLT #4): SHA-256 of the compressed point k * ephemeral key. */
+const ecdhOf =
+  (k: number) =>
+  (point: Buffer): Promise<Buffer> =>
+    Promise.resolve(sha256(Buffer.from(pointMultiply(point, Buffer.alloc(32, k), true) as Uint8Array)));
+
+describe("ChannelNodeBackend.pay with a route", () => {
+  const request: PayRequest = {
+    rHash: R_HASH,
+    amountMsat: msat(1_000_000n),
+    expiry: { blocks: 4800 },
+    route: HOPS,
+  };
+
+  it("offers the route's HTLC over our channel with its first hop; each hop peels what route.ts planned", async () => {
+    const n = new Ends();
+    await n.open();
+    const backend = backendOf(n);
+    let recorded: unknown;
+    const p = await backend.pay(request, {
+      complete: (_tx, payment) => {
+        recorded = payment;
+        return Promise.resolve();
+      },
+    });
+    expect(p).toMatchObject({
+      id: PAYMENT,
+      channelId: CHANNEL,
+      amountMsat: 1_003_350n,
+      expiry: { blocks: 4984 },
+    });
+    expect(p.route?.hops.map((h) => [h.shortChannelId, h.amountMsat, h.expiry])).toEqual([
+      ["700x1x0", "1003350", 4984],
+      ["710x2x1", "1001100", 4840],
+      ["720x3x0", "1000000", 4800],
+    ]);
+    // The API's record, completed in the add step, already names the route.
+    expect(recorded).toEqual(p);
+    await n.drain();
+    const [onion] = n.onionsToB;
+    const ad = Buffer.from(R_HASH, "hex");
+    const atB = await peelOnion(onion as Buffer, ad, ecdhOf(0x0b));
+    expect(atB.kind).toBe("forward");
+    expect(atB.payload).toEqual({
+      amtToForwardMsat: 1_001_100n,
+      outgoingCltvValue: 4840,
+      shortChannelId: scid(710n, 2n, 1n),
+    });
+    if (atB.kind !== "forward") return;
+    const atC = await peelOnion(atB.next, ad, ecdhOf(0x0c));
+    expect(atC.payload).toEqual({
+      amtToForwardMsat: 1_000_000n,
+      outgoingCltvValue: 4800,
+      shortChannelId: scid(720n, 3n, 0n),
+    });
+    if (atC.kind !== "forward") return;
+    const atD = await peelOnion(atC.next, ad, ecdhOf(0x0d));
+    expect(atD).toMatchObject({
+      kind: "final",
+      payload: {
+        amtToForwardMsat: 1_000_000n,
+        outgoingCltvValue: 4800,
+        paymentData: { paymentSecret: Buffer.alloc(32), totalMsat: 1_000_000n },
+      },
+    });
+    // The secrets on the row are the ones each hop derived.
+    const row = await n.row();
+    expect(
+      (row?.onion_secrets as Buffer).equals(
+        Buffer.concat([atB.sharedSecret, atC.sharedSecret, atD.sharedSecret]),
+      ),
+    ).toBe(true);
+  });
+
+  it("refuses a route the channel's peer does not start, a time expiry and a bad route, keeping nothing", async () => {
+    const n = new Ends();
+    await n.open();
+    const backend = backendOf(n);
+    const code = (r: PayRequest) =>
+      backend.pay(r).then(
+        () => "paid",
+        (e: unknown) => (e instanceof BackendError ? e.code : String(e)),
+      );
+    expect(await code({ ...request, route: [{ ...HOPS[0], nodeId: C }] as never })).toBe("NOT_FOUND");
+    expect(await code({ ...request, channelId: CHANNEL, route: [{ ...HOPS[0], nodeId: C }] as never })).toBe(
+      "INVALID",
+    );
+    expect(await code({ ...request, expiry: { seconds: 1_800_000_000 } })).toBe("INVALID");
+    expect(await code({ ...request, route: [{ ...HOPS[0], cltvExpiryDelta: 6 }] as never })).toBe("INVALID");
+    // The channel refuses an HTLC past its balance: the kept onion is forgotten.
+    expect(await code({ ...request, amountMsat: msat(2_000_000_000n) })).toBe("INSUFFICIENT_FUNDS");
+    expect(await n.kept()).toBe(0);
+    expect(await n.row()).toBeUndefined();
   });
 });
