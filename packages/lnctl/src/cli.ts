@@ -79,7 +79,10 @@ export type Command =
   | { name: "invoice"; amountMsat: bigint; description: string | undefined }
   | {
       name: "pay";
-      channelId: string;
+      /** Without: our channel with the route's first hop. */
+      channelId: string | undefined;
+      /** --hop: a route, the payee last. */
+      hops?: HopArg[] | undefined;
       rHash: string;
       amountMsat: bigint;
       expiry: ExpiryArg;
@@ -126,7 +129,8 @@ type CommandOption =
   | "fee-ppm"
   | "cltv-delta"
   | "htlc-min-msat"
-  | "status";
+  | "status"
+  | "hop";
 
 export const FORWARD_STATUSES = [
   "offering",
@@ -167,10 +171,14 @@ export const COMMANDS: Readonly<Record<string, Spec>> = {
   },
   pay: {
     usage:
-      "lnctl pay <channelId> <rHash> <msat> [--expiry-blocks <n> | --expiry-height <h>] [--idempotency-key <key>]",
-    summary: "pay <msat> millisatoshi for payment hash <rHash> over a channel (admin)",
-    options: ["expiry-blocks", "expiry-height", "idempotency-key"],
+      "lnctl pay [<channelId>] <rHash> <msat> [--hop <nodeId>@<HxIxO>[/<feeBaseMsat>/<feePpm>/<cltvDelta>]]... [--expiry-blocks <n> | --expiry-height <h>] [--idempotency-key <key>]",
+    summary: "pay <msat> millisatoshi for payment hash <rHash> over a channel, or over a route (admin)",
+    options: ["expiry-blocks", "expiry-height", "idempotency-key", "hop"],
     details: [
+      "--hop, once per hop in order, sends an onion over a route: the node reached, the channel that",
+      "reaches it, and the fee and cltv delta the node before it charges for that channel (none for",
+      "the first hop, our channel; the last hop is the payee, which gets <msat> at the expiry).",
+      "With --hop the channel may be left out: our channel with the first hop's node is used.",
       `The HTLC expires at block height <h>, or <n> blocks above the current height (default ${DEFAULT_EXPIRY_BLOCKS}).`,
       "Without --idempotency-key a random key is used and printed to stderr with the command that",
       "retries this exact payment: a retry with the same key and arguments pays at most once.",
@@ -287,6 +295,7 @@ const OPTIONS = {
   "cltv-delta": { type: "string" },
   "htlc-min-msat": { type: "string" },
   status: { type: "string" },
+  hop: { type: "string", multiple: true },
 } as const satisfies ParseArgsConfig["options"];
 
 const COMMAND_OPTIONS: readonly CommandOption[] = [
@@ -301,7 +310,51 @@ const COMMAND_OPTIONS: readonly CommandOption[] = [
   "cltv-delta",
   "htlc-min-msat",
   "status",
+  "hop",
 ];
+
+/** One --hop: `<nodeId>@<HxIxO>[/<feeBaseMsat>/<feePpm>/<cltvDelta>]`. */
+export interface HopArg {
+  nodeId: string;
+  shortChannelId: string;
+  feeBaseMsat: bigint;
+  feeProportionalMillionths: number;
+  cltvExpiryDelta: number;
+}
+
+const SCID_TEXT = /^(0|[1-9][0-9]{0,7})x(0|[1-9][0-9]{0,7})x(0|[1-9][0-9]{0,4})$/;
+
+export function parseHop(s: string): HopArg {
+  const at = s.indexOf("@");
+  if (at < 0)
+    throw new UsageError(
+      `--hop is <nodeId>@<HxIxO>[/<feeBaseMsat>/<feePpm>/<cltvDelta>], got ${JSON.stringify(s)}`,
+    );
+  const nodeId = parseNodeId(s.slice(0, at));
+  const [scid = "", ...policy] = s.slice(at + 1).split("/");
+  if (!SCID_TEXT.test(scid))
+    throw new UsageError(`--hop: short channel id must be HEIGHTxINDEXxOUTPUT, got ${JSON.stringify(scid)}`);
+  if (policy.length !== 0 && policy.length !== 3)
+    throw new UsageError(
+      `--hop: give all three of /<feeBaseMsat>/<feePpm>/<cltvDelta> or none, got ${JSON.stringify(s)}`,
+    );
+  const [base, ppm, delta] = policy;
+  const feeBaseMsat = base === undefined ? 0n : parseAmount(base, "--hop fee base msat");
+  if (feeBaseMsat > 0xffff_ffffn) throw new UsageError("--hop fee base msat is at most 4294967295");
+  return {
+    nodeId,
+    shortChannelId: scid,
+    feeBaseMsat,
+    feeProportionalMillionths: ppm === undefined ? 0 : parseIntArg(ppm, "--hop fee ppm", 0, 4_294_967_295),
+    cltvExpiryDelta: delta === undefined ? 0 : parseIntArg(delta, "--hop cltv delta", 0, 65_535),
+  };
+}
+
+/** A hop as --hop takes it (the policy only when it is not all zero). */
+export const hopText = (h: HopArg): string =>
+  h.feeBaseMsat === 0n && h.feeProportionalMillionths === 0 && h.cltvExpiryDelta === 0
+    ? `${h.nodeId}@${h.shortChannelId}`
+    : `${h.nodeId}@${h.shortChannelId}/${h.feeBaseMsat}/${h.feeProportionalMillionths}/${h.cltvExpiryDelta}`;
 
 /** The policy fields to change (none: show it). */
 export interface PolicyChange {
@@ -421,7 +474,11 @@ export function parseCommandLine(argv: readonly string[]): Parsed {
   if (topic !== undefined && !(topic in COMMANDS)) topic = undefined;
 
   let values: {
-    [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]["type"] extends "string" ? string : boolean;
+    [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K] extends { multiple: true }
+      ? string[]
+      : (typeof OPTIONS)[K]["type"] extends "string"
+        ? string
+        : boolean;
   };
   let args: string[];
   try {
@@ -462,7 +519,7 @@ export function parseCommandLine(argv: readonly string[]): Parsed {
 function parseCommand(
   name: string,
   args: readonly string[],
-  o: Partial<Record<CommandOption, string>>,
+  o: Partial<Record<Exclude<CommandOption, "hop">, string>> & { hop?: string[] },
 ): Command {
   switch (name) {
     case "help": {
@@ -507,7 +564,12 @@ function parseCommand(
       return { name, amountMsat: parseAmount(amount ?? "", "the amount <msat>"), description };
     }
     case "pay": {
-      const [channelId, rHash, amount] = positionals(name, args, ["channelId", "rHash", "msat"]);
+      const hops = o.hop?.map(parseHop);
+      // With a route the channel may be left out: the one with the route's first hop.
+      const [channelId, rHash, amount] =
+        hops !== undefined && args.length === 2
+          ? [undefined, ...positionals(name, args, ["rHash", "msat"])]
+          : positionals(name, args, ["channelId", "rHash", "msat"]);
       const amountMsat = parseAmount(amount ?? "", "the amount <msat>");
       if (amountMsat === 0n) throw new UsageError("the amount <msat> must be above 0");
       if (o["expiry-blocks"] !== undefined && o["expiry-height"] !== undefined)
@@ -525,9 +587,11 @@ function parseCommand(
                   ? DEFAULT_EXPIRY_BLOCKS
                   : parseIntArg(o["expiry-blocks"], "--expiry-blocks", 1, MAX_RELATIVE_BLOCKS),
             };
+      if (hops !== undefined && hops.length > 20) throw new UsageError("a route has at most 20 hops");
       return {
         name,
-        channelId: parseChannelId(channelId ?? ""),
+        channelId: channelId === undefined ? undefined : parseChannelId(channelId),
+        ...(hops === undefined ? {} : { hops }),
         rHash: parseHash(rHash ?? ""),
         amountMsat,
         expiry,
@@ -754,11 +818,18 @@ async function execute(client: LnClient, c: Command, asJson: boolean, stderr: Wr
       const expiry: Locktime = { blocks: height };
       const key = c.idempotencyKey ?? randomUUID();
       if (c.idempotencyKey === undefined) stderr.write(`idempotency key: ${key}\n`);
+      const hops = (c.hops ?? []).map((h) => ` --hop ${hopText(h)}`).join("");
       stderr.write(
-        `to retry this payment without paying twice: lnctl pay ${c.channelId} ${c.rHash} ${c.amountMsat} --expiry-height ${height} --idempotency-key ${key}\n`,
+        `to retry this payment without paying twice: lnctl pay ${c.channelId === undefined ? "" : `${c.channelId} `}${c.rHash} ${c.amountMsat} --expiry-height ${height}${hops} --idempotency-key ${key}\n`,
       );
       const r = await client.payWithReplay(
-        { channelId: c.channelId, rHash: c.rHash, amountMsat: c.amountMsat, expiry },
+        {
+          channelId: c.channelId,
+          rHash: c.rHash,
+          amountMsat: c.amountMsat,
+          expiry,
+          ...(c.hops === undefined ? {} : { route: c.hops }),
+        },
         key,
       );
       if (r.replayed && !asJson)

@@ -69,11 +69,21 @@ export class ConnectionError extends Error {
 }
 
 export interface PayRequest {
-  channelId: string;
+  /** Required without a route. */
+  channelId?: string | undefined;
   /** SHA-256 payment hash, 64 lowercase hex characters. */
   rHash: string;
+  /** What the payee gets. */
   amountMsat: bigint;
   expiry: Locktime;
+  /** hops[i]: the node reached, the channel reaching it, and what the node before it charges. */
+  route?: readonly {
+    nodeId: string;
+    shortChannelId: string;
+    feeBaseMsat: bigint;
+    feeProportionalMillionths: number;
+    cltvExpiryDelta: number;
+  }[];
 }
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -248,10 +258,23 @@ export class LnClient {
       "POST",
       "/v1/payments",
       {
-        channelId: req.channelId,
+        ...(req.channelId === undefined ? {} : { channelId: req.channelId }),
         rHash: req.rHash,
         amountMsat: req.amountMsat.toString(),
         expiry: req.expiry,
+        ...(req.route === undefined
+          ? {}
+          : {
+              route: {
+                hops: req.route.map((h) => ({
+                  nodeId: h.nodeId,
+                  shortChannelId: h.shortChannelId,
+                  feeBaseMsat: h.feeBaseMsat.toString(),
+                  feeProportionalMillionths: h.feeProportionalMillionths,
+                  cltvExpiryDelta: h.cltvExpiryDelta,
+                })),
+              },
+            }),
       } satisfies PayBody,
       { "idempotency-key": idempotencyKey },
     );

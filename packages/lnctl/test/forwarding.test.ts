@@ -91,6 +91,91 @@ describe("parsing policy and forwards", () => {
   });
 });
 
+describe("pay over a route", () => {
+  const C = `03${"33".repeat(32)}`;
+  const HASH = "cd".repeat(32);
+
+  it("parses --hop, once per hop, with or without the channel", () => {
+    expect(
+      parseCommandLine([
+        "pay",
+        HASH,
+        "1000000",
+        "--hop",
+        `${NODE}@700x1x0`,
+        "--hop",
+        `${C}@710x2x1/2000/250/144`,
+      ]),
+    ).toMatchObject({
+      ok: true,
+      command: {
+        name: "pay",
+        channelId: undefined,
+        amountMsat: 1_000_000n,
+        hops: [
+          {
+            nodeId: NODE,
+            shortChannelId: "700x1x0",
+            feeBaseMsat: 0n,
+            feeProportionalMillionths: 0,
+            cltvExpiryDelta: 0,
+          },
+          {
+            nodeId: C,
+            shortChannelId: "710x2x1",
+            feeBaseMsat: 2000n,
+            feeProportionalMillionths: 250,
+            cltvExpiryDelta: 144,
+          },
+        ],
+      },
+    });
+    expect(parseCommandLine(["pay", "ch", HASH, "5", "--hop", `${NODE}@1x2x3`])).toMatchObject({
+      ok: true,
+      command: { channelId: "ch", hops: [{ shortChannelId: "1x2x3" }] },
+    });
+    for (const bad of [
+      ["pay", HASH, "5"],
+      ["pay", HASH, "5", "--hop", "1x2x3"],
+      ["pay", HASH, "5", "--hop", `${NODE}@1-2-3`],
+      ["pay", HASH, "5", "--hop", `${NODE}@1x2x3/5`],
+      ["pay", HASH, "5", "--hop", `${NODE}@1x2x3/0/0/65536`],
+    ])
+      expect(parseCommandLine(bad).ok, bad.join(" ")).toBe(false);
+  });
+
+  it("pays over the route; the retry command names the hops and pays once", async () => {
+    const before = backend.count("pay");
+    const r = await cli([
+      "pay",
+      HASH,
+      "1000000",
+      "--expiry-height",
+      "1000",
+      "--hop",
+      `${NODE}@700x1x0`,
+      "--hop",
+      `${C}@710x2x1/2000/250/144`,
+      "--json",
+    ]);
+    expect(r.code).toBe(EXIT.ok);
+    const p = JSON.parse(r.stdout) as Payment;
+    expect(p.channelId).toBe(channelId);
+    // 1,000,000 + 2000 + floor(1,000,000 * 250 / 1e6) = 1,002,250 at 1000 + 144.
+    expect(p.amountMsat).toBe("1002250");
+    expect(p.route?.hops.map((h) => [h.shortChannelId, h.amountMsat, h.expiry])).toEqual([
+      ["700x1x0", "1002250", 1144],
+      ["710x2x1", "1000000", 1000],
+    ]);
+    const retry = /to retry this payment without paying twice: lnctl (.*)\n/.exec(r.stderr)?.[1];
+    expect(retry).toContain(`--hop ${NODE}@700x1x0 --hop ${C}@710x2x1/2000/250/144 --idempotency-key`);
+    const again = await cli([...(retry ?? "").split(" "), "--json"]);
+    expect(again.code).toBe(EXIT.ok);
+    expect(JSON.parse(again.stdout)).toEqual(p);
+    expect(backend.count("pay")).toBe(before + 1);
+  });
+});
+
 describe("formatting", () => {
   it("a failed payment over a route: who failed, the code, and each hop", () => {
     const C = `03${"33".repeat(32)}`;
@@ -144,7 +229,16 @@ describe("formatting", () => {
       /^HOP\s+NODE\s+CHANNEL\s+AMOUNT \(msat\)\s+EXPIRY\s+FEE BASE \(msat\)\s+FEE PPM\s+CLTV DELTA$/,
     );
     expect(lines[2]?.trim().split(/\s+/)).toEqual(["0", NODE, "700x1x0", "1,003,350", "1184", "0", "0", "0"]);
-    expect(lines[3]?.trim().split(/\s+/)).toEqual(["1", C, "710x2x1", "1,001,100", "1040", "2,000", "250", "144"]);
+    expect(lines[3]?.trim().split(/\s+/)).toEqual([
+      "1",
+      C,
+      "710x2x1",
+      "1,001,100",
+      "1040",
+      "2,000",
+      "250",
+      "144",
+    ]);
     // Without a route or a decoded failure: as before.
     expect(F.formatPayment({ ...p, route: null, failure: null })).not.toContain("route:");
   });
