@@ -28,7 +28,7 @@ import {
   parseShortChannelId,
   shortChannelIdFromBigint,
   shortChannelIdToBigint,
-} from "../payments/scid-stub.js";
+} from "../payments/scid-text.js";
 import { isRejectionCode } from "@ln/control-api";
 
 /**

@@ -25,7 +25,7 @@ import { paymentId, type Ledger, type PaymentRoute, type PaymentRow } from "../p
 import { forgetPaymentOnion, keepPaymentOnion, withOfferedPayment } from "../payments/records.js";
 import { planRoute, RouteError, type PlannedHop, type RouteHop, type RoutePlan } from "../payments/route.js";
 import { buildOnion, encodeHopPayload, OnionError } from "@ln/onion";
-import { formatShortChannelId, shortChannelIdFromBigint } from "../payments/scid-stub.js";
+import { formatShortChannelId, shortChannelIdFromBigint } from "../payments/scid-text.js";
 import type { ForwardingPolicies, ForwardingPolicy } from "../forwarding/policy.js";
 import { ForwardReads, type ForwardRow, type ForwardTotals } from "../forwarding/forward-reads.js";
 import type { ChannelNode } from "../channels/node.js";

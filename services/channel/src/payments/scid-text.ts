@@ -1,4 +1,5 @@
-// TEMPORARY: @ln/bitcoin's short_channel_id helpers as announced, until the scid branch lands on main.
+// short_channel_id text and packing (BOLT #7), as @ln/bitcoin will export them (branch scid): switch the
+// imports to @ln/bitcoin and delete this file once that is on main.
 export interface ShortChannelId {
   readonly height: number;
   readonly txIndex: number;
@@ -19,4 +20,5 @@ export const shortChannelIdFromBigint = (b: bigint): ShortChannelId => ({
   txIndex: Number((b >> 16n) & 0xffffffn),
   outputIndex: Number(b & 0xffffn),
 });
-export const formatShortChannelId = (s: ShortChannelId): string => `${s.height}x${s.txIndex}x${s.outputIndex}`;
+export const formatShortChannelId = (s: ShortChannelId): string =>
+  `${s.height}x${s.txIndex}x${s.outputIndex}`;
