@@ -32,7 +32,11 @@ const MAX_OUTPUT_INDEX = 0xffff;
 const inRange = (n: number, max: number): boolean => Number.isSafeInteger(n) && n >= 0 && n <= max;
 
 function checked(s: ShortChannelId, shown: string): ShortChannelId {
-  if (!inRange(s.height, MAX_HEIGHT) || !inRange(s.txIndex, MAX_TX_INDEX) || !inRange(s.outputIndex, MAX_OUTPUT_INDEX))
+  if (
+    !inRange(s.height, MAX_HEIGHT) ||
+    !inRange(s.txIndex, MAX_TX_INDEX) ||
+    !inRange(s.outputIndex, MAX_OUTPUT_INDEX)
+  )
     throw new ShortChannelIdError("OUT_OF_RANGE", shown);
   return s;
 }
@@ -56,7 +60,8 @@ export function shortChannelIdFromBigint(b: bigint): ShortChannelId {
   };
 }
 
-export const formatShortChannelId = (s: ShortChannelId): string => `${s.height}x${s.txIndex}x${s.outputIndex}`;
+export const formatShortChannelId = (s: ShortChannelId): string =>
+  `${s.height}x${s.txIndex}x${s.outputIndex}`;
 
 // Decimal without leading zeros (bar "0"), so each value has exactly one text.
 const TEXT = /^(0|[1-9][0-9]{0,7})x(0|[1-9][0-9]{0,7})x(0|[1-9][0-9]{0,4})$/;

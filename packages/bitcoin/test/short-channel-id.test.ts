@@ -47,13 +47,32 @@ describe("short_channel_id (BOLT #7)", () => {
   });
 
   it("refuses text that is not the format, and parts beyond their bytes", () => {
-    for (const bad of ["", "1x2", "1x2x3x4", "1:2:3", "01x2x3", "1x2x-3", "1.5x2x3", " 1x2x3", "1X2X3", "axbxc"])
-      expect(codeOf(() => parseShortChannelId(bad)), bad).toBe("BAD_FORMAT");
+    for (const bad of [
+      "",
+      "1x2",
+      "1x2x3x4",
+      "1:2:3",
+      "01x2x3",
+      "1x2x-3",
+      "1.5x2x3",
+      " 1x2x3",
+      "1X2X3",
+      "axbxc",
+    ])
+      expect(
+        codeOf(() => parseShortChannelId(bad)),
+        bad,
+      ).toBe("BAD_FORMAT");
     for (const big of ["16777216x0x0", "0x16777216x0", "0x0x65536", "99999999x0x0"])
-      expect(codeOf(() => parseShortChannelId(big)), big).toBe("OUT_OF_RANGE");
+      expect(
+        codeOf(() => parseShortChannelId(big)),
+        big,
+      ).toBe("OUT_OF_RANGE");
     expect(codeOf(() => shortChannelId(0, 0, 65536))).toBe("OUT_OF_RANGE");
     expect(codeOf(() => shortChannelId(-1, 0, 0))).toBe("OUT_OF_RANGE");
-    expect(codeOf(() => shortChannelIdToBigint({ height: 1.5, txIndex: 0, outputIndex: 0 }))).toBe("OUT_OF_RANGE");
+    expect(codeOf(() => shortChannelIdToBigint({ height: 1.5, txIndex: 0, outputIndex: 0 }))).toBe(
+      "OUT_OF_RANGE",
+    );
     expect(codeOf(() => shortChannelIdFromBigint(-1n))).toBe("OUT_OF_RANGE");
     expect(codeOf(() => shortChannelIdFromBigint(1n << 64n))).toBe("OUT_OF_RANGE");
   });
