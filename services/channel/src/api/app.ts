@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { msat, sat, type Locktime } from "@ln/bitcoin";
+import { formatShortChannelId, msat, sat, type Locktime } from "@ln/bitcoin";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import {
@@ -739,6 +739,7 @@ function channelJson(c: B.ChannelSummary): Static<typeof S.ChannelSummary> {
     capacitySat: c.capacitySat.toString(),
     localBalanceMsat: c.localBalanceMsat.toString(),
     remoteBalanceMsat: c.remoteBalanceMsat.toString(),
+    ...(c.shortChannelId ? { shortChannelId: formatShortChannelId(c.shortChannelId) } : {}),
   };
 }
 

@@ -213,7 +213,10 @@ export class ChannelNodeBackend implements NodeBackend {
   }
 }
 
-function summary(row: Pick<ChannelRow, "id" | "peerNodeId">, s: ChannelState): ChannelSummary {
+function summary(
+  row: Pick<ChannelRow, "id" | "peerNodeId" | "shortChannelId">,
+  s: ChannelState,
+): ChannelSummary {
   const capacity = s.anchor?.amount ?? s.fundingSat ?? sat(0n);
   // Before the first commitment: the creator's funding is all its own (draft 2.2).
   const local = s.localCommit?.localMsat ?? (s.role === "creator" ? satToMsat(capacity) : msat(0n));
@@ -226,6 +229,7 @@ function summary(row: Pick<ChannelRow, "id" | "peerNodeId">, s: ChannelState): C
     capacitySat: capacity,
     localBalanceMsat: local,
     remoteBalanceMsat: remote,
+    ...(row.shortChannelId ? { shortChannelId: row.shortChannelId } : {}),
   };
 }
 
