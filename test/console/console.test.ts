@@ -84,6 +84,7 @@ beforeAll(async () => {
 
   await backend.connectPeer({ host: "127.0.0.1", port: 9735, nodeId: PEER });
   channelId = (await backend.openChannel({ nodeId: PEER, fundingSat: sat(4_000_000n) })).id;
+  backend.confirmAnchor(channelId, { height: 103, txIndex: 2, outputIndex: 1 });
   paymentId = (
     await backend.pay({ channelId, rHash: RHASH, amountMsat: msat(1_234_567n), expiry: { blocks: 600 } })
   ).id;
@@ -166,6 +167,7 @@ describe("the operator's console in Chromium", () => {
     const cells = (await row.locator("td").allInnerTexts()).map((c) => c.trim());
     expect(cells).toEqual([
       channelId,
+      "103x2x1",
       PEER,
       "creator",
       "normal",

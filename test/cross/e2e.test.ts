@@ -103,6 +103,22 @@ describe("two nodes end to end (separate processes)", () => {
     await expectBalances();
   });
 
+  it("both ends show the short_channel_id of the anchor's place as the node's getblock has it", async () => {
+    const a = await A.api.channel(ids.a);
+    if (a.anchorTxid === null) throw new Error("no anchor txid");
+    const anchor = await net.regtest.rpc.getRawTransaction(a.anchorTxid, true);
+    if (anchor.blockhash === undefined) throw new Error("anchor not in a block");
+    const block = await net.regtest.rpc.getBlock(anchor.blockhash, 1);
+    const index = block.tx.indexOf(anchor.txid);
+    const outputs = anchor.vout.filter((o) => Math.round(o.value * 1e8) === Number(CHANNEL_SAT));
+    expect(index).toBeGreaterThan(0);
+    expect(outputs).toHaveLength(1);
+    const scid = `${block.height}x${index}x${outputs[0]?.n}`;
+    expect(a.shortChannelId).toBe(scid);
+    expect((await B.api.channel(ids.b)).shortChannelId).toBe(scid);
+    expect((await A.api.channels()).find((c) => c.id === ids.a)?.shortChannelId).toBe(scid);
+  });
+
   it("pays A→B twice, then B→A from what B received", async () => {
     await pay(A, B, 25_000_000n);
     await settled();

@@ -79,6 +79,13 @@ const channelFields = {
   capacitySat: SatString,
   localBalanceMsat: MsatString,
   remoteBalanceMsat: MsatString,
+  shortChannelId: Type.Optional(
+    Type.String({
+      pattern: "^[0-9]+x[0-9]+x[0-9]+$",
+      description:
+        "BOLT #7 short_channel_id, HEIGHTxINDEXxOUTPUT (block height, anchor's index in the block, anchor output); absent until the anchor is in a block",
+    }),
+  ),
 };
 export const ChannelSummary = Type.Object(channelFields);
 export const ChannelList = Type.Object({ channels: Type.Array(ChannelSummary) });

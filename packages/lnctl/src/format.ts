@@ -92,6 +92,7 @@ export function formatPeer(p: PeerInfo): string {
 
 const CHANNEL_COLUMNS: Column[] = [
   { header: "ID" },
+  { header: "SCID" },
   { header: "PEER" },
   { header: "PHASE" },
   { header: "ROLE" },
@@ -106,6 +107,7 @@ export function formatChannels(list: ChannelList): string {
     CHANNEL_COLUMNS,
     list.channels.map((c) => [
       c.id,
+      c.shortChannelId ?? "-",
       c.peerNodeId,
       c.phase,
       c.role,
@@ -119,6 +121,7 @@ export function formatChannels(list: ChannelList): string {
 function channelPairs(c: ChannelSummary): Array<[string, string]> {
   return [
     ["channel", c.id],
+    ["scid", c.shortChannelId ?? "-"],
     ["peer", c.peerNodeId],
     ["phase", c.phase === "behind" ? "behind (data loss suspected: see the restore runbook)" : c.phase],
     ["role", c.role],

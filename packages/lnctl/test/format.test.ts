@@ -43,14 +43,15 @@ describe("reply formatting", () => {
   it("channels: a table, or a note when there are none", () => {
     expect(F.formatChannels({ channels: [] })).toBe("no channels\n");
     const lines = F.formatChannels({
-      channels: [chan, { ...chan, id: "c2-longer", capacitySat: "5" }],
+      channels: [chan, { ...chan, id: "c2-longer", capacitySat: "5", shortChannelId: "539268x845x1" }],
     }).split("\n");
     expect(lines[0]).toMatch(
-      /^ID\s+PEER\s+PHASE\s+ROLE\s+CAPACITY \(sat\)\s+LOCAL \(msat\)\s+REMOTE \(msat\)$/,
+      /^ID\s+SCID\s+PEER\s+PHASE\s+ROLE\s+CAPACITY \(sat\)\s+LOCAL \(msat\)\s+REMOTE \(msat\)$/,
     );
     expect(lines[1]).toBe(
-      `c1         ${chan.peerNodeId}  normal  creator       1,000,000   999,000,000      1,000,000`,
+      `c1         -             ${chan.peerNodeId}  normal  creator       1,000,000   999,000,000      1,000,000`,
     );
+    expect(lines[2]).toMatch(/^c2-longer {2}539268x845x1 {2}/);
     expect(lines[2]).toContain("c2-longer");
     expect(lines[2]).toMatch(/ {14}5 {2}/);
     expect(lines).toHaveLength(4);
@@ -75,6 +76,8 @@ describe("reply formatting", () => {
     };
     const out = F.formatChannel(d);
     expect(out).toContain("capacity:        1,000,000 sat\n");
+    expect(out).toContain("scid:            -\n");
+    expect(F.formatChannel({ ...d, shortChannelId: "103x2x1" })).toContain("scid:            103x2x1\n");
     expect(out).toContain(`anchor txid:     ${"ef".repeat(32)}\n`);
     expect(out).toContain("failure:         PEER_ERROR: bad sig\n");
     expect(out).toMatch(

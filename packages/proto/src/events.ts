@@ -1,3 +1,4 @@
+import { shortChannelId, ShortChannelIdError, type ShortChannelId } from "@ln/bitcoin";
 import type protobuf from "protobufjs";
 import { decodeMessage, loadSchema, u64 } from "./json-codec.js";
 
@@ -5,7 +6,16 @@ import { decodeMessage, loadSchema, u64 } from "./json-codec.js";
 export type ChainEvent =
   | { kind: "block_connected"; height: number; hash: string; time: number }
   | { kind: "block_disconnected"; height: number; hash: string }
-  | { kind: "anchor_depth"; channelId: string; depth: number }
+  | {
+      kind: "anchor_depth";
+      channelId: string;
+      depth: number;
+      /**
+       * Where the anchor is while it is in a block of the best chain (its BOLT #7
+       * short_channel_id, DESIGN.md 10); absent at depth 0 and in events from older watchers.
+       */
+      position?: ShortChannelId;
+    }
   | { kind: "anchor_spent"; channelId: string; txid: string; height: number; txHex: string }
   | {
       kind: "wallet_output";
@@ -68,6 +78,7 @@ export function encodeChainEvent(e: ChainEvent): Buffer {
   const { kind, ...fields } = e;
   const f = rename(fields, snake);
   if (e.kind === "wallet_output") f["amount_sat"] = u64(e.amountSat);
+  if (e.kind === "anchor_depth" && e.position) f["position"] = rename(e.position, snake);
   return Buffer.from(ChainEventType.encode({ [kind]: f }).finish());
 }
 
@@ -88,9 +99,27 @@ export function decodeChainEvent(bytes: Uint8Array): ChainEvent {
       );
     fields["amountSat"] = BigInt(String(fields["amountSat"]));
   }
+  if (kind === "anchor_depth") {
+    const p = fields["position"];
+    if (typeof p === "object" && p !== null) fields["position"] = anchorPosition(rename(p, camel));
+    else delete fields["position"];
+  }
   if (kind === "anchor_spent" && (!/^[0-9a-f]{64}$/.test(String(fields["txid"])) || !isHex(fields["txHex"])))
     throw new EventDecodeError("anchor_spent needs a 64-hex txid and the spending transaction in hex");
   return { kind, ...fields } as ChainEvent;
+}
+
+/** An anchor_position whose parts fit a short_channel_id (3, 3 and 2 bytes). */
+function anchorPosition(p: Record<string, unknown>): ShortChannelId {
+  const { height, txIndex, outputIndex } = p;
+  if (typeof height !== "number" || typeof txIndex !== "number" || typeof outputIndex !== "number")
+    throw new EventDecodeError("anchor_position fields missing");
+  try {
+    return shortChannelId(height, txIndex, outputIndex);
+  } catch (e) {
+    if (e instanceof ShortChannelIdError) throw new EventDecodeError(`anchor_position: ${e.message}`);
+    throw e;
+  }
 }
 
 const isHex = (v: unknown): v is string => typeof v === "string" && /^(?:[0-9a-f]{2})*$/.test(v);

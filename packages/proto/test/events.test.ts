@@ -24,6 +24,12 @@ describe("NATS payloads (events.proto)", () => {
     { kind: "block_connected", height: 1400, hash: "ab".repeat(32), time: 1_700_000_000 },
     { kind: "block_disconnected", height: 1400, hash: "ab".repeat(32) },
     { kind: "anchor_depth", channelId: "chan-1", depth: 3 },
+    {
+      kind: "anchor_depth",
+      channelId: "chan-1",
+      depth: 1,
+      position: { height: 539268, txIndex: 845, outputIndex: 1 },
+    },
     { kind: "anchor_spent", channelId: "chan-1#2", txid: "cd".repeat(32), height: 1401, txHex: "0200" },
     {
       kind: "wallet_output",
@@ -42,6 +48,32 @@ describe("NATS payloads (events.proto)", () => {
   it("anchor_depth 2 is field 3 (tag 1a) holding channel_id (0a) and depth (10)", () => {
     expect(encodeChainEvent({ kind: "anchor_depth", channelId: "c", depth: 2 }).toString("hex")).toBe(
       "1a050a01631002",
+    );
+  });
+  it("anchor_depth's position is field 3 (tag 1a) of height (08), tx_index (10), output_index (18)", () => {
+    const e: ChainEvent = {
+      kind: "anchor_depth",
+      channelId: "c",
+      depth: 1,
+      position: { height: 103, txIndex: 2, outputIndex: 1 },
+    };
+    // chain_event.anchor_depth { channel_id "c", depth 1, position { 103, 2, 1 } }: 103 = 0x67.
+    const bytes = encodeChainEvent(e);
+    expect(bytes.toString("hex")).toBe("1a0d0a016310011a06086710021801");
+    expect(decodeChainEvent(bytes)).toEqual(e);
+    // An event of an older watcher (no position) still decodes, without one.
+    expect(decodeChainEvent(Buffer.from("1a050a01631002", "hex"))).toEqual({
+      kind: "anchor_depth",
+      channelId: "c",
+      depth: 2,
+    });
+    // Heights as 4-byte varints: 2^24 - 1 = ff ff ff 07 fits 3 bytes, 2^24 = 80 80 80 08 does not.
+    expect(decodeChainEvent(Buffer.from("1a100a016310011a0908ffffff0710021801", "hex"))).toEqual({
+      ...e,
+      position: { height: 0xffffff, txIndex: 2, outputIndex: 1 },
+    });
+    expect(() => decodeChainEvent(Buffer.from("1a100a016310011a09088080800810021801", "hex"))).toThrow(
+      EventDecodeError,
     );
   });
   it("watch_anchor round-trips and is checked", () => {

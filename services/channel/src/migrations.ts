@@ -294,6 +294,14 @@ export const MIGRATIONS: readonly Migration[] = [
    );`,
   },
   {
+    // Each channel's BOLT #7 short_channel_id once its anchor is in a block (DESIGN.md 10), as the
+    // chain watcher reports it (onchain/chain-events.ts); forwarding finds the next hop by it.
+    version: 18,
+    sql: (s) => `ALTER TABLE ${s}.channels ADD COLUMN short_channel_id bigint;
+   CREATE UNIQUE INDEX channels_short_channel_id ON ${s}.channels (short_channel_id)
+     WHERE short_channel_id IS NOT NULL;`,
+  },
+  {
     // Forwarding (DESIGN.md 10, forwarding/): the onions of the HTLCs peers offered us, written in
     // the step that received them (the core keeps a route only while it is staged); each channel's
     // forwarding policy (no row: the configured defaults); and the forwarding table, one row per

@@ -267,6 +267,26 @@ describe("channels and idempotent payments", () => {
     expect(JSON.parse(got.body)).toMatchObject({ id: channelId, phase: "normal", htlcs: [], failure: null });
     const list = await app.inject({ method: "GET", url: "/v1/channels", headers: auth("readonly") });
     expect((JSON.parse(list.body) as { channels: unknown[] }).channels).toHaveLength(1);
+    // No short_channel_id before the anchor is in a block: the field is absent.
+    expect(JSON.parse(got.body)).not.toHaveProperty("shortChannelId");
+    expect((JSON.parse(list.body) as { channels: object[] }).channels[0]).not.toHaveProperty(
+      "shortChannelId",
+    );
+  });
+
+  it("shows the short_channel_id as HEIGHTxINDEXxOUTPUT once the anchor is in a block", async () => {
+    backend.confirmAnchor(channelId, { height: 539268, txIndex: 845, outputIndex: 1 });
+    const got = await app.inject({
+      method: "GET",
+      url: `/v1/channels/${channelId}`,
+      headers: auth("readonly"),
+    });
+    expect(JSON.parse(got.body)).toMatchObject({ id: channelId, shortChannelId: "539268x845x1" });
+    const list = await app.inject({ method: "GET", url: "/v1/channels", headers: auth("readonly") });
+    expect((JSON.parse(list.body) as { channels: object[] }).channels[0]).toMatchObject({
+      id: channelId,
+      shortChannelId: "539268x845x1",
+    });
   });
 
   it("requires an Idempotency-Key on POST /v1/payments", async () => {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { msat, sat, type Msat, type Sat } from "@ln/bitcoin";
+import { msat, sat, type Msat, type Sat, type ShortChannelId } from "@ln/bitcoin";
 import {
   BackendError,
   type ChannelDetail,
@@ -49,6 +49,11 @@ export class MemoryBackend implements NodeBackend {
   };
   /** The forwarding table as a test sets it. */
   readonly forwards: ForwardRow[] = [];
+
+  /** As the chain watcher's report would set it: the anchor is at this place. */
+  confirmAnchor(id: string, at: ShortChannelId): void {
+    this.channel(id).shortChannelId = at;
+  }
 
   count(method: keyof NodeBackend): number {
     return this.calls.get(method) ?? 0;
@@ -299,5 +304,6 @@ function summary(c: ChannelDetail): ChannelSummary {
     capacitySat: c.capacitySat,
     localBalanceMsat: c.localBalanceMsat,
     remoteBalanceMsat: c.remoteBalanceMsat,
+    ...(c.shortChannelId ? { shortChannelId: c.shortChannelId } : {}),
   };
 }

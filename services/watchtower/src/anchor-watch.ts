@@ -1,3 +1,4 @@
+import type { ShortChannelId } from "@ln/bitcoin";
 import type { ChainEvent, WatchAnchor } from "@ln/proto";
 
 /**
@@ -8,6 +9,11 @@ import type { ChainEvent, WatchAnchor } from "@ln/proto";
 export interface Watch extends WatchAnchor {
   /** Height of the block that confirmed the anchor, while it is on the best chain. */
   confirmedHeight: number | undefined;
+  /**
+   * The anchor's index in that block's transactions (its short_channel_id's middle part). Absent
+   * in watches stored before it was kept: their depth is reported without a position.
+   */
+  confirmedTxIndex?: number | undefined;
   /** The last depth reported; reports stop once it reaches `depth`. */
   reported: number;
   /** Height of the block holding the first confirmed spend. */
@@ -34,6 +40,7 @@ export interface Block {
 export const newWatch = (w: WatchAnchor): Watch => ({
   ...w,
   confirmedHeight: undefined,
+  confirmedTxIndex: undefined,
   reported: 0,
   spentHeight: undefined,
 });
@@ -47,8 +54,13 @@ export function connectBlock(
   ];
   const next = watches.map((w) => {
     const u = { ...w };
-    if (u.confirmedHeight === undefined && block.txs.some((t) => t.txid === u.txid))
-      u.confirmedHeight = block.height;
+    if (u.confirmedHeight === undefined) {
+      const index = block.txs.findIndex((t) => t.txid === u.txid);
+      if (index >= 0) {
+        u.confirmedHeight = block.height;
+        u.confirmedTxIndex = index;
+      }
+    }
     const spender = block.txs.find((t) => t.spends.includes(`${u.txid}:${u.vout}`));
     if (spender && u.spentHeight === undefined) {
       u.spentHeight = block.height;
@@ -64,12 +76,20 @@ export function connectBlock(
       const depth = block.height - u.confirmedHeight + 1;
       if (depth > u.reported && u.reported < u.depth) {
         u.reported = depth;
-        events.push({ kind: "anchor_depth", channelId: u.channelId, depth });
+        events.push({ kind: "anchor_depth", channelId: u.channelId, depth, ...anchorPosition(u) });
       }
     }
     return u;
   });
   return { watches: next, events };
+}
+
+/** Where a confirmed anchor is, as its depth reports carry it; nothing when that is not known. */
+export function anchorPosition(w: Watch): { position?: ShortChannelId } {
+  if (w.confirmedHeight === undefined || w.confirmedTxIndex === undefined) return {};
+  // Beyond a short_channel_id's 3, 3 and 2 bytes (never for a real anchor): no position.
+  if (w.confirmedHeight > 0xffffff || w.confirmedTxIndex > 0xffffff || w.vout > 0xffff) return {};
+  return { position: { height: w.confirmedHeight, txIndex: w.confirmedTxIndex, outputIndex: w.vout } };
 }
 
 /** A block left the best chain: what it confirmed is unconfirmed again, and said so. */
@@ -83,6 +103,7 @@ export function disconnectBlock(
     if (u.spentHeight !== undefined && u.spentHeight >= block.height) u.spentHeight = undefined;
     if (u.confirmedHeight !== undefined && u.confirmedHeight >= block.height) {
       u.confirmedHeight = undefined;
+      u.confirmedTxIndex = undefined;
       u.reported = 0;
       events.push({ kind: "anchor_depth", channelId: u.channelId, depth: 0 });
     } else if (u.confirmedHeight !== undefined) {

@@ -30,6 +30,7 @@ import type { JetStreamClient, Msg, NatsConnection, Subscription } from "nats";
 import { migrate, quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 import {
+  anchorPosition,
   connectBlock,
   disconnectBlock,
   newWatch,
@@ -183,8 +184,11 @@ export class ChainWatcher {
   async watch(w: WatchAnchor): Promise<void> {
     // An anchor that confirmed before the request arrived: its depth counts from that block.
     const watch = newWatch(w);
-    const confirmations = await this.confirmations(w.txid);
-    if (confirmations > 0) watch.confirmedHeight = (await this.opts.rpc.getBlockCount()) - confirmations + 1;
+    const confirmed = await this.confirmedAt(w.txid);
+    if (confirmed) {
+      watch.confirmedHeight = confirmed.height;
+      watch.confirmedTxIndex = confirmed.txIndex;
+    }
     await this.opts.pool.query(
       `INSERT INTO ${this.t("anchor_watches")} (channel_id, watch) VALUES ($1, $2)
        ON CONFLICT (channel_id) DO UPDATE SET watch = jsonb_set(${this.t("anchor_watches")}.watch, '{depth}', to_jsonb($3::integer))`,
@@ -192,24 +196,34 @@ export class ChainWatcher {
     );
     // Already confirmed: report the depth now, for a channel service that asks again after a
     // restart or a takeover (the block that reached it may have been reported to another replica).
-    if (confirmations > 0) {
-      const depth = Math.min(confirmations, w.depth);
+    if (confirmed) {
+      const depth = Math.min(confirmed.confirmations, w.depth);
       await this.opts.js.publish(
         `${this.prefix}.anchor_depth`,
-        encodeChainEvent({ kind: "anchor_depth", channelId: w.channelId, depth }),
-        { msgID: `watch:${w.channelId}:${w.txid}:${depth}` },
+        encodeChainEvent({ kind: "anchor_depth", channelId: w.channelId, depth, ...anchorPosition(watch) }),
+        { msgID: `watch:${w.channelId}:${w.txid}:${confirmed.hash}:${depth}` },
       );
     }
   }
 
-  private async confirmations(txid: string): Promise<number> {
+  /** The best-chain block holding a transaction and its index there; undefined if unconfirmed. */
+  private async confirmedAt(
+    txid: string,
+  ): Promise<{ height: number; hash: string; txIndex: number; confirmations: number } | undefined> {
+    let blockHash: string | undefined;
     try {
       const tx = await this.opts.rpc.getRawTransaction(txid, true);
-      return typeof tx === "object" ? (tx.confirmations ?? 0) : 0;
+      if (typeof tx === "object" && (tx.confirmations ?? 0) > 0) blockHash = tx.blockhash;
     } catch (e) {
-      if (e instanceof RpcError) return 0; // not known to the node (yet)
+      if (e instanceof RpcError) return undefined; // not known to the node (yet)
       throw e;
     }
+    if (blockHash === undefined) return undefined;
+    const block = await this.opts.rpc.getBlock(blockHash, 2);
+    const txIndex = block.tx.findIndex((t) => t.txid === txid);
+    // Left the best chain since (a reorg): the blocks will tell.
+    if (block.confirmations < 1 || txIndex < 0) return undefined;
+    return { height: block.height, hash: block.hash, txIndex, confirmations: block.confirmations };
   }
 
   /** One pass: catch up with the node's tip. */

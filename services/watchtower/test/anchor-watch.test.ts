@@ -14,10 +14,14 @@ describe("anchor watch (pure)", () => {
     let w = [newWatch({ channelId: "c1", txid: ANCHOR, vout: 1, depth: 2 })];
     let r = connectBlock(w, block(100));
     expect(r.events.map((e) => e.kind)).toEqual(["block_connected"]);
-    r = connectBlock(r.watches, block(101, [{ txid: ANCHOR, hex: "", spends: [] }]));
-    expect(r.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 1 });
+    // The anchor is the third transaction of block 101 (index 2, after the coinbase and another).
+    const coinbase = { txid: "c0".repeat(32), hex: "", spends: [] };
+    const other = { txid: "0b".repeat(32), hex: "", spends: [] };
+    r = connectBlock(r.watches, block(101, [coinbase, other, { txid: ANCHOR, hex: "", spends: [] }]));
+    const at101 = { height: 101, txIndex: 2, outputIndex: 1 };
+    expect(r.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 1, position: at101 });
     r = connectBlock(r.watches, block(102));
-    expect(r.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 2 });
+    expect(r.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 2, position: at101 });
     r = connectBlock(r.watches, block(103));
     expect(r.events.filter((e) => e.kind === "anchor_depth")).toEqual([]); // enough said
     r = connectBlock(r.watches, block(104, [{ txid: "bb".repeat(32), hex: "", spends: [`${ANCHOR}:0`] }]));
@@ -38,10 +42,37 @@ describe("anchor watch (pure)", () => {
     for (const h of [105, 104, 103, 102]) w = disconnectBlock(w, { height: h, hash: `h${h}` }).watches;
     const d = disconnectBlock(w, { height: 101, hash: "h101" });
     expect(d.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 0 });
-    expect(d.watches[0]).toMatchObject({ confirmedHeight: undefined, spentHeight: undefined, reported: 0 });
-    // Confirmed again on the new branch: reported again from 1.
-    const again = connectBlock(d.watches, block(101, [{ txid: ANCHOR, hex: "", spends: [] }]));
-    expect(again.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 1 });
+    expect(d.watches[0]).toMatchObject({
+      confirmedHeight: undefined,
+      confirmedTxIndex: undefined,
+      spentHeight: undefined,
+      reported: 0,
+    });
+    // Confirmed again on the new branch, elsewhere: reported again from 1, at its new position.
+    const again = connectBlock(d.watches, block(101, [coinbase, { txid: ANCHOR, hex: "", spends: [] }]));
+    expect(again.events).toContainEqual({
+      kind: "anchor_depth",
+      channelId: "c1",
+      depth: 1,
+      position: { height: 101, txIndex: 1, outputIndex: 1 },
+    });
+  });
+});
+
+describe("anchor position", () => {
+  it("is absent for a watch stored before positions were kept, and when a part is beyond its bytes", () => {
+    // A watch as an older watcher stored it (JSON, no confirmedTxIndex), confirmed at 101.
+    const old = {
+      ...newWatch({ channelId: "c1", txid: ANCHOR, vout: 0, depth: 3 }),
+      confirmedHeight: 101,
+      reported: 1,
+    };
+    delete old.confirmedTxIndex;
+    const r = connectBlock([old], block(102));
+    expect(r.events).toContainEqual({ kind: "anchor_depth", channelId: "c1", depth: 2 });
+    const wide = newWatch({ channelId: "c2", txid: ANCHOR, vout: 65536, depth: 1 });
+    const w = connectBlock([wide], block(5, [{ txid: ANCHOR, hex: "", spends: [] }]));
+    expect(w.events).toContainEqual({ kind: "anchor_depth", channelId: "c2", depth: 1 });
   });
 });
 

@@ -42,6 +42,12 @@ async function published(): Promise<ChainEvent[]> {
   return out;
 }
 
+/** Where the node's getblock puts a transaction in the block at `height`: its index in `tx`. */
+async function indexInBlock(height: number, txid: string): Promise<number> {
+  const block = await rt.rpc.getBlock(await rt.rpc.getBlockHash(height), 1);
+  return block.tx.indexOf(txidFromHex(txid));
+}
+
 const watcher = (): ChainWatcher =>
   new ChainWatcher({
     pool,
@@ -62,13 +68,19 @@ describe("chain watcher on a regtest node, publishing to JetStream", () => {
     const anchor = await rt.fund(address, sat(200_000), { confirm: false });
     await w.watch({ channelId: "c1", txid: anchor.txid, vout: anchor.vout, depth: 2 });
     await rt.mine(1);
+    const at = {
+      height: rt.height(),
+      txIndex: await indexInBlock(rt.height(), anchor.txid),
+      outputIndex: anchor.vout,
+    };
+    expect(at.txIndex).toBeGreaterThan(0); // after the coinbase
     await w.syncOnce();
     await rt.mine(1);
     await w.syncOnce();
     const depths = (await published()).filter((e) => e.kind === "anchor_depth");
     expect(depths).toEqual([
-      { kind: "anchor_depth", channelId: "c1", depth: 1 },
-      { kind: "anchor_depth", channelId: "c1", depth: 2 },
+      { kind: "anchor_depth", channelId: "c1", depth: 1, position: at },
+      { kind: "anchor_depth", channelId: "c1", depth: 2, position: at },
     ]);
 
     // Something spends the anchor: the watcher says so, whoever it was.
@@ -110,13 +122,18 @@ describe("chain watcher on a regtest node, publishing to JetStream", () => {
     // An anchor confirmed before its watch request: the request reports its depth at once (for a
     // channel service asking again after a restart), the next block its whole depth.
     const early = await rt.fund(address, sat(50_000)); // mined, 1 confirmation
+    const earlyAt = {
+      height: rt.height(),
+      txIndex: await indexInBlock(rt.height(), early.txid),
+      outputIndex: early.vout,
+    };
     await w.syncOnce(); // the watcher has seen that block before the request
     await w.watch({ channelId: "c2", txid: early.txid, vout: early.vout, depth: 2 });
     await rt.mine(1);
     await w.syncOnce();
     expect((await published()).filter((e) => e.kind === "anchor_depth" && e.channelId === "c2")).toEqual([
-      { kind: "anchor_depth", channelId: "c2", depth: 1 },
-      { kind: "anchor_depth", channelId: "c2", depth: 2 },
+      { kind: "anchor_depth", channelId: "c2", depth: 1, position: earlyAt },
+      { kind: "anchor_depth", channelId: "c2", depth: 2, position: earlyAt },
     ]);
 
     // A new watcher (a restart) resumes from the stored cursor: nothing published twice.
@@ -181,4 +198,80 @@ describe("chain watcher on a regtest node, publishing to JetStream", () => {
     await w.syncOnce();
     expect((await published()).length).toBe(count);
   }, 60_000);
+  it("reports the anchor's place in its block (not the first tx there), and its new place after a reorg", async () => {
+    const priv = Buffer.alloc(32, 0x55);
+    const pub = Buffer.from(ecc.pointFromScalar(priv, true) as Uint8Array);
+    const other = Buffer.from(ecc.pointFromScalar(Buffer.alloc(32, 0x56), true) as Uint8Array);
+    const address = payments.p2wpkh({ pubkey: pub, network: networks.regtest }).address as string;
+    const w = watcher();
+    await w.migrate();
+    await w.syncOnce();
+    // The anchor spends an output of a transaction in the same block, so it cannot come first
+    // after the coinbase; it pays someone else first, so the watched output is its vout 1.
+    const parent = await rt.fund(address, sat(300_000), { confirm: false });
+    const spend = buildWalletSpend(
+      [
+        {
+          outpoint: { txid: txidFromHex(parent.txid), vout: parent.vout },
+          amount: sat(300_000),
+          pubkey: pub,
+        },
+      ],
+      [{ script: p2wpkhOutput(other), amount: sat(40_000) }],
+      p2wpkhOutput(pub),
+      2000,
+    );
+    expect(spend.changeVout).toBe(1);
+    const anchor = finalizeWalletSpend(
+      spend,
+      spend.requests.map((r) => signDigest(priv, r.digest)),
+    );
+    await rt.submit(anchor.toHex());
+    await w.watch({ channelId: "c3", txid: anchor.getId(), vout: 1, depth: 3 });
+    const mark = (await published()).length;
+    await rt.mine(1);
+    await w.syncOnce();
+    const first = {
+      height: rt.height(),
+      txIndex: await indexInBlock(rt.height(), anchor.getId()),
+      outputIndex: 1,
+    };
+    expect(first.txIndex).toBeGreaterThan(1);
+    expect(await indexInBlock(rt.height(), parent.txid)).toBeLessThan(first.txIndex);
+    expect((await published()).slice(mark).filter((e) => e.kind === "anchor_depth")).toEqual([
+      { kind: "anchor_depth", channelId: "c3", depth: 1, position: first },
+    ]);
+
+    // A reorg takes the anchor's block out; the new branch confirms it one block later.
+    const reorgMark = (await published()).length;
+    await rt.rpc.call("invalidateblock", [await rt.rpc.getBlockHash(first.height)]);
+    rt.setMinMiningFeeRate(1_000_000); // the next block leaves every mempool transaction out
+    await rt.mine(1, rt.newAddress());
+    rt.setMinMiningFeeRate(0);
+    // Back in the mempool, whether or not the node put them back itself.
+    for (const hex of [parent.hex, anchor.toHex()]) {
+      const inPool = await rt.rpc.getRawMempool();
+      if (!inPool.includes(txidFromHex(Transaction.fromHex(hex).getId()))) await rt.submit(hex);
+    }
+    await rt.mine(1);
+    await w.syncOnce();
+    const moved = {
+      height: first.height + 1,
+      txIndex: await indexInBlock(first.height + 1, anchor.getId()),
+      outputIndex: 1,
+    };
+    expect(await indexInBlock(first.height, anchor.getId())).toBe(-1);
+    expect(moved.txIndex).toBeGreaterThan(1);
+    expect((await published()).slice(reorgMark).filter((e) => e.kind === "anchor_depth")).toEqual([
+      { kind: "anchor_depth", channelId: "c3", depth: 0 },
+      { kind: "anchor_depth", channelId: "c3", depth: 1, position: moved },
+    ]);
+
+    // A watch request after the fact (a restarted channel service) reports the same place.
+    const again = (await published()).length;
+    await w.watch({ channelId: "c3", txid: anchor.getId(), vout: 1, depth: 3 });
+    expect((await published()).slice(again)).toEqual([
+      { kind: "anchor_depth", channelId: "c3", depth: 1, position: moved },
+    ]);
+  }, 120_000);
 });

@@ -1,5 +1,13 @@
 import { createHash, randomUUID } from "node:crypto";
-import { msat, sat, type Locktime } from "@ln/bitcoin";
+import {
+  formatShortChannelId,
+  msat,
+  parseShortChannelId,
+  sat,
+  shortChannelIdFromBigint,
+  shortChannelIdToBigint,
+  type Locktime,
+} from "@ln/bitcoin";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import {
@@ -23,12 +31,6 @@ import { DEFAULT_EVENT_STREAM_LIMITS, eventRoutes, type EventStreamLimits } from
 import { ApiError, mapError } from "./errors.js";
 import { RequestMetrics } from "./metrics.js";
 import * as S from "@ln/control-api";
-import {
-  formatShortChannelId,
-  parseShortChannelId,
-  shortChannelIdFromBigint,
-  shortChannelIdToBigint,
-} from "../payments/scid-text.js";
 import { isRejectionCode } from "@ln/control-api";
 
 /**
@@ -809,6 +811,7 @@ function channelJson(c: B.ChannelSummary): Static<typeof S.ChannelSummary> {
     capacitySat: c.capacitySat.toString(),
     localBalanceMsat: c.localBalanceMsat.toString(),
     remoteBalanceMsat: c.remoteBalanceMsat.toString(),
+    ...(c.shortChannelId ? { shortChannelId: formatShortChannelId(c.shortChannelId) } : {}),
   };
 }
 

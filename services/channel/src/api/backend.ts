@@ -1,4 +1,4 @@
-import type { Locktime, Msat, Sat } from "@ln/bitcoin";
+import type { Locktime, Msat, Sat, ShortChannelId } from "@ln/bitcoin";
 import type { RejectionCode } from "@ln/control-api";
 import type pg from "pg";
 import type { ForwardingPolicy } from "../forwarding/policy.js";
@@ -108,6 +108,8 @@ export interface ChannelSummary {
   capacitySat: Sat;
   localBalanceMsat: Msat;
   remoteBalanceMsat: Msat;
+  /** Where the anchor is on chain (BOLT #7); undefined until it is in a block. */
+  shortChannelId?: ShortChannelId | undefined;
 }
 
 export interface HtlcInfo {

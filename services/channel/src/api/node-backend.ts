@@ -1,7 +1,15 @@
 import { randomBytes } from "node:crypto";
 import { crashPoint } from "@ln/crash";
 import type pg from "pg";
-import { msat, sat, satToMsat, type Msat, type Sat } from "@ln/bitcoin";
+import {
+  formatShortChannelId,
+  msat,
+  sat,
+  satToMsat,
+  shortChannelIdFromBigint,
+  type Msat,
+  type Sat,
+} from "@ln/bitcoin";
 import type { ChannelState, Output } from "@ln/channel-core";
 import { isRejectionCode } from "@ln/control-api";
 import { NodeError } from "../channels/errors.js";
@@ -25,7 +33,6 @@ import { paymentId, type Ledger, type PaymentRoute, type PaymentRow } from "../p
 import { forgetPaymentOnion, keepPaymentOnion, withOfferedPayment } from "../payments/records.js";
 import { planRoute, RouteError, type PlannedHop, type RouteHop, type RoutePlan } from "../payments/route.js";
 import { buildOnion, encodeHopPayload, OnionError } from "@ln/onion";
-import { formatShortChannelId, shortChannelIdFromBigint } from "../payments/scid-text.js";
 import type { ForwardingPolicies, ForwardingPolicy } from "../forwarding/policy.js";
 import { ForwardReads, type ForwardRow, type ForwardTotals } from "../forwarding/forward-reads.js";
 import type { ChannelNode } from "../channels/node.js";
@@ -318,7 +325,10 @@ export class ChannelNodeBackend implements NodeBackend {
   }
 }
 
-function summary(row: Pick<ChannelRow, "id" | "peerNodeId">, s: ChannelState): ChannelSummary {
+function summary(
+  row: Pick<ChannelRow, "id" | "peerNodeId" | "shortChannelId">,
+  s: ChannelState,
+): ChannelSummary {
   const capacity = s.anchor?.amount ?? s.fundingSat ?? sat(0n);
   // Before the first commitment: the creator's funding is all its own (draft 2.2).
   const local = s.localCommit?.localMsat ?? (s.role === "creator" ? satToMsat(capacity) : msat(0n));
@@ -331,6 +341,7 @@ function summary(row: Pick<ChannelRow, "id" | "peerNodeId">, s: ChannelState): C
     capacitySat: capacity,
     localBalanceMsat: local,
     remoteBalanceMsat: remote,
+    ...(row.shortChannelId ? { shortChannelId: row.shortChannelId } : {}),
   };
 }
 

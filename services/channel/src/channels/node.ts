@@ -177,6 +177,7 @@ export class ChannelNode {
     });
     this.chainEvents = new ChainEvents({
       ledger: o.ledger,
+      store: o.store,
       registry,
       resolution: o.resolution,
       tip,

@@ -8,6 +8,7 @@ import {
 import { defaultSweepScript, sealRecord } from "@ln/justice";
 import { encodePkt } from "@ln/proto";
 import { inTransaction, quoteSchema } from "@ln/postgres";
+import { shortChannelIdFromBigint, shortChannelIdToBigint, type ShortChannelId } from "@ln/bitcoin";
 import type pg from "pg";
 import { inEventTransaction } from "../events/event-log.js";
 import { migrateChannelService } from "../migrations.js";
@@ -70,6 +71,8 @@ export interface ChannelRow {
   leaseOwner: string | undefined;
   leaseHeld: boolean;
   createdAt: Date;
+  /** Where its anchor is on the best chain (BOLT #7); undefined until it is in a block. */
+  shortChannelId: ShortChannelId | undefined;
 }
 
 interface ChannelDbRow {
@@ -80,11 +83,13 @@ interface ChannelDbRow {
   lease_owner: string | null;
   held: boolean | null;
   created_at: Date;
+  /** bigint comes back from pg as a decimal string. */
+  short_channel_id: string | null;
 }
 
 /** The columns of a ChannelRow (everything but the state). */
 const ROW_COLUMNS =
-  "id, peer_node_id, signer_channel, phase, lease_owner, (lease_expires > now()) AS held, created_at";
+  "id, peer_node_id, signer_channel, phase, lease_owner, (lease_expires > now()) AS held, created_at, short_channel_id";
 
 const toRow = (r: ChannelDbRow): ChannelRow => ({
   id: r.id,
@@ -94,7 +99,15 @@ const toRow = (r: ChannelDbRow): ChannelRow => ({
   leaseOwner: r.lease_owner ?? undefined,
   leaseHeld: r.held === true,
   createdAt: r.created_at,
+  shortChannelId:
+    r.short_channel_id === null
+      ? undefined
+      : shortChannelIdFromBigint(BigInt.asUintN(64, BigInt(r.short_channel_id))),
 });
+
+// Postgres bigint is signed: a short_channel_id of height 2^23 or more is stored as its two's
+// complement, so every 64-bit value has one row value and the unique index holds.
+const toSigned64 = (scid: bigint): string => BigInt.asIntN(64, scid).toString();
 
 export class ChannelStore {
   readonly schema: string;
@@ -324,6 +337,37 @@ export class ChannelStore {
       [id],
     );
     return r.rows[0] ? toRow(r.rows[0]) : undefined;
+  }
+
+  /** The channel whose anchor is at this short_channel_id (the next hop of a forward), if any. */
+  async channelByShortId(scid: bigint): Promise<ChannelRow | undefined> {
+    const r = await this.pool.query<ChannelDbRow>(
+      `SELECT ${ROW_COLUMNS}
+         FROM ${this.t("channels")} WHERE short_channel_id = $1`,
+      [toSigned64(scid)],
+    );
+    return r.rows[0] ? toRow(r.rows[0]) : undefined;
+  }
+
+  /**
+   * Records where the chain watcher last saw a channel's anchor (undefined: out of the best chain
+   * again, after a reorg). Idempotent. The latest report wins: a channel still holding that place
+   * from an earlier branch (its depth-0 report not seen yet) loses it, as the chain no longer
+   * has it there. Written apart from the channel's state: it is the chain's fact, not a step.
+   */
+  async setShortChannelId(id: string, scid: ShortChannelId | undefined): Promise<void> {
+    if (scid === undefined) {
+      await this.pool.query(`UPDATE ${this.t("channels")} SET short_channel_id = NULL WHERE id = $1`, [id]);
+      return;
+    }
+    const value = toSigned64(shortChannelIdToBigint(scid));
+    await this.inTransaction(async (c) => {
+      await c.query(
+        `UPDATE ${this.t("channels")} SET short_channel_id = NULL WHERE short_channel_id = $1 AND id <> $2`,
+        [value, id],
+      );
+      await c.query(`UPDATE ${this.t("channels")} SET short_channel_id = $1 WHERE id = $2`, [value, id]);
+    });
   }
 
   /**

@@ -82,7 +82,9 @@ export class ForwardReads {
       rHash: x.r_hash,
       inAmountMsat: msat(BigInt(x.in_amount_msat)),
       inExpiry: x.in_expiry,
-      outShortChannelId: big(x.out_short_channel_id),
+      // Stored signed (Postgres bigint), as channels.short_channel_id.
+      outShortChannelId:
+        x.out_short_channel_id === null ? undefined : BigInt.asUintN(64, BigInt(x.out_short_channel_id)),
       outChannel: x.out_channel ?? undefined,
       outHtlcId: big(x.out_htlc_id),
       outAmountMsat: x.out_amount_msat === null ? undefined : msat(BigInt(x.out_amount_msat)),

@@ -3,12 +3,14 @@ import type { ChainEvent } from "@ln/proto";
 import type { Report } from "../channels/errors.js";
 import type { ResolutionPort } from "../channels/ports.js";
 import type { ChannelRegistry } from "../channels/registry.js";
+import type { ChannelStore } from "../channels/store.js";
 import type { Ledger } from "../payments/ledger.js";
 import { parseOutputWatchId } from "./resolution.js";
 import type { ChainTip } from "./tip.js";
 
 export interface ChainEventsOptions {
   ledger: Ledger;
+  store: Pick<ChannelStore, "setShortChannelId">;
   registry: ChannelRegistry;
   resolution: ResolutionPort;
   tip: ChainTip;
@@ -38,6 +40,13 @@ export class ChainEvents {
         // Failing here redelivers the event: the resolution must not keep a spend that is gone.
         return this.o.resolution.onBlockDisconnected(ev.height);
       case "anchor_depth":
+        // Every replica records where the anchor is (idempotent), before the core hears of it:
+        // a failure redelivers the event. Depth 0: out of the best chain, no place until the
+        // new branch reports one. An older watcher's report (no position) changes nothing.
+        if (parseOutputWatchId(ev.channelId) === undefined) {
+          if (ev.depth === 0) await this.o.store.setShortChannelId(ev.channelId, undefined);
+          else if (ev.position) await this.o.store.setShortChannelId(ev.channelId, ev.position);
+        }
         if (this.o.registry.holds(ev.channelId))
           await this.o.feed(ev.channelId, {
             type: "chain",

@@ -156,11 +156,12 @@ function render(data) {
   const htlcsOf = new Map(details.map((d) => [d.id, d.htlcs]));
   $("channels").replaceChildren(
     table(
-      ["Channel id", "Peer", "Role", "State", "Capacity", "Local", "Remote", "HTLCs"],
+      ["Channel id", "Short channel id", "Peer", "Role", "State", "Capacity", "Local", "Remote", "HTLCs"],
       channels.map((c) => {
         const htlcs = htlcsOf.get(c.id);
         return [
           mono(c.id),
+          c.shortChannelId === undefined ? "–" : mono(c.shortChannelId),
           mono(c.peerNodeId),
           c.role,
           pill(c.phase),
