@@ -13,6 +13,7 @@ export {
 export { signerAhead, type SignerChannelStatus } from "./data-loss.js";
 export {
   deadlineReached,
+  delayBlocks,
   EXPIRY_TOO_SOON,
   htlcDeadlinePassed,
   overdueHtlc,
