@@ -236,6 +236,7 @@ export interface ChannelStatusReply {
 export interface SignerMethods {
   NodeInfo: [NodeInfoRequest, NodeInfoReply];
   Ecdh: [EcdhRequest, EcdhReply];
+  OnionEcdh: [EcdhRequest, EcdhReply];
   SignSession: [SignSessionRequest, SignatureReply];
   NewChannel: [NewChannelRequest, NewChannelReply];
   RevocationHash: [RevocationHashRequest, RevocationHashReply];

@@ -15,11 +15,13 @@ const ROLES: readonly ClientRole[] = ["channel", "gateway", "tower"];
 /**
  * Who may call what. Keyed by every RPC, so a new RPC does not compile until it is given its
  * roles. The gateway needs only the transport's handshake (ECDH, the session signature) and the
- * node id; the watchtower only justice; the channel service everything else.
+ * node id; the watchtower only justice; the channel service everything else, with its own ECDH
+ * for onions (OnionEcdh): the same computation, kept apart so each role has one of the two.
  */
 export const METHOD_ROLES: { readonly [M in SignerMethod]: readonly ClientRole[] } = {
   NodeInfo: ["channel", "gateway"],
   Ecdh: ["gateway"],
+  OnionEcdh: ["channel"],
   SignSession: ["gateway"],
   NewChannel: ["channel"],
   RevocationHash: ["channel"],

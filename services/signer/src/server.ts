@@ -179,6 +179,7 @@ function handlers(s: SignerService): Handlers {
   return {
     NodeInfo: () => ({ node_pubkey: s.nodeInfo().nodePubkey }),
     Ecdh: (r) => ({ shared_secret: s.ecdh(r.point) }),
+    OnionEcdh: (r) => ({ shared_secret: s.ecdh(r.point) }),
     SignSession: (r) => ({ signature: s.signSession(r.digest) }),
     NewChannel: async () => {
       const c = await s.newChannel();

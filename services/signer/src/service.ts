@@ -80,7 +80,7 @@ export class SignerService {
     return { nodePubkey: this.keys.nodePub };
   }
 
-  /** BOLT #8 ECDH: SHA256 of the compressed point priv * P. */
+  /** BOLT #8 (and BOLT #4 onion) ECDH: SHA256 of the compressed point priv * P. */
   ecdh(point: Uint8Array): Buffer {
     if (point.length !== 33 || !ecc.isPoint(point))
       throw invalid("the ECDH point must be a 33-byte compressed point");

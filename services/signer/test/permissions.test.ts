@@ -10,6 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import { newRegistry, type Registry } from "@ln/metrics";
 import { SignerClient, type SignerMethod, type SignerRequestOf } from "@ln/signer-client";
 import pg from "pg";
+import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KeyRing } from "../src/keys.js";
 import { authorizeClient, METHOD_ROLES, parseClients } from "../src/permissions.js";
@@ -99,6 +100,7 @@ describe("each client calls only its own RPCs", () => {
     expect(info.node_pubkey.length).toBe(33);
     const digest = randomBytes(32);
     expect((await clients.gateway.call("SignSession", { digest })).signature.length).toBe(64);
+    await expectDenied("gateway", "ln-peer", "OnionEcdh", { point: Buffer.alloc(33) });
     await expectDenied("gateway", "ln-peer", "NewChannel", {});
     await expectDenied("gateway", "ln-peer", "RevealInvoice", { index: 1 });
     await expectDenied("gateway", "ln-peer", "SignWalletSpend", { tx_hex: "", inputs: [], outputs: [] });
@@ -109,11 +111,16 @@ describe("each client calls only its own RPCs", () => {
     expect((await refusal(clients.tower.call("SignJustice", justice))).code).not.toBe("NOT_PERMITTED");
     await expectDenied("tower", "ln-watchtower", "SignSession", { digest: randomBytes(32) });
     await expectDenied("tower", "ln-watchtower", "NewChannel", {});
+    await expectDenied("tower", "ln-watchtower", "OnionEcdh", { point: Buffer.alloc(33) });
     await expectDenied("tower", "ln-watchtower", "RevealInvoice", { index: 1 });
   });
 
   it("the channel service: the rest, but not the node key's handshake or justice", async () => {
     expect((await clients.channel.call("InvoiceHash", { index: 1 })).r_hash.length).toBe(32);
+    expect(
+      (await clients.channel.call("OnionEcdh", { point: ecc.pointFromScalar(Buffer.alloc(32, 7))! }))
+        .shared_secret.length,
+    ).toBe(32);
     await expectDenied("channel", "ln-channel", "Ecdh", { point: Buffer.alloc(33) });
     await expectDenied("channel", "ln-channel", "SignSession", { digest: randomBytes(32) });
     await expectDenied("channel", "ln-channel", "SignJustice", justice);
@@ -137,6 +144,7 @@ describe("the permission table", () => {
     expect(of("channel")).toEqual(
       [
         "NodeInfo",
+        "OnionEcdh",
         "NewChannel",
         "RevocationHash",
         "RevealRevocation",

@@ -14,6 +14,7 @@ import {
 import { script, Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
 import { describe, expect, it } from "vitest";
+import { buildOnion, encodeHopPayload, peelOnion } from "@ln/onion";
 import { SignerClient } from "@ln/signer-client";
 import { commitmentParamsMsg } from "@ln/signer-client";
 import {
@@ -135,6 +136,27 @@ describe("node key", () => {
     expect(r.shared_secret.equals(theirs)).toBe(true);
     const bad = await refusal(t.gateway.call("Ecdh", { point: Buffer.alloc(33, 5) }));
     expect(bad).toMatchObject({ grpcCode: grpc.status.INVALID_ARGUMENT, code: "INVALID_REQUEST" });
+  });
+
+  it("OnionEcdh (channel service) is the same ECDH, and peels an onion built to the node id", async () => {
+    const peer = makePeer("onion ecdh peer");
+    const r = await t.client.call("OnionEcdh", { point: peer.commit.pub });
+    const theirs = sha256(ecc.pointMultiply(t.keys.nodePub, peer.commit.priv, true)!);
+    expect(r.shared_secret.equals(theirs)).toBe(true);
+    const bad = await refusal(t.client.call("OnionEcdh", { point: Buffer.alloc(33, 5) }));
+    expect(bad).toMatchObject({ grpcCode: grpc.status.INVALID_ARGUMENT, code: "INVALID_REQUEST" });
+
+    const payload = { amtToForwardMsat: 1000n, outgoingCltvValue: 500 };
+    const associatedData = randomBytes(32);
+    const { packet, sharedSecrets } = buildOnion({
+      sessionKey: peer.final.priv,
+      hops: [{ nodeId: t.keys.nodePub, payload: encodeHopPayload(payload) }],
+      associatedData,
+    });
+    const ecdh = async (point: Buffer): Promise<Buffer> =>
+      (await t.client.call("OnionEcdh", { point })).shared_secret;
+    const peeled = await peelOnion(packet, associatedData, ecdh);
+    expect(peeled).toEqual({ kind: "final", payload, sharedSecret: sharedSecrets[0] });
   });
 
   it("SignSession signs the given authenticate digest: 64-byte compact, low-S, by the node key", async () => {
