@@ -18,6 +18,7 @@ export {
   htlcDeadlinePassed,
   overdueHtlc,
   redemptionDeadline,
+  type DeadlineMargin,
 } from "./htlc-deadlines.js";
 export * from "./types.js";
 export * from "./views.js";
