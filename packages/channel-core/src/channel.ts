@@ -1292,7 +1292,14 @@ function addHtlc(d: ChannelState, c: Extract<Command, { kind: "add_htlc" }>, out
     },
     { kind: "add", htlc, route },
   );
-  out.push({ type: "htlc_added", id: htlc.id, offerer: "local", route, htlc });
+  out.push({
+    type: "htlc_added",
+    id: htlc.id,
+    offerer: "local",
+    route,
+    htlc,
+    ...(c.forward !== undefined ? { forward: c.forward } : {}),
+  });
 }
 
 function canCommit(d: ChannelState): boolean {

@@ -36,7 +36,8 @@ const delaySeconds = (delay: Locktime): number =>
   isBlocks(delay)
     ? delay.blocks * SLOW_BLOCK_SECONDS
     : Math.ceil(delay.seconds / SEQUENCE_GRANULARITY_SECONDS) * SEQUENCE_GRANULARITY_SECONDS;
-const delayBlocks = (delay: Locktime): number =>
+/** What the CSV `delay` lasts in blocks at most (a delay in seconds as if blocks came fast). */
+export const delayBlocks = (delay: Locktime): number =>
   isBlocks(delay) ? delay.blocks : Math.ceil(delaySeconds(delay) / FAST_BLOCK_SECONDS);
 
 /**

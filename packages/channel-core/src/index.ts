@@ -13,10 +13,12 @@ export {
 export { signerAhead, type SignerChannelStatus } from "./data-loss.js";
 export {
   deadlineReached,
+  delayBlocks,
   EXPIRY_TOO_SOON,
   htlcDeadlinePassed,
   overdueHtlc,
   redemptionDeadline,
+  type DeadlineMargin,
 } from "./htlc-deadlines.js";
 export * from "./types.js";
 export * from "./views.js";

@@ -162,7 +162,11 @@ export interface ChannelState {
 }
 
 export type Command =
-  | { kind: "add_htlc"; amountMsat: Msat; rHash: string; expiry: Locktime; route?: string }
+  /**
+   * `forward`: the forwarding table's row this HTLC continues (the shell's, echoed in `htlc_added`
+   * so the step that offers it claims that row, as LDK's HTLC source).
+   */
+  | { kind: "add_htlc"; amountMsat: Msat; rHash: string; expiry: Locktime; route?: string; forward?: bigint }
   | { kind: "fulfill_htlc"; id: bigint; r: string }
   | { kind: "fail_htlc"; id: bigint; reason: string }
   | { kind: "update_fee"; feeRate: number }
@@ -248,8 +252,9 @@ export type Output =
   /**
    * An HTLC offered, by us (the payment's record starts pending) or by the peer (received, not
    * yet committed). `route`: its onion (hex), reported here once; the core keeps it only while staged.
+   * `forward`: the add_htlc command's, for an HTLC we offered continuing a forward.
    */
-  | { type: "htlc_added"; id: bigint; offerer: Side; route: string; htlc: Htlc }
+  | { type: "htlc_added"; id: bigint; offerer: Side; route: string; htlc: Htlc; forward?: bigint }
   /**
    * Drop the connection with the peer: we stopped taking its messages (`shedding`); the next
    * connection's authenticate acks retransmit what we did not process.

@@ -43,6 +43,26 @@ describe("money records: what the core reports", () => {
     ]);
   });
 
+  it("an HTLC continuing a forward names its row, in the step that offers it (the row is claimed there)", () => {
+    const p = openPair({ policy: { autoCommit: true } });
+    const out = run(p, p.a, {
+      kind: "add_htlc",
+      amountMsat: msat(7_000_000n),
+      rHash: rHash(3),
+      expiry: { blocks: 2000 },
+      route: "ab".repeat(1366),
+      forward: 17n,
+    });
+    expect(out.filter((o) => o.type === "htlc_added")).toEqual([
+      { type: "htlc_added", id: 0n, offerer: "local", route: "ab".repeat(1366), htlc: offered("local"), forward: 17n },
+    ]);
+    // The peer sees the onion, never our row.
+    p.settle();
+    expect(p.b.log.filter((o) => o.type === "htlc_added")).toEqual([
+      { type: "htlc_added", id: 0n, offerer: "remote", route: "ab".repeat(1366), htlc: offered("remote") },
+    ]);
+  });
+
   it("our fulfil reports R with the HTLC, in the step that stages it (the invoice is settled there)", () => {
     const p = committedToB();
     const out = run(p, p.b, { kind: "fulfill_htlc", id: 0n, r: hex(R(3)) });

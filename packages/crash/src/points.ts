@@ -22,6 +22,16 @@ export const CRASH_POINTS = {
     "an invoice is stored and its amount registered with the signer, the HTTP reply not sent: the caller makes a new one",
   "channel.payment.created":
     "a payment and its HTLC are committed, the HTTP reply not sent: the payer finds it in GET /v1/payments",
+  "channel.forward.incoming_committed":
+    "an HTLC to forward is committed on both sides, not yet decided: the next round peels it again and writes its row once",
+  "channel.forward.row_written":
+    "the forward's row is committed, its outgoing HTLC not offered: the holder of the outgoing channel offers it at its next round",
+  "channel.forward.outgoing_added":
+    "the outgoing HTLC and the row's claim are committed, not yet sent: retransmission delivers the add; the row is never offered twice",
+  "channel.forward.r_downstream":
+    "R from downstream is committed with the forward's row, upstream not told: the next round fulfils upstream",
+  "channel.forward.before_upstream_fulfil":
+    "the incoming channel is about to stage our fulfil upstream: the next round stages it (the row moves in that step)",
   "channel.chain_event.handled":
     "a chain event is handled, its JetStream ack not sent: it is delivered again and handled again without harm",
 

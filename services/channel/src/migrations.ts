@@ -323,7 +323,8 @@ export const MIGRATIONS: readonly Migration[] = [
    );
    -- status: offering (decided, the outgoing HTLC not yet added) -> offered -> fulfilled (R known
    -- downstream) or failed (refused by us, or removed downstream irrevocably) -> settled (our
-   -- fulfil upstream) or failed_back (our fail upstream).
+   -- fulfil upstream) or failed_back (our fail upstream); fulfilled_onchain or failed_onchain when
+   -- the incoming channel could no longer take our answer (it closed: the chain settles it).
    CREATE TABLE ${s}.forwards (
      id bigserial PRIMARY KEY,
      in_channel text NOT NULL REFERENCES ${s}.channels(id),

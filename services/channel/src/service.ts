@@ -156,6 +156,7 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     ...(s.maxPeerBacklog ? { maxPeerBacklog: s.maxPeerBacklog } : {}),
     ...(s.reconnectMs ? { reconnectMs: s.reconnectMs } : {}),
     ...(deps.onCommitRound ? { onCommitRound: deps.onCommitRound } : {}),
+    forwarding: { pool, policies, prefix: s.prefix },
     log,
   });
   const backend = new ChannelNodeBackend({

@@ -1,12 +1,16 @@
 import type { Sat } from "@ln/bitcoin";
+import { crashPoint } from "@ln/crash";
 import { signerAhead, type Command, type Input, type Output } from "@ln/channel-core";
 import type { ChainEvent } from "@ln/proto";
 import type { SignerClient } from "@ln/signer-client";
 import type { NatsConnection } from "nats";
+import type pg from "pg";
 import { ChainEvents } from "../onchain/chain-events.js";
 import { Revocations } from "../onchain/revocations.js";
 import { ChainTip } from "../onchain/tip.js";
 import type { Ledger } from "../payments/ledger.js";
+import { Forwarder } from "../forwarding/forwarder.js";
+import type { ForwardingPolicies } from "../forwarding/policy.js";
 import { Payee } from "../payments/payee.js";
 import type { InboundOpeningLimits } from "../peers/inbound-openings.js";
 import { NatsPeerLink } from "../peers/peer-link.js";
@@ -60,6 +64,8 @@ export interface ChannelNodeOptions {
   reconnectMs?: number;
   /** A commitment round completed (the channel_commitment_round_seconds histogram). */
   onCommitRound?: (seconds: number) => void;
+  /** Forwarding (DESIGN.md 10): the channels' policies, and the node's subject prefix for notices. */
+  forwarding: { pool: pg.Pool; policies: ForwardingPolicies; prefix: string; roundMs?: number };
   log: LogLine;
 }
 
@@ -83,6 +89,7 @@ export class ChannelNode {
   private readonly router: PeerRouter;
   private readonly openings: Openings;
   private readonly payee: Payee;
+  readonly forwarder: Forwarder;
   private readonly leases: Leases;
   private readonly chainEvents: ChainEvents;
   private readonly revocations: Revocations;
@@ -154,12 +161,29 @@ export class ChannelNode {
       log,
       report,
     });
+    this.forwarder = new Forwarder({
+      pool: o.forwarding.pool,
+      schema: o.store.schema,
+      store: o.store,
+      ledger: o.ledger,
+      signer: o.signer,
+      registry,
+      tip,
+      policies: o.forwarding.policies,
+      nc: o.nc,
+      prefix: o.forwarding.prefix,
+      feed,
+      ...(o.forwarding.roundMs ? { roundMs: o.forwarding.roundMs } : {}),
+      log,
+      report,
+    });
     this.payee = new Payee({
       store: o.store,
       ledger: o.ledger,
       signer: o.signer,
       registry,
       tip,
+      forwarder: this.forwarder,
       feed,
       noteFailure: (id, e) => this.retries.noteFailure(id, e),
       report,
@@ -194,6 +218,7 @@ export class ChannelNode {
     if (tip) this.tip.set(tip.height, tip.time);
     await this.leases.leaseRound();
     this.router.start();
+    this.forwarder.start();
     this.timers.push(
       setInterval(
         () => void this.leases.leaseRound().catch((e: unknown) => this.report("lease round", e)),
@@ -219,6 +244,7 @@ export class ChannelNode {
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    await this.forwarder.stop();
     await this.router.stop();
     await this.leases.releaseAll();
   }
@@ -275,6 +301,13 @@ export class ChannelNode {
       // Incoming HTLCs become committed on both sides only in steps that send something; a
       // resume (a retry, a takeover, a restart) also finishes payee work left half done.
       if (outputs.length > 0 || input.type === "resume") void this.payee.settleIncoming(channelId, state);
+      // An HTLC we offered is resolved: if it continues a forward, the incoming channel's holder
+      // answers upstream now (forwarding/forwarder.ts).
+      if (outputs.some((x) => x.type === "htlc_result" && x.offerer === "local")) {
+        if (outputs.some((x) => x.type === "htlc_result" && x.offerer === "local" && x.result.kind === "fulfilled"))
+          crashPoint("channel.forward.r_downstream");
+        this.forwarder.notify();
+      }
       return outputs;
     } catch (e) {
       const refused = behindRefusal(e);

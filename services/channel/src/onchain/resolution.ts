@@ -17,6 +17,7 @@ import { Transaction } from "bitcoinjs-lib";
 import type pg from "pg";
 import { appendEvents, inEventTransaction } from "../events/event-log.js";
 import type { Ledger } from "../payments/ledger.js";
+import { offeredHtlcResolved, receivedHtlcResolved } from "../forwarding/records.js";
 import { invoiceSettled, paymentFinal } from "../payments/records.js";
 import type { ChannelStore } from "../channels/store.js";
 import { signerRefusal, type Wallet } from "./wallet.js";
@@ -246,6 +247,23 @@ export class Resolver {
         [channelId, vout, ours ? "swept" : "lost", spenderTxid, height],
       );
       if (htlcId === undefined || row.r_hash === null) return;
+      // An HTLC continuing a forward: its outcome goes upstream (forwarding/records.ts), it is
+      // no payment or invoice of ours.
+      const forwardOutcome =
+        ours && row.what === "htlc_timeout"
+          ? await offeredHtlcResolved(c, this.o.schema, channelId, htlcId, { kind: "timed_out" })
+          : revealed
+            ? await offeredHtlcResolved(c, this.o.schema, channelId, htlcId, {
+                kind: "fulfilled",
+                r: revealed.r.toString("hex"),
+              })
+            : ours && row.what === "htlc_redeem" && row.preimage !== null
+              ? await receivedHtlcResolved(c, this.o.schema, channelId, htlcId, {
+                  kind: "fulfilled",
+                  r: row.preimage,
+                })
+              : false;
+      if (forwardOutcome) return;
       const events =
         ours && row.what === "htlc_timeout"
           ? await paymentFinal(
@@ -466,6 +484,16 @@ export class Resolver {
     for (const h of toUs) {
       const rHash = Buffer.from(h.rHash).toString("hex");
       if (out.has(rHash)) continue;
+      // R from downstream of a forward (draft 6.2: we redeem the incoming HTLC with it).
+      const forwarded = await this.o.pool.query<{ preimage: string }>(
+        `SELECT preimage FROM ${this.#s}.forwards WHERE r_hash = $1 AND preimage IS NOT NULL LIMIT 1`,
+        [rHash],
+      );
+      const r = forwarded.rows[0]?.preimage;
+      if (r) {
+        out.set(rHash, Buffer.from(r, "hex"));
+        continue;
+      }
       const invoice = await this.o.ledger.invoice(rHash);
       if (!invoice || h.amountMsat < invoice.amountMsat) continue; // as node.ts: an underpayment is not claimed
       try {

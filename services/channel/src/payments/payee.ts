@@ -8,11 +8,13 @@ import {
   type Input,
   type Output,
 } from "@ln/channel-core";
+import type { Failure } from "@ln/onion";
 import type { SignerClient } from "@ln/signer-client";
 import type { Report } from "../channels/errors.js";
 import type { ChannelRegistry } from "../channels/registry.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { ChainTip } from "../onchain/tip.js";
+import type { Forwarder } from "../forwarding/forwarder.js";
 import type { Ledger } from "./ledger.js";
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
@@ -27,6 +29,8 @@ export interface PayeeOptions {
   tip: ChainTip;
   /** Feeds one input to a channel (the node's input): the fulfil or fail command. */
   feed: (channelId: string, input: Input) => Promise<Output[]>;
+  /** Incoming HTLCs with an onion: forwarded, or peeled for us (DESIGN.md 10). */
+  forwarder: Forwarder;
   /** A settling that failed: retried by the retry round, whose resume settles again. */
   noteFailure: (channelId: string, e: unknown) => void;
   report: Report;
@@ -47,24 +51,49 @@ export class Payee {
     if (!this.o.registry.holds(id)) return;
     const state = stored ?? (await this.o.store.load(id));
     if (!state) return;
-    for (const h of htlcsToSettle(state)) {
+    const htlcs = htlcsToSettle(state);
+    let onions: Map<bigint, Buffer>;
+    try {
+      onions = await this.o.forwarder.onions(
+        id,
+        htlcs.map((h) => h.id),
+      );
+    } catch (e) {
+      this.o.report(`channel ${id}: reading the onions of incoming HTLCs`, e);
+      this.o.noteFailure(id, e);
+      return;
+    }
+    for (const h of htlcs) {
       const key = `${id}:${h.id}`;
       if (this.settling.has(key)) continue;
       this.settling.add(key);
       try {
+        const onion = onions.get(h.id);
+        // An HTLC with an onion is forwarded, unless the onion ends here (DESIGN.md 10).
+        const hop = onion && (await this.o.forwarder.incoming(id, state, h, onion));
+        if (onion && !hop) continue;
         const invoice = await this.o.ledger.invoice(h.rHash);
+        // A plain HTLC fails with text; one with an onion with BOLT #4's error packet (by
+        // default incorrect_or_unknown_payment_details, which tells a prober nothing more).
+        const fail = (text: string, failure?: Failure): Command => ({
+          kind: "fail_htlc",
+          id: h.id,
+          reason: hop
+            ? this.o.forwarder.finalHopReason(hop, failure ?? this.o.forwarder.unknownPayment(hop))
+            : reasonHex(text),
+        });
+        const hopFailure = hop && this.o.forwarder.finalHopFailure(hop);
         let command: Command;
-        if (!invoice) command = { kind: "fail_htlc", id: h.id, reason: reasonHex("unknown payment hash") };
+        if (hop && hopFailure) command = fail(hopFailure.name, hopFailure);
+        else if (!invoice) command = fail("unknown payment hash");
+        else if (hop?.payload.paymentData && hop.payload.paymentData.totalMsat < invoice.amountMsat)
+          command = fail("total below the invoice's amount");
         else if (h.amountMsat < invoice.amountMsat)
-          command = {
-            kind: "fail_htlc",
-            id: h.id,
-            reason: reasonHex(`amount below the invoice's ${invoice.amountMsat} msat`),
-          };
+          command = fail(`amount below the invoice's ${invoice.amountMsat} msat`);
         // Draft 3.1: past its redemption deadline (the core's rule, at the later of its tip and
         // ours), R could no longer be claimed on chain before the peer's timeout.
         else if (htlcDeadlinePassed({ ...state, chain: this.o.tip.later(state.chain) }, h.expiry))
-          command = { kind: "fail_htlc", id: h.id, reason: reasonHex(EXPIRY_TOO_SOON) };
+          command = fail(EXPIRY_TOO_SOON);
         else {
           const { r } = await this.o.signer.call("RevealInvoice", { index: invoice.signerIndex });
           crashPoint("channel.payee.revealed");

@@ -3,6 +3,12 @@ import type { ChannelState, Htlc, Output } from "@ln/channel-core";
 import { quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 import { appendEvents, type StatusChange } from "../events/event-log.js";
+import {
+  forwardOffered,
+  incomingOnionReceived,
+  offeredHtlcResolved,
+  receivedHtlcResolved,
+} from "../forwarding/records.js";
 import { paymentId, type Ledger, type PaymentFailure, type PaymentRoute, type PaymentRow } from "./ledger.js";
 import { decodeErrorPacket, decodeFailReason, describeFailure, failureCode, OnionError } from "@ln/onion";
 import type { WithinTransition } from "../channels/store.js";
@@ -17,6 +23,8 @@ import type { WithinTransition } from "../channels/store.js";
  *   that receives R, failed in the step that makes the peer's removal irrevocable (the core's
  *   `htlc_result` outputs say when), or settled on chain (resolution.ts).
  * - An invoice is settled in the step of our fulfil (R leaves us there), or by our claim on chain.
+ * - A forward (an HTLC offered to us that continues on another channel, or one we offered that
+ *   continues one) moves instead of a payment or an invoice (forwarding/records.ts).
  * - A channel's phase change is an event.
  */
 
@@ -33,9 +41,13 @@ export async function writeStepRecords(
 ): Promise<void> {
   const events: StatusChange[] = [];
   for (const o of next.outputs) {
-    if (o.type === "htlc_added" && o.offerer === "local")
-      events.push(...(await paymentOffered(c, schema, channelId, o.htlc, o.route)));
-    else if (o.type === "htlc_result" && o.offerer === "local")
+    if (o.type === "htlc_added" && o.offerer === "remote" && o.route !== "")
+      await incomingOnionReceived(c, schema, channelId, o.id, o.route);
+    else if (o.type === "htlc_added" && o.offerer === "local")
+      if (o.forward !== undefined) await forwardOffered(c, schema, o.forward, channelId, o.id);
+      else events.push(...(await paymentOffered(c, schema, channelId, o.htlc, o.route)));
+    else if (o.type === "htlc_result" && o.offerer === "local") {
+      if (await offeredHtlcResolved(c, schema, channelId, o.id, o.result)) continue;
       events.push(
         ...(await paymentFinal(
           c,
@@ -46,8 +58,11 @@ export async function writeStepRecords(
           o.htlc,
         )),
       );
-    else if (o.type === "htlc_result" && o.result.kind === "fulfilled")
-      events.push(...(await invoiceSettled(c, schema, o.htlc?.rHash ?? rHashOf(o.result.r))));
+    } else if (o.type === "htlc_result") {
+      if (await receivedHtlcResolved(c, schema, channelId, o.id, o.result)) continue;
+      if (o.result.kind === "fulfilled")
+        events.push(...(await invoiceSettled(c, schema, o.htlc?.rHash ?? rHashOf(o.result.r))));
+    }
   }
   if (prev?.phase !== next.state.phase)
     events.push({ kind: "channel", subject: channelId, status: next.state.phase });

@@ -1,0 +1,108 @@
+/**
+ * The forwarding rules of DESIGN.md 10, pure: what a forwarding node does with an incoming HTLC
+ * whose onion names a next channel, and what the payee checks of one whose onion ends here. Every
+ * refusal is a BOLT #4 failure, for the error packet that goes back to the payer.
+ */
+import { isBlocks, msat, type Locktime, type Msat } from "@ln/bitcoin";
+import { delayBlocks, redemptionDeadline, type ChannelState, type DeadlineMargin } from "@ln/channel-core";
+import type { Failure, HopPayload } from "@ln/onion";
+import type { ForwardingPolicy } from "./policy.js";
+
+/** The fee a channel's policy asks for forwarding `amount` (BOLT #7): base + amount * ppm / 10^6, rounded down. */
+export const forwardingFee = (p: ForwardingPolicy, amount: Msat): Msat =>
+  msat(p.feeBaseMsat + (amount * p.feeProportionalMillionths) / 1_000_000n);
+
+/** The incoming HTLC, as committed on both sides of its channel. */
+export interface IncomingHtlc {
+  amountMsat: Msat;
+  expiry: Locktime;
+}
+
+/** The channel the onion names, as this node sees it; undefined: no such channel of ours. */
+export interface NextChannel {
+  phase: ChannelState["phase"];
+  /** The CSV delay on our commitment of that channel (the peer's `open_channel` delay). */
+  delay: Locktime;
+  policy: ForwardingPolicy;
+}
+
+export interface ForwardContext {
+  /** The chain's height as this node last saw it. */
+  height: number;
+  /** The CSV delay on our commitment of the incoming channel. */
+  incomingDelay: Locktime;
+  margin: DeadlineMargin;
+}
+
+export type ForwardDecision =
+  | { ok: true; amountMsat: Msat; expiry: number }
+  | { ok: false; failure: Failure; problem: string };
+
+const noUpdate = Buffer.alloc(0);
+
+/**
+ * Whether to forward, in BOLT #4's order of checks: the next channel, its HTLC minimum, the fee,
+ * the cltv delta, then the draft 3.1 deadlines: the outgoing HTLC is settled for sure by
+ * `max(expiry, now + its channel's delay) + margin` (its timeout on chain at the latest), which
+ * must come before the incoming HTLC's own redemption deadline, or we could be made to pay
+ * downstream and be unable to claim upstream.
+ */
+export function decideForward(
+  incoming: IncomingHtlc,
+  payload: HopPayload,
+  next: NextChannel | undefined,
+  ctx: ForwardContext,
+): ForwardDecision {
+  const out = msat(payload.amtToForwardMsat);
+  const outExpiry = payload.outgoingCltvValue;
+  const refuse = (failure: Failure, problem: string): ForwardDecision => ({ ok: false, failure, problem });
+  if (!next) return refuse({ name: "unknown_next_peer" }, "no channel of ours has that short_channel_id");
+  if (next.phase === "closed" || next.phase === "failed" || next.phase === "behind")
+    return refuse({ name: "permanent_channel_failure" }, `the next channel is ${next.phase}`);
+  if (next.phase !== "normal")
+    return refuse({ name: "temporary_channel_failure", channelUpdate: noUpdate }, `the next channel is ${next.phase}`);
+  if (out < next.policy.htlcMinimumMsat)
+    return refuse(
+      { name: "amount_below_minimum", htlcMsat: incoming.amountMsat, channelUpdate: noUpdate },
+      `${out} msat is below the channel's minimum of ${next.policy.htlcMinimumMsat} msat`,
+    );
+  const fee = forwardingFee(next.policy, out);
+  if (incoming.amountMsat < out || incoming.amountMsat - out < fee)
+    return refuse(
+      { name: "fee_insufficient", htlcMsat: incoming.amountMsat, channelUpdate: noUpdate },
+      `${incoming.amountMsat} msat in for ${out} msat out leaves less than the ${fee} msat fee`,
+    );
+  // Routed HTLCs expire at block heights (DESIGN.md 10).
+  if (!isBlocks(incoming.expiry) || incoming.expiry.blocks - next.policy.cltvExpiryDelta < outExpiry)
+    return refuse(
+      {
+        name: "incorrect_cltv_expiry",
+        cltvExpiry: isBlocks(incoming.expiry) ? incoming.expiry.blocks : 0,
+        channelUpdate: noUpdate,
+      },
+      `the incoming expiry leaves less than the cltv_expiry_delta of ${next.policy.cltvExpiryDelta} blocks before ${outExpiry}`,
+    );
+  const inDeadline = redemptionDeadline(incoming.expiry, ctx.incomingDelay, ctx.margin);
+  const outSettled = Math.max(outExpiry, ctx.height + delayBlocks(next.delay)) + ctx.margin.blocks;
+  if (!isBlocks(inDeadline) || outSettled > inDeadline.blocks)
+    return refuse(
+      { name: "expiry_too_soon", channelUpdate: noUpdate },
+      `the outgoing HTLC could be settled as late as height ${outSettled}, after the incoming one's deadline ${isBlocks(inDeadline) ? inDeadline.blocks : "?"} (draft 3.1)`,
+    );
+  return { ok: true, amountMsat: out, expiry: outExpiry };
+}
+
+/**
+ * The payee's checks of an HTLC whose onion ends here, before its invoice (BOLT #4, final node):
+ * at least the amount and no earlier expiry than the payload says.
+ */
+export function finalHopFailure(incoming: IncomingHtlc, payload: HopPayload): Failure | undefined {
+  if (incoming.amountMsat < payload.amtToForwardMsat)
+    return { name: "final_incorrect_htlc_amount", incomingHtlcMsat: incoming.amountMsat };
+  if (!isBlocks(incoming.expiry) || incoming.expiry.blocks < payload.outgoingCltvValue)
+    return {
+      name: "final_incorrect_cltv_expiry",
+      cltvExpiry: isBlocks(incoming.expiry) ? incoming.expiry.blocks : 0,
+    };
+  return undefined;
+}

@@ -1,0 +1,98 @@
+/**
+ * The forwarding rules of DESIGN.md 10 (forwarding/rules.ts), with numbers worked out by hand: the
+ * fee is base + amount * ppm / 10^6 of the amount forwarded, the cltv delta separates the two
+ * expiries, and draft 3.1 wants the outgoing HTLC settled, at the latest
+ * max(expiry, now + delay) + margin, before the incoming one's deadline expiry - delay - margin.
+ */
+import { msat } from "@ln/bitcoin";
+import { describe, expect, it } from "vitest";
+import { decideForward, finalHopFailure, forwardingFee, type NextChannel } from "../src/forwarding/rules.js";
+
+const policy = {
+  feeBaseMsat: msat(1000n),
+  feeProportionalMillionths: 100n,
+  cltvExpiryDelta: 40,
+  htlcMinimumMsat: msat(5000n),
+};
+const next: NextChannel = { phase: "normal", delay: { blocks: 10 }, policy };
+const ctx = { height: 1000, incomingDelay: { blocks: 10 }, margin: { blocks: 6, seconds: 3600 } };
+// 1,000,000 msat forwarded: 1000 + 1,000,000 * 100 / 1,000,000 = 1100 msat of fee.
+const payload = { amtToForwardMsat: 1_000_000n, outgoingCltvValue: 1160, shortChannelId: 42n };
+const incoming = { amountMsat: msat(1_001_100n), expiry: { blocks: 1200 } };
+
+describe("decideForward", () => {
+  it("forwards exactly what the payload says when the fee and the expiries are right", () => {
+    expect(forwardingFee(policy, msat(1_000_000n))).toBe(1100n);
+    expect(forwardingFee(policy, msat(9_999n))).toBe(1000n); // 0.9999 msat rounds down
+    expect(decideForward(incoming, payload, next, ctx)).toEqual({ ok: true, amountMsat: 1_000_000n, expiry: 1160 });
+  });
+
+  it("refuses one msat of fee short: fee_insufficient with the incoming amount", () => {
+    const d = decideForward({ ...incoming, amountMsat: msat(1_001_099n) }, payload, next, ctx);
+    expect(d.ok).toBe(false);
+    if (!d.ok) expect(d.failure).toMatchObject({ name: "fee_insufficient", htlcMsat: 1_001_099n });
+  });
+
+  it("refuses an outgoing amount larger than the incoming one", () => {
+    const d = decideForward({ ...incoming, amountMsat: msat(999_999n) }, payload, next, ctx);
+    expect(!d.ok && d.failure.name).toBe("fee_insufficient");
+  });
+
+  it("refuses below the next channel's HTLC minimum", () => {
+    const d = decideForward(incoming, { ...payload, amtToForwardMsat: 4999n }, next, ctx);
+    expect(!d.ok && d.failure).toMatchObject({ name: "amount_below_minimum", htlcMsat: 1_001_100n });
+  });
+
+  it("refuses an outgoing expiry less than cltv_expiry_delta before the incoming one", () => {
+    const d = decideForward(incoming, { ...payload, outgoingCltvValue: 1161 }, next, ctx);
+    expect(!d.ok && d.failure).toMatchObject({ name: "incorrect_cltv_expiry", cltvExpiry: 1200 });
+    const seconds = decideForward({ ...incoming, expiry: { seconds: 1_800_000_000 } }, payload, next, ctx);
+    expect(!seconds.ok && seconds.failure.name).toBe("incorrect_cltv_expiry");
+  });
+
+  it("refuses when the outgoing HTLC could settle after the incoming one's deadline (draft 3.1)", () => {
+    // Incoming deadline: 1200 - 10 - 6 = 1184. At height 1168: max(1160, 1178) + 6 = 1184, still in time.
+    expect(decideForward(incoming, payload, next, { ...ctx, height: 1168 }).ok).toBe(true);
+    // At 1169: max(1160, 1179) + 6 = 1185 > 1184.
+    const d = decideForward(incoming, payload, next, { ...ctx, height: 1169 });
+    expect(!d.ok && d.failure.name).toBe("expiry_too_soon");
+    // A longer delay on the outgoing channel moves it the same way: 1000 + 179 + 6 = 1185.
+    const slow = decideForward(incoming, payload, { ...next, delay: { blocks: 179 } }, ctx);
+    expect(!slow.ok && slow.failure.name).toBe("expiry_too_soon");
+  });
+
+  it("names the next channel's trouble: none, closed, or not ready", () => {
+    expect(decideForward(incoming, payload, undefined, ctx)).toMatchObject({
+      ok: false,
+      failure: { name: "unknown_next_peer" },
+    });
+    for (const phase of ["closed", "failed", "behind"] as const)
+      expect(decideForward(incoming, payload, { ...next, phase }, ctx)).toMatchObject({
+        ok: false,
+        failure: { name: "permanent_channel_failure" },
+      });
+    for (const phase of ["opening", "clearing"] as const)
+      expect(decideForward(incoming, payload, { ...next, phase }, ctx)).toMatchObject({
+        ok: false,
+        failure: { name: "temporary_channel_failure" },
+      });
+  });
+});
+
+describe("finalHopFailure", () => {
+  const final = { amtToForwardMsat: 1_000_000n, outgoingCltvValue: 1160 };
+  it("takes an HTLC paying at least the payload's amount, expiring no earlier than it says", () => {
+    expect(finalHopFailure({ amountMsat: msat(1_000_000n), expiry: { blocks: 1160 } }, final)).toBeUndefined();
+    expect(finalHopFailure({ amountMsat: msat(1_000_001n), expiry: { blocks: 1170 } }, final)).toBeUndefined();
+  });
+  it("refuses less than the payload's amount, or an earlier expiry", () => {
+    expect(finalHopFailure({ amountMsat: msat(999_999n), expiry: { blocks: 1160 } }, final)).toEqual({
+      name: "final_incorrect_htlc_amount",
+      incomingHtlcMsat: 999_999n,
+    });
+    expect(finalHopFailure({ amountMsat: msat(1_000_000n), expiry: { blocks: 1159 } }, final)).toEqual({
+      name: "final_incorrect_cltv_expiry",
+      cltvExpiry: 1159,
+    });
+  });
+});
