@@ -195,6 +195,13 @@ export const PayBody = Type.Object(
         },
       ),
     ),
+    onion: Type.Optional(
+      Type.String({
+        pattern: "^([0-9a-f]{2}){1,1366}$",
+        description:
+          "an onion built elsewhere (hex, a BOLT #4 packet of 1366 bytes), sent unchanged in place of the one the route would give (the route still sets the HTLC's amount and expiry); its shared secrets are not ours, so only a failure of the first hop (a malformed reason) can be read; for tests of a peer's onion handling",
+      }),
+    ),
   },
   {
     additionalProperties: false,

@@ -84,6 +84,8 @@ export interface PayRequest {
     feeProportionalMillionths: number;
     cltvExpiryDelta: number;
   }[];
+  /** An onion built elsewhere (hex), sent unchanged in place of the route's (tests). */
+  onion?: string | undefined;
 }
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -275,6 +277,7 @@ export class LnClient {
                 })),
               },
             }),
+        ...(req.onion === undefined ? {} : { onion: req.onion }),
       } satisfies PayBody,
       { "idempotency-key": idempotencyKey },
     );

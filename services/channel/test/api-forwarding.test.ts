@@ -130,6 +130,28 @@ describe("POST /v1/payments with a route", () => {
     expect(empty.statusCode).toBe(400);
   });
 
+  it("takes an onion built elsewhere with a route and hands it on unchanged; refuses one without a route or malformed", async () => {
+    const onion = randomBytes(1366).toString("hex");
+    const ok = await pay({ rHash: RHASH, amountMsat: "1000000", expiry: { blocks: 1000 }, route, onion });
+    expect(ok.statusCode, ok.body).toBe(201);
+    expect(backend.lastPay?.onion).toBe(onion);
+    // A shorter one too: the peer, not the API, judges a packet's length (BOLT #4 invalid_onion_version).
+    const short = randomBytes(1000).toString("hex");
+    expect(
+      (await pay({ rHash: RHASH, amountMsat: "1000000", expiry: { blocks: 1000 }, route, onion: short }))
+        .statusCode,
+    ).toBe(201);
+    expect(backend.lastPay?.onion).toBe(short);
+
+    const alone = await pay({ channelId, rHash: RHASH, amountMsat: "1", expiry: { blocks: 10 }, onion });
+    expect(alone.statusCode).toBe(400);
+    expect(body<{ error: { code: string } }>(alone).error.code).toBe("INVALID");
+    for (const bad of ["", "abc", "zz".repeat(10), "00".repeat(1367), onion.toUpperCase()]) {
+      const res = await pay({ rHash: RHASH, amountMsat: "1", expiry: { blocks: 10 }, route, onion: bad });
+      expect(res.statusCode, bad.slice(0, 10)).toBe(400);
+    }
+  });
+
   it("a payment's decoded failure is shown with it", async () => {
     backend.addPayment({
       id: "failed-1",

@@ -139,8 +139,12 @@ export class MemoryBackend implements NodeBackend {
     return visible;
   }
 
+  /** The last request pay() was given. */
+  lastPay: PayRequest | undefined;
+
   async pay(req: PayRequest): Promise<Payment> {
     this.called("pay");
+    this.lastPay = req;
     const first = req.route?.[0];
     const c = req.channelId
       ? this.channel(req.channelId)

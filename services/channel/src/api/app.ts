@@ -481,6 +481,8 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
       if (!token) throw new ApiError(401, "UNAUTHENTICATED", "missing bearer token");
       if (req.body.channelId === undefined && req.body.route === undefined)
         throw new ApiError(400, "INVALID", "give a channelId, a route, or both");
+      if (req.body.onion !== undefined && req.body.route === undefined)
+        throw new ApiError(400, "INVALID", "an onion built elsewhere needs the route that sets its HTLC");
       const route = req.body.route && routeHops(req.body.route.hops);
       const key = req.headers["idempotency-key"];
       const claim = await store.claimIdempotency(token.id, key, PAY_ROUTE, requestHash(req.body));
@@ -501,6 +503,7 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
             amountMsat: msat(BigInt(req.body.amountMsat)),
             expiry: req.body.expiry,
             route,
+            onion: req.body.onion,
           },
           // With the payment's own record: a crash after that commit still answers a retry.
           { complete: (tx, p) => store.completeIdempotency(token.id, key, 201, paymentJson(p), tx) },

@@ -58,6 +58,8 @@ export interface PayRequest {
   /** The payee's HTLC's expiry (with a route: a block height). */
   expiry: Locktime;
   route?: readonly RouteHop[] | undefined;
+  /** An onion built elsewhere (hex), sent unchanged in place of the route's (needs a route). */
+  onion?: string | undefined;
 }
 
 /**

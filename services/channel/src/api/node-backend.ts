@@ -204,16 +204,20 @@ export class ChannelNodeBackend implements NodeBackend {
         "INVALID",
         `channel ${channelId} is with ${row.peerNodeId ?? "no peer yet"}, not the route's first hop ${first.nodeId}`,
       );
-    const onion = planned(() =>
-      buildOnion({
-        sessionKey: randomBytes(32),
-        hops: plan.hops.map((h) => ({
-          nodeId: Buffer.from(h.nodeId, "hex"),
-          payload: encodeHopPayload(h.payload),
-        })),
-        associatedData: Buffer.from(req.rHash, "hex"),
-      }),
-    );
+    // An onion built elsewhere goes as it is: its shared secrets are not ours to keep.
+    const onion =
+      req.onion !== undefined
+        ? { packet: Buffer.from(req.onion, "hex"), sharedSecrets: [] }
+        : planned(() =>
+            buildOnion({
+              sessionKey: randomBytes(32),
+              hops: plan.hops.map((h) => ({
+                nodeId: Buffer.from(h.nodeId, "hex"),
+                payload: encodeHopPayload(h.payload),
+              })),
+              associatedData: Buffer.from(req.rHash, "hex"),
+            }),
+          );
     const packet = onion.packet.toString("hex");
     await keepPaymentOnion(this.o.pool, this.o.schema, packet, routeJson(plan), onion.sharedSecrets);
     const within =
