@@ -110,6 +110,8 @@ export interface NetworkOptions {
   readonly channelReplicas?: Readonly<Record<string, number>>;
   /** Extra environment of every channel-service process (e.g. CHANNEL_LEASE_MS). */
   readonly channelEnv?: Readonly<Record<string, string>>;
+  /** Extra environment of one node's channel-service processes, by node name (over channelEnv). */
+  readonly nodeChannelEnv?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** Progress lines. Default: none. */
   readonly log?: (line: string) => void;
   /** Working directory (logs, PKI, seeds). Default: LAB_DIR/run-<id>, else a fresh temp dir. */
@@ -474,6 +476,7 @@ export class Network {
           CHANNEL_ADMIN_TOKEN: n.token,
           CHANNEL_REPLICA_ID: r.replicaId,
           ...this.#opts.channelEnv,
+          ...this.#opts.nodeChannelEnv?.[n.name],
         },
         { ...opts, service: "channel" },
       );
