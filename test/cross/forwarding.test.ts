@@ -144,16 +144,26 @@ function expectRunning(n: NetNode): void {
     expect(net.supervisor.isRunning(`${n.name}.${svc}`), `${n.name}.${svc} running`).toBe(true);
 }
 
-/** Starts `n`'s service armed with a crash point; returns a promise of its death there. */
-async function arm(n: NetNode, svc: Service, point: string): Promise<Promise<void>> {
+/**
+ * Restarts `n`'s service armed with a crash point; `died()` waits (at most a minute) for its
+ * death there. (An object: a promise returned by an async function would be awaited with it.)
+ */
+async function arm(n: NetNode, svc: Service, point: string): Promise<{ died: () => Promise<void> }> {
   const name = `${n.name}.${svc}`;
   await net.restart(n, svc, 1, { LN_CRASH_AT: point });
-  const exited = net.supervisor.exited(name);
-  return exited.then((exit) => {
+  const exited = net.supervisor.exited(name).then((exit) => {
     // Its death is the point of the scenario, not a failure of the network.
     if (net.crashed?.startsWith(`${name} exited`)) net.crashed = undefined;
     if (exit.signal !== "SIGKILL") throw new Error(`${name} ended by ${describeExit(exit)}, not at ${point}`);
   });
+  const died = (): Promise<void> =>
+    Promise.race([
+      exited,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`${name} did not reach ${point} within 60 s`)), 60_000).unref(),
+      ),
+    ]);
+  return { died };
 }
 
 describe("forwarding A→B→C", () => {
@@ -235,7 +245,7 @@ describe("forwarding A→B→C", () => {
     });
   }, 180_000);
 
-  it("(b) A pays C an unknown hash: failed at C (hop 2), incorrect_or_unknown_payment_details", async () => {
+  it("(b) A pays C an unknown hash: failed at C (hops[1]), incorrect_or_unknown_payment_details", async () => {
     const route = await net.route([A, B, C], [ab.a, bc.b]);
     const before = await balances();
     const rHash = randomHash();
@@ -251,7 +261,7 @@ describe("forwarding A→B→C", () => {
     expect(await balances()).toEqual(before);
   }, 120_000);
 
-  it("(c) B raised its fee; A pays with the old one: refused by B (hop 0), fee_insufficient, nothing reaches C", async () => {
+  it("(c) B raised its fee; A pays with the old one: refused by B (hops[0]), fee_insufficient, nothing reaches C", async () => {
     const stale = await net.route([A, B, C], [ab.a, bc.b]);
     const old = stale.policies[1];
     if (old === undefined) throw new Error("no policy of B");
@@ -342,7 +352,7 @@ describe("forwarding A→B→C", () => {
       {
         // Not a hostile case: the same onion unchanged goes through, so the cases above fail
         // for their corruption alone.
-        name: "control: the onion unchanged is forwarded and fails at C (unknown hash)",
+        name: "control: the onion unchanged is peeled and forwarded by B (and fails at C: unknown hash)",
         corrupt: (b) => b,
         code: INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS,
       },
@@ -407,12 +417,12 @@ describe("forwarding A→B→C", () => {
     const inv = await C.api.createInvoice(PAY_MSAT, "C goes silent");
     // C's signer dies recording R's reveal: C has committed the HTLC on both sides and decided
     // to settle it, and never says so. Then C's gateway and channel service stop too.
-    const died = await arm(C, "signer", "signer.invoice_reveal.committed");
+    const armed = await arm(C, "signer", "signer.invoice_reveal.committed");
     const p0 = await net.payRoute(A, route, PAY_MSAT, inv.rHash, {
       finalExpiryBlocks: FINAL_BLOCKS,
       wait: false,
     });
-    await died;
+    await armed.died();
     expect((await B.api.channel(bc.b)).htlcs.length).toBe(1);
     await net.kill(C, "peer");
     await net.kill(C, "channel");
@@ -458,12 +468,12 @@ describe("forwarding A→B→C", () => {
 
     // C's channel service dies with R out of its signer; it comes back with no gateway: its
     // fulfil is staged and never delivered, so R reaches B only in C's claim on chain.
-    const died = await arm(C, "channel", "channel.payee.revealed");
+    const armed = await arm(C, "channel", "channel.payee.revealed");
     const p0 = await net.payRoute(A, route, PAY_MSAT, inv.rHash, {
       finalExpiryBlocks: FINAL_BLOCKS,
       wait: false,
     });
-    await died;
+    await armed.died();
     await net.kill(C, "peer");
     await net.restart(C, "channel", 1, { LN_CRASH_AT: "" });
     await forwardOnB(inv.rHash, ["offered"]);
