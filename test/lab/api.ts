@@ -65,7 +65,6 @@ export interface PayRequest {
 
 export class LabApi {
   readonly #client: LnClient | undefined;
-  readonly #token: string;
 
   constructor(
     /** e.g. http://127.0.0.1:8080 */
@@ -74,7 +73,6 @@ export class LabApi {
   ) {
     // A node not started yet has no URL: calls fail until it has one.
     this.#client = token === "" ? undefined : new LnClient({ url: baseUrl, token });
-    this.#token = token;
   }
 
   get #api(): LnClient {
@@ -110,21 +108,7 @@ export class LabApi {
     return this.#api.createInvoice({ amountMsat, ...(description !== undefined ? { description } : {}) });
   }
   pay(p: PayRequest, idempotencyKey: string): Promise<Payment> {
-    const { onion, ...rest } = p;
-    if (onion === undefined) return this.#api.pay(rest, idempotencyKey);
-    // lnctl has no use for a foreign onion: the same request with `onion` added to its body.
-    if (this.#client === undefined) throw new Error(`the control API at ${this.baseUrl} is not up yet`);
-    const client = new LnClient({
-      url: this.baseUrl,
-      token: this.#token,
-      fetch: (input, init) => {
-        const body: unknown = typeof init.body === "string" ? JSON.parse(init.body) : undefined;
-        if (typeof body !== "object" || body === null)
-          throw new Error("POST /v1/payments without a JSON body");
-        return fetch(input, { ...init, body: JSON.stringify({ ...body, onion }) });
-      },
-    });
-    return client.pay(rest, idempotencyKey);
+    return this.#api.pay(p, idempotencyKey);
   }
   policy(channelId: string): Promise<ForwardingPolicy> {
     return this.#api.getPolicy(channelId);
