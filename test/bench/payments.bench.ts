@@ -1,14 +1,15 @@
 /**
- * pnpm bench:payments — settled payments per second and p50/p99 latency between two nodes through
- * the whole stack (each node: signer, watchtower, peer and channel service as real processes, on
- * durable Postgres and NATS), with 1 and with 16 concurrent payers over one A→B channel; and, in
- * the same run, the throughput of the signatures alone that each payment needs (the crypto bound),
- * with the ratio. Figures only: nothing here asserts on timing.
+ * pnpm bench:payments — settled payments per second and p50/p99 latency through the whole stack
+ * (each node: signer, watchtower, peer and channel service as real processes, on durable Postgres
+ * and NATS), with 1 and with 16 concurrent payers: directly over one A→B channel, then from A to
+ * C through B (A-B and B-C, an explicit route, B peeling the onion and forwarding); and, in the
+ * same run, the throughput of the signatures alone that each direct payment needs (the crypto
+ * bound), with the ratio. Figures only: nothing here asserts on timing.
  *
  *   pnpm bench:payments
  *
  * Environment: as the lab (DATABASE_URL, NATS_URL, LAB_DIR), plus BENCH_SECONDS (per phase,
- * default 10), BENCH_INVOICES (made up front, default 1000) and BENCH_KEEP_LOGS=1 (keep the
+ * default 10), BENCH_INVOICES (made up front for each of the two kinds, default 1000) and BENCH_KEEP_LOGS=1 (keep the
  * services' log files; otherwise the run directory is removed at the end).
  *
  * Latency is from the start of POST /v1/payments to the moment the payment is seen "succeeded".
@@ -23,7 +24,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
-import type { Invoice } from "../lab/api.js";
+import type { Invoice, LabApi } from "../lab/api.js";
 import { errText, Network, PAYMENT_EXPIRY_BLOCKS, sleep } from "../lab/network.js";
 
 const SECONDS = Number(process.env["BENCH_SECONDS"] ?? "10");
@@ -119,6 +120,8 @@ class SettlementWatcher {
 // ---------------------------------------------------------------- the measured phases
 
 interface PhaseResult {
+  /** "A→B" or "A→C via B". */
+  path: string;
   payers: number;
   succeeded: number;
   failed: number;
@@ -134,6 +137,7 @@ const quantile = (sorted: number[], q: number): number =>
   sorted.length === 0 ? NaN : (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number);
 
 async function runPhase(
+  path: string,
   payers: number,
   seconds: number,
   invoices: Invoice[],
@@ -141,6 +145,7 @@ async function runPhase(
   stopping: () => boolean,
 ): Promise<PhaseResult> {
   const res: PhaseResult = {
+    path,
     payers,
     succeeded: 0,
     failed: 0,
@@ -176,7 +181,7 @@ async function runPhase(
       if (t - lastReport >= 2000) {
         lastReport = t;
         log(
-          `  ${payers} payer(s): ${res.succeeded} settled, ${res.failed} failed after ${((t - t0) / 1000).toFixed(0)} s`,
+          `  ${path}, ${payers} payer(s): ${res.succeeded} settled, ${res.failed} failed after ${((t - t0) / 1000).toFixed(0)} s`,
         );
       }
     }
@@ -276,7 +281,7 @@ function cryptoBound(): { paymentsPerSecond: number; signsPerSecond: number; ver
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<number> {
-  const net = new Network({ nodes: ["A", "B"], log });
+  const net = new Network({ nodes: ["A", "B", "C"], log });
   let interrupted = false;
   const onSignal = (sig: NodeJS.Signals): void => {
     if (interrupted) process.exit(130);
@@ -291,36 +296,50 @@ async function main(): Promise<number> {
 
   try {
     const tStart = Date.now();
-    log("starting regtest, Postgres, NATS, then nodes A and B (4 processes each; ~30 s)");
+    log("starting regtest, Postgres, NATS, then nodes A, B and C (4 processes each; ~30 s)");
     await net.start();
-    log(`both nodes up after ${((Date.now() - tStart) / 1000).toFixed(1)} s`);
-    const [A, B] = [net.node("A"), net.node("B")];
+    log(`the nodes are up after ${((Date.now() - tStart) / 1000).toFixed(1)} s`);
+    const [A, B, C] = [net.node("A"), net.node("B"), net.node("C")];
     const rt = net.regtest;
     const pgUrl = net.pgInfra?.url;
     if (pgUrl === undefined) throw new Error("Postgres is not up");
 
-    await net.fund(A, FUND_SAT);
+    // A-B funded by A; B-C funded by B, so B can forward to C over it.
+    await net.fund([A, B], FUND_SAT);
     await net.connect(A, B);
+    await net.connect(B, C);
     const ch = { id: (await net.open(A, B, CHANNEL_SAT)).a };
+    const bc = (await net.open(B, C, CHANNEL_SAT)).a;
+    await net.waitShortChannelIds(A, [ch.id]);
+    await net.waitShortChannelIds(B, [bc]);
+    const route = await net.route([A, B, C], [ch.id, bc]);
 
     const need = INVOICES + WARMUP_PAYMENTS;
-    log(`B: creating ${need} invoices of ${PAY_MSAT} msat (8 at a time)`);
-    const invoices: Invoice[] = [];
-    const tInv = nowMs();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 8 }, async () => {
-        while (next < need && !interrupted) {
-          next++;
-          invoices.push(await B.api.createInvoice(PAY_MSAT, `bench ${net.runId}`));
-          if (invoices.length % 500 === 0) log(`  ${invoices.length} invoices`);
-        }
-      }),
-    );
-    const invRate = invoices.length / ((nowMs() - tInv) / 1000);
-    log(
-      `B: ${invoices.length} invoices in ${((nowMs() - tInv) / 1000).toFixed(1)} s (${invRate.toFixed(0)}/s)`,
-    );
+    const makeInvoices = async (
+      payee: string,
+      api: LabApi,
+    ): Promise<{ invoices: Invoice[]; rate: number }> => {
+      log(`${payee}: creating ${need} invoices of ${PAY_MSAT} msat (8 at a time)`);
+      const made: Invoice[] = [];
+      const tInv = nowMs();
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (next < need && !interrupted) {
+            next++;
+            made.push(await api.createInvoice(PAY_MSAT, `bench ${net.runId}`));
+            if (made.length % 500 === 0) log(`  ${made.length} invoices`);
+          }
+        }),
+      );
+      const rate = made.length / ((nowMs() - tInv) / 1000);
+      log(
+        `${payee}: ${made.length} invoices in ${((nowMs() - tInv) / 1000).toFixed(1)} s (${rate.toFixed(0)}/s)`,
+      );
+      return { invoices: made, rate };
+    };
+    const { invoices, rate: invRate } = await makeInvoices("B", B.api);
+    const { invoices: invoicesOfC } = await makeInvoices("C", C.api);
 
     watcher = new SettlementWatcher(pgUrl, A.schemas.channel, net.runId);
     await watcher.start();
@@ -335,10 +354,33 @@ async function main(): Promise<number> {
       const o = await w.wait(p.id);
       return { ...o, startMs };
     };
+    // Through B: C's invoice, the route A→B→C with B's policy (amountMsat is what C gets).
+    const payThrough = async (inv: Invoice): Promise<Outcome & { startMs: number }> => {
+      const startMs = nowMs();
+      const p = await A.api.pay(
+        { rHash: inv.rHash, amountMsat: BigInt(inv.amountMsat), expiry, route: route.hops },
+        `bench-${net.runId}-${randomUUID()}`,
+      );
+      const o = await w.wait(p.id);
+      return { ...o, startMs };
+    };
+    const PHASES = [
+      { path: "A→B", invoices, pay },
+      { path: "A→C via B", invoices: invoicesOfC, pay: payThrough },
+    ] as const;
 
-    log(`warm-up: ${WARMUP_PAYMENTS} sequential payments`);
-    const warm = await runPhase(1, 3600, invoices.splice(0, WARMUP_PAYMENTS), pay, () => interrupted);
-    if (warm.failed > 0) throw new Error(`warm-up payments failed: ${warm.failures.join("; ")}`);
+    for (const ph of PHASES) {
+      log(`warm-up ${ph.path}: ${WARMUP_PAYMENTS} sequential payments`);
+      const warm = await runPhase(
+        ph.path,
+        1,
+        3600,
+        ph.invoices.splice(0, WARMUP_PAYMENTS),
+        ph.pay,
+        () => interrupted,
+      );
+      if (warm.failed > 0) throw new Error(`warm-up payments ${ph.path} failed: ${warm.failures.join("; ")}`);
+    }
 
     // The services' CPU while no payment runs (timers, polling), to read the per-payment figures by.
     const IDLE_SECONDS = 3;
@@ -350,39 +392,42 @@ async function main(): Promise<number> {
       .filter(([, ms]) => Number.isFinite(ms));
 
     const results: PhaseResult[] = [];
-    for (const payers of CONCURRENCY) {
-      if (interrupted) break;
-      log(`measuring: ${payers} concurrent payer(s) for ${SECONDS} s`);
-      const notified0 = watcher.notifications;
-      const cpu0 = cpuSnapshot(net);
-      const r = await runPhase(payers, SECONDS, invoices, pay, () => interrupted);
-      const cpu1 = cpuSnapshot(net);
-      r.cpuMsPerPayment = new Map(
-        [...cpu1].map(([name, t]) => [name, ((t - (cpu0.get(name) ?? NaN)) * 1000) / r.succeeded]),
-      );
-      results.push(r);
-      log(
-        `  done: ${r.succeeded} settled, ${r.failed} failed in ${r.seconds.toFixed(1)} s` +
-          ` (${watcher.notifications - notified0} settlements notified)`,
-      );
-      if (r.ranOut) log(`  !! ran out of invoices (raise BENCH_INVOICES)`);
-    }
+    for (const ph of PHASES)
+      for (const payers of CONCURRENCY) {
+        if (interrupted) break;
+        log(`measuring ${ph.path}: ${payers} concurrent payer(s) for ${SECONDS} s`);
+        const notified0 = watcher.notifications;
+        const cpu0 = cpuSnapshot(net);
+        const r = await runPhase(ph.path, payers, SECONDS, ph.invoices, ph.pay, () => interrupted);
+        const cpu1 = cpuSnapshot(net);
+        r.cpuMsPerPayment = new Map(
+          [...cpu1].map(([name, t]) => [name, ((t - (cpu0.get(name) ?? NaN)) * 1000) / r.succeeded]),
+        );
+        results.push(r);
+        log(
+          `  done: ${r.succeeded} settled, ${r.failed} failed in ${r.seconds.toFixed(1)} s` +
+            ` (${watcher.notifications - notified0} settlements notified)`,
+        );
+        if (r.ranOut) log(`  !! ran out of invoices (raise BENCH_INVOICES)`);
+      }
     if (interrupted) return 130;
 
     log("crypto bound: timing the signatures of one payment in-process");
     const bound = cryptoBound();
 
     const chan = await A.api.channel(ch.id);
+    const forwards = await B.api.forwards();
     const fmt = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : "-");
     const out: string[] = ["", "==================== payments benchmark ===================="];
     out.push(
-      `two nodes, one channel of ${CHANNEL_SAT} sat, payments of ${PAY_MSAT / 1000n} sat, durable Postgres ` +
+      `A→B over one channel of ${CHANNEL_SAT} sat, A→C via B over A-B and B-C (B's fee ${route.hops[1]?.feeBaseMsat ?? "?"} msat + ` +
+        `${route.hops[1]?.feeProportionalMillionths ?? "?"} ppm), payments of ${PAY_MSAT / 1000n} sat, durable Postgres ` +
         `(${pgUrl.replace(/\/\/[^@]*@/, "//")}), ${SECONDS} s per phase`,
     );
     for (const r of results) {
       const pps = r.succeeded / r.seconds;
       out.push(
-        `  ${String(r.payers).padStart(2)} payer(s): ${fmt(pps)} payments/s settled (${r.succeeded} in ${fmt(r.seconds)} s` +
+        `  ${r.path.padEnd(9)} ${String(r.payers).padStart(2)} payer(s): ${fmt(pps)} payments/s settled (${r.succeeded} in ${fmt(r.seconds)} s` +
           `${r.failed > 0 ? `, ${r.failed} FAILED: ${r.failures.join("; ")}` : ""}); ` +
           `latency p50 ${fmt(quantile(r.latenciesMs, 0.5))} ms, p99 ${fmt(quantile(r.latenciesMs, 0.99))} ms, ` +
           `max ${fmt(r.latenciesMs.at(-1) ?? NaN)} ms`,
@@ -395,7 +440,7 @@ async function main(): Promise<number> {
       if (cpu.length === 0) continue;
       const total = cpu.reduce((a, [, ms]) => a + ms, 0);
       out.push(
-        `  CPU per payment with ${String(r.payers).padStart(2)} payer(s): ${fmt(total)} ms in our processes ` +
+        `  CPU per payment ${r.path.padEnd(9)} with ${String(r.payers).padStart(2)} payer(s): ${fmt(total)} ms in our processes ` +
           `(Postgres and NATS not counted): ` +
           cpu
             .sort((a, b) => b[1] - a[1])
@@ -421,14 +466,17 @@ async function main(): Promise<number> {
       `  tiny-secp256k1 in-process, one core: ${fmt(bound.paymentsPerSecond, 0)} payments/s ` +
         `(${fmt(bound.signsPerSecond, 0)} signs/s, ${fmt(bound.verifiesPerSecond, 0)} verifies/s)`,
     );
-    for (const r of results)
+    for (const r of results.filter((x) => x.path === "A→B"))
       out.push(
-        `  ratio with ${String(r.payers).padStart(2)} payer(s): ${(r.succeeded / r.seconds / bound.paymentsPerSecond).toFixed(4)}` +
+        `  ratio A→B with ${String(r.payers).padStart(2)} payer(s): ${(r.succeeded / r.seconds / bound.paymentsPerSecond).toFixed(4)}` +
           ` (payments/s ÷ crypto-bound payments/s)`,
       );
     out.push(
       `channel after the run: A local ${BigInt(chan.localBalanceMsat) / 1000n} sat, remote ${BigInt(chan.remoteBalanceMsat) / 1000n} sat, ` +
         `${chan.htlcs.length} HTLCs pending; invoices made up front at ${fmt(invRate, 0)}/s`,
+    );
+    out.push(
+      `B forwarded ${forwards.totals.settled} payments, fees earned ${forwards.totals.feesEarnedMsat} msat (GET /v1/forwards)`,
     );
     out.push("(figures only; nothing is asserted on timing; the machine may be shared)");
     out.push("============================================================");

@@ -8,6 +8,9 @@ import { ApiClientError, LnClient, type Locktime } from "@ln/lnctl";
 import type {
   ChannelDetail,
   ChannelSummary,
+  Forward,
+  ForwardingPolicy,
+  ForwardList,
   Invoice,
   NodeInfo,
   Payment,
@@ -19,6 +22,9 @@ import type {
 export type {
   ChannelDetail,
   ChannelSummary,
+  Forward,
+  ForwardingPolicy,
+  ForwardList,
   Htlc,
   Invoice,
   Locktime,
@@ -29,6 +35,33 @@ export type {
   Withdrawal,
 } from "@ln/lnctl";
 export { ApiClientError as ApiError };
+
+/**
+ * One hop of an explicit route (POST /v1/payments `route.hops`): the node reached, the channel
+ * that reaches it, and the fee and cltv delta the node before it charges for that channel (zero
+ * for hops[0], our own peer over our own channel).
+ */
+export interface RouteHop {
+  nodeId: string;
+  /** HEIGHTxINDEXxOUTPUT (BOLT #7). */
+  shortChannelId: string;
+  feeBaseMsat: bigint;
+  feeProportionalMillionths: number;
+  cltvExpiryDelta: number;
+}
+
+export interface PayRequest {
+  /** Required without a route. */
+  channelId?: string;
+  rHash: string;
+  /** What the payee gets. */
+  amountMsat: bigint;
+  /** With a route: the payee's HTLC expiry. */
+  expiry: Locktime;
+  route?: readonly RouteHop[];
+  /** An onion built elsewhere (hex, 1366 bytes), carried unchanged by the add (hostile-onion tests). */
+  onion?: string;
+}
 
 export class LabApi {
   readonly #client: LnClient | undefined;
@@ -74,11 +107,30 @@ export class LabApi {
   createInvoice(amountMsat: bigint, description?: string): Promise<Invoice> {
     return this.#api.createInvoice({ amountMsat, ...(description !== undefined ? { description } : {}) });
   }
-  pay(
-    p: { channelId: string; rHash: string; amountMsat: bigint; expiry: Locktime },
-    idempotencyKey: string,
-  ): Promise<Payment> {
+  pay(p: PayRequest, idempotencyKey: string): Promise<Payment> {
     return this.#api.pay(p, idempotencyKey);
+  }
+  policy(channelId: string): Promise<ForwardingPolicy> {
+    return this.#api.getPolicy(channelId);
+  }
+  setPolicy(
+    channelId: string,
+    p: {
+      feeBaseMsat?: bigint;
+      feeProportionalMillionths?: number;
+      cltvExpiryDelta?: number;
+      htlcMinimumMsat?: bigint;
+    },
+  ): Promise<ForwardingPolicy> {
+    return this.#api.setPolicy(channelId, p);
+  }
+  /** Forwards, newest first, and the totals over the whole table. */
+  forwards(q: { status?: string; limit?: number } = {}): Promise<ForwardList> {
+    return this.#api.listForwards(q);
+  }
+  /** Forwards of payment hash `rHash` (at most the newest 1000). */
+  async forwardsOf(rHash: string): Promise<Forward[]> {
+    return (await this.forwards({ limit: 1000 })).forwards.filter((f) => f.rHash === rHash);
   }
   async payments(limit?: number): Promise<Payment[]> {
     return (await this.#api.listPayments(limit)).payments;

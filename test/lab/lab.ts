@@ -1,11 +1,14 @@
 /**
  * The lab (the README's main job): a regtest network of three nodes A, B, C, each its four
  * services (signer, watchtower, peer, channel) as separate processes, on an in-process regtest
- * node. It funds the nodes, opens A-B and C-B, pays A→B and C→B, closes A-B cooperatively,
- * prints a summary, then keeps running (printing each node's control API and admin token) until
- * Ctrl-C. `--exit`: exit after the scenario, non-zero with what failed. `--breach`: C also keeps
- * a copy of its C-B commitment before paying, then broadcasts that revoked commitment re-signed
- * (DESIGN.md 7); B's watchtower punishes it, and the summary shows the breach and the justice.
+ * node. It funds the nodes, opens A-B (funded by A) and B-C (funded by B), pays A→B, then pays an
+ * invoice of C from A through B over an explicit route (DESIGN.md 10), shows one payment failing
+ * at C (an unknown hash) and one refused by B (a fee below its policy), each failure decrypted at
+ * A, pays C→B, closes A-B cooperatively, prints a summary (with B's forwards and fees earned),
+ * then keeps running (printing each node's control API and admin token) until Ctrl-C. `--exit`:
+ * exit after the scenario, non-zero with what failed. `--breach`: C also keeps a copy of its B-C
+ * commitment before paying B again, then broadcasts that revoked commitment re-signed (DESIGN.md
+ * 7); B's watchtower punishes it, and the summary shows the breach and the justice.
  *
  *   pnpm run lab [-- --exit] [-- --breach]
  *
@@ -13,9 +16,10 @@
  * Postgres), NATS_URL (default nats://127.0.0.1:4222, else a nats-server spawned for the run),
  * LAB_DIR (default a fresh directory under the OS temp dir).
  */
+import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { type Payment } from "./api.js";
+import { type ForwardList, type Payment } from "./api.js";
 import { defaultSweepScript } from "@ln/justice";
 import { buildCommitment } from "@ln/tx";
 import type { StaleCommitment } from "./breach.js";
@@ -29,7 +33,11 @@ type NodeName = (typeof NODES)[number];
 const FUND_SAT = 10_000_000n; // 0.1 BTC per node
 const CHANNEL_SAT = 4_000_000n; // 0.04 BTC per channel (the draft caps an anchor at 4 294 967 sat)
 const PAY_A_MSAT = 25_000_000n; // 25 000 sat
-const PAY_C_MSAT = 12_345_000n; // 12 345 sat
+const PAY_FORWARD_MSAT = 50_000_000n; // 50 000 sat, A→C through B
+const PAY_C_MSAT = 12_345_000n; // 12 345 sat, C→B (out of what C got through B)
+/** B's policy on B-C: what it charges to forward there. */
+const B_FEE_BASE_MSAT = 1_000n;
+const B_FEE_PPM = 1_000;
 const BREACH_PAY_MSAT = 1_000_000n; // --breach: C's payment that revokes the commitment it kept
 
 const log = (line: string): void => console.log(`[lab] ${line}`);
@@ -40,8 +48,11 @@ class Lab {
   /** What the lab is doing, for the failure message. */
   step = "starting the infrastructure";
   readonly fundings: { node: string; txid: string }[] = [];
-  readonly channels: { from: NodeName; id: string }[] = [];
-  readonly payments: { from: NodeName; payment: Payment }[] = [];
+  /** Each channel by its funder's id; `to` the other end. */
+  readonly channels: { from: NodeName; to: NodeName; id: string }[] = [];
+  readonly payments: { from: NodeName; to: NodeName; via?: string; payment: Payment }[] = [];
+  /** B's forwards and fees at the end. */
+  forwards: ForwardList | undefined;
   /** --breach: C's revoked commitment on chain and the justice that took its outputs. */
   breach: { txid: string; justice: { txid: string; outputsSat: bigint }[]; outputsSat: bigint } | undefined;
 
@@ -63,45 +74,90 @@ async function scenario(lab: Lab): Promise<void> {
   lab.step = "funding the nodes' wallets";
   lab.fundings.push(...(await net.fund(lab.nodes, FUND_SAT)));
 
-  // 2. Connect A and C to B, open A-B and C-B.
+  // 2. Connect A and C to B, open A-B (A funds it) and B-C (B funds it: B forwards to C over it).
   lab.step = "connecting A and C to B";
-  for (const n of [A, C]) await net.connect(n, B);
-  lab.step = "opening A-B and C-B";
+  await net.connect(A, B);
+  await net.connect(B, C);
+  lab.step = "opening A-B and B-C";
   const ab = await net.openStart(A, B, CHANNEL_SAT);
-  lab.channels.push({ from: "A", id: ab.id });
-  const cb = await net.openStart(C, B, CHANNEL_SAT);
-  lab.channels.push({ from: "C", id: cb.id });
-  const [abNormal, cbNormal] = [net.bothNormal(A, B, ab.id), net.bothNormal(C, B, cb.id)];
+  lab.channels.push({ from: "A", to: "B", id: ab.id });
+  const bc = await net.openStart(B, C, CHANNEL_SAT);
+  lab.channels.push({ from: "B", to: "C", id: bc.id });
+  const [abNormal, bcNormal] = [net.bothNormal(A, B, ab.id), net.bothNormal(B, C, bc.id)];
   await net.waitFor(
-    "A-B and C-B to be normal on both ends",
+    "A-B and B-C to be normal on both ends",
     async () => {
-      const [a, c] = [await abNormal(), await cbNormal()];
+      const [a, c] = [await abNormal(), await bcNormal()];
       return (
-        (a === true && c === true) || `A-B ${a === true ? "normal" : a}; C-B ${c === true ? "normal" : c}`
+        (a === true && c === true) || `A-B ${a === true ? "normal" : a}; B-C ${c === true ? "normal" : c}`
       );
     },
     { mine: true, timeoutMs: 180_000 },
   );
+  await net.waitShortChannelIds(A, [ab.id]);
+  await net.waitShortChannelIds(B, [bc.id]);
+  const cb = await channelWith(C, B);
+  if (cb === undefined) throw new Error("C does not list its channel with B");
 
-  // 3. B invoices, A and C pay.
-  lab.step = "paying A→B and C→B";
-  const payments = lab.payments;
-  for (const [payer, channelId, amount] of [
-    [A, ab.id, PAY_A_MSAT],
-    [C, cb.id, PAY_C_MSAT],
-  ] as const) {
-    const p = await net.pay(payer, B, amount, { channelId, wait: false });
-    payments.push({ from: payer.name as NodeName, payment: p });
-  }
-  for (const entry of payments) {
-    const payer = lab.node(entry.from);
-    try {
-      entry.payment = await net.waitPayment(payer, entry.payment.id);
-    } finally {
-      const seen = await payer.api.payment(entry.payment.id).catch(() => undefined);
-      if (seen !== undefined) entry.payment = seen;
-    }
-  }
+  // 3. B invoices, A pays it directly.
+  lab.step = "paying A→B";
+  const direct = {
+    from: "A" as const,
+    to: "B" as const,
+    payment: await net.pay(A, B, PAY_A_MSAT, { channelId: ab.id, wait: false }),
+  };
+  lab.payments.push(direct);
+  await settle(lab, direct);
+
+  // 4. C invoices, A pays through B; then an unknown hash (fails at C) and a fee below B's (B refuses).
+  lab.step = "setting B's forwarding policy on B-C";
+  await net.setPolicy(B, bc.id, { feeBaseMsat: B_FEE_BASE_MSAT, feeProportionalMillionths: B_FEE_PPM });
+  const route = await net.route([A, B, C], [ab.id, bc.id]);
+  log(`route A→B→C: ${route.hops.map((h) => `${short(h.nodeId)} over ${h.shortChannelId}`).join(", ")}`);
+  lab.step = "paying A→C through B";
+  const inv = await C.api.createInvoice(PAY_FORWARD_MSAT, `lab ${net.runId}: from A through B`);
+  const through = {
+    from: "A" as const,
+    to: "C" as const,
+    via: "B",
+    payment: await net.payRoute(A, route, PAY_FORWARD_MSAT, inv.rHash, { wait: false }),
+  };
+  lab.payments.push(through);
+  await settle(lab, through);
+
+  lab.step = "paying C an unknown hash through B (C fails it)";
+  const unknown = {
+    from: "A" as const,
+    to: "C" as const,
+    via: "B",
+    payment: await net.payRoute(A, route, PAY_FORWARD_MSAT, randomBytes(32).toString("hex")),
+  };
+  lab.payments.push(unknown);
+  expectFailed(unknown.payment, C, "incorrect_or_unknown_payment_details");
+
+  lab.step = "paying through B with no fee (B refuses)";
+  const cheap = route.hops.map((h, i) =>
+    i === 1 ? { ...h, feeBaseMsat: 0n, feeProportionalMillionths: 0 } : h,
+  );
+  const inv2 = await C.api.createInvoice(PAY_FORWARD_MSAT, `lab ${net.runId}: too cheap`);
+  const refused = {
+    from: "A" as const,
+    to: "C" as const,
+    via: "B",
+    payment: await net.payRoute(A, cheap, PAY_FORWARD_MSAT, inv2.rHash),
+  };
+  lab.payments.push(refused);
+  expectFailed(refused.payment, B, "fee_insufficient");
+
+  // 5. C pays B directly, out of what it got through B.
+  lab.step = "paying C→B";
+  const back = {
+    from: "C" as const,
+    to: "B" as const,
+    payment: await net.pay(C, B, PAY_C_MSAT, { channelId: cb.id, wait: false }),
+  };
+  lab.payments.push(back);
+  await settle(lab, back);
 
   // With --breach, C keeps its commitment (both balances on it), then pays again: that revokes it.
   let stale: StaleCommitment | undefined;
@@ -109,8 +165,9 @@ async function scenario(lab: Lab): Promise<void> {
     lab.step = "C keeping a commitment, then paying B again";
     stale = await net.keepCommitment(C, cb.id);
     const again = await net.pay(C, B, BREACH_PAY_MSAT, { channelId: cb.id });
-    lab.payments.push({ from: "C", payment: again });
+    lab.payments.push({ from: "C", to: "B", payment: again });
   }
+  lab.forwards = await B.api.forwards();
 
   // 4. A closes A-B cooperatively.
   lab.step = "closing A-B cooperatively";
@@ -133,6 +190,32 @@ async function scenario(lab: Lab): Promise<void> {
 
   // 5. --breach: C broadcasts its revoked commitment; B's watchtower takes every output.
   if (stale !== undefined) await breach(lab, stale);
+}
+
+/** Waits until a payment is final; a failure rejects. Keeps the last view for the summary. */
+async function settle(lab: Lab, entry: Lab["payments"][number]): Promise<void> {
+  const payer = lab.node(entry.from);
+  try {
+    entry.payment = await lab.net.waitPayment(payer, entry.payment.id);
+  } finally {
+    const seen = await payer.api.payment(entry.payment.id).catch(() => undefined);
+    if (seen !== undefined) entry.payment = seen;
+  }
+}
+
+/** A payment meant to fail: failed, its failure decrypted at the payer naming `node` and `name`. */
+function expectFailed(p: Payment, node: NetNode, name: string): void {
+  const f = p.failure;
+  if (p.status !== "failed" || f === null)
+    throw new Error(
+      `payment ${p.id} should have failed at ${node.name} with ${name}: ${p.status}, ${p.failureReason ?? "no failure"}`,
+    );
+  const who = f.nodeId === node.nodeId ? node.name : short(f.nodeId);
+  log(
+    `A: payment ${p.id} failed at hop ${f.hop} (${who}): ${f.name} (0x${f.code.toString(16)}) ${f.description}`,
+  );
+  if (f.nodeId !== node.nodeId || f.name !== name)
+    throw new Error(`payment ${p.id} failed at ${who} with ${f.name}, expected ${node.name} with ${name}`);
 }
 
 async function breach(lab: Lab, stale: StaleCommitment): Promise<void> {
@@ -209,17 +292,27 @@ async function summary(lab: Lab): Promise<void> {
       return undefined;
     }
   };
-  const B = lab.node("B");
   if (lab.channels.length > 0) {
     out.push("channels (balances in sat, each end's own view):");
-    const rows = [["channel", "ends", "capacity", "phase (creator/B)", "creator local", "B local"]];
-    for (const { from, id } of lab.channels) {
-      const x = lab.node(from);
-      const mine = await safe(() => channelWith(x, B, id));
-      const theirs = await safe(() => channelWith(B, x));
+    const rows = [
+      [
+        "channel",
+        "ends",
+        "short_channel_id",
+        "capacity",
+        "phase (funder/other)",
+        "funder local",
+        "other local",
+      ],
+    ];
+    for (const { from, to, id } of lab.channels) {
+      const [x, y] = [lab.node(from), lab.node(to)];
+      const mine = await safe(() => channelWith(x, y, id));
+      const theirs = await safe(() => channelWith(y, x));
       rows.push([
         id,
-        `${x.name}-B`,
+        `${x.name}-${y.name}`,
+        mine?.shortChannelId ?? "-",
         mine?.capacitySat ?? "?",
         `${mine?.phase ?? "?"}/${theirs?.phase ?? "?"}`,
         mine ? satOf(mine.localBalanceMsat) : "?",
@@ -229,17 +322,47 @@ async function summary(lab: Lab): Promise<void> {
     out.push(table(rows));
   }
   if (lab.payments.length > 0) {
-    out.push("payments:");
+    out.push("payments (a failure as decrypted at the payer: hop, node, BOLT #4 name):");
+    const nameOf = (nodeId: string): string =>
+      lab.nodes.find((n) => n.nodeId === nodeId)?.name ?? short(nodeId);
     out.push(
       table([
-        ["from", "to", "amount (msat)", "status", "payment id", "payment hash"],
-        ...lab.payments.map((p) => [
-          p.from,
-          "B",
-          p.payment.amountMsat,
-          p.payment.status + (p.payment.failureReason ? ` (${p.payment.failureReason})` : ""),
-          p.payment.id,
-          short(p.payment.rHash),
+        ["from", "to", "via", "amount (msat)", "status", "payment id", "payment hash"],
+        ...lab.payments.map((p) => {
+          const f = p.payment.failure;
+          const why = f
+            ? ` (hop ${f.hop}, ${nameOf(f.nodeId)}: ${f.name})`
+            : p.payment.failureReason
+              ? ` (${p.payment.failureReason})`
+              : "";
+          return [
+            p.from,
+            p.to,
+            p.via ?? "-",
+            p.payment.amountMsat,
+            p.payment.status + why,
+            p.payment.id,
+            short(p.payment.rHash),
+          ];
+        }),
+      ]),
+    );
+  }
+  if (lab.forwards) {
+    const fw = lab.forwards;
+    out.push(
+      `B's forwards: ${fw.totals.settled} settled, fees earned ${fw.totals.feesEarnedMsat} msat (GET /v1/forwards):`,
+    );
+    out.push(
+      table([
+        ["status", "in (msat)", "out (msat)", "fee (msat)", "payment hash", "failure"],
+        ...fw.forwards.map((f) => [
+          f.status,
+          f.inAmountMsat,
+          f.outAmountMsat ?? "-",
+          f.feeMsat,
+          short(f.rHash),
+          f.failure ?? "",
         ]),
       ]),
     );
@@ -258,10 +381,10 @@ async function summary(lab: Lab): Promise<void> {
       : "  (none)",
   );
   const channelTxs: string[][] = [];
-  for (const { from, id } of lab.channels) {
+  for (const { from, to, id } of lab.channels) {
     const d = await safe(() => lab.node(from).api.channel(id));
-    if (d?.anchorTxid) channelTxs.push([`anchor of ${from}-B`, d.anchorTxid]);
-    for (const t of d?.transactions ?? []) channelTxs.push([`${t.kind} of ${from}-B`, t.txid]);
+    if (d?.anchorTxid) channelTxs.push([`anchor of ${from}-${to}`, d.anchorTxid]);
+    for (const t of d?.transactions ?? []) channelTxs.push([`${t.kind} of ${from}-${to}`, t.txid]);
   }
   if (channelTxs.length > 0) out.push(table(channelTxs));
   if (lab.breach) {
@@ -336,7 +459,7 @@ async function main(): Promise<number> {
     console.error("[lab] the services that did start keep running for inspection; Ctrl-C to stop");
   } else
     log(
-      `scenario passed: funded, opened A-B and C-B, paid A→B and C→B, closed A-B cooperatively${lab.breach ? ", C's breach punished by B's watchtower" : ""}`,
+      `scenario passed: funded, opened A-B and B-C, paid A→B, A→C through B (fees earned by B ${lab.forwards?.totals.feesEarnedMsat ?? "?"} msat), failed at C and refused by B as meant, paid C→B, closed A-B cooperatively${lab.breach ? ", C's breach punished by B's watchtower" : ""}`,
     );
   if (exitAfter) {
     await lab.net.cleanup();

@@ -27,7 +27,16 @@ import { startRegtest, type Regtest } from "@ln/regtest";
 import type { Transaction } from "bitcoinjs-lib";
 import { connect as natsConnect } from "nats";
 import pg from "pg";
-import { LabApi, type ChannelSummary, type Payment, type PeerInfo } from "./api.js";
+import {
+  LabApi,
+  type ChannelSummary,
+  type Forward,
+  type ForwardingPolicy,
+  type ForwardList,
+  type Payment,
+  type PeerInfo,
+  type RouteHop,
+} from "./api.js";
 import { keepCommitment, resignCommitment, type StaleCommitment } from "./breach.js";
 import {
   makeDevPki,
@@ -101,6 +110,8 @@ export interface NetworkOptions {
   readonly channelReplicas?: Readonly<Record<string, number>>;
   /** Extra environment of every channel-service process (e.g. CHANNEL_LEASE_MS). */
   readonly channelEnv?: Readonly<Record<string, string>>;
+  /** Extra environment of one node's channel-service processes, by node name (over channelEnv). */
+  readonly nodeChannelEnv?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** Progress lines. Default: none. */
   readonly log?: (line: string) => void;
   /** Working directory (logs, PKI, seeds). Default: LAB_DIR/run-<id>, else a fresh temp dir. */
@@ -135,6 +146,32 @@ export interface PayOptions {
   readonly idempotencyKey?: string;
   readonly description?: string;
   readonly timeoutMs?: number;
+}
+
+export interface PayRouteOptions {
+  /** The payer's API to pay through (default: the payer's `api`). */
+  readonly via?: LabApi;
+  /** The payer's channel (default: the one with the route's first hop). */
+  readonly channelId?: string;
+  /** The payee's HTLC expiry, blocks from now (default PAYMENT_EXPIRY_BLOCKS). */
+  readonly finalExpiryBlocks?: number;
+  /** An onion built elsewhere, hex (sent as is). */
+  readonly onion?: string;
+  /** Wait until the payment is final (default true). */
+  readonly wait?: boolean;
+  readonly idempotencyKey?: string;
+  readonly timeoutMs?: number;
+  /** Mine a block per poll while waiting (on-chain outcomes). */
+  readonly mine?: boolean;
+}
+
+/** A route and, per forwarding hop, the channel it forwards over (the sending node's view). */
+export interface BuiltRoute {
+  readonly hops: RouteHop[];
+  /** channels[i]: nodes[i]'s channel id with nodes[i+1]. */
+  readonly channels: string[];
+  /** policies[i]: nodes[i]'s policy on channels[i] (what it charges to forward over it). */
+  readonly policies: ForwardingPolicy[];
 }
 
 const LIVE_PHASES = new Set(["opening", "normal", "clearing"]);
@@ -439,6 +476,7 @@ export class Network {
           CHANNEL_ADMIN_TOKEN: n.token,
           CHANNEL_REPLICA_ID: r.replicaId,
           ...this.#opts.channelEnv,
+          ...this.#opts.nodeChannelEnv?.[n.name],
         },
         { ...opts, service: "channel" },
       );
@@ -681,6 +719,137 @@ export class Network {
       via,
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
     });
+  }
+
+  /**
+   * An explicit route through `nodes` (payer first, payee last), from each node's own API: the
+   * short_channel_id of nodes[i]'s channel with nodes[i+1] (its live one, or `channels[i]` when
+   * given) and nodes[i]'s forwarding policy on it. hops[0] is the payer's peer, no fee or delta.
+   */
+  async route(
+    nodes: readonly NetNode[],
+    channels: readonly (string | undefined)[] = [],
+  ): Promise<BuiltRoute> {
+    if (nodes.length < 2) throw new Error("a route needs a payer and a payee");
+    const hops: RouteHop[] = [];
+    const ids: string[] = [];
+    const policies: ForwardingPolicy[] = [];
+    for (let i = 0; i + 1 < nodes.length; i++) {
+      const [from, to] = [nodes[i] as NetNode, nodes[i + 1] as NetNode];
+      const c = await channelWith(from, to, channels[i]);
+      if (c === undefined) throw new Error(`${from.name} has no channel with ${to.name}`);
+      if (c.shortChannelId === undefined)
+        throw new Error(`${from.name}'s channel ${c.id} with ${to.name} has no short_channel_id yet`);
+      const policy = await from.api.policy(c.id);
+      ids.push(c.id);
+      policies.push(policy);
+      hops.push({
+        nodeId: to.nodeId,
+        shortChannelId: c.shortChannelId,
+        // Our own channel charges us nothing; a forwarder charges its policy.
+        feeBaseMsat: i === 0 ? 0n : BigInt(policy.feeBaseMsat),
+        feeProportionalMillionths: i === 0 ? 0 : policy.feeProportionalMillionths,
+        cltvExpiryDelta: i === 0 ? 0 : policy.cltvExpiryDelta,
+      });
+    }
+    return { hops, channels: ids, policies };
+  }
+
+  /** Waits until `n`'s channels (ids) all have a short_channel_id (set once the anchor is in a block). */
+  async waitShortChannelIds(n: NetNode, ids: readonly string[]): Promise<void> {
+    await this.waitFor(
+      `${n.name}'s channels ${ids.join(", ")} to have a short_channel_id`,
+      async () => {
+        const list = await n.api.channels();
+        const missing = ids.filter((id) => list.find((c) => c.id === id)?.shortChannelId === undefined);
+        return missing.length === 0 || `none yet for ${missing.join(", ")}`;
+      },
+      { intervalMs: 250, timeoutMs: 60_000 },
+    );
+  }
+
+  /**
+   * `payer` pays `amountMsat` (what the payee gets) over `route` to hash `rHash`; by default waits
+   * until the payment is final (succeeded or failed) and returns it as it ended.
+   */
+  async payRoute(
+    payer: NetNode,
+    route: BuiltRoute | readonly RouteHop[],
+    amountMsat: bigint,
+    rHash: string,
+    opts: PayRouteOptions = {},
+  ): Promise<Payment> {
+    const hops = "hops" in route ? route.hops : route;
+    const via = opts.via ?? payer.api;
+    const p = await via.pay(
+      {
+        ...(opts.channelId !== undefined ? { channelId: opts.channelId } : {}),
+        rHash,
+        amountMsat,
+        expiry: { blocks: this.regtest.height() + (opts.finalExpiryBlocks ?? PAYMENT_EXPIRY_BLOCKS) },
+        route: hops,
+        ...(opts.onion !== undefined ? { onion: opts.onion } : {}),
+      },
+      opts.idempotencyKey ?? `lab-${this.runId}-${randomUUID()}`,
+    );
+    this.log(`${payer.name}: payment ${p.id} over ${hops.length} hop(s) ${p.status}`);
+    if (opts.wait === false) return p;
+    return this.waitPaymentFinal(payer, p.id, {
+      via,
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      ...(opts.mine !== undefined ? { mine: opts.mine } : {}),
+    });
+  }
+
+  /** Waits until payment `id` of `payer` is final (succeeded or failed) and returns it. */
+  async waitPaymentFinal(
+    payer: NetNode,
+    id: string,
+    opts: { via?: LabApi; timeoutMs?: number; mine?: boolean } = {},
+  ): Promise<Payment> {
+    let last: Payment | undefined;
+    await this.waitFor(
+      `${payer.name}'s payment ${id} to be final`,
+      async () => {
+        last = await (opts.via ?? payer.api).payment(id);
+        return last.status !== "pending" || last.status;
+      },
+      {
+        intervalMs: opts.mine === true ? 500 : 250,
+        timeoutMs: opts.timeoutMs ?? 120_000,
+        ...(opts.mine !== undefined ? { mine: opts.mine } : {}),
+      },
+    );
+    if (last === undefined) throw new Error(`payment ${id} not seen`);
+    return last;
+  }
+
+  /** `n`'s forwards and totals (GET /v1/forwards). */
+  forwards(n: NetNode, q: { status?: string; limit?: number } = {}): Promise<ForwardList> {
+    return n.api.forwards(q);
+  }
+
+  /** `n`'s forwards of payment hash `rHash`. */
+  forwardsOf(n: NetNode, rHash: string): Promise<Forward[]> {
+    return n.api.forwardsOf(rHash);
+  }
+
+  /** Sets `n`'s forwarding policy on its channel `channelId` (the fields given). */
+  async setPolicy(
+    n: NetNode,
+    channelId: string,
+    p: {
+      feeBaseMsat?: bigint;
+      feeProportionalMillionths?: number;
+      cltvExpiryDelta?: number;
+      htlcMinimumMsat?: bigint;
+    },
+  ): Promise<ForwardingPolicy> {
+    const got = await n.api.setPolicy(channelId, p);
+    this.log(
+      `${n.name}: policy of ${channelId}: base ${got.feeBaseMsat} msat, ${got.feeProportionalMillionths} ppm, delta ${got.cltvExpiryDelta}, minimum ${got.htlcMinimumMsat} msat`,
+    );
+    return got;
   }
 
   /** Stops the services and regtest, drops the run's schemas and JetStream streams. Idempotent. */
