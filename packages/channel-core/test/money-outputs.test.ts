@@ -54,7 +54,14 @@ describe("money records: what the core reports", () => {
       forward: 17n,
     });
     expect(out.filter((o) => o.type === "htlc_added")).toEqual([
-      { type: "htlc_added", id: 0n, offerer: "local", route: "ab".repeat(1366), htlc: offered("local"), forward: 17n },
+      {
+        type: "htlc_added",
+        id: 0n,
+        offerer: "local",
+        route: "ab".repeat(1366),
+        htlc: offered("local"),
+        forward: 17n,
+      },
     ]);
     // The peer sees the onion, never our row.
     p.settle();

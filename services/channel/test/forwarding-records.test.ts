@@ -97,11 +97,17 @@ describe("the forwarding table in the channels' steps", () => {
     await tx((c) => offeredHtlcResolved(c, schema, "out", 10n, { kind: "failed", reason: "00" }));
     expect(await row(f.id)).toMatchObject({ status: "fulfilled", preimage: r });
     // Not a forward's HTLC: the caller records a payment instead.
-    expect(await tx((c) => offeredHtlcResolved(c, schema, "out", 999n, { kind: "fulfilled", r }))).toBe(false);
+    expect(await tx((c) => offeredHtlcResolved(c, schema, "out", 999n, { kind: "fulfilled", r }))).toBe(
+      false,
+    );
     await tx((c) => incomingOnionReceived(c, schema, "in", f.inHtlc, "ee".repeat(1366)));
-    expect(await tx((c) => receivedHtlcResolved(c, schema, "in", f.inHtlc, { kind: "fulfilled", r }))).toBe(true);
+    expect(await tx((c) => receivedHtlcResolved(c, schema, "in", f.inHtlc, { kind: "fulfilled", r }))).toBe(
+      true,
+    );
     expect(await row(f.id)).toMatchObject({ status: "settled" });
-    const onions = await pool.query(`SELECT 1 FROM ${q}.incoming_onions WHERE htlc_id = $1`, [f.inHtlc.toString()]);
+    const onions = await pool.query(`SELECT 1 FROM ${q}.incoming_onions WHERE htlc_id = $1`, [
+      f.inHtlc.toString(),
+    ]);
     expect(onions.rowCount).toBe(0);
   });
 
@@ -125,7 +131,9 @@ describe("the forwarding table in the channels' steps", () => {
       hop: 1,
       failure: { name: "incorrect_or_unknown_payment_details", htlcMsat: 1_000_000n, height: 1100 },
     });
-    await tx((c) => receivedHtlcResolved(c, schema, "in", f.inHtlc, { kind: "failed", reason: up.toString("hex") }));
+    await tx((c) =>
+      receivedHtlcResolved(c, schema, "in", f.inHtlc, { kind: "failed", reason: up.toString("hex") }),
+    );
     expect(await row(f.id)).toMatchObject({ status: "failed_back" });
   });
 

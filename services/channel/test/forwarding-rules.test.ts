@@ -24,7 +24,11 @@ describe("decideForward", () => {
   it("forwards exactly what the payload says when the fee and the expiries are right", () => {
     expect(forwardingFee(policy, msat(1_000_000n))).toBe(1100n);
     expect(forwardingFee(policy, msat(9_999n))).toBe(1000n); // 0.9999 msat rounds down
-    expect(decideForward(incoming, payload, next, ctx)).toEqual({ ok: true, amountMsat: 1_000_000n, expiry: 1160 });
+    expect(decideForward(incoming, payload, next, ctx)).toEqual({
+      ok: true,
+      amountMsat: 1_000_000n,
+      expiry: 1160,
+    });
   });
 
   it("refuses one msat of fee short: fee_insufficient with the incoming amount", () => {
@@ -82,8 +86,12 @@ describe("decideForward", () => {
 describe("finalHopFailure", () => {
   const final = { amtToForwardMsat: 1_000_000n, outgoingCltvValue: 1160 };
   it("takes an HTLC paying at least the payload's amount, expiring no earlier than it says", () => {
-    expect(finalHopFailure({ amountMsat: msat(1_000_000n), expiry: { blocks: 1160 } }, final)).toBeUndefined();
-    expect(finalHopFailure({ amountMsat: msat(1_000_001n), expiry: { blocks: 1170 } }, final)).toBeUndefined();
+    expect(
+      finalHopFailure({ amountMsat: msat(1_000_000n), expiry: { blocks: 1160 } }, final),
+    ).toBeUndefined();
+    expect(
+      finalHopFailure({ amountMsat: msat(1_000_001n), expiry: { blocks: 1170 } }, final),
+    ).toBeUndefined();
   });
   it("refuses less than the payload's amount, or an earlier expiry", () => {
     expect(finalHopFailure({ amountMsat: msat(999_999n), expiry: { blocks: 1160 } }, final)).toEqual({

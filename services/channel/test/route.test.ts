@@ -1,7 +1,13 @@
 /** Route math (payments/route.ts): payloads and the offered HTLC, against hand-computed numbers. */
 import { msat } from "@ln/bitcoin";
 import { describe, expect, it } from "vitest";
-import { forwardingFee, NO_PAYMENT_SECRET, planRoute, RouteError, type RouteHop } from "../src/payments/route.js";
+import {
+  forwardingFee,
+  NO_PAYMENT_SECRET,
+  planRoute,
+  RouteError,
+  type RouteHop,
+} from "../src/payments/route.js";
 
 const B = `02${"bb".repeat(32)}`;
 const C = `03${"cc".repeat(32)}`;
@@ -31,7 +37,11 @@ const code = (f: () => unknown): string | undefined => {
 describe("planRoute", () => {
   it("three hops: fees and deltas accumulate backwards from the payee", () => {
     // B charges 2000 + 250 ppm and 144 blocks for B->C; C charges 1000 + 100 ppm and 40 for C->D.
-    const route = [hop(B, SCID_B, 0n, 0n, 0), hop(C, SCID_C, 2000n, 250n, 144), hop(D, SCID_D, 1000n, 100n, 40)];
+    const route = [
+      hop(B, SCID_B, 0n, 0n, 0),
+      hop(C, SCID_C, 2000n, 250n, 144),
+      hop(D, SCID_D, 1000n, 100n, 40),
+    ];
     const plan = planRoute(route, msat(1_000_000n), 1000);
     // D gets 1,000,000 at 1000. C receives 1,000,000 + 1000 + 100 = 1,001,100 at 1040.
     // B receives 1,001,100 + 2000 + floor(1,001,100 * 250 / 1e6 = 250.275) = 1,003,350 at 1184.
@@ -85,9 +95,9 @@ describe("planRoute", () => {
     expect(code(() => planRoute([hop(B, SCID_B, 1n, 0n, 0)], msat(1n), 100))).toBe("FIRST_HOP_POLICY");
     expect(code(() => planRoute([hop(B, SCID_B, 0n, 0n, 6)], msat(1n), 100))).toBe("FIRST_HOP_POLICY");
     expect(code(() => planRoute([hop("02ab", SCID_B, 0n, 0n, 0)], msat(1n), 100))).toBe("INVALID_HOP");
-    expect(code(() => planRoute([hop(B, SCID_B, 0n, 0n, 0), hop(C, SCID_C, 0n, 0n, 70_000)], msat(1n), 100))).toBe(
-      "INVALID_HOP",
-    );
+    expect(
+      code(() => planRoute([hop(B, SCID_B, 0n, 0n, 0), hop(C, SCID_C, 0n, 0n, 70_000)], msat(1n), 100)),
+    ).toBe("INVALID_HOP");
     expect(code(() => planRoute([hop(B, SCID_B, 0n, 0n, 0)], msat(0n), 100))).toBe("OUT_OF_RANGE");
     expect(code(() => planRoute([hop(B, SCID_B, 0n, 0n, 0)], msat(1n), 500_000_000))).toBe("OUT_OF_RANGE");
     expect(

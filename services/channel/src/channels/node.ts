@@ -304,7 +304,11 @@ export class ChannelNode {
       // An HTLC we offered is resolved: if it continues a forward, the incoming channel's holder
       // answers upstream now (forwarding/forwarder.ts).
       if (outputs.some((x) => x.type === "htlc_result" && x.offerer === "local")) {
-        if (outputs.some((x) => x.type === "htlc_result" && x.offerer === "local" && x.result.kind === "fulfilled"))
+        if (
+          outputs.some(
+            (x) => x.type === "htlc_result" && x.offerer === "local" && x.result.kind === "fulfilled",
+          )
+        )
           crashPoint("channel.forward.r_downstream");
         this.forwarder.notify();
       }

@@ -9,13 +9,7 @@
  */
 import { isBlocks, msat, type Msat } from "@ln/bitcoin";
 import { crashPoint } from "@ln/crash";
-import {
-  type ChannelState,
-  type Command,
-  type Htlc,
-  type Input,
-  type Output,
-} from "@ln/channel-core";
+import { type ChannelState, type Command, type Htlc, type Input, type Output } from "@ln/channel-core";
 import {
   encodeFailure,
   encodeMalformedReason,
@@ -183,7 +177,8 @@ export class Forwarder {
         await this.failIncoming(channelId, htlc.id, peelFailureReason(e));
         return undefined;
       }
-      if (peeled.kind === "final") return { htlc, payload: peeled.payload, sharedSecret: peeled.sharedSecret };
+      if (peeled.kind === "final")
+        return { htlc, payload: peeled.payload, sharedSecret: peeled.sharedSecret };
       await this.decide(channelId, state, htlc, peeled.payload, peeled.sharedSecret, peeled.next);
       return undefined;
     } finally {
@@ -211,15 +206,17 @@ export class Forwarder {
   }
 
   private async decided(channelId: string, htlcId: bigint): Promise<boolean> {
-    const r = await this.o.pool.query(`SELECT 1 FROM ${this.q}.forwards WHERE in_channel = $1 AND in_htlc_id = $2`, [
-      channelId,
-      htlcId.toString(),
-    ]);
+    const r = await this.o.pool.query(
+      `SELECT 1 FROM ${this.q}.forwards WHERE in_channel = $1 AND in_htlc_id = $2`,
+      [channelId, htlcId.toString()],
+    );
     return (r.rowCount ?? 0) > 0;
   }
 
   /** The next channel as the onion names it, from our own records (any replica's channel). */
-  private async nextChannel(scid: bigint | undefined): Promise<{ id: string; next: NextChannel } | undefined> {
+  private async nextChannel(
+    scid: bigint | undefined,
+  ): Promise<{ id: string; next: NextChannel } | undefined> {
     if (scid === undefined) return undefined;
     const row = await this.o.store.channelByShortId(scid);
     const state = row && (await this.o.store.load(row.id));
@@ -280,7 +277,9 @@ export class Forwarder {
         { channelId },
       );
     else
-      this.o.log.info(`channel ${channelId}: HTLC ${htlc.id} not forwarded: ${refusal?.failure}`, { channelId });
+      this.o.log.info(`channel ${channelId}: HTLC ${htlc.id} not forwarded: ${refusal?.failure}`, {
+        channelId,
+      });
     this.notify();
   }
 
@@ -331,7 +330,11 @@ export class Forwarder {
     const state = await this.o.store.load(out);
     if (!state) return;
     // Queued behind a signer reply: the add runs (and claims the row) when the reply comes.
-    if (state.deferred.some((i) => i.type === "command" && i.command.kind === "add_htlc" && i.command.forward === BigInt(f.id)))
+    if (
+      state.deferred.some(
+        (i) => i.type === "command" && i.command.kind === "add_htlc" && i.command.forward === BigInt(f.id),
+      )
+    )
       return;
     const amountMsat: Msat = msat(BigInt(f.out_amount_msat));
     const outputs = await this.command(out, {

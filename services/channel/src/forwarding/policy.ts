@@ -52,7 +52,10 @@ export function checkPolicy(p: Partial<ForwardingPolicy>): void {
     (!Number.isInteger(p.cltvExpiryDelta) || p.cltvExpiryDelta < 0 || p.cltvExpiryDelta > 0xffff)
   )
     bad(`cltvExpiryDelta ${p.cltvExpiryDelta} is not from 0 to 65535`);
-  if (p.htlcMinimumMsat !== undefined && (p.htlcMinimumMsat < 0n || p.htlcMinimumMsat > 0xffff_ffff_ffff_ffffn))
+  if (
+    p.htlcMinimumMsat !== undefined &&
+    (p.htlcMinimumMsat < 0n || p.htlcMinimumMsat > 0xffff_ffff_ffff_ffffn)
+  )
     bad(`htlcMinimumMsat ${p.htlcMinimumMsat} is not a u64`);
 }
 

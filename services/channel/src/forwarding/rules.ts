@@ -35,8 +35,7 @@ export interface ForwardContext {
 }
 
 export type ForwardDecision =
-  | { ok: true; amountMsat: Msat; expiry: number }
-  | { ok: false; failure: Failure; problem: string };
+  { ok: true; amountMsat: Msat; expiry: number } | { ok: false; failure: Failure; problem: string };
 
 const noUpdate = Buffer.alloc(0);
 
@@ -60,7 +59,10 @@ export function decideForward(
   if (next.phase === "closed" || next.phase === "failed" || next.phase === "behind")
     return refuse({ name: "permanent_channel_failure" }, `the next channel is ${next.phase}`);
   if (next.phase !== "normal")
-    return refuse({ name: "temporary_channel_failure", channelUpdate: noUpdate }, `the next channel is ${next.phase}`);
+    return refuse(
+      { name: "temporary_channel_failure", channelUpdate: noUpdate },
+      `the next channel is ${next.phase}`,
+    );
   if (out < next.policy.htlcMinimumMsat)
     return refuse(
       { name: "amount_below_minimum", htlcMsat: incoming.amountMsat, channelUpdate: noUpdate },
