@@ -78,7 +78,7 @@ describe("lnctl against the control API", () => {
     expect(o.stdout).toContain(`channel:         ${channelId}\n`);
 
     const t = await cli(["channels"]);
-    expect(t.stdout.split("\n")[0]).toMatch(/^ID\s+PEER\s+PHASE/);
+    expect(t.stdout.split("\n")[0]).toMatch(/^ID\s+SCID\s+PEER\s+PHASE/);
     expect(t.stdout).toContain(channelId);
     expect(t.stdout).toMatch(/normal\s+creator\s+1,000,000\s+1,000,000,000\s+0\n/);
 
