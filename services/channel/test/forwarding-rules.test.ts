@@ -6,7 +6,8 @@
  */
 import { msat } from "@ln/bitcoin";
 import { describe, expect, it } from "vitest";
-import { decideForward, finalHopFailure, forwardingFee, type NextChannel } from "../src/forwarding/rules.js";
+import { forwardingFee } from "../src/forwarding/policy.js";
+import { decideForward, finalHopFailure, type NextChannel } from "../src/forwarding/rules.js";
 
 const policy = {
   feeBaseMsat: msat(1000n),

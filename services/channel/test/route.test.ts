@@ -1,13 +1,8 @@
 /** Route math (payments/route.ts): payloads and the offered HTLC, against hand-computed numbers. */
 import { msat } from "@ln/bitcoin";
 import { describe, expect, it } from "vitest";
-import {
-  forwardingFee,
-  NO_PAYMENT_SECRET,
-  planRoute,
-  RouteError,
-  type RouteHop,
-} from "../src/payments/route.js";
+import { forwardingFee } from "../src/forwarding/policy.js";
+import { NO_PAYMENT_SECRET, planRoute, RouteError, type RouteHop } from "../src/payments/route.js";
 
 const B = `02${"bb".repeat(32)}`;
 const C = `03${"cc".repeat(32)}`;

@@ -165,7 +165,6 @@ export class ChannelNode {
       pool: o.forwarding.pool,
       schema: o.store.schema,
       store: o.store,
-      ledger: o.ledger,
       signer: o.signer,
       registry,
       tip,

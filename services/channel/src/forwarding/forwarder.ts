@@ -29,7 +29,6 @@ import type { LogLine } from "../channels/ports.js";
 import type { ChannelRegistry } from "../channels/registry.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { ChainTip } from "../onchain/tip.js";
-import type { Ledger } from "../payments/ledger.js";
 import type { ForwardingPolicies } from "./policy.js";
 import { ownFailure } from "./records.js";
 import { decideForward, finalHopFailure, type NextChannel } from "./rules.js";
@@ -38,7 +37,6 @@ export interface ForwarderOptions {
   pool: pg.Pool;
   schema: string;
   store: ChannelStore;
-  ledger: Ledger;
   signer: SignerClient;
   registry: ChannelRegistry;
   tip: ChainTip;

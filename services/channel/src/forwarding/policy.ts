@@ -15,6 +15,16 @@ export interface ForwardingPolicy {
   htlcMinimumMsat: Msat;
 }
 
+/**
+ * What a forwarder charges to forward `amountMsat` (the amount it sends on, BOLT #7):
+ * base + floor(amount * ppm / 1e6). The payer adds it per hop (payments/route.ts), the forwarder
+ * checks it (forwarding/rules.ts).
+ */
+export const forwardingFee = (
+  p: Pick<ForwardingPolicy, "feeBaseMsat" | "feeProportionalMillionths">,
+  amountMsat: bigint,
+): Msat => msat(p.feeBaseMsat + (amountMsat * p.feeProportionalMillionths) / 1_000_000n);
+
 /** Configuration defaults (config.ts reads FORWARD_*): a delta above CHANNEL_DELAY_BLOCKS + a margin. */
 export const defaultForwardingPolicy = (delayBlocks: number): ForwardingPolicy => ({
   feeBaseMsat: msat(1000n),

@@ -6,11 +6,7 @@
 import { isBlocks, msat, type Locktime, type Msat } from "@ln/bitcoin";
 import { delayBlocks, redemptionDeadline, type ChannelState, type DeadlineMargin } from "@ln/channel-core";
 import type { Failure, HopPayload } from "@ln/onion";
-import type { ForwardingPolicy } from "./policy.js";
-
-/** The fee a channel's policy asks for forwarding `amount` (BOLT #7): base + amount * ppm / 10^6, rounded down. */
-export const forwardingFee = (p: ForwardingPolicy, amount: Msat): Msat =>
-  msat(p.feeBaseMsat + (amount * p.feeProportionalMillionths) / 1_000_000n);
+import { forwardingFee, type ForwardingPolicy } from "./policy.js";
 
 /** The incoming HTLC, as committed on both sides of its channel. */
 export interface IncomingHtlc {

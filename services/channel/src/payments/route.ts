@@ -1,4 +1,5 @@
 import { msat, type Msat } from "@ln/bitcoin";
+import { forwardingFee } from "../forwarding/policy.js";
 
 /**
  * A payment over an explicit route (DESIGN.md 10): what each hop's onion layer says and what HTLC
@@ -69,12 +70,6 @@ const MAX_HEIGHT = 499_999_999;
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 const U32_MAX = 0xffff_ffffn;
 const NODE_ID = /^0[23][0-9a-f]{64}$/;
-
-/** What a forwarder charges to forward `amountMsat` (the amount it sends on): base + floor(amount * ppm / 1e6). */
-export const forwardingFee = (
-  p: Pick<RouteHop, "feeBaseMsat" | "feeProportionalMillionths">,
-  amountMsat: bigint,
-): Msat => msat(p.feeBaseMsat + (amountMsat * p.feeProportionalMillionths) / 1_000_000n);
 
 /**
  * Each hop's payload and incoming HTLC, and the HTLC we offer. `amountMsat` is what the payee
