@@ -376,6 +376,52 @@ export const MIGRATIONS: readonly Migration[] = [
      created_at timestamptz NOT NULL DEFAULT now()
    );`,
   },
+  {
+    // The network's graph (DESIGN.md 10, gossip/): public channels accepted from verified
+    // channel_announcements (anchor on chain, unspent, the P2SH 2-of-2 of the two commit keys),
+    // each direction's latest channel_update, and node_announcements. short_channel_id is the
+    // BOLT #7 packing stored as a signed bigint (BigInt.asIntN(64, ...)), as channels' own.
+    // node_1 < node_2 (hex of the compressed keys); direction 0 is node_1 forwarding to node_2.
+    // The pkts as received are kept to relay them and to give a new peer what we know.
+    version: 21,
+    sql: (s) => `CREATE TABLE ${s}.graph_channels (
+     short_channel_id bigint PRIMARY KEY,
+     node_1 text NOT NULL,
+     node_2 text NOT NULL,
+     commit_key_1 text NOT NULL,
+     commit_key_2 text NOT NULL,
+     anchor_txid text NOT NULL,
+     anchor_vout integer NOT NULL,
+     capacity_sat numeric(20) NOT NULL,
+     announcement bytea NOT NULL,
+     added_at timestamptz NOT NULL DEFAULT now(),
+     CHECK (node_1 < node_2)
+   );
+   CREATE INDEX graph_channels_node_1 ON ${s}.graph_channels (node_1);
+   CREATE INDEX graph_channels_node_2 ON ${s}.graph_channels (node_2);
+   CREATE TABLE ${s}.graph_policies (
+     short_channel_id bigint NOT NULL REFERENCES ${s}.graph_channels(short_channel_id) ON DELETE CASCADE,
+     direction smallint NOT NULL CHECK (direction IN (0, 1)),
+     timestamp bigint NOT NULL,
+     disabled boolean NOT NULL,
+     cltv_expiry_delta integer NOT NULL,
+     htlc_minimum_msat numeric(20) NOT NULL,
+     htlc_maximum_msat numeric(20) NOT NULL,
+     fee_base_msat numeric(20) NOT NULL,
+     fee_proportional_millionths bigint NOT NULL,
+     channel_update bytea NOT NULL,
+     updated_at timestamptz NOT NULL DEFAULT now(),
+     PRIMARY KEY (short_channel_id, direction)
+   );
+   CREATE TABLE ${s}.graph_nodes (
+     node_id text PRIMARY KEY,
+     timestamp bigint NOT NULL,
+     alias text NOT NULL,
+     addresses jsonb NOT NULL DEFAULT '[]',
+     node_announcement bytea NOT NULL,
+     updated_at timestamptz NOT NULL DEFAULT now()
+   );`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>
