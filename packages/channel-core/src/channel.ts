@@ -22,7 +22,7 @@ import {
   type CommitmentParams,
 } from "@ln/tx";
 import { Behind } from "./data-loss.js";
-import { EXPIRY_TOO_SOON, htlcDeadlinePassed, overdueHtlc } from "./htlc-deadlines.js";
+import { earliestExpiryText, EXPIRY_TOO_SOON, htlcDeadlinePassed, overdueHtlc } from "./htlc-deadlines.js";
 import { DEFAULT_POLICY } from "./types.js";
 import type {
   Broadcast,
@@ -1254,11 +1254,13 @@ function addHtlc(d: ChannelState, c: Extract<Command, { kind: "add_htlc" }>, out
   } catch (e) {
     throw new Rejected("INVALID_EXPIRY", (e as Error).message);
   }
-  if (htlcDeadlinePassed(d, c.expiry))
+  if (htlcDeadlinePassed(d, c.expiry)) {
+    // Say what would do: the tip, the peer's delay and our margin decide it (draft 3.1).
     throw new Rejected(
       "EXPIRY_TOO_SOON",
-      "the expiry leaves no time to redeem on chain after the delay (draft 3.1)",
+      `the expiry leaves no time to redeem on chain after the delay (draft 3.1): this channel takes ${earliestExpiryText(d, c.expiry)}`,
     );
+  }
   const htlc: Htlc = {
     id: d.nextHtlcId,
     offerer: "local",
