@@ -106,12 +106,16 @@ describe("decideForward and gossip", () => {
       "incorrect_cltv_expiry",
       "temporary_channel_failure",
     ]);
-    for (const d of cases) expect(!d.ok && "channelUpdate" in d.failure && d.failure.channelUpdate).toEqual(update);
+    for (const d of cases)
+      expect(!d.ok && "channelUpdate" in d.failure && d.failure.channelUpdate).toEqual(update);
   });
 
   it("refuses with temporary_channel_failure when the next channel's peer is not connected", () => {
     const d = decideForward(incoming, payload, { ...next, peerConnected: false }, ctx);
-    expect(d).toMatchObject({ ok: false, failure: { name: "temporary_channel_failure", channelUpdate: update } });
+    expect(d).toMatchObject({
+      ok: false,
+      failure: { name: "temporary_channel_failure", channelUpdate: update },
+    });
   });
 });
 

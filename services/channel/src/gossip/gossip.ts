@@ -155,6 +155,7 @@ export class Gossip implements ChannelUpdateSink {
   private peersKnownAt = 0;
   private readonly halfSentAt = new Map<string, number>();
   private recheckCursor: bigint | undefined;
+  private readonly droppedLoggedAt = new Map<string, number>();
   private nodeDue = true;
   private timer: NodeJS.Timeout | undefined;
   private working: Promise<void> | undefined;
@@ -250,9 +251,16 @@ export class Gossip implements ChannelUpdateSink {
 
   private drop(reason: string, peer: string | undefined, kind: string, problem: string): false {
     this.o.counters?.dropped(reason);
-    this.o.log.debug(`gossip: dropped a ${kind}${peer ? ` of ${peer.slice(0, 16)}…` : ""} (${reason}): ${problem}`, {
-      reason,
-    });
+    // Logged at most once per reason every 10 s: a flood is counted, not written out line by line.
+    const now = this.now();
+    if (now - (this.droppedLoggedAt.get(reason) ?? -Infinity) < 10_000) return false;
+    this.droppedLoggedAt.set(reason, now);
+    this.o.log.info(
+      `gossip: dropped a ${kind}${peer ? ` of ${peer.slice(0, 16)}…` : ""} (${reason}): ${problem}`,
+      {
+        reason,
+      },
+    );
     return false;
   }
 
@@ -285,7 +293,9 @@ export class Gossip implements ChannelUpdateSink {
     });
     if (!added) return this.drop("DUPLICATE", from, kind, "another replica stored it first");
     this.o.counters?.accepted(kind);
-    this.o.log.info(`gossip: channel ${a.shortChannelId} of ${hex(a.nodeId1).slice(0, 16)}… and ${hex(a.nodeId2).slice(0, 16)}… in the graph`);
+    this.o.log.info(
+      `gossip: channel ${a.shortChannelId} of ${hex(a.nodeId1).slice(0, 16)}… and ${hex(a.nodeId2).slice(0, 16)}… in the graph`,
+    );
     this.relay(bytes, from);
     if (hex(a.nodeId1) === this.ours || hex(a.nodeId2) === this.ours) {
       // Our node_announcement is taken by others only once they know a channel of ours.
@@ -325,7 +335,12 @@ export class Gossip implements ChannelUpdateSink {
     }
     const ours = await this.ownHalf(a.shortChannelId, peer);
     if (!ours) {
-      this.drop("UNKNOWN_CHANNEL", peer, kind, "no public channel of ours at that short_channel_id with the sender");
+      this.drop(
+        "UNKNOWN_CHANNEL",
+        peer,
+        kind,
+        "no public channel of ours at that short_channel_id with the sender",
+      );
       return;
     }
     const full = combineHalves(ours, a);
@@ -362,9 +377,10 @@ export class Gossip implements ChannelUpdateSink {
   }
 
   private async isPublic(channelId: string): Promise<boolean> {
-    const r = await this.o.pool.query<{ private: boolean }>(`SELECT private FROM ${this.channels} WHERE id = $1`, [
-      channelId,
-    ]);
+    const r = await this.o.pool.query<{ private: boolean }>(
+      `SELECT private FROM ${this.channels} WHERE id = $1`,
+      [channelId],
+    );
     return r.rows[0]?.private === false;
   }
 
@@ -379,7 +395,8 @@ export class Gossip implements ChannelUpdateSink {
     const bytes = encodePkt({ kind, ...u });
     const put = await this.graph.putPolicy({ ...u, channelUpdate: bytes });
     if (put === "unknown") return this.drop("UNKNOWN_CHANNEL", from, kind, "the channel left the graph");
-    if (put === "stale") return this.drop("STALE_TIMESTAMP", from, kind, `not newer than ours (${u.timestamp})`);
+    if (put === "stale")
+      return this.drop("STALE_TIMESTAMP", from, kind, `not newer than ours (${u.timestamp})`);
     this.o.counters?.accepted(kind);
     if (relay) this.relay(bytes, from);
     return true;
@@ -393,8 +410,10 @@ export class Gossip implements ChannelUpdateSink {
     if (!t.ok) return this.drop(t.code, from, kind, t.problem);
     const bytes = encodePkt({ kind, ...n });
     const put = await this.graph.putNode({ ...n, nodeId: hex(n.nodeId), nodeAnnouncement: bytes });
-    if (put === "unknown") return this.drop("UNKNOWN_NODE", from, kind, "no channel of that node in the graph");
-    if (put === "stale") return this.drop("STALE_TIMESTAMP", from, kind, `not newer than ours (${n.timestamp})`);
+    if (put === "unknown")
+      return this.drop("UNKNOWN_NODE", from, kind, "no channel of that node in the graph");
+    if (put === "stale")
+      return this.drop("STALE_TIMESTAMP", from, kind, `not newer than ours (${n.timestamp})`);
     this.o.counters?.accepted(kind);
     this.relay(bytes, from);
     return true;
@@ -441,7 +460,9 @@ export class Gossip implements ChannelUpdateSink {
       const out = await this.o.anchors(shortChannelIdFromBigint(scid));
       if (out.found && out.unspent) continue;
       if (await this.graph.removeChannel(scid))
-        this.o.log.info(`gossip: channel ${scid} left the graph (its anchor is ${out.found ? "spent" : "gone"})`);
+        this.o.log.info(
+          `gossip: channel ${scid} left the graph (its anchor is ${out.found ? "spent" : "gone"})`,
+        );
     }
     this.poke();
   }
@@ -478,7 +499,7 @@ export class Gossip implements ChannelUpdateSink {
         for (const p of list) this.connected.add(p.nodeId);
         this.peersKnownAt = now;
       } catch (e) {
-        this.o.log.debug(`gossip: the gateway's peers: ${e instanceof Error ? e.message : String(e)}`);
+        this.o.log.warn(`gossip: the gateway's peers: ${e instanceof Error ? e.message : String(e)}`);
       }
     }
     const r = await this.o.pool.query<{ id: string; private: boolean }>(
@@ -499,7 +520,13 @@ export class Gossip implements ChannelUpdateSink {
     const row = await this.o.store.row(id);
     if (!row?.peerNodeId || row.shortChannelId === undefined) return;
     const scid = shortChannelIdToBigint(row.shortChannelId);
-    if (!announceable({ phase: row.phase, shortChannelId: scid, private: priv }, this.o.tip.height, this.o.settings.announceDepth))
+    if (
+      !announceable(
+        { phase: row.phase, shortChannelId: scid, private: priv },
+        this.o.tip.height,
+        this.o.settings.announceDepth,
+      )
+    )
       return;
     const peer = row.peerNodeId;
     if (!(await this.graph.channel(scid))) {
@@ -508,7 +535,7 @@ export class Gossip implements ChannelUpdateSink {
       if (!half) return;
       this.halfSentAt.set(id, now);
       this.o.send(peer, encodePkt({ kind: "channel_announcement", ...half }));
-      this.o.log.debug(`gossip: sent our half of channel ${scid}'s announcement`, { channelId: id });
+      this.o.log.info(`gossip: sent our half of channel ${scid}'s announcement`, { channelId: id });
       return;
     }
     const state = await this.o.store.load(id);

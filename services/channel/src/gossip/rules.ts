@@ -74,7 +74,10 @@ const sameFields = (a: ChannelAnnouncement, b: ChannelAnnouncement): boolean =>
  * The full announcement from the two halves, or undefined when they do not announce the same
  * channel or do not fill complementary slots.
  */
-export function combineHalves(a: ChannelAnnouncement, b: ChannelAnnouncement): ChannelAnnouncement | undefined {
+export function combineHalves(
+  a: ChannelAnnouncement,
+  b: ChannelAnnouncement,
+): ChannelAnnouncement | undefined {
   if (!sameFields(a, b)) return undefined;
   const [sa, sb] = [halfSignedBy(a), halfSignedBy(b)];
   if (sa === undefined || sb === undefined || sa === sb) return undefined;
@@ -119,7 +122,9 @@ export function updateFromPolicy(p: {
     disabled: p.disabled,
     cltvExpiryDelta: p.policy.cltvExpiryDelta,
     htlcMinimumMsat: p.policy.htlcMinimumMsat,
-    htlcMaximumMsat: msat(p.htlcMaximumMsat < p.policy.htlcMinimumMsat ? p.policy.htlcMinimumMsat : p.htlcMaximumMsat),
+    htlcMaximumMsat: msat(
+      p.htlcMaximumMsat < p.policy.htlcMinimumMsat ? p.policy.htlcMinimumMsat : p.htlcMaximumMsat,
+    ),
     feeBaseMsat: p.policy.feeBaseMsat,
     feeProportionalMillionths: p.policy.feeProportionalMillionths,
   };
@@ -130,7 +135,8 @@ export function updateFromPolicy(p: {
  * send now (a policy change, the peer gone or back), or the last is `refreshSeconds` old.
  */
 export function updateDue(
-  stored: Omit<UpdateFields, "timestamp" | "shortChannelId" | "direction"> & { timestamp: number } | undefined,
+  stored:
+    (Omit<UpdateFields, "timestamp" | "shortChannelId" | "direction"> & { timestamp: number }) | undefined,
   wanted: Omit<UpdateFields, "timestamp" | "shortChannelId" | "direction">,
   nowSeconds: number,
   refreshSeconds: number,
