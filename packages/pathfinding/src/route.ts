@@ -108,7 +108,8 @@ interface Limits {
  * larger amount, expiry or hop count), so the limits cannot hide a feasible route behind a cheaper
  * infeasible one. Ties go the same way whatever the edges' order (they are sorted by scid, then
  * forwarder). A failure's reason starts with what limited it: "invalid query", "excluded",
- * "no path", "hop limit", "capacity", "fee limit", "expiry limit".
+ * "no path", "hop limit", "capacity", "fee limit", "expiry limit", "fee limit or expiry limit" (each
+ * alone blocks a different route), "fee limit and expiry limit" (only lifting both finds one).
  */
 export function findRoute(edges: readonly Edge[], q: RouteQuery): RouteResult {
   const invalid = checkQuery(q);
@@ -382,12 +383,15 @@ function diagnose(edges: readonly Edge[], g: Graph, q: RouteQuery, riskMicro: bi
   if (free === undefined)
     return `capacity: no path can carry ${q.amountMsat} msat (channel capacity, htlc_minimum or htlc_maximum, within ${MAX_HOPS} hops)`;
   const withCltv = search(g, q, riskMicro, { maxFee: noFeeLimit, maxCltv: q.maxTotalCltvDelta });
-  if (withCltv !== undefined)
-    return `fee limit: the cheapest route charges ${withCltv.amount - q.amountMsat} msat in fees, above the limit of ${q.maxFeeMsat} msat`;
   const withFee = search(g, q, riskMicro, { maxFee: q.maxFeeMsat, maxCltv: noCltvLimit });
+  const fee = (l: Label): bigint => l.amount - q.amountMsat;
+  if (withCltv !== undefined && withFee !== undefined)
+    return `fee limit or expiry limit: within the expiry limit the cheapest route charges ${fee(withCltv)} msat in fees (limit ${q.maxFeeMsat} msat); within the fee limit it needs a total cltv delta of ${withFee.cltv} blocks (limit ${q.maxTotalCltvDelta})`;
+  if (withCltv !== undefined)
+    return `fee limit: the cheapest route within the expiry limit charges ${fee(withCltv)} msat in fees, above the limit of ${q.maxFeeMsat} msat`;
   if (withFee !== undefined)
-    return `expiry limit: the cheapest route needs a total cltv delta of ${withFee.cltv} blocks, above the limit of ${q.maxTotalCltvDelta}`;
-  return `fee limit and expiry limit: the cheapest route charges ${free.amount - q.amountMsat} msat in fees with a total cltv delta of ${free.cltv} blocks; the limits are ${q.maxFeeMsat} msat and ${q.maxTotalCltvDelta} blocks`;
+    return `expiry limit: the cheapest route within the fee limit needs a total cltv delta of ${withFee.cltv} blocks, above the limit of ${q.maxTotalCltvDelta}`;
+  return `fee limit and expiry limit: the cheapest route charges ${fee(free)} msat in fees with a total cltv delta of ${free.cltv} blocks; the limits are ${q.maxFeeMsat} msat and ${q.maxTotalCltvDelta} blocks`;
 }
 
 /** Hops of the shortest path from the source to the destination, ignoring amounts (BFS backwards). */
