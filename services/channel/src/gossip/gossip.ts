@@ -101,6 +101,12 @@ export interface GossipSettings {
   syncMax: number;
   /** How often our own announcements are looked at without a reason (default 5000 ms). */
   roundMs?: number;
+  /**
+   * A peer gone this long before our channel_update says disabled (GOSSIP_DISABLE_AFTER_S,
+   * default 0): meanwhile the forwarder refuses HTLCs to it (temporary_channel_failure) and
+   * payers learn that from the failure, as they would of a brief absence.
+   */
+  disableAfterSeconds?: number;
 }
 
 export const DEFAULT_GOSSIP_SETTINGS: GossipSettings = {
@@ -155,6 +161,8 @@ export class Gossip implements ChannelUpdateSink {
   private peersKnownAt = 0;
   /** Each peer's last connection event (kept against an older answer of the gateway's list). */
   private readonly peerEvents = new Map<string, { at: number; up: boolean }>();
+  /** Since when each peer has been seen gone (GOSSIP_DISABLE_AFTER_S). */
+  private readonly goneSince = new Map<string, number>();
   private readonly halfSentAt = new Map<string, number>();
   private recheckCursor: bigint | undefined;
   private readonly droppedLoggedAt = new Map<string, number>();
@@ -432,6 +440,7 @@ export class Gossip implements ChannelUpdateSink {
   onConnected(peer: string): void {
     this.connected.add(peer);
     this.peerEvents.set(peer, { at: this.now(), up: true });
+    this.goneSince.delete(peer);
     this.poke();
     void this.sync(peer).catch((e: unknown) => this.o.report(`gossip sync to ${peer.slice(0, 16)}`, e));
   }
@@ -439,6 +448,7 @@ export class Gossip implements ChannelUpdateSink {
   onDisconnected(peer: string): void {
     this.connected.delete(peer);
     this.peerEvents.set(peer, { at: this.now(), up: false });
+    if (!this.goneSince.has(peer)) this.goneSince.set(peer, this.now());
     this.limiter.forget(peer);
     this.poke();
   }
@@ -558,7 +568,7 @@ export class Gossip implements ChannelUpdateSink {
       shortChannelId: scid,
       direction,
       timestamp: 0,
-      disabled: !this.isConnected(peer),
+      disabled: this.disabledFor(peer, now),
       policy: await this.o.policies.get(id),
       htlcMaximumMsat: msat(state.anchor.amount * 1000n),
     });
@@ -573,6 +583,17 @@ export class Gossip implements ChannelUpdateSink {
       { channelId: id },
     );
     this.relay(bytes, undefined);
+  }
+
+  /** Our channel_update towards `peer` says disabled once it has been gone disableAfterSeconds. */
+  private disabledFor(peer: string, now: number): boolean {
+    if (this.isConnected(peer)) {
+      this.goneSince.delete(peer);
+      return false;
+    }
+    const since = this.goneSince.get(peer) ?? now;
+    this.goneSince.set(peer, since);
+    return now - since >= (this.o.settings.disableAfterSeconds ?? 0) * 1000;
   }
 
   private async announceNode(now: number): Promise<void> {
