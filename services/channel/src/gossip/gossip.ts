@@ -172,6 +172,7 @@ export class Gossip implements ChannelUpdateSink {
   private readonly droppedLoggedAt = new Map<string, number>();
   private nodeDue = true;
   private refreshesLeft = 0;
+  private rechecking = false;
   /** Peers this process has seen connect: a new one is a reason for a new node_announcement. */
   private readonly seenPeers = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
@@ -475,6 +476,18 @@ export class Gossip implements ChannelUpdateSink {
 
   /** A new tip: a bounded slice of the graph's anchors rechecked, spent ones removed. */
   async onTip(): Promise<void> {
+    this.poke();
+    // One recheck at a time: blocks that come during one are covered by the next slices.
+    if (this.rechecking) return;
+    this.rechecking = true;
+    try {
+      await this.recheck();
+    } finally {
+      this.rechecking = false;
+    }
+  }
+
+  private async recheck(): Promise<void> {
     const { slice, cursor } = recheckSlice(
       await this.graph.channelIds(),
       this.recheckCursor,
@@ -489,7 +502,6 @@ export class Gossip implements ChannelUpdateSink {
           `gossip: channel ${scid} left the graph (its anchor is ${out.found ? "spent" : "gone"})`,
         );
     }
-    this.poke();
   }
 
   /** Our own announcements looked at now (a policy change, a connection, a block), or after the running round. */
