@@ -422,6 +422,18 @@ export const MIGRATIONS: readonly Migration[] = [
      updated_at timestamptz NOT NULL DEFAULT now()
    );`,
   },
+  {
+    // BOLT #11 invoices (DESIGN.md 10, payments/invoices.ts): the signed string, the payment
+    // secret the payee checks in payment_data, when the invoice expires and the final expiry delta
+    // it asks for. Null on invoices made before (paid by plain HTLCs, as then). amount_msat 0:
+    // any amount.
+    version: 22,
+    sql: (s) => `ALTER TABLE ${s}.invoices
+     ADD COLUMN bolt11 text,
+     ADD COLUMN payment_secret bytea,
+     ADD COLUMN expires_at timestamptz,
+     ADD COLUMN min_final_cltv_expiry_delta integer;`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>
