@@ -106,8 +106,12 @@ export class LabApi {
   updateFee(id: string, feeRate: number): Promise<ChannelSummary> {
     return this.#api.updateFee(id, feeRate);
   }
-  createInvoice(amountMsat: bigint, description?: string): Promise<Invoice> {
-    return this.#api.createInvoice({ amountMsat, ...(description !== undefined ? { description } : {}) });
+  createInvoice(amountMsat: bigint, description?: string, expirySeconds?: number): Promise<Invoice> {
+    return this.#api.createInvoice({
+      amountMsat,
+      ...(description !== undefined ? { description } : {}),
+      ...(expirySeconds !== undefined ? { expirySeconds } : {}),
+    });
   }
   /** One invoice by its payment hash (with its BOLT #11 string). */
   invoice(rHash: string): Promise<Invoice> {
