@@ -1,6 +1,7 @@
 import { MAX_ANCHOR_SAT, msat, sat, sha256, type OutPoint, type Sat } from "@ln/bitcoin";
 import {
   encodePkt,
+  isGossipPkt,
   MAX_FAIL_REASON_BYTES,
   MAX_ROUTE_BYTES,
   WireError,
@@ -22,7 +23,7 @@ import {
   type CommitmentParams,
 } from "@ln/tx";
 import { Behind } from "./data-loss.js";
-import { EXPIRY_TOO_SOON, htlcDeadlinePassed, overdueHtlc } from "./htlc-deadlines.js";
+import { earliestExpiryText, EXPIRY_TOO_SOON, htlcDeadlinePassed, overdueHtlc } from "./htlc-deadlines.js";
 import { DEFAULT_POLICY } from "./types.js";
 import type {
   Broadcast,
@@ -171,6 +172,14 @@ export function step(state: ChannelState, input: Input): Step {
   // structuredClone turns Buffers into plain Uint8Arrays: the deferred peer packets need theirs.
   if (d.deferred.length > 0) d.deferred = d.deferred.map((i) => withBuffers(i) as Input);
   const out: Output[] = [];
+  if (input.type === "pkt" && isGossipPkt(input.pkt)) {
+    out.push({
+      type: "pkt_refused",
+      kind: input.pkt.kind,
+      problem: `${input.pkt.kind} is gossip, not a message of the channel`,
+    });
+    return { state: d, outputs: out };
+  }
   if (input.type === "behind" || d.phase === "behind") {
     onBehind(d, input, out);
     return { state: d, outputs: out };
@@ -1254,11 +1263,13 @@ function addHtlc(d: ChannelState, c: Extract<Command, { kind: "add_htlc" }>, out
   } catch (e) {
     throw new Rejected("INVALID_EXPIRY", (e as Error).message);
   }
-  if (htlcDeadlinePassed(d, c.expiry))
+  if (htlcDeadlinePassed(d, c.expiry)) {
+    // Say what would do: the tip, the peer's delay and our margin decide it (draft 3.1).
     throw new Rejected(
       "EXPIRY_TOO_SOON",
-      "the expiry leaves no time to redeem on chain after the delay (draft 3.1)",
+      `the expiry leaves no time to redeem on chain after the delay (draft 3.1): this channel takes ${earliestExpiryText(d, c.expiry)}`,
     );
+  }
   const htlc: Htlc = {
     id: d.nextHtlcId,
     offerer: "local",

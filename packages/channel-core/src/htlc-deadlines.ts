@@ -68,6 +68,32 @@ export function htlcDeadlinePassed(
 }
 
 /**
+ * The earliest expiry, in the unit of `like`, whose deadline has not passed now: what an operator
+ * must give at least (htlcDeadlinePassed is false for it and true for the one before).
+ */
+export function earliestExpiry(
+  s: Pick<ChannelState, "chain" | "policy" | "remote">,
+  like: Locktime,
+): Locktime {
+  if (!s.remote) throw new Error("the channel has no peer terms yet: HTLCs have no deadline");
+  return isBlocks(like)
+    ? { blocks: s.chain.height + delayBlocks(s.remote.delay) + s.policy.deadlineMarginBlocks + 1 }
+    : { seconds: s.chain.time + delaySeconds(s.remote.delay) + s.policy.deadlineMarginSeconds + 1 };
+}
+
+/** earliestExpiry in words, for a refusal: what to give, and what decides it. */
+export function earliestExpiryText(
+  s: Pick<ChannelState, "chain" | "policy" | "remote">,
+  like: Locktime,
+): string {
+  const e = earliestExpiry(s, like);
+  const delay = s.remote?.delay ?? e;
+  return isBlocks(e)
+    ? `block ${e.blocks} or later (the tip ${s.chain.height} + the peer's delay of ${delayBlocks(delay)} blocks + our margin of ${s.policy.deadlineMarginBlocks} + 1)`
+    : `${e.seconds} (unix seconds) or later (the last block's time ${s.chain.time} + the peer's delay of ${delaySeconds(delay)} s + our margin of ${s.policy.deadlineMarginSeconds} s + 1)`;
+}
+
+/**
  * The first HTLC in a commitment that can still reach the chain (ours, the peer's current and
  * pending) that is past its deadline and ours to see gone: one we offered (draft 3.1), or one
  * offered to us whose R we sent in `update_fulfill_htlc` (the peer did not take the removal).

@@ -14,6 +14,7 @@ export { signerAhead, type SignerChannelStatus } from "./data-loss.js";
 export {
   deadlineReached,
   delayBlocks,
+  earliestExpiry,
   EXPIRY_TOO_SOON,
   htlcDeadlinePassed,
   overdueHtlc,

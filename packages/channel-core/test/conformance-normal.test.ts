@@ -45,7 +45,7 @@ describe("3.1 HTLC deadlines", () => {
   // offered while height < E - 150, and fails the channel once height >= E - 150.
   it("we do not offer an HTLC after its deadline (blocks)", () => {
     const p = openPair();
-    expectRejected(
+    const problem = expectRejected(
       p,
       p.a,
       {
@@ -56,6 +56,8 @@ describe("3.1 HTLC deadlines", () => {
       },
       "EXPIRY_TOO_SOON",
     );
+    // The refusal says what would do: 1000 + 144 + 6 + 1.
+    expect(problem).toContain("block 1151 or later");
     addHtlc(p, p.a, 1, 1_000_000, { blocks: 1151 });
   });
 
@@ -64,7 +66,7 @@ describe("3.1 HTLC deadlines", () => {
     const now = p.a.state.chain.time;
     // The delay in blocks counts 1200 s a block against an expiry in seconds (slow blocks).
     const deadline = now + 144 * 1200 + 3600;
-    expectRejected(
+    const problem = expectRejected(
       p,
       p.a,
       {
@@ -75,6 +77,7 @@ describe("3.1 HTLC deadlines", () => {
       },
       "EXPIRY_TOO_SOON",
     );
+    expect(problem).toContain(`${deadline + 1} (unix seconds) or later`);
     addHtlc(p, p.a, 1, 1_000_000, { seconds: deadline + 1 });
   });
 
