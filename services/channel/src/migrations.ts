@@ -434,6 +434,11 @@ export const MIGRATIONS: readonly Migration[] = [
      ADD COLUMN expires_at timestamptz,
      ADD COLUMN min_final_cltv_expiry_delta integer;`,
   },
+  {
+    // Gossip (gossip/): a private channel is never announced (nor its channel_update); public by default.
+    version: 24,
+    sql: (s) => `ALTER TABLE ${s}.channels ADD COLUMN private boolean NOT NULL DEFAULT false;`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>
