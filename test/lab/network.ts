@@ -23,11 +23,14 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sat } from "@ln/bitcoin";
+import { decodeInvoice } from "@ln/invoice";
 import { startRegtest, type Regtest } from "@ln/regtest";
 import type { Transaction } from "bitcoinjs-lib";
 import { connect as natsConnect } from "nats";
 import pg from "pg";
 import {
+  ApiError,
+  INVOICES_MADE,
   LabApi,
   type ChannelSummary,
   type Forward,
@@ -159,6 +162,11 @@ export interface PayRouteOptions {
   readonly finalExpiryBlocks?: number;
   /** An onion built elsewhere, hex (sent as is). */
   readonly onion?: string;
+  /**
+   * The invoice's payment secret (hex); default: the one in the payee's invoice for the hash, if
+   * the route's last hop is a node of this network that has one (none: 32 zero bytes).
+   */
+  readonly paymentSecret?: string;
   /** Wait until the payment is final (default true). */
   readonly wait?: boolean;
   readonly idempotencyKey?: string;
@@ -784,6 +792,8 @@ export class Network {
   ): Promise<Payment> {
     const hops = "hops" in route ? route.hops : route;
     const via = opts.via ?? payer.api;
+    const paymentSecret =
+      opts.paymentSecret ?? (await this.invoiceSecret(hops[hops.length - 1]?.nodeId, rHash));
     const p = await via.pay(
       {
         ...(opts.channelId !== undefined ? { channelId: opts.channelId } : {}),
@@ -792,6 +802,7 @@ export class Network {
         expiry: { blocks: this.regtest.height() + (opts.finalExpiryBlocks ?? PAYMENT_EXPIRY_BLOCKS) },
         route: hops,
         ...(opts.onion !== undefined ? { onion: opts.onion } : {}),
+        ...(paymentSecret !== undefined ? { paymentSecret } : {}),
       },
       opts.idempotencyKey ?? `lab-${this.runId}-${randomUUID()}`,
     );
@@ -802,6 +813,23 @@ export class Network {
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
       ...(opts.mine !== undefined ? { mine: opts.mine } : {}),
     });
+  }
+
+  /**
+   * The payment secret of the BOLT #11 invoice for `rHash`: one made through a LabApi here, else
+   * `nodeId`'s if it is a node of this network and has one.
+   */
+  async invoiceSecret(nodeId: string | undefined, rHash: string): Promise<string | undefined> {
+    let bolt11 = INVOICES_MADE.get(rHash);
+    const payee = this.nodes.find((n) => n.nodeId === nodeId);
+    if (bolt11 === undefined && payee !== undefined) {
+      const inv = await payee.api.invoice(rHash).catch((e: unknown) => {
+        if (e instanceof ApiError && e.status === 404) return undefined; // an unknown hash: no secret
+        throw e;
+      });
+      bolt11 = inv?.bolt11 ?? undefined;
+    }
+    return bolt11 === undefined ? undefined : decodeInvoice(bolt11).paymentSecret.toString("hex");
   }
 
   /** Waits until payment `id` of `payer` is final (succeeded or failed) and returns it. */

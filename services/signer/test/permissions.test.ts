@@ -156,6 +156,7 @@ describe("the permission table", () => {
         "WalletKey",
         "InvoiceHash",
         "RevealInvoice",
+        "SignInvoice",
         "SignSweep",
         "SignWalletSpend",
         "ChannelStatus",
