@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { msat, sat, type Msat, type Sat, type ShortChannelId } from "@ln/bitcoin";
+import { msat, sat, shortChannelIdToBigint, type Msat, type Sat, type ShortChannelId } from "@ln/bitcoin";
 import {
   BackendError,
   type ChannelDetail,
@@ -7,6 +7,7 @@ import {
   type ForwardingPolicy,
   type ForwardRow,
   type ForwardTotals,
+  type Graph,
   type Invoice,
   type PaymentRoute,
   type PayRequest,
@@ -21,6 +22,7 @@ import {
 import { inTransaction } from "@ln/postgres";
 import { planRoute, type RoutePlan } from "../src/payments/route.js";
 import { checkPolicy } from "../src/forwarding/policy.js";
+import { operatorGraph, readAnnouncedGraph } from "../src/gossip/graph-api-reads.js";
 import type pg from "pg";
 
 /**
@@ -28,10 +30,11 @@ import type pg from "pg";
  * balance. Test-only (kept out of src/): the API's tests run it without a node. It counts calls
  * per method so tests can check that a retried request did not pay twice. Withdrawals need
  * `pool`: their request record (the API's idempotency key) is written in a real transaction, as
- * the wallet does.
+ * the wallet does. The graph is read from the gossip tables in `graphSchema` (with `pool`), else
+ * it holds our channels only.
  */
 export class MemoryBackend implements NodeBackend {
-  constructor(private readonly opts: { pool?: pg.Pool } = {}) {}
+  constructor(private readonly opts: { pool?: pg.Pool; graphSchema?: string } = {}) {}
 
   readonly calls = new Map<keyof NodeBackend, number>();
   readonly nodeId = `02${"11".repeat(32)}`;
@@ -235,6 +238,28 @@ export class MemoryBackend implements NodeBackend {
         feesEarnedMsat: msat(settled.reduce((n, f) => n + f.feeMsat, 0n)),
       },
     };
+  }
+
+  async graph(): Promise<Graph> {
+    this.called("graph");
+    const { pool, graphSchema } = this.opts;
+    const announced =
+      pool && graphSchema !== undefined
+        ? await readAnnouncedGraph(pool, graphSchema)
+        : { nodes: [], channels: [] };
+    const live = [...this.channels.values()].filter((c) => c.phase !== "closed" && c.phase !== "failed");
+    return operatorGraph(
+      announced,
+      this.nodeId,
+      live.map((c) => ({
+        id: c.id,
+        peerNodeId: c.peerNodeId,
+        shortChannelId: c.shortChannelId && shortChannelIdToBigint(c.shortChannelId),
+        capacitySat: c.capacitySat,
+        policy: this.policies.get(c.id) ?? this.defaultPolicy,
+        usable: c.phase === "normal",
+      })),
+    );
   }
 
   async listPayments(): Promise<Payment[]> {

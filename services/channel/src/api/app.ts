@@ -631,6 +631,19 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
     },
   );
 
+  app.get(
+    "/v1/graph",
+    {
+      config: { access: "read" },
+      schema: {
+        tags: ["graph"],
+        summary: "The network's graph from gossip, plus our own channels, public or not (any scope)",
+        response: S.withErrors({ 200: S.Graph }),
+      },
+    },
+    async () => graphJson(await backend.graph()),
+  );
+
   app.post(
     "/v1/wallet/address",
     {
@@ -919,4 +932,46 @@ function canonical(v: unknown): string {
       .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
       .join(",")}}`;
   return JSON.stringify(v) ?? "null";
+}
+
+function graphPolicyJson(p: B.GraphPolicy | undefined): Static<typeof S.GraphPolicy> | null {
+  return p
+    ? {
+        disabled: p.disabled,
+        feeBaseMsat: p.feeBaseMsat.toString(),
+        feeProportionalMillionths: Number(p.feeProportionalMillionths),
+        cltvExpiryDelta: p.cltvExpiryDelta,
+        htlcMinimumMsat: p.htlcMinimumMsat.toString(),
+        htlcMaximumMsat: p.htlcMaximumMsat?.toString() ?? null,
+        timestamp: p.timestamp ?? null,
+      }
+    : null;
+}
+
+function graphJson(g: B.Graph): Static<typeof S.Graph> {
+  return {
+    nodeId: g.nodeId,
+    nodes: g.nodes.map((n) => ({
+      nodeId: n.nodeId,
+      alias: n.alias ?? null,
+      addresses: n.addresses,
+      timestamp: n.timestamp ?? null,
+      ours: n.ours,
+    })),
+    channels: g.channels.map((c) => ({
+      shortChannelId:
+        c.shortChannelId === undefined
+          ? null
+          : formatShortChannelId(shortChannelIdFromBigint(c.shortChannelId)),
+      shortChannelIdNumber: c.shortChannelId?.toString() ?? null,
+      node1: c.node1,
+      node2: c.node2,
+      capacitySat: c.capacitySat.toString(),
+      announced: c.announced,
+      ours: c.ours,
+      channelId: c.channelId ?? null,
+      node1Policy: graphPolicyJson(c.policies[0]),
+      node2Policy: graphPolicyJson(c.policies[1]),
+    })),
+  };
 }

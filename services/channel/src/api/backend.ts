@@ -5,8 +5,10 @@ import type { ForwardingPolicy } from "../forwarding/policy.js";
 import type { ForwardRow, ForwardTotals } from "../forwarding/forward-reads.js";
 import type { PaymentFailure, PaymentRoute } from "../payments/ledger.js";
 import type { RouteHop } from "../payments/route.js";
+import type { Graph, GraphChannel, GraphNode, GraphPolicy } from "../gossip/graph-api-reads.js";
 
 export type { ForwardingPolicy, ForwardRow, ForwardTotals, PaymentFailure, PaymentRoute, RouteHop };
+export type { Graph, GraphChannel, GraphNode, GraphPolicy };
 
 /**
  * What the HTTP control API needs from the node. Implemented over the ChannelRunner and the wallet
@@ -48,6 +50,8 @@ export interface NodeBackend {
     forwards: ForwardRow[];
     totals: ForwardTotals;
   }>;
+  /** The network's graph as gossip stored it, plus our own channels (public or not). */
+  graph(): Promise<Graph>;
 }
 
 export interface PayRequest {

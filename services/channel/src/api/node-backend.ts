@@ -7,6 +7,7 @@ import {
   sat,
   satToMsat,
   shortChannelIdFromBigint,
+  shortChannelIdToBigint,
   type Msat,
   type Sat,
 } from "@ln/bitcoin";
@@ -39,6 +40,7 @@ import type { ChannelNode } from "../channels/node.js";
 import type { PeerControl } from "../channels/ports.js";
 import type { Resolver } from "../onchain/resolution.js";
 import type { ChannelRow, ChannelStore } from "../channels/store.js";
+import { operatorGraph, readAnnouncedGraph, type Graph } from "../gossip/graph-api-reads.js";
 
 /** The wallet as the API sees it (wallet.ts). */
 export interface WalletApi {
@@ -319,6 +321,25 @@ export class ChannelNodeBackend implements NodeBackend {
   }> {
     const [forwards, totals] = await Promise.all([this.forwards.list(q), this.forwards.totals()]);
     return { forwards, totals };
+  }
+
+  async graph(): Promise<Graph> {
+    const [announced, channels] = await Promise.all([
+      readAnnouncedGraph(this.o.pool, this.o.schema),
+      this.listChannels(),
+    ]);
+    const live = channels.filter((c) => c.phase !== "closed" && c.phase !== "failed" && c.peerNodeId !== "");
+    const own = await Promise.all(
+      live.map(async (c) => ({
+        id: c.id,
+        peerNodeId: c.peerNodeId,
+        shortChannelId: c.shortChannelId && shortChannelIdToBigint(c.shortChannelId),
+        capacitySat: c.capacitySat,
+        policy: await this.o.policies.get(c.id),
+        usable: c.phase === "normal",
+      })),
+    );
+    return operatorGraph(announced, this.o.nodeId, own);
   }
 
   private async summaryOf(id: string): Promise<ChannelSummary> {
