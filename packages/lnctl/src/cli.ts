@@ -91,6 +91,7 @@ export type Command =
   | { name: "payments"; limit: number | undefined }
   | { name: "policy"; id: string; change: PolicyChange }
   | { name: "forwards"; status: ForwardStatus | undefined; limit: number | undefined }
+  | { name: "graph" }
   | { name: "payment"; id: string }
   | { name: "events"; after: string | undefined }
   | { name: "wallet address" }
@@ -206,6 +207,15 @@ export const COMMANDS: Readonly<Record<string, Spec>> = {
     summary: "forwarded HTLCs, newest first, and the fees earned (default limit 100, at most 1000)",
     options: ["status", "limit"],
     details: `--status is one of ${FORWARD_STATUSES.join(", ")}.`,
+  },
+  graph: {
+    usage: "lnctl graph",
+    summary: "the network's nodes and channels as gossip told us, with each direction's policy, and ours",
+    details: [
+      "Channels: 1->2 is node 1 forwarding to node 2 (its fee base + ppm, cltv delta, HTLC bounds);",
+      "'off' marks a disabled direction, '-' one without a channel_update. PUBLIC is 'no' for our",
+      "channels not announced (private, or their anchor not deep enough yet).",
+    ].join("\n"),
   },
   events: {
     usage: "lnctl events [--after <seq>] [--json]",
@@ -632,6 +642,9 @@ function parseCommand(
       const limit = o.limit === undefined ? undefined : parseIntArg(o.limit, "--limit", 1, 1000);
       return { name, status: status as ForwardStatus | undefined, limit };
     }
+    case "graph":
+      positionals(name, args, []);
+      return { name };
     case "events": {
       positionals(name, args, []);
       const after = o.after;
@@ -849,6 +862,8 @@ async function execute(client: LnClient, c: Command, asJson: boolean, stderr: Wr
       );
     case "forwards":
       return show(await client.listForwards({ status: c.status, limit: c.limit }), F.formatForwards);
+    case "graph":
+      return show(await client.graph(), F.formatGraph);
     case "events":
       throw new Error("events streams: run() follows it");
     case "wallet address":

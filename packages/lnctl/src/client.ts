@@ -27,6 +27,8 @@ export type ForwardingPolicy = Static<typeof S.ForwardingPolicy>;
 export type ForwardingPolicyBody = Static<typeof S.ForwardingPolicyBody>;
 export type Forward = Static<typeof S.Forward>;
 export type ForwardList = Static<typeof S.ForwardList>;
+export type Graph = Static<typeof S.Graph>;
+export type GraphPolicy = Static<typeof S.GraphPolicy>;
 export type WalletAddress = Static<typeof S.WalletAddress>;
 export type WalletBalance = Static<typeof S.WalletBalance>;
 export type Withdrawal = Static<typeof S.Withdrawal>;
@@ -319,6 +321,10 @@ export class LnClient {
     if (q.limit !== undefined) query.set("limit", String(q.limit));
     const qs = query.toString();
     return this.request("GET", qs === "" ? "/v1/forwards" : `/v1/forwards?${qs}`);
+  }
+  /** The network's graph and our own channels. */
+  graph(): Promise<Graph> {
+    return this.request("GET", "/v1/graph");
   }
   /** Allocates a new deposit address (a wallet key, watched for good): address or admin scope. */
   walletAddress(): Promise<WalletAddress> {

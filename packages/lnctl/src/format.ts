@@ -2,6 +2,8 @@ import type {
   ChannelDetail,
   ForwardingPolicy,
   ForwardList,
+  Graph,
+  GraphPolicy,
   ChannelList,
   ChannelSummary,
   Invoice,
@@ -273,6 +275,58 @@ export function formatForwards(list: ForwardList): string {
       f.failure ?? "",
     ]),
   )}${totals}`;
+}
+
+/** One direction's policy in one cell: fee, delta, HTLC bounds; "off" first if disabled. */
+function policyCell(p: GraphPolicy | null): string {
+  if (p === null) return "-";
+  const max = p.htlcMaximumMsat === null ? "" : groupDigits(p.htlcMaximumMsat);
+  return `${p.disabled ? "off " : ""}${groupDigits(p.feeBaseMsat)} msat + ${p.feeProportionalMillionths} ppm, ${p.cltvExpiryDelta} blocks, ${groupDigits(p.htlcMinimumMsat)}..${max} msat`;
+}
+
+export function formatGraph(g: Graph): string {
+  const nodes = table(
+    [
+      { header: "NODE ID" },
+      { header: "ALIAS" },
+      { header: "ADDRESSES" },
+      { header: "ANNOUNCED" },
+      { header: "OURS" },
+    ],
+    g.nodes.map((n) => [
+      n.nodeId,
+      n.alias ?? "-",
+      n.addresses.length === 0 ? "-" : n.addresses.join(" "),
+      n.timestamp === null ? "-" : new Date(n.timestamp * 1000).toISOString(),
+      n.ours ? "yes" : "",
+    ]),
+  );
+  const channels =
+    g.channels.length === 0
+      ? "no channels\n"
+      : table(
+          [
+            { header: "SCID" },
+            { header: "NODE 1" },
+            { header: "NODE 2" },
+            { header: "CAPACITY (sat)", right: true },
+            { header: "PUBLIC" },
+            { header: "OURS" },
+            { header: "1->2" },
+            { header: "2->1" },
+          ],
+          g.channels.map((c) => [
+            c.shortChannelId ?? "-",
+            c.node1,
+            c.node2,
+            groupDigits(c.capacitySat),
+            c.announced ? "yes" : "no",
+            c.ours ? (c.channelId ?? "yes") : "",
+            policyCell(c.node1Policy),
+            policyCell(c.node2Policy),
+          ]),
+        );
+  return `our node: ${g.nodeId}\n\n${g.nodes.length} nodes\n${nodes}\n${g.channels.length} channels\n${channels}`;
 }
 
 export function formatPayments(list: PaymentList): string {
