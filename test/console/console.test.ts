@@ -175,6 +175,7 @@ describe("the operator's console in Chromium", () => {
       "3,998,765.433 sat",
       "1,234.567 sat",
       "1",
+      "Fees Close",
     ]);
 
     const htlcs = (await page.locator("#htlcs tbody tr").first().locator("td").allInnerTexts()).map((c) =>
