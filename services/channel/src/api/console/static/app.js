@@ -421,19 +421,22 @@ function renderGraph(graph) {
     const my = (a.y + b.y) / 2 + ((b.x - a.x) / len) * bend;
     const disabled = [c.node1Policy, c.node2Policy].every((p) => p === null || p.disabled);
     const key = c.channelId ?? c.shortChannelId;
-    const path = svg(
-      "path",
-      {
-        d: `M ${a.x.toFixed(1)} ${a.y.toFixed(1)} Q ${mx.toFixed(1)} ${my.toFixed(1)} ${b.x.toFixed(1)} ${b.y.toFixed(1)}`,
+    const d = `M ${a.x.toFixed(1)} ${a.y.toFixed(1)} Q ${mx.toFixed(1)} ${my.toFixed(1)} ${b.x.toFixed(1)} ${b.y.toFixed(1)}`;
+    // A wide invisible stroke under the drawn one takes the pointer, gaps of a dashed line included.
+    const group = svg(
+      "g",
+      { class: "chan-g", tabindex: "0" },
+      svg("title", {}, channelText(graph, c).join("\n")),
+      svg("path", { d, class: "chan-hit" }),
+      svg("path", {
+        d,
         class: `chan${c.ours ? " ours" : ""}${disabled ? " disabled" : ""}${c.announced ? "" : " private"}`,
         "data-scid": c.shortChannelId ?? "",
         "data-channel": c.channelId ?? "",
-        tabindex: "0",
-      },
-      svg("title", {}, channelText(graph, c).join("\n")),
+      }),
     );
-    path.addEventListener("click", () => showDetail(graph, { kind: "channel", key }));
-    return path;
+    group.addEventListener("click", () => showDetail(graph, { kind: "channel", key }));
+    return group;
   });
   const dots = order.map((n) => {
     const p = at.get(n.nodeId);
@@ -536,7 +539,7 @@ onSubmit("invoice-form", async (form) => {
         : "Payment hash (this node gives no BOLT #11 string):",
     ),
     el("p", { class: "mono", id: "invoice-text" }, payable),
-    el("p", { class: "muted" }, `${msatText(inv.amountMsat)}, payment hash ${inv.rHash}`),
+    el("p", { class: "muted mono" }, `${msatText(inv.amountMsat)}, payment hash ${inv.rHash}`),
   );
   const copy = el("button", { type: "button" }, "Copy");
   copy.addEventListener("click", () => void navigator.clipboard?.writeText(payable));
