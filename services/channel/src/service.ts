@@ -18,6 +18,9 @@ import { Resolver } from "./onchain/resolution.js";
 import { TowerLink, towerRecordsSubject } from "./onchain/tower-link.js";
 import { Wallet } from "./onchain/wallet.js";
 import { Ledger } from "./payments/ledger.js";
+import { Payer, type ChannelUpdateSink } from "./payments/payer.js";
+import { reporter } from "./channels/errors.js";
+import { decodeInvoice } from "@ln/invoice";
 import { defaultForwardingPolicy, ForwardingPolicies, type ForwardingPolicy } from "./forwarding/policy.js";
 import type { InboundOpeningLimits } from "./peers/inbound-openings.js";
 import { connectPeer, listPeers, resyncPeer } from "./peers/peer-requests.js";
@@ -66,6 +69,8 @@ export interface ChannelServiceDeps {
   log: LogLine;
   /** A commitment round completed (the channel_commitment_round_seconds histogram). */
   onCommitRound?: (seconds: number) => void;
+  /** Where a channel_update carried in a payment's failure goes (the gossip side; default none). */
+  channelUpdates?: ChannelUpdateSink;
   standIns?: ChannelServiceStandIns;
 }
 
@@ -80,6 +85,8 @@ export interface ChannelService {
   policies: ForwardingPolicies;
   /** What the control API calls. */
   backend: ChannelNodeBackend;
+  /** Pays invoices: routes, attempts, retries (payments/payer.ts). */
+  payer: Payer;
   /** Takes leases and subscribes to the gateway, then follows the chain watcher's events. */
   start(): Promise<void>;
   /** Stops following chain events, then the node (its leases released). */
@@ -159,7 +166,10 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     forwarding: { pool, policies, prefix: s.prefix },
     log,
   });
+  // Built after the backend it sends through; the backend wakes it when a payment is asked for.
+  const wakePayer = { notify: (): void => undefined };
   const backend = new ChannelNodeBackend({
+    payer: { notify: () => wakePayer.notify() },
     node,
     resolution,
     store,
@@ -179,6 +189,23 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     },
   });
 
+  const invoicePayer = new Payer({
+    pool,
+    schema: s.databaseSchema,
+    store,
+    nc,
+    prefix: s.prefix,
+    nodeId: nodeId.toString("hex"),
+    holds: (id) => node.holds(id),
+    height: () => node.height,
+    decode: decodeInvoice,
+    send: (a) => backend.sendAttempt(a),
+    ...(deps.channelUpdates ? { updates: deps.channelUpdates } : {}),
+    log,
+    report: reporter(log),
+  });
+  wakePayer.notify = () => invoicePayer.notify();
+
   let chain: { stop(): Promise<void> } | undefined;
   const walletFollowsChain = standIns.walletFollowsChain ?? true;
   return {
@@ -190,8 +217,10 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     peers,
     policies,
     backend,
+    payer: invoicePayer,
     async start() {
       await node.start();
+      invoicePayer.start();
       chain = await consumeChainEvents({
         nc,
         prefix: chainPrefix,
@@ -210,6 +239,7 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
         );
     },
     async stop() {
+      await invoicePayer.stop();
       await chain?.stop();
       await node.stop();
     },
