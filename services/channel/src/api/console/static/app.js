@@ -255,10 +255,11 @@ function render(data) {
       payments.map((p) => [
         timeText(p.createdAt),
         mono(p.id),
-        mono(p.channelId),
+        // An invoice payment (the node found its routes) names its payee, not one channel.
+        p.kind === "invoice" ? `invoice to ${shortId(p.payee)}` : mono(p.channelId),
         msatText(p.amountMsat),
         pill(p.status),
-        p.failureReason ?? "",
+        (p.kind === "invoice" ? p.failure : p.failureReason) ?? "",
       ]),
       "No payments yet.",
     ),
@@ -556,9 +557,13 @@ onSubmit("invoice-form", async (form) => {
 const watch = { id: undefined, timer: undefined };
 const WATCH_POLL_MS = 1000;
 
-function describe(x) {
-  if (x === null || x === undefined) return "";
-  return typeof x === "string" ? x : JSON.stringify(x);
+/** An attempt's failure: BOLT #4's name, where, and the node's words (text only). */
+function failureText(f) {
+  if (f === null || f === undefined) return "";
+  if (typeof f === "string") return f;
+  const where = f.hop === null || f.hop === undefined ? "" : ` at hop ${f.hop}`;
+  const who = f.nodeId ? ` (${shortId(f.nodeId)})` : "";
+  return `${f.name ?? "failed"}${where}${who}${f.description ? `: ${f.description}` : ""}`;
 }
 
 function routeText(route) {
@@ -574,7 +579,9 @@ function renderWatched(p) {
     ...(p.feeMsat === undefined || p.feeMsat === null ? [] : [["Fee", msatText(p.feeMsat)]]),
     ["Payment hash", mono(p.rHash)],
     ...(p.preimage ? [["Preimage", mono(p.preimage)]] : []),
+    ...(p.payee ? [["Payee", mono(p.payee)]] : []),
     ...(p.failureReason ? [["Failure", p.failureReason]] : []),
+    ...(p.kind === "invoice" && p.failure ? [["Failure", p.failure]] : []),
     ...(p.route ? [["Route", routeText(p.route)]] : []),
   ];
   const dl = el("dl", {});
@@ -588,7 +595,7 @@ function renderWatched(p) {
           a.amountMsat === undefined ? "–" : msatText(a.amountMsat),
           a.feeMsat === undefined ? "–" : msatText(a.feeMsat),
           pill(a.status),
-          describe(a.failure),
+          failureText(a.failure),
         ]),
         "No attempt yet.",
       )
