@@ -17,16 +17,18 @@ const pg = requireFromChannel("pg") as {
 };
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
 const schema = `lnctl_graph_test_${randomBytes(6).toString("hex")}`;
-const OURS = `02${"11".repeat(32)}`; // MemoryBackend's node id
+const OURS = `02${"11".repeat(32)}`;
 const OTHER = `03${"77".repeat(32)}`;
 
 let app: Awaited<ReturnType<typeof buildApi>>;
 let url = "";
 let readonly = "";
 let channelId = "";
+let ourNode = "";
 
 beforeAll(async () => {
   const backend = new MemoryBackend({ pool });
+  ourNode = backend.nodeId;
   app = await buildApi({ pool, schema, backend });
   readonly = (await new ApiStore(pool, schema).createToken("lnctl graph", ["readonly"])).token;
   await app.listen({ host: "127.0.0.1", port: 0 });
@@ -105,9 +107,10 @@ describe("lnctl graph", () => {
     expect(ran.code).toBe(0);
     const lines = ran.stdout.split("\n");
     const row = lines.find((l) => l.startsWith("700x1x0"));
+    expect(ourNode < NODE).toBe(true);
     expect(row?.split(/\s{2,}/)).toEqual([
       "700x1x0",
-      OURS,
+      ourNode,
       NODE,
       "1,000,000",
       "no",
@@ -118,7 +121,7 @@ describe("lnctl graph", () => {
     ]);
     const json = await lnctl(["--json", "graph"], { LNCTL_URL: url, LNCTL_TOKEN: readonly });
     const body = JSON.parse(json.stdout) as Graph;
-    expect(body.nodes.map((n) => n.nodeId)).toEqual([OURS, NODE]);
+    expect(body.nodes.map((n) => n.nodeId)).toEqual([ourNode, NODE]);
     expect(body.channels.map((c) => [c.shortChannelId, c.channelId, c.announced])).toEqual([
       ["700x1x0", channelId, false],
     ]);

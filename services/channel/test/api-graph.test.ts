@@ -15,10 +15,11 @@ import { MemoryBackend } from "./memory-backend.js";
 
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
 const schema = `chan_api_graph_test_${randomBytes(6).toString("hex")}`;
-const OURS = `02${"11".repeat(32)}`; // MemoryBackend's node id
-const C = `02${"33".repeat(32)}`;
-const D = `02${"44".repeat(32)}`;
+/** MemoryBackend's node id (its own fixed key): 02..., so below every peer here (03...). */
+const OURS = new MemoryBackend().nodeId;
 const B = `03${"22".repeat(32)}`;
+const C = `03${"33".repeat(32)}`;
+const D = `03${"44".repeat(32)}`;
 const E = `03${"55".repeat(32)}`;
 /** 700x1x0 = 700 * 2^40 + 1 * 2^16 + 0. */
 const SCID_700 = "769658139508736";
@@ -36,6 +37,7 @@ let withC = "";
 let withE = "";
 
 beforeAll(async () => {
+  expect(OURS.startsWith("02")).toBe(true);
   await migrateChannelService(pool, schema);
   const q = (sql: string, values: unknown[]) => pool.query(sql.replaceAll("S.", `"${schema}".`), values);
   const chan = `INSERT INTO S.graph_channels (short_channel_id, node_1, node_2, commit_key_1, commit_key_2,
@@ -101,8 +103,6 @@ describe("GET /v1/graph", () => {
       nodeId: OURS,
       nodes: [
         { nodeId: OURS, alias: null, addresses: [], timestamp: null, ours: true },
-        { nodeId: C, alias: "", addresses: [], timestamp: 1_700_000_200, ours: false },
-        { nodeId: D, alias: null, addresses: [], timestamp: null, ours: false },
         {
           nodeId: B,
           alias: "bob <b>",
@@ -110,6 +110,8 @@ describe("GET /v1/graph", () => {
           timestamp: 1_700_000_100,
           ours: false,
         },
+        { nodeId: C, alias: "", addresses: [], timestamp: 1_700_000_200, ours: false },
+        { nodeId: D, alias: null, addresses: [], timestamp: null, ours: false },
         { nodeId: E, alias: null, addresses: [], timestamp: null, ours: false },
       ],
       channels: [
