@@ -4,7 +4,7 @@
  * in-process regtest node. A's console in headless Chromium (Debian's, under playwright-core)
  * signs in with A's admin token and, through its forms only: opens a channel to B (connecting
  * first), shows it in the graph view once normal, creates an invoice with its QR code, sets the
- * channel's fees, pays a payment hash of B's over the channel and watches the payment, and
+ * channel's fees, pays B's BOLT #11 invoice and watches its attempts (the amount moves to B), and
  * closes the channel cooperatively after a confirm. Each outcome is checked on the nodes' own
  * APIs and tables, not on the page alone. The page must log no error; screenshots go to
  * test-results/console-*.png.
@@ -14,6 +14,7 @@
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { decode as lightDecode } from "light-bolt11-decoder";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { channelWith, startNetwork, type Network, type NetNode } from "../lab/network.js";
@@ -22,7 +23,8 @@ const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const SCREENSHOT_DIR = fileURLToPath(new URL("../../test-results/", import.meta.url));
 const FUND_SAT = 10_000_000n;
 const CHANNEL_SAT = 4_000_000n;
-const PAY_MSAT = 25_000_000n;
+/** B's invoice A pays from the console. */
+const INVOICE_MSAT = 30_000_000n;
 
 let net: Network;
 let A: NetNode;
@@ -129,16 +131,26 @@ describe("the console's actions against a real node", () => {
     await page.locator("#invoice-qr svg.qr").waitFor({ state: "visible" });
     expect(await text("#invoice-form [data-role=error]")).toBe("");
     const shown = await text("#invoice-text");
-    // The invoice A stored: 1 500 000 msat with our description (the page's text, never markup).
-    const rHash = shown.startsWith("lnbcrt")
-      ? (/payment hash ([0-9a-f]{64})/.exec(await text("#invoice-result")) ?? [])[1]
-      : shown;
-    expect(rHash).toMatch(/^[0-9a-f]{64}$/);
-    const stored = await net.query<{ amount_msat: string; description: string; status: string }>(
-      `SELECT amount_msat, description, status FROM "${A.schemas.channel}".invoices WHERE r_hash = '${rHash}'`,
+    // The BOLT #11 string, read by an independent decoder: regtest, the amount, our description,
+    // A as the payee, and a payment hash A stored with that amount.
+    expect(shown).toMatch(/^lnbcrt/);
+    const decoded = lightDecode(shown);
+    const section = (name: string): unknown => decoded.sections.find((x) => x.name === name);
+    expect(section("amount")).toMatchObject({ value: "1500000" });
+    expect(section("description")).toMatchObject({ value: "console <b>coffee</b>" });
+    expect(section("payee")).toMatchObject({ value: A.nodeId });
+    const rHash = (section("payment_hash") as { value: string }).value;
+    expect(await text("#invoice-result")).toContain(`payment hash ${rHash}`);
+    const stored = await net.query<{
+      amount_msat: string;
+      description: string;
+      status: string;
+      bolt11: string;
+    }>(
+      `SELECT amount_msat, description, status, bolt11 FROM "${A.schemas.channel}".invoices WHERE r_hash = '${rHash}'`,
     );
     expect(stored).toEqual([
-      { amount_msat: "1500000", description: "console <b>coffee</b>", status: "open" },
+      { amount_msat: "1500000", description: "console <b>coffee</b>", status: "open", bolt11: shown },
     ]);
     expect(await page.locator("#invoice-result b").count()).toBe(0);
     // A QR code is a square of modules plus the 4-module quiet zone each side: at least version 1 (21).
@@ -146,9 +158,6 @@ describe("the console's actions against a real node", () => {
       (await page.locator("#invoice-qr svg.qr").getAttribute("viewBox"))?.split(" ").map(Number) ?? [];
     expect(box[2]).toBe(box[3]);
     expect(box[2]).toBeGreaterThanOrEqual(29);
-    if (!shown.startsWith("lnbcrt"))
-      // 64 bytes at level M need version 5 (version 4 holds 62): 37 modules.
-      expect(box[2]).toBe(37 + 8);
     expect(await page.locator("#invoice-qr svg.qr path.qr-fg").getAttribute("d")).toMatch(/^M/);
     await shot("invoice");
   });
@@ -175,36 +184,53 @@ describe("the console's actions against a real node", () => {
     await shot("fees");
   });
 
-  it("pays a payment hash of B's over the channel and watches the payment succeed", async () => {
-    const inv = await B.api.createInvoice(PAY_MSAT, "from A's console");
-    await page.click("#pay-hash summary");
-    await page.selectOption("#pay-hash-channel", channelId);
-    await page.fill("#pay-hash-rhash", inv.rHash);
-    await page.fill("#pay-hash-amount", PAY_MSAT.toString());
-    await page.click("#pay-hash-form button[type=submit]");
+  it("pays B's BOLT #11 invoice and watches its attempts", async () => {
+    const inv = (await B.api.createInvoice(INVOICE_MSAT, "B's invoice, paid from A's console")) as {
+      rHash: string;
+      bolt11?: string | null;
+    };
+    if (typeof inv.bolt11 !== "string") throw new Error("B's invoice has no BOLT #11 string");
+    await page.fill("#pay-invoice", inv.bolt11);
+    await page.click("#pay-form button[type=submit]");
     await expect.poll(() => text("#payment-watch"), { timeout: 60_000 }).toMatch(/Status\s+succeeded/);
-    expect(await text("#pay-hash-form [data-role=error]")).toBe("");
-    expect(await text("#payment-watch")).toContain(inv.rHash);
-    // B's books: the invoice is settled; A's channel: the amount moved to B.
+    expect(await text("#pay-form [data-role=error]")).toBe("");
+    const id = (/Payment id\s+(\S+)/.exec(await text("#payment-watch")) ?? [])[1] ?? "";
+    // A's record: one attempt straight to B over the channel, no fee; the page shows that attempt.
+    const p = await A.api.invoicePayment(id);
+    const scid = (await A.api.channel(channelId)).shortChannelId;
+    expect({ status: p.status, rHash: p.rHash, payee: p.payee, fee: p.feeMsat }).toEqual({
+      status: "succeeded",
+      rHash: inv.rHash,
+      payee: B.nodeId,
+      fee: "0",
+    });
+    expect(p.attempts.map((a) => [a.status, a.route.map((h) => [h.nodeId, h.shortChannelId])])).toEqual([
+      ["succeeded", [[B.nodeId, scid]]],
+    ]);
+    const attempts = page.locator("#payment-watch table tbody tr");
+    expect(await attempts.count()).toBe(1);
+    const cells = (await attempts.first().locator("td").allInnerTexts()).map((c) => c.trim());
+    expect(cells[1]).toBe(`${scid} → ${B.nodeId.slice(0, 10)}…`);
+    expect(cells[4]).toBe("succeeded");
+    // B's books: the invoice settled; A's channel: the amount moved to B, no HTLC left.
     await net.waitFor(
       "B's invoice settled and A's balance moved",
       async () => {
-        const [settled] = await net.query<{ status: string }>(
+        const [row] = await net.query<{ status: string }>(
           `SELECT status FROM "${B.schemas.channel}".invoices WHERE r_hash = '${inv.rHash}'`,
         );
         const a = await A.api.channel(channelId);
         return (
-          (settled?.status === "settled" &&
-            a.remoteBalanceMsat === PAY_MSAT.toString() &&
+          (row?.status === "settled" &&
+            a.remoteBalanceMsat === INVOICE_MSAT.toString() &&
+            a.localBalanceMsat === (CHANNEL_SAT * 1000n - INVOICE_MSAT).toString() &&
             a.htlcs.length === 0) ||
-          `invoice ${settled?.status}, A remote ${a.remoteBalanceMsat}, htlcs ${a.htlcs.length}`
+          `invoice ${row?.status}, A local ${a.localBalanceMsat} remote ${a.remoteBalanceMsat}, htlcs ${a.htlcs.length}`
         );
       },
       { intervalMs: 250, timeoutMs: 30_000, quiet: true },
     );
-    const a = await A.api.channel(channelId);
-    expect(a.localBalanceMsat).toBe((CHANNEL_SAT * 1000n - PAY_MSAT).toString());
-    await shot("payment");
+    await shot("pay-invoice");
   });
 
   it("closes the channel cooperatively after a confirm; mined until closed", async () => {

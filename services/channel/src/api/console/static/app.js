@@ -228,7 +228,6 @@ function render(data) {
       "No channels.",
     ),
   );
-  fillChannelSelect(channels.filter((c) => c.phase === "normal"));
 
   const htlcRows = details.flatMap((d) =>
     d.htlcs.map((h) => [
@@ -280,18 +279,6 @@ function channelActions(c) {
   close.addEventListener("click", () => openClose(c.id));
   box.append(fees, " ", close);
   return box;
-}
-
-/** The pay-a-hash form's channels; the choice survives a re-render while its channel stays. */
-function fillChannelSelect(normal) {
-  const select = $("pay-hash-channel");
-  const chosen = select.value;
-  select.replaceChildren(
-    ...normal.map((c) =>
-      el("option", { value: c.id }, `${c.shortChannelId ?? c.id} with ${c.peerNodeId.slice(0, 16)}…`),
-    ),
-  );
-  if (normal.some((c) => c.id === chosen)) select.value = chosen;
 }
 
 // ---- graph view -----------------------------------------------------------------------------
@@ -620,19 +607,6 @@ onSubmit("pay-form", async (form) => {
   const amount = $("pay-amount").value.trim();
   await startPayment({ invoice, ...(amount === "" ? {} : { amountMsat: decimal(amount, "The amount") }) });
   form.reset();
-});
-
-onSubmit("pay-hash-form", async () => {
-  const channelId = $("pay-hash-channel").value;
-  if (!channelId) throw new Error("No channel is open to pay over");
-  const info = await get("v1/info", currentToken());
-  const blocks = Number(decimal($("pay-hash-blocks").value, "The expiry"));
-  await startPayment({
-    channelId,
-    rHash: $("pay-hash-rhash").value.trim().toLowerCase(),
-    amountMsat: decimal($("pay-hash-amount").value, "The amount"),
-    expiry: { blocks: info.blockHeight + blocks },
-  });
 });
 
 onSubmit("open-form", async (form) => {
