@@ -230,6 +230,11 @@ describe("the console's actions against a real node", () => {
       },
       { intervalMs: 250, timeoutMs: 30_000, quiet: true },
     );
+    // Balances move with the last revocation, which is no status event: Refresh shows them.
+    await page.click("#refresh");
+    await expect
+      .poll(async () => (await row().locator("td").allInnerTexts()).map((c) => c.trim()).slice(6, 8))
+      .toEqual(["3,970,000 sat", "30,000 sat"]);
     await shot("pay-invoice");
   });
 
