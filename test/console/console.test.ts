@@ -4,9 +4,10 @@
  * test signs in as an operator would: a wrong token is rejected, the right one shows the node's
  * channels, HTLCs, payments and wallet; Refresh picks up a new payment, a status event on
  * GET /v1/events makes the page show the change at once (no timer: the page's only one is a
- * minute), and revoking the token ends the stream and sends the page back to the sign-in form. The graph
- * view draws our channel and one only gossip knows (rows written to its tables), a hostile alias as text. The page must log no
- * error, and its screenshot is saved to test-results/console.png.
+ * minute), and revoking the token ends the stream and sends the page back to the sign-in form.
+ * The graph view draws our channel and one only gossip knows (rows written to its tables), a
+ * hostile alias as text. The page must log no error, and its screenshot is saved to
+ * test-results/console.png.
  *
  * Needs Chromium: scripts/ensure-chromium.sh installs Debian's package; CHROMIUM_PATH picks another.
  */
