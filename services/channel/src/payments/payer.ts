@@ -74,8 +74,9 @@ export class AttemptRefused extends Error {
 export interface PayerOptions {
   pool: pg.Pool;
   schema: string;
-  store: ChannelStore;
-  nc: NatsConnection;
+  /** Our channels (their states: which can carry a payment, a command queued behind the signer). */
+  store: Pick<ChannelStore, "rowsWithState" | "load">;
+  nc: Pick<NatsConnection, "subscribe" | "publish" | "isClosed">;
   /** The node's subject prefix: notices go to `<prefix>.payments`. */
   prefix: string;
   /** Our node id, hex. */
@@ -203,7 +204,7 @@ export class Payer {
       try {
         do {
           this.again = false;
-          await this.round();
+          await this.runRound();
         } while (this.again);
       } catch (e) {
         this.o.report("payer round", e);
@@ -213,7 +214,8 @@ export class Payer {
     })();
   }
 
-  private async round(): Promise<void> {
+  /** One round over every pending invoice payment (wake() runs them; a test may call it). */
+  async runRound(): Promise<void> {
     const r = await this.o.pool.query<{ id: string }>(
       `SELECT id FROM ${this.q}.invoice_payments WHERE status = 'pending' ORDER BY created_at, id`,
     );
