@@ -245,11 +245,21 @@ export class LnClient {
   updateFee(id: string, feeRate: number): Promise<ChannelSummary> {
     return this.request("POST", `/v1/channels/${seg(id)}/fee`, { feeRate } satisfies UpdateFeeBody);
   }
-  createInvoice(req: { amountMsat: bigint; description?: string }): Promise<Invoice> {
+  /** Without amountMsat: an invoice for any amount. */
+  createInvoice(req: {
+    amountMsat?: bigint;
+    description?: string;
+    expirySeconds?: number;
+  }): Promise<Invoice> {
     return this.request("POST", "/v1/invoices", {
-      amountMsat: req.amountMsat.toString(),
+      ...(req.amountMsat === undefined ? {} : { amountMsat: req.amountMsat.toString() }),
       ...(req.description === undefined ? {} : { description: req.description }),
+      ...(req.expirySeconds === undefined ? {} : { expirySeconds: req.expirySeconds }),
     } satisfies CreateInvoiceBody);
+  }
+  /** One invoice by its payment hash (hex). */
+  invoice(rHash: string): Promise<Invoice> {
+    return this.request("GET", `/v1/invoices/${seg(rHash)}`);
   }
   /** A retry with the same idempotency key and body returns the first result and pays once. */
   async pay(req: PayRequest, idempotencyKey: string): Promise<Payment> {

@@ -21,6 +21,7 @@ import { Ledger } from "./payments/ledger.js";
 import { Payer, type ChannelUpdateSink } from "./payments/payer.js";
 import { reporter } from "./channels/errors.js";
 import { decodeInvoice } from "@ln/invoice";
+import { signInvoiceRequest } from "./payments/invoices.js";
 import { defaultForwardingPolicy, ForwardingPolicies, type ForwardingPolicy } from "./forwarding/policy.js";
 import type { InboundOpeningLimits } from "./peers/inbound-openings.js";
 import { connectPeer, listPeers, resyncPeer } from "./peers/peer-requests.js";
@@ -187,6 +188,11 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
       const { r_hash } = await signer.call("InvoiceHash", { index, amount_msat: amountMsat });
       return r_hash.toString("hex");
     },
+    signInvoice: async (index, fields) =>
+      (await signer.call("SignInvoice", signInvoiceRequest(index, fields))).invoice,
+    // Our final HTLCs must leave the payee's deadline rule (draft 3.1) room: the same delay plus
+    // margin that our forwarding delta covers.
+    minFinalCltvExpiryDelta: policies.defaults.cltvExpiryDelta,
   });
 
   const invoicePayer = new Payer({
