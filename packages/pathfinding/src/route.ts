@@ -108,7 +108,8 @@ interface Limits {
  * larger amount, expiry or hop count), so the limits cannot hide a feasible route behind a cheaper
  * infeasible one. Ties go the same way whatever the edges' order (they are sorted by scid, then
  * forwarder). A failure's reason starts with what limited it: "invalid query", "excluded",
- * "no path", "hop limit", "capacity", "fee limit", "expiry limit".
+ * "no path", "hop limit", "capacity", "fee limit", "expiry limit", "fee limit or expiry limit" (each
+ * alone blocks a different route), "fee limit and expiry limit" (only lifting both finds one).
  */
 export function findRoute(edges: readonly Edge[], q: RouteQuery): RouteResult {
   const invalid = checkQuery(q);
@@ -171,8 +172,8 @@ const compareEdges = (a: Edge, b: Edge): number =>
 class Graph {
   readonly ids: string[];
   readonly index = new Map<string, number>();
-  /** incoming[v]: edges that reach v, sorted by scid then forwarder. */
-  readonly incoming: Edge[][];
+  /** incoming[v]: the edges that reach v with their forwarder's index, sorted by scid then forwarder. */
+  readonly incoming: Array<Array<{ e: Edge; from: number }>>;
   /** The largest htlc_minimum of a usable edge. */
   readonly maxHtlcMinimum: bigint;
   readonly source: number;
@@ -188,7 +189,7 @@ class Graph {
         e.to !== q.source &&
         !exN.has(e.from) &&
         !exN.has(e.to) &&
-        !exE.has(edgeKey(e.shortChannelId, e.from)) &&
+        (exE.size === 0 || !exE.has(edgeKey(e.shortChannelId, e.from))) &&
         usablePolicy(e),
     );
     const ids = new Set<string>([q.source, q.destination]);
@@ -198,7 +199,7 @@ class Graph {
     this.incoming = this.ids.map(() => []);
     let maxMin = 0n;
     for (const e of [...usable].sort(compareEdges)) {
-      (this.incoming[this.at(e.to)] as Edge[]).push(e);
+      (this.incoming[this.at(e.to)] as Array<{ e: Edge; from: number }>).push({ e, from: this.at(e.from) });
       if (e.policy.htlcMinimumMsat > maxMin) maxMin = e.policy.htlcMinimumMsat;
     }
     this.maxHtlcMinimum = maxMin;
@@ -320,11 +321,10 @@ function search(g: Graph, q: RouteQuery, riskMicro: bigint, limits: Limits): Lab
     if (l.dead) continue;
     if (l.node === g.source) return l;
     if (l.hops >= MAX_HOPS) continue;
-    for (const e of g.incoming[l.node] as Edge[]) {
+    for (const { e, from } of g.incoming[l.node] as Array<{ e: Edge; from: number }>) {
       // e carries l.amount from its forwarder to l.node.
       if (l.amount > e.capacityMsat) continue;
       if (l.amount < e.policy.htlcMinimumMsat || l.amount > e.policy.htlcMaximumMsat) continue;
-      const from = g.at(e.from);
       if (onPath(l, from)) continue;
       let amount = l.amount;
       let cltv = l.cltv;
@@ -382,12 +382,15 @@ function diagnose(edges: readonly Edge[], g: Graph, q: RouteQuery, riskMicro: bi
   if (free === undefined)
     return `capacity: no path can carry ${q.amountMsat} msat (channel capacity, htlc_minimum or htlc_maximum, within ${MAX_HOPS} hops)`;
   const withCltv = search(g, q, riskMicro, { maxFee: noFeeLimit, maxCltv: q.maxTotalCltvDelta });
-  if (withCltv !== undefined)
-    return `fee limit: the cheapest route charges ${withCltv.amount - q.amountMsat} msat in fees, above the limit of ${q.maxFeeMsat} msat`;
   const withFee = search(g, q, riskMicro, { maxFee: q.maxFeeMsat, maxCltv: noCltvLimit });
+  const fee = (l: Label): bigint => l.amount - q.amountMsat;
+  if (withCltv !== undefined && withFee !== undefined)
+    return `fee limit or expiry limit: within the expiry limit the cheapest route charges ${fee(withCltv)} msat in fees (limit ${q.maxFeeMsat} msat); within the fee limit it needs a total cltv delta of ${withFee.cltv} blocks (limit ${q.maxTotalCltvDelta})`;
+  if (withCltv !== undefined)
+    return `fee limit: the cheapest route within the expiry limit charges ${fee(withCltv)} msat in fees, above the limit of ${q.maxFeeMsat} msat`;
   if (withFee !== undefined)
-    return `expiry limit: the cheapest route needs a total cltv delta of ${withFee.cltv} blocks, above the limit of ${q.maxTotalCltvDelta}`;
-  return `fee limit and expiry limit: the cheapest route charges ${free.amount - q.amountMsat} msat in fees with a total cltv delta of ${free.cltv} blocks; the limits are ${q.maxFeeMsat} msat and ${q.maxTotalCltvDelta} blocks`;
+    return `expiry limit: the cheapest route within the fee limit needs a total cltv delta of ${withFee.cltv} blocks, above the limit of ${q.maxTotalCltvDelta}`;
+  return `fee limit and expiry limit: the cheapest route charges ${fee(free)} msat in fees with a total cltv delta of ${free.cltv} blocks; the limits are ${q.maxFeeMsat} msat and ${q.maxTotalCltvDelta} blocks`;
 }
 
 /** Hops of the shortest path from the source to the destination, ignoring amounts (BFS backwards). */
@@ -397,8 +400,7 @@ function fewestHops(g: Graph): number | undefined {
   for (let d = 1; frontier.length > 0; d++) {
     const next: number[] = [];
     for (const v of frontier)
-      for (const e of g.incoming[v] as Edge[]) {
-        const u = g.at(e.from);
+      for (const { from: u } of g.incoming[v] as Array<{ e: Edge; from: number }>) {
         if (dist.has(u)) continue;
         if (u === g.source) return d;
         dist.set(u, d);

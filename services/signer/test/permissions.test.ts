@@ -159,6 +159,9 @@ describe("the permission table", () => {
         "SignSweep",
         "SignWalletSpend",
         "ChannelStatus",
+        "SignChannelAnnouncement",
+        "SignChannelUpdate",
+        "SignNodeAnnouncement",
       ].sort(),
     );
   });
