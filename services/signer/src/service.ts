@@ -384,6 +384,12 @@ export class SignerService {
           "WRONG_COMMIT_KEY",
           `channel ${channel}: other_commit_key is not the peer's recorded commit key`,
         );
+      // The scid's last two bytes are the anchor's output index (BOLT #7): the one we signed for.
+      if (ch.anchor !== undefined && Number(scid & 0xffffn) !== ch.anchor.vout)
+        throw refuse(
+          "ANNOUNCEMENT_MISMATCH",
+          `channel ${channel}: short_channel_id's output index ${scid & 0xffffn} is not the anchor's ${ch.anchor.vout}`,
+        );
     });
     const commit = this.keys.channel(channel).commit;
     const weAreFirst = Buffer.compare(node.pub, otherNodeId) < 0;
