@@ -99,10 +99,13 @@ export class SignerService {
     return sha256(shared);
   }
 
-  /** The transport's authenticate digest, SHA256(SHA256(h)): signed as given with the node key. */
-  signSession(digest: Uint8Array): Buffer {
-    check32(digest, "the session digest");
-    return signDigest(this.keys.node.priv, digest);
+  /**
+   * The transport's authenticate signature: SHA256(SHA256(h)) computed here from the handshake
+   * hash h, so the gateway's key can sign nothing but sessions (DESIGN.md 3).
+   */
+  signSession(handshakeHash: Uint8Array): Buffer {
+    check32(handshakeHash, "the handshake hash");
+    return signDigest(this.keys.node.priv, sha256(sha256(handshakeHash)));
   }
 
   async newChannel(): Promise<NewChannel> {
