@@ -92,6 +92,8 @@ export interface PayRequest {
   }[];
   /** An onion built elsewhere (hex), sent unchanged in place of the route's (tests). */
   onion?: string | undefined;
+  /** With a route: the invoice's payment secret (hex, BOLT #11 `s`). */
+  paymentSecret?: string | undefined;
 }
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -294,6 +296,7 @@ export class LnClient {
               },
             }),
         ...(req.onion === undefined ? {} : { onion: req.onion }),
+        ...(req.paymentSecret === undefined ? {} : { paymentSecret: req.paymentSecret }),
       } satisfies PayBody,
       { "idempotency-key": idempotencyKey },
     );

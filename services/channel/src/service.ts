@@ -21,6 +21,7 @@ import { Ledger } from "./payments/ledger.js";
 import { Payer, type ChannelUpdateSink } from "./payments/payer.js";
 import { reporter } from "./channels/errors.js";
 import { decodeInvoice } from "@ln/invoice";
+import { DEFAULT_POLICY } from "@ln/channel-core";
 import { signInvoiceRequest } from "./payments/invoices.js";
 import { defaultForwardingPolicy, ForwardingPolicies, type ForwardingPolicy } from "./forwarding/policy.js";
 import type { InboundOpeningLimits } from "./peers/inbound-openings.js";
@@ -99,6 +100,14 @@ const NETWORKS: Record<ChannelServiceSettings["network"], Network> = {
   testnet: networks.testnet,
   regtest: networks.regtest,
 };
+
+/**
+ * What our invoices ask of a final HTLC's expiry beyond the tip: the payee fulfils only before the
+ * HTLC's redemption deadline, expiry - delay - margin (draft 3.1), so the delay and margin plus
+ * 12 blocks for the payment to arrive and settle.
+ */
+export const minFinalCltvExpiryDelta = (delayBlocks: number): number =>
+  delayBlocks + DEFAULT_POLICY.deadlineMarginBlocks + 12;
 
 /** Builds the channel service (its schema migrated); nothing runs until start(). */
 export async function buildChannelService(deps: ChannelServiceDeps): Promise<ChannelService> {
@@ -190,9 +199,7 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     },
     signInvoice: async (index, fields) =>
       (await signer.call("SignInvoice", signInvoiceRequest(index, fields))).invoice,
-    // Our final HTLCs must leave the payee's deadline rule (draft 3.1) room: the same delay plus
-    // margin that our forwarding delta covers.
-    minFinalCltvExpiryDelta: policies.defaults.cltvExpiryDelta,
+    minFinalCltvExpiryDelta: minFinalCltvExpiryDelta(s.terms.delayBlocks),
   });
 
   const invoicePayer = new Payer({
