@@ -58,7 +58,8 @@ describe("BOLT #11 invoices, A pays B", () => {
   beforeAll(async () => {
     net = await startNetwork({
       nodes: ["A", "B"],
-      channelEnv: { CHANNEL_DELAY_BLOCKS: String(DELAY_BLOCKS) },
+      // A-B is never announced here (1000 blocks deep): B's invoices hint it.
+      channelEnv: { CHANNEL_DELAY_BLOCKS: String(DELAY_BLOCKS), GOSSIP_ANNOUNCE_DEPTH: "1000" },
       ...(netLog ? { log: netLog } : {}),
     });
     [A, B] = [net.node("A"), net.node("B")];
@@ -92,6 +93,8 @@ describe("BOLT #11 invoices, A pays B", () => {
     expect(b.tagsObject.payment_hash).toBe(inv.rHash);
     expect(b.tagsObject.expire_time).toBe(900);
     expect(b.tagsObject.min_final_cltv_expiry).toBe(MIN_FINAL);
+    expect(b.timestamp).toBe(Date.parse(inv.createdAt) / 1000);
+    expect(b.timeExpireDate).toBe(Date.parse(inv.expiresAt ?? "") / 1000);
 
     const light = lightDecode(s);
     const section = (name: string): unknown => light.sections.find((x) => x.name === name);
@@ -100,7 +103,7 @@ describe("BOLT #11 invoices, A pays B", () => {
     expect(section("payee")).toMatchObject({ value: B.nodeId });
     expect((section("payment_secret") as { value: string }).value).toMatch(/^[0-9a-f]{64}$/);
     expect(section("payment_secret")).toMatchObject({ value: b.tagsObject.payment_secret });
-    // A-B is not in any graph yet: hinted with A as the node forwarding to B over it.
+    // A-B is not announced: hinted with A as the node forwarding to B over it.
     const scid = route.hops[0]?.shortChannelId ?? "";
     const [h, i, o] = scid.split("x").map(BigInt) as [bigint, bigint, bigint];
     const scidHex = ((h << 40n) | (i << 16n) | o).toString(16).padStart(16, "0");

@@ -68,6 +68,12 @@ export interface PayRequest {
   paymentSecret?: string;
 }
 
+/**
+ * The BOLT #11 strings of the invoices made through any LabApi of this process, by payment hash:
+ * a payer of the scenarios finds the payment secret here even when the payee is down or frozen.
+ */
+export const INVOICES_MADE = new Map<string, string>();
+
 export class LabApi {
   readonly #client: LnClient | undefined;
 
@@ -109,12 +115,14 @@ export class LabApi {
   updateFee(id: string, feeRate: number): Promise<ChannelSummary> {
     return this.#api.updateFee(id, feeRate);
   }
-  createInvoice(amountMsat: bigint, description?: string, expirySeconds?: number): Promise<Invoice> {
-    return this.#api.createInvoice({
+  async createInvoice(amountMsat: bigint, description?: string, expirySeconds?: number): Promise<Invoice> {
+    const inv = await this.#api.createInvoice({
       amountMsat,
       ...(description !== undefined ? { description } : {}),
       ...(expirySeconds !== undefined ? { expirySeconds } : {}),
     });
+    if (inv.bolt11 !== null) INVOICES_MADE.set(inv.rHash, inv.bolt11);
+    return inv;
   }
   /** One invoice by its payment hash (with its BOLT #11 string). */
   invoice(rHash: string): Promise<Invoice> {

@@ -30,6 +30,7 @@ import { connect as natsConnect } from "nats";
 import pg from "pg";
 import {
   ApiError,
+  INVOICES_MADE,
   LabApi,
   type ChannelSummary,
   type Forward,
@@ -814,15 +815,21 @@ export class Network {
     });
   }
 
-  /** The payment secret of `nodeId`'s BOLT #11 invoice for `rHash`, if it is ours and has one. */
+  /**
+   * The payment secret of the BOLT #11 invoice for `rHash`: one made through a LabApi here, else
+   * `nodeId`'s if it is a node of this network and has one.
+   */
   async invoiceSecret(nodeId: string | undefined, rHash: string): Promise<string | undefined> {
+    let bolt11 = INVOICES_MADE.get(rHash);
     const payee = this.nodes.find((n) => n.nodeId === nodeId);
-    if (payee === undefined) return undefined;
-    const inv = await payee.api.invoice(rHash).catch((e: unknown) => {
-      if (e instanceof ApiError && e.status === 404) return undefined; // an unknown hash: no secret
-      throw e;
-    });
-    return inv?.bolt11 ? decodeInvoice(inv.bolt11).paymentSecret.toString("hex") : undefined;
+    if (bolt11 === undefined && payee !== undefined) {
+      const inv = await payee.api.invoice(rHash).catch((e: unknown) => {
+        if (e instanceof ApiError && e.status === 404) return undefined; // an unknown hash: no secret
+        throw e;
+      });
+      bolt11 = inv?.bolt11 ?? undefined;
+    }
+    return bolt11 === undefined ? undefined : decodeInvoice(bolt11).paymentSecret.toString("hex");
   }
 
   /** Waits until payment `id` of `payer` is final (succeeded or failed) and returns it. */
