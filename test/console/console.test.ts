@@ -4,8 +4,10 @@
  * test signs in as an operator would: a wrong token is rejected, the right one shows the node's
  * channels, HTLCs, payments and wallet; Refresh picks up a new payment, a status event on
  * GET /v1/events makes the page show the change at once (no timer: the page's only one is a
- * minute), and revoking the token ends the stream and sends the page back to the sign-in form. The page must log no
- * error, and its screenshot is saved to test-results/console.png.
+ * minute), and revoking the token ends the stream and sends the page back to the sign-in form.
+ * The graph view draws our channel and one only gossip knows (rows written to its tables), a
+ * hostile alias as text. The page must log no error, and its screenshot is saved to
+ * test-results/console.png.
  *
  * Needs Chromium: scripts/ensure-chromium.sh installs Debian's package; CHROMIUM_PATH picks another.
  */
@@ -33,6 +35,11 @@ const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const SCREENSHOT_DIR = fileURLToPath(new URL("../../test-results/", import.meta.url));
 const PEER = `03${"22".repeat(32)}`;
 const RHASH = "ab".repeat(32);
+/** A node only gossip knows, its alias a peer's words (at most 32 bytes), shown as text. */
+const FAR = `03${"44".repeat(32)}`;
+const HOSTILE_ALIAS = "<img src=x onerror=alert(1)>";
+/** 104x1x0 = 104 * 2^40 + 1 * 2^16: a gossip channel PEER-FAR. */
+const FAR_SCID = "114349209354240";
 /** Rendered as text, never as markup: the page must show it literally. */
 const HOSTILE_REASON = `peer said <img src=x onerror="document.title='pwned'">`;
 
@@ -61,7 +68,7 @@ class ShowcaseBackend extends MemoryBackend {
 
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 2 });
 const schema = `console_e2e_${randomBytes(6).toString("hex")}`;
-const backend = new ShowcaseBackend();
+const backend = new ShowcaseBackend({ pool, graphSchema: schema });
 let app: Awaited<ReturnType<typeof buildApi>>;
 let base: string;
 let token: { id: string; token: string };
@@ -104,6 +111,24 @@ beforeAll(async () => {
   // Revocation ends event streams within tokenCheckMs: short here, so the test need not wait 30 s.
   app = await buildApi({ pool, schema, backend, events: { limits: { tokenCheckMs: 200 } } });
   token = await new ApiStore(pool, schema).createToken("console e2e", ["readonly"]);
+  // Gossip's graph (migration 21, migrated with the API's tables): a channel between our peer and
+  // a node we have no channel with, one direction's policy, and that node's announcement.
+  await pool.query(
+    `INSERT INTO "${schema}".graph_channels (short_channel_id, node_1, node_2, commit_key_1, commit_key_2,
+       anchor_txid, anchor_vout, capacity_sat, announcement) VALUES ($1, $2, $3, 'k1', 'k2', $4, 0, 2000000, '\\x00')`,
+    [FAR_SCID, PEER, FAR, "cc".repeat(32)],
+  );
+  await pool.query(
+    `INSERT INTO "${schema}".graph_policies (short_channel_id, direction, timestamp, disabled, cltv_expiry_delta,
+       htlc_minimum_msat, htlc_maximum_msat, fee_base_msat, fee_proportional_millionths, channel_update)
+       VALUES ($1, 1, 1700000000, false, 40, 1000, 1980000000, 700, 25, '\\x00')`,
+    [FAR_SCID],
+  );
+  await pool.query(
+    `INSERT INTO "${schema}".graph_nodes (node_id, timestamp, alias, addresses, node_announcement)
+       VALUES ($1, 1700000000, $2, '["10.0.0.9:9735"]', '\\x00')`,
+    [FAR, HOSTILE_ALIAS],
+  );
   await app.listen({ host: "127.0.0.1", port: 0 });
   base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 
@@ -175,6 +200,7 @@ describe("the operator's console in Chromium", () => {
       "3,998,765.433 sat",
       "1,234.567 sat",
       "1",
+      "Fees Close",
     ]);
 
     const htlcs = (await page.locator("#htlcs tbody tr").first().locator("td").allInnerTexts()).map((c) =>
@@ -197,6 +223,30 @@ describe("the operator's console in Chromium", () => {
 
     expect(await text("#tower")).toContain("Not reported by this API");
     await expect.poll(() => text("#updated")).toContain("live (status events)");
+  });
+
+  it("draws the graph: our channel highlighted, gossip's channel plain, a peer's alias as text", async () => {
+    const ours = page.locator(`#graph-canvas path.chan.ours[data-channel="${channelId}"]`);
+    await expect.poll(() => ours.count()).toBe(1);
+    expect(await ours.getAttribute("data-scid")).toBe("103x2x1");
+    const theirs = page.locator('#graph-canvas path.chan[data-scid="104x1x0"]');
+    expect(await theirs.count()).toBe(1);
+    expect(await theirs.getAttribute("class")).toBe("chan");
+    expect(await page.locator("#graph-canvas g.node").count()).toBe(3);
+    expect(await page.locator(`#graph-canvas g.node.ours[data-node="${backend.nodeId}"]`).count()).toBe(1);
+    const far = page.locator(`#graph-canvas g.node[data-node="${FAR}"]`);
+    expect(await far.locator("text").textContent()).toBe(HOSTILE_ALIAS);
+    // Hover text: FAR's channel with its one policy (700 msat + 25 ppm, delta 40), FAR → PEER.
+    const title = (await theirs.locator("xpath=..").locator("title").textContent()) ?? "";
+    expect(title).toContain("Channel 104x1x0\nCapacity 2,000,000 sat\n");
+    expect(title).toContain(
+      `${HOSTILE_ALIAS} (${FAR.slice(0, 10)}…) → ${PEER.slice(0, 10)}…: 0.700 sat + 25 ppm, cltv delta 40`,
+    );
+    await far.locator("circle").click();
+    await expect.poll(() => text("#graph-detail")).toContain("10.0.0.9:9735");
+    expect(await text("#graph-detail")).toContain(HOSTILE_ALIAS);
+    expect(await page.locator("#graph-view img").count()).toBe(0);
+    expect(await page.title()).not.toBe("pwned");
   });
 
   it("keeps the token in session storage only, never in a URL", async () => {

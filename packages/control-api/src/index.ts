@@ -3,4 +3,5 @@
  * `Static<>` types) and the error codes with the status each is answered with. */
 export * from "./schemas.js";
 export * from "./errors.js";
+export * from "./graph.js";
 export type { Static } from "typebox";

@@ -23,10 +23,16 @@ export type Invoice = Static<typeof S.Invoice>;
 export type Payment = Static<typeof S.Payment>;
 export type PaymentStatus = Payment["status"];
 export type PaymentList = Static<typeof S.PaymentList>;
+export type InvoicePayment = Static<typeof S.InvoicePayment>;
+export type InvoiceAttempt = InvoicePayment["attempts"][number];
+export type AnyPayment = Static<typeof S.AnyPayment>;
+export type InvoicePayBody = Static<typeof S.InvoicePayBody>;
 export type ForwardingPolicy = Static<typeof S.ForwardingPolicy>;
 export type ForwardingPolicyBody = Static<typeof S.ForwardingPolicyBody>;
 export type Forward = Static<typeof S.Forward>;
 export type ForwardList = Static<typeof S.ForwardList>;
+export type Graph = Static<typeof S.Graph>;
+export type GraphPolicy = Static<typeof S.GraphPolicy>;
 export type WalletAddress = Static<typeof S.WalletAddress>;
 export type WalletBalance = Static<typeof S.WalletBalance>;
 export type Withdrawal = Static<typeof S.Withdrawal>;
@@ -299,7 +305,17 @@ export class LnClient {
   listPayments(limit?: number): Promise<PaymentList> {
     return this.request("GET", limit === undefined ? "/v1/payments" : `/v1/payments?limit=${limit}`);
   }
-  getPayment(id: string): Promise<Payment> {
+  /** Pays a BOLT #11 invoice (admin): the node routes and retries; the reply is the payment, pending. */
+  async payInvoice(
+    body: InvoicePayBody,
+    idempotencyKey: string,
+  ): Promise<{ payment: InvoicePayment; replayed: boolean }> {
+    const r = await this.send<InvoicePayment>("POST", "/v1/payments", body, {
+      "idempotency-key": idempotencyKey,
+    });
+    return { payment: r.body, replayed: r.headers.get("idempotent-replayed") === "true" };
+  }
+  getPayment(id: string): Promise<AnyPayment> {
     return this.request("GET", `/v1/payments/${seg(id)}`);
   }
   /** A channel's forwarding policy. */
@@ -332,6 +348,10 @@ export class LnClient {
     if (q.limit !== undefined) query.set("limit", String(q.limit));
     const qs = query.toString();
     return this.request("GET", qs === "" ? "/v1/forwards" : `/v1/forwards?${qs}`);
+  }
+  /** The network's graph and our own channels. */
+  graph(): Promise<Graph> {
+    return this.request("GET", "/v1/graph");
   }
   /** Allocates a new deposit address (a wallet key, watched for good): address or admin scope. */
   walletAddress(): Promise<WalletAddress> {

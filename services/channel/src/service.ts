@@ -26,6 +26,9 @@ import { Resolver } from "./onchain/resolution.js";
 import { TowerLink, towerRecordsSubject } from "./onchain/tower-link.js";
 import { Wallet } from "./onchain/wallet.js";
 import { Ledger } from "./payments/ledger.js";
+import { Payer, type ChannelUpdateSink } from "./payments/payer.js";
+import { reporter } from "./channels/errors.js";
+import { decodeInvoice } from "@ln/invoice";
 import { DEFAULT_POLICY } from "@ln/channel-core";
 import { signInvoiceRequest } from "./payments/invoices.js";
 import { defaultForwardingPolicy, ForwardingPolicies, type ForwardingPolicy } from "./forwarding/policy.js";
@@ -78,6 +81,8 @@ export interface ChannelServiceDeps {
   log: LogLine;
   /** A commitment round completed (the channel_commitment_round_seconds histogram). */
   onCommitRound?: (seconds: number) => void;
+  /** Where a channel_update carried in a payment's failure goes (the gossip side; default none). */
+  channelUpdates?: ChannelUpdateSink;
   /** Gossip's drops and acceptances (metrics.ts registerGossipMetrics). */
   gossipCounters?: GossipCounters;
   standIns?: ChannelServiceStandIns;
@@ -96,6 +101,8 @@ export interface ChannelService {
   gossip: Gossip;
   /** What the control API calls. */
   backend: ChannelNodeBackend;
+  /** Pays invoices: routes, attempts, retries (payments/payer.ts). */
+  payer: Payer;
   /** Takes leases and subscribes to the gateway, then follows the chain watcher's events. */
   start(): Promise<void>;
   /** Stops following chain events, then the node (its leases released). */
@@ -189,7 +196,10 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     },
     log,
   });
+  // Built after the backend it sends through; the backend wakes it when a payment is asked for.
+  const wakePayer = { notify: (): void => undefined };
   const backend = new ChannelNodeBackend({
+    payer: { notify: () => wakePayer.notify() },
     node,
     resolution,
     store,
@@ -212,6 +222,23 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     minFinalCltvExpiryDelta: minFinalCltvExpiryDelta(s.terms.delayBlocks),
   });
 
+  const invoicePayer = new Payer({
+    pool,
+    schema: s.databaseSchema,
+    store,
+    nc,
+    prefix: s.prefix,
+    nodeId: nodeId.toString("hex"),
+    holds: (id) => node.holds(id),
+    height: () => node.height,
+    decode: decodeInvoice,
+    send: (a) => backend.sendAttempt(a),
+    ...(deps.channelUpdates ? { updates: deps.channelUpdates } : {}),
+    log,
+    report: reporter(log),
+  });
+  wakePayer.notify = () => invoicePayer.notify();
+
   const gossip = node.gossip;
   if (!gossip) throw new Error("the node was built without gossip");
   let chain: { stop(): Promise<void> } | undefined;
@@ -226,8 +253,10 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     policies,
     gossip,
     backend,
+    payer: invoicePayer,
     async start() {
       await node.start();
+      invoicePayer.start();
       chain = await consumeChainEvents({
         nc,
         prefix: chainPrefix,
@@ -246,6 +275,7 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
         );
     },
     async stop() {
+      await invoicePayer.stop();
       await chain?.stop();
       await node.stop();
     },

@@ -36,6 +36,8 @@ const FILES = [
   { url: "/console/app.js", type: "text/javascript" },
   { url: "/console/app.css", type: "text/css" },
   { url: "/console/icon.svg", type: "image/svg+xml" },
+  // qrcode-generator's ES module, from node_modules.
+  { url: "/console/qrcode.js", type: "text/javascript" },
 ];
 
 /** The CSP's directives by name, each with its sources. */

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { msat, sat, type Sat, type ShortChannelId } from "@ln/bitcoin";
+import { msat, sat, shortChannelIdToBigint, type Sat, type ShortChannelId } from "@ln/bitcoin";
 import {
   BackendError,
   type ChannelDetail,
@@ -8,6 +8,7 @@ import {
   type ForwardingPolicy,
   type ForwardRow,
   type ForwardTotals,
+  type Graph,
   type Invoice,
   type PaymentRoute,
   type PayRequest,
@@ -24,6 +25,7 @@ import { assembleInvoice, unsignedInvoice, type InvoiceFields } from "@ln/invoic
 import * as ecc from "tiny-secp256k1";
 import { planRoute, type RoutePlan } from "../src/payments/route.js";
 import { checkPolicy } from "../src/forwarding/policy.js";
+import { operatorGraph, readAnnouncedGraph } from "../src/gossip/graph-api-reads.js";
 import type pg from "pg";
 
 /**
@@ -31,10 +33,11 @@ import type pg from "pg";
  * balance. Test-only (kept out of src/): the API's tests run it without a node. It counts calls
  * per method so tests can check that a retried request did not pay twice. Withdrawals need
  * `pool`: their request record (the API's idempotency key) is written in a real transaction, as
- * the wallet does.
+ * the wallet does. The graph is read from the gossip tables in `graphSchema` (with `pool`), else
+ * it holds our channels only.
  */
 export class MemoryBackend implements NodeBackend {
-  constructor(private readonly opts: { pool?: pg.Pool } = {}) {}
+  constructor(private readonly opts: { pool?: pg.Pool; graphSchema?: string } = {}) {}
 
   readonly calls = new Map<keyof NodeBackend, number>();
   /** A key of its own, so that its invoices are real BOLT #11 strings signed by its node id. */
@@ -268,6 +271,28 @@ export class MemoryBackend implements NodeBackend {
         feesEarnedMsat: msat(settled.reduce((n, f) => n + f.feeMsat, 0n)),
       },
     };
+  }
+
+  async graph(): Promise<Graph> {
+    this.called("graph");
+    const { pool, graphSchema } = this.opts;
+    const announced =
+      pool && graphSchema !== undefined
+        ? await readAnnouncedGraph(pool, graphSchema)
+        : { nodes: [], channels: [] };
+    const live = [...this.channels.values()].filter((c) => c.phase !== "closed" && c.phase !== "failed");
+    return operatorGraph(
+      announced,
+      this.nodeId,
+      live.map((c) => ({
+        id: c.id,
+        peerNodeId: c.peerNodeId,
+        shortChannelId: c.shortChannelId && shortChannelIdToBigint(c.shortChannelId),
+        capacitySat: c.capacitySat,
+        policy: this.policies.get(c.id) ?? this.defaultPolicy,
+        usable: c.phase === "normal",
+      })),
+    );
   }
 
   async listPayments(): Promise<Payment[]> {

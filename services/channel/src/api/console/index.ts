@@ -2,7 +2,8 @@
  * without a token because they hold no data. The page asks the operator for a token and reads
  * the /v1 routes with it from the browser, like any other API client. */
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { FastifyPluginAsync } from "fastify";
 
@@ -25,11 +26,30 @@ export const CONSOLE_CSP = [
   "frame-ancestors 'none'",
 ].join("; ");
 
-const FILES: ReadonlyArray<{ url: string; file: string; type: string }> = [
+/**
+ * The QR code module the page imports (qrcode-generator's ES module build, as published): served
+ * from node_modules, where the service's dependency put it, never copied into the repository.
+ */
+export const QRCODE_MODULE = ((): string => {
+  try {
+    // Its "require" entry is dist/qrcode.js; the ES module is beside it.
+    return join(dirname(createRequire(import.meta.url).resolve("qrcode-generator")), "qrcode.mjs");
+  } catch {
+    return "qrcode-generator/dist/qrcode.mjs (not installed)";
+  }
+})();
+
+const FILES: ReadonlyArray<{ url: string; file: string; type: string; path?: string }> = [
   { url: "/console", file: "index.html", type: "text/html; charset=utf-8" },
   { url: "/console/app.js", file: "app.js", type: "text/javascript; charset=utf-8" },
   { url: "/console/app.css", file: "app.css", type: "text/css; charset=utf-8" },
   { url: "/console/icon.svg", file: "icon.svg", type: "image/svg+xml" },
+  {
+    url: "/console/qrcode.js",
+    file: "qrcode.js",
+    type: "text/javascript; charset=utf-8",
+    path: QRCODE_MODULE,
+  },
 ];
 
 export interface ConsoleOptions {
@@ -45,7 +65,7 @@ export interface ConsoleOptions {
 export const consolePage: FastifyPluginAsync<ConsoleOptions> = async (app, opts) => {
   const dir = opts.dir ?? CONSOLE_STATIC_DIR;
   for (const f of FILES) {
-    const path = join(dir, f.file);
+    const path = f.path ?? join(dir, f.file);
     const body = await readFile(path).catch((e: unknown) => {
       const why = e instanceof Error ? e.message : String(e);
       app.log.error(`operator console: cannot read ${path} (${why}); /console answers 503`);
@@ -62,7 +82,9 @@ export const consolePage: FastifyPluginAsync<ConsoleOptions> = async (app, opts)
         return reply.code(503).send({
           error: {
             code: "CONSOLE_UNAVAILABLE",
-            message: `the console's file ${f.file} is not installed (looked in ${dir}); ship services/channel/src/api/console/static with the service`,
+            message: f.path
+              ? `the console's file ${f.file} is not installed (looked for ${f.path}); install the service's dependencies (qrcode-generator)`
+              : `the console's file ${f.file} is not installed (looked in ${dir}); ship services/channel/src/api/console/static with the service`,
             requestId: req.id,
           },
         });
