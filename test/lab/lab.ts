@@ -35,6 +35,7 @@ import { defaultSweepScript } from "@ln/justice";
 import { buildCommitment } from "@ln/tx";
 import type { StaleCommitment } from "./breach.js";
 import { confirmedAt, confirmedSpenders } from "./chain.js";
+import { FIVE_NODE_SHAPE, FIVE_NODES, openFiveNodeShape, type FiveNodeName } from "./five-nodes.js";
 import { redactUrl } from "./infra.js";
 import {
   channelWith,
@@ -42,35 +43,21 @@ import {
   Network,
   short,
   WaitAbort,
-  type ChannelSpec,
   type NetNode,
   type OpenedChannel,
 } from "./network.js";
 
-const NODES = ["A", "B", "C", "D", "E"] as const;
-type NodeName = (typeof NODES)[number];
+const NODES = FIVE_NODES;
+type NodeName = FiveNodeName;
 
-const FUND_SAT = 10_000_000n; // 0.1 BTC a coin; a node gets one coin per channel it funds
-const CHANNEL_SAT = 4_000_000n; // 0.04 BTC per channel (the draft caps an anchor at 4 294 967 sat)
 const PAY_A_MSAT = 25_000_000n; // 25 000 sat
 const PAY_FORWARD_MSAT = 50_000_000n; // 50 000 sat, A→C through B
 const PAY_E_MSAT = 30_000_000n; // 30 000 sat, A→E across three hops
 const PAY_C_MSAT = 12_345_000n; // 12 345 sat, C→B (out of what C got through B)
 const BREACH_PAY_MSAT = 1_000_000n; // --breach: C's payment that revokes the commitment it kept
 
-/** Forwarding policies: B the same towards C and D; D much cheaper than C towards E. */
-const B_POLICY = { feeBaseMsat: 1_000n, feeProportionalMillionths: 1_000 };
-const C_POLICY = { feeBaseMsat: 2_000n, feeProportionalMillionths: 2_000 };
-const D_POLICY = { feeBaseMsat: 100n, feeProportionalMillionths: 100 };
-
-/** The lab's shape (see the top); each channel funded by `from`. */
-const SHAPE: readonly ChannelSpec[] = [
-  { from: "A", to: "B", amountSat: CHANNEL_SAT },
-  { from: "B", to: "C", amountSat: CHANNEL_SAT, fromPolicy: B_POLICY },
-  { from: "B", to: "D", amountSat: CHANNEL_SAT, fromPolicy: B_POLICY },
-  { from: "C", to: "E", amountSat: CHANNEL_SAT, fromPolicy: C_POLICY },
-  { from: "D", to: "E", amountSat: CHANNEL_SAT, fromPolicy: D_POLICY },
-];
+/** The lab's shape (five-nodes.ts); each channel funded by `from`. */
+const SHAPE = FIVE_NODE_SHAPE;
 
 const log = (line: string): void => console.log(`[lab] ${line}`);
 
@@ -170,14 +157,11 @@ async function scenario(lab: Lab): Promise<void> {
   const net = lab.net;
   const [A, B, C, D, E] = [lab.node("A"), lab.node("B"), lab.node("C"), lab.node("D"), lab.node("E")];
 
-  // 1. Fund each node's wallet: a coin per channel it funds (B two), E one to show.
-  lab.step = "funding the nodes' wallets";
-  const funders = SHAPE.map((c) => lab.node(c.from as NodeName));
-  lab.fundings.push(...(await net.fund([...funders, E], FUND_SAT)));
-
-  // 2. The shape: connect, open every channel, wait until all are normal with their scids.
-  lab.step = `opening ${SHAPE.map((c) => `${c.from}-${c.to}`).join(", ")}`;
-  const opened = await net.openChannels(SHAPE);
+  // 1-2. Fund the nodes (a coin per channel each funds), open the shape, wait until every channel
+  // is normal on both ends with its short_channel_id.
+  lab.step = `funding the nodes and opening ${SHAPE.map((c) => `${c.from}-${c.to}`).join(", ")}`;
+  const { fundings, opened } = await openFiveNodeShape(net);
+  lab.fundings.push(...fundings);
   lab.opened.push(...opened);
   for (const c of opened)
     lab.channels.push({ from: c.from.name as NodeName, to: c.to.name as NodeName, id: c.fromId });
