@@ -15,7 +15,7 @@ const policy = {
   cltvExpiryDelta: 40,
   htlcMinimumMsat: msat(5000n),
 };
-const next: NextChannel = { phase: "normal", delay: { blocks: 10 }, policy, peerConnected: true };
+const next: NextChannel = { phase: "normal", delay: { blocks: 10 }, policy };
 const ctx = { height: 1000, incomingDelay: { blocks: 10 }, margin: { blocks: 6, seconds: 3600 } };
 // 1,000,000 msat forwarded: 1000 + 1,000,000 * 100 / 1,000,000 = 1100 msat of fee.
 const payload = { amtToForwardMsat: 1_000_000n, outgoingCltvValue: 1160, shortChannelId: 42n };
@@ -41,11 +41,6 @@ describe("decideForward", () => {
   it("refuses an outgoing amount larger than the incoming one", () => {
     const d = decideForward({ ...incoming, amountMsat: msat(999_999n) }, payload, next, ctx);
     expect(!d.ok && d.failure.name).toBe("fee_insufficient");
-  });
-
-  it("refuses when the next channel's peer is not connected: temporary_channel_failure", () => {
-    const d = decideForward(incoming, payload, { ...next, peerConnected: false }, ctx);
-    expect(!d.ok && d.failure.name).toBe("temporary_channel_failure");
   });
 
   it("refuses below the next channel's HTLC minimum", () => {

@@ -172,12 +172,6 @@ export class ChannelNode {
       nc: o.nc,
       prefix: o.forwarding.prefix,
       feed,
-      // The gateway unreachable: the HTLC could not be sent either.
-      peerConnected: (nodeId) =>
-        o.peers.list().then(
-          (peers) => peers.some((p) => p.nodeId === nodeId),
-          () => false,
-        ),
       ...(o.forwarding.roundMs ? { roundMs: o.forwarding.roundMs } : {}),
       log,
       report,

@@ -46,8 +46,6 @@ export interface ForwarderOptions {
   prefix: string;
   /** Feeds one input to a channel this replica runs (the node's input). */
   feed: (channelId: string, input: Input) => Promise<Output[]>;
-  /** Whether a peer is connected now (the gateway's list); default: always. */
-  peerConnected?: (nodeId: string) => Promise<boolean>;
   /** How often pending rows are looked for without a notice (default 1000 ms). */
   roundMs?: number;
   log: LogLine;
@@ -221,16 +219,9 @@ export class Forwarder {
     const row = await this.o.store.channelByShortId(scid);
     const state = row && (await this.o.store.load(row.id));
     if (!row || !state?.remote) return undefined;
-    const connected = this.o.peerConnected;
     return {
       id: row.id,
-      next: {
-        phase: state.phase,
-        delay: state.remote.delay,
-        policy: await this.o.policies.get(row.id),
-        peerConnected:
-          connected === undefined || row.peerNodeId === undefined || (await connected(row.peerNodeId)),
-      },
+      next: { phase: state.phase, delay: state.remote.delay, policy: await this.o.policies.get(row.id) },
     };
   }
 

@@ -20,9 +20,6 @@ export interface NextChannel {
   /** The CSV delay on our commitment of that channel (the peer's `open_channel` delay). */
   delay: Locktime;
   policy: ForwardingPolicy;
-  /** Whether the peer of that channel is connected now: an HTLC offered to a peer that is gone
-   * would sit there until it comes back or the deadline forces a close. */
-  peerConnected: boolean;
 }
 
 export interface ForwardContext {
@@ -61,11 +58,6 @@ export function decideForward(
     return refuse(
       { name: "temporary_channel_failure", channelUpdate: noUpdate },
       `the next channel is ${next.phase}`,
-    );
-  if (!next.peerConnected)
-    return refuse(
-      { name: "temporary_channel_failure", channelUpdate: noUpdate },
-      "the next channel's peer is not connected",
     );
   if (out < next.policy.htlcMinimumMsat)
     return refuse(
