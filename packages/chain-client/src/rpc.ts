@@ -292,6 +292,22 @@ export class BitcoinRpc {
     };
   }
 
+  /**
+   * gettxout: the output if it is in the node's UTXO set (with the mempool's spends when
+   * `includeMempool`), else undefined (spent, or never existed).
+   */
+  async getTxOut(
+    txid: Txid | string,
+    vout: number,
+    includeMempool = false,
+  ): Promise<{ confirmations: number; bestblock: string } | undefined> {
+    const s = new Shape("gettxout", "result");
+    const result = await this.call("gettxout", [txid, vout, includeMempool]);
+    if (result === null || result === undefined) return undefined;
+    const o = s.record(result);
+    return { confirmations: s.number(o, "confirmations"), bestblock: s.string(o, "bestblock") };
+  }
+
   async getRawMempool(): Promise<Txid[]> {
     const s = new Shape("getrawmempool", "result");
     return s.array(await this.call("getrawmempool", [false])).map((t) => toTxid(s, t));

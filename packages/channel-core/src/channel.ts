@@ -1,6 +1,7 @@
 import { MAX_ANCHOR_SAT, msat, sat, sha256, type OutPoint, type Sat } from "@ln/bitcoin";
 import {
   encodePkt,
+  isGossipPkt,
   MAX_FAIL_REASON_BYTES,
   MAX_ROUTE_BYTES,
   WireError,
@@ -171,6 +172,14 @@ export function step(state: ChannelState, input: Input): Step {
   // structuredClone turns Buffers into plain Uint8Arrays: the deferred peer packets need theirs.
   if (d.deferred.length > 0) d.deferred = d.deferred.map((i) => withBuffers(i) as Input);
   const out: Output[] = [];
+  if (input.type === "pkt" && isGossipPkt(input.pkt)) {
+    out.push({
+      type: "pkt_refused",
+      kind: input.pkt.kind,
+      problem: `${input.pkt.kind} is gossip, not a message of the channel`,
+    });
+    return { state: d, outputs: out };
+  }
   if (input.type === "behind" || d.phase === "behind") {
     onBehind(d, input, out);
     return { state: d, outputs: out };

@@ -1,5 +1,5 @@
 import type { Locktime, Msat, OutPoint, Sat } from "@ln/bitcoin";
-import type { Pkt, AnchorOffer } from "@ln/proto";
+import type { Pkt, PktKind, AnchorOffer } from "@ln/proto";
 import type { ShachainStore } from "@ln/shachain";
 import type { CloseParams, CommitmentParams } from "@ln/tx";
 import type { CommitmentView, Htlc, Side, UpdateLog } from "./views.js";
@@ -269,7 +269,12 @@ export type Output =
   | { type: "failed"; code: FailureCode; problem: string }
   /** Data loss suspected: the channel stopped without broadcasting; `error` asks the peer to close. */
   | { type: "behind"; problem: string }
-  | { type: "command_rejected"; command: Command["kind"]; code: RejectionCode; problem: string };
+  | { type: "command_rejected"; command: Command["kind"]; code: RejectionCode; problem: string }
+  /**
+   * A pkt that is not the channel's (gossip, DESIGN.md 10): refused unprocessed and uncounted,
+   * the state unchanged. The shell routes gossip elsewhere; this is only the core's guard.
+   */
+  | { type: "pkt_refused"; kind: PktKind; problem: string };
 
 /**
  * Why the core refused an operator command (the state is unchanged). One value per refusal the

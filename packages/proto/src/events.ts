@@ -53,6 +53,19 @@ export interface WatchAnchor {
   depth: number;
 }
 
+/** `<prefix>.anchor_output`: the output at a short_channel_id's position (gossip, DESIGN.md 10). */
+export interface AnchorOutputQuery {
+  height: number;
+  txIndex: number;
+  outputIndex: number;
+}
+
+/** The chain watcher's answer: the output if found, or the reason the node could not be asked. */
+export type AnchorOutputReply =
+  | { found: false }
+  | { found: true; txid: string; script: Buffer; valueSat: bigint; unspent: boolean }
+  | { error: string };
+
 export class EventDecodeError extends Error {
   override readonly name = "EventDecodeError";
 }
@@ -65,6 +78,8 @@ const RequestReplyType = root.lookupType("events.request_reply");
 const BroadcastRequestType = root.lookupType("events.broadcast_request");
 const BroadcastReplyType = root.lookupType("events.broadcast_reply");
 const TipType = root.lookupType("events.tip");
+const AnchorOutputRequestType = root.lookupType("events.anchor_output_request");
+const AnchorOutputReplyType = root.lookupType("events.anchor_output_reply");
 
 const camel = (s: string): string => s.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
 const snake = (s: string): string => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
@@ -200,4 +215,58 @@ export function decodeTip(bytes: Uint8Array): ChainTip {
     throw new EventDecodeError("tip fields missing");
   if (hash !== "" && !/^[0-9a-f]{64}$/.test(hash)) throw new EventDecodeError("tip: hash must be 64 hex");
   return { height, hash, time };
+}
+
+const U32 = (v: unknown, what: string): number => {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 0xffff_ffff)
+    throw new EventDecodeError(`${what} is not a uint32`);
+  return v;
+};
+
+export const encodeAnchorOutputRequest = (q: AnchorOutputQuery): Buffer =>
+  Buffer.from(
+    AnchorOutputRequestType.encode({
+      height: q.height,
+      tx_index: q.txIndex,
+      output_index: q.outputIndex,
+    }).finish(),
+  );
+
+export function decodeAnchorOutputRequest(bytes: Uint8Array): AnchorOutputQuery {
+  const o = decode(AnchorOutputRequestType, bytes);
+  return {
+    height: U32(o["height"], "anchor_output_request.height"),
+    txIndex: U32(o["tx_index"], "anchor_output_request.tx_index"),
+    outputIndex: U32(o["output_index"], "anchor_output_request.output_index"),
+  };
+}
+
+export function encodeAnchorOutputReply(r: AnchorOutputReply): Buffer {
+  const fields =
+    "error" in r
+      ? { error: r.error }
+      : r.found
+        ? { found: true, txid: r.txid, script: r.script, value_sat: u64(r.valueSat), unspent: r.unspent }
+        : { found: false };
+  return Buffer.from(AnchorOutputReplyType.encode(fields).finish());
+}
+
+export function decodeAnchorOutputReply(bytes: Uint8Array): AnchorOutputReply {
+  const o = decode(AnchorOutputReplyType, bytes);
+  const { found, txid, script, unspent, error } = o;
+  const value = o["value_sat"];
+  if (typeof error === "string" && error !== "") return { error };
+  if (found !== true) return { found: false };
+  if (typeof txid !== "string" || !/^[0-9a-f]{64}$/.test(txid))
+    throw new EventDecodeError("anchor_output_reply: txid must be 64 hex");
+  if (!(script instanceof Uint8Array)) throw new EventDecodeError("anchor_output_reply: script missing");
+  if (typeof value !== "string" || !/^[0-9]{1,20}$/.test(value))
+    throw new EventDecodeError("anchor_output_reply: value_sat missing");
+  return {
+    found: true,
+    txid,
+    script: Buffer.from(script),
+    valueSat: BigInt(value),
+    unspent: unspent === true,
+  };
 }

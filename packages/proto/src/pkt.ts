@@ -2,7 +2,7 @@ import { MAX_ANCHOR_SAT, msat, sat, txidFromInternal, txidToInternal } from "@ln
 import type { Locktime, Msat, Sat, Txid } from "@ln/bitcoin";
 import * as ecc from "tiny-secp256k1";
 import { decodeMessage, encodeMessage, type RawMessage } from "./raw.js";
-import { PKT_SPEC } from "./schema.js";
+import { PKT_SPEC, type MessageSpec } from "./schema.js";
 import { WireError } from "./wire-error.js";
 
 /** The transport's frame limit (BOLT #8): no encoded `pkt` may be larger. */
@@ -19,6 +19,47 @@ export const MAX_ROUTE_BYTES = 1366;
 export const MAX_FAIL_REASON_BYTES = 292;
 
 export type AnchorOffer = "WILL_CREATE_ANCHOR" | "WONT_CREATE_ANCHOR";
+
+/**
+ * Gossip (DESIGN.md 10): on odd `pkt` fields, never counted by `ack` nor fed to the channel core.
+ * `short_channel_id` is BOLT #7's packing (height << 40 | tx index << 16 | output index).
+ */
+export interface ChannelAnnouncement {
+  shortChannelId: bigint;
+  /** node_id_1 < node_id_2 bytewise (a rule of @ln/gossip, not of the codec). */
+  nodeId1: Buffer;
+  nodeId2: Buffer;
+  /** Each node's anchor commit key (its open_channel.commit_key). */
+  commitKey1: Buffer;
+  commitKey2: Buffer;
+  nodeSig1: Buffer;
+  nodeSig2: Buffer;
+  commitSig1: Buffer;
+  commitSig2: Buffer;
+}
+export interface ChannelUpdate {
+  shortChannelId: bigint;
+  /** 0: node_id_1 forwards toward node_id_2; 1: the reverse. */
+  direction: 0 | 1;
+  /** Unix seconds. */
+  timestamp: number;
+  disabled: boolean;
+  cltvExpiryDelta: number;
+  htlcMinimumMsat: Msat;
+  htlcMaximumMsat: Msat;
+  feeBaseMsat: Msat;
+  feeProportionalMillionths: bigint;
+  /** By the forwarding node's node key. */
+  sig: Buffer;
+}
+export interface NodeAnnouncement {
+  nodeId: Buffer;
+  timestamp: number;
+  alias: string;
+  /** "host:port". */
+  addresses: string[];
+  sig: Buffer;
+}
 
 /**
  * One `pkt` of the draft, as typed plain data. Hashes are 32-byte Buffers in wire order, signatures
@@ -55,7 +96,10 @@ export type Pkt =
   | { kind: "close_clearing" }
   | { kind: "close_signature"; closeFee: Sat; sig: Buffer }
   | { kind: "error"; problem?: string }
-  | { kind: "authenticate"; nodeId: Buffer; sessionSig: Buffer; ack?: bigint };
+  | { kind: "authenticate"; nodeId: Buffer; sessionSig: Buffer; ack?: bigint }
+  | ({ kind: "channel_announcement" } & ChannelAnnouncement)
+  | ({ kind: "channel_update" } & ChannelUpdate)
+  | ({ kind: "node_announcement" } & NodeAnnouncement);
 
 export type PktKind = Pkt["kind"];
 export type PktOf<K extends PktKind> = Extract<Pkt, { kind: K }>;
@@ -76,7 +120,21 @@ const MEMBER: Readonly<Record<PktKind, string>> = {
   close_signature: "close_signature",
   error: "error",
   authenticate: "auth",
+  channel_announcement: "channel_announcement",
+  channel_update: "channel_update",
+  node_announcement: "node_announcement",
 };
+
+/** The gossip kinds: never counted by `ack`, never retransmitted, never fed to the channel core. */
+export const GOSSIP_KINDS: ReadonlySet<PktKind> = new Set<PktKind>([
+  "channel_announcement",
+  "channel_update",
+  "node_announcement",
+]);
+export const isGossipPkt = (
+  p: Pkt,
+): p is PktOf<"channel_announcement"> | PktOf<"channel_update"> | PktOf<"node_announcement"> =>
+  GOSSIP_KINDS.has(p.kind);
 const KIND_OF_MEMBER = new Map(Object.entries(MEMBER).map(([kind, member]) => [member, kind as PktKind]));
 
 const ANCHOR_OFFER: Readonly<Record<AnchorOffer, bigint>> = {
@@ -117,6 +175,40 @@ const keyOut = (key: Buffer, path: string): RawMessage => ({ key: checkKey(key, 
 const keyIn = (raw: unknown, path: string): Buffer =>
   checkKey((raw as RawMessage)["key"] as Buffer, `${path}.key`);
 
+function directionIn(v: bigint, path: string): 0 | 1 {
+  if (v !== 0n && v !== 1n) throw new WireError("FIELD_RANGE", `${path}: direction ${v} is not 0 or 1`, path);
+  return Number(v) as 0 | 1;
+}
+
+function channelUpdateOut(u: ChannelUpdate, at: string): RawMessage {
+  return {
+    short_channel_id: u.shortChannelId,
+    direction: BigInt(directionIn(BigInt(u.direction), `${at}.direction`)),
+    timestamp: u32(u.timestamp, `${at}.timestamp`),
+    disabled: u.disabled,
+    cltv_expiry_delta: u32(u.cltvExpiryDelta, `${at}.cltv_expiry_delta`),
+    htlc_minimum_msat: u.htlcMinimumMsat,
+    htlc_maximum_msat: u.htlcMaximumMsat,
+    fee_base_msat: u32big(u.feeBaseMsat, `${at}.fee_base_msat`),
+    fee_proportional_millionths: u32big(u.feeProportionalMillionths, `${at}.fee_proportional_millionths`),
+    sig: sigOut(u.sig, `${at}.sig`),
+  };
+}
+function channelUpdateIn(m: RawMessage, at: string): ChannelUpdate {
+  return {
+    shortChannelId: m["short_channel_id"] as bigint,
+    direction: directionIn(m["direction"] as bigint, `${at}.direction`),
+    timestamp: Number(m["timestamp"] as bigint),
+    disabled: m["disabled"] as boolean,
+    cltvExpiryDelta: Number(m["cltv_expiry_delta"] as bigint),
+    htlcMinimumMsat: msat(m["htlc_minimum_msat"] as bigint),
+    htlcMaximumMsat: msat(m["htlc_maximum_msat"] as bigint),
+    feeBaseMsat: msat(m["fee_base_msat"] as bigint),
+    feeProportionalMillionths: m["fee_proportional_millionths"] as bigint,
+    sig: sigIn(m["sig"]),
+  };
+}
+
 function locktimeOut(l: Locktime, path: string): RawMessage {
   const [unit, value] = "blocks" in l ? ["blocks", l.blocks] : ["seconds", l.seconds];
   return { [unit]: u32(value, `${path}.${unit}`) };
@@ -130,6 +222,11 @@ function u32(n: number, path: string): bigint {
   if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff)
     throw new WireError("FIELD_RANGE", `${path}: ${n} is not a uint32`, path);
   return BigInt(n);
+}
+
+function u32big(n: bigint, path: string): bigint {
+  if (n < 0n || n > 0xffff_ffffn) throw new WireError("FIELD_RANGE", `${path}: ${n} is not a uint32`, path);
+  return n;
 }
 
 function checkMaxBytes(b: Buffer, max: number, path: string): Buffer {
@@ -211,6 +308,28 @@ function toRaw(p: Pkt): RawMessage {
         session_sig: sigOut(p.sessionSig, `${at}.session_sig`),
         ack: p.ack,
       };
+    case "channel_announcement":
+      return {
+        short_channel_id: p.shortChannelId,
+        node_id_1: keyOut(p.nodeId1, `${at}.node_id_1`),
+        node_id_2: keyOut(p.nodeId2, `${at}.node_id_2`),
+        commit_key_1: keyOut(p.commitKey1, `${at}.commit_key_1`),
+        commit_key_2: keyOut(p.commitKey2, `${at}.commit_key_2`),
+        node_sig_1: sigOut(p.nodeSig1, `${at}.node_sig_1`),
+        node_sig_2: sigOut(p.nodeSig2, `${at}.node_sig_2`),
+        commit_sig_1: sigOut(p.commitSig1, `${at}.commit_sig_1`),
+        commit_sig_2: sigOut(p.commitSig2, `${at}.commit_sig_2`),
+      };
+    case "channel_update":
+      return channelUpdateOut(p, at);
+    case "node_announcement":
+      return {
+        node_id: keyOut(p.nodeId, `${at}.node_id`),
+        timestamp: u32(p.timestamp, `${at}.timestamp`),
+        alias: p.alias,
+        addresses: p.addresses,
+        sig: sigOut(p.sig, `${at}.sig`),
+      };
   }
 }
 
@@ -290,6 +409,30 @@ function fromRaw(kind: PktKind, m: RawMessage): Pkt {
         "ack",
         m["ack"] as bigint | undefined,
       );
+    case "channel_announcement":
+      return {
+        kind,
+        shortChannelId: b("short_channel_id"),
+        nodeId1: keyIn(m["node_id_1"], `${at}.node_id_1`),
+        nodeId2: keyIn(m["node_id_2"], `${at}.node_id_2`),
+        commitKey1: keyIn(m["commit_key_1"], `${at}.commit_key_1`),
+        commitKey2: keyIn(m["commit_key_2"], `${at}.commit_key_2`),
+        nodeSig1: sigIn(m["node_sig_1"]),
+        nodeSig2: sigIn(m["node_sig_2"]),
+        commitSig1: sigIn(m["commit_sig_1"]),
+        commitSig2: sigIn(m["commit_sig_2"]),
+      };
+    case "channel_update":
+      return { kind, ...channelUpdateIn(m, at) };
+    case "node_announcement":
+      return {
+        kind,
+        nodeId: keyIn(m["node_id"], `${at}.node_id`),
+        timestamp: n("timestamp"),
+        alias: m["alias"] as string,
+        addresses: [...((m["addresses"] as readonly string[] | undefined) ?? [])],
+        sig: sigIn(m["sig"]),
+      };
   }
 }
 
@@ -321,6 +464,24 @@ export function decodePkt(bytes: Uint8Array): Pkt {
   const envelope = decodeMessage(PKT_SPEC, buf, 0, buf.length, "pkt");
   const [member, body] = Object.entries(envelope)[0] as [string, RawMessage];
   return fromRaw(KIND_OF_MEMBER.get(member) as PktKind, body);
+}
+
+const CHANNEL_UPDATE_SPEC = PKT_SPEC.byName.get("channel_update")?.message as MessageSpec;
+
+/**
+ * The bare `channel_update` message (not in a `pkt`), as a BOLT #4 failure carries it
+ * (contracts: the protobuf encoding of the message). Same rules as inside a `pkt`.
+ */
+export function encodeChannelUpdateMessage(u: ChannelUpdate): Buffer {
+  return encodeMessage(CHANNEL_UPDATE_SPEC, channelUpdateOut(u, "channel_update"));
+}
+/** Decodes a bare `channel_update`; throws only WireError. */
+export function decodeChannelUpdateMessage(bytes: Uint8Array): ChannelUpdate {
+  if (bytes.length > MAX_PKT_BYTES)
+    throw new WireError("TOO_LARGE", `channel_update: ${bytes.length} bytes, the limit is ${MAX_PKT_BYTES}`);
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const m = decodeMessage(CHANNEL_UPDATE_SPEC, buf, 0, buf.length, "channel_update");
+  return channelUpdateIn(m, "channel_update");
 }
 
 export const isPkt = <K extends PktKind>(p: Pkt, kind: K): p is PktOf<K> => p.kind === kind;

@@ -5,7 +5,7 @@ import { WireError } from "./wire-error.js";
  * A decoded protobuf message as plain data, keyed by the .proto field names: every integer a
  * bigint (no silent truncation), bytes as Buffer, nested messages as RawMessage.
  */
-export type RawValue = bigint | Buffer | string | RawMessage;
+export type RawValue = bigint | boolean | Buffer | string | RawMessage | readonly RawValue[];
 export interface RawMessage {
   readonly [field: string]: RawValue | undefined;
 }
@@ -20,6 +20,7 @@ const WIRE_TYPE_OF: Readonly<Record<FieldSpec["kind"], number>> = {
   uint32: WIRE_VARINT,
   enum: WIRE_VARINT,
   fixed64: WIRE_FIXED64,
+  bool: WIRE_VARINT,
   bytes: WIRE_LEN,
   string: WIRE_LEN,
   message: WIRE_LEN,
@@ -134,6 +135,11 @@ export function decodeMessage(
         `${at}: wire type ${wireType}, expected ${WIRE_TYPE_OF[field.kind]}`,
         at,
       );
+    if (field.repeated) {
+      const list = (out[field.name] ??= []) as RawValue[];
+      list.push(readValue(r, field, buf, `${at}[${list.length}]`));
+      continue;
+    }
     if (field.name in out) throw new WireError("DUPLICATE_FIELD", `${at}: field ${id} appears twice`, at);
     out[field.name] = readValue(r, field, buf, at);
   }
@@ -180,6 +186,11 @@ function readValue(r: Reader, field: FieldSpec, buf: Buffer, at: string): RawVal
     }
     case "fixed64":
       return r.fixed64(at);
+    case "bool": {
+      const v = r.varint(at);
+      if (v > 1n) throw new WireError("FIELD_RANGE", `${at}: ${v} is not a bool (0 or 1)`, at);
+      return v === 1n;
+    }
     case "bytes": {
       const n = r.length(at);
       const from = r.take(n, at);
@@ -214,34 +225,40 @@ function varint(v: bigint, out: number[]): void {
 export function encodeMessage(spec: MessageSpec, msg: RawMessage): Buffer {
   const parts: Buffer[] = [];
   for (const field of spec.fields) {
-    const value = msg[field.name];
-    if (value === undefined) continue;
-    const head: number[] = [];
-    varint((BigInt(field.id) << 3n) | BigInt(WIRE_TYPE_OF[field.kind]), head);
-    let body: Buffer;
-    if (typeof value === "bigint") {
-      const max = field.kind === "uint64" || field.kind === "fixed64" ? U64_MAX : U32_MAX;
-      if (value < 0n || value > max)
-        throw new WireError("FIELD_RANGE", `${field.name}: ${value} out of range`);
-      if (field.kind === "fixed64") {
-        body = Buffer.alloc(8);
-        body.writeBigUInt64LE(value);
-      } else {
-        const v: number[] = [];
-        varint(value, v);
-        body = Buffer.from(v);
-      }
-    } else {
-      const bytes =
-        typeof value === "string"
-          ? Buffer.from(value, "utf8")
-          : Buffer.isBuffer(value)
-            ? value
-            : encodeMessage(field.message as MessageSpec, value);
-      varint(BigInt(bytes.length), head);
-      body = bytes;
-    }
-    parts.push(Buffer.from(head), body);
+    const given = msg[field.name];
+    if (given === undefined) continue;
+    const values = field.repeated ? (given as readonly RawValue[]) : [given];
+    for (const value of values) parts.push(...encodeField(field, value));
   }
   return Buffer.concat(parts);
+}
+
+function encodeField(field: FieldSpec, value: RawValue): Buffer[] {
+  const head: number[] = [];
+  varint((BigInt(field.id) << 3n) | BigInt(WIRE_TYPE_OF[field.kind]), head);
+  let body: Buffer;
+  if (typeof value === "boolean") {
+    body = Buffer.from([value ? 1 : 0]);
+  } else if (typeof value === "bigint") {
+    const max = field.kind === "uint64" || field.kind === "fixed64" ? U64_MAX : U32_MAX;
+    if (value < 0n || value > max) throw new WireError("FIELD_RANGE", `${field.name}: ${value} out of range`);
+    if (field.kind === "fixed64") {
+      body = Buffer.alloc(8);
+      body.writeBigUInt64LE(value);
+    } else {
+      const v: number[] = [];
+      varint(value, v);
+      body = Buffer.from(v);
+    }
+  } else {
+    const bytes =
+      typeof value === "string"
+        ? Buffer.from(value, "utf8")
+        : Buffer.isBuffer(value)
+          ? value
+          : encodeMessage(field.message as MessageSpec, value as RawMessage);
+    varint(BigInt(bytes.length), head);
+    body = bytes;
+  }
+  return [Buffer.from(head), body];
 }

@@ -6,13 +6,15 @@ import protobuf from "protobufjs";
  * little table the codec walks. protobufjs's own decoder skips unknown fields silently, so the
  * unknown-field rule (DESIGN.md 2) needs a walker of our own over this reflection.
  */
-export type FieldKind = "uint64" | "uint32" | "fixed64" | "enum" | "bytes" | "string" | "message";
+export type FieldKind = "uint64" | "uint32" | "fixed64" | "bool" | "enum" | "bytes" | "string" | "message";
 
 export interface FieldSpec {
   readonly name: string;
   readonly id: number;
   readonly kind: FieldKind;
   readonly required: boolean;
+  /** Repeated (only length-delimited kinds: proto2 never packs them). Decoded as an array. */
+  readonly repeated: boolean;
   readonly oneof: string | undefined;
   readonly message: MessageSpec | undefined;
   readonly enumValues: ReadonlySet<number> | undefined;
@@ -31,6 +33,7 @@ const SCALARS: Readonly<Record<string, FieldKind>> = {
   uint64: "uint64",
   uint32: "uint32",
   fixed64: "fixed64",
+  bool: "bool",
   bytes: "bytes",
   string: "string",
 };
@@ -61,13 +64,15 @@ function flatten(type: protobuf.Type, done: Map<string, MessageSpec>): MessageSp
       kind = "enum";
       enumValues = new Set(Object.values(resolved.values));
     }
-    if (kind === undefined || f.repeated || f.map)
+    const lengthDelimited = kind === "string" || kind === "bytes" || kind === "message";
+    if (kind === undefined || (f.repeated && !lengthDelimited) || f.map)
       throw new Error(`lightning.proto: unsupported field ${f.fullName}`);
     const field: FieldSpec = {
       name: f.name,
       id: f.id,
       kind,
       required: f.required,
+      repeated: f.repeated,
       oneof: f.partOf?.name,
       message,
       enumValues,

@@ -103,4 +103,74 @@ export const cases: [string, Pkt, string][] = [
     { kind: "authenticate", nodeId: Buffer.from(G, "hex"), sessionSig: S, ack: 2n },
     `920371` + `0a23${KEY}` + `1248${SIG}` + `1802`,
   ],
+  [
+    "channel_announcement (61)",
+    {
+      kind: "channel_announcement",
+      shortChannelId: 0x0102030405060708n,
+      nodeId1: Buffer.from(G, "hex"),
+      nodeId2: Buffer.from(G, "hex"),
+      commitKey1: Buffer.from(G, "hex"),
+      commitKey2: Buffer.from(G, "hex"),
+      nodeSig1: S,
+      nodeSig2: S,
+      commitSig1: S,
+      commitSig2: S,
+    },
+    // tag 61 << 3 | 2 = 490 = ea03; 453 = c503 bytes: 09 scid (little-endian) | 12 1a 22 2a keys |
+    // 32 3a 42 4a signatures
+    `ea03c503` +
+      `090807060504030201` +
+      `1223${KEY}1a23${KEY}2223${KEY}2a23${KEY}` +
+      `3248${SIG}3a48${SIG}4248${SIG}4a48${SIG}`,
+  ],
+  [
+    "channel_update (63)",
+    {
+      kind: "channel_update",
+      shortChannelId: 0x0102030405060708n,
+      direction: 1,
+      timestamp: 1700000000,
+      disabled: false,
+      cltvExpiryDelta: 40,
+      htlcMinimumMsat: 1000n as never,
+      htlcMaximumMsat: 5000000000n as never,
+      feeBaseMsat: 1000n as never,
+      feeProportionalMillionths: 100n,
+      sig: S,
+    },
+    // tag 63 << 3 | 2 = 506 = fa03; 109 = 6d bytes: 09 scid | 10 01 | 18 80e2cfaa06 (1700000000) |
+    // 20 00 (false) | 28 28 (40) | 30 e807 | 38 80e497d012 (5000000000) | 40 e807 | 48 64 | 52 48 sig
+    `fa036d` +
+      `090807060504030201` +
+      `1001` +
+      `1880e2cfaa06` +
+      `2000` +
+      `2828` +
+      `30e807` +
+      `3880e497d012` +
+      `40e807` +
+      `4864` +
+      `5248${SIG}`,
+  ],
+  [
+    "node_announcement (65), two addresses",
+    {
+      kind: "node_announcement",
+      nodeId: Buffer.from(G, "hex"),
+      timestamp: 1700000000,
+      alias: "alice",
+      addresses: ["127.0.0.1:9735", "[::1]:9736"],
+      sig: S,
+    },
+    // tag 65 << 3 | 2 = 522 = 8a04; 152 = 9801 bytes: 0a key | 10 timestamp | 1a 05 "alice" |
+    // 22 0e "127.0.0.1:9735" | 22 0a "[::1]:9736" (repeated: one field each) | 2a 48 sig
+    `8a049801` +
+      `0a23${KEY}` +
+      `1080e2cfaa06` +
+      `1a05616c696365` +
+      `220e3132372e302e302e313a39373335` +
+      `220a5b3a3a315d3a39373336` +
+      `2a48${SIG}`,
+  ],
 ];

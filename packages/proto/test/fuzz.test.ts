@@ -78,6 +78,42 @@ const pkt: fc.Arbitrary<Pkt> = fc.oneof(
   fc
     .tuple(key, bytesN(64), fc.option(u64))
     .map(([nodeId, sessionSig, ack]) => withAck({ kind: "authenticate" as const, nodeId, sessionSig }, ack)),
+  fc
+    .record({
+      shortChannelId: u64,
+      nodeId1: key,
+      nodeId2: key,
+      commitKey1: key,
+      commitKey2: key,
+      nodeSig1: bytesN(64),
+      nodeSig2: bytesN(64),
+      commitSig1: bytesN(64),
+      commitSig2: bytesN(64),
+    })
+    .map((r) => ({ kind: "channel_announcement" as const, ...r })),
+  fc
+    .record({
+      shortChannelId: u64,
+      direction: fc.constantFrom(0 as const, 1 as const),
+      timestamp: u32,
+      disabled: fc.boolean(),
+      cltvExpiryDelta: u32,
+      htlcMinimumMsat: u64.map(msat),
+      htlcMaximumMsat: u64.map(msat),
+      feeBaseMsat: u32.map(msat),
+      feeProportionalMillionths: u32.map(BigInt),
+      sig: bytesN(64),
+    })
+    .map((r) => ({ kind: "channel_update" as const, ...r })),
+  fc
+    .record({
+      nodeId: key,
+      timestamp: u32,
+      alias: fc.string({ unit: "grapheme", maxLength: 40 }),
+      addresses: fc.array(fc.string({ maxLength: 30 }), { maxLength: 6 }),
+      sig: bytesN(64),
+    })
+    .map((r) => ({ kind: "node_announcement" as const, ...r })),
 );
 
 /** A decoder may return a pkt or throw a WireError; anything else is a bug. */

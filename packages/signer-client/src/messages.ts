@@ -232,6 +232,33 @@ export interface ChannelStatusReply {
   highest_remote_signed: U64;
 }
 
+export interface SignChannelAnnouncementRequest {
+  channel: number;
+  short_channel_id: U64;
+  other_node_id: Buffer;
+  other_commit_key: Buffer;
+}
+export interface SignChannelAnnouncementReply {
+  node_sig: Buffer;
+  commit_sig: Buffer;
+}
+export interface SignChannelUpdateRequest {
+  short_channel_id: U64;
+  direction: number;
+  timestamp: number;
+  disabled: boolean;
+  cltv_expiry_delta: number;
+  htlc_minimum_msat: U64;
+  htlc_maximum_msat: U64;
+  fee_base_msat: number;
+  fee_proportional_millionths: number;
+}
+export interface SignNodeAnnouncementRequest {
+  timestamp: number;
+  alias: string;
+  addresses: string[];
+}
+
 /** Every RPC: [request, reply]. */
 export interface SignerMethods {
   NodeInfo: [NodeInfoRequest, NodeInfoReply];
@@ -252,6 +279,9 @@ export interface SignerMethods {
   InvoiceHash: [InvoiceHashRequest, InvoiceHashReply];
   RevealInvoice: [RevealInvoiceRequest, RevealInvoiceReply];
   ChannelStatus: [ChannelStatusRequest, ChannelStatusReply];
+  SignChannelAnnouncement: [SignChannelAnnouncementRequest, SignChannelAnnouncementReply];
+  SignChannelUpdate: [SignChannelUpdateRequest, SignatureReply];
+  SignNodeAnnouncement: [SignNodeAnnouncementRequest, SignatureReply];
 }
 export type SignerMethod = keyof SignerMethods;
 

@@ -117,7 +117,16 @@ export type RefusalCode =
   /** InvoiceHash: the invoice index was first registered with another amount. */
   | "INVOICE_AMOUNT_MISMATCH"
   /** A commitment with more than the draft's 1500 HTLCs offered by one side (channel-policy.ts). */
-  | "TOO_MANY_HTLCS";
+  | "TOO_MANY_HTLCS"
+  /**
+   * SignChannelAnnouncement: the channel was announced with another short_channel_id or peer node
+   * id, or that short_channel_id is another channel's.
+   */
+  | "ANNOUNCEMENT_MISMATCH"
+  /** SignChannelUpdate: no channel_announcement was signed for that short_channel_id. */
+  | "UNKNOWN_SHORT_CHANNEL_ID"
+  /** SignChannelUpdate: our node is not the forwarding node of that direction. */
+  | "NOT_FORWARDING_NODE";
 
 export type SignerErrorCode =
   | RefusalCode

@@ -37,6 +37,9 @@ export const METHOD_ROLES: { readonly [M in SignerMethod]: readonly ClientRole[]
   SignSweep: ["channel"],
   SignWalletSpend: ["channel"],
   ChannelStatus: ["channel"],
+  SignChannelAnnouncement: ["channel"],
+  SignChannelUpdate: ["channel"],
+  SignNodeAnnouncement: ["channel"],
 };
 
 /** CN -> role, from SIGNER_CLIENTS. */

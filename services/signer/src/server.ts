@@ -8,12 +8,13 @@
 import * as grpc from "@grpc/grpc-js";
 import { msat, sat } from "@ln/bitcoin";
 import { Counter, Histogram, type Registry } from "@ln/metrics";
-import { SignerError } from "./errors.js";
+import { invalid, SignerError } from "./errors.js";
 import {
   bytes,
   closeParams,
   commitmentParams,
   present,
+  pubkey,
   transaction,
   u64,
   type OutputOwnerMsg,
@@ -263,6 +264,38 @@ function handlers(s: SignerService): Handlers {
         highest_remote_signed: (c.highestRemoteSigned ?? 0n).toString(),
       };
     },
+    SignChannelAnnouncement: async (r) => {
+      const out = await s.signChannelAnnouncement(
+        r.channel,
+        u64(r.short_channel_id, "short_channel_id"),
+        pubkey(r.other_node_id, "other_node_id"),
+        pubkey(r.other_commit_key, "other_commit_key"),
+      );
+      return { node_sig: out.nodeSig, commit_sig: out.commitSig };
+    },
+    SignChannelUpdate: async (r) => {
+      if (r.direction !== 0 && r.direction !== 1) throw invalid(`direction ${r.direction} is not 0 or 1`);
+      return {
+        signature: await s.signChannelUpdate({
+          shortChannelId: u64(r.short_channel_id, "short_channel_id"),
+          direction: r.direction,
+          timestamp: r.timestamp,
+          disabled: r.disabled,
+          cltvExpiryDelta: r.cltv_expiry_delta,
+          htlcMinimumMsat: msat(u64(r.htlc_minimum_msat, "htlc_minimum_msat")),
+          htlcMaximumMsat: msat(u64(r.htlc_maximum_msat, "htlc_maximum_msat")),
+          feeBaseMsat: msat(BigInt(r.fee_base_msat)),
+          feeProportionalMillionths: BigInt(r.fee_proportional_millionths),
+        }),
+      };
+    },
+    SignNodeAnnouncement: (r) => ({
+      signature: s.signNodeAnnouncement({
+        timestamp: r.timestamp,
+        alias: r.alias,
+        addresses: [...(r.addresses ?? [])],
+      }),
+    }),
     SignSweep: async (r) => {
       const sigs = await s.signSweep(
         r.channel,

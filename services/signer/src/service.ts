@@ -17,7 +17,7 @@ import {
 } from "@ln/tx";
 import type { Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
-import { invalid } from "./errors.js";
+import { invalid, refuse } from "./errors.js";
 import { checkNumber, type KeyRing } from "./keys.js";
 import {
   authorizeClose,
@@ -34,6 +34,15 @@ import {
   type SweepInput,
 } from "./policy.js";
 import { authorizeInvoiceReveal } from "./received-htlcs.js";
+import {
+  channelAnnouncementDigest,
+  channelUpdateDigest,
+  checkChannelUpdate,
+  checkNodeAnnouncement,
+  forwardingNode,
+  nodeAnnouncementDigest,
+  type ChannelUpdateFields,
+} from "@ln/gossip";
 import type { SignerStore } from "./store.js";
 import { limitWithdrawals, type WithdrawalConfig } from "./withdrawals.js";
 
@@ -321,5 +330,75 @@ export class SignerService {
       pubkey: ours.keys.final.pub,
       signature: signDigest(ours.keys.final.priv, p2shSighash(tx, inputIndex, redeemScript)),
     }));
+  }
+
+  // ---- gossip (DESIGN.md 10): digests by @ln/gossip, rebuilt here from our own records
+
+  /**
+   * Our node key's and channel `channel`'s commit key's signatures of the channel_announcement of
+   * `scid` between us and `otherNodeId`, whose commit key must be the one recorded for the channel
+   * (from the commitments signed). Records the scid and the peer first.
+   */
+  async signChannelAnnouncement(
+    channel: number,
+    scid: bigint,
+    otherNodeId: Buffer,
+    otherCommitKey: Buffer,
+  ): Promise<{ nodeSig: Buffer; commitSig: Buffer }> {
+    const node = this.keys.node;
+    if (otherNodeId.equals(node.pub)) throw invalid("other_node_id is our own node id");
+    await this.store.recordAnnouncement(channel, scid, otherNodeId, (ch) => {
+      if (ch.peerCommitKey === undefined)
+        throw refuse(
+          "WRONG_COMMIT_KEY",
+          `channel ${channel}: no commitment signed yet, the peer's commit key is unknown`,
+        );
+      if (!ch.peerCommitKey.equals(otherCommitKey))
+        throw refuse(
+          "WRONG_COMMIT_KEY",
+          `channel ${channel}: other_commit_key is not the peer's recorded commit key`,
+        );
+    });
+    const commit = this.keys.channel(channel).commit;
+    const weAreFirst = Buffer.compare(node.pub, otherNodeId) < 0;
+    const digest = channelAnnouncementDigest({
+      shortChannelId: scid,
+      nodeId1: weAreFirst ? node.pub : otherNodeId,
+      nodeId2: weAreFirst ? otherNodeId : node.pub,
+      commitKey1: weAreFirst ? commit.pub : otherCommitKey,
+      commitKey2: weAreFirst ? otherCommitKey : commit.pub,
+    });
+    return { nodeSig: signDigest(node.priv, digest), commitSig: signDigest(commit.priv, digest) };
+  }
+
+  /** The node key's signature of a channel_update of a channel we announced, in a direction we forward. */
+  async signChannelUpdate(u: ChannelUpdateFields): Promise<Buffer> {
+    const rules = checkChannelUpdate(u);
+    if (!rules.ok) throw invalid(rules.problem);
+    const known = await this.store.announced(u.shortChannelId);
+    if (known === undefined)
+      throw refuse(
+        "UNKNOWN_SHORT_CHANNEL_ID",
+        `no channel_announcement was signed for short_channel_id ${u.shortChannelId}`,
+      );
+    const node = this.keys.node;
+    const [nodeId1, nodeId2] =
+      Buffer.compare(node.pub, known.peerNodeId) < 0
+        ? [node.pub, known.peerNodeId]
+        : [known.peerNodeId, node.pub];
+    if (!forwardingNode({ nodeId1, nodeId2 }, u).equals(node.pub))
+      throw refuse(
+        "NOT_FORWARDING_NODE",
+        `short_channel_id ${u.shortChannelId}: the peer forwards in direction ${u.direction}`,
+      );
+    return signDigest(node.priv, channelUpdateDigest(u));
+  }
+
+  /** The node key's signature of our node_announcement. */
+  signNodeAnnouncement(n: { timestamp: number; alias: string; addresses: string[] }): Buffer {
+    const fields = { nodeId: this.keys.node.pub, ...n };
+    const rules = checkNodeAnnouncement(fields);
+    if (!rules.ok) throw invalid(rules.problem);
+    return signDigest(this.keys.node.priv, nodeAnnouncementDigest(fields));
   }
 }

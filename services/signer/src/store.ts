@@ -94,6 +94,14 @@ const MIGRATIONS: readonly Migration[] = [
         created_at timestamptz NOT NULL DEFAULT now()
       );`,
   },
+  {
+    // Gossip (SignChannelAnnouncement): each announced channel's short_channel_id and peer node
+    // id, for SignChannelUpdate to know the scid and whether we forward in a direction.
+    version: 6,
+    sql: (s) => `
+      ALTER TABLE ${s}.channels ADD COLUMN short_channel_id numeric(20, 0) UNIQUE;
+      ALTER TABLE ${s}.channels ADD COLUMN peer_node_id bytea;`,
+  },
 ];
 
 interface ChannelRow {
@@ -370,6 +378,65 @@ export class SignerStore {
           lastRevealedAt: row.last_revealed_at,
           reveals: row.reveals,
         };
+  }
+
+  /**
+   * Records that channel `index` is announced as `scid` with the peer `peerNodeId` (the first
+   * time; the same again is fine), after `check` passed on its state, in one transaction holding
+   * its row lock. UNKNOWN_CHANNEL if there is none; ANNOUNCEMENT_MISMATCH if it was announced
+   * otherwise or `scid` is another channel's.
+   */
+  async recordAnnouncement(
+    index: number,
+    scid: bigint,
+    peerNodeId: Buffer,
+    check: (ch: ChannelState) => void,
+  ): Promise<void> {
+    const s = this.#s;
+    try {
+      await this.#transaction(async (c) => {
+        const r = await c.query<
+          ChannelRow & { short_channel_id: string | null; peer_node_id: Buffer | null }
+        >(`SELECT * FROM ${s}.channels WHERE idx = $1 FOR UPDATE`, [index]);
+        const row = r.rows[0];
+        if (row === undefined)
+          throw refuse("UNKNOWN_CHANNEL", `channel ${index} was never allocated by this signer`);
+        check(toState(row));
+        if (row.short_channel_id !== null && BigInt(row.short_channel_id) !== scid)
+          throw refuse(
+            "ANNOUNCEMENT_MISMATCH",
+            `channel ${index} was announced as short_channel_id ${row.short_channel_id}`,
+          );
+        if (row.peer_node_id !== null && !row.peer_node_id.equals(peerNodeId))
+          throw refuse("ANNOUNCEMENT_MISMATCH", `channel ${index} was announced with another peer node id`);
+        const other = await c.query(`SELECT 1 FROM ${s}.channels WHERE short_channel_id = $1 AND idx <> $2`, [
+          scid.toString(),
+          index,
+        ]);
+        if ((other.rowCount ?? 0) > 0)
+          throw refuse("ANNOUNCEMENT_MISMATCH", `short_channel_id ${scid} is another channel's`);
+        await c.query(`UPDATE ${s}.channels SET short_channel_id = $2, peer_node_id = $3 WHERE idx = $1`, [
+          index,
+          scid.toString(),
+          peerNodeId,
+        ]);
+      });
+    } catch (e) {
+      // Two channels announcing one scid at once: the unique index decides.
+      if (e instanceof pg.DatabaseError && e.code === "23505")
+        throw refuse("ANNOUNCEMENT_MISMATCH", `short_channel_id ${scid} is another channel's`);
+      throw e;
+    }
+  }
+
+  /** The channel announced as `scid` (SignChannelAnnouncement), if any. */
+  async announced(scid: bigint): Promise<{ index: number; peerNodeId: Buffer } | undefined> {
+    const r = await this.#pool.query<{ idx: number; peer_node_id: Buffer }>(
+      `SELECT idx, peer_node_id FROM ${this.#s}.channels WHERE short_channel_id = $1`,
+      [scid.toString()],
+    );
+    const row = r.rows[0];
+    return row === undefined ? undefined : { index: row.idx, peerNodeId: row.peer_node_id };
   }
 
   /** Runs `fn` in one transaction holding the channel's row lock; UNKNOWN_CHANNEL if there is none. */

@@ -158,6 +158,9 @@ describe("the permission table", () => {
         "SignSweep",
         "SignWalletSpend",
         "ChannelStatus",
+        "SignChannelAnnouncement",
+        "SignChannelUpdate",
+        "SignNodeAnnouncement",
       ].sort(),
     );
   });

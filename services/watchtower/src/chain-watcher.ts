@@ -11,14 +11,18 @@ import {
   type FollowerRpc,
 } from "@ln/chain-client";
 import {
+  decodeAnchorOutputRequest,
   decodeBroadcastRequest,
   decodeWatchAnchor,
   decodeWatchScripts,
+  encodeAnchorOutputReply,
   encodeBroadcastReply,
   encodeChainEvent,
   encodeRequestReply,
   encodeTip,
   EventDecodeError,
+  type AnchorOutputQuery,
+  type AnchorOutputReply,
   type BroadcastReply,
   type ChainEvent,
   type ChainTip,
@@ -42,7 +46,10 @@ import { MIGRATIONS } from "./migrations.js";
 
 /** What the watcher asks of the node: following blocks, anchor lookups, broadcasts, the tip. */
 export type ChainWatcherRpc = FollowerRpc &
-  Pick<BitcoinRpc, "getRawTransaction" | "sendRawTransaction" | "getBestBlockHash" | "getBlockHeader">;
+  Pick<
+    BitcoinRpc,
+    "getRawTransaction" | "sendRawTransaction" | "getBestBlockHash" | "getBlockHeader" | "getTxOut"
+  >;
 
 export interface ChainWatcherOptions {
   pool: pg.Pool;
@@ -177,6 +184,38 @@ export class ChainWatcher {
       if (!(e instanceof RpcTransportError) && !(e instanceof RpcError)) throw e;
       const c = this.follower.cursor ?? (await this.cursorStore().load());
       return c ? { height: c.height, hash: c.hash, time: 0 } : { height: 0, hash: "", time: 0 };
+    }
+  }
+
+  /**
+   * The output at a short_channel_id's position in the best chain (gossip, DESIGN.md 10): its
+   * script and value read from the transaction itself, and whether it is in the UTXO set.
+   */
+  async anchorOutput(q: AnchorOutputQuery): Promise<AnchorOutputReply> {
+    try {
+      let hash: string;
+      try {
+        hash = await this.opts.rpc.getBlockHash(q.height);
+      } catch (e) {
+        if (e instanceof RpcError) return { found: false }; // above the tip
+        throw e;
+      }
+      const block = await this.opts.rpc.getBlock(hash, 2);
+      const t = block.tx[q.txIndex];
+      if (t === undefined) return { found: false };
+      const out = Transaction.fromHex(t.hex).outs[q.outputIndex];
+      if (out === undefined) return { found: false };
+      const utxo = await this.opts.rpc.getTxOut(t.txid, q.outputIndex, false);
+      return {
+        found: true,
+        txid: t.txid,
+        script: Buffer.from(out.script),
+        valueSat: BigInt(out.value),
+        unspent: utxo !== undefined,
+      };
+    } catch (e) {
+      if (e instanceof RpcTransportError || e instanceof RpcError) return { error: e.message };
+      throw e;
     }
   }
 
@@ -322,17 +361,19 @@ export function serveWatchRequests(
 /** The request subjects the chain watcher answers (core NATS, never captured by the stream). */
 export const chainRequestSubjects = (
   prefix: string,
-): { watch: string; watchScript: string; broadcast: string; tip: string } => ({
+): { watch: string; watchScript: string; broadcast: string; tip: string; anchorOutput: string } => ({
   watch: `${prefix}.watch`,
   watchScript: `${prefix}.watch_script`,
   broadcast: `${prefix}.broadcast`,
   tip: `${prefix}.tip`,
+  anchorOutput: `${prefix}.anchor_output`,
 });
 
 /**
  * Serves every request of the channel service: `<prefix>.watch` (watch_anchor, no reply),
  * `<prefix>.watch_script` (watch_scripts -> request_reply, after the scripts are stored),
- * `<prefix>.broadcast` (broadcast_request -> broadcast_reply) and `<prefix>.tip` (-> tip).
+ * `<prefix>.broadcast` (broadcast_request -> broadcast_reply), `<prefix>.tip` (-> tip) and
+ * `<prefix>.anchor_output` (anchor_output_request -> anchor_output_reply).
  * Requests are handled concurrently; a request that cannot be decoded is answered with an error
  * where the request has a reply, and reported to onError.
  */
@@ -385,5 +426,16 @@ export function serveChainRequests(
       return encodeBroadcastReply(await watcher.broadcast(tx));
     }),
     serve(subjects.tip, async () => encodeTip(await watcher.tip())),
+    serve(subjects.anchorOutput, async (msg) => {
+      let q: AnchorOutputQuery;
+      try {
+        q = decodeAnchorOutputRequest(msg.data);
+      } catch (e) {
+        if (!(e instanceof EventDecodeError)) throw e;
+        onError?.(e);
+        return encodeAnchorOutputReply({ found: false });
+      }
+      return encodeAnchorOutputReply(await watcher.anchorOutput(q));
+    }),
   ];
 }

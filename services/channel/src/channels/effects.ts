@@ -148,6 +148,9 @@ export class ChannelEffects {
         return;
       case "command_rejected":
         return;
+      case "pkt_refused":
+        this.o.log.warn(`channel ${id}: ${out.problem}`, { channelId: id });
+        return;
     }
   }
 }

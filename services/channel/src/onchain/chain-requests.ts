@@ -1,10 +1,13 @@
 import {
+  decodeAnchorOutputReply,
   decodeBroadcastReply,
   decodeRequestReply,
   decodeTip,
+  encodeAnchorOutputRequest,
   encodeBroadcastRequest,
   encodeWatchScripts,
   EventDecodeError,
+  type AnchorOutputQuery,
   type ChainTip,
 } from "@ln/proto";
 import { ErrorCode, NatsError, type NatsConnection } from "nats";
@@ -12,7 +15,8 @@ import { ErrorCode, NatsError, type NatsConnection } from "nats";
 /**
  * Requests to this node's chain watcher (services/watchtower) over core NATS request/reply; the
  * channel service never talks to the bitcoin node itself. `prefix` is the chain prefix, e.g.
- * "lab.a.chain". Subjects: `<prefix>.watch_script`, `<prefix>.broadcast`, `<prefix>.tip`.
+ * "lab.a.chain". Subjects: `<prefix>.watch_script`, `<prefix>.broadcast`, `<prefix>.tip`,
+ * `<prefix>.anchor_output`.
  */
 
 /**
@@ -136,4 +140,30 @@ export async function chainTip(
       `the chain watcher for ${prefix} answers but cannot reach its node and has seen no block yet`,
     );
   return tip;
+}
+
+/** The output at a short_channel_id's position, as the chain watcher found it in the best chain. */
+export type AnchorOutput =
+  { found: false } | { found: true; txid: string; script: Buffer; valueSat: bigint; unspent: boolean };
+
+/**
+ * The output at `position` (a short_channel_id's height, tx index, output index) in the best
+ * chain, whether it is unspent, for checking a channel_announcement's anchor (DESIGN.md 10).
+ * UNAVAILABLE if the watcher or its node cannot be asked.
+ */
+export async function anchorOutput(
+  nc: NatsConnection,
+  prefix: string,
+  position: AnchorOutputQuery,
+  timeoutMs = DEFAULT_CHAIN_REQUEST_TIMEOUT_MS,
+): Promise<AnchorOutput> {
+  const reply = await request(nc, prefix, "anchor_output", encodeAnchorOutputRequest(position), timeoutMs);
+  const r = decoded(prefix, "anchor_output", () => decodeAnchorOutputReply(reply));
+  if ("error" in r)
+    throw new ChainRequestError(
+      "UNAVAILABLE",
+      `the chain watcher for ${prefix} could not reach the node to find an anchor: ${r.error}`,
+      r.error,
+    );
+  return r;
 }
