@@ -422,6 +422,11 @@ export const MIGRATIONS: readonly Migration[] = [
      updated_at timestamptz NOT NULL DEFAULT now()
    );`,
   },
+  {
+    // Gossip (gossip/): a private channel is never announced (nor its channel_update); public by default.
+    version: 24,
+    sql: (s) => `ALTER TABLE ${s}.channels ADD COLUMN private boolean NOT NULL DEFAULT false;`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

@@ -315,7 +315,10 @@ export class ChannelNodeBackend implements NodeBackend {
 
   async setPolicy(channelId: string, p: Partial<ForwardingPolicy>): Promise<ForwardingPolicy> {
     if (!(await this.o.store.row(channelId))) throw new BackendError("NOT_FOUND", `no channel ${channelId}`);
-    return named(this.o.policies.set(channelId, p));
+    const set = await named(this.o.policies.set(channelId, p));
+    // Our channel_update follows the new policy (gossip/gossip.ts).
+    this.o.node.gossip?.poke();
+    return set;
   }
 
   async listForwards(q: { status?: string | undefined; limit: number }): Promise<{

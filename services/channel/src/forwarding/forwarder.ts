@@ -46,6 +46,14 @@ export interface ForwarderOptions {
   prefix: string;
   /** Feeds one input to a channel this replica runs (the node's input). */
   feed: (channelId: string, input: Input) => Promise<Output[]>;
+  /**
+   * Gossip's view of the next channel (gossip/gossip.ts): whether its peer is connected, and our
+   * latest channel_update of it for the failures that carry one. Without: connected, no update.
+   */
+  gossip?: {
+    isConnected(peer: string): boolean;
+    latestUpdate(scid: bigint, peer: string): Promise<Buffer | undefined>;
+  };
   /** How often pending rows are looked for without a notice (default 1000 ms). */
   roundMs?: number;
   log: LogLine;
@@ -219,9 +227,17 @@ export class Forwarder {
     const row = await this.o.store.channelByShortId(scid);
     const state = row && (await this.o.store.load(row.id));
     if (!row || !state?.remote) return undefined;
+    const g = this.o.gossip;
+    const peer = row.peerNodeId;
     return {
       id: row.id,
-      next: { phase: state.phase, delay: state.remote.delay, policy: await this.o.policies.get(row.id) },
+      next: {
+        phase: state.phase,
+        delay: state.remote.delay,
+        policy: await this.o.policies.get(row.id),
+        peerConnected: !g || peer === undefined || g.isConnected(peer),
+        channelUpdate: (g && peer !== undefined && (await g.latestUpdate(scid, peer))) || Buffer.alloc(0),
+      },
     };
   }
 
