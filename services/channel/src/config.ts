@@ -149,6 +149,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       ratePerSecond: r.int("GOSSIP_RATE_PER_S", GOSSIP.ratePerSecond, 1, 1_000_000),
       recheckPerBlock: r.int("GOSSIP_RECHECK_PER_BLOCK", GOSSIP.recheckPerBlock, 0, 100_000),
       syncMax: r.int("GOSSIP_SYNC_MAX", GOSSIP.syncMax, 0, 10_000_000),
+      ...(r.get("GOSSIP_DISABLE_AFTER_S") !== undefined
+        ? { disableAfterSeconds: r.int("GOSSIP_DISABLE_AFTER_S", 0, 0, 14 * 86_400) }
+        : {}),
     },
     crash: readCrashSettings(
       (n) => r.get(n),

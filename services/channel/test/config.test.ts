@@ -167,8 +167,10 @@ describe("channel service config", () => {
       GOSSIP_ALIAS: "carol",
       GOSSIP_ADDRESSES: "node.example:9735, [::1]:9736",
       GOSSIP_REFRESH_S: "3600",
+      GOSSIP_DISABLE_AFTER_S: "600",
     });
     expect(c.gossip).toMatchObject({
+      disableAfterSeconds: 600,
       announceDepth: 3,
       alias: "carol",
       addresses: ["node.example:9735", "[::1]:9736"],

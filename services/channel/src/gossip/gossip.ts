@@ -101,6 +101,12 @@ export interface GossipSettings {
   syncMax: number;
   /** How often our own announcements are looked at without a reason (default 5000 ms). */
   roundMs?: number;
+  /**
+   * A peer gone this long before our channel_update says disabled (GOSSIP_DISABLE_AFTER_S,
+   * default 0): meanwhile the forwarder refuses HTLCs to it (temporary_channel_failure) and
+   * payers learn that from the failure, as they would of a brief absence.
+   */
+  disableAfterSeconds?: number;
 }
 
 export const DEFAULT_GOSSIP_SETTINGS: GossipSettings = {
@@ -153,6 +159,8 @@ export class Gossip implements ChannelUpdateSink {
   /** Peers with a live connection (the gateway's list, then its events). */
   private readonly connected = new Set<string>();
   private peersKnownAt = 0;
+  /** Since when each peer has been seen gone (GOSSIP_DISABLE_AFTER_S). */
+  private readonly goneSince = new Map<string, number>();
   private readonly halfSentAt = new Map<string, number>();
   private recheckCursor: bigint | undefined;
   private readonly droppedLoggedAt = new Map<string, number>();
@@ -429,12 +437,14 @@ export class Gossip implements ChannelUpdateSink {
   /** A new connection: the peer gets what we know (bounded, paced); our updates are looked at. */
   onConnected(peer: string): void {
     this.connected.add(peer);
+    this.goneSince.delete(peer);
     this.poke();
     void this.sync(peer).catch((e: unknown) => this.o.report(`gossip sync to ${peer.slice(0, 16)}`, e));
   }
 
   onDisconnected(peer: string): void {
     this.connected.delete(peer);
+    if (!this.goneSince.has(peer)) this.goneSince.set(peer, this.now());
     this.limiter.forget(peer);
     this.poke();
   }
@@ -546,7 +556,7 @@ export class Gossip implements ChannelUpdateSink {
       shortChannelId: scid,
       direction,
       timestamp: 0,
-      disabled: !this.isConnected(peer),
+      disabled: this.disabledFor(peer, now),
       policy: await this.o.policies.get(id),
       htlcMaximumMsat: msat(state.anchor.amount * 1000n),
     });
@@ -561,6 +571,17 @@ export class Gossip implements ChannelUpdateSink {
       { channelId: id },
     );
     this.relay(bytes, undefined);
+  }
+
+  /** Our channel_update towards `peer` says disabled once it has been gone disableAfterSeconds. */
+  private disabledFor(peer: string, now: number): boolean {
+    if (this.isConnected(peer)) {
+      this.goneSince.delete(peer);
+      return false;
+    }
+    const since = this.goneSince.get(peer) ?? now;
+    this.goneSince.set(peer, since);
+    return now - since >= (this.o.settings.disableAfterSeconds ?? 0) * 1000;
   }
 
   private async announceNode(now: number): Promise<void> {
