@@ -83,7 +83,14 @@ interface PaymentEntry {
 
 /** The network plus what the scenario got to, for the summary (also after a failure). */
 class Lab {
-  readonly net = new Network({ nodes: NODES, log });
+  readonly net = new Network({
+    nodes: NODES,
+    log,
+    // B keeps announcing B-D for a while after D is gone (as nodes do for a brief absence): a
+    // payer learns of it from B's refusal, and retries around it.
+    channelEnv: { GOSSIP_DISABLE_AFTER_S: "600" },
+    nodeChannelEnv: Object.fromEntries(NODES.map((n) => [n, { GOSSIP_ALIAS: `lab-${n}` }])),
+  });
   /** What the lab is doing, for the failure message. */
   step = "starting the infrastructure";
   readonly fundings: { node: string; txid: string }[] = [];
@@ -165,6 +172,10 @@ async function scenario(lab: Lab): Promise<void> {
   lab.opened.push(...opened);
   for (const c of opened)
     lab.channels.push({ from: c.from.name as NodeName, to: c.to.name as NodeName, id: c.fromId });
+  // Gossip: each channel announced once its anchor is 6 blocks deep; every node learns all.
+  lab.step = "waiting for gossip to converge";
+  await waitGossip(lab);
+
   const ch = (from: NodeName, to: NodeName): OpenedChannel => {
     const c = opened.find((x) => x.from.name === from && x.to.name === to);
     if (c === undefined) throw new Error(`no channel ${from}-${to} in the shape`);
@@ -270,6 +281,44 @@ async function closeAB(lab: Lab, ab: OpenedChannel): Promise<void> {
         w.closeOutputs.some((o) => o.channelId === ab.fromId) ||
         (await swept(lab, ab.fromId)) ||
         `A's close output (about ${local} sat) not seen yet`
+      );
+    },
+    { mine: true, timeoutMs: 180_000 },
+  );
+}
+
+/** Each node's graph: channels, policies (one per direction) and nodes, from its own tables. */
+async function graphSizes(
+  lab: Lab,
+): Promise<{ node: string; channels: number; policies: number; nodes: number }[]> {
+  const out = [];
+  for (const n of lab.nodes) {
+    const s = `"${n.schemas.channel}"`;
+    const [r] = await lab.net.query<{ c: string; p: string; n: string }>(
+      `SELECT (SELECT count(*) FROM ${s}.graph_channels)::text AS c,
+              (SELECT count(*) FROM ${s}.graph_policies WHERE NOT disabled)::text AS p,
+              (SELECT count(*) FROM ${s}.graph_nodes)::text AS n`,
+    );
+    out.push({ node: n.name, channels: Number(r?.c), policies: Number(r?.p), nodes: Number(r?.n) });
+  }
+  return out;
+}
+
+/** Mines until every node's graph has every channel of the shape, both policies, every node. */
+async function waitGossip(lab: Lab): Promise<void> {
+  const want = { channels: SHAPE.length, policies: 2 * SHAPE.length, nodes: NODES.length };
+  let last = "";
+  await lab.net.waitFor(
+    `every node's graph to hold ${want.channels} channels, ${want.policies} policies and ${want.nodes} nodes`,
+    async () => {
+      const sizes = await graphSizes(lab);
+      const line = sizes.map((g) => `${g.node} ${g.channels}/${g.policies}/${g.nodes}`).join(", ");
+      if (line !== last) log(`graph sizes (channels/policies/nodes): ${line}`);
+      last = line;
+      return (
+        sizes.every(
+          (g) => g.channels === want.channels && g.policies === want.policies && g.nodes === want.nodes,
+        ) || line
       );
     },
     { mine: true, timeoutMs: 180_000 },
