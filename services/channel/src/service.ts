@@ -17,6 +17,7 @@ import { anchorOutput, broadcastTx, chainTip, watchScripts } from "./onchain/cha
 import {
   DEFAULT_GOSSIP_SETTINGS,
   type AnchorLookup,
+  type Gossip,
   type GossipCounters,
   type GossipSettings,
   type GossipSigner,
@@ -89,6 +90,8 @@ export interface ChannelService {
   peers: PeerControl;
   /** Each channel's forwarding policy (forwarding/policy.ts). */
   policies: ForwardingPolicies;
+  /** Gossip and the graph (gossip/gossip.ts): `gossip.apply` is the ChannelUpdateSink, `gossip.graph` the store. */
+  gossip: Gossip;
   /** What the control API calls. */
   backend: ChannelNodeBackend;
   /** Takes leases and subscribes to the gateway, then follows the chain watcher's events. */
@@ -196,6 +199,8 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     },
   });
 
+  const gossip = node.gossip;
+  if (!gossip) throw new Error("the node was built without gossip");
   let chain: { stop(): Promise<void> } | undefined;
   const walletFollowsChain = standIns.walletFollowsChain ?? true;
   return {
@@ -206,6 +211,7 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     node,
     peers,
     policies,
+    gossip,
     backend,
     async start() {
       await node.start();

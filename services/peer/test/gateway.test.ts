@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { headers, type NatsConnection } from "nats";
 import * as ecc from "tiny-secp256k1";
+import { msat } from "@ln/bitcoin";
 import { decodePkt, encodePkt, OUT_SEQ_HEADER } from "@ln/proto";
 import { authenticate, initiate, localSignSession, localStaticEcdh, sessionDigest } from "@ln/transport";
 import { decodePeerEvent } from "@ln/proto";
@@ -202,6 +203,73 @@ describe("PeerGateway", () => {
     // Nothing else came: a pkt published last arrives next.
     nats.publish(out, samplePkt(5), numbered(5));
     expect(await pc.receive()).toEqual(samplePkt(5));
+  });
+
+  it("passes gossip pkts (61, 63, 65) through both ways, unnumbered between numbered ones", async () => {
+    const [g, peer] = [nodeKey(), nodeKey()];
+    const p = runPrefix("gossip");
+    const gw = keep(gateway(g, nats, { subjectPrefix: p, log }));
+    const port = await gw.listen(0, "127.0.0.1");
+    const pIn = collect(nats, `${p}.${peer.hex}.in`);
+    await pIn.ready;
+    const pc = await handPeer(port, peer, g);
+    await authenticate(pc, { nodeId: peer.pub, signSession: localSignSession(peer.priv), ack: 0n });
+    await until(() => gw.peers.includes(peer.hex), 5000, "connected");
+    const sig = Buffer.alloc(64, 7);
+    const gossip = [
+      encodePkt({
+        kind: "channel_announcement",
+        shortChannelId: 5n,
+        nodeId1: g.pub,
+        nodeId2: peer.pub,
+        commitKey1: g.pub,
+        commitKey2: peer.pub,
+        nodeSig1: sig,
+        nodeSig2: sig,
+        commitSig1: sig,
+        commitSig2: sig,
+      }),
+      encodePkt({
+        kind: "channel_update",
+        shortChannelId: 5n,
+        direction: 1,
+        timestamp: 1_700_000_000,
+        disabled: false,
+        cltvExpiryDelta: 40,
+        htlcMinimumMsat: msat(1n),
+        htlcMaximumMsat: msat(1000n),
+        feeBaseMsat: msat(1n),
+        feeProportionalMillionths: 10n,
+        sig,
+      }),
+      encodePkt({
+        kind: "node_announcement",
+        nodeId: peer.pub,
+        timestamp: 1,
+        alias: "p",
+        addresses: [],
+        sig,
+      }),
+    ];
+    // Peer -> NATS: as sent, the connection kept.
+    for (const b of gossip) await pc.send(b);
+    await pc.send(samplePkt(1));
+    await until(() => pIn.msgs.length === 4, 5000, "gossip in");
+    expect(pIn.msgs).toEqual([...gossip, samplePkt(1)]);
+    expect(pc.isOpen).toBe(true);
+    // NATS -> peer: gossip without OUT_SEQ_HEADER between numbered pkts takes no sequence number.
+    const out = `${p}.${peer.hex}.out`;
+    const numbered = (seq: number): { headers: ReturnType<typeof headers> } => {
+      const h = headers();
+      h.set(OUT_SEQ_HEADER, String(seq));
+      return { headers: h };
+    };
+    nats.publish(out, samplePkt(10), numbered(1));
+    for (const b of gossip) nats.publish(out, b);
+    nats.publish(out, samplePkt(11), numbered(2));
+    for (const expected of [samplePkt(10), ...gossip, samplePkt(11)])
+      expect(await pc.receive()).toEqual(expected);
+    pc.close();
   });
 
   it("survives 500 stuck handshakes with maxPendingHandshakes 50; they are dropped at the deadline", async () => {

@@ -161,6 +161,8 @@ export class Gossip implements ChannelUpdateSink {
   private peersKnownAt = 0;
   /** Since when each peer has been seen gone (GOSSIP_DISABLE_AFTER_S). */
   private readonly goneSince = new Map<string, number>();
+  /** Each peer's last connection event (kept against an older answer of the gateway's list). */
+  private readonly peerEvents = new Map<string, { at: number; up: boolean }>();
   private readonly halfSentAt = new Map<string, number>();
   private recheckCursor: bigint | undefined;
   private readonly droppedLoggedAt = new Map<string, number>();
@@ -438,6 +440,7 @@ export class Gossip implements ChannelUpdateSink {
   onConnected(peer: string): void {
     this.connected.add(peer);
     this.goneSince.delete(peer);
+    this.peerEvents.set(peer, { at: this.now(), up: true });
     this.poke();
     void this.sync(peer).catch((e: unknown) => this.o.report(`gossip sync to ${peer.slice(0, 16)}`, e));
   }
@@ -445,6 +448,7 @@ export class Gossip implements ChannelUpdateSink {
   onDisconnected(peer: string): void {
     this.connected.delete(peer);
     if (!this.goneSince.has(peer)) this.goneSince.set(peer, this.now());
+    this.peerEvents.set(peer, { at: this.now(), up: false });
     this.limiter.forget(peer);
     this.poke();
   }
@@ -504,10 +508,18 @@ export class Gossip implements ChannelUpdateSink {
     const now = this.now();
     if (now - this.peersKnownAt >= PEERS_EVERY_MS) {
       try {
+        const asked = this.now();
         const list = await this.o.peers.list();
+        // Events since the question are newer than its answer.
+        const after = [...this.peerEvents].filter(([, e]) => e.at >= asked);
         this.connected.clear();
         for (const p of list) this.connected.add(p.nodeId);
+        for (const [peer, e] of after)
+          if (e.up) this.connected.add(peer);
+          else this.connected.delete(peer);
         this.peersKnownAt = now;
+        for (const [peer, e] of this.peerEvents)
+          if (e.at < asked - PEERS_EVERY_MS) this.peerEvents.delete(peer);
       } catch (e) {
         this.o.log.warn(`gossip: the gateway's peers: ${e instanceof Error ? e.message : String(e)}`);
       }
