@@ -61,6 +61,8 @@ export interface PayRequest {
   route?: readonly RouteHop[];
   /** An onion built elsewhere (hex, 1366 bytes), carried unchanged by the add (hostile-onion tests). */
   onion?: string;
+  /** With a route: the invoice's payment secret (hex, BOLT #11 `s`). */
+  paymentSecret?: string;
 }
 
 export class LabApi {
@@ -104,8 +106,16 @@ export class LabApi {
   updateFee(id: string, feeRate: number): Promise<ChannelSummary> {
     return this.#api.updateFee(id, feeRate);
   }
-  createInvoice(amountMsat: bigint, description?: string): Promise<Invoice> {
-    return this.#api.createInvoice({ amountMsat, ...(description !== undefined ? { description } : {}) });
+  createInvoice(amountMsat: bigint, description?: string, expirySeconds?: number): Promise<Invoice> {
+    return this.#api.createInvoice({
+      amountMsat,
+      ...(description !== undefined ? { description } : {}),
+      ...(expirySeconds !== undefined ? { expirySeconds } : {}),
+    });
+  }
+  /** One invoice by its payment hash (with its BOLT #11 string). */
+  invoice(rHash: string): Promise<Invoice> {
+    return this.#api.invoice(rHash);
   }
   pay(p: PayRequest, idempotencyKey: string): Promise<Payment> {
     return this.#api.pay(p, idempotencyKey);

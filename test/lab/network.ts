@@ -23,11 +23,13 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sat } from "@ln/bitcoin";
+import { decodeInvoice } from "@ln/invoice";
 import { startRegtest, type Regtest } from "@ln/regtest";
 import type { Transaction } from "bitcoinjs-lib";
 import { connect as natsConnect } from "nats";
 import pg from "pg";
 import {
+  ApiError,
   LabApi,
   type ChannelSummary,
   type Forward,
@@ -159,6 +161,11 @@ export interface PayRouteOptions {
   readonly finalExpiryBlocks?: number;
   /** An onion built elsewhere, hex (sent as is). */
   readonly onion?: string;
+  /**
+   * The invoice's payment secret (hex); default: the one in the payee's invoice for the hash, if
+   * the route's last hop is a node of this network that has one (none: 32 zero bytes).
+   */
+  readonly paymentSecret?: string;
   /** Wait until the payment is final (default true). */
   readonly wait?: boolean;
   readonly idempotencyKey?: string;
@@ -874,6 +881,8 @@ export class Network {
   ): Promise<Payment> {
     const hops = "hops" in route ? route.hops : route;
     const via = opts.via ?? payer.api;
+    const paymentSecret =
+      opts.paymentSecret ?? (await this.invoiceSecret(hops[hops.length - 1]?.nodeId, rHash));
     const p = await via.pay(
       {
         ...(opts.channelId !== undefined ? { channelId: opts.channelId } : {}),
@@ -882,6 +891,7 @@ export class Network {
         expiry: { blocks: this.regtest.height() + (opts.finalExpiryBlocks ?? PAYMENT_EXPIRY_BLOCKS) },
         route: hops,
         ...(opts.onion !== undefined ? { onion: opts.onion } : {}),
+        ...(paymentSecret !== undefined ? { paymentSecret } : {}),
       },
       opts.idempotencyKey ?? `lab-${this.runId}-${randomUUID()}`,
     );
@@ -892,6 +902,17 @@ export class Network {
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
       ...(opts.mine !== undefined ? { mine: opts.mine } : {}),
     });
+  }
+
+  /** The payment secret of `nodeId`'s BOLT #11 invoice for `rHash`, if it is ours and has one. */
+  async invoiceSecret(nodeId: string | undefined, rHash: string): Promise<string | undefined> {
+    const payee = this.nodes.find((n) => n.nodeId === nodeId);
+    if (payee === undefined) return undefined;
+    const inv = await payee.api.invoice(rHash).catch((e: unknown) => {
+      if (e instanceof ApiError && e.status === 404) return undefined; // an unknown hash: no secret
+      throw e;
+    });
+    return inv?.bolt11 ? decodeInvoice(inv.bolt11).paymentSecret.toString("hex") : undefined;
   }
 
   /** Waits until payment `id` of `payer` is final (succeeded or failed) and returns it. */

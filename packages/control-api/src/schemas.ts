@@ -152,14 +152,39 @@ export const PaymentParams = Type.Object({
 });
 
 export const CreateInvoiceBody = Type.Object(
-  { amountMsat: MsatString, description: Type.Optional(Type.String({ maxLength: 640 })) },
+  {
+    amountMsat: Type.Optional(
+      Type.String({
+        pattern: "^[1-9][0-9]{0,19}$",
+        description: "msat, decimal; leave it out for any amount",
+      }),
+    ),
+    description: Type.Optional(Type.String({ maxLength: 639, description: "at most 639 bytes of UTF-8" })),
+    expirySeconds: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 31_536_000,
+        description: "seconds until it expires, default 3600",
+      }),
+    ),
+  },
   { additionalProperties: false },
 );
+export const InvoiceParams = Type.Object({ rHash: Hex32 });
 export const Invoice = Type.Object({
   rHash: Type.String(),
-  amountMsat: MsatString,
+  amountMsat: Type.String({ pattern: "^[0-9]{1,20}$", description: "msat, decimal; 0: any amount" }),
   description: Type.String(),
   createdAt: Timestamp,
+  status: Type.Union([Type.Literal("open"), Type.Literal("settled")]),
+  bolt11: Type.Union(
+    [Type.String({ description: "the BOLT #11 string (lnbcrt... on regtest)" }), Type.Null()],
+    {
+      description: "null for an invoice made before BOLT #11 strings",
+    },
+  ),
+  expiresAt: Type.Union([Timestamp, Type.Null()]),
+  payee: Type.String({ description: "our node id, hex" }),
 });
 
 export const ShortChannelIdText = Type.String({
@@ -199,6 +224,13 @@ export const PayBody = Type.Object(
             "hops[0] is our peer over our channel (no fee or delta), the last hop the payee; amountMsat is what the payee gets, expiry (blocks) its HTLC's expiry",
         },
       ),
+    ),
+    paymentSecret: Type.Optional(
+      Type.String({
+        pattern: "^[0-9a-f]{64}$",
+        description:
+          "with a route: the invoice's payment secret (BOLT #11 s), carried to the payee in payment_data",
+      }),
     ),
     onion: Type.Optional(
       Type.String({

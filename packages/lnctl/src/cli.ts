@@ -5,6 +5,7 @@ import { ConfigError, readFileIfExists, resolveSettings, type Env, type ReadFile
 import { followEvents } from "./events.js";
 import * as F from "./format.js";
 import { isRejectionCode } from "@ln/control-api";
+import { decodeInvoice, InvoiceError, type DecodedInvoice } from "@ln/invoice";
 
 /** Exit codes, one per kind of outcome a script may act on differently (`lnctl help` lists them). */
 export const EXIT = {
@@ -76,7 +77,13 @@ export type Command =
   | { name: "close"; id: string }
   | { name: "force-close"; id: string }
   | { name: "fee"; id: string; feeRate: number }
-  | { name: "invoice"; amountMsat: bigint; description: string | undefined }
+  | {
+      name: "invoice";
+      amountMsat: bigint;
+      description: string | undefined;
+      expirySeconds?: number | undefined;
+    }
+  | { name: "decode"; invoice: string }
   | {
       name: "pay";
       /** Without: our channel with the route's first hop. */
@@ -130,7 +137,8 @@ type CommandOption =
   | "cltv-delta"
   | "htlc-min-msat"
   | "status"
-  | "hop";
+  | "hop"
+  | "expiry";
 
 export const FORWARD_STATUSES = [
   "offering",
@@ -165,9 +173,14 @@ export const COMMANDS: Readonly<Record<string, Spec>> = {
     summary: "propose a new commitment fee rate, satoshi per 1000 bytes (admin)",
   },
   invoice: {
-    usage: "lnctl invoice <msat> [--description <text>]",
-    summary: "create an invoice for <msat> millisatoshi (invoice or admin)",
-    options: ["description"],
+    usage: "lnctl invoice <msat> [--description <text>] [--expiry <seconds>]",
+    summary:
+      "create a BOLT #11 invoice for <msat> millisatoshi (0: any amount) and print it (invoice or admin)",
+    options: ["description", "expiry"],
+  },
+  decode: {
+    usage: "lnctl decode <bolt11>",
+    summary: "decode a BOLT #11 invoice here (no node needed): check its signature and show its fields",
   },
   pay: {
     usage:
@@ -296,6 +309,7 @@ const OPTIONS = {
   "htlc-min-msat": { type: "string" },
   status: { type: "string" },
   hop: { type: "string", multiple: true },
+  expiry: { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
 
 const COMMAND_OPTIONS: readonly CommandOption[] = [
@@ -311,6 +325,7 @@ const COMMAND_OPTIONS: readonly CommandOption[] = [
   "htlc-min-msat",
   "status",
   "hop",
+  "expiry",
 ];
 
 /** One --hop: `<nodeId>@<HxIxO>[/<feeBaseMsat>/<feePpm>/<cltvDelta>]`. */
@@ -561,7 +576,18 @@ function parseCommand(
       const description = o.description;
       if (description !== undefined && description.length > 640)
         throw new UsageError(`--description is at most 640 characters, got ${description.length}`);
-      return { name, amountMsat: parseAmount(amount ?? "", "the amount <msat>"), description };
+      const expirySeconds =
+        o.expiry === undefined ? undefined : parseIntArg(o.expiry, "--expiry <seconds>", 1, 31_536_000);
+      return {
+        name,
+        amountMsat: parseAmount(amount ?? "", "the amount <msat>"),
+        description,
+        ...(expirySeconds === undefined ? {} : { expirySeconds }),
+      };
+    }
+    case "decode": {
+      const [invoice] = positionals(name, args, ["bolt11"]);
+      return { name, invoice: invoice ?? "" };
     }
     case "pay": {
       const hops = o.hop?.map(parseHop);
@@ -726,6 +752,20 @@ export async function run(argv: readonly string[], opts: RunOptions): Promise<nu
     opts.stdout.write(usage(command.topic));
     return EXIT.ok;
   }
+  if (command.name === "decode") {
+    // Local: the invoice is checked here (signature, fields), no node is asked.
+    let d: DecodedInvoice;
+    try {
+      d = decodeInvoice(command.invoice);
+    } catch (e) {
+      if (!(e instanceof InvoiceError)) throw e;
+      opts.stderr.write(`lnctl: not a valid invoice: ${e.code}: ${F.clean(e.message)}\n`);
+      return EXIT.usage;
+    }
+    const out = decodedJson(d);
+    opts.stdout.write(globals.json ? json(out) : F.formatDecodedInvoice(out));
+    return EXIT.ok;
+  }
   let client: LnClient;
   try {
     const s = resolveSettings(globals, opts.env, opts.readFile ?? readFileIfExists);
@@ -776,6 +816,32 @@ export function formatApiError(e: ApiClientError): string {
 
 const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
 
+const isoOf = (unixSeconds: number): string => new Date(unixSeconds * 1000).toISOString();
+
+function decodedJson(d: DecodedInvoice): F.DecodedInvoiceJson {
+  return {
+    network: d.network,
+    paymentHash: d.paymentHash,
+    paymentSecret: d.paymentSecret.toString("hex"),
+    amountMsat: d.amountMsat?.toString() ?? null,
+    description: d.description ?? null,
+    descriptionHash: d.descriptionHash ?? null,
+    payee: d.payee,
+    createdAt: isoOf(d.createdAt),
+    expiresAt: isoOf(d.expiresAt),
+    minFinalCltvExpiryDelta: d.minFinalCltvExpiryDelta,
+    routeHints: d.routeHints.map((hint) =>
+      hint.map((h) => ({
+        nodeId: h.nodeId,
+        shortChannelId: `${h.shortChannelId >> 40n}x${(h.shortChannelId >> 16n) & 0xffffffn}x${h.shortChannelId & 0xffffn}`,
+        feeBaseMsat: h.feeBaseMsat.toString(),
+        feeProportionalMillionths: h.feeProportionalMillionths.toString(),
+        cltvExpiryDelta: h.cltvExpiryDelta,
+      })),
+    ),
+  };
+}
+
 async function execute(client: LnClient, c: Command, asJson: boolean, stderr: Writable): Promise<string> {
   const show = <T>(v: T, human: (v: T) => string): string => (asJson ? json(v) : human(v));
   switch (c.name) {
@@ -803,11 +869,14 @@ async function execute(client: LnClient, c: Command, asJson: boolean, stderr: Wr
     case "invoice":
       return show(
         await client.createInvoice({
-          amountMsat: c.amountMsat,
+          ...(c.amountMsat === 0n ? {} : { amountMsat: c.amountMsat }),
           ...(c.description === undefined ? {} : { description: c.description }),
+          ...(c.expirySeconds === undefined ? {} : { expirySeconds: c.expirySeconds }),
         }),
         F.formatInvoice,
       );
+    case "decode":
+      throw new Error("decode runs without a node");
     case "pay": {
       let height: number;
       if (c.expiry.kind === "height") height = c.expiry.height;

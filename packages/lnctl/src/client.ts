@@ -86,6 +86,8 @@ export interface PayRequest {
   }[];
   /** An onion built elsewhere (hex), sent unchanged in place of the route's (tests). */
   onion?: string | undefined;
+  /** With a route: the invoice's payment secret (hex, BOLT #11 `s`). */
+  paymentSecret?: string | undefined;
 }
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -241,11 +243,21 @@ export class LnClient {
   updateFee(id: string, feeRate: number): Promise<ChannelSummary> {
     return this.request("POST", `/v1/channels/${seg(id)}/fee`, { feeRate } satisfies UpdateFeeBody);
   }
-  createInvoice(req: { amountMsat: bigint; description?: string }): Promise<Invoice> {
+  /** Without amountMsat: an invoice for any amount. */
+  createInvoice(req: {
+    amountMsat?: bigint;
+    description?: string;
+    expirySeconds?: number;
+  }): Promise<Invoice> {
     return this.request("POST", "/v1/invoices", {
-      amountMsat: req.amountMsat.toString(),
+      ...(req.amountMsat === undefined ? {} : { amountMsat: req.amountMsat.toString() }),
       ...(req.description === undefined ? {} : { description: req.description }),
+      ...(req.expirySeconds === undefined ? {} : { expirySeconds: req.expirySeconds }),
     } satisfies CreateInvoiceBody);
+  }
+  /** One invoice by its payment hash (hex). */
+  invoice(rHash: string): Promise<Invoice> {
+    return this.request("GET", `/v1/invoices/${seg(rHash)}`);
   }
   /** A retry with the same idempotency key and body returns the first result and pays once. */
   async pay(req: PayRequest, idempotencyKey: string): Promise<Payment> {
@@ -278,6 +290,7 @@ export class LnClient {
               },
             }),
         ...(req.onion === undefined ? {} : { onion: req.onion }),
+        ...(req.paymentSecret === undefined ? {} : { paymentSecret: req.paymentSecret }),
       } satisfies PayBody,
       { "idempotency-key": idempotencyKey },
     );

@@ -182,13 +182,62 @@ export function formatChannel(c: ChannelDetail): string {
   return out;
 }
 
+/** The BOLT #11 string alone on the first line (to copy or pipe), then its details. */
 export function formatInvoice(i: Invoice): string {
-  return keyValues([
+  const head = i.bolt11 === null ? "" : `${clean(i.bolt11)}\n\n`;
+  return `${head}${keyValues([
     ["payment hash", i.rHash],
-    ["amount", msat(i.amountMsat)],
+    ["amount", i.amountMsat === "0" ? "any" : msat(i.amountMsat)],
     ["description", i.description],
+    ["status", i.status],
     ["created", i.createdAt],
-  ]);
+    ["expires", i.expiresAt ?? "never"],
+    ["payee", i.payee],
+  ])}`;
+}
+
+/** A BOLT #11 invoice decoded locally (lnctl decode), its numbers as decimal strings. */
+export interface DecodedInvoiceJson {
+  network: string;
+  paymentHash: string;
+  paymentSecret: string;
+  amountMsat: string | null;
+  description: string | null;
+  descriptionHash: string | null;
+  payee: string;
+  createdAt: string;
+  expiresAt: string;
+  minFinalCltvExpiryDelta: number;
+  routeHints: {
+    nodeId: string;
+    shortChannelId: string;
+    feeBaseMsat: string;
+    feeProportionalMillionths: string;
+    cltvExpiryDelta: number;
+  }[][];
+}
+
+export function formatDecodedInvoice(d: DecodedInvoiceJson): string {
+  const pairs: [string, string][] = [
+    ["network", d.network],
+    ["payment hash", d.paymentHash],
+    ["amount", d.amountMsat === null ? "any" : msat(d.amountMsat)],
+    ["description", d.description ?? `(hash ${d.descriptionHash ?? "none"})`],
+    ["payee", d.payee],
+    ["created", d.createdAt],
+    ["expires", d.expiresAt],
+    ["min final cltv expiry delta", `${d.minFinalCltvExpiryDelta} blocks`],
+    ["payment secret", d.paymentSecret],
+  ];
+  d.routeHints.forEach((hint, i) =>
+    hint.forEach((h, j) =>
+      pairs.push([
+        `route hint ${i + 1}.${j + 1}`,
+        `${h.nodeId} over ${h.shortChannelId}, fee ${h.feeBaseMsat} msat + ${h.feeProportionalMillionths} ppm, cltv delta ${h.cltvExpiryDelta}`,
+      ]),
+    ),
+  );
+  return keyValues(pairs);
 }
 
 export function formatPayment(p: Payment): string {

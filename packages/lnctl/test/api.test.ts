@@ -93,10 +93,34 @@ describe("lnctl against the control API", () => {
   });
 
   it("invoice", async () => {
-    const r = await cli(["invoice", "123456789012345678", "--description", "coffee"]);
+    const r = await cli(["invoice", "123456789012345678", "--description", "coffee", "--expiry", "600"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("amount:        123,456,789,012,345,678 msat\n");
     expect(r.stdout).toContain("description:   coffee\n");
+    // The string first, alone on its line; decoded here (no node), it says what was asked.
+    const bolt11 = r.stdout.split("\n")[0] ?? "";
+    expect(bolt11).toMatch(/^lnbcrt1234567890123456780p1/);
+    const d = await lnctl(["decode", bolt11, "--json"], {});
+    expect(d.code).toBe(0);
+    const decoded = JSON.parse(d.stdout) as Record<string, unknown>;
+    expect(decoded).toMatchObject({
+      network: "regtest",
+      amountMsat: "123456789012345678",
+      description: "coffee",
+      payee: backend.nodeId,
+      minFinalCltvExpiryDelta: 18,
+    });
+    expect(Date.parse(String(decoded["expiresAt"])) - Date.parse(String(decoded["createdAt"]))).toBe(600_000);
+    const human = await lnctl(["decode", bolt11], {});
+    expect(human.stdout).toContain("description:                  coffee\n");
+    expect(human.stdout).toContain(`payee:                        ${backend.nodeId}\n`);
+    // A changed character: refused, with the reason.
+    const bad = await lnctl(["decode", bolt11.slice(0, -1) + (bolt11.endsWith("q") ? "p" : "q")], {});
+    expect(bad.code).toBe(EXIT.usage);
+    expect(bad.stderr).toMatch(/^lnctl: not a valid invoice: MALFORMED: /);
+    // Any amount.
+    const any = await cli(["invoice", "0", "--json"]);
+    expect(JSON.parse(any.stdout)).toMatchObject({ amountMsat: "0" });
     // An invoice token may create invoices.
     const j = await lnctl(["invoice", "5", "--json"], { LNCTL_URL: url, LNCTL_TOKEN: tokens.invoice });
     expect(JSON.parse(j.stdout)).toMatchObject({ amountMsat: "5", description: "" });

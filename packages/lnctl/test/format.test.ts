@@ -135,8 +135,20 @@ describe("reply formatting", () => {
     ).toBe(
       "node id:       02aa\nnetwork:       regtest\nversion:       1\nblock height:  100\npeers:         2\nchannels:      3\n",
     );
-    expect(F.formatInvoice({ rHash: "h", amountMsat: "5000", description: "", createdAt: "t" })).toContain(
-      "amount:        5,000 msat\n",
+    const inv = {
+      rHash: "h",
+      amountMsat: "5000",
+      description: "",
+      createdAt: "t",
+      status: "open" as const,
+      bolt11: "lnbcrt50n1xyz",
+      expiresAt: "u",
+      payee: "02aa",
+    };
+    expect(F.formatInvoice(inv)).toContain("amount:        5,000 msat\n");
+    expect(F.formatInvoice(inv).startsWith("lnbcrt50n1xyz\n\n")).toBe(true);
+    expect(F.formatInvoice({ ...inv, amountMsat: "0", bolt11: null })).toMatch(
+      /^payment hash: {2}h\namount: {8}any\n/,
     );
     expect(F.formatAddress({ address: "bcrt1qabc" })).toBe("bcrt1qabc\n");
     expect(F.formatBalance({ confirmedSat: "10000000", unconfirmedSat: "0", closeOutputs: [] })).toBe(

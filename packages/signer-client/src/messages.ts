@@ -217,6 +217,35 @@ export interface InvoiceHashReply {
 export interface RevealInvoiceRequest {
   index: number;
 }
+export interface InvoiceRouteHintHopMsg {
+  node_id: Buffer;
+  short_channel_id: U64;
+  fee_base_msat: number;
+  fee_proportional_millionths: number;
+  cltv_expiry_delta: number;
+}
+export interface InvoiceRouteHintMsg {
+  hops: InvoiceRouteHintHopMsg[];
+}
+export interface SignInvoiceRequest {
+  index: number;
+  network: string;
+  /** 0: any amount. */
+  amount_msat: U64;
+  timestamp: U64;
+  payment_hash: Buffer;
+  payment_secret: Buffer;
+  description: string;
+  /** Empty: none (then description is the invoice's). */
+  description_hash: Buffer;
+  expiry_seconds: number;
+  min_final_cltv_expiry_delta: number;
+  payee: Buffer;
+  route_hints: InvoiceRouteHintMsg[];
+}
+export interface SignInvoiceReply {
+  invoice: string;
+}
 export interface RevealInvoiceReply {
   r: Buffer;
 }
@@ -278,6 +307,7 @@ export interface SignerMethods {
   SignSweep: [SignSweepRequest, SignaturesReply];
   InvoiceHash: [InvoiceHashRequest, InvoiceHashReply];
   RevealInvoice: [RevealInvoiceRequest, RevealInvoiceReply];
+  SignInvoice: [SignInvoiceRequest, SignInvoiceReply];
   ChannelStatus: [ChannelStatusRequest, ChannelStatusReply];
   SignChannelAnnouncement: [SignChannelAnnouncementRequest, SignChannelAnnouncementReply];
   SignChannelUpdate: [SignChannelUpdateRequest, SignatureReply];

@@ -423,6 +423,18 @@ export const MIGRATIONS: readonly Migration[] = [
    );`,
   },
   {
+    // BOLT #11 invoices (DESIGN.md 10, payments/invoices.ts): the signed string, the payment
+    // secret the payee checks in payment_data, when the invoice expires and the final expiry delta
+    // it asks for. Null on invoices made before (paid by plain HTLCs, as then). amount_msat 0:
+    // any amount.
+    version: 22,
+    sql: (s) => `ALTER TABLE ${s}.invoices
+     ADD COLUMN bolt11 text,
+     ADD COLUMN payment_secret bytea,
+     ADD COLUMN expires_at timestamptz,
+     ADD COLUMN min_final_cltv_expiry_delta integer;`,
+  },
+  {
     // Gossip (gossip/): a private channel is never announced (nor its channel_update); public by default.
     version: 24,
     sql: (s) => `ALTER TABLE ${s}.channels ADD COLUMN private boolean NOT NULL DEFAULT false;`,

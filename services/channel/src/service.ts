@@ -26,6 +26,8 @@ import { Resolver } from "./onchain/resolution.js";
 import { TowerLink, towerRecordsSubject } from "./onchain/tower-link.js";
 import { Wallet } from "./onchain/wallet.js";
 import { Ledger } from "./payments/ledger.js";
+import { DEFAULT_POLICY } from "@ln/channel-core";
+import { signInvoiceRequest } from "./payments/invoices.js";
 import { defaultForwardingPolicy, ForwardingPolicies, type ForwardingPolicy } from "./forwarding/policy.js";
 import type { InboundOpeningLimits } from "./peers/inbound-openings.js";
 import { connectPeer, listPeers, resyncPeer } from "./peers/peer-requests.js";
@@ -105,6 +107,14 @@ const NETWORKS: Record<ChannelServiceSettings["network"], Network> = {
   testnet: networks.testnet,
   regtest: networks.regtest,
 };
+
+/**
+ * What our invoices ask of a final HTLC's expiry beyond the tip: the payee fulfils only before the
+ * HTLC's redemption deadline, expiry - delay - margin (draft 3.1), so the delay and margin plus
+ * 12 blocks for the payment to arrive and settle.
+ */
+export const minFinalCltvExpiryDelta = (delayBlocks: number): number =>
+  delayBlocks + DEFAULT_POLICY.deadlineMarginBlocks + 12;
 
 /** Builds the channel service (its schema migrated); nothing runs until start(). */
 export async function buildChannelService(deps: ChannelServiceDeps): Promise<ChannelService> {
@@ -197,6 +207,9 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
       const { r_hash } = await signer.call("InvoiceHash", { index, amount_msat: amountMsat });
       return r_hash.toString("hex");
     },
+    signInvoice: async (index, fields) =>
+      (await signer.call("SignInvoice", signInvoiceRequest(index, fields))).invoice,
+    minFinalCltvExpiryDelta: minFinalCltvExpiryDelta(s.terms.delayBlocks),
   });
 
   const gossip = node.gossip;

@@ -1,3 +1,4 @@
+import { decodeInvoice } from "@ln/invoice";
 import { createHash, randomBytes } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import pg from "pg";
@@ -31,6 +32,7 @@ const ROUTES: RouteCase[] = [
   R("GET", "/v1/channels", "read"),
   R("GET", "/v1/channels/{id}", "read"),
   R("POST", "/v1/invoices", "invoice"),
+  { method: "GET", path: "/v1/invoices/{rHash}", url: `/v1/invoices/${"ab".repeat(32)}`, access: "read" },
   R("POST", "/v1/payments", "admin"),
   R("GET", "/v1/payments", "read"),
   R("GET", "/v1/payments/{id}", "read"),
@@ -136,7 +138,55 @@ describe("authentication and scopes", () => {
     const body = JSON.parse(inv.body) as Record<string, unknown>;
     expect(body.amountMsat).toBe("123456789012345678");
     expect(body.rHash).toMatch(/^[0-9a-f]{64}$/);
-    expect(Object.keys(body).sort()).toEqual(["amountMsat", "createdAt", "description", "rHash"]);
+    expect(Object.keys(body).sort()).toEqual([
+      "amountMsat",
+      "bolt11",
+      "createdAt",
+      "description",
+      "expiresAt",
+      "payee",
+      "rHash",
+      "status",
+    ]);
+    // The string says what the body says, signed by the node.
+    const d = decodeInvoice(String(body.bolt11));
+    expect(d).toMatchObject({
+      paymentHash: body.rHash,
+      amountMsat: 123456789012345678n,
+      payee: backend.nodeId,
+    });
+    expect(body.payee).toBe(backend.nodeId);
+    expect(Date.parse(String(body.expiresAt))).toBe(d.expiresAt * 1000);
+    expect(d.expiresAt - d.createdAt).toBe(3600); // the default expiry
+
+    // Read back by its hash (any scope); an unknown hash is 404.
+    const got = await app.inject({
+      method: "GET",
+      url: `/v1/invoices/${String(body.rHash)}`,
+      headers: auth("readonly"),
+    });
+    expect(got.statusCode).toBe(200);
+    expect(JSON.parse(got.body)).toEqual(body);
+    const none = await app.inject({
+      method: "GET",
+      url: `/v1/invoices/${"cd".repeat(32)}`,
+      headers: auth("readonly"),
+    });
+    expect(none.statusCode).toBe(404);
+
+    // Without an amount: any amount; an expiry of our own.
+    const any = await app.inject({
+      method: "POST",
+      url: "/v1/invoices",
+      headers: auth("invoice"),
+      payload: { description: "tips", expirySeconds: 60 },
+    });
+    expect(any.statusCode).toBe(201);
+    const anyBody = JSON.parse(any.body) as Record<string, unknown>;
+    expect(anyBody.amountMsat).toBe("0");
+    const da = decodeInvoice(String(anyBody.bolt11));
+    expect(da.amountMsat).toBeUndefined();
+    expect(da.expiresAt - da.createdAt).toBe(60);
   });
 
   it("public routes need no token", async () => {
@@ -183,7 +233,8 @@ describe("authentication and scopes", () => {
 describe("validation", () => {
   const bad: { url: string; payload: unknown; field: string }[] = [
     { url: "/v1/invoices", payload: { amountMsat: 1000 }, field: "amountMsat" },
-    { url: "/v1/invoices", payload: {}, field: "amountMsat" },
+    { url: "/v1/invoices", payload: { amountMsat: "0" }, field: "amountMsat" },
+    { url: "/v1/invoices", payload: { expirySeconds: 0 }, field: "expirySeconds" },
     { url: "/v1/invoices", payload: { amountMsat: "1.5" }, field: "amountMsat" },
     { url: "/v1/channels", payload: { nodeId: PEER, fundingSat: "-5" }, field: "fundingSat" },
     { url: "/v1/channels", payload: { nodeId: "zz", fundingSat: "5" }, field: "nodeId" },

@@ -7,7 +7,12 @@
 import { msat } from "@ln/bitcoin";
 import { describe, expect, it } from "vitest";
 import { forwardingFee } from "../src/forwarding/policy.js";
-import { decideForward, finalHopFailure, type NextChannel } from "../src/forwarding/rules.js";
+import {
+  decideForward,
+  finalHopFailure,
+  invoicePaymentProblem,
+  type NextChannel,
+} from "../src/forwarding/rules.js";
 
 const policy = {
   feeBaseMsat: msat(1000n),
@@ -138,5 +143,57 @@ describe("finalHopFailure", () => {
       name: "final_incorrect_cltv_expiry",
       cltvExpiry: 1159,
     });
+  });
+});
+
+describe("invoicePaymentProblem (BOLT #4 final node, against our BOLT #11 invoice)", () => {
+  const secret = Buffer.alloc(32, 7);
+  const invoice = {
+    amountMsat: msat(100_000n),
+    status: "open" as const,
+    paymentSecret: secret,
+    expiresAt: new Date("2030-01-01T01:00:00Z"),
+    minFinalCltvExpiryDelta: 50,
+  };
+  const at = { height: 1000, now: new Date("2030-01-01T00:00:00Z") };
+  // Tip 1000 + delta 50: an expiry of 1050 is the earliest accepted.
+  const htlc = (amount: bigint, expiry = 1050) => ({ amountMsat: msat(amount), expiry: { blocks: expiry } });
+  const paying = (amount: bigint, s: Buffer = secret, total = amount) => ({
+    amtToForwardMsat: amount,
+    outgoingCltvValue: 1050,
+    paymentData: { paymentSecret: s, totalMsat: total },
+  });
+
+  it("accepts the invoice's amount, up to twice it, with the secret and an expiry of tip + delta", () => {
+    expect(invoicePaymentProblem(htlc(100_000n), paying(100_000n), invoice, at)).toBeUndefined();
+    expect(invoicePaymentProblem(htlc(200_000n), paying(200_000n), invoice, at)).toBeUndefined();
+    // Any amount: no bound either way.
+    const any = { ...invoice, amountMsat: msat(0n) };
+    expect(invoicePaymentProblem(htlc(1n), paying(1n), any, at)).toBeUndefined();
+    expect(invoicePaymentProblem(htlc(10_000_000n), paying(10_000_000n), any, at)).toBeUndefined();
+  });
+
+  it("refuses 1 msat short, 1 msat above twice, another secret, no payment_data, a split total", () => {
+    expect(invoicePaymentProblem(htlc(99_999n), paying(99_999n), invoice, at)).toMatch(/below the invoice/);
+    expect(invoicePaymentProblem(htlc(200_001n), paying(200_001n), invoice, at)).toMatch(/more than twice/);
+    expect(invoicePaymentProblem(htlc(100_000n), paying(100_000n, Buffer.alloc(32)), invoice, at)).toMatch(
+      /payment secret/,
+    );
+    const { paymentData: _none, ...bare } = paying(100_000n);
+    expect(invoicePaymentProblem(htlc(100_000n), bare, invoice, at)).toMatch(/no payment_data/);
+    expect(invoicePaymentProblem(htlc(100_000n), paying(100_000n, secret, 300_000n), invoice, at)).toMatch(
+      /multi-part/,
+    );
+  });
+
+  it("refuses an expiry one block before tip + delta, an expired invoice, a paid one", () => {
+    expect(invoicePaymentProblem(htlc(100_000n, 1049), paying(100_000n), invoice, at)).toMatch(
+      /before height 1050/,
+    );
+    const late = { height: 1000, now: new Date("2030-01-01T01:00:00Z") }; // at expiresAt: expired
+    expect(invoicePaymentProblem(htlc(100_000n), paying(100_000n), invoice, late)).toMatch(/expired/);
+    expect(
+      invoicePaymentProblem(htlc(100_000n), paying(100_000n), { ...invoice, status: "settled" }, at),
+    ).toMatch(/already paid/);
   });
 });

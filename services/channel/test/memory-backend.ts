@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
-import { msat, sat, type Msat, type Sat, type ShortChannelId } from "@ln/bitcoin";
+import { msat, sat, type Sat, type ShortChannelId } from "@ln/bitcoin";
 import {
   BackendError,
   type ChannelDetail,
   type ChannelSummary,
+  type CreateInvoiceRequest,
   type ForwardingPolicy,
   type ForwardRow,
   type ForwardTotals,
@@ -19,6 +20,8 @@ import {
   type WithdrawalRecord,
 } from "../src/api/backend.js";
 import { inTransaction } from "@ln/postgres";
+import { assembleInvoice, unsignedInvoice, type InvoiceFields } from "@ln/invoice";
+import * as ecc from "tiny-secp256k1";
 import { planRoute, type RoutePlan } from "../src/payments/route.js";
 import { checkPolicy } from "../src/forwarding/policy.js";
 import type pg from "pg";
@@ -34,7 +37,9 @@ export class MemoryBackend implements NodeBackend {
   constructor(private readonly opts: { pool?: pg.Pool } = {}) {}
 
   readonly calls = new Map<keyof NodeBackend, number>();
-  readonly nodeId = `02${"11".repeat(32)}`;
+  /** A key of its own, so that its invoices are real BOLT #11 strings signed by its node id. */
+  private readonly nodeKey = createHash("sha256").update("memory backend node key").digest();
+  readonly nodeId = Buffer.from(ecc.pointFromScalar(this.nodeKey, true) ?? []).toString("hex");
   private readonly peers = new Map<string, PeerInfo>();
   private readonly channels = new Map<string, ChannelDetail>();
   private readonly invoices = new Map<string, Invoice & { preimage: string }>();
@@ -124,18 +129,46 @@ export class MemoryBackend implements NodeBackend {
     return this.channels.get(id);
   }
 
-  async createInvoice(req: { amountMsat: Msat; description?: string }): Promise<Invoice> {
+  async createInvoice(req: CreateInvoiceRequest): Promise<Invoice> {
     this.called("createInvoice");
     const preimage = randomBytes(32);
-    const invoice = {
-      rHash: createHash("sha256").update(preimage).digest("hex"),
-      amountMsat: req.amountMsat,
+    const rHash = createHash("sha256").update(preimage).digest();
+    const createdAt = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const expirySeconds = req.expirySeconds ?? 3600;
+    const fields: InvoiceFields = {
+      network: "regtest",
+      ...(req.amountMsat === undefined ? {} : { amountMsat: req.amountMsat }),
+      timestamp: createdAt.getTime() / 1000,
+      paymentHash: rHash,
+      paymentSecret: randomBytes(32),
       description: req.description ?? "",
-      createdAt: new Date(),
+      expirySeconds,
+      minFinalCltvExpiryDelta: 18,
+      payee: Buffer.from(this.nodeId, "hex"),
+      routeHints: [],
+    };
+    const sig = ecc.signRecoverable(unsignedInvoice(fields).signingHash, this.nodeKey);
+    const invoice = {
+      rHash: rHash.toString("hex"),
+      amountMsat: req.amountMsat ?? msat(0n),
+      description: req.description ?? "",
+      createdAt,
+      status: "open" as const,
+      bolt11: assembleInvoice(fields, Buffer.from(sig.signature), sig.recoveryId),
+      expiresAt: new Date(createdAt.getTime() + expirySeconds * 1000),
+      payee: this.nodeId,
       preimage: preimage.toString("hex"),
     };
     this.invoices.set(invoice.rHash, invoice);
     const { preimage: _kept, ...visible } = invoice;
+    return visible;
+  }
+
+  async getInvoice(rHash: string): Promise<Invoice | undefined> {
+    this.called("getInvoice");
+    const inv = this.invoices.get(rHash);
+    if (!inv) return undefined;
+    const { preimage: _kept, ...visible } = inv;
     return visible;
   }
 

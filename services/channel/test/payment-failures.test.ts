@@ -377,6 +377,8 @@ function backendOf(n: Ends): ChannelNodeBackend {
     network: "regtest",
     version: "test",
     invoiceHash: () => Promise.reject(new Error("unused")),
+    signInvoice: () => Promise.reject(new Error("no invoices here")),
+    minFinalCltvExpiryDelta: 18,
   });
 }
 

@@ -114,8 +114,12 @@ export type RefusalCode =
    * least its amount.
    */
   | "NO_MATCHING_HTLC"
-  /** InvoiceHash: the invoice index was first registered with another amount. */
+  /** InvoiceHash, SignInvoice: the invoice index was first registered with another amount. */
   | "INVOICE_AMOUNT_MISMATCH"
+  /** SignInvoice: the payment hash given is not the one the signer derives for the index. */
+  | "INVOICE_HASH_MISMATCH"
+  /** SignInvoice: the invoice's payee is not our node id. */
+  | "WRONG_PAYEE"
   /** A commitment with more than the draft's 1500 HTLCs offered by one side (channel-policy.ts). */
   | "TOO_MANY_HTLCS"
   /**

@@ -6,6 +6,7 @@ import { msat, sat, txidFromHex, TxidError, type Locktime } from "@ln/bitcoin";
 import type { CloseParams, CommitmentHtlc, CommitmentParams } from "@ln/tx";
 import { Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
+import type { InvoiceFields, InvoiceNetwork } from "@ln/invoice";
 import { invalid } from "./errors.js";
 
 import type {
@@ -14,6 +15,7 @@ import type {
   CloseSideMsg,
   CommitmentParamsMsg,
   LocktimeMsg,
+  SignInvoiceRequest,
   U64,
 } from "@ln/signer-client";
 
@@ -121,5 +123,41 @@ export function closeParams(m: CloseParamsMsg | null | undefined, what = "params
     a: side(p.a, "a"),
     b: side(p.b, "b"),
     closeFee: sat(u64(p.close_fee_sat, `${what}.close_fee_sat`)),
+  };
+}
+
+const INVOICE_NETWORKS: readonly InvoiceNetwork[] = ["regtest", "testnet", "bitcoin"];
+
+/** SignInvoice's fields; their consistency with the index and our key is the service's check. */
+export function invoiceFields(r: SignInvoiceRequest): InvoiceFields {
+  const network = INVOICE_NETWORKS.find((n) => n === r.network);
+  if (network === undefined)
+    throw invalid(`network ${JSON.stringify(r.network)} is not regtest, testnet or bitcoin`);
+  const amount = u64(r.amount_msat, "amount_msat");
+  const timestamp = u64(r.timestamp, "timestamp");
+  if (timestamp > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid("timestamp is out of range");
+  const hasHash = (r.description_hash?.length ?? 0) > 0;
+  if (hasHash && r.description !== "") throw invalid("give a description or its hash, not both");
+  return {
+    network,
+    ...(amount === 0n ? {} : { amountMsat: msat(amount) }),
+    timestamp: Number(timestamp),
+    paymentHash: bytes(r.payment_hash, 32, "payment_hash"),
+    paymentSecret: bytes(r.payment_secret, 32, "payment_secret"),
+    ...(hasHash
+      ? { descriptionHash: bytes(r.description_hash, 32, "description_hash") }
+      : { description: r.description }),
+    expirySeconds: r.expiry_seconds,
+    minFinalCltvExpiryDelta: r.min_final_cltv_expiry_delta,
+    payee: pubkey(r.payee, "payee"),
+    routeHints: (r.route_hints ?? []).map((hint, i) =>
+      (hint.hops ?? []).map((h, j) => ({
+        nodeId: pubkey(h.node_id, `route_hints[${i}].hops[${j}].node_id`).toString("hex"),
+        shortChannelId: u64(h.short_channel_id, `route_hints[${i}].hops[${j}].short_channel_id`),
+        feeBaseMsat: msat(h.fee_base_msat),
+        feeProportionalMillionths: BigInt(h.fee_proportional_millionths),
+        cltvExpiryDelta: h.cltv_expiry_delta,
+      })),
+    ),
   };
 }

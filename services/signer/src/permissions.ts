@@ -34,6 +34,7 @@ export const METHOD_ROLES: { readonly [M in SignerMethod]: readonly ClientRole[]
   WalletKey: ["channel"],
   InvoiceHash: ["channel"],
   RevealInvoice: ["channel"],
+  SignInvoice: ["channel"],
   SignSweep: ["channel"],
   SignWalletSpend: ["channel"],
   ChannelStatus: ["channel"],

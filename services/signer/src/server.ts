@@ -13,6 +13,7 @@ import {
   bytes,
   closeParams,
   commitmentParams,
+  invoiceFields,
   present,
   pubkey,
   transaction,
@@ -253,6 +254,7 @@ function handlers(s: SignerService): Handlers {
       r_hash: await s.invoiceHash(r.index, msat(u64(r.amount_msat, "amount_msat"))),
     }),
     RevealInvoice: async (r) => ({ r: await s.revealInvoice(r.index) }),
+    SignInvoice: async (r) => ({ invoice: await s.signInvoice(r.index, invoiceFields(r)) }),
     ChannelStatus: async (r) => {
       const c = await s.channelStatus(r.channel);
       return {

@@ -17,6 +17,7 @@ import {
 } from "@ln/tx";
 import type { Transaction } from "bitcoinjs-lib";
 import * as ecc from "tiny-secp256k1";
+import { assembleInvoice, InvoiceError, unsignedInvoice, type InvoiceFields } from "@ln/invoice";
 import { invalid, refuse } from "./errors.js";
 import { checkNumber, type KeyRing } from "./keys.js";
 import {
@@ -216,6 +217,31 @@ export class SignerService {
     const hash = this.keys.invoiceHash(index);
     if (amountMsat > 0n) await this.store.registerInvoice(index, amountMsat);
     return hash;
+  }
+
+  /**
+   * The BOLT #11 string of invoice `index`, signed with the node key. The signed data is built
+   * here from the fields (never taken from the caller), for the hash we derive for the index, our
+   * node id as payee, and the amount registered for the index (registered now if none was).
+   */
+  async signInvoice(index: number, f: InvoiceFields): Promise<string> {
+    if (!f.paymentHash.equals(this.keys.invoiceHash(index)))
+      throw refuse("INVOICE_HASH_MISMATCH", `the payment hash is not invoice ${index}'s`);
+    if (!f.payee.equals(this.keys.nodePub))
+      throw refuse("WRONG_PAYEE", "the invoice's payee is not our node id");
+    let signingHash: Buffer;
+    try {
+      signingHash = unsignedInvoice(f).signingHash;
+    } catch (e) {
+      if (e instanceof InvoiceError) throw invalid(`the fields make no invoice: ${e.message}`);
+      throw e;
+    }
+    const amount = f.amountMsat ?? msat(0n);
+    if (amount > 0n) await this.store.registerInvoice(index, amount);
+    else if ((await this.store.invoiceAmount(index)) !== undefined)
+      throw refuse("INVOICE_AMOUNT_MISMATCH", `invoice ${index} was registered with an amount`);
+    const sig = ecc.signRecoverable(signingHash, this.keys.node.priv);
+    return assembleInvoice(f, Buffer.from(sig.signature), sig.recoveryId);
   }
 
   /**

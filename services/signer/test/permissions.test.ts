@@ -155,6 +155,7 @@ describe("the permission table", () => {
         "WalletKey",
         "InvoiceHash",
         "RevealInvoice",
+        "SignInvoice",
         "SignSweep",
         "SignWalletSpend",
         "ChannelStatus",

@@ -445,23 +445,38 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
       config: { access: "invoice" },
       schema: {
         tags: ["payments"],
-        summary: "Create an invoice; the preimage stays on the node (invoice or admin)",
+        summary:
+          "Create a BOLT #11 invoice (field bolt11), signed by the node key; the preimage stays on the node (invoice or admin)",
         body: S.CreateInvoiceBody,
         response: S.withErrors({ 201: S.Invoice }),
       },
     },
     async (req, reply) => {
       const inv = await backend.createInvoice({
-        amountMsat: msat(BigInt(req.body.amountMsat)),
-        ...(req.body.description === undefined ? {} : { description: req.body.description }),
+        amountMsat: req.body.amountMsat === undefined ? undefined : msat(BigInt(req.body.amountMsat)),
+        description: req.body.description,
+        expirySeconds: req.body.expirySeconds,
       });
       void reply.code(201);
-      return {
-        rHash: inv.rHash,
-        amountMsat: inv.amountMsat.toString(),
-        description: inv.description,
-        createdAt: inv.createdAt.toISOString(),
-      };
+      return invoiceJson(inv);
+    },
+  );
+
+  app.get(
+    "/v1/invoices/:rHash",
+    {
+      config: { access: "read" },
+      schema: {
+        tags: ["payments"],
+        summary: "One invoice by its payment hash: its BOLT #11 string and status (any scope)",
+        params: S.InvoiceParams,
+        response: S.withErrors({ 200: S.Invoice }),
+      },
+    },
+    async (req) => {
+      const inv = await backend.getInvoice(req.params.rHash);
+      if (!inv) throw new ApiError(404, "NOT_FOUND", `no invoice with payment hash ${req.params.rHash}`);
+      return invoiceJson(inv);
     },
   );
 
@@ -505,6 +520,7 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
             expiry: req.body.expiry,
             route,
             onion: req.body.onion,
+            paymentSecret: req.body.paymentSecret,
           },
           // With the payment's own record: a crash after that commit still answers a retry.
           { complete: (tx, p) => store.completeIdempotency(token.id, key, 201, paymentJson(p), tx) },
@@ -830,6 +846,19 @@ function channelJson(c: B.ChannelSummary): Static<typeof S.ChannelSummary> {
 
 function locktimeJson(l: Locktime): { blocks: number } | { seconds: number } {
   return "blocks" in l ? { blocks: l.blocks } : { seconds: l.seconds };
+}
+
+function invoiceJson(inv: B.Invoice): Static<typeof S.Invoice> {
+  return {
+    rHash: inv.rHash,
+    amountMsat: inv.amountMsat.toString(),
+    description: inv.description,
+    createdAt: inv.createdAt.toISOString(),
+    status: inv.status,
+    bolt11: inv.bolt11 ?? null,
+    expiresAt: inv.expiresAt?.toISOString() ?? null,
+    payee: inv.payee,
+  };
 }
 
 function paymentJson(p: B.Payment): PaymentJson {

@@ -21,8 +21,13 @@ export interface NodeBackend {
   listChannels(): Promise<ChannelSummary[]>;
   /** Undefined when there is no such channel. */
   getChannel(id: string): Promise<ChannelDetail | undefined>;
-  /** The preimage is generated and kept by the backend; only its hash leaves. */
-  createInvoice(req: { amountMsat: Msat; description?: string }): Promise<Invoice>;
+  /**
+   * A BOLT #11 invoice; the preimage is generated and kept by the backend (the signer); only its
+   * hash leaves.
+   */
+  createInvoice(req: CreateInvoiceRequest): Promise<Invoice>;
+  /** Undefined when there is no such invoice. */
+  getInvoice(rHash: string): Promise<Invoice | undefined>;
   /**
    * `record`, if given, is completed inside the transaction that offers the HTLC (see PaymentRecord).
    * With `route` the HTLC carries an onion for it (payments/route.ts), over `channelId` or, without
@@ -60,6 +65,8 @@ export interface PayRequest {
   route?: readonly RouteHop[] | undefined;
   /** An onion built elsewhere (hex), sent unchanged in place of the route's (needs a route). */
   onion?: string | undefined;
+  /** With a route: the invoice's payment secret (hex, BOLT #11 `s`) for the payee's payment_data. */
+  paymentSecret?: string | undefined;
 }
 
 /**
@@ -149,11 +156,26 @@ export interface OnchainResolution {
   }[];
 }
 
+export interface CreateInvoiceRequest {
+  /** Undefined: any amount. */
+  amountMsat?: Msat | undefined;
+  description?: string | undefined;
+  /** Default 3600. */
+  expirySeconds?: number | undefined;
+}
+
 export interface Invoice {
   rHash: string;
+  /** 0: any amount. */
   amountMsat: Msat;
   description: string;
   createdAt: Date;
+  status: "open" | "settled";
+  /** The BOLT #11 string (undefined for an invoice made before them, paid by plain HTLCs only). */
+  bolt11: string | undefined;
+  expiresAt: Date | undefined;
+  /** Our node id, hex. */
+  payee: string;
 }
 
 export type PaymentStatus = "pending" | "succeeded" | "failed";

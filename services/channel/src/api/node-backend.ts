@@ -19,6 +19,7 @@ import {
   type BackendErrorCode,
   type ChannelDetail,
   type ChannelSummary,
+  type CreateInvoiceRequest,
   type Invoice,
   type NodeBackend,
   type NodeInfo,
@@ -30,7 +31,15 @@ import {
   type Withdrawal,
   type WithdrawalRecord,
 } from "./backend.js";
-import { paymentId, type Ledger, type PaymentRoute, type PaymentRow } from "../payments/ledger.js";
+import { NETWORKS, type InvoiceFields } from "@ln/invoice";
+import {
+  paymentId,
+  type InvoiceRow,
+  type Ledger,
+  type PaymentRoute,
+  type PaymentRow,
+} from "../payments/ledger.js";
+import { DEFAULT_INVOICE_EXPIRY_SECONDS, signedInvoice } from "../payments/invoices.js";
 import { forgetPaymentOnion, keepPaymentOnion, withOfferedPayment } from "../payments/records.js";
 import { planRoute, RouteError, type PlannedHop, type RouteHop, type RoutePlan } from "../payments/route.js";
 import { buildOnion, encodeHopPayload, OnionError } from "@ln/onion";
@@ -66,6 +75,10 @@ export interface ChannelNodeBackendOptions {
   schema: string;
   /** The signer's invoice hash for an index (R stays in the signer). */
   invoiceHash: (index: number, amountMsat: Msat) => Promise<string>;
+  /** The signer's SignInvoice: the BOLT #11 string of invoice `index` (payments/invoices.ts). */
+  signInvoice: (index: number, fields: InvoiceFields) => Promise<string>;
+  /** What the payee requires of a final HTLC's expiry beyond the tip, written in our invoices. */
+  minFinalCltvExpiryDelta: number;
 }
 
 /** Error codes of the node's parts, as the API names them. */
@@ -162,14 +175,44 @@ export class ChannelNodeBackend implements NodeBackend {
     };
   }
 
-  async createInvoice(req: { amountMsat: Msat; description?: string }): Promise<Invoice> {
-    const inv = await this.o.ledger.addInvoice(this.o.invoiceHash, req.amountMsat, req.description ?? "");
+  async createInvoice(req: CreateInvoiceRequest): Promise<Invoice> {
+    const network = NETWORKS.find((n) => n === this.o.network);
+    if (network === undefined) throw new BackendError("INVALID", `no invoices on network ${this.o.network}`);
+    const amountMsat = req.amountMsat ?? msat(0n);
+    const description = req.description ?? "";
+    const expirySeconds = req.expirySeconds ?? DEFAULT_INVOICE_EXPIRY_SECONDS;
+    const signing = {
+      pool: this.o.pool,
+      schema: this.o.schema,
+      store: this.o.store,
+      network,
+      nodeId: this.o.nodeId,
+      minFinalCltvExpiryDelta: this.o.minFinalCltvExpiryDelta,
+      defaultPolicy: this.o.policies.defaults,
+      signInvoice: this.o.signInvoice,
+    };
+    const inv = await this.o.ledger.addInvoice(this.o.invoiceHash, amountMsat, description, (index, rHash) =>
+      signedInvoice(signing, index, rHash, { amountMsat, description, expirySeconds }),
+    );
     crashPoint("channel.invoice.created");
+    return this.invoiceOf(inv);
+  }
+
+  async getInvoice(rHash: string): Promise<Invoice | undefined> {
+    const inv = await this.o.ledger.invoice(rHash);
+    return inv && this.invoiceOf(inv);
+  }
+
+  private invoiceOf(inv: InvoiceRow): Invoice {
     return {
       rHash: inv.rHash,
       amountMsat: inv.amountMsat,
       description: inv.description,
       createdAt: inv.createdAt,
+      status: inv.status,
+      bolt11: inv.bolt11?.bolt11,
+      expiresAt: inv.bolt11?.expiresAt,
+      payee: this.o.nodeId,
     };
   }
 
@@ -202,7 +245,8 @@ export class ChannelNodeBackend implements NodeBackend {
     const expiry = req.expiry;
     if (!("blocks" in expiry))
       throw new BackendError("INVALID", "a routed payment's expiry is a block height ({ blocks })");
-    const plan = planned(() => planRoute(req.route, req.amountMsat, expiry.blocks));
+    const secret = req.paymentSecret === undefined ? undefined : Buffer.from(req.paymentSecret, "hex");
+    const plan = planned(() => planRoute(req.route, req.amountMsat, expiry.blocks, secret));
     const first = plan.hops[0] as PlannedHop;
     const channelId = req.channelId ?? (await this.channelTo(first.nodeId));
     const row = await this.o.store.row(channelId);

@@ -3,6 +3,7 @@
  * whose onion names a next channel, and what the payee checks of one whose onion ends here. Every
  * refusal is a BOLT #4 failure, for the error packet that goes back to the payer.
  */
+import { timingSafeEqual } from "node:crypto";
 import { isBlocks, msat, type Locktime, type Msat } from "@ln/bitcoin";
 import { delayBlocks, redemptionDeadline, type ChannelState, type DeadlineMargin } from "@ln/channel-core";
 import type { Failure, HopPayload } from "@ln/onion";
@@ -113,5 +114,48 @@ export function finalHopFailure(incoming: IncomingHtlc, payload: HopPayload): Fa
       name: "final_incorrect_cltv_expiry",
       cltvExpiry: isBlocks(incoming.expiry) ? incoming.expiry.blocks : 0,
     };
+  return undefined;
+}
+
+/** A BOLT #11 invoice of ours as the payee checks a final HTLC against it (payments/ledger.ts). */
+export interface InvoiceTerms {
+  /** 0: any amount. */
+  amountMsat: Msat;
+  status: "open" | "settled";
+  paymentSecret: Buffer;
+  expiresAt: Date;
+  minFinalCltvExpiryDelta: number;
+}
+
+/**
+ * BOLT #4's final-node checks of an HTLC whose onion ends here, against the invoice it pays (after
+ * finalHopFailure): the invoice still open and not expired, payment_data with its payment secret
+ * and a total_msat of this one HTLC (no multi-part), at least the invoice's amount and at most
+ * twice it, and an expiry at least min_final_cltv_expiry_delta past the tip. Every refusal is
+ * incorrect_or_unknown_payment_details (BOLT #4 folded final_expiry_too_soon into it, so a prober
+ * learns nothing from the expiry): the problem text is for our logs. Undefined: accept.
+ */
+export function invoicePaymentProblem(
+  incoming: IncomingHtlc,
+  payload: HopPayload,
+  invoice: InvoiceTerms,
+  ctx: { height: number; now: Date },
+): string | undefined {
+  if (invoice.status !== "open") return "the invoice is already paid";
+  if (ctx.now.getTime() >= invoice.expiresAt.getTime())
+    return `the invoice expired at ${invoice.expiresAt.toISOString()}`;
+  const data = payload.paymentData;
+  if (!data) return "no payment_data: the invoice's payment secret is required";
+  if (data.paymentSecret.length !== 32 || !timingSafeEqual(data.paymentSecret, invoice.paymentSecret))
+    return "the payment secret is not the invoice's";
+  if (data.totalMsat !== payload.amtToForwardMsat)
+    return `total_msat ${data.totalMsat} is not this HTLC's ${payload.amtToForwardMsat}: no multi-part payments`;
+  if (invoice.amountMsat > 0n && incoming.amountMsat < invoice.amountMsat)
+    return `${incoming.amountMsat} msat is below the invoice's ${invoice.amountMsat} msat`;
+  if (invoice.amountMsat > 0n && incoming.amountMsat > 2n * invoice.amountMsat)
+    return `${incoming.amountMsat} msat is more than twice the invoice's ${invoice.amountMsat} msat`;
+  const least = ctx.height + invoice.minFinalCltvExpiryDelta;
+  if (!isBlocks(incoming.expiry) || incoming.expiry.blocks < least)
+    return `the expiry is before height ${least} (tip ${ctx.height} + min_final_cltv_expiry_delta ${invoice.minFinalCltvExpiryDelta})`;
   return undefined;
 }

@@ -55,11 +55,53 @@ export interface PaymentFailure {
 export interface InvoiceRow {
   rHash: string;
   signerIndex: number;
+  /** 0: any amount. */
   amountMsat: Msat;
   description: string;
   status: "open" | "settled";
   createdAt: Date;
+  /** The BOLT #11 parts (migration 22); undefined on an invoice made before, or by a test directly. */
+  bolt11: Bolt11Parts | undefined;
 }
+
+/** What a BOLT #11 invoice adds to an invoice row (payments/invoices.ts makes them). */
+export interface Bolt11Parts {
+  bolt11: string;
+  paymentSecret: Buffer;
+  expiresAt: Date;
+  minFinalCltvExpiryDelta: number;
+}
+
+interface InvoiceDbRow {
+  r_hash: string;
+  signer_index: number;
+  amount_msat: string;
+  description: string;
+  status: "open" | "settled";
+  created_at: Date;
+  bolt11: string | null;
+  payment_secret: Buffer | null;
+  expires_at: Date | null;
+  min_final_cltv_expiry_delta: number | null;
+}
+
+const toInvoice = (row: InvoiceDbRow): InvoiceRow => ({
+  rHash: row.r_hash,
+  signerIndex: row.signer_index,
+  amountMsat: msat(BigInt(row.amount_msat)),
+  description: row.description,
+  status: row.status,
+  createdAt: row.created_at,
+  bolt11:
+    row.bolt11 !== null && row.payment_secret !== null && row.expires_at !== null
+      ? {
+          bolt11: row.bolt11,
+          paymentSecret: row.payment_secret,
+          expiresAt: row.expires_at,
+          minFinalCltvExpiryDelta: row.min_final_cltv_expiry_delta ?? 0,
+        }
+      : undefined,
+});
 
 export interface ChainTip {
   height: number;
@@ -155,23 +197,38 @@ export class Ledger {
     return r.rows.map(toPayment);
   }
 
-  /** A new invoice under the next signer index (the signer derives R from it). */
+  /**
+   * A new invoice under the next signer index (the signer derives R from it); `bolt11`, if
+   * given, makes its BOLT #11 string (signed by the signer) before it is stored.
+   */
   async addInvoice(
     deriveHash: (signerIndex: number, amountMsat: Msat) => Promise<string>,
     amountMsat: Msat,
     description: string,
+    bolt11?: (signerIndex: number, rHash: string) => Promise<Bolt11Parts>,
   ): Promise<InvoiceRow> {
     const next = await this.pool.query<{ n: number }>(
       `SELECT nextval('${this.t("invoice_index")}')::integer AS n`,
     );
     const index = next.rows[0]?.n ?? 0;
     const rHash = await deriveHash(index, amountMsat);
+    const parts = bolt11 && (await bolt11(index, rHash));
     // The invoice and its "open" event commit together (events/event-log.ts).
     const r = await inEventTransaction(this.pool, this.schema, async (c) => {
       const ins = await c.query<{ created_at: Date }>(
-        `INSERT INTO ${this.t("invoices")} (r_hash, signer_index, amount_msat, description)
-         VALUES ($1, $2, $3, $4) RETURNING created_at`,
-        [rHash, index, amountMsat.toString(), description],
+        `INSERT INTO ${this.t("invoices")} (r_hash, signer_index, amount_msat, description,
+           bolt11, payment_secret, expires_at, min_final_cltv_expiry_delta)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at`,
+        [
+          rHash,
+          index,
+          amountMsat.toString(),
+          description,
+          parts?.bolt11 ?? null,
+          parts?.paymentSecret ?? null,
+          parts?.expiresAt ?? null,
+          parts?.minFinalCltvExpiryDelta ?? null,
+        ],
       );
       await appendEvents(c, this.schema, [
         { kind: "invoice", subject: rHash, status: "open", detail: { amountMsat: amountMsat.toString() } },
@@ -185,29 +242,19 @@ export class Ledger {
       description,
       status: "open",
       createdAt: (r.rows[0] as { created_at: Date }).created_at,
+      bolt11: parts,
     };
   }
 
   async invoice(rHash: string): Promise<InvoiceRow | undefined> {
-    const r = await this.pool.query<{
-      r_hash: string;
-      signer_index: number;
-      amount_msat: string;
-      description: string;
-      status: "open" | "settled";
-      created_at: Date;
-    }>(`SELECT * FROM ${this.t("invoices")} WHERE r_hash = $1`, [rHash]);
+    const r = await this.pool.query<InvoiceDbRow>(
+      `SELECT r_hash, signer_index, amount_msat::text AS amount_msat, description, status, created_at,
+              bolt11, payment_secret, expires_at, min_final_cltv_expiry_delta
+         FROM ${this.t("invoices")} WHERE r_hash = $1`,
+      [rHash],
+    );
     const row = r.rows[0];
-    return row
-      ? {
-          rHash: row.r_hash,
-          signerIndex: row.signer_index,
-          amountMsat: msat(BigInt(row.amount_msat)),
-          description: row.description,
-          status: row.status,
-          createdAt: row.created_at,
-        }
-      : undefined;
+    return row ? toInvoice(row) : undefined;
   }
 
   async setTip(tip: ChainTip): Promise<void> {

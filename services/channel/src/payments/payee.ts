@@ -15,6 +15,7 @@ import type { ChannelRegistry } from "../channels/registry.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { ChainTip } from "../onchain/tip.js";
 import type { Forwarder } from "../forwarding/forwarder.js";
+import { invoicePaymentProblem } from "../forwarding/rules.js";
 import type { Ledger } from "./ledger.js";
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
@@ -83,10 +84,27 @@ export class Payee {
             : reasonHex(text),
         });
         const hopFailure = hop && this.o.forwarder.finalHopFailure(hop);
+        // A BOLT #11 invoice paid through an onion: BOLT #4's checks of the payment secret,
+        // amount, expiries; a plain HTLC (no onion, no secret) is checked as before.
+        const invoiceProblem =
+          hop &&
+          invoice?.bolt11 &&
+          invoicePaymentProblem(
+            h,
+            hop.payload,
+            { ...invoice.bolt11, amountMsat: invoice.amountMsat, status: invoice.status },
+            { height: this.o.tip.later(state.chain).height, now: new Date() },
+          );
         let command: Command;
         if (hop && hopFailure) command = fail(hopFailure.name, hopFailure);
         else if (!invoice) command = fail("unknown payment hash");
-        else if (hop?.payload.paymentData && hop.payload.paymentData.totalMsat < invoice.amountMsat)
+        else if (invoiceProblem) {
+          this.o.report(
+            `channel ${id}: refusing HTLC ${h.id} for invoice ${h.rHash}`,
+            new Error(invoiceProblem),
+          );
+          command = fail(invoiceProblem);
+        } else if (hop?.payload.paymentData && hop.payload.paymentData.totalMsat < invoice.amountMsat)
           command = fail("total below the invoice's amount");
         else if (h.amountMsat < invoice.amountMsat)
           command = fail(`amount below the invoice's ${invoice.amountMsat} msat`);

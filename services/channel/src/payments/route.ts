@@ -63,7 +63,7 @@ export class RouteError extends Error {
 
 /** BOLT #4: a 1300-byte hop payload area holds at most 20 hops of the smallest payloads. */
 export const MAX_ROUTE_HOPS = 20;
-/** Invoices have no payment secret yet: the final hop's payment_data carries 32 zero bytes. */
+/** A payment to no invoice (a bare hash): the final hop's payment_data carries 32 zero bytes. */
 export const NO_PAYMENT_SECRET = Buffer.alloc(32);
 /** Expiries are block heights (locktime below 500,000,000). */
 const MAX_HEIGHT = 499_999_999;
@@ -73,9 +73,15 @@ const NODE_ID = /^0[23][0-9a-f]{64}$/;
 
 /**
  * Each hop's payload and incoming HTLC, and the HTLC we offer. `amountMsat` is what the payee
- * gets, `finalExpiry` its HTLC's expiry (the payee's outgoing_cltv_value).
+ * gets, `finalExpiry` its HTLC's expiry (the payee's outgoing_cltv_value), `paymentSecret` the
+ * invoice's (BOLT #11 `s`), carried to the payee in payment_data.
  */
-export function planRoute(hops: readonly RouteHop[], amountMsat: Msat, finalExpiry: number): RoutePlan {
+export function planRoute(
+  hops: readonly RouteHop[],
+  amountMsat: Msat,
+  finalExpiry: number,
+  paymentSecret: Buffer = NO_PAYMENT_SECRET,
+): RoutePlan {
   if (hops.length === 0) throw new RouteError("EMPTY_ROUTE", "the route has no hop");
   if (hops.length > MAX_ROUTE_HOPS)
     throw new RouteError("TOO_MANY_HOPS", `the route has ${hops.length} hops, at most ${MAX_ROUTE_HOPS}`);
@@ -91,6 +97,7 @@ export function planRoute(hops: readonly RouteHop[], amountMsat: Msat, finalExpi
     throw new RouteError("OUT_OF_RANGE", `amount ${amountMsat} msat is not a positive u64`);
   if (!Number.isInteger(finalExpiry) || finalExpiry < 1 || finalExpiry > MAX_HEIGHT)
     throw new RouteError("OUT_OF_RANGE", `expiry ${finalExpiry} is not a block height`);
+  if (paymentSecret.length !== 32) throw new RouteError("INVALID_HOP", "a payment secret is 32 bytes", hops.length - 1);
 
   const planned: PlannedHop[] = new Array<PlannedHop>(hops.length);
   const last = hops.length - 1;
@@ -104,7 +111,7 @@ export function planRoute(hops: readonly RouteHop[], amountMsat: Msat, finalExpi
     payload: {
       amtToForwardMsat: amount,
       outgoingCltvValue: expiry,
-      paymentData: { paymentSecret: NO_PAYMENT_SECRET, totalMsat: amount },
+      paymentData: { paymentSecret, totalMsat: amount },
     },
   };
   // Hop i forwards hop i+1's HTLC over hops[i+1]'s channel, for that channel's fee and delta.
