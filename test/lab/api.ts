@@ -12,6 +12,8 @@ import type {
   ForwardingPolicy,
   ForwardList,
   Invoice,
+  InvoicePayBody,
+  InvoicePayment,
   NodeInfo,
   Payment,
   PeerInfo,
@@ -27,6 +29,7 @@ export type {
   ForwardList,
   Htlc,
   Invoice,
+  InvoicePayment,
   Locktime,
   NodeInfo,
   Payment,
@@ -142,11 +145,26 @@ export class LabApi {
   async forwardsOf(rHash: string): Promise<Forward[]> {
     return (await this.forwards({ limit: 1000 })).forwards.filter((f) => f.rHash === rHash);
   }
+  /** Payments over a channel or a route (invoice payments left out: invoicePayment). */
   async payments(limit?: number): Promise<Payment[]> {
-    return (await this.#api.listPayments(limit)).payments;
+    return (await this.#api.listPayments(limit)).payments.filter((p): p is Payment => !("kind" in p));
   }
-  payment(id: string): Promise<Payment> {
-    return this.#api.getPayment(id);
+  async payment(id: string): Promise<Payment> {
+    const p = await this.#api.getPayment(id);
+    if ("kind" in p) throw new Error(`payment ${id} is an invoice payment`);
+    return p;
+  }
+  /** Pays a BOLT #11 invoice (the node routes and retries). */
+  async payInvoice(
+    body: InvoicePayBody,
+    key: string = randomUUID(),
+  ): Promise<{ payment: InvoicePayment; replayed: boolean }> {
+    return this.#api.payInvoice(body, key);
+  }
+  async invoicePayment(id: string): Promise<InvoicePayment> {
+    const p = await this.#api.getPayment(id);
+    if (!("kind" in p)) throw new Error(`payment ${id} is not an invoice payment`);
+    return p;
   }
   async walletAddress(): Promise<string> {
     return (await this.#api.walletAddress()).address;

@@ -245,6 +245,75 @@ export const PayBody = Type.Object(
     description: "channelId, a route, or both (the route's first hop is the channel's peer)",
   },
 );
+/** Paying a BOLT #11 invoice: the node finds the route and retries (payments/payer.ts). */
+export const InvoicePayBody = Type.Object(
+  {
+    invoice: Type.String({ minLength: 1, maxLength: 7089, description: "a BOLT #11 invoice string" }),
+    amountMsat: Type.Optional(
+      Type.String({ pattern: DECIMAL, description: "msat; only for an invoice that names no amount" }),
+    ),
+    maxFeeMsat: Type.Optional(
+      Type.String({
+        pattern: DECIMAL,
+        description: "the most all forwarders together may charge; default 1% of the amount plus 1000 msat",
+      }),
+    ),
+    timeoutSeconds: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 3600,
+        description: "no new attempt after this (default 60); the payment fails once nothing is in flight",
+      }),
+    ),
+    allowRepeat: Type.Optional(
+      Type.Boolean({ description: "pay even though this invoice was paid or is being paid (default false)" }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export const AnyPayBody = Type.Union([PayBody, InvoicePayBody]);
+const InvoiceAttempt = Type.Object({
+  id: Type.String({ description: "the attempt's payment id (channel:htlc)" }),
+  route: Type.Array(
+    Type.Object({
+      nodeId: Type.String(),
+      shortChannelId: Type.String({ description: "HEIGHTxINDEXxOUTPUT" }),
+      amountMsat: Type.String({ description: "the HTLC that reaches this hop, msat" }),
+      expiry: Type.Integer(),
+    }),
+  ),
+  amountMsat: Type.String({ description: "what we sent: the amount plus the fee" }),
+  feeMsat: Type.String(),
+  status: Type.Union([Type.Literal("pending"), Type.Literal("succeeded"), Type.Literal("failed")]),
+  failure: Type.Union([
+    Type.Object({
+      hop: Type.Union([Type.Integer(), Type.Null()]),
+      nodeId: Type.Union([Type.String(), Type.Null()]),
+      code: Type.Union([Type.Integer(), Type.Null()]),
+      name: Type.String({ description: "BOLT #4 failure name, unknown, or our channel's refusal code" }),
+      description: Type.String(),
+    }),
+    Type.Null(),
+  ]),
+  createdAt: Timestamp,
+});
+export const InvoicePayment = Type.Object({
+  id: Type.String(),
+  kind: Type.Literal("invoice"),
+  status: Type.Union([Type.Literal("pending"), Type.Literal("succeeded"), Type.Literal("failed")]),
+  rHash: Type.String(),
+  payee: Type.String(),
+  amountMsat: MsatString,
+  maxFeeMsat: MsatString,
+  feeMsat: Type.Union([MsatString, Type.Null()]),
+  preimage: Type.Union([Type.String(), Type.Null()]),
+  failure: Type.Union([Type.String(), Type.Null()]),
+  deadline: Timestamp,
+  allowRepeat: Type.Boolean(),
+  attempts: Type.Array(InvoiceAttempt),
+  createdAt: Timestamp,
+  finishedAt: Type.Union([Timestamp, Type.Null()]),
+});
 export const IdempotencyHeaders = Type.Object({
   "idempotency-key": Type.String({
     minLength: 1,
@@ -292,7 +361,8 @@ export const Payment = Type.Object({
   ]),
   createdAt: Timestamp,
 });
-export const PaymentList = Type.Object({ payments: Type.Array(Payment) });
+export const AnyPayment = Type.Union([Payment, InvoicePayment]);
+export const PaymentList = Type.Object({ payments: Type.Array(AnyPayment) });
 export const ListQuery = Type.Object(
   { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) },
   { additionalProperties: false },

@@ -18,6 +18,7 @@ export const EXIT = {
   notFound: 6,
   unavailable: 7,
   outcomeUnknown: 8,
+  paymentFailed: 9,
 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
@@ -31,6 +32,7 @@ const EXIT_MEANING: Record<keyof typeof EXIT, string> = {
   notFound: "no such channel, payment or route (404)",
   unavailable: "the node, its database or the peer cannot serve this now; retry later",
   outcomeUnknown: "the payment may or may not have been sent: check `lnctl payments` before paying again",
+  paymentFailed: "`lnctl pay <invoice>`: the payment failed (every attempt's reason is printed)",
 };
 
 /** The exit code for an error the API answered with: by its code, else by its HTTP status. */
@@ -95,6 +97,16 @@ export type Command =
       expiry: ExpiryArg;
       idempotencyKey: string | undefined;
     }
+  | {
+      name: "pay invoice";
+      invoice: string;
+      /** Only for an invoice without an amount. */
+      amountMsat: bigint | undefined;
+      maxFeeMsat: bigint | undefined;
+      timeoutSeconds: number | undefined;
+      allowRepeat: boolean;
+      idempotencyKey: string | undefined;
+    }
   | { name: "payments"; limit: number | undefined }
   | { name: "policy"; id: string; change: PolicyChange }
   | { name: "forwards"; status: ForwardStatus | undefined; limit: number | undefined }
@@ -138,6 +150,10 @@ type CommandOption =
   | "htlc-min-msat"
   | "status"
   | "hop"
+  | "max-fee"
+  | "timeout"
+  | "amount"
+  | "allow-repeat"
   | "expiry";
 
 export const FORWARD_STATUSES = [
@@ -184,10 +200,27 @@ export const COMMANDS: Readonly<Record<string, Spec>> = {
   },
   pay: {
     usage:
-      "lnctl pay [<channelId>] <rHash> <msat> [--hop <nodeId>@<HxIxO>[/<feeBaseMsat>/<feePpm>/<cltvDelta>]]... [--expiry-blocks <n> | --expiry-height <h>] [--idempotency-key <key>]",
-    summary: "pay <msat> millisatoshi for payment hash <rHash> over a channel, or over a route (admin)",
-    options: ["expiry-blocks", "expiry-height", "idempotency-key", "hop"],
+      "lnctl pay <invoice> [--max-fee <msat>] [--timeout <s>] [--allow-repeat] [--amount <msat>] [--idempotency-key <key>] | lnctl pay [<channelId>] <rHash> <msat> [--hop <nodeId>@<HxIxO>[/<feeBaseMsat>/<feePpm>/<cltvDelta>]]... [--expiry-blocks <n> | --expiry-height <h>] [--idempotency-key <key>]",
+    summary:
+      "pay a BOLT #11 invoice (routes found and retried, each attempt printed), or <msat> for <rHash> over a channel or a route (admin)",
+    options: [
+      "expiry-blocks",
+      "expiry-height",
+      "idempotency-key",
+      "hop",
+      "max-fee",
+      "timeout",
+      "amount",
+      "allow-repeat",
+    ],
     details: [
+      "With an invoice (lnbc…, lntb…, lnbcrt…) the node finds a route and retries after each failure;",
+      "lnctl follows the events and prints each attempt (route, fee, outcome) and the result: the",
+      "preimage (exit 0), or every attempt's reason (exit 9). --max-fee caps what all forwarders",
+      "together charge (default 1% of the amount plus 1000 msat); --timeout (default 60 s) stops new",
+      "attempts; --amount only for an invoice without an amount. Paying an invoice paid (or being paid)",
+      "already is refused unless --allow-repeat.",
+      "",
       "--hop, once per hop in order, sends an onion over a route: the node reached, the channel that",
       "reaches it, and the fee and cltv delta the node before it charges for that channel (none for",
       "the first hop, our channel; the last hop is the payee, which gets <msat> at the expiry).",
@@ -309,6 +342,10 @@ const OPTIONS = {
   "htlc-min-msat": { type: "string" },
   status: { type: "string" },
   hop: { type: "string", multiple: true },
+  "max-fee": { type: "string" },
+  timeout: { type: "string" },
+  amount: { type: "string" },
+  "allow-repeat": { type: "boolean" },
   expiry: { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
 
@@ -325,6 +362,10 @@ const COMMAND_OPTIONS: readonly CommandOption[] = [
   "htlc-min-msat",
   "status",
   "hop",
+  "max-fee",
+  "timeout",
+  "amount",
+  "allow-repeat",
   "expiry",
 ];
 
@@ -463,6 +504,28 @@ export function parsePeerAddress(s: string): { nodeId: string; host: string; por
   return { nodeId, host, port };
 }
 
+function parsePayInvoice(
+  invoice: string,
+  o: {
+    "max-fee"?: string;
+    timeout?: string;
+    amount?: string;
+    "allow-repeat"?: boolean;
+    "idempotency-key"?: string;
+  },
+): Command {
+  if (invoice.length > 7089) throw new UsageError("the invoice is longer than any BOLT #11 invoice");
+  return {
+    name: "pay invoice",
+    invoice,
+    amountMsat: o.amount === undefined ? undefined : parseAmount(o.amount, "--amount"),
+    maxFeeMsat: o["max-fee"] === undefined ? undefined : parseAmount(o["max-fee"], "--max-fee"),
+    timeoutSeconds: o.timeout === undefined ? undefined : parseIntArg(o.timeout, "--timeout", 1, 3600),
+    allowRepeat: o["allow-repeat"] === true,
+    idempotencyKey: parseIdempotencyKey(o["idempotency-key"]),
+  };
+}
+
 function positionals(topic: string, args: readonly string[], names: readonly string[]): string[] {
   if (args.length < names.length)
     throw new UsageError(
@@ -534,7 +597,10 @@ export function parseCommandLine(argv: readonly string[]): Parsed {
 function parseCommand(
   name: string,
   args: readonly string[],
-  o: Partial<Record<Exclude<CommandOption, "hop">, string>> & { hop?: string[] },
+  o: Partial<Record<Exclude<CommandOption, "hop" | "allow-repeat">, string>> & {
+    hop?: string[];
+    "allow-repeat"?: boolean;
+  },
 ): Command {
   switch (name) {
     case "help": {
@@ -590,6 +656,10 @@ function parseCommand(
       return { name, invoice: invoice ?? "" };
     }
     case "pay": {
+      if (args.length === 1 && /^ln/i.test(args[0] ?? "") && o.hop === undefined)
+        return parsePayInvoice(args[0] ?? "", o);
+      for (const x of ["max-fee", "timeout", "amount", "allow-repeat"] as const)
+        if (o[x] !== undefined) throw new UsageError(`--${x} is for paying an invoice: lnctl pay <invoice>`);
       const hops = o.hop?.map(parseHop);
       // With a route the channel may be left out: the one with the route's first hop.
       const [channelId, rHash, amount] =
@@ -793,6 +863,7 @@ export async function run(argv: readonly string[], opts: RunOptions): Promise<nu
       });
       return EXIT.ok;
     }
+    if (command.name === "pay invoice") return await payInvoice(client, command, globals.json, opts);
     const out = await execute(client, command, globals.json, opts.stderr);
     opts.stdout.write(out);
     return EXIT.ok;
@@ -808,6 +879,82 @@ export async function run(argv: readonly string[], opts: RunOptions): Promise<nu
     opts.stderr.write(`lnctl: unexpected failure: ${e instanceof Error ? e.message : String(e)}\n`);
     return EXIT.api;
   }
+}
+
+/**
+ * `lnctl pay <invoice>`: posts it, then follows the events and, at each one about this payment,
+ * reads the payment back and prints what changed: each attempt as it is sent and as it ends,
+ * then the result. The payment is read once the stream is open, so nothing is missed.
+ */
+async function payInvoice(
+  client: LnClient,
+  c: Extract<Command, { name: "pay invoice" }>,
+  asJson: boolean,
+  opts: RunOptions,
+): Promise<number> {
+  const key = c.idempotencyKey ?? randomUUID();
+  if (c.idempotencyKey === undefined) opts.stderr.write(`idempotency key: ${key}\n`);
+  const r = await client.payInvoice(
+    {
+      invoice: c.invoice,
+      ...(c.amountMsat === undefined ? {} : { amountMsat: c.amountMsat.toString() }),
+      ...(c.maxFeeMsat === undefined ? {} : { maxFeeMsat: c.maxFeeMsat.toString() }),
+      ...(c.timeoutSeconds === undefined ? {} : { timeoutSeconds: c.timeoutSeconds }),
+      ...(c.allowRepeat ? { allowRepeat: true } : {}),
+    },
+    key,
+  );
+  const id = r.payment.id;
+  if (r.replayed && !asJson)
+    opts.stderr.write("this idempotency key was used before: following that payment; nothing new was sent\n");
+  if (!asJson) opts.stdout.write(`payment ${id}: ${F.msat(r.payment.amountMsat)} to ${r.payment.payee}\n`);
+  const shown = new Map<string, string>();
+  let final: F.InvoicePaymentView | undefined;
+  const stop = new AbortController();
+  const outer = opts.signal;
+  outer?.addEventListener("abort", () => stop.abort(), { once: true });
+  const show = (p: F.InvoicePaymentView): void => {
+    p.attempts.forEach((a, i) => {
+      if (shown.get(a.id) === a.status) return;
+      shown.set(a.id, a.status);
+      if (!asJson) opts.stdout.write(F.formatAttempt(i + 1, a));
+    });
+    if (p.status !== "pending") {
+      final = p;
+      stop.abort();
+    }
+  };
+  let queue: Promise<void> = Promise.resolve();
+  const refresh = (): void => {
+    queue = queue
+      .then(async () => {
+        if (final) return;
+        const p = await client.getPayment(id);
+        if ("kind" in p) show(p);
+      })
+      .catch((e: unknown) => {
+        opts.stderr.write(`lnctl: reading payment ${id}: ${e instanceof Error ? e.message : String(e)}\n`);
+      });
+  };
+  if (r.payment.status !== "pending") show(r.payment);
+  else
+    await followEvents(client, {
+      after: undefined,
+      signal: stop.signal,
+      onOpen: refresh,
+      onEvent: (e) => {
+        if (e.subject === id || e.detail["invoicePaymentId"] === id) refresh();
+      },
+      onNotice: (line) => opts.stderr.write(`lnctl: ${line}\n`),
+      ...(opts.reconnectMs === undefined ? {} : { reconnectMs: opts.reconnectMs }),
+    });
+  await queue;
+  if (!final) {
+    opts.stderr.write(`lnctl: stopped following payment ${id}; it goes on (lnctl payment ${id})\n`);
+    return EXIT.ok;
+  }
+  opts.stdout.write(asJson ? json(final) : F.formatPaymentResult(final));
+  return final.status === "succeeded" ? EXIT.ok : EXIT.paymentFailed;
 }
 
 export function formatApiError(e: ApiClientError): string {
@@ -908,7 +1055,7 @@ async function execute(client: LnClient, c: Command, asJson: boolean, stderr: Wr
     case "payments":
       return show(await client.listPayments(c.limit), F.formatPayments);
     case "payment":
-      return show(await client.getPayment(c.id), F.formatPayment);
+      return show(await client.getPayment(c.id), F.formatAnyPayment);
     case "policy":
       return show(
         Object.keys(c.change).length === 0
@@ -920,6 +1067,8 @@ async function execute(client: LnClient, c: Command, asJson: boolean, stderr: Wr
       return show(await client.listForwards({ status: c.status, limit: c.limit }), F.formatForwards);
     case "events":
       throw new Error("events streams: run() follows it");
+    case "pay invoice":
+      throw new Error("pay <invoice> follows the events: run() does it");
     case "wallet address":
       return show(await client.walletAddress(), F.formatAddress);
     case "wallet balance":

@@ -23,6 +23,10 @@ export type Invoice = Static<typeof S.Invoice>;
 export type Payment = Static<typeof S.Payment>;
 export type PaymentStatus = Payment["status"];
 export type PaymentList = Static<typeof S.PaymentList>;
+export type InvoicePayment = Static<typeof S.InvoicePayment>;
+export type InvoiceAttempt = InvoicePayment["attempts"][number];
+export type AnyPayment = Static<typeof S.AnyPayment>;
+export type InvoicePayBody = Static<typeof S.InvoicePayBody>;
 export type ForwardingPolicy = Static<typeof S.ForwardingPolicy>;
 export type ForwardingPolicyBody = Static<typeof S.ForwardingPolicyBody>;
 export type Forward = Static<typeof S.Forward>;
@@ -299,7 +303,17 @@ export class LnClient {
   listPayments(limit?: number): Promise<PaymentList> {
     return this.request("GET", limit === undefined ? "/v1/payments" : `/v1/payments?limit=${limit}`);
   }
-  getPayment(id: string): Promise<Payment> {
+  /** Pays a BOLT #11 invoice (admin): the node routes and retries; the reply is the payment, pending. */
+  async payInvoice(
+    body: InvoicePayBody,
+    idempotencyKey: string,
+  ): Promise<{ payment: InvoicePayment; replayed: boolean }> {
+    const r = await this.send<InvoicePayment>("POST", "/v1/payments", body, {
+      "idempotency-key": idempotencyKey,
+    });
+    return { payment: r.body, replayed: r.headers.get("idempotent-replayed") === "true" };
+  }
+  getPayment(id: string): Promise<AnyPayment> {
     return this.request("GET", `/v1/payments/${seg(id)}`);
   }
   /** A channel's forwarding policy. */

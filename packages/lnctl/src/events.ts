@@ -47,6 +47,8 @@ export interface FollowOptions {
   after: string | undefined;
   signal: AbortSignal;
   onEvent: (e: StatusEvent) => void;
+  /** The stream is open (each connection): what happened before it is readable now. */
+  onOpen?: () => void;
   /** Disconnects and reconnects, for stderr. */
   onNotice: (line: string) => void;
   /** First wait before reconnecting (doubles up to 30 s). Default 1000 ms. */
@@ -75,6 +77,7 @@ export async function followEvents(client: LnClient, o: FollowOptions): Promise<
       delay = first;
       const start = res.headers.get("x-events-after") ?? undefined;
       if (cursor === undefined && start !== undefined && SEQ.test(start)) cursor = start;
+      o.onOpen?.();
       why = "the server closed the stream";
       for await (const f of frames(res, o.idleMs ?? 60_000, o.signal)) {
         if (f.event === "end") {

@@ -7,6 +7,9 @@ import type {
   Invoice,
   Locktime,
   NodeInfo,
+  AnyPayment,
+  InvoiceAttempt,
+  InvoicePayment,
   Payment,
   PaymentList,
   PeerInfo,
@@ -335,15 +338,64 @@ export function formatPayments(list: PaymentList): string {
       { header: "EXPIRY" },
       { header: "CREATED" },
     ],
-    list.payments.map((p) => [
-      p.id,
-      p.status,
-      groupDigits(p.amountMsat),
-      p.channelId,
-      locktime(p.expiry),
-      p.createdAt,
-    ]),
+    list.payments.map((p) =>
+      "kind" in p
+        ? [p.id, p.status, groupDigits(p.amountMsat), `invoice to ${short(p.payee)}`, "-", p.createdAt]
+        : [p.id, p.status, groupDigits(p.amountMsat), p.channelId, locktime(p.expiry), p.createdAt],
+    ),
   );
+}
+
+const short = (hex: string): string => `${hex.slice(0, 10)}…`;
+
+/** An attempt's route on one line: each node reached and the channel that reaches it. */
+export function attemptRoute(a: InvoiceAttempt): string {
+  return a.route.length === 0
+    ? "(none sent)"
+    : a.route.map((h) => `${short(h.nodeId)} via ${h.shortChannelId}`).join(" → ");
+}
+
+/** Why an attempt failed, on one line. */
+export function attemptFailure(a: InvoiceAttempt): string {
+  const f = a.failure;
+  if (f === null) return "";
+  const where = f.hop === null ? "" : `hop ${f.hop} (${short(f.nodeId ?? "")}): `;
+  const code = f.code === null ? "" : ` (0x${f.code.toString(16).padStart(4, "0")})`;
+  return `${where}${f.name}${code}${f.description ? `: ${f.description}` : ""}`;
+}
+
+/** One attempt on one line: number, route, fee, outcome. */
+export function formatAttempt(n: number, a: InvoiceAttempt): string {
+  const outcome =
+    a.status === "pending"
+      ? "in flight"
+      : a.status === "succeeded"
+        ? "succeeded"
+        : `failed: ${attemptFailure(a)}`;
+  return clean(`attempt ${n}: ${attemptRoute(a)}, fee ${msat(a.feeMsat)}: ${outcome}`) + "\n";
+}
+
+export function formatInvoicePayment(p: InvoicePayment): string {
+  const pairs: Array<[string, string]> = [
+    ["payment", p.id],
+    ["status", p.status],
+    ["payee", p.payee],
+    ["payment hash", p.rHash],
+    ["amount", msat(p.amountMsat)],
+    ["fee limit", msat(p.maxFeeMsat)],
+    ["created", p.createdAt],
+  ];
+  if (p.feeMsat !== null) pairs.push(["fee", msat(p.feeMsat)]);
+  if (p.preimage !== null) pairs.push(["preimage", p.preimage]);
+  if (p.failure !== null) pairs.push(["failure", p.failure]);
+  let out = keyValues(pairs);
+  if (p.attempts.length > 0)
+    out += `\nattempts:\n${p.attempts.map((a, i) => formatAttempt(i + 1, a)).join("")}`;
+  return out;
+}
+
+export function formatAnyPayment(p: AnyPayment): string {
+  return "kind" in p ? formatInvoicePayment(p) : formatPayment(p);
 }
 
 export function formatAddress(a: WalletAddress): string {
@@ -400,4 +452,21 @@ export function formatEvent(e: StatusEvent): string {
     ([k, v]) => `${k}=${v === null ? "null" : typeof v === "object" ? JSON.stringify(v) : String(v)}`,
   );
   return `${clean([e.seq, e.at, e.kind, e.subject, e.status, ...detail].join("  "))}\n`;
+}
+
+export type InvoicePaymentView = InvoicePayment;
+
+/** The end of `lnctl pay <invoice>`: the proof, or every attempt's reason. */
+export function formatPaymentResult(p: InvoicePayment): string {
+  if (p.status === "succeeded")
+    return keyValues([
+      ["paid", msat(p.amountMsat)],
+      ["fee", p.feeMsat === null ? "-" : msat(p.feeMsat)],
+      ["preimage", p.preimage ?? "-"],
+      ["attempts", String(p.attempts.length)],
+    ]);
+  const lines = p.attempts.map(
+    (a, i) => `${clean(`  ${i + 1}. ${attemptRoute(a)}: ${attemptFailure(a) || a.status}`)}\n`,
+  );
+  return `${clean(`payment failed: ${p.failure ?? "(no reason)"}`)}\n${lines.length > 0 ? `attempts:\n${lines.join("")}` : "no attempt was sent\n"}`;
 }

@@ -132,7 +132,7 @@ describe("exit codes by the API's error code", () => {
     const r = await lnctl(["help"]);
     expect(r.code).toBe(0);
     const listed = [...r.stdout.matchAll(/^ {2}(\d) {2}\S/gm)].map((m) => Number(m[1]));
-    expect(listed).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(listed).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(Object.values(EXIT).sort()).toEqual(listed);
   });
 });

@@ -435,6 +435,40 @@ export const MIGRATIONS: readonly Migration[] = [
      ADD COLUMN min_final_cltv_expiry_delta integer;`,
   },
   {
+    // Paying an invoice (DESIGN.md 10, payments/payer.ts): one row per invoice payment; each
+    // payments row with its invoice_payment_id is an attempt (route, fee, outcome are there). The
+    // kept onion carries the id to the attempt row in the step that adds its HTLC (records.ts).
+    // One live or paid payment per r_hash unless the operator allowed a repeat. local_failures:
+    // attempts our own channel refused before any HTLC existed (no payments row).
+    version: 23,
+    sql: (s) => `CREATE TABLE ${s}.invoice_payments (
+     id text PRIMARY KEY,
+     bolt11 text NOT NULL,
+     r_hash text NOT NULL,
+     payee text NOT NULL,
+     amount_msat numeric(20) NOT NULL,
+     max_fee_msat numeric(20) NOT NULL,
+     deadline timestamptz NOT NULL,
+     status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'failed')),
+     preimage text,
+     fee_msat numeric(20),
+     failure text,
+     allow_repeat boolean NOT NULL DEFAULT false,
+     local_failures jsonb NOT NULL DEFAULT '[]',
+     created_at timestamptz NOT NULL DEFAULT now(),
+     finished_at timestamptz
+   );
+   CREATE UNIQUE INDEX invoice_payments_once ON ${s}.invoice_payments (r_hash)
+     WHERE status IN ('pending', 'succeeded') AND NOT allow_repeat;
+   CREATE INDEX invoice_payments_pending ON ${s}.invoice_payments (created_at) WHERE status = 'pending';
+   ALTER TABLE ${s}.payments ADD COLUMN invoice_payment_id text REFERENCES ${s}.invoice_payments(id),
+     ADD COLUMN failure_channel_update bytea;
+   CREATE INDEX payments_invoice_payment ON ${s}.payments (invoice_payment_id) WHERE invoice_payment_id IS NOT NULL;
+   ALTER TABLE ${s}.payment_onions
+     ADD COLUMN invoice_payment_id text REFERENCES ${s}.invoice_payments(id),
+     ADD COLUMN channel_id text;`,
+  },
+  {
     // Gossip (gossip/): a private channel is never announced (nor its channel_update); public by default.
     version: 24,
     sql: (s) => `ALTER TABLE ${s}.channels ADD COLUMN private boolean NOT NULL DEFAULT false;`,

@@ -27,6 +27,9 @@ import { TowerLink, towerRecordsSubject } from "./onchain/tower-link.js";
 import { Wallet } from "./onchain/wallet.js";
 import { Ledger } from "./payments/ledger.js";
 import { DEFAULT_POLICY } from "@ln/channel-core";
+import { Payer, type ChannelUpdateSink } from "./payments/payer.js";
+import { reporter } from "./channels/errors.js";
+import { decodeInvoice } from "@ln/invoice";
 import { signInvoiceRequest } from "./payments/invoices.js";
 import { defaultForwardingPolicy, ForwardingPolicies, type ForwardingPolicy } from "./forwarding/policy.js";
 import type { InboundOpeningLimits } from "./peers/inbound-openings.js";
@@ -80,6 +83,8 @@ export interface ChannelServiceDeps {
   onCommitRound?: (seconds: number) => void;
   /** Gossip's drops and acceptances (metrics.ts registerGossipMetrics). */
   gossipCounters?: GossipCounters;
+  /** Where a channel_update carried in a payment's failure goes (the gossip side; default none). */
+  channelUpdates?: ChannelUpdateSink;
   standIns?: ChannelServiceStandIns;
 }
 
@@ -96,6 +101,8 @@ export interface ChannelService {
   gossip: Gossip;
   /** What the control API calls. */
   backend: ChannelNodeBackend;
+  /** Pays invoices: routes, attempts, retries (payments/payer.ts). */
+  payer: Payer;
   /** Takes leases and subscribes to the gateway, then follows the chain watcher's events. */
   start(): Promise<void>;
   /** Stops following chain events, then the node (its leases released). */
@@ -189,7 +196,10 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     },
     log,
   });
+  // Built after the backend it sends through; the backend wakes it when a payment is asked for.
+  const wakePayer = { notify: (): void => undefined };
   const backend = new ChannelNodeBackend({
+    payer: { notify: () => wakePayer.notify() },
     node,
     resolution,
     store,
@@ -214,6 +224,24 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
 
   const gossip = node.gossip;
   if (!gossip) throw new Error("the node was built without gossip");
+  const invoicePayer = new Payer({
+    pool,
+    schema: s.databaseSchema,
+    store,
+    nc,
+    prefix: s.prefix,
+    nodeId: nodeId.toString("hex"),
+    holds: (id) => node.holds(id),
+    height: () => node.height,
+    decode: decodeInvoice,
+    send: (a) => backend.sendAttempt(a),
+    // A channel_update carried in a failure goes to gossip (newer and valid: into the graph).
+    updates: deps.channelUpdates ?? gossip,
+    log,
+    report: reporter(log),
+  });
+  wakePayer.notify = () => invoicePayer.notify();
+
   let chain: { stop(): Promise<void> } | undefined;
   const walletFollowsChain = standIns.walletFollowsChain ?? true;
   return {
@@ -226,8 +254,10 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     policies,
     gossip,
     backend,
+    payer: invoicePayer,
     async start() {
       await node.start();
+      invoicePayer.start();
       chain = await consumeChainEvents({
         nc,
         prefix: chainPrefix,
@@ -246,6 +276,7 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
         );
     },
     async stop() {
+      await invoicePayer.stop();
       await chain?.stop();
       await node.stop();
     },

@@ -486,15 +486,27 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
       config: { access: "admin" },
       schema: {
         tags: ["payments"],
-        summary: "Pay over a channel (admin). Needs an Idempotency-Key header; a retry with it pays once.",
+        summary:
+          "Pay a BOLT #11 invoice (the node finds routes and retries; follow GET /v1/events), or pay a hash over a channel or an explicit route (admin). Needs an Idempotency-Key header; a retry with it pays once.",
         headers: S.IdempotencyHeaders,
-        body: S.PayBody,
-        response: S.withErrors({ 201: S.Payment }),
+        body: S.AnyPayBody,
+        response: S.withErrors({ 201: S.AnyPayment }),
       },
     },
     async (req, reply) => {
       const token = tokens.get(req);
       if (!token) throw new ApiError(401, "UNAUTHENTICATED", "missing bearer token");
+      if ("invoice" in req.body) {
+        const body = req.body;
+        return payInvoice(
+          { store, backend },
+          token.id,
+          req.headers["idempotency-key"],
+          body,
+          (status) => void reply.code(status),
+          () => void reply.header("idempotent-replayed", "true"),
+        );
+      }
       if (req.body.channelId === undefined && req.body.route === undefined)
         throw new ApiError(400, "INVALID", "give a channelId, a route, or both");
       if (req.body.onion !== undefined && req.body.route === undefined)
@@ -563,9 +575,19 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
       },
     },
     async (req) => {
-      const all = await backend.listPayments();
-      const newest = [...all].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime());
-      return { payments: newest.slice(0, req.query.limit ?? 100).map(paymentJson) };
+      const limit = req.query.limit ?? 100;
+      const all = [
+        ...(await backend.listPayments()).map((p) => ({
+          at: p.createdAt,
+          json: paymentJson(p) as AnyPaymentJson,
+        })),
+        ...((await backend.listInvoicePayments?.(limit)) ?? []).map((p) => ({
+          at: p.createdAt,
+          json: invoicePaymentJson(p),
+        })),
+      ];
+      const newest = all.sort((a, b) => b.at.getTime() - a.at.getTime());
+      return { payments: newest.slice(0, limit).map((x) => x.json) };
     },
   );
 
@@ -575,12 +597,14 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
       config: { access: "read" },
       schema: {
         tags: ["payments"],
-        summary: "One payment and its outcome (any scope)",
+        summary: "One payment and its outcome; an invoice payment with its attempts (any scope)",
         params: S.PaymentParams,
-        response: S.withErrors({ 200: S.Payment }),
+        response: S.withErrors({ 200: S.AnyPayment }),
       },
     },
     async (req) => {
+      const ip = await backend.getInvoicePayment?.(req.params.id);
+      if (ip) return invoicePaymentJson(ip);
       const p = await backend.getPayment(req.params.id);
       if (!p)
         throw new ApiError(404, "NOT_FOUND", `no payment ${req.params.id}; GET /v1/payments lists payments`);
@@ -828,6 +852,82 @@ function tokenJson(t: TokenRecord): Static<typeof S.TokenRecord> {
 }
 
 type PaymentJson = Static<typeof S.Payment>;
+type InvoicePaymentJson = Static<typeof S.InvoicePayment>;
+type AnyPaymentJson = Static<typeof S.AnyPayment>;
+
+/**
+ * POST /v1/payments with an invoice: the Idempotency-Key is claimed, the payment's row and the
+ * key's result commit together; an invoice refused (bad, expired, ours, paid) frees the key.
+ */
+async function payInvoice(
+  deps: { store: ApiStore; backend: B.NodeBackend },
+  tokenId: string,
+  key: string,
+  body: Static<typeof S.InvoicePayBody>,
+  code: (status: number) => void,
+  replayed: () => void,
+): Promise<InvoicePaymentJson> {
+  const { store, backend } = deps;
+  if (!backend.payInvoice) throw new ApiError(501, "NOT_IMPLEMENTED", "this node does not pay invoices");
+  const claim = await store.claimIdempotency(tokenId, key, PAY_ROUTE, requestHash(body));
+  if (claim.kind === "mismatch" || claim.kind === "in_progress") throw keyRefused(claim.kind, "payment");
+  if (claim.kind === "done") {
+    replayed();
+    const stored = claim.response as InvoicePaymentJson | { error: { code: string; message: string } };
+    if ("error" in stored) throw new ApiError(claim.status, stored.error.code, stored.error.message);
+    // The payment as it is now (the stored body is as it was when it was asked for).
+    const now = await backend.getInvoicePayment?.(stored.id);
+    code(201);
+    return now ? invoicePaymentJson(now) : stored;
+  }
+  try {
+    const p = await backend.payInvoice(
+      {
+        invoice: body.invoice,
+        amountMsat: body.amountMsat === undefined ? undefined : msat(BigInt(body.amountMsat)),
+        maxFeeMsat: body.maxFeeMsat === undefined ? undefined : msat(BigInt(body.maxFeeMsat)),
+        timeoutSeconds: body.timeoutSeconds,
+        allowRepeat: body.allowRepeat,
+      },
+      { complete: (tx, made) => store.completeIdempotency(tokenId, key, 201, invoicePaymentJson(made), tx) },
+    );
+    code(201);
+    return invoicePaymentJson(p);
+  } catch (e) {
+    // Nothing was written or sent: the key is free for a corrected request.
+    await store.releaseIdempotency(tokenId, key);
+    if (e instanceof B.InvoicePaymentRefused) throw new ApiError(e.status, e.code, e.message);
+    throw e;
+  }
+}
+
+function invoicePaymentJson(p: B.InvoicePayment): InvoicePaymentJson {
+  return {
+    id: p.id,
+    kind: "invoice",
+    status: p.status,
+    rHash: p.rHash,
+    payee: p.payee,
+    amountMsat: p.amountMsat.toString(),
+    maxFeeMsat: p.maxFeeMsat.toString(),
+    feeMsat: p.feeMsat?.toString() ?? null,
+    preimage: p.preimage ?? null,
+    failure: p.failure ?? null,
+    deadline: p.deadline.toISOString(),
+    allowRepeat: p.allowRepeat,
+    attempts: p.attempts.map((a) => ({
+      id: a.id,
+      route: a.route,
+      amountMsat: a.amountMsat.toString(),
+      feeMsat: a.feeMsat.toString(),
+      status: a.status,
+      failure: a.failure ?? null,
+      createdAt: a.createdAt.toISOString(),
+    })),
+    createdAt: p.createdAt.toISOString(),
+    finishedAt: p.finishedAt?.toISOString() ?? null,
+  };
+}
 type WithdrawalJson = Static<typeof S.Withdrawal>;
 type StoredResult = PaymentJson | { error: { code: string; message: string } };
 

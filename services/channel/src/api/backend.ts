@@ -5,6 +5,7 @@ import type { ForwardingPolicy } from "../forwarding/policy.js";
 import type { ForwardRow, ForwardTotals } from "../forwarding/forward-reads.js";
 import type { PaymentFailure, PaymentRoute } from "../payments/ledger.js";
 import type { RouteHop } from "../payments/route.js";
+import type { InvoicePayment } from "../payments/invoice-payments.js";
 
 export type { ForwardingPolicy, ForwardRow, ForwardTotals, PaymentFailure, PaymentRoute, RouteHop };
 
@@ -34,6 +35,17 @@ export interface NodeBackend {
    * it, our channel with the route's first hop.
    */
   pay(req: PayRequest, record?: PaymentRecord): Promise<Payment>;
+  /**
+   * Pays a BOLT #11 invoice: the payment's row (pending) is written with `record` in one
+   * transaction; the payer finds routes and sends attempts after (payments/payer.ts).
+   * Throws InvoicePaymentRefused for an invoice that cannot or must not be paid. Optional: a
+   * backend without it (a test's stand-in) answers 501.
+   */
+  payInvoice?(req: InvoicePayRequest, record?: InvoicePaymentRecord): Promise<InvoicePayment>;
+  /** Invoice payments, newest first. */
+  listInvoicePayments?(limit: number): Promise<InvoicePayment[]>;
+  /** Undefined when there is no such invoice payment. */
+  getInvoicePayment?(id: string): Promise<InvoicePayment | undefined>;
   listPayments(): Promise<Payment[]>;
   /** Undefined when there is no such payment. */
   getPayment(id: string): Promise<Payment | undefined>;
@@ -89,6 +101,25 @@ export interface WithdrawalRecord {
 export interface PaymentRecord {
   complete(tx: pg.ClientBase, payment: Payment): Promise<void>;
 }
+
+export interface InvoicePayRequest {
+  invoice: string;
+  /** Only for an invoice that names no amount. */
+  amountMsat?: Msat | undefined;
+  /** Default defaultMaxFee(amount). */
+  maxFeeMsat?: Msat | undefined;
+  /** Default DEFAULT_PAYMENT_TIMEOUT_SECONDS. */
+  timeoutSeconds?: number | undefined;
+  allowRepeat?: boolean | undefined;
+}
+
+/** Like PaymentRecord, for an invoice payment: completed in the transaction that writes its row. */
+export interface InvoicePaymentRecord {
+  complete(tx: pg.ClientBase, payment: InvoicePayment): Promise<void>;
+}
+
+export type { InvoicePayment, InvoiceAttempt } from "../payments/invoice-payments.js";
+export { InvoicePaymentRefused, type InvoicePaymentRefusal } from "../payments/invoice-payments.js";
 
 export interface NodeInfo {
   nodeId: string;

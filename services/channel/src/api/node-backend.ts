@@ -21,6 +21,8 @@ import {
   type ChannelSummary,
   type CreateInvoiceRequest,
   type Invoice,
+  type InvoicePayRequest,
+  type InvoicePaymentRecord,
   type NodeBackend,
   type NodeInfo,
   type Payment,
@@ -41,6 +43,17 @@ import {
 } from "../payments/ledger.js";
 import { DEFAULT_INVOICE_EXPIRY_SECONDS, signedInvoice } from "../payments/invoices.js";
 import { forgetPaymentOnion, keepPaymentOnion, withOfferedPayment } from "../payments/records.js";
+import { AttemptRefused, type AttemptRequest } from "../payments/payer.js";
+import { decodeInvoice, InvoiceError, type DecodedInvoice } from "@ln/invoice";
+import {
+  createInvoicePayment,
+  DEFAULT_PAYMENT_TIMEOUT_SECONDS,
+  defaultMaxFee,
+  invoicePayment,
+  InvoicePaymentRefused,
+  invoicePayments,
+  type InvoicePayment,
+} from "../payments/invoice-payments.js";
 import { planRoute, RouteError, type PlannedHop, type RouteHop, type RoutePlan } from "../payments/route.js";
 import { buildOnion, encodeHopPayload, OnionError } from "@ln/onion";
 import type { ForwardingPolicies, ForwardingPolicy } from "../forwarding/policy.js";
@@ -73,6 +86,10 @@ export interface ChannelNodeBackendOptions {
   /** Where the forwarding table and the kept onions are (the node's schema). */
   pool: pg.Pool;
   schema: string;
+  /** Woken when an invoice payment is written (payments/payer.ts). */
+  payer?: { notify(): void };
+  /** Clock (ms) for invoice expiry and payment deadlines (default Date.now). */
+  now?: () => number;
   /** The signer's invoice hash for an index (R stays in the signer). */
   invoiceHash: (index: number, amountMsat: Msat) => Promise<string>;
   /** The signer's SignInvoice: the BOLT #11 string of invoice `index` (payments/invoices.ts). */
@@ -241,11 +258,13 @@ export class ChannelNodeBackend implements NodeBackend {
   private async payOverRoute(
     req: PayRequest & { route: readonly RouteHop[] },
     record: PaymentRecord | undefined,
+    attempt?: { invoicePaymentId: string; paymentSecret: Buffer },
   ): Promise<Payment> {
     const expiry = req.expiry;
     if (!("blocks" in expiry))
       throw new BackendError("INVALID", "a routed payment's expiry is a block height ({ blocks })");
-    const secret = req.paymentSecret === undefined ? undefined : Buffer.from(req.paymentSecret, "hex");
+    const secret =
+      attempt?.paymentSecret ?? (req.paymentSecret === undefined ? undefined : Buffer.from(req.paymentSecret, "hex"));
     const plan = planned(() => planRoute(req.route, req.amountMsat, expiry.blocks, secret));
     const first = plan.hops[0] as PlannedHop;
     const channelId = req.channelId ?? (await this.channelTo(first.nodeId));
@@ -271,7 +290,14 @@ export class ChannelNodeBackend implements NodeBackend {
             }),
           );
     const packet = onion.packet.toString("hex");
-    await keepPaymentOnion(this.o.pool, this.o.schema, packet, routeJson(plan), onion.sharedSecrets);
+    await keepPaymentOnion(
+      this.o.pool,
+      this.o.schema,
+      packet,
+      routeJson(plan),
+      onion.sharedSecrets,
+      attempt && { invoicePaymentId: attempt.invoicePaymentId, channelId },
+    );
     const within =
       record && withOfferedPayment(this.o.ledger, channelId, (c, p) => record.complete(c, payment(p)));
     const outputs = await named(
@@ -294,6 +320,32 @@ export class ChannelNodeBackend implements NodeBackend {
     return this.offered(channelId, outputs);
   }
 
+  /**
+   * One attempt of an invoice payment (payments/payer.ts): the ordinary routed pay path, its
+   * onion kept with the invoice payment's id so the add step writes the attempt row. Our
+   * channel's refusal (a rejection, or the channel not runnable here) is an AttemptRefused; a
+   * command queued behind the signer is in flight (its add step writes the row later).
+   */
+  async sendAttempt(a: AttemptRequest): Promise<void> {
+    try {
+      await this.payOverRoute(
+        {
+          channelId: a.channelId,
+          rHash: a.rHash,
+          amountMsat: a.amountMsat,
+          expiry: { blocks: a.finalExpiry },
+          route: a.hops,
+        },
+        undefined,
+        { invoicePaymentId: a.invoicePaymentId, paymentSecret: a.paymentSecret },
+      );
+    } catch (e) {
+      if (e instanceof PaymentQueued) return;
+      if (e instanceof BackendError) throw new AttemptRefused(e.code, e.message);
+      throw e;
+    }
+  }
+
   /** Our live channel with `nodeId`. */
   private async channelTo(nodeId: string): Promise<string> {
     const row = await this.o.store.liveWith(nodeId);
@@ -310,12 +362,76 @@ export class ChannelNodeBackend implements NodeBackend {
     const added = outputs.find((x) => x.type === "htlc_added" && x.offerer === "local");
     const row = added?.type === "htlc_added" && (await this.o.ledger.payment(paymentId(channelId, added.id)));
     if (!row)
-      throw new BackendError(
-        "UNAVAILABLE",
+      throw new PaymentQueued(
         `channel ${channelId} is waiting for the signer; the payment is queued and will appear in GET /v1/payments`,
       );
     crashPoint("channel.payment.created");
     return payment(row);
+  }
+
+  async payInvoice(req: InvoicePayRequest, record?: InvoicePaymentRecord): Promise<InvoicePayment> {
+    let inv: DecodedInvoice;
+    try {
+      inv = decodeInvoice(req.invoice);
+    } catch (e) {
+      if (e instanceof InvoiceError)
+        throw new InvoicePaymentRefused(
+          "INVALID_INVOICE",
+          `the invoice does not decode (${e.code}): ${e.message}`,
+        );
+      throw e;
+    }
+    if (inv.network !== this.o.network)
+      throw new InvoicePaymentRefused(
+        "WRONG_NETWORK",
+        `the invoice is for ${inv.network}; this node is on ${this.o.network}`,
+      );
+    const now = this.o.now?.() ?? Date.now();
+    if (inv.expiresAt * 1000 <= now)
+      throw new InvoicePaymentRefused(
+        "INVOICE_EXPIRED",
+        `the invoice expired at ${new Date(inv.expiresAt * 1000).toISOString()}; ask the payee for a new one`,
+      );
+    if (inv.payee === this.o.nodeId)
+      throw new InvoicePaymentRefused(
+        "OWN_INVOICE",
+        "the invoice is this node's own: a node does not pay itself",
+      );
+    if (inv.amountMsat !== undefined && req.amountMsat !== undefined)
+      throw new InvoicePaymentRefused(
+        "AMOUNT_NOT_ALLOWED",
+        `the invoice names its amount (${inv.amountMsat} msat); give amountMsat only for an invoice without one`,
+      );
+    const amountMsat = inv.amountMsat ?? req.amountMsat;
+    if (amountMsat === undefined || amountMsat <= 0n)
+      throw new InvoicePaymentRefused(
+        "AMOUNT_REQUIRED",
+        "the invoice names no amount: give a positive amountMsat",
+      );
+    const made = await createInvoicePayment(
+      this.o.pool,
+      this.o.schema,
+      {
+        bolt11: req.invoice,
+        rHash: inv.paymentHash,
+        payee: inv.payee,
+        amountMsat,
+        maxFeeMsat: req.maxFeeMsat ?? defaultMaxFee(amountMsat),
+        deadline: new Date(now + 1000 * (req.timeoutSeconds ?? DEFAULT_PAYMENT_TIMEOUT_SECONDS)),
+        allowRepeat: req.allowRepeat ?? false,
+      },
+      record && ((tx, p) => record.complete(tx, p)),
+    );
+    this.o.payer?.notify();
+    return made;
+  }
+
+  listInvoicePayments(limit: number): Promise<InvoicePayment[]> {
+    return invoicePayments(this.o.pool, this.o.schema, limit);
+  }
+
+  getInvoicePayment(id: string): Promise<InvoicePayment | undefined> {
+    return invoicePayment(this.o.pool, this.o.schema, id);
   }
 
   async listPayments(): Promise<Payment[]> {
@@ -433,6 +549,13 @@ const routeJson = (plan: RoutePlan): PaymentRoute => ({
     expiry: h.expiry,
   })),
 });
+
+/** A payment's command queued behind the signer: its add step writes the row later. */
+class PaymentQueued extends BackendError {
+  constructor(message: string) {
+    super("UNAVAILABLE", message);
+  }
+}
 
 /** A route the node cannot send: the request's fault (INVALID). */
 function planned<T>(f: () => T): T {

@@ -88,14 +88,22 @@ export async function paymentOffered(
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
     [id, channelId, htlc.id.toString(), htlc.rHash, htlc.amountMsat.toString(), JSON.stringify(htlc.expiry)],
   );
-  if (onion !== "")
-    await c.query(
-      `WITH o AS (DELETE FROM ${q}.payment_onions WHERE onion_hash = $2 RETURNING route, onion_secrets)
-       UPDATE ${q}.payments p SET route = o.route, onion_secrets = o.onion_secrets FROM o
-        WHERE p.id = $1 AND p.onion_secrets IS NULL`,
+  let invoicePaymentId: string | undefined;
+  if (onion !== "") {
+    // An attempt of an invoice payment (payer.ts) becomes one here, with its HTLC.
+    const moved = await c.query<{ invoice_payment_id: string | null }>(
+      `WITH o AS (DELETE FROM ${q}.payment_onions WHERE onion_hash = $2
+                  RETURNING route, onion_secrets, invoice_payment_id)
+       UPDATE ${q}.payments p SET route = o.route, onion_secrets = o.onion_secrets,
+              invoice_payment_id = o.invoice_payment_id FROM o
+        WHERE p.id = $1 AND p.onion_secrets IS NULL RETURNING p.invoice_payment_id`,
       [id, onionHash(onion)],
     );
-  return r.rowCount === 1 ? [paymentEvent(channelId, htlc.id, "pending", htlc)] : [];
+    invoicePaymentId = moved.rows[0]?.invoice_payment_id ?? undefined;
+  }
+  return r.rowCount === 1
+    ? [paymentEvent(channelId, htlc.id, "pending", htlc, undefined, undefined, invoicePaymentId)]
+    : [];
 }
 
 /** The key of payment_onions: SHA-256 of the onion packet, hex (`onion`: the packet in hex). */
@@ -112,11 +120,18 @@ export async function keepPaymentOnion(
   onion: string,
   route: PaymentRoute,
   sharedSecrets: readonly Buffer[],
+  attemptOf?: { invoicePaymentId: string; channelId: string },
 ): Promise<void> {
   await q.query(
-    `INSERT INTO ${quoteSchema(schema)}.payment_onions (onion_hash, route, onion_secrets) VALUES ($1, $2, $3)
-     ON CONFLICT (onion_hash) DO NOTHING`,
-    [onionHash(onion), JSON.stringify(route), Buffer.concat(sharedSecrets)],
+    `INSERT INTO ${quoteSchema(schema)}.payment_onions (onion_hash, route, onion_secrets, invoice_payment_id, channel_id)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (onion_hash) DO NOTHING`,
+    [
+      onionHash(onion),
+      JSON.stringify(route),
+      Buffer.concat(sharedSecrets),
+      attemptOf?.invoicePaymentId ?? null,
+      attemptOf?.channelId ?? null,
+    ],
   );
 }
 
@@ -161,6 +176,7 @@ export async function paymentFinal(
   const id = paymentId(channelId, htlcId);
   let reason: string | null = null;
   let failure: PaymentFailure | undefined;
+  let channelUpdate: Buffer | null = null;
   if (result.kind === "failed") reason = result.reason;
   else if (result.kind === "peer_failed") {
     const sent = await c.query<{ route: PaymentRoute | null; onion_secrets: Buffer | null }>(
@@ -172,6 +188,7 @@ export async function paymentFinal(
       const read = readFailReason(onion.onion_secrets, onion.route, result.reasonHex);
       reason = read.reason;
       failure = read.failure;
+      channelUpdate = read.channelUpdate ?? null;
     } else reason = reasonText(result.reasonHex);
   }
   const f = [
@@ -179,15 +196,17 @@ export async function paymentFinal(
     failure?.nodeId ?? null,
     failure?.code ?? null,
     failure?.description ?? null,
+    channelUpdate,
   ];
   const r = htlc
     ? await c.query(
         `INSERT INTO ${q}.payments (id, channel_id, htlc_id, r_hash, amount_msat, expiry, status, preimage, failure_reason,
-           failure_hop, failure_node, failure_code, failure_description, settled_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
+           failure_hop, failure_node, failure_code, failure_description, failure_channel_update, settled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now())
          ON CONFLICT (id) DO UPDATE SET status = $7, preimage = $8, failure_reason = $9, failure_hop = $10,
-           failure_node = $11, failure_code = $12, failure_description = $13, settled_at = now()
-           WHERE payments.status = 'pending'`,
+           failure_node = $11, failure_code = $12, failure_description = $13, failure_channel_update = $14,
+           settled_at = now()
+           WHERE payments.status = 'pending' RETURNING invoice_payment_id, amount_msat::text AS amount_msat`,
         [
           id,
           channelId,
@@ -203,12 +222,60 @@ export async function paymentFinal(
       )
     : await c.query(
         `UPDATE ${q}.payments SET status = $2, preimage = $3, failure_reason = $4, failure_hop = $5,
-           failure_node = $6, failure_code = $7, failure_description = $8, settled_at = now()
-          WHERE id = $1 AND status = 'pending'`,
+           failure_node = $6, failure_code = $7, failure_description = $8, failure_channel_update = $9,
+           settled_at = now()
+          WHERE id = $1 AND status = 'pending' RETURNING invoice_payment_id, amount_msat::text AS amount_msat`,
         [id, status, preimage, reason, ...f],
       );
   if (r.rowCount !== 1) return [];
-  return [paymentEvent(channelId, htlcId, status, htlc, reason ?? undefined, failure)];
+  const row = r.rows[0] as { invoice_payment_id: string | null; amount_msat: string } | undefined;
+  const invoicePaymentId = row?.invoice_payment_id ?? undefined;
+  const events = [
+    paymentEvent(channelId, htlcId, status, htlc, reason ?? undefined, failure, invoicePaymentId),
+  ];
+  // An attempt that succeeded pays its invoice payment; one that failed leaves it to the payer.
+  if (invoicePaymentId !== undefined && preimage !== null && row)
+    events.push(...(await invoicePaymentSucceeded(c, schema, invoicePaymentId, preimage, row.amount_msat)));
+  return events;
+}
+
+/**
+ * An invoice payment paid by one of its attempts (R is the proof): succeeded with the preimage and
+ * the fee (what the attempt's HTLC carried beyond the invoice's amount). A success is final even
+ * over a failed status: R is what the payment was for.
+ */
+export async function invoicePaymentSucceeded(
+  c: pg.ClientBase,
+  schema: string,
+  id: string,
+  preimage: string,
+  sentMsat: string,
+): Promise<StatusChange[]> {
+  const r = await c.query<{ r_hash: string; amount_msat: string; fee_msat: string }>(
+    `UPDATE ${quoteSchema(schema)}.invoice_payments
+        SET status = 'succeeded', preimage = $2, fee_msat = $3::numeric - amount_msat, failure = NULL,
+            finished_at = now()
+      WHERE id = $1 AND status <> 'succeeded'
+      RETURNING r_hash, amount_msat::text AS amount_msat, fee_msat::text AS fee_msat`,
+    [id, preimage, sentMsat],
+  );
+  const row = r.rows[0];
+  return row
+    ? [
+        {
+          kind: "payment",
+          subject: id,
+          status: "succeeded",
+          detail: {
+            kind: "invoice",
+            rHash: row.r_hash,
+            amountMsat: row.amount_msat,
+            feeMsat: row.fee_msat,
+            preimage,
+          },
+        },
+      ]
+    : [];
 }
 
 /**
@@ -220,7 +287,7 @@ export function readFailReason(
   secrets: Buffer,
   route: PaymentRoute,
   reasonHex: string,
-): { reason: string; failure: PaymentFailure | undefined } {
+): { reason: string; failure: PaymentFailure | undefined; channelUpdate?: Buffer | undefined } {
   const at = (hop: number): string => route.hops[hop]?.nodeId ?? "";
   const blame = (hop: number): string => `hop ${hop} (${at(hop).slice(0, 8)}…)`;
   try {
@@ -236,6 +303,10 @@ export function readFailReason(
     return {
       reason: `${blame(hop)}: ${description}`,
       failure: { hop, nodeId: at(hop), code, name: failure.name, description },
+      // The forwarder's channel_update, for the payer's next attempt (payer.ts).
+      ...("channelUpdate" in failure && failure.channelUpdate.length > 0
+        ? { channelUpdate: failure.channelUpdate }
+        : {}),
     };
   } catch (e) {
     // A hop whose HMAC matched but whose failure message is unreadable is still to blame.
@@ -269,6 +340,7 @@ function paymentEvent(
   htlc: Htlc | undefined,
   reason?: string,
   failure?: PaymentFailure,
+  invoicePaymentId?: string,
 ): StatusChange {
   return {
     kind: "payment",
@@ -276,6 +348,7 @@ function paymentEvent(
     status,
     detail: {
       channelId,
+      ...(invoicePaymentId !== undefined ? { invoicePaymentId } : {}),
       ...(htlc ? { rHash: htlc.rHash, amountMsat: htlc.amountMsat.toString() } : {}),
       ...(reason !== undefined ? { failureReason: reason } : {}),
       ...(failure ? { failure: { ...failure } } : {}),
