@@ -7,9 +7,13 @@
  *        \   /
  *          D
  *
- * A pays E across three hops: the cheapest way is through B and D. With D stopped, B refuses the
- * hop to D (temporary_channel_failure: its peer is gone) and a payment goes around through C;
- * with C stopped too, no way is left: the payment fails and no HTLC stays in flight anywhere.
+ * Gossip converges: every node's graph has every channel, both directions' policies as set, every
+ * node. A pays E across three hops, over an explicit route and by invoice (POST /v1/payments
+ * {invoice}): the cheapest way is through B and D. With D stopped, B refuses the hop to D
+ * (temporary_channel_failure: its peer is gone; B still announces B-D for GOSSIP_DISABLE_AFTER_S,
+ * so A learns it from the failure) and the invoice payment retries around D through C; with C
+ * stopped too, no way is left: the payment fails with each attempt's reason and no HTLC stays in
+ * flight anywhere.
  *
  * Fees are computed here from the policies the fixture sets (BOLT #7: base + amount * ppm / 10^6
  * of the amount forwarded, rounded down; each forwarder charges on what it sends on), not read
@@ -17,7 +21,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Payment } from "../lab/api.js";
+import type { InvoicePayment, Payment } from "../lab/api.js";
 import {
   B_POLICY,
   C_POLICY,
@@ -106,6 +110,29 @@ async function nothingInFlight(): Promise<true | string> {
 async function payE(route: BuiltRoute, what: string): Promise<Payment> {
   const inv = await E.api.createInvoice(PAY_MSAT, `five nodes: ${what}`);
   return net.payRoute(A, route, PAY_MSAT, inv.rHash, { idempotencyKey: `five-${randomUUID()}` });
+}
+
+/** An attempt's route as [node, scid, node, scid, ...] by the fixture's names. */
+function routeOf(a: InvoicePayment["attempts"][number] | undefined): string[] {
+  const name = (id: string): string => FIVE_NODES.find((n) => net.node(n).nodeId === id) ?? id;
+  return (a?.route ?? []).flatMap((h) => [name(h.nodeId), h.shortChannelId]);
+}
+
+/** E makes an invoice; A pays it by POST /v1/payments {invoice} and waits until it is final. */
+async function payInvoiceOfE(what: string): Promise<InvoicePayment> {
+  const inv = await E.api.createInvoice(PAY_MSAT, `five nodes: ${what}`);
+  if (inv.bolt11 === null) throw new Error("E's invoice has no BOLT #11 string");
+  const { payment } = await A.api.payInvoice({ invoice: inv.bolt11 }, `five-${randomUUID()}`);
+  let last = payment;
+  await net.waitFor(
+    `A's invoice payment ${payment.id} (${what}) to be final`,
+    async () => {
+      last = await A.api.invoicePayment(payment.id);
+      return last.status !== "pending" || `${last.status}, ${last.attempts.length} attempt(s)`;
+    },
+    { intervalMs: 250, timeoutMs: 120_000 },
+  );
+  return last;
 }
 
 describe("five nodes: A-B, B-C, B-D, C-E, D-E", () => {
@@ -205,9 +232,24 @@ describe("five nodes: A-B, B-C, B-D, C-E, D-E", () => {
     await net.waitFor("nothing in flight", nothingInFlight, { intervalMs: 250, timeoutMs: 30_000 });
   });
 
-  it.todo(
-    "pays an invoice of E's by POST /v1/payments {invoice} across three hops through D, its fee B's plus D's policy (needs invoices and the payer on main)",
-  );
+  it("pays an invoice of E's by POST /v1/payments {invoice}: one attempt through B and D, its fee B's and D's policies", async () => {
+    const p = await payInvoiceOfE("by invoice, three hops");
+    expect(p.status, p.failure ?? "").toBe("succeeded");
+    expect(p.attempts).toHaveLength(1);
+    const [a] = p.attempts;
+    expect(a?.status).toBe("succeeded");
+    expect(routeOf(a)).toEqual([
+      "B",
+      shape.ch("A", "B").shortChannelId,
+      "D",
+      shape.ch("B", "D").shortChannelId,
+      "E",
+      shape.ch("D", "E").shortChannelId,
+    ]);
+    expect(BigInt(p.feeMsat ?? -1)).toBe(totalFee([B_POLICY, D_POLICY]));
+    expect(BigInt(a?.feeMsat ?? -1)).toBe(totalFee([B_POLICY, D_POLICY]));
+    await net.waitFor("nothing in flight", nothingInFlight, { intervalMs: 250, timeoutMs: 30_000 });
+  });
 
   it("with D stopped, B refuses the hop to D (temporary_channel_failure) and a payment through C succeeds", async () => {
     // Built from each node's own API while D is still up.
@@ -237,11 +279,57 @@ describe("five nodes: A-B, B-C, B-D, C-E, D-E", () => {
     await net.waitFor("nothing in flight", nothingInFlight, { intervalMs: 250, timeoutMs: 30_000 });
   });
 
-  it.todo(
-    "with D stopped, an invoice payment retries around it: two or more attempts, the first failed at B, the last through C succeeded (needs the payer on main)",
-  );
+  it("with D stopped, an invoice payment retries around it: the attempts through D fail at B, the last through C succeeds", async () => {
+    expect(net.supervisor.isRunning(D.processes.channel[0] ?? "")).toBe(false);
+    const p = await payInvoiceOfE("by invoice, around D");
+    expect(p.status, p.failure ?? "").toBe("succeeded");
+    expect(p.attempts.length).toBeGreaterThanOrEqual(2);
+    const last = p.attempts.at(-1);
+    expect(last?.status).toBe("succeeded");
+    expect(routeOf(last)).toEqual([
+      "B",
+      shape.ch("A", "B").shortChannelId,
+      "C",
+      shape.ch("B", "C").shortChannelId,
+      "E",
+      shape.ch("C", "E").shortChannelId,
+    ]);
+    for (const a of p.attempts.slice(0, -1)) {
+      expect(a.status).toBe("failed");
+      expect(routeOf(a)).toEqual([
+        "B",
+        shape.ch("A", "B").shortChannelId,
+        "D",
+        shape.ch("B", "D").shortChannelId,
+        "E",
+        shape.ch("D", "E").shortChannelId,
+      ]);
+      // temporary_channel_failure (UPDATE|7) from B, hop 0.
+      expect(a.failure).toMatchObject({
+        hop: 0,
+        nodeId: B.nodeId,
+        code: 0x1000 | 7,
+        name: "temporary_channel_failure",
+      });
+    }
+    expect(BigInt(p.feeMsat ?? -1)).toBe(totalFee([B_POLICY, C_POLICY]));
+    await net.waitFor("nothing in flight", nothingInFlight, { intervalMs: 250, timeoutMs: 30_000 });
+  });
 
-  it.todo(
-    "with C stopped too, no route is left: the invoice payment fails with every attempt's reason and no HTLC in flight on any channel (needs the payer on main)",
-  );
+  it("with C stopped too, no route is left: the payment fails with every attempt's reason, no HTLC in flight", async () => {
+    await net.stopNode(C);
+    const p = await payInvoiceOfE("by invoice, no way left");
+    expect(p.status).toBe("failed");
+    expect(p.failure).toEqual(expect.any(String));
+    expect(p.attempts.length).toBeGreaterThanOrEqual(1);
+    for (const a of p.attempts) {
+      expect(a.status).toBe("failed");
+      // Each refused by B, the hop towards a node that is down.
+      expect(a.failure).toMatchObject({ hop: 0, nodeId: B.nodeId, name: "temporary_channel_failure" });
+      expect(a.failure?.description).not.toBe("");
+    }
+    const tried = new Set(p.attempts.map((a) => routeOf(a)[2]));
+    expect(tried).toEqual(new Set(["C", "D"]));
+    await net.waitFor("nothing in flight", nothingInFlight, { intervalMs: 250, timeoutMs: 30_000 });
+  });
 });
