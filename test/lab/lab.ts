@@ -9,17 +9,19 @@
  *        \   /         D charges far less than C on its way to E: A→E is cheapest through D.
  *          D
  *
- * It funds the nodes, opens the five channels, pays A→B, pays an invoice of C from A through B
- * over an explicit route (DESIGN.md 10), shows one payment failing at C (an unknown hash) and one
- * refused by B (a fee below its policy), each failure decrypted at A, pays E from A across three
- * hops through B and D, then stops D and pays E again: the attempt through D fails at B
- * (temporary_channel_failure: its peer D is gone) and A retries through C. Then it pays C→B,
- * closes A-B cooperatively, prints a summary (each payment's attempts with their route and fee,
- * B's forwards and fees earned, each wallet with its close outputs not yet swept), then keeps
- * running (printing each node's control API and admin token) until Ctrl-C. `--exit`: exit after
- * the scenario, non-zero with what failed. `--breach`: C also keeps a copy of its B-C commitment
- * before paying B again, then broadcasts that revoked commitment re-signed (DESIGN.md 7); B's
- * watchtower punishes it, and the summary shows the breach and the justice.
+ * It funds the nodes, opens the five channels, waits for gossip to converge (each node's graph
+ * size printed), pays A→B, pays an invoice of C from A through B over an explicit route, shows one
+ * payment failing at C (an unknown hash) and one refused by B (a fee below its policy), each
+ * failure decrypted at A; then A pays E's BOLT #11 invoice (POST /v1/payments {invoice}): A's node
+ * routes it over the graph, three hops through B and D. Then D stops and A pays E's next invoice:
+ * the attempt through D fails at B (temporary_channel_failure: its peer is gone; B announces B-D
+ * disabled only after GOSSIP_DISABLE_AFTER_S) and A's node retries through C. It pays C→B, closes
+ * A-B cooperatively, prints a summary (each payment's attempts with their route, scids, fee and
+ * outcome, B's forwards and fees earned, each wallet with its close outputs not yet swept), then
+ * keeps running (printing each node's control API and admin token) until Ctrl-C. `--exit`: exit
+ * after the scenario, non-zero with what failed. `--breach`: C also keeps a copy of its B-C
+ * commitment before paying B again, then broadcasts that revoked commitment re-signed (DESIGN.md
+ * 7); B's watchtower punishes it, and the summary shows the breach and the justice.
  *
  *   pnpm run lab [-- --exit] [-- --breach]
  *
@@ -30,7 +32,7 @@
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { type ForwardList, type Payment, type WalletBalance } from "./api.js";
+import { type ForwardList, type InvoicePayment, type Payment, type WalletBalance } from "./api.js";
 import { defaultSweepScript } from "@ln/justice";
 import { buildCommitment } from "@ln/tx";
 import type { StaleCommitment } from "./breach.js";
@@ -140,6 +142,56 @@ function attemptOf(lab: Lab, payer: NetNode, p: Payment): AttemptView {
   return { route, feeMsat, outcome };
 }
 
+/** `payee` invoices `amountMsat`; `payer` pays the BOLT #11 string and waits until it is final. */
+async function payInvoice(
+  lab: Lab,
+  payer: NetNode,
+  payee: NetNode,
+  amountMsat: bigint,
+  what: string,
+): Promise<InvoicePayment> {
+  const inv = await payee.api.createInvoice(amountMsat, `lab ${lab.net.runId}: ${what}`);
+  if (inv.bolt11 === null) throw new Error(`${payee.name}'s invoice has no BOLT #11 string`);
+  log(`${payee.name}: invoice ${inv.bolt11.slice(0, 24)}… for ${inv.amountMsat} msat`);
+  const { payment } = await payer.api.payInvoice({ invoice: inv.bolt11 });
+  let p = payment;
+  try {
+    await lab.net.waitFor(
+      `${payer.name}'s payment of ${payee.name}'s invoice to be final`,
+      async () => {
+        p = await payer.api.invoicePayment(payment.id);
+        return p.status !== "pending" || `${p.status}, ${p.attempts.length} attempt(s)`;
+      },
+      { intervalMs: 250, timeoutMs: 120_000 },
+    );
+  } finally {
+    const entry: PaymentEntry = {
+      from: payer.name as NodeName,
+      to: payee.name as NodeName,
+      what,
+      amountMsat,
+      status: `${p.status}${p.feeMsat !== null ? `, fee ${p.feeMsat} msat` : ""}${p.failure !== null ? ` (${p.failure})` : ""}`,
+      rHash: p.rHash,
+      attempts: p.attempts.map((a) => ({
+        route: [payer.name, ...a.route.map((h) => `-[${h.shortChannelId}]-> ${lab.nameOf(h.nodeId)}`)].join(
+          " ",
+        ),
+        feeMsat: a.feeMsat,
+        outcome:
+          a.status === "failed" && a.failure !== null
+            ? `failed${a.failure.hop !== null ? ` at hop ${a.failure.hop}` : ""}${a.failure.nodeId !== null ? ` (${lab.nameOf(a.failure.nodeId)})` : ""}: ${a.failure.name}`
+            : a.status,
+      })),
+    };
+    lab.payments.push(entry);
+    for (const [i, a] of entry.attempts.entries())
+      log(
+        `${entry.from}→${entry.to} ${what}: attempt ${i + 1}: ${a.route}, fee ${a.feeMsat} msat: ${a.outcome}`,
+      );
+  }
+  return p;
+}
+
 /** Records a payment of explicit routes (one Payment per attempt) for the summary. */
 function record(
   lab: Lab,
@@ -212,26 +264,24 @@ async function scenario(lab: Lab): Promise<void> {
   record(lab, { from: "A", to: "C", what: "fee below B's policy", amountMsat: PAY_FORWARD_MSAT }, [refused]);
   expectFailed(lab, refused, B, "fee_insufficient");
 
-  // 5. E invoices, A pays across three hops: through B and D (the cheapest way).
-  lab.step = "paying A→E through B and D";
-  const viaD = await net.route([A, B, D, E], [ab.fromId, ch("B", "D").fromId, ch("D", "E").fromId]);
-  const viaC = await net.route([A, B, C, E], [ab.fromId, cb.fromId, ch("C", "E").fromId]);
-  const inv3 = await E.api.createInvoice(PAY_E_MSAT, `lab ${net.runId}: three hops`);
-  const three = await net.payRoute(A, viaD, PAY_E_MSAT, inv3.rHash);
-  record(lab, { from: "A", to: "E", what: "invoice, three hops", amountMsat: PAY_E_MSAT }, [three]);
-  expectSucceeded(three);
+  // 5. E invoices; A pays the BOLT #11 string (POST /v1/payments {invoice}): A's node finds the
+  // route over the graph gossip gave it, three hops through B and D (the cheapest way).
+  lab.step = "paying E's invoice from A (the node routes it)";
+  const three = await payInvoice(lab, A, E, PAY_E_MSAT, "by invoice, routed by A");
+  if (three.status !== "succeeded")
+    throw new Error(`A's payment of E's invoice ${three.status}: ${three.failure}`);
 
-  // 6. D stops; A pays E again: through D fails at B (its peer D is gone), then through C.
+  // 6. D stops; A pays E's next invoice: B refuses the hop to D (its peer is gone), A's node
+  // retries around D, through C.
   lab.step = "stopping D";
   await net.stopNode(D);
   lab.stopped.add("D");
-  lab.step = "paying A→E with D down (a retry through C)";
-  const inv4 = await E.api.createInvoice(PAY_E_MSAT, `lab ${net.runId}: around D`);
-  const tries = [await net.payRoute(A, viaD, PAY_E_MSAT, inv4.rHash)];
-  expectFailed(lab, tries[0] as Payment, B, "temporary_channel_failure");
-  tries.push(await net.payRoute(A, viaC, PAY_E_MSAT, inv4.rHash));
-  record(lab, { from: "A", to: "E", what: "invoice, D down", amountMsat: PAY_E_MSAT }, tries);
-  expectSucceeded(tries[1] as Payment);
+  lab.step = "paying E's invoice from A with D down (retries around D)";
+  const around = await payInvoice(lab, A, E, PAY_E_MSAT, "by invoice, D down");
+  if (around.status !== "succeeded")
+    throw new Error(`A's payment around D ${around.status}: ${around.failure}`);
+  if (around.attempts.length < 2)
+    throw new Error(`A's payment around D took ${around.attempts.length} attempt(s), not a retry`);
 
   // 7. C pays B directly, out of what it got through B.
   lab.step = "paying C→B";
@@ -602,7 +652,7 @@ async function main(): Promise<number> {
     console.error("[lab] the services that did start keep running for inspection; Ctrl-C to stop");
   } else
     log(
-      `scenario passed: funded, opened ${SHAPE.map((c) => `${c.from}-${c.to}`).join(", ")}, paid A→B, A→C through B, A→E through B and D, A→E around D once D was down (fees earned by B ${lab.forwards?.totals.feesEarnedMsat ?? "?"} msat), failed at C and refused by B as meant, paid C→B, closed A-B cooperatively${lab.breach ? ", C's breach punished by B's watchtower" : ""}`,
+      `scenario passed: funded, opened ${SHAPE.map((c) => `${c.from}-${c.to}`).join(", ")}, paid A→B, A→C through B, E's invoices from A routed by A's node (through B and D, then around D once D was down) (fees earned by B ${lab.forwards?.totals.feesEarnedMsat ?? "?"} msat), failed at C and refused by B as meant, paid C→B, closed A-B cooperatively${lab.breach ? ", C's breach punished by B's watchtower" : ""}`,
     );
   if (exitAfter) {
     await lab.net.cleanup();
