@@ -143,7 +143,7 @@ export async function startHarness(
       nodeId: n.nodeId,
       // The node key stays in the signer.
       staticEcdh: async (point) => (await n.gatewaySigner.call("Ecdh", { point })).shared_secret,
-      signSession: async (digest) => (await n.gatewaySigner.call("SignSession", { digest })).signature,
+      signSession: async (h) => (await n.gatewaySigner.call("SignSession", { handshake_hash: h })).signature,
       nats: nc,
       subjectPrefix: n.peerPrefix,
       handshakeTimeoutMs: 2000,

@@ -172,8 +172,8 @@ const compareEdges = (a: Edge, b: Edge): number =>
 class Graph {
   readonly ids: string[];
   readonly index = new Map<string, number>();
-  /** incoming[v]: edges that reach v, sorted by scid then forwarder. */
-  readonly incoming: Edge[][];
+  /** incoming[v]: the edges that reach v with their forwarder's index, sorted by scid then forwarder. */
+  readonly incoming: Array<Array<{ e: Edge; from: number }>>;
   /** The largest htlc_minimum of a usable edge. */
   readonly maxHtlcMinimum: bigint;
   readonly source: number;
@@ -189,7 +189,7 @@ class Graph {
         e.to !== q.source &&
         !exN.has(e.from) &&
         !exN.has(e.to) &&
-        !exE.has(edgeKey(e.shortChannelId, e.from)) &&
+        (exE.size === 0 || !exE.has(edgeKey(e.shortChannelId, e.from))) &&
         usablePolicy(e),
     );
     const ids = new Set<string>([q.source, q.destination]);
@@ -199,7 +199,7 @@ class Graph {
     this.incoming = this.ids.map(() => []);
     let maxMin = 0n;
     for (const e of [...usable].sort(compareEdges)) {
-      (this.incoming[this.at(e.to)] as Edge[]).push(e);
+      (this.incoming[this.at(e.to)] as Array<{ e: Edge; from: number }>).push({ e, from: this.at(e.from) });
       if (e.policy.htlcMinimumMsat > maxMin) maxMin = e.policy.htlcMinimumMsat;
     }
     this.maxHtlcMinimum = maxMin;
@@ -321,11 +321,10 @@ function search(g: Graph, q: RouteQuery, riskMicro: bigint, limits: Limits): Lab
     if (l.dead) continue;
     if (l.node === g.source) return l;
     if (l.hops >= MAX_HOPS) continue;
-    for (const e of g.incoming[l.node] as Edge[]) {
+    for (const { e, from } of g.incoming[l.node] as Array<{ e: Edge; from: number }>) {
       // e carries l.amount from its forwarder to l.node.
       if (l.amount > e.capacityMsat) continue;
       if (l.amount < e.policy.htlcMinimumMsat || l.amount > e.policy.htlcMaximumMsat) continue;
-      const from = g.at(e.from);
       if (onPath(l, from)) continue;
       let amount = l.amount;
       let cltv = l.cltv;
@@ -401,8 +400,7 @@ function fewestHops(g: Graph): number | undefined {
   for (let d = 1; frontier.length > 0; d++) {
     const next: number[] = [];
     for (const v of frontier)
-      for (const e of g.incoming[v] as Edge[]) {
-        const u = g.at(e.from);
+      for (const { from: u } of g.incoming[v] as Array<{ e: Edge; from: number }>) {
         if (dist.has(u)) continue;
         if (u === g.source) return d;
         dist.set(u, d);

@@ -64,7 +64,7 @@ export interface EcdhReply {
   shared_secret: Buffer;
 }
 export interface SignSessionRequest {
-  digest: Buffer;
+  handshake_hash: Buffer;
 }
 export interface SignatureReply {
   signature: Buffer;

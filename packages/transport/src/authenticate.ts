@@ -3,13 +3,17 @@ import { decodePkt, encodePkt, WireError, type Pkt, type PktOf } from "@ln/proto
 import * as ecc from "tiny-secp256k1";
 import { ConnectionClosed, type NoiseConnection } from "./connection.js";
 
-/** Signs a 32-byte digest with the node key: 64-byte compact, low-S. Injected: the key lives in the signer. */
-export type SignSession = (digest: Buffer) => Promise<Uint8Array>;
+/**
+ * Signs sessionDigest(handshakeHash) with the node key: 64-byte compact, low-S. Injected: the key
+ * lives in the signer, which is given the handshake hash and hashes it itself, so the gateway can
+ * never have it sign a digest of its choosing (a gossip message's, an invoice's).
+ */
+export type SignSession = (handshakeHash: Buffer) => Promise<Uint8Array>;
 
 /** SignSession for a node key held in this process (tests, the demo). RFC 6979, low-S. */
 export function localSignSession(nodePriv: Uint8Array): SignSession {
   const key = Uint8Array.from(nodePriv);
-  return (digest) => Promise.resolve(ecc.sign(digest, key));
+  return (handshakeHash) => Promise.resolve(ecc.sign(sessionDigest(handshakeHash), key));
 }
 
 /** What `session_sig` signs (DESIGN.md 3): SHA256(SHA256(h)), h the handshake hash after act three. */
@@ -71,7 +75,7 @@ export async function authenticate(
   conn: NoiseConnection,
   opts: { nodeId: Uint8Array; signSession: SignSession; ack: bigint },
 ): Promise<Authenticated> {
-  const sessionSig = Buffer.from(await opts.signSession(sessionDigest(conn.handshakeHash)));
+  const sessionSig = Buffer.from(await opts.signSession(Buffer.from(conn.handshakeHash)));
   await conn.send(
     encodePkt({ kind: "authenticate", nodeId: Buffer.from(opts.nodeId), sessionSig, ack: opts.ack }),
   );

@@ -130,7 +130,7 @@ describe("authenticate (DESIGN.md 3)", () => {
       signSession: localSignSession(bob.priv),
       ack: 0n,
     });
-    const low = Buffer.from(await localSignSession(alice.priv)(sessionDigest(initiator.handshakeHash)));
+    const low = Buffer.from(await localSignSession(alice.priv)(Buffer.from(initiator.handshakeHash)));
     // (r, n - s) verifies under plain ECDSA but is not low-S.
     const n = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
     const high = Buffer.concat([

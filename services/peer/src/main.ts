@@ -210,7 +210,7 @@ async function main(): Promise<void> {
   const gateway = new PeerGateway({
     nodeId,
     staticEcdh: async (point) => (await s.call("Ecdh", { point })).shared_secret,
-    signSession: async (digest) => (await s.call("SignSession", { digest })).signature,
+    signSession: async (h) => (await s.call("SignSession", { handshake_hash: h })).signature,
     nats,
     subjectPrefix: cfg.prefix,
     handshakeTimeoutMs: cfg.handshakeTimeoutMs,

@@ -124,7 +124,7 @@ export type RefusalCode =
   | "TOO_MANY_HTLCS"
   /**
    * SignChannelAnnouncement: the channel was announced with another short_channel_id or peer node
-   * id, or that short_channel_id is another channel's.
+   * id, that short_channel_id is another channel's, or its output index is not the anchor's.
    */
   | "ANNOUNCEMENT_MISMATCH"
   /** SignChannelUpdate: no channel_announcement was signed for that short_channel_id. */

@@ -182,7 +182,7 @@ function handlers(s: SignerService): Handlers {
     NodeInfo: () => ({ node_pubkey: s.nodeInfo().nodePubkey }),
     Ecdh: (r) => ({ shared_secret: s.ecdh(r.point) }),
     OnionEcdh: (r) => ({ shared_secret: s.ecdh(r.point) }),
-    SignSession: (r) => ({ signature: s.signSession(r.digest) }),
+    SignSession: (r) => ({ signature: s.signSession(r.handshake_hash) }),
     NewChannel: async () => {
       const c = await s.newChannel();
       return {

@@ -99,10 +99,13 @@ export class SignerService {
     return sha256(shared);
   }
 
-  /** The transport's authenticate digest, SHA256(SHA256(h)): signed as given with the node key. */
-  signSession(digest: Uint8Array): Buffer {
-    check32(digest, "the session digest");
-    return signDigest(this.keys.node.priv, digest);
+  /**
+   * The transport's authenticate signature: SHA256(SHA256(h)) computed here from the handshake
+   * hash h, so the gateway's key can sign nothing but sessions (DESIGN.md 3).
+   */
+  signSession(handshakeHash: Uint8Array): Buffer {
+    check32(handshakeHash, "the handshake hash");
+    return signDigest(this.keys.node.priv, sha256(sha256(handshakeHash)));
   }
 
   async newChannel(): Promise<NewChannel> {
@@ -383,6 +386,12 @@ export class SignerService {
         throw refuse(
           "WRONG_COMMIT_KEY",
           `channel ${channel}: other_commit_key is not the peer's recorded commit key`,
+        );
+      // The scid's last two bytes are the anchor's output index (BOLT #7): the one we signed for.
+      if (ch.anchor !== undefined && Number(scid & 0xffffn) !== ch.anchor.vout)
+        throw refuse(
+          "ANNOUNCEMENT_MISMATCH",
+          `channel ${channel}: short_channel_id's output index ${scid & 0xffffn} is not the anchor's ${ch.anchor.vout}`,
         );
     });
     const commit = this.keys.channel(channel).commit;

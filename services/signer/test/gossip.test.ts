@@ -58,8 +58,9 @@ async function openChannel(sign = true): Promise<Channel> {
   return c;
 }
 
-let nextScid = 0x0000_6e00_0001_0000n;
-const newScid = (): bigint => nextScid++;
+// Height 110, a new tx index each time, output index 1: randomAnchor()'s vout.
+let nextTxIndex = 1n;
+const newScid = (): bigint => (110n << 40n) | (nextTxIndex++ << 16n) | 1n;
 
 /** Our announcement of `c` as `scid`, completed with the peer's signatures made here. */
 async function announce(c: Channel, scid: bigint): Promise<ChannelAnnouncement> {
@@ -141,7 +142,7 @@ describe("SignChannelAnnouncement", () => {
     expect(await announce(c, scid)).toEqual(first);
   });
 
-  it("refuses a commit key that is not the peer's, a channel with no commitment yet, another scid", async () => {
+  it("refuses a commit key that is not the peer's, a channel with no commitment yet, another scid, a scid not at the anchor", async () => {
     const c = await openChannel();
     const r1 = await refusal(
       t.client.call("SignChannelAnnouncement", {

@@ -98,8 +98,9 @@ describe("each client calls only its own RPCs", () => {
   it("the peer gateway: its handshake and NodeInfo, and not a justice, a channel or an invoice preimage", async () => {
     const info = await clients.gateway.call("NodeInfo", {});
     expect(info.node_pubkey.length).toBe(33);
-    const digest = randomBytes(32);
-    expect((await clients.gateway.call("SignSession", { digest })).signature.length).toBe(64);
+    expect(
+      (await clients.gateway.call("SignSession", { handshake_hash: randomBytes(32) })).signature.length,
+    ).toBe(64);
     await expectDenied("gateway", "ln-peer", "OnionEcdh", { point: Buffer.alloc(33) });
     await expectDenied("gateway", "ln-peer", "NewChannel", {});
     await expectDenied("gateway", "ln-peer", "RevealInvoice", { index: 1 });
@@ -109,7 +110,7 @@ describe("each client calls only its own RPCs", () => {
 
   it("the watchtower: SignJustice only (its policy refusal, not a permission one), nothing else", async () => {
     expect((await refusal(clients.tower.call("SignJustice", justice))).code).not.toBe("NOT_PERMITTED");
-    await expectDenied("tower", "ln-watchtower", "SignSession", { digest: randomBytes(32) });
+    await expectDenied("tower", "ln-watchtower", "SignSession", { handshake_hash: randomBytes(32) });
     await expectDenied("tower", "ln-watchtower", "NewChannel", {});
     await expectDenied("tower", "ln-watchtower", "OnionEcdh", { point: Buffer.alloc(33) });
     await expectDenied("tower", "ln-watchtower", "RevealInvoice", { index: 1 });
@@ -122,7 +123,7 @@ describe("each client calls only its own RPCs", () => {
         .shared_secret.length,
     ).toBe(32);
     await expectDenied("channel", "ln-channel", "Ecdh", { point: Buffer.alloc(33) });
-    await expectDenied("channel", "ln-channel", "SignSession", { digest: randomBytes(32) });
+    await expectDenied("channel", "ln-channel", "SignSession", { handshake_hash: randomBytes(32) });
     await expectDenied("channel", "ln-channel", "SignJustice", justice);
   });
 

@@ -159,12 +159,14 @@ describe("node key", () => {
     expect(peeled).toEqual({ kind: "final", payload, sharedSecret: sharedSecrets[0] });
   });
 
-  it("SignSession signs the given authenticate digest: 64-byte compact, low-S, by the node key", async () => {
-    const digest = sha256(sha256(randomBytes(32)));
-    const { signature } = await t.gateway.call("SignSession", { digest });
+  it("SignSession signs SHA256(SHA256(h)) of the handshake hash it is given, never h itself: 64-byte compact, low-S, by the node key", async () => {
+    const h = randomBytes(32);
+    const { signature } = await t.gateway.call("SignSession", { handshake_hash: h });
     expect(signature.length).toBe(64);
-    expect(verifyDigest(t.keys.nodePub, digest, signature)).toBe(true); // strict: low-S only
-    const bad = await refusal(t.gateway.call("SignSession", { digest: Buffer.alloc(31) }));
+    expect(verifyDigest(t.keys.nodePub, sha256(sha256(h)), signature)).toBe(true); // strict: low-S only
+    // A digest the gateway chose (a gossip message's, say) is not what gets signed.
+    expect(verifyDigest(t.keys.nodePub, h, signature)).toBe(false);
+    const bad = await refusal(t.gateway.call("SignSession", { handshake_hash: Buffer.alloc(31) }));
     expect(bad.code).toBe("INVALID_REQUEST");
   });
 });

@@ -16,14 +16,11 @@ export interface ForwardingPolicy {
 }
 
 /**
- * What a forwarder charges to forward `amountMsat` (the amount it sends on, BOLT #7):
- * base + floor(amount * ppm / 1e6). The payer adds it per hop (payments/route.ts), the forwarder
- * checks it (forwarding/rules.ts).
+ * What a forwarder charges to forward an amount (BOLT #7): base + floor(amount * ppm / 1e6), from
+ * @ln/pathfinding, so the payer's route (payments/route.ts), the pathfinder and the forwarder's
+ * check (forwarding/rules.ts) use one formula.
  */
-export const forwardingFee = (
-  p: Pick<ForwardingPolicy, "feeBaseMsat" | "feeProportionalMillionths">,
-  amountMsat: bigint,
-): Msat => msat(p.feeBaseMsat + (amountMsat * p.feeProportionalMillionths) / 1_000_000n);
+export { forwardingFee } from "@ln/pathfinding";
 
 /** Configuration defaults (config.ts reads FORWARD_*): a delta above CHANNEL_DELAY_BLOCKS + a margin. */
 export const defaultForwardingPolicy = (delayBlocks: number): ForwardingPolicy => ({

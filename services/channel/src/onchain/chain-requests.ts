@@ -157,6 +157,9 @@ export async function anchorOutput(
   position: AnchorOutputQuery,
   timeoutMs = DEFAULT_CHAIN_REQUEST_TIMEOUT_MS,
 ): Promise<AnchorOutput> {
+  const u32 = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff;
+  if (!u32(position.height) || !u32(position.txIndex) || !u32(position.outputIndex))
+    throw new ChainRequestError("REJECTED", "anchorOutput: the position is not three uint32", "bad position");
   const reply = await request(nc, prefix, "anchor_output", encodeAnchorOutputRequest(position), timeoutMs);
   const r = decoded(prefix, "anchor_output", () => decodeAnchorOutputReply(reply));
   if ("error" in r)
