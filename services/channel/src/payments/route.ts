@@ -97,7 +97,8 @@ export function planRoute(
     throw new RouteError("OUT_OF_RANGE", `amount ${amountMsat} msat is not a positive u64`);
   if (!Number.isInteger(finalExpiry) || finalExpiry < 1 || finalExpiry > MAX_HEIGHT)
     throw new RouteError("OUT_OF_RANGE", `expiry ${finalExpiry} is not a block height`);
-  if (paymentSecret.length !== 32) throw new RouteError("INVALID_HOP", "a payment secret is 32 bytes", hops.length - 1);
+  if (paymentSecret.length !== 32)
+    throw new RouteError("INVALID_HOP", "a payment secret is 32 bytes", hops.length - 1);
 
   const planned: PlannedHop[] = new Array<PlannedHop>(hops.length);
   const last = hops.length - 1;
