@@ -220,6 +220,30 @@ describe("gossip A-B-C", () => {
     );
   }, 40_000);
 
+  it("C's gateway gone: B disables B-C, A learns it, and B refuses A's HTLC for C at once", async () => {
+    await net.kill(C, "peer");
+    const direction = Buffer.compare(Buffer.from(B.nodeId, "hex"), Buffer.from(C.nodeId, "hex")) < 0 ? 0 : 1;
+    await net.waitFor(
+      "A's graph to have B's side of B-C disabled",
+      async () => {
+        const p = (await graphOf(A)).policies.find(
+          (x) => x.scid === signed(bc.scid) && x.direction === direction,
+        );
+        return p?.disabled === true || `disabled: ${String(p?.disabled)}`;
+      },
+      { intervalMs: 250, timeoutMs: 30_000 },
+    );
+    // BOLT #4: temporary_channel_failure = UPDATE | 7, from B (route hop 0), not after the HTLC's timeout.
+    const route = await net.route([A, B, C], [ab.a, bc.b]);
+    const p = await net.payRoute(A, route, 1_000_000n, randomBytes(32).toString("hex"), {
+      finalExpiryBlocks: 40,
+    });
+    expect(p.status).toBe("failed");
+    expect(p.failure?.hop).toBe(0);
+    expect(p.failure?.nodeId).toBe(B.nodeId);
+    expect(p.failure?.code).toBe(0x1000 | 7);
+  }, 60_000);
+
   describe("a hostile peer's bad gossip to B", () => {
     let nc: NatsConnection;
     let fake: string;

@@ -226,3 +226,16 @@ describe("the ChannelUpdateSink", () => {
     expect(dropped.splice(0)).toEqual(["STALE_TIMESTAMP", "BAD_SIGNATURE", "MALFORMED"]);
   });
 });
+
+describe("a new tip", () => {
+  it("rechecks the graph's anchors: a channel whose anchor is spent leaves the graph with its policies", async () => {
+    await gossip.onTip();
+    expect(await gossip.graph.channel(SCID)).toBeDefined();
+    const found = outputs.get(SCID);
+    if (!found) throw new Error("no output");
+    outputs.set(SCID, { ...found, unspent: false });
+    await gossip.onTip();
+    expect(await gossip.graph.channel(SCID)).toBeUndefined();
+    expect(await gossip.graph.policy(SCID, 0)).toBeUndefined();
+  });
+});

@@ -145,6 +145,10 @@ const SYNC_BATCH = 100;
 const SYNC_PAUSE_MS = 20;
 /** A half announcement is sent again after this long while the channel is not in the graph. */
 const HALF_EVERY_MS = 10_000;
+/** Unchanged channel_updates made anew per round at most (GOSSIP_REFRESH_S). */
+const REFRESHES_PER_ROUND = 20;
+/** New peers remembered (each one makes our node_announcement anew once). */
+const MAX_SEEN_PEERS = 10_000;
 /** The connected peers are asked from the gateway again after this long. */
 const PEERS_EVERY_MS = 30_000;
 
@@ -159,14 +163,18 @@ export class Gossip implements ChannelUpdateSink {
   /** Peers with a live connection (the gateway's list, then its events). */
   private readonly connected = new Set<string>();
   private peersKnownAt = 0;
-  /** Since when each peer has been seen gone (GOSSIP_DISABLE_AFTER_S). */
-  private readonly goneSince = new Map<string, number>();
   /** Each peer's last connection event (kept against an older answer of the gateway's list). */
   private readonly peerEvents = new Map<string, { at: number; up: boolean }>();
+  /** Since when each peer has been seen gone (GOSSIP_DISABLE_AFTER_S). */
+  private readonly goneSince = new Map<string, number>();
   private readonly halfSentAt = new Map<string, number>();
   private recheckCursor: bigint | undefined;
   private readonly droppedLoggedAt = new Map<string, number>();
   private nodeDue = true;
+  private refreshesLeft = 0;
+  private rechecking = false;
+  /** Peers this process has seen connect: a new one is a reason for a new node_announcement. */
+  private readonly seenPeers = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private working: Promise<void> | undefined;
   private again = false;
@@ -439,16 +447,20 @@ export class Gossip implements ChannelUpdateSink {
   /** A new connection: the peer gets what we know (bounded, paced); our updates are looked at. */
   onConnected(peer: string): void {
     this.connected.add(peer);
-    this.goneSince.delete(peer);
+    if (!this.seenPeers.has(peer) && this.seenPeers.size < MAX_SEEN_PEERS) {
+      this.seenPeers.add(peer);
+      this.nodeDue = true;
+    }
     this.peerEvents.set(peer, { at: this.now(), up: true });
+    this.goneSince.delete(peer);
     this.poke();
     void this.sync(peer).catch((e: unknown) => this.o.report(`gossip sync to ${peer.slice(0, 16)}`, e));
   }
 
   onDisconnected(peer: string): void {
     this.connected.delete(peer);
-    if (!this.goneSince.has(peer)) this.goneSince.set(peer, this.now());
     this.peerEvents.set(peer, { at: this.now(), up: false });
+    if (!this.goneSince.has(peer)) this.goneSince.set(peer, this.now());
     this.limiter.forget(peer);
     this.poke();
   }
@@ -464,6 +476,18 @@ export class Gossip implements ChannelUpdateSink {
 
   /** A new tip: a bounded slice of the graph's anchors rechecked, spent ones removed. */
   async onTip(): Promise<void> {
+    this.poke();
+    // One recheck at a time: blocks that come during one are covered by the next slices.
+    if (this.rechecking) return;
+    this.rechecking = true;
+    try {
+      await this.recheck();
+    } finally {
+      this.rechecking = false;
+    }
+  }
+
+  private async recheck(): Promise<void> {
     const { slice, cursor } = recheckSlice(
       await this.graph.channelIds(),
       this.recheckCursor,
@@ -478,7 +502,6 @@ export class Gossip implements ChannelUpdateSink {
           `gossip: channel ${scid} left the graph (its anchor is ${out.found ? "spent" : "gone"})`,
         );
     }
-    this.poke();
   }
 
   /** Our own announcements looked at now (a policy change, a connection, a block), or after the running round. */
@@ -506,6 +529,7 @@ export class Gossip implements ChannelUpdateSink {
 
   private async round(): Promise<void> {
     const now = this.now();
+    this.refreshesLeft = REFRESHES_PER_ROUND;
     if (now - this.peersKnownAt >= PEERS_EVERY_MS) {
       try {
         const asked = this.now();
@@ -573,7 +597,10 @@ export class Gossip implements ChannelUpdateSink {
       htlcMaximumMsat: msat(state.anchor.amount * 1000n),
     });
     const nowS = Math.floor(now / 1000);
-    if (!updateDue(stored, wanted, nowS, this.o.settings.refreshSeconds)) return;
+    const due = updateDue(stored, wanted, nowS, this.o.settings.refreshSeconds);
+    if (!due) return;
+    // Unchanged updates made anew are bounded per round; the rest wait for the next one.
+    if (due === "refresh" && this.refreshesLeft-- <= 0) return;
     const fields: UpdateFields = { ...wanted, timestamp: nextTimestamp(nowS, stored?.timestamp) };
     const sig = await this.o.signer.signChannelUpdate(fields);
     const bytes = encodePkt({ kind: "channel_update", ...fields, sig });
