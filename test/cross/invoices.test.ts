@@ -92,6 +92,8 @@ describe("BOLT #11 invoices, A pays B", () => {
     expect(b.tagsObject.payment_hash).toBe(inv.rHash);
     expect(b.tagsObject.expire_time).toBe(900);
     expect(b.tagsObject.min_final_cltv_expiry).toBe(MIN_FINAL);
+    expect(b.timestamp).toBe(Date.parse(inv.createdAt) / 1000);
+    expect(b.timeExpireDate).toBe(Date.parse(inv.expiresAt ?? "") / 1000);
 
     const light = lightDecode(s);
     const section = (name: string): unknown => light.sections.find((x) => x.name === name);

@@ -5,6 +5,7 @@ import { pointFromScalar, recover, signRecoverable } from "tiny-secp256k1";
 import { describe, expect, it } from "vitest";
 import { msat } from "@ln/bitcoin";
 import { bech32Encode, bech32Split } from "./bech32.js";
+import { fields, key, node, peer, sign } from "./helpers.js";
 import {
   assembleInvoice,
   decodeInvoice,
@@ -20,42 +21,6 @@ const SPEC_NODE = "03e7156ae33b0a208d0744199163177e909e80176e55d97a2f221ede0f934
 const SPEC_COFFEE =
   "lnbc25m1pvjluezpp5qqqsyqcyq5rqwzqfqqqsyqcyq5rqwzqfqqqsyqcyq5rqwzqfqypqdq5vdhkven9v5sxyetpdeessp5zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zygs9q5sqqqqqqqqqqqqqqqqsgq2a25dxl5hrntdtn6zvydt7d66hyzsyhqs4wdynavys42xgl6sgx9c4g7me86a27t07mdtfry458rtjr0v92cnmswpsjscgt2vcse3sgpz3uapa";
 const SPEC_HASH = "0001020304050607080900010203040506070809000102030405060708090102";
-
-export const key = Buffer.alloc(32, 7);
-export const node = Buffer.from(pointFromScalar(key, true) ?? []);
-const peer = Buffer.from(pointFromScalar(Buffer.alloc(32, 9), true) ?? []);
-
-export function fields(over: Partial<InvoiceFields> = {}): InvoiceFields {
-  return {
-    network: "regtest",
-    amountMsat: msat(123_456n),
-    timestamp: 1_700_000_000,
-    paymentHash: Buffer.alloc(32, 0xab),
-    paymentSecret: Buffer.alloc(32, 0x5e),
-    description: "two coffees",
-    expirySeconds: 600,
-    minFinalCltvExpiryDelta: 40,
-    payee: node,
-    routeHints: [
-      [
-        {
-          nodeId: peer.toString("hex"),
-          shortChannelId: (431n << 40n) | (2n << 16n) | 1n,
-          feeBaseMsat: msat(1000n),
-          feeProportionalMillionths: 250n,
-          cltvExpiryDelta: 144,
-        },
-      ],
-    ],
-    ...over,
-  };
-}
-
-export function sign(f: InvoiceFields, k: Buffer = key): string {
-  const u = unsignedInvoice(f);
-  const s = signRecoverable(u.signingHash, k);
-  return assembleInvoice(f, Buffer.from(s.signature), s.recoveryId);
-}
 
 /** The invoice string with any signature (bits only), to forge a bad one. */
 function assembleInvoiceUnchecked(f: InvoiceFields, sig: Buffer, recid: number): string {

@@ -39,6 +39,13 @@ describe("parseCommandLine: valid command lines", () => {
       description: "coffee",
     });
     expect(ok(["invoice", "5"])).toEqual({ name: "invoice", amountMsat: 5n, description: undefined });
+    expect(ok(["invoice", "0", "--expiry", "600"])).toEqual({
+      name: "invoice",
+      amountMsat: 0n,
+      description: undefined,
+      expirySeconds: 600,
+    });
+    expect(ok(["decode", "lnbcrt1xyz"])).toEqual({ name: "decode", invoice: "lnbcrt1xyz" });
     expect(ok(["pay", "ch", HASH.toUpperCase(), "1000"])).toEqual({
       name: "pay",
       channelId: "ch",
@@ -158,6 +165,10 @@ const USAGE_ERRORS: Array<[argv: string[], message: RegExp, topic: string | unde
   [["invoice", "abc"], /whole number/, "invoice"],
   [["invoice", "5", "--description", "x".repeat(641)], /at most 640 characters/, "invoice"],
   [["invoice", "5", "--limit", "3"], /invoice does not take --limit/, "invoice"],
+  [["invoice", "5", "--expiry", "0"], /between 1 and 31536000/, "invoice"],
+  [["decode"], /missing <bolt11>/, "decode"],
+  [["decode", "a", "b"], /unexpected argument "b"/, "decode"],
+  [["decode", "a", "--expiry", "5"], /decode does not take --expiry/, "decode"],
   [["pay", "ch", HASH], /missing <msat>/, "pay"],
   [["pay", "ch", "abcd", "5"], /payment hash must be 64 hex/, "pay"],
   [["pay", "ch", HASH, "0"], /must be above 0/, "pay"],

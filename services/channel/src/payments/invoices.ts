@@ -122,6 +122,7 @@ export async function signedInvoice(
   const bolt11 = await o.signInvoice(index, fields);
   return {
     bolt11,
+    createdAt: new Date(timestamp * 1000),
     paymentSecret,
     expiresAt: new Date((timestamp + req.expirySeconds) * 1000),
     minFinalCltvExpiryDelta: o.minFinalCltvExpiryDelta,

@@ -67,6 +67,8 @@ export interface InvoiceRow {
 /** What a BOLT #11 invoice adds to an invoice row (payments/invoices.ts makes them). */
 export interface Bolt11Parts {
   bolt11: string;
+  /** The invoice's timestamp, stored as the row's created_at (the string says the same). */
+  createdAt: Date;
   paymentSecret: Buffer;
   expiresAt: Date;
   minFinalCltvExpiryDelta: number;
@@ -96,6 +98,7 @@ const toInvoice = (row: InvoiceDbRow): InvoiceRow => ({
     row.bolt11 !== null && row.payment_secret !== null && row.expires_at !== null
       ? {
           bolt11: row.bolt11,
+          createdAt: row.created_at,
           paymentSecret: row.payment_secret,
           expiresAt: row.expires_at,
           minFinalCltvExpiryDelta: row.min_final_cltv_expiry_delta ?? 0,
@@ -217,8 +220,8 @@ export class Ledger {
     const r = await inEventTransaction(this.pool, this.schema, async (c) => {
       const ins = await c.query<{ created_at: Date }>(
         `INSERT INTO ${this.t("invoices")} (r_hash, signer_index, amount_msat, description,
-           bolt11, payment_secret, expires_at, min_final_cltv_expiry_delta)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at`,
+           bolt11, payment_secret, expires_at, min_final_cltv_expiry_delta, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, now())) RETURNING created_at`,
         [
           rHash,
           index,
@@ -228,6 +231,7 @@ export class Ledger {
           parts?.paymentSecret ?? null,
           parts?.expiresAt ?? null,
           parts?.minFinalCltvExpiryDelta ?? null,
+          parts?.createdAt ?? null,
         ],
       );
       await appendEvents(c, this.schema, [
