@@ -256,7 +256,8 @@ export class ChannelNodeBackend implements NodeBackend {
     if (!("blocks" in expiry))
       throw new BackendError("INVALID", "a routed payment's expiry is a block height ({ blocks })");
     const secret =
-      attempt?.paymentSecret ?? (req.paymentSecret === undefined ? undefined : Buffer.from(req.paymentSecret, "hex"));
+      attempt?.paymentSecret ??
+      (req.paymentSecret === undefined ? undefined : Buffer.from(req.paymentSecret, "hex"));
     const plan = planned(() => planRoute(req.route, req.amountMsat, expiry.blocks, secret));
     const first = plan.hops[0] as PlannedHop;
     const channelId = req.channelId ?? (await this.channelTo(first.nodeId));
