@@ -266,9 +266,14 @@ describe("paying invoices A→B→C", () => {
       expect(p.status).toBe("failed");
       expect(p.failure).toMatch(/no route left/);
       expect(p.preimage).toBeNull();
-      expect(p.attempts.map((a) => a.status)).toEqual(["failed", "failed"]);
+      // The phantom first; then B's real channel at its stale fee, refused. (With gossip, A may
+      // learn B's new fee before paying, and the real channel is over the limit without trying.)
+      expect(p.attempts.every((a) => a.status === "failed")).toBe(true);
       expect(p.attempts[0]?.failure).toMatchObject({ hop: 0, nodeId: B.nodeId, code: UNKNOWN_NEXT_PEER });
-      expect(p.attempts[1]?.failure).toMatchObject({ hop: 0, nodeId: B.nodeId, code: FEE_INSUFFICIENT });
+      for (const a of p.attempts.slice(1))
+        expect(a.failure).toMatchObject({ hop: 0, nodeId: B.nodeId, code: FEE_INSUFFICIENT });
+      // SEEDED GRAPH: without gossip A only learns the new fee by trying (with gossip: 1 or 2).
+      expect(p.attempts).toHaveLength(2);
       // Final only with nothing in flight: every channel's HTLC list is empty on both ends.
       expect(await quiet()).toBe(true);
       const pending = await net.query<{ n: number }>(

@@ -16,7 +16,8 @@ import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { ApiStore } from "../src/api/api-store.js";
 import { Ledger } from "../src/payments/ledger.js";
-import { withOfferedPayment } from "../src/payments/records.js";
+import { keepPaymentOnion, withOfferedPayment } from "../src/payments/records.js";
+import { createInvoicePayment } from "../src/payments/invoice-payments.js";
 import { Resolver } from "../src/onchain/resolution.js";
 import { ChannelRunner, type EffectSink } from "../src/channels/runner.js";
 import { ChannelStore, type WithinTransition } from "../src/channels/store.js";
@@ -344,6 +345,114 @@ describe("money records in the channel transaction", () => {
     await n.runner("A", storeA).input(CHANNEL, { type: "resume" });
     expect(await n.events("A", "payment")).toEqual(events);
     expect(await ledgerA.payments()).toHaveLength(1);
+  });
+});
+
+/**
+ * An invoice payment's attempt (payments/payer.ts): its onion kept with the invoice payment's id
+ * becomes a payments row naming it in the step that adds the HTLC; the attempt's success pays the
+ * invoice payment (preimage, fee) in the step that receives R; its failure leaves it pending.
+ */
+describe("an invoice payment's attempts move in the channel transaction", () => {
+  const INVOICE_MSAT = 49_990_000n;
+  /** Any bytes as the HTLC's onion: only its hash ties it to the kept route here. */
+  const ONION = "0a".repeat(200);
+
+  async function attempt(n: Ends): Promise<string> {
+    const schema = n.stores.A.schema;
+    const ip = await createInvoicePayment(pool, schema, {
+      bolt11: "lnbcrt-test",
+      rHash: R_HASH,
+      payee: `02${"cc".repeat(32)}`,
+      amountMsat: msat(INVOICE_MSAT),
+      maxFeeMsat: msat(20_000n),
+      deadline: new Date(Date.now() + 60_000),
+      allowRepeat: false,
+    });
+    const route = {
+      hops: [
+        {
+          nodeId: `03${"bb".repeat(32)}`,
+          shortChannelId: "1x1x0",
+          feeBaseMsat: "0",
+          feeProportionalMillionths: "0",
+          cltvExpiryDelta: 0,
+          amountMsat: "50000000",
+          expiry: 5000,
+        },
+      ],
+    };
+    await keepPaymentOnion(pool, schema, ONION, route, [Buffer.alloc(32, 1)], {
+      invoicePaymentId: ip.id,
+      channelId: CHANNEL,
+    });
+    await n.command("A", {
+      kind: "add_htlc",
+      amountMsat: msat(50_000_000n),
+      rHash: R_HASH,
+      expiry: { blocks: 5000 },
+      route: ONION,
+    });
+    return ip.id;
+  }
+  const ipRow = async (n: Ends, id: string) =>
+    (
+      await pool.query<{ status: string; preimage: string | null; fee_msat: string | null }>(
+        `SELECT status, preimage, fee_msat::text AS fee_msat FROM "${n.stores.A.schema}".invoice_payments WHERE id = $1`,
+        [id],
+      )
+    ).rows[0];
+
+  it("the add step writes the attempt row naming its invoice payment, with its event", async () => {
+    const n = new Ends();
+    await n.open();
+    const id = await attempt(n);
+    const r = await pool.query<{ invoice_payment_id: string }>(
+      `SELECT invoice_payment_id FROM "${n.stores.A.schema}".payments WHERE id = $1`,
+      [PAYMENT],
+    );
+    expect(r.rows).toEqual([{ invoice_payment_id: id }]);
+    const events = await n.events("A", "payment");
+    expect(events.find((e) => e.subject === PAYMENT)).toEqual({
+      subject: PAYMENT,
+      status: "pending",
+      detail: { ...paymentDetail, invoicePaymentId: id },
+    });
+  });
+
+  it("the attempt's success pays the invoice payment in the step that receives R (fee = sent - amount)", async () => {
+    const n = new Ends();
+    await n.open();
+    await n.invoice(50_000_000n);
+    const id = await attempt(n);
+    await n.drain();
+    await n.command("B", { kind: "fulfill_htlc", id: 0n, r: R_HEX });
+    const next = n.queue.shift();
+    expect(next?.input.type === "pkt" && next.input.pkt.kind).toBe("update_fulfill_htlc");
+    const fulfilPkt = next?.input as Input;
+    // Rolled back: the attempt and its invoice payment stay pending together.
+    await expect(n.runners.A.input(CHANNEL, fulfilPkt, failInside)).rejects.toBeInstanceOf(Injected);
+    expect(await ipRow(n, id)).toEqual({ status: "pending", preimage: null, fee_msat: null });
+    await n.runners.A.input(CHANNEL, fulfilPkt);
+    // 50 000 000 sent - 49 990 000 for the payee = 10 000 msat of fees.
+    expect(await ipRow(n, id)).toEqual({ status: "succeeded", preimage: R_HEX, fee_msat: "10000" });
+    const events = await n.events("A", "payment");
+    expect(events.filter((e) => e.subject === id).map((e) => e.status)).toEqual(["pending", "succeeded"]);
+  });
+
+  it("the attempt's failure leaves the invoice payment pending, for the payer", async () => {
+    const n = new Ends();
+    await n.open();
+    const id = await attempt(n);
+    await n.drain();
+    await n.command("B", { kind: "fail_htlc", id: 0n, reason: hexText("no") });
+    await n.drain();
+    expect((await n.payment("A"))?.status).toBe("failed");
+    expect(await ipRow(n, id)).toEqual({ status: "pending", preimage: null, fee_msat: null });
+    const failed = (await n.events("A", "payment")).find(
+      (e) => e.subject === PAYMENT && e.status === "failed",
+    );
+    expect(failed?.detail).toMatchObject({ invoicePaymentId: id });
   });
 });
 

@@ -90,26 +90,25 @@ const row: ChannelRow = {
 
 const logs: string[] = [];
 const reports: string[] = [];
-const newPayer = (now = (): number => Date.now()): Payer =>
-  new Payer({
-    pool,
-    schema,
-    store: { rowsWithState: () => Promise.resolve([{ row, state }]), load: () => Promise.resolve(state) },
-    nc: {
-      subscribe: () => ({ unsubscribe: () => undefined }) as never,
-      publish: () => undefined,
-      isClosed: () => false,
-    },
-    prefix: "test",
-    nodeId: US,
-    holds: (id) => id === CHANNEL,
-    height: () => HEIGHT,
-    decode: () => invoice,
-    send,
-    now,
-    log: { info: (l: string) => logs.push(l), warn: (l: string) => logs.push(l) } as never,
-    report: (what, e) => reports.push(`${what}: ${String(e)}`),
-  });
+const newPayer = (now = (): number => Date.now()): Payer => new Payer({ ...payerOptions(), now });
+const payerOptions = (): ConstructorParameters<typeof Payer>[0] => ({
+  pool,
+  schema,
+  store: { rowsWithState: () => Promise.resolve([{ row, state }]), load: () => Promise.resolve(state) },
+  nc: {
+    subscribe: () => ({ unsubscribe: () => undefined }) as never,
+    publish: () => undefined,
+    isClosed: () => false,
+  },
+  prefix: "test",
+  nodeId: US,
+  holds: (id) => id === CHANNEL,
+  height: () => HEIGHT,
+  decode: () => invoice,
+  send,
+  log: { info: (l: string) => logs.push(l), warn: (l: string) => logs.push(l) } as never,
+  report: (what, e) => reports.push(`${what}: ${String(e)}`),
+});
 
 async function seed(scid: bigint, from: string, to: string, base: bigint, ppm: bigint): Promise<void> {
   const [n1, n2] = from < to ? [from, to] : [to, from];
@@ -214,6 +213,68 @@ describe("the payer loop", () => {
       [id],
     );
     expect(ev.rows.map((x) => x.status)).toEqual(["pending", "failed"]);
+  });
+
+  it("an invoice's route hints: a known channel keeps its gossiped policy, an unknown one is used as hinted", async () => {
+    sent = [];
+    const D = `03${"dd".repeat(32)}`;
+    const CD = (600n << 40n) | (9n << 16n);
+    const hinted: PayableInvoice = {
+      ...invoice,
+      payee: D,
+      routeHints: [
+        [
+          // B→C as the payee guesses it (free): the graph's 1000 + 1000 ppm stands.
+          {
+            nodeId: B,
+            shortChannelId: BC,
+            feeBaseMsat: msat(0n),
+            feeProportionalMillionths: 0n,
+            cltvExpiryDelta: 10,
+          },
+          {
+            nodeId: C,
+            shortChannelId: CD,
+            feeBaseMsat: msat(7n),
+            feeProportionalMillionths: 0n,
+            cltvExpiryDelta: 12,
+          },
+        ],
+      ],
+    };
+    const payer = new Payer({ ...payerOptions(), decode: () => hinted });
+    const p = await createInvoicePayment(pool, schema, {
+      bolt11: "lnbcrt-hinted",
+      rHash: randomBytes(32).toString("hex"),
+      payee: D,
+      amountMsat: msat(AMOUNT),
+      maxFeeMsat: msat(10_000n),
+      deadline: new Date(Date.now() + 60_000),
+      allowRepeat: false,
+    });
+    // The phantom (free) disabled for this one: B reaches C over the real BC only.
+    await pool.query(`UPDATE ${q}.graph_policies SET disabled = true WHERE short_channel_id = $1`, [
+      BigInt.asIntN(64, PH).toString(),
+    ]);
+    try {
+      await payer.runRound();
+    } finally {
+      await pool.query(`UPDATE ${q}.graph_policies SET disabled = false WHERE short_channel_id = $1`, [
+        BigInt.asIntN(64, PH).toString(),
+      ]);
+    }
+    expect(sent.map((a) => a.invoicePaymentId)).toEqual([p.id]);
+    expect(sent[0]?.hops).toEqual([
+      { nodeId: B, shortChannelId: AB, feeBaseMsat: 0n, feeProportionalMillionths: 0n, cltvExpiryDelta: 0 },
+      {
+        nodeId: C,
+        shortChannelId: BC,
+        feeBaseMsat: 1000n,
+        feeProportionalMillionths: 1000n,
+        cltvExpiryDelta: 40,
+      },
+      { nodeId: D, shortChannelId: CD, feeBaseMsat: 7n, feeProportionalMillionths: 0n, cltvExpiryDelta: 12 },
+    ]);
   });
 
   it("the payee's refusal ends the payment at once", async () => {

@@ -15,7 +15,7 @@
 import { createHash } from "node:crypto";
 import { msat, parseShortChannelId, shortChannelIdToBigint, type Msat } from "@ln/bitcoin";
 import type { ChannelState, Input } from "@ln/channel-core";
-import { findRoute, hintEdges, type Edge, type PathHop, type RouteHintHop } from "@ln/pathfinding";
+import { edgeKey, findRoute, hintEdges, type Edge, type PathHop, type RouteHintHop } from "@ln/pathfinding";
 import { quoteSchema } from "@ln/postgres";
 import type { NatsConnection, Subscription } from "nats";
 import type pg from "pg";
@@ -300,10 +300,18 @@ export class Payer {
       return this.fail(p, `the invoice no longer decodes: ${e instanceof Error ? e.message : String(e)}`, 0);
     }
     const own = await this.ownChannels();
-    const edges: Edge[] = [
+    const known: Edge[] = [
       ...(await loadEdges(this.o.pool, this.o.schema)).filter((e) => e.from !== this.o.nodeId),
       ...own.map((x) => x.edge),
-      ...invoice.routeHints.flatMap((h) => hintEdges(h, invoice.payee)),
+    ];
+    // A hint for a channel direction we know already adds nothing: the forwarder's own
+    // channel_update (gossip) or our channel's state is the better word on it.
+    const knownKeys = new Set(known.map((e) => edgeKey(e.shortChannelId, e.from)));
+    const edges: Edge[] = [
+      ...known,
+      ...invoice.routeHints
+        .flatMap((h) => hintEdges(h, invoice.payee))
+        .filter((e) => !knownKeys.has(edgeKey(e.shortChannelId, e.from))),
     ];
     const finalCltvDelta = invoice.minFinalCltvExpiryDelta + FINAL_EXPIRY_MARGIN_BLOCKS;
     const amountMsat = msat(BigInt(p.amount_msat));

@@ -241,8 +241,9 @@ export async function paymentFinal(
 
 /**
  * An invoice payment paid by one of its attempts (R is the proof): succeeded with the preimage and
- * the fee (what the attempt's HTLC carried beyond the invoice's amount). A success is final even
- * over a failed status: R is what the payment was for.
+ * the fee (what the attempt's HTLC carried beyond the invoice's amount). Only a pending one moves:
+ * it fails only with no attempt in flight (payer.ts), so none can succeed after; and a channel
+ * step must never trip the one-payment-per-hash index (the attempt's row keeps R regardless).
  */
 export async function invoicePaymentSucceeded(
   c: pg.ClientBase,
@@ -255,7 +256,7 @@ export async function invoicePaymentSucceeded(
     `UPDATE ${quoteSchema(schema)}.invoice_payments
         SET status = 'succeeded', preimage = $2, fee_msat = $3::numeric - amount_msat, failure = NULL,
             finished_at = now()
-      WHERE id = $1 AND status <> 'succeeded'
+      WHERE id = $1 AND status = 'pending'
       RETURNING r_hash, amount_msat::text AS amount_msat, fee_msat::text AS fee_msat`,
     [id, preimage, sentMsat],
   );
