@@ -577,6 +577,9 @@ export class Gossip implements ChannelUpdateSink {
     const peer = row.peerNodeId;
     if (!(await this.graph.channel(scid))) {
       if (!this.isConnected(peer) || now - (this.halfSentAt.get(id) ?? 0) < HALF_EVERY_MS) return;
+      // The anchor's creator starts the exchange (only it knows whether the channel is private); the
+      // acceptor answers a half it receives with the full announcement (receiveHalf).
+      if ((await this.o.store.load(id))?.role !== "creator") return;
       const half = await this.ownHalf(scid, peer);
       if (!half) return;
       this.halfSentAt.set(id, now);

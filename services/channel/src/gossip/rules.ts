@@ -3,13 +3,13 @@
  * the half-signed announcements the two ends exchange, the channel_update our policy makes, when a
  * new one is due, and the order of the graph's rechecks. The shell is gossip.ts.
  *
- * Announcing a channel needs the four signatures of both ends. Each end, once the channel is deep
- * enough, sends the peer a "half": the channel_announcement with only its own node and commit
- * signatures filled, the other two all zero. The end that receives a half and has the channel
- * itself adds its own two signatures (from its signer), which makes the full announcement: it
- * verifies it as any other, stores it and relays it to every connected peer (the sender too, who
- * then has it as well). Either end may complete it; both doing so is harmless (the second is a
- * duplicate).
+ * Announcing a channel needs the four signatures of both ends. The anchor's creator (the one end
+ * that knows whether the channel is private), once the channel is deep enough, sends the peer a
+ * "half": the channel_announcement with only its own node and commit signatures filled, the other
+ * two all zero. The acceptor, when it has the channel itself, adds its own two signatures (from its
+ * signer), which makes the full announcement: it verifies it as any other, stores it and relays it
+ * to every connected peer (the creator too, who then has it as well). A half that arrives again is
+ * a duplicate.
  */
 import { msat, shortChannelIdFromBigint, type Msat } from "@ln/bitcoin";
 import type { ChannelAnnouncement, ChannelUpdate } from "@ln/gossip";
