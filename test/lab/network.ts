@@ -184,6 +184,38 @@ export interface BuiltRoute {
   readonly policies: ForwardingPolicy[];
 }
 
+/** The fields of a forwarding policy a test or the lab sets (POST /v1/channels/:id/policy). */
+export interface PolicyFields {
+  feeBaseMsat?: bigint;
+  feeProportionalMillionths?: number;
+  cltvExpiryDelta?: number;
+  htlcMinimumMsat?: bigint;
+}
+
+/** One channel of a network's shape: `from` connects to `to` and funds it with `amountSat`. */
+export interface ChannelSpec {
+  readonly from: string;
+  readonly to: string;
+  readonly amountSat: bigint;
+  /** `from`'s policy on it: what `from` charges to forward toward `to`. */
+  readonly fromPolicy?: PolicyFields;
+  /** `to`'s policy on it: what `to` charges to forward toward `from`. */
+  readonly toPolicy?: PolicyFields;
+}
+
+/** A channel of the shape once open: each end's id, its short_channel_id and each end's policy. */
+export interface OpenedChannel {
+  readonly spec: ChannelSpec;
+  readonly from: NetNode;
+  readonly to: NetNode;
+  readonly fromId: string;
+  readonly toId: string;
+  /** HEIGHTxINDEXxOUTPUT (BOLT #7). */
+  readonly shortChannelId: string;
+  readonly fromPolicy: ForwardingPolicy;
+  readonly toPolicy: ForwardingPolicy;
+}
+
 const LIVE_PHASES = new Set(["opening", "normal", "clearing"]);
 
 /** The channel of `n` with `peer`: by `id` if given and found, else the live one (else the newest). */
@@ -605,20 +637,22 @@ export class Network {
   ): Promise<{ node: string; txid: string }[]> {
     const list = Array.isArray(nodes) ? (nodes as readonly NetNode[]) : [nodes as NetNode];
     const out: { node: string; txid: string }[] = [];
+    // A node listed k times gets k coins (one per channel it funds before they confirm).
+    const totals = new Map<NetNode, bigint>();
     for (const n of list) {
       const address = await n.api.walletAddress();
       const f = await this.regtest.fund(address, sat(amountSat));
       out.push({ node: n.name, txid: f.txid });
+      totals.set(n, (totals.get(n) ?? 0n) + amountSat);
       this.log(`${n.name}: funded ${amountSat} sat to ${address} (tx ${f.txid})`);
     }
-    for (const n of list)
+    for (const [n, total] of totals)
       await this.waitFor(
-        `${n.name}'s wallet to show ${amountSat} sat confirmed`,
+        `${n.name}'s wallet to show ${total} sat confirmed`,
         async () => {
           const b = await n.api.walletBalance();
           return (
-            BigInt(b.confirmedSat) >= amountSat ||
-            `confirmed ${b.confirmedSat}, unconfirmed ${b.unconfirmedSat}`
+            BigInt(b.confirmedSat) >= total || `confirmed ${b.confirmedSat}, unconfirmed ${b.unconfirmedSat}`
           );
         },
         { mine: true },
@@ -673,6 +707,62 @@ export class Network {
     const theirs = await channelWith(b, a);
     if (theirs === undefined) throw new Error(`${b.name} does not list the channel with ${a.name}`);
     return { a: c.id, b: theirs.id };
+  }
+
+  /**
+   * Opens the channels of a shape (each funder needs one confirmed coin per channel it funds:
+   * `fund` with the node listed that many times): connects each pair, opens them all at once,
+   * mines until every one is normal on both ends and has its short_channel_id on both, then sets
+   * the policies given. Returns the channels in the order of `specs`.
+   */
+  async openChannels(
+    specs: readonly ChannelSpec[],
+    opts: { timeoutMs?: number } = {},
+  ): Promise<OpenedChannel[]> {
+    const ends = specs.map((c) => ({ spec: c, from: this.node(c.from), to: this.node(c.to) }));
+    for (const { from, to } of ends) await this.connect(from, to);
+    const started: { spec: ChannelSpec; from: NetNode; to: NetNode; fromId: string }[] = [];
+    for (const e of ends)
+      started.push({ ...e, fromId: (await this.openStart(e.from, e.to, e.spec.amountSat)).id });
+    const checks = started.map((c) => ({
+      name: `${c.from.name}-${c.to.name}`,
+      check: this.bothNormal(c.from, c.to, c.fromId),
+    }));
+    await this.waitFor(
+      `${checks.map((c) => c.name).join(", ")} to be normal on both ends`,
+      async () => {
+        const seen = await Promise.all(checks.map(async (c) => ({ name: c.name, r: await c.check() })));
+        const pending = seen.filter((x) => x.r !== true);
+        return pending.length === 0 || pending.map((x) => `${x.name}: ${String(x.r)}`).join("; ");
+      },
+      { mine: true, timeoutMs: opts.timeoutMs ?? 240_000 },
+    );
+    const opened: OpenedChannel[] = [];
+    for (const c of started) {
+      const theirs = await channelWith(c.to, c.from);
+      if (theirs === undefined) throw new Error(`${c.to.name} does not list its channel with ${c.from.name}`);
+      await this.waitShortChannelIds(c.from, [c.fromId]);
+      await this.waitShortChannelIds(c.to, [theirs.id]);
+      const mine = await c.from.api.channel(c.fromId);
+      if (mine.shortChannelId === undefined) throw new Error(`${c.fromId} has no short_channel_id`);
+      const fromPolicy =
+        c.spec.fromPolicy !== undefined
+          ? await this.setPolicy(c.from, c.fromId, c.spec.fromPolicy)
+          : await c.from.api.policy(c.fromId);
+      const toPolicy =
+        c.spec.toPolicy !== undefined
+          ? await this.setPolicy(c.to, theirs.id, c.spec.toPolicy)
+          : await c.to.api.policy(theirs.id);
+      opened.push({ ...c, toId: theirs.id, shortChannelId: mine.shortChannelId, fromPolicy, toPolicy });
+    }
+    return opened;
+  }
+
+  /** Stops every service of a node (SIGTERM, then SIGKILL after the grace): the node is down. */
+  async stopNode(n: NetNode): Promise<void> {
+    const names = [...n.processes.channel, n.processes.peer, n.processes.watchtower, n.processes.signer];
+    for (const name of names) if (this.supervisor.isRunning(name)) await this.supervisor.stop(name);
+    this.log(`${n.name}: stopped (${names.join(", ")})`);
   }
 
   /** Waits until payment `id` of `payer` succeeded; a failure rejects with its reason. */
@@ -866,16 +956,7 @@ export class Network {
   }
 
   /** Sets `n`'s forwarding policy on its channel `channelId` (the fields given). */
-  async setPolicy(
-    n: NetNode,
-    channelId: string,
-    p: {
-      feeBaseMsat?: bigint;
-      feeProportionalMillionths?: number;
-      cltvExpiryDelta?: number;
-      htlcMinimumMsat?: bigint;
-    },
-  ): Promise<ForwardingPolicy> {
+  async setPolicy(n: NetNode, channelId: string, p: PolicyFields): Promise<ForwardingPolicy> {
     const got = await n.api.setPolicy(channelId, p);
     this.log(
       `${n.name}: policy of ${channelId}: base ${got.feeBaseMsat} msat, ${got.feeProportionalMillionths} ppm, delta ${got.cltvExpiryDelta}, minimum ${got.htlcMinimumMsat} msat`,

@@ -429,7 +429,25 @@ export const ForwardList = Type.Object({
 });
 
 export const WalletAddress = Type.Object({ address: Type.String() });
-export const WalletBalance = Type.Object({ confirmedSat: SatString, unconfirmedSat: SatString });
+export const CloseOutput = Type.Object({
+  channelId: Type.String(),
+  txid: Type.String(),
+  vout: Type.Integer(),
+  amountSat: SatString,
+  status: Type.Union([Type.Literal("unswept"), Type.Literal("waiting"), Type.Literal("sweeping")], {
+    description:
+      "unswept: swept at the next block; waiting: time-locked; sweeping: our sweep not yet in a block",
+  }),
+  maturesAtHeight: OrNull(Type.Integer({ description: "waiting: the first height it can be swept at" })),
+  sweepTxid: OrNull(Type.String()),
+});
+export const WalletBalance = Type.Object({
+  confirmedSat: SatString,
+  unconfirmedSat: SatString,
+  closeOutputs: Type.Array(CloseOutput, {
+    description: "outputs of closed channels paying us, not yet a confirmed wallet coin",
+  }),
+});
 export const WithdrawBody = Type.Object(
   { address: Type.String({ minLength: 14, maxLength: 90 }), amountSat: SatString },
   { additionalProperties: false },

@@ -460,7 +460,18 @@ export function formatBalance(b: WalletBalance): string {
   return keyValues([
     ["confirmed", sat(b.confirmedSat)],
     ["unconfirmed", sat(b.unconfirmedSat)],
+    // Not yet a confirmed coin: shown so a fresh close does not look like lost money.
+    ...b.closeOutputs.map((o): [string, string] => [
+      "close output",
+      `${sat(o.amountSat)} (${closeOutputState(o)}) ${clean(o.txid)}:${o.vout}`,
+    ]),
   ]);
+}
+
+function closeOutputState(o: WalletBalance["closeOutputs"][number]): string {
+  if (o.status === "waiting") return `matures at height ${o.maturesAtHeight ?? "?"}`;
+  if (o.status === "sweeping") return `sweeping${o.sweepTxid !== null ? ` in ${clean(o.sweepTxid)}` : ""}`;
+  return "swept at the next block";
 }
 
 export function formatWithdrawal(w: Withdrawal): string {

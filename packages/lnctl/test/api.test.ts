@@ -238,7 +238,11 @@ describe("lnctl against the control API", () => {
     expect(w.stdout).toMatch(
       /^txid:\s+[0-9a-f]{64}\naddress:\s+bcrt1q[0-9a-f]{40}\namount:\s+500,000 sat\n$/,
     );
-    expect(await okJson(["wallet", "balance"])).toEqual({ confirmedSat: "8500000", unconfirmedSat: "0" });
+    expect(await okJson(["wallet", "balance"])).toEqual({
+      confirmedSat: "8500000",
+      unconfirmedSat: "0",
+      closeOutputs: [],
+    });
   });
 
   it("wallet withdraw: a key per invocation, printed with the retry command; a retry withdraws once", async () => {

@@ -151,8 +151,25 @@ describe("reply formatting", () => {
       /^payment hash: {2}h\namount: {8}any\n/,
     );
     expect(F.formatAddress({ address: "bcrt1qabc" })).toBe("bcrt1qabc\n");
-    expect(F.formatBalance({ confirmedSat: "10000000", unconfirmedSat: "0" })).toBe(
+    expect(F.formatBalance({ confirmedSat: "10000000", unconfirmedSat: "0", closeOutputs: [] })).toBe(
       "confirmed:    10,000,000 sat\nunconfirmed:  0 sat\n",
+    );
+    const out = { channelId: "c", txid: "t", vout: 1, sweepTxid: null, maturesAtHeight: null };
+    expect(
+      F.formatBalance({
+        confirmedSat: "0",
+        unconfirmedSat: "5000",
+        closeOutputs: [
+          { ...out, amountSat: "5000", status: "unswept" },
+          { ...out, amountSat: "7000", status: "waiting", maturesAtHeight: 250 },
+          { ...out, amountSat: "9000", status: "sweeping", sweepTxid: "s" },
+        ],
+      }),
+    ).toBe(
+      "confirmed:     0 sat\nunconfirmed:   5,000 sat\n" +
+        "close output:  5,000 sat (swept at the next block) t:1\n" +
+        "close output:  7,000 sat (matures at height 250) t:1\n" +
+        "close output:  9,000 sat (sweeping in s) t:1\n",
     );
     expect(F.formatWithdrawal({ txid: "t", address: "a", amountSat: "1" })).toContain("amount:   1 sat\n");
     expect(F.formatPeer({ nodeId: "n", host: "::1", port: 9735, connected: true })).toContain(

@@ -454,7 +454,7 @@ describe("channels and idempotent payments", () => {
     });
     expect(w.statusCode).toBe(200);
     const bal = await app.inject({ method: "GET", url: "/v1/wallet/balance", headers: auth("readonly") });
-    expect(JSON.parse(bal.body)).toEqual({ confirmedSat: "8999000", unconfirmedSat: "0" });
+    expect(JSON.parse(bal.body)).toEqual({ confirmedSat: "8999000", unconfirmedSat: "0", closeOutputs: [] });
   });
 });
 

@@ -337,7 +337,7 @@ export class MemoryBackend implements NodeBackend {
 
   async walletBalance(): Promise<WalletBalance> {
     this.called("walletBalance");
-    return { confirmedSat: this.confirmedSat, unconfirmedSat: sat(0n) };
+    return { confirmedSat: this.confirmedSat, unconfirmedSat: sat(0n), closeOutputs: [] };
   }
 
   async withdraw(req: { address: string; amountSat: Sat }, record: WithdrawalRecord): Promise<Withdrawal> {

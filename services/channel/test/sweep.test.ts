@@ -140,6 +140,18 @@ describe("sweeping close outputs", () => {
     expect(spends.rows[0]!.broadcast_at).not.toBeNull();
     // Until the sweep is in a block, its output is unconfirmed.
     expect(await wallet.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: amount - fee });
+    // Listed as a close output being swept, with the coin's own amount and the sweep's txid.
+    expect(await wallet.closeOutputs()).toEqual([
+      {
+        channelId,
+        txid: f.txid,
+        vout: f.vout,
+        amountSat: amount,
+        status: "sweeping",
+        maturesAtHeight: undefined,
+        sweepTxid: tx.getId(),
+      },
+    ]);
     expect(await wallet.sweepPending()).toBe(0);
 
     await rt.mine(1);
@@ -149,6 +161,7 @@ describe("sweeping close outputs", () => {
     expect(swept).toHaveLength(1);
     for (const e of swept) await wallet.onChainEvent(e);
     expect(await wallet.balance()).toEqual({ confirmedSat: amount - fee, unconfirmedSat: 0n });
+    expect(await wallet.closeOutputs()).toEqual([]); // a wallet coin now
     expect(await wallet.rebroadcastUnconfirmed()).toBe(0);
     expect(chain.broadcasts).toHaveLength(1);
   });
@@ -182,6 +195,17 @@ describe("sweeping close outputs", () => {
       true,
     );
     expect(await broken.balance()).toEqual({ confirmedSat: 0n, unconfirmedSat: amount });
+    expect(await broken.closeOutputs()).toEqual([
+      {
+        channelId,
+        txid: f.txid,
+        vout: f.vout,
+        amountSat: amount,
+        status: "unswept",
+        maturesAtHeight: undefined,
+        sweepTxid: undefined,
+      },
+    ]);
 
     // Its block is disconnected: the unswept coin is forgotten; the new branch reports it again.
     await broken.onChainEvent({ kind: "block_disconnected", height, hash: "00".repeat(32) });
@@ -209,5 +233,52 @@ describe("sweeping close outputs", () => {
     await rt.mine(1);
     for (const e of await outputsOf(tx.toHex(), await walletScripts(schema))) await wallet.onChainEvent(e);
     expect(await wallet.balance()).toEqual({ confirmedSat: amount - fee, unconfirmedSat: 0n });
+  });
+
+  it("lists a unilateral close's claims still time-locked or being swept, not the final key's or the peer's", async () => {
+    const schema = await newSchema();
+    const wallet = walletOn(schema, new FakeChain(rt));
+    const channelId = `c-${run}-3`;
+    const spendTxid = "ab".repeat(32);
+    // The rows resolution.ts writes for our own commitment on chain (its view is tested there).
+    await pool.query(`INSERT INTO "${schema}".channels (id, state) VALUES ($1, '{}')`, [channelId]);
+    await pool.query(
+      `INSERT INTO "${schema}".onchain_resolutions (channel_id, kind, spend_txid, spend_hex, number, height)
+       VALUES ($1, 'our_commitment', $2, '00', 3, 200)`,
+      [channelId, spendTxid],
+    );
+    const claims: [number, string, number, string, number | null, string | null][] = [
+      [0, "delayed", 40_000, "waiting", 344, null],
+      [1, "htlc_timeout", 5_000, "sweeping", 250, "cd".repeat(32)],
+      [2, "to_us", 7_000, "wallet", null, null], // the wallet's final coin, listed from there
+      [3, "watch", 6_000, "watching", null, null], // the peer's HTLC: not ours unless R
+      [4, "htlc_redeem", 8_000, "swept", null, "ef".repeat(32)], // a wallet coin now
+    ];
+    for (const [vout, what, amount, status, ready, sweep] of claims)
+      await pool.query(
+        `INSERT INTO "${schema}".onchain_claims (channel_id, vout, what, amount_sat, ready_height, status, sweep_txid)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [channelId, vout, what, amount, ready, status, sweep],
+      );
+    expect(await wallet.closeOutputs()).toEqual([
+      {
+        channelId,
+        txid: spendTxid,
+        vout: 0,
+        amountSat: 40_000n,
+        status: "waiting",
+        maturesAtHeight: 344,
+        sweepTxid: undefined,
+      },
+      {
+        channelId,
+        txid: spendTxid,
+        vout: 1,
+        amountSat: 5_000n,
+        status: "sweeping",
+        maturesAtHeight: undefined,
+        sweepTxid: "cd".repeat(32),
+      },
+    ]);
   });
 });

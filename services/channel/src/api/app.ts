@@ -725,7 +725,16 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
     },
     async () => {
       const b = await backend.walletBalance();
-      return { confirmedSat: b.confirmedSat.toString(), unconfirmedSat: b.unconfirmedSat.toString() };
+      return {
+        confirmedSat: b.confirmedSat.toString(),
+        unconfirmedSat: b.unconfirmedSat.toString(),
+        closeOutputs: b.closeOutputs.map((o) => ({
+          ...o,
+          amountSat: o.amountSat.toString(),
+          maturesAtHeight: o.maturesAtHeight ?? null,
+          sweepTxid: o.sweepTxid ?? null,
+        })),
+      };
     },
   );
 

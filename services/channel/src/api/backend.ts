@@ -231,6 +231,23 @@ export interface Payment {
 export interface WalletBalance {
   confirmedSat: Sat;
   unconfirmedSat: Sat;
+  /** Outputs of closed channels paying us, not yet swept into a confirmed wallet coin. */
+  closeOutputs: CloseOutput[];
+}
+
+/**
+ * An output of a channel's close (cooperative or unilateral) that pays us and is not in the
+ * wallet's confirmed coins yet: `unswept` (its sweep is signed at the next block), `waiting` (time
+ * locked until `maturesAtHeight`), `sweeping` (our sweep `sweepTxid` is out, not yet in a block).
+ */
+export interface CloseOutput {
+  channelId: string;
+  txid: string;
+  vout: number;
+  amountSat: Sat;
+  status: "unswept" | "waiting" | "sweeping";
+  maturesAtHeight: number | undefined;
+  sweepTxid: string | undefined;
 }
 
 export interface Withdrawal {

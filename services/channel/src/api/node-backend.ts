@@ -68,7 +68,8 @@ import { operatorGraph, readAnnouncedGraph, type Graph } from "../gossip/graph-a
 /** The wallet as the API sees it (wallet.ts). */
 export interface WalletApi {
   newAddress(): Promise<{ address: string }>;
-  balance(): Promise<WalletBalance>;
+  balance(): Promise<Omit<WalletBalance, "closeOutputs">>;
+  closeOutputs(): Promise<WalletBalance["closeOutputs"]>;
   withdraw(p: { address: string; amountSat: Sat }, record?: WithdrawalRecord): Promise<{ txid: string }>;
 }
 
@@ -464,8 +465,12 @@ export class ChannelNodeBackend implements NodeBackend {
     return named(this.o.wallet.newAddress()).then((a) => ({ address: a.address }));
   }
 
-  walletBalance(): Promise<WalletBalance> {
-    return named(this.o.wallet.balance());
+  async walletBalance(): Promise<WalletBalance> {
+    const [b, closeOutputs] = await Promise.all([
+      named(this.o.wallet.balance()),
+      named(this.o.wallet.closeOutputs()),
+    ]);
+    return { ...b, closeOutputs };
   }
 
   async withdraw(req: { address: string; amountSat: Sat }, record: WithdrawalRecord): Promise<Withdrawal> {

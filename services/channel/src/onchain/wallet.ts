@@ -232,6 +232,57 @@ export class Wallet {
     return { confirmedSat: sat(BigInt(row.confirmed)), unconfirmedSat: sat(BigInt(row.unconfirmed)) };
   }
 
+  /**
+   * Outputs of closes that pay us and are not a confirmed wallet coin yet, so a balance read right
+   * after a close does not look like lost money: final coins not swept (`unswept`) or whose sweep
+   * is not in a block (`sweeping`), and the resolution's claims of a unilateral close still time
+   * locked (`waiting`, from `maturesAtHeight`) or being swept. A claim the wallet sweeps (status
+   * 'wallet', an output to our final key) is listed once, as its final coin.
+   */
+  async closeOutputs(): Promise<
+    {
+      channelId: string;
+      txid: string;
+      vout: number;
+      amountSat: Sat;
+      status: "unswept" | "waiting" | "sweeping";
+      maturesAtHeight: number | undefined;
+      sweepTxid: string | undefined;
+    }[]
+  > {
+    const r = await this.o.pool.query<{
+      channel_id: string;
+      txid: string;
+      vout: number;
+      amount_sat: string;
+      status: "unswept" | "waiting" | "sweeping";
+      matures_at: number | null;
+      sweep_txid: string | null;
+    }>(
+      `SELECT fs.channel_id, fc.txid, fc.vout, fc.amount_sat::text,
+              CASE WHEN fc.swept_by IS NULL THEN 'unswept' ELSE 'sweeping' END AS status,
+              NULL::integer AS matures_at, fc.swept_by AS sweep_txid
+         FROM ${this.#s}.final_coins fc JOIN ${this.#s}.final_scripts fs USING (script_hex)
+         LEFT JOIN ${this.#s}.wallet_spends ws ON ws.txid = fc.swept_by
+        WHERE fc.swept_by IS NULL OR ws.confirmed_height IS NULL
+       UNION ALL
+       SELECT c.channel_id, r.spend_txid, c.vout, c.amount_sat::text, c.status,
+              CASE WHEN c.status = 'waiting' THEN c.ready_height END, c.sweep_txid
+         FROM ${this.#s}.onchain_claims c JOIN ${this.#s}.onchain_resolutions r USING (channel_id)
+        WHERE c.status IN ('waiting', 'sweeping') AND c.what <> 'watch'
+        ORDER BY 1, 2, 3`,
+    );
+    return r.rows.map((row) => ({
+      channelId: row.channel_id,
+      txid: row.txid,
+      vout: row.vout,
+      amountSat: sat(BigInt(row.amount_sat)),
+      status: row.status,
+      maturesAtHeight: row.matures_at ?? undefined,
+      sweepTxid: row.sweep_txid ?? undefined,
+    }));
+  }
+
   /** One chain watcher event (idempotent: the stream may deliver an event again). */
   async onChainEvent(e: ChainEvent): Promise<void> {
     switch (e.kind) {
