@@ -81,6 +81,8 @@ export interface ChannelReplica {
   readonly replicaId: string;
   apiUrl: string;
   api: LabApi;
+  /** Its /metrics, /healthz and /readyz (set when CHANNEL_OPS_LISTEN is). */
+  opsUrl?: string | undefined;
 }
 
 export interface NetNode {
@@ -510,6 +512,7 @@ export class Network {
   }
   #channelReady(n: NetNode, r: ChannelReplica, info: ReadyInfo): void {
     r.apiUrl = readyString(r.process, info, "api");
+    r.opsUrl = typeof info["ops"] === "string" ? info["ops"] : undefined;
     const id = readyString(r.process, info, "nodeId");
     if (id !== n.nodeId)
       throw new Error(`${n.name}: channel service reports node ${id}, the signer ${n.nodeId}`);

@@ -58,7 +58,12 @@ export const PeerInfo = Type.Object({
 });
 
 export const OpenChannelBody = Type.Object(
-  { nodeId: NodeId, fundingSat: SatString },
+  {
+    nodeId: NodeId,
+    fundingSat: SatString,
+    /** Never announced to the network (gossip); default false: public once 6 blocks deep. */
+    private: Type.Optional(Type.Boolean()),
+  },
   { additionalProperties: false },
 );
 

@@ -9,6 +9,7 @@ import {
 } from "./peers/inbound-openings.js";
 import { RECONNECT_EVERY_MS } from "./peers/reconnect.js";
 import { defaultForwardingPolicy, type ForwardingPolicy } from "./forwarding/policy.js";
+import { DEFAULT_GOSSIP_SETTINGS as GOSSIP, type GossipSettings } from "./gossip/gossip.js";
 
 export interface Config {
   databaseUrl: string;
@@ -47,6 +48,8 @@ export interface Config {
   };
   /** FORWARD_*: the forwarding policy of a channel that has none of its own (forwarding/policy.ts). */
   forwarding: ForwardingPolicy;
+  /** GOSSIP_*: announcing our channels and node, and taking others' gossip (gossip/gossip.ts). */
+  gossip: GossipSettings;
   /** LN_CRASH_AT and LN_CRASH_TRACE: crash points, for tests only (@ln/crash); unset: inert. */
   crash: CrashSettings;
 }
@@ -137,6 +140,19 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
         BigInt(r.int("FORWARD_HTLC_MINIMUM_MSAT", Number(fwd.htlcMinimumMsat), 0, 999_999_999)),
       ),
     },
+    gossip: {
+      announceDepth: r.int("GOSSIP_ANNOUNCE_DEPTH", GOSSIP.announceDepth, 1, 1000),
+      alias: gossipAlias(r),
+      addresses: gossipAddresses(r),
+      refreshSeconds: r.int("GOSSIP_REFRESH_S", GOSSIP.refreshSeconds, 60, 14 * 86_400),
+      rateBurst: r.int("GOSSIP_RATE_BURST", GOSSIP.rateBurst, 1, 1_000_000),
+      ratePerSecond: r.int("GOSSIP_RATE_PER_S", GOSSIP.ratePerSecond, 1, 1_000_000),
+      recheckPerBlock: r.int("GOSSIP_RECHECK_PER_BLOCK", GOSSIP.recheckPerBlock, 0, 100_000),
+      syncMax: r.int("GOSSIP_SYNC_MAX", GOSSIP.syncMax, 0, 10_000_000),
+      ...(r.get("GOSSIP_DISABLE_AFTER_S") !== undefined
+        ? { disableAfterSeconds: r.int("GOSSIP_DISABLE_AFTER_S", 0, 0, 14 * 86_400) }
+        : {}),
+    },
     crash: readCrashSettings(
       (n) => r.get(n),
       (l) => r.problem(l),
@@ -146,4 +162,24 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   if (r.problems.length > 0)
     throw new ConfigError(formatProblems("channel service configuration", r.problems));
   return config;
+}
+
+/** GOSSIP_ALIAS: at most 32 bytes of UTF-8 (node_announcement); unset: derived from the node id. */
+function gossipAlias(r: EnvReader): string | undefined {
+  const alias = r.get("GOSSIP_ALIAS");
+  if (alias !== undefined && Buffer.byteLength(alias, "utf8") > 32)
+    r.problem(`GOSSIP_ALIAS must be at most 32 bytes of UTF-8, got ${Buffer.byteLength(alias, "utf8")}`);
+  return alias;
+}
+
+/** GOSSIP_ADDRESSES: our public "host:port"s, comma-separated, at most 4 (node_announcement). */
+function gossipAddresses(r: EnvReader): string[] {
+  const v = r.get("GOSSIP_ADDRESSES");
+  if (v === undefined || v.trim() === "") return [];
+  const list = v.split(",").map((x) => x.trim());
+  if (list.length > 4) r.problem(`GOSSIP_ADDRESSES takes at most 4 addresses, got ${list.length}`);
+  for (const a of list)
+    if (!/^[^\s:,]+:\d{1,5}$/.test(a) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(a))
+      r.problem(`GOSSIP_ADDRESSES: ${JSON.stringify(a)} is not host:port`);
+  return list.slice(0, 4);
 }

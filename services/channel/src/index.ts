@@ -36,3 +36,6 @@ export * from "./events/event-log.js";
 export * from "./events/event-json.js";
 export * from "./events/feed.js";
 export * from "./events/relay.js";
+export * from "./gossip/gossip.js";
+export * from "./gossip/graph-store.js";
+export { registerGossipMetrics } from "./api/metrics.js";

@@ -12,7 +12,7 @@ import { connect } from "nats";
 import pg from "pg";
 import { natsConnectOptions } from "@ln/env";
 import { ApiStore, buildApi } from "./api/index.js";
-import { registerNodeMetrics, registerServiceMetrics } from "./api/metrics.js";
+import { registerGossipMetrics, registerNodeMetrics, registerServiceMetrics } from "./api/metrics.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { EventFeed } from "./events/feed.js";
 import { EventRelay } from "./events/relay.js";
@@ -89,8 +89,10 @@ async function main(): Promise<void> {
       inboundOpenings: cfg.inboundOpenings,
       reconnectMs: cfg.reconnectMs,
       forwarding: cfg.forwarding,
+      gossip: cfg.gossip,
       version: VERSION,
     },
+    gossipCounters: registerGossipMetrics(registry),
     log,
     onCommitRound: serviceMetrics.commitRound,
   });

@@ -468,6 +468,11 @@ export const MIGRATIONS: readonly Migration[] = [
      ADD COLUMN invoice_payment_id text REFERENCES ${s}.invoice_payments(id),
      ADD COLUMN channel_id text;`,
   },
+  {
+    // Gossip (gossip/): a private channel is never announced (nor its channel_update); public by default.
+    version: 24,
+    sql: (s) => `ALTER TABLE ${s}.channels ADD COLUMN private boolean NOT NULL DEFAULT false;`,
+  },
 ];
 
 export const migrateChannelService = (pool: pg.Pool, schema: string): Promise<number[]> =>

@@ -13,7 +13,15 @@ import type { ChainPort, LogLine, PeerControl, WalletPort } from "./channels/por
 import { ChannelStore } from "./channels/store.js";
 import type { Config } from "./config.js";
 import { consumeChainEvents, requestOutputWatch, requestWatch } from "./onchain/chain-link.js";
-import { broadcastTx, chainTip, watchScripts } from "./onchain/chain-requests.js";
+import { anchorOutput, broadcastTx, chainTip, watchScripts } from "./onchain/chain-requests.js";
+import {
+  DEFAULT_GOSSIP_SETTINGS,
+  type AnchorLookup,
+  type Gossip,
+  type GossipCounters,
+  type GossipSettings,
+  type GossipSigner,
+} from "./gossip/gossip.js";
 import { Resolver } from "./onchain/resolution.js";
 import { TowerLink, towerRecordsSubject } from "./onchain/tower-link.js";
 import { Wallet } from "./onchain/wallet.js";
@@ -42,6 +50,8 @@ export type ChannelServiceSettings = Pick<
   forwarding?: ForwardingPolicy | undefined;
   /** The version the control API reports. */
   version: string;
+  /** Gossip (config.ts GOSSIP_*; default DEFAULT_GOSSIP_SETTINGS). */
+  gossip?: GossipSettings | undefined;
 };
 
 /** Parts a test puts in place of the outside world; production passes none. */
@@ -71,8 +81,10 @@ export interface ChannelServiceDeps {
   log: LogLine;
   /** A commitment round completed (the channel_commitment_round_seconds histogram). */
   onCommitRound?: (seconds: number) => void;
-  /** Where a channel_update carried in a payment's failure goes (the gossip side; default none). */
+  /** Where a channel_update carried in a payment's failure goes (default: gossip, node.gossip). */
   channelUpdates?: ChannelUpdateSink;
+  /** Gossip's drops and acceptances (metrics.ts registerGossipMetrics). */
+  gossipCounters?: GossipCounters;
   standIns?: ChannelServiceStandIns;
 }
 
@@ -85,6 +97,8 @@ export interface ChannelService {
   peers: PeerControl;
   /** Each channel's forwarding policy (forwarding/policy.ts). */
   policies: ForwardingPolicies;
+  /** Gossip and the graph (gossip/gossip.ts): `gossip.apply` is the ChannelUpdateSink, `gossip.graph` the store. */
+  gossip: Gossip;
   /** What the control API calls. */
   backend: ChannelNodeBackend;
   /** Pays invoices: routes, attempts, retries (payments/payer.ts). */
@@ -174,6 +188,12 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     ...(s.reconnectMs ? { reconnectMs: s.reconnectMs } : {}),
     ...(deps.onCommitRound ? { onCommitRound: deps.onCommitRound } : {}),
     forwarding: { pool, policies, prefix: s.prefix },
+    gossip: {
+      settings: s.gossip ?? DEFAULT_GOSSIP_SETTINGS,
+      signer: gossipSigner(signer),
+      anchors: anchorLookup(nc, chainPrefix),
+      counters: deps.gossipCounters,
+    },
     log,
   });
   // Built after the backend it sends through; the backend wakes it when a payment is asked for.
@@ -202,6 +222,8 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     minFinalCltvExpiryDelta: minFinalCltvExpiryDelta(s.terms.delayBlocks),
   });
 
+  const gossip = node.gossip;
+  if (!gossip) throw new Error("the node was built without gossip");
   const invoicePayer = new Payer({
     pool,
     schema: s.databaseSchema,
@@ -213,7 +235,7 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     height: () => node.height,
     decode: decodeInvoice,
     send: (a) => backend.sendAttempt(a),
-    ...(deps.channelUpdates ? { updates: deps.channelUpdates } : {}),
+    updates: deps.channelUpdates ?? gossip,
     log,
     report: reporter(log),
   });
@@ -229,6 +251,7 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     node,
     peers,
     policies,
+    gossip,
     backend,
     payer: invoicePayer,
     async start() {
@@ -256,5 +279,46 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
       await chain?.stop();
       await node.stop();
     },
+  };
+}
+
+/** The signer's gossip RPCs (channel role). */
+export function gossipSigner(signer: SignerClient): GossipSigner {
+  return {
+    async signChannelAnnouncement(p) {
+      const r = await signer.call("SignChannelAnnouncement", {
+        channel: p.signerChannel,
+        short_channel_id: p.shortChannelId.toString(),
+        other_node_id: p.peerNodeId,
+        other_commit_key: p.peerCommitKey,
+      });
+      return { nodeSig: Buffer.from(r.node_sig), commitSig: Buffer.from(r.commit_sig) };
+    },
+    async signChannelUpdate(u) {
+      const r = await signer.call("SignChannelUpdate", {
+        short_channel_id: u.shortChannelId.toString(),
+        direction: u.direction,
+        timestamp: u.timestamp,
+        disabled: u.disabled,
+        cltv_expiry_delta: u.cltvExpiryDelta,
+        htlc_minimum_msat: u.htlcMinimumMsat.toString(),
+        htlc_maximum_msat: u.htlcMaximumMsat.toString(),
+        fee_base_msat: Number(u.feeBaseMsat),
+        fee_proportional_millionths: Number(u.feeProportionalMillionths),
+      });
+      return Buffer.from(r.signature);
+    },
+    async signNodeAnnouncement(n) {
+      const r = await signer.call("SignNodeAnnouncement", n);
+      return Buffer.from(r.signature);
+    },
+  };
+}
+
+/** The chain watcher's anchor_output, "not found" as an empty output. */
+export function anchorLookup(nc: NatsConnection, chainPrefix: string): AnchorLookup {
+  return async (position) => {
+    const r = await anchorOutput(nc, chainPrefix, position);
+    return r.found ? r : { found: false, txid: "", script: Buffer.alloc(0), valueSat: 0n, unspent: false };
   };
 }

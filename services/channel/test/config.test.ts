@@ -150,6 +150,37 @@ describe("channel service config", () => {
     ]);
   });
 
+  it("reads the gossip settings: defaults, then GOSSIP_*", () => {
+    expect(loadConfig(full).gossip).toEqual({
+      announceDepth: 6,
+      alias: undefined,
+      addresses: [],
+      refreshSeconds: 86_400,
+      rateBurst: 200,
+      ratePerSecond: 20,
+      recheckPerBlock: 50,
+      syncMax: 20_000,
+    });
+    const c = loadConfig({
+      ...full,
+      GOSSIP_ANNOUNCE_DEPTH: "3",
+      GOSSIP_ALIAS: "carol",
+      GOSSIP_ADDRESSES: "node.example:9735, [::1]:9736",
+      GOSSIP_REFRESH_S: "3600",
+      GOSSIP_DISABLE_AFTER_S: "600",
+    });
+    expect(c.gossip).toMatchObject({
+      disableAfterSeconds: 600,
+      announceDepth: 3,
+      alias: "carol",
+      addresses: ["node.example:9735", "[::1]:9736"],
+      refreshSeconds: 3600,
+    });
+    expect(() => loadConfig({ ...full, GOSSIP_ALIAS: "x".repeat(33) })).toThrow(/GOSSIP_ALIAS/);
+    expect(() => loadConfig({ ...full, GOSSIP_ADDRESSES: "a:1,b:2,c:3,d:4,e:5" })).toThrow(/at most 4/);
+    expect(() => loadConfig({ ...full, GOSSIP_ADDRESSES: "no-port" })).toThrow(/not host:port/);
+  });
+
   it("accepts an operator's admin token of 24 printable characters or more", () => {
     expect(loadConfig({ ...full, CHANNEL_ADMIN_TOKEN: "x".repeat(24) }).adminToken).toBe("x".repeat(24));
   });

@@ -20,7 +20,15 @@ const policy = {
   cltvExpiryDelta: 40,
   htlcMinimumMsat: msat(5000n),
 };
-const next: NextChannel = { phase: "normal", delay: { blocks: 10 }, policy };
+// Any bytes stand for our signed channel_update: the rules only carry them.
+const update = Buffer.from("0a0b0c", "hex");
+const next: NextChannel = {
+  phase: "normal",
+  delay: { blocks: 10 },
+  policy,
+  peerConnected: true,
+  channelUpdate: update,
+};
 const ctx = { height: 1000, incomingDelay: { blocks: 10 }, margin: { blocks: 6, seconds: 3600 } };
 // 1,000,000 msat forwarded: 1000 + 1,000,000 * 100 / 1,000,000 = 1100 msat of fee.
 const payload = { amtToForwardMsat: 1_000_000n, outgoingCltvValue: 1160, shortChannelId: 42n };
@@ -86,6 +94,33 @@ describe("decideForward", () => {
         ok: false,
         failure: { name: "temporary_channel_failure" },
       });
+  });
+});
+
+describe("decideForward and gossip", () => {
+  it("carries our latest channel_update in each failure that takes one (BOLT #4 UPDATE flag)", () => {
+    const cases = [
+      decideForward({ ...incoming, amountMsat: msat(1_001_099n) }, payload, next, ctx),
+      decideForward(incoming, { ...payload, amtToForwardMsat: 4999n }, next, ctx),
+      decideForward(incoming, { ...payload, outgoingCltvValue: 1161 }, next, ctx),
+      decideForward(incoming, payload, { ...next, phase: "opening" }, ctx),
+    ];
+    expect(cases.map((d) => !d.ok && d.failure.name)).toEqual([
+      "fee_insufficient",
+      "amount_below_minimum",
+      "incorrect_cltv_expiry",
+      "temporary_channel_failure",
+    ]);
+    for (const d of cases)
+      expect(!d.ok && "channelUpdate" in d.failure && d.failure.channelUpdate).toEqual(update);
+  });
+
+  it("refuses with temporary_channel_failure when the next channel's peer is not connected", () => {
+    const d = decideForward(incoming, payload, { ...next, peerConnected: false }, ctx);
+    expect(d).toMatchObject({
+      ok: false,
+      failure: { name: "temporary_channel_failure", channelUpdate: update },
+    });
   });
 });
 

@@ -56,6 +56,15 @@ describe("the peer link", () => {
     });
   });
 
+  it("sends gossip unnumbered: neither counted by ack nor retransmitted (DESIGN.md 10)", async () => {
+    const { link, seen } = setup();
+    link.sendGossip(PEER, Buffer.from("0a0b0c", "hex"));
+    await nc.flush();
+    expect(seen.map((m) => [m.headers?.get("Ln-Seq") ?? "", Buffer.from(m.data).toString("hex")])).toEqual([
+      ["", "0a0b0c"],
+    ]);
+  });
+
   it("refuses a channel not run here (NOT_FOUND) and sends nothing", async () => {
     const { link, seen } = setup();
     const e = await Promise.resolve()

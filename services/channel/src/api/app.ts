@@ -333,6 +333,7 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
       const c = await backend.openChannel({
         nodeId: req.body.nodeId,
         fundingSat: sat(BigInt(req.body.fundingSat)),
+        ...(req.body.private === true ? { private: true } : {}),
       });
       void reply.code(201);
       return channelJson(c);

@@ -18,7 +18,7 @@ export type { ForwardingPolicy, ForwardRow, ForwardTotals, PaymentFailure, Payme
 export interface NodeBackend {
   nodeInfo(): Promise<NodeInfo>;
   connectPeer(peer: { host: string; port: number; nodeId: string }): Promise<PeerInfo>;
-  openChannel(req: { nodeId: string; fundingSat: Sat }): Promise<ChannelSummary>;
+  openChannel(req: { nodeId: string; fundingSat: Sat; private?: boolean }): Promise<ChannelSummary>;
   listChannels(): Promise<ChannelSummary[]>;
   /** Undefined when there is no such channel. */
   getChannel(id: string): Promise<ChannelDetail | undefined>;

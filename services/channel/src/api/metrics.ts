@@ -162,3 +162,47 @@ export function registerServiceMetrics(registry: Registry): ServiceMetrics {
     ...connectionErrors(registry, "channel"),
   };
 }
+
+/** Gossip's reasons to drop (the GossipRejection codes and ours), zero from the start. */
+const GOSSIP_DROP_REASONS = [
+  "BAD_SIGNATURE",
+  "UNKNOWN_CHANNEL",
+  "UNKNOWN_NODE",
+  "ANCHOR_NOT_FOUND",
+  "ANCHOR_SPENT",
+  "ANCHOR_MISMATCH",
+  "STALE_TIMESTAMP",
+  "FUTURE_TIMESTAMP",
+  "RATE_LIMITED",
+  "MALFORMED",
+  "DUPLICATE",
+] as const;
+
+/**
+ * ln_gossip_dropped_total{reason} and ln_gossip_accepted_total{kind} (gossip/gossip.ts): bad
+ * gossip is dropped and counted, never fails a channel.
+ */
+export function registerGossipMetrics(registry: Registry): {
+  dropped(reason: string): void;
+  accepted(kind: string): void;
+} {
+  const dropped = new Counter({
+    name: "ln_gossip_dropped_total",
+    help: "Gossip messages dropped, by reason (bad signature, unknown or spent anchor, stale, rate limit, ...).",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  const accepted = new Counter({
+    name: "ln_gossip_accepted_total",
+    help: "Gossip messages verified and stored in the graph, by kind.",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+  });
+  for (const reason of GOSSIP_DROP_REASONS) dropped.inc({ reason }, 0);
+  for (const kind of ["channel_announcement", "channel_update", "node_announcement"])
+    accepted.inc({ kind }, 0);
+  return {
+    dropped: (reason) => dropped.inc({ reason: LABEL.test(reason.toLowerCase()) ? reason : "OTHER" }),
+    accepted: (kind) => accepted.inc({ kind }),
+  };
+}

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { crashPoint } from "@ln/crash";
+import { quoteSchema } from "@ln/postgres";
 import type pg from "pg";
 import {
   formatShortChannelId,
@@ -149,7 +150,7 @@ export class ChannelNodeBackend implements NodeBackend {
     return { ...peer, connected: true };
   }
 
-  async openChannel(req: { nodeId: string; fundingSat: Sat }): Promise<ChannelSummary> {
+  async openChannel(req: { nodeId: string; fundingSat: Sat; private?: boolean }): Promise<ChannelSummary> {
     const balance = await this.o.wallet.balance();
     if (balance.confirmedSat < req.fundingSat)
       throw new BackendError(
@@ -157,6 +158,12 @@ export class ChannelNodeBackend implements NodeBackend {
         `the wallet holds ${balance.confirmedSat} sat confirmed, less than ${req.fundingSat} sat plus fees; deposit to an address from POST /v1/wallet/address`,
       );
     const id = await named(this.o.node.open(req.nodeId, req.fundingSat));
+    // Marked long before it could be announced (normal, GOSSIP_ANNOUNCE_DEPTH deep; gossip/).
+    if (req.private === true)
+      await this.o.pool.query(
+        `UPDATE ${quoteSchema(this.o.schema)}.channels SET private = true WHERE id = $1`,
+        [id],
+      );
     return this.summaryOf(id);
   }
 
@@ -471,7 +478,10 @@ export class ChannelNodeBackend implements NodeBackend {
 
   async setPolicy(channelId: string, p: Partial<ForwardingPolicy>): Promise<ForwardingPolicy> {
     if (!(await this.o.store.row(channelId))) throw new BackendError("NOT_FOUND", `no channel ${channelId}`);
-    return named(this.o.policies.set(channelId, p));
+    const set = await named(this.o.policies.set(channelId, p));
+    // Our channel_update follows the new policy (gossip/gossip.ts).
+    this.o.node.gossip?.poke();
+    return set;
   }
 
   async listForwards(q: { status?: string | undefined; limit: number }): Promise<{

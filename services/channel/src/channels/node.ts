@@ -10,6 +10,13 @@ import { Revocations } from "../onchain/revocations.js";
 import { ChainTip } from "../onchain/tip.js";
 import type { Ledger } from "../payments/ledger.js";
 import { Forwarder } from "../forwarding/forwarder.js";
+import {
+  Gossip,
+  type AnchorLookup,
+  type GossipCounters,
+  type GossipSettings,
+  type GossipSigner,
+} from "../gossip/gossip.js";
 import type { ForwardingPolicies } from "../forwarding/policy.js";
 import { Payee } from "../payments/payee.js";
 import type { InboundOpeningLimits } from "../peers/inbound-openings.js";
@@ -66,6 +73,13 @@ export interface ChannelNodeOptions {
   onCommitRound?: (seconds: number) => void;
   /** Forwarding (DESIGN.md 10): the channels' policies, and the node's subject prefix for notices. */
   forwarding: { pool: pg.Pool; policies: ForwardingPolicies; prefix: string; roundMs?: number };
+  /** Gossip (gossip/gossip.ts): none, none is received nor sent (gossip pkts are then dropped). */
+  gossip?: {
+    settings: GossipSettings;
+    signer: GossipSigner;
+    anchors: AnchorLookup;
+    counters?: GossipCounters | undefined;
+  };
   log: LogLine;
 }
 
@@ -90,6 +104,8 @@ export class ChannelNode {
   private readonly openings: Openings;
   private readonly payee: Payee;
   readonly forwarder: Forwarder;
+  /** Gossip and the graph (gossip/gossip.ts), the ChannelUpdateSink of contracts.md. */
+  readonly gossip: Gossip | undefined;
   private readonly leases: Leases;
   private readonly chainEvents: ChainEvents;
   private readonly revocations: Revocations;
@@ -147,6 +163,26 @@ export class ChannelNode {
       terms: o.terms,
       log,
     });
+    const g = o.gossip;
+    this.gossip = g
+      ? new Gossip({
+          pool: o.forwarding.pool,
+          schema: o.store.schema,
+          store: o.store,
+          registry,
+          policies: o.forwarding.policies,
+          tip,
+          nodeId: o.nodeId,
+          signer: g.signer,
+          anchors: g.anchors,
+          send: (peer, bytes) => link.sendGossip(peer, bytes),
+          peers: o.peers,
+          settings: g.settings,
+          counters: g.counters,
+          log,
+          report,
+        })
+      : undefined;
     this.router = new PeerRouter({
       nc: o.nc,
       peerPrefix: o.peerPrefix,
@@ -158,6 +194,7 @@ export class ChannelNode {
       accept: (peer) => this.openings.createChannel(peer, "acceptor", undefined),
       inboundOpenings: o.inboundOpenings,
       maxPeerBacklog: o.maxPeerBacklog,
+      gossip: this.gossip,
       log,
       report,
     });
@@ -172,6 +209,7 @@ export class ChannelNode {
       nc: o.nc,
       prefix: o.forwarding.prefix,
       feed,
+      ...(this.gossip ? { gossip: this.gossip } : {}),
       ...(o.forwarding.roundMs ? { roundMs: o.forwarding.roundMs } : {}),
       log,
       report,
@@ -218,6 +256,7 @@ export class ChannelNode {
     await this.leases.leaseRound();
     this.router.start();
     this.forwarder.start();
+    this.gossip?.start();
     this.timers.push(
       setInterval(
         () => void this.leases.leaseRound().catch((e: unknown) => this.report("lease round", e)),
@@ -243,6 +282,7 @@ export class ChannelNode {
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    await this.gossip?.stop();
     await this.forwarder.stop();
     await this.router.stop();
     await this.leases.releaseAll();
@@ -333,8 +373,11 @@ export class ChannelNode {
   // ------------------------------------------------------------ chain events
 
   /** One event from the chain watcher's stream; the wallet's kinds are handled by the caller. */
-  onChainEvent(ev: ChainEvent): Promise<void> {
-    return this.chainEvents.onChainEvent(ev);
+  async onChainEvent(ev: ChainEvent): Promise<void> {
+    await this.chainEvents.onChainEvent(ev);
+    // A new tip: the graph's anchors rechecked (a slice), our channels perhaps deep enough now.
+    if (ev.kind === "block_connected")
+      void this.gossip?.onTip().catch((e: unknown) => this.report("gossip: the graph's anchors", e));
   }
 
   // ------------------------------------------------------------ internals

@@ -7,7 +7,7 @@
  * may be run by different replicas: the row is the hand-off, a NATS notice wakes every replica,
  * and a periodic round picks up whatever a notice missed (a start, a takeover, a lost message).
  */
-import { isBlocks, msat, type Msat } from "@ln/bitcoin";
+import { isBlocks, msat, shortChannelIdToBigint, type Msat } from "@ln/bitcoin";
 import { crashPoint } from "@ln/crash";
 import { type ChannelState, type Command, type Htlc, type Input, type Output } from "@ln/channel-core";
 import {
@@ -46,6 +46,14 @@ export interface ForwarderOptions {
   prefix: string;
   /** Feeds one input to a channel this replica runs (the node's input). */
   feed: (channelId: string, input: Input) => Promise<Output[]>;
+  /**
+   * Gossip's view of the next channel (gossip/gossip.ts): whether its peer is connected, and our
+   * latest channel_update of it for the failures that carry one. Without: connected, no update.
+   */
+  gossip?: {
+    isConnected(peer: string): boolean;
+    latestUpdate(scid: bigint, peer: string): Promise<Buffer | undefined>;
+  };
   /** How often pending rows are looked for without a notice (default 1000 ms). */
   roundMs?: number;
   log: LogLine;
@@ -219,9 +227,17 @@ export class Forwarder {
     const row = await this.o.store.channelByShortId(scid);
     const state = row && (await this.o.store.load(row.id));
     if (!row || !state?.remote) return undefined;
+    const g = this.o.gossip;
+    const peer = row.peerNodeId;
     return {
       id: row.id,
-      next: { phase: state.phase, delay: state.remote.delay, policy: await this.o.policies.get(row.id) },
+      next: {
+        phase: state.phase,
+        delay: state.remote.delay,
+        policy: await this.o.policies.get(row.id),
+        peerConnected: !g || peer === undefined || g.isConnected(peer),
+        channelUpdate: (g && peer !== undefined && (await g.latestUpdate(scid, peer))) || Buffer.alloc(0),
+      },
     };
   }
 
@@ -345,17 +361,29 @@ export class Forwarder {
     });
     const rejected = outputs.find((x) => x.type === "command_rejected");
     if (rejected?.type === "command_rejected") {
+      const channelUpdate = await this.latestUpdateOf(out);
       const failure: Failure =
         rejected.code === "CHANNEL_CLOSED" || rejected.code === "CHANNEL_BEHIND"
           ? { name: "permanent_channel_failure" }
           : rejected.code === "EXPIRY_TOO_SOON"
-            ? { name: "expiry_too_soon", channelUpdate: Buffer.alloc(0) }
-            : { name: "temporary_channel_failure", channelUpdate: Buffer.alloc(0) };
+            ? { name: "expiry_too_soon", channelUpdate }
+            : { name: "temporary_channel_failure", channelUpdate };
       await this.refuseOffering(f.id, failure, `the next channel refused the HTLC: ${rejected.problem}`);
       return;
     }
     if (outputs.some((x) => x.type === "htlc_added" && x.forward === BigInt(f.id)))
       crashPoint("channel.forward.outgoing_added");
+  }
+
+  /** Our latest channel_update of one of our channels (empty without gossip or one). */
+  private async latestUpdateOf(channelId: string): Promise<Buffer> {
+    const row = await this.o.store.row(channelId);
+    if (!this.o.gossip || row?.shortChannelId === undefined || row.peerNodeId === undefined)
+      return Buffer.alloc(0);
+    return (
+      (await this.o.gossip.latestUpdate(shortChannelIdToBigint(row.shortChannelId), row.peerNodeId)) ??
+      Buffer.alloc(0)
+    );
   }
 
   /** A forward the outgoing channel would not take: failed with our error packet. */

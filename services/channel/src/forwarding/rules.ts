@@ -21,6 +21,13 @@ export interface NextChannel {
   /** The CSV delay on our commitment of that channel (the peer's `open_channel` delay). */
   delay: Locktime;
   policy: ForwardingPolicy;
+  /** Whether its peer has a connection now: an HTLC offered to a peer gone would sit until its timeout. */
+  peerConnected: boolean;
+  /**
+   * Our latest signed channel_update of it (the bare message, contracts.md), carried by the
+   * failures that take one; empty when we have none (a private channel, not announced yet).
+   */
+  channelUpdate: Buffer;
 }
 
 export interface ForwardContext {
@@ -33,8 +40,6 @@ export interface ForwardContext {
 
 export type ForwardDecision =
   { ok: true; amountMsat: Msat; expiry: number } | { ok: false; failure: Failure; problem: string };
-
-const noUpdate = Buffer.alloc(0);
 
 /**
  * Whether to forward, in BOLT #4's order of checks: the next channel, its HTLC minimum, the fee,
@@ -55,10 +60,16 @@ export function decideForward(
   if (!next) return refuse({ name: "unknown_next_peer" }, "no channel of ours has that short_channel_id");
   if (next.phase === "closed" || next.phase === "failed" || next.phase === "behind")
     return refuse({ name: "permanent_channel_failure" }, `the next channel is ${next.phase}`);
+  const noUpdate = next.channelUpdate;
   if (next.phase !== "normal")
     return refuse(
       { name: "temporary_channel_failure", channelUpdate: noUpdate },
       `the next channel is ${next.phase}`,
+    );
+  if (!next.peerConnected)
+    return refuse(
+      { name: "temporary_channel_failure", channelUpdate: noUpdate },
+      "the next channel's peer is not connected",
     );
   if (out < next.policy.htlcMinimumMsat)
     return refuse(

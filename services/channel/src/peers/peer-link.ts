@@ -29,6 +29,11 @@ export class NatsPeerLink implements PeerLink {
     this.publish(peer, m.bytes, h);
   }
 
+  /** A gossip pkt (DESIGN.md 10): without OUT_SEQ_HEADER, so neither counted by `ack` nor retransmitted. */
+  sendGossip(peer: string, bytes: Uint8Array): void {
+    this.publish(peer, bytes);
+  }
+
   /** Fails the connection with a peer outside any channel: the gateway drops it after the error. */
   sendError(peer: string, problem: string): void {
     this.publish(peer, encodePkt({ kind: "error", problem }));

@@ -1,6 +1,6 @@
 import { crashPoint } from "@ln/crash";
 import { ackFor, checkOpenChannel, DEFAULT_POLICY, type Input, type Output } from "@ln/channel-core";
-import { decodePeerEvent, decodePkt, encodeAckReply, type Pkt, type PktOf } from "@ln/proto";
+import { decodePeerEvent, decodePkt, encodeAckReply, isGossipPkt, type Pkt, type PktOf } from "@ln/proto";
 import type { NatsConnection, Subscription } from "nats";
 import type { Report } from "../channels/errors.js";
 import { CHANNEL_POLICY } from "../channels/openings.js";
@@ -12,6 +12,7 @@ import {
   DEFAULT_INBOUND_OPENING_LIMITS,
   type InboundOpeningLimits,
 } from "./inbound-openings.js";
+import type { Gossip } from "../gossip/gossip.js";
 import type { NatsPeerLink } from "./peer-link.js";
 
 /** Default PeerRouterOptions.maxPeerBacklog. */
@@ -36,6 +37,8 @@ export interface PeerRouterOptions {
    * with the connection, and the next connection retransmits them (draft 1.2).
    */
   maxPeerBacklog?: number | undefined;
+  /** Gossip (gossip/gossip.ts): its pkts go there, never to a channel; it hears of connections. */
+  gossip?: Gossip | undefined;
   log: LogLine;
   report: Report;
 }
@@ -108,11 +111,23 @@ export class PeerRouter {
       if (kind === "in") pkt = decodePkt(data);
       else {
         const ev = decodePeerEvent(data);
-        if (ev.type !== "connected") return;
+        if (ev.type !== "connected") {
+          this.o.gossip?.onDisconnected(peer);
+          return;
+        }
         connectedAck = Number(ev.theirAck);
+        this.o.gossip?.onConnected(peer);
       }
     } catch (e) {
       this.o.report(`peer ${peer.slice(0, 16)}`, e);
+      return;
+    }
+    // Gossip before any channel lookup: never fed to a channel, never answered with `error`; in
+    // its own queue per peer, past its rate limit (taken here, so a flood never queues).
+    if (pkt && isGossipPkt(pkt)) {
+      const g = this.o.gossip;
+      const gossip = pkt;
+      if (g?.admit(peer)) void this.forPeer(`gossip:${peer}`, () => g.receive(peer, gossip));
       return;
     }
     if (connectedAck !== undefined) this.shedding.delete(peer); // a new connection resends from our ack
