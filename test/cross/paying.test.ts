@@ -13,10 +13,11 @@
  *     (fee_insufficient at B): no route left; the payment fails with both attempts' reasons, and
  *     no HTLC is left on any channel.
  *
- * SEEDED GRAPH (remove at merge with gossip-node): A's graph tables (migration 21) are written
- * here directly, since gossip does not fill them in this branch: the real B-C channel with B's
- * policy as B reports it, and the phantom one. Once gossip fills A's graph, keep only the
- * phantom channel's rows (and the stale policy of (c), written over the gossiped one).
+ * SEEDED GRAPH: A's graph tables (migration 21) are also written here directly: the real B-C
+ * with B's policy as B reports it (gossip announces a channel only 6 blocks deep, which this test
+ * does not wait for; ON CONFLICT keeps a gossiped row), and the phantom channel, which only a
+ * test can make. Gossip is merged: B's channel_update carried in its failures reaches A's graph
+ * through the payer's ChannelUpdateSink (node.gossip).
  */
 import { randomUUID } from "node:crypto";
 import { EXIT, run } from "@ln/lnctl";
@@ -272,7 +273,8 @@ describe("paying invoices A→B→C", () => {
       expect(p.attempts[0]?.failure).toMatchObject({ hop: 0, nodeId: B.nodeId, code: UNKNOWN_NEXT_PEER });
       for (const a of p.attempts.slice(1))
         expect(a.failure).toMatchObject({ hop: 0, nodeId: B.nodeId, code: FEE_INSUFFICIENT });
-      // SEEDED GRAPH: without gossip A only learns the new fee by trying (with gossip: 1 or 2).
+      // A learns B's new fee by trying (B's channel_update applied then is over the limit). Were
+      // B's update gossiped to A before the payment, the real channel would not be tried: 1.
       expect(p.attempts).toHaveLength(2);
       // Final only with nothing in flight: every channel's HTLC list is empty on both ends.
       expect(await quiet()).toBe(true);

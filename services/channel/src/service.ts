@@ -26,10 +26,10 @@ import { Resolver } from "./onchain/resolution.js";
 import { TowerLink, towerRecordsSubject } from "./onchain/tower-link.js";
 import { Wallet } from "./onchain/wallet.js";
 import { Ledger } from "./payments/ledger.js";
-import { DEFAULT_POLICY } from "@ln/channel-core";
 import { Payer, type ChannelUpdateSink } from "./payments/payer.js";
 import { reporter } from "./channels/errors.js";
 import { decodeInvoice } from "@ln/invoice";
+import { DEFAULT_POLICY } from "@ln/channel-core";
 import { signInvoiceRequest } from "./payments/invoices.js";
 import { defaultForwardingPolicy, ForwardingPolicies, type ForwardingPolicy } from "./forwarding/policy.js";
 import type { InboundOpeningLimits } from "./peers/inbound-openings.js";
@@ -81,10 +81,10 @@ export interface ChannelServiceDeps {
   log: LogLine;
   /** A commitment round completed (the channel_commitment_round_seconds histogram). */
   onCommitRound?: (seconds: number) => void;
+  /** Where a channel_update carried in a payment's failure goes (default: gossip, node.gossip). */
+  channelUpdates?: ChannelUpdateSink;
   /** Gossip's drops and acceptances (metrics.ts registerGossipMetrics). */
   gossipCounters?: GossipCounters;
-  /** Where a channel_update carried in a payment's failure goes (the gossip side; default none). */
-  channelUpdates?: ChannelUpdateSink;
   standIns?: ChannelServiceStandIns;
 }
 
@@ -235,7 +235,6 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     height: () => node.height,
     decode: decodeInvoice,
     send: (a) => backend.sendAttempt(a),
-    // A channel_update carried in a failure goes to gossip (newer and valid: into the graph).
     updates: deps.channelUpdates ?? gossip,
     log,
     report: reporter(log),
