@@ -33,6 +33,12 @@ import type { ForwardingPolicies } from "./policy.js";
 import { ownFailure } from "./records.js";
 import { decideForward, finalHopFailure, type NextChannel } from "./rules.js";
 
+/**
+ * How long the next channel's peer may take to come back before we refuse the HTLC: a restart of
+ * either end's channel service drops the connection for a moment (its resync).
+ */
+const RECONNECT_GRACE_MS = 3000;
+
 export interface ForwarderOptions {
   pool: pg.Pool;
   schema: string;
@@ -51,7 +57,7 @@ export interface ForwarderOptions {
    * latest channel_update of it for the failures that carry one. Without: connected, no update.
    */
   gossip?: {
-    isConnected(peer: string): boolean;
+    whenConnected(peer: string, ms: number): Promise<boolean>;
     latestUpdate(scid: bigint, peer: string): Promise<Buffer | undefined>;
   };
   /** How often pending rows are looked for without a notice (default 1000 ms). */
@@ -235,7 +241,7 @@ export class Forwarder {
         phase: state.phase,
         delay: state.remote.delay,
         policy: await this.o.policies.get(row.id),
-        peerConnected: !g || peer === undefined || g.isConnected(peer),
+        peerConnected: !g || peer === undefined || (await g.whenConnected(peer, RECONNECT_GRACE_MS)),
         channelUpdate: (g && peer !== undefined && (await g.latestUpdate(scid, peer))) || Buffer.alloc(0),
       },
     };

@@ -162,6 +162,8 @@ export class Gossip implements ChannelUpdateSink {
   private readonly channels: string;
   /** Peers with a live connection (the gateway's list, then its events). */
   private readonly connected = new Set<string>();
+  /** whenConnected's waiters, per peer. */
+  private readonly connectWaiters = new Map<string, Set<(up: boolean) => void>>();
   private peersKnownAt = 0;
   /** Each peer's last connection event (kept against an older answer of the gateway's list). */
   private readonly peerEvents = new Map<string, { at: number; up: boolean }>();
@@ -208,6 +210,25 @@ export class Gossip implements ChannelUpdateSink {
   /** Whether the peer has a connection; true while we do not know (the gateway did not answer yet). */
   isConnected(peer: string): boolean {
     return this.peersKnownAt === 0 || this.connected.has(peer);
+  }
+
+  /**
+   * Whether the peer is connected or connects within `ms`: a connection is dropped and made again
+   * when either end's channel service restarts (its resync), which must not fail an HTLC.
+   */
+  whenConnected(peer: string, ms: number): Promise<boolean> {
+    if (this.isConnected(peer)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (up: boolean): void => {
+        clearTimeout(timer);
+        this.connectWaiters.get(peer)?.delete(done);
+        resolve(up);
+      };
+      const timer = setTimeout(() => done(this.isConnected(peer)), ms);
+      const waiting = this.connectWaiters.get(peer) ?? new Set();
+      waiting.add(done);
+      this.connectWaiters.set(peer, waiting);
+    });
   }
 
   /** Our latest channel_update of a channel (the bare message, for BOLT #4 failures), if any. */
@@ -447,6 +468,8 @@ export class Gossip implements ChannelUpdateSink {
   /** A new connection: the peer gets what we know (bounded, paced); our updates are looked at. */
   onConnected(peer: string): void {
     this.connected.add(peer);
+    for (const done of this.connectWaiters.get(peer) ?? []) done(true);
+    this.connectWaiters.delete(peer);
     if (!this.seenPeers.has(peer) && this.seenPeers.size < MAX_SEEN_PEERS) {
       this.seenPeers.add(peer);
       this.nodeDue = true;
