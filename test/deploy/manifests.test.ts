@@ -1140,7 +1140,7 @@ function readmeChannelPublish(): { prefix: string; allowed: string[] } {
 }
 
 describe("NATS permissions (deploy/README.md, NATS users)", () => {
-  it("the channel user may publish the status events and manage their stream", () => {
+  it("the channel user may publish the status events, manage their stream, and send the replicas' notices", () => {
     const { prefix, allowed } = readmeChannelPublish();
     const stream = defaultEventsStreamName(prefix);
     const needed = [
@@ -1150,6 +1150,9 @@ describe("NATS permissions (deploy/README.md, NATS users)", () => {
       `$JS.API.STREAM.CREATE.${stream}`,
       `$JS.API.STREAM.UPDATE.${stream}`,
       towerRecordsSubject(prefix),
+      // The notices between replicas (forwarding/forwarder.ts, payments/payer.ts).
+      `${prefix}.forwards`,
+      `${prefix}.payments`,
     ];
     for (const subject of needed)
       expect(
