@@ -130,6 +130,27 @@ describe("BOLT #11 invoices, A pays B", () => {
     expect(p.status, p.failureReason ?? "").toBe("succeeded");
   }, 180_000);
 
+  it("an invoice of any amount: paid through an onion with its secret, never by a plain HTLC (no secret) of a neighbour's choosing", async () => {
+    const inv = await B.api.createInvoice(undefined, "tips");
+    expect(inv.amountMsat).toBe("0");
+    // A plain HTLC of 1 msat: R would go to whoever sent it, however little the payer got.
+    const plain = await A.api.pay(
+      {
+        channelId: ab.a,
+        rHash: inv.rHash,
+        amountMsat: 1n,
+        expiry: { blocks: net.regtest.height() + FINAL_BLOCKS },
+      },
+      `plain-${inv.rHash}`,
+    );
+    const refused = await net.waitPaymentFinal(A, plain.id, { timeoutMs: 60_000 });
+    expect(refused.status).toBe("failed");
+    expect(refused.failureReason).toContain("only through an onion");
+    expect(await status(inv)).toBe("open");
+    const p = await pay(inv, PAY_MSAT);
+    expect(p.status, p.failureReason ?? "").toBe("succeeded");
+  }, 120_000);
+
   it("refuses a final expiry before tip + min_final_cltv_expiry_delta, and an expired invoice", async () => {
     const inv = await B.api.createInvoice(PAY_MSAT, "too soon");
     // Past the channel's own deadline rule (delay 6 + margin 6) but before the invoice's delta.

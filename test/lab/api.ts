@@ -115,9 +115,14 @@ export class LabApi {
   updateFee(id: string, feeRate: number): Promise<ChannelSummary> {
     return this.#api.updateFee(id, feeRate);
   }
-  async createInvoice(amountMsat: bigint, description?: string, expirySeconds?: number): Promise<Invoice> {
+  /** An invoice; `amountMsat` undefined: any amount. */
+  async createInvoice(
+    amountMsat: bigint | undefined,
+    description?: string,
+    expirySeconds?: number,
+  ): Promise<Invoice> {
     const inv = await this.#api.createInvoice({
-      amountMsat,
+      ...(amountMsat !== undefined ? { amountMsat } : {}),
       ...(description !== undefined ? { description } : {}),
       ...(expirySeconds !== undefined ? { expirySeconds } : {}),
     });

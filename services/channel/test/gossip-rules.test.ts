@@ -146,11 +146,13 @@ describe("our channel_update", () => {
     expect(updateDue(stored, u, 1_700_086_400, 86_400)).toBe("refresh");
   });
 
-  it("gets a timestamp strictly after the last one, else the clock", () => {
+  it("gets the clock as its timestamp, only once it is after the last one (never ahead of the clock)", () => {
     expect(nextTimestamp(100, undefined)).toBe(100);
     expect(nextTimestamp(100, 50)).toBe(100);
-    expect(nextTimestamp(100, 100)).toBe(101);
-    expect(nextTimestamp(100, 130)).toBe(131);
+    // Never ahead of the clock: none yet, the next round makes it.
+    expect(nextTimestamp(100, 99)).toBe(100);
+    expect(nextTimestamp(100, 100)).toBeUndefined();
+    expect(nextTimestamp(100, 130)).toBeUndefined();
   });
 
   it("the default alias is ln- and the node id's first 8 hex digits", () => {

@@ -193,13 +193,10 @@ export class ChainWatcher {
    */
   async anchorOutput(q: AnchorOutputQuery): Promise<AnchorOutputReply> {
     try {
-      let hash: string;
-      try {
-        hash = await this.opts.rpc.getBlockHash(q.height);
-      } catch (e) {
-        if (e instanceof RpcError) return { found: false }; // above the tip
-        throw e;
-      }
+      // Above the tip: not found. Any other error of the node is an error, never "not found":
+      // a node warming up must not make the graph drop its channels.
+      if (q.height > (await this.opts.rpc.getBlockCount())) return { found: false };
+      const hash = await this.opts.rpc.getBlockHash(q.height);
       const block = await this.opts.rpc.getBlock(hash, 2);
       const t = block.tx[q.txIndex];
       if (t === undefined) return { found: false };

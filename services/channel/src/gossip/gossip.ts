@@ -162,6 +162,8 @@ export class Gossip implements ChannelUpdateSink {
   private readonly channels: string;
   /** Peers with a live connection (the gateway's list, then its events). */
   private readonly connected = new Set<string>();
+  /** Peers a sync (the graph for a new connection) is running for. */
+  private readonly syncing = new Set<string>();
   /** whenConnected's waiters, per peer. */
   private readonly connectWaiters = new Map<string, Set<(up: boolean) => void>>();
   private peersKnownAt = 0;
@@ -477,14 +479,21 @@ export class Gossip implements ChannelUpdateSink {
     this.peerEvents.set(peer, { at: this.now(), up: true });
     this.goneSince.delete(peer);
     this.poke();
-    void this.sync(peer).catch((e: unknown) => this.o.report(`gossip sync to ${peer.slice(0, 16)}`, e));
+    // One sync per peer at a time: reconnecting must not start another copy of the graph.
+    if (this.syncing.has(peer)) return;
+    this.syncing.add(peer);
+    void this.sync(peer)
+      .catch((e: unknown) => this.o.report(`gossip sync to ${peer.slice(0, 16)}`, e))
+      .finally(() => this.syncing.delete(peer));
   }
 
   onDisconnected(peer: string): void {
     this.connected.delete(peer);
     this.peerEvents.set(peer, { at: this.now(), up: false });
-    if (!this.goneSince.has(peer)) this.goneSince.set(peer, this.now());
-    this.limiter.forget(peer);
+    // Bounded: throwaway node ids must not grow it (our channels' peers are also set by disabledFor).
+    if (!this.goneSince.has(peer) && this.goneSince.size < MAX_SEEN_PEERS)
+      this.goneSince.set(peer, this.now());
+    // The peer's bucket is kept: a reconnection must not buy a fresh burst (the limiter is bounded).
     this.poke();
   }
 
@@ -627,7 +636,9 @@ export class Gossip implements ChannelUpdateSink {
     if (!due) return;
     // Unchanged updates made anew are bounded per round; the rest wait for the next one.
     if (due === "refresh" && this.refreshesLeft-- <= 0) return;
-    const fields: UpdateFields = { ...wanted, timestamp: nextTimestamp(nowS, stored?.timestamp) };
+    const timestamp = nextTimestamp(nowS, stored?.timestamp);
+    if (timestamp === undefined) return;
+    const fields: UpdateFields = { ...wanted, timestamp };
     const sig = await this.o.signer.signChannelUpdate(fields);
     const bytes = encodePkt({ kind: "channel_update", ...fields, sig });
     if ((await this.graph.putPolicy({ ...fields, channelUpdate: bytes })) !== "stored") return;
@@ -651,9 +662,11 @@ export class Gossip implements ChannelUpdateSink {
 
   private async announceNode(now: number): Promise<void> {
     const last = await this.graph.nodeTimestamp(this.ours);
+    const timestamp = nextTimestamp(Math.floor(now / 1000), last);
+    if (timestamp === undefined) return; // still due: the next round
     const n = {
       nodeId: this.o.nodeId,
-      timestamp: nextTimestamp(Math.floor(now / 1000), last),
+      timestamp,
       alias: this.o.settings.alias ?? defaultAlias(this.ours),
       addresses: this.o.settings.addresses,
     };

@@ -102,9 +102,13 @@ export function announceable(c: OwnChannel, tipHeight: number, depth: number): b
 /** The fields of our channel_update, as signed (no signature yet). */
 export type UpdateFields = Omit<ChannelUpdate, "sig">;
 
-/** Strictly after the last one we made (latest timestamp wins), else the clock. */
-export const nextTimestamp = (nowSeconds: number, last: number | undefined): number =>
-  last === undefined ? nowSeconds : Math.max(nowSeconds, last + 1);
+/**
+ * The clock, strictly after the last one we made (latest timestamp wins); undefined while that
+ * would be ahead of the clock: never signed ahead of it, or a peer flapping its connection could
+ * push our timestamps past what other nodes accept (FUTURE_TIMESTAMP). The next round makes it.
+ */
+export const nextTimestamp = (nowSeconds: number, last: number | undefined): number | undefined =>
+  last === undefined || last < nowSeconds ? nowSeconds : undefined;
 
 /** Our channel_update of a channel from its forwarding policy; at most its capacity per HTLC. */
 export function updateFromPolicy(p: {

@@ -98,6 +98,10 @@ export class Payee {
         let command: Command;
         if (hop && hopFailure) command = fail(hopFailure.name, hopFailure);
         else if (!invoice) command = fail("unknown payment hash");
+        // Without an onion there is no payment secret: a neighbour holding the payer's HTLC
+        // could otherwise learn R of an any-amount invoice for 1 msat.
+        else if (!hop && invoice.amountMsat === 0n)
+          command = fail("an invoice of any amount is paid only through an onion, with its payment secret");
         else if (invoiceProblem) {
           this.o.report(
             `channel ${id}: refusing HTLC ${h.id} for invoice ${h.rHash}`,

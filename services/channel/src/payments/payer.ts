@@ -261,6 +261,9 @@ export class Payer {
     );
     const p = r.rows[0];
     if (!p) return;
+    // An attempt still queued (its onion kept, its add deferred) first: the add step moves it onto
+    // a payments row atomically, so asked in this order one of the two reads sees it.
+    if (await this.offerInFlight(id)) return;
     const attempts = await this.o.pool.query<AttemptDbRow>(
       `SELECT id, status, route, failure_hop, failure_code, failure_channel_update
          FROM ${this.q}.payments WHERE invoice_payment_id = $1 ORDER BY created_at, id`,
@@ -268,7 +271,6 @@ export class Payer {
     );
     // Succeeded or in flight: the step that resolves it moves the payment (records.ts).
     if (attempts.rows.some((a) => a.status !== "failed")) return;
-    if (await this.offerInFlight(id)) return;
 
     const failed: FailedAttempt[] = [
       ...p.local_failures.map((l) => ({
