@@ -299,6 +299,8 @@ async function crashRound(r: Round): Promise<void> {
   const node = r.side === "A" ? A : B;
   const svc = SERVICE_OF[serviceOf(r.point)];
   const name = processOf(node, svc);
+  // Read while every service runs: an armed one may die before it answers again.
+  const quietBalances = await balances();
   const startedArmed = await net.restart(node, svc, 1, { LN_CRASH_AT: `${r.point}:${r.nth ?? 1}` }).then(
     () => true,
     async (e: unknown) => {
@@ -320,7 +322,7 @@ async function crashRound(r: Round): Promise<void> {
   if (!startedArmed) return;
   const armed = new Armed(node, svc, r);
   try {
-    await crashOnce(r, armed);
+    await crashOnce(r, armed, quietBalances);
   } finally {
     // A round that failed early leaves its process armed (or dead): never for the next round.
     if (!armed.recovered) {
@@ -330,17 +332,17 @@ async function crashRound(r: Round): Promise<void> {
   }
 }
 
-async function crashOnce(r: Round, armed: Armed): Promise<void> {
+async function crashOnce(r: Round, armed: Armed, quietBalances: bigint[]): Promise<void> {
   const t0 = Date.now();
   const nth = r.nth ?? 1;
   await until(`A-B quiet after ${armed.name} restarted armed`, async () => armed.dead || quiet(), 30_000);
   if (armed.dead && nth === 1) {
     // Reached before the payment (the peer's retransmission on reconnecting, say): a crash at
-    // the point all the same; the books must still agree once it is back.
-    const before = await balances();
+    // the point all the same; the books must still agree once it is back (the channel service
+    // that died may be the API the balances are read from: read before it was armed).
     await armed.recover();
     await until(`A-B quiet after ${armed.name} died at ${r.point} early`, quiet, 30_000);
-    expect(await balances()).toEqual(before);
+    expect(await balances()).toEqual(quietBalances);
     summary.push(`${r.point}:1 on ${r.side}: reached before the payment`);
     return;
   }

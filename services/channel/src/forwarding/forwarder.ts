@@ -34,10 +34,10 @@ import { ownFailure } from "./records.js";
 import { decideForward, finalHopFailure, type NextChannel } from "./rules.js";
 
 /**
- * How long the next channel's peer may take to come back before we refuse the HTLC: a restart of
- * either end's channel service drops the connection for a moment (its resync).
+ * How long the next channel's peer may be gone before we refuse HTLCs for it: a restart of either
+ * end's channel service drops the connection until the next redial (its resync).
  */
-const RECONNECT_GRACE_MS = 3000;
+const RECONNECT_GRACE_MS = 15_000;
 
 export interface ForwarderOptions {
   pool: pg.Pool;

@@ -162,6 +162,7 @@ export class Gossip implements ChannelUpdateSink {
   private readonly channels: string;
   /** Peers with a live connection (the gateway's list, then its events). */
   private readonly connected = new Set<string>();
+  private readonly startedAt: number;
   /** Peers a sync (the graph for a new connection) is running for. */
   private readonly syncing = new Set<string>();
   /** whenConnected's waiters, per peer. */
@@ -187,6 +188,7 @@ export class Gossip implements ChannelUpdateSink {
   constructor(private readonly o: GossipOptions) {
     this.graph = new GraphStore(o.pool, o.schema);
     this.now = o.now ?? Date.now;
+    this.startedAt = this.now();
     this.limiter = new GossipRateLimiter({
       burst: o.settings.rateBurst,
       perSecond: o.settings.ratePerSecond,
@@ -215,11 +217,15 @@ export class Gossip implements ChannelUpdateSink {
   }
 
   /**
-   * Whether the peer is connected or connects within `ms`: a connection is dropped and made again
-   * when either end's channel service restarts (its resync), which must not fail an HTLC.
+   * Whether the peer is connected, or connects before it has been gone `graceMs` (since it went,
+   * or since we started): a connection is dropped and made again when either end's channel
+   * service restarts (its resync), which must not fail an HTLC; a peer gone longer is answered at
+   * once.
    */
-  whenConnected(peer: string, ms: number): Promise<boolean> {
+  whenConnected(peer: string, graceMs: number): Promise<boolean> {
     if (this.isConnected(peer)) return Promise.resolve(true);
+    const ms = graceMs - (this.now() - (this.goneSince.get(peer) ?? this.startedAt));
+    if (ms <= 0) return Promise.resolve(false);
     return new Promise((resolve) => {
       const done = (up: boolean): void => {
         clearTimeout(timer);
