@@ -220,7 +220,7 @@ describe("gossip A-B-C", () => {
     );
   }, 40_000);
 
-  it("C's gateway gone: B disables B-C, A learns it, and B refuses A's HTLC for C at once", async () => {
+  it("C's gateway gone: B disables B-C, A learns it, and B refuses A's HTLC for C once C has been gone 15 s (not at the HTLC's timeout)", async () => {
     await net.kill(C, "peer");
     const direction = Buffer.compare(Buffer.from(B.nodeId, "hex"), Buffer.from(C.nodeId, "hex")) < 0 ? 0 : 1;
     await net.waitFor(
@@ -233,7 +233,8 @@ describe("gossip A-B-C", () => {
       },
       { intervalMs: 250, timeoutMs: 30_000 },
     );
-    // BOLT #4: temporary_channel_failure = UPDATE | 7, from B (route hop 0), not after the HTLC's timeout.
+    // BOLT #4: temporary_channel_failure = UPDATE | 7, from B (route hop 0), after the forwarder's
+    // reconnect grace, not after the HTLC's timeout.
     const route = await net.route([A, B, C], [ab.a, bc.b]);
     const p = await net.payRoute(A, route, 1_000_000n, randomBytes(32).toString("hex"), {
       finalExpiryBlocks: 40,
