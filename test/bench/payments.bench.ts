@@ -22,6 +22,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { decodeInvoice } from "@ln/invoice";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
 import type { Invoice, LabApi } from "../lab/api.js";
@@ -340,6 +341,10 @@ async function main(): Promise<number> {
     };
     const { invoices, rate: invRate } = await makeInvoices("B", B.api);
     const { invoices: invoicesOfC } = await makeInvoices("C", C.api);
+    // C's invoices are BOLT #11: its payee checks the payment secret the final hop's onion carries.
+    const secretOf = new Map(
+      invoicesOfC.map((i) => [i.rHash, decodeInvoice(i.bolt11 ?? "").paymentSecret.toString("hex")]),
+    );
 
     watcher = new SettlementWatcher(pgUrl, A.schemas.channel, net.runId);
     await watcher.start();
@@ -357,8 +362,15 @@ async function main(): Promise<number> {
     // Through B: C's invoice, the route A→B→C with B's policy (amountMsat is what C gets).
     const payThrough = async (inv: Invoice): Promise<Outcome & { startMs: number }> => {
       const startMs = nowMs();
+      const paymentSecret = secretOf.get(inv.rHash);
       const p = await A.api.pay(
-        { rHash: inv.rHash, amountMsat: BigInt(inv.amountMsat), expiry, route: route.hops },
+        {
+          rHash: inv.rHash,
+          amountMsat: BigInt(inv.amountMsat),
+          expiry,
+          route: route.hops,
+          ...(paymentSecret !== undefined ? { paymentSecret } : {}),
+        },
         `bench-${net.runId}-${randomUUID()}`,
       );
       const o = await w.wait(p.id);
