@@ -95,6 +95,7 @@ async function main(): Promise<void> {
     gossipCounters: registerGossipMetrics(registry),
     log,
     onCommitRound: serviceMetrics.commitRound,
+    onCommitSent: serviceMetrics.commitSent,
   });
   await service.start();
   const { backend } = service;

@@ -81,6 +81,8 @@ export interface ChannelServiceDeps {
   log: LogLine;
   /** A commitment round completed (the channel_commitment_round_seconds histogram). */
   onCommitRound?: (seconds: number) => void;
+  /** We sent an update_commit covering `updates` updates (the channel_commitment_updates histogram). */
+  onCommitSent?: (updates: number) => void;
   /** Where a channel_update carried in a payment's failure goes (default: gossip, node.gossip). */
   channelUpdates?: ChannelUpdateSink;
   /** Gossip's drops and acceptances (metrics.ts registerGossipMetrics). */
@@ -187,6 +189,7 @@ export async function buildChannelService(deps: ChannelServiceDeps): Promise<Cha
     ...(s.maxPeerBacklog ? { maxPeerBacklog: s.maxPeerBacklog } : {}),
     ...(s.reconnectMs ? { reconnectMs: s.reconnectMs } : {}),
     ...(deps.onCommitRound ? { onCommitRound: deps.onCommitRound } : {}),
+    ...(deps.onCommitSent ? { onCommitSent: deps.onCommitSent } : {}),
     forwarding: { pool, policies, prefix: s.prefix },
     gossip: {
       settings: s.gossip ?? DEFAULT_GOSSIP_SETTINGS,

@@ -147,6 +147,8 @@ export function registerNodeMetrics(
 export interface ServiceMetrics extends ReturnType<typeof connectionErrors> {
   /** Seconds from our update_commit sent to the peer's update_revocation for it applied. */
   commitRound(seconds: number): void;
+  /** We sent an update_commit committing the peer to `updates` updates. */
+  commitSent(updates: number): void;
 }
 
 export function registerServiceMetrics(registry: Registry): ServiceMetrics {
@@ -157,8 +159,15 @@ export function registerServiceMetrics(registry: Registry): ServiceMetrics {
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers,
   });
+  const updates = new Histogram({
+    name: "channel_commitment_updates",
+    help: "Updates (HTLC adds, fulfils, fails, fee changes, ours and the peer's) each update_commit we sent covers.",
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+    registers,
+  });
   return {
     commitRound: (seconds) => rounds.observe(seconds),
+    commitSent: (n) => updates.observe(n),
     ...connectionErrors(registry, "channel"),
   };
 }

@@ -71,6 +71,8 @@ export interface ChannelNodeOptions {
   reconnectMs?: number;
   /** A commitment round completed (the channel_commitment_round_seconds histogram). */
   onCommitRound?: (seconds: number) => void;
+  /** We sent an update_commit covering `updates` updates (runner.ts onCommitSent). */
+  onCommitSent?: (updates: number) => void;
   /** Forwarding (DESIGN.md 10): the channels' policies, and the node's subject prefix for notices. */
   forwarding: { pool: pg.Pool; policies: ForwardingPolicies; prefix: string; roundMs?: number };
   /** Gossip (gossip/gossip.ts): none, none is received nor sent (gossip pkts are then dropped). */
@@ -147,7 +149,10 @@ export class ChannelNode {
       grpcCoreSigner(o.signer, (id) => registry.signerChannel(id)),
       link,
       effects.sink,
-      o.onCommitRound ? { onCommitRound: o.onCommitRound } : {},
+      {
+        ...(o.onCommitRound ? { onCommitRound: o.onCommitRound } : {}),
+        ...(o.onCommitSent ? { onCommitSent: o.onCommitSent } : {}),
+      },
     );
     this.openings = new Openings({
       store: o.store,

@@ -37,6 +37,11 @@ export interface RunnerOptions {
    * update_revocation for it being applied (the channel_commitment_round_seconds histogram).
    */
   onCommitRound?: (seconds: number) => void;
+  /**
+   * We sent an update_commit (its first send): `updates` is how many updates (ours and the
+   * peer's) it commits the peer to (the channel_commitment_updates histogram).
+   */
+  onCommitSent?: (updates: number) => void;
   /** The clock, in milliseconds. Default Date.now (tests give their own). */
   now?: () => number;
 }
@@ -53,6 +58,7 @@ export class ChannelRunner {
   private readonly commitSentAt = new Map<string, number>();
   /** Also settable after construction (the node passes it in its options). */
   onCommitRound: ((seconds: number) => void) | undefined;
+  onCommitSent: ((updates: number) => void) | undefined;
   private readonly now: () => number;
 
   constructor(
@@ -64,6 +70,7 @@ export class ChannelRunner {
     opts: RunnerOptions = {},
   ) {
     this.onCommitRound = opts.onCommitRound;
+    this.onCommitSent = opts.onCommitSent;
     this.now = opts.now ?? Date.now;
   }
 
@@ -111,7 +118,7 @@ export class ChannelRunner {
       // failures are raised together once the channel has moved as far as it can.
       for (const m of t.sends) await this.peer.send(channelId, m);
       crashPoint("channel.transition.sent");
-      this.timeCommitRound(channelId, current, t.outputs);
+      this.timeCommitRound(channelId, current, t.outputs, t.state);
       for (const o of t.outputs) {
         if (o.type === "signer") {
           const reply = await this.signer.answer(channelId, o.request, t.state);
@@ -139,7 +146,12 @@ export class ChannelRunner {
    * retransmission does not restart it), the revocation the core accepted for it ends it. A
    * round open when the replica started (or took the channel over) is not measured.
    */
-  private timeCommitRound(channelId: string, input: Input, outputs: readonly Output[]): void {
+  private timeCommitRound(
+    channelId: string,
+    input: Input,
+    outputs: readonly Output[],
+    state: ChannelState,
+  ): void {
     if (
       input.type === "pkt" &&
       input.pkt.kind === "update_revocation" &&
@@ -150,9 +162,14 @@ export class ChannelRunner {
       if (sent !== undefined) this.onCommitRound?.(Math.max(0, this.now() - sent) / 1000);
     }
     for (const o of outputs) {
-      if (o.type === "send" && o.pkt.kind === "update_commit" && !this.commitSentAt.has(channelId))
+      if (o.type === "send" && o.pkt.kind === "update_commit" && !this.commitSentAt.has(channelId)) {
         this.commitSentAt.set(channelId, this.now());
-      else if (o.type === "closed" || o.type === "failed") this.commitSentAt.delete(channelId);
+        const [next, prev] = [state.remotePending, state.remoteCommit];
+        if (next && prev)
+          this.onCommitSent?.(
+            next.localUpdates - prev.localUpdates + (next.remoteUpdates - prev.remoteUpdates),
+          );
+      } else if (o.type === "closed" || o.type === "failed") this.commitSentAt.delete(channelId);
     }
   }
 }
