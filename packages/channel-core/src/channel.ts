@@ -166,30 +166,56 @@ export function createChannel(p: {
  * that cannot be done now is rejected with a reason and changes nothing.
  */
 export function step(state: ChannelState, input: Input): Step {
-  let d = structuredClone(state);
+  const r = stepAll(state, [input]);
+  return { state: r.state, outputs: r.outputs[0] ?? [] };
+}
+
+/** The outcome of several inputs applied in order: the outputs of each, by position. */
+export interface Steps {
+  state: ChannelState;
+  outputs: Output[][];
+}
+
+/**
+ * Several inputs in order, as one step of the shell (one transaction): each input is applied as
+ * `step` would, but our update_commit waits for the end, so one commitment covers every update
+ * of the batch (draft 3.5 allows any number of updates per update_commit). The commitment, if
+ * any, is among the last input's outputs.
+ */
+export function stepAll(state: ChannelState, inputs: readonly Input[]): Steps {
+  const d = structuredClone(state);
   // A state stored before a bound was added to the policy gets that bound's default.
   d.policy = { ...DEFAULT_POLICY, ...d.policy };
   // structuredClone turns Buffers into plain Uint8Arrays: the deferred peer packets need theirs.
   if (d.deferred.length > 0) d.deferred = d.deferred.map((i) => withBuffers(i) as Input);
-  const out: Output[] = [];
+  const outputs = inputs.map(() => [] as Output[]);
+  let s = d;
+  inputs.forEach((input, i) => (s = stepOne(s, input, outputs[i] as Output[])));
+  const last = outputs[outputs.length - 1];
+  if (last && !isOver(s) && !s.awaiting && (s.phase === "normal" || s.phase === "clearing"))
+    afterEveryStep(s, last, { commit: true });
+  return { state: s, outputs };
+}
+
+function stepOne(d: ChannelState, input: Input, out: Output[]): ChannelState {
   if (input.type === "pkt" && isGossipPkt(input.pkt)) {
     out.push({
       type: "pkt_refused",
       kind: input.pkt.kind,
       problem: `${input.pkt.kind} is gossip, not a message of the channel`,
     });
-    return { state: d, outputs: out };
+    return d;
   }
   if (input.type === "behind" || d.phase === "behind") {
     onBehind(d, input, out);
-    return { state: d, outputs: out };
+    return d;
   }
   if (isOver(d)) {
     if (input.type === "command")
       out.push(rejected(input.command, "CHANNEL_CLOSED", `the channel is ${d.phase}`));
     if (input.type === "chain" && input.event.kind === "block")
       d.chain = { height: input.event.height, time: input.event.time };
-    return { state: d, outputs: out };
+    return d;
   }
   if (input.type === "reconnected") d.shedding = false; // what we dropped comes again from here
   if (input.type === "pkt" && (d.shedding || (d.awaiting && deferredPkts(d) >= d.policy.maxDeferredPkts))) {
@@ -198,16 +224,16 @@ export function step(state: ChannelState, input: Input): Step {
       type: "disconnect",
       problem: `taking no more of the peer's messages until it reconnects (${deferredPkts(d)} wait for the signer)`,
     });
-    return { state: d, outputs: out };
+    return d;
   }
   if (d.awaiting && input.type !== "signer" && input.type !== "resume") {
     d.deferred.push(input);
-    return { state: d, outputs: out };
+    return d;
   }
   d = applyInput(d, input, out);
   while (!d.awaiting && d.deferred.length > 0 && !isOver(d))
     d = applyInput(d, d.deferred.shift() as Input, out);
-  return { state: d, outputs: out };
+  return d;
 }
 
 /** `v` with every Uint8Array in it (deeply) as a Buffer over the same bytes. */
@@ -298,7 +324,8 @@ function handle(d: ChannelState, input: Input, out: Output[]): void {
       return;
     }
   }
-  afterEveryStep(d, out);
+  // Our update_commit waits for the end of the batch (stepAll).
+  afterEveryStep(d, out, { commit: false });
 }
 
 const deferredPkts = (s: ChannelState): number => s.deferred.filter((i) => i.type === "pkt").length;
@@ -1367,7 +1394,7 @@ function onChain(d: ChannelState, e: ChainEvent, out: Output[]): void {
 
 // ---------------------------------------------------------------- after each input
 
-function afterEveryStep(d: ChannelState, out: Output[]): void {
+function afterEveryStep(d: ChannelState, out: Output[], o: { commit: boolean }): void {
   if (d.phase !== "normal" && d.phase !== "clearing") return;
   if (!d.localCommit || !d.remoteCommit) return;
   const lc = d.localCommit;
@@ -1396,7 +1423,7 @@ function afterEveryStep(d: ChannelState, out: Output[]): void {
   // Logs: entries both commitments include are no longer needed.
   d.localLog = pruneLog(d.localLog, Math.min(lc.localUpdates, rc.localUpdates));
   d.remoteLog = pruneLog(d.remoteLog, Math.min(lc.remoteUpdates, rc.remoteUpdates));
-  if (d.policy.autoCommit && canCommit(d)) commit(d, out);
+  if (o.commit && d.policy.autoCommit && canCommit(d)) commit(d, out);
   // Draft 4.2: only once close_clearing was received (our clearing alone may cross an HTLC the
   // peer is adding; it answers our clearing with its own, or offers first and we counter).
   if (

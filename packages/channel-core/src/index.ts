@@ -8,6 +8,8 @@ export {
   MAX_OFFERED_HTLCS,
   stagedViews,
   step,
+  stepAll,
+  type Steps,
   unrevokedCommitments,
 } from "./channel.js";
 export { signerAhead, type SignerChannelStatus } from "./data-loss.js";

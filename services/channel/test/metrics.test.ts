@@ -16,7 +16,7 @@ import { MemoryBackend } from "./memory-backend.js";
 import type { ChannelState, Input, Output } from "@ln/channel-core";
 import { registerNodeMetrics, registerServiceMetrics } from "../src/api/metrics.js";
 import { ChannelRunner } from "../src/channels/runner.js";
-import { ChannelStore, type Transition } from "../src/channels/store.js";
+import { ChannelStore, type Transitions } from "../src/channels/store.js";
 
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
 const schema = `channel_metrics_${randomBytes(6).toString("hex")}`;
@@ -150,10 +150,10 @@ describe("the channel service's own metrics", () => {
     onCommitRound?: (s: number) => void,
   ): ChannelRunner {
     const store = {
-      transition: (): Promise<Transition> =>
+      transitionAll: (): Promise<Transitions> =>
         Promise.resolve({
           state: { phase: "normal" } as ChannelState,
-          outputs: script.shift() ?? [],
+          outputs: [script.shift() ?? []],
           sends: [],
         }),
       outboxAfter: () => Promise.resolve([]),

@@ -4,6 +4,7 @@ import {
   type ChannelState,
   type Output,
   type Step,
+  type Steps,
 } from "@ln/channel-core";
 import { defaultSweepScript, sealRecord } from "@ln/justice";
 import { encodePkt } from "@ln/proto";
@@ -59,6 +60,11 @@ export interface OutboxMessage {
 
 export interface Transition extends Step {
   /** The encoded messages this transition added to the outbox, to send now that they are durable. */
+  sends: OutboxMessage[];
+}
+
+/** Several inputs' transition (transitionAll): the outputs of each input, by position. */
+export interface Transitions extends Steps {
   sends: OutboxMessage[];
 }
 
@@ -202,6 +208,29 @@ export class ChannelStore {
     run: (state: ChannelState) => Step,
     within?: WithinTransition,
   ): Promise<Transition> {
+    const t = await this.transitionAll(
+      id,
+      owner,
+      (s) => {
+        const next = run(s);
+        return { state: next.state, outputs: [next.outputs] };
+      },
+      [within],
+    );
+    return { state: t.state, outputs: t.outputs[0] ?? [], sends: t.sends };
+  }
+
+  /**
+   * Several inputs' steps of the core (`run`, the core's stepAll) in one transaction under the
+   * lease, as `transition` does for one: `withins[i]` writes more for input i, with its outputs.
+   * Their outputs come back by position; the messages they send, in order, in `sends`.
+   */
+  async transitionAll(
+    id: string,
+    owner: string,
+    run: (state: ChannelState) => Steps,
+    withins: readonly (WithinTransition | undefined)[],
+  ): Promise<Transitions> {
     return this.inEventTransaction(async (c) => {
       const r = await c.query<{
         state: string;
@@ -222,6 +251,7 @@ export class ChannelStore {
       const prev = deserializeState(row.state);
       const acked = Math.max(prev.peerAck, prev.peerCommitAck); // before the core moves it
       const next = run(prev);
+      const outputs = next.outputs.flat();
       await c.query(
         `UPDATE ${this.t("channels")} SET state = $2, phase = $3, version = version + 1, updated_at = now() WHERE id = $1`,
         [id, serializeState(next.state), next.state.phase],
@@ -233,7 +263,7 @@ export class ChannelStore {
       // The peer's revocations are kept with the state that received them, until the signer
       // has recorded them (it signs justice only for commitments it knows were revoked), and so
       // is the watchtower's record of each, until JetStream has it (DESIGN.md 7).
-      for (const o of next.outputs) {
+      for (const o of outputs) {
         if (o.type !== "revoked") continue;
         await c.query(
           `INSERT INTO ${this.t("peer_revocations")} (channel_id, number, preimage) VALUES ($1, $2, $3)
@@ -258,9 +288,10 @@ export class ChannelStore {
           [id, o.number.toString(), sealed.locator, sealed.blob],
         );
       }
-      await writeStepRecords(c, this.schema, id, prev, next);
-      const sends = await this.appendOutbox(c, id, next.outputs);
-      await within?.(c, next);
+      await writeStepRecords(c, this.schema, id, prev, { state: next.state, outputs });
+      const sends = await this.appendOutbox(c, id, outputs);
+      for (const [i, within] of withins.entries())
+        await within?.(c, { state: next.state, outputs: next.outputs[i] ?? [] });
       return { ...next, sends };
     });
   }
