@@ -82,7 +82,8 @@ export class Pair {
     return all;
   }
 
-  private effect(n: TestNode, o: Output): Output[] {
+  /** Carries out one output as the shell would (public for batch drivers). */
+  effect(n: TestNode, o: Output): Output[] {
     n.log.push(o);
     const done: Output[] = [o];
     switch (o.type) {

@@ -261,6 +261,18 @@ export class Ledger {
     return row ? toInvoice(row) : undefined;
   }
 
+  /** The invoices of these payment hashes that exist, by payment hash (one query). */
+  async invoicesByHash(rHashes: readonly string[]): Promise<Map<string, InvoiceRow>> {
+    if (rHashes.length === 0) return new Map();
+    const r = await this.pool.query<InvoiceDbRow>(
+      `SELECT r_hash, signer_index, amount_msat::text AS amount_msat, description, status, created_at,
+              bolt11, payment_secret, expires_at, min_final_cltv_expiry_delta
+         FROM ${this.t("invoices")} WHERE r_hash = ANY($1::text[])`,
+      [[...new Set(rHashes)]],
+    );
+    return new Map(r.rows.map((row) => [row.r_hash, toInvoice(row)]));
+  }
+
   async setTip(tip: ChainTip): Promise<void> {
     await this.pool.query(
       `INSERT INTO ${this.t("chain_tip")} (id, height, hash, time) VALUES (1, $1, $2, $3)
