@@ -37,7 +37,7 @@ import type {
   TowerPort,
   WalletPort,
 } from "./ports.js";
-import { ChannelRegistry } from "./registry.js";
+import { ChannelRegistry, LIVE } from "./registry.js";
 import { Retries } from "./retries.js";
 import { ChannelRunner } from "./runner.js";
 import { grpcCoreSigner } from "./signer-adapter.js";
@@ -316,13 +316,14 @@ export class ChannelNode {
 
   /** An operator command on a channel this replica runs; a rejection names its reason. */
   async command(channelId: string, command: Command, within?: WithinTransition): Promise<Output[]> {
-    const row = await this.o.store.row(channelId);
-    if (!row) throw new NodeError("NOT_FOUND", `no channel ${channelId}`);
-    if (!this.registry.holds(channelId))
+    if (!this.registry.holds(channelId)) {
+      const row = await this.o.store.row(channelId);
+      if (!row) throw new NodeError("NOT_FOUND", `no channel ${channelId}`);
       throw new NodeError(
         "UNAVAILABLE",
         `channel ${channelId} is run by replica ${row.leaseOwner ?? "(none yet)"}; retry in a few seconds or send the request to that replica`,
       );
+    }
     const outputs = await this.input(channelId, { type: "command", command }, within);
     const rejected = outputs.find((x) => x.type === "command_rejected");
     if (rejected?.type === "command_rejected") throw new NodeError(rejected.code, rejected.problem);
@@ -339,6 +340,8 @@ export class ChannelNode {
         if (behind !== undefined) return await this.input(channelId, { type: "behind", problem: behind });
       }
       const { state, outputs } = await this.runner.input(channelId, input, within);
+      // The peer's live channel is looked up again (peers/router.ts): this one takes no more.
+      if (!LIVE(state.phase) || state.phase === "behind") this.registry.ended();
       // Only a resume proves the awaited signer request was answered: another input succeeds
       // while merely deferred behind that request, and must not cancel the retry.
       if (input.type === "resume") this.retries.clear(channelId);

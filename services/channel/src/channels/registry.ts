@@ -18,6 +18,11 @@ export const LIVE = (phase: ChannelState["phase"]): boolean => phase !== "closed
 export class ChannelRegistry {
   private readonly held = new Set<string>();
   private readonly meta = new Map<string, RunMeta>();
+  /**
+   * Moves on whenever which channel is live with a peer may have changed (a channel held anew,
+   * forgotten, or ended): what was looked up by peer before is looked up again.
+   */
+  generation = 0;
 
   holds(id: string): boolean {
     return this.held.has(id);
@@ -30,6 +35,7 @@ export class ChannelRegistry {
 
   /** Runs a channel here: its meta first, so its first input finds it. */
   hold(id: string, meta: RunMeta): void {
+    if (!this.held.has(id)) this.generation++;
     this.meta.set(id, meta);
     this.held.add(id);
   }
@@ -45,8 +51,14 @@ export class ChannelRegistry {
 
   /** Forgets the channel entirely (deleted, or forgotten as a failed opening). */
   forget(id: string): void {
+    this.generation++;
     this.held.delete(id);
     this.meta.delete(id);
+  }
+
+  /** A channel ended (closed, failed, behind): the peer's live channel is another, or none. */
+  ended(): void {
+    this.generation++;
   }
 
   metaOf(id: string): RunMeta | undefined {

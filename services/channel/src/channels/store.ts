@@ -115,9 +115,20 @@ const toRow = (r: ChannelDbRow): ChannelRow => ({
 // complement, so every 64-bit value has one row value and the unique index holds.
 const toSigned64 = (scid: bigint): string => BigInt.asIntN(64, scid).toString();
 
+/** A channel's state as this replica last committed it, at the row's version then. */
+interface Stored {
+  owner: string;
+  version: string;
+  state: ChannelState;
+  signerChannel: number | null;
+  read?: true;
+}
+
 export class ChannelStore {
   readonly schema: string;
   private readonly quoted: string;
+  /** Per channel: the state this process last committed (transitionAll), to skip reading it back. */
+  private readonly written = new Map<string, Stored>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -231,31 +242,33 @@ export class ChannelStore {
     run: (state: ChannelState) => Steps,
     withins: readonly (WithinTransition | undefined)[],
   ): Promise<Transitions> {
-    return this.inEventTransaction(async (c) => {
-      const r = await c.query<{
-        state: string;
-        lease_owner: string | null;
-        held: boolean;
-        signer_channel: number | null;
-      }>(
-        `SELECT state, lease_owner, (lease_expires > now()) AS held, signer_channel FROM ${this.t("channels")} WHERE id = $1 FOR UPDATE`,
-        [id],
-      );
-      const row = r.rows[0];
-      if (!row) throw new StoreError("NO_SUCH_CHANNEL", `no channel ${id}`);
-      if (row.lease_owner !== owner || !row.held)
-        throw new StoreError(
-          "LEASE_NOT_HELD",
-          `${owner} does not hold the lease on channel ${id}; acquire it first`,
+    let stored: Stored | undefined;
+    const t = await this.inEventTransaction(async (c) => {
+      // The state this replica wrote last is used as it is when the row is still at its version
+      // under our lease (checked by the UPDATE); otherwise it is read again under a row lock.
+      let base = this.written.get(id);
+      let prev: ChannelState;
+      let next: Steps;
+      for (;;) {
+        if (base?.owner !== owner) base = await this.lockedRow(c, id, owner);
+        prev = base.state;
+        next = run(prev);
+        const u = await c.query<{ version: string }>(
+          `UPDATE ${this.t("channels")} SET state = $2, phase = $3, version = version + 1, updated_at = now()
+            WHERE id = $1 AND version = $4 AND lease_owner = $5 AND lease_expires > now() RETURNING version::text AS version`,
+          [id, serializeState(next.state), next.state.phase, base.version, owner],
         );
-      const prev = deserializeState(row.state);
-      const acked = Math.max(prev.peerAck, prev.peerCommitAck); // before the core moves it
-      const next = run(prev);
+        const version = u.rows[0]?.version;
+        if (version !== undefined) {
+          stored = { owner, version, state: next.state, signerChannel: base.signerChannel };
+          break;
+        }
+        if (base.read) throw new Error(`channel ${id}: its row changed under our lock`);
+        base = undefined; // another writer, or our lease lapsed: read it again
+      }
       const outputs = next.outputs.flat();
-      await c.query(
-        `UPDATE ${this.t("channels")} SET state = $2, phase = $3, version = version + 1, updated_at = now() WHERE id = $1`,
-        [id, serializeState(next.state), next.state.phase],
-      );
+      const signerChannel = base.signerChannel;
+      const acked = Math.max(prev.peerAck, prev.peerCommitAck); // before the core moved it
       // The peer's acknowledgement never decreases (draft 1.2): what it covers is never resent.
       const nowAcked = Math.max(next.state.peerAck, next.state.peerCommitAck);
       if (nowAcked > acked)
@@ -270,13 +283,13 @@ export class ChannelStore {
            ON CONFLICT DO NOTHING`,
           [id, o.number.toString(), o.preimage],
         );
-        if (row.signer_channel === null)
+        if (signerChannel === null)
           throw new StoreError(
             "NO_SIGNER_CHANNEL",
             `channel ${id} has no signer channel to name in its tower record`,
           );
         const sealed = sealRecord({
-          signerChannel: row.signer_channel,
+          signerChannel,
           revokedNumber: o.number,
           revocationPreimage: Buffer.from(o.preimage, "hex"),
           params: o.params,
@@ -294,6 +307,38 @@ export class ChannelStore {
         await within?.(c, { state: next.state, outputs: next.outputs[i] ?? [] });
       return { ...next, sends };
     });
+    // Committed: the next transition starts from this state without reading it back.
+    if (stored) this.written.set(id, stored);
+    return t;
+  }
+
+  /** The channel's row under a lock for this transaction, checked to be under `owner`'s lease. */
+  private async lockedRow(c: pg.PoolClient, id: string, owner: string): Promise<Stored & { read: true }> {
+    const r = await c.query<{
+      state: string;
+      lease_owner: string | null;
+      held: boolean;
+      signer_channel: number | null;
+      version: string;
+    }>(
+      `SELECT state, lease_owner, (lease_expires > now()) AS held, signer_channel, version::text AS version
+         FROM ${this.t("channels")} WHERE id = $1 FOR UPDATE`,
+      [id],
+    );
+    const row = r.rows[0];
+    if (!row) throw new StoreError("NO_SUCH_CHANNEL", `no channel ${id}`);
+    if (row.lease_owner !== owner || !row.held)
+      throw new StoreError(
+        "LEASE_NOT_HELD",
+        `${owner} does not hold the lease on channel ${id}; acquire it first`,
+      );
+    return {
+      owner,
+      version: row.version,
+      state: deserializeState(row.state),
+      signerChannel: row.signer_channel,
+      read: true,
+    };
   }
 
   /** Tower records JetStream has not acknowledged yet, oldest first. */
@@ -498,16 +543,12 @@ export class ChannelStore {
     outputs: readonly Output[],
   ): Promise<OutboxMessage[]> {
     const sends: OutboxMessage[] = [];
-    for (const o of outputs) {
-      if (o.type !== "send") continue;
-      const bytes = encodePkt(o.pkt);
-      await c.query(`INSERT INTO ${this.t("outbox")} (channel_id, seq, pkt) VALUES ($1, $2, $3)`, [
-        id,
-        o.seq,
-        bytes,
-      ]);
-      sends.push({ seq: o.seq, bytes });
-    }
+    for (const o of outputs) if (o.type === "send") sends.push({ seq: o.seq, bytes: encodePkt(o.pkt) });
+    if (sends.length > 0)
+      await c.query(
+        `INSERT INTO ${this.t("outbox")} (channel_id, seq, pkt) SELECT $1, * FROM unnest($2::integer[], $3::bytea[])`,
+        [id, sends.map((m) => m.seq), sends.map((m) => m.bytes)],
+      );
     return sends;
   }
 

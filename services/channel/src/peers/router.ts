@@ -6,7 +6,7 @@ import type { Report } from "../channels/errors.js";
 import { CHANNEL_POLICY } from "../channels/openings.js";
 import type { LogLine, PeerControl } from "../channels/ports.js";
 import type { ChannelRegistry } from "../channels/registry.js";
-import { StoreError, type ChannelStore } from "../channels/store.js";
+import { StoreError, type ChannelRow, type ChannelStore } from "../channels/store.js";
 import {
   checkInboundOpening,
   DEFAULT_INBOUND_OPENING_LIMITS,
@@ -55,6 +55,8 @@ export class PeerRouter {
   /** Peers whose messages we drop until their next connection (one was dropped: keep order). */
   private readonly shedding = new Set<string>();
   private readonly subs: Subscription[] = [];
+  /** Per peer: its live channel's row as last read, valid while the registry's generation holds. */
+  private readonly liveRows = new Map<string, { generation: number; row: ChannelRow | undefined }>();
 
   constructor(private readonly o: PeerRouterOptions) {}
 
@@ -132,20 +134,21 @@ export class PeerRouter {
     }
     if (connectedAck !== undefined) this.shedding.delete(peer); // a new connection resends from our ack
     if (pkt && !this.takeIntoBacklog(peer)) return;
+    let fed = false; // a pkt leaves the backlog once its channel has processed it
     void this.forPeer(peer, async () => {
-      if (pkt) this.leaveBacklog(peer);
-      let row = await this.o.store.liveWith(peer);
+      let row =
+        pkt?.kind === "open_channel" || !pkt ? await this.liveWith(peer, true) : await this.liveWith(peer);
       if (!row && pkt?.kind === "open_channel") {
         // A peer opens a channel to us: we are the acceptor, if its terms and our bounds allow.
         const refused = await this.refuseInbound(peer, pkt);
         // Another replica may have taken this opening meanwhile (it counted less): its channel wins.
-        row = await this.o.store.liveWith(peer);
+        row = await this.liveWith(peer, true);
         if (!row && refused !== undefined) return this.o.link.sendError(peer, refused);
         if (!row) {
           await this.o.accept(peer).catch((e: unknown) => {
             if (!(e instanceof StoreError && e.code === "CHANNEL_EXISTS")) throw e;
           });
-          row = await this.o.store.liveWith(peer);
+          row = await this.liveWith(peer, true);
         }
       }
       // A channel message from a peer we have no channel with fails the connection (draft 6.3);
@@ -162,10 +165,34 @@ export class PeerRouter {
         return;
       }
       if (pkt) crashPoint("channel.peer.received");
-      if (pkt) await this.o.feed(row.id, { type: "pkt", pkt });
-      else if (connectedAck !== undefined)
+      // Queued in the channel's lane in arrival order, not awaited: the peer's next messages
+      // join the same transaction (runner.ts); the backlog still counts this one until then.
+      if (pkt) {
+        fed = true;
+        void this.o
+          .feed(row.id, { type: "pkt", pkt })
+          .catch((e: unknown) => this.o.report(`peer ${peer.slice(0, 16)}`, e))
+          .finally(() => this.leaveBacklog(peer));
+      } else if (connectedAck !== undefined)
         await this.o.feed(row.id, { type: "reconnected", theirAck: connectedAck });
+    }).finally(() => {
+      if (pkt && !fed) this.leaveBacklog(peer);
     });
+  }
+
+  /**
+   * The peer's live channel: from the last read while no channel was held, forgotten or ended
+   * since (the registry's generation), else (or with `fresh`) from the store.
+   */
+  private async liveWith(peer: string, fresh = false): Promise<ChannelRow | undefined> {
+    const generation = this.o.registry.generation;
+    const known = this.liveRows.get(peer);
+    if (!fresh && known?.generation === generation && known.row && this.o.registry.holds(known.row.id))
+      return known.row;
+    const row = await this.o.store.liveWith(peer);
+    if (row) this.liveRows.set(peer, { generation, row });
+    else this.liveRows.delete(peer);
+    return row;
   }
 
   /**
