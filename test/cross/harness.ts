@@ -81,6 +81,10 @@ export class GatedLedger extends Ledger {
     await this.gate;
     return super.invoice(rHash);
   }
+  override async invoicesByHash(rHashes: readonly string[]): ReturnType<Ledger["invoicesByHash"]> {
+    await this.gate;
+    return super.invoicesByHash(rHashes);
+  }
 }
 
 /** A new channel A-B of this many satoshi (by default), funded by A. */

@@ -134,8 +134,8 @@ export class PeerRouter {
     }
     if (connectedAck !== undefined) this.shedding.delete(peer); // a new connection resends from our ack
     if (pkt && !this.takeIntoBacklog(peer)) return;
-    let fed = false; // a pkt leaves the backlog once its channel has processed it
     void this.forPeer(peer, async () => {
+      if (pkt) this.leaveBacklog(peer);
       let row =
         pkt?.kind === "open_channel" || !pkt ? await this.liveWith(peer, true) : await this.liveWith(peer);
       if (!row && pkt?.kind === "open_channel") {
@@ -166,17 +166,15 @@ export class PeerRouter {
       }
       if (pkt) crashPoint("channel.peer.received");
       // Queued in the channel's lane in arrival order, not awaited: the peer's next messages
-      // join the same transaction (runner.ts); the backlog still counts this one until then.
+      // join the same transaction (runner.ts); the backlog counts it again until it is processed.
       if (pkt) {
-        fed = true;
+        this.backlog.set(peer, (this.backlog.get(peer) ?? 0) + 1);
         void this.o
           .feed(row.id, { type: "pkt", pkt })
           .catch((e: unknown) => this.o.report(`peer ${peer.slice(0, 16)}`, e))
           .finally(() => this.leaveBacklog(peer));
       } else if (connectedAck !== undefined)
         await this.o.feed(row.id, { type: "reconnected", theirAck: connectedAck });
-    }).finally(() => {
-      if (pkt && !fed) this.leaveBacklog(peer);
     });
   }
 
