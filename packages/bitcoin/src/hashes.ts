@@ -28,6 +28,8 @@ const H0 = Int32Array.from([
 ]);
 /** The message schedule, reused: sha256Of32Into allocates nothing. */
 const W = new Int32Array(64);
+/** The resulting hash value, reused likewise. */
+const S = new Int32Array(8);
 
 /**
  * SHA256 of the 32 bytes at data[from..from+32), its first `len` bytes written to out at `at`: the
@@ -78,9 +80,13 @@ export function sha256Of32Into(data: Uint8Array, from: number, out: Uint8Array, 
     b = a;
     a = (t1 + t2) | 0;
   }
-  const words = [a, b, c, d, e, f, g, h];
-  for (let k = 0; k < len; k++) {
-    const v = (words[k >>> 2]! + H0[k >>> 2]!) | 0;
-    out[at + k] = v >>> (24 - 8 * (k & 3));
-  }
+  S[0] = a + H0[0]!;
+  S[1] = b + H0[1]!;
+  S[2] = c + H0[2]!;
+  S[3] = d + H0[3]!;
+  S[4] = e + H0[4]!;
+  S[5] = f + H0[5]!;
+  S[6] = g + H0[6]!;
+  S[7] = h + H0[7]!;
+  for (let k = 0; k < len; k++) out[at + k] = S[k >>> 2]! >>> (24 - 8 * (k & 3));
 }
