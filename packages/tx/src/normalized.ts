@@ -22,7 +22,7 @@ export class TxParseError extends Error {
   }
 }
 
-/** Reused output of normalizedTxidOfRaw (hashed before it returns); larger ones get their own. */
+/** Reused output of normalizedSerialization (hashed before its callers return); larger ones get their own. */
 const scratch = Buffer.allocUnsafe(65536);
 
 /**
