@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { msat, sat, sha256, txidFromHex, txidToInternal } from "@ln/bitcoin";
+import { msat, sat, sha256, sha256Of32Into, txidFromHex, txidToInternal } from "@ln/bitcoin";
 import { p2shOutput, toOtherScript } from "@ln/scripts";
 import { buildCommitment, normalizedTxid, type CommitmentParams } from "@ln/tx";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
@@ -79,7 +79,15 @@ function checkNtxid(ntxid: Uint8Array): void {
 /** First 16 bytes of SHA256(ntxid), ntxid in internal order. */
 export function locatorOf(ntxid: Uint8Array): Buffer {
   checkNtxid(ntxid);
-  return sha(ntxid).subarray(0, LOCATOR_BYTES);
+  return sha256(ntxid).subarray(0, LOCATOR_BYTES);
+}
+
+/**
+ * locatorOf the 32 bytes at ntxids[from..from+32), written to out at `at`: nothing allocated, for
+ * the locators of every transaction in a block.
+ */
+export function locatorInto(ntxids: Uint8Array, from: number, out: Uint8Array, at: number): void {
+  sha256Of32Into(ntxids, from, out, at, LOCATOR_BYTES);
 }
 
 /** SHA256(ntxid || ntxid), ntxid in internal order: only whoever saw the commitment can derive it. */

@@ -16,6 +16,7 @@ import {
   decodeSealedRecord,
   defaultSweepScript,
   encodeSealedRecord,
+  locatorInto,
   locatorOf,
   normalizedTxidBytes,
   openRecord,
@@ -92,6 +93,26 @@ describe("normalized txid, locator and key", () => {
     expect(locatorOf(ntxid)).toEqual(sha(ntxid).subarray(0, 16));
     expect(recordKey(ntxid)).toEqual(sha(ntxid, ntxid));
     expect(code(() => locatorOf(Buffer.alloc(31)))).toBe("MALFORMED");
+  });
+
+  it("locatorInto writes locatorOf's 16 bytes where asked, reading the ntxid where told", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.nat({ max: 40 }),
+        fc.nat({ max: 40 }),
+        (n, from, at) => {
+          const ntxids = Buffer.concat([Buffer.alloc(from, 7), n, Buffer.alloc(5, 8)]);
+          const out = Buffer.alloc(at + 16 + 16, 0x5c);
+          locatorInto(ntxids, from, out, at);
+          expect(out.subarray(at, at + 16)).toEqual(sha(n).subarray(0, 16));
+          expect(out.subarray(at, at + 16)).toEqual(locatorOf(n));
+          expect(out.subarray(0, at).every((x) => x === 0x5c)).toBe(true);
+          expect(out.subarray(at + 16).every((x) => x === 0x5c)).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
 

@@ -1,4 +1,4 @@
-import { sha256d, txidFromInternal, type Txid } from "@ln/bitcoin";
+import { sha256, sha256d, sha256Of32Into, txidFromInternal, type Txid } from "@ln/bitcoin";
 import { Transaction } from "bitcoinjs-lib";
 
 /**
@@ -22,7 +22,7 @@ export class TxParseError extends Error {
   }
 }
 
-/** Reused output of normalizedTxidOfRaw (hashed before it returns); larger ones get their own. */
+/** Reused output of normalizedSerialization (hashed before its callers return); larger ones get their own. */
 const scratch = Buffer.allocUnsafe(65536);
 
 /**
@@ -36,6 +36,11 @@ const scratch = Buffer.allocUnsafe(65536);
  * Bitcoin Core refuses too); for those it returns the same bytes as txidToInternal(normalizedTxid).
  */
 export function normalizedTxidOfRaw(raw: Uint8Array): Buffer {
+  return sha256d(normalizedSerialization(raw));
+}
+
+/** The serialization normalizedTxid hashes, in a buffer reused by the next call. */
+function normalizedSerialization(raw: Uint8Array): Buffer {
   const n = raw.length;
   // Never longer than the input: a scriptSig shrinks to its empty length byte, marker and flag go.
   const out = n <= scratch.length ? scratch : Buffer.allocUnsafe(n);
@@ -80,7 +85,24 @@ export function normalizedTxidOfRaw(raw: Uint8Array): Buffer {
   if (p + 4 > n) throw truncated("the locktime", n);
   for (const end = p + 4; p < end;) out[o++] = raw[p++]!;
   if (p !== n) throw new TxParseError(`${n - p} bytes after the transaction`);
-  return sha256d(out.subarray(0, o));
+  return out.subarray(0, o);
+}
+
+/** Reused input of normalizedTxidOfHexInto (read before it returns); larger ones get their own. */
+const decoded = Buffer.allocUnsafe(65536);
+
+/**
+ * normalizedTxidOfRaw(Buffer.from(hex, "hex")), its 32 bytes written to out at `at`, for a block's
+ * worth of transactions: the hex decoded into a reused buffer and the outer SHA256 computed in
+ * place, so nothing per transaction is left for the garbage collector but the inner hash. Like
+ * Buffer.from, the decoding stops at the first character that is not hex (what precedes it is then
+ * read as the transaction, and most likely refused).
+ */
+export function normalizedTxidOfHexInto(hex: string, out: Uint8Array, at: number): void {
+  const len = hex.length >>> 1;
+  const into = len <= decoded.length ? decoded : Buffer.allocUnsafe(len);
+  const n = into.write(hex, 0, len, "hex");
+  sha256Of32Into(sha256(normalizedSerialization(into.subarray(0, n))), 0, out, at);
 }
 
 const truncated = (what: string, n: number): TxParseError =>

@@ -1,5 +1,5 @@
 import { txidToInternal } from "@ln/bitcoin";
-import { normalizedTxid, normalizedTxidOfRaw, TxParseError } from "@ln/tx";
+import { normalizedTxid, normalizedTxidOfHexInto, normalizedTxidOfRaw, TxParseError } from "@ln/tx";
 import { Transaction } from "bitcoinjs-lib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -187,6 +187,74 @@ describe("normalizedTxidOfRaw", () => {
           // Refused, yet bitcoinjs reads it canonically: must not happen.
           expect.unreachable(`refused a canonical transaction: ${(got as Error).message}`);
         }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe("normalizedTxidOfHexInto", () => {
+  /** Into a fresh buffer at an offset, the bytes around it checked untouched; or the error. */
+  function intoOutcome(hex: string, at: number): Buffer | TxParseError {
+    const out = Buffer.alloc(at + 32 + 8, 0x5c);
+    try {
+      normalizedTxidOfHexInto(hex, out, at);
+    } catch (e) {
+      if (!(e instanceof TxParseError)) throw e;
+      expect(out.every((x) => x === 0x5c)).toBe(true);
+      return e;
+    }
+    expect(out.subarray(0, at).every((x) => x === 0x5c)).toBe(true);
+    expect(out.subarray(at + 32).every((x) => x === 0x5c)).toBe(true);
+    return out.subarray(at, at + 32);
+  }
+
+  it("equals normalizedTxid (bitcoinjs) for random legacy and segwit transactions, one after another", () => {
+    fc.assert(
+      fc.property(fc.array(transaction, { minLength: 1, maxLength: 4 }), fc.nat({ max: 64 }), (txs, at) => {
+        // Several in a row: the reused decoding buffer must carry nothing from one to the next.
+        for (const tx of txs) {
+          const got = intoOutcome(tx.toHex(), at);
+          expect(got).toBeInstanceOf(Buffer);
+          expect((got as Buffer).equals(txidToInternal(normalizedTxid(tx)))).toBe(true);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("a transaction larger than the reused buffer (64 kB) too", () => {
+    const tx = new Transaction();
+    tx.addInput(Buffer.alloc(32, 1), 0, 0xffffffff, Buffer.alloc(70_000, 2));
+    tx.addOutput(Buffer.alloc(10_000, 0x51), 1000n);
+    tx.setWitness(0, [Buffer.alloc(5000, 3)]);
+    expect(tx.toBuffer().length).toBeGreaterThan(65536);
+    expect((intoOutcome(tx.toHex(), 0) as Buffer).equals(txidToInternal(normalizedTxid(tx)))).toBe(true);
+  });
+
+  it('on any string: what normalizedTxidOfRaw gives for Buffer.from(hex, "hex"), or the same refusal', () => {
+    const hexChars = fc.constantFrom(..."0123456789abcdefABCDEF");
+    const strings = fc.oneof(
+      // A transaction's hex with a character replaced, cut short or padded.
+      transaction.chain((tx) => {
+        const hex = tx.toHex();
+        return fc.oneof(
+          fc.nat({ max: hex.length - 1 }).map((cut) => hex.slice(0, cut)),
+          fc
+            .tuple(fc.nat({ max: hex.length - 1 }), fc.constantFrom("g", "z", " ", "-", "\u00e9", "F", "0"))
+            .map(([at, c]) => hex.slice(0, at) + c + hex.slice(at + 1)),
+          fc.string({ unit: hexChars, maxLength: 5 }).map((extra) => hex + extra),
+        );
+      }),
+      fc.string({ unit: hexChars, maxLength: 200 }),
+      fc.string({ maxLength: 50 }),
+    );
+    fc.assert(
+      fc.property(strings, (hex) => {
+        const got = intoOutcome(hex, 3);
+        const want = outcome(Buffer.from(hex, "hex"));
+        if (want instanceof Buffer) expect(got instanceof Buffer && got.equals(want)).toBe(true);
+        else expect(got).toBeInstanceOf(TxParseError);
       }),
       { numRuns: 1000 },
     );

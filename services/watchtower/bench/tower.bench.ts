@@ -3,11 +3,18 @@
  *   1. records ingested per second through the real consume path (JetStream durable consumer →
  *      batches of up to 500 → one multi-row INSERT ... ON CONFLICT DO NOTHING each → acks);
  *   2. the time to check a 4,000-transaction block, `match(txs, "block")` (normalized txid of
- *      every transaction from its bytes, one locator lookup, and the breach handled up to its justice
- *      being signed), with and without a real breach in the block; in the same run the baseline:
- *      SHA256d of the same 4,000 serializations alone, and the ratio;
+ *      every transaction from its hex, the locators looked up in chunks as the hashing goes, and
+ *      the breach handled up to its justice being signed), with and without a real breach in the
+ *      block; in the same run the baseline: SHA256d of the same 4,000 serializations alone, with
+ *      the one-shot crypto.hash (the fastest SHA256 Node offers, and what the tower itself calls),
+ *      and the ratio beside its aim (at most 2x). The SHA256d through createHash, the baseline of
+ *      earlier runs (issue 17 quotes 19 ms), is printed too: it is slower, so a ratio against it
+ *      would flatter the block check;
  *   3. the latency from a breach entering the regtest node's mempool to the tower's justice
  *      broadcast (the node accepted it), with the tower polling the mempool every 50 ms.
+ * The figures are medians; the fastest run of each and the load average are printed beside them,
+ * because other processes on the cores slow the block check (this loop, Postgres's backends, the
+ * signer, the node) far more than the baseline (one loop, no I/O).
  * Figures only: nothing here asserts on timing. Everything runs in one process (regtest node,
  * signer, tower), so the node's and the signer's work share the event loop with the tower's.
  *
@@ -18,12 +25,14 @@
  * (breach-to-broadcast repetitions, default 5). Postgres and NATS as the tests use them.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { txidFromHex, type Txid } from "@ln/bitcoin";
+import { cpus, loadavg } from "node:os";
+import { sha256d, txidFromHex, type Txid } from "@ln/bitcoin";
 import { BitcoinRpc } from "@ln/chain-client";
 import {
   decodeSealedRecord,
   defaultSweepScript,
   encodeSealedRecord,
+  locatorInto,
   locatorOf,
   normalizedTxidBytes,
   sealRecord,
@@ -32,7 +41,7 @@ import { recordingLog } from "@ln/log";
 import { newRegistry } from "@ln/metrics";
 import { startRegtest, type Regtest } from "@ln/regtest";
 import { SignerClient } from "@ln/signer-client";
-import { normalizedTxidOfRaw } from "@ln/tx";
+import { normalizedTxidOfHexInto } from "@ln/tx";
 import { opcodes, script as bscript, Transaction } from "bitcoinjs-lib";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import pg from "pg";
@@ -253,15 +262,23 @@ function syntheticTx(i: number): Transaction {
   return tx;
 }
 
-const sha256d = (b: Uint8Array): Buffer =>
+/** SHA256d through createHash: a Hash object per call, the baseline of earlier runs. */
+const sha256dStreaming = (b: Uint8Array): Buffer =>
   createHash("sha256").update(createHash("sha256").update(b).digest()).digest();
+/** The aim: a block checked in at most this many times the SHA256d baseline (issue 17). */
+const AIM_RATIO = 2;
 
 interface BlockFigures {
   hitMs: number;
   missMs: number;
   baselineMs: number;
+  streamingMs: number;
   lookupMs: number;
   normalizeMs: number;
+  /** The fastest run of each: what they cost when other processes leave the cores alone. */
+  best: { hitMs: number; missMs: number; baselineMs: number };
+  /** The 1-minute load average before and after the timed runs, and the cores. */
+  load: string;
 }
 
 async function blockCheck(tower: JusticeTower, rpc: NoSendRpc, b: Breach): Promise<BlockFigures> {
@@ -281,6 +298,11 @@ async function blockCheck(tower: JusticeTower, rpc: NoSendRpc, b: Breach): Promi
     for (const s of serialized) sha256d(s);
     return now() - t0;
   };
+  const streaming = (): number => {
+    const t0 = now();
+    for (const s of serialized) sha256dStreaming(s);
+    return now() - t0;
+  };
   const breachNtxid = normalizedTxidBytes(b.breach);
   // Forgets the breach so every timed run handles it as newly seen (cascades to its justice).
   const forget = () =>
@@ -294,10 +316,15 @@ async function blockCheck(tower: JusticeTower, rpc: NoSendRpc, b: Breach): Promi
   };
   // The lookup alone, as match issues it, with this block's 4,000 locators.
   const locators = hit.map((t) => locatorOf(normalizedTxidBytes(Transaction.fromHex(t.hex))));
-  // The CPU part alone, as match does it: normalized txid from the bytes, locator.
+  // The CPU part alone, as match does it: normalized txid from the hex, locator, into buffers.
   const normalize = (): number => {
     const t0 = now();
-    for (const t of hit) locatorOf(normalizedTxidOfRaw(Buffer.from(t.hex, "hex")));
+    const ntxids = Buffer.allocUnsafe(32 * hit.length);
+    const locs = Buffer.allocUnsafe(16 * hit.length);
+    hit.forEach((t, i) => {
+      normalizedTxidOfHexInto(t.hex, ntxids, 32 * i);
+      locatorInto(ntxids, 32 * i, locs, 16 * i);
+    });
     return now() - t0;
   };
   const lookup = async (): Promise<number> => {
@@ -314,18 +341,22 @@ async function blockCheck(tower: JusticeTower, rpc: NoSendRpc, b: Breach): Promi
 
   // Warm-up (JIT, the index's pages, the signer's connection), then interleaved timed runs.
   baseline();
+  streaming();
   normalize();
   await timed(miss, 0);
   await timed(hit, 1);
   await forget();
   await lookup();
+  const loadBefore = loadavg()[0]!;
   const h: number[] = [];
   const m: number[] = [];
   const base: number[] = [];
+  const stream: number[] = [];
   const look: number[] = [];
   const norm: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     base.push(baseline());
+    stream.push(streaming());
     norm.push(normalize());
     m.push(await timed(miss, 0));
     h.push(await timed(hit, 1));
@@ -335,6 +366,7 @@ async function blockCheck(tower: JusticeTower, rpc: NoSendRpc, b: Breach): Promi
   log(`  match with the breach (ms): ${h.map((x) => x.toFixed(1)).join(" ")}`);
   log(`  match without (ms):         ${m.map((x) => x.toFixed(1)).join(" ")}`);
   log(`  SHA256d baseline (ms):      ${base.map((x) => x.toFixed(2)).join(" ")}`);
+  log(`  SHA256d, createHash (ms):   ${stream.map((x) => x.toFixed(2)).join(" ")}`);
   log(`  normalized txids alone (ms): ${norm.map((x) => x.toFixed(1)).join(" ")}`);
   log(`  lookup query alone (ms):    ${look.map((x) => x.toFixed(1)).join(" ")}`);
   log(`  (${rpc.sends} sends swallowed: the breach re-sent and its justice, per run with the breach)`);
@@ -342,8 +374,11 @@ async function blockCheck(tower: JusticeTower, rpc: NoSendRpc, b: Breach): Promi
     hitMs: median(h),
     missMs: median(m),
     baselineMs: median(base),
+    streamingMs: median(stream),
     lookupMs: median(look),
     normalizeMs: median(norm),
+    best: { hitMs: Math.min(...h), missMs: Math.min(...m), baselineMs: Math.min(...base) },
+    load: `${loadBefore.toFixed(1)} → ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores`,
   };
 }
 
@@ -463,35 +498,34 @@ async function main(): Promise<void> {
   const latencies = await breachToBroadcast(rt, running, rest);
 
   const p = (s: string, w: number) => s.padEnd(w);
+  const ratio = (x: number, base = block.baselineMs): string => `${(x / base).toFixed(1)}x`;
+  const aim = `aim ≤ ${AIM_RATIO.toFixed(1)}x`;
   const rows: [string, string, string, string][] = [
-    ["figure", "value", "aim", "vs baseline"],
+    ["figure", "value", "vs baseline", "aim"],
     ["set-up: records stored in bulk", `${STORED.toLocaleString("en")} in ${setupS.toFixed(1)} s`, "-", "-"],
-    ["records ingested (JetStream → Postgres)", `${ingestRate.toFixed(0)} /s`, ">= 5,000 /s", "-"],
+    ["records ingested (JetStream → Postgres)", `${ingestRate.toFixed(0)} /s`, "-", "aim ≥ 5,000 /s"],
+    [`block check, ${BLOCK_TXS} txs with 1 breach`, ms(block.hitMs), ratio(block.hitMs), aim],
     [
-      `block check, ${BLOCK_TXS} txs with 1 breach`,
-      ms(block.hitMs),
-      "<= 50 ms",
-      `${(block.hitMs / block.baselineMs).toFixed(1)}x`,
-    ],
-    [
-      `block check, ${BLOCK_TXS} txs, no breach`,
-      ms(block.missMs),
-      "<= 50 ms",
-      `${(block.missMs / block.baselineMs).toFixed(1)}x`,
-    ],
-    [
-      "  parse + normalized txids alone",
-      ms(block.normalizeMs),
+      "  the breach's handling (with − without): claim, node, signer",
+      ms(block.hitMs - block.missMs),
+      ratio(block.hitMs - block.missMs),
       "-",
-      `${(block.normalizeMs / block.baselineMs).toFixed(1)}x`,
     ],
-    ["  the locator lookup alone", ms(block.lookupMs), "-", "-"],
-    [`baseline: SHA256d of the ${BLOCK_TXS} txs`, `${block.baselineMs.toFixed(2)} ms`, "-", "1x"],
+    [`block check, ${BLOCK_TXS} txs, no breach`, ms(block.missMs), ratio(block.missMs), aim],
+    ["  parse + normalized txids + locators alone", ms(block.normalizeMs), ratio(block.normalizeMs), "-"],
+    ["  the locator lookup alone (one query)", ms(block.lookupMs), ratio(block.lookupMs), "-"],
+    [`baseline: SHA256d of the ${BLOCK_TXS} txs`, `${block.baselineMs.toFixed(2)} ms`, "1x", "-"],
+    [
+      "  the same through createHash (earlier runs' baseline)",
+      `${block.streamingMs.toFixed(2)} ms`,
+      ratio(block.streamingMs),
+      "-",
+    ],
     [
       `breach → justice broadcast (${latencies.length} runs)`,
       `median ${ms(median(latencies))}, max ${ms(Math.max(...latencies))}`,
-      "<= 1 s",
       "-",
+      "aim ≤ 1 s",
     ],
   ];
   const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length)) + 2);
@@ -505,7 +539,13 @@ async function main(): Promise<void> {
     );
   console.log(
     `\nThe mempool is polled every ${MEMPOOL_POLL_MS} ms: a breach waits 0–${MEMPOOL_POLL_MS} ms (${MEMPOOL_POLL_MS / 2} ms on average) ` +
-      `for the next poll, plus the time a poll in progress takes; the rest is matching, signing (in-process signer over gRPC) and the send.`,
+      `for the next poll, plus the time a poll in progress takes; the rest is matching, signing (in-process signer over gRPC) and the send.` +
+      `\nBlock check, medians against the createHash baseline: ${ratio(block.hitMs, block.streamingMs)} with the breach, ${ratio(block.missMs, block.streamingMs)} without.` +
+      `\nBlock check, fastest runs against the fastest baseline (${block.best.baselineMs.toFixed(2)} ms): ` +
+      `${ratio(block.best.hitMs, block.best.baselineMs)} with the breach (${ms(block.best.hitMs)}), ` +
+      `${ratio(block.best.missMs, block.best.baselineMs)} without (${ms(block.best.missMs)}).` +
+      `\nLoad average (1 min) over the block check: ${block.load}; other processes on the cores slow the` +
+      ` block check (Postgres, the signer, the node: several processes) more than the baseline (one loop).`,
   );
 }
 

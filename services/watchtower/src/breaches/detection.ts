@@ -2,9 +2,10 @@
  * locator looked up among the stored records, and on a match the record opened (which only the
  * breach itself can do) and the breach stored, once, for the justice worker. */
 import { RpcError } from "@ln/chain-client";
-import { locatorOf, openRecord, RecordError, type RevocationRecord } from "@ln/justice";
+import { LOCATOR_BYTES } from "@ln/proto";
+import { locatorInto, openRecord, RecordError, type RevocationRecord } from "@ln/justice";
 import { inTransaction } from "@ln/postgres";
-import { normalizedTxidOfRaw, TxParseError } from "@ln/tx";
+import { normalizedTxidOfHexInto, TxParseError } from "@ln/tx";
 import type { TowerContext } from "../context.js";
 import { newBreach, type BreachState } from "../justice-core.js";
 
@@ -14,13 +15,20 @@ export interface SeenTx {
 }
 
 interface RecordRow {
+  /** The locator's place in the lookup (0-based), which is the transaction's place in its chunk. */
+  i: number;
   locator: Buffer;
   blob_hash: Buffer;
   blob: Buffer;
 }
 
-/** Locators per lookup query; a 4,000-transaction block makes four, overlapping with the hashing. */
-const LOOKUP_CHUNK = 1000;
+/**
+ * Locators per lookup query. A 4,000-transaction block makes eight, sent as the hashing goes: the
+ * pool's connections probe the index in parallel (other processes, the other core) while this one
+ * hashes, and what is left to wait for after the last transaction is one small query.
+ */
+const LOOKUP_CHUNK = 500;
+const NTXID_BYTES = 32;
 
 /** The revoked commitment's delay in blocks; a time delay counts as 10-minute blocks. */
 const delayBlocksOf = (r: RevocationRecord): number =>
@@ -37,82 +45,84 @@ export class BreachDetector {
   ) {}
 
   /**
-   * Looks up the normalized txids of these transactions in one query and hands on every breach
-   * found. Returns how many breaches were matched.
+   * Looks up the normalized txids of these transactions, a chunk at a time, and hands on every
+   * breach found. Returns how many breaches were matched.
    */
   async match(txs: readonly SeenTx[], where: "block" | "mempool"): Promise<number> {
-    const byLocator = new Map<string, { tx: SeenTx; ntxid: Buffer }[]>();
-    // Looked up a chunk at a time as the hashing goes: Postgres probes the index for one chunk
-    // (another process, another core) while this one hashes the next.
-    const lookups: Promise<RecordRow[]>[] = [];
-    let chunk: Buffer[] = [];
+    // Every transaction read, in order, and its normalized txid at 32 * its place in `ntxids`; a
+    // lookup row's `i` is a place in its chunk. Nothing is allocated per transaction.
+    const read: SeenTx[] = [];
+    const ntxids = Buffer.allocUnsafe(NTXID_BYTES * txs.length);
+    const lookups: Promise<{ row: RecordRow; at: number }[]>[] = [];
+    let chunk = Buffer.allocUnsafe(LOOKUP_CHUNK * LOCATOR_BYTES);
+    let inChunk = 0;
     const flush = async (): Promise<void> => {
-      const lookup = this.lookup(chunk);
+      const base = read.length - inChunk;
+      const lookup = this.lookup(chunk.subarray(0, inChunk * LOCATOR_BYTES)).then((rows) =>
+        rows.map((row) => ({ row, at: base + row.i })),
+      );
       // Handled now, awaited below: a failure meanwhile must not count as an unhandled rejection.
       lookup.catch(() => undefined);
       lookups.push(lookup);
-      chunk = [];
+      chunk = Buffer.allocUnsafe(LOOKUP_CHUNK * LOCATOR_BYTES); // the query still holds the last
+      inChunk = 0;
       // Lets the pool send it now: the hashing between two chunks never yields.
       await new Promise((resolve) => setImmediate(resolve));
     };
     for (const tx of txs) {
-      let ntxid: Buffer;
+      const at = NTXID_BYTES * read.length;
       try {
-        // From the bytes: a bitcoinjs Transaction per transaction would cost ten times the hashing.
-        ntxid = normalizedTxidOfRaw(Buffer.from(tx.hex, "hex"));
+        // From the hex: no bitcoinjs Transaction, no Buffer per transaction.
+        normalizedTxidOfHexInto(tx.hex, ntxids, at);
       } catch (e) {
         if (e instanceof TxParseError) continue; // not a transaction: not a commitment either
         throw e;
       }
-      const locator = locatorOf(ntxid);
-      const key = locator.toString("hex");
-      const same = byLocator.get(key);
-      if (same !== undefined) {
-        same.push({ tx, ntxid });
+      locatorInto(ntxids, at, chunk, inChunk * LOCATOR_BYTES);
+      inChunk++;
+      read.push(tx);
+      if (inChunk === LOOKUP_CHUNK) await flush();
+    }
+    if (inChunk > 0) await flush();
+    // In the order of the transactions (one listed twice is matched twice, as before).
+    const hits = (await Promise.all(lookups)).flat().sort((a, b) => a.at - b.at);
+    let found = 0;
+    for (const { row, at } of hits) {
+      const tx = read[at]!;
+      const ntxid = Buffer.from(ntxids.subarray(NTXID_BYTES * at, NTXID_BYTES * (at + 1)));
+      let record: RevocationRecord;
+      try {
+        record = openRecord(row.blob, ntxid);
+      } catch (e) {
+        if (!(e instanceof RecordError)) throw e;
+        this.ctx.metrics?.recordsRejected.inc({ reason: "unopenable" });
+        this.ctx.log.warn(`a record matched transaction ${tx.txid} but does not open; ignored`, {
+          txid: tx.txid,
+          code: e.code,
+        });
         continue;
       }
-      byLocator.set(key, [{ tx, ntxid }]);
-      chunk.push(locator);
-      if (chunk.length === LOOKUP_CHUNK) await flush();
-    }
-    if (chunk.length > 0) await flush();
-    const rows = (await Promise.all(lookups)).flat();
-    let found = 0;
-    for (const row of rows)
-      for (const { tx, ntxid } of byLocator.get(row.locator.toString("hex")) ?? []) {
-        let record: RevocationRecord;
-        try {
-          record = openRecord(row.blob, ntxid);
-        } catch (e) {
-          if (!(e instanceof RecordError)) throw e;
-          this.ctx.metrics?.recordsRejected.inc({ reason: "unopenable" });
-          this.ctx.log.warn(`a record matched transaction ${tx.txid} but does not open; ignored`, {
-            txid: tx.txid,
-            code: e.code,
-          });
-          continue;
-        }
-        found++;
-        const inserted = await this.ctx.pool.query(
-          `INSERT INTO ${this.ctx.table("tower_breaches")} (ntxid, locator, blob_hash, breach_hex, state)
+      found++;
+      const inserted = await this.ctx.pool.query(
+        `INSERT INTO ${this.ctx.table("tower_breaches")} (ntxid, locator, blob_hash, breach_hex, state)
            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ntxid) DO NOTHING`,
-          [
-            ntxid,
-            row.locator,
-            row.blob_hash,
-            tx.hex,
-            JSON.stringify(newBreach(tx.txid, delayBlocksOf(record))),
-          ],
+        [
+          ntxid,
+          row.locator,
+          row.blob_hash,
+          tx.hex,
+          JSON.stringify(newBreach(tx.txid, delayBlocksOf(record))),
+        ],
+      );
+      if (inserted.rowCount === 1) {
+        this.ctx.metrics?.breaches.inc({ where });
+        this.ctx.log.alert(
+          `BREACH: transaction ${tx.txid} (${where}) is the revoked commitment ${record.revokedNumber} of signer channel ${record.signerChannel}; making justice`,
+          { level: "warn", breach: tx.txid, signerChannel: Number(record.signerChannel), where },
         );
-        if (inserted.rowCount === 1) {
-          this.ctx.metrics?.breaches.inc({ where });
-          this.ctx.log.alert(
-            `BREACH: transaction ${tx.txid} (${where}) is the revoked commitment ${record.revokedNumber} of signer channel ${record.signerChannel}; making justice`,
-            { level: "warn", breach: tx.txid, signerChannel: Number(record.signerChannel), where },
-          );
-        } else if (where === "block") await this.adopt(ntxid, tx, record);
-        await this.onBreach(ntxid);
-      }
+      } else if (where === "block") await this.adopt(ntxid, tx, record);
+      await this.onBreach(ntxid);
+    }
     return found;
   }
 
@@ -121,12 +131,12 @@ export class BreachDetector {
    * parameter goes as escaped text, which both sides take longer to encode and parse than
    * Postgres takes for the index probes.
    */
-  private async lookup(locators: readonly Buffer[]): Promise<RecordRow[]> {
+  private async lookup(locators: Buffer): Promise<RecordRow[]> {
     const r = await this.ctx.pool.query<RecordRow>(
-      `SELECT r.locator, r.blob_hash, r.blob
+      `SELECT i, r.locator, r.blob_hash, r.blob
          FROM generate_series(0, length($1::bytea) / 16 - 1) i
          JOIN ${this.ctx.table("tower_records")} r ON r.locator = substring($1::bytea FROM i * 16 + 1 FOR 16)`,
-      [Buffer.concat(locators)],
+      [locators],
     );
     return r.rows;
   }

@@ -157,9 +157,13 @@ export class JusticeWorker {
     const settings = this.ctx.settings;
     const rpc = this.ctx.rpc;
     const log = this.ctx.log;
-    const tip = await rpc.getBlockCount();
-    const feeRate = await this.feeRate();
-    const mempool = new Set<string>(await rpc.getRawMempool());
+    // Independent questions to the node: asked together, one round trip's wait instead of three.
+    const [tip, feeRate, mempoolIds] = await Promise.all([
+      rpc.getBlockCount(),
+      this.feeRate(),
+      rpc.getRawMempool(),
+    ]);
+    const mempool = new Set<string>(mempoolIds);
     const hexOf = new Map(claimed.versions);
     let state = claimed.state;
     const groups: (TxSeen | undefined)[] = [];
