@@ -256,6 +256,23 @@ export class ApiStore {
   }
 
   /**
+   * Stores the result of a claimed key unless one is stored already (by the transaction that
+   * did the work): then nothing is written.
+   */
+  async completeIdempotencyOnce(
+    tokenId: string,
+    key: string,
+    status: number,
+    response: unknown,
+  ): Promise<void> {
+    await this.pool.query(
+      `UPDATE ${this.t("api_idempotency")} SET status = $3, response = $4, completed_at = now()
+        WHERE token_id = $1 AND key = $2 AND status IS NULL`,
+      [tokenId, key, status, JSON.stringify(response)],
+    );
+  }
+
+  /**
    * The stored outcome of an idempotency key, if any: "done" (replay it) or "mismatch" (another
    * route or body); undefined when the key is free. A claim still running counts as free here:
    * `claimIdempotencyIn` waits for it.

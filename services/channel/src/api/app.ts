@@ -557,7 +557,8 @@ const routes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { store, backen
         );
       }
       const body = paymentJson(payment);
-      await store.completeIdempotency(token.id, key, 201, body);
+      // Stored by the step that offered the HTLC, unless the command waited behind the signer.
+      await store.completeIdempotencyOnce(token.id, key, 201, body);
       void reply.code(201);
       return body;
     },
