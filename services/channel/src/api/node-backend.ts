@@ -62,7 +62,7 @@ import { ForwardReads, type ForwardRow, type ForwardTotals } from "../forwarding
 import type { ChannelNode } from "../channels/node.js";
 import type { PeerControl } from "../channels/ports.js";
 import type { Resolver } from "../onchain/resolution.js";
-import type { ChannelRow, ChannelStore } from "../channels/store.js";
+import type { ChannelRow, ChannelStore, WithinTransition } from "../channels/store.js";
 import { operatorGraph, readAnnouncedGraph, type Graph } from "../gossip/graph-api-reads.js";
 
 /** The wallet as the API sees it (wallet.ts). */
@@ -240,16 +240,15 @@ export class ChannelNodeBackend implements NodeBackend {
     const channelId = req.channelId;
     if (channelId === undefined) throw new BackendError("INVALID", "give a channelId or a route");
     // The request's result commits with the step that offers the HTLC and records the payment.
-    const within =
-      record && withOfferedPayment(this.o.ledger, channelId, (c, row) => record.complete(c, payment(row)));
+    const written = this.offeredWithin(channelId, record);
     const outputs = await named(
       this.o.node.command(
         channelId,
         { kind: "add_htlc", amountMsat: req.amountMsat, rHash: req.rHash, expiry: req.expiry },
-        within,
+        written.within,
       ),
     );
-    return this.offered(channelId, outputs);
+    return this.offered(channelId, outputs, written.row);
   }
 
   /**
@@ -301,8 +300,7 @@ export class ChannelNodeBackend implements NodeBackend {
       onion.sharedSecrets,
       attempt && { invoicePaymentId: attempt.invoicePaymentId, channelId },
     );
-    const within =
-      record && withOfferedPayment(this.o.ledger, channelId, (c, p) => record.complete(c, payment(p)));
+    const written = this.offeredWithin(channelId, record);
     const outputs = await named(
       this.o.node.command(
         channelId,
@@ -313,14 +311,14 @@ export class ChannelNodeBackend implements NodeBackend {
           expiry: { blocks: plan.expiry },
           route: packet,
         },
-        within,
+        written.within,
       ),
     ).catch(async (e: unknown) => {
       // Refused: this onion is never sent. (Deferred behind the signer, it stays for its step.)
       await forgetPaymentOnion(this.o.pool, this.o.schema, packet).catch(() => undefined);
       throw e;
     });
-    return this.offered(channelId, outputs);
+    return this.offered(channelId, outputs, written.row);
   }
 
   /**
@@ -361,9 +359,33 @@ export class ChannelNodeBackend implements NodeBackend {
   }
 
   /** The payment the command's step recorded. */
-  private async offered(channelId: string, outputs: readonly Output[]): Promise<Payment> {
+  /**
+   * What the step that offers a payment's HTLC writes more (the request's record) and keeps: the
+   * payment's row as written there, so the answer needs no second read.
+   */
+  private offeredWithin(
+    channelId: string,
+    record: PaymentRecord | undefined,
+  ): { within: WithinTransition; row: PaymentRow | undefined } {
+    const kept: { within: WithinTransition; row: PaymentRow | undefined } = {
+      row: undefined,
+      within: withOfferedPayment(this.o.ledger, channelId, async (c, row) => {
+        kept.row = row;
+        await record?.complete(c, payment(row));
+      }),
+    };
+    return kept;
+  }
+
+  private async offered(
+    channelId: string,
+    outputs: readonly Output[],
+    written?: PaymentRow,
+  ): Promise<Payment> {
     const added = outputs.find((x) => x.type === "htlc_added" && x.offerer === "local");
-    const row = added?.type === "htlc_added" && (await this.o.ledger.payment(paymentId(channelId, added.id)));
+    const row =
+      written ??
+      (added?.type === "htlc_added" && (await this.o.ledger.payment(paymentId(channelId, added.id))));
     if (!row)
       throw new PaymentQueued(
         `channel ${channelId} is waiting for the signer; the payment is queued and will appear in GET /v1/payments`,
