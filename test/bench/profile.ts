@@ -38,7 +38,10 @@ export interface Window {
 export interface SelfTime {
   /** Function name, "(anonymous)" when V8 has none, or a V8 pseudo-frame: (program), (garbage collector). */
   readonly name: string;
-  /** File and 1-based line, shortened (repository-relative; a dependency as its package name). */
+  /**
+   * File, shortened (repository-relative; a dependency as its package name), and the 1-based line
+   * for JavaScript (a .ts file's lines in the profile are of tsx's output: left out).
+   */
   readonly where: string;
   readonly ms: number;
 }
@@ -95,7 +98,8 @@ export function selfTimes(profile: CpuProfile, window?: Window, repoRoot?: strin
     }
     const name = f.functionName === "" ? "(anonymous)" : f.functionName;
     const file = shortUrl(f.url, repoRoot);
-    const where = file === "" ? "" : `${file}:${f.lineNumber + 1}`;
+    // A TypeScript file's line is of the code tsx generated from it, not of the source: left out.
+    const where = file === "" || /\.[cm]?tsx?$/.test(file) ? file : `${file}:${f.lineNumber + 1}`;
     const key = `${name}\u0000${where}`;
     const prev = totals.get(key);
     totals.set(key, { name, where, ms: (prev?.ms ?? 0) + us / 1000 });
