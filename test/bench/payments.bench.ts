@@ -618,13 +618,14 @@ async function main(): Promise<number> {
       let last: { payers: number; rate: number } | undefined;
       for (const payers of payerList) {
         if (interrupted) break;
-        // Enough invoices for the phase: BENCH_INVOICES if set, else 1.5× what the last phase's
-        // rate scaled by the payers would use (100/s per payer for a path's first phase).
+        // Enough invoices for the phase: BENCH_INVOICES if set, else twice what the last phase's
+        // rate scaled by the payers would use (50/s per payer for a path's first phase), at most
+        // 1,200/s of phase; what a phase leaves is used by the next.
         const estRate =
-          last !== undefined && last.rate > 0 ? (last.rate * payers) / last.payers : 100 * payers;
+          last !== undefined && last.rate > 0 ? (last.rate * payers) / last.payers : 50 * payers;
         const want =
           INVOICES_FIXED ??
-          Math.min(MAX_INVOICE_RATE * SECONDS, Math.max(50, Math.ceil(estRate * SECONDS * 1.5) + 20));
+          Math.min(MAX_INVOICE_RATE * SECONDS, Math.max(50, Math.ceil(estRate * SECONDS * 2) + 20));
         const madeBefore = { ...invoiceTotals };
         ph.pool.push(...(await ph.make(want - ph.pool.length)));
 
@@ -691,8 +692,9 @@ async function main(): Promise<number> {
       );
       for (const p of profiled) {
         const { files, summary } = summariseDir(profileDir(net.dir, p), profileWindow, REPO_ROOT);
+        // One file per thread: tsx's module loader runs on a thread of its own (idle after start-up).
         if (files === 0) profileLines.push(`  ${p}: no .cpuprofile written`);
-        else profileLines.push(...formatSummary(`  ${p}`, summary, 15));
+        else profileLines.push(...formatSummary(`  ${p} (${files} thread profile(s))`, summary, 15));
       }
     }
 
