@@ -1,23 +1,33 @@
 /**
  * pnpm bench:payments — settled payments per second and p50/p99 latency through the whole stack
  * (each node: signer, watchtower, peer and channel service as real processes, on durable Postgres
- * and NATS), with 1 and with 16 concurrent payers: directly over one A→B channel, then from A to
- * C through B (A-B and B-C, an explicit route, B peeling the onion and forwarding); and, in the
- * same run, the throughput of the signatures alone that each direct payment needs (the crypto
- * bound), with the ratio. Figures only: nothing here asserts on timing.
+ * and NATS), with 1, 16 and 64 concurrent payers: directly over one A→B channel, then from A to
+ * C through B (A-B and B-C, an explicit route, B peeling the onion and forwarding). For each phase
+ * also: commitment rounds per payment (the channel services' channel_commitment_updates), the
+ * crypto bound per round and the bound it implies at the measured batch size, Postgres bytes per
+ * payment (every table of every node's schemas) and CPU per payment by process; then the restart
+ * phase (test/bench/restart.ts, when there) and each figure of issue 17 beside its aim. Figures
+ * only: nothing here asserts on timing. test/bench/README.md says how each figure is computed.
  *
  *   pnpm bench:payments
  *
- * Environment: as the lab (DATABASE_URL, NATS_URL, LAB_DIR), plus BENCH_SECONDS (per phase,
- * default 10), BENCH_INVOICES (made up front for each of the two kinds, default 1000) and BENCH_KEEP_LOGS=1 (keep the
- * services' log files; otherwise the run directory is removed at the end).
+ * Environment: as the lab (DATABASE_URL, NATS_URL, LAB_DIR), plus
+ *   BENCH_SECONDS   per phase (default 10)
+ *   BENCH_PAYERS    the concurrency levels, a comma list (default 1,16,64)
+ *   BENCH_INVOICES  invoices made before each phase (default: twice what the phase may use,
+ *                   from the last phase's rate; made between phases, never during one)
+ *   BENCH_INVOICE_CONCURRENCY  invoices made at a time (default 32)
+ *   BENCH_PROFILE=1 run A's channel service and signer under --cpu-prof; print the top functions
+ *                   by self time over the A→B phase with the most payers (profiles kept)
+ *   BENCH_RESTART=0 skip the restart phase; BENCH_RESTART_CHANNELS its channel count
+ *   BENCH_KEEP_LOGS=1 keep the services' log files (otherwise the run directory is removed)
  *
  * Latency is from the start of POST /v1/payments to the moment the payment is seen "succeeded".
- * Rather than have every payer poll GET /v1/payments/:id (16 payers polling every 2 ms would load
+ * Rather than have every payer poll GET /v1/payments/:id (64 payers polling every 2 ms would load
  * the very service being measured), a trigger the bench adds to A's payments table NOTIFYs when a
  * payment leaves "pending" and the bench LISTENs: the status the API reports, seen when it flips.
- * "succeeded" is set when A receives update_fulfill_htlc (R in hand); the fulfill's two
- * commitment rounds follow, and a single channel serialises them, so they are in the throughput.
+ * "succeeded" is set when A receives update_fulfill_htlc (R in hand); the fulfill's commitment
+ * rounds follow, and they are in the throughput.
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
