@@ -439,6 +439,20 @@ export class SignerStore {
     return row === undefined ? undefined : { index: row.idx, peerNodeId: row.peer_node_id };
   }
 
+  /**
+   * The records of many channels in one read (SignerStatuses), by index; an index never allocated
+   * is absent. A plain read of what is committed: a request being decided meanwhile commits after
+   * it, and the channel service asked it only after storing the state that asked (so the state
+   * it reads after this is never behind what this read misses).
+   */
+  async channelStates(indexes: readonly number[]): Promise<Map<number, ChannelState>> {
+    const r = await this.#pool.query<ChannelRow>(
+      `SELECT * FROM ${this.#s}.channels WHERE idx = ANY($1::integer[])`,
+      [[...new Set(indexes)]],
+    );
+    return new Map(r.rows.map((row) => [row.idx, toState(row)]));
+  }
+
   /** Runs `fn` in one transaction holding the channel's row lock; UNKNOWN_CHANNEL if there is none. */
   async withChannel<T>(index: number, fn: (store: PolicyStore) => Promise<T>): Promise<T> {
     return this.withChannels([index], (stores) => fn(stores.get(index)!));

@@ -1,8 +1,22 @@
-import type { Input, Output } from "@ln/channel-core";
+import {
+  htlcsToSettle,
+  signerAhead,
+  type ChannelState,
+  type Input,
+  type Output,
+  type SignerChannelStatus,
+} from "@ln/channel-core";
 import type { Report } from "./errors.js";
 import type { LogLine, PeerControl } from "./ports.js";
-import { LIVE, type ChannelRegistry } from "./registry.js";
+import type { ChannelRegistry } from "./registry.js";
 import type { ChannelRow, ChannelStore } from "./store.js";
+
+/** Channels compared with the signer and taken into the registry per slice of an adoption. */
+export const ADOPT_SLICE = 2000;
+/** Resumes of adopted channels running at once (each is a transaction, perhaps a signer call). */
+export const RESUMES_AT_ONCE = 8;
+/** Up to this many channels adopted in a round, each gets its own log line; beyond, a summary. */
+const LOG_EACH_UP_TO = 20;
 
 export interface LeasesOptions {
   store: ChannelStore;
@@ -11,59 +25,166 @@ export interface LeasesOptions {
   replicaId: string;
   /** Lease length; renewed every third of it. */
   leaseMs: number;
-  /** Feeds one input to a channel (the node's input): the adopted channel's resume. */
+  /** Feeds one input to a channel (the node's input): an adopted channel's resume, or `behind`. */
   feed: (channelId: string, input: Input) => Promise<Output[]>;
-  /** The channel is compared with the signer's records again at its next resume. */
-  recheckSigner: (channelId: string) => void;
+  /**
+   * The signer's records of these signer channels (SignerStatuses); a channel it never allocated
+   * is absent.
+   */
+  signerStatuses: (signerChannels: readonly number[]) => Promise<Map<number, SignerChannelStatus>>;
+  /** The channel was compared with the signer's records here: its resume need not compare again. */
+  signerChecked: (channelId: string) => void;
   log: LogLine;
   report: Report;
 }
 
 /**
+ * Why the signer's records show a later state than the channel's, if they do (DESIGN.md 6,
+ * CONFORMANCE 12): only a channel with commitments in normal operation or clearing is compared.
+ */
+export function behindSigner(state: ChannelState, status: SignerChannelStatus): string | undefined {
+  if (!state.localCommit || (state.phase !== "normal" && state.phase !== "clearing")) return undefined;
+  return signerAhead(state, status);
+}
+
+/**
+ * Whether a channel taken over has work its resume does: a signer request the state awaits, an
+ * opening's anchor to watch again, incoming HTLCs for the payee (or the forwarder) to settle. A
+ * channel that awaits nothing needs no transition to run here: its next input finds it.
+ */
+export function needsResume(state: ChannelState): boolean {
+  if (state.phase === "closed" || state.phase === "failed" || state.phase === "behind") return false;
+  return state.awaiting !== undefined || state.phase === "opening" || htlcsToSettle(state).length > 0;
+}
+
+/**
  * The leases of the channels this replica runs: renewed every third of their length; a channel
- * whose lease expired (its replica died or stopped) is taken over and resumed here.
+ * whose lease expired (its replica died or stopped) is taken over and resumed here. A round is one
+ * statement whatever the number of channels (ChannelStore.takeLeases); the channels it takes are
+ * compared with the signer's records in slices (one SignerStatuses call each), and only then run
+ * here, before any input reaches them.
  */
 export class Leases {
+  private round: Promise<void> | undefined;
+  /** Adopted channels whose resume is still to run. */
+  private readonly resumes: string[] = [];
+  private resuming = 0;
+
   constructor(private readonly o: LeasesOptions) {}
 
-  /** Renews our leases and takes channels whose lease expired (a replica died or stopped). */
-  async leaseRound(): Promise<void> {
-    for (const row of await this.o.store.rows()) {
-      const ours = this.o.registry.holds(row.id);
-      if (!ours && (!LIVE(row.phase) || (row.leaseHeld && row.leaseOwner !== this.o.replicaId))) continue;
-      if (!(await this.o.store.acquireLease(row.id, this.o.replicaId, this.o.leaseMs))) {
-        if (ours) this.o.log.warn(`channel ${row.id}: lease lost to another replica`, { channelId: row.id });
-        this.o.registry.release(row.id);
-        continue;
-      }
-      if (ours) continue;
-      await this.adopt(row);
-    }
+  /**
+   * Renews our leases and takes channels whose lease expired (a replica died or stopped). One round
+   * at a time: a call while one runs waits for that one.
+   */
+  leaseRound(): Promise<void> {
+    this.round ??= this.leaseRoundOnce().finally(() => (this.round = undefined));
+    return this.round;
   }
 
   /** Releases every lease we hold, so another replica takes the channels at once. */
   async releaseAll(): Promise<void> {
-    for (const id of this.o.registry.heldIds())
-      await this.o.store.releaseLease(id, this.o.replicaId).catch(() => undefined);
+    const ids = this.o.registry.heldIds();
     this.o.registry.releaseAll();
+    this.resumes.length = 0;
+    await this.o.store.releaseLeases(ids, this.o.replicaId).catch(() => undefined);
   }
 
-  private async adopt(row: ChannelRow): Promise<void> {
-    if (row.peerNodeId === undefined || row.signerChannel === undefined) return;
-    this.o.registry.hold(row.id, {
-      peer: row.peerNodeId,
-      signerChannel: row.signerChannel,
-      awaitingConnection: false,
-    });
-    // Compared with the signer's records again at every takeover (CONFORMANCE 12), not only once.
-    this.o.recheckSigner(row.id);
-    this.o.log.info(`channel ${row.id}: running it here (lease taken)`, { channelId: row.id });
-    // Messages the gateway relayed while nobody ran the channel are lost, and ones the last holder
-    // stored may be unsent: a new connection's authenticate exchange retransmits both ways.
-    this.o.peers.resync(row.peerNodeId);
-    // Whatever the last holder left half done: the signer request the state awaits, payee work.
-    await this.o
-      .feed(row.id, { type: "resume" })
-      .catch((e: unknown) => this.o.report(`channel ${row.id}`, e));
+  /** Adopted channels whose resume has not finished yet (queued or running). */
+  get pendingResumes(): number {
+    return this.resumes.length + this.resuming;
+  }
+
+  private async leaseRoundOnce(): Promise<void> {
+    const held = this.o.registry.heldIds();
+    const rows = await this.o.store.takeLeases(this.o.replicaId, this.o.leaseMs, held);
+    const ours = new Set(rows.map((r) => r.id));
+    for (const id of held)
+      if (!ours.has(id) && this.o.registry.holds(id)) {
+        this.o.log.warn(`channel ${id}: lease lost to another replica`, { channelId: id });
+        this.o.registry.release(id);
+      }
+    const fresh = rows.filter((r) => !this.o.registry.holds(r.id));
+    for (let i = 0; i < fresh.length; i += ADOPT_SLICE)
+      await this.adopt(fresh.slice(i, i + ADOPT_SLICE)).catch((e: unknown) =>
+        // Their leases stay ours: the next round takes them up again.
+        this.o.report(`taking over ${Math.min(ADOPT_SLICE, fresh.length - i)} channel(s)`, e),
+      );
+  }
+
+  /**
+   * Runs channels here whose lease we just took: each compared with the signer's records first
+   * (CONFORMANCE 12), then held (its peer's messages and acks are taken from then on), stopped at
+   * once if it is behind, resumed if its state has work left; each peer asked once to reconnect.
+   */
+  private async adopt(rows: readonly ChannelRow[]): Promise<void> {
+    const runnable = rows.flatMap((r) =>
+      r.peerNodeId === undefined || r.signerChannel === undefined
+        ? []
+        : [{ id: r.id, peer: r.peerNodeId, signerChannel: r.signerChannel }],
+    );
+    if (runnable.length === 0) return;
+    // The signer's records first, then the states: a step running meanwhile (the last holder's,
+    // finishing) stores its state before it asks the signer, so a state read after the records
+    // is never behind them (unless it was restored).
+    const statuses = await this.o.signerStatuses(runnable.map((r) => r.signerChannel));
+    const states = await this.o.store.states(runnable.map((r) => r.id));
+    const peers = new Set<string>();
+    let adopted = 0;
+    let behind = 0;
+    let resumed = 0;
+    for (const r of runnable) {
+      const state = states.get(r.id);
+      if (state === undefined || this.o.registry.holds(r.id)) continue; // deleted, or run here already
+      const status = statuses.get(r.signerChannel);
+      if (status === undefined) {
+        this.o.report(
+          `channel ${r.id}`,
+          new Error(`the signer has no channel ${r.signerChannel}: not running the channel here`),
+        );
+        continue;
+      }
+      const problem = behindSigner(state, status);
+      this.o.registry.hold(r.id, { peer: r.peer, signerChannel: r.signerChannel, awaitingConnection: false });
+      this.o.signerChecked(r.id);
+      adopted++;
+      if (runnable.length <= LOG_EACH_UP_TO)
+        this.o.log.info(`channel ${r.id}: running it here (lease taken)`, { channelId: r.id });
+      // Messages the gateway relayed while nobody ran the channel are lost, and ones the last
+      // holder stored may be unsent: a new connection's authenticate exchange retransmits both ways.
+      peers.add(r.peer);
+      if (problem !== undefined) {
+        // Queued as the channel's first input, before any message of its peer can be.
+        behind++;
+        void this.o
+          .feed(r.id, { type: "behind", problem })
+          .catch((e: unknown) => this.o.report(`channel ${r.id}`, e));
+      } else if (needsResume(state)) {
+        // Whatever the last holder left half done: the signer request the state awaits, payee work.
+        resumed++;
+        this.resumes.push(r.id);
+      }
+    }
+    for (const peer of peers) this.o.peers.resync(peer);
+    if (runnable.length > LOG_EACH_UP_TO && adopted > 0)
+      this.o.log.info(
+        `running ${adopted} channels here (leases taken): ${behind} behind the signer, ${resumed} to resume`,
+      );
+    this.drainResumes();
+  }
+
+  /** Runs the queued resumes, RESUMES_AT_ONCE at a time, in the background. */
+  private drainResumes(): void {
+    while (this.resuming < RESUMES_AT_ONCE && this.resumes.length > 0) {
+      const id = this.resumes.shift() as string;
+      if (!this.o.registry.holds(id)) continue;
+      this.resuming++;
+      void this.o
+        .feed(id, { type: "resume" })
+        .catch((e: unknown) => this.o.report(`channel ${id}`, e))
+        .finally(() => {
+          this.resuming--;
+          this.drainResumes();
+        });
+    }
   }
 }
