@@ -30,17 +30,17 @@
  * rounds follow, and they are in the throughput.
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { decodeInvoice } from "@ln/invoice";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
 import type { Invoice, LabApi } from "../lab/api.js";
-import { errText, Network, PAYMENT_EXPIRY_BLOCKS, sleep, type NetNode } from "../lab/network.js";
+import { errText, Network, PAYMENT_EXPIRY_BLOCKS, sleep } from "../lab/network.js";
 import { REPO_ROOT } from "../lab/procs.js";
 import { formatSummary, summariseDir, type Window } from "./profile.js";
+import { restartPhase, type RestartFigures } from "./restart.js";
 
 const SECONDS = Number(process.env["BENCH_SECONDS"] ?? "10");
 /** Invoices made before each phase; unset: as many as the phase may use (see main). */
@@ -437,24 +437,6 @@ const sumSizes = (m: Map<string, TableSize>): TableSize =>
     live: 0,
   });
 
-// ---------------------------------------------------------------- the restart phase
-
-type RestartPhase = (
-  net: Network,
-  node: NetNode,
-  log: (line: string) => void,
-  channels?: number,
-) => Promise<{ channels: number; readySeconds: number; lines: string[] }>;
-
-/** restartPhase from ./restart.ts when that file exists (it is written on another branch). */
-async function loadRestartPhase(): Promise<RestartPhase | undefined> {
-  const here = dirname(fileURLToPath(import.meta.url));
-  if (!existsSync(join(here, "restart.ts"))) return undefined;
-  const specifier = "./restart.js"; // not a literal: this file type-checks without restart.ts
-  const mod = (await import(specifier)) as { restartPhase?: RestartPhase };
-  return mod.restartPhase;
-}
-
 // ---------------------------------------------------------------- main
 
 /** The payer counts to measure, from BENCH_PAYERS ("1,16,64"). */
@@ -678,17 +660,17 @@ async function main(): Promise<number> {
     const forwards = await B.api.forwards();
 
     // The restart phase (test/bench/restart.ts): A's channel service with many stored channels.
-    let restart: { channels: number; readySeconds: number; lines: string[] } | undefined;
+    let restart: RestartFigures | undefined;
     let restartNote = "";
     if (!RESTART) restartNote = "skipped (BENCH_RESTART=0)";
     else {
-      const restartPhase = await loadRestartPhase();
-      if (restartPhase === undefined) restartNote = "not run: test/bench/restart.ts is not there yet";
-      else {
-        log(
-          `restart phase: A's channel service with ${RESTART_CHANNELS ?? "the default number of"} stored channels`,
-        );
+      log(`restart phase: A's channel service with ${RESTART_CHANNELS ?? 10_000} stored channels`);
+      try {
         restart = await restartPhase(net, A, log, RESTART_CHANNELS);
+      } catch (e) {
+        // The other figures are measured: print them, and why the restart has none.
+        restartNote = `FAILED: ${errText(e)}`;
+        log(`restart phase failed: ${errText(e)}`);
       }
     }
 
