@@ -809,6 +809,8 @@ async function main(): Promise<number> {
         `${chan.htlcs.length} HTLCs pending; B forwarded ${forwards.totals.settled} payments, fees earned ${forwards.totals.feesEarnedMsat} msat`,
     );
     if (restart !== undefined) out.push(...restart.lines);
+    if (restart !== undefined && PROFILE)
+      out.push("  (BENCH_PROFILE=1: A's channel service restarted under --cpu-prof, which slows its start)");
     out.push(...profileLines);
 
     // Each figure of issue 17 beside its aim.
