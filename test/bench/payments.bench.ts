@@ -37,7 +37,7 @@ import { decodeInvoice } from "@ln/invoice";
 import pg from "pg";
 import * as ecc from "tiny-secp256k1";
 import type { Invoice, LabApi } from "../lab/api.js";
-import { errText, Network, PAYMENT_EXPIRY_BLOCKS, sleep } from "../lab/network.js";
+import { errText, Network, PAYMENT_EXPIRY_BLOCKS, sleep, type NetNode } from "../lab/network.js";
 import { REPO_ROOT } from "../lab/procs.js";
 import { formatSummary, summariseDir, type Window } from "./profile.js";
 import { restartPhase, type RestartFigures } from "./restart.js";
@@ -575,6 +575,17 @@ async function main(): Promise<number> {
       const o = await w.wait(p.id);
       return { ...o, startMs };
     };
+    const quiesce = async (chans: [NetNode, string][]): Promise<boolean> => {
+      const until = nowMs() + 10_000;
+      while (nowMs() < until) {
+        const pending = await Promise.all(
+          chans.map(async ([n, id]) => (await n.api.channel(id)).htlcs.length),
+        );
+        if (pending.every((x) => x === 0)) return true;
+        await sleep(100);
+      }
+      return false;
+    };
     const PHASES = [
       { path: "A→B", pool: [] as Invoice[], make: (n: number) => makeInvoices("B", B.api, n), pay },
       { path: "A→C via B", pool: [] as Invoice[], make: invoicesOfC, pay: payThrough },
@@ -632,6 +643,17 @@ async function main(): Promise<number> {
         const r = await runPhase(ph.path, payers, SECONDS, ph.pool, ph.pay, () => interrupted);
         const us1 = monoUs();
         const cpu1 = cpuSnapshot(net);
+        // The last payments' fulfils are committed after A saw them succeed: let those rounds
+        // finish (no HTLC left on the path's channels) before reading rounds and table sizes.
+        const quiet = await quiesce(
+          ph.path === "A→B"
+            ? [[A, ch.id]]
+            : [
+                [A, ch.id],
+                [B, bc],
+              ],
+        );
+        if (!quiet) log("  (HTLCs still on the channels 10 s after the phase: rounds and sizes read anyway)");
         const commits1 = await commitSnapshot(net);
         const db1 = await dbSnapshot(sizer, net);
         if (ph.path === "A→B" && payers === profiledPayers) profileWindow = { fromUs: us0, toUs: us1 };
@@ -800,6 +822,12 @@ async function main(): Promise<number> {
             .map(([name, ms]) => `${name} ${fmt(ms)}`)
             .join(", "),
       );
+    out.push(
+      `invoices made before each phase: ` +
+        results
+          .map((r) => `${r.path} ${r.payers}: ${r.invoicesMade ?? 0} in ${fmt(r.invoiceSeconds ?? 0)} s`)
+          .join(", "),
+    );
     out.push(
       `invoices: ${invoiceTotals.made} made before the phases (not during them) in ${fmt(invoiceTotals.seconds)} s ` +
         `(${fmt(invoiceTotals.made / invoiceTotals.seconds, 0)}/s, ${INVOICE_CONCURRENCY} at a time; the run took ${fmt((Date.now() - tStart) / 1000, 0)} s so far)`,
