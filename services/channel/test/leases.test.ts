@@ -30,6 +30,19 @@ import {
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 8 });
 const schema = `chan_test_${randomBytes(6).toString("hex")}`;
 const store = new ChannelStore(pool, schema);
+
+/** The store, telling `onStates` of every batched state read. */
+class SpyStore extends ChannelStore {
+  constructor(private readonly onStates: (ids: readonly string[]) => void) {
+    super(pool, schema);
+  }
+  override states(ids: readonly string[]): ReturnType<ChannelStore["states"]> {
+    this.onStates(ids);
+    return super.states(ids);
+  }
+}
+/** Channels per slice of a takeover here: 500 channels make three slices. */
+const SLICE = 200;
 afterAll(async () => {
   await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   await pool.end();
@@ -74,6 +87,7 @@ class Replica {
   /** Every SignerStatuses call, and every input fed, in order. */
   readonly events: (
     | { kind: "statuses"; channels: number[] }
+    | { kind: "states"; ids: string[] }
     | { kind: "checked"; id: string }
     | { kind: "feed"; id: string; input: Input }
   )[] = [];
@@ -88,7 +102,8 @@ class Replica {
     leaseMs = 60_000,
   ) {
     this.leases = new Leases({
-      store,
+      store: new SpyStore((ids) => void this.events.push({ kind: "states", ids: [...ids] })),
+      adoptSlice: SLICE,
       registry: this.registry,
       peers: {
         connect: () => Promise.resolve(undefined),
@@ -173,19 +188,22 @@ describe("a replica starting with 500 stored channels", () => {
     for (const [, o] of owners) expect(o).toEqual({ owner: "replica-1", held: true });
     for (let i = 0; i < COUNT; i++) expect(one.registry.holds(id(i))).toBe(true);
 
-    // One SignerStatuses call for all of them (they fit in one slice).
+    // One SignerStatuses call per slice, together asking for every channel once.
     const calls = one.events.flatMap((e) => (e.kind === "statuses" ? [e.channels] : []));
-    expect(calls).toHaveLength(1);
-    expect(new Set(calls[0])).toEqual(new Set([...Array(COUNT).keys()].map(signerChannel)));
+    expect(calls).toHaveLength(Math.ceil(COUNT / SLICE));
+    expect(calls.flat().sort()).toEqual([...Array(COUNT).keys()].map(signerChannel).sort());
 
-    // For every channel: its signer channel asked, then marked compared, before its first input.
+    // For every channel: the signer's records asked, then its state read, then marked compared
+    // (held), before its first input.
     const at = (pred: (e: (typeof one.events)[number]) => boolean): number => one.events.findIndex(pred);
     for (let i = 0; i < COUNT; i++) {
       const asked = at((e) => e.kind === "statuses" && e.channels.includes(signerChannel(i)));
+      const read = at((e) => e.kind === "states" && e.ids.includes(id(i)));
       const checked = at((e) => e.kind === "checked" && e.id === id(i));
       const fed = at((e) => e.kind === "feed" && e.id === id(i));
       expect(asked).toBeGreaterThanOrEqual(0);
-      expect(checked).toBeGreaterThan(asked);
+      expect(read).toBeGreaterThan(asked);
+      expect(checked).toBeGreaterThan(read);
       if (fed >= 0) expect(fed).toBeGreaterThan(checked);
     }
   });
@@ -220,7 +238,7 @@ describe("a replica starting with 500 stored channels", () => {
     const first = await expiry();
     await one.leases.leaseRound();
     expect(await expiry()).toBeGreaterThan(first);
-    expect(one.events.length).toBe(before);
+    expect(one.events.length).toBe(before); // no statuses asked, no states read, nothing fed
     expect(one.registry.heldIds()).toHaveLength(COUNT);
   });
 
