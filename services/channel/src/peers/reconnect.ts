@@ -26,7 +26,9 @@ export async function reconnectRound(o: ReconnectOptions): Promise<void> {
   if (live.length === 0) return;
   const connected = new Set((await o.peers.list()).map((p) => p.nodeId));
   const dropped = [
-    ...new Set(live.flatMap((r) => (r.peerNodeId === undefined || connected.has(r.peerNodeId) ? [] : [r.peerNodeId]))),
+    ...new Set(
+      live.flatMap((r) => (r.peerNodeId === undefined || connected.has(r.peerNodeId) ? [] : [r.peerNodeId])),
+    ),
   ];
   if (dropped.length === 0) return;
   // One query for the addresses, whatever the number of channels.
