@@ -95,6 +95,8 @@ class Replica {
   readonly logs: LogRecord[] = [];
   readonly reports: string[] = [];
   readonly leases: Leases;
+  /** The signer does not answer (SignerStatuses fails). */
+  signerDown = false;
 
   constructor(
     readonly replicaId: string,
@@ -117,6 +119,7 @@ class Replica {
         return Promise.resolve([]);
       },
       signerStatuses: (channels) => {
+        if (this.signerDown) return Promise.reject(new Error("signer unreachable (test)"));
         this.events.push({ kind: "statuses", channels: [...channels] });
         return Promise.resolve(
           new Map(channels.flatMap((c) => (records.has(c) ? [[c, records.get(c)!] as const] : []))),
@@ -289,5 +292,30 @@ describe("a replica starting with 500 stored channels", () => {
     expect(three.registry.heldIds()).toHaveLength(COUNT - 1);
     expect(three.reports).toEqual([`channel ${id(7)}`]);
     expect(three.feeds().some((f) => f.id === id(7))).toBe(false);
+  });
+
+  it("with the signer unreachable nothing is run (the leases are kept); the next round takes them in", async () => {
+    const four = new Replica("replica-4", records);
+    await pool.query(`UPDATE "${schema}".channels SET lease_owner = NULL, lease_expires = NULL`);
+    four.signerDown = true;
+    await four.leases.leaseRound();
+    expect(four.registry.heldIds()).toEqual([]);
+    expect(four.feeds()).toEqual([]);
+    expect(four.resyncs).toEqual([]);
+    expect(four.reports).toHaveLength(1); // one report for the round, not one per channel
+    for (const [, o] of await leaseOwners()) expect(o).toEqual({ owner: "replica-4", held: true });
+
+    four.signerDown = false;
+    await four.leases.leaseRound();
+    await settleResumes(four);
+    expect(four.registry.heldIds()).toHaveLength(COUNT);
+    expect(
+      new Set(
+        four
+          .feeds()
+          .filter((f) => f.type === "behind")
+          .map((f) => f.id),
+      ),
+    ).toEqual(new Set([...BEHIND].map(id)));
   });
 });

@@ -74,7 +74,11 @@ export function needsResume(state: ChannelState): boolean {
  * here, before any input reaches them.
  */
 export class Leases {
-  private round: Promise<void> | undefined;
+  /** The lease statement in progress: one at a time. */
+  private renewing: Promise<{ adopted: Promise<void> }> | undefined;
+  /** Channels being compared and taken in (not held yet): a later round leaves them to that. */
+  private readonly adopting = new Set<string>();
+  private stopped = false;
   /** Adopted channels whose resume is still to run. */
   private readonly resumes: string[] = [];
   private resuming = 0;
@@ -82,16 +86,22 @@ export class Leases {
   constructor(private readonly o: LeasesOptions) {}
 
   /**
-   * Renews our leases and takes channels whose lease expired (a replica died or stopped). One round
-   * at a time: a call while one runs waits for that one.
+   * Renews our leases and takes channels whose lease expired (a replica died or stopped); resolves
+   * once the channels it took run here. Renewal never waits for an adoption still at work (the
+   * signer may be slow): only the lease statements run one at a time.
    */
-  leaseRound(): Promise<void> {
-    this.round ??= this.leaseRoundOnce().finally(() => (this.round = undefined));
-    return this.round;
+  async leaseRound(): Promise<void> {
+    this.stopped = false;
+    const round = (this.renewing ??= this.renew().finally(() => (this.renewing = undefined)));
+    await (
+      await round
+    ).adopted;
   }
 
   /** Releases every lease we hold, so another replica takes the channels at once. */
   async releaseAll(): Promise<void> {
+    this.stopped = true; // an adoption at work takes nothing more in
+    await this.renewing?.catch(() => undefined);
     const ids = this.o.registry.heldIds();
     this.o.registry.releaseAll();
     this.resumes.length = 0;
@@ -103,7 +113,7 @@ export class Leases {
     return this.resumes.length + this.resuming;
   }
 
-  private async leaseRoundOnce(): Promise<void> {
+  private async renew(): Promise<{ adopted: Promise<void> }> {
     const held = this.o.registry.heldIds();
     const t0 = Date.now();
     const rows = await this.o.store.takeLeases(this.o.replicaId, this.o.leaseMs, held);
@@ -118,11 +128,19 @@ export class Leases {
         this.o.registry.release(id);
       }
     const fresh = rows.flatMap((r) =>
-      this.o.registry.holds(r.id) || r.peerNodeId === undefined || r.signerChannel === undefined
+      this.o.registry.holds(r.id) ||
+      this.adopting.has(r.id) ||
+      r.peerNodeId === undefined ||
+      r.signerChannel === undefined
         ? []
         : [{ id: r.id, peer: r.peerNodeId, signerChannel: r.signerChannel }],
     );
-    if (fresh.length > 0) await this.adopt(fresh);
+    if (fresh.length === 0 || this.stopped) return { adopted: Promise.resolve() };
+    for (const r of fresh) this.adopting.add(r.id);
+    const adopted = this.adopt(fresh).finally(() => {
+      for (const r of fresh) this.adopting.delete(r.id);
+    });
+    return { adopted };
   }
 
   /**
@@ -130,7 +148,8 @@ export class Leases {
    * signer's records first (CONFORMANCE 12), then held (its peer's messages and acks are taken
    * from then on), stopped at once if it is behind, resumed if its state has work left; each peer
    * asked once to reconnect. The signer reads the next slice's records while we read this slice's
-   * states. A slice that fails keeps its leases, unheld: the next round takes it up again.
+   * states. A slice that fails ends this adoption (the signer is likely down): the channels not
+   * taken in keep their leases, unheld, and the next round takes them up again.
    */
   private async adopt(all: readonly Adoptee[]): Promise<void> {
     const slices: Adoptee[][] = [];
@@ -145,11 +164,15 @@ export class Leases {
     let next = ask(slices[0]);
     for (const [i, slice] of slices.entries()) {
       const asked = next;
+      if (asked === undefined || this.stopped) return;
       next = ask(slices[i + 1]);
-      if (asked === undefined) break;
-      await this.adoptSlice(slice, asked).catch((e: unknown) =>
-        this.o.report(`taking over ${slice.length} channel(s)`, e),
-      );
+      try {
+        await this.adoptSlice(slice, asked);
+      } catch (e) {
+        const left = all.length - i * size;
+        this.o.report(`taking over ${left} channel(s) (the next lease round tries again)`, e);
+        return;
+      }
     }
   }
 
@@ -169,6 +192,7 @@ export class Leases {
     let adopted = 0;
     let behind = 0;
     let resumed = 0;
+    if (this.stopped) return;
     for (const r of runnable) {
       const state = states.get(r.id);
       if (state === undefined || this.o.registry.holds(r.id)) continue; // deleted, or run here already
