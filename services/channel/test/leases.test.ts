@@ -30,6 +30,19 @@ import {
 const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 8 });
 const schema = `chan_test_${randomBytes(6).toString("hex")}`;
 const store = new ChannelStore(pool, schema);
+
+/** The store, telling `onStates` of every batched state read. */
+class SpyStore extends ChannelStore {
+  constructor(private readonly onStates: (ids: readonly string[]) => void) {
+    super(pool, schema);
+  }
+  override states(ids: readonly string[]): ReturnType<ChannelStore["states"]> {
+    this.onStates(ids);
+    return super.states(ids);
+  }
+}
+/** Channels per slice of a takeover here: 500 channels make three slices. */
+const SLICE = 200;
 afterAll(async () => {
   await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   await pool.end();
@@ -74,6 +87,7 @@ class Replica {
   /** Every SignerStatuses call, and every input fed, in order. */
   readonly events: (
     | { kind: "statuses"; channels: number[] }
+    | { kind: "states"; ids: string[] }
     | { kind: "checked"; id: string }
     | { kind: "feed"; id: string; input: Input }
   )[] = [];
@@ -81,6 +95,8 @@ class Replica {
   readonly logs: LogRecord[] = [];
   readonly reports: string[] = [];
   readonly leases: Leases;
+  /** The signer does not answer (SignerStatuses fails). */
+  signerDown = false;
 
   constructor(
     readonly replicaId: string,
@@ -88,7 +104,8 @@ class Replica {
     leaseMs = 60_000,
   ) {
     this.leases = new Leases({
-      store,
+      store: new SpyStore((ids) => void this.events.push({ kind: "states", ids: [...ids] })),
+      adoptSlice: SLICE,
       registry: this.registry,
       peers: {
         connect: () => Promise.resolve(undefined),
@@ -102,6 +119,7 @@ class Replica {
         return Promise.resolve([]);
       },
       signerStatuses: (channels) => {
+        if (this.signerDown) return Promise.reject(new Error("signer unreachable (test)"));
         this.events.push({ kind: "statuses", channels: [...channels] });
         return Promise.resolve(
           new Map(channels.flatMap((c) => (records.has(c) ? [[c, records.get(c)!] as const] : []))),
@@ -173,19 +191,22 @@ describe("a replica starting with 500 stored channels", () => {
     for (const [, o] of owners) expect(o).toEqual({ owner: "replica-1", held: true });
     for (let i = 0; i < COUNT; i++) expect(one.registry.holds(id(i))).toBe(true);
 
-    // One SignerStatuses call for all of them (they fit in one slice).
+    // One SignerStatuses call per slice, together asking for every channel once.
     const calls = one.events.flatMap((e) => (e.kind === "statuses" ? [e.channels] : []));
-    expect(calls).toHaveLength(1);
-    expect(new Set(calls[0])).toEqual(new Set([...Array(COUNT).keys()].map(signerChannel)));
+    expect(calls).toHaveLength(Math.ceil(COUNT / SLICE));
+    expect(calls.flat().sort()).toEqual([...Array(COUNT).keys()].map(signerChannel).sort());
 
-    // For every channel: its signer channel asked, then marked compared, before its first input.
+    // For every channel: the signer's records asked, then its state read, then marked compared
+    // (held), before its first input.
     const at = (pred: (e: (typeof one.events)[number]) => boolean): number => one.events.findIndex(pred);
     for (let i = 0; i < COUNT; i++) {
       const asked = at((e) => e.kind === "statuses" && e.channels.includes(signerChannel(i)));
+      const read = at((e) => e.kind === "states" && e.ids.includes(id(i)));
       const checked = at((e) => e.kind === "checked" && e.id === id(i));
       const fed = at((e) => e.kind === "feed" && e.id === id(i));
       expect(asked).toBeGreaterThanOrEqual(0);
-      expect(checked).toBeGreaterThan(asked);
+      expect(read).toBeGreaterThan(asked);
+      expect(checked).toBeGreaterThan(read);
       if (fed >= 0) expect(fed).toBeGreaterThan(checked);
     }
   });
@@ -220,7 +241,7 @@ describe("a replica starting with 500 stored channels", () => {
     const first = await expiry();
     await one.leases.leaseRound();
     expect(await expiry()).toBeGreaterThan(first);
-    expect(one.events.length).toBe(before);
+    expect(one.events.length).toBe(before); // no statuses asked, no states read, nothing fed
     expect(one.registry.heldIds()).toHaveLength(COUNT);
   });
 
@@ -271,5 +292,30 @@ describe("a replica starting with 500 stored channels", () => {
     expect(three.registry.heldIds()).toHaveLength(COUNT - 1);
     expect(three.reports).toEqual([`channel ${id(7)}`]);
     expect(three.feeds().some((f) => f.id === id(7))).toBe(false);
+  });
+
+  it("with the signer unreachable nothing is run (the leases are kept); the next round takes them in", async () => {
+    const four = new Replica("replica-4", records);
+    await pool.query(`UPDATE "${schema}".channels SET lease_owner = NULL, lease_expires = NULL`);
+    four.signerDown = true;
+    await four.leases.leaseRound();
+    expect(four.registry.heldIds()).toEqual([]);
+    expect(four.feeds()).toEqual([]);
+    expect(four.resyncs).toEqual([]);
+    expect(four.reports).toHaveLength(1); // one report for the round, not one per channel
+    for (const [, o] of await leaseOwners()) expect(o).toEqual({ owner: "replica-4", held: true });
+
+    four.signerDown = false;
+    await four.leases.leaseRound();
+    await settleResumes(four);
+    expect(four.registry.heldIds()).toHaveLength(COUNT);
+    expect(
+      new Set(
+        four
+          .feeds()
+          .filter((f) => f.type === "behind")
+          .map((f) => f.id),
+      ),
+    ).toEqual(new Set([...BEHIND].map(id)));
   });
 });

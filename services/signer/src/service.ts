@@ -295,17 +295,8 @@ export class SignerService {
    * channel this signer never allocated. Read from its own records, like channelStatus.
    */
   async channelStatuses(channels: readonly number[]): Promise<(ChannelStatusRecord | undefined)[]> {
-    const states = await this.store.channelStates(channels);
-    return channels.map((index) => {
-      const c = states.get(index);
-      return c === undefined
-        ? undefined
-        : {
-            highestRevealed: c.highestRevealed,
-            highestLocalSigned: c.highestLocalSigned,
-            highestRemoteSigned: c.highestRemoteSigned,
-          };
-    });
+    const records = await this.store.channelStatuses(channels);
+    return channels.map((index) => records.get(index));
   }
 
   async signWalletSpend(

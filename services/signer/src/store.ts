@@ -445,12 +445,28 @@ export class SignerStore {
    * it, and the channel service asked it only after storing the state that asked (so the state
    * it reads after this is never behind what this read misses).
    */
-  async channelStates(indexes: readonly number[]): Promise<Map<number, ChannelState>> {
-    const r = await this.#pool.query<ChannelRow>(
-      `SELECT * FROM ${this.#s}.channels WHERE idx = ANY($1::integer[])`,
+  async channelStatuses(
+    indexes: readonly number[],
+  ): Promise<
+    Map<number, Pick<ChannelState, "highestRevealed" | "highestLocalSigned" | "highestRemoteSigned">>
+  > {
+    const r = await this.#pool.query<
+      Pick<ChannelRow, "idx" | "highest_revealed" | "highest_local_signed" | "highest_remote_signed">
+    >(
+      `SELECT idx, highest_revealed, highest_local_signed, highest_remote_signed
+         FROM ${this.#s}.channels WHERE idx = ANY($1::integer[])`,
       [[...new Set(indexes)]],
     );
-    return new Map(r.rows.map((row) => [row.idx, toState(row)]));
+    return new Map(
+      r.rows.map((row) => [
+        row.idx,
+        {
+          highestRevealed: big(row.highest_revealed),
+          highestLocalSigned: big(row.highest_local_signed),
+          highestRemoteSigned: big(row.highest_remote_signed),
+        },
+      ]),
+    );
   }
 
   /** Runs `fn` in one transaction holding the channel's row lock; UNKNOWN_CHANNEL if there is none. */
