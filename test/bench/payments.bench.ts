@@ -591,6 +591,8 @@ async function main(): Promise<number> {
       { path: "A→C via B", pool: [] as Invoice[], make: invoicesOfC, pay: payThrough },
     ] as const;
 
+    /** Each path's sequential rate in the warm-up: the first phase's invoices are sized by it. */
+    const warmRate = new Map<string, number>();
     for (const ph of PHASES) {
       log(`warm-up ${ph.path}: ${WARMUP_PAYMENTS} sequential payments`);
       const warm = await runPhase(
@@ -602,6 +604,7 @@ async function main(): Promise<number> {
         () => interrupted,
       );
       if (warm.failed > 0) throw new Error(`warm-up payments ${ph.path} failed: ${warm.failures.join("; ")}`);
+      warmRate.set(ph.path, warm.succeeded / warm.seconds);
     }
 
     // The services' CPU while no payment runs (timers, polling), to read the per-payment figures by.
@@ -618,14 +621,14 @@ async function main(): Promise<number> {
     let profileWindow: Window | undefined;
     const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
     for (const ph of PHASES) {
-      let last: { payers: number; rate: number } | undefined;
+      // The warm-up's rate (cold, so counted 1.5×) stands for the path's first phase.
+      let last: { payers: number; rate: number } = { payers: 1, rate: 1.5 * (warmRate.get(ph.path) ?? 0) };
       for (const payers of payerList) {
         if (interrupted) break;
         // Enough invoices for the phase: BENCH_INVOICES if set, else twice what the last phase's
-        // rate scaled by the payers would use (50/s per payer for a path's first phase), at most
+        // rate scaled by the payers would use (25/s per payer if that rate is unknown), at most
         // 1,200/s of phase; what a phase leaves is used by the next.
-        const estRate =
-          last !== undefined && last.rate > 0 ? (last.rate * payers) / last.payers : 50 * payers;
+        const estRate = last.rate > 0 ? (last.rate * payers) / last.payers : 25 * payers;
         const want =
           INVOICES_FIXED ??
           Math.min(MAX_INVOICE_RATE * SECONDS, Math.max(50, Math.ceil(estRate * SECONDS * 2) + 20));
