@@ -78,8 +78,16 @@ export async function restartPhase(
   const nc = await natsConnect({ servers: natsUrl });
   const lines: string[] = [];
   let created = false;
+  let stopped = false;
   try {
-    // ------------------------------------------------------------ the real channel
+    // ------------------------------------------------------------ stop (its channels stand still)
+    stopped = true;
+    for (const r of [replica, ...others]) {
+      const t = nowMs();
+      await net.supervisor.stop(r.process);
+      log(`restart: ${r.process} stopped in ${((nowMs() - t) / 1000).toFixed(1)} s (its leases released)`);
+    }
+    // ------------------------------------------------------------ the real channel, as stored now, and the rows
     const real = (
       await c.query<{ id: string; state: string; peer_node_id: string; signer_channel: number }>(
         `SELECT id, state, peer_node_id, signer_channel FROM ${q(cs)}.channels
@@ -95,12 +103,6 @@ export async function restartPhase(
         `${real.state.length} bytes of state, ack ${expectedAck}) ${channels} times`,
     );
 
-    // ------------------------------------------------------------ stop, then the rows
-    for (const r of [replica, ...others]) {
-      const t = nowMs();
-      await net.supervisor.stop(r.process);
-      log(`restart: ${r.process} stopped in ${((nowMs() - t) / 1000).toFixed(1)} s (its leases released)`);
-    }
     const tRows = nowMs();
     // The signer's records of the real channel, once per clone: the startup check compares each
     // clone with its own signer channel (SignerStatuses).
@@ -295,6 +297,11 @@ export async function restartPhase(
         log(`restart: could not remove the cloned channels (the schema goes with the run): ${errText(e)}`);
       }
     }
+    if (stopped && !created)
+      for (const r of [replica, ...others])
+        await net
+          .restart(node, "channel", r.index)
+          .catch((e: unknown) => log(`restart: could not start ${r.process} again: ${errText(e)}`));
     await nc.close().catch(() => undefined);
     await c.end().catch(() => undefined);
   }
