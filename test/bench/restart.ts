@@ -48,7 +48,7 @@ async function columns(c: pg.Client, schema: string, table: string): Promise<str
 /** Asks the channel service for our ack of `peer`; undefined when nobody answers in time. */
 async function askAck(nc: NatsConnection, prefix: string, peer: string): Promise<bigint | undefined> {
   try {
-    const m = await nc.request(peerSubjects(`${prefix}.peer`, peer).ack, new Uint8Array(), { timeout: 2000 });
+    const m = await nc.request(peerSubjects(`${prefix}.peer`, peer).ack, new Uint8Array(), { timeout: 5000 });
     return decodeAckReply(m.data);
   } catch {
     return undefined;
@@ -78,8 +78,16 @@ export async function restartPhase(
   const nc = await natsConnect({ servers: natsUrl });
   const lines: string[] = [];
   let created = false;
+  let stopped = false;
   try {
-    // ------------------------------------------------------------ the real channel
+    // ------------------------------------------------------------ stop (its channels stand still)
+    stopped = true;
+    for (const r of [replica, ...others]) {
+      const t = nowMs();
+      await net.supervisor.stop(r.process);
+      log(`restart: ${r.process} stopped in ${((nowMs() - t) / 1000).toFixed(1)} s (its leases released)`);
+    }
+    // ------------------------------------------------------------ the real channel, as stored now, and the rows
     const real = (
       await c.query<{ id: string; state: string; peer_node_id: string; signer_channel: number }>(
         `SELECT id, state, peer_node_id, signer_channel FROM ${q(cs)}.channels
@@ -95,12 +103,6 @@ export async function restartPhase(
         `${real.state.length} bytes of state, ack ${expectedAck}) ${channels} times`,
     );
 
-    // ------------------------------------------------------------ stop, then the rows
-    for (const r of [replica, ...others]) {
-      const t = nowMs();
-      await net.supervisor.stop(r.process);
-      log(`restart: ${r.process} stopped in ${((nowMs() - t) / 1000).toFixed(1)} s (its leases released)`);
-    }
     const tRows = nowMs();
     // The signer's records of the real channel, once per clone: the startup check compares each
     // clone with its own signer channel (SignerStatuses).
@@ -190,6 +192,8 @@ export async function restartPhase(
         ).rows[0]?.n,
       );
     let lastProgress = 0;
+    let ackSeen = "acks not asked yet";
+    const answered = new Set<string>();
     for (;;) {
       if (net.crashed !== undefined) throw new Error(net.crashed);
       const held = await heldNow();
@@ -206,17 +210,25 @@ export async function restartPhase(
         ).rows[0];
         const want = (p: string): bigint =>
           p === real.peer_node_id && realNow ? BigInt(ackFor(deserializeState(realNow.state))) : expectedAck;
-        const acks = await Promise.all(sample.map((p) => askAck(nc, node.prefix, p)));
-        if (acks.every((a, k) => a === want(sample[k] as string))) {
+        // Each sampled peer counts once answered right (a busy machine may answer some late).
+        const asking = sample.filter((p) => !answered.has(p));
+        const acks = await Promise.all(asking.map((p) => askAck(nc, node.prefix, p)));
+        for (const [k, p] of asking.entries()) if (acks[k] === want(p)) answered.add(p);
+        const unanswered = acks.filter((a) => a === undefined).length;
+        ackSeen =
+          `${answered.size}/${sample.length} sampled acks answered right (${unanswered} unanswered this time)` +
+          (answered.has(real.peer_node_id) ? "" : `; the real peer's: want ${want(real.peer_node_id)}`);
+        if (answered.size === sample.length) {
           mark(`acks answered (the real peer and ${sample.length - 1} cloned peers)`);
           break;
         }
       }
       if (nowMs() - lastProgress > 1000) {
         lastProgress = nowMs();
-        log(`restart: ${((nowMs() - t0) / 1000).toFixed(1)} s: ${held}/${live} leases held`);
+        log(`restart: ${((nowMs() - t0) / 1000).toFixed(1)} s: ${held}/${live} leases held; ${ackSeen}`);
       }
-      if (nowMs() - t0 > 180_000) throw new Error(`not ready after 180 s (${held}/${live} leases held)`);
+      if (nowMs() - t0 > 180_000)
+        throw new Error(`not ready after 180 s (${held}/${live} leases held; ${ackSeen})`);
       await sleep(50);
     }
     await starting;
@@ -237,6 +249,15 @@ export async function restartPhase(
       }),
     );
     const sweepS = (nowMs() - tSweep) / 1000;
+    {
+      const st = (
+        await c.query<{ state: string }>(`SELECT state FROM ${q(cs)}.channels WHERE id = $1`, [real.id])
+      ).rows[0];
+      const got = await askAck(nc, node.prefix, real.peer_node_id);
+      log(
+        `restart: the real peer's ack now ${got ?? "unanswered"} (its state gives ${st ? ackFor(deserializeState(st.state)) : "?"})`,
+      );
+    }
     log(
       `restart: every cloned peer's ack asked: ${right} right, ${wrong} wrong or unanswered, ${sweepS.toFixed(1)} s`,
     );
@@ -276,6 +297,11 @@ export async function restartPhase(
         log(`restart: could not remove the cloned channels (the schema goes with the run): ${errText(e)}`);
       }
     }
+    if (stopped && !created)
+      for (const r of [replica, ...others])
+        await net
+          .restart(node, "channel", r.index)
+          .catch((e: unknown) => log(`restart: could not start ${r.process} again: ${errText(e)}`));
     await nc.close().catch(() => undefined);
     await c.end().catch(() => undefined);
   }
