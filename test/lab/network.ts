@@ -117,6 +117,11 @@ export interface NetworkOptions {
   readonly channelEnv?: Readonly<Record<string, string>>;
   /** Extra environment of one node's channel-service processes, by node name (over channelEnv). */
   readonly nodeChannelEnv?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /**
+   * Node.js options of single processes, by supervisor process name ("A.channel", "A.signer"),
+   * e.g. `--cpu-prof` (the payments bench's BENCH_PROFILE); kept across restarts.
+   */
+  readonly nodeArgs?: Readonly<Record<string, readonly string[]>>;
   /** Progress lines. Default: none. */
   readonly log?: (line: string) => void;
   /** Working directory (logs, PKI, seeds). Default: LAB_DIR/run-<id>, else a fresh temp dir. */
@@ -452,7 +457,11 @@ export class Network {
     n.secrets.push(n.token, n.seedKey);
     const db = await this.#databaseRoles(n, adminUrl);
     const log = this.log;
-    const opts = { readyTimeoutMs: READY_TIMEOUT_MS };
+    const nodeArgs = this.#opts.nodeArgs ?? {};
+    const opts = (name: string): { readyTimeoutMs: number; nodeArgs?: readonly string[] } => ({
+      readyTimeoutMs: READY_TIMEOUT_MS,
+      ...(nodeArgs[name] !== undefined ? { nodeArgs: nodeArgs[name] } : {}),
+    });
 
     const signer = await this.supervisor.start(
       n.processes.signer,
@@ -465,7 +474,7 @@ export class Network {
         SIGNER_SEED_FILE: this.#seedFile(n),
         SIGNER_SEED_KEY_FILE: this.#seedKeyFile(n),
       },
-      { ...opts, service: "signer" },
+      { ...opts(n.processes.signer), service: "signer" },
     );
     this.#signerReady(n, signer);
     log(`${n.name}: signer ready (node ${short(n.nodeId)}, port ${n.signerPort})`);
@@ -491,7 +500,7 @@ export class Network {
         // The tower has the signer sign justice (DESIGN.md 7); it holds no key itself.
         ...signerClient("tower"),
       },
-      { ...opts, service: "watchtower" },
+      { ...opts(n.processes.watchtower), service: "watchtower" },
     );
     log(`${n.name}: watchtower ready (height ${String(tower["height"])}, stream ${String(tower["stream"])})`);
 
@@ -499,7 +508,7 @@ export class Network {
       n.processes.peer,
       ENTRIES.peer,
       { NATS_URL: natsUrl, LN_PREFIX: n.prefix, PEER_LISTEN: "127.0.0.1:0", ...signerClient("gateway") },
-      { ...opts, service: "peer" },
+      { ...opts(n.processes.peer), service: "peer" },
     );
     this.#peerReady(n, peer);
     log(`${n.name}: peer ready (port ${n.peerPort})`);
@@ -520,7 +529,7 @@ export class Network {
           ...this.#opts.channelEnv,
           ...this.#opts.nodeChannelEnv?.[n.name],
         },
-        { ...opts, service: "channel" },
+        { ...opts(r.process), service: "channel" },
       );
       this.#channelReady(n, r, channel);
       log(

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -45,6 +45,21 @@ describe("Supervisor", () => {
     expect(pe.message).toContain("cannot start: FAKE_MODE=exit");
     expect(pe.lastLines).toContain("fake: cannot start: FAKE_MODE=exit");
     expect(sup.isRunning("bad")).toBe(false);
+  });
+
+  it("passes Node options before the entry, and again on a restart", async () => {
+    // The process exits by itself (process.exit), so --cpu-prof writes its profile.
+    const profiles = join(dir, "profiles");
+    const nodeArgs = ["--cpu-prof", `--cpu-prof-dir=${profiles}`];
+    const start = sup.start("prof", FAKE, { FAKE_MODE: "exit" }, { service: "fake", nodeArgs });
+    await expect(start).rejects.toBeInstanceOf(ProcessError);
+    await sup.exited("prof");
+    const profilesOf = (): string[] => readdirSync(profiles).filter((f) => f.endsWith(".cpuprofile"));
+    const first = profilesOf().length;
+    expect(first).toBeGreaterThanOrEqual(1); // one per thread: tsx's loader may have its own
+    await expect(sup.restart("prof")).rejects.toBeInstanceOf(ProcessError);
+    await sup.exited("prof");
+    expect(profilesOf().length).toBe(2 * first);
   });
 
   it("rejects after the ready timeout", async () => {

@@ -32,6 +32,8 @@ export interface StartOptions {
   readonly service?: string;
   /** How long to wait for the ready line. Default 60 000 ms. */
   readonly readyTimeoutMs?: number;
+  /** Node.js options before the entry (e.g. `--cpu-prof`, `--cpu-prof-dir=<dir>`); kept across restarts. */
+  readonly nodeArgs?: readonly string[];
 }
 
 export interface SupervisorOptions {
@@ -239,7 +241,9 @@ export class Supervisor {
     for (const [k, v] of Object.entries(baseEnv)) if (v !== undefined) env[k] = v;
     Object.assign(env, spec.env);
 
-    const child = spawn(this.#tsx.command, [...this.#tsx.prefix, spec.entry], {
+    // Node's own options go first (the tsx binary passes the ones it does not know on to node).
+    const args = [...(spec.opts.nodeArgs ?? []), ...this.#tsx.prefix, spec.entry];
+    const child = spawn(this.#tsx.command, args, {
       cwd,
       env,
       stdio: ["ignore", "pipe", "pipe"],

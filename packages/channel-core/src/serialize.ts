@@ -16,12 +16,29 @@ export function serializeState(s: ChannelState): string {
 }
 
 export function deserializeState(json: string): ChannelState {
-  return JSON.parse(json, (_k, v: unknown) => {
-    if (v === null || typeof v !== "object") return v;
-    if ("$bigint" in v && typeof (v as { $bigint: unknown }).$bigint === "string")
-      return BigInt((v as { $bigint: string }).$bigint);
-    if ("$bytes" in v && typeof (v as { $bytes: unknown }).$bytes === "string")
-      return Buffer.from((v as { $bytes: string }).$bytes, "hex");
+  // A plain parse, then one walk replacing the tagged values in place: the same result as a
+  // JSON.parse reviver, several times faster (a reviver is a call per key; a service starting
+  // with thousands of channels reads every state).
+  return revive(JSON.parse(json) as unknown) as ChannelState;
+}
+
+/** `v` (fresh from JSON.parse) with every {"$bigint"} and {"$bytes"} object replaced, in place. */
+function revive(v: unknown): unknown {
+  if (v === null || typeof v !== "object") return v;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) v[i] = revive(v[i]);
     return v;
-  }) as ChannelState;
+  }
+  const o = v as Record<string, unknown>;
+  if (typeof o["$bigint"] === "string") return BigInt(o["$bigint"]);
+  if (typeof o["$bytes"] === "string") return Buffer.from(o["$bytes"], "hex");
+  for (const k of Object.keys(o)) {
+    const x = o[k];
+    if (x === null || typeof x !== "object") continue;
+    // An own "__proto__" key (JSON.parse makes one) is a plain property, never the prototype.
+    if (k === "__proto__")
+      Object.defineProperty(o, k, { value: revive(x), writable: true, enumerable: true, configurable: true });
+    else o[k] = revive(x);
+  }
+  return o;
 }

@@ -260,6 +260,18 @@ export interface ChannelStatusReply {
   has_remote_signed: boolean;
   highest_remote_signed: U64;
 }
+export interface SignerStatusesRequest {
+  channels: number[];
+}
+export interface ChannelStatusEntry {
+  channel: number;
+  /** False: the signer never allocated this channel. */
+  known: boolean;
+  status: ChannelStatusReply;
+}
+export interface SignerStatusesReply {
+  statuses: ChannelStatusEntry[];
+}
 
 export interface SignChannelAnnouncementRequest {
   channel: number;
@@ -309,6 +321,7 @@ export interface SignerMethods {
   RevealInvoice: [RevealInvoiceRequest, RevealInvoiceReply];
   SignInvoice: [SignInvoiceRequest, SignInvoiceReply];
   ChannelStatus: [ChannelStatusRequest, ChannelStatusReply];
+  SignerStatuses: [SignerStatusesRequest, SignerStatusesReply];
   SignChannelAnnouncement: [SignChannelAnnouncementRequest, SignChannelAnnouncementReply];
   SignChannelUpdate: [SignChannelUpdateRequest, SignatureReply];
   SignNodeAnnouncement: [SignNodeAnnouncementRequest, SignatureReply];

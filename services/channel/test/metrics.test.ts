@@ -225,6 +225,85 @@ describe("the channel service's own metrics", () => {
     expect(rounds).toEqual([4]);
   });
 
+  it("observes how many updates each update_commit we send covers (ours and the peer's, since the last one)", async () => {
+    const registry = newRegistry("channel");
+    const m = registerServiceMetrics(registry);
+    // Each transition's state: the peer's last signed commitment (remoteCommit) and the one the
+    // update_commit just sent signs (remotePending), with the log positions each covers.
+    const commitments = (
+      prev: { localUpdates: number; remoteUpdates: number },
+      next: { localUpdates: number; remoteUpdates: number },
+    ): ChannelState =>
+      ({ phase: "normal", remoteCommit: prev, remotePending: next }) as unknown as ChannelState;
+    const steps: { outputs: Output[]; state: ChannelState }[] = [
+      // 3 of our adds and 1 of the peer's fulfils since the last commitment: 4 updates.
+      {
+        outputs: [commit(1)],
+        state: commitments({ localUpdates: 0, remoteUpdates: 0 }, { localUpdates: 3, remoteUpdates: 1 }),
+      },
+      // A retransmission of that update_commit: not a second observation.
+      {
+        outputs: [commit(1)],
+        state: commitments({ localUpdates: 0, remoteUpdates: 0 }, { localUpdates: 3, remoteUpdates: 1 }),
+      },
+      {
+        outputs: [revoked],
+        state: commitments({ localUpdates: 3, remoteUpdates: 1 }, { localUpdates: 3, remoteUpdates: 1 }),
+      },
+      // The next round: 1 of ours, 0 of the peer's.
+      {
+        outputs: [commit(2)],
+        state: commitments({ localUpdates: 3, remoteUpdates: 1 }, { localUpdates: 4, remoteUpdates: 1 }),
+      },
+      {
+        outputs: [revoked],
+        state: commitments({ localUpdates: 4, remoteUpdates: 1 }, { localUpdates: 4, remoteUpdates: 1 }),
+      },
+      // 40 of the peer's updates at once (e.g. fulfils batched by the payee).
+      {
+        outputs: [commit(3)],
+        state: commitments({ localUpdates: 4, remoteUpdates: 1 }, { localUpdates: 4, remoteUpdates: 41 }),
+      },
+    ];
+    const store = {
+      transition: (): Promise<Transition> => {
+        const step = steps.shift();
+        return Promise.resolve({
+          state: step?.state ?? ({ phase: "normal" } as ChannelState),
+          outputs: step?.outputs ?? [],
+          sends: [],
+        });
+      },
+      outboxAfter: () => Promise.resolve([]),
+    } as unknown as ChannelStore;
+    const runner = new ChannelRunner(
+      store,
+      "replica",
+      { answer: () => Promise.reject(new Error("no signer here")) },
+      { send: () => Promise.resolve() },
+      () => Promise.resolve(),
+      { now: () => 0, onCommitSent: m.commitSent }, // as buildChannelService passes it
+    );
+    for (const input of [
+      { type: "resume" },
+      { type: "resume" },
+      revocation,
+      { type: "resume" },
+      revocation,
+    ] as Input[])
+      await runner.input("c1", input);
+    await runner.input("c1", { type: "resume" });
+
+    const text = await registry.metrics();
+    expect(value(text, 'channel_commitment_updates_count{service="channel"}')).toBe(3);
+    expect(value(text, 'channel_commitment_updates_sum{service="channel"}')).toBe(4 + 1 + 40);
+    expect(value(text, 'channel_commitment_updates_bucket{le="1",service="channel"}')).toBe(1);
+    expect(value(text, 'channel_commitment_updates_bucket{le="4",service="channel"}')).toBe(2);
+    expect(value(text, 'channel_commitment_updates_bucket{le="32",service="channel"}')).toBe(2);
+    expect(value(text, 'channel_commitment_updates_bucket{le="64",service="channel"}')).toBe(3);
+    expect(text).not.toContain("c1");
+  });
+
   it("counts Postgres pool errors and NATS disconnects and errors, each 0 at first", async () => {
     const registry = newRegistry("channel");
     const m = registerServiceMetrics(registry);

@@ -38,6 +38,7 @@ export const METHOD_ROLES: { readonly [M in SignerMethod]: readonly ClientRole[]
   SignSweep: ["channel"],
   SignWalletSpend: ["channel"],
   ChannelStatus: ["channel"],
+  SignerStatuses: ["channel"],
   SignChannelAnnouncement: ["channel"],
   SignChannelUpdate: ["channel"],
   SignNodeAnnouncement: ["channel"],

@@ -27,7 +27,7 @@ import { loadSignerService } from "@ln/signer-client";
 import { checkNumber } from "./keys.js";
 import { authorizeClient, subjectCn, type Clients } from "./permissions.js";
 import type { SweepInput } from "./policy.js";
-import type { SignerService, WalletOutputOwner } from "./service.js";
+import type { ChannelStatusRecord, SignerService, WalletOutputOwner } from "./service.js";
 
 export const REFUSAL_METADATA_KEY = "signer-refusal";
 
@@ -41,6 +41,21 @@ export interface TlsFiles {
 
 import { processLogger, structuredLog, type Log } from "@ln/log";
 export type { Log };
+
+/** SignerStatuses: channels per call at most (the channel service asks in slices). */
+export const MAX_STATUSES = 10_000;
+
+/** A channel's records as ChannelStatusReply: each number with its `has_` flag. */
+function statusReply(c: ChannelStatusRecord): SignerMethods["ChannelStatus"][1] {
+  return {
+    has_revealed: c.highestRevealed !== undefined,
+    highest_revealed: (c.highestRevealed ?? 0n).toString(),
+    has_local_signed: c.highestLocalSigned !== undefined,
+    highest_local_signed: (c.highestLocalSigned ?? 0n).toString(),
+    has_remote_signed: c.highestRemoteSigned !== undefined,
+    highest_remote_signed: (c.highestRemoteSigned ?? 0n).toString(),
+  };
+}
 
 type Handlers = {
   [M in SignerMethod]: (req: SignerMethods[M][0]) => Promise<SignerMethods[M][1]> | SignerMethods[M][1];
@@ -255,15 +270,26 @@ function handlers(s: SignerService): Handlers {
     }),
     RevealInvoice: async (r) => ({ r: await s.revealInvoice(r.index) }),
     SignInvoice: async (r) => ({ invoice: await s.signInvoice(r.index, invoiceFields(r)) }),
-    ChannelStatus: async (r) => {
-      const c = await s.channelStatus(r.channel);
+    ChannelStatus: async (r) => statusReply(await s.channelStatus(r.channel)),
+    SignerStatuses: async (r) => {
+      if (r.channels.length > MAX_STATUSES)
+        throw invalid(`at most ${MAX_STATUSES} channels per SignerStatuses, got ${r.channels.length}`);
+      const all = await s.channelStatuses(r.channels);
       return {
-        has_revealed: c.highestRevealed !== undefined,
-        highest_revealed: (c.highestRevealed ?? 0n).toString(),
-        has_local_signed: c.highestLocalSigned !== undefined,
-        highest_local_signed: (c.highestLocalSigned ?? 0n).toString(),
-        has_remote_signed: c.highestRemoteSigned !== undefined,
-        highest_remote_signed: (c.highestRemoteSigned ?? 0n).toString(),
+        statuses: r.channels.map((channel, i) => {
+          const c = all[i];
+          return {
+            channel,
+            known: c !== undefined,
+            status: statusReply(
+              c ?? {
+                highestRevealed: undefined,
+                highestLocalSigned: undefined,
+                highestRemoteSigned: undefined,
+              },
+            ),
+          };
+        }),
       };
     },
     SignChannelAnnouncement: async (r) => {

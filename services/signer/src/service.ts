@@ -53,6 +53,13 @@ export interface InputSignature {
   signature: Buffer;
 }
 
+/** What ChannelStatus answers of a channel: undefined where nothing of that kind was done yet. */
+export interface ChannelStatusRecord {
+  highestRevealed: bigint | undefined;
+  highestLocalSigned: bigint | undefined;
+  highestRemoteSigned: bigint | undefined;
+}
+
 export interface NewChannel {
   channel: number;
   commitPubkey: Buffer;
@@ -274,17 +281,22 @@ export class SignerService {
    * What this signer's records say of a channel (read-only): the channel service compares them
    * with its own state at start, and stops a channel whose state is behind them (DESIGN.md 6).
    */
-  async channelStatus(channel: number): Promise<{
-    highestRevealed: bigint | undefined;
-    highestLocalSigned: bigint | undefined;
-    highestRemoteSigned: bigint | undefined;
-  }> {
+  async channelStatus(channel: number): Promise<ChannelStatusRecord> {
     const c = await this.store.withChannel(channel, (s) => Promise.resolve(s.channel));
     return {
       highestRevealed: c.highestRevealed,
       highestLocalSigned: c.highestLocalSigned,
       highestRemoteSigned: c.highestRemoteSigned,
     };
+  }
+
+  /**
+   * ChannelStatus of many channels at once (SignerStatuses), in the order asked; undefined for a
+   * channel this signer never allocated. Read from its own records, like channelStatus.
+   */
+  async channelStatuses(channels: readonly number[]): Promise<(ChannelStatusRecord | undefined)[]> {
+    const records = await this.store.channelStatuses(channels);
+    return channels.map((index) => records.get(index));
   }
 
   async signWalletSpend(

@@ -439,6 +439,36 @@ export class SignerStore {
     return row === undefined ? undefined : { index: row.idx, peerNodeId: row.peer_node_id };
   }
 
+  /**
+   * The records of many channels in one read (SignerStatuses), by index; an index never allocated
+   * is absent. A plain read of what is committed: a request being decided meanwhile commits after
+   * it, and the channel service asked it only after storing the state that asked (so the state
+   * it reads after this is never behind what this read misses).
+   */
+  async channelStatuses(
+    indexes: readonly number[],
+  ): Promise<
+    Map<number, Pick<ChannelState, "highestRevealed" | "highestLocalSigned" | "highestRemoteSigned">>
+  > {
+    const r = await this.#pool.query<
+      Pick<ChannelRow, "idx" | "highest_revealed" | "highest_local_signed" | "highest_remote_signed">
+    >(
+      `SELECT idx, highest_revealed, highest_local_signed, highest_remote_signed
+         FROM ${this.#s}.channels WHERE idx = ANY($1::integer[])`,
+      [[...new Set(indexes)]],
+    );
+    return new Map(
+      r.rows.map((row) => [
+        row.idx,
+        {
+          highestRevealed: big(row.highest_revealed),
+          highestLocalSigned: big(row.highest_local_signed),
+          highestRemoteSigned: big(row.highest_remote_signed),
+        },
+      ]),
+    );
+  }
+
   /** Runs `fn` in one transaction holding the channel's row lock; UNKNOWN_CHANNEL if there is none. */
   async withChannel<T>(index: number, fn: (store: PolicyStore) => Promise<T>): Promise<T> {
     return this.withChannels([index], (stores) => fn(stores.get(index)!));

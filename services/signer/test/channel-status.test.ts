@@ -40,3 +40,34 @@ describe("ChannelStatus", () => {
     );
   });
 });
+
+describe("SignerStatuses", () => {
+  it("answers each channel's ChannelStatus in one call, in request order; a channel never allocated is unknown", async () => {
+    const a = await newTestChannel(t);
+    const b = await newTestChannel(t);
+    for (const n of [0n, 1n]) await signRemoteWith(t, b, n, []);
+    await revealWith(t, b, 0n, []);
+    const one = async (channel: number): Promise<unknown> => t.client.call("ChannelStatus", { channel });
+    const unknown = {
+      has_revealed: false,
+      highest_revealed: "0",
+      has_local_signed: false,
+      highest_local_signed: "0",
+      has_remote_signed: false,
+      highest_remote_signed: "0",
+    };
+    const r = await t.client.call("SignerStatuses", {
+      channels: [b.ours.channel, 999_999, a.ours.channel, b.ours.channel],
+    });
+    expect(r.statuses).toEqual([
+      { channel: b.ours.channel, known: true, status: await one(b.ours.channel) },
+      { channel: 999_999, known: false, status: unknown },
+      { channel: a.ours.channel, known: true, status: await one(a.ours.channel) },
+      { channel: b.ours.channel, known: true, status: await one(b.ours.channel) },
+    ]);
+    // b's own records, as ChannelStatus gives them: not the same as a's.
+    expect(r.statuses[0]?.status).toMatchObject({ has_revealed: true, highest_revealed: "0" });
+    expect(r.statuses[2]?.status).toEqual(unknown);
+    expect((await t.client.call("SignerStatuses", { channels: [] })).statuses).toEqual([]);
+  });
+});

@@ -160,6 +160,7 @@ describe("the permission table", () => {
         "SignSweep",
         "SignWalletSpend",
         "ChannelStatus",
+        "SignerStatuses",
         "SignChannelAnnouncement",
         "SignChannelUpdate",
         "SignNodeAnnouncement",

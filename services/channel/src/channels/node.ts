@@ -23,7 +23,7 @@ import type { InboundOpeningLimits } from "../peers/inbound-openings.js";
 import { NatsPeerLink } from "../peers/peer-link.js";
 import { reconnectRound, RECONNECT_EVERY_MS } from "../peers/reconnect.js";
 import { PeerRouter } from "../peers/router.js";
-import { behindRefusal, signerStatus } from "./data-loss.js";
+import { behindRefusal, signerStatus, signerStatuses } from "./data-loss.js";
 import { ChannelEffects } from "./effects.js";
 import { NodeError, reporter, type Report } from "./errors.js";
 import { Leases } from "./leases.js";
@@ -237,7 +237,8 @@ export class ChannelNode {
       replicaId: o.replicaId,
       leaseMs: o.leaseMs,
       feed,
-      recheckSigner: (id) => this.signerChecked.delete(id),
+      signerStatuses: (channels) => signerStatuses(o.signer, channels),
+      signerChecked: (id) => this.signerChecked.add(id),
       log,
       report,
     });

@@ -201,6 +201,49 @@ export class ChannelStore {
     return r.rowCount === 1;
   }
 
+  /**
+   * One lease round in one statement: renews our lease on every channel in `held` (the ones we
+   * run), and takes every live channel whose lease is free, expired or already ours. Returns the
+   * rows whose lease `owner` holds now; a channel of `held` missing from them was lost (deleted, or
+   * taken by another replica after our lease expired). Rows are locked in id order, so two
+   * replicas' rounds never deadlock; the lease condition is checked again on the locked row.
+   */
+  async takeLeases(owner: string, ttlMs: number, held: readonly string[]): Promise<ChannelRow[]> {
+    const free = "(c.lease_owner IS NULL OR c.lease_owner = $1 OR c.lease_expires < now())";
+    const r = await this.pool.query<ChannelDbRow>(
+      `WITH doomed AS (
+         SELECT id FROM ${this.t("channels")} c
+          WHERE ${free} AND (c.id = ANY($3::text[]) OR c.phase NOT IN ('closed', 'failed'))
+          ORDER BY id FOR UPDATE
+       )
+       UPDATE ${this.t("channels")} c
+          SET lease_owner = $1, lease_expires = now() + make_interval(secs => $2::double precision / 1000)
+         FROM doomed WHERE c.id = doomed.id AND ${free}
+       RETURNING c.id, c.peer_node_id, c.signer_channel, c.phase, c.lease_owner, true AS held,
+                 c.created_at, c.short_channel_id`,
+      [owner, ttlMs, held],
+    );
+    return r.rows.map(toRow);
+  }
+
+  /** Gives up our leases on `ids` (stopping), so another replica takes them at once. */
+  async releaseLeases(ids: readonly string[], owner: string): Promise<void> {
+    await this.pool.query(
+      `UPDATE ${this.t("channels")} SET lease_owner = NULL, lease_expires = NULL
+        WHERE id = ANY($1::text[]) AND lease_owner = $2`,
+      [ids, owner],
+    );
+  }
+
+  /** The stored states of `ids` in one query (a channel deleted meanwhile is absent). */
+  async states(ids: readonly string[]): Promise<Map<string, ChannelState>> {
+    const r = await this.pool.query<{ id: string; state: string }>(
+      `SELECT id, state FROM ${this.t("channels")} WHERE id = ANY($1::text[])`,
+      [ids],
+    );
+    return new Map(r.rows.map((x) => [x.id, deserializeState(x.state)]));
+  }
+
   async releaseLease(id: string, owner: string): Promise<void> {
     await this.pool.query(
       `UPDATE ${this.t("channels")} SET lease_owner = NULL, lease_expires = NULL WHERE id = $1 AND lease_owner = $2`,

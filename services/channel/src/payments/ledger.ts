@@ -322,6 +322,15 @@ export class Ledger {
     );
   }
 
+  /** The remembered addresses of these peers, in one query (a peer without one is absent). */
+  async peerAddresses(nodeIds: readonly string[]): Promise<Map<string, { host: string; port: number }>> {
+    const r = await this.pool.query<{ node_id: string; host: string; port: number }>(
+      `SELECT node_id, host, port FROM ${this.t("peer_addresses")} WHERE node_id = ANY($1::text[])`,
+      [nodeIds],
+    );
+    return new Map(r.rows.map((x) => [x.node_id, { host: x.host, port: x.port }]));
+  }
+
   async peerAddress(nodeId: string): Promise<{ host: string; port: number } | undefined> {
     const r = await this.pool.query<{ host: string; port: number }>(
       `SELECT host, port FROM ${this.t("peer_addresses")} WHERE node_id = $1`,

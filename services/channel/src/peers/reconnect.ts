@@ -9,7 +9,7 @@ export const RECONNECT_EVERY_MS = 5000;
 
 export interface ReconnectOptions {
   store: ChannelStore;
-  ledger: Pick<Ledger, "peerAddress">;
+  ledger: Pick<Ledger, "peerAddresses">;
   registry: ChannelRegistry;
   peers: PeerControl;
   log: LogLine;
@@ -25,10 +25,16 @@ export async function reconnectRound(o: ReconnectOptions): Promise<void> {
   const live = (await o.store.rows()).filter((r) => o.registry.holds(r.id) && LIVE(r.phase));
   if (live.length === 0) return;
   const connected = new Set((await o.peers.list()).map((p) => p.nodeId));
-  for (const row of live) {
-    const peer = row.peerNodeId;
-    if (peer === undefined || connected.has(peer)) continue;
-    const at = await o.ledger.peerAddress(peer);
+  const dropped = [
+    ...new Set(
+      live.flatMap((r) => (r.peerNodeId === undefined || connected.has(r.peerNodeId) ? [] : [r.peerNodeId])),
+    ),
+  ];
+  if (dropped.length === 0) return;
+  // One query for the addresses, whatever the number of channels.
+  const addresses = await o.ledger.peerAddresses(dropped);
+  for (const peer of dropped) {
+    const at = addresses.get(peer);
     if (!at) continue;
     await o.peers
       .connect({ ...at, nodeId: peer })
