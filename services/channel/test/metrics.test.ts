@@ -266,11 +266,11 @@ describe("the channel service's own metrics", () => {
       },
     ];
     const store = {
-      transition: (): Promise<Transition> => {
+      transitionAll: (): Promise<Transitions> => {
         const step = steps.shift();
         return Promise.resolve({
           state: step?.state ?? ({ phase: "normal" } as ChannelState),
-          outputs: step?.outputs ?? [],
+          outputs: [step?.outputs ?? []],
           sends: [],
         });
       },
