@@ -170,7 +170,10 @@ export function step(state: ChannelState, input: Input): Step {
   return { state: r.state, outputs: r.outputs[0] ?? [] };
 }
 
-/** The outcome of several inputs applied in order: the outputs of each, by position. */
+/**
+ * The outcome of inputs applied in order: the outputs of each input taken, by position. It may
+ * take fewer than given (`outputs.length`): the rest wait for the signer's answer (stepAll).
+ */
 export interface Steps {
   state: ChannelState;
   outputs: Output[][];
@@ -180,7 +183,10 @@ export interface Steps {
  * Several inputs in order, as one step of the shell (one transaction): each input is applied as
  * `step` would, but our update_commit waits for the end, so one commitment covers every update
  * of the batch (draft 3.5 allows any number of updates per update_commit). The commitment, if
- * any, is among the last input's outputs.
+ * any, is among the last input's outputs. An input that makes the state await the signer (the
+ * peer's update_commit: our revocation) ends the batch: the inputs after it are not taken (so
+ * each input's outputs are its own, never those of inputs deferred behind the signer), and the
+ * shell gives them again with the signer's answer.
  */
 export function stepAll(state: ChannelState, inputs: readonly Input[]): Steps {
   const d = structuredClone(state);
@@ -188,9 +194,15 @@ export function stepAll(state: ChannelState, inputs: readonly Input[]): Steps {
   d.policy = { ...DEFAULT_POLICY, ...d.policy };
   // structuredClone turns Buffers into plain Uint8Arrays: the deferred peer packets need theirs.
   if (d.deferred.length > 0) d.deferred = d.deferred.map((i) => withBuffers(i) as Input);
-  const outputs = inputs.map(() => [] as Output[]);
+  const outputs: Output[][] = [];
   let s = d;
-  inputs.forEach((input, i) => (s = stepOne(s, input, outputs[i] as Output[])));
+  for (const input of inputs) {
+    const waited = s.awaiting !== undefined;
+    const out: Output[] = [];
+    s = stepOne(s, input, out);
+    outputs.push(out);
+    if (!waited && s.awaiting !== undefined) break;
+  }
   const last = outputs[outputs.length - 1];
   if (last && !isOver(s) && !s.awaiting && (s.phase === "normal" || s.phase === "clearing"))
     afterEveryStep(s, last, { commit: true });

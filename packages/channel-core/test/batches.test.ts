@@ -18,12 +18,20 @@ const kinds = (outs: readonly Output[]): string[] =>
     o.type === "send" ? o.pkt.kind : o.type === "signer" ? `signer:${o.request.kind}` : o.type,
   );
 
-/** Feeds `inputs` to `n` as one batch and carries out the outputs as the shell would. */
+/**
+ * Feeds `inputs` to `n` in batches as the shell does: the outputs carried out (the harness's
+ * signer answers at once), and the inputs a batch did not take given again in the next.
+ */
 function batch(p: Pair, n: TestNode, inputs: Input[]): Output[][] {
-  const r = stepAll(n.state, inputs);
-  n.state = r.state;
-  for (const outs of r.outputs) for (const o of outs) p.effect(n, o);
-  return r.outputs;
+  const all: Output[][] = [];
+  for (let left = inputs; left.length > 0;) {
+    const r = stepAll(n.state, left);
+    n.state = r.state;
+    for (const outs of r.outputs) for (const o of outs) p.effect(n, o);
+    all.push(...r.outputs);
+    left = left.slice(r.outputs.length);
+  }
+  return all;
 }
 
 /** Delivers every message in flight in batches of at most `size` (per node, in order), until quiet. */
@@ -85,28 +93,40 @@ describe("stepAll: a batch of inputs, one commitment", () => {
     expect(outs.state.remotePending?.htlcs).toHaveLength(2);
   });
 
-  it("inputs after a signer request in the same batch wait for its answer (deferred), then commit together", () => {
+  it("an input that makes the state await the signer ends the batch: the rest are not taken", () => {
     const p = fundedPair();
     batch(p, p.a, [add(1)]); // A commits at once (the signer answers in the harness)
-    // B: the add and A's commit, then two of B's own adds in the same batch: B's reveal request
-    // comes from the commit; its adds wait behind it and B commits them after the answer.
+    // B: the add and A's commit, then two of B's own adds: the commit asks for B's revocation,
+    // and the batch stops there; B's adds come again with the signer's answer.
     const atB = p.wire.B.splice(0).map((pkt): Input => ({ type: "pkt", pkt }));
     const r = stepAll(p.b.state, [...atB, add(11), add(12)]);
+    expect(r.outputs).toHaveLength(2);
+    expect(kinds(r.outputs[1] ?? [])).toEqual(["signer:reveal_revocation"]);
     expect(r.state.awaiting).toBe("reveal_revocation");
-    expect(r.state.deferred).toHaveLength(2);
-    p.b.state = r.state;
-    const carried = r.outputs.flatMap((outs) => outs.flatMap((o) => p.effect(p.b, o)));
-    expect(p.b.state.deferred).toEqual([]);
-    // After the answer: the revocation, then B's two adds, then one commitment for both.
-    expect(kinds(carried).filter((k) => !k.startsWith("signer") && k !== "htlc_added")).toEqual([
-      "update_revocation",
-      "update_add_htlc",
-      "update_add_htlc",
-      "update_commit",
+    expect(r.state.deferred).toEqual([]);
+    const request = r.outputs[1]?.[0];
+    if (request?.type !== "signer") throw new Error("no signer request");
+    const answer: Input = { type: "signer", reply: p.b.signer.answer(request.request) };
+    const next = stepAll(r.state, [answer, add(11), add(12)]);
+    expect(next.outputs.map(kinds)).toEqual([
+      ["update_revocation"],
+      ["update_add_htlc", "htlc_added"],
+      ["update_add_htlc", "htlc_added", "signer:sign_remote_commitment"],
     ]);
+    p.b.state = next.state;
+    for (const o of next.outputs.flat()) p.effect(p.b, o);
     p.settle();
     expect(balances(p.a).htlcs).toBe(3);
     expect(balances(p.b).htlcs).toBe(3);
+  });
+
+  it("inputs given while the state already awaits the signer are deferred in it, as step does", () => {
+    const p = openPair({ policy: { autoCommit: true } });
+    const asked = stepAll(p.a.state, [add(1)]);
+    expect(asked.state.awaiting).toBe("sign_remote_commitment");
+    const r = stepAll(asked.state, [add(2), add(3)]);
+    expect(r.outputs).toEqual([[], []]);
+    expect(r.state.deferred).toHaveLength(2);
   });
 
   it("payments both ways fed in batches of any size end where one-at-a-time ends", () => {

@@ -154,6 +154,50 @@ describe("the channel service's shell over real Postgres", () => {
     expect(n.sendLog.every((s) => s.durable)).toBe(true);
   });
 
+  it("takes the inputs waiting into one transaction: one commitment for many adds, each add's writes and answer its own", async () => {
+    const n = await opened();
+    // Ten adds at once: each is answered with its own HTLC, and its `within` sees only its own
+    // outputs, though nine share a transaction.
+    const add = (i: number): Input => ({
+      type: "command",
+      command: {
+        kind: "add_htlc",
+        amountMsat: msat(1_000_000 + i),
+        rHash: sha256(Buffer.alloc(32, 100 + i)).toString("hex"),
+        expiry: { blocks: 5000 },
+      },
+    });
+    const seen = new Map<number, bigint[]>();
+    const number0 = (await n.state("A")).remoteCommit?.number ?? -1n;
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        n.runners.A.input(CHANNEL, add(i), async (_c, t) => {
+          seen.set(
+            i,
+            t.outputs.flatMap((o) =>
+              o.type === "htlc_added" && o.offerer === "local" ? [o.htlc.amountMsat] : [],
+            ),
+          );
+        }),
+      ),
+    );
+    answers.forEach((a, i) => {
+      expect(seen.get(i)).toEqual([1_000_000n + BigInt(i)]);
+      const own = a.outputs.find((o) => o.type === "htlc_added" && o.offerer === "local");
+      expect(own?.type === "htlc_added" && own.htlc.amountMsat).toBe(1_000_000n + BigInt(i));
+    });
+    // The first add ran alone (its lane was empty) and was committed at once; the nine others
+    // were staged together while A awaited B's revocation, then committed in one: two
+    // commitments for ten adds.
+    const toB = n.queue.flatMap((q) => (q.to === "B" && q.input.type === "pkt" ? [q.input.pkt.kind] : []));
+    expect(toB.filter((k) => k === "update_add_htlc")).toHaveLength(10);
+    expect(toB.filter((k) => k === "update_commit")).toHaveLength(1);
+    await n.drain();
+    expect((await n.state("A")).remoteCommit?.number).toBe(number0 + 2n);
+    expect((await n.state("B")).localCommit?.htlcs).toHaveLength(10);
+    expect((await n.state("A")).localCommit?.htlcs).toHaveLength(10);
+  });
+
   it("keeps a channel moving when an effect fails, and reports the failure", async () => {
     const n = await opened();
     n.failEffect = (type) => type === "revoked"; // e.g. the watchtower record could not be written

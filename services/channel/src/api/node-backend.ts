@@ -12,7 +12,7 @@ import {
   type Msat,
   type Sat,
 } from "@ln/bitcoin";
-import type { ChannelState, Output } from "@ln/channel-core";
+import type { ChannelState } from "@ln/channel-core";
 import { isRejectionCode } from "@ln/control-api";
 import { NodeError } from "../channels/errors.js";
 import {
@@ -35,13 +35,7 @@ import {
   type WithdrawalRecord,
 } from "./backend.js";
 import { NETWORKS, type InvoiceFields } from "@ln/invoice";
-import {
-  paymentId,
-  type InvoiceRow,
-  type Ledger,
-  type PaymentRoute,
-  type PaymentRow,
-} from "../payments/ledger.js";
+import { type InvoiceRow, type Ledger, type PaymentRoute, type PaymentRow } from "../payments/ledger.js";
 import { DEFAULT_INVOICE_EXPIRY_SECONDS, signedInvoice } from "../payments/invoices.js";
 import { forgetPaymentOnion, keepPaymentOnion, withOfferedPayment } from "../payments/records.js";
 import { AttemptRefused, type AttemptRequest } from "../payments/payer.js";
@@ -241,14 +235,14 @@ export class ChannelNodeBackend implements NodeBackend {
     if (channelId === undefined) throw new BackendError("INVALID", "give a channelId or a route");
     // The request's result commits with the step that offers the HTLC and records the payment.
     const written = this.offeredWithin(channelId, record);
-    const outputs = await named(
+    await named(
       this.o.node.command(
         channelId,
         { kind: "add_htlc", amountMsat: req.amountMsat, rHash: req.rHash, expiry: req.expiry },
         written.within,
       ),
     );
-    return this.offered(channelId, outputs, written.row);
+    return this.offered(channelId, written.row);
   }
 
   /**
@@ -301,7 +295,7 @@ export class ChannelNodeBackend implements NodeBackend {
       attempt && { invoicePaymentId: attempt.invoicePaymentId, channelId },
     );
     const written = this.offeredWithin(channelId, record);
-    const outputs = await named(
+    await named(
       this.o.node.command(
         channelId,
         {
@@ -318,7 +312,7 @@ export class ChannelNodeBackend implements NodeBackend {
       await forgetPaymentOnion(this.o.pool, this.o.schema, packet).catch(() => undefined);
       throw e;
     });
-    return this.offered(channelId, outputs, written.row);
+    return this.offered(channelId, written.row);
   }
 
   /**
@@ -377,15 +371,12 @@ export class ChannelNodeBackend implements NodeBackend {
     return kept;
   }
 
-  private async offered(
-    channelId: string,
-    outputs: readonly Output[],
-    written?: PaymentRow,
-  ): Promise<Payment> {
-    const added = outputs.find((x) => x.type === "htlc_added" && x.offerer === "local");
-    const row =
-      written ??
-      (added?.type === "htlc_added" && (await this.o.ledger.payment(paymentId(channelId, added.id))));
+  /**
+   * The payment its command's own step wrote (`written`, kept by offeredWithin): none when the
+   * command waits behind the signer (its step comes later).
+   */
+  private offered(channelId: string, written: PaymentRow | undefined): Payment {
+    const row = written;
     if (!row)
       throw new PaymentQueued(
         `channel ${channelId} is waiting for the signer; the payment is queued and will appear in GET /v1/payments`,

@@ -182,8 +182,14 @@ export class ChannelRunner {
         continue;
       }
       crashPoint("channel.transition.committed");
+      // Inputs after one that made the state await the signer were not taken: they go first in
+      // the next round, with the signer's answer.
+      lane.pending.unshift(...fresh.splice(Math.max(0, t.outputs.length - offset)));
       const answered = offset === 1 ? riders : [];
-      for (const r of answered) r.outputs.push(...(t.outputs[0] ?? []));
+      // A rejection among the answer's outputs is of a command deferred in the state (after a
+      // failed signer call), never of a rider's: its own were decided in its own round.
+      const followUp = (t.outputs[0] ?? []).filter((o) => o.type !== "command_rejected");
+      for (const r of answered) r.outputs.push(...followUp);
       fresh.forEach((e, i) => e.outputs.push(...(t.outputs[i + offset] ?? [])));
       const request = t.outputs.flat().find((o) => o.type === "signer");
       // Who is answered after this round: everyone if it asked the signer nothing; else those

@@ -277,7 +277,8 @@ export class ChannelStore {
   /**
    * Several inputs' steps of the core (`run`, the core's stepAll) in one transaction under the
    * lease, as `transition` does for one: `withins[i]` writes more for input i, with its outputs.
-   * Their outputs come back by position; the messages they send, in order, in `sends`.
+   * Their outputs come back by position (only for the inputs the core took); the messages they
+   * send, in order, in `sends`.
    */
   async transitionAll(
     id: string,
@@ -346,7 +347,8 @@ export class ChannelStore {
       }
       await writeStepRecords(c, this.schema, id, prev, { state: next.state, outputs });
       const sends = await this.appendOutbox(c, id, outputs);
-      for (const [i, within] of withins.entries())
+      // Only the inputs the core took (it may stop at one that awaits the signer).
+      for (const [i, within] of withins.slice(0, next.outputs.length).entries())
         await within?.(c, { state: next.state, outputs: next.outputs[i] ?? [] });
       return { ...next, sends };
     });
