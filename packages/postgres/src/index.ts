@@ -61,11 +61,19 @@ export async function migrate(
   });
 }
 
-/** Runs `fn` in one transaction: committed if it returns, rolled back if it throws. */
-export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` in one transaction: committed if it returns, rolled back if it throws. `first`: a
+ * statement without parameters sent with the BEGIN, in the same round trip (it must not come
+ * from input: it is sent as it is).
+ */
+export async function inTransaction<T>(
+  pool: pg.Pool,
+  fn: (c: pg.PoolClient) => Promise<T>,
+  first?: string,
+): Promise<T> {
   const c = await pool.connect();
   try {
-    await c.query("BEGIN");
+    await c.query(first === undefined ? "BEGIN" : `BEGIN; ${first}`);
     const result = await fn(c);
     await c.query("COMMIT");
     return result;

@@ -115,6 +115,10 @@ const toRow = (r: ChannelDbRow): ChannelRow => ({
 // complement, so every 64-bit value has one row value and the unique index holds.
 const toSigned64 = (scid: bigint): string => BigInt.asIntN(64, scid).toString();
 
+/** The messages among a step's outputs, encoded as the outbox keeps them. */
+const encodeSends = (outputs: readonly Output[]): OutboxMessage[] =>
+  outputs.flatMap((o) => (o.type === "send" ? [{ seq: o.seq, bytes: encodePkt(o.pkt) }] : []));
+
 /** A channel's state as this replica last committed it, at the row's version then. */
 interface Stored {
   owner: string;
@@ -293,14 +297,37 @@ export class ChannelStore {
       let base = this.written.get(id);
       let prev: ChannelState;
       let next: Steps;
+      let sends: OutboxMessage[];
       for (;;) {
         if (base?.owner !== owner) base = await this.lockedRow(c, id, owner);
         prev = base.state;
         next = run(prev);
+        sends = encodeSends(next.outputs.flat());
+        // The peer's acknowledgement never decreases (draft 1.2): what it covers is never resent.
+        const acked = Math.max(prev.peerAck, prev.peerCommitAck);
+        const nowAcked = Math.max(next.state.peerAck, next.state.peerCommitAck);
+        // State, acknowledged outbox rows out, new ones in: one statement, nothing done unless
+        // the row was still at its version under our lease.
         const u = await c.query<{ version: string }>(
-          `UPDATE ${this.t("channels")} SET state = $2, phase = $3, version = version + 1, updated_at = now()
-            WHERE id = $1 AND version = $4 AND lease_owner = $5 AND lease_expires > now() RETURNING version::text AS version`,
-          [id, serializeState(next.state), next.state.phase, base.version, owner],
+          `WITH u AS (
+             UPDATE ${this.t("channels")} SET state = $2, phase = $3, version = version + 1, updated_at = now()
+              WHERE id = $1 AND version = $4 AND lease_owner = $5 AND lease_expires > now()
+              RETURNING version),
+           d AS (DELETE FROM ${this.t("outbox")} WHERE channel_id = $1 AND seq <= $6 AND EXISTS (SELECT 1 FROM u)),
+           i AS (INSERT INTO ${this.t("outbox")} (channel_id, seq, pkt)
+                 SELECT $1, m.seq, m.pkt FROM unnest($7::integer[], $8::bytea[]) AS m(seq, pkt)
+                  WHERE EXISTS (SELECT 1 FROM u))
+           SELECT version::text AS version FROM u`,
+          [
+            id,
+            serializeState(next.state),
+            next.state.phase,
+            base.version,
+            owner,
+            nowAcked > acked ? nowAcked : -1,
+            sends.map((m) => m.seq),
+            sends.map((m) => m.bytes),
+          ],
         );
         const version = u.rows[0]?.version;
         if (version !== undefined) {
@@ -312,11 +339,6 @@ export class ChannelStore {
       }
       const outputs = next.outputs.flat();
       const signerChannel = base.signerChannel;
-      const acked = Math.max(prev.peerAck, prev.peerCommitAck); // before the core moved it
-      // The peer's acknowledgement never decreases (draft 1.2): what it covers is never resent.
-      const nowAcked = Math.max(next.state.peerAck, next.state.peerCommitAck);
-      if (nowAcked > acked)
-        await c.query(`DELETE FROM ${this.t("outbox")} WHERE channel_id = $1 AND seq <= $2`, [id, nowAcked]);
       // The peer's revocations are kept with the state that received them, until the signer
       // has recorded them (it signs justice only for commitments it knows were revoked), and so
       // is the watchtower's record of each, until JetStream has it (DESIGN.md 7).
@@ -346,7 +368,6 @@ export class ChannelStore {
         );
       }
       await writeStepRecords(c, this.schema, id, prev, { state: next.state, outputs });
-      const sends = await this.appendOutbox(c, id, outputs);
       // Only the inputs the core took (it may stop at one that awaits the signer).
       for (const [i, within] of withins.slice(0, next.outputs.length).entries())
         await within?.(c, { state: next.state, outputs: next.outputs[i] ?? [] });
@@ -587,8 +608,7 @@ export class ChannelStore {
     id: string,
     outputs: readonly Output[],
   ): Promise<OutboxMessage[]> {
-    const sends: OutboxMessage[] = [];
-    for (const o of outputs) if (o.type === "send") sends.push({ seq: o.seq, bytes: encodePkt(o.pkt) });
+    const sends = encodeSends(outputs);
     if (sends.length > 0)
       await c.query(
         `INSERT INTO ${this.t("outbox")} (channel_id, seq, pkt) SELECT $1, * FROM unnest($2::integer[], $3::bytea[])`,

@@ -68,10 +68,8 @@ export function inEventTransaction<T>(
   schema: string,
   fn: (c: pg.PoolClient) => Promise<T>,
 ): Promise<T> {
-  return inTransaction(pool, async (c) => {
-    await beginEvents(c, schema);
-    return fn(c);
-  });
+  // beginEvents's lock, sent with the BEGIN (one round trip): the transaction has no id yet.
+  return inTransaction(pool, fn, `SELECT pg_advisory_xact_lock_shared(${LOCK_CLASS}, ${lockObject(schema)})`);
 }
 
 /** Events a single transaction may append: the low 16 bits of seq. */
