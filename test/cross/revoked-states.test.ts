@@ -73,9 +73,9 @@ describe("every revoked state", () => {
     // A keeps its own commitment after every transition of its store (what its operator has).
     const kept = new Map<bigint, Kept>();
     const signerChannels = new Map<string, number>();
-    const transition = A.store.transition.bind(A.store);
-    A.store.transition = async (id, owner, step) => {
-      const t = await transition(id, owner, step);
+    const transitionAll = A.store.transitionAll.bind(A.store);
+    A.store.transitionAll = async (id, owner, run, withins) => {
+      const t = await transitionAll(id, owner, run, withins);
       const s = t.state;
       if (s.localCommit !== undefined && s.anchor !== undefined && s.remote !== undefined) {
         let sc = signerChannels.get(id);
