@@ -578,6 +578,7 @@ export class ChannelStore {
       if (s.phase !== "failed" || s.role !== "acceptor" || s.opening.anchorSigned) return false;
       await c.query(`DELETE FROM ${this.t("outbox")} WHERE channel_id = $1`, [id]);
       await c.query(`DELETE FROM ${this.t("channels")} WHERE id = $1`, [id]);
+      this.written.delete(id); // its last state is kept no longer (the row is gone either way)
       await c.query(
         `INSERT INTO ${this.t("forgotten_openings")} (channel_id, peer_node_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
         [id, row.peer_node_id ?? ""],
