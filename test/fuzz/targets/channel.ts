@@ -90,7 +90,8 @@ function brokenMust(s: Scenario, snap: Snapshot, peer: TestSigner, pkt: Pkt): st
   const cap = snap.state.anchor ? BigInt(snap.state.anchor.amount) * 1000n : 1_000_000_000n;
   switch (pkt.kind) {
     case "update_add_htlc":
-      // More than the whole channel: over any balance (draft 3.2).
+      // Over the offerer's balance (draft 3.2; the core fails the connection, as it SHOULD).
+      if (snap.peerOwnsNothing) return "an HTLC offered by a node with nothing in the channel";
       return BigInt(pkt.amountMsat) > cap ? "an HTLC over the channel's capacity" : undefined;
     case "update_fulfill_htlc":
       // No HTLC of the scenario has this r_hash: an unknown HTLC or a wrong preimage (draft 3.3).
@@ -192,11 +193,13 @@ export const channelTarget: TargetSpec = {
         const failed = outputs.find((o) => o.type === "failed");
         if (!isOver(snap.state)) {
           const must = brokenMust(s, snap, peer, pkt);
-          if (must !== undefined)
+          if (must !== undefined) {
             check(
               errors === 1 && isOver(state),
               `${must} in ${snap.label}: ${errors} error sent, phase ${state.phase}`,
             );
+            return rejected(`MUST: ${must}`);
+          }
           if (pkt.kind === "error")
             check(
               failed?.type === "failed" && failed.code === "PEER_ERROR" && errors === 0,

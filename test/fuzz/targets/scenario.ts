@@ -14,6 +14,8 @@ export interface Snapshot {
   state: ChannelState;
   /** What the other node sends next, if anything is in flight. */
   next: Pkt | undefined;
+  /** The other node has no money in the channel yet (B, before it is paid): any HTLC it offers is over its balance. */
+  peerOwnsNothing: boolean;
 }
 
 export interface Scenario {
@@ -39,9 +41,11 @@ export function scenario(): Promise<Scenario> {
 function build(): Scenario {
   const p = new Pair({ policy: { autoCommit: true } });
   const snapshots: Snapshot[] = [];
+  let bOwnsNothing = true;
   const snap = (label: string): void => {
     for (const n of [p.a, p.b])
       snapshots.push({
+        peerOwnsNothing: n === p.a && bOwnsNothing,
         label: `${label} (${n.name}, ${n.state.phase})`,
         node: n.name,
         state: n.state,
@@ -79,6 +83,7 @@ function build(): Scenario {
   // Normal operation: HTLCs both ways, fulfilled and failed, a fee change, some left in flight.
   add(p.a, 50_000_000n, 1);
   settle("an HTLC offered");
+  bOwnsNothing = false; // from B's first fulfil on, B may own some of the channel
   command(p.b, { kind: "fulfill_htlc", id: 0n, r: r(1) });
   settle("an HTLC fulfilled");
   add(p.a, 20_000_000n, 2);
