@@ -44,7 +44,14 @@ async function main(): Promise<number> {
   const specs = selectTargets(process.env["FUZZ_TARGETS"]);
   console.log(`fuzz: FUZZ_SEED=${seed} (set it to replay this run)`);
   for (const s of specs) console.log(`  ${s.name} (weight ${s.weight}): ${s.what}`);
-  const report = await runFuzz({ inputs, seed, specs, crashDir: CRASH_DIR, slowMs: 5000 });
+  // Interrupted, the run ends at once with its report: how far it got, per target.
+  const stop = { stopped: false };
+  for (const sig of ["SIGINT", "SIGTERM"] as const)
+    process.once(sig, () => {
+      console.log(`fuzz: ${sig}, stopping`);
+      stop.stopped = true;
+    });
+  const report = await runFuzz({ inputs, seed, specs, crashDir: CRASH_DIR, slowMs: 5000, stop });
   if (report.crashes.length > 0) {
     console.log(`\n${report.crashes.length} distinct crashes (seed ${seed}):`);
     for (const c of report.crashes)

@@ -39,6 +39,8 @@ export interface FuzzOptions {
   slowMs?: number;
   /** Stop the run after this many distinct crashes. */
   maxCrashes?: number;
+  /** Set `stopped` to end the run early, with a report of what ran (main.ts: on SIGINT, SIGTERM). */
+  stop?: { stopped: boolean };
 }
 
 export interface FuzzReport {
@@ -111,101 +113,125 @@ export function crashFileName(target: string, input: Buffer): string {
   return `${target}-${createHash("sha256").update(input).digest("hex").slice(0, 8)}.bin`;
 }
 
+interface Running {
+  t: Target;
+  n: number;
+  rng: Rng;
+  pool: Buffer[];
+  rep: TargetReport;
+  ms: number;
+}
+
+/** Rounds the run is cut into: every target gets its share of each, so a stopped run covered all. */
+const ROUNDS = 200;
+
 export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const log = o.log ?? ((l: string) => console.log(l));
   const progressMs = o.progressMs ?? 10_000;
   const counts = split(o.inputs, o.specs);
-  const started = performance.now();
-  let lastProgress = started;
-  let done = 0;
-  const reports: TargetReport[] = [];
   const crashes: Crash[] = [];
   const seen = new Set<string>();
   log(
     `fuzz: seed ${o.seed}, ${o.inputs} inputs: ` +
       o.specs.map((s) => `${s.name} ${counts.get(s.name) ?? 0}`).join(", "),
   );
+  const running: Running[] = [];
   for (const spec of o.specs) {
     const t = await spec.create();
-    const n = counts.get(spec.name) ?? 0;
-    const rng = new Rng(o.seed, hashName(spec.name));
-    const pool = [...t.corpus];
-    const rep: TargetReport = {
-      name: t.name,
-      inputs: 0,
-      accepted: 0,
-      rejections: {},
-      crashes: 0,
-      seconds: 0,
-      perSecond: 0,
-    };
-    const t0 = performance.now();
-    // Typed rejections are thrown by the thousand: no stack traces while fuzzing (a fifth of the
-    // time of a cheap decoder). A crash is run again with them, for its report.
-    const stackLimit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
-    for (let i = 0; i < n; i++) {
-      const { input, mutated } = nextInput(rng, t, pool);
-      const before = o.slowMs ? performance.now() : 0;
-      let r = await runOne(t, input);
-      if (o.slowMs && r.kind !== "crash" && performance.now() - before > o.slowMs)
-        r = { kind: "crash", error: new Error(`input took over ${o.slowMs} ms (a loop without bound?)`) };
-      rep.inputs++;
-      if (r.kind === "accepted") {
-        rep.accepted++;
-        // Accepted mutants join the pool: later mutations start from inputs past the first checks.
-        if (mutated && rng.chance(0.05)) {
-          if (pool.length < POOL_MAX) pool.push(input);
-          else pool[t.corpus.length + rng.below(POOL_MAX - t.corpus.length)] = input;
-        }
-      } else if (r.kind === "rejected") rep.rejections[r.label] = (rep.rejections[r.label] ?? 0) + 1;
-      else {
-        rep.crashes++;
-        Error.stackTraceLimit = stackLimit;
-        const again = await runOne(t, input);
-        Error.stackTraceLimit = 0;
-        if (again.kind === "crash") r = again;
-        const signature = errorSignature(r.error);
-        if (!seen.has(signature)) {
-          seen.add(signature);
-          let file: string | undefined;
-          if (o.crashDir) {
-            mkdirSync(o.crashDir, { recursive: true });
-            file = join(o.crashDir, crashFileName(t.name, input));
-            writeFileSync(file, input);
+    running.push({
+      t,
+      n: counts.get(spec.name) ?? 0,
+      // Each target's stream depends only on the seed and its name: the same with FUZZ_TARGETS.
+      rng: new Rng(o.seed, hashName(spec.name)),
+      pool: [...t.corpus],
+      rep: { name: t.name, inputs: 0, accepted: 0, rejections: {}, crashes: 0, seconds: 0, perSecond: 0 },
+      ms: 0,
+    });
+  }
+  const started = performance.now();
+  let lastProgress = started;
+  const total = (): number => running.reduce((s, r) => s + r.rep.inputs, 0);
+  const enough = (): boolean =>
+    (o.maxCrashes !== undefined && crashes.length >= o.maxCrashes) || o.stop?.stopped === true;
+  // Typed rejections are thrown by the thousand: no stack traces while fuzzing (a fifth of the
+  // time of a cheap decoder). A crash is run again with them, for its report.
+  const stackLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    for (let round = 1; round <= ROUNDS && !enough(); round++) {
+      for (const run of running) {
+        const { t, rng, pool, rep } = run;
+        const until = Math.ceil((run.n * round) / ROUNDS);
+        const t0 = performance.now();
+        while (rep.inputs < until && !enough()) {
+          const { input, mutated } = nextInput(rng, t, pool);
+          const before = o.slowMs ? performance.now() : 0;
+          let r = await runOne(t, input);
+          if (o.slowMs && r.kind !== "crash" && performance.now() - before > o.slowMs)
+            r = { kind: "crash", error: new Error(`input took over ${o.slowMs} ms (a loop without bound?)`) };
+          rep.inputs++;
+          if (r.kind === "accepted") {
+            rep.accepted++;
+            // Accepted mutants join the pool: later mutations start from inputs past the first checks.
+            if (mutated && rng.chance(0.05)) {
+              if (pool.length < POOL_MAX) pool.push(input);
+              else pool[t.corpus.length + rng.below(POOL_MAX - t.corpus.length)] = input;
+            }
+          } else if (r.kind === "rejected") rep.rejections[r.label] = (rep.rejections[r.label] ?? 0) + 1;
+          else {
+            rep.crashes++;
+            Error.stackTraceLimit = stackLimit;
+            const again = await runOne(t, input);
+            Error.stackTraceLimit = 0;
+            if (again.kind === "crash") r = again;
+            const signature = errorSignature(r.error);
+            if (!seen.has(signature)) {
+              seen.add(signature);
+              let file: string | undefined;
+              if (o.crashDir) {
+                mkdirSync(o.crashDir, { recursive: true });
+                file = join(o.crashDir, crashFileName(t.name, input));
+                writeFileSync(file, input);
+              }
+              crashes.push({ target: t.name, signature, file, error: describe(r.error) });
+              log(`CRASH in ${t.name}: ${describe(r.error)}`);
+              log(`  input (${input.length} bytes): ${input.toString("hex").slice(0, 400)}`);
+              if (file) log(`  replay: FUZZ_REPLAY=${file} pnpm fuzz`);
+            }
           }
-          crashes.push({ target: t.name, signature, file, error: describe(r.error) });
-          log(`CRASH in ${t.name}: ${describe(r.error)}`);
-          log(`  input (${input.length} bytes): ${input.toString("hex").slice(0, 400)}`);
-          if (file) log(`  replay: FUZZ_REPLAY=${file} pnpm fuzz`);
+          if ((rep.inputs & 1023) === 0) {
+            // Let signals and timers in (a stop request), and say how far we are.
+            await new Promise((resolve) => setImmediate(resolve));
+            const now = performance.now();
+            if (now - lastProgress >= progressMs) {
+              lastProgress = now;
+              const secs = (now - started) / 1000;
+              log(
+                `  ... ${secs.toFixed(0)} s: ${total()} of ${o.inputs} inputs (${Math.round(total() / secs)}/s), ` +
+                  `${crashes.length} crashes; ` +
+                  running.map((x) => `${x.t.name} ${x.rep.inputs}`).join(", "),
+              );
+            }
+          }
         }
-        if (o.maxCrashes !== undefined && crashes.length >= o.maxCrashes) break;
-      }
-      if ((i & 255) === 0) {
-        const now = performance.now();
-        if (now - lastProgress >= progressMs) {
-          lastProgress = now;
-          log(
-            `  ... ${((now - started) / 1000).toFixed(0)} s: ${done + i} inputs in all; ${t.name} ${i}/${n} ` +
-              `(${Math.round(i / ((now - t0) / 1000))}/s), ${crashes.length} crashes`,
-          );
-        }
+        run.ms += performance.now() - t0;
       }
     }
+  } finally {
     Error.stackTraceLimit = stackLimit;
-    rep.seconds = (performance.now() - t0) / 1000;
-    rep.perSecond = Math.round(rep.inputs / Math.max(rep.seconds, 1e-6));
-    done += rep.inputs;
-    reports.push(rep);
-    log(formatTarget(rep));
-    if (o.maxCrashes !== undefined && crashes.length >= o.maxCrashes) break;
+  }
+  for (const run of running) {
+    run.rep.seconds = run.ms / 1000;
+    run.rep.perSecond = Math.round(run.rep.inputs / Math.max(run.rep.seconds, 1e-6));
+    log(formatTarget(run.rep));
   }
   const seconds = (performance.now() - started) / 1000;
+  const done = total();
   log(
     `fuzz: ${done} inputs in ${seconds.toFixed(1)} s (${Math.round(done / seconds)}/s), ` +
-      `${crashes.length} distinct crashes, seed ${o.seed}`,
+      `${crashes.length} distinct crashes, seed ${o.seed}${o.stop?.stopped ? " (stopped early)" : ""}`,
   );
-  return { seed: o.seed, total: done, seconds, targets: reports, crashes };
+  return { seed: o.seed, total: done, seconds, targets: running.map((r) => r.rep), crashes };
 }
 
 export function formatTarget(r: TargetReport): string {
