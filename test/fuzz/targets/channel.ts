@@ -26,22 +26,35 @@ const isOver = (s: ChannelState): boolean =>
   s.phase === "failed" || s.phase === "closed" || s.phase === "behind";
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
-/** Feeds the pkt, then answers each signer request with the node's signer, as the shell would. */
+/**
+ * Feeds the pkts in order, answering each signer request with the node's signer as the shell
+ * would. `holdFirst`: the answers to the first pkt's requests wait until every pkt is in, so the
+ * later ones arrive while the core awaits the signer (they are deferred, then taken in order).
+ */
 function drive(
   state: ChannelState,
   signer: TestSigner,
-  pkt: Pkt,
+  pkts: readonly Pkt[],
+  holdFirst = false,
 ): { state: ChannelState; outputs: Output[] } {
   let s = state;
   const outputs: Output[] = [];
-  const queue: Input[] = [{ type: "pkt", pkt }];
-  for (let n = 0; queue.length > 0; n++) {
-    check(n < 32, "the core keeps asking the signer: a loop without end?");
+  const queue: Input[] = pkts.map((pkt) => ({ type: "pkt", pkt }));
+  let held: Input[] = [];
+  for (let n = 0; queue.length > 0 || held.length > 0; n++) {
+    check(n < 64, "the core keeps asking the signer: a loop without end?");
+    if (queue.length === 0) {
+      queue.push(...held);
+      held = [];
+    }
     const r = step(s, queue.shift() as Input);
     s = r.state;
     for (const o of r.outputs) {
       outputs.push(o);
-      if (o.type === "signer") queue.push({ type: "signer", reply: signer.answer(o.request) });
+      if (o.type !== "signer") continue;
+      const reply: Input = { type: "signer", reply: signer.answer(o.request) };
+      if (holdFirst && n === 0) held.push(reply);
+      else queue.push(reply);
     }
   }
   signer.revealed.length = 0; // the test signer's record of reveals: not needed here
@@ -160,13 +173,13 @@ function randomPkt(rng: Rng, peer: TestSigner, s: Scenario): Pkt {
 export const channelTarget: TargetSpec = {
   name: "channel-step",
   weight: 10,
-  what: `bytes 0-1 pick one of the scenario's node states (every phase); the rest is the pkt the peer sends it`,
+  what: `bytes 0-1 pick one of the scenario's node states (every phase), byte 0's high bit to have the pkt arrive while the node awaits the signer; the rest is the pkt the peer sends it`,
   async create(): Promise<Target> {
     const s = await scenario();
     const { snapshots } = s;
     const signerOf = (n: "A" | "B"): TestSigner => (n === "A" ? s.pair.a.signer : s.pair.b.signer);
-    const input = (i: number, pkt: Pkt): Buffer =>
-      Buffer.concat([Buffer.from([i >> 8, i & 0xff]), encodePkt(pkt)]);
+    const input = (i: number, pkt: Pkt, slow = false): Buffer =>
+      Buffer.concat([Buffer.from([(i >> 8) | (slow ? 0x80 : 0), i & 0xff]), encodePkt(pkt)]);
     const corpus: Buffer[] = [];
     snapshots.forEach((snap, i) => {
       if (snap.next) corpus.push(input(i, snap.next));
@@ -180,18 +193,26 @@ export const channelTarget: TargetSpec = {
       generate(rng) {
         const i = rng.below(snapshots.length);
         const snap = snapshots[i] as Snapshot;
-        return input(i, randomPkt(rng, signerOf(snap.node === "A" ? "B" : "A"), s));
+        return input(i, randomPkt(rng, signerOf(snap.node === "A" ? "B" : "A"), s), rng.chance(0.25));
       },
       typed: codedErrors(WireError),
       run(bytes) {
-        const snap = snapshots[(((bytes[0] ?? 0) << 8) | (bytes[1] ?? 0)) % snapshots.length] as Snapshot;
+        // Byte 0's high bit: the node is first given the pkt the peer sends next, and the fuzzed
+        // one arrives while the node awaits the signer's answer to it.
+        const slow = ((bytes[0] ?? 0) & 0x80) !== 0;
+        const at = ((((bytes[0] ?? 0) & 0x7f) << 8) | (bytes[1] ?? 0)) % snapshots.length;
+        const snap = snapshots[at] as Snapshot;
         const pkt = decodePkt(bytes.subarray(2));
         const peer = signerOf(snap.node === "A" ? "B" : "A");
-        const { state, outputs } = drive(snap.state, signerOf(snap.node), pkt);
+        const own = signerOf(snap.node);
+        const first = slow ? snap.next : undefined;
+        // The state the fuzzed pkt meets, for the MUST checks: after the peer's next pkt, if any.
+        const met = first ? drive(snap.state, own, [first]).state : snap.state;
+        const { state, outputs } = drive(snap.state, own, first ? [first, pkt] : [pkt], first !== undefined);
         checkWellFormed(snap.state, state, outputs);
         const errors = outputs.filter((o) => o.type === "send" && o.pkt.kind === "error").length;
         const failed = outputs.find((o) => o.type === "failed");
-        if (!isOver(snap.state)) {
+        if (!isOver(met)) {
           const must = brokenMust(s, snap, peer, pkt);
           if (must !== undefined) {
             check(
@@ -210,11 +231,11 @@ export const channelTarget: TargetSpec = {
               errors === 1,
               `failed (${failed.type === "failed" ? failed.code : ""}) with ${errors} error sent`,
             );
-        } else check(errors === 0, `an error sent from ${snap.state.phase}`);
+        } else check(errors === 0, `an error sent from ${met.phase}`);
         if (failed?.type === "failed") return rejected(`failed:${failed.code}`);
         const refused = outputs.find((o) => o.type === "pkt_refused");
         if (refused) return rejected("pkt_refused");
-        if (state.phase === "behind" && snap.state.phase !== "behind") return rejected("behind");
+        if (state.phase === "behind" && met.phase !== "behind") return rejected("behind");
         return ACCEPTED;
       },
     };
