@@ -5,8 +5,9 @@
  * invariant holds and each node's books are what this test paid, term by term. Then the checker
  * fails where it should, with the code untouched and only the evidence changed: a storm claiming
  * one satoshi more funding for A, an answered payment id that does not exist, a memory peak over
- * the bound, and log files with Node's own report of an uncaught exception and of an unhandled
- * rejection appended. NET_LOG=1 prints the network's progress lines.
+ * the bound, log files with Node's own report of an uncaught exception and of an unhandled
+ * rejection appended, and a service that really exits with an error (a LOG_LEVEL it refuses).
+ * NET_LOG=1 prints the network's progress lines.
  */
 import { execFileSync } from "node:child_process";
 import { appendFileSync } from "node:fs";
@@ -294,5 +295,18 @@ describe("chaos invariants", () => {
     expect(
       byName(results, "no uncaught exception").violations.some((l) => l.startsWith("A.signer.log:")),
     ).toBe(true);
+  });
+
+  it("fails when a process exits on its own with an error", async () => {
+    // A real one: C's watchtower restarted with a LOG_LEVEL it refuses logs a fatal line, exits 1.
+    const name = "C.watchtower";
+    await expect(net.restart(C, "watchtower", 1, { LOG_LEVEL: "bogus" })).rejects.toThrow(
+      /exited \(code 1\)/,
+    );
+    const results = await checkInvariants(net, storm, opts);
+    expect(failing(results)).toEqual(["no uncaught exception"]);
+    const v = byName(results, "no uncaught exception").violations.filter((l) => l.startsWith(`${name}.log:`));
+    expect(v.some((l) => / fatal: /.test(l))).toBe(true);
+    expect(v.some((l) => /exited on its own: code 1$/.test(l))).toBe(true);
   });
 });

@@ -824,13 +824,27 @@ function conservation(
 ): { res: InvariantResult; books: Books[] } {
   const v = new Violations();
   const books: Books[] = [];
+  // What the payee got for each hash, from its payer's succeeded payment: an invoice of any amount
+  // (amount 0) records none of its own.
+  const paidFor = new Map<string, Msat>();
+  for (const rec of recs)
+    for (const p of rec.payments) if (p.status === "succeeded") paidFor.set(p.rHash, p.payeeMsat);
   for (const rec of recs) {
     const name = rec.node.name;
     const oc = onChainOf(chain, rec.walletScripts);
     const funded = storm.funded.get(name) ?? sat(0n);
     const b: Omit<Books, "differenceMsat"> = {
       node: name,
-      channelsMsat: sumMsat(rec.channels.map((c) => BigInt(c.localBalanceMsat))),
+      // Only channels whose anchor is in a block and unspent hold the node's money: before, it is
+      // still the wallet's; after, it is on chain (both reported by "no force close").
+      channelsMsat: sumMsat(
+        rec.channels
+          .filter((c) => {
+            const o = anchorOutpoint(c);
+            return o !== undefined && chain.txs.has(c.anchorTxid ?? "") && !chain.spentBy.has(o);
+          })
+          .map((c) => BigInt(c.localBalanceMsat)),
+      ),
       walletSat: oc.walletSat,
       fundedSat: sat(funded),
       feesSat: oc.feesSat,
@@ -840,7 +854,15 @@ function conservation(
           .map((f) => f.inMsat - (f.outMsat ?? 0n)),
       ),
       receivedMsat: sumMsat(
-        [...rec.invoices.values()].filter((i) => i.status === "settled").map((i) => i.amountMsat),
+        [...rec.invoices]
+          .filter(([, i]) => i.status === "settled")
+          .map(([rHash, i]) => {
+            if (i.amountMsat > 0n) return i.amountMsat;
+            const got = paidFor.get(rHash);
+            if (got === undefined)
+              v.add(`${rec.node.name}: invoice ${short(rHash)} of any amount, paid by no one here`);
+            return got ?? 0n;
+          }),
       ),
       sentMsat: sumMsat(rec.payments.filter((p) => p.status === "succeeded").map((p) => p.amountMsat)),
     };
@@ -935,7 +957,11 @@ function logsClean(net: Network): InvariantResult {
       if (line.startsWith("--- ")) {
         if (/^--- \S+ start /.test(line)) starts++;
         const m = EXIT_LINE.exec(line);
+        // SIGKILL: the run killed it; SIGTERM/SIGINT: stopped before its handler was set. Any
+        // other signal (SIGABRT: out of memory, a native abort) or a non-zero code is its own doing.
         if (m?.[3] === "SIGKILL") killed++;
+        else if (m?.[3] !== undefined && m[3] !== "SIGTERM" && m[3] !== "SIGINT")
+          v.add(`${at}: exited on its own: ${m[1] ?? ""}`);
         else if (m?.[2] !== undefined && m[2] !== "0") v.add(`${at}: exited on its own: ${m[1] ?? ""}`);
         return;
       }
