@@ -167,7 +167,7 @@ describe("chaos invariants", () => {
       memory: memoryPeaksNow(net),
     };
     await waitQuiescent(net, storm, opts);
-  }, 300_000);
+  }, 480_000);
 
   afterAll(async () => {
     await net?.cleanup();

@@ -116,6 +116,24 @@ interface NodeRecords {
   keys: Map<string, (string | undefined)[]>;
   walletScripts: Set<string>;
   wallet: WalletBalance;
+  /** Lookups, by id and by "<channel id>/<HTLC id>" (a storm has thousands of rows). */
+  byId: Map<string, PaymentRow>;
+  invoicePaymentById: Map<string, InvoicePaymentRow>;
+  paymentsByHtlc: Map<string, PaymentRow[]>;
+  forwardsByIn: Map<string, ForwardRow[]>;
+  forwardsByOut: Map<string, ForwardRow[]>;
+}
+
+function groupBy<T>(xs: readonly T[], key: (x: T) => string | undefined): Map<string, T[]> {
+  const m = new Map<string, T[]>();
+  for (const x of xs) {
+    const k = key(x);
+    if (k === undefined) continue;
+    const list = m.get(k);
+    if (list === undefined) m.set(k, [x]);
+    else list.push(x);
+  }
+  return m;
 }
 
 interface RouteJson {
@@ -229,6 +247,13 @@ async function readNode(net: Network, n: NetNode, keys: readonly string[]): Prom
     keys: keyMap,
     walletScripts,
     wallet,
+    byId: new Map(payments.map((p) => [p.id, p])),
+    invoicePaymentById: new Map(invoicePayments.map((p) => [p.id, p])),
+    paymentsByHtlc: groupBy(payments, (p) => `${p.channelId}/${p.htlcId}`),
+    forwardsByIn: groupBy(forwards, (f) => `${f.inChannel}/${f.inHtlcId}`),
+    forwardsByOut: groupBy(forwards, (f) =>
+      f.outChannel === null || f.outHtlcId === null ? undefined : `${f.outChannel}/${f.outHtlcId}`,
+    ),
   };
 }
 
@@ -477,20 +502,29 @@ export async function waitQuiescent(net: Network, storm: StormRecord, opts: Inva
 type Made = { kind: "payment"; row: PaymentRow } | { kind: "invoice"; row: InvoicePaymentRow };
 
 function findPayment(rec: NodeRecords, id: string): Made | undefined {
-  const p = rec.payments.find((x) => x.id === id);
+  const p = rec.byId.get(id);
   if (p !== undefined) return { kind: "payment", row: p };
-  const ip = rec.invoicePayments.find((x) => x.id === id);
+  const ip = rec.invoicePaymentById.get(id);
   return ip === undefined ? undefined : { kind: "invoice", row: ip };
 }
 
 /** The payments (not attempts of an invoice payment) and invoice payments of `rec` to `rHash`. */
+const madeByHash = new WeakMap<NodeRecords, Map<string, Made[]>>();
 function paymentsTo(rec: NodeRecords, rHash: string): Made[] {
-  return [
-    ...rec.payments
-      .filter((p) => p.rHash === rHash && p.invoicePaymentId === null)
-      .map((row): Made => ({ kind: "payment", row })),
-    ...rec.invoicePayments.filter((p) => p.rHash === rHash).map((row): Made => ({ kind: "invoice", row })),
-  ];
+  let m = madeByHash.get(rec);
+  if (m === undefined) {
+    m = groupBy(
+      [
+        ...rec.payments
+          .filter((p) => p.invoicePaymentId === null)
+          .map((row): Made => ({ kind: "payment", row })),
+        ...rec.invoicePayments.map((row): Made => ({ kind: "invoice", row })),
+      ],
+      (x) => x.row.rHash,
+    );
+    madeByHash.set(rec, m);
+  }
+  return m.get(rHash) ?? [];
 }
 
 /** What the payee gets from a payment made (an invoice payment: its invoice amount). */
@@ -674,8 +708,8 @@ function forwardsResolved(recs: readonly NodeRecords[], ends: Ends): InvariantRe
       const up = otherEnd(ends, rec.node, f.inChannel);
       if (up === undefined) v.add(`${where}: no other end of its incoming channel ${f.inChannel}`);
       else {
-        const pays = up.rec.payments.filter((p) => p.channelId === up.ch.id && p.htlcId === f.inHtlcId);
-        const fwds = up.rec.forwards.filter((g) => g.outChannel === up.ch.id && g.outHtlcId === f.inHtlcId);
+        const pays = up.rec.paymentsByHtlc.get(`${up.ch.id}/${f.inHtlcId}`) ?? [];
+        const fwds = up.rec.forwardsByOut.get(`${up.ch.id}/${f.inHtlcId}`) ?? [];
         const upstream = [...pays.map((p) => p.status), ...fwds.map((g) => g.status)];
         if (upstream.length !== 1)
           v.add(`${where}: ${upstream.length} upstream records at ${up.rec.node.name} (HTLC ${f.inHtlcId})`);
@@ -687,9 +721,7 @@ function forwardsResolved(recs: readonly NodeRecords[], ends: Ends): InvariantRe
         const down = otherEnd(ends, rec.node, f.outChannel);
         if (down === undefined) v.add(`${where}: no other end of its outgoing channel ${f.outChannel}`);
         else {
-          const next = down.rec.forwards.filter(
-            (g) => g.inChannel === down.ch.id && g.inHtlcId === f.outHtlcId,
-          );
+          const next = down.rec.forwardsByIn.get(`${down.ch.id}/${f.outHtlcId}`) ?? [];
           if (next.length > 1)
             v.add(`${where}: ${next.length} forwards of its HTLC at ${down.rec.node.name}`);
           const g = next[0];
@@ -709,7 +741,7 @@ function forwardsResolved(recs: readonly NodeRecords[], ends: Ends): InvariantRe
       if (p.firstHop === undefined) continue;
       const next = otherEnd(ends, rec.node, p.channelId);
       if (next === undefined) continue; // reported by the forwards' own check or channel ends
-      const fwds = next.rec.forwards.filter((g) => g.inChannel === next.ch.id && g.inHtlcId === p.htlcId);
+      const fwds = next.rec.forwardsByIn.get(`${next.ch.id}/${p.htlcId}`) ?? [];
       if (p.status === "succeeded" ? fwds.length !== 1 : fwds.length > 1)
         v.add(
           `${rec.node.name}: payment ${p.id} ${p.status} has ${fwds.length} forwards at ${next.rec.node.name}`,
@@ -931,8 +963,6 @@ const FATAL_TEXT = [
   /^Node\.js v\d+\.\d+\.\d+$/,
   /ERR_UNHANDLED_REJECTION|UnhandledPromiseRejection/,
   /\buncaught ?exception\b|\bunhandled ?rejection\b/i,
-  // The first line of an uncaught error's stack (never a JSON log line).
-  /^(?:Uncaught )?[A-Z][A-Za-z]*Error(?: \[[A-Z_]+\])?: /,
 ];
 const EXIT_LINE = /^--- \S+ exit (code (\S+)|signal (\S+)) ---$/;
 
