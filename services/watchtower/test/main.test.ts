@@ -18,6 +18,7 @@ import {
   watchScripts,
 } from "../../channel/src/onchain/chain-requests.js";
 import { chainEventSubjects } from "../src/streams.js";
+import { testDatabaseUrl, testNatsUrl } from "@ln/testkit";
 
 // The watchtower process (src/main.ts) against a real regtest node, NATS JetStream and Postgres.
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -26,7 +27,7 @@ const LN_PREFIX = `wt_${run}`;
 const PREFIX = `${LN_PREFIX}.chain`;
 const STREAM = `WT_${run.toUpperCase()}_CHAIN`;
 const SCHEMA = `watchtower_main_${run}`;
-const DB = "postgres://postgres@127.0.0.1:5432/test";
+const DB = testDatabaseUrl();
 const pool = new pg.Pool({ connectionString: DB });
 let rt: Regtest;
 let nc: NatsConnection;
@@ -37,7 +38,7 @@ let stderr = "";
 
 beforeAll(async () => {
   rt = await startRegtest();
-  nc = await connect({ servers: "127.0.0.1:4222" });
+  nc = await connect({ servers: testNatsUrl() });
   jsm = await nc.jetstreamManager();
 }, 60_000);
 afterAll(async () => {
@@ -91,7 +92,7 @@ function startProcess(): Promise<{ height: number; stream: string }> {
         BITCOIN_RPC_URL: rt.url,
         BITCOIN_RPC_USER: rt.user,
         BITCOIN_RPC_PASSWORD: rt.password,
-        NATS_URL: "nats://127.0.0.1:4222",
+        NATS_URL: testNatsUrl(),
         LN_PREFIX,
         WATCHTOWER_POLL_MS: "100",
       },
@@ -219,6 +220,7 @@ describe("watchtower process", () => {
       BITCOIN_RPC_URL: "http://127.0.0.1:9", // nothing listens there
       BITCOIN_RPC_USER: "rpc",
       BITCOIN_RPC_PASSWORD: "never-log-this-password",
+      NATS_URL: testNatsUrl(),
       LN_PREFIX: `${LN_PREFIX}_down`,
       WATCHTOWER_POLL_MS: "50",
     });

@@ -15,6 +15,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { broadcastTx } from "../../channel/src/onchain/chain-requests.js";
 import { loadConfig } from "../src/config.js";
+import { testDatabaseUrl, testNatsUrl } from "@ln/testkit";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const run = randomBytes(4).toString("hex");
@@ -22,7 +23,7 @@ const LN_PREFIX = `wtops_${run}`;
 const PREFIX = `${LN_PREFIX}.chain`;
 const STREAM = `WTOPS_${run.toUpperCase()}_CHAIN`;
 const SCHEMA = `watchtower_ops_${run}`;
-const DB = "postgres://postgres@127.0.0.1:5432/test";
+const DB = testDatabaseUrl();
 
 describe("WATCHTOWER_OPS_LISTEN", () => {
   const full = {
@@ -57,7 +58,7 @@ describe("the watchtower process's /metrics", () => {
 
   beforeAll(async () => {
     rt = await startRegtest();
-    nc = await connect({ servers: "127.0.0.1:4222" });
+    nc = await connect({ servers: testNatsUrl() });
     jsm = await nc.jetstreamManager();
   }, 60_000);
   afterAll(async () => {
@@ -90,7 +91,7 @@ describe("the watchtower process's /metrics", () => {
           BITCOIN_RPC_URL: rt.url,
           BITCOIN_RPC_USER: rt.user,
           BITCOIN_RPC_PASSWORD: rt.password,
-          NATS_URL: "nats://127.0.0.1:4222",
+          NATS_URL: testNatsUrl(),
           LN_PREFIX,
           WATCHTOWER_STREAM: STREAM,
           WATCHTOWER_POLL_MS: "100",

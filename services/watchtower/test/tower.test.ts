@@ -23,6 +23,7 @@ import {
   until,
   type Breach,
 } from "./justice-fixture.js";
+import { testNatsUrl } from "@ln/testkit";
 
 let rt: Regtest;
 let signer: TestSigner;
@@ -34,7 +35,7 @@ const cleanup: (() => Promise<unknown>)[] = [];
 beforeAll(async () => {
   rt = await startRegtest();
   signer = await startTestSigner();
-  nc = await connect({ servers: "127.0.0.1:4222" });
+  nc = await connect({ servers: testNatsUrl() });
   jsm = await nc.jetstreamManager();
 }, 120_000);
 afterEach(async () => {
