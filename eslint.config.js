@@ -21,7 +21,14 @@ export default tseslint.config(
     },
   },
   {
-    files: ["**/src/config.ts", "**/test/**", "test/**", "scripts/**", "**/bench/**"],
+    files: [
+      "**/src/config.ts",
+      "packages/testkit/src/**",
+      "**/test/**",
+      "test/**",
+      "scripts/**",
+      "**/bench/**",
+    ],
     rules: { "no-restricted-syntax": "off" },
   },
 );

@@ -10,5 +10,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",
+    // Postgres and NATS for the whole run: used when they answer, else started (test/global-setup.ts).
+    globalSetup: ["test/global-setup.ts"],
   },
 });

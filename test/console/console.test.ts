@@ -30,6 +30,7 @@ import {
 } from "@ln/channel-service";
 // The test-only in-memory backend lives with the channel service's tests, not in its sources.
 import { MemoryBackend } from "../../services/channel/test/memory-backend.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
 const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const SCREENSHOT_DIR = fileURLToPath(new URL("../../test-results/", import.meta.url));
@@ -66,7 +67,7 @@ class ShowcaseBackend extends MemoryBackend {
   }
 }
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 2 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 2 });
 const schema = `console_e2e_${randomBytes(6).toString("hex")}`;
 const backend = new ShowcaseBackend({ pool, graphSchema: schema });
 let app: Awaited<ReturnType<typeof buildApi>>;

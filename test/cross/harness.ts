@@ -39,8 +39,9 @@ import { connect, type NatsConnection } from "nats";
 import pg from "pg";
 // The signer's own test certificates (a CA, a server and a client certificate, by openssl).
 import { CLIENT_OPTIONS, makePems, TEST_CLIENTS, type Pems } from "../../services/signer/test/helpers.js";
+import { testDatabaseUrl, testNatsUrl } from "@ln/testkit";
 
-export const DB = "postgres://postgres@127.0.0.1:5432/test";
+export const DB = testDatabaseUrl();
 
 export type Side = "A" | "B";
 export interface Node {
@@ -140,7 +141,7 @@ export async function startHarness(
   const other = (s: Side): Side => (s === "A" ? "B" : "A");
   const lower = (s: Side): string => s.toLowerCase();
   const rt = await startRegtest();
-  const nc = await connect({ servers: "127.0.0.1:4222" });
+  const nc = await connect({ servers: testNatsUrl() });
 
   function gatewayFor(n: Pick<Node, "nodeId" | "gatewaySigner" | "peerPrefix">): PeerGateway {
     return new PeerGateway({

@@ -12,7 +12,7 @@ import {
   signerServerTlsEnv,
   type SignerClientName,
 } from "./certs.js";
-import { DEFAULT_DATABASE_URL } from "./infra.js";
+import { testDatabaseUrl } from "@ln/testkit";
 import { Supervisor } from "./procs.js";
 
 describe("makeDevPki", () => {
@@ -21,7 +21,7 @@ describe("makeDevPki", () => {
   const sup = new Supervisor({ logDir: join(dir, "logs") });
   afterAll(async () => {
     await sup.stopAll(2000);
-    const c = new pg.Client(DEFAULT_DATABASE_URL);
+    const c = new pg.Client(testDatabaseUrl());
     await c.connect();
     await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     await c.end();
@@ -38,7 +38,7 @@ describe("makeDevPki", () => {
     const pki = makeDevPki(join(dir, "pki"));
     writeFileSync(join(dir, "seed.key"), randomBytes(32).toString("hex"), { mode: 0o600 });
     const ready = await sup.start("signer", "services/signer/src/main.ts", {
-      SIGNER_DATABASE_URL: DEFAULT_DATABASE_URL,
+      SIGNER_DATABASE_URL: testDatabaseUrl(),
       SIGNER_DATABASE_SCHEMA: schema,
       SIGNER_LISTEN: "127.0.0.1:0",
       ...signerServerTlsEnv(pki),

@@ -1,7 +1,6 @@
+import { testDatabaseUrl, testNatsUrl } from "@ln/testkit";
 import { describe, expect, it } from "vitest";
 import {
-  DEFAULT_DATABASE_URL,
-  DEFAULT_NATS_URL,
   ensureNats,
   ensurePostgres,
   findNatsServer,
@@ -15,9 +14,9 @@ const quiet = (lines: string[]) => (l: string) => void lines.push(l);
 describe("ensurePostgres", () => {
   it("uses a Postgres that answers", async () => {
     const lines: string[] = [];
-    const h = await ensurePostgres({ url: DEFAULT_DATABASE_URL, log: quiet(lines) });
+    const h = await ensurePostgres({ url: testDatabaseUrl(), log: quiet(lines) });
     expect(h.source).toBe("existing");
-    expect(h.url).toBe(DEFAULT_DATABASE_URL);
+    expect(h.url).toBe(testDatabaseUrl());
     await h.stop();
     await pingPostgres(h.url); // stop() leaves an existing server alone
     expect(lines.some((l) => l.includes("using"))).toBe(true);
@@ -49,7 +48,7 @@ describe("ensurePostgres", () => {
 
 describe("ensureNats", () => {
   it("uses a NATS server with JetStream that answers", async () => {
-    const h = await ensureNats({ url: DEFAULT_NATS_URL, log: quiet([]) });
+    const h = await ensureNats({ url: testNatsUrl(), log: quiet([]) });
     expect(h.source).toBe("existing");
     await h.stop();
   });

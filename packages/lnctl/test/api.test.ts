@@ -9,6 +9,7 @@ import { MemoryBackend } from "../../../services/channel/test/memory-backend.js"
 import { EXIT } from "../src/cli.js";
 import type { ChannelDetail, ChannelList, Payment, PaymentList } from "../src/client.js";
 import { HASH, lnctl, NODE, type Ran } from "./helpers.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
 type Pool = ApiOptions["pool"];
 // pg is the channel service's dependency, not lnctl's: load it from there.
@@ -17,7 +18,7 @@ const pg = requireFromChannel("pg") as {
   Pool: new (cfg: { connectionString: string; max: number }) => Pool;
 };
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `lnctl_test_${randomBytes(6).toString("hex")}`;
 
 let app: Awaited<ReturnType<typeof buildApi>>;

@@ -19,6 +19,7 @@ import {
 import { EXIT, run } from "../src/cli.js";
 import type { StatusEvent } from "../src/events.js";
 import { lnctl } from "./helpers.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
 type Pool = ApiOptions["pool"];
 const requireFromChannel = createRequire(new URL("../../../services/channel/package.json", import.meta.url));
@@ -26,7 +27,7 @@ const pg = requireFromChannel("pg") as {
   Pool: new (cfg: { connectionString: string; max: number }) => Pool;
 };
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 6 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 6 });
 const schema = `lnctl_events_${randomBytes(6).toString("hex")}`;
 type App = Awaited<ReturnType<typeof buildApi>>;
 let app: App | undefined;

@@ -9,13 +9,14 @@ import { parseCommandLine } from "../src/cli.js";
 import type { Graph } from "../src/client.js";
 import * as F from "../src/format.js";
 import { lnctl, NODE } from "./helpers.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
 type Pool = ApiOptions["pool"];
 const requireFromChannel = createRequire(new URL("../../../services/channel/package.json", import.meta.url));
 const pg = requireFromChannel("pg") as {
   Pool: new (cfg: { connectionString: string; max: number }) => Pool;
 };
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `lnctl_graph_test_${randomBytes(6).toString("hex")}`;
 const OURS = `02${"11".repeat(32)}`;
 const OTHER = `03${"77".repeat(32)}`;

@@ -2,8 +2,9 @@ import { randomBytes } from "node:crypto";
 import { inTransaction, migrate, quoteSchema, SchemaNameError, type Migration } from "@ln/postgres";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
+import { testDatabaseUrl, testDatabaseUrlAs } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 8 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 8 });
 const schema = `lnpg_test_${randomBytes(6).toString("hex")}`;
 afterAll(async () => {
   await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
@@ -30,9 +31,11 @@ describe("@ln/postgres on a real server", () => {
   it("migrates as a role that owns its schema but may not create schemas (least privilege)", async () => {
     const role = `lnpg_role_${randomBytes(6).toString("hex")}`;
     const own = `${role}_schema`;
-    await pool.query(`CREATE ROLE "${role}" LOGIN`);
+    // A password, for a Postgres that asks for one (an embedded one does; trust ignores it).
+    const password = randomBytes(12).toString("hex");
+    await pool.query(`CREATE ROLE "${role}" LOGIN PASSWORD '${password}'`);
     await pool.query(`CREATE SCHEMA "${own}" AUTHORIZATION "${role}"`);
-    const asRole = new pg.Pool({ connectionString: `postgres://${role}@127.0.0.1:5432/test`, max: 2 });
+    const asRole = new pg.Pool({ connectionString: testDatabaseUrlAs(role, password), max: 2 });
     try {
       // The role really lacks CREATE on the database.
       await expect(asRole.query(`CREATE SCHEMA "${own}_other"`)).rejects.toThrow(/permission denied/);

@@ -15,18 +15,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRegtest, type Regtest } from "../../../packages/regtest/src/index.js";
 import { ChainWatcher, serveChainRequests } from "../../watchtower/src/index.js";
 import { anchorOutput, ChainRequestError } from "../src/onchain/chain-requests.js";
+import { testDatabaseUrl, testNatsUrl } from "@ln/testkit";
 
 const run = randomBytes(4).toString("hex");
 const PREFIX = `anchorout_${run}.chain`;
 const SCHEMA = `anchorout_${run}`;
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test" });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl() });
 let rt: Regtest;
 let nc: NatsConnection;
 let subs: Subscription[] = [];
 
 beforeAll(async () => {
   rt = await startRegtest();
-  nc = await connect({ servers: "127.0.0.1:4222" });
+  nc = await connect({ servers: testNatsUrl() });
   const watcher = new ChainWatcher({
     pool,
     schema: SCHEMA,

@@ -10,8 +10,9 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiStore, buildApi, type Scope } from "../src/api/index.js";
 import { MemoryBackend } from "./memory-backend.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `chan_api_fwd_test_${randomBytes(6).toString("hex")}`;
 const B = `03${"22".repeat(32)}`;
 const C = `02${"33".repeat(32)}`;

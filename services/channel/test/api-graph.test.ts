@@ -12,8 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiStore, buildApi } from "../src/api/index.js";
 import { migrateChannelService } from "../src/migrations.js";
 import { MemoryBackend } from "./memory-backend.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `chan_api_graph_test_${randomBytes(6).toString("hex")}`;
 /** MemoryBackend's node id (its own fixed key): 02..., so below every peer here (03...). */
 const OURS = new MemoryBackend().nodeId;

@@ -10,8 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Registry } from "@ln/metrics";
 import { ApiStore, BackendError, buildApi, type Payment } from "../src/api/index.js";
 import { MemoryBackend } from "./memory-backend.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `chan_api_rej_${randomBytes(6).toString("hex")}`;
 
 /** Written from the codes' meaning (packages/channel-core REJECTION_CODES), not from the table. */

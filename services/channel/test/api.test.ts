@@ -6,9 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Registry } from "@ln/metrics";
 import { ApiStore, BOOTSTRAP_LABEL, buildApi, type Scope } from "../src/api/index.js";
 import { MemoryBackend } from "./memory-backend.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
 // Real Postgres (trust auth); this run gets its own schema, dropped at the end.
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `chan_api_test_${randomBytes(6).toString("hex")}`;
 
 type Method = "GET" | "POST";

@@ -13,8 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiStore, buildApi } from "../src/api/index.js";
 import { MemoryBackend } from "./memory-backend.js";
 import { CONSOLE_CSP, consolePage } from "../src/api/console/index.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 2 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 2 });
 const schema = `chan_console_test_${randomBytes(6).toString("hex")}`;
 
 let app: FastifyInstance;

@@ -11,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendEvents, beginEvents, inEventTransaction } from "../src/events/event-log.js";
 import { EventFeed } from "../src/events/feed.js";
 import { migrateChannelService } from "../src/migrations.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 6 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 6 });
 const schema = `chan_feed_${randomBytes(6).toString("hex")}`;
 
 beforeAll(async () => {

@@ -13,9 +13,10 @@ import {
   inEventTransaction,
 } from "../src/events/event-log.js";
 import { migrateChannelService } from "../src/migrations.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
 // Real Postgres (trust auth); own schema, dropped at the end.
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `chan_test_${randomBytes(6).toString("hex")}`;
 const log = new EventLog(pool, schema);
 

@@ -12,8 +12,9 @@ import { appendEvents, inEventTransaction, type EventKind } from "../src/events/
 import { EventFeed } from "../src/events/feed.js";
 import { EventRelay } from "../src/events/relay.js";
 import { migrateChannelService } from "../src/migrations.js";
+import { testDatabaseUrl, testNatsUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 8 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 8 });
 const tag = randomBytes(5).toString("hex");
 const schema = `chan_relay_${tag}`;
 const prefix = `test.relay${tag}`;
@@ -25,7 +26,7 @@ let feed: EventFeed;
 
 beforeAll(async () => {
   await migrateChannelService(pool, schema);
-  nc = await connect({ servers: "nats://127.0.0.1:4222" });
+  nc = await connect({ servers: testNatsUrl() });
   jsm = await nc.jetstreamManager();
   feed = new EventFeed({ pool, schema, pollMs: 60_000 });
 });

@@ -13,8 +13,9 @@ import { appendEvents, beginEvents, inEventTransaction, type StatusChange } from
 import { EventFeed } from "../src/events/feed.js";
 import { MemoryBackend } from "./memory-backend.js";
 import { SseReader, type SseFrame } from "./sse-client.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 8 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 8 });
 const schema = `chan_sse_${randomBytes(6).toString("hex")}`;
 type App = Awaited<ReturnType<typeof buildApi>>;
 

@@ -24,8 +24,9 @@ import {
   offeredHtlcResolved,
   receivedHtlcResolved,
 } from "../src/forwarding/records.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `fwd_records_${randomBytes(6).toString("hex")}`;
 const q = `"${schema}"`;
 // The shared secrets of a route payer -> us (hop 0) -> next (hop 1).

@@ -23,8 +23,9 @@ import { defaultForwardingPolicy, ForwardingPolicies } from "../src/forwarding/p
 import { DEFAULT_GOSSIP_SETTINGS, Gossip, type AnchorLookup } from "../src/gossip/gossip.js";
 import { migrateChannelService } from "../src/migrations.js";
 import { ChainTip } from "../src/onchain/tip.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `gossip_test_${randomBytes(6).toString("hex")}`;
 
 function keyPair(): { priv: Buffer; pub: Buffer } {

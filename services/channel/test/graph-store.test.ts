@@ -9,8 +9,9 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GraphStore, type GraphPolicy } from "../src/gossip/graph-store.js";
 import { migrateChannelService } from "../src/migrations.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 8 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 8 });
 const schema = `graph_test_${randomBytes(6).toString("hex")}`;
 const graph = new GraphStore(pool, schema);
 // Height 0xffffff: the top bit of the 64-bit number is set (a negative Postgres bigint).

@@ -6,6 +6,7 @@ import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkInboundOpening, DEFAULT_INBOUND_OPENING_LIMITS } from "../src/peers/inbound-openings.js";
 import { ChannelStore } from "../src/channels/store.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
 describe("bounds on inbound openings", () => {
   it("has named defaults: 20 opening at once; 3 failed openings per peer and 60 in all per hour", () => {
@@ -29,7 +30,7 @@ describe("bounds on inbound openings", () => {
 });
 
 // Real Postgres (trust auth); own schema, dropped at the end.
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `chan_test_${randomBytes(6).toString("hex")}`;
 afterAll(async () => {
   await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);

@@ -18,8 +18,9 @@ import { ChannelNodeBackend, type ChannelNodeBackendOptions } from "../src/api/n
 import { inEventTransaction } from "../src/events/event-log.js";
 import { invoicePaymentSucceeded } from "../src/payments/records.js";
 import { MemoryBackend } from "./memory-backend.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 6 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 6 });
 const schema = `chan_invpay_test_${randomBytes(6).toString("hex")}`;
 
 const PAYEE_KEY = Buffer.alloc(32, 7);

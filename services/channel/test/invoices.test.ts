@@ -15,8 +15,9 @@ import type { ForwardingPolicy } from "../src/forwarding/policy.js";
 import { migrateChannelService } from "../src/migrations.js";
 import { signedInvoice, type InvoiceSigning } from "../src/payments/invoices.js";
 import { Ledger } from "../src/payments/ledger.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `invoices_test_${randomBytes(6).toString("hex")}`;
 const DEFAULTS: ForwardingPolicy = {
   feeBaseMsat: msat(1000n),

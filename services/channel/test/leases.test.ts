@@ -26,8 +26,9 @@ import {
   fundedPair,
   settleCommitted,
 } from "../../../packages/channel-core/test/conformance-helpers.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 8 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 8 });
 const schema = `chan_test_${randomBytes(6).toString("hex")}`;
 const store = new ChannelStore(pool, schema);
 

@@ -1,6 +1,6 @@
 /**
  * Log hygiene of the processes: the signer (with a known seed key) and the channel service (with
- * a known admin token) run against Postgres (a known password in both URLs) and NATS; the control
+ * a known admin token) run against Postgres (a role with a known password in both URLs) and NATS; the control
  * API answers a good request, a bad token, an unknown route and a bad body. Every stderr line but
  * the ready line is one JSON record naming its service, every API line carries the request id, and
  * no line holds the token, the seed key or the password.
@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // The signer's test certificates, and the chain stream the watchtower would create.
 import { makePems, TEST_CLIENTS_ENV, type Pems } from "../../signer/test/helpers.js";
 import { ensureChainStream } from "../../watchtower/src/streams.js";
+import { testDatabaseUrl, testDatabaseUrlAs, testNatsUrl } from "@ln/testkit";
 
 const ROOT = resolve(fileURLToPath(import.meta.url), "../../../..");
 const run = randomBytes(4).toString("hex");
@@ -24,7 +25,10 @@ const SEED_KEY = randomBytes(32).toString("hex");
 const TOKEN = `tok_${randomBytes(24).toString("base64url")}`;
 const WRONG_TOKEN = `tok_${randomBytes(24).toString("base64url")}`;
 const DB_PASSWORD = `pw${randomBytes(8).toString("hex")}`;
-const DATABASE_URL = `postgres://postgres:${DB_PASSWORD}@127.0.0.1:5432/test`;
+// The services log in as a role of their own with a known password (created below), so the
+// password is really used whether the test Postgres trusts local users or asks for passwords.
+const DB_ROLE = `log_role_${run}`;
+const DATABASE_URL = testDatabaseUrlAs(DB_ROLE, DB_PASSWORD);
 const SECRETS = [SEED_KEY, TOKEN, WRONG_TOKEN, DB_PASSWORD];
 const prefix = `t${run}.log`;
 const stream = `T${run}_LOG_CHAIN`;
@@ -80,7 +84,16 @@ const procs: Proc[] = [];
 beforeAll(async () => {
   pems = makePems();
   writeFileSync(join(pems.dir, "seed.key"), SEED_KEY, { mode: 0o600 });
-  nc = await connect({ servers: "127.0.0.1:4222" });
+  const admin = new pg.Client({ connectionString: testDatabaseUrl() });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE ROLE "${DB_ROLE}" LOGIN PASSWORD '${DB_PASSWORD}'`);
+    const db = (await admin.query<{ db: string }>("SELECT current_database() AS db")).rows[0]?.db ?? "";
+    await admin.query(`GRANT CREATE ON DATABASE "${db}" TO "${DB_ROLE}"`);
+  } finally {
+    await admin.end();
+  }
+  nc = await connect({ servers: testNatsUrl() });
   await ensureChainStream(await nc.jetstreamManager(), stream, `${prefix}.chain`);
 });
 
@@ -89,9 +102,16 @@ afterAll(async () => {
     if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
   await (await nc.jetstreamManager()).streams.delete(stream).catch(() => false);
   await nc.drain();
-  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 1 });
-  for (const s of Object.values(schemas)) await pool.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
-  await pool.end();
+  const admin = new pg.Client({ connectionString: testDatabaseUrl() });
+  await admin.connect();
+  try {
+    for (const s of Object.values(schemas)) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+    // DROP OWNED also revokes the role's grants (CREATE on the database), so the role can go.
+    await admin.query(`DROP OWNED BY "${DB_ROLE}"`);
+    await admin.query(`DROP ROLE IF EXISTS "${DB_ROLE}"`);
+  } finally {
+    await admin.end();
+  }
   rmSync(pems.dir, { recursive: true, force: true });
 });
 
@@ -115,7 +135,7 @@ describe("the processes' logs", () => {
       CHANNEL_DATABASE_URL: DATABASE_URL,
       CHANNEL_DATABASE_SCHEMA: schemas.channel,
       LN_PREFIX: prefix,
-      NATS_URL: "nats://127.0.0.1:4222",
+      NATS_URL: testNatsUrl(),
       SIGNER_ADDR: `127.0.0.1:${signerPort}`,
       SIGNER_CLIENT_CA: join(pems.dir, "ca.crt"),
       SIGNER_CLIENT_CERT: join(pems.dir, "client.crt"),

@@ -17,8 +17,9 @@ import type { ChannelState, Input, Output } from "@ln/channel-core";
 import { registerNodeMetrics, registerServiceMetrics } from "../src/api/metrics.js";
 import { ChannelRunner } from "../src/channels/runner.js";
 import { ChannelStore, type Transitions } from "../src/channels/store.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `channel_metrics_${randomBytes(6).toString("hex")}`;
 let app: FastifyInstance;
 let ops: OpsServer;
@@ -314,7 +315,7 @@ describe("the channel service's own metrics", () => {
     expect(value(text, 'channel_commitment_round_seconds_count{service="channel"}')).toBe(0);
 
     const lines: string[] = [];
-    const idle = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 1 });
+    const idle = new pg.Pool({ connectionString: testDatabaseUrl(), max: 1 });
     m.watchPool(
       idle,
       recordingLog((r) => lines.push(`${r.level} ${r.msg}`)),

@@ -21,8 +21,9 @@ import { createInvoicePayment } from "../src/payments/invoice-payments.js";
 import { Resolver } from "../src/onchain/resolution.js";
 import { ChannelRunner, type EffectSink } from "../src/channels/runner.js";
 import { ChannelStore, type WithinTransition } from "../src/channels/store.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 8 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 8 });
 const schemas: string[] = [];
 const newSchema = (): string => {
   const s = `money_test_${randomBytes(6).toString("hex")}`;

@@ -17,8 +17,9 @@ import type { ChannelRow } from "../src/channels/store.js";
 import { migrateChannelService } from "../src/migrations.js";
 import { createInvoicePayment, invoicePayment } from "../src/payments/invoice-payments.js";
 import { AttemptRefused, Payer, type AttemptRequest, type PayableInvoice } from "../src/payments/payer.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 6 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 6 });
 const schema = `chan_payer_test_${randomBytes(6).toString("hex")}`;
 const q = `"${schema}"`;
 

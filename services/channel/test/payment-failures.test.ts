@@ -34,8 +34,9 @@ import { ChannelStore } from "../src/channels/store.js";
 import { Ledger, type PaymentRoute } from "../src/payments/ledger.js";
 import { keepPaymentOnion } from "../src/payments/records.js";
 import { planRoute } from "../src/payments/route.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 8 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 8 });
 const schemas: string[] = [];
 afterAll(async () => {
   for (const s of schemas) await pool.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);

@@ -10,12 +10,13 @@ import { decodePkt } from "@ln/proto";
 import { NodeError } from "../src/channels/errors.js";
 import { ChannelRegistry } from "../src/channels/registry.js";
 import { NatsPeerLink } from "../src/peers/peer-link.js";
+import { testNatsUrl } from "@ln/testkit";
 
 let nc: NatsConnection;
 const PEER = `03${"ab".repeat(32)}`;
 
 beforeAll(async () => {
-  nc = await connect({ servers: "127.0.0.1:4222" });
+  nc = await connect({ servers: testNatsUrl() });
 });
 afterAll(async () => {
   await nc.drain();

@@ -9,13 +9,14 @@ import {
   peerControlSubjects,
 } from "@ln/proto";
 import { connectPeer, listPeers, PeerRequestError } from "../src/peers/peer-requests.js";
+import { testNatsUrl } from "@ln/testkit";
 
 let nc: NatsConnection;
 const NODE = `03${"cd".repeat(32)}`;
 const prefix = (): string => `t${randomBytes(6).toString("hex")}.peer`;
 
 beforeAll(async () => {
-  nc = await connect({ servers: "127.0.0.1:4222" });
+  nc = await connect({ servers: testNatsUrl() });
 });
 afterAll(async () => {
   await nc.drain();

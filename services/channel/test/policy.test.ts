@@ -6,8 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ForwardReads } from "../src/forwarding/forward-reads.js";
 import { ForwardingPolicies, PolicyError, type ForwardingPolicy } from "../src/forwarding/policy.js";
 import { migrateChannelService } from "../src/migrations.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `policy_test_${randomBytes(6).toString("hex")}`;
 const DEFAULTS: ForwardingPolicy = {
   feeBaseMsat: msat(1000n),

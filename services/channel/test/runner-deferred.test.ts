@@ -15,9 +15,10 @@ import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { ChannelRunner } from "../src/channels/runner.js";
 import { ChannelStore } from "../src/channels/store.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
 // Real Postgres (trust auth); own schema, dropped at the end.
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `chan_test_${randomBytes(6).toString("hex")}`;
 afterAll(async () => {
   await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);

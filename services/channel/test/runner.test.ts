@@ -7,9 +7,10 @@ import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { ChannelRunner, type EffectSink } from "../src/channels/runner.js";
 import { ChannelStore, StoreError, type OutboxMessage } from "../src/channels/store.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
 // Real Postgres (trust auth); every run gets its own schemas, dropped at the end.
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 8 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 8 });
 const schemas: string[] = [];
 const schema = (): string => {
   const s = `chan_test_${randomBytes(6).toString("hex")}`;

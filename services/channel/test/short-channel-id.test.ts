@@ -14,8 +14,9 @@ import { ChannelRegistry } from "../src/channels/registry.js";
 import { ChannelStore } from "../src/channels/store.js";
 import { ChainEvents, type ChainEventsOptions } from "../src/onchain/chain-events.js";
 import { ChainTip } from "../src/onchain/tip.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const schema = `chan_scid_test_${randomBytes(6).toString("hex")}`;
 const store = new ChannelStore(pool, schema);
 beforeAll(() => store.migrate());

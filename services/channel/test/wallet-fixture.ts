@@ -16,8 +16,9 @@ import pg from "pg";
 import { migrateChannelService } from "../src/migrations.js";
 import type { WalletChain } from "../src/onchain/wallet.js";
 import { CLIENT_OPTIONS, makePems, TEST_CLIENTS, type Pems } from "../../signer/test/helpers.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
+const DATABASE_URL = testDatabaseUrl();
 
 export class FakeChain implements WalletChain {
   readonly watched: string[] = [];

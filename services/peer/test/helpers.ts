@@ -6,8 +6,9 @@ import { connect as natsConnect, type NatsConnection } from "nats";
 import { encodePkt, type Pkt } from "@ln/proto";
 import { initiate, localSignSession, localStaticEcdh, type NoiseConnection } from "@ln/transport";
 import { PeerGateway, type PeerGatewayOptions } from "../src/index.js";
+import { testNatsUrl } from "@ln/testkit";
 
-export const NATS_URL = "127.0.0.1:4222";
+export const NATS_URL = testNatsUrl();
 
 export interface NodeKey {
   priv: Buffer;

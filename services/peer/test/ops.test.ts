@@ -26,6 +26,7 @@ import { makePems, TEST_CLIENTS } from "../../signer/test/helpers.js";
 import { ConfigError, loadConfig } from "../src/config.js";
 import type { PeerGateway } from "../src/gateway.js";
 import { dial, gateway, nodeKey, until } from "./helpers.js";
+import { testDatabaseUrl, testNatsUrl } from "@ln/testkit";
 
 const ROOT = resolve(fileURLToPath(import.meta.url), "../../../..");
 const run = randomBytes(4).toString("hex");
@@ -63,7 +64,7 @@ describe("PEER_OPS_LISTEN", () => {
 });
 
 describe("the peer gateway process's /metrics", () => {
-  const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 2 });
+  const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 2 });
   const pems = makePems();
   const schema = `peer_ops_${run}`;
   const lnPrefix = `t${run}.ops`;
@@ -75,7 +76,7 @@ describe("the peer gateway process's /metrics", () => {
   let other: PeerGateway | undefined;
 
   beforeAll(async () => {
-    nc = await connect({ servers: "127.0.0.1:4222" });
+    nc = await connect({ servers: testNatsUrl() });
     const store = new SignerStore(pool, schema);
     await store.migrate();
     signer = await startServer({
@@ -93,7 +94,7 @@ describe("the peer gateway process's /metrics", () => {
       stdio: ["ignore", "ignore", "pipe"],
       env: {
         PATH: process.env["PATH"] ?? "",
-        NATS_URL: "nats://127.0.0.1:4222",
+        NATS_URL: testNatsUrl(),
         LN_PREFIX: lnPrefix,
         PEER_LISTEN: "127.0.0.1:0",
         PEER_HANDSHAKE_TIMEOUT_MS: "3000",
@@ -155,7 +156,7 @@ describe("the peer gateway process's /metrics", () => {
     const ok0 = await value(OK);
 
     // A peer connects (in-process gateway, its own key): one live connection.
-    const otherNats = await connect({ servers: "127.0.0.1:4222" });
+    const otherNats = await connect({ servers: testNatsUrl() });
     const key = nodeKey();
     other = gateway(key, otherNats, { subjectPrefix: `t${run}.other.peer` });
     await other.connect("127.0.0.1", ready.port, Buffer.from(ready.nodeId, "hex"));

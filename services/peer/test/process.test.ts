@@ -26,6 +26,7 @@ import {
 import { makePems, TEST_CLIENTS } from "../../signer/test/helpers.js";
 import { connectPeer, listPeers } from "../../channel/src/peers/peer-requests.js";
 import { collect, samplePkt, until } from "./helpers.js";
+import { testDatabaseUrl, testNatsUrl } from "@ln/testkit";
 
 const ROOT = resolve(fileURLToPath(import.meta.url), "../../../..");
 const run = randomBytes(4).toString("hex");
@@ -34,7 +35,7 @@ type Pool = ConstructorParameters<typeof SignerStore>[0];
 const pg = createRequire(import.meta.url)("pg") as {
   Pool: new (o: { connectionString: string; max: number }) => Pool;
 };
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 4 });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl(), max: 4 });
 const pems = makePems();
 const schemas: string[] = [];
 const signers: RunningServer[] = [];
@@ -66,7 +67,7 @@ async function startSigner(side: string, fill: number, port = 0): Promise<Runnin
 function startGateway(lnPrefix: string, signerPort: number, overrides: Record<string, string> = {}): Proc {
   const env: Record<string, string> = {
     PATH: process.env["PATH"] ?? "",
-    NATS_URL: "nats://127.0.0.1:4222",
+    NATS_URL: testNatsUrl(),
     LN_PREFIX: lnPrefix,
     PEER_LISTEN: "127.0.0.1:0",
     PEER_HANDSHAKE_TIMEOUT_MS: "3000",
@@ -120,7 +121,7 @@ async function freePort(): Promise<number> {
 }
 
 beforeAll(async () => {
-  nc = await connect({ servers: "127.0.0.1:4222" });
+  nc = await connect({ servers: testNatsUrl() });
 });
 afterAll(async () => {
   for (const p of procs)

@@ -19,11 +19,12 @@ import { parseClients, type Clients } from "../src/permissions.js";
 import { REFUSAL_METADATA_KEY, startServer, type RunningServer } from "../src/server.js";
 import { SignerService } from "../src/service.js";
 import { SignerStore } from "../src/store.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
 /** The server certificate names localhost; we dial 127.0.0.1 (an IP is no TLS server name). */
 export const CLIENT_OPTIONS = { "grpc.ssl_target_name_override": "localhost" };
 
-export const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
+export const DATABASE_URL = testDatabaseUrl();
 
 export interface Pems {
   dir: string;

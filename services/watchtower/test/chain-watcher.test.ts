@@ -9,20 +9,21 @@ import pg from "pg";
 import * as ecc from "tiny-secp256k1";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChainWatcher } from "../src/chain-watcher.js";
+import { testDatabaseUrl, testNatsUrl } from "@ln/testkit";
 
 // A real regtest node, real NATS JetStream and real Postgres; this run's own stream and schema.
 const run = randomBytes(4).toString("hex");
 const STREAM = `CHAIN_TEST_${run}`;
 const PREFIX = `test_${run}.chain`;
 const SCHEMA = `watchtower_test_${run}`;
-const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test" });
+const pool = new pg.Pool({ connectionString: testDatabaseUrl() });
 let rt: Regtest;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
 
 beforeAll(async () => {
   rt = await startRegtest();
-  nc = await connect({ servers: "127.0.0.1:4222" });
+  nc = await connect({ servers: testNatsUrl() });
   jsm = await nc.jetstreamManager();
   await jsm.streams.add({ name: STREAM, subjects: [`${PREFIX}.>`] });
 }, 60_000);

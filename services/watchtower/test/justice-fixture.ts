@@ -29,8 +29,9 @@ import {
   type TestSigner,
 } from "../../signer/test/helpers.js";
 import { JusticeTower, towerMetrics, type Send, type TowerSettings } from "../src/tower.js";
+import { testDatabaseUrl } from "@ln/testkit";
 
-export const DB = "postgres://postgres@127.0.0.1:5432/test";
+export const DB = testDatabaseUrl();
 
 export async function until(
   cond: () => Promise<boolean> | boolean,

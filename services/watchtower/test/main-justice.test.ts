@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestSigner, type TestSigner } from "../../signer/test/helpers.js";
 import { recordsSubjectOf } from "../src/config.js";
 import { DB, makeBreach, publishRecord, spendersOf, until } from "./justice-fixture.js";
+import { testNatsUrl } from "@ln/testkit";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const run = randomBytes(4).toString("hex");
@@ -31,7 +32,7 @@ let stderr = "";
 beforeAll(async () => {
   rt = await startRegtest();
   signer = await startTestSigner();
-  nc = await connect({ servers: "127.0.0.1:4222" });
+  nc = await connect({ servers: testNatsUrl() });
 }, 120_000);
 afterAll(async () => {
   child?.kill("SIGKILL");
@@ -58,7 +59,7 @@ describe("watchtower process with justice", () => {
           BITCOIN_RPC_URL: rt.url,
           BITCOIN_RPC_USER: rt.user,
           BITCOIN_RPC_PASSWORD: rt.password,
-          NATS_URL: "nats://127.0.0.1:4222",
+          NATS_URL: testNatsUrl(),
           LN_PREFIX,
           WATCHTOWER_POLL_MS: "100",
           WATCHTOWER_MEMPOOL_POLL_MS: "100",

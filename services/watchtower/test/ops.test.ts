@@ -12,9 +12,10 @@ import { startRegtest, type Regtest } from "@ln/regtest";
 import { Transaction } from "bitcoinjs-lib";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest";
 import { broadcastTx } from "../../channel/src/onchain/chain-requests.js";
 import { loadConfig } from "../src/config.js";
+import { testDatabaseUrl, testNatsUrl } from "@ln/testkit";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const run = randomBytes(4).toString("hex");
@@ -22,7 +23,7 @@ const LN_PREFIX = `wtops_${run}`;
 const PREFIX = `${LN_PREFIX}.chain`;
 const STREAM = `WTOPS_${run.toUpperCase()}_CHAIN`;
 const SCHEMA = `watchtower_ops_${run}`;
-const DB = "postgres://postgres@127.0.0.1:5432/test";
+const DB = testDatabaseUrl();
 
 describe("WATCHTOWER_OPS_LISTEN", () => {
   const full = {
@@ -57,7 +58,7 @@ describe("the watchtower process's /metrics", () => {
 
   beforeAll(async () => {
     rt = await startRegtest();
-    nc = await connect({ servers: "127.0.0.1:4222" });
+    nc = await connect({ servers: testNatsUrl() });
     jsm = await nc.jetstreamManager();
   }, 60_000);
   afterAll(async () => {
@@ -68,11 +69,17 @@ describe("the watchtower process's /metrics", () => {
     await pool.end();
     await rt?.stop();
   });
+  beforeEach(() => onTestFailed(() => console.log(`the process's stderr:\n${stderr}`)));
 
-  async function until(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-    const end = Date.now() + ms;
+  /**
+   * Until `cond` holds, or the process has exited (then it never will). No deadline of its own: on
+   * a busy machine the process's start through tsx takes most of any fixed budget; the test's
+   * timeout bounds the wait, and a failing test prints the process's stderr.
+   */
+  async function until(cond: () => Promise<boolean>, what: string): Promise<void> {
     while (!(await cond())) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; stderr:\n${stderr}`);
+      if (child !== undefined && (child.exitCode !== null || child.signalCode !== null))
+        throw new Error(`the process exited before ${what}; stderr:\n${stderr}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -90,7 +97,7 @@ describe("the watchtower process's /metrics", () => {
           BITCOIN_RPC_URL: rt.url,
           BITCOIN_RPC_USER: rt.user,
           BITCOIN_RPC_PASSWORD: rt.password,
-          NATS_URL: "nats://127.0.0.1:4222",
+          NATS_URL: testNatsUrl(),
           LN_PREFIX,
           WATCHTOWER_STREAM: STREAM,
           WATCHTOWER_POLL_MS: "100",
@@ -101,7 +108,7 @@ describe("the watchtower process's /metrics", () => {
     );
     child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
     child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
-    await until(() => Promise.resolve(/^watchtower: ready /m.test(stdout)), 15_000, "the ready line");
+    await until(() => Promise.resolve(/^watchtower: ready /m.test(stdout)), "the ready line");
     const ready = JSON.parse(/^watchtower: ready (.*)$/m.exec(stdout)?.[1] ?? "{}") as {
       height: number;
       stream: string;
@@ -146,14 +153,14 @@ describe("the watchtower process's /metrics", () => {
     expect(text).toMatch(/^watchtower_nats_errors_total\{type="error",service="watchtower"\} 0$/m);
 
     await rt.mine(2);
-    await until(async () => (await value(HEIGHT)) === ready.height + 2, 10_000, "the height to move");
-    await until(async () => (await value(LAG)) === 0, 10_000, "the lag back to 0");
+    await until(async () => (await value(HEIGHT)) === ready.height + 2, "the height to move");
+    await until(async () => (await value(LAG)) === 0, "the lag back to 0");
     expect(await value(CONNECTED)).toBe(connected0 + 2);
     expect(await value(EVENTS)).toBe(events0 + 2);
 
     const tip = rt.height();
     await rt.reorg(1);
-    await until(async () => (await value(HEIGHT)) === tip + 1, 10_000, "the reorg");
+    await until(async () => (await value(HEIGHT)) === tip + 1, "the reorg");
     expect(await value(DISCONNECTED)).toBe(disconnected0 + 1);
     expect(await value(CONNECTED)).toBe(connected0 + 4);
 

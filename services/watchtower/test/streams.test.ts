@@ -7,6 +7,7 @@ import {
   ensureChainStream,
   ensureRecordsStream,
 } from "../src/streams.js";
+import { testNatsUrl } from "@ln/testkit";
 
 const run = randomBytes(4).toString("hex");
 const PREFIX = `streams_${run}.chain`;
@@ -15,7 +16,7 @@ let nc: NatsConnection;
 let jsm: JetStreamManager;
 
 beforeAll(async () => {
-  nc = await connect({ servers: "127.0.0.1:4222" });
+  nc = await connect({ servers: testNatsUrl() });
   jsm = await nc.jetstreamManager();
 });
 afterAll(async () => {

@@ -23,6 +23,7 @@ import {
   until,
   type Breach,
 } from "./justice-fixture.js";
+import { testNatsUrl } from "@ln/testkit";
 
 let rt: Regtest;
 let signer: TestSigner;
@@ -34,7 +35,7 @@ const cleanup: (() => Promise<unknown>)[] = [];
 beforeAll(async () => {
   rt = await startRegtest();
   signer = await startTestSigner();
-  nc = await connect({ servers: "127.0.0.1:4222" });
+  nc = await connect({ servers: testNatsUrl() });
   jsm = await nc.jetstreamManager();
 }, 120_000);
 afterEach(async () => {
@@ -403,26 +404,40 @@ describe("records", () => {
 });
 
 describe("replicas", () => {
-  it("a restarted tower takes over the stored records; each record is stored once", async () => {
+  it("a restarted tower takes over the stored records and the cursor; each record is stored once", async () => {
     const p = place();
-    const a = await tower(p);
+    // The breach's funding before the first tower starts: `fund` may mine a hundred blocks, and a
+    // tower started before them must follow each (a few queries apiece). Stopped at an arbitrary
+    // point, the first tower left the second all it had not reached, so the test's length hung on
+    // a race between the follower and the miner, and on a busy machine it ran out of time.
     const b = await makeBreach(rt, signer);
+    const a = await tower(p);
     await publishRecord(nc, p.subject, b);
     // The same record under another message id: JetStream keeps it, the tower stores it once.
     await nc.jetstream().publish(p.subject, b.record.payload, { msgID: "again" });
+    // One block for the first tower to follow, so that it stores a cursor the second resumes from.
+    await rt.mine(1);
+    const followed = rt.height();
     await until(async () => {
       const r = await pool.query(`SELECT count(*)::int AS n FROM "${p.schema}".tower_records`);
       const info = await jsm.consumers.info(p.stream, "tower");
-      return r.rows[0].n === 1 && info.num_ack_pending === 0 && info.num_pending === 0;
-    }, "both messages handled");
+      const c = await pool.query<{ height: number }>(
+        `SELECT (cursor->>'height')::int AS height FROM "${p.schema}".tower_cursor`,
+      );
+      return (
+        r.rows[0].n === 1 &&
+        info.num_ack_pending === 0 &&
+        info.num_pending === 0 &&
+        c.rows[0]?.height === followed
+      );
+    }, "both messages handled and the block followed");
     expect((await a.metrics.recordsStored.get()).values[0]!.value).toBe(1);
     await a.stop();
     const from = rt.height() + 1;
     await rt.submit(b.breach.toHex());
     await rt.mine(1);
-    // From the breach's block: without a cursor stored by the first tower (on a busy machine it
-    // may stop before its first round), the default start (the tip + 1) would be past the breach.
-    const second = await tower(p, { startHeight: from });
+    // Its default start (the tip + 1) is past the breach's block: only the stored cursor finds it.
+    const second = await tower(p);
     await expectPunished(b, from);
     expect(second.sends.filter((s) => s.kind === "first").length).toBe(1);
   });
