@@ -1,8 +1,16 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ProcessError, Supervisor } from "./procs.js";
+import { entryCommand, ProcessError, Supervisor } from "./procs.js";
 
 const FAKE = "test/lab/fixtures/fake-service.ts";
 
@@ -100,5 +108,56 @@ describe("Supervisor", () => {
     expect(await sup.exited("polite")).toEqual({ code: null, signal: "SIGTERM" });
     expect(await sup.exited("stubborn")).toEqual({ code: null, signal: "SIGKILL" });
     expect(sup.lastLines("stubborn")).toContain("fake: ignoring SIGTERM");
+  });
+});
+
+describe("entryCommand (LN_SERVICES_FROM)", () => {
+  const tsx = { command: "/bin/tsx-node", prefix: ["--import", "tsx"] };
+  /** A repository with one service "svc", its build `builtAt` (seconds) and its source `editedAt`. */
+  const repo = (builtAt: number, editedAt: number): string => {
+    const root = mkdtempSync(join(tmpdir(), "entry-test-"));
+    const svc = join(root, "services", "svc");
+    mkdirSync(join(svc, "src", "deep"), { recursive: true });
+    mkdirSync(join(svc, "dist"), { recursive: true });
+    mkdirSync(join(root, "packages"));
+    writeFileSync(join(svc, "tsconfig.json"), "{}");
+    writeFileSync(join(svc, "dist", "main.js"), "");
+    writeFileSync(join(svc, "src", "main.ts"), "");
+    writeFileSync(join(svc, "src", "deep", "part.ts"), "");
+    writeFileSync(join(svc, "tsconfig.tsbuildinfo"), "");
+    utimesSync(join(svc, "src", "main.ts"), 1000, 1000);
+    utimesSync(join(svc, "src", "deep", "part.ts"), editedAt, editedAt);
+    utimesSync(join(svc, "tsconfig.tsbuildinfo"), builtAt, builtAt);
+    return root;
+  };
+
+  it("runs tsx unless told dist, and always for an entry that is not a service's main", () => {
+    const root = repo(2000, 1500);
+    try {
+      expect(entryCommand("services/svc/src/main.ts", tsx, root, undefined)).toEqual({
+        command: "/bin/tsx-node",
+        args: ["--import", "tsx", "services/svc/src/main.ts"],
+      });
+      expect(entryCommand("test/lab/fixtures/fake-service.ts", tsx, root, "dist").command).toBe(
+        "/bin/tsx-node",
+      );
+      expect(entryCommand("services/svc/src/main.ts", tsx, root, "dist")).toEqual({
+        command: process.execPath,
+        args: [join("services", "svc", "dist", "main.js")],
+      });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a build older than a source file in a subfolder, naming the project and the fix", () => {
+    const root = repo(2000, 3000);
+    try {
+      expect(() => entryCommand("services/svc/src/main.ts", tsx, root, "dist")).toThrow(
+        /services\/svc is older than its sources; run `pnpm run build`/,
+      );
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
