@@ -13,7 +13,8 @@
 import { readFileSync } from "node:fs";
 import pg from "pg";
 import { ApiError, type Payment, type RouteHop } from "../lab/api.js";
-import { errText, sleep, startNetwork, type NetNode, type Network, type Service } from "../lab/network.js";
+import { errText, sleep, startNetwork, type NetNode, type Service } from "../lab/network.js";
+import { checkInvariants, formatInvariants, waitQuiescent } from "./invariants.js";
 import { PeerProxy } from "./proxy.js";
 import type { InvariantResult, MemoryPeak, StormRecord, StormRequest } from "./storm.js";
 
@@ -73,23 +74,10 @@ export interface PaymentCounts {
   pending: number;
   /** Refused with nothing paid (4xx: insufficient funds, channel not normal, ...). */
   refused: number;
-  /** Never answered with a payment (killed, timed out, PAYMENT_OUTCOME_UNKNOWN). */
+  /** Answered PAYMENT_OUTCOME_UNKNOWN (the key bound; the checker finds any payment by its hash). */
+  unknown: number;
+  /** Never answered (the payer's API down or silent past the deadline). */
   unanswered: number;
-}
-
-/** The checker's entry points (invariants.ts, written alongside; loaded at run time). */
-interface InvariantsModule {
-  waitQuiescent(
-    net: Network,
-    storm: StormRecord,
-    opts: { memoryBoundBytes: number; quiescenceTimeoutMs?: number; log?: (line: string) => void },
-  ): Promise<void>;
-  checkInvariants(
-    net: Network,
-    storm: StormRecord,
-    opts: { memoryBoundBytes: number; quiescenceTimeoutMs?: number; log?: (line: string) => void },
-  ): Promise<InvariantResult[]>;
-  formatInvariants(results: readonly InvariantResult[]): string;
 }
 
 const NODES = ["A", "B", "C"] as const;
@@ -102,8 +90,8 @@ const LEASE_MS = 3000;
 const EXPIRY_BLOCKS = 300;
 const MIN_PAY_MSAT = 1_000_000n;
 const MAX_PAY_MSAT = 40_000_000n;
-/** Longer than a commitment round (a signer call's time-out and a lease). */
-const SIGNER_STOP_MS: readonly [number, number] = [8000, 16_000];
+/** Longer than a commitment round: the channel service gives a signer call 10 s. */
+const SIGNER_STOP_MS: readonly [number, number] = [12_000, 20_000];
 const RESTART_DELAY_MS: readonly [number, number] = [100, 2000];
 const MAX_RESTARTS_IN_FLIGHT = 3;
 /** After the storm, how long a payer keeps re-sending an unanswered request. */
@@ -301,10 +289,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       failed: 0,
       pending: 0,
       refused: 0,
+      unknown: 0,
       unanswered: 0,
     };
     const kills = new Map<string, number>();
     const refusals = new Map<string, number>();
+    /** How long each restart took to its ready line, by service (the start cost). */
+    const restartMs = new Map<string, number[]>();
     let pgRestarts = 0;
     let natsRestarts = 0;
     let drops = 0;
@@ -325,7 +316,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const bringBack = async (t: Target): Promise<void> => {
       for (let attempt = 1; ; attempt++) {
         try {
+          const t0 = Date.now();
           await net.restart(t.node, t.service, t.replica);
+          const took = restartMs.get(t.service) ?? [];
+          took.push(Date.now() - t0);
+          restartMs.set(t.service, took);
           return;
         } catch (e) {
           if (attempt >= 20) throw new Error(`${t.process} did not come back: ${errText(e)}`, { cause: e });
@@ -395,7 +390,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
                 pay.refused++;
                 refusals.set(e.code, (refusals.get(e.code) ?? 0) + 1);
                 await sleep(500); // e.g. the channel re-establishing: not a busy loop
-              } else {
+              } else if (e instanceof ApiError && e.code === "PAYMENT_OUTCOME_UNKNOWN") pay.unknown++;
+              else {
                 pay.unanswered++;
                 log(`${elapsed()}: payer ${index}: ${key} unanswered: ${errText(e)}`);
               }
@@ -556,7 +552,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         if (Date.now() - lastProgress >= 10_000) {
           lastProgress = Date.now();
           const open =
-            pay.requested - pay.succeeded - pay.failed - pay.pending - pay.refused - pay.unanswered;
+            pay.requested -
+            pay.succeeded -
+            pay.failed -
+            pay.pending -
+            pay.refused -
+            pay.unknown -
+            pay.unanswered;
           const byService = new Map<string, number>();
           for (const [p, k] of kills) {
             const svc = p.split(".")[1]?.replace(/-\d+$/, "") ?? p;
@@ -564,7 +566,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
           }
           log(
             `${elapsed()}: payments ${pay.succeeded} ok, ${pay.failed} failed, ${open} in flight, ` +
-              `${pay.refused} refused, ${pay.unanswered} unanswered; kills ${[...byService].map(([s, k]) => `${s} ${k}`).join(", ") || "none"}; ` +
+              `${pay.refused} refused, ${pay.unknown} outcome unknown, ${pay.unanswered} unanswered; kills ${[...byService].map(([s, k]) => `${s} ${k}`).join(", ") || "none"}; ` +
               `restarts pg ${pgRestarts} nats ${natsRestarts}; drops ${drops}; signer stops ${signerStops}; takeovers ${takeovers}`,
           );
         }
@@ -598,21 +600,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       quiescenceTimeoutMs: opts.quiescenceTimeoutMs ?? 300_000,
       log,
     };
-    let invariants: InvariantResult[];
-    // Loaded by path: the checker lands on its own branch (until then a run reports it missing).
-    const invariantsPath = "./invariants.js";
-    const checker = await (import(invariantsPath) as Promise<InvariantsModule>).catch((e: unknown) => {
-      log(`!! the invariant checker (test/chaos/invariants.ts) did not load: ${errText(e)}`);
-      return undefined;
-    });
-    if (checker === undefined)
-      invariants = [{ name: "checker loaded", ok: false, figure: "invariants.ts missing", violations: [] }];
-    else {
-      log("waiting for quiescence");
-      await checker.waitQuiescent(net, record, iopts);
-      invariants = await checker.checkInvariants(net, record, iopts);
-      log(`invariants:\n${checker.formatInvariants(invariants)}`);
-    }
+    log("waiting for quiescence");
+    await waitQuiescent(net, record, iopts);
+    const invariants = await checkInvariants(net, record, iopts);
+    log(`invariants:\n${formatInvariants(invariants)}`);
 
     const byNode = new Map<string, number>();
     for (const [p, k] of kills) byNode.set(p, k);
@@ -625,7 +616,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         .map(([p, k]) => `${p} ${k}`)
         .join(", ")}`,
       `Postgres restarts ${pgRestarts}, NATS restarts ${natsRestarts}, connection drops ${drops} (${cut} connections cut), signer stops ${signerStops}, lease takeovers seen ${takeovers}`,
-      `payments: ${pay.requested} requested, ${pay.succeeded} succeeded, ${pay.failed} failed, ${pay.pending} pending at the storm's end, ${pay.refused} refused (${[...refusals].map(([c, k]) => `${c} ${k}`).join(", ") || "none"}), ${pay.unanswered} unanswered`,
+      `payments: ${pay.requested} requested, ${pay.succeeded} succeeded, ${pay.failed} failed, ${pay.pending} pending at the storm's end, ${pay.refused} refused (${[...refusals].map(([c, k]) => `${c} ${k}`).join(", ") || "none"}), ${pay.unknown} outcome unknown, ${pay.unanswered} unanswered`,
+      `restarts to ready (median / max): ${[...restartMs]
+        .map(([svc, ms]) => {
+          const sorted = [...ms].sort((x, y) => x - y);
+          return `${svc} ${((sorted[Math.floor(sorted.length / 2)] ?? 0) / 1000).toFixed(1)} / ${((sorted[sorted.length - 1] ?? 0) / 1000).toFixed(1)} s (${ms.length})`;
+        })
+        .join(", ")}`,
       `memory peaks: ${[...peaks]
         .sort()
         .map(([p, b]) => `${p} ${(b / 2 ** 20).toFixed(0)} MiB`)
