@@ -309,6 +309,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const stoppedPids = new Set<number>();
     let infraDown = false;
     let stormOver = false;
+    let stormEndedAt = 0;
     const storm0 = Date.now();
     const elapsed = (): string => `${((Date.now() - storm0) / 1000).toFixed(0)} s`;
 
@@ -384,7 +385,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
               !(e instanceof ApiError) ||
               e.code === "IDEMPOTENCY_IN_PROGRESS" ||
               (e.status >= 500 && e.code !== "PAYMENT_OUTCOME_UNKNOWN");
-            const deadline = stormOver ? storm0 + opts.seconds * 1000 + ANSWER_GRACE_MS : answerBy;
+            const deadline = stormOver ? stormEndedAt + ANSWER_GRACE_MS : answerBy;
             if (!again || Date.now() > deadline) {
               if (e instanceof ApiError && e.status >= 400 && e.status < 500) {
                 pay.refused++;
@@ -579,6 +580,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     await sleep(opts.seconds * 1000);
     await faultsDone; // the last faults' restarts
     stormOver = true;
+    stormEndedAt = Date.now();
     log(`${elapsed()}: storm over; waiting for the payers' last requests and the last restarts`);
     await payersDone;
     await watcher;
