@@ -603,8 +603,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       log,
     };
     log("waiting for quiescence");
-    await waitQuiescent(net, record, iopts);
-    const invariants = await checkInvariants(net, record, iopts);
+    // Not reached is a finding too: the invariants are still checked and printed with it.
+    const quiet = await waitQuiescent(net, record, iopts).then(
+      (): InvariantResult => ({ name: "quiescence", ok: true, figure: "reached", violations: [] }),
+      (e: unknown): InvariantResult => ({
+        name: "quiescence",
+        ok: false,
+        figure: "not reached",
+        violations: errText(e).split("; "),
+      }),
+    );
+    const invariants = [quiet, ...(await checkInvariants(net, record, iopts))];
     log(`invariants:\n${formatInvariants(invariants)}`);
 
     const byNode = new Map<string, number>();
