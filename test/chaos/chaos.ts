@@ -238,9 +238,34 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     await net.waitShortChannelIds(A, [ab.a]);
     await net.waitShortChannelIds(B, [ab.b, bc.a]);
     await net.waitShortChannelIds(C, [bc.b]);
+    // The storm's record holds these too: the checker accounts for every payment of the run.
+    const requests: StormRequest[] = [];
+    const setupPay = async (payer: NetNode, payee: NetNode, channelId: string, i: number): Promise<void> => {
+      const inv = await payee.api.createInvoice(BALANCE_MSAT, `chaos setup ${i}`);
+      const key = `chaos-${seed}-setup-${payer.name}-${i}`;
+      const p = await payer.api.pay(
+        {
+          channelId,
+          rHash: inv.rHash,
+          amountMsat: BALANCE_MSAT,
+          expiry: { blocks: net.regtest.height() + EXPIRY_BLOCKS },
+        },
+        key,
+      );
+      requests.push({
+        payer: payer.name,
+        payee: payee.name,
+        amountMsat: BALANCE_MSAT,
+        idempotencyKey: key,
+        rHash: inv.rHash,
+        kind: "direct",
+        paymentId: p.id,
+      });
+      await net.waitPayment(payer, p.id);
+    };
     for (let i = 0; i < BALANCE_PAYMENTS; i++) {
-      await net.pay(A, B, BALANCE_MSAT, { channelId: ab.a });
-      await net.pay(B, C, BALANCE_MSAT, { channelId: bc.a });
+      await setupPay(A, B, ab.a, i);
+      await setupPay(B, C, bc.a, i);
     }
     const routeAC = await net.route([A, B, C], [ab.a, bc.a]);
     const routeCA = await net.route([C, B, A], [bc.b, ab.b]);
@@ -271,7 +296,6 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const faults = schedule(seed, counts, targets.length);
 
     // The record the checker reads, filled as the storm runs.
-    const requests: StormRequest[] = [];
     const peaks = new Map<string, number>();
     const record: StormRecord = {
       funded: new Map([
