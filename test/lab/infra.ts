@@ -22,6 +22,11 @@ export interface InfraHandle {
   readonly source: "existing" | "embedded" | "spawned";
   /** Stops what this run started (no-op for "existing"). Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Only on what this run started: stops it and starts it again on the same port with the same
+   * data (Postgres's data directory, nats-server's JetStream store), as a crash-and-restart.
+   */
+  restart?(): Promise<void>;
 }
 
 export interface InfraOptions {
@@ -126,7 +131,8 @@ async function startEmbeddedPostgres(log: (line: string) => void): Promise<Infra
     user: "postgres",
     password,
     authMethod: "password",
-    persistent: false,
+    // Kept across restart(); stop() removes it.
+    persistent: true,
     onLog: keep,
     onError: keep,
   });
@@ -157,6 +163,17 @@ async function startEmbeddedPostgres(log: (line: string) => void): Promise<Infra
         await db.stop().catch(() => undefined);
         rmSync(databaseDir, { recursive: true, force: true });
       })()),
+    restart: async () => {
+      if (stopped !== undefined) throw new Error("postgres: restart after stop");
+      // SIGINT: Postgres's fast shutdown (open sessions are cut), then the same cluster again.
+      await db.stop();
+      try {
+        await db.start();
+      } catch (e) {
+        throw new Error(`postgres did not start again: ${errText(e)}${tail()}`, { cause: e });
+      }
+      await pingPostgres(url, 5000);
+    },
   };
 }
 
@@ -243,6 +260,46 @@ async function spawnNatsServer(bin: string, log: (line: string) => void): Promis
   const storeDir = mkdtempSync(join(tmpdir(), "ln-lab-nats-"));
   const url = `nats://127.0.0.1:${port}`;
   log(`nats: starting ${bin} -js -a 127.0.0.1 -p ${port} -sd ${storeDir}`);
+  let current: NatsProcess;
+  try {
+    current = await startNatsProcess(bin, port, storeDir, url);
+  } catch (e) {
+    rmSync(storeDir, { recursive: true, force: true });
+    throw e;
+  }
+  log(`nats: nats-server answers at ${url}`);
+  let stopped: Promise<void> | undefined;
+  return {
+    url,
+    source: "spawned",
+    stop: () =>
+      (stopped ??= (async () => {
+        await current.stop();
+        if (existsSync(storeDir)) rmSync(storeDir, { recursive: true, force: true });
+      })()),
+    restart: async () => {
+      if (stopped !== undefined) throw new Error("nats: restart after stop");
+      // A crash: SIGKILL, then the same port and store directory, so JetStream streams survive.
+      await current.kill();
+      current = await startNatsProcess(bin, port, storeDir, url);
+    },
+  };
+}
+
+interface NatsProcess {
+  /** SIGTERM, SIGKILL after 5 s; resolves once it exited. */
+  stop(): Promise<void>;
+  /** SIGKILL; resolves once it exited. */
+  kill(): Promise<void>;
+}
+
+/** Spawns nats-server on `port` with its store in `storeDir`; resolves once JetStream answers. */
+async function startNatsProcess(
+  bin: string,
+  port: number,
+  storeDir: string,
+  url: string,
+): Promise<NatsProcess> {
   const child = spawn(bin, ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir], {
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -276,7 +333,7 @@ async function spawnNatsServer(bin: string, log: (line: string) => void): Promis
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (exited) {
-      rmSync(storeDir, { recursive: true, force: true });
+      process.off("exit", stopNow);
       throw new Error(`nats-server exited at start:\n${out.join("\n")}`);
     }
     try {
@@ -285,26 +342,20 @@ async function spawnNatsServer(bin: string, log: (line: string) => void): Promis
     } catch (e) {
       if (Date.now() > deadline) {
         stopNow();
+        process.off("exit", stopNow);
         throw new Error(`nats-server did not answer within 15 s (${errText(e)}):\n${out.join("\n")}`);
       }
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-  log(`nats: nats-server answers at ${url}`);
-  let stopped: Promise<void> | undefined;
-  return {
-    url,
-    source: "spawned",
-    stop: () =>
-      (stopped ??= (async () => {
-        if (!exited) {
-          child.kill("SIGTERM");
-          const t = setTimeout(stopNow, 5000);
-          await exitedP;
-          clearTimeout(t);
-        }
-        process.off("exit", stopNow);
-        if (existsSync(storeDir)) rmSync(storeDir, { recursive: true, force: true });
-      })()),
+  const end = async (signal: NodeJS.Signals): Promise<void> => {
+    if (!exited) {
+      child.kill(signal);
+      const t = setTimeout(stopNow, 5000);
+      await exitedP;
+      clearTimeout(t);
+    }
+    process.off("exit", stopNow);
   };
+  return { stop: () => end("SIGTERM"), kill: () => end("SIGKILL") };
 }

@@ -130,6 +130,11 @@ export interface NetworkOptions {
   readonly runId?: string;
   /** Blocks mined by startRegtest (default: its own minimum). */
   readonly regtestHeight?: number;
+  /**
+   * Start the run's own Postgres (embedded) and nats-server even when shared ones answer, so the
+   * run can restart them (restartPostgres, restartNats). Default false.
+   */
+  readonly ownInfra?: boolean;
 }
 
 export interface WaitOptions {
@@ -362,8 +367,9 @@ export class Network {
       onProgress: (p) => log(`regtest: mining ${p.height}/${p.target}`),
     });
     log(`regtest: RPC ${this.rt.url} at height ${this.rt.height()}`);
-    this.pgInfra = await ensurePostgres({ log });
-    this.natsInfra = await ensureNats({ log });
+    const own = this.#opts.ownInfra === true;
+    this.pgInfra = await ensurePostgres({ log, ...(own ? { forceEmbedded: true } : {}) });
+    this.natsInfra = await ensureNats({ log, ...(own ? { forceSpawn: true } : {}) });
     log("pki: making a dev CA, a server certificate (localhost, 127.0.0.1) and a client certificate");
     this.pki = makeDevPki(join(this.dir, "pki"));
     log(`pki: ${this.pki.dir}`);
@@ -382,6 +388,22 @@ export class Network {
     if (pki === undefined || pgUrl === undefined || natsUrl === undefined)
       throw new Error("infrastructure is not up");
     return { pki, pgUrl, natsUrl, rt: this.regtest };
+  }
+
+  /** Restarts the run's own Postgres (same port, same data); needs `ownInfra`. */
+  async restartPostgres(): Promise<void> {
+    const h = this.pgInfra;
+    if (h?.restart === undefined) throw new Error("Postgres was not started by this run (ownInfra)");
+    await h.restart();
+    this.log("postgres: restarted");
+  }
+
+  /** Restarts the run's own nats-server (same port, same JetStream store); needs `ownInfra`. */
+  async restartNats(): Promise<void> {
+    const h = this.natsInfra;
+    if (h?.restart === undefined) throw new Error("nats-server was not started by this run (ownInfra)");
+    await h.restart();
+    this.log("nats: restarted");
   }
 
   /** `n`'s current commitment of a channel, kept to stage a breach with later (breach.ts). */

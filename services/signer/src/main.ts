@@ -39,7 +39,9 @@ async function main(): Promise<void> {
     key: await readPem(cfg.tls.keyFile, "SIGNER_TLS_KEY"),
   };
   const seedKey = await readSeedKeyFile(cfg.seedKeyFile);
-  const store = SignerStore.connect(cfg.databaseUrl, cfg.databaseSchema);
+  const store = SignerStore.connect(cfg.databaseUrl, cfg.databaseSchema, (e) =>
+    log.warn(`postgres: an idle connection ended: ${e.message}`),
+  );
   const applied = await store.migrate();
   if (applied.length > 0)
     log.info(`applied migrations ${applied.join(", ")} to schema ${cfg.databaseSchema}`);

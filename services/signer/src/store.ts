@@ -296,8 +296,14 @@ export class SignerStore {
     this.#s = quoteSchema(schema);
   }
 
-  static connect(databaseUrl: string, schema: string): SignerStore {
-    return new SignerStore(new pg.Pool({ connectionString: databaseUrl, max: 10 }), schema);
+  /**
+   * `onIdleError` hears the errors of idle pooled connections (Postgres restarted or ended them):
+   * without a listener the pool's "error" event would end the process. The next query reconnects.
+   */
+  static connect(databaseUrl: string, schema: string, onIdleError: (e: Error) => void): SignerStore {
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
+    pool.on("error", onIdleError);
+    return new SignerStore(pool, schema);
   }
 
   /** Creates the schema and applies the migrations not yet applied. */

@@ -76,6 +76,11 @@ export class Payee {
         me.state = undefined;
         await this.settleOnce(id, state);
       } while (me.again);
+    } catch (e) {
+      // Callers do not wait (node.ts): a failure (Postgres down) must not end the process as an
+      // unhandled rejection. The retry round's resume settles again.
+      this.o.report(`channel ${id}: settling incoming HTLCs`, e);
+      this.o.noteFailure(id, e);
     } finally {
       this.running.delete(id);
     }
