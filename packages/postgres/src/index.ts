@@ -62,25 +62,48 @@ export async function migrate(
 }
 
 /**
+ * Runs `fn` with a client checked out of `pool`, and releases it. While checked out, a client has no
+ * listener of the pool's: one that loses its connection (a Postgres restart, pg_terminate_backend)
+ * would emit an 'error' event nobody hears, which ends the process. Here its error is recorded
+ * instead: its queries reject (node-postgres rejects the active one and refuses later ones), and
+ * the client is released with the error, so the pool destroys it rather than lending it again.
+ */
+export async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const c = await pool.connect();
+  let lost: Error | undefined;
+  const onError = (e: Error): void => {
+    lost ??= e;
+  };
+  c.on("error", onError);
+  try {
+    return await fn(c);
+  } finally {
+    c.off("error", onError);
+    // Released, it has the pool's idle listener again: a later error (its socket's end) is the pool's.
+    c.release(lost);
+  }
+}
+
+/**
  * Runs `fn` in one transaction: committed if it returns, rolled back if it throws. `first`: a
  * statement without parameters sent with the BEGIN, in the same round trip (it must not come
- * from input: it is sent as it is).
+ * from input: it is sent as it is). A connection lost meanwhile rejects it (see withClient).
  */
-export async function inTransaction<T>(
+export function inTransaction<T>(
   pool: pg.Pool,
   fn: (c: pg.PoolClient) => Promise<T>,
   first?: string,
 ): Promise<T> {
-  const c = await pool.connect();
-  try {
-    await c.query(first === undefined ? "BEGIN" : `BEGIN; ${first}`);
-    const result = await fn(c);
-    await c.query("COMMIT");
-    return result;
-  } catch (e) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw e;
-  } finally {
-    c.release();
-  }
+  return withClient(pool, async (c) => {
+    try {
+      // In the try: BEGIN may succeed and `first` fail, leaving a transaction to roll back.
+      await c.query(first === undefined ? "BEGIN" : `BEGIN; ${first}`);
+      const result = await fn(c);
+      await c.query("COMMIT");
+      return result;
+    } catch (e) {
+      await c.query("ROLLBACK").catch(() => undefined);
+      throw e;
+    }
+  });
 }

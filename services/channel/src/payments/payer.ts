@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import { msat, parseShortChannelId, shortChannelIdToBigint, type Msat } from "@ln/bitcoin";
 import type { ChannelState, Input } from "@ln/channel-core";
 import { edgeKey, findRoute, hintEdges, type Edge, type PathHop, type RouteHintHop } from "@ln/pathfinding";
-import { quoteSchema } from "@ln/postgres";
+import { inTransaction, quoteSchema } from "@ln/postgres";
 import type { NatsConnection, Subscription } from "nats";
 import type pg from "pg";
 import type { Report } from "../channels/errors.js";
@@ -234,21 +234,15 @@ export class Payer {
 
   /** One replica at a time acts on a payment: the lock lasts until its attempt is offered. */
   private async underLock(id: string): Promise<void> {
-    const c = await this.o.pool.connect();
-    try {
-      await c.query("BEGIN");
+    // inTransaction (withClient): the lock's connection, idle while next() runs, may be ended by Postgres; its
+    // error rejects COMMIT instead of ending the process.
+    await inTransaction(this.o.pool, async (c) => {
       const got = await c.query<{ ok: boolean }>(`SELECT pg_try_advisory_xact_lock($1, $2) AS ok`, [
         LOCK_CLASS,
         lockObject(id),
       ]);
       if (got.rows[0]?.ok === true) await this.next(id);
-      await c.query("COMMIT");
-    } catch (e) {
-      await c.query("ROLLBACK").catch(() => undefined);
-      throw e;
-    } finally {
-      c.release();
-    }
+    });
   }
 
   /** The next step of one invoice payment: wait, fail, or send the next attempt. */
