@@ -8,7 +8,7 @@
  * Us -(AB)-> B, and B -> C over the real BC (fee 1000 + 1000 ppm, delta 40) or a phantom PH
  * (fee 0, delta 40), so the phantom is tried first. Fees are computed by hand below.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { msat } from "@ln/bitcoin";
 import type { ChannelState } from "@ln/channel-core";
 import pg from "pg";
@@ -329,5 +329,45 @@ describe("the payer loop", () => {
       refuse = undefined;
     }
     expect(reports).toEqual([]);
+  });
+
+  it("the lock's connection ended by Postgres while an attempt is offered: reported, not a crash; the attempt stands", async () => {
+    sent = [];
+    reports.length = 0;
+    const id = await newPayment();
+    // The payer's advisory lock on this payment (classid "LNIP", objid the first 31 bits of
+    // sha256(id)), as pg_locks shows a two-key lock.
+    const objid = createHash("sha256").update(id).digest().readUInt32BE(0) & 0x7fffffff;
+    let ended = 0;
+    const payer = new Payer({
+      ...payerOptions(),
+      send: async (a) => {
+        if (a.invoicePaymentId === id && ended === 0) {
+          const r = await pool.query<{ pid: number }>(
+            `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2`,
+            [0x4c4e4950, objid],
+          );
+          const pid = r.rows[0]?.pid;
+          if (pid === undefined) throw new Error("the payer holds no lock on the payment");
+          ended = pid;
+          // As a Postgres restart does, to the lock's connection only (it is idle: next() runs).
+          await pool.query("SELECT pg_terminate_backend($1)", [pid]);
+          while ((await pool.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [pid])).rowCount !== 0)
+            await new Promise((r) => setTimeout(r, 10));
+        }
+        await send(a);
+      },
+    });
+    // Without an error listener on the lock's client, this ends the test process instead.
+    await payer.runRound();
+    expect(ended).not.toBe(0);
+    expect(reports.filter((r) => r.startsWith(`invoice payment ${id}:`))).toEqual([
+      expect.stringMatching(/terminat|not queryable/),
+    ]);
+    // The attempt was offered once and is in flight: the next round sends nothing more.
+    expect(sent.filter((a) => a.invoicePaymentId === id)).toHaveLength(1);
+    await payer.runRound();
+    expect(sent.filter((a) => a.invoicePaymentId === id)).toHaveLength(1);
+    expect((await invoicePayment(pool, schema, id))?.status).toBe("pending");
   });
 });
