@@ -63,7 +63,12 @@ async function main(): Promise<void> {
   const serviceMetrics = registerServiceMetrics(registry);
   const pool = new pg.Pool({ connectionString: cfg.databaseUrl, max: 10 });
   serviceMetrics.watchPool(pool, log);
-  const nc = await connect(natsConnectOptions(cfg.nats, `channel-${cfg.replicaId}`));
+  // Reconnects through an outage of any length (the client's default gives up after 10 tries, ~20 s,
+  // and leaves the service running deaf), as the peer and the watchtower do.
+  const nc = await connect({
+    ...natsConnectOptions(cfg.nats, `channel-${cfg.replicaId}`),
+    maxReconnectAttempts: -1,
+  });
   void serviceMetrics
     .watchNats(nc.status(), log)
     .catch((e: unknown) => log.warn(`NATS status: ${e instanceof Error ? e.message : String(e)}`));
@@ -138,6 +143,13 @@ async function main(): Promise<void> {
   const port = typeof address === "object" && address ? address.port : cfg.apiListen.port;
   const api = urlOf(cfg.apiListen.host, port);
   let stopping = false;
+  // Closed for good only by a fatal error (authorization): exit, and let the supervisor restart us
+  // rather than keep channel leases on a replica that hears nothing.
+  void nc.closed().then((e) => {
+    if (stopping) return;
+    log.alert(`NATS connection closed${e ? `: ${e.message}` : ""}; exiting`);
+    process.exit(1);
+  });
   const ops = cfg.opsListen
     ? await serveOps({
         listen: cfg.opsListen,
