@@ -153,6 +153,29 @@ const lastAttempt = async (ip: string): Promise<string> => {
   return r.rows[0]?.id ?? "";
 };
 
+/**
+ * The backend holding the payer's advisory lock on payment `id`, if one does: classid "LNIP", objid
+ * the first 31 bits of sha256(id), as pg_locks shows a two-key lock.
+ */
+async function lockHolder(id: string): Promise<number | undefined> {
+  const objid = createHash("sha256").update(id).digest().readUInt32BE(0) & 0x7fffffff;
+  const r = await pool.query<{ pid: number }>(
+    `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2`,
+    [0x4c4e4950, objid],
+  );
+  return r.rows[0]?.pid;
+}
+
+/** Ends the connection that holds the lock on `id`, as a Postgres restart does; its pid once its backend exited. */
+async function endLockConnection(id: string): Promise<number> {
+  const pid = await lockHolder(id);
+  if (pid === undefined) throw new Error("the payer holds no lock on the payment");
+  await pool.query("SELECT pg_terminate_backend($1)", [pid]);
+  while ((await pool.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [pid])).rowCount !== 0)
+    await new Promise((r) => setTimeout(r, 10));
+  return pid;
+}
+
 beforeAll(async () => {
   await migrateChannelService(pool, schema);
   await pool.query(`INSERT INTO ${q}.channels (id, state) VALUES ($1, '{}')`, [CHANNEL]);
@@ -335,26 +358,11 @@ describe("the payer loop", () => {
     sent = [];
     reports.length = 0;
     const id = await newPayment();
-    // The payer's advisory lock on this payment (classid "LNIP", objid the first 31 bits of
-    // sha256(id)), as pg_locks shows a two-key lock.
-    const objid = createHash("sha256").update(id).digest().readUInt32BE(0) & 0x7fffffff;
     let ended = 0;
     const payer = new Payer({
       ...payerOptions(),
       send: async (a) => {
-        if (a.invoicePaymentId === id && ended === 0) {
-          const r = await pool.query<{ pid: number }>(
-            `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2`,
-            [0x4c4e4950, objid],
-          );
-          const pid = r.rows[0]?.pid;
-          if (pid === undefined) throw new Error("the payer holds no lock on the payment");
-          ended = pid;
-          // As a Postgres restart does, to the lock's connection only (it is idle: next() runs).
-          await pool.query("SELECT pg_terminate_backend($1)", [pid]);
-          while ((await pool.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [pid])).rowCount !== 0)
-            await new Promise((r) => setTimeout(r, 10));
-        }
+        if (a.invoicePaymentId === id && ended === 0) ended = await endLockConnection(id);
         await send(a);
       },
     });
@@ -369,5 +377,33 @@ describe("the payer loop", () => {
     await payer.runRound();
     expect(sent.filter((a) => a.invoicePaymentId === id)).toHaveLength(1);
     expect((await invoicePayment(pool, schema, id))?.status).toBe("pending");
+  });
+
+  it("the lock's connection lost before the attempt is sent: nothing is sent, the next round sends it once", async () => {
+    sent = [];
+    reports.length = 0;
+    const id = await newPayment();
+    let ended = 0;
+    const options = payerOptions();
+    const payer = new Payer({
+      ...options,
+      store: {
+        ...options.store,
+        // Read while the lock is held, before the attempt is sent.
+        rowsWithState: async () => {
+          // Only in this payment's step (the round goes over every pending payment).
+          if (ended === 0 && (await lockHolder(id)) !== undefined) ended = await endLockConnection(id);
+          return options.store.rowsWithState();
+        },
+      },
+    });
+    await payer.runRound();
+    expect(ended).not.toBe(0);
+    expect(sent.filter((a) => a.invoicePaymentId === id)).toEqual([]);
+    expect(reports.filter((r) => r.startsWith(`invoice payment ${id}:`))).toEqual([
+      expect.stringMatching(/terminat|not queryable/),
+    ]);
+    await payer.runRound();
+    expect(sent.filter((a) => a.invoicePaymentId === id)).toHaveLength(1);
   });
 });

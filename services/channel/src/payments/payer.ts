@@ -234,19 +234,24 @@ export class Payer {
 
   /** One replica at a time acts on a payment: the lock lasts until its attempt is offered. */
   private async underLock(id: string): Promise<void> {
-    // inTransaction (withClient): the lock's connection, idle while next() runs, may be ended by Postgres; its
-    // error rejects COMMIT instead of ending the process.
+    // inTransaction (withClient): the lock's connection, idle while next() runs, may be ended by
+    // Postgres; its error rejects the next query on it instead of ending the process.
     await inTransaction(this.o.pool, async (c) => {
       const got = await c.query<{ ok: boolean }>(`SELECT pg_try_advisory_xact_lock($1, $2) AS ok`, [
         LOCK_CLASS,
         lockObject(id),
       ]);
-      if (got.rows[0]?.ok === true) await this.next(id);
+      // Asked just before an attempt is sent: a lost connection took the lock with it, and another
+      // replica may be acting on the payment now.
+      const stillLocked = async (): Promise<void> => {
+        await c.query("SELECT 1");
+      };
+      if (got.rows[0]?.ok === true) await this.next(id, stillLocked);
     });
   }
 
   /** The next step of one invoice payment: wait, fail, or send the next attempt. */
-  private async next(id: string): Promise<void> {
+  private async next(id: string, stillLocked: () => Promise<void>): Promise<void> {
     const r = await this.o.pool.query<InvoicePaymentDbRow>(
       `SELECT id, bolt11, r_hash, payee, amount_msat::text AS amount_msat, max_fee_msat::text AS max_fee_msat,
               deadline, local_failures
@@ -335,6 +340,7 @@ export class Payer {
     if (!channel) return this.fail(p, "the route's first hop is not one of our channels", tried);
     // The replica that runs the first channel sends (it sees the same rows and finds the same route).
     if (!this.o.holds(channel.id)) return;
+    await stillLocked();
     try {
       await this.o.send({
         invoicePaymentId: id,
