@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import type { Msg, NatsConnection, NatsError, Subscription, SubscriptionOptions } from "nats";
 import type { ChannelState, Input, Output } from "@ln/channel-core";
 import { silentLog } from "@ln/log";
-import { decodeAckReply, encodePkt, peerSubjects } from "@ln/proto";
+import { decodeAckReply, encodePeerEvent, encodePkt, peerSubjects } from "@ln/proto";
 import { ChannelRegistry } from "../src/channels/registry.js";
 import type { ChannelRow, ChannelStore } from "../src/channels/store.js";
 import type { NatsPeerLink } from "../src/peers/peer-link.js";
@@ -102,4 +102,74 @@ describe("the ack answer (peers/router.ts)", () => {
     // The message is processed: the ack must say so, or the peer resends it and it runs twice.
     expect(await answer).toBe(1n);
   });
+
+  it("drops the connection when a message is not stored, and the peer's next ones until it reconnects", async () => {
+    const nats = new FakeNats();
+    const registry = new ChannelRegistry();
+    registry.hold(CHANNEL, { peer: PEER, signerChannel: 0, awaitingConnection: false });
+    const row: ChannelRow = {
+      id: CHANNEL,
+      peerNodeId: PEER,
+      signerChannel: 0,
+      phase: "normal",
+      leaseOwner: "r-1",
+      leaseHeld: true,
+      createdAt: new Date(0),
+      shortChannelId: undefined,
+    };
+    const store = {
+      liveWith: (peer: string) => Promise.resolve(peer === PEER ? row : undefined),
+    } as unknown as ChannelStore;
+    const fed: number[] = [];
+    const reported: string[] = [];
+    let resyncs = 0;
+    const router = new PeerRouter({
+      nc: nats as unknown as NatsConnection,
+      peerPrefix: PREFIX,
+      store,
+      registry,
+      link: {} as NatsPeerLink,
+      peers: {
+        connect: () => Promise.resolve(),
+        list: () => Promise.resolve([]),
+        resync: (peer) => void (peer === PEER && resyncs++),
+      },
+      // The first message's transaction fails (Postgres restarting): it is not stored.
+      feed: (_id: string, input: Input): Promise<Output[]> => {
+        if (input.type !== "pkt" || input.pkt.kind !== "update_fee") return Promise.resolve([]);
+        fed.push(input.pkt.feeRate);
+        return fed.length === 1
+          ? Promise.reject(new Error("the database system is shutting down"))
+          : Promise.resolve([]);
+      },
+      accept: () => Promise.reject(new Error("no openings here")),
+      log: silentLog,
+      report: (what: string) => void reported.push(what),
+    });
+    router.start();
+    const subjects = peerSubjects(PREFIX, PEER);
+    const fee = (feeRate: number): void =>
+      nats.deliver(`${PREFIX}.*.in`, subjects.in, encodePkt({ kind: "update_fee", feeRate }));
+    fee(1001);
+    await until(() => reported.length === 1);
+    // Without a new connection the peer never resends it, and waits for its answer for ever.
+    expect(resyncs).toBe(1);
+    // Its next message would be processed after a gap: dropped, the new connection resends both.
+    fee(1002);
+    nats.deliver(
+      `${PREFIX}.*.events`,
+      subjects.events,
+      encodePeerEvent({ type: "connected", theirAck: "0" }),
+    );
+    fee(1001);
+    await until(() => fed.length === 2);
+    expect(fed).toEqual([1001, 1001]);
+    expect(reported).toHaveLength(1);
+  });
 });
+
+/** Waits, turn by turn, for `cond` (the fakes answer within a few turns). */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !cond(); i++) await turns(1);
+  if (!cond()) throw new Error("the condition never held");
+}

@@ -183,7 +183,15 @@ export class PeerRouter {
         this.fed.set(peer, fed);
         const done: Promise<unknown> = this.o
           .feed(row.id, { type: "pkt", pkt })
-          .catch((e: unknown) => this.o.report(`peer ${peer.slice(0, 16)}`, e))
+          .catch((e: unknown) => {
+            this.o.report(`peer ${peer.slice(0, 16)}`, e);
+            // The message may not be stored (a failed transaction): on this connection it is
+            // lost, and the peer, which sent it, would wait for its answer for ever. Its next
+            // messages are dropped too (their order must hold) and the connection with them:
+            // the next one resends from the ack, which counts only what was stored (draft 1.2).
+            this.shedding.add(peer);
+            this.o.peers.resync(peer);
+          })
           .finally(() => {
             this.leaveBacklog(peer);
             fed.delete(done);
