@@ -88,6 +88,8 @@ interface Session {
    * then each numbered pkt written (OUT_SEQ_HEADER). Only the next number is written.
    */
   sentSeq: bigint;
+  /** When it was attached, in the order of #order. */
+  attachedAt: number;
   /** Inbound pkts published since the last NATS flush. */
   unflushed: number;
 }
@@ -200,6 +202,8 @@ export class PeerGateway {
   readonly #maxPending: number;
   readonly #log: (e: PeerLogEvent) => void;
   readonly #sessions = new Map<string, Session>();
+  /** Orders ack requests and attachments (see #authenticate). */
+  #order = 0;
   /** Inbound sockets between accept and a finished authenticate, oldest first. */
   readonly #pending = new Set<Socket>();
   /** Every socket we hold (pending, dialling or live), so close() can end them all. */
@@ -276,9 +280,9 @@ export class PeerGateway {
       stage = "handshake";
       const conn = await initiate(socket, { ...this.#connOpts(), remoteStatic: remoteNodeId });
       stage = "authenticate";
-      const theirAck = await this.#authenticate(conn);
+      const { theirAck, askedAt } = await this.#authenticate(conn);
       clearTimeout(deadline);
-      this.#attach(conn, theirAck, { host, port, direction: "outbound" });
+      this.#attach(conn, theirAck, askedAt, { host, port, direction: "outbound" });
       return { peerNodeId: conn.remoteStatic.toString("hex"), theirAck };
     } catch (e) {
       socket.destroy();
@@ -366,12 +370,12 @@ export class PeerGateway {
     void (async () => {
       try {
         const conn = await respond(socket, this.#connOpts());
-        const theirAck = await this.#authenticate(conn);
+        const { theirAck, askedAt } = await this.#authenticate(conn);
         if (!this.#pending.delete(socket)) {
           conn.close(); // evicted or the gateway closed meanwhile
           return;
         }
-        this.#attach(conn, theirAck, origin);
+        this.#attach(conn, theirAck, askedAt, origin);
       } catch (e) {
         socket.destroy();
         const line: PeerLogEvent = { level: "warn", event: "inbound_failed", remote, error: errorText(e) };
@@ -401,7 +405,13 @@ export class PeerGateway {
   }
 
   /** ackFor, then authenticate both ways; failures close the connection (after an `error`). */
-  async #authenticate(conn: NoiseConnection): Promise<bigint> {
+  async #authenticate(conn: NoiseConnection): Promise<{ theirAck: bigint; askedAt: number }> {
+    // The ack counts what the channel service took from this peer: a connection with it that
+    // went on delivering after the count was read would deliver messages the peer then resends
+    // on this one (from our ack), and they would be processed twice. It ends first.
+    const askedAt = ++this.#order;
+    const old = this.#sessions.get(conn.remoteStatic.toString("hex"));
+    if (old) this.#end(old, "REPLACED");
     let ack: bigint;
     try {
       ack = await this.#o.ackFor(conn.remoteStatic);
@@ -420,7 +430,7 @@ export class PeerGateway {
       signSession: this.#o.signSession,
       ack,
     });
-    return remoteAck;
+    return { theirAck: remoteAck, askedAt };
   }
 
   /** Ends the connection with a peer, if this gateway holds one. */
@@ -431,19 +441,35 @@ export class PeerGateway {
     return true;
   }
 
-  #attach(conn: NoiseConnection, theirAck: bigint, origin: Origin): void {
+  #attach(conn: NoiseConnection, theirAck: bigint, askedAt: number, origin: Origin): void {
     if (this.#closed || !conn.isOpen) {
       conn.close();
       return;
     }
     const peer = conn.remoteStatic.toString("hex");
     const old = this.#sessions.get(peer);
+    // Attached after our ack was read: it may have delivered what our ack leaves out. It stays.
+    if (old && old.attachedAt > askedAt) {
+      this.#log({ level: "info", event: "superseded_dropped", peer });
+      conn.close();
+      return;
+    }
     if (old) this.#end(old, "REPLACED");
     const subjects = peerSubjects(this.#prefix, peer);
     // Subscribe before announcing: the channel service's retransmission after `connected`
     // reaches the server after our SUB, on the same NATS connection.
     const sub = this.#o.nats.subscribe(subjects.out);
-    const s: Session = { peer, origin, conn, sub, subjects, ended: false, sentSeq: theirAck, unflushed: 0 };
+    const s: Session = {
+      peer,
+      origin,
+      conn,
+      sub,
+      subjects,
+      ended: false,
+      sentSeq: theirAck,
+      attachedAt: ++this.#order,
+      unflushed: 0,
+    };
     this.#sessions.set(peer, s);
     this.#publishEvent(s, { type: "connected", theirAck: theirAck.toString() });
     this.#log({ level: "info", event: "connected", peer, theirAck: theirAck.toString() });

@@ -97,6 +97,32 @@ describe("PeerGateway", () => {
     });
   });
 
+  it("ends a peer's connection before it reads the ack for the peer's new one", async () => {
+    // A connection still delivering after the ack of the next one was read would deliver pkts
+    // the peer then resends on the new one (from that ack): the channel would take them twice.
+    const [a, b] = [nodeKey(), nodeKey()];
+    const [pa, pb] = [runPrefix("a"), runPrefix("b")];
+    /** At each of B's ack reads: whether B still had a connection with A delivering pkts. */
+    const liveAtAck: boolean[] = [];
+    const ga = keep(gateway(a, nats, { subjectPrefix: pa, ackFor: () => Promise.resolve(0n), log }));
+    const gb = keep(
+      gateway(b, nats, {
+        subjectPrefix: pb,
+        ackFor: () => {
+          liveAtAck.push(gb.peers.includes(a.hex));
+          return Promise.resolve(0n);
+        },
+        log,
+      }),
+    );
+    const port = await gb.listen(0, "127.0.0.1");
+    await ga.connect("127.0.0.1", port, b.pub);
+    await until(() => gb.peers.length === 1, 5000, "first connection");
+    await ga.connect("127.0.0.1", port, b.pub);
+    await until(() => gb.peers.length === 1 && liveAtAck.length === 2, 5000, "second connection");
+    expect(liveAtAck).toEqual([false, false]);
+  });
+
   it("fails a connection on a malformed pkt or an unknown even field; keeps it for an unknown odd field", async () => {
     const [g, good, bad, evenPeer] = [nodeKey(), nodeKey(), nodeKey(), nodeKey()];
     const p = runPrefix("g");

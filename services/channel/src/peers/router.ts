@@ -52,6 +52,12 @@ export class PeerRouter {
   private readonly peerQueues = new Map<string, Promise<unknown>>();
   /** Per peer: its messages queued in peerQueues, not yet started. */
   private readonly backlog = new Map<string, number>();
+  /**
+   * Per peer: its messages handed to a channel's lane whose transaction has not ended yet. An ack
+   * answer waits for them: one read before they commit would count them out, the peer would
+   * resend them on the new connection, and the lane would process both copies.
+   */
+  private readonly fed = new Map<string, Set<Promise<unknown>>>();
   /** Peers whose messages we drop until their next connection (one was dropped: keep order). */
   private readonly shedding = new Set<string>();
   private readonly subs: Subscription[] = [];
@@ -80,6 +86,10 @@ export class PeerRouter {
             // No channel with the peer: every replica agrees on 0 (nothing received).
             if (!row) return m.respond(encodeAckReply(0n));
             if (!this.o.registry.holds(row.id)) return;
+            // Every message of the peer taken before this request is committed (or failed and
+            // is not counted) before the count is read: the ack covers exactly what the channel
+            // processed, and nothing the peer resends from it is processed twice (draft 1.2).
+            await Promise.allSettled([...(this.fed.get(peer) ?? [])]);
             const state = await this.o.store.load(row.id);
             m.respond(encodeAckReply(BigInt(state ? ackFor(state) : 0)));
           });
@@ -169,10 +179,25 @@ export class PeerRouter {
       // join the same transaction (runner.ts); the backlog counts it again until it is processed.
       if (pkt) {
         this.backlog.set(peer, (this.backlog.get(peer) ?? 0) + 1);
-        void this.o
+        const fed = this.fed.get(peer) ?? new Set<Promise<unknown>>();
+        this.fed.set(peer, fed);
+        const done: Promise<unknown> = this.o
           .feed(row.id, { type: "pkt", pkt })
-          .catch((e: unknown) => this.o.report(`peer ${peer.slice(0, 16)}`, e))
-          .finally(() => this.leaveBacklog(peer));
+          .catch((e: unknown) => {
+            this.o.report(`peer ${peer.slice(0, 16)}`, e);
+            // The message may not be stored (a failed transaction): on this connection it is
+            // lost, and the peer, which sent it, would wait for its answer for ever. Its next
+            // messages are dropped too (their order must hold) and the connection with them:
+            // the next one resends from the ack, which counts only what was stored (draft 1.2).
+            this.shedding.add(peer);
+            this.o.peers.resync(peer);
+          })
+          .finally(() => {
+            this.leaveBacklog(peer);
+            fed.delete(done);
+            if (fed.size === 0 && this.fed.get(peer) === fed) this.fed.delete(peer);
+          });
+        fed.add(done);
       } else if (connectedAck !== undefined)
         await this.o.feed(row.id, { type: "reconnected", theirAck: connectedAck });
     });
