@@ -134,7 +134,8 @@ describe("entryCommand (LN_SERVICES_FROM)", () => {
   it("runs tsx unless told dist, and always for an entry that is not a service's main", () => {
     const root = repo(2000, 1500);
     try {
-      expect(entryCommand("services/svc/src/main.ts", tsx, root, undefined)).toEqual({
+      // LN_SERVICES_FROM unset ("" here: undefined would take the test run's own environment).
+      expect(entryCommand("services/svc/src/main.ts", tsx, root, "")).toEqual({
         command: "/bin/tsx-node",
         args: ["--import", "tsx", "services/svc/src/main.ts"],
       });
