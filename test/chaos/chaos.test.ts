@@ -10,9 +10,10 @@ import { runChaos } from "./chaos.js";
 
 const SEED = 20261203;
 
-// Behind a flag until the channel protocol survives it: with this seed the storm fails channels
-// (a fulfil re-sent after a replica takeover, a revocation of the wrong commitment after a
-// signer kill and a takeover), so the run ends without quiescence. CHAOS_SHORT=1 runs it.
+// Behind a flag (CHAOS_SHORT=1) until it has passed repeatedly: the channel failures it found (a
+// peer's pkts re-applied after a reconnect, a write lost in a Postgres restart) are fixed, and one
+// run of this seed after the fixes held every invariant, but one run is not yet a guarantee, and
+// the form takes ~7 min on two cores, past the suite's budget.
 describe.runIf(process.env["CHAOS_SHORT"] === "1")("chaos (short form)", () => {
   it("every invariant holds after ~30 kills, restarts of Postgres and NATS, drops and a stopped signer", async () => {
     const report = await runChaos({

@@ -965,9 +965,15 @@ const FATAL_TEXT = [
   /\buncaught ?exception\b|\bunhandled ?rejection\b/i,
 ];
 const EXIT_LINE = /^--- \S+ exit (code (\S+)|signal (\S+)) ---$/;
+/**
+ * A service's own, logged refusal to start because Postgres or NATS did not answer (restarted
+ * by the run): it exits 1 and is started again, as Kubernetes would. Not a crash; counted apart.
+ */
+const FAILED_START =
+  /^failed to start: .*(the database system is (shutting down|starting up)|ECONNREFUSED|Connection terminated|CONNECTION_REFUSED|TIMEOUT)/s;
 
 /** No process logged an uncaught exception, none exited on its own with an error. */
-function logsClean(net: Network): InvariantResult {
+export function logsClean(net: Pick<Network, "dir" | "crashed">): InvariantResult {
   const v = new Violations();
   const dir = join(net.dir, "logs");
   const files = existsSync(dir)
@@ -978,12 +984,16 @@ function logsClean(net: Network): InvariantResult {
   let lines = 0;
   let killed = 0;
   let starts = 0;
+  let refusedStarts = 0;
   for (const f of files) {
     const text = readFileSync(join(dir, f), "utf8");
+    let dependencyDown = false; // the line before was a logged refusal to start (FAILED_START)
     text.split("\n").forEach((line, i) => {
       if (line === "") return;
       lines++;
       const at = `${f}:${i + 1}`;
+      const afterRefusal = dependencyDown;
+      dependencyDown = false;
       if (line.startsWith("--- ")) {
         if (/^--- \S+ start /.test(line)) starts++;
         const m = EXIT_LINE.exec(line);
@@ -992,6 +1002,7 @@ function logsClean(net: Network): InvariantResult {
         if (m?.[3] === "SIGKILL") killed++;
         else if (m?.[3] !== undefined && m[3] !== "SIGTERM" && m[3] !== "SIGINT")
           v.add(`${at}: exited on its own: ${m[1] ?? ""}`);
+        else if (m?.[2] === "1" && afterRefusal) refusedStarts++;
         else if (m?.[2] !== undefined && m[2] !== "0") v.add(`${at}: exited on its own: ${m[1] ?? ""}`);
         return;
       }
@@ -1005,6 +1016,8 @@ function logsClean(net: Network): InvariantResult {
         if (typeof rec === "object" && rec !== null) {
           const { level, msg } = rec as { level?: unknown; msg?: unknown };
           if (level === "fatal") v.add(`${at}: fatal: ${String(msg)}`);
+          else if (level === "error" && typeof msg === "string" && FAILED_START.test(msg))
+            dependencyDown = true;
           else if (typeof msg === "string" && FATAL_TEXT[2]?.test(msg)) v.add(`${at}: ${msg.slice(0, 200)}`);
           return;
         }
@@ -1015,7 +1028,8 @@ function logsClean(net: Network): InvariantResult {
   if (net.crashed !== undefined) v.add(`the network saw a crash: ${net.crashed.split("\n")[0] ?? ""}`);
   return result(
     "no uncaught exception",
-    `${files.length} log files, ${lines} lines, ${starts} process starts, ${killed} SIGKILLed`,
+    `${files.length} log files, ${lines} lines, ${starts} process starts, ${killed} SIGKILLed, ` +
+      `${refusedStarts} refused to start while Postgres or NATS was down`,
     v,
   );
 }
